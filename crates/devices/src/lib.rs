@@ -1,0 +1,1 @@
+//! In-memory link with seeded impairments, and pcap capture.

@@ -1,0 +1,1 @@
+//! Wire formats: typed views over byte buffers (parse never panics, emit never allocates).
