@@ -1,1 +1,6 @@
-//! In-memory link with seeded impairments, and pcap capture.
+//! Links for ustack: an in-memory link with seeded impairments on a virtual
+//! clock, a simulator driving hosts over it, and pcap capture.
+#![deny(unsafe_code)]
+
+#[allow(dead_code)] // used by memlink, next commits
+mod rng;
