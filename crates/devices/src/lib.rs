@@ -2,5 +2,8 @@
 //! clock, a simulator driving hosts over it, and pcap capture.
 #![deny(unsafe_code)]
 
-#[allow(dead_code)] // used by memlink, next commits
+pub mod pcap;
+#[allow(dead_code)] // used by memlink, next commit
 mod rng;
+
+pub use pcap::{LinkKind, PcapSink};
