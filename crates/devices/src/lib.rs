@@ -2,8 +2,9 @@
 //! clock, a simulator driving hosts over it, and pcap capture.
 #![deny(unsafe_code)]
 
+pub mod memlink;
 pub mod pcap;
-#[allow(dead_code)] // used by memlink, next commit
 mod rng;
 
+pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
