@@ -5,6 +5,8 @@
 pub mod memlink;
 pub mod pcap;
 mod rng;
+pub mod sim;
 
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
+pub use sim::{Sim, SimHost};

@@ -1,0 +1,172 @@
+//! Drives several hosts over one [`MemLink`] on a virtual clock.
+//!
+//! A round at time `now`: every host drains `transmit` onto the link, then
+//! every frame due at `now` is handed to its host. The clock then jumps to the
+//! next event: the earliest pending delivery or host `poll_at`.
+//!
+//! Past deadlines: a host's `poll_at() <= now` counts as "now" only if the
+//! host received a frame this round (or hit the burst cap); otherwise it was
+//! just polled at `now`, emitted nothing, and its stale deadline is ignored
+//! until something else happens. So a host that never clears an old
+//! deadline cannot stall the clock.
+
+use ustack_core::time::{Duration, Instant};
+
+use crate::memlink::{MemLink, PortId};
+
+/// Size of the buffer handed to [`SimHost::transmit`].
+pub const FRAME_BUF: usize = 65_536;
+/// Frames a host may emit in one round before the rest wait for the next round.
+pub const MAX_BURST: usize = 1 << 16;
+/// Rounds one `run_until` call may take before giving up.
+pub const MAX_STEPS: u64 = 50_000_000;
+
+/// Anything the simulator can drive (the core's stack, test hosts).
+pub trait SimHost {
+    fn receive(&mut self, now: Instant, frame: &[u8]);
+    /// Writes one outgoing frame into `buf` and returns its length; `None` when nothing is owed now.
+    fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize>;
+    /// When `transmit` must next be called even if no frame arrives.
+    fn poll_at(&self) -> Option<Instant>;
+}
+
+impl<H: SimHost + ?Sized> SimHost for Box<H> {
+    fn receive(&mut self, now: Instant, frame: &[u8]) {
+        (**self).receive(now, frame)
+    }
+    fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        (**self).transmit(now, buf)
+    }
+    fn poll_at(&self) -> Option<Instant> {
+        (**self).poll_at()
+    }
+}
+
+/// Hosts on one link, and the virtual clock; see the module docs.
+#[derive(Debug)]
+pub struct Sim<H: SimHost> {
+    pub link: MemLink,
+    pub hosts: Vec<H>,
+    ports: Vec<PortId>,
+    dirty: Vec<bool>,
+    now: Instant,
+    next_event: Option<Instant>,
+    steps: u64,
+    buf: Vec<u8>,
+}
+
+impl<H: SimHost> Sim<H> {
+    /// Starts at `Instant::ZERO`.
+    pub fn new(link: MemLink) -> Self {
+        Sim {
+            link,
+            hosts: Vec::new(),
+            ports: Vec::new(),
+            dirty: Vec::new(),
+            now: Instant::ZERO,
+            next_event: None,
+            steps: 0,
+            buf: vec![0; FRAME_BUF],
+        }
+    }
+
+    /// Adds `host` on a new link port; returns its index in `hosts`.
+    pub fn add_host(&mut self, host: H) -> usize {
+        self.ports.push(self.link.add_port());
+        self.hosts.push(host);
+        self.dirty.push(false);
+        self.hosts.len() - 1
+    }
+
+    /// The link port of host `i`.
+    pub fn port(&self, i: usize) -> PortId {
+        self.ports[i]
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Rounds run so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One round at `now`, then advance the clock to the next event, never
+    /// backwards nor past `limit`. Returns false when nothing is pending.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        self.steps += 1;
+        let now = self.now;
+        for (i, host) in self.hosts.iter_mut().enumerate() {
+            self.dirty[i] = false;
+            let mut n = 0;
+            while let Some(len) = host.transmit(now, &mut self.buf) {
+                self.link.send(now, self.ports[i], &self.buf[..len]);
+                n += 1;
+                if n == MAX_BURST {
+                    self.dirty[i] = true;
+                    break;
+                }
+            }
+        }
+        for (i, host) in self.hosts.iter_mut().enumerate() {
+            while self
+                .link
+                .recv_with(now, self.ports[i], |f| host.receive(now, f))
+                .is_some()
+            {
+                self.dirty[i] = true;
+            }
+        }
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for (i, host) in self.hosts.iter().enumerate() {
+            if let Some(t) = self.link.poll_at_port(self.ports[i]) {
+                consider(t.max(now));
+            }
+            if let Some(t) = host.poll_at() {
+                if t > now || self.dirty[i] {
+                    consider(t.max(now));
+                }
+            }
+        }
+        self.next_event = next;
+        match next {
+            Some(t) => {
+                self.now = self.now.max(t.min(limit));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Steps until `done` holds (returns true), or nothing is pending by
+    /// `deadline` (clock left at `deadline`), or the link goes idle (clock
+    /// left at the last event), or [`MAX_STEPS`] rounds pass.
+    pub fn run_until(
+        &mut self,
+        deadline: Instant,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) -> bool {
+        let first = self.steps;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.steps - first >= MAX_STEPS {
+                return false;
+            }
+            let pending = self.step(deadline);
+            if !pending || self.next_event.is_some_and(|t| t > deadline) {
+                return done(self);
+            }
+        }
+    }
+
+    /// Runs for `d` of virtual time; the clock ends exactly `d` later.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(end, |_| false);
+        self.now = self.now.max(end);
+    }
+}
