@@ -15,10 +15,14 @@
 
 use core::fmt;
 
+pub mod arp;
 pub mod checksum;
+pub mod ethernet;
 
 pub use std::net::Ipv4Addr;
 
+pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 
 /// Why a buffer could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
