@@ -18,12 +18,14 @@ use core::fmt;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv4;
 pub mod ipv4;
 
 pub use std::net::Ipv4Addr;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
+pub use icmpv4::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, InvokingPacket};
 pub use ipv4::{Ipv4Cidr, Ipv4Packet, Ipv4Repr};
 
 /// Why a buffer could not be parsed.
