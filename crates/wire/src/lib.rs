@@ -20,6 +20,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod tcp;
 pub mod udp;
 
 pub use std::net::Ipv4Addr;
@@ -28,6 +29,7 @@ pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 pub use icmpv4::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, InvokingPacket};
 pub use ipv4::{Ipv4Cidr, Ipv4Packet, Ipv4Repr};
+pub use tcp::{SackBlocks, SeqNumber, TcpFlags, TcpOption, TcpPacket, TcpRepr, TcpTimestamp};
 pub use udp::{UdpPacket, UdpRepr};
 
 /// Why a buffer could not be parsed.
