@@ -4,7 +4,6 @@
 
 pub mod memlink;
 pub mod pcap;
-mod rng;
 pub mod sim;
 
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};

@@ -14,7 +14,7 @@ use std::io;
 use ustack_core::time::{Duration, Instant};
 
 use crate::pcap::PcapSink;
-use crate::rng::Rng;
+use ustack_core::rng::Rng;
 
 /// Default `queue_limit` when the field is 0.
 pub const DEFAULT_QUEUE_LIMIT: usize = 1000;

@@ -4,7 +4,7 @@
 //! releases: a seed must replay the same run bit for bit across upgrades.
 
 #[derive(Debug, Clone)]
-pub(crate) struct Rng {
+pub struct Rng {
     s: [u64; 4],
 }
 
@@ -17,7 +17,7 @@ fn splitmix64(x: &mut u64) -> u64 {
 }
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
+    pub fn new(seed: u64) -> Rng {
         let mut x = seed;
         Rng {
             s: [
@@ -29,7 +29,7 @@ impl Rng {
         }
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
         let t = s[1] << 17;
@@ -43,17 +43,17 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub(crate) fn f64(&mut self) -> f64 {
+    pub fn f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// True with probability `p`; draws nothing when `p <= 0`.
-    pub(crate) fn chance(&mut self, p: f64) -> bool {
+    pub fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && (p >= 1.0 || self.f64() < p)
     }
 
     /// Uniform in [0, n] (inclusive); draws nothing when `n == 0`.
-    pub(crate) fn upto(&mut self, n: u64) -> u64 {
+    pub fn upto(&mut self, n: u64) -> u64 {
         if n == 0 {
             return 0;
         }
@@ -61,7 +61,7 @@ impl Rng {
     }
 
     /// Uniform in [0, n) for n > 0.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 }
