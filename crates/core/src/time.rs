@@ -24,10 +24,14 @@ impl Instant {
         Instant { micros }
     }
     pub const fn from_millis(millis: u64) -> Instant {
-        Instant { micros: millis.saturating_mul(1000) }
+        Instant {
+            micros: millis.saturating_mul(1000),
+        }
     }
     pub const fn from_secs(secs: u64) -> Instant {
-        Instant { micros: secs.saturating_mul(1_000_000) }
+        Instant {
+            micros: secs.saturating_mul(1_000_000),
+        }
     }
     pub const fn total_micros(self) -> u64 {
         self.micros
@@ -52,7 +56,9 @@ fn dur_micros(d: Duration) -> u64 {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_add(dur_micros(d)) }
+        Instant {
+            micros: self.micros.saturating_add(dur_micros(d)),
+        }
     }
 }
 
@@ -65,7 +71,9 @@ impl AddAssign<Duration> for Instant {
 impl Sub<Duration> for Instant {
     type Output = Instant;
     fn sub(self, d: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_sub(dur_micros(d)) }
+        Instant {
+            micros: self.micros.saturating_sub(dur_micros(d)),
+        }
     }
 }
 
@@ -79,7 +87,12 @@ impl Sub<Instant> for Instant {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 

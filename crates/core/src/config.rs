@@ -1,0 +1,149 @@
+//! Configuration of one stack (one interface). Every limit is explicit.
+
+use crate::time::Duration;
+use core::ops::RangeInclusive;
+use ustack_wire::{ChecksumCaps, EthernetAddress, Ipv4Addr, Ipv4Cidr};
+
+/// What the device carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    /// Bare IPv4 packets (TUN, or an IP MemLink).
+    Ip,
+    /// Ethernet II frames (TAP), with ARP.
+    Ethernet,
+}
+
+/// ARP cache and resolution (RFC 826; timings after Linux's neighbour defaults).
+#[derive(Debug, Clone)]
+pub struct ArpConfig {
+    /// How long a learned entry stays usable.
+    pub entry_ttl: Duration,
+    /// Time between requests for an unresolved address.
+    pub retry_interval: Duration,
+    /// Requests sent before giving up (Linux `mcast_solicit` = 3).
+    pub max_requests: u32,
+    /// Packets held per unresolved address; older ones are dropped (Linux `unres_qlen`).
+    pub max_pending_per_neighbor: usize,
+    /// Entries in the cache; the oldest is evicted beyond this.
+    pub max_entries: usize,
+}
+
+impl Default for ArpConfig {
+    fn default() -> Self {
+        ArpConfig {
+            entry_ttl: Duration::from_secs(60),
+            retry_interval: Duration::from_secs(1),
+            max_requests: 3,
+            max_pending_per_neighbor: 101,
+            max_entries: 1024,
+        }
+    }
+}
+
+/// IPv4 fragment reassembly (RFC 791 §3.2, RFC 815; limits after Linux `ipfrag_*`).
+#[derive(Debug, Clone)]
+pub struct ReassemblyConfig {
+    /// A partial datagram is dropped this long after its first fragment (Linux `ipfrag_time` = 30 s).
+    pub timeout: Duration,
+    /// Bytes held across all partial datagrams (Linux `ipfrag_high_thresh` = 4 MiB).
+    pub max_bytes: usize,
+    /// Partial datagrams held at once.
+    pub max_datagrams: usize,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            timeout: Duration::from_secs(30),
+            max_bytes: 4 << 20,
+            max_datagrams: 1024,
+        }
+    }
+}
+
+/// Configuration of a [`Stack`](crate::Stack).
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub medium: Medium,
+    /// Our hardware address (Ethernet medium only).
+    pub mac: EthernetAddress,
+    /// Our address and the on-link prefix.
+    pub addr: Ipv4Cidr,
+    /// Next hop for destinations off the prefix; without one they are ENETUNREACH.
+    pub gateway: Option<Ipv4Addr>,
+    /// IP MTU of the link (bytes of IP packet, not counting the Ethernet header).
+    pub mtu: usize,
+    /// Seeds every random choice (ports, ISNs, IP idents): same seed, same run.
+    pub seed: u64,
+    /// Checksums verified on receive / filled on transmit (false = offloaded).
+    pub checksums: ChecksumCaps,
+    /// TTL of datagrams we originate (Linux `ip_default_ttl` = 64).
+    pub ttl: u8,
+    pub arp: ArpConfig,
+    pub reassembly: ReassemblyConfig,
+    /// Local ports chosen for port 0 and connect (Linux `ip_local_port_range`).
+    pub ephemeral_ports: RangeInclusive<u16>,
+    /// Default receive buffer of a UDP socket in bytes (Linux `rmem_default`).
+    pub udp_rcvbuf: usize,
+    /// Default send buffer of a UDP socket in bytes (Linux `wmem_default`).
+    pub udp_sndbuf: usize,
+    /// ICMP error messages allowed per second, with a burst of as many (Linux `icmp_msgs_per_sec`/`icmp_msgs_burst`).
+    pub icmp_errors_per_sec: u32,
+    /// Answer echo requests sent to a broadcast address (Linux default: ignore).
+    pub echo_broadcasts: bool,
+    /// Datagrams queued for transmission across the stack before sends get ENOBUFS.
+    pub max_egress_packets: usize,
+}
+
+impl StackConfig {
+    /// A config with Linux-like defaults for `addr` on `medium`.
+    pub fn new(medium: Medium, addr: Ipv4Cidr) -> StackConfig {
+        StackConfig {
+            medium,
+            mac: EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]),
+            addr,
+            gateway: None,
+            mtu: 1500,
+            seed: 0,
+            checksums: ChecksumCaps::default(),
+            ttl: 64,
+            arp: ArpConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            ephemeral_ports: 32768..=60999,
+            udp_rcvbuf: 212_992,
+            udp_sndbuf: 212_992,
+            icmp_errors_per_sec: 1000,
+            echo_broadcasts: false,
+            max_egress_packets: 4096,
+        }
+    }
+
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    pub fn with_mac(mut self, mac: EthernetAddress) -> Self {
+        self.mac = mac;
+        self
+    }
+    pub fn with_gateway(mut self, gw: Ipv4Addr) -> Self {
+        self.gateway = Some(gw);
+        self
+    }
+    pub fn with_mtu(mut self, mtu: usize) -> Self {
+        self.mtu = mtu;
+        self
+    }
+    pub fn with_checksums(mut self, caps: ChecksumCaps) -> Self {
+        self.checksums = caps;
+        self
+    }
+
+    /// Bytes of link header in front of each IP packet.
+    pub fn link_header_len(&self) -> usize {
+        match self.medium {
+            Medium::Ip => 0,
+            Medium::Ethernet => ustack_wire::ethernet::HEADER_LEN,
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Protocol counters in the spirit of `netstat -s` (names after the MIBs of
+//! RFC 4293 (IP), RFC 4022 (TCP) and RFC 4113 (UDP), plus drop reasons).
+
+use core::fmt;
+
+macro_rules! counters {
+    ($(#[$meta:meta])* $name:ident { $( $field:ident : $desc:literal ),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name {
+            $( #[doc = $desc] pub $field: u64, )*
+        }
+
+        impl $name {
+            /// `(field name, description, value)` for every counter.
+            pub fn entries(&self) -> Vec<$crate::counters::Entry> {
+                vec![$( (stringify!($field), $desc, self.$field) ),*]
+            }
+        }
+    };
+}
+
+counters!(
+    /// Link layer (frames as the device hands them to us).
+    LinkCounters {
+        rx_frames: "frames received",
+        tx_frames: "frames sent",
+        rx_malformed: "frames too short or malformed",
+        rx_not_for_us: "frames addressed to another host",
+        rx_unknown_ethertype: "frames with an unknown ethertype",
+        tx_dropped_too_big: "frames dropped: larger than the caller's buffer",
+    }
+);
+
+counters!(
+    /// ARP (RFC 826).
+    ArpCounters {
+        rx_requests: "requests received",
+        rx_replies: "replies received",
+        tx_requests: "requests sent",
+        tx_replies: "replies sent",
+        rx_malformed: "malformed packets",
+        resolution_failures: "resolutions that timed out",
+        pending_dropped: "packets dropped while awaiting resolution",
+        cache_evictions: "cache entries evicted to stay within the limit",
+    }
+);
+
+counters!(
+    /// IPv4 (RFC 4293 ipSystemStats).
+    IpCounters {
+        in_receives: "total packets received",
+        in_hdr_errors: "with invalid headers",
+        in_csum_errors: "with bad header checksum",
+        in_truncated: "truncated packets",
+        in_addr_errors: "with invalid addresses (not for us; we do not forward)",
+        in_unknown_protos: "with unknown protocol",
+        in_discards: "incoming packets discarded",
+        in_delivers: "incoming packets delivered",
+        out_requests: "requests sent out",
+        out_discards: "outgoing packets dropped",
+        out_no_routes: "dropped because of missing route",
+        reasm_reqds: "fragments received",
+        reasm_oks: "datagrams reassembled",
+        reasm_fails: "fragments dropped after timeout or overlap",
+        reasm_timeout: "reassemblies timed out",
+        reasm_overlaps: "reassemblies dropped for overlapping fragments",
+        reasm_oversize: "fragments dropped: datagram would exceed 65535 bytes",
+        reasm_memory_drops: "reassemblies dropped to stay within the memory limit",
+        frag_oks: "datagrams fragmented",
+        frag_fails: "datagrams that needed fragmenting but had DF set",
+        frag_creates: "fragments created",
+    }
+);
+
+counters!(
+    /// ICMP (RFC 792).
+    IcmpCounters {
+        in_msgs: "ICMP messages received",
+        in_errors: "input ICMP message failed (malformed)",
+        in_csum_errors: "with bad checksum",
+        in_echos: "echo requests received",
+        in_echo_reps: "echo replies received",
+        in_dest_unreachs: "destination unreachable received",
+        in_time_excds: "time exceeded received",
+        in_unsupported: "of unsupported type",
+        out_msgs: "ICMP messages sent",
+        out_echos: "echo requests sent",
+        out_echo_reps: "echo replies sent",
+        out_dest_unreachs: "destination unreachable sent",
+        out_time_excds: "time exceeded sent",
+        out_rate_limited: "ICMP errors suppressed by the rate limit",
+        echo_broadcast_ignored: "echo requests to a broadcast address ignored",
+    }
+);
+
+counters!(
+    /// UDP (RFC 4113).
+    UdpCounters {
+        in_datagrams: "packets received",
+        no_ports: "packets to unknown port received",
+        in_errors: "packet receive errors",
+        in_csum_errors: "with bad checksum",
+        rcvbuf_errors: "receive buffer errors (socket queue full)",
+        out_datagrams: "packets sent",
+        sndbuf_errors: "send buffer errors (EAGAIN)",
+    }
+);
+
+/// One counter: `(field name, description, value)`.
+pub type Entry = (&'static str, &'static str, u64);
+
+/// Every counter of one stack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub link: LinkCounters,
+    pub arp: ArpCounters,
+    pub ip: IpCounters,
+    pub icmp: IcmpCounters,
+    pub udp: UdpCounters,
+}
+
+impl Counters {
+    /// `(section, entries)` in display order.
+    pub fn sections(&self) -> Vec<(&'static str, Vec<Entry>)> {
+        vec![
+            ("Link", self.link.entries()),
+            ("Arp", self.arp.entries()),
+            ("Ip", self.ip.entries()),
+            ("Icmp", self.icmp.entries()),
+            ("Udp", self.udp.entries()),
+        ]
+    }
+}
+
+/// `netstat -s` style: one section per protocol, only non-zero counters
+/// unless `{:#}` (alternate) is used.
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all = f.alternate();
+        for (section, entries) in self.sections() {
+            writeln!(f, "{section}:")?;
+            for (_, desc, value) in entries {
+                if all || value != 0 {
+                    writeln!(f, "    {value} {desc}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_lists_nonzero() {
+        let mut c = Counters::default();
+        c.udp.no_ports = 3;
+        let s = c.to_string();
+        assert!(
+            s.contains("Udp:\n    3 packets to unknown port received"),
+            "{s}"
+        );
+        assert!(!s.contains("packets sent"));
+        assert!(format!("{c:#}").contains("0 packets sent"));
+    }
+}

@@ -1,0 +1,357 @@
+//! UDP sockets (RFC 768; socket behaviour after Linux `net/ipv4/udp.c`).
+
+use crate::errno::{Errno, Result};
+use crate::socket::{Readiness, Socket, SocketHandle};
+use crate::stack::{OutPacket, Stack};
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use ustack_wire::{IpProtocol, Ipv4Addr, UdpPacket, UdpRepr};
+
+/// Bytes charged per queued datagram on top of its payload, so a flood of
+/// empty datagrams still fills the receive buffer (Linux charges skb truesize).
+pub const DATAGRAM_OVERHEAD: usize = 64;
+/// Largest UDP payload in an IPv4 datagram.
+pub const MAX_PAYLOAD: usize = 65535 - 20 - 8;
+
+/// One received datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub from: SocketAddrV4,
+    pub data: Vec<u8>,
+}
+
+/// A UDP socket's state.
+#[derive(Debug)]
+pub struct UdpSocket {
+    pub(crate) local: Option<SocketAddrV4>,
+    pub(crate) remote: Option<SocketAddrV4>,
+    pub(crate) rx: VecDeque<Datagram>,
+    pub(crate) rx_bytes: usize,
+    pub(crate) rcvbuf: usize,
+    pub(crate) tx_bytes: usize,
+    pub(crate) sndbuf: usize,
+    pub(crate) error: Option<Errno>,
+    /// Datagrams dropped because the receive queue was full.
+    pub(crate) drops: u64,
+}
+
+impl UdpSocket {
+    pub(crate) fn new(rcvbuf: usize, sndbuf: usize) -> Self {
+        UdpSocket {
+            local: None,
+            remote: None,
+            rx: VecDeque::new(),
+            rx_bytes: 0,
+            rcvbuf,
+            tx_bytes: 0,
+            sndbuf,
+            error: None,
+            drops: 0,
+        }
+    }
+
+    pub(crate) fn readiness(&self) -> Readiness {
+        Readiness {
+            readable: !self.rx.is_empty() || self.error.is_some(),
+            // Linux `sock_writeable`: less than half the send buffer in use.
+            writable: self.tx_bytes < self.sndbuf / 2,
+            error: self.error.is_some(),
+            hangup: false,
+            read_hangup: false,
+        }
+    }
+
+    /// Whether a datagram from `from` to `to` may be delivered here, and how
+    /// well it matches (Linux `compute_score`: exact beats wildcard).
+    pub(crate) fn score(&self, to: SocketAddrV4, from: SocketAddrV4) -> Option<u8> {
+        let local = self.local?;
+        if local.port() != to.port() {
+            return None;
+        }
+        let mut score = 1;
+        if !local.ip().is_unspecified() {
+            if *local.ip() != *to.ip() {
+                return None;
+            }
+            score += 2;
+        }
+        if let Some(remote) = self.remote {
+            if remote != from {
+                return None;
+            }
+            score += 4;
+        }
+        Some(score)
+    }
+
+    /// Bytes waiting to be read.
+    pub fn rx_queued(&self) -> usize {
+        self.rx.iter().map(|d| d.data.len()).sum()
+    }
+
+    pub fn drops(&self) -> u64 {
+        self.drops
+    }
+}
+
+impl Stack {
+    fn udp(&self, h: SocketHandle) -> Result<&UdpSocket> {
+        match self.sockets.get(h) {
+            Some(Socket::Udp(s)) => Ok(s),
+            Some(_) => Err(Errno::EOPNOTSUPP),
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    fn udp_mut(&mut self, h: SocketHandle) -> Result<&mut UdpSocket> {
+        match self.sockets.get_mut(h) {
+            Some(Socket::Udp(s)) => Ok(s),
+            Some(_) => Err(Errno::EOPNOTSUPP),
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    /// Opens an unbound UDP socket.
+    pub fn udp_open(&mut self) -> SocketHandle {
+        let s = UdpSocket::new(self.cfg.udp_rcvbuf, self.cfg.udp_sndbuf);
+        self.sockets.insert(Socket::Udp(s))
+    }
+
+    /// Binds to `addr` (port 0: an ephemeral port, RFC 6056). The address
+    /// must be ours or unspecified (EADDRNOTAVAIL); a port held by another
+    /// socket with an overlapping address is EADDRINUSE.
+    pub fn udp_bind(&mut self, h: SocketHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+        if self.udp(h)?.local.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        let ip = *addr.ip();
+        if !ip.is_unspecified() && ip != self.cfg.addr.address() {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        let port = if addr.port() == 0 {
+            let ports = &self.udp_ports;
+            let sockets = &self.sockets;
+            let in_use = |p: u16| udp_port_conflicts(ports, sockets, p, ip);
+            self.ports.pick(&mut self.rng, in_use)?
+        } else {
+            if udp_port_conflicts(&self.udp_ports, &self.sockets, addr.port(), ip) {
+                return Err(Errno::EADDRINUSE);
+            }
+            addr.port()
+        };
+        let local = SocketAddrV4::new(ip, port);
+        self.udp_mut(h)?.local = Some(local);
+        self.udp_ports.entry(port).or_default().push(h);
+        Ok(local)
+    }
+
+    /// Sets the default destination and filters received datagrams to it.
+    /// Binds an ephemeral port first if unbound.
+    pub fn udp_connect(&mut self, h: SocketHandle, remote: SocketAddrV4) -> Result<()> {
+        if remote.port() == 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.route(*remote.ip())?;
+        if self.udp(h)?.local.is_none() {
+            self.udp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+        }
+        let s = self.udp_mut(h)?;
+        s.remote = Some(remote);
+        s.error = None;
+        Ok(())
+    }
+
+    /// Queues one datagram. `to` may be omitted on a connected socket
+    /// (EDESTADDRREQ otherwise). A full send buffer is EAGAIN; a payload too
+    /// large for IPv4 is EMSGSIZE. A pending error (SO_ERROR) is returned
+    /// first, once.
+    pub fn udp_send_to(
+        &mut self,
+        h: SocketHandle,
+        data: &[u8],
+        to: Option<SocketAddrV4>,
+    ) -> Result<usize> {
+        let s = self.udp_mut(h)?;
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        let dst = to.or(s.remote).ok_or(Errno::EDESTADDRREQ)?;
+        if dst.port() == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if data.len() > MAX_PAYLOAD {
+            return Err(Errno::EMSGSIZE);
+        }
+        let charge = data.len() + DATAGRAM_OVERHEAD;
+        if s.tx_bytes > 0 && s.tx_bytes + charge > s.sndbuf {
+            self.counters.udp.sndbuf_errors += 1;
+            return Err(Errno::EAGAIN);
+        }
+        let next_hop = self.route(*dst.ip())?;
+        if self.udp(h)?.local.is_none() {
+            self.udp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+        }
+        if self.egress_full() {
+            return Err(Errno::ENOBUFS);
+        }
+        let local = self.udp(h)?.local.expect("bound above");
+        let src_ip = self.cfg.addr.address();
+        let mut payload = vec![0u8; ustack_wire::udp::HEADER_LEN + data.len()];
+        let repr = UdpRepr {
+            src_port: local.port(),
+            dst_port: dst.port(),
+        };
+        repr.emit(
+            &mut UdpPacket::new_unchecked(&mut payload[..]),
+            src_ip,
+            *dst.ip(),
+            data,
+            &self.cfg.checksums,
+        );
+        let s = self.udp_mut(h)?;
+        s.tx_bytes += charge;
+        self.counters.udp.out_datagrams += 1;
+        let ip = self.ip_repr(*dst.ip(), IpProtocol::Udp, payload.len(), false);
+        self.egress.push_back(OutPacket {
+            next_hop,
+            repr: ip,
+            payload,
+            owner: Some((h, charge)),
+        });
+        Ok(data.len())
+    }
+
+    /// Takes the oldest datagram, copying at most `buf.len()` bytes (the rest
+    /// of a longer datagram is discarded, as POSIX says). Returns the bytes
+    /// copied, the datagram's full length, and its source. EAGAIN when empty;
+    /// a pending error is returned first, once.
+    pub fn udp_recv_from(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> Result<(usize, usize, SocketAddrV4)> {
+        let s = self.udp_mut(h)?;
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        let d = s.rx.pop_front().ok_or(Errno::EAGAIN)?;
+        s.rx_bytes -= d.data.len() + DATAGRAM_OVERHEAD;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Ok((n, d.data.len(), d.from))
+    }
+
+    /// Like [`udp_recv_from`](Self::udp_recv_from) but leaves the datagram queued (MSG_PEEK).
+    pub fn udp_peek_from(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> Result<(usize, usize, SocketAddrV4)> {
+        let s = self.udp_mut(h)?;
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        let d = s.rx.front().ok_or(Errno::EAGAIN)?;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Ok((n, d.data.len(), d.from))
+    }
+
+    /// Sets SO_RCVBUF / SO_SNDBUF in bytes (clamped to at least 256 like Linux's minimum).
+    pub fn udp_set_buffers(
+        &mut self,
+        h: SocketHandle,
+        rcvbuf: Option<usize>,
+        sndbuf: Option<usize>,
+    ) -> Result<()> {
+        let s = self.udp_mut(h)?;
+        if let Some(r) = rcvbuf {
+            s.rcvbuf = r.max(256);
+        }
+        if let Some(w) = sndbuf {
+            s.sndbuf = w.max(256);
+        }
+        Ok(())
+    }
+
+    /// Datagrams this socket dropped because its receive queue was full.
+    pub fn udp_drops(&self, h: SocketHandle) -> Result<u64> {
+        Ok(self.udp(h)?.drops)
+    }
+
+    pub(crate) fn udp_close(&mut self, h: SocketHandle, s: &UdpSocket) {
+        if let Some(local) = s.local {
+            if let Some(v) = self.udp_ports.get_mut(&local.port()) {
+                v.retain(|x| *x != h);
+                if v.is_empty() {
+                    self.udp_ports.remove(&local.port());
+                }
+            }
+        }
+    }
+
+    /// Finds the best socket for a datagram (connected, then bound address, then wildcard).
+    pub(crate) fn udp_lookup(&self, to: SocketAddrV4, from: SocketAddrV4) -> Option<SocketHandle> {
+        let candidates = self.udp_ports.get(&to.port())?;
+        candidates
+            .iter()
+            .filter_map(|&h| match self.sockets.get(h) {
+                Some(Socket::Udp(s)) => s.score(to, from).map(|score| (score, h)),
+                _ => None,
+            })
+            .max_by_key(|(score, _)| *score)
+            .map(|(_, h)| h)
+    }
+
+    /// Queues a received datagram on `h`, or drops it if the queue is full.
+    pub(crate) fn udp_deliver(&mut self, h: SocketHandle, from: SocketAddrV4, data: &[u8]) {
+        let Some(Socket::Udp(s)) = self.sockets.get_mut(h) else {
+            return;
+        };
+        let charge = data.len() + DATAGRAM_OVERHEAD;
+        if s.rx_bytes + charge > s.rcvbuf {
+            s.drops += 1;
+            self.counters.udp.rcvbuf_errors += 1;
+            self.counters.udp.in_errors += 1;
+            return;
+        }
+        s.rx_bytes += charge;
+        s.rx.push_back(Datagram {
+            from,
+            data: data.to_vec(),
+        });
+        self.counters.udp.in_datagrams += 1;
+        self.sockets.mark_changed(h);
+    }
+
+    /// An ICMP error about a datagram we sent from `local` to `remote`: a
+    /// connected socket gets it as its pending error (as Linux does).
+    pub(crate) fn udp_icmp_error(&mut self, local: SocketAddrV4, remote: SocketAddrV4, err: Errno) {
+        let Some(h) = self.udp_lookup(local, remote) else {
+            return;
+        };
+        if let Some(Socket::Udp(s)) = self.sockets.get_mut(h) {
+            if s.remote == Some(remote) {
+                s.error = Some(err);
+                self.sockets.mark_changed(h);
+            }
+        }
+    }
+}
+
+/// Whether binding `ip:port` would clash with a socket already bound there.
+fn udp_port_conflicts(
+    ports: &std::collections::HashMap<u16, Vec<SocketHandle>>,
+    sockets: &crate::socket::SocketSet,
+    port: u16,
+    ip: Ipv4Addr,
+) -> bool {
+    ports.get(&port).is_some_and(|v| {
+        v.iter().any(|&h| match sockets.get(h) {
+            Some(Socket::Udp(s)) => s
+                .local
+                .is_some_and(|l| l.ip().is_unspecified() || ip.is_unspecified() || *l.ip() == ip),
+            _ => false,
+        })
+    })
+}

@@ -1,0 +1,86 @@
+//! Anything from the wire: no panic, and the stack keeps working.
+
+mod common;
+
+use common::{config, A, B};
+use proptest::prelude::*;
+use ustack_core::{Instant, Medium, Stack};
+
+/// Valid frames of every kind we parse, to mutate.
+fn seeds(medium: Medium) -> Vec<Vec<u8>> {
+    let mut a = Stack::new(config(medium, A, 1)).unwrap();
+    let mut b = Stack::new(config(medium, B, 2)).unwrap();
+    let now = Instant::from_secs(1);
+    let u = a.udp_open();
+    let s = b.udp_open();
+    b.udp_bind(s, std::net::SocketAddrV4::new(B, 9)).unwrap();
+    let h = a.icmp_open();
+    a.icmp_send_echo(h, B, 1, b"ping").unwrap();
+    a.udp_send_to(u, b"datagram", Some(std::net::SocketAddrV4::new(B, 9)))
+        .unwrap();
+    a.udp_send_to(u, &[7u8; 3000], Some(std::net::SocketAddrV4::new(B, 9)))
+        .unwrap();
+    a.udp_send_to(u, b"closed", Some(std::net::SocketAddrV4::new(B, 10)))
+        .unwrap();
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 2000];
+    for _ in 0..10 {
+        while let Some(n) = a.transmit(now, &mut buf) {
+            frames.push(buf[..n].to_vec());
+            b.receive(now, &buf[..n]);
+        }
+        while let Some(n) = b.transmit(now, &mut buf) {
+            frames.push(buf[..n].to_vec());
+            a.receive(now, &buf[..n]);
+        }
+    }
+    assert!(frames.len() >= 6, "seed frames: {}", frames.len());
+    frames
+}
+
+fn check(medium: Medium, frames: Vec<Vec<u8>>) {
+    let mut s = Stack::new(config(medium, B, 3)).unwrap();
+    let u = s.udp_open();
+    s.udp_bind(u, std::net::SocketAddrV4::new(B, 9)).unwrap();
+    let mut buf = vec![0u8; 2000];
+    for (i, f) in frames.iter().enumerate() {
+        let now = Instant::from_millis(i as u64 * 700);
+        s.receive(now, f);
+        let mut sent = 0;
+        while s.transmit(now, &mut buf).is_some() {
+            sent += 1;
+            assert!(sent < 10_000);
+        }
+    }
+    let _ = s.poll_at();
+    assert!(s.reassembly_bytes() <= s.config().reassembly.max_bytes);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..1600), 1..8)) {
+        check(Medium::Ip, frames.clone());
+        check(Medium::Ethernet, frames);
+    }
+
+    #[test]
+    fn mutated_valid_frames_never_panic(
+        medium in prop::sample::select(vec![Medium::Ip, Medium::Ethernet]),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6), any::<prop::sample::Index>()), 1..12),
+    ) {
+        let seeds = seeds(medium);
+        let frames = picks.iter().map(|(which, edits, cut)| {
+            let mut f = which.get(&seeds).clone();
+            for (at, byte) in edits {
+                let i = at.index(f.len());
+                f[i] = *byte;
+            }
+            let keep = f.len() - cut.index(f.len() / 4 + 1);
+            f.truncate(keep);
+            f
+        }).collect();
+        check(medium, frames);
+    }
+}
