@@ -42,6 +42,18 @@ impl<H: SimHost + ?Sized> SimHost for Box<H> {
     }
 }
 
+impl SimHost for ustack_core::Stack {
+    fn receive(&mut self, now: Instant, frame: &[u8]) {
+        ustack_core::Stack::receive(self, now, frame)
+    }
+    fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        ustack_core::Stack::transmit(self, now, buf)
+    }
+    fn poll_at(&self) -> Option<Instant> {
+        ustack_core::Stack::poll_at(self)
+    }
+}
+
 /// Hosts on one link, and the virtual clock; see the module docs.
 #[derive(Debug)]
 pub struct Sim<H: SimHost> {
@@ -161,6 +173,17 @@ impl<H: SimHost> Sim<H> {
                 return done(self);
             }
         }
+    }
+
+    /// Runs to exactly `t`, calling `apps` before every round: the place
+    /// where simulated applications read and write their sockets.
+    pub fn run_to(&mut self, t: Instant, mut apps: impl FnMut(&mut Self)) {
+        self.run_until(t, |s| {
+            apps(s);
+            false
+        });
+        self.now = self.now.max(t);
+        apps(self);
     }
 
     /// Runs for `d` of virtual time; the clock ends exactly `d` later.
