@@ -1,1 +1,99 @@
-fn main() {}
+//! `ustack`: run servers and clients on the user-space stack and see what
+//! it is doing.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use ustack_core::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ustack",
+    version,
+    about = "A user-space TCP/IP stack: demos, servers and clients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Two hosts on an in-memory link: ping and a UDP echo exchange (no root needed).
+    Demo {
+        /// Probability that the link drops a frame (0 to 1).
+        #[arg(long, default_value_t = 0.2, value_parser = probability)]
+        loss: f64,
+        /// One-way delay of the link in milliseconds.
+        #[arg(long, default_value_t = 10)]
+        delay: u64,
+        /// Probability that the link flips bits in a frame (0 to 1).
+        #[arg(long, default_value_t = 0.01, value_parser = probability)]
+        corrupt: f64,
+        /// Pings and datagrams to send.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        count: u32,
+        /// Bytes per UDP datagram (over the 1500-byte MTU they are fragmented).
+        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(4..=65507))]
+        size: u32,
+        /// Seed of every random choice: the same seed gives the same run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write every frame to this pcap file (readable by tshark/Wireshark).
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+    },
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{p} is not a probability between 0 and 1"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Demo {
+            loss,
+            delay,
+            corrupt,
+            count,
+            size,
+            seed,
+            pcap,
+        } => {
+            let opts = demo::DemoOptions {
+                loss,
+                delay: Duration::from_millis(delay),
+                corrupt,
+                count,
+                size: size as usize,
+                seed,
+                pcap,
+            };
+            match demo::run(&opts) {
+                Ok(report) => {
+                    print!("{}", report.text);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ustack: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
