@@ -56,6 +56,19 @@ fn probability(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Writes to stdout; a closed pipe (`ustack demo | head`) is not an error.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ustack: cannot write to stdout: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -85,10 +98,7 @@ fn main() -> ExitCode {
                 pcap,
             };
             match demo::run(&opts) {
-                Ok(report) => {
-                    print!("{}", report.text);
-                    ExitCode::SUCCESS
-                }
+                Ok(report) => print_out(&report.text),
                 Err(e) => {
                     eprintln!("ustack: {e}");
                     ExitCode::from(2)
