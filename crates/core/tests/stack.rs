@@ -362,3 +362,89 @@ fn config_errors_are_clear() {
     let err = Stack::new(cfg).err().unwrap();
     assert!(err.to_string().contains("MTU 40"), "{err}");
 }
+
+#[test]
+fn off_link_destinations_go_to_the_gateway() {
+    // A (10.0.0.1/24) with gateway B sends to 192.0.2.9: the frame goes to
+    // B's MAC after ARP for B, with the far address in the IP header.
+    let gw_cfg = config(Medium::Ethernet, A, 1).with_gateway(B);
+    let mut p = Pair::with(gw_cfg, config(Medium::Ethernet, B, 2));
+    let c = p.a.udp_open();
+    let far = Ipv4Addr::new(192, 0, 2, 9);
+    p.a.udp_send_to(c, b"via gw", Some(sa(far, 53))).unwrap();
+    p.pump();
+    let arp_request = &p.trace[0].2;
+    assert_eq!(&arp_request[12..14], &[0x08, 0x06]);
+    assert_eq!(
+        &arp_request[38..42],
+        &B.octets(),
+        "ARP asks for the gateway"
+    );
+    let data = p
+        .trace
+        .iter()
+        .find(|(_, a, f)| *a && f[12..14] == [0x08, 0x00])
+        .expect("datagram sent");
+    let eth = EthernetFrame::new_checked(&data.2[..]).unwrap();
+    assert_eq!(eth.dst_addr().0, [2, 0, 0, 0, 0, 2], "to the gateway's MAC");
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!(ip.dst_addr(), far);
+    // B is a host, not a router: it does not forward, it counts.
+    assert_eq!(p.b.counters().ip.in_addr_errors, 1);
+    // Without a gateway, the same send is ENETUNREACH.
+    let mut q = Pair::new(Medium::Ethernet);
+    let c = q.a.udp_open();
+    assert_eq!(
+        q.a.udp_send_to(c, b"x", Some(sa(far, 53))),
+        Err(Errno::ENETUNREACH)
+    );
+}
+
+#[test]
+fn ip_options_are_skipped() {
+    let mut b = Stack::new(config(Medium::Ip, B, 2)).unwrap();
+    let s = b.udp_open();
+    b.udp_bind(s, sa(B, 9)).unwrap();
+    // IHL 7: 8 bytes of options (a record-route-like option, then NOP/EOL).
+    let payload = b"with options";
+    let mut frame = vec![0u8; 28 + 8 + payload.len()];
+    let repr = Ipv4Repr {
+        src_addr: A,
+        dst_addr: B,
+        protocol: IpProtocol::Udp,
+        payload_len: 8 + payload.len(),
+        ttl: 64,
+        tos: 0,
+        ident: 9,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+    };
+    let mut udp = vec![0u8; 8 + payload.len()];
+    UdpRepr {
+        src_port: 1000,
+        dst_port: 9,
+    }
+    .emit(
+        &mut UdpPacket::new_unchecked(&mut udp[..]),
+        A,
+        B,
+        payload,
+        &ChecksumCaps::default(),
+    );
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[..]);
+        repr.emit(&mut ip, &ChecksumCaps::default());
+        ip.set_header_len(28);
+        ip.set_total_len((28 + udp.len()) as u16);
+    }
+    frame[20..28].copy_from_slice(&[0x07, 0x07, 0x04, 0, 0, 0, 0, 0x00]);
+    frame[28..].copy_from_slice(&udp);
+    Ipv4Packet::new_unchecked(&mut frame[..]).fill_checksum();
+    b.receive(Instant::ZERO, &frame);
+    let mut buf = [0u8; 64];
+    let (n, _, from) = b
+        .udp_recv_from(s, &mut buf)
+        .expect("delivered despite options");
+    assert_eq!((&buf[..n], from), (&payload[..], sa(A, 1000)));
+}
