@@ -7,8 +7,12 @@ pub mod device;
 pub mod memlink;
 pub mod pcap;
 pub mod sim;
+// The only module with `unsafe`: the ioctl, poll and setns calls.
+#[allow(unsafe_code)]
+pub mod tun;
 
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
 pub use sim::{Sim, SimHost};
+pub use tun::{poll_fd, PollReady, Tap, Tun, TunOptions};
