@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod device;
+pub mod kernel;
 pub mod memlink;
 pub mod pcap;
 pub mod sim;
@@ -12,6 +13,7 @@ pub mod sim;
 pub mod tun;
 
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
+pub use kernel::{KernelIf, NetNs};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
 pub use sim::{Sim, SimHost};
