@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod device;
+pub mod impaired;
 pub mod kernel;
 pub mod memlink;
 pub mod pcap;
@@ -13,6 +14,7 @@ pub mod sim;
 pub mod tun;
 
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
+pub use impaired::Impaired;
 pub use kernel::{KernelIf, NetNs};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
