@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod device;
+pub mod driver;
 pub mod impaired;
 pub mod kernel;
 pub mod memlink;
@@ -14,6 +15,7 @@ pub mod sim;
 pub mod tun;
 
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
+pub use driver::{Driver, DriverStats};
 pub use impaired::Impaired;
 pub use kernel::{KernelIf, NetNs};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
