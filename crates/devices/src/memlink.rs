@@ -358,7 +358,7 @@ impl MemLink {
 /// One bit, because that is the error the Internet checksum always detects
 /// (RFC 1071): two flips can cancel in the one's-complement sum, and on a
 /// real link the frame CRC catches those before IP sees them.
-fn corrupt(rng: &mut Rng, buf: &mut [u8]) {
+pub(crate) fn corrupt(rng: &mut Rng, buf: &mut [u8]) {
     let bit = rng.below(buf.len() as u64 * 8);
     buf[(bit / 8) as usize] ^= 1 << (bit % 8);
 }
