@@ -6,9 +6,11 @@
 pub mod device;
 pub mod memlink;
 pub mod pcap;
+pub mod shared;
 pub mod sim;
 
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
+pub use shared::{LinkPort, SharedLink};
 pub use sim::{Sim, SimHost};
