@@ -7,6 +7,7 @@ pub mod epoll;
 pub mod fd;
 pub mod posix;
 pub mod runtime;
+pub mod net;
 mod sys;
 
 pub use epoll::EpollEvent;
