@@ -9,6 +9,7 @@ pub mod impaired;
 pub mod kernel;
 pub mod memlink;
 pub mod pcap;
+pub mod shared;
 pub mod sim;
 // The only module with `unsafe`: the ioctl, poll and setns calls.
 #[allow(unsafe_code)]
@@ -20,5 +21,6 @@ pub use impaired::Impaired;
 pub use kernel::{KernelIf, NetNs};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
+pub use shared::{LinkPort, SharedLink};
 pub use sim::{Sim, SimHost};
 pub use tun::{poll_fd, PollReady, Tap, Tun, TunOptions};
