@@ -5,9 +5,9 @@
 
 pub mod epoll;
 pub mod fd;
+pub mod net;
 pub mod posix;
 pub mod runtime;
-pub mod net;
 mod sys;
 
 pub use epoll::EpollEvent;

@@ -16,7 +16,12 @@ fn v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
             SocketAddr::V4(a) => Some(a),
             SocketAddr::V6(_) => None,
         })
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no IPv4 address to use (ustack is IPv4 only)"))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no IPv4 address to use (ustack is IPv4 only)",
+            )
+        })
 }
 
 /// A descriptor closed on drop.
@@ -32,12 +37,6 @@ impl Drop for Fd {
     }
 }
 
-impl std::fmt::Debug for Runtime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("mode", &self.mode()).finish()
-    }
-}
-
 /// Like `std::net::UdpSocket`.
 #[derive(Debug)]
 pub struct UdpSocket {
@@ -48,7 +47,10 @@ impl UdpSocket {
     /// Binds a new socket on `rt` (port 0: an ephemeral port).
     pub fn bind(rt: &Runtime, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         let addr = v4(addr)?;
-        let fd = Fd { rt: rt.clone(), fd: rt.socket(AF_INET, SOCK_DGRAM, 0)? };
+        let fd = Fd {
+            rt: rt.clone(),
+            fd: rt.socket(AF_INET, SOCK_DGRAM, 0)?,
+        };
         rt.bind(fd.fd, addr)?;
         Ok(UdpSocket { fd })
     }
@@ -84,12 +86,20 @@ impl UdpSocket {
 
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.rt().recvfrom(self.fd.fd, buf, 0)?;
-        Ok((n, from.map_or_else(|| SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0), |a| a).into()))
+        Ok((
+            n,
+            from.unwrap_or(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0))
+                .into(),
+        ))
     }
 
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.rt().recvfrom(self.fd.fd, buf, MSG_PEEK)?;
-        Ok((n, from.map_or_else(|| SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0), |a| a).into()))
+        Ok((
+            n,
+            from.unwrap_or(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0))
+                .into(),
+        ))
     }
 
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -97,7 +107,10 @@ impl UdpSocket {
     }
 
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        Ok(self.rt().fcntl(self.fd.fd, F_SETFL, if on { O_NONBLOCK } else { 0 }).map(|_| ())?)
+        Ok(self
+            .rt()
+            .fcntl(self.fd.fd, F_SETFL, if on { O_NONBLOCK } else { 0 })
+            .map(|_| ())?)
     }
 
     /// Like std: `Some(Duration::ZERO)` is an error.
@@ -121,7 +134,10 @@ impl UdpSocket {
 
 fn set_timeout(rt: &Runtime, fd: i32, name: i32, t: Option<Duration>) -> io::Result<()> {
     if t == Some(Duration::ZERO) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot set a 0 duration timeout"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        ));
     }
     Ok(rt.setsockopt(fd, SOL_SOCKET, name, OptVal::Time(t))?)
 }

@@ -320,6 +320,14 @@ pub struct Runtime {
     owner: Arc<Owner>,
 }
 
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("mode", &self.mode())
+            .finish()
+    }
+}
+
 impl Runtime {
     /// Starts a runtime over `device`. `clock` is the time base the stack's
     /// instants come from (a shared in-memory link dictates its own).
