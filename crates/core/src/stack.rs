@@ -313,6 +313,11 @@ impl Stack {
         for e in self.reasm.poll(now) {
             self.counters.ip.reasm_timeout += 1;
             self.counters.ip.reasm_fails += 1;
+            // RFC 1122 §3.2.2: no ICMP error about a datagram sent to a
+            // broadcast address (Linux's ip_expire only answers for local).
+            if self.is_broadcast(e.dst) {
+                continue;
+            }
             if let Some(invoking) = e.invoking {
                 // RFC 792: code 1, fragment reassembly time exceeded.
                 self.send_icmp_error(

@@ -176,6 +176,36 @@ fn missing_fragment_times_out_with_icmp_time_exceeded() {
     assert_eq!(p.b.udp_recv_from(s, &mut buf), Err(Errno::EAGAIN));
 }
 
+/// RFC 1122 §3.2.2: no ICMP error about a datagram sent to a broadcast
+/// address, Time Exceeded for its reassembly included (found by fuzzing:
+/// the reassembly timeout sent one, unlike Linux's `ip_expire`).
+#[test]
+fn broadcast_fragments_time_out_without_icmp() {
+    for dst in [Ipv4Addr::BROADCAST, Ipv4Addr::new(10, 0, 0, 255)] {
+        let mut p = Pair::new(Medium::Ip);
+        let c = p.a.udp_open();
+        let mut n = 0;
+        p.filter = Box::new(move |from_a, f| {
+            if from_a {
+                n += 1;
+                if n == 3 {
+                    return None;
+                }
+            }
+            Some(f)
+        });
+        p.a.udp_send_to(c, &[1u8; 5000], Some(sa(dst, 7000)))
+            .unwrap();
+        p.pump();
+        assert!(p.b.reassembly_bytes() > 0, "{dst}");
+        p.advance(Duration::from_secs(31));
+        assert_eq!(p.b.counters().ip.reasm_timeout, 1, "{dst}");
+        assert_eq!(p.b.counters().icmp.out_msgs, 0, "{dst}");
+        assert_eq!(p.a.counters().icmp.in_msgs, 0, "{dst}");
+        assert_eq!(p.b.reassembly_bytes(), 0, "{dst}");
+    }
+}
+
 #[test]
 fn corrupted_datagrams_are_counted_never_delivered() {
     let mut p = Pair::new(Medium::Ip);
