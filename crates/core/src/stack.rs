@@ -609,13 +609,15 @@ impl Stack {
                 Outcome::Held | Outcome::Duplicate => {}
                 Outcome::Complete(full, data) => {
                     self.counters.ip.reasm_oks += 1;
-                    let mut quote = Vec::with_capacity(20 + 8);
-                    quote.extend_from_slice(&bytes[..header_len]);
-                    quote.extend_from_slice(
-                        &data[..data
-                            .len()
-                            .min(ICMP_QUOTE_MAX - header_len.min(ICMP_QUOTE_MAX))],
+                    // Quote the reassembled datagram's header, not the last fragment's.
+                    let hl = ustack_wire::ipv4::HEADER_LEN;
+                    let take = data.len().min(ICMP_QUOTE_MAX - hl);
+                    let mut quote = vec![0u8; hl + take];
+                    full.emit(
+                        &mut Ipv4Packet::new_unchecked(&mut quote[..hl]),
+                        &ustack_wire::ChecksumCaps::default(),
                     );
+                    quote[hl..].copy_from_slice(&data[..take]);
                     self.dispatch(now, &full, &data, &quote, broadcast);
                 }
                 Outcome::Dropped(reason) => {

@@ -478,3 +478,31 @@ fn ip_options_are_skipped() {
         .expect("delivered despite options");
     assert_eq!((&buf[..n], from), (&payload[..], sa(A, 1000)));
 }
+
+#[test]
+fn icmp_error_about_a_reassembled_datagram_quotes_its_whole_header() {
+    let mut p = Pair::new(Medium::Ip);
+    let c = p.a.udp_open();
+    p.a.udp_send_to(c, &[5u8; 3000], Some(sa(B, 4444))).unwrap();
+    p.pump();
+    assert_eq!(p.b.counters().udp.no_ports, 1);
+    let (_, _, icmp) = p.trace.iter().rev().find(|(_, from_a, _)| !from_a).unwrap();
+    let ip = Ipv4Packet::new_checked(&icmp[..]).unwrap();
+    assert_eq!(ip.protocol(), IpProtocol::Icmp);
+    let quoted = &ip.payload()[8..];
+    assert!(
+        quoted.len() <= 576 - 28,
+        "ICMP error within 576 bytes: {}",
+        quoted.len()
+    );
+    let q = ustack_core::wire::icmpv4::parse_invoking(quoted).unwrap();
+    assert_eq!(
+        (q.src_addr, q.dst_addr, q.protocol),
+        (A, B, IpProtocol::Udp)
+    );
+    // The header quoted is the datagram's: no MF, offset 0, full length.
+    let total_len = u16::from_be_bytes([quoted[2], quoted[3]]);
+    let frag = u16::from_be_bytes([quoted[6], quoted[7]]);
+    assert_eq!(total_len, 20 + 8 + 3000);
+    assert_eq!(frag & 0x3fff, 0, "MF clear, offset 0");
+}
