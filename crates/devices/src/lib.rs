@@ -3,6 +3,7 @@
 //! devices (TUN/TAP) with kernel-side setup helpers.
 #![deny(unsafe_code)]
 
+pub mod capture;
 pub mod device;
 pub mod driver;
 pub mod impaired;
@@ -15,6 +16,7 @@ pub mod sim;
 #[allow(unsafe_code)]
 pub mod tun;
 
+pub use capture::Captured;
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
 pub use driver::{Driver, DriverStats};
 pub use impaired::Impaired;

@@ -483,6 +483,18 @@ impl Runtime {
         st
     }
 
+    /// Runs `f` on the stack until it returns something other than EAGAIN,
+    /// waiting for the stack to change in between, up to `timeout` (None:
+    /// forever); EAGAIN when the time is up. For calls the POSIX layer does
+    /// not cover (ping sockets, say).
+    pub fn wait_stack<R>(
+        &self,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(&mut Stack, Instant) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
+        self.wait(timeout, |st, now| f(&mut st.stack, now))
+    }
+
     /// Direct access to the core, for observability and setup.
     pub fn with_stack<R>(&self, f: impl FnOnce(&mut Stack, Instant) -> R) -> R {
         self.with(|st, now| f(&mut st.stack, now))
