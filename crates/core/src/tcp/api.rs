@@ -129,6 +129,7 @@ impl Stack {
             },
             error: None,
             in_ports: false,
+            leftover: super::Ring::default(),
         };
         self.sockets.insert(Socket::Tcp(s))
     }
@@ -262,6 +263,7 @@ impl Stack {
             kind: Kind::Conn(id),
             error: None,
             in_ports: false,
+            leftover: super::Ring::default(),
         };
         let remote = t.remote;
         let nh = self.sockets.insert(Socket::Tcp(sock));
@@ -396,6 +398,8 @@ impl Stack {
         if n == 0 {
             return Err(Errno::EAGAIN);
         }
+        t.maybe_arm_persist(now, &self.cfg.tcp);
+        self.tcp.arm(id);
         self.tcp.schedule(id);
         Ok(n)
     }
@@ -421,7 +425,13 @@ impl Stack {
             Kind::Conn(id) => id,
             Kind::Closed {
                 was_connected: true,
-            } => return Ok(0),
+            } => {
+                let n = s.leftover.copy_out(0, buf);
+                if consume {
+                    s.leftover.consume(n);
+                }
+                return Ok(n);
+            }
             _ => return Err(Errno::ENOTCONN),
         };
         let Some(t) = self.tcp.get_mut(id) else {

@@ -189,11 +189,11 @@ impl Stack {
             self.counters.tcp.listen_drops += 1;
             return;
         }
-        let (syn_count, backlog) = match self.listener_mut(lh) {
-            Some(l) => (l.syn_count, l.backlog),
-            None => return,
+        let Some(syn_count) = self.listener_mut(lh).map(|l| l.syn_count) else {
+            return;
         };
-        let syn_cap = backlog.min(self.cfg.tcp.max_syn_backlog).max(1);
+        // The SYN queue is bounded by max_syn_backlog (the accept queue by the backlog).
+        let syn_cap = self.cfg.tcp.max_syn_backlog.max(1);
         if syn_count >= syn_cap {
             if self.cfg.tcp.syncookies {
                 self.tcp_send_cookie(now, lh, local, remote, seg);
@@ -429,6 +429,7 @@ impl Stack {
                 s.kind = Kind::Closed {
                     was_connected: true,
                 };
+                s.leftover = t.rcvq;
             }
             self.sockets.mark_changed(h);
         }
@@ -902,10 +903,7 @@ impl Stack {
             t.max_snd_wnd = t.max_snd_wnd.max(wnd);
             t.snd_wl1 = seg.seq_number;
             t.snd_wl2 = ack;
-            if wnd == 0 && t.rexmit_at.is_none() && t.sendable().0 > 0 {
-                // Zero window with data waiting: probe on the RTO (persist).
-                t.rexmit_at = Some(now + t.current_rto(cfg));
-            }
+            t.maybe_arm_persist(now, cfg);
         }
         let fin_acked = t.fin_acked();
         let state = t.state;

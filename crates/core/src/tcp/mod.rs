@@ -390,6 +390,15 @@ impl Tcb {
         }
     }
 
+    /// With data waiting, nothing in flight and the peer's window closed,
+    /// probe on the RTO (the persist timer, RFC 9293 §3.8.6.1).
+    pub fn maybe_arm_persist(&mut self, now: Instant, cfg: &TcpConfig) {
+        let (unsent, usable) = self.sendable();
+        if unsent > 0 && usable == 0 && self.snd_una == self.snd_max && self.rexmit_at.is_none() {
+            self.rexmit_at = Some(now + self.current_rto(cfg));
+        }
+    }
+
     /// Earliest of this TCB's timers.
     pub fn deadline(&self) -> Option<Instant> {
         [self.rexmit_at, self.linger_at, self.keepalive_at]
@@ -450,6 +459,9 @@ pub struct TcpSocket {
     pub(crate) error: Option<Errno>,
     /// Counted among the port's bound sockets (bound, not connected).
     pub(crate) in_ports: bool,
+    /// Received data still unread when the connection ended (TIME_WAIT
+    /// expiry, RST): readable until drained, like Linux's receive queue.
+    pub(crate) leftover: Ring,
 }
 
 /// Who uses a local port: bound sockets (not connected) and the TCBs,
