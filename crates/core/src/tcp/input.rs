@@ -562,7 +562,9 @@ impl Stack {
         {
             if f.contains(TcpFlags::ACK) && seg.ack_number == t.snd_max && t.listener.is_none() {
                 // Simultaneous open (Linux tcp_rcv_state_process): the
-                // SYN,ACK completes our handshake.
+                // SYN,ACK completes our handshake; ACK their SYN in case our
+                // SYN,ACK has not gone out yet.
+                t.ack_pending = t.syn_pending;
                 self.tcp_established_from_syn_received(now, id, seg);
             } else if !f.contains(TcpFlags::ACK) {
                 t.syn_pending = true;
