@@ -958,3 +958,64 @@ fn receive_window_shrinks_as_data_queues_and_reopens() {
     let upd = s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 4097));
     assert_eq!(upd.win, 4096, "window update after the read");
 }
+
+#[test]
+fn bind_rules() {
+    let mut s = Script::new();
+    let any = |p| SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, p);
+    let us = |p| SocketAddrV4::new(US, p);
+    let a = s.stack.tcp_open();
+    let b = s.stack.tcp_open();
+    assert_eq!(s.stack.tcp_bind(a, us(80)), Ok(us(80)));
+    assert_eq!(
+        s.stack.tcp_bind(a, us(81)),
+        Err(Errno::EINVAL),
+        "already bound"
+    );
+    assert_eq!(s.stack.tcp_bind(b, us(80)), Err(Errno::EADDRINUSE));
+    assert_eq!(
+        s.stack.tcp_bind(b, any(80)),
+        Err(Errno::EADDRINUSE),
+        "wildcard overlaps"
+    );
+    assert_eq!(s.stack.tcp_bind(b, us(81)), Ok(us(81)));
+    // Both SO_REUSEADDR: binding is allowed, but only one may listen (Linux).
+    let c = s.stack.tcp_open();
+    let d = s.stack.tcp_open();
+    for h in [c, d] {
+        s.stack.tcp_set_reuseaddr(h, true).unwrap();
+        assert_eq!(s.stack.tcp_bind(h, us(90)), Ok(us(90)));
+    }
+    s.stack.tcp_listen(c, 4).unwrap();
+    assert_eq!(s.stack.tcp_listen(d, 4), Err(Errno::EADDRINUSE));
+    // Port 0 picks a free ephemeral port; listen without bind does too.
+    let e = s.stack.tcp_open();
+    let got = s.stack.tcp_bind(e, any(0)).unwrap();
+    assert!((32768..=60999).contains(&got.port()));
+    let f = s.stack.tcp_open();
+    s.stack.tcp_listen(f, 1).unwrap();
+    let lf = s.stack.local_addr(f).unwrap().unwrap();
+    assert!(lf.port() >= 32768 && lf.port() != got.port());
+    // Closing frees the port.
+    s.stack.close(a).unwrap();
+    let g = s.stack.tcp_open();
+    assert_eq!(s.stack.tcp_bind(g, us(80)), Ok(us(80)));
+}
+
+#[test]
+fn syn_ends_time_wait_with_a_higher_sequence() {
+    let (mut s, _l, c, iss) = established();
+    // We close first, so TIME_WAIT is on our side of this 4-tuple.
+    s.stack.close(c).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.inject(seg(FIN | ACK).seq(PEER_ISS + 1).ack(iss + 2));
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 2));
+    // An old duplicate SYN (lower sequence) is not a new connection.
+    s.inject(seg(SYN).seq(PEER_ISS - 5));
+    let r = s.next();
+    assert_eq!(r.flags, ACK, "{r}");
+    // A new incarnation above the old sequence space is accepted.
+    s.inject(seg(SYN).seq(PEER_ISS + 100_000));
+    s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS + 100_001));
+    assert_eq!(s.stack.counters().tcp.time_wait_recycled, 1);
+}
