@@ -205,5 +205,12 @@ mod tests {
         );
         assert!(!s.contains("packets sent"));
         assert!(format!("{c:#}").contains("0 packets sent"));
+        c.tcp.listen_overflows = 2;
+        c.tcp.listen_drops = 5;
+        let s = c.to_string();
+        assert!(
+            s.contains("Tcp:\n    2 times the listen queue of a socket overflowed\n    5 SYNs to LISTEN sockets dropped"),
+            "{s}"
+        );
     }
 }

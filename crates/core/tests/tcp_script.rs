@@ -161,6 +161,17 @@ fn icmp_unreachable_is_a_soft_error_reported_at_timeout() {
 }
 
 #[test]
+fn icmp_port_unreachable_during_handshake_refuses() {
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    s.inject_icmp_unreach(&syn, DstUnreachable::PortUnreachable);
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::Closed));
+    assert_eq!(s.stack.take_error(h), Ok(Some(Errno::ECONNREFUSED)));
+    s.run_to(5.0);
+    s.expect_silence();
+}
+
+#[test]
 fn passive_open_synack_is_exact() {
     let mut s = Script::new();
     let l = listen(&mut s, 8);
@@ -1018,4 +1029,168 @@ fn syn_ends_time_wait_with_a_higher_sequence() {
     s.inject(seg(SYN).seq(PEER_ISS + 100_000));
     s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS + 100_001));
     assert_eq!(s.stack.counters().tcp.time_wait_recycled, 1);
+}
+
+/// RFC 9293 §3.10.7.4 with RFC 5961, one fresh ESTABLISHED connection per
+/// row: a segment from the peer, the reply (seq relative to our ISS, ack
+/// relative to the peer's), the state after, the bytes then readable.
+#[test]
+fn established_segment_table() {
+    type Mk = fn(u32) -> Seg;
+    let p = PEER_ISS;
+    let rows: &[(
+        &str,
+        Mk,
+        Option<(ustack_core::wire::TcpFlags, u32, u32)>,
+        TcpState,
+        usize,
+    )] = &[
+        (
+            "in-order data",
+            |i| seg(ACK | PSH).seq(PEER_ISS + 1).ack(i + 1).data(b"abc"),
+            Some((ACK, 1, 4)),
+            TcpState::Established,
+            3,
+        ),
+        (
+            "old duplicate",
+            |i| seg(ACK).seq(PEER_ISS - 9).ack(i + 1).data(&[0; 10]),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "partly old",
+            |i| seg(ACK).seq(PEER_ISS - 1).ack(i + 1).data(b"xyabc"),
+            Some((ACK, 1, 4)),
+            TcpState::Established,
+            3,
+        ),
+        (
+            "beyond the window",
+            |i| seg(ACK).seq(PEER_ISS + 200_001).ack(i + 1).data(b"a"),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "out of order in window",
+            |i| seg(ACK).seq(PEER_ISS + 100).ack(i + 1).data(b"a"),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "exact RST",
+            |_| seg(RST).seq(PEER_ISS + 1),
+            None,
+            TcpState::Closed,
+            0,
+        ),
+        (
+            "in-window RST",
+            |_| seg(RST).seq(PEER_ISS + 2),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "out-of-window RST",
+            |i| seg(RST | ACK).seq(PEER_ISS + 300_000).ack(i + 1),
+            None,
+            TcpState::Established,
+            0,
+        ),
+        (
+            "SYN in window",
+            |_| seg(SYN).seq(PEER_ISS + 10),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "SYN below window",
+            |_| seg(SYN).seq(PEER_ISS - 1000),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "ACK above SND.NXT",
+            |i| seg(ACK).seq(PEER_ISS + 1).ack(i + 50).data(b"abc"),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "ACK far below SND.UNA",
+            |i| {
+                seg(ACK)
+                    .seq(PEER_ISS + 1)
+                    .ack(i.wrapping_sub(1 << 20))
+                    .data(b"abc")
+            },
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "data without ACK",
+            |_| seg(PSH).seq(PEER_ISS + 1).data(b"abc"),
+            None,
+            TcpState::Established,
+            0,
+        ),
+        (
+            "FIN",
+            |i| seg(FIN | ACK).seq(PEER_ISS + 1).ack(i + 1),
+            Some((ACK, 1, 2)),
+            TcpState::CloseWait,
+            0,
+        ),
+        (
+            "data and FIN",
+            |i| {
+                seg(FIN | ACK | PSH)
+                    .seq(PEER_ISS + 1)
+                    .ack(i + 1)
+                    .data(b"abc")
+            },
+            Some((ACK, 1, 5)),
+            TcpState::CloseWait,
+            3,
+        ),
+        (
+            "FIN out of order",
+            |i| seg(FIN | ACK).seq(PEER_ISS + 5).ack(i + 1),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "duplicate ACK",
+            |i| seg(ACK).seq(PEER_ISS + 1).ack(i + 1),
+            None,
+            TcpState::Established,
+            0,
+        ),
+    ];
+    for (what, mk, reply, state, readable) in rows {
+        let (mut s, _l, c, iss) = established();
+        s.inject(mk(iss));
+        match reply {
+            Some((flags, rs, ra)) => {
+                s.expect(&seg(*flags).reply().seq(iss + rs).ack(p + ra));
+            }
+            None => s.expect_silence(),
+        }
+        s.expect_silence();
+        assert_eq!(s.stack.tcp_state(c), Ok(*state), "{what}");
+        let mut buf = [0u8; 64];
+        let n = s.stack.tcp_peek(c, &mut buf).unwrap_or(0);
+        assert_eq!(n, *readable, "{what}");
+        if *readable == 3 {
+            assert_eq!(&buf[..3], b"abc", "{what}");
+        }
+    }
 }

@@ -696,7 +696,7 @@ impl Stack {
                     }
                     let n = t.rcvq.push(data);
                     t.rcv_nxt += n;
-                    t.ack_pending = true;
+                    t.on_data_received(n);
                     if n < data.len() {
                         self.counters.tcp.rcv_pruned += 1;
                         fin = false;
@@ -922,12 +922,26 @@ impl Stack {
         }
     }
 
-    /// An ICMP error about a segment we sent (RFC 1122 §4.2.3.9: soft).
+    /// An ICMP error about a segment we sent (RFC 1122 §4.2.3.9): net and
+    /// host unreachable are soft errors, kept and reported only if the
+    /// connection then times out; port or protocol unreachable during the
+    /// handshake abort it (ECONNREFUSED, as Linux). Fragmentation needed is
+    /// left to path MTU discovery (not yet here).
     pub(crate) fn tcp_icmp_error(&mut self, local: SocketAddrV4, remote: SocketAddrV4, err: Errno) {
-        if let Some(&id) = self.tcp.conns.get(&(local, remote)) {
-            if let Some(t) = self.tcp.get_mut(id) {
-                t.soft_error = Some(err);
+        let Some(&id) = self.tcp.conns.get(&(local, remote)) else {
+            return;
+        };
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        match err {
+            Errno::EMSGSIZE => {}
+            Errno::ECONNREFUSED if t.state == State::SynSent => {
+                self.counters.tcp.attempt_fails += 1;
+                let now = self.tcp.now;
+                self.tcp_abort(now, id, Some(err), false);
             }
+            _ => t.soft_error = Some(err),
         }
     }
 }

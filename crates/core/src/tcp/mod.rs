@@ -390,6 +390,13 @@ impl Tcb {
         }
     }
 
+    /// The ACK policy: for now one ACK per receive batch (it goes out when
+    /// `transmit` next runs, covering everything that arrived before). The
+    /// place for delayed ACK (RFC 9293 §3.8.6.3) and quick-ack.
+    pub fn on_data_received(&mut self, _bytes: usize) {
+        self.ack_pending = true;
+    }
+
     /// With data waiting, nothing in flight and the peer's window closed,
     /// probe on the RTO (the persist timer, RFC 9293 §3.8.6.1).
     pub fn maybe_arm_persist(&mut self, now: Instant, cfg: &TcpConfig) {
