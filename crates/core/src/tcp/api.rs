@@ -240,7 +240,7 @@ impl Stack {
             cookies_since: None,
         });
         self.tcp.listeners.entry(local.port()).or_default().push(h);
-        debug!(%local, backlog, "tcp CLOSED -> LISTEN");
+        debug!(%local, from = %State::Closed, to = %State::Listen, backlog, "tcp state");
         Ok(())
     }
 
@@ -359,7 +359,7 @@ impl Stack {
             }
         }
         self.counters.tcp.active_opens += 1;
-        debug!(%local, %remote, "tcp CLOSED -> SYN-SENT");
+        debug!(%local, %remote, from = %State::Closed, to = %State::SynSent, "tcp state");
         self.tcp.schedule(id);
         Err(Errno::EINPROGRESS)
     }

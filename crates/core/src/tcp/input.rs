@@ -227,7 +227,7 @@ impl Stack {
         if let Some(l) = self.listener_mut(lh) {
             l.syn_count += 1;
         }
-        debug!(%local, %remote, "tcp LISTEN -> SYN-RECV (half-open)");
+        debug!(%local, %remote, from = %State::Listen, to = %State::SynReceived, "tcp state");
         self.tcp.schedule(id);
     }
 
