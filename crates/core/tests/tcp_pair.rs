@@ -374,3 +374,48 @@ fn syn_flood_keeps_half_open_state_bounded_and_real_clients_connect() {
     p.advance(Duration::from_secs(70));
     assert_eq!(p.b.tcp_tcb_count(), 1);
 }
+
+#[test]
+fn ephemeral_port_never_reuses_a_live_four_tuple() {
+    let mut cfg_a = common::config(Medium::Ip, A, 1);
+    cfg_a.ephemeral_ports = 40000..=40000;
+    let mut p = Pair::with(cfg_a, common::config(Medium::Ip, B, 2));
+    let mut ls = Vec::new();
+    for port in [80, 81] {
+        let l = p.b.tcp_open();
+        p.b.tcp_bind(l, SocketAddrV4::new(B, port)).unwrap();
+        p.b.tcp_listen(l, 4).unwrap();
+        ls.push(l);
+    }
+    let c = p.a.tcp_open();
+    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    p.pump();
+    assert_eq!(p.a.local_addr(c), Ok(Some(SocketAddrV4::new(A, 40000))));
+    // The client closes first: its 4-tuple sits in TIME_WAIT.
+    p.a.close(c).unwrap();
+    p.pump();
+    let (s, _) = p.b.tcp_accept(ls[0]).unwrap();
+    p.b.close(s).unwrap();
+    p.pump();
+    assert_eq!(p.a.socket_table(p.now)[0].state, TcpState::TimeWait);
+    let c2 = p.a.tcp_open();
+    assert_eq!(
+        p.a.tcp_connect(p.now, c2, SocketAddrV4::new(B, 80)),
+        Err(Errno::EADDRNOTAVAIL)
+    );
+    // Another destination may share the local port.
+    assert_eq!(
+        p.a.tcp_connect(p.now, c2, SocketAddrV4::new(B, 81)),
+        Err(Errno::EINPROGRESS)
+    );
+    p.pump();
+    assert_eq!(p.a.tcp_state(c2), Ok(TcpState::Established));
+    assert_eq!(p.a.local_addr(c2), Ok(Some(SocketAddrV4::new(A, 40000))));
+    // Once TIME_WAIT ends, the first 4-tuple is free again.
+    p.advance(Duration::from_secs(61));
+    let c3 = p.a.tcp_open();
+    assert_eq!(
+        p.a.tcp_connect(p.now, c3, SocketAddrV4::new(B, 80)),
+        Err(Errno::EINPROGRESS)
+    );
+}

@@ -1194,3 +1194,42 @@ fn established_segment_table() {
         }
     }
 }
+
+#[test]
+fn mss_follows_mtu_maxseg_and_peer() {
+    // MSS = MTU - 40; TCP_MAXSEG lowers it; the SYN's window scale follows SO_RCVBUF.
+    let mut s = Script::with(config().with_mtu(1280));
+    let h = s.stack.tcp_open();
+    s.stack.tcp_set_buffers(h, Some(1 << 20), None).unwrap();
+    let _ = s.stack.tcp_connect(s.now, h, peer());
+    let syn = s.next();
+    assert_eq!((syn.mss, syn.ws), (Some(1240), Some(5)));
+    let h2 = s.stack.tcp_open();
+    s.stack.tcp_set_maxseg(h2, 1000).unwrap();
+    assert_eq!(s.stack.tcp_set_maxseg(h2, 10), Err(Errno::EINVAL));
+    let _ = s.stack.tcp_connect(s.now, h2, peer());
+    let syn2 = s.next();
+    assert_eq!(syn2.mss, Some(1000));
+    // The peer announces 1460 but we clamp to our 1000; no timestamps.
+    s.inject(
+        seg(SYN | ACK)
+            .to_port(syn2.src.port())
+            .seq(5000)
+            .ack(syn2.seq + 1)
+            .mss(1460),
+    );
+    s.expect(&out(ACK, syn2.src, syn2.seq + 1, 5001));
+    s.stack.tcp_send(s.now, h2, &[1u8; 2500]).unwrap();
+    let sizes: Vec<usize> = s.take().iter().map(|(_, x)| x.payload.len()).collect();
+    assert_eq!(sizes, vec![1000, 1000, 500]);
+    // A SYN without MSS option means 536 (RFC 9293 §3.7.1).
+    let mut s = Script::new();
+    let l = listen(&mut s, 1);
+    s.inject(seg(SYN).seq(PEER_ISS));
+    let iss = s.next().seq;
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    s.stack.tcp_send(s.now, c, &[1u8; 1200]).unwrap();
+    let sizes: Vec<usize> = s.take().iter().map(|(_, x)| x.payload.len()).collect();
+    assert_eq!(sizes, vec![536, 536, 128]);
+}
