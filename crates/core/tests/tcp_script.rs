@@ -1233,3 +1233,36 @@ fn mss_follows_mtu_maxseg_and_peer() {
     let sizes: Vec<usize> = s.take().iter().map(|(_, x)| x.payload.len()).collect();
     assert_eq!(sizes, vec![536, 536, 128]);
 }
+
+#[test]
+fn shutdown_or_close_while_connecting() {
+    // shutdown(Write) in SYN-SENT: the FIN follows the handshake.
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    s.stack.tcp_shutdown(s.now, h, Shutdown::Write).unwrap();
+    s.expect_silence();
+    s.inject(
+        seg(SYN | ACK)
+            .to_port(syn.src.port())
+            .seq(5000)
+            .ack(syn.seq + 1),
+    );
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::FinWait1));
+    let fin = s.next();
+    assert!(fin.flags.contains(FIN | ACK), "{fin}");
+    assert_eq!((fin.seq, fin.ack), (syn.seq + 1, 5001));
+    // close() in SYN-SENT forgets the attempt; a late SYN-ACK gets a RST.
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    s.stack.close(h).unwrap();
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    s.inject(
+        seg(SYN | ACK)
+            .to_port(syn.src.port())
+            .seq(5000)
+            .ack(syn.seq + 1),
+    );
+    s.expect(&out(RST, syn.src, syn.seq + 1, 0));
+    s.run_to(10.0);
+    s.expect_silence();
+}

@@ -613,7 +613,8 @@ impl TcpState {
                 generation: 0,
             }
         };
-        self.conns.insert(key, id);
+        let old = self.conns.insert(key, id);
+        debug_assert!(old.is_none(), "two TCBs for one 4-tuple");
         id
     }
 
