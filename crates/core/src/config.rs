@@ -61,6 +61,73 @@ impl Default for ReassemblyConfig {
     }
 }
 
+/// TCP (RFC 9293); defaults after Linux's `net.ipv4.tcp_*` sysctls.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// SYN retransmissions before connect fails with ETIMEDOUT (`tcp_syn_retries` = 6).
+    pub syn_retries: u32,
+    /// SYN-ACK retransmissions before a half-open connection is dropped (`tcp_synack_retries` = 5).
+    pub synack_retries: u32,
+    /// Upper bound on a listener's SYN queue (`tcp_max_syn_backlog`).
+    pub max_syn_backlog: usize,
+    /// Upper bound on `listen`'s backlog (`somaxconn` = 4096).
+    pub somaxconn: usize,
+    /// Reset a connection whose final ACK finds the accept queue full (`tcp_abort_on_overflow`).
+    pub abort_on_overflow: bool,
+    /// Answer SYNs with SYN cookies (RFC 4987) when the SYN queue is full (`tcp_syncookies` = 1).
+    pub syncookies: bool,
+    /// TIME_WAIT lasts this long, i.e. 2×MSL (Linux `TCP_TIMEWAIT_LEN` = 60 s).
+    pub time_wait: Duration,
+    /// An orphaned FIN_WAIT_2 connection is dropped after this (`tcp_fin_timeout` = 60 s).
+    pub fin_timeout: Duration,
+    /// Retransmissions of established data before ETIMEDOUT (`tcp_retries2` = 15).
+    pub retries2: u32,
+    /// Keepalive idle time, probe interval and probe count (7200 s / 75 s / 9).
+    pub keepalive_time: Duration,
+    pub keepalive_intvl: Duration,
+    pub keepalive_probes: u32,
+    /// RTO bounds and initial value (RFC 6298 §2: 1 s initial; Linux min 200 ms, max 120 s).
+    pub rto_min: Duration,
+    pub rto_max: Duration,
+    pub rto_initial: Duration,
+    /// Challenge ACKs per second across the stack (RFC 5961 §7; `tcp_challenge_ack_limit` = 1000).
+    pub challenge_ack_limit: u32,
+    /// Default send and receive buffer sizes in bytes (`tcp_wmem[1]` = 16 KiB, `tcp_rmem[1]` = 128 KiB).
+    pub sndbuf: usize,
+    pub rcvbuf: usize,
+    /// Largest buffer a socket option may request.
+    pub max_buf: usize,
+    /// RSTs and challenge ACKs queued for output before more are dropped.
+    pub max_ctl_queue: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            syn_retries: 6,
+            synack_retries: 5,
+            max_syn_backlog: 1024,
+            somaxconn: 4096,
+            abort_on_overflow: false,
+            syncookies: true,
+            time_wait: Duration::from_secs(60),
+            fin_timeout: Duration::from_secs(60),
+            retries2: 15,
+            keepalive_time: Duration::from_secs(7200),
+            keepalive_intvl: Duration::from_secs(75),
+            keepalive_probes: 9,
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(120),
+            rto_initial: Duration::from_secs(1),
+            challenge_ack_limit: 1000,
+            sndbuf: 16 * 1024,
+            rcvbuf: 128 * 1024,
+            max_buf: 4 << 20,
+            max_ctl_queue: 1024,
+        }
+    }
+}
+
 /// Configuration of a [`Stack`](crate::Stack).
 #[derive(Debug, Clone)]
 pub struct StackConfig {
@@ -93,6 +160,7 @@ pub struct StackConfig {
     pub echo_broadcasts: bool,
     /// Datagrams queued for transmission across the stack before sends get ENOBUFS.
     pub max_egress_packets: usize,
+    pub tcp: TcpConfig,
 }
 
 impl StackConfig {
@@ -115,6 +183,7 @@ impl StackConfig {
             icmp_errors_per_sec: 1000,
             echo_broadcasts: false,
             max_egress_packets: 4096,
+            tcp: TcpConfig::default(),
         }
     }
 

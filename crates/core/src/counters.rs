@@ -107,6 +107,44 @@ counters!(
     }
 );
 
+counters!(
+    /// TCP (RFC 4022 tcp MIB; the extras after Linux's `TcpExt` as `nstat` names them).
+    TcpCounters {
+        active_opens: "active connection openings",
+        passive_opens: "passive connection openings",
+        attempt_fails: "failed connection attempts",
+        estab_resets: "connection resets received",
+        curr_estab: "connections established",
+        in_segs: "segments received",
+        out_segs: "segments sent out",
+        retrans_segs: "segments retransmitted",
+        in_errs: "bad segments received",
+        in_csum_errors: "segments with bad checksum",
+        out_rsts: "resets sent",
+        listen_overflows: "times the listen queue of a socket overflowed",
+        listen_drops: "SYNs to LISTEN sockets dropped",
+        syncookies_sent: "SYN cookies sent",
+        syncookies_recv: "SYN cookies received",
+        syncookies_failed: "invalid SYN cookies received",
+        challenge_acks: "challenge ACKs sent (RFC 5961)",
+        syn_challenge: "SYNs in a synchronized state answered by a challenge ACK",
+        challenge_ack_limited: "challenge ACKs suppressed by the rate limit",
+        timeouts: "other TCP timeouts (retransmission timer expiries)",
+        syn_timeouts: "connections that timed out in SYN_SENT",
+        keepalive_probes: "keepalive probes sent",
+        abort_on_timeout: "connections aborted due to timeout",
+        abort_on_data: "connections reset due to unexpected data",
+        abort_on_close: "connections reset due to early user close",
+        abort_on_linger: "connections aborted due to linger timeout 0",
+        ofo_drops: "out-of-order segments dropped (no out-of-order queue yet)",
+        rcv_pruned: "segments dropped: no receive buffer space",
+        time_wait_recycled: "TIME_WAIT connections reused by a new SYN",
+        fin_wait2_timeouts: "orphaned FIN_WAIT_2 connections timed out",
+        time_waits_done: "TIME_WAIT connections ended",
+        ack_dropped_overflow: "final handshake ACKs dropped: accept queue full",
+    }
+);
+
 /// One counter: `(field name, description, value)`.
 pub type Entry = (&'static str, &'static str, u64);
 
@@ -118,6 +156,7 @@ pub struct Counters {
     pub ip: IpCounters,
     pub icmp: IcmpCounters,
     pub udp: UdpCounters,
+    pub tcp: TcpCounters,
 }
 
 impl Counters {
@@ -129,6 +168,7 @@ impl Counters {
             ("Ip", self.ip.entries()),
             ("Icmp", self.icmp.entries()),
             ("Udp", self.udp.entries()),
+            ("Tcp", self.tcp.entries()),
         ]
     }
 }
@@ -165,5 +205,12 @@ mod tests {
         );
         assert!(!s.contains("packets sent"));
         assert!(format!("{c:#}").contains("0 packets sent"));
+        c.tcp.listen_overflows = 2;
+        c.tcp.listen_drops = 5;
+        let s = c.to_string();
+        assert!(
+            s.contains("Tcp:\n    2 times the listen queue of a socket overflowed\n    5 SYNs to LISTEN sockets dropped"),
+            "{s}"
+        );
     }
 }

@@ -28,13 +28,15 @@ pub mod ports;
 pub mod rng;
 pub mod socket;
 pub mod stack;
+pub mod tcp;
 pub mod time;
 pub mod udp;
 
-pub use config::{Medium, StackConfig};
+pub use config::{Medium, StackConfig, TcpConfig};
 pub use counters::Counters;
 pub use errno::Errno;
 pub use socket::{Readiness, SocketHandle};
 pub use stack::{ConfigError, Stack};
+pub use tcp::{Shutdown, SocketRow, State as TcpState, TcpInfo};
 pub use time::{Duration, Instant};
 pub use ustack_wire as wire;

@@ -1,6 +1,7 @@
 //! Socket handles, the socket table, and readiness (what epoll reports).
 
 use crate::icmp::IcmpSocket;
+use crate::tcp::TcpSocket;
 use crate::udp::UdpSocket;
 
 /// Names one socket of a stack. Handles are never reused while the stack
@@ -39,6 +40,7 @@ pub struct Readiness {
 pub enum Socket {
     Udp(UdpSocket),
     Icmp(IcmpSocket),
+    Tcp(TcpSocket),
 }
 
 struct Slot {

@@ -15,6 +15,7 @@ use crate::ipv4::reassembly::{DropReason, Outcome, Reassembler};
 use crate::ports::PortAllocator;
 use crate::rng::Rng;
 use crate::socket::{Readiness, Socket, SocketHandle, SocketSet};
+use crate::tcp::{TcpState, TcpTx};
 use crate::time::Instant;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -77,10 +78,11 @@ pub struct Stack {
     pub(crate) icmp_idents: HashMap<u16, SocketHandle>,
     pub(crate) icmp_limiter: TokenBucket,
     pub(crate) ports: PortAllocator,
+    pub(crate) tcp: TcpState,
     ip_ident: u16,
     /// Earliest ARP/reassembly deadline; recomputed when `timers_dirty`.
     next_timer: Option<Instant>,
-    timers_dirty: bool,
+    pub(crate) timers_dirty: bool,
 }
 
 impl Stack {
@@ -107,7 +109,9 @@ impl Stack {
         let mut rng = Rng::new(cfg.seed);
         let ip_ident = rng.next_u64() as u16;
         let burst = cfg.icmp_errors_per_sec.max(1);
+        let tcp = TcpState::new(&cfg.tcp, &mut rng);
         Ok(Stack {
+            tcp,
             arp: ArpCache::new(cfg.arp.clone()),
             reasm: Reassembler::new(cfg.reassembly.clone()),
             icmp_limiter: TokenBucket::new(cfg.icmp_errors_per_sec, burst),
@@ -158,13 +162,16 @@ impl Stack {
     // ----- sockets, generic -----
 
     /// Closes a socket and frees its port. EBADF for an unknown handle.
+    /// A TCP connection carries on without the handle until its state
+    /// machine finishes (FIN, TIME_WAIT), or is reset if unread data is left.
     pub fn close(&mut self, h: SocketHandle) -> Result<()> {
         let s = self.sockets.remove(h).ok_or(Errno::EBADF)?;
-        match &s {
-            Socket::Udp(u) => self.udp_close(h, u),
+        match s {
+            Socket::Udp(u) => self.udp_close(h, &u),
             Socket::Icmp(i) => {
                 self.icmp_idents.remove(&i.ident);
             }
+            Socket::Tcp(t) => self.tcp_close(h, t),
         }
         Ok(())
     }
@@ -174,6 +181,7 @@ impl Stack {
         match self.sockets.get(h).ok_or(Errno::EBADF)? {
             Socket::Udp(s) => Ok(s.readiness()),
             Socket::Icmp(s) => Ok(s.readiness()),
+            Socket::Tcp(s) => Ok(self.tcp_readiness(s)),
         }
     }
 
@@ -187,6 +195,7 @@ impl Stack {
         match self.sockets.get(h).ok_or(Errno::EBADF)? {
             Socket::Udp(s) => Ok(s.local),
             Socket::Icmp(_) => Ok(None),
+            Socket::Tcp(s) => Ok(self.tcp_local_addr(s)),
         }
     }
 
@@ -195,15 +204,21 @@ impl Stack {
         match self.sockets.get(h).ok_or(Errno::EBADF)? {
             Socket::Udp(s) => s.remote.ok_or(Errno::ENOTCONN),
             Socket::Icmp(_) => Err(Errno::ENOTCONN),
+            Socket::Tcp(s) => self.tcp_peer_addr(s),
         }
     }
 
     /// Takes a socket's pending error (SO_ERROR).
     pub fn take_error(&mut self, h: SocketHandle) -> Result<Option<Errno>> {
-        match self.sockets.get_mut(h).ok_or(Errno::EBADF)? {
-            Socket::Udp(s) => Ok(s.error.take()),
-            Socket::Icmp(_) => Ok(None),
+        let e = match self.sockets.get_mut(h).ok_or(Errno::EBADF)? {
+            Socket::Udp(s) => s.error.take(),
+            Socket::Icmp(_) => None,
+            Socket::Tcp(s) => s.error.take(),
+        };
+        if e.is_some() {
+            self.sockets.mark_changed(h);
         }
+        Ok(e)
     }
 
     // ----- routing and output helpers -----
@@ -282,13 +297,15 @@ impl Stack {
         if !self.link_out.is_empty() || !self.egress.is_empty() || self.frag.is_some() {
             return Some(Instant::ZERO);
         }
+        let tcp = self.tcp.poll_at();
         if self.timers_dirty {
-            return min_opt(self.arp.poll_at(), self.reasm.poll_at());
+            return min_opt(min_opt(self.arp.poll_at(), self.reasm.poll_at()), tcp);
         }
-        self.next_timer
+        min_opt(self.next_timer, tcp)
     }
 
     fn run_timers(&mut self, now: Instant) {
+        self.tcp_run_timers(now);
         if self.timers_dirty {
             self.next_timer = min_opt(self.arp.poll_at(), self.reasm.poll_at());
             self.timers_dirty = false;
@@ -338,6 +355,9 @@ impl Stack {
     /// Writes the next frame the stack owes into `buf` and returns its
     /// length; `None` when there is nothing to send now. Runs due timers.
     pub fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if now > self.tcp.now {
+            self.tcp.now = now;
+        }
         self.run_timers(now);
         let hl = self.cfg.link_header_len();
         loop {
@@ -374,7 +394,14 @@ impl Stack {
                 self.counters.link.tx_frames += 1;
                 return Some(frame.len());
             }
-            let pkt = self.egress.pop_front()?;
+            let Some(pkt) = self.egress.pop_front() else {
+                // Then TCP writes its next segment straight into `buf`.
+                match self.tcp_transmit(now, buf) {
+                    TcpTx::Sent(n) => return Some(n),
+                    TcpTx::Again => continue,
+                    TcpTx::Idle => return None,
+                }
+            };
             if pkt.repr.dst_addr == self.address() {
                 self.loopback(now, pkt);
                 continue;
@@ -472,7 +499,7 @@ impl Stack {
         self.link_out.push_back(frame);
     }
 
-    fn queue_arp_request(&mut self, ip: Ipv4Addr) {
+    pub(crate) fn queue_arp_request(&mut self, ip: Ipv4Addr) {
         self.queue_arp(
             ArpOperation::Request,
             EthernetAddress([0; 6]),
@@ -486,6 +513,9 @@ impl Stack {
     /// Processes one frame as the device delivered it. Anything malformed
     /// is counted and dropped; nothing here panics on wire input.
     pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        if now > self.tcp.now {
+            self.tcp.now = now;
+        }
         self.counters.link.rx_frames += 1;
         match self.cfg.medium {
             Medium::Ip => self.ip_input(now, frame),
@@ -653,6 +683,7 @@ impl Stack {
         match ip.protocol {
             IpProtocol::Icmp => self.icmp_input(now, ip, payload, broadcast),
             IpProtocol::Udp => self.udp_input(now, ip, payload, quote, broadcast),
+            IpProtocol::Tcp => self.tcp_input(now, ip, payload, broadcast),
             _ => {
                 self.counters.ip.in_unknown_protos += 1;
                 if !broadcast {
@@ -763,10 +794,12 @@ impl Stack {
         }
         let src_port = u16::from_be_bytes([quoted.transport[0], quoted.transport[1]]);
         let dst_port = u16::from_be_bytes([quoted.transport[2], quoted.transport[3]]);
-        if quoted.protocol == IpProtocol::Udp {
-            let local = SocketAddrV4::new(quoted.src_addr, src_port);
-            let remote = SocketAddrV4::new(quoted.dst_addr, dst_port);
-            self.udp_icmp_error(local, remote, err);
+        let local = SocketAddrV4::new(quoted.src_addr, src_port);
+        let remote = SocketAddrV4::new(quoted.dst_addr, dst_port);
+        match quoted.protocol {
+            IpProtocol::Udp => self.udp_icmp_error(local, remote, err),
+            IpProtocol::Tcp => self.tcp_icmp_error(local, remote, err),
+            _ => {}
         }
     }
 

@@ -22,9 +22,27 @@ fn seeds(medium: Medium) -> Vec<Vec<u8>> {
         .unwrap();
     a.udp_send_to(u, b"closed", Some(std::net::SocketAddrV4::new(B, 10)))
         .unwrap();
+    // TCP: a handshake, data both ways, a close, and a SYN to a closed port.
+    let l = b.tcp_open();
+    b.tcp_bind(l, std::net::SocketAddrV4::new(B, 80)).unwrap();
+    b.tcp_listen(l, 4).unwrap();
+    let c = a.tcp_open();
+    let _ = a.tcp_connect(now, c, std::net::SocketAddrV4::new(B, 80));
+    let c2 = a.tcp_open();
+    let _ = a.tcp_connect(now, c2, std::net::SocketAddrV4::new(B, 81));
     let mut frames = Vec::new();
     let mut buf = vec![0u8; 2000];
-    for _ in 0..10 {
+    for round in 0..10 {
+        if round == 2 {
+            let _ = a.tcp_send(now, c, b"GET / HTTP/1.0\r\n\r\n");
+            if let Ok((h, _)) = b.tcp_accept(l) {
+                let _ = b.tcp_send(now, h, &[9u8; 1400]);
+                let _ = b.close(h);
+            }
+        }
+        if round == 4 {
+            let _ = a.close(c);
+        }
         while let Some(n) = a.transmit(now, &mut buf) {
             frames.push(buf[..n].to_vec());
             b.receive(now, &buf[..n]);
@@ -35,6 +53,12 @@ fn seeds(medium: Medium) -> Vec<Vec<u8>> {
         }
     }
     assert!(frames.len() >= 6, "seed frames: {}", frames.len());
+    let hl = if medium == Medium::Ethernet { 14 } else { 0 };
+    let tcp = frames
+        .iter()
+        .filter(|f| f.len() > hl + 9 && f[hl + 9] == 6)
+        .count();
+    assert!(tcp >= 6, "TCP seed frames: {tcp}");
     frames
 }
 
@@ -42,6 +66,9 @@ fn check(medium: Medium, frames: Vec<Vec<u8>>) {
     let mut s = Stack::new(config(medium, B, 3)).unwrap();
     let u = s.udp_open();
     s.udp_bind(u, std::net::SocketAddrV4::new(B, 9)).unwrap();
+    let l = s.tcp_open();
+    s.tcp_bind(l, std::net::SocketAddrV4::new(B, 80)).unwrap();
+    s.tcp_listen(l, 4).unwrap();
     let mut buf = vec![0u8; 2000];
     for (i, f) in frames.iter().enumerate() {
         let now = Instant::from_millis(i as u64 * 700);
@@ -52,8 +79,27 @@ fn check(medium: Medium, frames: Vec<Vec<u8>>) {
             assert!(sent < 10_000);
         }
     }
+    while let Ok((h, _)) = s.tcp_accept(l) {
+        let mut rbuf = [0u8; 256];
+        let _ = s.tcp_recv(h, &mut rbuf);
+        let _ = s.tcp_send(Instant::from_secs(99), h, b"reply");
+    }
     let _ = s.poll_at();
     assert!(s.reassembly_bytes() <= s.config().reassembly.max_bytes);
+    assert!(s.tcp_tcb_count() <= s.config().tcp.max_syn_backlog + 4);
+    // Timers run without panicking either.
+    let mut n = 0;
+    let mut t = Instant::from_secs(100);
+    while let Some(d) = s.poll_at() {
+        t = t.max(d).max(t + ustack_core::Duration::from_millis(1));
+        if t > Instant::from_secs(1000) {
+            break;
+        }
+        while s.transmit(t, &mut buf).is_some() {
+            n += 1;
+            assert!(n < 100_000);
+        }
+    }
 }
 
 // Case count: proptest's default (256), or PROPTEST_CASES; CI runs a long

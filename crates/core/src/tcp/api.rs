@@ -1,0 +1,878 @@
+//! The socket calls on [`Stack`] (errno semantics after POSIX and Linux).
+
+use super::{Kind, Listener, Opts, State, Tcb, TcbId, TcpSocket};
+use crate::errno::{Errno, Result};
+use crate::socket::{Readiness, Socket, SocketHandle};
+use crate::stack::Stack;
+use crate::time::{Duration, Instant};
+use core::fmt;
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use tracing::debug;
+use ustack_wire::Ipv4Addr;
+
+/// Which direction(s) `tcp_shutdown` closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    Read,
+    Write,
+    Both,
+}
+
+/// A `TCP_INFO`-like record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub state: State,
+    pub local: Option<SocketAddrV4>,
+    pub remote: Option<SocketAddrV4>,
+    pub rtt: Duration,
+    pub rttvar: Duration,
+    pub rto: Duration,
+    /// Consecutive timeouts without progress.
+    pub retransmits: u32,
+    pub total_retrans: u64,
+    pub backoff: u32,
+    pub probes: u32,
+    pub snd_mss: u16,
+    pub rcv_mss: u16,
+    pub snd_wnd: u32,
+    pub rcv_wnd: u32,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    pub timestamps: bool,
+    pub sack: bool,
+    /// Congestion window and threshold (placeholders until congestion control lands).
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    /// Bytes (plus SYN/FIN) sent and not acknowledged.
+    pub unacked: u32,
+    /// Bytes in the send buffer, and in the receive buffer (for a
+    /// listener: the accept queue length and the backlog, as `ss` shows).
+    pub send_queue: usize,
+    pub recv_queue: usize,
+}
+
+/// One line of an `ss`-like table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketRow {
+    /// `None` for an orphaned TCB (closed by the user, still finishing) or
+    /// a connection not yet accepted.
+    pub handle: Option<SocketHandle>,
+    pub state: State,
+    pub local: SocketAddrV4,
+    pub remote: Option<SocketAddrV4>,
+    pub recv_q: usize,
+    pub send_q: usize,
+    /// The next timer: its kind (`on`, `keepalive`, `timewait`) and time left.
+    pub timer: Option<(&'static str, Duration)>,
+}
+
+impl fmt::Display for SocketRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let remote = self
+            .remote
+            .map_or_else(|| "*:*".to_string(), |r| r.to_string());
+        write!(
+            f,
+            "{:<11} {:>6} {:>6} {:<21} {:<21}",
+            self.state.ss_name(),
+            self.recv_q,
+            self.send_q,
+            self.local,
+            remote
+        )?;
+        if let Some((kind, left)) = self.timer {
+            write!(f, " timer:({kind},{:.3}s)", left.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+impl Stack {
+    fn tcp_sock(&self, h: SocketHandle) -> Result<&TcpSocket> {
+        match self.sockets.get(h) {
+            Some(Socket::Tcp(s)) => Ok(s),
+            Some(_) => Err(Errno::EOPNOTSUPP),
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    fn tcp_sock_mut(&mut self, h: SocketHandle) -> Result<&mut TcpSocket> {
+        match self.sockets.get_mut(h) {
+            Some(Socket::Tcp(s)) => Ok(s),
+            Some(_) => Err(Errno::EOPNOTSUPP),
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    fn tcp_conn(&self, h: SocketHandle) -> Result<Option<TcbId>> {
+        Ok(match self.tcp_sock(h)?.kind {
+            Kind::Conn(id) => Some(id),
+            _ => None,
+        })
+    }
+
+    fn tcp_touch(&mut self, now: Instant) {
+        if now > self.tcp.now {
+            self.tcp.now = now;
+        }
+    }
+
+    /// Opens an unbound TCP socket.
+    pub fn tcp_open(&mut self) -> SocketHandle {
+        let s = TcpSocket {
+            local: None,
+            remote: None,
+            opts: Opts::new(&self.cfg.tcp),
+            kind: Kind::Closed {
+                was_connected: false,
+            },
+            error: None,
+            in_ports: false,
+            leftover: super::Ring::default(),
+        };
+        self.sockets.insert(Socket::Tcp(s))
+    }
+
+    /// Whether binding `ip:port` with the socket's options clashes
+    /// (EADDRINUSE); SO_REUSEADDR passes TIME_WAIT connections and
+    /// non-listening SO_REUSEADDR sockets, SO_REUSEPORT passes other
+    /// SO_REUSEPORT sockets.
+    fn tcp_bind_conflict(&self, h: SocketHandle, ip: Ipv4Addr, port: u16, o: &Opts) -> bool {
+        let Some(pu) = self.tcp.ports.get(&port) else {
+            return false;
+        };
+        for &other in &pu.sockets {
+            if other == h {
+                continue;
+            }
+            let Some(Socket::Tcp(s)) = self.sockets.get(other) else {
+                continue;
+            };
+            let Some(l) = s.local else { continue };
+            if !(l.ip().is_unspecified() || ip.is_unspecified() || *l.ip() == ip) {
+                continue;
+            }
+            if o.reuseport && s.opts.reuseport {
+                continue;
+            }
+            if o.reuseaddr && s.opts.reuseaddr && !matches!(s.kind, Kind::Listen(_)) {
+                continue;
+            }
+            return true;
+        }
+        pu.live_conflicts(o.reuseaddr, o.reuseport) > 0 || (pu.time_wait > 0 && !o.reuseaddr)
+    }
+
+    /// Binds to `addr` (port 0: an ephemeral port, RFC 6056). EINVAL if
+    /// already bound, EADDRNOTAVAIL for an address not ours, EADDRINUSE on
+    /// a clash.
+    pub fn tcp_bind(&mut self, h: SocketHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+        let s = self.tcp_sock(h)?;
+        if s.local.is_some() || !matches!(s.kind, Kind::Closed { .. }) {
+            return Err(Errno::EINVAL);
+        }
+        let ip = *addr.ip();
+        if !ip.is_unspecified() && ip != self.address() {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        let opts = s.opts.clone();
+        let port = if addr.port() == 0 {
+            let ports = &self.tcp.ports;
+            self.ports.pick(&mut self.rng, |p| ports.contains_key(&p))?
+        } else {
+            if self.tcp_bind_conflict(h, ip, addr.port(), &opts) {
+                return Err(Errno::EADDRINUSE);
+            }
+            addr.port()
+        };
+        let local = SocketAddrV4::new(ip, port);
+        let s = self.tcp_sock_mut(h)?;
+        s.local = Some(local);
+        s.in_ports = true;
+        self.tcp.port_use(port).sockets.push(h);
+        Ok(local)
+    }
+
+    /// Starts listening. The accept queue holds at most `backlog`
+    /// connections (clamped to 1..=somaxconn); the SYN queue at most
+    /// min(backlog, max_syn_backlog) half-open ones. An unbound socket gets
+    /// an ephemeral port; calling again changes the backlog.
+    pub fn tcp_listen(&mut self, h: SocketHandle, backlog: usize) -> Result<()> {
+        let backlog = backlog.clamp(1, self.cfg.tcp.somaxconn.max(1));
+        let s = self.tcp_sock(h)?;
+        match &s.kind {
+            Kind::Conn(_) => return Err(Errno::EINVAL),
+            Kind::Listen(_) => {
+                if let Kind::Listen(l) = &mut self.tcp_sock_mut(h)?.kind {
+                    l.backlog = backlog;
+                }
+                return Ok(());
+            }
+            Kind::Closed {
+                was_connected: true,
+            } => return Err(Errno::EINVAL),
+            Kind::Closed { .. } => {}
+        }
+        if s.local.is_none() {
+            self.tcp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+        }
+        let s = self.tcp_sock(h)?;
+        let local = s.local.ok_or(Errno::EINVAL)?;
+        // Linux re-checks at listen: two listeners on one port need SO_REUSEPORT.
+        let reuseport = s.opts.reuseport;
+        if let Some(list) = self.tcp.listeners.get(&local.port()) {
+            for &o in list {
+                if let Some(Socket::Tcp(os)) = self.sockets.get(o) {
+                    let ol = os.local.map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip());
+                    let overlap =
+                        ol.is_unspecified() || local.ip().is_unspecified() || ol == *local.ip();
+                    if overlap && !(reuseport && os.opts.reuseport) {
+                        return Err(Errno::EADDRINUSE);
+                    }
+                }
+            }
+        }
+        self.tcp_sock_mut(h)?.kind = Kind::Listen(Listener {
+            backlog,
+            syn_count: 0,
+            accept: VecDeque::new(),
+            cookies_since: None,
+        });
+        self.tcp.listeners.entry(local.port()).or_default().push(h);
+        debug!(%local, from = %State::Closed, to = %State::Listen, backlog, "tcp state");
+        Ok(())
+    }
+
+    /// Takes the oldest completed connection: its new handle and the peer.
+    /// EAGAIN when none is waiting, EINVAL if not listening.
+    pub fn tcp_accept(&mut self, h: SocketHandle) -> Result<(SocketHandle, SocketAddrV4)> {
+        let s = self.tcp_sock_mut(h)?;
+        let Kind::Listen(l) = &mut s.kind else {
+            return Err(Errno::EINVAL);
+        };
+        let id = l.accept.pop_front().ok_or(Errno::EAGAIN)?;
+        self.sockets.mark_changed(h);
+        let t = self.tcp.get_mut(id).ok_or(Errno::EAGAIN)?;
+        t.listener = None;
+        t.in_accept_queue = false;
+        let sock = TcpSocket {
+            local: Some(t.local),
+            remote: Some(t.remote),
+            opts: t.opts.clone(),
+            kind: Kind::Conn(id),
+            error: None,
+            in_ports: false,
+            leftover: super::Ring::default(),
+        };
+        let remote = t.remote;
+        let nh = self.sockets.insert(Socket::Tcp(sock));
+        if let Some(t) = self.tcp.get_mut(id) {
+            t.socket = Some(nh);
+        }
+        self.sockets.mark_changed(nh);
+        Ok((nh, remote))
+    }
+
+    /// Starts an active open (RFC 9293 §3.10.1) and returns EINPROGRESS, like
+    /// a non-blocking `connect`: the outcome shows as writable readiness, and
+    /// `take_error` then gives `None`, ECONNREFUSED or ETIMEDOUT. EALREADY
+    /// while in progress, EISCONN once connected.
+    pub fn tcp_connect(
+        &mut self,
+        now: Instant,
+        h: SocketHandle,
+        remote: SocketAddrV4,
+    ) -> Result<()> {
+        self.tcp_touch(now);
+        let s = self.tcp_sock(h)?;
+        match &s.kind {
+            Kind::Conn(id) => {
+                return match self.tcp.get(*id).map(|t| t.state) {
+                    Some(State::SynSent | State::SynReceived) => Err(Errno::EALREADY),
+                    _ => Err(Errno::EISCONN),
+                };
+            }
+            Kind::Listen(_) => return Err(Errno::EISCONN),
+            Kind::Closed { .. } => {}
+        }
+        let rip = *remote.ip();
+        if remote.port() == 0 || rip.is_unspecified() {
+            return Err(Errno::EINVAL);
+        }
+        if rip.is_broadcast() || rip.is_multicast() || self.is_broadcast(rip) {
+            return Err(Errno::ENETUNREACH);
+        }
+        self.route(rip)?;
+        let bound = s.local;
+        let opts = s.opts.clone();
+        let ip = self.address();
+        let port = match bound {
+            Some(l) => {
+                if self
+                    .tcp
+                    .conns
+                    .contains_key(&(SocketAddrV4::new(ip, l.port()), remote))
+                {
+                    return Err(Errno::EADDRNOTAVAIL);
+                }
+                l.port()
+            }
+            None => {
+                // RFC 6056 §3.3.1, never a 4-tuple in use (nor a bound port).
+                let tcp = &self.tcp;
+                self.ports
+                    .pick(&mut self.rng, |p| {
+                        tcp.ports.get(&p).is_some_and(|u| !u.sockets.is_empty())
+                            || tcp.conns.contains_key(&(SocketAddrV4::new(ip, p), remote))
+                    })
+                    .map_err(|_| Errno::EADDRNOTAVAIL)?
+            }
+        };
+        let local = SocketAddrV4::new(ip, port);
+        let iss = self.tcp.secret.isn(local, remote, now);
+        let ts_offset = self.tcp.secret.ts_offset(local, remote);
+        let mtu_mss = self.tcp_mtu_mss();
+        let mut tcb = Tcb::new(
+            &self.cfg.tcp,
+            State::SynSent,
+            local,
+            remote,
+            iss,
+            opts,
+            mtu_mss,
+            now,
+            ts_offset,
+        );
+        tcb.socket = Some(h);
+        tcb.syn_pending = true;
+        let id = self.tcp_insert(tcb);
+        let s = self.tcp_sock_mut(h)?;
+        let was_in_ports = std::mem::take(&mut s.in_ports);
+        s.local = Some(bound.unwrap_or(local));
+        s.remote = Some(remote);
+        s.kind = Kind::Conn(id);
+        s.error = None;
+        if was_in_ports {
+            if let Some(pu) = self.tcp.ports.get_mut(&port) {
+                pu.sockets.retain(|x| *x != h);
+            }
+        }
+        self.counters.tcp.active_opens += 1;
+        debug!(%local, %remote, from = %State::Closed, to = %State::SynSent, "tcp state");
+        self.tcp.schedule(id);
+        Err(Errno::EINPROGRESS)
+    }
+
+    /// Queues what fits of `data` for sending. EAGAIN when the send buffer is
+    /// full (or the handshake is still running); EPIPE after
+    /// shutdown(Write) or once the connection is gone (never a signal);
+    /// ENOTCONN before connect. A pending error is returned first, once.
+    pub fn tcp_send(&mut self, now: Instant, h: SocketHandle, data: &[u8]) -> Result<usize> {
+        self.tcp_touch(now);
+        let s = self.tcp_sock_mut(h)?;
+        if let Some(e) = s.error.take() {
+            self.sockets.mark_changed(h);
+            return Err(e);
+        }
+        let id = match s.kind {
+            Kind::Conn(id) => id,
+            Kind::Closed {
+                was_connected: true,
+            } => return Err(Errno::EPIPE),
+            _ => return Err(Errno::ENOTCONN),
+        };
+        let t = self.tcp.get_mut(id).ok_or(Errno::EPIPE)?;
+        if t.fin_queued {
+            return Err(Errno::EPIPE);
+        }
+        match t.state {
+            State::SynSent | State::SynReceived => return Err(Errno::EAGAIN),
+            State::Established | State::CloseWait => {}
+            _ => return Err(Errno::EPIPE),
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = t.sndq.push(data);
+        if n == 0 {
+            return Err(Errno::EAGAIN);
+        }
+        t.maybe_arm_persist(now, &self.cfg.tcp);
+        self.tcp.arm(id);
+        self.tcp.schedule(id);
+        Ok(n)
+    }
+
+    /// Reads received bytes. Ok(0) at end of stream; EAGAIN when nothing is
+    /// there yet; a pending error (ECONNRESET after a RST) first, once.
+    pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize> {
+        self.tcp_read(h, buf, true)
+    }
+
+    /// Like [`tcp_recv`](Self::tcp_recv) but leaves the bytes queued (MSG_PEEK).
+    pub fn tcp_peek(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize> {
+        self.tcp_read(h, buf, false)
+    }
+
+    fn tcp_read(&mut self, h: SocketHandle, buf: &mut [u8], consume: bool) -> Result<usize> {
+        let s = self.tcp_sock_mut(h)?;
+        if let Some(e) = s.error.take() {
+            self.sockets.mark_changed(h);
+            return Err(e);
+        }
+        let id = match s.kind {
+            Kind::Conn(id) => id,
+            Kind::Closed {
+                was_connected: true,
+            } => {
+                let n = s.leftover.copy_out(0, buf);
+                if consume {
+                    s.leftover.consume(n);
+                }
+                return Ok(n);
+            }
+            _ => return Err(Errno::ENOTCONN),
+        };
+        let Some(t) = self.tcp.get_mut(id) else {
+            return Ok(0);
+        };
+        if matches!(t.state, State::SynSent | State::SynReceived) {
+            return Err(Errno::EAGAIN);
+        }
+        if t.rcvq.is_empty() {
+            return if t.fin_received || t.shut_rd {
+                Ok(0)
+            } else {
+                Err(Errno::EAGAIN)
+            };
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = t.rcvq.copy_out(0, buf);
+        if consume {
+            t.rcvq.consume(n);
+            // Window update once the window grows by min(rcvbuf/2, MSS)
+            // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
+            let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
+            let grow = t.rcv_space().saturating_sub(offered);
+            if grow >= (t.rcvq.capacity() / 2).min(usize::from(t.rcv_mss)).max(1)
+                && t.state.synchronized()
+            {
+                t.ack_pending = true;
+                self.tcp.schedule(id);
+            }
+            self.sockets.mark_changed(h);
+        }
+        Ok(n)
+    }
+
+    /// shutdown(2): Read stops reading (recv gives 0 once drained); Write
+    /// sends FIN after the queued data (RFC 9293 §3.10.4). ENOTCONN if not
+    /// connected.
+    pub fn tcp_shutdown(&mut self, now: Instant, h: SocketHandle, how: Shutdown) -> Result<()> {
+        self.tcp_touch(now);
+        let id = self.tcp_conn(h)?.ok_or(Errno::ENOTCONN)?;
+        let t = self.tcp.get_mut(id).ok_or(Errno::ENOTCONN)?;
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            t.shut_rd = true;
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) && !t.fin_queued {
+            t.fin_queued = true;
+            match t.state {
+                State::Established => self.tcp_set_state(now, id, State::FinWait1),
+                State::CloseWait => self.tcp_set_state(now, id, State::LastAck),
+                _ => {}
+            }
+        }
+        self.tcp.schedule(id);
+        self.sockets.mark_changed(h);
+        Ok(())
+    }
+
+    /// close(2) for a TCP socket (already taken out of the socket table).
+    pub(crate) fn tcp_close(&mut self, h: SocketHandle, s: TcpSocket) {
+        let now = self.tcp.now;
+        if s.in_ports {
+            if let Some(l) = s.local {
+                if let Some(pu) = self.tcp.ports.get_mut(&l.port()) {
+                    pu.sockets.retain(|x| *x != h);
+                }
+                self.tcp.port_release_if_empty(l.port());
+            }
+        }
+        match s.kind {
+            Kind::Closed { .. } => {}
+            Kind::Listen(l) => {
+                if let Some(local) = s.local {
+                    if let Some(v) = self.tcp.listeners.get_mut(&local.port()) {
+                        v.retain(|x| *x != h);
+                        if v.is_empty() {
+                            self.tcp.listeners.remove(&local.port());
+                        }
+                    }
+                }
+                // Connections never accepted are reset (Linux inet_csk_listen_stop).
+                for id in l.accept {
+                    if let Some(t) = self.tcp.get_mut(id) {
+                        t.listener = None;
+                        t.in_accept_queue = false;
+                    }
+                    self.tcp_abort(now, id, None, true);
+                }
+            }
+            Kind::Conn(id) => {
+                let Some(t) = self.tcp.get_mut(id) else {
+                    return;
+                };
+                t.socket = None;
+                if s.opts.linger == Some(Duration::ZERO) && t.state != State::TimeWait {
+                    // SO_LINGER 0: abort (RFC 9293 §3.10.5).
+                    self.counters.tcp.abort_on_linger += 1;
+                    let rst = t.state.synchronized() || t.state == State::SynReceived;
+                    self.tcp_abort(now, id, None, rst);
+                    return;
+                }
+                if !t.rcvq.is_empty() && t.state != State::TimeWait {
+                    // Unread data: RST instead of FIN (RFC 2525 §2.17, Linux).
+                    self.counters.tcp.abort_on_close += 1;
+                    self.tcp_abort(now, id, None, true);
+                    return;
+                }
+                t.fin_queued = true;
+                match t.state {
+                    State::SynSent => self.tcp_free(now, id),
+                    State::Established => self.tcp_set_state(now, id, State::FinWait1),
+                    State::CloseWait => self.tcp_set_state(now, id, State::LastAck),
+                    State::FinWait2 => {
+                        t.linger_at = Some(now + self.cfg.tcp.fin_timeout);
+                    }
+                    _ => {}
+                }
+                self.tcp.arm(id);
+                self.tcp.schedule(id);
+            }
+        }
+    }
+
+    /// The conditions epoll reports (Linux `tcp_poll`).
+    pub(crate) fn tcp_readiness(&self, s: &TcpSocket) -> Readiness {
+        let error = s.error.is_some();
+        match &s.kind {
+            Kind::Listen(l) => Readiness {
+                readable: !l.accept.is_empty(),
+                error,
+                ..Readiness::default()
+            },
+            Kind::Closed { was_connected } => Readiness {
+                readable: *was_connected || error,
+                writable: true,
+                error,
+                hangup: true,
+                read_hangup: *was_connected,
+            },
+            Kind::Conn(id) => {
+                let Some(t) = self.tcp.get(*id) else {
+                    return Readiness {
+                        hangup: true,
+                        error,
+                        ..Readiness::default()
+                    };
+                };
+                let rd_shut = t.fin_received || t.shut_rd;
+                let wr_shut = t.fin_queued;
+                let connecting = matches!(t.state, State::SynSent | State::SynReceived);
+                let used = t.sndq.len();
+                Readiness {
+                    readable: !t.rcvq.is_empty() || rd_shut || error,
+                    writable: !connecting && (wr_shut || t.sndq.free() >= used / 2),
+                    error,
+                    hangup: rd_shut && wr_shut,
+                    read_hangup: rd_shut,
+                }
+            }
+        }
+    }
+
+    /// getsockname / getpeername for TCP.
+    pub(crate) fn tcp_local_addr(&self, s: &TcpSocket) -> Option<SocketAddrV4> {
+        match s.kind {
+            Kind::Conn(id) => self.tcp.get(id).map(|t| t.local).or(s.local),
+            _ => s.local,
+        }
+    }
+
+    pub(crate) fn tcp_peer_addr(&self, s: &TcpSocket) -> Result<SocketAddrV4> {
+        match s.kind {
+            Kind::Conn(id) if self.tcp.get(id).is_some() => s.remote.ok_or(Errno::ENOTCONN),
+            _ => Err(Errno::ENOTCONN),
+        }
+    }
+
+    /// The connection state of a TCP socket.
+    pub fn tcp_state(&self, h: SocketHandle) -> Result<State> {
+        let s = self.tcp_sock(h)?;
+        Ok(match s.kind {
+            Kind::Listen(_) => State::Listen,
+            Kind::Closed { .. } => State::Closed,
+            Kind::Conn(id) => self.tcp.get(id).map_or(State::Closed, |t| t.state),
+        })
+    }
+
+    /// A TCP_INFO-like snapshot.
+    pub fn tcp_info(&self, h: SocketHandle) -> Result<TcpInfo> {
+        let s = self.tcp_sock(h)?;
+        let mut info = TcpInfo {
+            state: self.tcp_state(h)?,
+            local: self.tcp_local_addr(s),
+            remote: None,
+            rtt: Duration::ZERO,
+            rttvar: Duration::ZERO,
+            rto: Duration::ZERO,
+            retransmits: 0,
+            total_retrans: 0,
+            backoff: 0,
+            probes: 0,
+            snd_mss: 0,
+            rcv_mss: 0,
+            snd_wnd: 0,
+            rcv_wnd: 0,
+            snd_wscale: 0,
+            rcv_wscale: 0,
+            timestamps: false,
+            sack: false,
+            cwnd: 0,
+            ssthresh: 0,
+            unacked: 0,
+            send_queue: 0,
+            recv_queue: 0,
+        };
+        match &s.kind {
+            Kind::Listen(l) => {
+                info.recv_queue = l.accept.len();
+                info.send_queue = l.backlog;
+            }
+            Kind::Conn(id) => {
+                if let Some(t) = self.tcp.get(*id) {
+                    info.remote = Some(t.remote);
+                    info.rtt = Duration::from_micros(t.rtt.srtt);
+                    info.rttvar = Duration::from_micros(t.rtt.rttvar);
+                    info.rto = t.current_rto(&self.cfg.tcp);
+                    info.retransmits = t.retries;
+                    info.total_retrans = t.total_retrans;
+                    info.backoff = t.backoff;
+                    info.probes = t.probes_out;
+                    info.snd_mss = t.snd_mss;
+                    info.rcv_mss = t.rcv_mss;
+                    info.snd_wnd = t.snd_wnd;
+                    info.rcv_wnd = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
+                    info.snd_wscale = t.snd_wscale;
+                    info.rcv_wscale = t.rcv_wscale;
+                    info.timestamps = t.ts_ok;
+                    info.sack = t.sack_ok;
+                    info.cwnd = t.cc.window();
+                    info.ssthresh = t.cc.ssthresh();
+                    info.unacked = t.snd_max.diff(t.snd_una).max(0) as u32;
+                    info.send_queue = t.sndq.len();
+                    info.recv_queue = t.rcvq.len();
+                }
+            }
+            Kind::Closed { .. } => {}
+        }
+        Ok(info)
+    }
+
+    fn tcb_row(&self, now: Instant, handle: Option<SocketHandle>, t: &Tcb) -> SocketRow {
+        let timer = if let Some(d) = t.linger_at {
+            Some(("timewait", d))
+        } else if let Some(d) = t.rexmit_at {
+            Some(("on", d))
+        } else {
+            t.keepalive_at.map(|d| ("keepalive", d))
+        };
+        SocketRow {
+            handle,
+            state: t.state,
+            local: t.local,
+            remote: Some(t.remote),
+            recv_q: t.rcvq.len(),
+            send_q: t.sndq.len(),
+            timer: timer.map(|(k, d)| (k, d - now)),
+        }
+    }
+
+    /// Every TCP socket and TCB, like `ss -tan`: listeners, connections,
+    /// and orphaned or not-yet-accepted TCBs (handle `None`).
+    pub fn socket_table(&self, now: Instant) -> Vec<SocketRow> {
+        let mut rows = Vec::new();
+        for (h, s) in self.sockets.iter() {
+            let Socket::Tcp(s) = s else { continue };
+            match &s.kind {
+                Kind::Conn(id) => {
+                    if let Some(t) = self.tcp.get(*id) {
+                        rows.push(self.tcb_row(now, Some(h), t));
+                    }
+                }
+                Kind::Listen(l) => rows.push(SocketRow {
+                    handle: Some(h),
+                    state: State::Listen,
+                    local: s
+                        .local
+                        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                    remote: None,
+                    recv_q: l.accept.len(),
+                    send_q: l.backlog,
+                    timer: None,
+                }),
+                Kind::Closed { .. } => rows.push(SocketRow {
+                    handle: Some(h),
+                    state: State::Closed,
+                    local: s
+                        .local
+                        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                    remote: None,
+                    recv_q: 0,
+                    send_q: 0,
+                    timer: None,
+                }),
+            }
+        }
+        for (_, t) in self.tcp.iter() {
+            if t.socket.is_none() {
+                rows.push(self.tcb_row(now, None, t));
+            }
+        }
+        rows
+    }
+
+    /// Number of TCBs (connections in any state, including orphans).
+    pub fn tcp_tcb_count(&self) -> usize {
+        self.tcp.count
+    }
+
+    /// Applies a change of socket options to the connection, if any.
+    fn tcp_set_opt(
+        &mut self,
+        now: Instant,
+        h: SocketHandle,
+        f: impl FnOnce(&mut Opts),
+    ) -> Result<()> {
+        self.tcp_touch(now);
+        let s = self.tcp_sock_mut(h)?;
+        f(&mut s.opts);
+        let opts = s.opts.clone();
+        if let Kind::Conn(id) = s.kind {
+            if let Some(t) = self.tcp.get_mut(id) {
+                t.sndq.set_limit(opts.sndbuf);
+                t.rcvq.set_limit(opts.rcvbuf);
+                t.opts = opts;
+                t.keepalive_at = t.keepalive_deadline().map(|d| d.max(now));
+                self.tcp.arm(id);
+            }
+            self.sockets.mark_changed(h);
+        }
+        Ok(())
+    }
+
+    /// SO_REUSEADDR (takes effect at bind).
+    pub fn tcp_set_reuseaddr(&mut self, h: SocketHandle, on: bool) -> Result<()> {
+        let now = self.tcp.now;
+        self.tcp_set_opt(now, h, |o| o.reuseaddr = on)
+    }
+
+    /// SO_REUSEPORT (takes effect at bind).
+    pub fn tcp_set_reuseport(&mut self, h: SocketHandle, on: bool) -> Result<()> {
+        let now = self.tcp.now;
+        self.tcp_set_opt(now, h, |o| o.reuseport = on)
+    }
+
+    /// SO_KEEPALIVE.
+    pub fn tcp_set_keepalive(&mut self, now: Instant, h: SocketHandle, on: bool) -> Result<()> {
+        self.tcp_set_opt(now, h, |o| o.keepalive = on)
+    }
+
+    /// TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (`None` leaves one as is);
+    /// zero is EINVAL.
+    pub fn tcp_set_keepalive_params(
+        &mut self,
+        now: Instant,
+        h: SocketHandle,
+        idle: Option<Duration>,
+        intvl: Option<Duration>,
+        cnt: Option<u32>,
+    ) -> Result<()> {
+        if idle == Some(Duration::ZERO) || intvl == Some(Duration::ZERO) || cnt == Some(0) {
+            return Err(Errno::EINVAL);
+        }
+        self.tcp_set_opt(now, h, |o| {
+            if let Some(i) = idle {
+                o.keep_idle = i;
+            }
+            if let Some(i) = intvl {
+                o.keep_intvl = i;
+            }
+            if let Some(c) = cnt {
+                o.keep_cnt = c;
+            }
+        })
+    }
+
+    /// SO_LINGER. Only a zero timeout changes anything here (abort with
+    /// RST): a sans-IO core cannot block in `close`, so a non-zero linger
+    /// behaves like a normal close.
+    pub fn tcp_set_linger(&mut self, h: SocketHandle, linger: Option<Duration>) -> Result<()> {
+        let now = self.tcp.now;
+        self.tcp_set_opt(now, h, |o| o.linger = linger)
+    }
+
+    /// SO_RCVBUF / SO_SNDBUF in bytes, clamped to [2048, max_buf]. The
+    /// window scale is fixed at the handshake from the receive buffer then.
+    pub fn tcp_set_buffers(
+        &mut self,
+        h: SocketHandle,
+        rcvbuf: Option<usize>,
+        sndbuf: Option<usize>,
+    ) -> Result<()> {
+        let now = self.tcp.now;
+        let max = self.cfg.tcp.max_buf.max(2048);
+        self.tcp_set_opt(now, h, |o| {
+            if let Some(r) = rcvbuf {
+                o.rcvbuf = r.clamp(2048, max);
+            }
+            if let Some(s) = sndbuf {
+                o.sndbuf = s.clamp(2048, max);
+            }
+        })
+    }
+
+    /// TCP_MAXSEG: caps the MSS announced and used (88..=65495, else EINVAL).
+    pub fn tcp_set_maxseg(&mut self, h: SocketHandle, mss: u16) -> Result<()> {
+        if !(88..=65495).contains(&mss) {
+            return Err(Errno::EINVAL);
+        }
+        if self.tcp_conn(h)?.is_some() {
+            return Err(Errno::EISCONN);
+        }
+        let now = self.tcp.now;
+        self.tcp_set_opt(now, h, |o| o.maxseg = Some(mss))
+    }
+
+    /// TCP_USER_TIMEOUT (RFC 5482): how long sent data may stay unacknowledged.
+    pub fn tcp_set_user_timeout(
+        &mut self,
+        h: SocketHandle,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let now = self.tcp.now;
+        self.tcp_set_opt(now, h, |o| {
+            o.user_timeout = timeout.filter(|d| !d.is_zero())
+        })
+    }
+
+    /// TCP_NODELAY (recorded; Nagle arrives with the data-transfer work).
+    pub fn tcp_set_nodelay(&mut self, h: SocketHandle, on: bool) -> Result<()> {
+        let now = self.tcp.now;
+        self.tcp_set_opt(now, h, |o| o.nodelay = on)
+    }
+}

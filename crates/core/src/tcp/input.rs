@@ -1,0 +1,987 @@
+//! Segment arrival (RFC 9293 §3.10.7), with the RFC 5961 defences.
+
+use super::{Ctl, Kind, Listener, PortClass, State, Tcb, TcbId};
+use crate::errno::Errno;
+use crate::socket::{Socket, SocketHandle};
+use crate::stack::Stack;
+use crate::time::{Duration, Instant};
+use std::net::SocketAddrV4;
+use tracing::debug;
+use ustack_wire::{Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
+
+/// Out-of-window pure ACKs are answered at most this often (Linux `tcp_invalid_ratelimit`).
+const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Stack {
+    pub(crate) fn tcp_input(
+        &mut self,
+        now: Instant,
+        ip: &Ipv4Repr,
+        payload: &[u8],
+        broadcast: bool,
+    ) {
+        let Ok(packet) = TcpPacket::new_checked(payload) else {
+            self.counters.tcp.in_errs += 1;
+            return;
+        };
+        let seg = match TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, &self.cfg.checksums) {
+            Ok(r) => r,
+            Err(ustack_wire::Error::Checksum) => {
+                self.counters.tcp.in_csum_errors += 1;
+                self.counters.tcp.in_errs += 1;
+                return;
+            }
+            Err(_) => {
+                self.counters.tcp.in_errs += 1;
+                return;
+            }
+        };
+        self.counters.ip.in_delivers += 1;
+        self.counters.tcp.in_segs += 1;
+        // RFC 1122 §4.2.3.10: TCP never talks to broadcast addresses.
+        if broadcast {
+            return;
+        }
+        let local = SocketAddrV4::new(ip.dst_addr, seg.dst_port);
+        let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
+        if let Some(&id) = self.tcp.conns.get(&(local, remote)) {
+            self.tcp_segment(now, id, &seg);
+            return;
+        }
+        if let Some(lh) = self.tcp_find_listener(local, remote) {
+            self.tcp_listen_input(now, lh, local, remote, &seg);
+            return;
+        }
+        self.tcp_reset_reply(local, remote, &seg);
+    }
+
+    /// The listener for a new connection to `local`: exact address before
+    /// wildcard; among SO_REUSEPORT peers, one chosen by a hash of the 4-tuple.
+    pub(crate) fn tcp_find_listener(
+        &self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> Option<SocketHandle> {
+        let list = self.tcp.listeners.get(&local.port())?;
+        let addr_of = |h: &SocketHandle| match self.sockets.get(*h) {
+            Some(Socket::Tcp(s)) => s.local.map(|l| *l.ip()),
+            _ => None,
+        };
+        for exact in [true, false] {
+            let n = list
+                .iter()
+                .filter(|h| {
+                    addr_of(h).is_some_and(|ip| {
+                        if exact {
+                            ip == *local.ip()
+                        } else {
+                            ip.is_unspecified()
+                        }
+                    })
+                })
+                .count();
+            if n == 0 {
+                continue;
+            }
+            let pick = self.tcp.secret.spread(local, remote, n);
+            return list
+                .iter()
+                .filter(|h| {
+                    addr_of(h).is_some_and(|ip| {
+                        if exact {
+                            ip == *local.ip()
+                        } else {
+                            ip.is_unspecified()
+                        }
+                    })
+                })
+                .nth(pick)
+                .copied();
+        }
+        None
+    }
+
+    /// RFC 9293 §3.10.7.1: a segment for no connection gets a RST (never in
+    /// reply to a RST).
+    pub(crate) fn tcp_reset_reply(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr,
+    ) {
+        if seg.flags.contains(TcpFlags::RST) {
+            return;
+        }
+        let ctl = if seg.flags.contains(TcpFlags::ACK) {
+            Ctl {
+                local,
+                remote,
+                seq: seg.ack_number,
+                ack: SeqNumber(0),
+                flags: TcpFlags::RST,
+                window: 0,
+                mss: None,
+            }
+        } else {
+            Ctl {
+                local,
+                remote,
+                seq: SeqNumber(0),
+                ack: seg.seq_number + seg.segment_len(),
+                flags: TcpFlags::RST | TcpFlags::ACK,
+                window: 0,
+                mss: None,
+            }
+        };
+        self.tcp_push_ctl(ctl);
+    }
+
+    pub(crate) fn tcp_push_ctl(&mut self, ctl: Ctl) {
+        if self.tcp.ctl.len() >= self.cfg.tcp.max_ctl_queue {
+            return;
+        }
+        self.tcp.ctl.push_back(ctl);
+    }
+
+    fn listener_mut(&mut self, lh: SocketHandle) -> Option<&mut Listener> {
+        match self.sockets.get_mut(lh) {
+            Some(Socket::Tcp(s)) => match &mut s.kind {
+                Kind::Listen(l) => Some(l),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Linux's accept queue is full when it holds more than the backlog; we
+    /// hold at most the backlog.
+    fn accept_full(&mut self, lh: SocketHandle) -> bool {
+        self.listener_mut(lh)
+            .is_none_or(|l| l.accept.len() >= l.backlog)
+    }
+
+    /// RFC 9293 §3.10.7.2 (LISTEN), with SYN and accept queues as Linux.
+    fn tcp_listen_input(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr,
+    ) {
+        let f = seg.flags;
+        if f.contains(TcpFlags::RST) {
+            return;
+        }
+        if f.contains(TcpFlags::ACK) {
+            if !f.contains(TcpFlags::SYN) && self.cfg.tcp.syncookies {
+                self.tcp_cookie_ack(now, lh, local, remote, seg);
+            } else {
+                self.tcp_reset_reply(local, remote, seg);
+            }
+            return;
+        }
+        if !f.contains(TcpFlags::SYN) {
+            return;
+        }
+        if self.accept_full(lh) {
+            self.counters.tcp.listen_overflows += 1;
+            self.counters.tcp.listen_drops += 1;
+            return;
+        }
+        let Some(syn_count) = self.listener_mut(lh).map(|l| l.syn_count) else {
+            return;
+        };
+        // The SYN queue is bounded by max_syn_backlog (the accept queue by the backlog).
+        let syn_cap = self.cfg.tcp.max_syn_backlog.max(1);
+        if syn_count >= syn_cap {
+            if self.cfg.tcp.syncookies {
+                self.tcp_send_cookie(now, lh, local, remote, seg);
+            } else {
+                self.counters.tcp.listen_drops += 1;
+            }
+            return;
+        }
+        let Some(Socket::Tcp(ls)) = self.sockets.get(lh) else {
+            return;
+        };
+        let opts = ls.opts.clone();
+        let iss = self.tcp.secret.isn(local, remote, now);
+        let ts_offset = self.tcp.secret.ts_offset(local, remote);
+        let mtu_mss = self.tcp_mtu_mss();
+        let mut tcb = Tcb::new(
+            &self.cfg.tcp,
+            State::SynReceived,
+            local,
+            remote,
+            iss,
+            opts,
+            mtu_mss,
+            now,
+            ts_offset,
+        );
+        tcb.listener = Some(lh);
+        tcb_take_syn(&mut tcb, seg);
+        tcb.syn_pending = true;
+        let id = self.tcp_insert(tcb);
+        if let Some(l) = self.listener_mut(lh) {
+            l.syn_count += 1;
+        }
+        debug!(%local, %remote, from = %State::Listen, to = %State::SynReceived, "tcp state");
+        self.tcp.schedule(id);
+    }
+
+    /// Answers a SYN with a cookie SYN-ACK and keeps no state (RFC 4987 §3.6).
+    /// The cookie carries only the MSS, so such connections go without
+    /// window scaling, SACK and timestamps.
+    fn tcp_send_cookie(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr,
+    ) {
+        let peer_mss = seg.max_seg_size.unwrap_or(536);
+        let (isn, _) = self
+            .tcp
+            .secret
+            .cookie(local, remote, seg.seq_number, peer_mss, now);
+        let window = match self.sockets.get(lh) {
+            Some(Socket::Tcp(s)) => s.opts.rcvbuf.min(65535) as u16,
+            _ => return,
+        };
+        if let Some(l) = self.listener_mut(lh) {
+            l.cookies_since = Some(now);
+        }
+        self.counters.tcp.syncookies_sent += 1;
+        let mss = self.tcp_mtu_mss();
+        self.tcp_push_ctl(Ctl {
+            local,
+            remote,
+            seq: isn,
+            ack: seg.seq_number + 1,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            window,
+            mss: Some(mss),
+        });
+    }
+
+    /// An ACK to a listener: a returning SYN cookie, or else a RST.
+    fn tcp_cookie_ack(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr,
+    ) {
+        let recent = self
+            .listener_mut(lh)
+            .and_then(|l| l.cookies_since)
+            .is_some_and(|t| now - t < Duration::from_secs(128));
+        if !recent {
+            self.tcp_reset_reply(local, remote, seg);
+            return;
+        }
+        let client_isn = seg.seq_number - 1;
+        let isn = seg.ack_number - 1;
+        let Some(mss) = self
+            .tcp
+            .secret
+            .check_cookie(local, remote, client_isn, isn, now)
+        else {
+            self.counters.tcp.syncookies_failed += 1;
+            self.tcp_reset_reply(local, remote, seg);
+            return;
+        };
+        if self.accept_full(lh) {
+            self.counters.tcp.listen_overflows += 1;
+            self.counters.tcp.listen_drops += 1;
+            return;
+        }
+        self.counters.tcp.syncookies_recv += 1;
+        let Some(Socket::Tcp(ls)) = self.sockets.get(lh) else {
+            return;
+        };
+        let opts = ls.opts.clone();
+        let mtu_mss = self.tcp_mtu_mss();
+        let mut tcb = Tcb::new(
+            &self.cfg.tcp,
+            State::SynReceived,
+            local,
+            remote,
+            isn,
+            opts,
+            mtu_mss,
+            now,
+            0,
+        );
+        tcb.irs = client_isn;
+        tcb.rcv_nxt = seg.seq_number;
+        tcb.rcv_wscale = 0;
+        tcb.rcv_adv = tcb.rcv_nxt + tcb.rcv_space().min(65535);
+        tcb.snd_nxt = isn + 1;
+        tcb.snd_max = isn + 1;
+        tcb.snd_mss = mss.min(tcb.rcv_mss);
+        tcb.cc = Box::new(super::SlowStart::new(10 * u32::from(tcb.snd_mss)));
+        tcb.listener = Some(lh);
+        let id = self.tcp_insert(tcb);
+        if let Some(l) = self.listener_mut(lh) {
+            l.syn_count += 1;
+        }
+        self.tcp_segment(now, id, seg);
+    }
+
+    /// Creates a TCB and enters it in the lookup and port tables.
+    pub(crate) fn tcp_insert(&mut self, tcb: Tcb) -> TcbId {
+        let port = tcb.local.port();
+        let class = tcb.port_class;
+        let id = self.tcp.insert(tcb);
+        self.tcp.port_use(port).count(class, 1);
+        id
+    }
+
+    /// Our MSS for this interface: MTU - 40 (RFC 9293 §3.7.1).
+    pub(crate) fn tcp_mtu_mss(&self) -> u16 {
+        (self.cfg.mtu.saturating_sub(40)).clamp(64, 65495) as u16
+    }
+
+    /// Moves a TCB to `to`, keeping the gauges, port buckets and timers right.
+    pub(crate) fn tcp_set_state(&mut self, now: Instant, id: TcbId, to: State) {
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        let from = t.state;
+        if from == to {
+            return;
+        }
+        debug!(local = %t.local, remote = %t.remote, %from, %to, "tcp state");
+        t.state = to;
+        let estab = |s: State| matches!(s, State::Established | State::CloseWait);
+        match (estab(from), estab(to)) {
+            (false, true) => self.counters.tcp.curr_estab += 1,
+            (true, false) => {
+                self.counters.tcp.curr_estab = self.counters.tcp.curr_estab.saturating_sub(1)
+            }
+            _ => {}
+        }
+        match to {
+            State::TimeWait => {
+                t.rexmit_at = None;
+                t.keepalive_at = None;
+                t.linger_at = Some(now + self.cfg.tcp.time_wait);
+                let port = t.local.port();
+                let old = t.port_class;
+                if old != PortClass::TimeWait {
+                    t.port_class = PortClass::TimeWait;
+                    let pu = self.tcp.port_use(port);
+                    pu.count(old, -1);
+                    pu.count(PortClass::TimeWait, 1);
+                }
+            }
+            State::FinWait2 if t.socket.is_none() => {
+                t.linger_at = Some(now + self.cfg.tcp.fin_timeout);
+            }
+            State::Established | State::CloseWait => {
+                t.keepalive_at = t.keepalive_deadline();
+            }
+            _ => {}
+        }
+        self.tcp.arm(id);
+        self.tcp_notify(id);
+    }
+
+    /// Marks the socket (or the listener) of a TCB as possibly changed.
+    pub(crate) fn tcp_notify(&mut self, id: TcbId) {
+        if let Some(t) = self.tcp.get(id) {
+            if let Some(h) = t.socket {
+                self.sockets.mark_changed(h);
+            } else if let Some(l) = t.listener {
+                self.sockets.mark_changed(l);
+            }
+        }
+    }
+
+    /// Frees a TCB: lookup, port bucket, listener queues, socket state.
+    pub(crate) fn tcp_free(&mut self, now: Instant, id: TcbId) {
+        if self.tcp.get(id).is_none() {
+            return;
+        }
+        self.tcp_set_state(now, id, State::Closed);
+        let Some(t) = self.tcp.remove(id) else { return };
+        let port = t.local.port();
+        self.tcp.port_use(port).count(t.port_class, -1);
+        self.tcp.port_release_if_empty(port);
+        if let Some(lh) = t.listener {
+            let was_half_open = !t.in_accept_queue;
+            if let Some(l) = self.listener_mut(lh) {
+                if was_half_open {
+                    l.syn_count = l.syn_count.saturating_sub(1);
+                } else {
+                    l.accept.retain(|x| *x != id);
+                }
+            }
+            self.sockets.mark_changed(lh);
+        }
+        if let Some(h) = t.socket {
+            if let Some(Socket::Tcp(s)) = self.sockets.get_mut(h) {
+                s.kind = Kind::Closed {
+                    was_connected: true,
+                };
+                s.leftover = t.rcvq;
+            }
+            self.sockets.mark_changed(h);
+        }
+    }
+
+    /// Ends a connection at once: the error goes to the socket; a RST
+    /// (RFC 9293 §3.10.7.4 form `<SEQ=SND.NXT><CTL=RST,ACK>`) if asked.
+    pub(crate) fn tcp_abort(&mut self, now: Instant, id: TcbId, err: Option<Errno>, rst: bool) {
+        let Some(t) = self.tcp.get(id) else { return };
+        let socket = t.socket;
+        if rst {
+            let ctl = Ctl {
+                local: t.local,
+                remote: t.remote,
+                seq: t.snd_nxt,
+                ack: t.rcv_nxt,
+                flags: TcpFlags::RST | TcpFlags::ACK,
+                window: 0,
+                mss: None,
+            };
+            self.tcp_push_ctl(ctl);
+        }
+        if let (Some(e), Some(h)) = (err, socket) {
+            if let Some(Socket::Tcp(s)) = self.sockets.get_mut(h) {
+                s.error = Some(e);
+            }
+        }
+        self.tcp_free(now, id);
+    }
+
+    /// An ACK that says where we are, instead of acting on a suspicious
+    /// segment (RFC 5961 §3.2, §4.2, §5.2), within the stack-wide rate limit.
+    fn tcp_challenge_ack(&mut self, now: Instant, id: TcbId) {
+        if !self.tcp.challenge.take(now) {
+            self.counters.tcp.challenge_ack_limited += 1;
+            return;
+        }
+        self.counters.tcp.challenge_acks += 1;
+        if let Some(t) = self.tcp.get_mut(id) {
+            t.ack_pending = true;
+        }
+        self.tcp.schedule(id);
+    }
+
+    /// A segment for an existing TCB (RFC 9293 §3.10.7.3 and §3.10.7.4).
+    pub(crate) fn tcp_segment(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
+        let Some(t) = self.tcp.get(id) else { return };
+        match t.state {
+            State::SynSent => self.tcp_syn_sent(now, id, seg),
+            State::Closed | State::Listen => {}
+            _ => self.tcp_synchronized(now, id, seg),
+        }
+        self.tcp.arm(id);
+        self.tcp.schedule(id);
+    }
+
+    /// RFC 9293 §3.10.7.3: SYN-SENT.
+    fn tcp_syn_sent(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
+        let f = seg.flags;
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        if f.contains(TcpFlags::ACK)
+            && (seg.ack_number.diff(t.iss) <= 0 || seg.ack_number.diff(t.snd_max) > 0)
+        {
+            if !f.contains(TcpFlags::RST) {
+                let (local, remote) = (t.local, t.remote);
+                self.tcp_reset_reply(local, remote, seg);
+            }
+            return;
+        }
+        if f.contains(TcpFlags::RST) {
+            if f.contains(TcpFlags::ACK) {
+                debug!(local = %t.local, remote = %t.remote, "tcp connection refused");
+                self.counters.tcp.attempt_fails += 1;
+                self.tcp_abort(now, id, Some(Errno::ECONNREFUSED), false);
+            }
+            return;
+        }
+        if !f.contains(TcpFlags::SYN) {
+            return;
+        }
+        tcb_take_syn(t, seg);
+        t.last_rcv = now;
+        if f.contains(TcpFlags::ACK) {
+            t.snd_una = seg.ack_number;
+            t.snd_wnd = u32::from(seg.window_len);
+            t.max_snd_wnd = t.snd_wnd;
+            t.snd_wl1 = seg.seq_number;
+            t.snd_wl2 = seg.ack_number;
+            if let Some((_, sent)) = t.rtt.timing.take() {
+                t.rtt
+                    .sample(now - sent, self.cfg.tcp.rto_min, self.cfg.tcp.rto_max);
+            }
+            t.rexmit_at = None;
+            t.backoff = 0;
+            t.retries = 0;
+            t.ack_pending = true;
+            let fin = t.fin_queued;
+            self.tcp_set_state(now, id, State::Established);
+            if fin {
+                self.tcp_set_state(now, id, State::FinWait1);
+            }
+        } else {
+            // Simultaneous open: SYN-SENT -> SYN-RECEIVED, send SYN,ACK.
+            t.snd_wnd = u32::from(seg.window_len);
+            t.max_snd_wnd = t.snd_wnd;
+            t.snd_wl1 = seg.seq_number;
+            t.snd_nxt = t.iss;
+            t.syn_pending = true;
+            t.rtt.timing = None;
+            self.tcp_set_state(now, id, State::SynReceived);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and the synchronized states.
+    fn tcp_synchronized(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
+        let f = seg.flags;
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        let state = t.state;
+
+        // A retransmitted SYN (or our peer's SYN,ACK in a simultaneous open)
+        // in SYN-RECEIVED.
+        if state == State::SynReceived
+            && f.contains(TcpFlags::SYN)
+            && !f.contains(TcpFlags::RST)
+            && seg.seq_number + 1 == t.rcv_nxt
+        {
+            if f.contains(TcpFlags::ACK) && seg.ack_number == t.snd_max && t.listener.is_none() {
+                // Simultaneous open (Linux tcp_rcv_state_process): the
+                // SYN,ACK completes our handshake; ACK their SYN in case our
+                // SYN,ACK has not gone out yet.
+                t.ack_pending = t.syn_pending;
+                self.tcp_established_from_syn_received(now, id, seg);
+            } else if !f.contains(TcpFlags::ACK) {
+                t.syn_pending = true;
+                t.snd_nxt = t.iss;
+            }
+            return;
+        }
+
+        if state == State::TimeWait && self.tcp_time_wait_special(now, id, seg) {
+            return;
+        }
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+
+        // First: sequence number acceptable?
+        let seg_len = seg.segment_len();
+        let wnd = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
+        if !seq_acceptable(seg.seq_number, seg_len, t.rcv_nxt, wnd) {
+            if f.contains(TcpFlags::RST) {
+                return;
+            }
+            if f.contains(TcpFlags::SYN) && state.synchronized() {
+                self.counters.tcp.syn_challenge += 1;
+                self.tcp_challenge_ack(now, id);
+                return;
+            }
+            // Out-of-window: re-ACK; pure ACKs only at a bounded rate.
+            if seg.payload.is_empty() && !f.contains(TcpFlags::FIN) {
+                if t.last_oow_ack.is_some_and(|l| now - l < OOW_ACK_INTERVAL) {
+                    return;
+                }
+                t.last_oow_ack = Some(now);
+            }
+            t.ack_pending = true;
+            return;
+        }
+
+        // Second: RST (RFC 5961 §3.2: only an exact match resets).
+        if f.contains(TcpFlags::RST) {
+            if seg.seq_number != t.rcv_nxt {
+                self.tcp_challenge_ack(now, id);
+                return;
+            }
+            self.tcp_reset_received(now, id);
+            return;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 §4.2).
+        if f.contains(TcpFlags::SYN) {
+            self.counters.tcp.syn_challenge += 1;
+            self.tcp_challenge_ack(now, id);
+            return;
+        }
+
+        // Fifth: ACK.
+        if !f.contains(TcpFlags::ACK) {
+            return;
+        }
+        if state == State::SynReceived {
+            if seg.ack_number.diff(t.snd_una) > 0 && seg.ack_number.diff(t.snd_max) <= 0 {
+                if !self.tcp_established_from_syn_received(now, id, seg) {
+                    return;
+                }
+            } else {
+                let (local, remote) = (t.local, t.remote);
+                self.tcp_reset_reply(local, remote, seg);
+                return;
+            }
+        }
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        // RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
+        let lower = t.snd_una - (t.max_snd_wnd.min(1 << 30) as usize);
+        if seg.ack_number.diff(t.snd_max) > 0 || seg.ack_number.diff(lower) < 0 {
+            self.tcp_challenge_ack(now, id);
+            return;
+        }
+        t.last_rcv = now;
+        t.probes_out = 0;
+        if t.opts.keepalive {
+            t.keepalive_at = t.keepalive_deadline();
+        }
+        if t.ts_ok {
+            if let Some(ts) = seg.timestamp {
+                if seg.seq_number.diff(t.rcv_nxt) <= 0 {
+                    t.ts_recent = ts.tsval;
+                }
+            }
+        }
+        self.tcp_ack(now, id, seg);
+
+        // Seventh: segment text.
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        let mut seq = seg.seq_number;
+        let mut data = seg.payload;
+        let mut fin = f.contains(TcpFlags::FIN);
+        if seq.diff(t.rcv_nxt) < 0 {
+            let skip = t.rcv_nxt.diff(seq) as usize;
+            if skip >= data.len() {
+                // All old data; a FIN at rcv_nxt - 1 is old too.
+                let fin_seq = seq + data.len();
+                fin = fin && fin_seq == t.rcv_nxt;
+                data = &[];
+            } else {
+                data = &data[skip..];
+            }
+            seq = t.rcv_nxt;
+        }
+        if seq != t.rcv_nxt {
+            // Out of order: dropped for now (see the module docs), dup ACK.
+            self.counters.tcp.ofo_drops += 1;
+            t.ack_pending = true;
+            return;
+        }
+        if !data.is_empty() {
+            match t.state {
+                State::Established | State::FinWait1 | State::FinWait2 => {
+                    if t.socket.is_none() && t.listener.is_none()
+                        || (t.shut_rd && t.state != State::Established)
+                    {
+                        // Data for a closed socket: RST (Linux tcp_rcv_state_process).
+                        self.counters.tcp.abort_on_data += 1;
+                        self.tcp_abort(now, id, None, true);
+                        return;
+                    }
+                    let n = t.rcvq.push(data);
+                    t.rcv_nxt += n;
+                    t.on_data_received(n);
+                    if n < data.len() {
+                        self.counters.tcp.rcv_pruned += 1;
+                        fin = false;
+                    }
+                    if n > 0 {
+                        self.tcp_notify(id);
+                    }
+                }
+                _ => {
+                    // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer sent FIN; ignore.
+                    fin = false;
+                }
+            }
+        }
+
+        // Eighth: FIN.
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        if fin && !t.fin_received {
+            t.rcv_nxt += 1;
+            t.fin_received = true;
+            t.ack_pending = true;
+            let next = match t.state {
+                State::SynReceived | State::Established => Some(State::CloseWait),
+                State::FinWait1 => Some(if t.fin_acked() {
+                    State::TimeWait
+                } else {
+                    State::Closing
+                }),
+                State::FinWait2 => Some(State::TimeWait),
+                _ => None,
+            };
+            if let Some(s) = next {
+                self.tcp_set_state(now, id, s);
+            }
+            self.tcp_notify(id);
+        } else if fin && t.state == State::TimeWait {
+            t.ack_pending = true;
+            t.linger_at = Some(now + self.cfg.tcp.time_wait);
+        }
+    }
+
+    /// TIME-WAIT: a new SYN may reopen (RFC 6191 style); a retransmitted
+    /// FIN is ACKed and restarts 2MSL (RFC 9293 §3.10.7.4). True if handled.
+    fn tcp_time_wait_special(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) -> bool {
+        let f = seg.flags;
+        let Some(t) = self.tcp.get(id) else {
+            return true;
+        };
+        let (local, remote, rcv_nxt) = (t.local, t.remote, t.rcv_nxt);
+        if f.contains(TcpFlags::SYN)
+            && !f.intersects(TcpFlags::RST | TcpFlags::ACK)
+            && seg.seq_number.diff(rcv_nxt) > 0
+        {
+            if let Some(lh) = self.tcp_find_listener(local, remote) {
+                self.counters.tcp.time_wait_recycled += 1;
+                self.tcp_free(now, id);
+                self.tcp_listen_input(now, lh, local, remote, seg);
+                return true;
+            }
+        }
+        if f.contains(TcpFlags::FIN)
+            && !f.contains(TcpFlags::RST)
+            && (seg.seq_number + seg.segment_len()) == rcv_nxt
+        {
+            if let Some(t) = self.tcp.get_mut(id) {
+                t.ack_pending = true;
+                t.linger_at = Some(now + self.cfg.tcp.time_wait);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// SYN-RECEIVED + acceptable ACK: ESTABLISHED, into the accept queue if
+    /// passive. False if the segment must be dropped (accept queue full).
+    fn tcp_established_from_syn_received(
+        &mut self,
+        now: Instant,
+        id: TcbId,
+        seg: &TcpRepr,
+    ) -> bool {
+        let Some(t) = self.tcp.get(id) else {
+            return false;
+        };
+        if let Some(lh) = t.listener {
+            if self.listener_mut(lh).is_none() {
+                // The listener was closed while this was half-open.
+                self.tcp_abort(now, id, None, true);
+                return false;
+            }
+            if self.accept_full(lh) {
+                self.counters.tcp.listen_overflows += 1;
+                self.counters.tcp.listen_drops += 1;
+                if self.cfg.tcp.abort_on_overflow {
+                    self.tcp_abort(now, id, None, true);
+                } else {
+                    self.counters.tcp.ack_dropped_overflow += 1;
+                }
+                return false;
+            }
+            self.counters.tcp.passive_opens += 1;
+            if let Some(l) = self.listener_mut(lh) {
+                l.syn_count = l.syn_count.saturating_sub(1);
+                l.accept.push_back(id);
+            }
+            self.sockets.mark_changed(lh);
+        }
+        let Some(t) = self.tcp.get_mut(id) else {
+            return false;
+        };
+        t.in_accept_queue = t.listener.is_some();
+        t.snd_una = seg.ack_number;
+        if t.snd_nxt.diff(t.snd_una) < 0 {
+            t.snd_nxt = t.snd_una;
+        }
+        t.snd_wnd = u32::from(seg.window_len) << t.snd_wscale;
+        t.max_snd_wnd = t.max_snd_wnd.max(t.snd_wnd);
+        t.snd_wl1 = seg.seq_number;
+        t.snd_wl2 = seg.ack_number;
+        if let Some((_, sent)) = t.rtt.timing.take() {
+            t.rtt
+                .sample(now - sent, self.cfg.tcp.rto_min, self.cfg.tcp.rto_max);
+        }
+        t.rexmit_at = None;
+        t.backoff = 0;
+        t.retries = 0;
+        t.syn_pending = false;
+        t.last_rcv = now;
+        let fin = t.fin_queued;
+        self.tcp_set_state(now, id, State::Established);
+        if fin {
+            self.tcp_set_state(now, id, State::FinWait1);
+        }
+        true
+    }
+
+    /// An acceptable RST (RFC 9293 §3.10.7.4, second check).
+    fn tcp_reset_received(&mut self, now: Instant, id: TcbId) {
+        let Some(t) = self.tcp.get(id) else { return };
+        debug!(local = %t.local, remote = %t.remote, state = %t.state, "tcp RST received");
+        match t.state {
+            State::SynReceived if t.listener.is_some() => self.tcp_free(now, id),
+            State::SynReceived => {
+                self.counters.tcp.attempt_fails += 1;
+                self.tcp_abort(now, id, Some(Errno::ECONNREFUSED), false);
+            }
+            State::Established | State::CloseWait => {
+                self.counters.tcp.estab_resets += 1;
+                self.tcp_abort(now, id, Some(Errno::ECONNRESET), false);
+            }
+            State::FinWait1 | State::FinWait2 => {
+                self.tcp_abort(now, id, Some(Errno::ECONNRESET), false);
+            }
+            _ => self.tcp_free(now, id),
+        }
+    }
+
+    /// ACK processing for a synchronized connection (RFC 9293 §3.10.7.4,
+    /// fifth check; RTT per RFC 6298).
+    fn tcp_ack(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
+        let cfg = &self.cfg.tcp;
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        let ack = seg.ack_number;
+        let mut progressed = false;
+        if ack.diff(t.snd_una) > 0 {
+            let data_acked = (ack.diff(t.sndq_front).max(0) as usize).min(t.sndq.len());
+            let acked = ack.diff(t.snd_una) as u32;
+            t.sndq.consume(data_acked);
+            t.sndq_front += data_acked;
+            t.snd_una = ack;
+            if t.snd_nxt.diff(ack) < 0 {
+                t.snd_nxt = ack;
+            }
+            if let Some((timed, sent)) = t.rtt.timing {
+                if ack.diff(timed) > 0 {
+                    t.rtt.sample(now - sent, cfg.rto_min, cfg.rto_max);
+                    t.rtt.timing = None;
+                }
+            }
+            t.backoff = 0;
+            t.retries = 0;
+            t.force_probe = false;
+            let mss = u32::from(t.snd_mss);
+            t.cc.on_ack(acked, mss);
+            t.una_since = now;
+            t.rexmit_at = if t.snd_una == t.snd_max {
+                None
+            } else {
+                Some(now + t.current_rto(cfg))
+            };
+            progressed = true;
+        }
+        // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
+        if t.snd_wl1.diff(seg.seq_number) < 0
+            || (t.snd_wl1 == seg.seq_number && t.snd_wl2.diff(ack) <= 0)
+        {
+            let wnd = u32::from(seg.window_len) << t.snd_wscale;
+            if wnd > t.snd_wnd {
+                t.force_probe = false;
+            }
+            t.snd_wnd = wnd;
+            t.max_snd_wnd = t.max_snd_wnd.max(wnd);
+            t.snd_wl1 = seg.seq_number;
+            t.snd_wl2 = ack;
+            t.maybe_arm_persist(now, cfg);
+        }
+        let fin_acked = t.fin_acked();
+        let state = t.state;
+        if progressed {
+            self.tcp_notify(id);
+        }
+        if fin_acked {
+            match state {
+                State::FinWait1 => self.tcp_set_state(now, id, State::FinWait2),
+                State::Closing => self.tcp_set_state(now, id, State::TimeWait),
+                State::LastAck => self.tcp_free(now, id),
+                _ => {}
+            }
+        }
+    }
+
+    /// An ICMP error about a segment we sent (RFC 1122 §4.2.3.9): net and
+    /// host unreachable are soft errors, kept and reported only if the
+    /// connection then times out; port or protocol unreachable during the
+    /// handshake abort it (ECONNREFUSED, as Linux). Fragmentation needed is
+    /// left to path MTU discovery (not yet here).
+    pub(crate) fn tcp_icmp_error(&mut self, local: SocketAddrV4, remote: SocketAddrV4, err: Errno) {
+        let Some(&id) = self.tcp.conns.get(&(local, remote)) else {
+            return;
+        };
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        match err {
+            Errno::EMSGSIZE => {}
+            Errno::ECONNREFUSED if t.state == State::SynSent => {
+                self.counters.tcp.attempt_fails += 1;
+                let now = self.tcp.now;
+                self.tcp_abort(now, id, Some(err), false);
+            }
+            _ => t.soft_error = Some(err),
+        }
+    }
+}
+
+/// RFC 9293 §3.10.7.4 Table 6: segment acceptability.
+fn seq_acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: u32) -> bool {
+    let in_wnd = |s: SeqNumber| s.diff(rcv_nxt) >= 0 && (s.diff(rcv_nxt) as i64) < wnd as i64;
+    match (len, wnd) {
+        (0, 0) => seq == rcv_nxt,
+        (0, _) => in_wnd(seq),
+        (_, 0) => false,
+        _ => in_wnd(seq) || in_wnd(seq + (len - 1)),
+    }
+}
+
+/// Takes the peer's SYN: IRS, options (RFC 7323 §1.3, RFC 2018 §2), MSS.
+fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr) {
+    t.irs = seg.seq_number;
+    t.rcv_nxt = seg.seq_number + 1;
+    // Window scaling only if both sides sent the option.
+    match seg.window_scale {
+        Some(s) => {
+            t.ws_ok = true;
+            t.snd_wscale = s;
+        }
+        None => {
+            t.ws_ok = false;
+            t.snd_wscale = 0;
+            t.rcv_wscale = 0;
+        }
+    }
+    t.sack_ok = seg.sack_permitted;
+    t.ts_ok = seg.timestamp.is_some();
+    if let Some(ts) = seg.timestamp {
+        t.ts_recent = ts.tsval;
+    }
+    let peer = seg.max_seg_size.unwrap_or(536);
+    let ts_len = if t.ts_ok { 12 } else { 0 };
+    t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(64);
+    t.cc = Box::new(super::SlowStart::new(10 * u32::from(t.snd_mss)));
+    let wnd = t.rcv_space().min(65535 << t.rcv_wscale);
+    t.rcv_adv = t.rcv_nxt + wnd;
+}

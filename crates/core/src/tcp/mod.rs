@@ -1,0 +1,685 @@
+//! TCP (RFC 9293): connection state machine, listeners, timers, buffers.
+//!
+//! Layout: [`Tcb`]s live in a slab owned by [`TcpState`] and are found by
+//! their 4-tuple in a hash map (the protocol is implied: this is the TCP
+//! table). A socket handle points at its TCB; the TCB outlives the handle
+//! after `close` until its state machine finishes (FIN_WAIT, TIME_WAIT).
+//!
+//! Timers are deadlines kept in a min-heap of `(deadline, tcb, generation)`
+//! with lazy invalidation: a TCB remembers the one heap entry that is live
+//! for it, a later deadline is noticed when the entry fires, an earlier one
+//! pushes a new entry. Output is pulled: TCBs that owe a segment sit on a
+//! ready list and `Stack::transmit` writes their next segment straight
+//! into the caller's buffer. RSTs without a TCB, SYN cookies and the like go
+//! through a small bounded control queue.
+//!
+//! Not yet here (the data-transfer issue): out-of-order queue (segments
+//! beyond RCV.NXT are dropped and duplicate-ACKed; the sender's RTO
+//! recovers), SACK, fast retransmit, delayed ACK (we ACK once per receive
+//! batch, when `transmit` runs), Nagle, PAWS, window autotuning.
+
+mod api;
+mod buffer;
+mod cc;
+mod input;
+mod output;
+mod secret;
+mod timer;
+
+pub use api::{Shutdown, SocketRow, TcpInfo};
+pub use buffer::Ring;
+pub use cc::{CongestionControl, SlowStart};
+pub(crate) use output::TcpTx;
+
+use crate::config::TcpConfig;
+use crate::errno::Errno;
+use crate::icmp::TokenBucket;
+use crate::rng::Rng;
+use crate::socket::SocketHandle;
+use crate::time::{Duration, Instant};
+use core::fmt;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddrV4;
+use ustack_wire::SeqNumber;
+
+/// Connection states (RFC 9293 §3.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// The name `ss` prints.
+    pub fn ss_name(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSE",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECV",
+            State::Established => "ESTAB",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        }
+    }
+
+    /// Whether a SYN has been exchanged both ways (RFC 9293 §3.3.2).
+    pub fn synchronized(self) -> bool {
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.ss_name())
+    }
+}
+
+/// Names a TCB; stale ids (after the TCB is freed) resolve to nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TcbId {
+    index: u32,
+    generation: u32,
+}
+
+/// Per-socket options (setsockopt), copied into each TCB.
+#[derive(Debug, Clone)]
+pub(crate) struct Opts {
+    pub reuseaddr: bool,
+    pub reuseport: bool,
+    pub keepalive: bool,
+    pub keep_idle: Duration,
+    pub keep_intvl: Duration,
+    pub keep_cnt: u32,
+    /// SO_LINGER: `Some(0)` aborts with RST on close.
+    pub linger: Option<Duration>,
+    pub sndbuf: usize,
+    pub rcvbuf: usize,
+    /// TCP_MAXSEG: clamps the MSS we announce and use.
+    pub maxseg: Option<u16>,
+    /// TCP_USER_TIMEOUT (RFC 5482).
+    pub user_timeout: Option<Duration>,
+    /// TCP_NODELAY (stored; Nagle comes with the data-transfer work).
+    pub nodelay: bool,
+}
+
+impl Opts {
+    pub(crate) fn new(cfg: &TcpConfig) -> Opts {
+        Opts {
+            reuseaddr: false,
+            reuseport: false,
+            keepalive: false,
+            keep_idle: cfg.keepalive_time,
+            keep_intvl: cfg.keepalive_intvl,
+            keep_cnt: cfg.keepalive_probes,
+            linger: None,
+            sndbuf: cfg.sndbuf,
+            rcvbuf: cfg.rcvbuf,
+            maxseg: None,
+            user_timeout: None,
+            nodelay: false,
+        }
+    }
+}
+
+/// RFC 6298 round-trip estimator, in microseconds.
+#[derive(Debug, Clone)]
+pub(crate) struct Rtt {
+    pub srtt: u64,
+    pub rttvar: u64,
+    pub rto: u64,
+    pub have_sample: bool,
+    /// The segment being timed (Karn: never a retransmitted one).
+    pub timing: Option<(SeqNumber, Instant)>,
+}
+
+impl Rtt {
+    fn new(initial: Duration) -> Rtt {
+        Rtt {
+            srtt: 0,
+            rttvar: 0,
+            rto: initial.as_micros() as u64,
+            have_sample: false,
+            timing: None,
+        }
+    }
+
+    /// RFC 6298 §2.2/§2.3, clock granularity 1 ms, clamped to [min, max].
+    pub fn sample(&mut self, r: Duration, min: Duration, max: Duration) {
+        let r = r.as_micros() as u64;
+        if !self.have_sample {
+            self.srtt = r;
+            self.rttvar = r / 2;
+            self.have_sample = true;
+        } else {
+            let delta = self.srtt.abs_diff(r);
+            self.rttvar = (3 * self.rttvar + delta) / 4;
+            self.srtt = (7 * self.srtt + r) / 8;
+        }
+        let rto = self.srtt + (4 * self.rttvar).max(1000);
+        self.rto = rto.clamp(min.as_micros() as u64, max.as_micros() as u64);
+    }
+}
+
+/// Where a TCB counts in its port's bind bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortClass {
+    Live { reuseaddr: bool, reuseport: bool },
+    TimeWait,
+}
+
+/// A transmission control block (RFC 9293 §3.3.1).
+#[derive(Debug)]
+pub(crate) struct Tcb {
+    pub state: State,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// The user's handle; `None` once closed (orphaned) or before accept.
+    pub socket: Option<SocketHandle>,
+    /// The listener a passive connection belongs to until accepted.
+    pub listener: Option<SocketHandle>,
+    pub in_accept_queue: bool,
+    pub opts: Opts,
+    pub port_class: PortClass,
+
+    // Send sequence space (RFC 9293 §3.3.1, Figure 4).
+    pub iss: SeqNumber,
+    pub snd_una: SeqNumber,
+    pub snd_nxt: SeqNumber,
+    /// Highest sequence number sent (snd_nxt goes back on a timeout).
+    pub snd_max: SeqNumber,
+    pub snd_wnd: u32,
+    pub max_snd_wnd: u32,
+    pub snd_wl1: SeqNumber,
+    pub snd_wl2: SeqNumber,
+    pub snd_wscale: u8,
+    /// Payload bytes per segment (peer's MSS, our MTU, options).
+    pub snd_mss: u16,
+    pub sndq: Ring,
+    /// Sequence number of the first byte in `sndq`.
+    pub sndq_front: SeqNumber,
+    /// The user has shut the sending side; a FIN follows the data.
+    pub fin_queued: bool,
+
+    // Receive sequence space.
+    pub irs: SeqNumber,
+    pub rcv_nxt: SeqNumber,
+    pub rcv_wscale: u8,
+    /// Right edge of the window we last advertised.
+    pub rcv_adv: SeqNumber,
+    pub rcv_mss: u16,
+    pub rcvq: Ring,
+    pub fin_received: bool,
+    pub shut_rd: bool,
+
+    // Negotiated options.
+    pub ws_ok: bool,
+    pub sack_ok: bool,
+    pub ts_ok: bool,
+    pub ts_recent: u32,
+    pub ts_offset: u32,
+
+    // Output owed.
+    pub syn_pending: bool,
+    pub ack_pending: bool,
+    pub probe_pending: bool,
+    pub force_probe: bool,
+    pub in_ready: bool,
+
+    // Timers.
+    pub rtt: Rtt,
+    pub backoff: u32,
+    pub retries: u32,
+    pub total_retrans: u64,
+    pub rexmit_at: Option<Instant>,
+    /// TIME_WAIT end or orphaned FIN_WAIT_2 timeout.
+    pub linger_at: Option<Instant>,
+    pub keepalive_at: Option<Instant>,
+    pub probes_out: u32,
+    pub last_rcv: Instant,
+    /// When the oldest unacknowledged data was sent (user timeout).
+    pub una_since: Instant,
+    pub last_oow_ack: Option<Instant>,
+    /// The deadline of this TCB's live heap entry.
+    pub timer_sched: Option<Instant>,
+
+    /// Last ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
+    pub soft_error: Option<Errno>,
+    pub cc: Box<dyn CongestionControl>,
+}
+
+impl Tcb {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cfg: &TcpConfig,
+        state: State,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        opts: Opts,
+        mtu_mss: u16,
+        now: Instant,
+        ts_offset: u32,
+    ) -> Tcb {
+        let rcv_mss = opts.maxseg.map_or(mtu_mss, |m| m.min(mtu_mss)).max(64);
+        let rcv_wscale = window_scale_for(opts.rcvbuf);
+        Tcb {
+            state,
+            local,
+            remote,
+            socket: None,
+            listener: None,
+            in_accept_queue: false,
+            port_class: PortClass::Live {
+                reuseaddr: opts.reuseaddr,
+                reuseport: opts.reuseport,
+            },
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            snd_wscale: 0,
+            snd_mss: 536,
+            sndq: Ring::new(opts.sndbuf),
+            sndq_front: iss + 1,
+            fin_queued: false,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_wscale,
+            rcv_adv: SeqNumber(0),
+            rcv_mss,
+            rcvq: Ring::new(opts.rcvbuf),
+            fin_received: false,
+            shut_rd: false,
+            ws_ok: false,
+            sack_ok: false,
+            ts_ok: false,
+            ts_recent: 0,
+            ts_offset,
+            syn_pending: false,
+            ack_pending: false,
+            probe_pending: false,
+            force_probe: false,
+            in_ready: false,
+            rtt: Rtt::new(cfg.rto_initial),
+            backoff: 0,
+            retries: 0,
+            total_retrans: 0,
+            rexmit_at: None,
+            linger_at: None,
+            keepalive_at: None,
+            probes_out: 0,
+            last_rcv: now,
+            una_since: now,
+            last_oow_ack: None,
+            timer_sched: None,
+            soft_error: None,
+            cc: Box::new(SlowStart::new(10 * 536)),
+            opts,
+        }
+    }
+
+    /// Sequence number of the first byte in the send buffer.
+    pub fn sndq_seq(&self) -> SeqNumber {
+        self.sndq_front
+    }
+
+    /// Sequence number just past the queued data (where a FIN goes).
+    pub fn data_end(&self) -> SeqNumber {
+        self.sndq_seq() + self.sndq.len()
+    }
+
+    /// Whether our FIN has been acknowledged.
+    pub fn fin_acked(&self) -> bool {
+        self.fin_queued && self.snd_una.diff(self.data_end()) > 0
+    }
+
+    /// Bytes of receive window we can offer.
+    pub fn rcv_space(&self) -> usize {
+        self.rcvq.free()
+    }
+
+    /// The current RTO with exponential backoff (RFC 6298 §5.5).
+    pub fn current_rto(&self, cfg: &TcpConfig) -> Duration {
+        let base = Duration::from_micros(self.rtt.rto);
+        let shifted = base.saturating_mul(1u32 << self.backoff.min(20));
+        shifted.min(cfg.rto_max)
+    }
+
+    /// Unsent payload bytes, and bytes we may still send within the windows.
+    pub fn sendable(&self) -> (usize, usize) {
+        let unsent = self.data_end().diff(self.snd_nxt).max(0) as usize;
+        let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
+        let wnd = self.snd_wnd.min(self.cc.window());
+        (unsent, wnd.saturating_sub(in_flight) as usize)
+    }
+
+    /// Whether the next call to `next_segment` would produce something.
+    pub fn wants_output(&self) -> bool {
+        match self.state {
+            State::Closed | State::Listen | State::TimeWait => self.ack_pending,
+            State::SynSent | State::SynReceived => self.syn_pending,
+            _ => {
+                if self.ack_pending || self.probe_pending {
+                    return true;
+                }
+                let (unsent, usable) = self.sendable();
+                (unsent > 0 && (usable > 0 || self.force_probe))
+                    || (self.fin_queued && unsent == 0 && self.snd_nxt == self.data_end())
+            }
+        }
+    }
+
+    /// The ACK policy: for now one ACK per receive batch (it goes out when
+    /// `transmit` next runs, covering everything that arrived before). The
+    /// place for delayed ACK (RFC 9293 §3.8.6.3) and quick-ack.
+    pub fn on_data_received(&mut self, _bytes: usize) {
+        self.ack_pending = true;
+    }
+
+    /// With data waiting, nothing in flight and the peer's window closed,
+    /// probe on the RTO (the persist timer, RFC 9293 §3.8.6.1).
+    pub fn maybe_arm_persist(&mut self, now: Instant, cfg: &TcpConfig) {
+        let (unsent, usable) = self.sendable();
+        if unsent > 0 && usable == 0 && self.snd_una == self.snd_max && self.rexmit_at.is_none() {
+            self.rexmit_at = Some(now + self.current_rto(cfg));
+        }
+    }
+
+    /// Earliest of this TCB's timers.
+    pub fn deadline(&self) -> Option<Instant> {
+        [self.rexmit_at, self.linger_at, self.keepalive_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The keepalive deadline per the socket options (RFC 1122 §4.2.3.6).
+    pub fn keepalive_deadline(&self) -> Option<Instant> {
+        if !self.opts.keepalive || !matches!(self.state, State::Established | State::CloseWait) {
+            return None;
+        }
+        Some(self.last_rcv + self.opts.keep_idle)
+    }
+}
+
+/// The smallest shift that lets a 16-bit window cover `rcvbuf` (RFC 7323 §2.2).
+pub(crate) fn window_scale_for(rcvbuf: usize) -> u8 {
+    let mut shift = 0u8;
+    while shift < ustack_wire::tcp::MAX_WINDOW_SCALE && (65535usize << shift) < rcvbuf {
+        shift += 1;
+    }
+    shift
+}
+
+/// A listening socket's queues (RFC 9293 §3.10.7.2; sizes as Linux).
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub backlog: usize,
+    /// Half-open connections (SYN_RECEIVED) counted against the SYN queue.
+    pub syn_count: usize,
+    /// Completed connections not yet accepted.
+    pub accept: VecDeque<TcbId>,
+    /// A SYN was answered with a cookie recently; ACKs may carry one.
+    pub cookies_since: Option<Instant>,
+}
+
+/// The state of a TCP socket handle.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    /// Not connected: fresh, bound, or after the connection ended.
+    Closed {
+        was_connected: bool,
+    },
+    Listen(Listener),
+    Conn(TcbId),
+}
+
+/// A TCP socket as the socket table holds it.
+#[derive(Debug)]
+pub struct TcpSocket {
+    pub(crate) local: Option<SocketAddrV4>,
+    pub(crate) remote: Option<SocketAddrV4>,
+    pub(crate) opts: Opts,
+    pub(crate) kind: Kind,
+    /// SO_ERROR.
+    pub(crate) error: Option<Errno>,
+    /// Counted among the port's bound sockets (bound, not connected).
+    pub(crate) in_ports: bool,
+    /// Received data still unread when the connection ended (TIME_WAIT
+    /// expiry, RST): readable until drained, like Linux's receive queue.
+    pub(crate) leftover: Ring,
+}
+
+/// Who uses a local port: bound sockets (not connected) and the TCBs,
+/// counted by the reuse options they were made with.
+#[derive(Debug, Default)]
+pub(crate) struct PortUse {
+    pub sockets: Vec<SocketHandle>,
+    pub live: u32,
+    pub live_reuseaddr: u32,
+    pub live_reuseport: u32,
+    pub live_both: u32,
+    pub time_wait: u32,
+}
+
+impl PortUse {
+    fn is_empty(&self) -> bool {
+        self.sockets.is_empty() && self.live == 0 && self.time_wait == 0
+    }
+
+    /// Adds (`delta` = 1) or removes (-1) a TCB of class `c`.
+    pub(crate) fn count(&mut self, c: PortClass, delta: i32) {
+        let add = |x: &mut u32| *x = x.wrapping_add_signed(delta);
+        match c {
+            PortClass::TimeWait => add(&mut self.time_wait),
+            PortClass::Live {
+                reuseaddr,
+                reuseport,
+            } => {
+                add(&mut self.live);
+                if reuseaddr {
+                    add(&mut self.live_reuseaddr);
+                }
+                if reuseport {
+                    add(&mut self.live_reuseport);
+                }
+                if reuseaddr && reuseport {
+                    add(&mut self.live_both);
+                }
+            }
+        }
+    }
+
+    /// Live TCBs a new bind with these options would clash with (Linux
+    /// `inet_csk_bind_conflict`: both SO_REUSEADDR, or both SO_REUSEPORT).
+    pub(crate) fn live_conflicts(&self, reuseaddr: bool, reuseport: bool) -> u32 {
+        match (reuseaddr, reuseport) {
+            (true, true) => self.live + self.live_both - self.live_reuseaddr - self.live_reuseport,
+            (true, false) => self.live - self.live_reuseaddr,
+            (false, true) => self.live - self.live_reuseport,
+            (false, false) => self.live,
+        }
+    }
+}
+
+/// A segment without a TCB behind it: RSTs, cookie SYN-ACKs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctl {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    pub seq: SeqNumber,
+    pub ack: SeqNumber,
+    pub flags: ustack_wire::TcpFlags,
+    pub window: u16,
+    pub mss: Option<u16>,
+}
+
+struct Slot {
+    generation: u32,
+    tcb: Option<Tcb>,
+}
+
+/// The TCP part of a stack.
+pub(crate) struct TcpState {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    pub count: usize,
+    pub conns: HashMap<(SocketAddrV4, SocketAddrV4), TcbId>,
+    pub listeners: HashMap<u16, Vec<SocketHandle>>,
+    pub ports: HashMap<u16, PortUse>,
+    pub timers: BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
+    pub ready: VecDeque<TcbId>,
+    pub ctl: VecDeque<Ctl>,
+    pub secret: secret::Secret,
+    pub challenge: TokenBucket,
+    /// The latest `now` the stack was given (for calls without one, like `close`).
+    pub now: Instant,
+}
+
+impl TcpState {
+    pub(crate) fn new(cfg: &TcpConfig, rng: &mut Rng) -> TcpState {
+        TcpState {
+            slots: Vec::new(),
+            free: Vec::new(),
+            count: 0,
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            ports: HashMap::new(),
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            ctl: VecDeque::new(),
+            secret: secret::Secret::new(rng),
+            challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
+            now: Instant::ZERO,
+        }
+    }
+
+    pub(crate) fn get(&self, id: TcbId) -> Option<&Tcb> {
+        let s = self.slots.get(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        s.tcb.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TcbId) -> Option<&mut Tcb> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        s.tcb.as_mut()
+    }
+
+    pub(crate) fn insert(&mut self, tcb: Tcb) -> TcbId {
+        self.count += 1;
+        let key = (tcb.local, tcb.remote);
+        let id = if let Some(index) = self.free.pop() {
+            let s = &mut self.slots[index as usize];
+            s.generation = s.generation.wrapping_add(1);
+            s.tcb = Some(tcb);
+            TcbId {
+                index,
+                generation: s.generation,
+            }
+        } else {
+            let index = self.slots.len() as u32;
+            self.slots.push(Slot {
+                generation: 0,
+                tcb: Some(tcb),
+            });
+            TcbId {
+                index,
+                generation: 0,
+            }
+        };
+        let old = self.conns.insert(key, id);
+        debug_assert!(old.is_none(), "two TCBs for one 4-tuple");
+        id
+    }
+
+    pub(crate) fn remove(&mut self, id: TcbId) -> Option<Tcb> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        let tcb = s.tcb.take()?;
+        self.free.push(id.index);
+        self.count -= 1;
+        self.conns.remove(&(tcb.local, tcb.remote));
+        Some(tcb)
+    }
+
+    /// Every live TCB.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (TcbId, &Tcb)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let tcb = s.tcb.as_ref()?;
+            Some((
+                TcbId {
+                    index: i as u32,
+                    generation: s.generation,
+                },
+                tcb,
+            ))
+        })
+    }
+
+    /// Puts `id` on the ready list if it owes output.
+    pub(crate) fn schedule(&mut self, id: TcbId) {
+        if let Some(t) = self.get_mut(id) {
+            if !t.in_ready && t.wants_output() {
+                t.in_ready = true;
+                self.ready.push_back(id);
+            }
+        }
+    }
+
+    /// Makes sure the heap holds an entry no later than the TCB's deadline.
+    pub(crate) fn arm(&mut self, id: TcbId) {
+        let Some(t) = self.get_mut(id) else { return };
+        let Some(d) = t.deadline() else { return };
+        if t.timer_sched.is_none_or(|s| d < s) {
+            t.timer_sched = Some(d);
+            self.timers
+                .push(core::cmp::Reverse((d, id.index, id.generation)));
+        }
+    }
+
+    /// Earliest TCP deadline (may be a stale one: an early wakeup is harmless).
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
+        if !self.ready.is_empty() || !self.ctl.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.peek().map(|r| r.0 .0)
+    }
+
+    pub(crate) fn port_use(&mut self, port: u16) -> &mut PortUse {
+        self.ports.entry(port).or_default()
+    }
+
+    pub(crate) fn port_release_if_empty(&mut self, port: u16) {
+        if self.ports.get(&port).is_some_and(PortUse::is_empty) {
+            self.ports.remove(&port);
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Segment output: the next segment a TCB owes, written straight into the
+//! caller's buffer (IP header, TCP header, payload from the send ring).
+
+use super::{Ctl, State, TcbId};
+use crate::arp::ArpAction;
+use crate::config::Medium;
+use crate::stack::{OutPacket, Stack};
+use crate::time::Instant;
+use std::net::SocketAddrV4;
+use ustack_wire::{
+    ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, SeqNumber,
+    TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
+};
+
+/// What `tcp_transmit` did.
+pub(crate) enum TcpTx {
+    /// A frame of this length is in the caller's buffer.
+    Sent(usize),
+    /// Something happened (loopback, ARP queue): look at the other queues again.
+    Again,
+    /// Nothing owed.
+    Idle,
+}
+
+/// One segment to write.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    id: Option<TcbId>,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    flags: TcpFlags,
+    seq: SeqNumber,
+    ack: SeqNumber,
+    window: u16,
+    mss: Option<u16>,
+    ws: Option<u8>,
+    sack: bool,
+    ts: Option<TcpTimestamp>,
+    /// Payload: offset into the send ring and length.
+    off: usize,
+    len: usize,
+}
+
+impl Plan {
+    fn from_ctl(c: Ctl) -> Plan {
+        Plan {
+            id: None,
+            local: c.local,
+            remote: c.remote,
+            flags: c.flags,
+            seq: c.seq,
+            ack: c.ack,
+            window: c.window,
+            mss: c.mss,
+            ws: None,
+            sack: false,
+            ts: None,
+            off: 0,
+            len: 0,
+        }
+    }
+
+    fn repr(&self) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            flags: self.flags,
+            seq_number: self.seq,
+            ack_number: if self.flags.contains(TcpFlags::ACK) {
+                self.ack
+            } else {
+                SeqNumber(0)
+            },
+            window_len: self.window,
+            urgent_pointer: 0,
+            max_seg_size: self.mss,
+            window_scale: self.ws,
+            sack_permitted: self.sack,
+            sack_ranges: [None; 4],
+            timestamp: self.ts,
+            payload: &[],
+        }
+    }
+}
+
+impl Stack {
+    /// Writes the next TCP segment owed (control queue first, then the ready
+    /// list, round robin).
+    pub(crate) fn tcp_transmit(&mut self, now: Instant, buf: &mut [u8]) -> TcpTx {
+        loop {
+            let plan = if let Some(c) = self.tcp.ctl.pop_front() {
+                Plan::from_ctl(c)
+            } else if let Some(id) = self.tcp.ready.pop_front() {
+                let Some(t) = self.tcp.get_mut(id) else {
+                    continue;
+                };
+                t.in_ready = false;
+                match self.tcp_next_segment(now, id) {
+                    Some(p) => p,
+                    None => continue,
+                }
+            } else {
+                return TcpTx::Idle;
+            };
+            let r = self.tcp_emit(now, &plan, buf);
+            if let Some(id) = plan.id {
+                self.tcp.arm(id);
+                self.tcp.schedule(id);
+            }
+            return r;
+        }
+    }
+
+    /// The window we advertise: free receive space, scaled, never shrinking
+    /// the right edge already offered (RFC 9293 §3.8.6).
+    fn tcp_window(&mut self, id: TcbId, syn: bool) -> u16 {
+        let Some(t) = self.tcp.get_mut(id) else {
+            return 0;
+        };
+        let shift = if syn { 0 } else { t.rcv_wscale };
+        let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
+        let space = t.rcv_space().max(offered);
+        let w = (space >> shift).min(65535);
+        t.rcv_adv = t.rcv_nxt + (w << shift);
+        w as u16
+    }
+
+    fn tcp_next_segment(&mut self, now: Instant, id: TcbId) -> Option<Plan> {
+        let cfg = &self.cfg.tcp;
+        let t = self.tcp.get_mut(id)?;
+        let tsval = (now.total_millis() as u32).wrapping_add(t.ts_offset);
+        let mut plan = Plan {
+            id: Some(id),
+            local: t.local,
+            remote: t.remote,
+            flags: TcpFlags::ACK,
+            seq: t.snd_nxt,
+            ack: t.rcv_nxt,
+            window: 0,
+            mss: None,
+            ws: None,
+            sack: false,
+            ts: t.ts_ok.then_some(TcpTimestamp {
+                tsval,
+                tsecr: t.ts_recent,
+            }),
+            off: 0,
+            len: 0,
+        };
+        let syn = match t.state {
+            State::Closed | State::Listen => return None,
+            State::SynSent | State::SynReceived if !t.syn_pending => {
+                t.ack_pending = false;
+                return None;
+            }
+            State::SynSent | State::SynReceived => {
+                t.syn_pending = false;
+                if t.snd_max != t.iss {
+                    self.counters.tcp.retrans_segs += 1;
+                    t.total_retrans += 1;
+                    t.rtt.timing = None;
+                } else {
+                    t.rtt.timing = Some((t.iss, now));
+                }
+                t.snd_nxt = t.iss + 1;
+                t.snd_max = t.iss + 1;
+                if t.rexmit_at.is_none() {
+                    t.rexmit_at = Some(now + t.current_rto(cfg));
+                }
+                plan.seq = t.iss;
+                plan.mss = Some(t.rcv_mss);
+                if t.state == State::SynSent {
+                    plan.flags = TcpFlags::SYN;
+                    plan.ws = Some(t.rcv_wscale);
+                    plan.sack = true;
+                    plan.ts = Some(TcpTimestamp { tsval, tsecr: 0 });
+                } else {
+                    plan.flags = TcpFlags::SYN | TcpFlags::ACK;
+                    plan.ws = t.ws_ok.then_some(t.rcv_wscale);
+                    plan.sack = t.sack_ok;
+                }
+                t.ack_pending = false;
+                true
+            }
+            _ => {
+                let (unsent, usable) = t.sendable();
+                let sending = !matches!(t.state, State::TimeWait | State::FinWait2);
+                let mut len = if sending {
+                    unsent.min(usable).min(usize::from(t.snd_mss))
+                } else {
+                    0
+                };
+                if len == 0 && unsent > 0 && t.force_probe && sending {
+                    // Zero-window probe: one byte beyond the window (RFC 9293 §3.8.6.1).
+                    len = 1;
+                    t.force_probe = false;
+                }
+                let seq = t.snd_nxt;
+                let fin = t.fin_queued
+                    && matches!(t.state, State::FinWait1 | State::Closing | State::LastAck)
+                    && seq + len == t.data_end();
+                if len > 0 || fin {
+                    plan.off = seq.diff(t.sndq_seq()).max(0) as usize;
+                    plan.len = len;
+                    if seq.diff(t.snd_max) < 0 {
+                        self.counters.tcp.retrans_segs += 1;
+                        t.total_retrans += 1;
+                    } else if t.rtt.timing.is_none() && len > 0 {
+                        t.rtt.timing = Some((seq, now));
+                    }
+                    if t.snd_una == t.snd_max {
+                        t.una_since = now;
+                    }
+                    t.snd_nxt = seq + len + usize::from(fin);
+                    if t.snd_nxt.diff(t.snd_max) > 0 {
+                        t.snd_max = t.snd_nxt;
+                    }
+                    if t.rexmit_at.is_none() {
+                        t.rexmit_at = Some(now + t.current_rto(cfg));
+                    }
+                    if len > 0 && seq + len == t.data_end() {
+                        plan.flags |= TcpFlags::PSH;
+                    }
+                    if fin {
+                        plan.flags |= TcpFlags::FIN;
+                    }
+                } else if t.probe_pending {
+                    // Keepalive probe: one below SND.UNA (RFC 1122 §4.2.3.6).
+                    plan.seq = t.snd_una - 1;
+                } else if !t.ack_pending {
+                    return None;
+                }
+                t.ack_pending = false;
+                t.probe_pending = false;
+                false
+            }
+        };
+        plan.window = self.tcp_window(id, syn);
+        Some(plan)
+    }
+
+    /// Writes `plan` as an IPv4 datagram with DF set (RFC 9293 §3.7.1
+    /// relies on path MTU, so segments are never fragmented by us).
+    fn tcp_emit(&mut self, now: Instant, plan: &Plan, buf: &mut [u8]) -> TcpTx {
+        let dst = *plan.remote.ip();
+        let Ok(next_hop) = self.route(dst) else {
+            self.counters.ip.out_no_routes += 1;
+            return TcpTx::Again;
+        };
+        let repr = plan.repr();
+        let tcp_len = repr.header_len() + plan.len;
+        let ip = self.ip_repr(dst, IpProtocol::Tcp, tcp_len, true);
+        self.counters.tcp.out_segs += 1;
+        if plan.flags.contains(TcpFlags::RST) {
+            self.counters.tcp.out_rsts += 1;
+        }
+        let iplen = ustack_wire::ipv4::HEADER_LEN + tcp_len;
+        if dst == self.address() {
+            let mut bytes = vec![0u8; iplen];
+            ip.emit(
+                &mut Ipv4Packet::new_unchecked(&mut bytes[..]),
+                &ChecksumCaps::default(),
+            );
+            self.tcp_write(plan, &repr, &mut bytes[20..]);
+            self.ip_input(now, &bytes);
+            return TcpTx::Again;
+        }
+        let mac = match self.cfg.medium {
+            Medium::Ip => None,
+            Medium::Ethernet => match self.arp.lookup(now, next_hop) {
+                Some(mac) => Some(mac),
+                None => {
+                    // Unresolved next hop: park a copy on the ARP queue; it
+                    // goes out with the egress queue once resolved (and the
+                    // RTO covers it if resolution fails).
+                    let mut payload = vec![0u8; tcp_len];
+                    self.tcp_write(plan, &repr, &mut payload);
+                    let pkt = OutPacket {
+                        next_hop,
+                        repr: ip,
+                        payload,
+                        owner: None,
+                    };
+                    let (action, dropped) = self.arp.enqueue(now, next_hop, pkt);
+                    self.timers_dirty = true;
+                    if let Some(ArpAction::Request(a)) = action {
+                        self.queue_arp_request(a);
+                    }
+                    if dropped.is_some() {
+                        self.counters.arp.pending_dropped += 1;
+                        self.counters.ip.out_discards += 1;
+                    }
+                    return TcpTx::Again;
+                }
+            },
+        };
+        let hl = self.cfg.link_header_len();
+        if buf.len() < hl + iplen {
+            self.counters.link.tx_dropped_too_big += 1;
+            return TcpTx::Again;
+        }
+        if let Some(mac) = mac {
+            EthernetRepr {
+                src_addr: self.cfg.mac,
+                dst_addr: mac,
+                ethertype: EtherType::Ipv4,
+            }
+            .emit(&mut EthernetFrame::new_unchecked(&mut buf[..hl]));
+        }
+        ip.emit(
+            &mut Ipv4Packet::new_unchecked(&mut buf[hl..hl + iplen]),
+            &self.cfg.checksums,
+        );
+        self.tcp_write(plan, &repr, &mut buf[hl + 20..hl + iplen]);
+        self.counters.ip.out_requests += 1;
+        self.counters.link.tx_frames += 1;
+        TcpTx::Sent(hl + iplen)
+    }
+
+    /// Header, then payload copied from the send ring, then the checksum.
+    fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, out: &mut [u8]) {
+        let hl = repr.header_len();
+        if plan.len > 0 {
+            if let Some(t) = plan.id.and_then(|id| self.tcp.get(id)) {
+                let n = t.sndq.copy_out(plan.off, &mut out[hl..hl + plan.len]);
+                debug_assert_eq!(n, plan.len);
+            }
+        }
+        let mut packet = TcpPacket::new_unchecked(&mut out[..]);
+        repr.emit(
+            &mut packet,
+            *plan.local.ip(),
+            *plan.remote.ip(),
+            &ChecksumCaps::OFFLOAD,
+        );
+        if self.cfg.checksums.tx {
+            packet.fill_checksum(*plan.local.ip(), *plan.remote.ip());
+        }
+    }
+}

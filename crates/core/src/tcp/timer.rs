@@ -1,0 +1,171 @@
+//! TCP timers: retransmission (RFC 6298), SYN/SYN-ACK retries, TIME_WAIT
+//! and orphaned FIN_WAIT_2, keepalive (RFC 1122 §4.2.3.6), user timeout
+//! (RFC 5482).
+
+use super::{State, TcbId};
+use crate::errno::Errno;
+use crate::stack::Stack;
+use crate::time::Instant;
+use core::cmp::Reverse;
+use tracing::debug;
+
+impl Stack {
+    /// Runs every TCP timer due at `now`.
+    pub(crate) fn tcp_run_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, index, generation))) = self.tcp.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.tcp.timers.pop();
+            let id = TcbId { index, generation };
+            let Some(t) = self.tcp.get_mut(id) else {
+                continue;
+            };
+            if t.timer_sched != Some(at) {
+                continue;
+            }
+            t.timer_sched = None;
+            self.tcp_on_timer(now, id);
+            self.tcp.arm(id);
+            self.tcp.schedule(id);
+        }
+    }
+
+    fn tcp_on_timer(&mut self, now: Instant, id: TcbId) {
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        if t.linger_at.is_some_and(|d| d <= now) {
+            t.linger_at = None;
+            match t.state {
+                State::TimeWait => {
+                    self.counters.tcp.time_waits_done += 1;
+                    self.tcp_free(now, id);
+                    return;
+                }
+                State::FinWait2 => {
+                    debug!(local = %t.local, remote = %t.remote, "tcp FIN_WAIT_2 timeout");
+                    self.counters.tcp.fin_wait2_timeouts += 1;
+                    self.tcp_free(now, id);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if t.keepalive_at.is_some_and(|d| d <= now) {
+            t.keepalive_at = None;
+            self.tcp_keepalive_timer(now, id);
+        }
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        if t.rexmit_at.is_some_and(|d| d <= now) {
+            t.rexmit_at = None;
+            self.tcp_rexmit_timer(now, id);
+        }
+    }
+
+    fn tcp_keepalive_timer(&mut self, now: Instant, id: TcbId) {
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        let Some(due) = t.keepalive_deadline() else {
+            return;
+        };
+        if t.snd_una != t.snd_max || t.sendable().0 > 0 {
+            // Data in flight: the retransmission timer watches the peer.
+            t.keepalive_at = Some(now + t.opts.keep_idle);
+            return;
+        }
+        let idle = now - t.last_rcv;
+        if let Some(ut) = t.opts.user_timeout {
+            if t.probes_out > 0 && idle >= ut {
+                self.counters.tcp.abort_on_timeout += 1;
+                self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
+                return;
+            }
+        }
+        if due > now {
+            t.keepalive_at = Some(due);
+            return;
+        }
+        if t.probes_out >= t.opts.keep_cnt {
+            debug!(local = %t.local, remote = %t.remote, "tcp keepalive timeout");
+            self.counters.tcp.abort_on_timeout += 1;
+            self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
+            return;
+        }
+        t.probes_out += 1;
+        t.probe_pending = true;
+        t.keepalive_at = Some(now + t.opts.keep_intvl);
+        self.counters.tcp.keepalive_probes += 1;
+    }
+
+    fn tcp_rexmit_timer(&mut self, now: Instant, id: TcbId) {
+        let cfg = &self.cfg.tcp;
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        match t.state {
+            State::SynSent | State::SynReceived => {
+                t.retries += 1;
+                let limit = if t.state == State::SynSent {
+                    cfg.syn_retries
+                } else {
+                    cfg.synack_retries
+                };
+                if t.retries > limit {
+                    debug!(local = %t.local, remote = %t.remote, state = %t.state, "tcp handshake timeout");
+                    if t.listener.is_some() {
+                        self.tcp_free(now, id);
+                    } else {
+                        let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
+                        self.counters.tcp.syn_timeouts += 1;
+                        self.counters.tcp.attempt_fails += 1;
+                        self.tcp_abort(now, id, Some(err), false);
+                    }
+                    return;
+                }
+                self.counters.tcp.timeouts += 1;
+                t.backoff += 1;
+                t.syn_pending = true;
+                t.snd_nxt = t.iss;
+                t.rtt.timing = None;
+                t.rexmit_at = Some(now + t.current_rto(cfg));
+            }
+            State::Closed | State::Listen | State::TimeWait => {}
+            _ => {
+                if t.snd_una == t.snd_max {
+                    // Nothing in flight: a zero window holds data back (persist).
+                    if t.sendable().0 > 0 && t.snd_wnd == 0 {
+                        t.force_probe = true;
+                        t.backoff = (t.backoff + 1).min(16);
+                        t.rexmit_at = Some(now + t.current_rto(cfg));
+                    }
+                    return;
+                }
+                t.retries += 1;
+                self.counters.tcp.timeouts += 1;
+                let ut_expired = t
+                    .opts
+                    .user_timeout
+                    .is_some_and(|ut| now - t.una_since >= ut);
+                if t.retries > cfg.retries2 || ut_expired {
+                    debug!(local = %t.local, remote = %t.remote, retries = t.retries, "tcp retransmission timeout");
+                    let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
+                    self.counters.tcp.abort_on_timeout += 1;
+                    self.tcp_abort(now, id, Some(err), false);
+                    return;
+                }
+                let flight = t.snd_max.diff(t.snd_una).max(0) as u32;
+                let mss = u32::from(t.snd_mss);
+                t.cc.on_rto(flight, mss);
+                // Go back N: resend from SND.UNA (RFC 6298 §5.4).
+                t.snd_nxt = t.snd_una;
+                t.rtt.timing = None;
+                t.backoff += 1;
+                t.rexmit_at = Some(now + t.current_rto(cfg));
+            }
+        }
+    }
+}

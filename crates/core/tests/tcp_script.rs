@@ -1,0 +1,1268 @@
+//! TCP segment scripts: inject hand-built segments into one stack at chosen
+//! times and check exactly what it sends back, and when (RFC 9293).
+
+mod segscript;
+
+use segscript::*;
+use std::net::SocketAddrV4;
+use ustack_core::wire::DstUnreachable;
+use ustack_core::{Duration, Errno, Shutdown, SocketHandle, TcpState};
+
+const PEER_ISS: u32 = 1000;
+
+fn peer() -> SocketAddrV4 {
+    SocketAddrV4::new(PEER, PEER_PORT)
+}
+
+fn listen(s: &mut Script, backlog: usize) -> SocketHandle {
+    let l = s.stack.tcp_open();
+    s.stack.tcp_bind(l, SocketAddrV4::new(US, US_PORT)).unwrap();
+    s.stack.tcp_listen(l, backlog).unwrap();
+    assert_eq!(s.stack.tcp_state(l), Ok(TcpState::Listen));
+    l
+}
+
+/// A passive handshake from `port`; returns our ISS.
+fn handshake_from(s: &mut Script, port: u16) -> u32 {
+    s.inject(seg(SYN).from_port(port).seq(PEER_ISS).mss(1460));
+    let sa = s.expect(
+        &seg(SYN | ACK)
+            .from_port(port)
+            .ack(PEER_ISS + 1)
+            .reply()
+            .seq(0),
+    );
+    s.inject(seg(ACK).from_port(port).seq(PEER_ISS + 1).ack(sa.seq + 1));
+    sa.seq
+}
+
+/// A listener plus one accepted connection from PEER_PORT: (listener, conn, iss).
+fn established() -> (Script, SocketHandle, SocketHandle, u32) {
+    established_with(config())
+}
+
+fn established_with(cfg: ustack_core::StackConfig) -> (Script, SocketHandle, SocketHandle, u32) {
+    let mut s = Script::with(cfg);
+    let l = listen(&mut s, 8);
+    let iss = handshake_from(&mut s, PEER_PORT);
+    let (c, from) = s.stack.tcp_accept(l).unwrap();
+    assert_eq!(from, peer());
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
+    s.expect_silence();
+    (s, l, c, iss)
+}
+
+/// Our SYN after connect(); returns (handle, SYN).
+fn connect(s: &mut Script) -> (SocketHandle, Seg) {
+    let h = s.stack.tcp_open();
+    assert_eq!(
+        s.stack.tcp_connect(s.now, h, peer()),
+        Err(Errno::EINPROGRESS)
+    );
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
+    let syn = s.next();
+    (h, syn)
+}
+
+/// Our expectation of a segment to the peer from `from`.
+fn out(flags: ustack_core::wire::TcpFlags, from: SocketAddrV4, seq: u32, ack: u32) -> Seg {
+    seg(flags).from(peer()).reply().from(from).seq(seq).ack(ack)
+}
+
+#[test]
+fn active_open_syn_options_and_backoff_to_etimedout() {
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    assert_eq!(syn.flags, SYN);
+    assert_eq!(syn.dst, peer());
+    assert_eq!(syn.ack, 0);
+    assert_eq!(syn.win, 65535);
+    assert_eq!(syn.mss, Some(1460));
+    assert_eq!(syn.ws, Some(2), "128 KiB rcvbuf needs shift 2");
+    assert!(syn.sack_perm);
+    assert_eq!(syn.ts.map(|t| t.1), Some(0));
+    assert!(!s.stack.readiness(h).unwrap().writable);
+    // RFC 6298 §5.5 backoff from a 1 s initial RTO, 6 retries like Linux.
+    for t in [1.0, 3.0, 7.0, 15.0, 31.0, 63.0] {
+        s.run_to(t);
+        s.expect_at(t, &out(SYN, syn.src, syn.seq, 0));
+    }
+    s.run_to(126.9);
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
+    s.run_to(127.0);
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::Closed));
+    let r = s.stack.readiness(h).unwrap();
+    assert!(r.writable && r.error && r.hangup);
+    assert_eq!(s.stack.take_error(h), Ok(Some(Errno::ETIMEDOUT)));
+    assert_eq!(s.stack.take_error(h), Ok(None));
+    let c = s.stack.counters().tcp;
+    assert_eq!((c.syn_timeouts, c.attempt_fails, c.retrans_segs), (1, 1, 6));
+}
+
+#[test]
+fn syn_retries_are_configurable() {
+    let mut cfg = config();
+    cfg.tcp.syn_retries = 2;
+    let mut s = Script::with(cfg);
+    let (h, syn) = connect(&mut s);
+    s.run_to(1.0);
+    s.expect_at(1.0, &out(SYN, syn.src, syn.seq, 0));
+    s.run_to(3.0);
+    s.expect_at(3.0, &out(SYN, syn.src, syn.seq, 0));
+    s.run_to(6.9);
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
+    s.run_to(7.0);
+    assert_eq!(s.stack.take_error(h), Ok(Some(Errno::ETIMEDOUT)));
+}
+
+#[test]
+fn connect_to_closed_port_is_refused() {
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    let from_us = syn.src;
+    // A RST whose ACK does not cover our SYN is ignored (RFC 9293 §3.10.7.3).
+    s.inject(
+        seg(RST | ACK)
+            .to_port(from_us.port())
+            .ack(syn.seq.wrapping_add(5)),
+    );
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
+    s.inject(
+        seg(RST | ACK)
+            .to_port(from_us.port())
+            .ack(syn.seq.wrapping_add(1)),
+    );
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::Closed));
+    assert!(s.stack.readiness(h).unwrap().writable);
+    assert_eq!(s.stack.take_error(h), Ok(Some(Errno::ECONNREFUSED)));
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    s.run_to(10.0);
+    s.expect_silence();
+}
+
+#[test]
+fn icmp_unreachable_is_a_soft_error_reported_at_timeout() {
+    let mut cfg = config();
+    cfg.tcp.syn_retries = 1;
+    let mut s = Script::with(cfg);
+    let (h, syn) = connect(&mut s);
+    s.inject_icmp_unreach(&syn, DstUnreachable::HostUnreachable);
+    // RFC 1122 §4.2.3.9: not fatal, the SYN is retried.
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
+    assert_eq!(s.stack.take_error(h), Ok(None));
+    s.run_to(1.0);
+    s.expect_at(1.0, &out(SYN, syn.src, syn.seq, 0));
+    s.run_to(3.0);
+    assert_eq!(s.stack.take_error(h), Ok(Some(Errno::EHOSTUNREACH)));
+}
+
+#[test]
+fn icmp_port_unreachable_during_handshake_refuses() {
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    s.inject_icmp_unreach(&syn, DstUnreachable::PortUnreachable);
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::Closed));
+    assert_eq!(s.stack.take_error(h), Ok(Some(Errno::ECONNREFUSED)));
+    s.run_to(5.0);
+    s.expect_silence();
+}
+
+#[test]
+fn passive_open_synack_is_exact() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 8);
+    s.inject(
+        seg(SYN)
+            .seq(PEER_ISS)
+            .mss(1400)
+            .ws(7)
+            .sack_perm()
+            .ts(500, 0),
+    );
+    let sa = s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS + 1));
+    let iss = sa.seq;
+    assert_eq!(sa.win, 65535);
+    assert_eq!(sa.mss, Some(1460));
+    assert_eq!(sa.ws, Some(2));
+    assert!(sa.sack_perm);
+    assert_eq!(sa.ts.map(|t| t.1), Some(500));
+    assert!(!s.stack.readiness(l).unwrap().readable);
+    assert_eq!(s.stack.tcp_accept(l), Err(Errno::EAGAIN));
+    s.inject(
+        seg(ACK)
+            .seq(PEER_ISS + 1)
+            .ack(iss + 1)
+            .ts(501, sa.ts.unwrap().0),
+    );
+    s.expect_silence();
+    assert!(s.stack.readiness(l).unwrap().readable);
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    let info = s.stack.tcp_info(c).unwrap();
+    assert_eq!(info.state, TcpState::Established);
+    assert_eq!(
+        info.snd_mss,
+        1400 - 12,
+        "peer MSS less the timestamp option"
+    );
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 2));
+    assert!(info.timestamps && info.sack);
+    // Data carries the timestamp option with the peer's latest value.
+    s.stack.tcp_send(s.now, c, b"hi").unwrap();
+    let d = s.expect(&seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    assert_eq!(d.payload, b"hi");
+    assert_eq!(d.ts.map(|t| t.1), Some(501));
+    assert_eq!(d.win, (128 * 1024 >> 2) as u16, "scaled window");
+    assert_eq!(s.stack.counters().tcp.passive_opens, 1);
+    assert_eq!(s.stack.counters().tcp.curr_estab, 1);
+}
+
+#[test]
+fn synack_retransmitted_then_half_open_dropped() {
+    let mut s = Script::new();
+    listen(&mut s, 8);
+    s.inject(seg(SYN).seq(PEER_ISS));
+    let sa = s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS + 1));
+    assert_eq!(sa.mss, Some(1460));
+    assert_eq!(sa.ws, None, "no window scale unless the SYN had one");
+    // A retransmitted SYN gets the SYN-ACK again.
+    s.inject(seg(SYN).seq(PEER_ISS));
+    s.expect(&seg(SYN | ACK).reply().seq(sa.seq).ack(PEER_ISS + 1));
+    for t in [1.0, 3.0, 7.0, 15.0, 31.0] {
+        s.run_to(t);
+        s.expect_at(t, &seg(SYN | ACK).reply().seq(sa.seq).ack(PEER_ISS + 1));
+    }
+    s.run_to(62.9);
+    assert_eq!(s.stack.tcp_tcb_count(), 1);
+    s.run_to(63.0);
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    // The late ACK finds no connection: RST <SEQ=SEG.ACK>.
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(sa.seq + 1));
+    s.expect(&seg(RST).reply().seq(sa.seq + 1).ack(0));
+}
+
+#[test]
+fn closed_port_gets_rst_but_rst_gets_nothing() {
+    let mut s = Script::new();
+    s.inject(seg(SYN).seq(7));
+    let r = s.expect(&seg(RST | ACK).reply().seq(0).ack(8));
+    assert_eq!(r.win, 0);
+    s.inject(seg(ACK).seq(9).ack(1234));
+    s.expect(&seg(RST).reply().seq(1234).ack(0));
+    s.inject(seg(PSH).seq(10).data(b"hello"));
+    s.expect(&seg(RST | ACK).reply().seq(0).ack(15));
+    s.inject(seg(FIN).seq(10).data(b"hello"));
+    s.expect(&seg(RST | ACK).reply().seq(0).ack(16));
+    s.inject(seg(RST).seq(10));
+    s.inject(seg(RST | ACK).seq(10).ack(5));
+    s.expect_silence();
+    assert_eq!(s.stack.counters().tcp.out_rsts, 4);
+    // Bad checksum: counted, no reply.
+    let mut bytes = seg(SYN).seq(1).to_ip();
+    bytes[20 + 16] ^= 0xff;
+    s.inject_raw(&bytes);
+    s.expect_silence();
+    assert_eq!(s.stack.counters().tcp.in_csum_errors, 1);
+    assert_eq!(s.stack.counters().ip.in_unknown_protos, 0);
+}
+
+#[test]
+fn passive_close_close_wait_last_ack_closed() {
+    let (mut s, _l, c, iss) = established();
+    s.inject(seg(FIN | ACK).seq(PEER_ISS + 1).ack(iss + 1));
+    s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 2));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::CloseWait));
+    let r = s.stack.readiness(c).unwrap();
+    assert!(r.readable && r.read_hangup && !r.hangup && r.writable);
+    let mut buf = [0u8; 8];
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(0));
+    // Half-closed: we may still send.
+    assert_eq!(s.stack.tcp_send(s.now, c, b"late"), Ok(4));
+    s.expect(&seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 2));
+    s.inject(seg(ACK).seq(PEER_ISS + 2).ack(iss + 5));
+    s.stack.close(c).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 5).ack(PEER_ISS + 2));
+    let rows = s.stack.socket_table(s.now);
+    assert!(rows
+        .iter()
+        .any(|r| r.state == TcpState::LastAck && r.handle.is_none()));
+    // FIN retransmitted on the RTO until acknowledged.
+    s.wait(0.5);
+    let again = s.next();
+    assert_eq!((again.flags, again.seq), (FIN | ACK, iss + 5));
+    s.inject(seg(ACK).seq(PEER_ISS + 2).ack(iss + 6));
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    s.wait(100.0);
+    s.expect_silence();
+}
+
+#[test]
+fn active_close_fin_wait_time_wait_and_fin_reack() {
+    let (mut s, _l, c, iss) = established();
+    s.stack.tcp_shutdown(s.now, c, Shutdown::Write).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::FinWait1));
+    assert_eq!(s.stack.tcp_send(s.now, c, b"x"), Err(Errno::EPIPE));
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 2));
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::FinWait2));
+    // Not orphaned: FIN_WAIT_2 waits as long as it takes.
+    s.wait(120.0);
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::FinWait2));
+    // The peer keeps sending; we keep receiving.
+    s.inject(seg(ACK | PSH).seq(PEER_ISS + 1).ack(iss + 2).data(b"more"));
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 5));
+    s.inject(seg(FIN | ACK).seq(PEER_ISS + 5).ack(iss + 2));
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 6));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::TimeWait));
+    let t0 = s.t();
+    // The peer lost our ACK: its FIN again is re-ACKed and 2MSL restarts.
+    s.run_to(t0 + 30.0);
+    s.inject(seg(FIN | ACK).seq(PEER_ISS + 5).ack(iss + 2));
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 6));
+    s.run_to(t0 + 89.9);
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::TimeWait));
+    s.run_to(t0 + 90.0);
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Closed));
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    let mut buf = [0u8; 8];
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(4));
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(0));
+    s.expect_silence();
+}
+
+#[test]
+fn time_wait_lasts_configured_2msl() {
+    let mut cfg = config();
+    cfg.tcp.time_wait = Duration::from_secs(10);
+    let (mut s, _l, c, iss) = established_with(cfg);
+    s.stack.close(c).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.inject(seg(FIN | ACK).seq(PEER_ISS + 1).ack(iss + 2));
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 2));
+    let t0 = s.t();
+    let rows = s.stack.socket_table(s.now);
+    assert_eq!(rows.len(), 2, "listener and the orphan: {rows:?}");
+    let tw = rows.iter().find(|r| r.handle.is_none()).unwrap();
+    assert_eq!(tw.state, TcpState::TimeWait);
+    assert_eq!(tw.timer, Some(("timewait", Duration::from_secs(10))));
+    assert!(tw.to_string().starts_with("TIME-WAIT"), "{tw}");
+    s.run_to(t0 + 9.999);
+    assert_eq!(s.stack.tcp_tcb_count(), 1);
+    s.run_to(t0 + 10.0);
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    assert_eq!(s.stack.counters().tcp.time_waits_done, 1);
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let (mut s, _l, c, iss) = established();
+    s.stack.tcp_shutdown(s.now, c, Shutdown::Write).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    // The peer's FIN crosses ours: it does not ack our FIN.
+    s.inject(seg(FIN | ACK).seq(PEER_ISS + 1).ack(iss + 1));
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 2));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Closing));
+    s.inject(seg(ACK).seq(PEER_ISS + 2).ack(iss + 2));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::TimeWait));
+    let r = s.stack.readiness(c).unwrap();
+    assert!(r.hangup && r.read_hangup);
+}
+
+#[test]
+fn simultaneous_open_via_syn_received() {
+    for final_seg in ["synack", "ack"] {
+        let mut s = Script::new();
+        let (h, syn) = connect(&mut s);
+        let us = syn.src;
+        // Their SYN crosses ours.
+        s.inject(seg(SYN).to_port(us.port()).seq(5000).mss(1460));
+        let sa = s.expect(&out(SYN | ACK, us, syn.seq, 5001));
+        assert_eq!(sa.mss, Some(1460));
+        assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynReceived));
+        assert!(!s.stack.readiness(h).unwrap().writable);
+        match final_seg {
+            "synack" => s.inject(
+                seg(SYN | ACK)
+                    .to_port(us.port())
+                    .seq(5000)
+                    .ack(syn.seq + 1)
+                    .mss(1460),
+            ),
+            _ => s.inject(seg(ACK).to_port(us.port()).seq(5001).ack(syn.seq + 1)),
+        }
+        assert_eq!(
+            s.stack.tcp_state(h),
+            Ok(TcpState::Established),
+            "{final_seg}"
+        );
+        assert!(s.stack.readiness(h).unwrap().writable);
+        assert_eq!(s.stack.take_error(h), Ok(None));
+        assert_eq!(s.stack.tcp_connect(s.now, h, peer()), Err(Errno::EISCONN));
+        s.stack.tcp_send(s.now, h, b"x").unwrap();
+        s.expect(&out(ACK | PSH, us, syn.seq + 1, 5001));
+    }
+}
+
+#[test]
+fn close_with_unread_data_sends_rst() {
+    let (mut s, _l, c, iss) = established();
+    s.inject(
+        seg(ACK | PSH)
+            .seq(PEER_ISS + 1)
+            .ack(iss + 1)
+            .data(b"unread"),
+    );
+    s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 7));
+    s.stack.close(c).unwrap();
+    s.expect(&seg(RST | ACK).reply().seq(iss + 1).ack(PEER_ISS + 7));
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    assert_eq!(s.stack.counters().tcp.abort_on_close, 1);
+}
+
+#[test]
+fn linger_zero_aborts_with_rst() {
+    let (mut s, _l, c, iss) = established();
+    s.stack.tcp_set_linger(c, Some(Duration::ZERO)).unwrap();
+    s.stack.close(c).unwrap();
+    s.expect(&seg(RST | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    s.wait(100.0);
+    s.expect_silence();
+}
+
+#[test]
+fn orphaned_fin_wait_2_times_out() {
+    let (mut s, _l, c, iss) = established();
+    s.stack.close(c).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 2));
+    let t0 = s.t();
+    let rows = s.stack.socket_table(s.now);
+    let fw2 = rows.iter().find(|r| r.handle.is_none()).unwrap();
+    assert_eq!(fw2.state, TcpState::FinWait2);
+    s.run_to(t0 + 59.9);
+    assert_eq!(s.stack.tcp_tcb_count(), 1);
+    s.run_to(t0 + 60.0);
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    assert_eq!(s.stack.counters().tcp.fin_wait2_timeouts, 1);
+    s.expect_silence();
+}
+
+#[test]
+fn data_for_an_orphan_gets_rst() {
+    let (mut s, _l, c, iss) = established();
+    s.stack.close(c).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.inject(seg(ACK | PSH).seq(PEER_ISS + 1).ack(iss + 2).data(b"zzz"));
+    s.expect(&seg(RST | ACK).reply().seq(iss + 2).ack(PEER_ISS + 1));
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    assert_eq!(s.stack.counters().tcp.abort_on_data, 1);
+}
+
+#[test]
+fn keepalive_probes_then_etimedout() {
+    let (mut s, _l, c, iss) = established();
+    let t0 = s.t();
+    s.stack.tcp_set_keepalive(s.now, c, true).unwrap();
+    s.stack
+        .tcp_set_keepalive_params(
+            s.now,
+            c,
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(2)),
+            Some(3),
+        )
+        .unwrap();
+    s.run_to(t0 + 9.99);
+    s.expect_silence();
+    // Probe: <SEQ=SND.UNA-1><ACK=RCV.NXT> (RFC 1122 §4.2.3.6).
+    let probe = seg(ACK).reply().seq(iss).ack(PEER_ISS + 1);
+    s.run_to(t0 + 10.0);
+    s.expect_at(t0 + 10.0, &probe);
+    // Answered: idle counts again from the answer.
+    s.run_to(t0 + 11.0);
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1));
+    s.run_to(t0 + 20.99);
+    s.expect_silence();
+    for k in 0..3 {
+        let t = t0 + 21.0 + 2.0 * k as f64;
+        s.run_to(t);
+        s.expect_at(t, &probe);
+    }
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
+    s.run_to(t0 + 27.0);
+    s.expect_at(
+        t0 + 27.0,
+        &seg(RST | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1),
+    );
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Closed));
+    assert_eq!(s.stack.take_error(c), Ok(Some(Errno::ETIMEDOUT)));
+    assert_eq!(s.stack.counters().tcp.keepalive_probes, 4);
+}
+
+#[test]
+fn keepalive_defaults_are_linux_ones() {
+    let (mut s, _l, c, iss) = established();
+    s.stack.tcp_set_keepalive(s.now, c, true).unwrap();
+    let t0 = s.t();
+    let probe = seg(ACK).reply().seq(iss).ack(PEER_ISS + 1);
+    s.run_to(t0 + 7199.0);
+    s.expect_silence();
+    for k in 0..9 {
+        let t = t0 + 7200.0 + 75.0 * k as f64;
+        s.run_to(t);
+        s.expect_at(t, &probe);
+    }
+    s.run_to(t0 + 7200.0 + 75.0 * 9.0);
+    assert_eq!(s.stack.take_error(c), Ok(Some(Errno::ETIMEDOUT)));
+}
+
+#[test]
+fn retransmission_cap_gives_etimedout() {
+    let mut cfg = config();
+    cfg.tcp.retries2 = 3;
+    let (mut s, _l, c, iss) = established_with(cfg);
+    let t0 = s.t();
+    s.stack.tcp_send(s.now, c, b"data").unwrap();
+    let d = seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    s.expect_at(t0, &d);
+    // RTO from a ~0 RTT sample is the 200 ms floor, doubling each time.
+    for t in [0.2, 0.6, 1.4] {
+        s.run_to(t0 + t);
+        s.expect_at(t0 + t, &d);
+    }
+    s.run_to(t0 + 2.99);
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
+    s.run_to(t0 + 3.0);
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Closed));
+    assert_eq!(s.stack.take_error(c), Ok(Some(Errno::ETIMEDOUT)));
+    assert_eq!(s.stack.tcp_send(s.now, c, b"x"), Err(Errno::EPIPE));
+    let info_c = s.stack.counters().tcp;
+    assert_eq!((info_c.retrans_segs, info_c.abort_on_timeout), (3, 1));
+}
+
+#[test]
+fn user_timeout_gives_etimedout() {
+    let (mut s, _l, c, iss) = established();
+    s.stack
+        .tcp_set_user_timeout(c, Some(Duration::from_secs(1)))
+        .unwrap();
+    let t0 = s.t();
+    s.stack.tcp_send(s.now, c, b"data").unwrap();
+    let d = seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    s.expect_at(t0, &d);
+    s.run_to(t0 + 0.2);
+    s.expect_at(t0 + 0.2, &d);
+    s.run_to(t0 + 0.6);
+    s.expect_at(t0 + 0.6, &d);
+    s.run_to(t0 + 1.4);
+    s.expect_silence();
+    assert_eq!(s.stack.take_error(c), Ok(Some(Errno::ETIMEDOUT)));
+}
+
+#[test]
+fn rto_follows_rfc6298_and_retransmits_data() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 8);
+    s.inject(seg(SYN).seq(PEER_ISS));
+    let iss = s.next().seq;
+    // First sample 100 ms: SRTT 100, RTTVAR 50, RTO = 100 + 4·50 = 300 ms (RFC 6298 §2.2).
+    s.run_to(0.1);
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    let info = s.stack.tcp_info(c).unwrap();
+    assert_eq!(
+        (info.rtt, info.rttvar, info.rto),
+        (
+            Duration::from_millis(100),
+            Duration::from_millis(50),
+            Duration::from_millis(300)
+        )
+    );
+    s.stack.tcp_send(s.now, c, b"abcd").unwrap();
+    s.expect(&seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    // Second sample 200 ms: RTTVAR = 3/4·50 + 1/4·100 = 62.5, SRTT = 7/8·100 +
+    // 1/8·200 = 112.5, RTO = 362.5 ms (RFC 6298 §2.3).
+    s.run_to(0.3);
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 5));
+    let info = s.stack.tcp_info(c).unwrap();
+    assert_eq!(info.rtt, Duration::from_micros(112_500));
+    assert_eq!(info.rttvar, Duration::from_micros(62_500));
+    assert_eq!(info.rto, Duration::from_micros(362_500));
+    s.stack.tcp_send(s.now, c, b"efgh").unwrap();
+    s.expect(&seg(ACK | PSH).reply().seq(iss + 5).ack(PEER_ISS + 1));
+    s.run_to(0.6624);
+    s.expect_silence();
+    s.run_to(0.6625);
+    let r = s.expect_at(
+        0.6625,
+        &seg(ACK | PSH).reply().seq(iss + 5).ack(PEER_ISS + 1),
+    );
+    assert_eq!(r.payload, b"efgh");
+    let info = s.stack.tcp_info(c).unwrap();
+    assert_eq!(
+        (info.retransmits, info.backoff, info.total_retrans),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        info.rto,
+        Duration::from_micros(725_000),
+        "backed off (§5.5)"
+    );
+    // Karn: the ACK of a retransmission is no RTT sample; backoff resets.
+    s.run_to(1.0);
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 9));
+    let info = s.stack.tcp_info(c).unwrap();
+    assert_eq!(info.rto, Duration::from_micros(362_500));
+    assert_eq!((info.retransmits, info.backoff, info.unacked), (0, 0, 0));
+}
+
+#[test]
+fn blind_injection_never_tears_down_or_corrupts() {
+    let (mut s, _l, c, iss) = established();
+    let challenge = seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    // RST in window but not at RCV.NXT: challenge ACK (RFC 5961 §3.2).
+    s.inject(seg(RST).seq(PEER_ISS + 1 + 100));
+    s.expect(&challenge);
+    // SYN in a synchronized state: challenge ACK (RFC 5961 §4.2).
+    s.inject(seg(SYN).seq(PEER_ISS + 500));
+    s.expect(&challenge);
+    // Data with an ACK for data never sent: challenge ACK, dropped (§5.2).
+    s.inject(
+        seg(ACK | PSH)
+            .seq(PEER_ISS + 1)
+            .ack(iss + 100_000)
+            .data(b"evil"),
+    );
+    s.expect(&challenge);
+    // Data in window but not at RCV.NXT: dup ACK, nothing delivered.
+    s.inject(seg(ACK | PSH).seq(PEER_ISS + 50).ack(iss + 1).data(b"evil"));
+    s.expect(&challenge);
+    // Out-of-window RST: silently dropped.
+    s.inject(seg(RST).seq(PEER_ISS + 1_000_000));
+    s.expect_silence();
+    let mut buf = [0u8; 16];
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Err(Errno::EAGAIN));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
+    // The real peer's data still arrives intact.
+    s.inject(seg(ACK | PSH).seq(PEER_ISS + 1).ack(iss + 1).data(b"real"));
+    s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 5));
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"real");
+    let t = s.stack.counters().tcp;
+    assert_eq!((t.challenge_acks, t.syn_challenge), (3, 1));
+    // An exact RST does reset.
+    s.inject(seg(RST).seq(PEER_ISS + 5));
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Err(Errno::ECONNRESET));
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(0));
+    assert_eq!(s.stack.tcp_send(s.now, c, b"x"), Err(Errno::EPIPE));
+    assert_eq!(s.stack.counters().tcp.estab_resets, 1);
+}
+
+#[test]
+fn challenge_acks_are_rate_limited() {
+    let mut cfg = config();
+    cfg.tcp.challenge_ack_limit = 2;
+    let (mut s, _l, _c, _iss) = established_with(cfg);
+    for k in 0..5 {
+        s.inject(seg(RST).seq(PEER_ISS + 10 + k));
+    }
+    assert_eq!(s.take().len(), 2);
+    let t = s.stack.counters().tcp;
+    assert_eq!((t.challenge_acks, t.challenge_ack_limited), (2, 3));
+}
+
+#[test]
+fn backlog_full_drops_final_ack_and_completes_after_accept() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 2);
+    let ports = [40001u16, 40002, 40003];
+    let mut iss = Vec::new();
+    for p in ports {
+        s.inject(seg(SYN).from_port(p).seq(PEER_ISS));
+        iss.push(s.next().seq);
+    }
+    for (p, i) in ports.iter().zip(&iss) {
+        s.inject(seg(ACK).from_port(*p).seq(PEER_ISS + 1).ack(i + 1));
+    }
+    s.expect_silence();
+    assert_eq!(s.stack.counters().tcp.listen_overflows, 1);
+    assert_eq!(s.stack.counters().tcp.ack_dropped_overflow, 1);
+    // A fourth SYN while the accept queue is full is dropped (Linux).
+    s.inject(seg(SYN).from_port(40004).seq(PEER_ISS));
+    s.expect_silence();
+    assert_eq!(s.stack.counters().tcp.listen_drops, 2);
+    // The third is still half-open: its SYN-ACK is retransmitted.
+    s.run_to(1.0);
+    let sa = s.expect_at(
+        1.0,
+        &seg(SYN | ACK)
+            .from_port(40003)
+            .reply()
+            .seq(iss[2])
+            .ack(PEER_ISS + 1),
+    );
+    assert_eq!(sa.dst.port(), 40003);
+    s.expect_silence();
+    let (_, a) = s.stack.tcp_accept(l).unwrap();
+    assert_eq!(a.port(), 40001);
+    s.inject(seg(ACK).from_port(40003).seq(PEER_ISS + 1).ack(iss[2] + 1));
+    let (_, b) = s.stack.tcp_accept(l).unwrap();
+    let (_, c) = s.stack.tcp_accept(l).unwrap();
+    assert_eq!((b.port(), c.port()), (40002, 40003));
+    assert_eq!(s.stack.tcp_accept(l), Err(Errno::EAGAIN));
+    assert_eq!(s.stack.counters().tcp.passive_opens, 3);
+}
+
+#[test]
+fn backlog_full_with_abort_on_overflow_resets() {
+    let mut cfg = config();
+    cfg.tcp.abort_on_overflow = true;
+    let mut s = Script::with(cfg);
+    let _l = listen(&mut s, 1);
+    let mut iss = Vec::new();
+    for p in [40001u16, 40002] {
+        s.inject(seg(SYN).from_port(p).seq(PEER_ISS));
+        iss.push(s.next().seq);
+    }
+    s.inject(seg(ACK).from_port(40001).seq(PEER_ISS + 1).ack(iss[0] + 1));
+    s.expect_silence();
+    s.inject(seg(ACK).from_port(40002).seq(PEER_ISS + 1).ack(iss[1] + 1));
+    s.expect(
+        &seg(RST | ACK)
+            .from_port(40002)
+            .reply()
+            .seq(iss[1] + 1)
+            .ack(PEER_ISS + 1),
+    );
+    assert_eq!(s.stack.tcp_tcb_count(), 1);
+}
+
+#[test]
+fn data_and_fin_before_accept_are_kept() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 4);
+    let iss = handshake_from(&mut s, PEER_PORT);
+    s.inject(seg(ACK | PSH).seq(PEER_ISS + 1).ack(iss + 1).data(b"early"));
+    s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 6));
+    s.inject(seg(FIN | ACK).seq(PEER_ISS + 6).ack(iss + 1));
+    s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 7));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::CloseWait));
+    let mut buf = [0u8; 16];
+    assert_eq!(s.stack.tcp_peek(c, &mut buf), Ok(5));
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"early");
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(0));
+}
+
+#[test]
+fn closing_a_listener_resets_unaccepted_connections() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 4);
+    let iss = handshake_from(&mut s, PEER_PORT);
+    s.stack.close(l).unwrap();
+    s.expect(&seg(RST | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    s.inject(seg(SYN).seq(5));
+    s.expect(&seg(RST | ACK).reply().seq(0).ack(6));
+}
+
+#[test]
+fn syn_cookie_handshake_when_syn_queue_full() {
+    let mut cfg = config();
+    cfg.tcp.max_syn_backlog = 1;
+    let mut s = Script::with(cfg);
+    let l = listen(&mut s, 8);
+    s.inject(seg(SYN).from_port(40001).seq(PEER_ISS));
+    let first = s.next();
+    assert_eq!(first.ws, None);
+    // Queue full: a cookie SYN-ACK with only the MSS option.
+    s.inject(
+        seg(SYN)
+            .from_port(40002)
+            .seq(PEER_ISS)
+            .mss(1460)
+            .ws(7)
+            .sack_perm()
+            .ts(1, 0),
+    );
+    let ck = s.expect(
+        &seg(SYN | ACK)
+            .from_port(40002)
+            .reply()
+            .seq(0)
+            .ack(PEER_ISS + 1),
+    );
+    let ck = ck.clone();
+    assert_eq!(
+        (ck.mss, ck.ws, ck.sack_perm, ck.ts),
+        (Some(1460), None, false, None)
+    );
+    assert_eq!(s.stack.tcp_tcb_count(), 1, "no state for the cookie");
+    // A forged cookie fails and gets a RST.
+    s.inject(seg(ACK).from_port(40002).seq(PEER_ISS + 1).ack(ck.seq + 2));
+    s.expect(&seg(RST).from_port(40002).reply().seq(ck.seq + 2).ack(0));
+    // The right one makes an established connection, data and all.
+    s.inject(
+        seg(ACK | PSH)
+            .from_port(40002)
+            .seq(PEER_ISS + 1)
+            .ack(ck.seq + 1)
+            .data(b"hi"),
+    );
+    s.expect(
+        &seg(ACK)
+            .from_port(40002)
+            .reply()
+            .seq(ck.seq + 1)
+            .ack(PEER_ISS + 3),
+    );
+    let (c, from) = s.stack.tcp_accept(l).unwrap();
+    assert_eq!(from.port(), 40002);
+    let mut buf = [0u8; 4];
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(2));
+    assert_eq!(s.stack.tcp_info(c).unwrap().snd_mss, 1460);
+    let t = s.stack.counters().tcp;
+    assert_eq!(
+        (t.syncookies_sent, t.syncookies_recv, t.syncookies_failed),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn syn_queue_full_without_cookies_drops() {
+    let mut cfg = config();
+    cfg.tcp.max_syn_backlog = 1;
+    cfg.tcp.syncookies = false;
+    let mut s = Script::with(cfg);
+    listen(&mut s, 8);
+    s.inject(seg(SYN).from_port(40001).seq(PEER_ISS));
+    s.next();
+    s.inject(seg(SYN).from_port(40002).seq(PEER_ISS));
+    s.expect_silence();
+    assert_eq!(s.stack.counters().tcp.listen_drops, 1);
+}
+
+#[test]
+fn socket_call_errors_match_posix() {
+    let (mut s, l, c, _iss) = established();
+    let mut buf = [0u8; 4];
+    let fresh = s.stack.tcp_open();
+    assert_eq!(s.stack.tcp_send(s.now, fresh, b"x"), Err(Errno::ENOTCONN));
+    assert_eq!(s.stack.tcp_recv(fresh, &mut buf), Err(Errno::ENOTCONN));
+    assert_eq!(s.stack.tcp_accept(fresh), Err(Errno::EINVAL));
+    assert_eq!(s.stack.peer_addr(fresh), Err(Errno::ENOTCONN));
+    assert_eq!(
+        s.stack.tcp_shutdown(s.now, fresh, Shutdown::Write),
+        Err(Errno::ENOTCONN)
+    );
+    assert_eq!(s.stack.tcp_accept(l), Err(Errno::EAGAIN));
+    assert_eq!(s.stack.tcp_connect(s.now, c, peer()), Err(Errno::EISCONN));
+    assert_eq!(s.stack.tcp_connect(s.now, l, peer()), Err(Errno::EISCONN));
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Err(Errno::EAGAIN));
+    assert_eq!(s.stack.peer_addr(c), Ok(peer()));
+    assert_eq!(
+        s.stack.local_addr(c),
+        Ok(Some(SocketAddrV4::new(US, US_PORT)))
+    );
+    assert_eq!(
+        s.stack.udp_recv_from(c, &mut buf).unwrap_err(),
+        Errno::EOPNOTSUPP
+    );
+    let r = s.stack.readiness(fresh).unwrap();
+    assert!(r.hangup && r.writable && !r.readable);
+    let h = s.stack.tcp_open();
+    assert_eq!(
+        s.stack.tcp_connect(s.now, h, peer()),
+        Err(Errno::EINPROGRESS)
+    );
+    assert_eq!(s.stack.tcp_connect(s.now, h, peer()), Err(Errno::EALREADY));
+    assert_eq!(s.stack.tcp_send(s.now, h, b"x"), Err(Errno::EAGAIN));
+    assert_eq!(s.stack.tcp_recv(h, &mut buf), Err(Errno::EAGAIN));
+    let b = s.stack.tcp_open();
+    assert_eq!(
+        s.stack.tcp_bind(
+            b,
+            SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 9), 1)
+        ),
+        Err(Errno::EADDRNOTAVAIL)
+    );
+    let closed = s.stack.tcp_open();
+    s.stack.close(closed).unwrap();
+    assert_eq!(s.stack.tcp_recv(closed, &mut buf), Err(Errno::EBADF));
+}
+
+#[test]
+fn send_buffer_bounds_writes_and_window_bounds_output() {
+    let mut cfg = config();
+    cfg.tcp.sndbuf = 4096;
+    let (mut s, _l, c, iss) = established_with(cfg);
+    // The peer offers 1000 bytes of window.
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(1000));
+    s.take();
+    let big = vec![7u8; 10_000];
+    assert_eq!(s.stack.tcp_send(s.now, c, &big), Ok(4096));
+    assert_eq!(s.stack.tcp_send(s.now, c, &big), Err(Errno::EAGAIN));
+    assert!(!s.stack.readiness(c).unwrap().writable);
+    let segs = s.take();
+    let bytes: usize = segs.iter().map(|(_, x)| x.payload.len()).sum();
+    assert_eq!(bytes, 1000, "{segs:?}");
+    // Window opens: the rest flows, in MSS-sized pieces.
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1001).win(65535));
+    let segs = s.take();
+    let sizes: Vec<usize> = segs.iter().map(|(_, x)| x.payload.len()).collect();
+    assert_eq!(sizes, vec![1460, 1460, 176]);
+    assert!(!s.stack.readiness(c).unwrap().writable);
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 4097).win(65535));
+    assert!(s.stack.readiness(c).unwrap().writable);
+    assert_eq!(s.stack.tcp_info(c).unwrap().send_queue, 0);
+}
+
+#[test]
+fn zero_window_is_probed() {
+    let (mut s, _l, c, iss) = established();
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(0));
+    s.take();
+    s.stack.tcp_send(s.now, c, b"abc").unwrap();
+    s.expect_silence();
+    let t0 = s.t();
+    s.run_to(t0 + 5.0);
+    let probes = s.take();
+    assert!(!probes.is_empty());
+    assert_eq!(probes[0].1.payload, b"a", "one byte beyond the window");
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 2).win(100));
+    let rest = s.take();
+    assert_eq!(rest.last().unwrap().1.payload, b"bc");
+}
+
+#[test]
+fn receive_window_shrinks_as_data_queues_and_reopens() {
+    let mut cfg = config();
+    cfg.tcp.rcvbuf = 4096;
+    let (mut s, _l, c, iss) = established_with(cfg);
+    s.inject(
+        seg(ACK | PSH)
+            .seq(PEER_ISS + 1)
+            .ack(iss + 1)
+            .data(&[1u8; 3000]),
+    );
+    let a = s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 3001));
+    assert_eq!(a.win, 4096 - 3000);
+    // Beyond the window: only what fits is taken.
+    s.inject(
+        seg(ACK | PSH)
+            .seq(PEER_ISS + 3001)
+            .ack(iss + 1)
+            .data(&[2u8; 2000]),
+    );
+    let a = s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 4097));
+    assert_eq!(a.win, 0);
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(4096));
+    let upd = s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 4097));
+    assert_eq!(upd.win, 4096, "window update after the read");
+}
+
+#[test]
+fn bind_rules() {
+    let mut s = Script::new();
+    let any = |p| SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, p);
+    let us = |p| SocketAddrV4::new(US, p);
+    let a = s.stack.tcp_open();
+    let b = s.stack.tcp_open();
+    assert_eq!(s.stack.tcp_bind(a, us(80)), Ok(us(80)));
+    assert_eq!(
+        s.stack.tcp_bind(a, us(81)),
+        Err(Errno::EINVAL),
+        "already bound"
+    );
+    assert_eq!(s.stack.tcp_bind(b, us(80)), Err(Errno::EADDRINUSE));
+    assert_eq!(
+        s.stack.tcp_bind(b, any(80)),
+        Err(Errno::EADDRINUSE),
+        "wildcard overlaps"
+    );
+    assert_eq!(s.stack.tcp_bind(b, us(81)), Ok(us(81)));
+    // Both SO_REUSEADDR: binding is allowed, but only one may listen (Linux).
+    let c = s.stack.tcp_open();
+    let d = s.stack.tcp_open();
+    for h in [c, d] {
+        s.stack.tcp_set_reuseaddr(h, true).unwrap();
+        assert_eq!(s.stack.tcp_bind(h, us(90)), Ok(us(90)));
+    }
+    s.stack.tcp_listen(c, 4).unwrap();
+    assert_eq!(s.stack.tcp_listen(d, 4), Err(Errno::EADDRINUSE));
+    // Port 0 picks a free ephemeral port; listen without bind does too.
+    let e = s.stack.tcp_open();
+    let got = s.stack.tcp_bind(e, any(0)).unwrap();
+    assert!((32768..=60999).contains(&got.port()));
+    let f = s.stack.tcp_open();
+    s.stack.tcp_listen(f, 1).unwrap();
+    let lf = s.stack.local_addr(f).unwrap().unwrap();
+    assert!(lf.port() >= 32768 && lf.port() != got.port());
+    // Closing frees the port.
+    s.stack.close(a).unwrap();
+    let g = s.stack.tcp_open();
+    assert_eq!(s.stack.tcp_bind(g, us(80)), Ok(us(80)));
+}
+
+#[test]
+fn syn_ends_time_wait_with_a_higher_sequence() {
+    let (mut s, _l, c, iss) = established();
+    // We close first, so TIME_WAIT is on our side of this 4-tuple.
+    s.stack.close(c).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.inject(seg(FIN | ACK).seq(PEER_ISS + 1).ack(iss + 2));
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 2));
+    // An old duplicate SYN (lower sequence) is not a new connection.
+    s.inject(seg(SYN).seq(PEER_ISS - 5));
+    let r = s.next();
+    assert_eq!(r.flags, ACK, "{r}");
+    // A new incarnation above the old sequence space is accepted.
+    s.inject(seg(SYN).seq(PEER_ISS + 100_000));
+    s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS + 100_001));
+    assert_eq!(s.stack.counters().tcp.time_wait_recycled, 1);
+}
+
+/// RFC 9293 §3.10.7.4 with RFC 5961, one fresh ESTABLISHED connection per
+/// row: a segment from the peer, the reply (seq relative to our ISS, ack
+/// relative to the peer's), the state after, the bytes then readable.
+#[test]
+fn established_segment_table() {
+    type Mk = fn(u32) -> Seg;
+    let p = PEER_ISS;
+    let rows: &[(
+        &str,
+        Mk,
+        Option<(ustack_core::wire::TcpFlags, u32, u32)>,
+        TcpState,
+        usize,
+    )] = &[
+        (
+            "in-order data",
+            |i| seg(ACK | PSH).seq(PEER_ISS + 1).ack(i + 1).data(b"abc"),
+            Some((ACK, 1, 4)),
+            TcpState::Established,
+            3,
+        ),
+        (
+            "old duplicate",
+            |i| seg(ACK).seq(PEER_ISS - 9).ack(i + 1).data(&[0; 10]),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "partly old",
+            |i| seg(ACK).seq(PEER_ISS - 1).ack(i + 1).data(b"xyabc"),
+            Some((ACK, 1, 4)),
+            TcpState::Established,
+            3,
+        ),
+        (
+            "beyond the window",
+            |i| seg(ACK).seq(PEER_ISS + 200_001).ack(i + 1).data(b"a"),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "out of order in window",
+            |i| seg(ACK).seq(PEER_ISS + 100).ack(i + 1).data(b"a"),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "exact RST",
+            |_| seg(RST).seq(PEER_ISS + 1),
+            None,
+            TcpState::Closed,
+            0,
+        ),
+        (
+            "in-window RST",
+            |_| seg(RST).seq(PEER_ISS + 2),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "out-of-window RST",
+            |i| seg(RST | ACK).seq(PEER_ISS + 300_000).ack(i + 1),
+            None,
+            TcpState::Established,
+            0,
+        ),
+        (
+            "SYN in window",
+            |_| seg(SYN).seq(PEER_ISS + 10),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "SYN below window",
+            |_| seg(SYN).seq(PEER_ISS - 1000),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "ACK above SND.NXT",
+            |i| seg(ACK).seq(PEER_ISS + 1).ack(i + 50).data(b"abc"),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "ACK far below SND.UNA",
+            |i| {
+                seg(ACK)
+                    .seq(PEER_ISS + 1)
+                    .ack(i.wrapping_sub(1 << 20))
+                    .data(b"abc")
+            },
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "data without ACK",
+            |_| seg(PSH).seq(PEER_ISS + 1).data(b"abc"),
+            None,
+            TcpState::Established,
+            0,
+        ),
+        (
+            "FIN",
+            |i| seg(FIN | ACK).seq(PEER_ISS + 1).ack(i + 1),
+            Some((ACK, 1, 2)),
+            TcpState::CloseWait,
+            0,
+        ),
+        (
+            "data and FIN",
+            |i| {
+                seg(FIN | ACK | PSH)
+                    .seq(PEER_ISS + 1)
+                    .ack(i + 1)
+                    .data(b"abc")
+            },
+            Some((ACK, 1, 5)),
+            TcpState::CloseWait,
+            3,
+        ),
+        (
+            "FIN out of order",
+            |i| seg(FIN | ACK).seq(PEER_ISS + 5).ack(i + 1),
+            Some((ACK, 1, 1)),
+            TcpState::Established,
+            0,
+        ),
+        (
+            "duplicate ACK",
+            |i| seg(ACK).seq(PEER_ISS + 1).ack(i + 1),
+            None,
+            TcpState::Established,
+            0,
+        ),
+    ];
+    for (what, mk, reply, state, readable) in rows {
+        let (mut s, _l, c, iss) = established();
+        s.inject(mk(iss));
+        match reply {
+            Some((flags, rs, ra)) => {
+                s.expect(&seg(*flags).reply().seq(iss + rs).ack(p + ra));
+            }
+            None => s.expect_silence(),
+        }
+        s.expect_silence();
+        assert_eq!(s.stack.tcp_state(c), Ok(*state), "{what}");
+        let mut buf = [0u8; 64];
+        let n = s.stack.tcp_peek(c, &mut buf).unwrap_or(0);
+        assert_eq!(n, *readable, "{what}");
+        if *readable == 3 {
+            assert_eq!(&buf[..3], b"abc", "{what}");
+        }
+    }
+}
+
+#[test]
+fn mss_follows_mtu_maxseg_and_peer() {
+    // MSS = MTU - 40; TCP_MAXSEG lowers it; the SYN's window scale follows SO_RCVBUF.
+    let mut s = Script::with(config().with_mtu(1280));
+    let h = s.stack.tcp_open();
+    s.stack.tcp_set_buffers(h, Some(1 << 20), None).unwrap();
+    let _ = s.stack.tcp_connect(s.now, h, peer());
+    let syn = s.next();
+    assert_eq!((syn.mss, syn.ws), (Some(1240), Some(5)));
+    let h2 = s.stack.tcp_open();
+    s.stack.tcp_set_maxseg(h2, 1000).unwrap();
+    assert_eq!(s.stack.tcp_set_maxseg(h2, 10), Err(Errno::EINVAL));
+    let _ = s.stack.tcp_connect(s.now, h2, peer());
+    let syn2 = s.next();
+    assert_eq!(syn2.mss, Some(1000));
+    // The peer announces 1460 but we clamp to our 1000; no timestamps.
+    s.inject(
+        seg(SYN | ACK)
+            .to_port(syn2.src.port())
+            .seq(5000)
+            .ack(syn2.seq + 1)
+            .mss(1460),
+    );
+    s.expect(&out(ACK, syn2.src, syn2.seq + 1, 5001));
+    s.stack.tcp_send(s.now, h2, &[1u8; 2500]).unwrap();
+    let sizes: Vec<usize> = s.take().iter().map(|(_, x)| x.payload.len()).collect();
+    assert_eq!(sizes, vec![1000, 1000, 500]);
+    // A SYN without MSS option means 536 (RFC 9293 §3.7.1).
+    let mut s = Script::new();
+    let l = listen(&mut s, 1);
+    s.inject(seg(SYN).seq(PEER_ISS));
+    let iss = s.next().seq;
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    s.stack.tcp_send(s.now, c, &[1u8; 1200]).unwrap();
+    let sizes: Vec<usize> = s.take().iter().map(|(_, x)| x.payload.len()).collect();
+    assert_eq!(sizes, vec![536, 536, 128]);
+}
+
+#[test]
+fn shutdown_or_close_while_connecting() {
+    // shutdown(Write) in SYN-SENT: the FIN follows the handshake.
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    s.stack.tcp_shutdown(s.now, h, Shutdown::Write).unwrap();
+    s.expect_silence();
+    s.inject(
+        seg(SYN | ACK)
+            .to_port(syn.src.port())
+            .seq(5000)
+            .ack(syn.seq + 1),
+    );
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::FinWait1));
+    let fin = s.next();
+    assert!(fin.flags.contains(FIN | ACK), "{fin}");
+    assert_eq!((fin.seq, fin.ack), (syn.seq + 1, 5001));
+    // close() in SYN-SENT forgets the attempt; a late SYN-ACK gets a RST.
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    s.stack.close(h).unwrap();
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+    s.inject(
+        seg(SYN | ACK)
+            .to_port(syn.src.port())
+            .seq(5000)
+            .ack(syn.seq + 1),
+    );
+    s.expect(&out(RST, syn.src, syn.seq + 1, 0));
+    s.run_to(10.0);
+    s.expect_silence();
+}

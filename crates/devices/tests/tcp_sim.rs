@@ -1,0 +1,150 @@
+//! TCP between two stacks over a lossy MemLink on the virtual clock.
+
+use std::net::SocketAddrV4;
+use ustack_core::time::{Duration, Instant};
+use ustack_core::wire::{EthernetAddress, Ipv4Addr, Ipv4Cidr};
+use ustack_core::{Errno, Medium, Shutdown, SocketHandle, Stack, StackConfig, TcpState};
+use ustack_devices::{Impairments, MemLink, Sim};
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+fn cfg(addr: Ipv4Addr, seed: u64) -> StackConfig {
+    StackConfig::new(Medium::Ethernet, Ipv4Cidr::new(addr, 24))
+        .with_seed(seed)
+        .with_mac(EthernetAddress([2, 0, 0, 0, 0, addr.octets()[3]]))
+}
+
+/// FNV-1a, enough to compare two byte streams.
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+struct Outcome {
+    got: Vec<u8>,
+    sent_hash: u64,
+    client: ustack_core::Counters,
+    lost: u64,
+    took: Duration,
+}
+
+/// Client on A sends `len` bytes to a server on B, then half-closes; the
+/// server reads to EOF and closes.
+fn transfer(len: usize, imp: Impairments, seed: u64) -> Outcome {
+    let data: Vec<u8> = (0..len as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut link = MemLink::new(seed);
+    link.set_impairments(imp);
+    let mut sim = Sim::new(link);
+    sim.add_host(Stack::new(cfg(A, seed)).unwrap());
+    sim.add_host(Stack::new(cfg(B, seed + 1)).unwrap());
+    let l = sim.hosts[1].tcp_open();
+    sim.hosts[1].tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+    sim.hosts[1].tcp_listen(l, 4).unwrap();
+    let c = sim.hosts[0].tcp_open();
+    let now = sim.now();
+    assert_eq!(
+        sim.hosts[0].tcp_connect(now, c, SocketAddrV4::new(B, 80)),
+        Err(Errno::EINPROGRESS)
+    );
+    let mut server: Option<SocketHandle> = None;
+    let mut sent = 0usize;
+    let mut got = Vec::with_capacity(len);
+    let mut eof = false;
+    let mut buf = vec![0u8; 65536];
+    let start = sim.now();
+    let done = sim.run_until(Instant::from_secs(3600), |s| {
+        let now = s.now();
+        let client = &mut s.hosts[0];
+        if client.tcp_state(c) == Ok(TcpState::Established) {
+            while sent < data.len() {
+                match client.tcp_send(now, c, &data[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(Errno::EAGAIN) => break,
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+            if sent == data.len() {
+                client.tcp_shutdown(now, c, Shutdown::Write).unwrap();
+            }
+        }
+        let srv = &mut s.hosts[1];
+        if server.is_none() {
+            server = srv.tcp_accept(l).ok().map(|(h, _)| h);
+        }
+        if let Some(h) = server {
+            if !eof {
+                loop {
+                    match srv.tcp_recv(h, &mut buf) {
+                        Ok(0) => {
+                            eof = true;
+                            srv.close(h).unwrap();
+                            break;
+                        }
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(Errno::EAGAIN) => break,
+                        Err(e) => panic!("recv: {e}"),
+                    }
+                }
+            }
+        }
+        eof && s.hosts[0].tcp_state(c) == Ok(TcpState::TimeWait)
+    });
+    assert!(
+        done,
+        "transfer did not finish: {} of {len} bytes",
+        got.len()
+    );
+    Outcome {
+        got,
+        sent_hash: fnv(&data),
+        client: *sim.hosts[0].counters(),
+        lost: sim.link.stats().dropped_loss,
+        took: sim.now() - start,
+    }
+}
+
+#[test]
+fn three_megabytes_over_five_percent_loss_arrive_intact() {
+    let len = 3 << 20;
+    let o = transfer(
+        len,
+        Impairments::lossy(0.05).with_delay(Duration::from_millis(5)),
+        11,
+    );
+    assert_eq!(o.got.len(), len);
+    assert_eq!(fnv(&o.got), o.sent_hash, "hash of received bytes");
+    assert!(o.lost > 100, "the link did drop frames: {}", o.lost);
+    let t = o.client.tcp;
+    assert!(t.retrans_segs > 0 && t.timeouts > 0, "{t:?}");
+    eprintln!(
+        "3 MiB over 5% loss: {:?} virtual, {} frames lost, {} retransmitted",
+        o.took, o.lost, t.retrans_segs
+    );
+}
+
+#[test]
+fn clean_link_transfer_needs_no_retransmission() {
+    let len = 1 << 20;
+    let o = transfer(
+        len,
+        Impairments::none().with_delay(Duration::from_millis(1)),
+        5,
+    );
+    assert_eq!(fnv(&o.got), o.sent_hash);
+    assert_eq!(o.client.tcp.retrans_segs, 0);
+}
+
+#[test]
+fn reordering_and_duplication_are_survived() {
+    let len = 512 << 10;
+    let imp = Impairments::none()
+        .with_delay(Duration::from_millis(2))
+        .with_reorder(0.05, Duration::from_millis(3))
+        .with_duplicate(0.05);
+    let o = transfer(len, imp, 21);
+    assert_eq!(fnv(&o.got), o.sent_hash);
+}
