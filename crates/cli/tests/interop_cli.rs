@@ -106,7 +106,10 @@ fn ping_over_tap_resolves_the_kernel_with_arp() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("2 received"), "{text}");
-    assert!(text.contains("    1 replies received\n"), "one ARP reply from the kernel: {text}");
+    assert!(
+        text.contains("    1 replies received\n"),
+        "one ARP reply from the kernel: {text}"
+    );
 }
 
 #[test]

@@ -11,7 +11,8 @@ use crate::runtime::{fd_mask, Runtime, State};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use ustack_core::errno::Result;
-use ustack_core::{Errno, SocketHandle};
+use ustack_core::tcp::{Shutdown, TcpInfo};
+use ustack_core::{Errno, Instant, SocketHandle};
 
 pub const AF_INET: i32 = libc::AF_INET;
 pub const SOCK_STREAM: i32 = libc::SOCK_STREAM;
@@ -58,7 +59,7 @@ pub const TCP_INFO: i32 = libc::TCP_INFO;
 pub const EPOLL_CLOEXEC: i32 = libc::EPOLL_CLOEXEC;
 
 /// A socket option value, shaped like the C types the options take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OptVal {
     /// `int` options (flags, sizes, counts, seconds, milliseconds).
     Int(i32),
@@ -66,12 +67,14 @@ pub enum OptVal {
     Linger { onoff: bool, secs: i32 },
     /// `struct timeval`: None is zero, "no timeout".
     Time(Option<Duration>),
+    /// `struct tcp_info` (getsockopt TCP_INFO).
+    TcpInfo(Box<TcpInfo>),
 }
 
 impl OptVal {
-    fn int(self) -> Result<i32> {
+    fn int(&self) -> Result<i32> {
         match self {
-            OptVal::Int(v) => Ok(v),
+            OptVal::Int(v) => Ok(*v),
             _ => Err(Errno::EINVAL),
         }
     }
@@ -134,7 +137,7 @@ impl Runtime {
         self.with(|st, _| {
             let handle = match kind {
                 Kind::Datagram => st.stack.udp_open(),
-                Kind::Stream => return Err(Errno::EPROTONOSUPPORT),
+                Kind::Stream => st.stack.tcp_open(),
             };
             let entry = SockEntry {
                 handle,
@@ -159,18 +162,105 @@ impl Runtime {
             let s = sock(st, fd)?;
             match s.kind {
                 Kind::Datagram => st.stack.udp_bind(s.handle, addr).map(|_| ()),
-                Kind::Stream => Err(Errno::EOPNOTSUPP),
+                Kind::Stream => st.stack.tcp_bind(s.handle, addr).map(|_| ()),
             }
         })
     }
 
-    /// connect(2). For a datagram socket: sets the default peer.
+    /// connect(2). A stream socket that is non-blocking returns EINPROGRESS
+    /// and turns writable when the handshake ends, SO_ERROR telling how; a
+    /// blocking one waits for that (up to SO_SNDTIMEO, as Linux). For a
+    /// datagram socket: sets the default peer.
     pub fn connect(&self, fd: i32, addr: SocketAddrV4) -> Result<()> {
+        let s = self.with(|st, _| sock(st, fd))?;
+        if s.kind == Kind::Datagram {
+            return self.with(|st, _| st.stack.udp_connect(s.handle, addr));
+        }
+        let started = self.with(|st, now| st.stack.tcp_connect(now, s.handle, addr));
+        match started {
+            Err(Errno::EINPROGRESS) if !s.nonblocking => {}
+            other => return other,
+        }
+        let r = self.wait(s.sndtimeo, |st, _| {
+            if let Some(e) = st.stack.take_error(s.handle)? {
+                return Err(e);
+            }
+            if st.stack.readiness(s.handle)?.writable {
+                Ok(())
+            } else {
+                Err(Errno::EAGAIN)
+            }
+        });
+        // A timed-out blocking connect is EINPROGRESS, as Linux reports it.
+        r.map_err(|e| {
+            if e == Errno::EAGAIN {
+                Errno::EINPROGRESS
+            } else {
+                e
+            }
+        })
+    }
+
+    /// listen(2): the backlog bounds the accept queue (Linux semantics).
+    pub fn listen(&self, fd: i32, backlog: i32) -> Result<()> {
         self.with(|st, _| {
             let s = sock(st, fd)?;
             match s.kind {
-                Kind::Datagram => st.stack.udp_connect(s.handle, addr),
-                Kind::Stream => Err(Errno::EOPNOTSUPP),
+                Kind::Stream => st
+                    .stack
+                    .tcp_listen(s.handle, usize::try_from(backlog.max(0)).unwrap_or(0)),
+                Kind::Datagram => Err(Errno::EOPNOTSUPP),
+            }
+        })
+    }
+
+    /// accept(2): the next completed connection and its peer. Blocks unless
+    /// the listener is non-blocking (then EAGAIN).
+    pub fn accept(&self, fd: i32) -> Result<(i32, SocketAddrV4)> {
+        self.accept4(fd, 0)
+    }
+
+    /// accept4(2): `flags` may hold SOCK_NONBLOCK (and SOCK_CLOEXEC, ignored).
+    pub fn accept4(&self, fd: i32, flags: i32) -> Result<(i32, SocketAddrV4)> {
+        if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let s = self.with(|st, _| sock(st, fd))?;
+        if s.kind != Kind::Stream {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.call(wait_for(&s, 0, s.rcvtimeo), |st| {
+            let (handle, peer) = st.stack.tcp_accept(s.handle)?;
+            let entry = SockEntry {
+                handle,
+                kind: Kind::Stream,
+                nonblocking: flags & SOCK_NONBLOCK != 0,
+                rcvtimeo: None,
+                sndtimeo: None,
+            };
+            match st.fds.insert(Entry::Socket(entry)) {
+                Some(nfd) => Ok((nfd, peer)),
+                None => {
+                    let _ = st.stack.close(handle);
+                    Err(Errno::EMFILE)
+                }
+            }
+        })
+    }
+
+    /// shutdown(2) with SHUT_RD, SHUT_WR or SHUT_RDWR.
+    pub fn shutdown(&self, fd: i32, how: i32) -> Result<()> {
+        let how = match how {
+            SHUT_RD => Shutdown::Read,
+            SHUT_WR => Shutdown::Write,
+            SHUT_RDWR => Shutdown::Both,
+            _ => return Err(Errno::EINVAL),
+        };
+        self.with(|st, now| {
+            let s = sock(st, fd)?;
+            match s.kind {
+                Kind::Stream => st.stack.tcp_shutdown(now, s.handle, how),
+                Kind::Datagram => Err(Errno::EOPNOTSUPP),
             }
         })
     }
@@ -188,7 +278,32 @@ impl Runtime {
             Kind::Datagram => self.call(wait_for(&s, flags, s.sndtimeo), |st| {
                 st.stack.udp_send_to(s.handle, buf, to)
             }),
-            Kind::Stream => Err(Errno::EOPNOTSUPP),
+            Kind::Stream if to.is_some() => Err(Errno::EISCONN),
+            Kind::Stream => self.stream_send(&s, buf, flags),
+        }
+    }
+
+    /// A stream send: non-blocking, what fits (EAGAIN if nothing does);
+    /// blocking, returns only once all of `buf` is in the send buffer (or
+    /// an error or SO_SNDTIMEO ends it after part: then the part's length).
+    fn stream_send(&self, s: &SockEntry, buf: &[u8], flags: i32) -> Result<usize> {
+        let Some(timeout) = wait_for(s, flags, s.sndtimeo) else {
+            return self.with(|st, now| st.stack.tcp_send(now, s.handle, buf));
+        };
+        let mut done = 0;
+        let r = self.wait(timeout, |st, now| {
+            while done < buf.len() {
+                match st.stack.tcp_send(now, s.handle, &buf[done..]) {
+                    Ok(0) => return Err(Errno::EAGAIN),
+                    Ok(n) => done += n,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(done)
+        });
+        match r {
+            Err(_) if done > 0 => Ok(done),
+            r => r,
         }
     }
 
@@ -220,7 +335,45 @@ impl Runtime {
                 };
                 Ok((if flags & MSG_TRUNC != 0 { full } else { n }, Some(from)))
             }),
-            Kind::Stream => Err(Errno::EOPNOTSUPP),
+            Kind::Stream => self.stream_recv(&s, buf, flags).map(|n| (n, None)),
+        }
+    }
+
+    /// A stream receive: returns as soon as any bytes are there (all of
+    /// `buf` with MSG_WAITALL, unless EOF or an error comes first), 0 at EOF.
+    fn stream_recv(&self, s: &SockEntry, buf: &mut [u8], flags: i32) -> Result<usize> {
+        let peek = flags & MSG_PEEK != 0;
+        let all = flags & MSG_WAITALL != 0 && !peek;
+        let read = |st: &mut State, b: &mut [u8]| {
+            if peek {
+                st.stack.tcp_peek(s.handle, b)
+            } else {
+                st.stack.tcp_recv(s.handle, b)
+            }
+        };
+        let Some(timeout) = wait_for(s, flags, s.rcvtimeo) else {
+            return self.with(|st, _| read(st, buf));
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut got = 0;
+        let r = self.wait(timeout, |st, _| loop {
+            match read(st, &mut buf[got..]) {
+                Ok(0) => return Ok(got),
+                Ok(n) => {
+                    got += n;
+                    if !all || got == buf.len() {
+                        return Ok(got);
+                    }
+                }
+                Err(Errno::EAGAIN) if got > 0 && !all => return Ok(got),
+                Err(e) => return Err(e),
+            }
+        });
+        match r {
+            Err(_) if got > 0 => Ok(got),
+            r => r,
         }
     }
 
@@ -304,7 +457,7 @@ impl Runtime {
 
     /// setsockopt(2).
     pub fn setsockopt(&self, fd: i32, level: i32, name: i32, value: OptVal) -> Result<()> {
-        self.with(|st, _| {
+        self.with(|st, now| {
             let s = sock(st, fd)?;
             match (level, name) {
                 (SOL_SOCKET, SO_RCVTIMEO) | (SOL_SOCKET, SO_SNDTIMEO) => {
@@ -320,7 +473,7 @@ impl Runtime {
                     }
                     Ok(())
                 }
-                (SOL_SOCKET, SO_RCVBUF) | (SOL_SOCKET, SO_SNDBUF) if s.kind == Kind::Datagram => {
+                (SOL_SOCKET, SO_RCVBUF) | (SOL_SOCKET, SO_SNDBUF) => {
                     // Linux doubles the value to account for bookkeeping overhead.
                     let v = usize::try_from(value.int()?)
                         .map_err(|_| Errno::EINVAL)?
@@ -330,8 +483,12 @@ impl Runtime {
                     } else {
                         (None, Some(v))
                     };
-                    st.stack.udp_set_buffers(s.handle, r, w)
+                    match s.kind {
+                        Kind::Datagram => st.stack.udp_set_buffers(s.handle, r, w),
+                        Kind::Stream => st.stack.tcp_set_buffers(s.handle, r, w),
+                    }
                 }
+                _ if s.kind == Kind::Stream => set_tcp_opt(st, now, s.handle, level, name, &value),
                 _ => Err(Errno::ENOPROTOOPT),
             }
         })
@@ -351,6 +508,9 @@ impl Runtime {
                 })),
                 (SOL_SOCKET, SO_RCVTIMEO) => Ok(OptVal::Time(s.rcvtimeo)),
                 (SOL_SOCKET, SO_SNDTIMEO) => Ok(OptVal::Time(s.sndtimeo)),
+                (IPPROTO_TCP, TCP_INFO) if s.kind == Kind::Stream => {
+                    Ok(OptVal::TcpInfo(Box::new(st.stack.tcp_info(s.handle)?)))
+                }
                 _ => Err(Errno::ENOPROTOOPT),
             }
         })
@@ -438,5 +598,59 @@ impl Runtime {
                 r => r,
             },
         }
+    }
+}
+
+/// The TCP and SOL_SOCKET options of a stream socket.
+fn set_tcp_opt(
+    st: &mut State,
+    now: Instant,
+    h: SocketHandle,
+    level: i32,
+    name: i32,
+    v: &OptVal,
+) -> Result<()> {
+    let secs = |v: &OptVal| -> Result<Duration> {
+        let n = v.int()?;
+        if n <= 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Duration::from_secs(n as u64))
+    };
+    let stack = &mut st.stack;
+    match (level, name) {
+        (SOL_SOCKET, SO_REUSEADDR) => stack.tcp_set_reuseaddr(h, v.int()? != 0),
+        (SOL_SOCKET, SO_REUSEPORT) => stack.tcp_set_reuseport(h, v.int()? != 0),
+        (SOL_SOCKET, SO_KEEPALIVE) => stack.tcp_set_keepalive(now, h, v.int()? != 0),
+        (SOL_SOCKET, SO_LINGER) => match *v {
+            OptVal::Linger { onoff, secs } => {
+                let linger =
+                    onoff.then(|| Duration::from_secs(u64::try_from(secs.max(0)).unwrap_or(0)));
+                stack.tcp_set_linger(h, linger)
+            }
+            _ => Err(Errno::EINVAL),
+        },
+        (IPPROTO_TCP, TCP_NODELAY) => stack.tcp_set_nodelay(h, v.int()? != 0),
+        (IPPROTO_TCP, TCP_MAXSEG) => {
+            stack.tcp_set_maxseg(h, u16::try_from(v.int()?).map_err(|_| Errno::EINVAL)?)
+        }
+        (IPPROTO_TCP, TCP_KEEPIDLE) => {
+            stack.tcp_set_keepalive_params(now, h, Some(secs(v)?), None, None)
+        }
+        (IPPROTO_TCP, TCP_KEEPINTVL) => {
+            stack.tcp_set_keepalive_params(now, h, None, Some(secs(v)?), None)
+        }
+        (IPPROTO_TCP, TCP_KEEPCNT) => {
+            let n = u32::try_from(v.int()?).map_err(|_| Errno::EINVAL)?;
+            if n == 0 {
+                return Err(Errno::EINVAL);
+            }
+            stack.tcp_set_keepalive_params(now, h, None, None, Some(n))
+        }
+        (IPPROTO_TCP, TCP_USER_TIMEOUT) => {
+            let ms = u64::try_from(v.int()?).map_err(|_| Errno::EINVAL)?;
+            stack.tcp_set_user_timeout(h, (ms > 0).then(|| Duration::from_millis(ms)))
+        }
+        _ => Err(Errno::ENOPROTOOPT),
     }
 }

@@ -18,9 +18,19 @@ pub fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
 /// only while one of its callers waits, so a peer that must answer on its
 /// own (ICMP, ACKs) should run in thread mode.
 pub fn pair_modes(a: Mode, b: Mode, imp: Impairments) -> (Runtime, Runtime, SharedLink) {
+    pair_config(a, b, imp, |c| c)
+}
+
+/// Like [`pair_modes`], with each stack's config adjusted by `tweak`.
+pub fn pair_config(
+    a: Mode,
+    b: Mode,
+    imp: Impairments,
+    tweak: impl Fn(StackConfig) -> StackConfig,
+) -> (Runtime, Runtime, SharedLink) {
     let link = SharedLink::new(1, imp);
     let rt = |addr: Ipv4Addr, seed, mode| {
-        let cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(addr, 24)).with_seed(seed);
+        let cfg = tweak(StackConfig::new(Medium::Ip, Ipv4Cidr::new(addr, 24)).with_seed(seed));
         let port = link.port(Medium::Ip, 1500).unwrap();
         Runtime::new(Stack::new(cfg).unwrap(), port, link.clock(), mode).unwrap()
     };
