@@ -170,10 +170,18 @@ impl EpollSet {
     /// puts it on the ready list if an event it watches holds now.
     /// Returns whether it did (so the runtime can wake a waiter).
     pub fn notify(&mut self, fd: i32, current: u32) -> bool {
+        self.notify_change(fd, current, true)
+    }
+
+    /// Like [`notify`](Self::notify); `edge` says whether the change was an
+    /// event from the network (new data, freed space, a FIN) rather than
+    /// the application's own call (a read that left data behind). Only
+    /// events wake edge-triggered interests (epoll(7): ET reports arrivals).
+    pub fn notify_change(&mut self, fd: i32, current: u32, edge: bool) -> bool {
         let Some(i) = self.interest.get_mut(&fd) else {
             return false;
         };
-        if !i.armed || i.wants(current) == 0 {
+        if !i.armed || i.wants(current) == 0 || (!edge && i.events & EPOLLET != 0) {
             return false;
         }
         if !i.queued {
@@ -287,6 +295,22 @@ mod tests {
         );
         e.notify(3, EPOLLIN);
         assert_eq!(e.collect(8, |_| EPOLLIN).len(), 1, "new data, new edge");
+    }
+
+    #[test]
+    fn edge_triggered_ignores_the_applications_own_changes() {
+        let mut e = EpollSet::new();
+        e.add(3, EpollEvent::new(EPOLLIN | EPOLLET, 3), 0).unwrap();
+        e.add(4, EpollEvent::new(EPOLLIN, 4), 0).unwrap();
+        assert!(
+            !e.notify_change(3, EPOLLIN, false),
+            "a partial read is no arrival"
+        );
+        assert!(
+            e.notify_change(4, EPOLLIN, false),
+            "level-triggered still listens"
+        );
+        assert_eq!(e.collect(8, |_| EPOLLIN), vec![EpollEvent::new(EPOLLIN, 4)]);
     }
 
     #[test]

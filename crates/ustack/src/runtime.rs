@@ -99,7 +99,7 @@ impl State {
             }
         }
         self.flush(now);
-        self.dispatch_changes()
+        self.dispatch_changes(true)
     }
 
     fn device_error(&mut self, e: &io::Error) {
@@ -134,7 +134,8 @@ impl State {
     }
 
     /// Hands readiness changes to the epoll instances watching the sockets.
-    pub(crate) fn dispatch_changes(&mut self) -> bool {
+    /// `edge`: the changes came from the network (see [`EpollSet::notify_change`]).
+    pub(crate) fn dispatch_changes(&mut self, edge: bool) -> bool {
         let changed = self.stack.take_readiness_changes();
         for &h in &changed {
             let Some(watchers) = self.watchers.get(&h) else {
@@ -155,7 +156,7 @@ impl State {
                     continue;
                 }
                 if let Some(set) = self.epolls.get_mut(&ep) {
-                    set.notify(fd, mask);
+                    set.notify_change(fd, mask, edge);
                 }
             }
             if !exclusive.is_empty() {
@@ -163,7 +164,7 @@ impl State {
                 for k in 0..exclusive.len() {
                     let (ep, fd) = exclusive[(*turn + k) % exclusive.len()];
                     if let Some(set) = self.epolls.get_mut(&ep) {
-                        if set.notify(fd, mask) {
+                        if set.notify_change(fd, mask, edge) {
                             *turn = (*turn + k + 1) % exclusive.len();
                             break;
                         }
@@ -227,7 +228,8 @@ impl Shared {
     /// make sure the stack thread wakes for any earlier deadline.
     fn settle(&self, st: &mut State, now: Instant) {
         st.flush(now);
-        let changed = st.dispatch_changes();
+        // What changed now was the caller's doing, not news from the network.
+        let changed = st.dispatch_changes(false);
         if self.mode == Mode::Thread {
             let next = st.next_deadline();
             let earlier = match (next, st.thread_deadline) {
