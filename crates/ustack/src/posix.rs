@@ -654,3 +654,123 @@ fn set_tcp_opt(
         _ => Err(Errno::ENOPROTOOPT),
     }
 }
+
+pub const POLLIN: i16 = libc::POLLIN;
+pub const POLLPRI: i16 = libc::POLLPRI;
+pub const POLLOUT: i16 = libc::POLLOUT;
+pub const POLLERR: i16 = libc::POLLERR;
+pub const POLLHUP: i16 = libc::POLLHUP;
+pub const POLLNVAL: i16 = libc::POLLNVAL;
+pub const POLLRDHUP: i16 = libc::POLLRDHUP;
+
+/// One entry of [`Runtime::poll`], as `struct pollfd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollFd {
+    pub fd: i32,
+    pub events: i16,
+    pub revents: i16,
+}
+
+impl PollFd {
+    pub fn new(fd: i32, events: i16) -> PollFd {
+        PollFd {
+            fd,
+            events,
+            revents: 0,
+        }
+    }
+}
+
+/// poll(2)'s view of an epoll mask.
+fn poll_bits(m: u32) -> i16 {
+    use crate::epoll::{EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP};
+    let mut r = 0;
+    for (e, p) in [
+        (EPOLLIN, POLLIN),
+        (EPOLLPRI, POLLPRI),
+        (EPOLLOUT, POLLOUT),
+        (EPOLLERR, POLLERR),
+        (EPOLLHUP, POLLHUP),
+        (EPOLLRDHUP, POLLRDHUP),
+    ] {
+        if m & e != 0 {
+            r |= p;
+        }
+    }
+    r
+}
+
+impl Runtime {
+    /// poll(2): fills each entry's `revents` and returns how many are
+    /// non-zero; waits up to `timeout_ms` (-1: forever) for one. A negative
+    /// fd is skipped; a closed one reports POLLNVAL. Built on the same
+    /// readiness as epoll, but (like poll) it looks at every entry it is given.
+    pub fn poll(&self, fds: &mut [PollFd], timeout_ms: i32) -> Result<usize> {
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let mut scan = |st: &mut State| -> Result<usize> {
+            let mut n = 0;
+            for p in fds.iter_mut() {
+                p.revents = if p.fd < 0 {
+                    0
+                } else {
+                    match st.fds.get(p.fd) {
+                        Some(Entry::Socket(_)) => {
+                            let bits = poll_bits(fd_mask(&st.fds, &st.stack, p.fd));
+                            bits & (p.events | POLLERR | POLLHUP)
+                        }
+                        Some(Entry::Epoll) => 0,
+                        None => POLLNVAL,
+                    }
+                };
+                n += usize::from(p.revents != 0);
+            }
+            if n == 0 {
+                Err(Errno::EAGAIN)
+            } else {
+                Ok(n)
+            }
+        };
+        let r = match timeout {
+            Some(t) if t.is_zero() => self.with(|st, _| scan(st)),
+            t => self.wait(t, |st, _| scan(st)),
+        };
+        match r {
+            Err(Errno::EAGAIN) => Ok(0),
+            r => r,
+        }
+    }
+
+    /// select(2) in Rust clothes: keeps in `read` and `write` only the
+    /// descriptors ready for it and returns how many remain in all. EBADF
+    /// for a descriptor that is not open.
+    pub fn select(
+        &self,
+        read: &mut Vec<i32>,
+        write: &mut Vec<i32>,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let mut fds: Vec<PollFd> = read
+            .iter()
+            .map(|&fd| PollFd::new(fd, POLLIN))
+            .chain(write.iter().map(|&fd| PollFd::new(fd, POLLOUT)))
+            .collect();
+        let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+        self.poll(&mut fds, ms)?;
+        if fds.iter().any(|p| p.revents & POLLNVAL != 0) {
+            return Err(Errno::EBADF);
+        }
+        let (r, w) = fds.split_at(read.len());
+        let ready = |p: &PollFd, want: i16| p.revents & (want | POLLERR | POLLHUP) != 0;
+        *read = r
+            .iter()
+            .filter(|p| ready(p, POLLIN))
+            .map(|p| p.fd)
+            .collect();
+        *write = w
+            .iter()
+            .filter(|p| ready(p, POLLOUT))
+            .map(|p| p.fd)
+            .collect();
+        Ok(read.len() + write.len())
+    }
+}
