@@ -1,6 +1,9 @@
 //! Every example runs here, and the epoll ET server holds 10 000
 //! concurrent connections with every echo checked.
 
+// Each example includes the shared module itself, as a standalone program must.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "../examples/connect_async.rs"]
 mod connect_async;
 #[path = "../examples/echo_epoll.rs"]
