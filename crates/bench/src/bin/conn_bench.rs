@@ -16,7 +16,9 @@ use ustack::net::{TcpListener as UTcpListener, TcpStream as UTcpStream};
 use ustack::Runtime;
 
 #[derive(Parser, Debug)]
-#[command(about = "Short connections per second and memory per idle connection: ustack vs the kernel")]
+#[command(
+    about = "Short connections per second and memory per idle connection: ustack vs the kernel"
+)]
 struct Args {
     /// Short connections to make (each stack).
     #[arg(long, default_value_t = 5000)]
@@ -35,7 +37,11 @@ const PORTS: [u16; 8] = [5000, 5001, 5002, 5003, 5004, 5005, 5006, 5007];
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -61,7 +67,8 @@ fn kernel_socket_memory() -> u64 {
 
 fn ustack_short_conns(n: usize) -> Result<f64, String> {
     let (client, server) = ustack::memnet::pair().map_err(|e| e.to_string())?;
-    let listener = UTcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).map_err(|e| e.to_string())?;
+    let listener =
+        UTcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).map_err(|e| e.to_string())?;
     let srv = std::thread::spawn(move || -> std::io::Result<()> {
         let mut buf = [0u8; 64];
         for _ in 0..n {
@@ -74,12 +81,15 @@ fn ustack_short_conns(n: usize) -> Result<f64, String> {
     let start = Instant::now();
     let mut buf = [0u8; 64];
     for i in 0..n {
-        let mut c = UTcpStream::connect(&client, SocketAddrV4::new(SERVER, 80)).map_err(|e| format!("connect {i}: {e}"))?;
+        let mut c = UTcpStream::connect(&client, SocketAddrV4::new(SERVER, 80))
+            .map_err(|e| format!("connect {i}: {e}"))?;
         c.write_all(&[i as u8; 64]).map_err(|e| e.to_string())?;
         c.read_exact(&mut buf).map_err(|e| e.to_string())?;
     }
     let secs = start.elapsed().as_secs_f64();
-    srv.join().map_err(|_| "server panicked")?.map_err(|e| e.to_string())?;
+    srv.join()
+        .map_err(|_| "server panicked")?
+        .map_err(|e| e.to_string())?;
     Ok(n as f64 / secs)
 }
 
@@ -103,7 +113,9 @@ fn kernel_short_conns(n: usize) -> Result<f64, String> {
         c.read_exact(&mut buf).map_err(|e| e.to_string())?;
     }
     let secs = start.elapsed().as_secs_f64();
-    srv.join().map_err(|_| "server panicked")?.map_err(|e| e.to_string())?;
+    srv.join()
+        .map_err(|_| "server panicked")?
+        .map_err(|e| e.to_string())?;
     Ok(n as f64 / secs)
 }
 
@@ -129,7 +141,10 @@ fn ustack_idle_memory(n: usize) -> Result<f64, String> {
     let mut conns = Vec::with_capacity(n);
     for i in 0..per_port * PORTS.len() {
         let port = PORTS[i % PORTS.len()];
-        conns.push(UTcpStream::connect(&client, SocketAddrV4::new(SERVER, port)).map_err(|e| format!("connect {i}: {e}"))?);
+        conns.push(
+            UTcpStream::connect(&client, SocketAddrV4::new(SERVER, port))
+                .map_err(|e| format!("connect {i}: {e}"))?,
+        );
     }
     let accepted: Vec<Vec<UTcpStream>> = acceptors
         .into_iter()
@@ -173,7 +188,10 @@ fn kernel_idle_memory(n: usize) -> Result<(f64, usize), String> {
         .collect();
     let mut conns = Vec::with_capacity(n);
     for i in 0..per_port * PORTS.len() {
-        conns.push(std::net::TcpStream::connect(addrs[i % addrs.len()]).map_err(|e| format!("kernel connect {i}: {e}"))?);
+        conns.push(
+            std::net::TcpStream::connect(addrs[i % addrs.len()])
+                .map_err(|e| format!("kernel connect {i}: {e}"))?,
+        );
     }
     let accepted: Vec<Vec<std::net::TcpStream>> = acceptors
         .into_iter()
@@ -203,7 +221,10 @@ fn main() {
             print!("memory per idle connection at {n}: ustack {u:.0} bytes (both ends)");
             if !args.no_kernel {
                 let (k, at) = kernel_idle_memory(n)?;
-                print!(", kernel {k:.0} bytes at {at} (slab + buffers, both ends), ratio {:.2}", u / k);
+                print!(
+                    ", kernel {k:.0} bytes at {at} (slab + buffers, both ends), ratio {:.2}",
+                    u / k
+                );
             }
             println!();
         }
