@@ -73,7 +73,14 @@ fn role(ns: &NetNs, role: &str, addr: SocketAddrV4, bytes: u64) -> std::io::Resu
     let exe = std::env::current_exe()?;
     let mut c = ns
         .command(exe)
-        .args(["--role", role, "--addr", &addr.to_string(), "--bytes", &bytes.to_string()])
+        .args([
+            "--role",
+            role,
+            "--addr",
+            &addr.to_string(),
+            "--bytes",
+            &bytes.to_string(),
+        ])
         .stdout(Stdio::piped())
         .spawn()?;
     if role == "sink" {
@@ -90,17 +97,34 @@ fn role(ns: &NetNs, role: &str, addr: SocketAddrV4, bytes: u64) -> std::io::Resu
 fn finish(c: Child) -> Result<f64, String> {
     let out = c.wait_with_output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().ok_or("no output from the kernel side")?;
+    let line = text
+        .lines()
+        .last()
+        .ok_or("no output from the kernel side")?;
     let mut it = line.split_whitespace();
-    let bytes: f64 = it.next().and_then(|s| s.parse().ok()).ok_or(format!("bad output: {line}"))?;
-    let secs: f64 = it.next().and_then(|s| s.parse().ok()).ok_or(format!("bad output: {line}"))?;
+    let bytes: f64 = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("bad output: {line}"))?;
+    let secs: f64 = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("bad output: {line}"))?;
     Ok(bytes * 8.0 / secs / 1e9)
 }
 
 fn ustack_on_tun(ns: &NetNs) -> Result<Runtime, String> {
-    let tun = TunOptions::new("ustb0").mtu(1500).netns(ns.path()).open_tun().map_err(|e| e.to_string())?;
-    KernelIf::new("ustb0", "10.240.0.1/24".parse().unwrap()).mtu(1500).apply(Some(ns)).map_err(|e| e.to_string())?;
-    let cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(Ipv4Addr::new(10, 240, 0, 2), 24)).with_seed(7);
+    let tun = TunOptions::new("ustb0")
+        .mtu(1500)
+        .netns(ns.path())
+        .open_tun()
+        .map_err(|e| e.to_string())?;
+    KernelIf::new("ustb0", "10.240.0.1/24".parse().unwrap())
+        .mtu(1500)
+        .apply(Some(ns))
+        .map_err(|e| e.to_string())?;
+    let cfg =
+        StackConfig::new(Medium::Ip, Ipv4Cidr::new(Ipv4Addr::new(10, 240, 0, 2), 24)).with_seed(7);
     let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
     Runtime::new(stack, tun, Clock::new(), Mode::Thread).map_err(|e| e.to_string())
 }
@@ -118,15 +142,23 @@ fn run(bytes: u64) -> Result<(), String> {
     let mut sent = 0u64;
     while sent < bytes {
         let n = (bytes - sent).min(CHUNK as u64) as usize;
-        s.write_all(&buf[..n]).map_err(|e| format!("ustack send: {e}"))?;
+        s.write_all(&buf[..n])
+            .map_err(|e| format!("ustack send: {e}"))?;
         sent += n as u64;
     }
-    s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
+    s.shutdown(std::net::Shutdown::Write)
+        .map_err(|e| e.to_string())?;
     let tx = finish(k)?;
     drop(s);
     // kernel -> ustack
     let listener = UListener::bind(&rt, "10.240.0.2:5202").map_err(|e| e.to_string())?;
-    let k = role(&ns, "source", SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 2), 5202), bytes).map_err(|e| e.to_string())?;
+    let k = role(
+        &ns,
+        "source",
+        SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 2), 5202),
+        bytes,
+    )
+    .map_err(|e| e.to_string())?;
     let (mut c, _) = listener.accept().map_err(|e| e.to_string())?;
     let mut rbuf = vec![0u8; CHUNK];
     let mut got = 0u64;
@@ -146,17 +178,42 @@ fn run(bytes: u64) -> Result<(), String> {
     let n1 = NetNs::create(&format!("ustb-{tag}-a")).map_err(|e| e.to_string())?;
     let n2 = NetNs::create(&format!("ustb-{tag}-b")).map_err(|e| e.to_string())?;
     let run_ip = |args: &[&str]| -> Result<(), String> {
-        let out = Command::new("ip").args(args).output().map_err(|e| e.to_string())?;
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+            Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
         }
     };
-    run_ip(&["link", "add", "ustbv0", "netns", n1.name(), "type", "veth", "peer", "name", "ustbv1", "netns", n2.name()])?;
-    for (ns, dev, addr) in [(&n1, "ustbv0", "10.241.0.1/24"), (&n2, "ustbv1", "10.241.0.2/24")] {
-        ns.ip(["addr", "add", addr, "dev", dev]).map_err(|e| e.to_string())?;
-        ns.ip(["link", "set", "dev", dev, "mtu", "1500", "up"]).map_err(|e| e.to_string())?;
+    run_ip(&[
+        "link",
+        "add",
+        "ustbv0",
+        "netns",
+        n1.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "ustbv1",
+        "netns",
+        n2.name(),
+    ])?;
+    for (ns, dev, addr) in [
+        (&n1, "ustbv0", "10.241.0.1/24"),
+        (&n2, "ustbv1", "10.241.0.2/24"),
+    ] {
+        ns.ip(["addr", "add", addr, "dev", dev])
+            .map_err(|e| e.to_string())?;
+        ns.ip(["link", "set", "dev", dev, "mtu", "1500", "up"])
+            .map_err(|e| e.to_string())?;
     }
     let vaddr = SocketAddrV4::new(Ipv4Addr::new(10, 241, 0, 2), 5203);
     let k = role(&n2, "sink", vaddr, bytes).map_err(|e| e.to_string())?;
@@ -166,8 +223,15 @@ fn run(bytes: u64) -> Result<(), String> {
     println!("ustack -> kernel over TUN: {tx:.2} Gbps");
     println!("kernel -> ustack over TUN: {rx:.2} Gbps");
     println!("kernel -> kernel over veth: {veth:.2} Gbps");
-    println!("ratios to veth: send {:.2}, receive {:.2}", tx / veth, rx / veth);
-    println!("({} MiB each; ustack TCP retransmissions counted in its stats below)", bytes >> 20);
+    println!(
+        "ratios to veth: send {:.2}, receive {:.2}",
+        tx / veth,
+        rx / veth
+    );
+    println!(
+        "({} MiB each; ustack TCP retransmissions counted in its stats below)",
+        bytes >> 20
+    );
     print!("{retrans}");
     Ok(())
 }
