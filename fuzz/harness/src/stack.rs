@@ -24,7 +24,7 @@ use ustack_core::{Counters, Duration, Instant, SocketHandle, Stack, StackConfig}
 use ustack_wire::{
     ArpOperation, ArpPacket, ArpRepr, ChecksumCaps, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
-    UdpPacket, UdpRepr,
+    TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 
 /// The peer (sender of the seed frames).
@@ -401,6 +401,12 @@ fn check_output(cfg: &StackConfig, frame: &[u8]) {
             assert_eq!(p.len() as usize, payload.len(), "UDP length vs IP length");
             UdpRepr::parse(&p, repr.src_addr, repr.dst_addr, &ChecksumCaps::SOFTWARE)
                 .expect("sent a bad UDP datagram");
+        }
+        IpProtocol::Tcp => {
+            // RSTs for closed ports, challenge ACKs, SYN-ACKs: well formed.
+            let p = TcpPacket::new_checked(payload).expect("sent a short TCP segment");
+            TcpRepr::parse(&p, repr.src_addr, repr.dst_addr, &ChecksumCaps::SOFTWARE)
+                .expect("sent a bad TCP segment");
         }
         other => panic!("sent IP protocol {other}"),
     }
