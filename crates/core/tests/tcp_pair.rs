@@ -419,3 +419,41 @@ fn ephemeral_port_never_reuses_a_live_four_tuple() {
         Err(Errno::EINPROGRESS)
     );
 }
+
+#[test]
+fn twenty_thousand_connections() {
+    let mut p = Pair::new(Medium::Ip);
+    let l = p.b.tcp_open();
+    p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+    p.b.tcp_listen(l, 4096).unwrap();
+    let n = 20_000;
+    let mut cs = Vec::with_capacity(n);
+    let mut ss = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = p.a.tcp_open();
+        p.a.tcp_set_keepalive(p.now, c, true).unwrap();
+        let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+        cs.push(c);
+        if i % 1000 == 999 {
+            p.pump();
+            while let Ok((s, _)) = p.b.tcp_accept(l) {
+                ss.push(s);
+            }
+        }
+    }
+    assert_eq!(ss.len(), n);
+    assert_eq!(p.a.counters().tcp.curr_estab, n as u64);
+    // Keepalive on every client: the probes all go out at 7200 s and are answered.
+    p.advance(Duration::from_secs(7201));
+    assert_eq!(p.a.counters().tcp.keepalive_probes, n as u64);
+    assert_eq!(p.a.counters().tcp.curr_estab, n as u64);
+    for c in cs {
+        p.a.close(c).unwrap();
+    }
+    for s in ss {
+        p.b.close(s).unwrap();
+    }
+    p.pump();
+    p.advance(Duration::from_secs(61));
+    assert_eq!(p.a.tcp_tcb_count() + p.b.tcp_tcb_count(), 0);
+}
