@@ -1,6 +1,6 @@
 //! TCP (RFC 9293): connection state machine, listeners, timers, buffers.
 //!
-//! Layout: [`Tcb`]s live in a slab owned by [`TcpState`] and are found by
+//! Layout: TCBs live in a slab owned by the stack's TCP state and are found by
 //! their 4-tuple in a hash map (the protocol is implied: this is the TCP
 //! table). A socket handle points at its TCB; the TCB outlives the handle
 //! after `close` until its state machine finishes (FIN_WAIT, TIME_WAIT).
