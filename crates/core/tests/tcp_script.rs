@@ -454,6 +454,50 @@ fn orphaned_fin_wait_2_times_out() {
 }
 
 #[test]
+fn orphan_gives_up_after_orphan_retries() {
+    let mut cfg = config();
+    cfg.tcp.orphan_retries = 2;
+    let (mut s, _l, c, iss) = established_with(cfg);
+    let t0 = s.t();
+    s.stack.close(c).unwrap();
+    let fin = seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    s.expect_at(t0, &fin);
+    s.run_to(t0 + 0.2);
+    s.expect_at(t0 + 0.2, &fin);
+    s.run_to(t0 + 0.6);
+    s.expect_at(t0 + 0.6, &fin);
+    s.run_to(t0 + 1.39);
+    assert_eq!(s.stack.tcp_tcb_count(), 1);
+    s.run_to(t0 + 1.4);
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+}
+
+#[test]
+fn keepalive_also_watches_fin_wait_2() {
+    let (mut s, _l, c, iss) = established();
+    s.stack.tcp_set_keepalive(s.now, c, true).unwrap();
+    s.stack
+        .tcp_set_keepalive_params(
+            s.now,
+            c,
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(1)),
+            Some(1),
+        )
+        .unwrap();
+    s.stack.tcp_shutdown(s.now, c, Shutdown::Write).unwrap();
+    s.next();
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 2));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::FinWait2));
+    let t0 = s.t();
+    s.run_to(t0 + 10.0);
+    s.expect_at(t0 + 10.0, &seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.run_to(t0 + 11.0);
+    assert_eq!(s.stack.take_error(c), Ok(Some(Errno::ETIMEDOUT)));
+}
+
+#[test]
 fn data_for_an_orphan_gets_rst() {
     let (mut s, _l, c, iss) = established();
     s.stack.close(c).unwrap();
@@ -767,8 +811,20 @@ fn closing_a_listener_resets_unaccepted_connections() {
     let mut s = Script::new();
     let l = listen(&mut s, 4);
     let iss = handshake_from(&mut s, PEER_PORT);
+    s.inject(seg(SYN).from_port(40001).seq(PEER_ISS));
+    let half = s.next().seq;
     s.stack.close(l).unwrap();
     s.expect(&seg(RST | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    assert_eq!(s.stack.tcp_tcb_count(), 1, "the half-open one");
+    // Its handshake completes after the listener went: reset.
+    s.inject(seg(ACK).from_port(40001).seq(PEER_ISS + 1).ack(half + 1));
+    s.expect(
+        &seg(RST | ACK)
+            .from_port(40001)
+            .reply()
+            .seq(half + 1)
+            .ack(PEER_ISS + 1),
+    );
     assert_eq!(s.stack.tcp_tcb_count(), 0);
     s.inject(seg(SYN).seq(5));
     s.expect(&seg(RST | ACK).reply().seq(0).ack(6));

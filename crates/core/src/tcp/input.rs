@@ -383,7 +383,7 @@ impl Stack {
             State::FinWait2 if t.socket.is_none() => {
                 t.linger_at = Some(now + self.cfg.tcp.fin_timeout);
             }
-            State::Established | State::CloseWait => {
+            State::Established | State::CloseWait | State::FinWait2 => {
                 t.keepalive_at = t.keepalive_deadline();
             }
             _ => {}

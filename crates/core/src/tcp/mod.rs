@@ -416,7 +416,12 @@ impl Tcb {
 
     /// The keepalive deadline per the socket options (RFC 1122 §4.2.3.6).
     pub fn keepalive_deadline(&self) -> Option<Instant> {
-        if !self.opts.keepalive || !matches!(self.state, State::Established | State::CloseWait) {
+        if !self.opts.keepalive
+            || !matches!(
+                self.state,
+                State::Established | State::CloseWait | State::FinWait2
+            )
+        {
             return None;
         }
         Some(self.last_rcv + self.opts.keep_idle)
