@@ -351,6 +351,26 @@ fn time_wait_lasts_configured_2msl() {
     assert_eq!(tw.state, TcpState::TimeWait);
     assert_eq!(tw.timer, Some(("timewait", Duration::from_secs(10))));
     assert!(tw.to_string().starts_with("TIME-WAIT"), "{tw}");
+    let table: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        table[0],
+        format!(
+            "LISTEN           0      8 {:<21} *:*",
+            SocketAddrV4::new(US, US_PORT)
+        )
+    );
+    assert_eq!(
+        table[1],
+        format!(
+            "TIME-WAIT        0      0 {:<21} {:<21} timer:(timewait,10.000s)",
+            SocketAddrV4::new(US, US_PORT),
+            peer()
+        )
+    );
+    assert!(ustack_core::SocketRow::HEADER.starts_with("State"));
+    let mut bad = config();
+    bad.tcp.rto_min = Duration::from_secs(200);
+    assert!(ustack_core::Stack::new(bad).is_err());
     s.run_to(t0 + 9.999);
     assert_eq!(s.stack.tcp_tcb_count(), 1);
     s.run_to(t0 + 10.0);

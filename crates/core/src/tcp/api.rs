@@ -67,24 +67,29 @@ pub struct SocketRow {
     pub timer: Option<(&'static str, Duration)>,
 }
 
+impl SocketRow {
+    /// Column titles matching the `Display` of a row.
+    pub const HEADER: &'static str =
+        "State       Recv-Q Send-Q Local Address:Port    Peer Address:Port";
+}
+
 impl fmt::Display for SocketRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let remote = self
             .remote
             .map_or_else(|| "*:*".to_string(), |r| r.to_string());
-        write!(
-            f,
+        let mut line = format!(
             "{:<11} {:>6} {:>6} {:<21} {:<21}",
             self.state.ss_name(),
             self.recv_q,
             self.send_q,
             self.local,
             remote
-        )?;
+        );
         if let Some((kind, left)) = self.timer {
-            write!(f, " timer:({kind},{:.3}s)", left.as_secs_f64())?;
+            line.push_str(&format!(" timer:({kind},{:.3}s)", left.as_secs_f64()));
         }
-        Ok(())
+        f.write_str(line.trim_end())
     }
 }
 
