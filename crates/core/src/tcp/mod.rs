@@ -688,3 +688,91 @@ impl TcpState {
         }
     }
 }
+
+impl crate::stack::Stack {
+    /// Checks the TCP tables' invariants and panics with a description if
+    /// one is broken. For tests and fuzzing; O(connections).
+    #[doc(hidden)]
+    pub fn tcp_check_invariants(&self) {
+        use crate::socket::Socket;
+        let tcp = &self.tcp;
+        assert_eq!(tcp.conns.len(), tcp.count, "lookup table and slab agree");
+        let mut per_port: HashMap<u16, (u32, u32)> = HashMap::new();
+        let mut half_open: HashMap<SocketHandle, usize> = HashMap::new();
+        for (id, t) in tcp.iter() {
+            let ctx = || format!("{} {} -> {}", t.state, t.local, t.remote);
+            assert_eq!(tcp.conns.get(&(t.local, t.remote)), Some(&id), "{}", ctx());
+            assert!(
+                t.snd_nxt.diff(t.snd_una) >= 0,
+                "SND.UNA <= SND.NXT: {}",
+                ctx()
+            );
+            assert!(
+                t.snd_max.diff(t.snd_nxt) >= 0,
+                "SND.NXT <= SND.MAX: {}",
+                ctx()
+            );
+            assert!(
+                (t.snd_max.diff(t.snd_una) as i64) <= t.sndq.len() as i64 + 2,
+                "in flight fits the send queue: {}",
+                ctx()
+            );
+            assert!(
+                (-1..=1).contains(&t.snd_una.diff(t.sndq_front)),
+                "acked data leaves the send queue: {}",
+                ctx()
+            );
+            if let Some(d) = t.deadline() {
+                assert!(
+                    t.timer_sched.is_some_and(|s| s <= d),
+                    "a timer is armed for the deadline: {}",
+                    ctx()
+                );
+            }
+            if t.wants_output() {
+                assert!(t.in_ready, "output owed is on the ready list: {}", ctx());
+            }
+            let e = per_port.entry(t.local.port()).or_default();
+            match t.port_class {
+                PortClass::Live { .. } => e.0 += 1,
+                PortClass::TimeWait => e.1 += 1,
+            }
+            assert_eq!(
+                t.port_class == PortClass::TimeWait,
+                t.state == State::TimeWait,
+                "TIME_WAIT bucket: {}",
+                ctx()
+            );
+            if let Some(l) = t.listener {
+                if !t.in_accept_queue {
+                    *half_open.entry(l).or_default() += 1;
+                }
+            }
+            if let Some(h) = t.socket {
+                match self.sockets.get(h) {
+                    Some(Socket::Tcp(s)) => {
+                        assert!(matches!(s.kind, Kind::Conn(x) if x == id), "{}", ctx())
+                    }
+                    _ => panic!("TCB points at a socket that is not its own: {}", ctx()),
+                }
+            }
+        }
+        for (port, pu) in &tcp.ports {
+            let (live, tw) = per_port.get(port).copied().unwrap_or_default();
+            assert_eq!((pu.live, pu.time_wait), (live, tw), "port {port} counts");
+        }
+        for (h, s) in self.sockets.iter() {
+            if let Socket::Tcp(s) = s {
+                if let Kind::Listen(l) = &s.kind {
+                    assert!(l.accept.len() <= l.backlog, "accept queue within backlog");
+                    assert_eq!(
+                        l.syn_count,
+                        half_open.get(&h).copied().unwrap_or(0),
+                        "SYN queue count"
+                    );
+                    assert!(l.syn_count <= self.cfg.tcp.max_syn_backlog);
+                }
+            }
+        }
+    }
+}
