@@ -353,6 +353,7 @@ fn syn_flood_keeps_half_open_state_bounded_and_real_clients_connect() {
         }
     }
     assert!(p.b.tcp_tcb_count() <= 256, "{}", p.b.tcp_tcb_count());
+    p.b.tcp_check_invariants();
     let t = p.b.counters().tcp;
     assert!(t.syncookies_sent >= 99_000, "{t:?}");
     assert!(
@@ -443,6 +444,8 @@ fn twenty_thousand_connections() {
     }
     assert_eq!(ss.len(), n);
     assert_eq!(p.a.counters().tcp.curr_estab, n as u64);
+    p.a.tcp_check_invariants();
+    p.b.tcp_check_invariants();
     // Keepalive on every client: the probes all go out at 7200 s and are answered.
     p.advance(Duration::from_secs(7201));
     assert_eq!(p.a.counters().tcp.keepalive_probes, n as u64);
