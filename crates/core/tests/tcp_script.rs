@@ -1019,6 +1019,25 @@ fn zero_window_is_probed() {
 }
 
 #[test]
+fn window_opening_without_taking_the_probe_resends_at_once() {
+    let (mut s, _l, c, iss) = established();
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(0));
+    s.stack.tcp_send(s.now, c, b"abc").unwrap();
+    let t0 = s.t();
+    s.run_to(t0 + 0.2);
+    let probe = s.expect_at(t0 + 0.2, &seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    assert_eq!(probe.payload, b"a");
+    // The receiver had no room for the probe; later its window opens.
+    s.run_to(t0 + 0.3);
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(1000));
+    let d = s.expect_at(
+        t0 + 0.3,
+        &seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1),
+    );
+    assert_eq!(d.payload, b"abc");
+}
+
+#[test]
 fn receive_window_shrinks_as_data_queues_and_reopens() {
     let mut cfg = config();
     cfg.tcp.rcvbuf = 4096;

@@ -901,6 +901,12 @@ impl Stack {
             if wnd > t.snd_wnd {
                 t.force_probe = false;
             }
+            if t.snd_wnd == 0 && wnd > 0 && ack == t.snd_una && t.snd_nxt != t.snd_una {
+                // The window opened without taking our probe: send from
+                // SND.UNA now rather than wait for the RTO.
+                t.snd_nxt = t.snd_una;
+                t.rexmit_at = Some(now + t.current_rto(cfg));
+            }
             t.snd_wnd = wnd;
             t.max_snd_wnd = t.max_snd_wnd.max(wnd);
             t.snd_wl1 = seg.seq_number;
