@@ -1102,6 +1102,14 @@ fn bind_rules() {
     s.stack.tcp_listen(f, 1).unwrap();
     let lf = s.stack.local_addr(f).unwrap().unwrap();
     assert!(lf.port() >= 32768 && lf.port() != got.port());
+    let o = s.stack.tcp_options(c).unwrap();
+    assert!(o.reuseaddr && !o.reuseport && !o.keepalive);
+    assert_eq!((o.sndbuf, o.rcvbuf, o.keep_cnt), (16384, 131072, 9));
+    s.stack
+        .tcp_set_buffers(c, Some(1), Some(usize::MAX))
+        .unwrap();
+    let o = s.stack.tcp_options(c).unwrap();
+    assert_eq!((o.rcvbuf, o.sndbuf), (2048, 4 << 20), "clamped");
     // Closing frees the port.
     s.stack.close(a).unwrap();
     let g = s.stack.tcp_open();

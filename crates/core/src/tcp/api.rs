@@ -1,6 +1,6 @@
 //! The socket calls on [`Stack`] (errno semantics after POSIX and Linux).
 
-use super::{Kind, Listener, Opts, State, Tcb, TcbId, TcpSocket};
+use super::{Kind, Listener, State, Tcb, TcbId, TcpOptions, TcpSocket};
 use crate::errno::{Errno, Result};
 use crate::socket::{Readiness, Socket, SocketHandle};
 use crate::stack::Stack;
@@ -128,7 +128,7 @@ impl Stack {
         let s = TcpSocket {
             local: None,
             remote: None,
-            opts: Opts::new(&self.cfg.tcp),
+            opts: TcpOptions::new(&self.cfg.tcp),
             kind: Kind::Closed {
                 was_connected: false,
             },
@@ -143,7 +143,7 @@ impl Stack {
     /// (EADDRINUSE); SO_REUSEADDR passes TIME_WAIT connections and
     /// non-listening SO_REUSEADDR sockets, SO_REUSEPORT passes other
     /// SO_REUSEPORT sockets.
-    fn tcp_bind_conflict(&self, h: SocketHandle, ip: Ipv4Addr, port: u16, o: &Opts) -> bool {
+    fn tcp_bind_conflict(&self, h: SocketHandle, ip: Ipv4Addr, port: u16, o: &TcpOptions) -> bool {
         let Some(pu) = self.tcp.ports.get(&port) else {
             return false;
         };
@@ -761,7 +761,7 @@ impl Stack {
         &mut self,
         now: Instant,
         h: SocketHandle,
-        f: impl FnOnce(&mut Opts),
+        f: impl FnOnce(&mut TcpOptions),
     ) -> Result<()> {
         self.tcp_touch(now);
         let s = self.tcp_sock_mut(h)?;
@@ -778,6 +778,11 @@ impl Stack {
             self.sockets.mark_changed(h);
         }
         Ok(())
+    }
+
+    /// The socket's options (getsockopt).
+    pub fn tcp_options(&self, h: SocketHandle) -> Result<TcpOptions> {
+        Ok(self.tcp_sock(h)?.opts.clone())
     }
 
     /// SO_REUSEADDR (takes effect at bind).

@@ -98,9 +98,9 @@ pub(crate) struct TcbId {
     generation: u32,
 }
 
-/// Per-socket options (setsockopt), copied into each TCB.
-#[derive(Debug, Clone)]
-pub(crate) struct Opts {
+/// A TCP socket's options (setsockopt/getsockopt), copied into its TCB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpOptions {
     pub reuseaddr: bool,
     pub reuseport: bool,
     pub keepalive: bool,
@@ -119,9 +119,10 @@ pub(crate) struct Opts {
     pub nodelay: bool,
 }
 
-impl Opts {
-    pub(crate) fn new(cfg: &TcpConfig) -> Opts {
-        Opts {
+impl TcpOptions {
+    /// The defaults a new socket gets from the stack's configuration.
+    pub fn new(cfg: &TcpConfig) -> TcpOptions {
+        TcpOptions {
             reuseaddr: false,
             reuseport: false,
             keepalive: false,
@@ -195,7 +196,7 @@ pub(crate) struct Tcb {
     /// The listener a passive connection belongs to until accepted.
     pub listener: Option<SocketHandle>,
     pub in_accept_queue: bool,
-    pub opts: Opts,
+    pub opts: TcpOptions,
     pub port_class: PortClass,
 
     // Send sequence space (RFC 9293 §3.3.1, Figure 4).
@@ -272,7 +273,7 @@ impl Tcb {
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
-        opts: Opts,
+        opts: TcpOptions,
         mtu_mss: u16,
         now: Instant,
         ts_offset: u32,
@@ -465,7 +466,7 @@ pub(crate) enum Kind {
 pub struct TcpSocket {
     pub(crate) local: Option<SocketAddrV4>,
     pub(crate) remote: Option<SocketAddrV4>,
-    pub(crate) opts: Opts,
+    pub(crate) opts: TcpOptions,
     pub(crate) kind: Kind,
     /// SO_ERROR.
     pub(crate) error: Option<Errno>,
