@@ -1299,6 +1299,39 @@ fn established_segment_table() {
 }
 
 #[test]
+fn tiny_peer_mss_and_tiny_mtu() {
+    // A peer MSS of 1 is raised to 48 (Linux tcp_min_snd_mss).
+    let mut s = Script::new();
+    let l = listen(&mut s, 1);
+    s.inject(seg(SYN).seq(PEER_ISS).mss(1));
+    let iss = s.next().seq;
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    s.stack.tcp_send(s.now, c, &[1u8; 100]).unwrap();
+    let sizes: Vec<usize> = s.take().iter().map(|(_, x)| x.payload.len()).collect();
+    assert_eq!(sizes, vec![48, 48, 4]);
+    // The smallest IPv4 MTU still carries whole segments, options and all.
+    let mut s = Script::with(config().with_mtu(68));
+    let h = s.stack.tcp_open();
+    let _ = s.stack.tcp_connect(s.now, h, peer());
+    let syn = s.next();
+    assert_eq!(syn.mss, Some(28));
+    s.inject(
+        seg(SYN | ACK)
+            .to_port(syn.src.port())
+            .seq(9)
+            .ack(syn.seq + 1)
+            .mss(1460)
+            .ts(1, 1),
+    );
+    s.take();
+    s.stack.tcp_send(s.now, h, &[1u8; 100]).unwrap();
+    for (_, x) in s.take() {
+        assert!(x.payload.len() + 20 + 20 + 12 <= 68, "{x}");
+    }
+}
+
+#[test]
 fn mss_follows_mtu_maxseg_and_peer() {
     // MSS = MTU - 40; TCP_MAXSEG lowers it; the SYN's window scale follows SO_RCVBUF.
     let mut s = Script::with(config().with_mtu(1280));

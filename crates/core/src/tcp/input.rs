@@ -9,6 +9,9 @@ use std::net::SocketAddrV4;
 use tracing::debug;
 use ustack_wire::{Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
 
+/// Smallest MSS we accept from a peer (Linux `tcp_min_snd_mss`).
+const MIN_SND_MSS: u16 = 48;
+
 /// Out-of-window pure ACKs are answered at most this often (Linux `tcp_invalid_ratelimit`).
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -323,7 +326,7 @@ impl Stack {
         tcb.rcv_adv = tcb.rcv_nxt + tcb.rcv_space().min(65535);
         tcb.snd_nxt = isn + 1;
         tcb.snd_max = isn + 1;
-        tcb.snd_mss = mss.min(tcb.rcv_mss);
+        tcb.snd_mss = mss.max(MIN_SND_MSS).min(tcb.rcv_mss);
         tcb.cc = Box::new(super::SlowStart::new(10 * u32::from(tcb.snd_mss)));
         tcb.listener = Some(lh);
         let id = self.tcp_insert(tcb);
@@ -344,7 +347,7 @@ impl Stack {
 
     /// Our MSS for this interface: MTU - 40 (RFC 9293 §3.7.1).
     pub(crate) fn tcp_mtu_mss(&self) -> u16 {
-        (self.cfg.mtu.saturating_sub(40)).clamp(64, 65495) as u16
+        (self.cfg.mtu.saturating_sub(40)).clamp(28, 65495) as u16
     }
 
     /// Moves a TCB to `to`, keeping the gauges, port buckets and timers right.
@@ -984,9 +987,11 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr) {
     if let Some(ts) = seg.timestamp {
         t.ts_recent = ts.tsval;
     }
-    let peer = seg.max_seg_size.unwrap_or(536);
+    // A tiny announced MSS is raised to 48 (Linux `tcp_min_snd_mss`), so a
+    // peer cannot make us cut the stream into 1-byte segments.
+    let peer = seg.max_seg_size.unwrap_or(536).max(MIN_SND_MSS);
     let ts_len = if t.ts_ok { 12 } else { 0 };
-    t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(64);
+    t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(8);
     t.cc = Box::new(super::SlowStart::new(10 * u32::from(t.snd_mss)));
     let wnd = t.rcv_space().min(65535 << t.rcv_wscale);
     t.rcv_adv = t.rcv_nxt + wnd;

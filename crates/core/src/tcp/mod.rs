@@ -278,7 +278,7 @@ impl Tcb {
         now: Instant,
         ts_offset: u32,
     ) -> Tcb {
-        let rcv_mss = opts.maxseg.map_or(mtu_mss, |m| m.min(mtu_mss)).max(64);
+        let rcv_mss = opts.maxseg.map_or(mtu_mss, |m| m.min(mtu_mss)).max(8);
         let rcv_wscale = window_scale_for(opts.rcvbuf);
         Tcb {
             state,
