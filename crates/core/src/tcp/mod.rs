@@ -10,13 +10,28 @@
 //! for it, a later deadline is noticed when the entry fires, an earlier one
 //! pushes a new entry. Output is pulled: TCBs that owe a segment sit on a
 //! ready list and `Stack::transmit` writes their next segment straight
-//! into the caller's buffer. RSTs without a TCB, SYN cookies and the like go
-//! through a small bounded control queue.
+//! into the caller's buffer. RSTs without a TCB and SYN cookies go through
+//! a small bounded control queue.
+//!
+//! Decisions worth knowing:
+//! - Ethernet with an unresolved next hop: the segment is copied onto the
+//!   ARP queue like any datagram; if resolution fails the RTO resends it.
+//! - Listen queues as Linux: the accept queue holds at most `backlog`
+//!   (Linux allows one more), the SYN queue at most `max_syn_backlog`;
+//!   beyond it SYN cookies (RFC 4987) carry only the MSS, so cookie
+//!   connections have no window scaling, SACK or timestamps.
+//! - `tcp_connect` returns EINPROGRESS like a non-blocking connect.
+//! - SO_LINGER with a non-zero timeout cannot block a sans-IO `close`: it
+//!   behaves like a normal close. Zero aborts with RST.
+//! - A SYN with a higher sequence number ends a TIME_WAIT (RFC 6191 style).
+//! - ISNs and cookies are keyed by secrets drawn from the stack's seeded
+//!   RNG: random per seed, reproducible per run.
 //!
 //! Not yet here (the data-transfer issue): out-of-order queue (segments
-//! beyond RCV.NXT are dropped and duplicate-ACKed; the sender's RTO
-//! recovers), SACK, fast retransmit, delayed ACK (we ACK once per receive
-//! batch, when `transmit` runs), Nagle, PAWS, window autotuning.
+//! beyond RCV.NXT are dropped and duplicate-ACKed; the sender's RTO and
+//! go-back-N recover), SACK, fast retransmit, delayed ACK (we ACK once per
+//! receive batch, when `transmit` runs), Nagle, PAWS, window autotuning,
+//! path MTU discovery.
 
 mod api;
 mod buffer;
