@@ -148,3 +148,73 @@ fn reordering_and_duplication_are_survived() {
     let o = transfer(len, imp, 21);
     assert_eq!(fnv(&o.got), o.sent_hash);
 }
+
+/// Client on host 0 connected to a server on host 1: (client, server).
+fn connected(sim: &mut Sim<Stack>) -> (SocketHandle, SocketHandle) {
+    let l = sim.hosts[1].tcp_open();
+    sim.hosts[1].tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+    sim.hosts[1].tcp_listen(l, 4).unwrap();
+    let c = sim.hosts[0].tcp_open();
+    let now = sim.now();
+    let _ = sim.hosts[0].tcp_connect(now, c, SocketAddrV4::new(B, 80));
+    let end = sim.now() + Duration::from_secs(5);
+    assert!(sim.run_until(end, |s| s.hosts[0].tcp_state(c)
+        == Ok(TcpState::Established)));
+    sim.run_for(Duration::from_millis(10));
+    let (s, _) = sim.hosts[1].tcp_accept(l).unwrap();
+    (c, s)
+}
+
+fn two_hosts(seed: u64) -> Sim<Stack> {
+    let mut link = MemLink::new(seed);
+    link.set_impairments(Impairments::none().with_delay(Duration::from_millis(1)));
+    let mut sim = Sim::new(link);
+    sim.add_host(Stack::new(cfg(A, seed)).unwrap());
+    sim.add_host(Stack::new(cfg(B, seed + 1)).unwrap());
+    sim
+}
+
+#[test]
+fn keepalive_finds_a_vanished_peer() {
+    let mut sim = two_hosts(3);
+    let (c, _s) = connected(&mut sim);
+    let now = sim.now();
+    let client = &mut sim.hosts[0];
+    client.tcp_set_keepalive(now, c, true).unwrap();
+    client
+        .tcp_set_keepalive_params(
+            now,
+            c,
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(1)),
+            Some(3),
+        )
+        .unwrap();
+    // While the peer answers, probes keep the connection up.
+    sim.run_for(Duration::from_secs(35));
+    assert_eq!(sim.hosts[0].tcp_state(c), Ok(TcpState::Established));
+    assert!(sim.hosts[0].counters().tcp.keepalive_probes >= 3);
+    // The peer vanishes.
+    sim.link.set_impairments(Impairments::lossy(1.0));
+    let gone = sim.now();
+    let end = gone + Duration::from_secs(60);
+    assert!(sim.run_until(end, |s| s.hosts[0].tcp_state(c) == Ok(TcpState::Closed)));
+    let took = sim.now() - gone;
+    assert!(took <= Duration::from_secs(14), "{took:?}");
+    assert_eq!(sim.hosts[0].take_error(c), Ok(Some(Errno::ETIMEDOUT)));
+}
+
+#[test]
+fn a_restarted_peer_resets_the_old_connection() {
+    let mut sim = two_hosts(4);
+    let (c, _s) = connected(&mut sim);
+    // The server host reboots: a fresh stack, same address, no connections.
+    sim.hosts[1] = Stack::new(cfg(B, 99)).unwrap();
+    let now = sim.now();
+    sim.hosts[0].tcp_send(now, c, b"hello?").unwrap();
+    let end = sim.now() + Duration::from_secs(5);
+    assert!(sim.run_until(end, |s| s.hosts[0].tcp_state(c) == Ok(TcpState::Closed)));
+    let mut buf = [0u8; 8];
+    assert_eq!(sim.hosts[0].tcp_recv(c, &mut buf), Err(Errno::ECONNRESET));
+    assert_eq!(sim.hosts[1].counters().tcp.out_rsts, 1);
+}
