@@ -2,6 +2,8 @@
 //! it is doing.
 
 mod demo;
+mod link;
+mod ping;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -15,6 +17,11 @@ use ustack_core::Duration;
     about = "A user-space TCP/IP stack: demos, servers and clients"
 )]
 struct Cli {
+    #[command(flatten)]
+    link: link::LinkArgs,
+    /// At exit, print the counters (netstat -s style).
+    #[arg(long, global = true)]
+    stats: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +52,20 @@ enum Command {
         #[arg(long)]
         pcap: Option<PathBuf>,
     },
+    /// Send ICMP echo requests from ustack (needs --tun or --tap).
+    Ping {
+        /// The address to ping.
+        host: std::net::Ipv4Addr,
+        /// Stop after this many requests.
+        #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        count: u32,
+        /// Seconds between requests.
+        #[arg(short = 'i', long, default_value_t = 1.0)]
+        interval: f64,
+        /// Bytes of data in each request.
+        #[arg(short = 's', long, default_value_t = 56, value_parser = clap::value_parser!(u32).range(0..=65507))]
+        size: u32,
+    },
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -56,6 +77,24 @@ fn probability(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Writes to stdout; a closed pipe (`ustack demo | head`) is not an error.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ustack: cannot write to stdout: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The counters, netstat -s style.
+fn print_stats(rt: &ustack::Runtime) {
+    print!("{}", rt.counters());
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -65,7 +104,44 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let stats = cli.stats;
     match cli.command {
+        Command::Ping {
+            host,
+            count,
+            interval,
+            size,
+        } => {
+            if !(0.0..=3600.0).contains(&interval) {
+                eprintln!("ustack: --interval {interval} is outside 0..3600 seconds");
+                return ExitCode::from(2);
+            }
+            let rt = match cli.link.start("ping") {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("ustack: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let r = ping::run(
+                &rt,
+                host,
+                count,
+                Duration::from_secs_f64(interval),
+                size as usize,
+            );
+            if stats {
+                print_stats(&rt);
+            }
+            match r {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("ustack: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Demo {
             loss,
             delay,
@@ -75,6 +151,12 @@ fn main() -> ExitCode {
             seed,
             pcap,
         } => {
+            if cli.link.given() {
+                eprintln!(
+                    "ustack: demo runs on the in-memory network; put its options after `demo` (--tun/--tap do not apply)"
+                );
+                return ExitCode::from(2);
+            }
             let opts = demo::DemoOptions {
                 loss,
                 delay: Duration::from_millis(delay),
@@ -85,10 +167,7 @@ fn main() -> ExitCode {
                 pcap,
             };
             match demo::run(&opts) {
-                Ok(report) => {
-                    print!("{}", report.text);
-                    ExitCode::SUCCESS
-                }
+                Ok(report) => print_out(&report.text),
                 Err(e) => {
                     eprintln!("ustack: {e}");
                     ExitCode::from(2)

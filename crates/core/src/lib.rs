@@ -3,6 +3,19 @@
 //! The core is fed `(now, packet)` and drained for outgoing packets; it says
 //! when it next needs to run with `poll_at()`. It reads no clock, spawns no
 //! thread and owns no file descriptor.
+//!
+//! ```
+//! use ustack_core::{Instant, Medium, Stack, StackConfig};
+//! let cfg = StackConfig::new(Medium::Ip, "10.0.0.1/24".parse().unwrap());
+//! let mut stack = Stack::new(cfg).unwrap();
+//! let sock = stack.udp_open();
+//! stack.udp_bind(sock, "0.0.0.0:7".parse().unwrap()).unwrap();
+//! // A device hands frames to `receive`; `transmit` fills frames for it;
+//! // `poll_at` says when to call again if nothing arrives.
+//! let mut buf = [0u8; 1500];
+//! assert_eq!(stack.transmit(Instant::ZERO, &mut buf), None);
+//! assert_eq!(stack.poll_at(), None);
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod arp;

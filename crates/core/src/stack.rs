@@ -342,6 +342,11 @@ impl Stack {
         for e in self.reasm.poll(now) {
             self.counters.ip.reasm_timeout += 1;
             self.counters.ip.reasm_fails += 1;
+            // RFC 1122 §3.2.2: no ICMP error about a datagram sent to a
+            // broadcast address (Linux's ip_expire only answers for local).
+            if self.is_broadcast(e.dst) {
+                continue;
+            }
             if let Some(invoking) = e.invoking {
                 // RFC 792: code 1, fragment reassembly time exceeded.
                 self.send_icmp_error(
@@ -646,13 +651,15 @@ impl Stack {
                 Outcome::Held | Outcome::Duplicate => {}
                 Outcome::Complete(full, data) => {
                     self.counters.ip.reasm_oks += 1;
-                    let mut quote = Vec::with_capacity(20 + 8);
-                    quote.extend_from_slice(&bytes[..header_len]);
-                    quote.extend_from_slice(
-                        &data[..data
-                            .len()
-                            .min(ICMP_QUOTE_MAX - header_len.min(ICMP_QUOTE_MAX))],
+                    // Quote the reassembled datagram's header, not the last fragment's.
+                    let hl = ustack_wire::ipv4::HEADER_LEN;
+                    let take = data.len().min(ICMP_QUOTE_MAX - hl);
+                    let mut quote = vec![0u8; hl + take];
+                    full.emit(
+                        &mut Ipv4Packet::new_unchecked(&mut quote[..hl]),
+                        &ustack_wire::ChecksumCaps::default(),
                     );
+                    quote[hl..].copy_from_slice(&data[..take]);
                     self.dispatch(now, &full, &data, &quote, broadcast);
                 }
                 Outcome::Dropped(reason) => {

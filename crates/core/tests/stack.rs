@@ -176,6 +176,36 @@ fn missing_fragment_times_out_with_icmp_time_exceeded() {
     assert_eq!(p.b.udp_recv_from(s, &mut buf), Err(Errno::EAGAIN));
 }
 
+/// RFC 1122 §3.2.2: no ICMP error about a datagram sent to a broadcast
+/// address, Time Exceeded for its reassembly included (found by fuzzing:
+/// the reassembly timeout sent one, unlike Linux's `ip_expire`).
+#[test]
+fn broadcast_fragments_time_out_without_icmp() {
+    for dst in [Ipv4Addr::BROADCAST, Ipv4Addr::new(10, 0, 0, 255)] {
+        let mut p = Pair::new(Medium::Ip);
+        let c = p.a.udp_open();
+        let mut n = 0;
+        p.filter = Box::new(move |from_a, f| {
+            if from_a {
+                n += 1;
+                if n == 3 {
+                    return None;
+                }
+            }
+            Some(f)
+        });
+        p.a.udp_send_to(c, &[1u8; 5000], Some(sa(dst, 7000)))
+            .unwrap();
+        p.pump();
+        assert!(p.b.reassembly_bytes() > 0, "{dst}");
+        p.advance(Duration::from_secs(31));
+        assert_eq!(p.b.counters().ip.reasm_timeout, 1, "{dst}");
+        assert_eq!(p.b.counters().icmp.out_msgs, 0, "{dst}");
+        assert_eq!(p.a.counters().icmp.in_msgs, 0, "{dst}");
+        assert_eq!(p.b.reassembly_bytes(), 0, "{dst}");
+    }
+}
+
 #[test]
 fn corrupted_datagrams_are_counted_never_delivered() {
     let mut p = Pair::new(Medium::Ip);
@@ -361,4 +391,118 @@ fn config_errors_are_clear() {
     let cfg = config(Medium::Ip, A, 1).with_mtu(40);
     let err = Stack::new(cfg).err().unwrap();
     assert!(err.to_string().contains("MTU 40"), "{err}");
+}
+
+#[test]
+fn off_link_destinations_go_to_the_gateway() {
+    // A (10.0.0.1/24) with gateway B sends to 192.0.2.9: the frame goes to
+    // B's MAC after ARP for B, with the far address in the IP header.
+    let gw_cfg = config(Medium::Ethernet, A, 1).with_gateway(B);
+    let mut p = Pair::with(gw_cfg, config(Medium::Ethernet, B, 2));
+    let c = p.a.udp_open();
+    let far = Ipv4Addr::new(192, 0, 2, 9);
+    p.a.udp_send_to(c, b"via gw", Some(sa(far, 53))).unwrap();
+    p.pump();
+    let arp_request = &p.trace[0].2;
+    assert_eq!(&arp_request[12..14], &[0x08, 0x06]);
+    assert_eq!(
+        &arp_request[38..42],
+        &B.octets(),
+        "ARP asks for the gateway"
+    );
+    let data = p
+        .trace
+        .iter()
+        .find(|(_, a, f)| *a && f[12..14] == [0x08, 0x00])
+        .expect("datagram sent");
+    let eth = EthernetFrame::new_checked(&data.2[..]).unwrap();
+    assert_eq!(eth.dst_addr().0, [2, 0, 0, 0, 0, 2], "to the gateway's MAC");
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!(ip.dst_addr(), far);
+    // B is a host, not a router: it does not forward, it counts.
+    assert_eq!(p.b.counters().ip.in_addr_errors, 1);
+    // Without a gateway, the same send is ENETUNREACH.
+    let mut q = Pair::new(Medium::Ethernet);
+    let c = q.a.udp_open();
+    assert_eq!(
+        q.a.udp_send_to(c, b"x", Some(sa(far, 53))),
+        Err(Errno::ENETUNREACH)
+    );
+}
+
+#[test]
+fn ip_options_are_skipped() {
+    let mut b = Stack::new(config(Medium::Ip, B, 2)).unwrap();
+    let s = b.udp_open();
+    b.udp_bind(s, sa(B, 9)).unwrap();
+    // IHL 7: 8 bytes of options (a record-route-like option, then NOP/EOL).
+    let payload = b"with options";
+    let mut frame = vec![0u8; 28 + 8 + payload.len()];
+    let repr = Ipv4Repr {
+        src_addr: A,
+        dst_addr: B,
+        protocol: IpProtocol::Udp,
+        payload_len: 8 + payload.len(),
+        ttl: 64,
+        tos: 0,
+        ident: 9,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+    };
+    let mut udp = vec![0u8; 8 + payload.len()];
+    UdpRepr {
+        src_port: 1000,
+        dst_port: 9,
+    }
+    .emit(
+        &mut UdpPacket::new_unchecked(&mut udp[..]),
+        A,
+        B,
+        payload,
+        &ChecksumCaps::default(),
+    );
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[..]);
+        repr.emit(&mut ip, &ChecksumCaps::default());
+        ip.set_header_len(28);
+        ip.set_total_len((28 + udp.len()) as u16);
+    }
+    frame[20..28].copy_from_slice(&[0x07, 0x07, 0x04, 0, 0, 0, 0, 0x00]);
+    frame[28..].copy_from_slice(&udp);
+    Ipv4Packet::new_unchecked(&mut frame[..]).fill_checksum();
+    b.receive(Instant::ZERO, &frame);
+    let mut buf = [0u8; 64];
+    let (n, _, from) = b
+        .udp_recv_from(s, &mut buf)
+        .expect("delivered despite options");
+    assert_eq!((&buf[..n], from), (&payload[..], sa(A, 1000)));
+}
+
+#[test]
+fn icmp_error_about_a_reassembled_datagram_quotes_its_whole_header() {
+    let mut p = Pair::new(Medium::Ip);
+    let c = p.a.udp_open();
+    p.a.udp_send_to(c, &[5u8; 3000], Some(sa(B, 4444))).unwrap();
+    p.pump();
+    assert_eq!(p.b.counters().udp.no_ports, 1);
+    let (_, _, icmp) = p.trace.iter().rev().find(|(_, from_a, _)| !from_a).unwrap();
+    let ip = Ipv4Packet::new_checked(&icmp[..]).unwrap();
+    assert_eq!(ip.protocol(), IpProtocol::Icmp);
+    let quoted = &ip.payload()[8..];
+    assert!(
+        quoted.len() <= 576 - 28,
+        "ICMP error within 576 bytes: {}",
+        quoted.len()
+    );
+    let q = ustack_core::wire::icmpv4::parse_invoking(quoted).unwrap();
+    assert_eq!(
+        (q.src_addr, q.dst_addr, q.protocol),
+        (A, B, IpProtocol::Udp)
+    );
+    // The header quoted is the datagram's: no MF, offset 0, full length.
+    let total_len = u16::from_be_bytes([quoted[2], quoted[3]]);
+    let frag = u16::from_be_bytes([quoted[6], quoted[7]]);
+    assert_eq!(total_len, 20 + 8 + 3000);
+    assert_eq!(frag & 0x3fff, 0, "MF clear, offset 0");
 }

@@ -1,11 +1,28 @@
 //! Links for ustack: an in-memory link with seeded impairments on a virtual
-//! clock, a simulator driving hosts over it, and pcap capture.
+//! clock, a simulator driving hosts over it, pcap capture, and real-time
+//! devices (TUN/TAP) with kernel-side setup helpers.
 #![deny(unsafe_code)]
 
+pub mod capture;
+pub mod device;
+pub mod driver;
+pub mod impaired;
+pub mod kernel;
 pub mod memlink;
 pub mod pcap;
+pub mod shared;
 pub mod sim;
+// The only module with `unsafe`: the ioctl, poll and setns calls.
+#[allow(unsafe_code)]
+pub mod tun;
 
+pub use capture::Captured;
+pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
+pub use driver::{Driver, DriverStats};
+pub use impaired::Impaired;
+pub use kernel::{KernelIf, NetNs};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
+pub use shared::{LinkPort, SharedLink};
 pub use sim::{Sim, SimHost};
+pub use tun::{poll_fd, PollReady, Tap, Tun, TunOptions};

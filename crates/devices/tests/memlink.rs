@@ -209,7 +209,7 @@ fn jitter_alone_never_reorders() {
 }
 
 #[test]
-fn corruption_flips_one_to_three_bits_and_is_counted() {
+fn corruption_flips_one_bit_and_is_counted() {
     let (mut link, a, b) = pair(6, Impairments::none().with_corrupt(0.3));
     let n = 5000;
     for i in 0..n {
@@ -218,21 +218,15 @@ fn corruption_flips_one_to_three_bits_and_is_counted() {
     let got = drain(&mut link, b, Instant::MAX);
     assert_eq!(got.len(), n as usize);
     let mut changed = 0u64;
-    let mut by_bits = [0u32; 4];
     for (i, (_, f)) in got.iter().enumerate() {
         let orig = frame(i as u32, 64);
         let bits: u32 = f.iter().zip(&orig).map(|(x, y)| (x ^ y).count_ones()).sum();
-        assert!(bits <= 3);
+        assert!(bits <= 1);
         if bits > 0 {
             changed += 1;
-            by_bits[bits as usize] += 1;
         }
     }
     assert_eq!(changed, link.stats().corrupted);
-    assert!(
-        by_bits[1] > 0 && by_bits[2] > 0 && by_bits[3] > 0,
-        "{by_bits:?}"
-    );
     assert!((1300..1700).contains(&changed), "corrupted {changed}");
 }
 
@@ -363,14 +357,14 @@ fn capture_write_error_stops_capture_and_is_reported() {
 }
 
 #[test]
-fn corruption_always_changes_even_tiny_frames() {
-    // In 8 bits, drawing 3 positions often repeats one; flips must stay distinct.
+fn corruption_flips_exactly_one_bit() {
+    // One flipped bit: the error every Internet checksum detects.
     let (mut link, a, b) = pair(10, Impairments::none().with_corrupt(1.0));
     for _ in 0..2000 {
         link.send(Instant::ZERO, a, &[0]);
     }
     while let Some(f) = link.recv(Instant::ZERO, b) {
-        assert!((1..=3).contains(&f[0].count_ones()), "{:08b}", f[0]);
+        assert_eq!(f[0].count_ones(), 1, "{:08b}", f[0]);
     }
     assert_eq!(link.stats().corrupted, 2000);
     link.send(Instant::ZERO, a, &[]);

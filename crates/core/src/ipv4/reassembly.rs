@@ -84,6 +84,8 @@ pub enum DropReason {
 #[derive(Debug)]
 pub struct Expired {
     pub src: Ipv4Addr,
+    /// The datagram's destination: ours, or a broadcast address.
+    pub dst: Ipv4Addr,
     /// The first fragment's header + 8 bytes, if fragment zero had arrived
     /// (only then is ICMP Time Exceeded sent, RFC 792).
     pub invoking: Option<Vec<u8>>,
@@ -259,6 +261,7 @@ impl Reassembler {
                 let p = self.remove(&k)?;
                 Some(Expired {
                     src: k.src,
+                    dst: k.dst,
                     invoking: p.first.map(|_| p.invoking),
                 })
             })

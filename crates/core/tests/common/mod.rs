@@ -17,13 +17,15 @@ pub fn config(medium: Medium, addr: Ipv4Addr, seed: u64) -> StackConfig {
 /// Frames that crossed the wire, as (time, from A?, bytes).
 pub type Trace = Vec<(Instant, bool, Vec<u8>)>;
 
+/// Applied to every frame in flight (`true` when sent by A); `None` drops it.
+pub type Filter = Box<dyn FnMut(bool, Vec<u8>) -> Option<Vec<u8>>>;
+
 pub struct Pair {
     pub a: Stack,
     pub b: Stack,
     pub now: Instant,
     pub trace: Trace,
-    /// Applied to every frame in flight; return None to drop it.
-    pub filter: Box<dyn FnMut(bool, Vec<u8>) -> Option<Vec<u8>>>,
+    pub filter: Filter,
 }
 
 impl Pair {

@@ -1,0 +1,77 @@
+//! `ustack ping HOST [-c N]`: ICMP echo from ustack, printed like ping(8).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant as StdInstant};
+use ustack::Runtime;
+use ustack_core::wire::Ipv4Addr;
+use ustack_core::Errno;
+
+/// Sends `count` echo requests `interval` apart, printing as ping(8) does;
+/// returns whether any reply came back.
+pub fn run(
+    rt: &Runtime,
+    host: Ipv4Addr,
+    count: u32,
+    interval: Duration,
+    size: usize,
+) -> Result<bool, String> {
+    let h = rt.with_stack(|s, _| s.icmp_open());
+    println!("PING {host}: {size} data bytes");
+    let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut rtts: Vec<f64> = Vec::new();
+    let start = StdInstant::now();
+    for seq in 0..count {
+        let seq16 = (seq + 1) as u16;
+        let sent = rt.with_stack(|s, now| s.icmp_send_echo(h, host, seq16, &data).map(|_| now));
+        let sent = match sent {
+            Ok(t) => t,
+            Err(e) => return Err(format!("ping {host}: {e}")),
+        };
+        let slot_end = StdInstant::now() + interval;
+        loop {
+            let left = slot_end.saturating_duration_since(StdInstant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rt.wait_stack(Some(left), |s, _| s.icmp_recv(h)) {
+                Ok(reply) if reply.seq_no == seq16 && reply.from == host => {
+                    let ms = (reply.at - sent).as_secs_f64() * 1000.0;
+                    rtts.push(ms);
+                    let line = format!(
+                        "{} bytes from {}: icmp_seq={} time={ms:.3} ms",
+                        reply.data.len() + 8,
+                        reply.from,
+                        reply.seq_no
+                    );
+                    println!("{line}");
+                    if seq + 1 < count {
+                        std::thread::sleep(slot_end.saturating_duration_since(StdInstant::now()));
+                    }
+                    break;
+                }
+                Ok(_) => continue,
+                Err(Errno::EAGAIN) => break,
+                Err(e) => return Err(format!("ping {host}: {e}")),
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_millis();
+    let loss = 100.0 * (1.0 - rtts.len() as f64 / f64::from(count.max(1)));
+    let mut tail = format!(
+        "--- {host} ping statistics ---\n{count} packets transmitted, {} received, {loss:.0}% packet loss, time {elapsed}ms\n",
+        rtts.len()
+    );
+    if !rtts.is_empty() {
+        let min = rtts.iter().copied().fold(f64::MAX, f64::min);
+        let max = rtts.iter().copied().fold(0.0, f64::max);
+        let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
+        let mdev = (rtts.iter().map(|r| (r - avg).powi(2)).sum::<f64>() / rtts.len() as f64).sqrt();
+        let _ = writeln!(
+            tail,
+            "rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms"
+        );
+    }
+    print!("{tail}");
+    let _ = rt.with_stack(|s, _| s.close(h));
+    Ok(!rtts.is_empty())
+}

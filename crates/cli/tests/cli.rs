@@ -1,0 +1,163 @@
+//! The `ustack` command as a user runs it.
+
+use std::process::Command;
+
+fn ustack(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ustack"))
+        .args(args)
+        .output()
+        .expect("run ustack")
+}
+
+fn tshark_available() -> bool {
+    let found = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("tshark is required (USTACK_REQUIRE_TOOLS=1) but not installed");
+        }
+        eprintln!(
+            "SKIPPED: tshark not found; install it (apt-get install tshark) to check captures"
+        );
+    }
+    found
+}
+
+#[test]
+fn demo_prints_a_summary_and_is_reproducible() {
+    let out = ustack(&["demo", "--loss", "0.2", "--count", "40", "--seed", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("ping 10.0.0.2: 40 sent,"), "{text}");
+    assert!(
+        text.contains("udp echo 10.0.0.2:7: 40 datagrams of 3000 bytes sent,"),
+        "{text}"
+    );
+    assert!(text.contains(" 0 damaged,"), "{text}");
+    assert!(text.contains("datagrams reassembled"), "{text}");
+    let again = ustack(&["demo", "--loss", "0.2", "--count", "40", "--seed", "3"]);
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap(),
+        text,
+        "same seed, same run"
+    );
+    let lossless = String::from_utf8(
+        ustack(&["demo", "--loss", "0", "--corrupt", "0", "--count", "10"]).stdout,
+    )
+    .unwrap();
+    assert!(
+        lossless.contains("10 sent, 10 received, 0% packet loss"),
+        "{lossless}"
+    );
+    assert!(
+        lossless.contains("10 echoed back intact, 0 damaged, 0 lost"),
+        "{lossless}"
+    );
+}
+
+#[test]
+fn bad_arguments_name_the_problem_and_exit_2() {
+    for (args, needle) in [
+        (&["demo", "--loss", "1.5"][..], "not a probability"),
+        (&["demo", "--loss", "lots"][..], "not a number"),
+        (&["demo", "--count", "0"][..], "--count"),
+        (&["frobnicate"][..], "unrecognized subcommand"),
+        (
+            &["demo", "--pcap", "/nonexistent-dir/x.pcap"][..],
+            "cannot write pcap file /nonexistent-dir/x.pcap",
+        ),
+    ] {
+        let out = ustack(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let error_lines = err.lines().filter(|l| l.contains("error")).count();
+        assert_eq!(error_lines, 1, "one line names the problem: {err}");
+    }
+}
+
+#[test]
+fn demo_pcap_reads_clean_in_tshark() {
+    let dir = std::env::temp_dir().join(format!("ustack-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("demo.pcap");
+    // No corruption: every frame in the capture must be well formed with good checksums.
+    let out = ustack(&[
+        "demo",
+        "--loss",
+        "0.2",
+        "--corrupt",
+        "0",
+        "--count",
+        "30",
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !tshark_available() {
+        return;
+    }
+    let fields = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap()])
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+        ])
+        .args([
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+            "-e",
+            "frame.protocols",
+            "-e",
+            "ip.checksum.status",
+        ])
+        .args([
+            "-e",
+            "udp.checksum.status",
+            "-e",
+            "icmp.checksum.status",
+            "-e",
+            "_ws.malformed",
+            "-e",
+            "_ws.expert",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        fields.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fields.stderr)
+    );
+    let text = String::from_utf8(fields.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(';').collect()).collect();
+    // 30 pings and 30 datagrams of 3000 bytes (3 fragments each), and what came back.
+    assert!(rows.len() > 100, "{} frames", rows.len());
+    for row in &rows {
+        assert!(row[0].starts_with("raw:ip"), "{text}");
+        assert_eq!(row[1], "1", "IP header checksum good: {row:?}");
+        // Wireshark's status: 1 good, 0 bad, 2 unverified (non-first fragments).
+        assert_ne!(row[2], "0", "UDP checksum: {row:?}");
+        assert_ne!(row[3], "0", "ICMP checksum: {row:?}");
+        assert_eq!(row[4], "", "malformed: {row:?}");
+    }
+    assert!(
+        rows.iter().any(|r| r[2] == "1") && rows.iter().any(|r| r[3] == "1"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,432 @@
+//! [`Impaired`]: a device wrapper that mistreats frames the way
+//! [`MemLink`](crate::MemLink) does (loss, duplication, delay and jitter,
+//! reordering, one-bit corruption), for real links where the kernel offers
+//! no netem.
+//!
+//! Each direction has its own [`Impairments`] and its own PRNG seeded from
+//! one seed, so a direction's choices depend only on the frames it saw, in
+//! order. Time is the caller's `now`: under a virtual clock the wrapper is
+//! deterministic; on a real clock it is as deterministic as arrival order.
+//!
+//! Per frame, in MemLink's order: loss, duplication, then per copy: delay +
+//! jitter (FIFO per direction), reorder (held `reorder_delay` longer, so
+//! later frames overtake it), corruption. Frames not yet due wait in the
+//! wrapper; [`Device::poll_at`] says when the next falls due, and
+//! [`Device::service`] sends the due outgoing ones. Bandwidth and queue
+//! limits are not emulated: [`Impaired::new`] panics if asked for them.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::RawFd;
+
+use ustack_core::rng::Rng;
+use ustack_core::time::{Duration, Instant};
+use ustack_core::Medium;
+
+use crate::device::{Device, DeviceStats, MAX_FRAME};
+use crate::memlink::{corrupt, Impairments, LinkStats};
+
+/// Frames one direction may hold back; beyond that, sends are refused with
+/// `WouldBlock` and the inner device is not read.
+pub const HELD_LIMIT: usize = 4096;
+/// Frames read from the inner device per `recv` call, at most.
+const RX_PULL: usize = 256;
+
+#[derive(Debug)]
+struct Held {
+    at: Instant,
+    seq: u64,
+    frame: Vec<u8>,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Held {
+    /// Reversed so `BinaryHeap` pops the earliest `(at, seq)` first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+#[derive(Debug)]
+struct Direction {
+    imp: Impairments,
+    rng: Rng,
+    held: BinaryHeap<Held>,
+    /// Latest due time given to a non-reordered copy (FIFO floor).
+    last_at: Instant,
+    seq: u64,
+    stats: LinkStats,
+}
+
+impl Direction {
+    fn new(imp: Impairments, seed: u64) -> Self {
+        assert!(
+            imp.bandwidth_bps.unwrap_or(0) == 0,
+            "Impaired does not emulate bandwidth (use MemLink for that)"
+        );
+        Direction {
+            imp,
+            rng: Rng::new(seed),
+            held: BinaryHeap::new(),
+            last_at: Instant::ZERO,
+            seq: 0,
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// Applies the impairments to one frame, holding what survives.
+    fn offer(&mut self, now: Instant, frame: &[u8]) {
+        self.stats.sent += 1;
+        let imp = self.imp;
+        if self.rng.chance(imp.loss) {
+            self.stats.dropped_loss += 1;
+            return;
+        }
+        let copies = if self.rng.chance(imp.duplicate) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        let jitter_us = u64::try_from(imp.jitter.as_micros()).unwrap_or(u64::MAX);
+        for _ in 0..copies {
+            let mut at = now + imp.delay + Duration::from_micros(self.rng.upto(jitter_us));
+            if self.rng.chance(imp.reorder) {
+                at += imp.reorder_delay;
+                self.stats.reordered += 1;
+            } else {
+                at = at.max(self.last_at);
+                self.last_at = at;
+            }
+            let mut copy = frame.to_vec();
+            if !copy.is_empty() && self.rng.chance(imp.corrupt) {
+                corrupt(&mut self.rng, &mut copy);
+                self.stats.corrupted += 1;
+            }
+            self.seq += 1;
+            self.held.push(Held {
+                at,
+                seq: self.seq,
+                frame: copy,
+            });
+        }
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.held.peek()?.at > now {
+            return None;
+        }
+        let h = self.held.pop()?;
+        self.stats.delivered += 1;
+        self.stats.bytes_delivered += h.frame.len() as u64;
+        Some(h.frame)
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        self.held.peek().map(|h| h.at)
+    }
+}
+
+/// A device whose traffic passes through seeded impairments; see the module docs.
+#[derive(Debug)]
+pub struct Impaired<D: Device> {
+    inner: D,
+    /// Frames we send, toward the inner device.
+    tx: Direction,
+    /// Frames the inner device delivers, toward the caller.
+    rx: Direction,
+    /// The held outgoing frame the inner device refused, retried first.
+    tx_refused: Option<Vec<u8>>,
+    would_block: u64,
+    scratch: Vec<u8>,
+}
+
+impl<D: Device> Impaired<D> {
+    /// Wraps `inner`: `tx` applies to frames sent through it, `rx` to frames
+    /// received from it. Panics if either asks for bandwidth emulation.
+    pub fn new(inner: D, seed: u64, tx: Impairments, rx: Impairments) -> Self {
+        Impaired {
+            inner,
+            tx: Direction::new(tx, seed),
+            rx: Direction::new(rx, seed ^ 0x5bd1_e995_9e37_79b9),
+            tx_refused: None,
+            would_block: 0,
+            scratch: vec![0; MAX_FRAME],
+        }
+    }
+
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    pub fn inner_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    pub fn into_inner(self) -> D {
+        self.inner
+    }
+
+    /// What the impairments did to outgoing frames (`sent`: frames offered,
+    /// `delivered`: frames handed to the inner device).
+    pub fn tx_stats(&self) -> LinkStats {
+        self.tx.stats
+    }
+
+    /// What the impairments did to incoming frames (`sent`: frames read from
+    /// the inner device, `delivered`: frames returned by `recv`).
+    pub fn rx_stats(&self) -> LinkStats {
+        self.rx.stats
+    }
+
+    /// Frames held back, (outgoing, incoming).
+    pub fn held(&self) -> (usize, usize) {
+        (
+            self.tx.held.len() + usize::from(self.tx_refused.is_some()),
+            self.rx.held.len(),
+        )
+    }
+
+    /// Sends due outgoing frames to the inner device until it refuses one.
+    fn flush_tx(&mut self, now: Instant) -> io::Result<()> {
+        loop {
+            let frame = match self.tx_refused.take() {
+                Some(f) => f,
+                None => match self.tx.pop_due(now) {
+                    Some(f) => f,
+                    None => return Ok(()),
+                },
+            };
+            match self.inner.send(now, &frame) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.tx_refused = Some(frame);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what the inner device has (bounded) into the incoming queue.
+    fn pull_rx(&mut self, now: Instant) -> io::Result<()> {
+        for _ in 0..RX_PULL {
+            if self.rx.held.len() >= HELD_LIMIT {
+                break;
+            }
+            match self.inner.recv(now, &mut self.scratch)? {
+                Some(n) => self.rx.offer(now, &self.scratch[..n]),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<D: Device> Device for Impaired<D> {
+    fn medium(&self) -> Medium {
+        self.inner.medium()
+    }
+
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+
+    fn max_frame_len(&self) -> usize {
+        self.inner.max_frame_len()
+    }
+
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.pull_rx(now)?;
+        Ok(self.rx.pop_due(now).map(|f| {
+            let n = f.len().min(buf.len());
+            buf[..n].copy_from_slice(&f[..n]);
+            n
+        }))
+    }
+
+    /// Refused with `WouldBlock` (and counted) only when the wrapper already
+    /// holds [`HELD_LIMIT`] outgoing frames.
+    fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
+        self.flush_tx(now)?;
+        if self.tx.held.len() >= HELD_LIMIT {
+            self.would_block += 1;
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "impaired device: held-frame queue full",
+            ));
+        }
+        self.tx.offer(now, frame);
+        self.flush_tx(now)
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        let tx = if self.tx_refused.is_some() {
+            Some(Instant::ZERO)
+        } else {
+            self.tx.next_at()
+        };
+        [tx, self.rx.next_at(), self.inner.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn service(&mut self, now: Instant) -> io::Result<()> {
+        self.inner.service(now)?;
+        self.flush_tx(now)
+    }
+
+    fn as_raw_fd(&self) -> Option<RawFd> {
+        self.inner.as_raw_fd()
+    }
+
+    /// The inner device's counters, plus the wrapper's own refusals in
+    /// `tx_would_block`.
+    fn stats(&self) -> DeviceStats {
+        let mut s = self.inner.stats();
+        s.tx_would_block += self.would_block;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    fn drain(d: &mut MemDevice, now: Instant) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Some(n) = d.recv(now, &mut buf).unwrap() {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    fn pair(tx: Impairments, rx: Impairments, seed: u64) -> (Impaired<MemDevice>, MemDevice) {
+        let (a, b) = MemDevice::pair(Medium::Ip, 1500, 10_000);
+        (Impaired::new(a, seed, tx, rx), b)
+    }
+
+    #[test]
+    fn without_impairments_frames_pass_at_once() {
+        let (mut d, mut peer) = pair(Impairments::none(), Impairments::none(), 1);
+        d.send(ms(0), b"abc").unwrap();
+        assert_eq!(drain(&mut peer, ms(0)), [b"abc".to_vec()]);
+        peer.send(ms(0), b"xyz").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(d.recv(ms(0), &mut buf).unwrap(), Some(3));
+        assert_eq!(&buf[..3], b"xyz");
+        assert_eq!(d.poll_at(), None);
+    }
+
+    #[test]
+    fn delay_holds_frames_until_due_in_both_directions() {
+        let delay = Impairments::none().with_delay(Duration::from_millis(10));
+        let (mut d, mut peer) = pair(delay, delay, 1);
+        d.send(ms(0), b"out").unwrap();
+        assert!(drain(&mut peer, ms(0)).is_empty());
+        assert_eq!(d.poll_at(), Some(ms(10)));
+        d.service(ms(9)).unwrap();
+        assert!(drain(&mut peer, ms(9)).is_empty());
+        d.service(ms(10)).unwrap();
+        assert_eq!(drain(&mut peer, ms(10)), [b"out".to_vec()]);
+
+        peer.send(ms(20), b"in").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(d.recv(ms(20), &mut buf).unwrap(), None);
+        assert_eq!(d.poll_at(), Some(ms(30)));
+        assert_eq!(d.recv(ms(30), &mut buf).unwrap(), Some(2));
+        assert_eq!(d.rx_stats().delivered, 1);
+    }
+
+    #[test]
+    fn loss_duplicate_corrupt_and_reorder_are_counted() {
+        let imp = Impairments::none()
+            .with_loss(0.2)
+            .with_duplicate(0.2)
+            .with_corrupt(0.2)
+            .with_reorder(0.2, Duration::from_millis(5));
+        let (mut d, mut peer) = pair(imp, Impairments::none(), 7);
+        for i in 0..500u16 {
+            d.send(ms(u64::from(i)), &i.to_be_bytes()).unwrap();
+        }
+        d.service(ms(10_000)).unwrap();
+        let got = drain(&mut peer, ms(10_000));
+        let s = d.tx_stats();
+        assert_eq!(s.sent, 500);
+        assert!(s.dropped_loss > 50 && s.duplicated > 50 && s.corrupted > 50 && s.reordered > 50);
+        assert_eq!(got.len() as u64, 500 - s.dropped_loss + s.duplicated);
+        assert_eq!(s.delivered, got.len() as u64);
+        // Reordering shows: some frame arrives after a later-sent one.
+        let seqs: Vec<u16> = got
+            .iter()
+            .map(|f| u16::from_be_bytes([f[0], f[1]]))
+            .collect();
+        assert!(seqs.windows(2).any(|w| w[0] > w[1] + 1), "{seqs:?}");
+    }
+
+    #[test]
+    fn same_seed_same_run() {
+        let imp = Impairments::lossy(0.3)
+            .with_duplicate(0.1)
+            .with_jitter(Duration::from_millis(3))
+            .with_corrupt(0.1);
+        let run = |seed| {
+            let (mut d, mut peer) = pair(imp, Impairments::none(), seed);
+            let mut out = Vec::new();
+            for i in 0..200u64 {
+                d.send(ms(i), &[i as u8; 40]).unwrap();
+                d.service(ms(i)).unwrap();
+                out.extend(drain(&mut peer, ms(i)));
+            }
+            out
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
+    }
+
+    #[test]
+    fn a_refusing_inner_device_keeps_frames_in_order() {
+        let (a, mut peer) = MemDevice::pair(Medium::Ip, 1500, 1);
+        let mut d = Impaired::new(a, 1, Impairments::none(), Impairments::none());
+        for i in 0..3u8 {
+            d.send(ms(0), &[i]).unwrap();
+        }
+        assert_eq!(d.held().0, 2);
+        assert_eq!(d.poll_at(), Some(Instant::ZERO));
+        let mut got = drain(&mut peer, ms(0));
+        for _ in 0..3 {
+            d.service(ms(1)).unwrap();
+            got.extend(drain(&mut peer, ms(1)));
+        }
+        assert_eq!(got, [vec![0], vec![1], vec![2]]);
+        assert_eq!(d.poll_at(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "bandwidth")]
+    fn bandwidth_is_refused() {
+        let _ = pair(
+            Impairments::none().with_bandwidth(1_000_000),
+            Impairments::none(),
+            1,
+        );
+    }
+}

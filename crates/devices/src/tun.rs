@@ -1,0 +1,463 @@
+//! TUN and TAP devices through `/dev/net/tun`, and the few system calls the
+//! device layer needs (poll, setns). All of the crate's `unsafe` is here.
+//!
+//! A device is opened with `IFF_NO_PI` (frames carry no packet-information
+//! prefix) and `O_NONBLOCK`. It lives as long as its fd: dropping the
+//! [`Tun`]/[`Tap`] removes the interface. The fd keeps working if the
+//! interface is later moved to another network namespace.
+//!
+//! [`TunOptions::netns`] opens the device from a short-lived thread that has
+//! joined a named network namespace (setns(2)), so the interface is born
+//! there and never appears in the caller's namespace.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ustack_core::time::Instant;
+use ustack_core::Medium;
+
+use crate::device::{Device, DeviceStats};
+
+/// The clone device.
+pub const TUN_PATH: &str = "/dev/net/tun";
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+pub const MAX_NAME_LEN: usize = libc::IFNAMSIZ - 1;
+
+/// How to open a TUN or TAP device.
+#[derive(Debug, Clone)]
+pub struct TunOptions {
+    name: String,
+    mtu: usize,
+    netns: Option<PathBuf>,
+}
+
+impl TunOptions {
+    /// `name` may be empty or a pattern such as `"ust%d"` to let the kernel
+    /// choose. The MTU defaults to 1500; it is what [`Device::mtu`] reports,
+    /// and should match the kernel side (see [`crate::kernel`]).
+    pub fn new(name: &str) -> Self {
+        TunOptions {
+            name: name.to_owned(),
+            mtu: 1500,
+            netns: None,
+        }
+    }
+
+    pub fn mtu(mut self, mtu: usize) -> Self {
+        self.mtu = mtu;
+        self
+    }
+
+    /// Creates the interface inside the network namespace at `path` (for
+    /// `ip netns` names: `/run/netns/NAME`, see [`crate::kernel::NetNs::path`]).
+    pub fn netns(mut self, path: impl Into<PathBuf>) -> Self {
+        self.netns = Some(path.into());
+        self
+    }
+
+    pub fn open_tun(&self) -> io::Result<Tun> {
+        let (file, name) = self.open(libc::IFF_TUN)?;
+        Ok(Tun(Inner::new(file, name, self.mtu, Medium::Ip)))
+    }
+
+    pub fn open_tap(&self) -> io::Result<Tap> {
+        let (file, name) = self.open(libc::IFF_TAP)?;
+        Ok(Tap(Inner::new(file, name, self.mtu, Medium::Ethernet)))
+    }
+
+    fn open(&self, kind: libc::c_int) -> io::Result<(File, String)> {
+        let req = ifreq_for(&self.name, kind)?;
+        if !(68..=65535).contains(&self.mtu) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("MTU {} is outside 68..=65535", self.mtu),
+            ));
+        }
+        match &self.netns {
+            None => open_clone_device(req),
+            Some(ns) => {
+                let ns_file = File::open(ns).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot open network namespace {}: {e}", ns.display()),
+                    )
+                })?;
+                let ns_path = ns.clone();
+                std::thread::spawn(move || {
+                    setns_net(ns_file.as_fd()).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot enter network namespace {}: {e}{}",
+                                ns_path.display(),
+                                if e.kind() == io::ErrorKind::PermissionDenied {
+                                    " (needs root or CAP_SYS_ADMIN)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        )
+                    })?;
+                    // This thread now lives in the namespace; the device is
+                    // created in the namespace of the thread that opens it.
+                    open_clone_device(req)
+                })
+                .join()
+                .map_err(|_| io::Error::other("the thread opening the TUN device panicked"))?
+            }
+        }
+    }
+}
+
+/// A `struct ifreq` is plain data (a name and a union); copying it into a
+/// thread is sound. Kept as bytes-level data behind this wrapper.
+struct IfReq(libc::ifreq);
+
+// SAFETY: `ifreq` holds a raw pointer variant (`ifru_data`) only as a union
+// member we never set; the value is plain bytes and safe to move to a thread.
+unsafe impl Send for IfReq {}
+
+fn ifreq_for(name: &str, kind: libc::c_int) -> io::Result<IfReq> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "interface name {name:?} is {} bytes; Linux allows at most {MAX_NAME_LEN}",
+                name.len()
+            ),
+        ));
+    }
+    if name
+        .bytes()
+        .any(|b| b == 0 || b == b'/' || b.is_ascii_whitespace())
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {name:?} contains NUL, '/' or whitespace"),
+        ));
+    }
+    // SAFETY: `ifreq` is a C struct of integers, arrays and a union of such
+    // (and one pointer); all-zero bytes are a valid value of it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (kind | libc::IFF_NO_PI) as libc::c_short;
+    Ok(IfReq(req))
+}
+
+fn open_clone_device(mut req: IfReq) -> io::Result<(File, String)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(TUN_PATH)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{TUN_PATH} does not exist: load the tun module (modprobe tun), \
+                     or in a container pass the device in (docker run --device {TUN_PATH} --cap-add NET_ADMIN)"
+                ),
+            ),
+            Some(libc::ENODEV) | Some(libc::ENXIO) => io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{TUN_PATH} has no driver behind it: load the tun module (modprobe tun)"),
+            ),
+            Some(libc::EPERM) | Some(libc::EACCES) => permission(&format!("opening {TUN_PATH}")),
+            _ => io::Error::new(e.kind(), format!("cannot open {TUN_PATH}: {e}")),
+        })?;
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req.0` is a
+    // valid, initialized ifreq that outlives the call, and the fd is open.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req.0) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        let name = name_of(&req.0);
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                permission(&format!("creating interface {name:?}"))
+            }
+            Some(libc::EBUSY) => io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("interface {name:?} exists and is busy or is not a TUN/TAP of this kind"),
+            ),
+            Some(libc::EINVAL) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TUNSETIFF rejected interface {name:?}: {e} (name in use by another device kind?)"),
+            ),
+            _ => io::Error::new(e.kind(), format!("TUNSETIFF for {name:?} failed: {e}")),
+        });
+    }
+    Ok((file, name_of(&req.0)))
+}
+
+fn permission(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{what}: permission denied; TUN/TAP devices need root or CAP_NET_ADMIN"),
+    )
+}
+
+fn name_of(req: &libc::ifreq) -> String {
+    let bytes: Vec<u8> = req
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Joins the calling thread to the network namespace open as `ns`.
+fn setns_net(ns: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns takes an fd, borrowed and open for the call, and a
+    // namespace type; it changes only the calling thread's namespace.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Readiness of one fd after [`poll_fd`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollReady {
+    pub readable: bool,
+    pub writable: bool,
+    /// POLLERR, POLLHUP or POLLNVAL.
+    pub error: bool,
+}
+
+/// Waits up to `timeout` (`None`: forever) for `fd` to become readable
+/// (or writable, if `want_write`). EINTR counts as a timeout.
+pub fn poll_fd(fd: RawFd, want_write: bool, timeout: Option<Duration>) -> io::Result<PollReady> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN | if want_write { libc::POLLOUT } else { 0 },
+        revents: 0,
+    };
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: one valid pollfd for the length passed; the timespec pointer is
+    // null or points at a live timespec; no signal mask is passed.
+    let rc = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(PollReady::default());
+        }
+        return Err(e);
+    }
+    Ok(PollReady {
+        readable: pfd.revents & libc::POLLIN != 0,
+        writable: pfd.revents & libc::POLLOUT != 0,
+        error: pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0,
+    })
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    name: String,
+    mtu: usize,
+    medium: Medium,
+    stats: DeviceStats,
+}
+
+impl Inner {
+    fn new(file: File, name: String, mtu: usize, medium: Medium) -> Self {
+        Inner {
+            file,
+            name,
+            mtu,
+            medium,
+            stats: DeviceStats::default(),
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            match self.file.read(buf) {
+                Ok(n) => {
+                    self.stats.rx_frames += 1;
+                    self.stats.rx_bytes += n as u64;
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.stats.rx_errors += 1;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        loop {
+            match self.file.write(frame) {
+                Ok(n) if n == frame.len() => {
+                    self.stats.tx_frames += 1;
+                    self.stats.tx_bytes += n as u64;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.stats.tx_errors += 1;
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("{}: short write, {n} of {} bytes", self.name, frame.len()),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stats.tx_would_block += 1;
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("{}: device queue full", self.name),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.stats.tx_errors += 1;
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("{}: write of {} bytes: {e}", self.name, frame.len()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+macro_rules! tun_device {
+    ($ty:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug)]
+        pub struct $ty(Inner);
+
+        impl $ty {
+            /// The interface name the kernel gave the device.
+            pub fn name(&self) -> &str {
+                &self.0.name
+            }
+
+            /// Changes the MTU this side reports (the kernel side is set
+            /// separately, see [`crate::kernel`]).
+            pub fn set_mtu(&mut self, mtu: usize) {
+                self.0.mtu = mtu;
+            }
+        }
+
+        impl Device for $ty {
+            fn medium(&self) -> Medium {
+                self.0.medium
+            }
+            fn mtu(&self) -> usize {
+                self.0.mtu
+            }
+            fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+                self.0.recv(buf)
+            }
+            fn send(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
+                self.0.send(frame)
+            }
+            fn as_raw_fd(&self) -> Option<RawFd> {
+                Some(self.0.file.as_raw_fd())
+            }
+            fn stats(&self) -> DeviceStats {
+                self.0.stats
+            }
+        }
+
+        impl AsFd for $ty {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.0.file.as_fd()
+            }
+        }
+    };
+}
+
+tun_device!(
+    Tun,
+    "A TUN device (`IFF_TUN | IFF_NO_PI`): frames are bare IP packets."
+);
+tun_device!(
+    Tap,
+    "A TAP device (`IFF_TAP | IFF_NO_PI`): frames are Ethernet II frames."
+);
+
+impl Tun {
+    /// Opens (creating if needed) TUN interface `name` in this thread's namespace.
+    pub fn open(name: &str) -> io::Result<Tun> {
+        TunOptions::new(name).open_tun()
+    }
+}
+
+impl Tap {
+    /// Opens (creating if needed) TAP interface `name` in this thread's namespace.
+    pub fn open(name: &str) -> io::Result<Tap> {
+        TunOptions::new(name).open_tap()
+    }
+}
+
+/// Whether `/dev/net/tun` exists (a cheap check before trying to open it).
+pub fn tun_device_present() -> bool {
+    Path::new(TUN_PATH).exists()
+}
+
+/// Whether Linux would accept `name` as an interface name (length, characters).
+pub fn valid_ifname(name: &str) -> bool {
+    ifreq_for(name, libc::IFF_TUN).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_or_odd_names_are_invalid_input() {
+        let e = Tun::open("a-name-longer-than-15").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("at most 15"), "{e}");
+        for bad in ["a/b", "sp ace", "nul\0"] {
+            let e = Tap::open(bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        assert!(valid_ifname("exactly15chars_"));
+    }
+
+    #[test]
+    fn bad_mtu_is_invalid_input() {
+        let e = TunOptions::new("x").mtu(20).open_tun().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn missing_namespace_is_reported() {
+        let e = TunOptions::new("x")
+            .netns("/nonexistent/netns/ustack")
+            .open_tun()
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("network namespace"), "{e}");
+    }
+
+    #[test]
+    fn poll_times_out_on_a_quiet_fd() {
+        let (r, _w) = std::os::unix::net::UnixStream::pair().unwrap();
+        let t0 = std::time::Instant::now();
+        let ready = poll_fd(r.as_raw_fd(), false, Some(Duration::from_millis(20))).unwrap();
+        assert_eq!(ready, PollReady::default());
+        assert!(t0.elapsed() >= Duration::from_millis(19));
+        let ready = poll_fd(r.as_raw_fd(), true, Some(Duration::ZERO)).unwrap();
+        assert!(ready.writable && !ready.readable);
+    }
+}

@@ -1,0 +1,17 @@
+//! ustack for applications: POSIX-like sockets on integer descriptors, an
+//! epoll, and `std::net`-like types, on a runtime that drives the sans-IO
+//! core over a device.
+#![deny(unsafe_code)]
+
+pub mod epoll;
+pub mod fd;
+pub mod net;
+pub mod posix;
+pub mod runtime;
+mod sys;
+
+pub use epoll::EpollEvent;
+pub use posix::OptVal;
+pub use runtime::{Mode, Runtime};
+pub use ustack_core::errno;
+pub use ustack_core::Errno;

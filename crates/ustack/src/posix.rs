@@ -1,0 +1,656 @@
+//! POSIX-like calls on integer descriptors, with Linux's errno values.
+//!
+//! The calls are methods of [`Runtime`] named as in C (`socket`, `bind`,
+//! `recvfrom`, `epoll_wait`, ...); addresses are `SocketAddrV4`, errors
+//! [`Errno`]. A descriptor is blocking unless made non-blocking with
+//! `SOCK_NONBLOCK`, `fcntl(F_SETFL, O_NONBLOCK)` or a `MSG_DONTWAIT` call.
+
+use crate::epoll::{EpollEvent, EpollSet, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
+use crate::fd::{Entry, Kind, SockEntry};
+use crate::runtime::{fd_mask, Runtime, State};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use ustack_core::errno::Result;
+use ustack_core::tcp::{Shutdown, TcpInfo};
+use ustack_core::{Errno, Instant, SocketHandle};
+
+pub const AF_INET: i32 = libc::AF_INET;
+pub const SOCK_STREAM: i32 = libc::SOCK_STREAM;
+pub const SOCK_DGRAM: i32 = libc::SOCK_DGRAM;
+pub const SOCK_NONBLOCK: i32 = libc::SOCK_NONBLOCK;
+pub const SOCK_CLOEXEC: i32 = libc::SOCK_CLOEXEC;
+pub const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
+pub const IPPROTO_UDP: i32 = libc::IPPROTO_UDP;
+
+pub const MSG_DONTWAIT: i32 = libc::MSG_DONTWAIT;
+pub const MSG_PEEK: i32 = libc::MSG_PEEK;
+pub const MSG_WAITALL: i32 = libc::MSG_WAITALL;
+pub const MSG_TRUNC: i32 = libc::MSG_TRUNC;
+pub const MSG_NOSIGNAL: i32 = libc::MSG_NOSIGNAL;
+
+pub const F_GETFL: i32 = libc::F_GETFL;
+pub const F_SETFL: i32 = libc::F_SETFL;
+pub const O_NONBLOCK: i32 = libc::O_NONBLOCK;
+pub const O_RDWR: i32 = libc::O_RDWR;
+
+pub const SHUT_RD: i32 = libc::SHUT_RD;
+pub const SHUT_WR: i32 = libc::SHUT_WR;
+pub const SHUT_RDWR: i32 = libc::SHUT_RDWR;
+
+pub const SOL_SOCKET: i32 = libc::SOL_SOCKET;
+pub const SO_REUSEADDR: i32 = libc::SO_REUSEADDR;
+pub const SO_REUSEPORT: i32 = libc::SO_REUSEPORT;
+pub const SO_KEEPALIVE: i32 = libc::SO_KEEPALIVE;
+pub const SO_LINGER: i32 = libc::SO_LINGER;
+pub const SO_SNDBUF: i32 = libc::SO_SNDBUF;
+pub const SO_RCVBUF: i32 = libc::SO_RCVBUF;
+pub const SO_ERROR: i32 = libc::SO_ERROR;
+pub const SO_RCVTIMEO: i32 = libc::SO_RCVTIMEO;
+pub const SO_SNDTIMEO: i32 = libc::SO_SNDTIMEO;
+pub const SO_TYPE: i32 = libc::SO_TYPE;
+pub const TCP_NODELAY: i32 = libc::TCP_NODELAY;
+pub const TCP_MAXSEG: i32 = libc::TCP_MAXSEG;
+pub const TCP_KEEPIDLE: i32 = libc::TCP_KEEPIDLE;
+pub const TCP_KEEPINTVL: i32 = libc::TCP_KEEPINTVL;
+pub const TCP_KEEPCNT: i32 = libc::TCP_KEEPCNT;
+pub const TCP_USER_TIMEOUT: i32 = libc::TCP_USER_TIMEOUT;
+pub const TCP_INFO: i32 = libc::TCP_INFO;
+
+pub const EPOLL_CLOEXEC: i32 = libc::EPOLL_CLOEXEC;
+
+/// A socket option value, shaped like the C types the options take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptVal {
+    /// `int` options (flags, sizes, counts, seconds, milliseconds).
+    Int(i32),
+    /// `struct linger`.
+    Linger { onoff: bool, secs: i32 },
+    /// `struct timeval`: None is zero, "no timeout".
+    Time(Option<Duration>),
+    /// `struct tcp_info` (getsockopt TCP_INFO).
+    TcpInfo(Box<TcpInfo>),
+}
+
+impl OptVal {
+    fn int(&self) -> Result<i32> {
+        match self {
+            OptVal::Int(v) => Ok(*v),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+}
+
+fn sock(st: &State, fd: i32) -> Result<SockEntry> {
+    match st.fds.get(fd) {
+        Some(Entry::Socket(s)) => Ok(s.clone()),
+        Some(Entry::Epoll) => Err(Errno::ENOTSOCK),
+        None => Err(Errno::EBADF),
+    }
+}
+
+fn sock_mut(st: &mut State, fd: i32) -> Result<&mut SockEntry> {
+    match st.fds.get_mut(fd) {
+        Some(Entry::Socket(s)) => Ok(s),
+        Some(Entry::Epoll) => Err(Errno::ENOTSOCK),
+        None => Err(Errno::EBADF),
+    }
+}
+
+/// How long a call on `s` may wait: not at all when non-blocking or
+/// MSG_DONTWAIT, else its timeout (None: forever).
+fn wait_for(s: &SockEntry, flags: i32, timeo: Option<Duration>) -> Option<Option<Duration>> {
+    if s.nonblocking || flags & MSG_DONTWAIT != 0 {
+        None
+    } else {
+        Some(timeo)
+    }
+}
+
+impl Runtime {
+    /// Runs `op` once when the call must not wait, or until it stops saying
+    /// EAGAIN (or the timeout passes) when it may.
+    fn call<R>(
+        &self,
+        wait: Option<Option<Duration>>,
+        op: impl FnMut(&mut State) -> Result<R>,
+    ) -> Result<R> {
+        let mut op = op;
+        match wait {
+            None => self.with(|st, _| op(st)),
+            Some(timeout) => self.wait(timeout, |st, _| op(st)),
+        }
+    }
+
+    /// socket(2): `AF_INET` with `SOCK_STREAM` or `SOCK_DGRAM`, optionally
+    /// or-ed with `SOCK_NONBLOCK` (and `SOCK_CLOEXEC`, accepted and ignored).
+    pub fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<i32> {
+        if domain != AF_INET {
+            return Err(Errno::EAFNOSUPPORT);
+        }
+        let nonblocking = ty & SOCK_NONBLOCK != 0;
+        let kind = match ty & !(SOCK_NONBLOCK | SOCK_CLOEXEC) {
+            SOCK_STREAM if protocol == 0 || protocol == IPPROTO_TCP => Kind::Stream,
+            SOCK_DGRAM if protocol == 0 || protocol == IPPROTO_UDP => Kind::Datagram,
+            SOCK_STREAM | SOCK_DGRAM => return Err(Errno::EPROTONOSUPPORT),
+            _ => return Err(Errno::EINVAL),
+        };
+        self.with(|st, _| {
+            let handle = match kind {
+                Kind::Datagram => st.stack.udp_open(),
+                Kind::Stream => st.stack.tcp_open(),
+            };
+            let entry = SockEntry {
+                handle,
+                kind,
+                nonblocking,
+                rcvtimeo: None,
+                sndtimeo: None,
+            };
+            match st.fds.insert(Entry::Socket(entry)) {
+                Some(fd) => Ok(fd),
+                None => {
+                    let _ = st.stack.close(handle);
+                    Err(Errno::EMFILE)
+                }
+            }
+        })
+    }
+
+    /// bind(2).
+    pub fn bind(&self, fd: i32, addr: SocketAddrV4) -> Result<()> {
+        self.with(|st, _| {
+            let s = sock(st, fd)?;
+            match s.kind {
+                Kind::Datagram => st.stack.udp_bind(s.handle, addr).map(|_| ()),
+                Kind::Stream => st.stack.tcp_bind(s.handle, addr).map(|_| ()),
+            }
+        })
+    }
+
+    /// connect(2). A stream socket that is non-blocking returns EINPROGRESS
+    /// and turns writable when the handshake ends, SO_ERROR telling how; a
+    /// blocking one waits for that (up to SO_SNDTIMEO, as Linux). For a
+    /// datagram socket: sets the default peer.
+    pub fn connect(&self, fd: i32, addr: SocketAddrV4) -> Result<()> {
+        let s = self.with(|st, _| sock(st, fd))?;
+        if s.kind == Kind::Datagram {
+            return self.with(|st, _| st.stack.udp_connect(s.handle, addr));
+        }
+        let started = self.with(|st, now| st.stack.tcp_connect(now, s.handle, addr));
+        match started {
+            Err(Errno::EINPROGRESS) if !s.nonblocking => {}
+            other => return other,
+        }
+        let r = self.wait(s.sndtimeo, |st, _| {
+            if let Some(e) = st.stack.take_error(s.handle)? {
+                return Err(e);
+            }
+            if st.stack.readiness(s.handle)?.writable {
+                Ok(())
+            } else {
+                Err(Errno::EAGAIN)
+            }
+        });
+        // A timed-out blocking connect is EINPROGRESS, as Linux reports it.
+        r.map_err(|e| {
+            if e == Errno::EAGAIN {
+                Errno::EINPROGRESS
+            } else {
+                e
+            }
+        })
+    }
+
+    /// listen(2): the backlog bounds the accept queue (Linux semantics).
+    pub fn listen(&self, fd: i32, backlog: i32) -> Result<()> {
+        self.with(|st, _| {
+            let s = sock(st, fd)?;
+            match s.kind {
+                Kind::Stream => st
+                    .stack
+                    .tcp_listen(s.handle, usize::try_from(backlog.max(0)).unwrap_or(0)),
+                Kind::Datagram => Err(Errno::EOPNOTSUPP),
+            }
+        })
+    }
+
+    /// accept(2): the next completed connection and its peer. Blocks unless
+    /// the listener is non-blocking (then EAGAIN).
+    pub fn accept(&self, fd: i32) -> Result<(i32, SocketAddrV4)> {
+        self.accept4(fd, 0)
+    }
+
+    /// accept4(2): `flags` may hold SOCK_NONBLOCK (and SOCK_CLOEXEC, ignored).
+    pub fn accept4(&self, fd: i32, flags: i32) -> Result<(i32, SocketAddrV4)> {
+        if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let s = self.with(|st, _| sock(st, fd))?;
+        if s.kind != Kind::Stream {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.call(wait_for(&s, 0, s.rcvtimeo), |st| {
+            let (handle, peer) = st.stack.tcp_accept(s.handle)?;
+            let entry = SockEntry {
+                handle,
+                kind: Kind::Stream,
+                nonblocking: flags & SOCK_NONBLOCK != 0,
+                rcvtimeo: None,
+                sndtimeo: None,
+            };
+            match st.fds.insert(Entry::Socket(entry)) {
+                Some(nfd) => Ok((nfd, peer)),
+                None => {
+                    let _ = st.stack.close(handle);
+                    Err(Errno::EMFILE)
+                }
+            }
+        })
+    }
+
+    /// shutdown(2) with SHUT_RD, SHUT_WR or SHUT_RDWR.
+    pub fn shutdown(&self, fd: i32, how: i32) -> Result<()> {
+        let how = match how {
+            SHUT_RD => Shutdown::Read,
+            SHUT_WR => Shutdown::Write,
+            SHUT_RDWR => Shutdown::Both,
+            _ => return Err(Errno::EINVAL),
+        };
+        self.with(|st, now| {
+            let s = sock(st, fd)?;
+            match s.kind {
+                Kind::Stream => st.stack.tcp_shutdown(now, s.handle, how),
+                Kind::Datagram => Err(Errno::EOPNOTSUPP),
+            }
+        })
+    }
+
+    /// sendto(2): `to` may be None on a connected socket.
+    pub fn sendto(
+        &self,
+        fd: i32,
+        buf: &[u8],
+        flags: i32,
+        to: Option<SocketAddrV4>,
+    ) -> Result<usize> {
+        let s = self.with(|st, _| sock(st, fd))?;
+        match s.kind {
+            Kind::Datagram => self.call(wait_for(&s, flags, s.sndtimeo), |st| {
+                st.stack.udp_send_to(s.handle, buf, to)
+            }),
+            Kind::Stream if to.is_some() => Err(Errno::EISCONN),
+            Kind::Stream => self.stream_send(&s, buf, flags),
+        }
+    }
+
+    /// A stream send: non-blocking, what fits (EAGAIN if nothing does);
+    /// blocking, returns only once all of `buf` is in the send buffer (or
+    /// an error or SO_SNDTIMEO ends it after part: then the part's length).
+    fn stream_send(&self, s: &SockEntry, buf: &[u8], flags: i32) -> Result<usize> {
+        let Some(timeout) = wait_for(s, flags, s.sndtimeo) else {
+            return self.with(|st, now| st.stack.tcp_send(now, s.handle, buf));
+        };
+        let mut done = 0;
+        let r = self.wait(timeout, |st, now| {
+            while done < buf.len() {
+                match st.stack.tcp_send(now, s.handle, &buf[done..]) {
+                    Ok(0) => return Err(Errno::EAGAIN),
+                    Ok(n) => done += n,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(done)
+        });
+        match r {
+            Err(_) if done > 0 => Ok(done),
+            r => r,
+        }
+    }
+
+    /// send(2).
+    pub fn send(&self, fd: i32, buf: &[u8], flags: i32) -> Result<usize> {
+        self.sendto(fd, buf, flags, None)
+    }
+
+    /// write(2): send with no flags.
+    pub fn write(&self, fd: i32, buf: &[u8]) -> Result<usize> {
+        self.send(fd, buf, 0)
+    }
+
+    /// recvfrom(2): returns the bytes read and the sender. With MSG_TRUNC a
+    /// datagram socket returns the datagram's real length.
+    pub fn recvfrom(
+        &self,
+        fd: i32,
+        buf: &mut [u8],
+        flags: i32,
+    ) -> Result<(usize, Option<SocketAddrV4>)> {
+        let s = self.with(|st, _| sock(st, fd))?;
+        match s.kind {
+            Kind::Datagram => self.call(wait_for(&s, flags, s.rcvtimeo), |st| {
+                let (n, full, from) = if flags & MSG_PEEK != 0 {
+                    st.stack.udp_peek_from(s.handle, buf)?
+                } else {
+                    st.stack.udp_recv_from(s.handle, buf)?
+                };
+                Ok((if flags & MSG_TRUNC != 0 { full } else { n }, Some(from)))
+            }),
+            Kind::Stream => self.stream_recv(&s, buf, flags).map(|n| (n, None)),
+        }
+    }
+
+    /// A stream receive: returns as soon as any bytes are there (all of
+    /// `buf` with MSG_WAITALL, unless EOF or an error comes first), 0 at EOF.
+    fn stream_recv(&self, s: &SockEntry, buf: &mut [u8], flags: i32) -> Result<usize> {
+        let peek = flags & MSG_PEEK != 0;
+        let all = flags & MSG_WAITALL != 0 && !peek;
+        let read = |st: &mut State, b: &mut [u8]| {
+            if peek {
+                st.stack.tcp_peek(s.handle, b)
+            } else {
+                st.stack.tcp_recv(s.handle, b)
+            }
+        };
+        let Some(timeout) = wait_for(s, flags, s.rcvtimeo) else {
+            return self.with(|st, _| read(st, buf));
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut got = 0;
+        let r = self.wait(timeout, |st, _| loop {
+            match read(st, &mut buf[got..]) {
+                Ok(0) => return Ok(got),
+                Ok(n) => {
+                    got += n;
+                    if !all || got == buf.len() {
+                        return Ok(got);
+                    }
+                }
+                Err(Errno::EAGAIN) if got > 0 && !all => return Ok(got),
+                Err(e) => return Err(e),
+            }
+        });
+        match r {
+            Err(_) if got > 0 => Ok(got),
+            r => r,
+        }
+    }
+
+    /// recv(2).
+    pub fn recv(&self, fd: i32, buf: &mut [u8], flags: i32) -> Result<usize> {
+        self.recvfrom(fd, buf, flags).map(|(n, _)| n)
+    }
+
+    /// read(2): recv with no flags.
+    pub fn read(&self, fd: i32, buf: &mut [u8]) -> Result<usize> {
+        self.recv(fd, buf, 0)
+    }
+
+    /// close(2): frees the descriptor; an epoll instance forgets what it watched.
+    pub fn close(&self, fd: i32) -> Result<()> {
+        self.with(|st, _| {
+            let e = st.fds.remove(fd).ok_or(Errno::EBADF)?;
+            match e {
+                Entry::Socket(s) => {
+                    // Every epoll that watched it forgets it (Linux does so when the last reference goes).
+                    if let Some(ws) = st.watchers.remove(&s.handle) {
+                        for (ep, wfd) in ws {
+                            if let Some(set) = st.epolls.get_mut(&ep) {
+                                let _ = set.delete(wfd);
+                            }
+                        }
+                    }
+                    st.stack.close(s.handle)
+                }
+                Entry::Epoll => {
+                    let set = st.epolls.remove(&fd).unwrap_or_default();
+                    let watched: Vec<(i32, SocketHandle)> = set
+                        .fds()
+                        .filter_map(|wfd| match st.fds.get(wfd) {
+                            Some(Entry::Socket(s)) => Some((wfd, s.handle)),
+                            _ => None,
+                        })
+                        .collect();
+                    for (wfd, h) in watched {
+                        st.unwatch(h, fd, wfd);
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// getsockname(2).
+    pub fn getsockname(&self, fd: i32) -> Result<SocketAddrV4> {
+        self.with(|st, _| {
+            let s = sock(st, fd)?;
+            Ok(st
+                .stack
+                .local_addr(s.handle)?
+                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))
+        })
+    }
+
+    /// getpeername(2): ENOTCONN when not connected.
+    pub fn getpeername(&self, fd: i32) -> Result<SocketAddrV4> {
+        self.with(|st, _| {
+            let s = sock(st, fd)?;
+            st.stack.peer_addr(s.handle)
+        })
+    }
+
+    /// fcntl(2) with F_GETFL / F_SETFL (only O_NONBLOCK changes).
+    pub fn fcntl(&self, fd: i32, cmd: i32, arg: i32) -> Result<i32> {
+        self.with(|st, _| {
+            let s = sock_mut(st, fd)?;
+            match cmd {
+                F_GETFL => Ok(O_RDWR | if s.nonblocking { O_NONBLOCK } else { 0 }),
+                F_SETFL => {
+                    s.nonblocking = arg & O_NONBLOCK != 0;
+                    Ok(0)
+                }
+                _ => Err(Errno::EINVAL),
+            }
+        })
+    }
+
+    /// setsockopt(2).
+    pub fn setsockopt(&self, fd: i32, level: i32, name: i32, value: OptVal) -> Result<()> {
+        self.with(|st, now| {
+            let s = sock(st, fd)?;
+            match (level, name) {
+                (SOL_SOCKET, SO_RCVTIMEO) | (SOL_SOCKET, SO_SNDTIMEO) => {
+                    let OptVal::Time(t) = value else {
+                        return Err(Errno::EINVAL);
+                    };
+                    let t = t.filter(|d| !d.is_zero());
+                    let e = sock_mut(st, fd)?;
+                    if name == SO_RCVTIMEO {
+                        e.rcvtimeo = t;
+                    } else {
+                        e.sndtimeo = t;
+                    }
+                    Ok(())
+                }
+                (SOL_SOCKET, SO_RCVBUF) | (SOL_SOCKET, SO_SNDBUF) => {
+                    // Linux doubles the value to account for bookkeeping overhead.
+                    let v = usize::try_from(value.int()?)
+                        .map_err(|_| Errno::EINVAL)?
+                        .saturating_mul(2);
+                    let (r, w) = if name == SO_RCVBUF {
+                        (Some(v), None)
+                    } else {
+                        (None, Some(v))
+                    };
+                    match s.kind {
+                        Kind::Datagram => st.stack.udp_set_buffers(s.handle, r, w),
+                        Kind::Stream => st.stack.tcp_set_buffers(s.handle, r, w),
+                    }
+                }
+                _ if s.kind == Kind::Stream => set_tcp_opt(st, now, s.handle, level, name, &value),
+                _ => Err(Errno::ENOPROTOOPT),
+            }
+        })
+    }
+
+    /// getsockopt(2).
+    pub fn getsockopt(&self, fd: i32, level: i32, name: i32) -> Result<OptVal> {
+        self.with(|st, _| {
+            let s = sock(st, fd)?;
+            match (level, name) {
+                (SOL_SOCKET, SO_ERROR) => Ok(OptVal::Int(
+                    st.stack.take_error(s.handle)?.map_or(0, |e| e.raw()),
+                )),
+                (SOL_SOCKET, SO_TYPE) => Ok(OptVal::Int(match s.kind {
+                    Kind::Stream => SOCK_STREAM,
+                    Kind::Datagram => SOCK_DGRAM,
+                })),
+                (SOL_SOCKET, SO_RCVTIMEO) => Ok(OptVal::Time(s.rcvtimeo)),
+                (SOL_SOCKET, SO_SNDTIMEO) => Ok(OptVal::Time(s.sndtimeo)),
+                (IPPROTO_TCP, TCP_INFO) if s.kind == Kind::Stream => {
+                    Ok(OptVal::TcpInfo(Box::new(st.stack.tcp_info(s.handle)?)))
+                }
+                _ => Err(Errno::ENOPROTOOPT),
+            }
+        })
+    }
+
+    /// epoll_create1(2).
+    pub fn epoll_create1(&self, flags: i32) -> Result<i32> {
+        if flags & !EPOLL_CLOEXEC != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.with(|st, _| {
+            let ep = st.fds.insert(Entry::Epoll).ok_or(Errno::EMFILE)?;
+            st.epolls.insert(ep, EpollSet::new());
+            Ok(ep)
+        })
+    }
+
+    /// epoll_ctl(2): ADD/MOD need an event; EEXIST, ENOENT, EBADF, EINVAL
+    /// (an epoll watching itself), EPERM (not a socket) as Linux.
+    pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, event: Option<EpollEvent>) -> Result<()> {
+        self.with(|st, _| {
+            match st.fds.get(epfd) {
+                Some(Entry::Epoll) => {}
+                Some(_) => return Err(Errno::EINVAL),
+                None => return Err(Errno::EBADF),
+            }
+            if epfd == fd {
+                return Err(Errno::EINVAL);
+            }
+            let handle = match st.fds.get(fd) {
+                Some(Entry::Socket(s)) => s.handle,
+                Some(Entry::Epoll) => return Err(Errno::EPERM),
+                None => return Err(Errno::EBADF),
+            };
+            let current = fd_mask(&st.fds, &st.stack, fd);
+            let set = st.epolls.get_mut(&epfd).ok_or(Errno::EBADF)?;
+            match op {
+                EPOLL_CTL_ADD => {
+                    set.add(fd, event.ok_or(Errno::EINVAL)?, current)?;
+                    st.watch(handle, epfd, fd);
+                }
+                EPOLL_CTL_MOD => set.modify(fd, event.ok_or(Errno::EINVAL)?, current)?,
+                EPOLL_CTL_DEL => {
+                    set.delete(fd)?;
+                    st.unwatch(handle, epfd, fd);
+                }
+                _ => return Err(Errno::EINVAL),
+            }
+            Ok(())
+        })
+    }
+
+    /// epoll_wait(2): fills `events`, returns how many; `timeout_ms` -1
+    /// waits forever, 0 returns at once.
+    pub fn epoll_wait(
+        &self,
+        epfd: i32,
+        events: &mut [EpollEvent],
+        timeout_ms: i32,
+    ) -> Result<usize> {
+        if events.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let mut collect = |st: &mut State| -> Result<usize> {
+            let State {
+                epolls, fds, stack, ..
+            } = st;
+            let set = epolls.get_mut(&epfd).ok_or(Errno::EBADF)?;
+            // Only the ready list is looked at, never every watched socket.
+            let got = set.collect(events.len(), |fd| fd_mask(fds, stack, fd));
+            if got.is_empty() {
+                return Err(Errno::EAGAIN);
+            }
+            events[..got.len()].copy_from_slice(&got);
+            Ok(got.len())
+        };
+        match timeout {
+            Some(t) if t.is_zero() => match self.with(|st, _| collect(st)) {
+                Err(Errno::EAGAIN) => Ok(0),
+                r => r,
+            },
+            t => match self.wait(t, |st, _| collect(st)) {
+                Err(Errno::EAGAIN) => Ok(0),
+                r => r,
+            },
+        }
+    }
+}
+
+/// The TCP and SOL_SOCKET options of a stream socket.
+fn set_tcp_opt(
+    st: &mut State,
+    now: Instant,
+    h: SocketHandle,
+    level: i32,
+    name: i32,
+    v: &OptVal,
+) -> Result<()> {
+    let secs = |v: &OptVal| -> Result<Duration> {
+        let n = v.int()?;
+        if n <= 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Duration::from_secs(n as u64))
+    };
+    let stack = &mut st.stack;
+    match (level, name) {
+        (SOL_SOCKET, SO_REUSEADDR) => stack.tcp_set_reuseaddr(h, v.int()? != 0),
+        (SOL_SOCKET, SO_REUSEPORT) => stack.tcp_set_reuseport(h, v.int()? != 0),
+        (SOL_SOCKET, SO_KEEPALIVE) => stack.tcp_set_keepalive(now, h, v.int()? != 0),
+        (SOL_SOCKET, SO_LINGER) => match *v {
+            OptVal::Linger { onoff, secs } => {
+                let linger =
+                    onoff.then(|| Duration::from_secs(u64::try_from(secs.max(0)).unwrap_or(0)));
+                stack.tcp_set_linger(h, linger)
+            }
+            _ => Err(Errno::EINVAL),
+        },
+        (IPPROTO_TCP, TCP_NODELAY) => stack.tcp_set_nodelay(h, v.int()? != 0),
+        (IPPROTO_TCP, TCP_MAXSEG) => {
+            stack.tcp_set_maxseg(h, u16::try_from(v.int()?).map_err(|_| Errno::EINVAL)?)
+        }
+        (IPPROTO_TCP, TCP_KEEPIDLE) => {
+            stack.tcp_set_keepalive_params(now, h, Some(secs(v)?), None, None)
+        }
+        (IPPROTO_TCP, TCP_KEEPINTVL) => {
+            stack.tcp_set_keepalive_params(now, h, None, Some(secs(v)?), None)
+        }
+        (IPPROTO_TCP, TCP_KEEPCNT) => {
+            let n = u32::try_from(v.int()?).map_err(|_| Errno::EINVAL)?;
+            if n == 0 {
+                return Err(Errno::EINVAL);
+            }
+            stack.tcp_set_keepalive_params(now, h, None, None, Some(n))
+        }
+        (IPPROTO_TCP, TCP_USER_TIMEOUT) => {
+            let ms = u64::try_from(v.int()?).map_err(|_| Errno::EINVAL)?;
+            stack.tcp_set_user_timeout(h, (ms > 0).then(|| Duration::from_millis(ms)))
+        }
+        _ => Err(Errno::ENOPROTOOPT),
+    }
+}

@@ -1,0 +1,514 @@
+//! The runtime: owns one core [`Stack`] and one [`Device`] and drives them —
+//! frames in and out, timers, and waking callers blocked on a socket or an
+//! epoll. Two modes:
+//!
+//! - [`Mode::Thread`]: a dedicated stack thread waits on the device and the
+//!   next deadline; applications call from any thread.
+//! - [`Mode::Inline`]: no thread; a caller that has to wait (a blocking
+//!   `recv`, `epoll_wait`) drives the stack itself while it waits, the
+//!   run-to-completion model of F-Stack and mTCP.
+//!
+//! Either way an application call transmits what it made the stack owe
+//! before it returns (the caller's thread does the send, as Linux's process
+//! context does), so a `send` costs no thread hand-off.
+
+use crate::epoll::{self, EpollSet};
+use crate::fd::{Entry, FdTable};
+use crate::sys::{self, PollFd};
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tracing::warn;
+use ustack_core::{Counters, Errno, Instant, SocketHandle, Stack};
+use ustack_devices::{Clock, Device, PacketBatch};
+
+/// Frames read from the device per batch.
+const RX_BATCH: usize = 64;
+/// Batches per wake-up before timers and callers get a turn.
+const RX_BATCHES_PER_PUMP: usize = 16;
+/// Longest sleep when the device has no fd to wait on.
+const NO_FD_POLL: Duration = Duration::from_millis(1);
+
+/// How the stack is driven; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Thread,
+    Inline,
+}
+
+/// Current epoll mask of the socket behind `fd` (0 if it is not a socket).
+pub(crate) fn fd_mask(fds: &FdTable, stack: &Stack, fd: i32) -> u32 {
+    match fds.get(fd) {
+        Some(Entry::Socket(s)) => stack
+            .readiness(s.handle)
+            .map(epoll::mask)
+            .unwrap_or(epoll::EPOLLHUP),
+        _ => 0,
+    }
+}
+
+/// What the stack thread and the callers share, under one lock.
+pub(crate) struct State {
+    pub stack: Stack,
+    device: Box<dyn Device + Send>,
+    rx: PacketBatch,
+    txbuf: Vec<u8>,
+    /// A frame the device refused with WouldBlock: sent before anything else.
+    held: Option<Vec<u8>>,
+    pub fds: FdTable,
+    /// Epoll instances by descriptor.
+    pub epolls: HashMap<i32, EpollSet>,
+    /// Which epoll instances watch a socket, as (epoll fd, socket fd).
+    pub watchers: HashMap<SocketHandle, Vec<(i32, i32)>>,
+    /// Rotates the wake-up among EPOLLEXCLUSIVE watchers of one socket.
+    exclusive_turn: HashMap<SocketHandle, usize>,
+    /// When the stack thread will next wake on its own.
+    thread_deadline: Option<Instant>,
+    /// Inline mode: a caller is driving the device right now.
+    driving: bool,
+    /// Device errors other than WouldBlock, for the counters.
+    pub device_errors: u64,
+}
+
+impl State {
+    /// Receives what the device has, transmits what the stack owes, and
+    /// notifies epoll of readiness changes. Returns whether any socket's
+    /// readiness may have changed.
+    fn pump(&mut self, now: Instant) -> bool {
+        if let Err(e) = self.device.service(now) {
+            self.device_error(&e);
+        }
+        for _ in 0..RX_BATCHES_PER_PUMP {
+            self.rx.clear();
+            let n = match self.device.recv_batch(now, &mut self.rx, RX_BATCH) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.device_error(&e);
+                    0
+                }
+            };
+            for frame in self.rx.iter() {
+                self.stack.receive(now, frame);
+            }
+            if n < RX_BATCH {
+                break;
+            }
+        }
+        self.flush(now);
+        self.dispatch_changes(true)
+    }
+
+    fn device_error(&mut self, e: &io::Error) {
+        self.device_errors += 1;
+        if self.device_errors.is_power_of_two() {
+            warn!(error = %e, count = self.device_errors, "device error");
+        }
+    }
+
+    /// Sends every frame the stack owes, until the device refuses one.
+    pub(crate) fn flush(&mut self, now: Instant) {
+        if let Some(frame) = self.held.take() {
+            match self.device.send(now, &frame) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.held = Some(frame);
+                    return;
+                }
+                Err(e) => self.device_error(&e),
+            }
+        }
+        while let Some(n) = self.stack.transmit(now, &mut self.txbuf) {
+            match self.device.send(now, &self.txbuf[..n]) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.held = Some(self.txbuf[..n].to_vec());
+                    return;
+                }
+                Err(e) => self.device_error(&e),
+            }
+        }
+    }
+
+    /// Hands readiness changes to the epoll instances watching the sockets.
+    /// `edge`: the changes came from the network (see [`EpollSet::notify_change`]).
+    pub(crate) fn dispatch_changes(&mut self, edge: bool) -> bool {
+        let changed = self.stack.take_readiness_changes();
+        for &h in &changed {
+            let Some(watchers) = self.watchers.get(&h) else {
+                continue;
+            };
+            let Ok(r) = self.stack.readiness(h) else {
+                continue;
+            };
+            let mask = epoll::mask(r);
+            // EPOLLEXCLUSIVE: of the instances that watch exclusively, wake one.
+            let exclusive: Vec<(i32, i32)> = watchers
+                .iter()
+                .copied()
+                .filter(|&(ep, fd)| self.epolls.get(&ep).is_some_and(|s| s.is_exclusive(fd)))
+                .collect();
+            for &(ep, fd) in watchers {
+                if exclusive.contains(&(ep, fd)) {
+                    continue;
+                }
+                if let Some(set) = self.epolls.get_mut(&ep) {
+                    set.notify_change(fd, mask, edge);
+                }
+            }
+            if !exclusive.is_empty() {
+                let turn = self.exclusive_turn.entry(h).or_insert(0);
+                for k in 0..exclusive.len() {
+                    let (ep, fd) = exclusive[(*turn + k) % exclusive.len()];
+                    if let Some(set) = self.epolls.get_mut(&ep) {
+                        if set.notify_change(fd, mask, edge) {
+                            *turn = (*turn + k + 1) % exclusive.len();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        !changed.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.stack.poll_at(), self.device.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Watches `fd` (a socket) from epoll `ep`.
+    pub(crate) fn watch(&mut self, h: SocketHandle, ep: i32, fd: i32) {
+        self.watchers.entry(h).or_default().push((ep, fd));
+    }
+
+    pub(crate) fn unwatch(&mut self, h: SocketHandle, ep: i32, fd: i32) {
+        if let Some(v) = self.watchers.get_mut(&h) {
+            v.retain(|&x| x != (ep, fd));
+            if v.is_empty() {
+                self.watchers.remove(&h);
+                self.exclusive_turn.remove(&h);
+            }
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Signalled whenever socket readiness may have changed.
+    changed: Condvar,
+    wake_tx: UnixDatagram,
+    wake_rx: UnixDatagram,
+    pub(crate) clock: Clock,
+    mode: Mode,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_thread(&self) {
+        // A full socket already means "wake up".
+        let _ = self.wake_tx.send(&[1]);
+    }
+
+    fn drain_wakes(&self) {
+        let mut buf = [0u8; 64];
+        while self.wake_rx.recv(&mut buf).is_ok() {}
+    }
+
+    /// After a caller changed the stack: send what it owes, tell epoll, and
+    /// make sure the stack thread wakes for any earlier deadline.
+    fn settle(&self, st: &mut State, now: Instant) {
+        st.flush(now);
+        // What changed now was the caller's doing, not news from the network.
+        let changed = st.dispatch_changes(false);
+        if self.mode == Mode::Thread {
+            let next = st.next_deadline();
+            let earlier = match (next, st.thread_deadline) {
+                (Some(n), Some(t)) => n < t,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if earlier || st.held.is_some() {
+                st.thread_deadline = next;
+                self.wake_thread();
+            }
+        }
+        if changed {
+            self.changed.notify_all();
+        }
+    }
+
+    fn wait_fds(&self, st: &State, write: bool) -> Vec<PollFd> {
+        let mut fds = vec![PollFd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.wake_rx),
+            read: true,
+            write: false,
+        }];
+        if let Some(fd) = st.device.as_raw_fd() {
+            fds.push(PollFd {
+                fd,
+                read: true,
+                write,
+            });
+        }
+        fds
+    }
+
+    /// How long to sleep until `next` (a core instant), bounded.
+    fn timeout_until(&self, next: Option<Instant>, has_fd: bool) -> Option<Duration> {
+        let t = next.map(|t| {
+            self.clock
+                .to_std(t)
+                .saturating_duration_since(std::time::Instant::now())
+        });
+        if has_fd {
+            t
+        } else {
+            Some(t.map_or(NO_FD_POLL, |t| t.min(NO_FD_POLL)))
+        }
+    }
+
+    fn thread_main(self: Arc<Self>) {
+        while !self.stop.load(Ordering::Acquire) {
+            let (fds, timeout) = {
+                let mut st = self.lock();
+                let now = self.clock.now();
+                if st.pump(now) {
+                    self.changed.notify_all();
+                }
+                let next = st.next_deadline();
+                st.thread_deadline = next;
+                let fds = self.wait_fds(&st, st.held.is_some());
+                let has_fd = fds.len() > 1;
+                (fds, self.timeout_until(next, has_fd))
+            };
+            if let Err(e) = sys::poll(&fds, timeout) {
+                warn!(error = %e, "poll failed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.drain_wakes();
+        }
+    }
+}
+
+/// Stops the stack thread when the last [`Runtime`] clone is dropped.
+struct Owner {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake_thread();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running stack; clone it freely (all clones drive the same stack).
+#[derive(Clone)]
+pub struct Runtime {
+    owner: Arc<Owner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("mode", &self.mode())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Starts a runtime over `device`. `clock` is the time base the stack's
+    /// instants come from (a shared in-memory link dictates its own).
+    pub fn new(
+        stack: Stack,
+        device: impl Device + Send + 'static,
+        clock: Clock,
+        mode: Mode,
+    ) -> io::Result<Runtime> {
+        let (wake_tx, wake_rx) = UnixDatagram::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let frame = device.max_frame_len().max(ustack_devices::MAX_FRAME);
+        let state = State {
+            stack,
+            device: Box::new(device),
+            rx: PacketBatch::new(),
+            txbuf: vec![0; frame],
+            held: None,
+            fds: FdTable::default(),
+            epolls: HashMap::new(),
+            watchers: HashMap::new(),
+            exclusive_turn: HashMap::new(),
+            thread_deadline: None,
+            driving: false,
+            device_errors: 0,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            wake_tx,
+            wake_rx,
+            clock,
+            mode,
+            stop: AtomicBool::new(false),
+        });
+        let thread = match mode {
+            Mode::Thread => {
+                let s = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("ustack".into())
+                        .spawn(move || s.thread_main())?,
+                )
+            }
+            Mode::Inline => None,
+        };
+        Ok(Runtime {
+            owner: Arc::new(Owner {
+                shared,
+                thread: Mutex::new(thread),
+            }),
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.owner.shared
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.shared().mode
+    }
+
+    /// The stack's clock now.
+    pub fn now(&self) -> Instant {
+        self.shared().clock.now()
+    }
+
+    /// Runs `f` on the stack under the lock, then sends what it owes and
+    /// wakes whoever the change concerns. In inline mode the device is
+    /// serviced first, since no thread does it.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State, Instant) -> R) -> R {
+        let shared = self.shared();
+        let mut st = shared.lock();
+        let now = shared.clock.now();
+        if shared.mode == Mode::Inline {
+            st.pump(now);
+        }
+        let r = f(&mut st, now);
+        shared.settle(&mut st, now);
+        r
+    }
+
+    /// Runs `f` until it returns something other than EAGAIN, waiting for
+    /// readiness changes in between, up to `timeout` (None: forever); EAGAIN
+    /// when the time is up.
+    pub(crate) fn wait<R>(
+        &self,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(&mut State, Instant) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
+        let shared = self.shared();
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut st = shared.lock();
+        loop {
+            let now = shared.clock.now();
+            if shared.mode == Mode::Inline {
+                st.pump(now);
+            }
+            let r = f(&mut st, now);
+            shared.settle(&mut st, now);
+            match r {
+                Err(Errno::EAGAIN) => {}
+                other => return other,
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(Errno::EAGAIN),
+                },
+                None => None,
+            };
+            st = self.sleep(st, left);
+        }
+    }
+
+    /// Sleeps until something changes or `left` passes. In inline mode the
+    /// sleeper drives the device (unless another caller already does).
+    fn sleep<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        left: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        let shared = self.shared();
+        if shared.mode == Mode::Thread || st.driving {
+            let cap = left.unwrap_or(Duration::from_secs(3600));
+            return shared
+                .changed
+                .wait_timeout(st, cap)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let mut st = st;
+        st.driving = true;
+        let fds = shared.wait_fds(&st, st.held.is_some());
+        let to_deadline = shared.timeout_until(st.next_deadline(), fds.len() > 1);
+        let timeout = match (to_deadline, left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        drop(st);
+        let _ = sys::poll(&fds, timeout);
+        shared.drain_wakes();
+        let mut st = shared.lock();
+        st.driving = false;
+        let now = shared.clock.now();
+        if st.pump(now) {
+            shared.changed.notify_all();
+        } else {
+            // Let any other waiter take a turn at driving.
+            shared.changed.notify_one();
+        }
+        st
+    }
+
+    /// Runs `f` on the stack until it returns something other than EAGAIN,
+    /// waiting for the stack to change in between, up to `timeout` (None:
+    /// forever); EAGAIN when the time is up. For calls the POSIX layer does
+    /// not cover (ping sockets, say).
+    pub fn wait_stack<R>(
+        &self,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(&mut Stack, Instant) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
+        self.wait(timeout, |st, now| f(&mut st.stack, now))
+    }
+
+    /// Direct access to the core, for observability and setup.
+    pub fn with_stack<R>(&self, f: impl FnOnce(&mut Stack, Instant) -> R) -> R {
+        self.with(|st, now| f(&mut st.stack, now))
+    }
+
+    /// A snapshot of the stack's counters.
+    pub fn counters(&self) -> Counters {
+        self.with(|st, _| *st.stack.counters())
+    }
+
+    /// Device errors (other than a full queue) seen so far.
+    pub fn device_errors(&self) -> u64 {
+        self.with(|st, _| st.device_errors)
+    }
+}

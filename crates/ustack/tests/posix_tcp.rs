@@ -1,0 +1,278 @@
+//! The stream-socket semantics the classic texts spell out, one test each,
+//! in both runtime modes where the mode matters.
+
+mod common;
+
+use common::{pair, pair_config, sa, A, B};
+use std::time::{Duration, Instant};
+use ustack::epoll::*;
+use ustack::posix::*;
+use ustack::{Errno, Mode, OptVal, Runtime};
+use ustack_devices::Impairments;
+
+fn listener(rt: &Runtime, port: u16, backlog: i32) -> i32 {
+    let l = rt.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    rt.bind(l, sa(B, port)).unwrap();
+    rt.listen(l, backlog).unwrap();
+    l
+}
+
+/// A connected pair of descriptors: (client on `a`, server side on `b`).
+/// B accepts on its own thread, so an inline-mode B is driven meanwhile.
+fn connected(a: &Runtime, b: &Runtime, port: u16) -> (i32, i32) {
+    let l = listener(b, port, 16);
+    let bb = b.clone();
+    let acceptor = std::thread::spawn(move || bb.accept(l).unwrap());
+    let c = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    a.connect(c, sa(B, port)).unwrap();
+    let (s, peer) = acceptor.join().unwrap();
+    assert_eq!(peer.ip(), &A);
+    assert_eq!(a.getpeername(c), Ok(sa(B, port)));
+    b.close(l).unwrap();
+    (c, s)
+}
+
+#[test]
+fn blocking_write_returns_when_all_is_in_the_send_buffer() {
+    for mode in [Mode::Thread, Mode::Inline] {
+        // B reads on its own thread; A's blocking send of 2 MB returns all of it.
+        let (a, b, _) = pair_config(mode, Mode::Thread, Impairments::none(), |c| c);
+        let (c, s) = connected(&a, &b, 80);
+        let reader = std::thread::spawn(move || {
+            let mut total = 0usize;
+            let mut buf = vec![0u8; 65536];
+            let mut sum = 0u64;
+            loop {
+                match b.read(s, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        sum += buf[..n].iter().map(|&x| u64::from(x)).sum::<u64>();
+                        total += n;
+                    }
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+            (total, sum)
+        });
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(a.write(c, &data), Ok(data.len()), "{mode:?}");
+        a.shutdown(c, SHUT_WR).unwrap();
+        let (total, sum) = reader.join().unwrap();
+        assert_eq!(total, data.len());
+        assert_eq!(sum, data.iter().map(|&x| u64::from(x)).sum::<u64>());
+    }
+}
+
+#[test]
+fn nonblocking_write_returns_what_fits_then_eagain() {
+    let (a, b) = pair(Mode::Thread);
+    let (c, _s) = connected(&a, &b, 81);
+    a.fcntl(c, F_SETFL, O_NONBLOCK).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let first = a.send(c, &chunk, 0).unwrap();
+    assert!(first > 0 && first < chunk.len(), "a partial write: {first}");
+    // Nobody reads on B: the windows and buffers fill, then EAGAIN.
+    let mut total = first;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        match a.send(c, &chunk, 0) {
+            Ok(n) => total += n,
+            Err(e) => break e,
+        }
+        assert!(Instant::now() < deadline);
+    };
+    assert_eq!(err, Errno::EAGAIN);
+    assert!(total < 8 << 20, "bounded by the buffers: {total}");
+}
+
+#[test]
+fn read_returns_what_is_there_then_zero_at_eof() {
+    for mode in [Mode::Thread, Mode::Inline] {
+        let (a, b, _) = pair_config(Mode::Thread, mode, Impairments::none(), |c| c);
+        let (c, s) = connected(&a, &b, 82);
+        a.write(c, b"hello").unwrap();
+        let mut buf = [0u8; 100];
+        assert_eq!(
+            b.read(s, &mut buf),
+            Ok(5),
+            "{mode:?}: returns as soon as any bytes are there"
+        );
+        assert_eq!(&buf[..5], b"hello");
+        b.fcntl(s, F_SETFL, O_NONBLOCK).unwrap();
+        assert_eq!(b.read(s, &mut buf), Err(Errno::EAGAIN));
+        b.fcntl(s, F_SETFL, 0).unwrap();
+        a.close(c).unwrap();
+        assert_eq!(b.read(s, &mut buf), Ok(0), "EOF");
+        assert_eq!(b.read(s, &mut buf), Ok(0), "EOF again");
+    }
+}
+
+#[test]
+fn msg_waitall_and_peek() {
+    let (a, b) = pair(Mode::Thread);
+    let (c, s) = connected(&a, &b, 83);
+    let writer = std::thread::spawn(move || {
+        for i in 0..4u8 {
+            a.write(c, &[i; 10]).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        a
+    });
+    let mut buf = [0u8; 40];
+    assert_eq!(b.recv(s, &mut buf, MSG_WAITALL), Ok(40));
+    assert_eq!(&buf[30..], &[3u8; 10]);
+    let a = writer.join().unwrap();
+    a.write(c, b"peek").unwrap();
+    let mut p = [0u8; 4];
+    assert_eq!(b.recv(s, &mut p, MSG_PEEK), Ok(4));
+    assert_eq!(b.recv(s, &mut p, 0), Ok(4), "peeked bytes are still there");
+    assert_eq!(&p, b"peek");
+}
+
+#[test]
+fn after_the_peers_rst_write_is_epipe_and_read_is_econnreset() {
+    let (a, b) = pair(Mode::Thread);
+    let (c, s) = connected(&a, &b, 84);
+    // Linger 0: close aborts with RST.
+    b.setsockopt(
+        s,
+        SOL_SOCKET,
+        SO_LINGER,
+        OptVal::Linger {
+            onoff: true,
+            secs: 0,
+        },
+    )
+    .unwrap();
+    b.close(s).unwrap();
+    let mut buf = [0u8; 8];
+    a.setsockopt(
+        c,
+        SOL_SOCKET,
+        SO_RCVTIMEO,
+        OptVal::Time(Some(Duration::from_secs(2))),
+    )
+    .unwrap();
+    assert_eq!(a.read(c, &mut buf), Err(Errno::ECONNRESET));
+    assert_eq!(a.write(c, b"x"), Err(Errno::EPIPE), "never a signal");
+    assert_eq!(a.write(c, b"x"), Err(Errno::EPIPE));
+}
+
+#[test]
+fn nonblocking_connect_inprogress_then_writable_and_so_error() {
+    let (a, b) = pair(Mode::Thread);
+    let _l = listener(&b, 85, 4);
+    let ep = a.epoll_create1(0).unwrap();
+    // Success.
+    let c = a.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0).unwrap();
+    assert_eq!(a.connect(c, sa(B, 85)), Err(Errno::EINPROGRESS));
+    assert_eq!(a.connect(c, sa(B, 85)), Err(Errno::EALREADY));
+    a.epoll_ctl(ep, EPOLL_CTL_ADD, c, Some(EpollEvent::new(EPOLLOUT, 1)))
+        .unwrap();
+    let mut ev = [EpollEvent::new(0, 0); 4];
+    assert_eq!(a.epoll_wait(ep, &mut ev, 2000), Ok(1));
+    assert!(ev[0].events & EPOLLOUT != 0);
+    assert_eq!(a.getsockopt(c, SOL_SOCKET, SO_ERROR), Ok(OptVal::Int(0)));
+    assert_eq!(a.connect(c, sa(B, 85)), Err(Errno::EISCONN));
+    // Refused: a closed port answers RST.
+    let r = a.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0).unwrap();
+    assert_eq!(a.connect(r, sa(B, 9999)), Err(Errno::EINPROGRESS));
+    a.epoll_ctl(ep, EPOLL_CTL_ADD, r, Some(EpollEvent::new(EPOLLOUT, 2)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let n = a.epoll_wait(ep, &mut ev, 100).unwrap();
+        if ev[..n].iter().any(|e| e.data == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "refusal reported");
+    }
+    assert_eq!(
+        a.getsockopt(r, SOL_SOCKET, SO_ERROR),
+        Ok(OptVal::Int(Errno::ECONNREFUSED.raw()))
+    );
+    // A blocking connect to a closed port: ECONNREFUSED directly.
+    let d = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    assert_eq!(a.connect(d, sa(B, 9998)), Err(Errno::ECONNREFUSED));
+}
+
+#[test]
+fn connect_to_a_silent_host_times_out() {
+    // Two SYN retries from an initial RTO of 200 ms: 0.2 + 0.4 + 0.8 s, then ETIMEDOUT.
+    let (a, _b, _) = pair_config(Mode::Thread, Mode::Thread, Impairments::none(), |mut c| {
+        c.tcp.syn_retries = 2;
+        c.tcp.rto_initial = Duration::from_millis(200);
+        c
+    });
+    let c = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    let start = Instant::now();
+    // 10.0.0.9 is on the link but nobody answers.
+    assert_eq!(
+        a.connect(c, sa(std::net::Ipv4Addr::new(10, 0, 0, 9), 80)),
+        Err(Errno::ETIMEDOUT)
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn accept_on_an_empty_nonblocking_listener_is_eagain() {
+    let (_a, b) = pair(Mode::Thread);
+    let l = listener(&b, 86, 4);
+    b.fcntl(l, F_SETFL, O_NONBLOCK).unwrap();
+    assert_eq!(b.accept(l).map(|_| ()), Err(Errno::EAGAIN));
+    b.fcntl(l, F_SETFL, 0).unwrap();
+    b.setsockopt(
+        l,
+        SOL_SOCKET,
+        SO_RCVTIMEO,
+        OptVal::Time(Some(Duration::from_millis(50))),
+    )
+    .unwrap();
+    assert_eq!(
+        b.accept(l).map(|_| ()),
+        Err(Errno::EAGAIN),
+        "SO_RCVTIMEO on accept"
+    );
+}
+
+#[test]
+fn so_rcvtimeo_expiry_is_eagain_on_a_stream() {
+    let (a, b) = pair(Mode::Thread);
+    let (_c, s) = connected(&a, &b, 87);
+    b.setsockopt(
+        s,
+        SOL_SOCKET,
+        SO_RCVTIMEO,
+        OptVal::Time(Some(Duration::from_millis(80))),
+    )
+    .unwrap();
+    let start = Instant::now();
+    assert_eq!(b.read(s, &mut [0u8; 4]), Err(Errno::EAGAIN));
+    assert!(start.elapsed() >= Duration::from_millis(80));
+}
+
+#[test]
+fn tcp_info_and_options() {
+    let (a, b) = pair(Mode::Thread);
+    let (c, _s) = connected(&a, &b, 88);
+    a.setsockopt(c, IPPROTO_TCP, TCP_NODELAY, OptVal::Int(1))
+        .unwrap();
+    a.setsockopt(c, SOL_SOCKET, SO_KEEPALIVE, OptVal::Int(1))
+        .unwrap();
+    a.setsockopt(c, IPPROTO_TCP, TCP_KEEPIDLE, OptVal::Int(30))
+        .unwrap();
+    assert_eq!(
+        a.setsockopt(c, IPPROTO_TCP, TCP_KEEPCNT, OptVal::Int(0)),
+        Err(Errno::EINVAL)
+    );
+    let Ok(OptVal::TcpInfo(info)) = a.getsockopt(c, IPPROTO_TCP, TCP_INFO) else {
+        panic!("TCP_INFO")
+    };
+    assert_eq!(info.state, ustack_core::TcpState::Established);
+    assert_eq!(info.remote, Some(sa(B, 88)));
+    assert!(info.snd_mss > 0 && info.rto >= Duration::from_millis(200));
+}
