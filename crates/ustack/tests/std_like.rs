@@ -40,11 +40,17 @@ fn nonblocking_and_timeouts_map_to_io_error_kinds() {
     let (a, b) = pair(Mode::Thread);
     let listener = TcpListener::bind(&b, "10.0.0.2:8").unwrap();
     listener.set_nonblocking(true).unwrap();
-    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
     let c = TcpStream::connect(&a, (B, 8)).unwrap();
     c.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
     assert_eq!(c.read_timeout().unwrap(), Some(Duration::from_millis(30)));
-    assert_eq!((&c).read(&mut [0u8; 4]).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(
+        (&c).read(&mut [0u8; 4]).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
     assert!(c.set_read_timeout(Some(Duration::ZERO)).is_err());
     let refused = TcpStream::connect(&a, (B, 9)).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
