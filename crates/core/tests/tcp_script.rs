@@ -1038,6 +1038,39 @@ fn window_opening_without_taking_the_probe_resends_at_once() {
 }
 
 #[test]
+fn no_window_update_after_the_peers_fin() {
+    let mut cfg = config();
+    cfg.tcp.rcvbuf = 4096;
+    // CLOSE_WAIT: reading the last data opens the window; nothing is sent.
+    let (mut s, _l, c, iss) = established_with(cfg.clone());
+    s.inject(
+        seg(ACK | PSH | FIN)
+            .seq(PEER_ISS + 1)
+            .ack(iss + 1)
+            .data(&[1u8; 4000]),
+    );
+    s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 4002));
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(4000));
+    s.expect_silence();
+    // TIME_WAIT after our half-close: same, or the peer that has finished
+    // would answer the update with a RST and end our TIME_WAIT early.
+    let (mut s, _l, c, iss) = established_with(cfg);
+    s.stack.tcp_shutdown(s.now, c, Shutdown::Write).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.inject(
+        seg(ACK | PSH | FIN)
+            .seq(PEER_ISS + 1)
+            .ack(iss + 2)
+            .data(&[1u8; 4000]),
+    );
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 4002));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::TimeWait));
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(4000));
+    s.expect_silence();
+}
+
+#[test]
 fn receive_window_shrinks_as_data_queues_and_reopens() {
     let mut cfg = config();
     cfg.tcp.rcvbuf = 4096;

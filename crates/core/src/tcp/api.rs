@@ -462,8 +462,12 @@ impl Stack {
             // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
             let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
             let grow = t.rcv_space().saturating_sub(offered);
+            // No update once the peer's FIN is in: it sends no more data,
+            // and in TIME_WAIT the update would hit a peer that has
+            // already closed (it answers with a RST).
             if grow >= (t.rcvq.capacity() / 2).min(usize::from(t.rcv_mss)).max(1)
                 && t.state.synchronized()
+                && !t.fin_received
             {
                 t.ack_pending = true;
                 self.tcp.schedule(id);
@@ -661,8 +665,8 @@ impl Stack {
             Kind::Conn(id) => {
                 if let Some(t) = self.tcp.get(*id) {
                     info.remote = Some(t.remote);
-                    info.rtt = Duration::from_micros(t.rtt.srtt);
-                    info.rttvar = Duration::from_micros(t.rtt.rttvar);
+                    info.rtt = t.rtt.srtt();
+                    info.rttvar = t.rtt.rttvar();
                     info.rto = t.current_rto(&self.cfg.tcp);
                     info.retransmits = t.retries;
                     info.total_retrans = t.total_retrans;
