@@ -225,6 +225,18 @@ fn ustack_client_to_kernel_server<D: Device>(lab: &mut Lab<D>, n: usize) {
         }
     });
     assert_success(&out, "python TCP server");
+    // The server has exited; its reply may still need a retransmission.
+    let h = c.expect("connected");
+    lab.drive_until(Duration::from_secs(10), |s| {
+        let mut buf = [0u8; 256];
+        loop {
+            match s.tcp_recv(h, &mut buf) {
+                Ok(0) => return true,
+                Ok(k) => reply.extend_from_slice(&buf[..k]),
+                Err(_) => return false,
+            }
+        }
+    });
     assert_eq!(text(&reply), format!("{n} {want_sum}"));
     let t = lab.stack.counters().tcp;
     assert_eq!((t.in_csum_errors, t.in_errs), (0, 0), "{t:?}");
@@ -299,4 +311,42 @@ fn kernel_reset_gives_econnreset_over_tun() {
     );
     assert_eq!(&buf[..3], b"bye");
     assert_eq!(lab.stack.counters().tcp.estab_resets, 1);
+}
+
+/// A TUN lab whose device loses `loss` of the frames each way, with 2 ms delay.
+fn lossy_lab(subnet: u8, loss: f64) -> Option<Lab<ustack_devices::Impaired<ustack_devices::Tun>>> {
+    let lab = tun_lab(subnet, &["python3"])?;
+    let imp =
+        ustack_devices::Impairments::lossy(loss).with_delay(ustack_core::Duration::from_millis(2));
+    let Lab {
+        driver,
+        stack,
+        ns,
+        kernel_ip,
+        our_ip,
+    } = lab;
+    let clock = driver.clock();
+    let device = ustack_devices::Impaired::new(driver.into_device(), u64::from(subnet), imp, imp);
+    Some(Lab {
+        driver: ustack_devices::Driver::with_clock(device, clock),
+        stack,
+        ns,
+        kernel_ip,
+        our_ip,
+    })
+}
+
+#[test]
+fn both_directions_survive_loss_against_the_kernel() {
+    let Some(mut lab) = lossy_lab(37, 0.02) else {
+        return;
+    };
+    kernel_client_echo(&mut lab, 256 << 10);
+    ustack_client_to_kernel_server(&mut lab, 256 << 10);
+    let dev = lab.driver.device();
+    assert!(
+        dev.tx_stats().dropped_loss + dev.rx_stats().dropped_loss > 0,
+        "frames were lost"
+    );
+    assert!(lab.stack.counters().tcp.retrans_segs > 0);
 }
