@@ -567,6 +567,7 @@ fn keepalive_probes_then_etimedout() {
     assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Closed));
     assert_eq!(s.stack.take_error(c), Ok(Some(Errno::ETIMEDOUT)));
     assert_eq!(s.stack.counters().tcp.keepalive_probes, 4);
+    assert_eq!(s.stack.counters().tcp.keepalive_timeouts, 1);
 }
 
 #[test]

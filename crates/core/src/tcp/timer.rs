@@ -81,6 +81,7 @@ impl Stack {
         if let Some(ut) = t.opts.user_timeout {
             if t.probes_out > 0 && idle >= ut {
                 self.counters.tcp.abort_on_timeout += 1;
+                self.counters.tcp.keepalive_timeouts += 1;
                 self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
                 return;
             }
@@ -92,6 +93,7 @@ impl Stack {
         if t.probes_out >= t.opts.keep_cnt {
             debug!(local = %t.local, remote = %t.remote, "tcp keepalive timeout");
             self.counters.tcp.abort_on_timeout += 1;
+            self.counters.tcp.keepalive_timeouts += 1;
             self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
             return;
         }
