@@ -1436,3 +1436,20 @@ fn shutdown_or_close_while_connecting() {
     s.run_to(10.0);
     s.expect_silence();
 }
+
+#[test]
+fn peer_window_is_scaled_after_the_handshake() {
+    let mut cfg = config();
+    cfg.tcp.sndbuf = 64 * 1024;
+    let mut s = Script::with(cfg);
+    let l = listen(&mut s, 1);
+    // SYN windows are never scaled (RFC 7323 §2.2); later ones are, by 2^7.
+    s.inject(seg(SYN).seq(PEER_ISS).mss(1000).ws(7).win(50));
+    let iss = s.next().seq;
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(40));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    assert_eq!(s.stack.tcp_info(c).unwrap().snd_wnd, 40 << 7);
+    s.stack.tcp_send(s.now, c, &vec![1u8; 20_000]).unwrap();
+    let sent: usize = s.take().iter().map(|(_, x)| x.payload.len()).sum();
+    assert_eq!(sent, 40 << 7, "exactly the scaled window");
+}
