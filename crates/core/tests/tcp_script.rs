@@ -1453,3 +1453,70 @@ fn peer_window_is_scaled_after_the_handshake() {
     let sent: usize = s.take().iter().map(|(_, x)| x.payload.len()).sum();
     assert_eq!(sent, 40 << 7, "exactly the scaled window");
 }
+
+#[test]
+fn stray_ack_to_a_listener_is_reset_without_a_cookie_check() {
+    let mut s = Script::new();
+    listen(&mut s, 4);
+    s.inject(seg(ACK).seq(5).ack(777));
+    s.expect(&seg(RST).reply().seq(777).ack(0));
+    assert_eq!(
+        s.stack.counters().tcp.syncookies_failed,
+        0,
+        "no cookies were sent"
+    );
+}
+
+#[test]
+fn out_of_window_pure_acks_are_answered_at_a_bounded_rate() {
+    let (mut s, _l, _c, iss) = established();
+    let stray = || seg(ACK).seq(PEER_ISS + 500_000).ack(iss + 1);
+    let reack = seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    let t0 = s.t();
+    s.inject(stray());
+    s.expect(&reack);
+    for k in 1..5 {
+        s.run_to(t0 + 0.1 * k as f64);
+        s.inject(stray());
+    }
+    s.expect_silence();
+    s.run_to(t0 + 0.5);
+    s.inject(stray());
+    s.expect(&reack);
+    // Data out of window is always answered (the peer may be retransmitting).
+    for _ in 0..3 {
+        s.inject(stray().data(b"x"));
+        s.expect(&reack);
+    }
+}
+
+#[test]
+fn keepalive_stays_quiet_while_data_is_in_flight() {
+    let mut cfg = config();
+    cfg.tcp.retries2 = 100;
+    let (mut s, _l, c, iss) = established_with(cfg);
+    s.stack.tcp_set_keepalive(s.now, c, true).unwrap();
+    s.stack
+        .tcp_set_keepalive_params(
+            s.now,
+            c,
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(1)),
+            Some(2),
+        )
+        .unwrap();
+    let t0 = s.t();
+    s.stack.tcp_send(s.now, c, b"unacked").unwrap();
+    s.run_to(t0 + 12.0);
+    let segs = s.take();
+    assert!(segs.len() >= 5, "retransmissions: {}", segs.len());
+    for (_, x) in &segs {
+        assert_eq!(
+            (x.seq, x.payload.len()),
+            (iss + 1, 7),
+            "only the data, no probe: {x}"
+        );
+    }
+    assert_eq!(s.stack.counters().tcp.keepalive_probes, 0);
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
+}
