@@ -324,7 +324,18 @@ fn connect_to_ourselves() {
     p.pump();
     let mut buf = [0u8; 8];
     assert_eq!(p.a.tcp_recv(s, &mut buf), Ok(4));
+    // A socket connected to itself: a simultaneous open with one TCB.
+    let me = p.a.tcp_open();
+    p.a.tcp_bind(me, SocketAddrV4::new(A, 5555)).unwrap();
+    let _ = p.a.tcp_connect(p.now, me, SocketAddrV4::new(A, 5555));
+    p.pump();
+    assert_eq!(p.a.tcp_state(me), Ok(TcpState::Established));
+    p.a.tcp_send(p.now, me, b"echo").unwrap();
+    p.pump();
+    assert_eq!(p.a.tcp_recv(me, &mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"echo");
     assert!(p.trace.is_empty(), "nothing on the wire");
+    p.a.tcp_check_invariants();
 }
 
 #[test]
