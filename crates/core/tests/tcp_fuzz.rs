@@ -44,8 +44,8 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+// Case count: proptest's default (256) or PROPTEST_CASES, as hostile_input.
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn random_segments_and_calls_keep_invariants(steps in prop::collection::vec(step(), 1..40)) {
