@@ -48,21 +48,33 @@ fn step() -> impl Strategy<Value = Step> {
 proptest! {
 
     #[test]
-    fn random_segments_and_calls_keep_invariants(steps in prop::collection::vec(step(), 1..40)) {
+    fn random_segments_and_calls_keep_invariants(
+        client in any::<bool>(),
+        steps in prop::collection::vec(step(), 1..40),
+    ) {
         let mut s = Script::new();
         let l = s.stack.tcp_open();
         s.stack.tcp_bind(l, SocketAddrV4::new(US, US_PORT)).unwrap();
         s.stack.tcp_listen(l, 2).unwrap();
-        s.inject(seg(TcpFlags::SYN).seq(1000).mss(1460).ws(7).ts(5, 0));
-        let iss = s.next().seq;
-        s.inject(seg(TcpFlags::ACK).seq(1001).ack(iss.wrapping_add(1)).ts(6, 0));
-        let (c, _) = s.stack.tcp_accept(l).unwrap();
+        // Either an accepted connection on port 80, or our own connect from
+        // an ephemeral port still in SYN-SENT.
+        let (c, iss, our_port, mut rcv_base) = if client {
+            let c = s.stack.tcp_open();
+            let _ = s.stack.tcp_connect(s.now, c, SocketAddrV4::new(PEER, PEER_PORT));
+            let syn = s.next();
+            (c, syn.seq, syn.src.port(), 1000u32)
+        } else {
+            s.inject(seg(TcpFlags::SYN).seq(1000).mss(1460).ws(7).ts(5, 0));
+            let iss = s.next().seq;
+            s.inject(seg(TcpFlags::ACK).seq(1001).ack(iss.wrapping_add(1)).ts(6, 0));
+            let (c, _) = s.stack.tcp_accept(l).unwrap();
+            (c, iss, US_PORT, 1001u32)
+        };
         s.stack.tcp_check_invariants();
         // Offsets are taken from what the stack last said: its ACK (our
         // next sequence number) and the end of what it sent (an ACK that
         // covers everything), so small offsets hit the edges exactly and
         // connections really progress through the states.
-        let mut rcv_base: u32 = 1001;
         let mut snd_base: u32 = iss.wrapping_add(1);
         let data = vec![0x5au8; 40_000];
         let mut buf = vec![0u8; 8192];
@@ -71,6 +83,7 @@ proptest! {
                 Step::Seg { flags, seq, ack, len, win, port } => {
                     let mut x = seg(TcpFlags(u16::from(flags) & 0x3f))
                         .from_port(port)
+                        .to_port(our_port)
                         .seq((i64::from(rcv_base) + seq) as u32)
                         .ack((i64::from(snd_base) + ack) as u32)
                         .win(win)
