@@ -82,8 +82,8 @@ proptest! {
             match st {
                 Step::Seg { flags, seq, ack, len, win, port } => {
                     let mut x = seg(TcpFlags(u16::from(flags) & 0x3f))
-                        .from_port(port)
-                        .to_port(our_port)
+                        .sport(port)
+                        .dport(our_port)
                         .seq((i64::from(rcv_base) + seq) as u32)
                         .ack((i64::from(snd_base) + ack) as u32)
                         .win(win)

@@ -24,15 +24,9 @@ fn listen(s: &mut Script, backlog: usize) -> SocketHandle {
 
 /// A passive handshake from `port`; returns our ISS.
 fn handshake_from(s: &mut Script, port: u16) -> u32 {
-    s.inject(seg(SYN).from_port(port).seq(PEER_ISS).mss(1460));
-    let sa = s.expect(
-        &seg(SYN | ACK)
-            .from_port(port)
-            .ack(PEER_ISS + 1)
-            .reply()
-            .seq(0),
-    );
-    s.inject(seg(ACK).from_port(port).seq(PEER_ISS + 1).ack(sa.seq + 1));
+    s.inject(seg(SYN).sport(port).seq(PEER_ISS).mss(1460));
+    let sa = s.expect(&seg(SYN | ACK).sport(port).ack(PEER_ISS + 1).reply().seq(0));
+    s.inject(seg(ACK).sport(port).seq(PEER_ISS + 1).ack(sa.seq + 1));
     sa.seq
 }
 
@@ -125,14 +119,14 @@ fn connect_to_closed_port_is_refused() {
     // A RST whose ACK does not cover our SYN is ignored (RFC 9293 §3.10.7.3).
     s.inject(
         seg(RST | ACK)
-            .to_port(from_us.port())
+            .dport(from_us.port())
             .ack(syn.seq.wrapping_add(5)),
     );
     s.expect_silence();
     assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
     s.inject(
         seg(RST | ACK)
-            .to_port(from_us.port())
+            .dport(from_us.port())
             .ack(syn.seq.wrapping_add(1)),
     );
     s.expect_silence();
@@ -215,7 +209,7 @@ fn passive_open_synack_is_exact() {
     let d = s.expect(&seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1));
     assert_eq!(d.payload, b"hi");
     assert_eq!(d.ts.map(|t| t.1), Some(501));
-    assert_eq!(d.win, (128 * 1024 >> 2) as u16, "scaled window");
+    assert_eq!(d.win, ((128 * 1024) >> 2) as u16, "scaled window");
     assert_eq!(s.stack.counters().tcp.passive_opens, 1);
     assert_eq!(s.stack.counters().tcp.curr_estab, 1);
 }
@@ -400,7 +394,7 @@ fn simultaneous_open_via_syn_received() {
         let (h, syn) = connect(&mut s);
         let us = syn.src;
         // Their SYN crosses ours.
-        s.inject(seg(SYN).to_port(us.port()).seq(5000).mss(1460));
+        s.inject(seg(SYN).dport(us.port()).seq(5000).mss(1460));
         let sa = s.expect(&out(SYN | ACK, us, syn.seq, 5001));
         assert_eq!(sa.mss, Some(1460));
         assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynReceived));
@@ -408,12 +402,12 @@ fn simultaneous_open_via_syn_received() {
         match final_seg {
             "synack" => s.inject(
                 seg(SYN | ACK)
-                    .to_port(us.port())
+                    .dport(us.port())
                     .seq(5000)
                     .ack(syn.seq + 1)
                     .mss(1460),
             ),
-            _ => s.inject(seg(ACK).to_port(us.port()).seq(5001).ack(syn.seq + 1)),
+            _ => s.inject(seg(ACK).dport(us.port()).seq(5001).ack(syn.seq + 1)),
         }
         assert_eq!(
             s.stack.tcp_state(h),
@@ -750,17 +744,17 @@ fn backlog_full_drops_final_ack_and_completes_after_accept() {
     let ports = [40001u16, 40002, 40003];
     let mut iss = Vec::new();
     for p in ports {
-        s.inject(seg(SYN).from_port(p).seq(PEER_ISS));
+        s.inject(seg(SYN).sport(p).seq(PEER_ISS));
         iss.push(s.next().seq);
     }
     for (p, i) in ports.iter().zip(&iss) {
-        s.inject(seg(ACK).from_port(*p).seq(PEER_ISS + 1).ack(i + 1));
+        s.inject(seg(ACK).sport(*p).seq(PEER_ISS + 1).ack(i + 1));
     }
     s.expect_silence();
     assert_eq!(s.stack.counters().tcp.listen_overflows, 1);
     assert_eq!(s.stack.counters().tcp.ack_dropped_overflow, 1);
     // A fourth SYN while the accept queue is full is dropped (Linux).
-    s.inject(seg(SYN).from_port(40004).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40004).seq(PEER_ISS));
     s.expect_silence();
     assert_eq!(s.stack.counters().tcp.listen_drops, 2);
     // The third is still half-open: its SYN-ACK is retransmitted.
@@ -768,7 +762,7 @@ fn backlog_full_drops_final_ack_and_completes_after_accept() {
     let sa = s.expect_at(
         1.0,
         &seg(SYN | ACK)
-            .from_port(40003)
+            .sport(40003)
             .reply()
             .seq(iss[2])
             .ack(PEER_ISS + 1),
@@ -777,7 +771,7 @@ fn backlog_full_drops_final_ack_and_completes_after_accept() {
     s.expect_silence();
     let (_, a) = s.stack.tcp_accept(l).unwrap();
     assert_eq!(a.port(), 40001);
-    s.inject(seg(ACK).from_port(40003).seq(PEER_ISS + 1).ack(iss[2] + 1));
+    s.inject(seg(ACK).sport(40003).seq(PEER_ISS + 1).ack(iss[2] + 1));
     let (_, b) = s.stack.tcp_accept(l).unwrap();
     let (_, c) = s.stack.tcp_accept(l).unwrap();
     assert_eq!((b.port(), c.port()), (40002, 40003));
@@ -793,15 +787,15 @@ fn backlog_full_with_abort_on_overflow_resets() {
     let _l = listen(&mut s, 1);
     let mut iss = Vec::new();
     for p in [40001u16, 40002] {
-        s.inject(seg(SYN).from_port(p).seq(PEER_ISS));
+        s.inject(seg(SYN).sport(p).seq(PEER_ISS));
         iss.push(s.next().seq);
     }
-    s.inject(seg(ACK).from_port(40001).seq(PEER_ISS + 1).ack(iss[0] + 1));
+    s.inject(seg(ACK).sport(40001).seq(PEER_ISS + 1).ack(iss[0] + 1));
     s.expect_silence();
-    s.inject(seg(ACK).from_port(40002).seq(PEER_ISS + 1).ack(iss[1] + 1));
+    s.inject(seg(ACK).sport(40002).seq(PEER_ISS + 1).ack(iss[1] + 1));
     s.expect(
         &seg(RST | ACK)
-            .from_port(40002)
+            .sport(40002)
             .reply()
             .seq(iss[1] + 1)
             .ack(PEER_ISS + 1),
@@ -832,16 +826,16 @@ fn closing_a_listener_resets_unaccepted_connections() {
     let mut s = Script::new();
     let l = listen(&mut s, 4);
     let iss = handshake_from(&mut s, PEER_PORT);
-    s.inject(seg(SYN).from_port(40001).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40001).seq(PEER_ISS));
     let half = s.next().seq;
     s.stack.close(l).unwrap();
     s.expect(&seg(RST | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
     assert_eq!(s.stack.tcp_tcb_count(), 1, "the half-open one");
     // Its handshake completes after the listener went: reset.
-    s.inject(seg(ACK).from_port(40001).seq(PEER_ISS + 1).ack(half + 1));
+    s.inject(seg(ACK).sport(40001).seq(PEER_ISS + 1).ack(half + 1));
     s.expect(
         &seg(RST | ACK)
-            .from_port(40001)
+            .sport(40001)
             .reply()
             .seq(half + 1)
             .ack(PEER_ISS + 1),
@@ -857,26 +851,20 @@ fn syn_cookie_handshake_when_syn_queue_full() {
     cfg.tcp.max_syn_backlog = 1;
     let mut s = Script::with(cfg);
     let l = listen(&mut s, 8);
-    s.inject(seg(SYN).from_port(40001).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40001).seq(PEER_ISS));
     let first = s.next();
     assert_eq!(first.ws, None);
     // Queue full: a cookie SYN-ACK with only the MSS option.
     s.inject(
         seg(SYN)
-            .from_port(40002)
+            .sport(40002)
             .seq(PEER_ISS)
             .mss(1460)
             .ws(7)
             .sack_perm()
             .ts(1, 0),
     );
-    let ck = s.expect(
-        &seg(SYN | ACK)
-            .from_port(40002)
-            .reply()
-            .seq(0)
-            .ack(PEER_ISS + 1),
-    );
+    let ck = s.expect(&seg(SYN | ACK).sport(40002).reply().seq(0).ack(PEER_ISS + 1));
     let ck = ck.clone();
     assert_eq!(
         (ck.mss, ck.ws, ck.sack_perm, ck.ts),
@@ -884,19 +872,19 @@ fn syn_cookie_handshake_when_syn_queue_full() {
     );
     assert_eq!(s.stack.tcp_tcb_count(), 1, "no state for the cookie");
     // A forged cookie fails and gets a RST.
-    s.inject(seg(ACK).from_port(40002).seq(PEER_ISS + 1).ack(ck.seq + 2));
-    s.expect(&seg(RST).from_port(40002).reply().seq(ck.seq + 2).ack(0));
+    s.inject(seg(ACK).sport(40002).seq(PEER_ISS + 1).ack(ck.seq + 2));
+    s.expect(&seg(RST).sport(40002).reply().seq(ck.seq + 2).ack(0));
     // The right one makes an established connection, data and all.
     s.inject(
         seg(ACK | PSH)
-            .from_port(40002)
+            .sport(40002)
             .seq(PEER_ISS + 1)
             .ack(ck.seq + 1)
             .data(b"hi"),
     );
     s.expect(
         &seg(ACK)
-            .from_port(40002)
+            .sport(40002)
             .reply()
             .seq(ck.seq + 1)
             .ack(PEER_ISS + 3),
@@ -920,9 +908,9 @@ fn syn_queue_full_without_cookies_drops() {
     cfg.tcp.syncookies = false;
     let mut s = Script::with(cfg);
     listen(&mut s, 8);
-    s.inject(seg(SYN).from_port(40001).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40001).seq(PEER_ISS));
     s.next();
-    s.inject(seg(SYN).from_port(40002).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40002).seq(PEER_ISS));
     s.expect_silence();
     assert_eq!(s.stack.counters().tcp.listen_drops, 1);
 }
@@ -1174,14 +1162,10 @@ fn syn_ends_time_wait_with_a_higher_sequence() {
 #[test]
 fn established_segment_table() {
     type Mk = fn(u32) -> Seg;
+    type Reply = Option<(ustack_core::wire::TcpFlags, u32, u32)>;
+    type Row = (&'static str, Mk, Reply, TcpState, usize);
     let p = PEER_ISS;
-    let rows: &[(
-        &str,
-        Mk,
-        Option<(ustack_core::wire::TcpFlags, u32, u32)>,
-        TcpState,
-        usize,
-    )] = &[
+    let rows: &[Row] = &[
         (
             "in-order data",
             |i| seg(ACK | PSH).seq(PEER_ISS + 1).ack(i + 1).data(b"abc"),
@@ -1352,7 +1336,7 @@ fn tiny_peer_mss_and_tiny_mtu() {
     assert_eq!(syn.mss, Some(28));
     s.inject(
         seg(SYN | ACK)
-            .to_port(syn.src.port())
+            .dport(syn.src.port())
             .seq(9)
             .ack(syn.seq + 1)
             .mss(1460)
@@ -1383,7 +1367,7 @@ fn mss_follows_mtu_maxseg_and_peer() {
     // The peer announces 1460 but we clamp to our 1000; no timestamps.
     s.inject(
         seg(SYN | ACK)
-            .to_port(syn2.src.port())
+            .dport(syn2.src.port())
             .seq(5000)
             .ack(syn2.seq + 1)
             .mss(1460),
@@ -1413,7 +1397,7 @@ fn shutdown_or_close_while_connecting() {
     s.expect_silence();
     s.inject(
         seg(SYN | ACK)
-            .to_port(syn.src.port())
+            .dport(syn.src.port())
             .seq(5000)
             .ack(syn.seq + 1),
     );
@@ -1428,7 +1412,7 @@ fn shutdown_or_close_while_connecting() {
     assert_eq!(s.stack.tcp_tcb_count(), 0);
     s.inject(
         seg(SYN | ACK)
-            .to_port(syn.src.port())
+            .dport(syn.src.port())
             .seq(5000)
             .ack(syn.seq + 1),
     );
