@@ -1,10 +1,12 @@
 //! `ustack demo`: two stacks on an in-memory link, a ping and a UDP echo
 //! exchange over whatever impairments were asked for, and a summary.
 
+use crate::transitions;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
+use tracing_subscriber::layer::SubscriberExt;
 use ustack_core::wire::{Ipv4Addr, Ipv4Cidr};
 use ustack_core::{Duration, Errno, Instant, Medium, Stack, StackConfig};
 use ustack_devices::{Impairments, LinkKind, MemLink, PcapSink, Sim};
@@ -23,6 +25,8 @@ pub struct DemoOptions {
     pub size: usize,
     pub seed: u64,
     pub pcap: Option<PathBuf>,
+    /// Bytes of the TCP transfer.
+    pub bytes: u64,
 }
 
 /// What happened.
@@ -34,7 +38,158 @@ pub struct DemoReport {
     pub datagrams_sent: u32,
     pub echoes_intact: u32,
     pub echoes_damaged: u32,
+    pub tcp: Option<TcpReport>,
     pub text: String,
+}
+
+/// What the TCP transfer showed.
+#[derive(Debug, Default)]
+pub struct TcpReport {
+    pub bytes: u64,
+    /// Virtual time from connect to the last byte read.
+    pub elapsed: Duration,
+    pub intact: bool,
+    pub retransmissions: u64,
+    pub cwnd: u32,
+    pub srtt: Duration,
+    pub paths: Vec<String>,
+}
+
+/// Byte `i` of the transferred stream.
+fn stream_byte(i: u64) -> u8 {
+    (i.wrapping_mul(7) ^ (i >> 11)) as u8
+}
+
+const TCP_PORT: u16 = 5001;
+
+/// A TCP transfer of `bytes` from a to b, then both ends close (a first,
+/// so a goes through TIME_WAIT); runs on until TIME_WAIT ends.
+fn tcp_transfer(
+    sim: &mut Sim<Stack>,
+    bytes: u64,
+    recorder: &transitions::Recorder,
+) -> Result<TcpReport, String> {
+    let listener = sim.hosts[1].tcp_open();
+    sim.hosts[1]
+        .tcp_bind(listener, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, TCP_PORT))
+        .map_err(|e| e.to_string())?;
+    sim.hosts[1]
+        .tcp_listen(listener, 16)
+        .map_err(|e| e.to_string())?;
+    let client = sim.hosts[0].tcp_open();
+    let start = sim.now();
+    match sim.hosts[0].tcp_connect(start, client, SocketAddrV4::new(B, TCP_PORT)) {
+        Err(Errno::EINPROGRESS) | Ok(()) => {}
+        Err(e) => return Err(format!("connect: {e}")),
+    }
+    let mut report = TcpReport {
+        bytes,
+        intact: true,
+        ..Default::default()
+    };
+    let (mut sent, mut received, mut shut, mut client_done) = (0u64, 0u64, false, false);
+    let mut server: Option<ustack_core::SocketHandle> = None;
+    let mut server_done = false;
+    let mut out = vec![0u8; 64 * 1024];
+    let mut inbuf = vec![0u8; 64 * 1024];
+    let mut failure: Option<String> = None;
+    let deadline = start + Duration::from_secs(3600);
+    let mut last_byte_at = start;
+    let mut step = |sim: &mut Sim<Stack>| -> bool {
+        let now = sim.now();
+        // b: accept, read and check every byte, close at EOF.
+        let b = &mut sim.hosts[1];
+        if server.is_none() {
+            if let Ok((h, _)) = b.tcp_accept(listener) {
+                server = Some(h);
+            }
+        }
+        if let (Some(h), false) = (server, server_done) {
+            loop {
+                match b.tcp_recv(h, &mut inbuf) {
+                    Ok(0) => {
+                        let _ = b.close(h);
+                        server_done = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        if inbuf[..n]
+                            .iter()
+                            .enumerate()
+                            .any(|(i, &x)| x != stream_byte(received + i as u64))
+                        {
+                            report.intact = false;
+                        }
+                        received += n as u64;
+                        last_byte_at = now;
+                    }
+                    Err(Errno::EAGAIN) => break,
+                    Err(e) => {
+                        failure = Some(format!("server recv: {e}"));
+                        server_done = true;
+                        break;
+                    }
+                }
+            }
+        }
+        // a: send the stream, then shut down writing; close at the server's FIN.
+        let a = &mut sim.hosts[0];
+        while sent < bytes {
+            let n = (bytes - sent).min(out.len() as u64) as usize;
+            for (i, x) in out[..n].iter_mut().enumerate() {
+                *x = stream_byte(sent + i as u64);
+            }
+            match a.tcp_send(now, client, &out[..n]) {
+                Ok(k) if k > 0 => sent += k as u64,
+                Ok(_) | Err(Errno::EAGAIN) => break,
+                Err(e) => {
+                    failure = Some(format!("client send: {e}"));
+                    sent = bytes;
+                }
+            }
+        }
+        if sent == bytes && !shut {
+            shut = a
+                .tcp_shutdown(now, client, ustack_core::Shutdown::Write)
+                .is_ok();
+        }
+        if shut && !client_done {
+            match a.tcp_recv(client, &mut inbuf) {
+                Ok(0) | Err(Errno::ECONNRESET) => {
+                    if let Ok(info) = a.tcp_info(client) {
+                        report.cwnd = info.cwnd;
+                        report.srtt = info.rtt;
+                    }
+                    let _ = a.close(client);
+                    client_done = true;
+                }
+                _ => {}
+            }
+        }
+        client_done && server_done
+    };
+    sim.run_until(deadline, &mut step);
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if !(client_done && server_done) {
+        return Err(format!(
+            "TCP transfer did not finish: {received} of {bytes} bytes"
+        ));
+    }
+    // Let TIME_WAIT (2 MSL) run out so every state is shown.
+    let t = sim.now() + Duration::from_secs(61);
+    sim.run_to(t, |_| {});
+    report.elapsed = last_byte_at - start;
+    report.intact &= received == bytes;
+    report.retransmissions = sim
+        .hosts
+        .iter()
+        .map(|h| h.counters().tcp.retrans_segs)
+        .sum();
+    report.paths = recorder.paths();
+    let _ = sim.hosts[1].close(listener);
+    Ok(report)
 }
 
 fn payload(seq: u32, size: usize) -> Vec<u8> {
@@ -138,6 +293,14 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport, String> {
     }
     let end = start + interval * opts.count + opts.delay * 4 + Duration::from_secs(2);
     sim.run_to(end, |sim| serve(sim, &mut report, &ping_sent_at));
+    if opts.bytes > 0 {
+        let recorder = transitions::Recorder::default();
+        let subscriber = tracing_subscriber::registry::Registry::default().with(recorder.clone());
+        let tcp = tracing::subscriber::with_default(subscriber, || {
+            tcp_transfer(&mut sim, opts.bytes, &recorder)
+        })?;
+        report.tcp = Some(tcp);
+    }
     if let Some(mut cap) = sim.link.take_capture() {
         cap.flush()
             .map_err(|e| format!("cannot write pcap file: {e}"))?;
@@ -183,6 +346,24 @@ fn summary(opts: &DemoOptions, r: &DemoReport, sim: &Sim<Stack>) -> String {
         r.echoes_damaged,
         r.datagrams_sent - r.echoes_intact - r.echoes_damaged
     );
+    if let Some(t) = &r.tcp {
+        let secs = t.elapsed.as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            s,
+            "tcp {A} -> {B}:{TCP_PORT}: {} bytes in {:.3} s ({:.2} Mbit/s), {}, {} retransmissions, final cwnd {} bytes, srtt {:.3} ms",
+            t.bytes,
+            secs,
+            t.bytes as f64 * 8.0 / secs / 1e6,
+            if t.intact { "every byte intact and in order" } else { "DATA DAMAGED" },
+            t.retransmissions,
+            t.cwnd,
+            t.srtt.as_secs_f64() * 1000.0
+        );
+        let _ = writeln!(s, "tcp state transitions:");
+        for p in &t.paths {
+            let _ = writeln!(s, "  {p}");
+        }
+    }
     let l = sim.link.stats();
     let _ = writeln!(
         s,

@@ -4,6 +4,7 @@
 mod demo;
 mod link;
 mod ping;
+mod transitions;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ enum Command {
     /// Two hosts on an in-memory link: ping and a UDP echo exchange (no root needed).
     Demo {
         /// Probability that the link drops a frame (0 to 1).
-        #[arg(long, default_value_t = 0.2, value_parser = probability)]
+        #[arg(long, default_value_t = 0.05, value_parser = probability)]
         loss: f64,
         /// One-way delay of the link in milliseconds.
         #[arg(long, default_value_t = 10)]
@@ -51,6 +52,9 @@ enum Command {
         /// Write every frame to this pcap file (readable by tshark/Wireshark).
         #[arg(long)]
         pcap: Option<PathBuf>,
+        /// Bytes of the TCP transfer (0: none).
+        #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 34))]
+        bytes: u64,
     },
     /// Send ICMP echo requests from ustack (needs --tun or --tap).
     Ping {
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
             size,
             seed,
             pcap,
+            bytes,
         } => {
             if cli.link.given() {
                 eprintln!(
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
                 size: size as usize,
                 seed,
                 pcap,
+                bytes,
             };
             match demo::run(&opts) {
                 Ok(report) => print_out(&report.text),

@@ -21,6 +21,9 @@ pub struct SockEntry {
     /// SO_RCVTIMEO / SO_SNDTIMEO (None: wait forever).
     pub rcvtimeo: Option<Duration>,
     pub sndtimeo: Option<Duration>,
+    /// SO_LINGER with a non-zero time: a blocking close waits that long for
+    /// the queued data to be acknowledged.
+    pub linger: Option<Duration>,
 }
 
 /// A descriptor: a socket, or an epoll instance (kept in the runtime's

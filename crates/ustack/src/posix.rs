@@ -145,6 +145,7 @@ impl Runtime {
                 nonblocking,
                 rcvtimeo: None,
                 sndtimeo: None,
+                linger: None,
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(fd) => Ok(fd),
@@ -237,6 +238,7 @@ impl Runtime {
                 nonblocking: flags & SOCK_NONBLOCK != 0,
                 rcvtimeo: None,
                 sndtimeo: None,
+                linger: None,
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(nfd) => Ok((nfd, peer)),
@@ -389,6 +391,7 @@ impl Runtime {
 
     /// close(2): frees the descriptor; an epoll instance forgets what it watched.
     pub fn close(&self, fd: i32) -> Result<()> {
+        self.linger_before_close(fd);
         self.with(|st, _| {
             let e = st.fds.remove(fd).ok_or(Errno::EBADF)?;
             match e {
@@ -419,6 +422,35 @@ impl Runtime {
                 }
             }
         })
+    }
+
+    /// SO_LINGER with a time on a blocking stream: send FIN after the queued
+    /// data and wait up to that time for all of it to be acknowledged, as
+    /// Linux's close does; the close that follows then finds little to do.
+    fn linger_before_close(&self, fd: i32) {
+        let Ok(s) = self.with(|st, _| sock(st, fd)) else {
+            return;
+        };
+        let Some(t) = s
+            .linger
+            .filter(|_| s.kind == Kind::Stream && !s.nonblocking)
+        else {
+            return;
+        };
+        if self
+            .with(|st, now| st.stack.tcp_shutdown(now, s.handle, Shutdown::Write))
+            .is_err()
+        {
+            return;
+        }
+        let _ = self.wait(Some(t), |st, _| {
+            let info = st.stack.tcp_info(s.handle)?;
+            if info.send_queue == 0 && info.unacked == 0 {
+                Ok(())
+            } else {
+                Err(Errno::EAGAIN)
+            }
+        });
     }
 
     /// getsockname(2).
@@ -488,7 +520,9 @@ impl Runtime {
                         Kind::Stream => st.stack.tcp_set_buffers(s.handle, r, w),
                     }
                 }
-                _ if s.kind == Kind::Stream => set_tcp_opt(st, now, s.handle, level, name, &value),
+                _ if s.kind == Kind::Stream => {
+                    set_tcp_opt(st, now, fd, s.handle, level, name, &value)
+                }
                 _ => Err(Errno::ENOPROTOOPT),
             }
         })
@@ -605,6 +639,7 @@ impl Runtime {
 fn set_tcp_opt(
     st: &mut State,
     now: Instant,
+    fd: i32,
     h: SocketHandle,
     level: i32,
     name: i32,
@@ -626,7 +661,11 @@ fn set_tcp_opt(
             OptVal::Linger { onoff, secs } => {
                 let linger =
                     onoff.then(|| Duration::from_secs(u64::try_from(secs.max(0)).unwrap_or(0)));
-                stack.tcp_set_linger(h, linger)
+                stack.tcp_set_linger(h, linger)?;
+                if let Some(Entry::Socket(e)) = st.fds.get_mut(fd) {
+                    e.linger = linger.filter(|d| !d.is_zero());
+                }
+                Ok(())
             }
             _ => Err(Errno::EINVAL),
         },
@@ -652,5 +691,125 @@ fn set_tcp_opt(
             stack.tcp_set_user_timeout(h, (ms > 0).then(|| Duration::from_millis(ms)))
         }
         _ => Err(Errno::ENOPROTOOPT),
+    }
+}
+
+pub const POLLIN: i16 = libc::POLLIN;
+pub const POLLPRI: i16 = libc::POLLPRI;
+pub const POLLOUT: i16 = libc::POLLOUT;
+pub const POLLERR: i16 = libc::POLLERR;
+pub const POLLHUP: i16 = libc::POLLHUP;
+pub const POLLNVAL: i16 = libc::POLLNVAL;
+pub const POLLRDHUP: i16 = libc::POLLRDHUP;
+
+/// One entry of [`Runtime::poll`], as `struct pollfd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollFd {
+    pub fd: i32,
+    pub events: i16,
+    pub revents: i16,
+}
+
+impl PollFd {
+    pub fn new(fd: i32, events: i16) -> PollFd {
+        PollFd {
+            fd,
+            events,
+            revents: 0,
+        }
+    }
+}
+
+/// poll(2)'s view of an epoll mask.
+fn poll_bits(m: u32) -> i16 {
+    use crate::epoll::{EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP};
+    let mut r = 0;
+    for (e, p) in [
+        (EPOLLIN, POLLIN),
+        (EPOLLPRI, POLLPRI),
+        (EPOLLOUT, POLLOUT),
+        (EPOLLERR, POLLERR),
+        (EPOLLHUP, POLLHUP),
+        (EPOLLRDHUP, POLLRDHUP),
+    ] {
+        if m & e != 0 {
+            r |= p;
+        }
+    }
+    r
+}
+
+impl Runtime {
+    /// poll(2): fills each entry's `revents` and returns how many are
+    /// non-zero; waits up to `timeout_ms` (-1: forever) for one. A negative
+    /// fd is skipped; a closed one reports POLLNVAL. Built on the same
+    /// readiness as epoll, but (like poll) it looks at every entry it is given.
+    pub fn poll(&self, fds: &mut [PollFd], timeout_ms: i32) -> Result<usize> {
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let mut scan = |st: &mut State| -> Result<usize> {
+            let mut n = 0;
+            for p in fds.iter_mut() {
+                p.revents = if p.fd < 0 {
+                    0
+                } else {
+                    match st.fds.get(p.fd) {
+                        Some(Entry::Socket(_)) => {
+                            let bits = poll_bits(fd_mask(&st.fds, &st.stack, p.fd));
+                            bits & (p.events | POLLERR | POLLHUP)
+                        }
+                        Some(Entry::Epoll) => 0,
+                        None => POLLNVAL,
+                    }
+                };
+                n += usize::from(p.revents != 0);
+            }
+            if n == 0 {
+                Err(Errno::EAGAIN)
+            } else {
+                Ok(n)
+            }
+        };
+        let r = match timeout {
+            Some(t) if t.is_zero() => self.with(|st, _| scan(st)),
+            t => self.wait(t, |st, _| scan(st)),
+        };
+        match r {
+            Err(Errno::EAGAIN) => Ok(0),
+            r => r,
+        }
+    }
+
+    /// select(2) in Rust clothes: keeps in `read` and `write` only the
+    /// descriptors ready for it and returns how many remain in all. EBADF
+    /// for a descriptor that is not open.
+    pub fn select(
+        &self,
+        read: &mut Vec<i32>,
+        write: &mut Vec<i32>,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let mut fds: Vec<PollFd> = read
+            .iter()
+            .map(|&fd| PollFd::new(fd, POLLIN))
+            .chain(write.iter().map(|&fd| PollFd::new(fd, POLLOUT)))
+            .collect();
+        let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+        self.poll(&mut fds, ms)?;
+        if fds.iter().any(|p| p.revents & POLLNVAL != 0) {
+            return Err(Errno::EBADF);
+        }
+        let (r, w) = fds.split_at(read.len());
+        let ready = |p: &PollFd, want: i16| p.revents & (want | POLLERR | POLLHUP) != 0;
+        *read = r
+            .iter()
+            .filter(|p| ready(p, POLLIN))
+            .map(|p| p.fd)
+            .collect();
+        *write = w
+            .iter()
+            .filter(|p| ready(p, POLLOUT))
+            .map(|p| p.fd)
+            .collect();
+        Ok(read.len() + write.len())
     }
 }

@@ -276,3 +276,89 @@ fn tcp_info_and_options() {
     assert_eq!(info.remote, Some(sa(B, 88)));
     assert!(info.snd_mss > 0 && info.rto >= Duration::from_millis(200));
 }
+
+#[test]
+fn linger_with_a_time_waits_for_the_data_to_be_acknowledged() {
+    let (a, b) = pair(Mode::Thread);
+    let (c, s) = connected(&a, &b, 89);
+    a.setsockopt(
+        c,
+        SOL_SOCKET,
+        SO_LINGER,
+        OptVal::Linger {
+            onoff: true,
+            secs: 5,
+        },
+    )
+    .unwrap();
+    a.fcntl(c, F_SETFL, O_NONBLOCK).unwrap();
+    // Fill what the windows and buffers take while B does not read: until
+    // sends have been refused for 100 ms straight.
+    let mut sent = 0;
+    let mut stalled_since = Instant::now();
+    loop {
+        match a.send(c, &[9u8; 65536], 0) {
+            Ok(n) => {
+                sent += n;
+                stalled_since = Instant::now();
+            }
+            Err(Errno::EAGAIN) if stalled_since.elapsed() < Duration::from_millis(100) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(Errno::EAGAIN) => break,
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    a.fcntl(c, F_SETFL, 0).unwrap();
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut got = 0;
+        let mut buf = [0u8; 65536];
+        loop {
+            match b.read(s, &mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got += n,
+            }
+        }
+    });
+    let start = Instant::now();
+    a.close(c).unwrap();
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "close waited for the acknowledgements: {took:?}"
+    );
+    assert_eq!(reader.join().unwrap(), sent, "all data delivered, then EOF");
+}
+
+#[test]
+fn poll_and_select_report_readiness_and_bad_descriptors() {
+    let (a, b) = pair(Mode::Thread);
+    let (c, s) = connected(&a, &b, 79);
+    let mut fds = [
+        PollFd::new(s, POLLIN),
+        PollFd::new(c, POLLOUT),
+        PollFd::new(999, POLLIN),
+        PollFd::new(-1, POLLIN),
+    ];
+    assert_eq!(b.poll(&mut fds[..1], 0), Ok(0), "nothing to read yet");
+    a.write(c, b"ping").unwrap();
+    assert_eq!(b.poll(&mut fds[..1], 2000), Ok(1));
+    assert_eq!(fds[0].revents, POLLIN);
+    assert_eq!(
+        a.poll(&mut fds[1..], 0),
+        Ok(2),
+        "writable, and an unknown fd"
+    );
+    assert_eq!(fds[1].revents, POLLOUT);
+    assert_eq!(fds[2].revents, POLLNVAL);
+    assert_eq!(fds[3].revents, 0, "negative fds are skipped");
+    let (mut r, mut w) = (vec![s], vec![]);
+    assert_eq!(b.select(&mut r, &mut w, Some(Duration::ZERO)), Ok(1));
+    assert_eq!(r, vec![s]);
+    let (mut r, mut w) = (vec![999], vec![]);
+    assert_eq!(
+        b.select(&mut r, &mut w, Some(Duration::ZERO)),
+        Err(Errno::EBADF)
+    );
+}

@@ -1,0 +1,237 @@
+//! Connection benchmarks of the socket layer, each against the Linux kernel
+//! measured in the same run:
+//!
+//! - short connections per second: connect, 64-byte request, 64-byte
+//!   response, close, one after another (ustack: two runtimes on the
+//!   in-memory link; kernel: loopback);
+//! - memory per idle established connection at 10 000 and 100 000
+//!   connections (ustack: process RSS growth; kernel: Slab + socket buffer
+//!   growth from /proc, a lower bound of what it really uses).
+
+use clap::Parser;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+use ustack::net::{TcpListener as UTcpListener, TcpStream as UTcpStream};
+use ustack::Runtime;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Short connections per second and memory per idle connection: ustack vs the kernel"
+)]
+struct Args {
+    /// Short connections to make (each stack).
+    #[arg(long, default_value_t = 5000)]
+    conns: usize,
+    /// Idle connection counts to measure memory at.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    idle: Vec<usize>,
+    /// Skip the kernel's figures.
+    #[arg(long)]
+    no_kernel: bool,
+}
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// Listening ports: several, so 100 000 connections fit in the ephemeral range.
+const PORTS: [u16; 8] = [5000, 5001, 5002, 5003, 5004, 5005, 5006, 5007];
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Kernel memory that grows with sockets: Slab (struct sock, inodes,
+/// dentries, files) plus TCP buffer pages, in bytes.
+fn kernel_socket_memory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let slab_kb: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("Slab:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let tcp_pages: u64 = sockstat
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "mem").nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    slab_kb * 1024 + tcp_pages * 4096
+}
+
+fn ustack_short_conns(n: usize) -> Result<f64, String> {
+    let (client, server) = ustack::memnet::pair().map_err(|e| e.to_string())?;
+    let listener =
+        UTcpListener::bind(&server, SocketAddrV4::new(SERVER, 80)).map_err(|e| e.to_string())?;
+    let srv = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = [0u8; 64];
+        for _ in 0..n {
+            let (mut s, _) = listener.accept()?;
+            s.read_exact(&mut buf)?;
+            s.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    for i in 0..n {
+        let mut c = UTcpStream::connect(&client, SocketAddrV4::new(SERVER, 80))
+            .map_err(|e| format!("connect {i}: {e}"))?;
+        c.write_all(&[i as u8; 64]).map_err(|e| e.to_string())?;
+        c.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    srv.join()
+        .map_err(|_| "server panicked")?
+        .map_err(|e| e.to_string())?;
+    Ok(n as f64 / secs)
+}
+
+fn kernel_short_conns(n: usize) -> Result<f64, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let srv = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = [0u8; 64];
+        for _ in 0..n {
+            let (mut s, _) = listener.accept()?;
+            s.read_exact(&mut buf)?;
+            s.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    for i in 0..n {
+        let mut c = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {i}: {e}"))?;
+        c.write_all(&[i as u8; 64]).map_err(|e| e.to_string())?;
+        c.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    srv.join()
+        .map_err(|_| "server panicked")?
+        .map_err(|e| e.to_string())?;
+    Ok(n as f64 / secs)
+}
+
+/// Opens `n` idle connections between two runtimes; returns bytes of RSS
+/// per connection (both ends: client and accepted socket, TCBs and fds).
+fn ustack_idle_memory(n: usize) -> Result<f64, String> {
+    let (client, server): (Runtime, Runtime) = ustack::memnet::pair().map_err(|e| e.to_string())?;
+    let listeners: Vec<UTcpListener> = PORTS
+        .iter()
+        .map(|&p| UTcpListener::bind(&server, SocketAddrV4::new(SERVER, p)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let before = rss_bytes();
+    let per_port = n.div_ceil(PORTS.len());
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            std::thread::spawn(move || -> std::io::Result<Vec<UTcpStream>> {
+                (0..per_port).map(|_| l.accept().map(|(s, _)| s)).collect()
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..per_port * PORTS.len() {
+        let port = PORTS[i % PORTS.len()];
+        conns.push(
+            UTcpStream::connect(&client, SocketAddrV4::new(SERVER, port))
+                .map_err(|e| format!("connect {i}: {e}"))?,
+        );
+    }
+    let accepted: Vec<Vec<UTcpStream>> = acceptors
+        .into_iter()
+        .map(|t| t.join().expect("acceptor"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(200));
+    let after = rss_bytes();
+    let total = conns.len();
+    drop(accepted);
+    drop(conns);
+    Ok((after.saturating_sub(before)) as f64 / total as f64)
+}
+
+/// The kernel's figure at `n` connections, or at as many as the fd limit
+/// allows (two fds per connection); returns (bytes per connection, count).
+fn kernel_idle_memory(n: usize) -> Result<(f64, usize), String> {
+    let want = (n as u64) * 2 + 512;
+    let (soft, hard) = rlimit::Resource::NOFILE.get().map_err(|e| e.to_string())?;
+    if soft < want {
+        // Raise the soft limit as far as the hard one allows (more needs CAP_SYS_RESOURCE).
+        let _ = rlimit::Resource::NOFILE.set(want.min(hard), hard);
+    }
+    let (soft, _) = rlimit::Resource::NOFILE.get().map_err(|e| e.to_string())?;
+    let n = n.min((soft.saturating_sub(512) / 2) as usize / PORTS.len() * PORTS.len());
+    let listeners: Vec<std::net::TcpListener> = PORTS
+        .iter()
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let per_port = n.div_ceil(PORTS.len());
+    let before = kernel_socket_memory();
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            std::thread::spawn(move || -> std::io::Result<Vec<std::net::TcpStream>> {
+                (0..per_port).map(|_| l.accept().map(|(s, _)| s)).collect()
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..per_port * PORTS.len() {
+        conns.push(
+            std::net::TcpStream::connect(addrs[i % addrs.len()])
+                .map_err(|e| format!("kernel connect {i}: {e}"))?,
+        );
+    }
+    let accepted: Vec<Vec<std::net::TcpStream>> = acceptors
+        .into_iter()
+        .map(|t| t.join().expect("acceptor"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(200));
+    let after = kernel_socket_memory();
+    let total = conns.len();
+    drop(accepted);
+    drop(conns);
+    Ok((after.saturating_sub(before) as f64 / total as f64, total))
+}
+
+fn main() {
+    let args = Args::parse();
+    let run = || -> Result<(), String> {
+        let u = ustack_short_conns(args.conns)?;
+        print!("short connections/s: ustack {u:.0}");
+        if !args.no_kernel {
+            let k = kernel_short_conns(args.conns)?;
+            print!(", kernel (loopback) {k:.0}, ratio {:.2}", u / k);
+        }
+        println!(" ({} connections each)", args.conns);
+        for &n in &args.idle {
+            let u = ustack_idle_memory(n)?;
+            print!("memory per idle connection at {n}: ustack {u:.0} bytes (both ends)");
+            if !args.no_kernel {
+                let (k, at) = kernel_idle_memory(n)?;
+                print!(
+                    ", kernel {k:.0} bytes at {at} (slab + buffers, both ends), ratio {:.2}",
+                    u / k
+                );
+            }
+            println!();
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        eprintln!("conn_bench: {e}");
+        std::process::exit(2);
+    }
+}

@@ -1,0 +1,251 @@
+//! Bulk TCP throughput over TUN against the Linux kernel, and in the same
+//! run the kernel-to-kernel figure over a veth pair between two network
+//! namespaces. Needs root and /dev/net/tun. MTU 1500, no offloads on the
+//! TUN (ustack computes every checksum).
+//!
+//! The kernel ends are this same program in a role (`--role sink|source`)
+//! started inside a namespace with `ip netns exec`.
+
+use clap::Parser;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+use ustack::net::{TcpListener as UListener, TcpStream as UStream};
+use ustack::{Mode, Runtime};
+use ustack_core::wire::Ipv4Cidr;
+use ustack_core::{Medium, Stack, StackConfig};
+use ustack_devices::{Clock, KernelIf, NetNs, TunOptions};
+
+#[derive(Parser, Debug)]
+#[command(about = "TCP throughput over TUN: ustack vs the kernel (veth)")]
+struct Args {
+    /// Bytes per transfer.
+    #[arg(long, default_value_t = 256 << 20)]
+    bytes: u64,
+    /// Internal: run as a kernel-side sink or source.
+    #[arg(long)]
+    role: Option<String>,
+    /// Internal: address to listen on or connect to.
+    #[arg(long)]
+    addr: Option<SocketAddrV4>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// Kernel sink: accept one connection, read `bytes`, print the seconds taken.
+fn sink(addr: SocketAddrV4, bytes: u64) -> std::io::Result<()> {
+    let l = std::net::TcpListener::bind(addr)?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    let (mut s, _) = l.accept()?;
+    let mut buf = vec![0u8; CHUNK];
+    let start = Instant::now();
+    let mut got = 0u64;
+    while got < bytes {
+        match s.read(&mut buf)? {
+            0 => break,
+            n => got += n as u64,
+        }
+    }
+    println!("{got} {}", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Kernel source: connect, write `bytes`, print the seconds taken.
+fn source(addr: SocketAddrV4, bytes: u64) -> std::io::Result<()> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    let buf = vec![0x5au8; CHUNK];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = (bytes - sent).min(CHUNK as u64) as usize;
+        s.write_all(&buf[..n])?;
+        sent += n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    let _ = s.read(&mut [0u8; 1]);
+    println!("{sent} {}", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn role(ns: &NetNs, role: &str, addr: SocketAddrV4, bytes: u64) -> std::io::Result<Child> {
+    let exe = std::env::current_exe()?;
+    let mut c = ns
+        .command(exe)
+        .args([
+            "--role",
+            role,
+            "--addr",
+            &addr.to_string(),
+            "--bytes",
+            &bytes.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    if role == "sink" {
+        // Wait for "ready" so the listener exists before anyone connects.
+        let mut out = c.stdout.take().expect("piped");
+        let mut line = [0u8; 6];
+        out.read_exact(&mut line)?;
+        c.stdout = Some(out);
+    }
+    Ok(c)
+}
+
+/// Gbps from a role's output line "bytes seconds".
+fn finish(c: Child) -> Result<f64, String> {
+    let out = c.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .last()
+        .ok_or("no output from the kernel side")?;
+    let mut it = line.split_whitespace();
+    let bytes: f64 = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("bad output: {line}"))?;
+    let secs: f64 = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("bad output: {line}"))?;
+    Ok(bytes * 8.0 / secs / 1e9)
+}
+
+fn ustack_on_tun(ns: &NetNs) -> Result<Runtime, String> {
+    let tun = TunOptions::new("ustb0")
+        .mtu(1500)
+        .netns(ns.path())
+        .open_tun()
+        .map_err(|e| e.to_string())?;
+    KernelIf::new("ustb0", "10.240.0.1/24".parse().unwrap())
+        .mtu(1500)
+        .apply(Some(ns))
+        .map_err(|e| e.to_string())?;
+    let cfg =
+        StackConfig::new(Medium::Ip, Ipv4Cidr::new(Ipv4Addr::new(10, 240, 0, 2), 24)).with_seed(7);
+    let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
+    Runtime::new(stack, tun, Clock::new(), Mode::Thread).map_err(|e| e.to_string())
+}
+
+fn run(bytes: u64) -> Result<(), String> {
+    let tag = std::process::id();
+    // ustack <-> kernel over TUN.
+    let ns = NetNs::create(&format!("ustb-{tag}-t")).map_err(|e| e.to_string())?;
+    let rt = ustack_on_tun(&ns)?;
+    // ustack -> kernel
+    let sink_addr = SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 1), 5201);
+    let k = role(&ns, "sink", sink_addr, bytes).map_err(|e| e.to_string())?;
+    let mut s = UStream::connect(&rt, sink_addr).map_err(|e| format!("ustack connect: {e}"))?;
+    let buf = vec![0x5au8; CHUNK];
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = (bytes - sent).min(CHUNK as u64) as usize;
+        s.write_all(&buf[..n])
+            .map_err(|e| format!("ustack send: {e}"))?;
+        sent += n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)
+        .map_err(|e| e.to_string())?;
+    let tx = finish(k)?;
+    drop(s);
+    // kernel -> ustack
+    let listener = UListener::bind(&rt, "10.240.0.2:5202").map_err(|e| e.to_string())?;
+    let k = role(
+        &ns,
+        "source",
+        SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 2), 5202),
+        bytes,
+    )
+    .map_err(|e| e.to_string())?;
+    let (mut c, _) = listener.accept().map_err(|e| e.to_string())?;
+    let mut rbuf = vec![0u8; CHUNK];
+    let mut got = 0u64;
+    while got < bytes {
+        match c.read(&mut rbuf).map_err(|e| format!("ustack recv: {e}"))? {
+            0 => break,
+            n => got += n as u64,
+        }
+    }
+    drop(c);
+    let rx = finish(k)?;
+    let retrans = rt.counters();
+    drop(rt);
+    drop(ns);
+
+    // kernel <-> kernel over veth, two namespaces.
+    let n1 = NetNs::create(&format!("ustb-{tag}-a")).map_err(|e| e.to_string())?;
+    let n2 = NetNs::create(&format!("ustb-{tag}-b")).map_err(|e| e.to_string())?;
+    let run_ip = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    run_ip(&[
+        "link",
+        "add",
+        "ustbv0",
+        "netns",
+        n1.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "ustbv1",
+        "netns",
+        n2.name(),
+    ])?;
+    for (ns, dev, addr) in [
+        (&n1, "ustbv0", "10.241.0.1/24"),
+        (&n2, "ustbv1", "10.241.0.2/24"),
+    ] {
+        ns.ip(["addr", "add", addr, "dev", dev])
+            .map_err(|e| e.to_string())?;
+        ns.ip(["link", "set", "dev", dev, "mtu", "1500", "up"])
+            .map_err(|e| e.to_string())?;
+    }
+    let vaddr = SocketAddrV4::new(Ipv4Addr::new(10, 241, 0, 2), 5203);
+    let k = role(&n2, "sink", vaddr, bytes).map_err(|e| e.to_string())?;
+    let src = role(&n1, "source", vaddr, bytes).map_err(|e| e.to_string())?;
+    let _ = finish(src)?;
+    let veth = finish(k)?;
+    println!("ustack -> kernel over TUN: {tx:.2} Gbps");
+    println!("kernel -> ustack over TUN: {rx:.2} Gbps");
+    println!("kernel -> kernel over veth: {veth:.2} Gbps");
+    println!(
+        "ratios to veth: send {:.2}, receive {:.2}",
+        tx / veth,
+        rx / veth
+    );
+    println!(
+        "({} MiB each; ustack TCP retransmissions counted in its stats below)",
+        bytes >> 20
+    );
+    print!("{retrans}");
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let r = match (args.role.as_deref(), args.addr) {
+        (Some("sink"), Some(a)) => sink(a, args.bytes).map_err(|e| e.to_string()),
+        (Some("source"), Some(a)) => source(a, args.bytes).map_err(|e| e.to_string()),
+        (Some(r), _) => Err(format!("--role {r} needs --addr, and is sink or source")),
+        (None, _) => run(args.bytes),
+    };
+    if let Err(e) = r {
+        eprintln!("tun_bench: {e}");
+        std::process::exit(2);
+    }
+}

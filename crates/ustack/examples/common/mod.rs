@@ -1,0 +1,47 @@
+//! Shared by the examples: the in-memory network and an echo client driver.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use ustack::net::TcpStream;
+use ustack::Runtime;
+
+pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub const PORT: u16 = 7;
+
+pub fn server_addr() -> SocketAddrV4 {
+    SocketAddrV4::new(SERVER, PORT)
+}
+
+/// `n` clients at once, each sending `rounds` messages of `size` bytes and
+/// checking every echo byte for byte. Returns the bytes echoed.
+pub fn echo_clients(rt: &Runtime, n: usize, rounds: usize, size: usize) -> Result<u64, String> {
+    let threads: Vec<_> = (0..n)
+        .map(|id| {
+            let rt = rt.clone();
+            std::thread::spawn(move || -> Result<u64, String> {
+                let mut s = TcpStream::connect(&rt, server_addr())
+                    .map_err(|e| format!("client {id}: connect: {e}"))?;
+                let mut back = vec![0u8; size];
+                for r in 0..rounds {
+                    let msg: Vec<u8> = (0..size).map(|i| (id * 31 + r * 7 + i) as u8).collect();
+                    s.write_all(&msg)
+                        .map_err(|e| format!("client {id}: write: {e}"))?;
+                    s.read_exact(&mut back)
+                        .map_err(|e| format!("client {id}: read: {e}"))?;
+                    if back != msg {
+                        return Err(format!("client {id}: round {r}: echo differs"));
+                    }
+                }
+                Ok((rounds * size) as u64)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in threads {
+        total += t
+            .join()
+            .map_err(|_| "client thread panicked".to_string())??;
+    }
+    Ok(total)
+}
