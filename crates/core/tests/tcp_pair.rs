@@ -433,23 +433,34 @@ fn ephemeral_port_never_reuses_a_live_four_tuple() {
 }
 
 #[test]
-fn twenty_thousand_connections() {
+fn a_hundred_thousand_connections() {
     let mut p = Pair::new(Medium::Ip);
-    let l = p.b.tcp_open();
-    p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
-    p.b.tcp_listen(l, 4096).unwrap();
-    let n = 20_000;
+    // 28 232 ephemeral ports per destination: four listening ports.
+    let ports = [80u16, 81, 82, 83];
+    let ls: Vec<_> = ports
+        .iter()
+        .map(|&port| {
+            let l = p.b.tcp_open();
+            p.b.tcp_bind(l, SocketAddrV4::new(B, port)).unwrap();
+            p.b.tcp_listen(l, 4096).unwrap();
+            l
+        })
+        .collect();
+    let n = 100_000;
     let mut cs = Vec::with_capacity(n);
     let mut ss = Vec::with_capacity(n);
     for i in 0..n {
         let c = p.a.tcp_open();
         p.a.tcp_set_keepalive(p.now, c, true).unwrap();
-        let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+        let _ =
+            p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, ports[i % ports.len()]));
         cs.push(c);
-        if i % 1000 == 999 {
+        if i % 2000 == 1999 {
             p.pump();
-            while let Ok((s, _)) = p.b.tcp_accept(l) {
-                ss.push(s);
+            for l in &ls {
+                while let Ok((s, _)) = p.b.tcp_accept(*l) {
+                    ss.push(s);
+                }
             }
         }
     }
