@@ -482,3 +482,29 @@ fn a_hundred_thousand_connections() {
     p.advance(Duration::from_secs(61));
     assert_eq!(p.a.tcp_tcb_count() + p.b.tcp_tcb_count(), 0);
 }
+
+#[test]
+fn acks_wake_writers_only_after_a_full_buffer() {
+    let mut p = Pair::new(Medium::Ip);
+    let (c, s) = connect_pair(&mut p, 80);
+    p.a.take_readiness_changes();
+    // A small write: its ACK is no news for epoll (Linux's SOCK_NOSPACE).
+    p.a.tcp_send(p.now, c, b"small").unwrap();
+    p.pump();
+    assert!(!p.a.take_readiness_changes().contains(&c));
+    // Fill the buffer until EAGAIN; the ACKs that free it wake the writer.
+    let big = vec![1u8; 1 << 20];
+    let mut sent = 0;
+    while let Ok(n) = p.a.tcp_send(p.now, c, &big[sent..]) {
+        sent += n;
+    }
+    assert!(!p.a.readiness(c).unwrap().writable);
+    p.a.take_readiness_changes();
+    let mut buf = vec![0u8; 1 << 20];
+    while p.b.tcp_recv(s, &mut buf).is_ok() {}
+    p.pump();
+    while p.b.tcp_recv(s, &mut buf).is_ok() {}
+    p.pump();
+    assert!(p.a.take_readiness_changes().contains(&c));
+    assert!(p.a.readiness(c).unwrap().writable);
+}

@@ -400,6 +400,10 @@ impl Stack {
             return Ok(0);
         }
         let n = t.sndq.push(data);
+        if n < data.len() {
+            // A writer found the buffer full: wake it when space frees up.
+            t.nospace = true;
+        }
         if n == 0 {
             return Err(Errno::EAGAIN);
         }

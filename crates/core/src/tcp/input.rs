@@ -918,7 +918,10 @@ impl Stack {
         }
         let fin_acked = t.fin_acked();
         let state = t.state;
-        if progressed {
+        // Freed space wakes writers only if one found the buffer full, as
+        // Linux's SOCK_NOSPACE: no spurious EPOLLOUT edges on every ACK.
+        if progressed && t.nospace && t.sndq.free() >= t.sndq.len() / 2 {
+            t.nospace = false;
             self.tcp_notify(id);
         }
         if fin_acked {

@@ -243,6 +243,8 @@ pub(crate) struct Tcb {
     pub sndq: Ring,
     /// Sequence number of the first byte in `sndq`.
     pub sndq_front: SeqNumber,
+    /// A send found the buffer full; the next freeing ACK wakes the writer.
+    pub nospace: bool,
     /// The user has shut the sending side; a FIN follows the data.
     pub fin_queued: bool,
 
@@ -331,6 +333,7 @@ impl Tcb {
             snd_mss: 536,
             sndq: Ring::new(opts.sndbuf),
             sndq_front: iss + 1,
+            nospace: false,
             fin_queued: false,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
