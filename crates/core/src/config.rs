@@ -82,6 +82,9 @@ pub struct TcpConfig {
     pub fin_timeout: Duration,
     /// Retransmissions of established data before ETIMEDOUT (`tcp_retries2` = 15).
     pub retries2: u32,
+    /// Retransmissions before an orphaned (closed by the user) connection
+    /// is dropped (`tcp_orphan_retries`; Linux's 0 means 8).
+    pub orphan_retries: u32,
     /// Keepalive idle time, probe interval and probe count (7200 s / 75 s / 9).
     pub keepalive_time: Duration,
     pub keepalive_intvl: Duration,
@@ -113,6 +116,7 @@ impl Default for TcpConfig {
             time_wait: Duration::from_secs(60),
             fin_timeout: Duration::from_secs(60),
             retries2: 15,
+            orphan_retries: 8,
             keepalive_time: Duration::from_secs(7200),
             keepalive_intvl: Duration::from_secs(75),
             keepalive_probes: 9,

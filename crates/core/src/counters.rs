@@ -132,6 +132,7 @@ counters!(
         timeouts: "other TCP timeouts (retransmission timer expiries)",
         syn_timeouts: "connections that timed out in SYN_SENT",
         keepalive_probes: "keepalive probes sent",
+        keepalive_timeouts: "connections dropped: keepalive probes unanswered",
         abort_on_timeout: "connections aborted due to timeout",
         abort_on_data: "connections reset due to unexpected data",
         abort_on_close: "connections reset due to early user close",

@@ -37,6 +37,6 @@ pub use counters::Counters;
 pub use errno::Errno;
 pub use socket::{Readiness, SocketHandle};
 pub use stack::{ConfigError, Stack};
-pub use tcp::{Shutdown, SocketRow, State as TcpState, TcpInfo};
+pub use tcp::{Shutdown, SocketRow, State as TcpState, TcpInfo, TcpOptions};
 pub use time::{Duration, Instant};
 pub use ustack_wire as wire;

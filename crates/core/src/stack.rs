@@ -106,6 +106,18 @@ impl Stack {
                 "the interface address is unspecified (0.0.0.0)".into(),
             ));
         }
+        let t = &cfg.tcp;
+        if t.rto_min.is_zero() || t.rto_min > t.rto_max || t.rto_initial.is_zero() {
+            return Err(ConfigError(format!(
+                "TCP RTO bounds need 0 < rto_min <= rto_max and rto_initial > 0 (got {:?}, {:?}, {:?})",
+                t.rto_min, t.rto_max, t.rto_initial
+            )));
+        }
+        if t.sndbuf == 0 || t.rcvbuf == 0 || t.max_syn_backlog == 0 {
+            return Err(ConfigError(
+                "TCP buffers and max_syn_backlog must be non-zero".into(),
+            ));
+        }
         let mut rng = Rng::new(cfg.seed);
         let ip_ident = rng.next_u64() as u16;
         let burst = cfg.icmp_errors_per_sec.max(1);

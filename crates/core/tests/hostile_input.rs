@@ -85,6 +85,7 @@ fn check(medium: Medium, frames: Vec<Vec<u8>>) {
         let _ = s.tcp_send(Instant::from_secs(99), h, b"reply");
     }
     let _ = s.poll_at();
+    s.tcp_check_invariants();
     assert!(s.reassembly_bytes() <= s.config().reassembly.max_bytes);
     assert!(s.tcp_tcb_count() <= s.config().tcp.max_syn_backlog + 4);
     // Timers run without panicking either.

@@ -324,7 +324,18 @@ fn connect_to_ourselves() {
     p.pump();
     let mut buf = [0u8; 8];
     assert_eq!(p.a.tcp_recv(s, &mut buf), Ok(4));
+    // A socket connected to itself: a simultaneous open with one TCB.
+    let me = p.a.tcp_open();
+    p.a.tcp_bind(me, SocketAddrV4::new(A, 5555)).unwrap();
+    let _ = p.a.tcp_connect(p.now, me, SocketAddrV4::new(A, 5555));
+    p.pump();
+    assert_eq!(p.a.tcp_state(me), Ok(TcpState::Established));
+    p.a.tcp_send(p.now, me, b"echo").unwrap();
+    p.pump();
+    assert_eq!(p.a.tcp_recv(me, &mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"echo");
     assert!(p.trace.is_empty(), "nothing on the wire");
+    p.a.tcp_check_invariants();
 }
 
 #[test]
@@ -353,6 +364,7 @@ fn syn_flood_keeps_half_open_state_bounded_and_real_clients_connect() {
         }
     }
     assert!(p.b.tcp_tcb_count() <= 256, "{}", p.b.tcp_tcb_count());
+    p.b.tcp_check_invariants();
     let t = p.b.counters().tcp;
     assert!(t.syncookies_sent >= 99_000, "{t:?}");
     assert!(
@@ -418,4 +430,81 @@ fn ephemeral_port_never_reuses_a_live_four_tuple() {
         p.a.tcp_connect(p.now, c3, SocketAddrV4::new(B, 80)),
         Err(Errno::EINPROGRESS)
     );
+}
+
+#[test]
+fn a_hundred_thousand_connections() {
+    let mut p = Pair::new(Medium::Ip);
+    // 28 232 ephemeral ports per destination: four listening ports.
+    let ports = [80u16, 81, 82, 83];
+    let ls: Vec<_> = ports
+        .iter()
+        .map(|&port| {
+            let l = p.b.tcp_open();
+            p.b.tcp_bind(l, SocketAddrV4::new(B, port)).unwrap();
+            p.b.tcp_listen(l, 4096).unwrap();
+            l
+        })
+        .collect();
+    let n = 100_000;
+    let mut cs = Vec::with_capacity(n);
+    let mut ss = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = p.a.tcp_open();
+        p.a.tcp_set_keepalive(p.now, c, true).unwrap();
+        let _ =
+            p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, ports[i % ports.len()]));
+        cs.push(c);
+        if i % 2000 == 1999 {
+            p.pump();
+            for l in &ls {
+                while let Ok((s, _)) = p.b.tcp_accept(*l) {
+                    ss.push(s);
+                }
+            }
+        }
+    }
+    assert_eq!(ss.len(), n);
+    assert_eq!(p.a.counters().tcp.curr_estab, n as u64);
+    p.a.tcp_check_invariants();
+    p.b.tcp_check_invariants();
+    // Keepalive on every client: the probes all go out at 7200 s and are answered.
+    p.advance(Duration::from_secs(7201));
+    assert_eq!(p.a.counters().tcp.keepalive_probes, n as u64);
+    assert_eq!(p.a.counters().tcp.curr_estab, n as u64);
+    for c in cs {
+        p.a.close(c).unwrap();
+    }
+    for s in ss {
+        p.b.close(s).unwrap();
+    }
+    p.pump();
+    p.advance(Duration::from_secs(61));
+    assert_eq!(p.a.tcp_tcb_count() + p.b.tcp_tcb_count(), 0);
+}
+
+#[test]
+fn acks_wake_writers_only_after_a_full_buffer() {
+    let mut p = Pair::new(Medium::Ip);
+    let (c, s) = connect_pair(&mut p, 80);
+    p.a.take_readiness_changes();
+    // A small write: its ACK is no news for epoll (Linux's SOCK_NOSPACE).
+    p.a.tcp_send(p.now, c, b"small").unwrap();
+    p.pump();
+    assert!(!p.a.take_readiness_changes().contains(&c));
+    // Fill the buffer until EAGAIN; the ACKs that free it wake the writer.
+    let big = vec![1u8; 1 << 20];
+    let mut sent = 0;
+    while let Ok(n) = p.a.tcp_send(p.now, c, &big[sent..]) {
+        sent += n;
+    }
+    assert!(!p.a.readiness(c).unwrap().writable);
+    p.a.take_readiness_changes();
+    let mut buf = vec![0u8; 1 << 20];
+    while p.b.tcp_recv(s, &mut buf).is_ok() {}
+    p.pump();
+    while p.b.tcp_recv(s, &mut buf).is_ok() {}
+    p.pump();
+    assert!(p.a.take_readiness_changes().contains(&c));
+    assert!(p.a.readiness(c).unwrap().writable);
 }

@@ -24,15 +24,9 @@ fn listen(s: &mut Script, backlog: usize) -> SocketHandle {
 
 /// A passive handshake from `port`; returns our ISS.
 fn handshake_from(s: &mut Script, port: u16) -> u32 {
-    s.inject(seg(SYN).from_port(port).seq(PEER_ISS).mss(1460));
-    let sa = s.expect(
-        &seg(SYN | ACK)
-            .from_port(port)
-            .ack(PEER_ISS + 1)
-            .reply()
-            .seq(0),
-    );
-    s.inject(seg(ACK).from_port(port).seq(PEER_ISS + 1).ack(sa.seq + 1));
+    s.inject(seg(SYN).sport(port).seq(PEER_ISS).mss(1460));
+    let sa = s.expect(&seg(SYN | ACK).sport(port).ack(PEER_ISS + 1).reply().seq(0));
+    s.inject(seg(ACK).sport(port).seq(PEER_ISS + 1).ack(sa.seq + 1));
     sa.seq
 }
 
@@ -125,14 +119,14 @@ fn connect_to_closed_port_is_refused() {
     // A RST whose ACK does not cover our SYN is ignored (RFC 9293 §3.10.7.3).
     s.inject(
         seg(RST | ACK)
-            .to_port(from_us.port())
+            .dport(from_us.port())
             .ack(syn.seq.wrapping_add(5)),
     );
     s.expect_silence();
     assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
     s.inject(
         seg(RST | ACK)
-            .to_port(from_us.port())
+            .dport(from_us.port())
             .ack(syn.seq.wrapping_add(1)),
     );
     s.expect_silence();
@@ -215,7 +209,7 @@ fn passive_open_synack_is_exact() {
     let d = s.expect(&seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1));
     assert_eq!(d.payload, b"hi");
     assert_eq!(d.ts.map(|t| t.1), Some(501));
-    assert_eq!(d.win, (128 * 1024 >> 2) as u16, "scaled window");
+    assert_eq!(d.win, ((128 * 1024) >> 2) as u16, "scaled window");
     assert_eq!(s.stack.counters().tcp.passive_opens, 1);
     assert_eq!(s.stack.counters().tcp.curr_estab, 1);
 }
@@ -351,6 +345,26 @@ fn time_wait_lasts_configured_2msl() {
     assert_eq!(tw.state, TcpState::TimeWait);
     assert_eq!(tw.timer, Some(("timewait", Duration::from_secs(10))));
     assert!(tw.to_string().starts_with("TIME-WAIT"), "{tw}");
+    let table: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        table[0],
+        format!(
+            "LISTEN           0      8 {:<21} *:*",
+            SocketAddrV4::new(US, US_PORT)
+        )
+    );
+    assert_eq!(
+        table[1],
+        format!(
+            "TIME-WAIT        0      0 {:<21} {:<21} timer:(timewait,10.000s)",
+            SocketAddrV4::new(US, US_PORT),
+            peer()
+        )
+    );
+    assert!(ustack_core::SocketRow::HEADER.starts_with("State"));
+    let mut bad = config();
+    bad.tcp.rto_min = Duration::from_secs(200);
+    assert!(ustack_core::Stack::new(bad).is_err());
     s.run_to(t0 + 9.999);
     assert_eq!(s.stack.tcp_tcb_count(), 1);
     s.run_to(t0 + 10.0);
@@ -380,7 +394,7 @@ fn simultaneous_open_via_syn_received() {
         let (h, syn) = connect(&mut s);
         let us = syn.src;
         // Their SYN crosses ours.
-        s.inject(seg(SYN).to_port(us.port()).seq(5000).mss(1460));
+        s.inject(seg(SYN).dport(us.port()).seq(5000).mss(1460));
         let sa = s.expect(&out(SYN | ACK, us, syn.seq, 5001));
         assert_eq!(sa.mss, Some(1460));
         assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynReceived));
@@ -388,12 +402,12 @@ fn simultaneous_open_via_syn_received() {
         match final_seg {
             "synack" => s.inject(
                 seg(SYN | ACK)
-                    .to_port(us.port())
+                    .dport(us.port())
                     .seq(5000)
                     .ack(syn.seq + 1)
                     .mss(1460),
             ),
-            _ => s.inject(seg(ACK).to_port(us.port()).seq(5001).ack(syn.seq + 1)),
+            _ => s.inject(seg(ACK).dport(us.port()).seq(5001).ack(syn.seq + 1)),
         }
         assert_eq!(
             s.stack.tcp_state(h),
@@ -454,6 +468,50 @@ fn orphaned_fin_wait_2_times_out() {
 }
 
 #[test]
+fn orphan_gives_up_after_orphan_retries() {
+    let mut cfg = config();
+    cfg.tcp.orphan_retries = 2;
+    let (mut s, _l, c, iss) = established_with(cfg);
+    let t0 = s.t();
+    s.stack.close(c).unwrap();
+    let fin = seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    s.expect_at(t0, &fin);
+    s.run_to(t0 + 0.2);
+    s.expect_at(t0 + 0.2, &fin);
+    s.run_to(t0 + 0.6);
+    s.expect_at(t0 + 0.6, &fin);
+    s.run_to(t0 + 1.39);
+    assert_eq!(s.stack.tcp_tcb_count(), 1);
+    s.run_to(t0 + 1.4);
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_tcb_count(), 0);
+}
+
+#[test]
+fn keepalive_also_watches_fin_wait_2() {
+    let (mut s, _l, c, iss) = established();
+    s.stack.tcp_set_keepalive(s.now, c, true).unwrap();
+    s.stack
+        .tcp_set_keepalive_params(
+            s.now,
+            c,
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(1)),
+            Some(1),
+        )
+        .unwrap();
+    s.stack.tcp_shutdown(s.now, c, Shutdown::Write).unwrap();
+    s.next();
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 2));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::FinWait2));
+    let t0 = s.t();
+    s.run_to(t0 + 10.0);
+    s.expect_at(t0 + 10.0, &seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.run_to(t0 + 11.0);
+    assert_eq!(s.stack.take_error(c), Ok(Some(Errno::ETIMEDOUT)));
+}
+
+#[test]
 fn data_for_an_orphan_gets_rst() {
     let (mut s, _l, c, iss) = established();
     s.stack.close(c).unwrap();
@@ -503,6 +561,7 @@ fn keepalive_probes_then_etimedout() {
     assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Closed));
     assert_eq!(s.stack.take_error(c), Ok(Some(Errno::ETIMEDOUT)));
     assert_eq!(s.stack.counters().tcp.keepalive_probes, 4);
+    assert_eq!(s.stack.counters().tcp.keepalive_timeouts, 1);
 }
 
 #[test]
@@ -685,17 +744,17 @@ fn backlog_full_drops_final_ack_and_completes_after_accept() {
     let ports = [40001u16, 40002, 40003];
     let mut iss = Vec::new();
     for p in ports {
-        s.inject(seg(SYN).from_port(p).seq(PEER_ISS));
+        s.inject(seg(SYN).sport(p).seq(PEER_ISS));
         iss.push(s.next().seq);
     }
     for (p, i) in ports.iter().zip(&iss) {
-        s.inject(seg(ACK).from_port(*p).seq(PEER_ISS + 1).ack(i + 1));
+        s.inject(seg(ACK).sport(*p).seq(PEER_ISS + 1).ack(i + 1));
     }
     s.expect_silence();
     assert_eq!(s.stack.counters().tcp.listen_overflows, 1);
     assert_eq!(s.stack.counters().tcp.ack_dropped_overflow, 1);
     // A fourth SYN while the accept queue is full is dropped (Linux).
-    s.inject(seg(SYN).from_port(40004).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40004).seq(PEER_ISS));
     s.expect_silence();
     assert_eq!(s.stack.counters().tcp.listen_drops, 2);
     // The third is still half-open: its SYN-ACK is retransmitted.
@@ -703,7 +762,7 @@ fn backlog_full_drops_final_ack_and_completes_after_accept() {
     let sa = s.expect_at(
         1.0,
         &seg(SYN | ACK)
-            .from_port(40003)
+            .sport(40003)
             .reply()
             .seq(iss[2])
             .ack(PEER_ISS + 1),
@@ -712,7 +771,7 @@ fn backlog_full_drops_final_ack_and_completes_after_accept() {
     s.expect_silence();
     let (_, a) = s.stack.tcp_accept(l).unwrap();
     assert_eq!(a.port(), 40001);
-    s.inject(seg(ACK).from_port(40003).seq(PEER_ISS + 1).ack(iss[2] + 1));
+    s.inject(seg(ACK).sport(40003).seq(PEER_ISS + 1).ack(iss[2] + 1));
     let (_, b) = s.stack.tcp_accept(l).unwrap();
     let (_, c) = s.stack.tcp_accept(l).unwrap();
     assert_eq!((b.port(), c.port()), (40002, 40003));
@@ -728,15 +787,15 @@ fn backlog_full_with_abort_on_overflow_resets() {
     let _l = listen(&mut s, 1);
     let mut iss = Vec::new();
     for p in [40001u16, 40002] {
-        s.inject(seg(SYN).from_port(p).seq(PEER_ISS));
+        s.inject(seg(SYN).sport(p).seq(PEER_ISS));
         iss.push(s.next().seq);
     }
-    s.inject(seg(ACK).from_port(40001).seq(PEER_ISS + 1).ack(iss[0] + 1));
+    s.inject(seg(ACK).sport(40001).seq(PEER_ISS + 1).ack(iss[0] + 1));
     s.expect_silence();
-    s.inject(seg(ACK).from_port(40002).seq(PEER_ISS + 1).ack(iss[1] + 1));
+    s.inject(seg(ACK).sport(40002).seq(PEER_ISS + 1).ack(iss[1] + 1));
     s.expect(
         &seg(RST | ACK)
-            .from_port(40002)
+            .sport(40002)
             .reply()
             .seq(iss[1] + 1)
             .ack(PEER_ISS + 1),
@@ -767,8 +826,20 @@ fn closing_a_listener_resets_unaccepted_connections() {
     let mut s = Script::new();
     let l = listen(&mut s, 4);
     let iss = handshake_from(&mut s, PEER_PORT);
+    s.inject(seg(SYN).sport(40001).seq(PEER_ISS));
+    let half = s.next().seq;
     s.stack.close(l).unwrap();
     s.expect(&seg(RST | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    assert_eq!(s.stack.tcp_tcb_count(), 1, "the half-open one");
+    // Its handshake completes after the listener went: reset.
+    s.inject(seg(ACK).sport(40001).seq(PEER_ISS + 1).ack(half + 1));
+    s.expect(
+        &seg(RST | ACK)
+            .sport(40001)
+            .reply()
+            .seq(half + 1)
+            .ack(PEER_ISS + 1),
+    );
     assert_eq!(s.stack.tcp_tcb_count(), 0);
     s.inject(seg(SYN).seq(5));
     s.expect(&seg(RST | ACK).reply().seq(0).ack(6));
@@ -780,26 +851,20 @@ fn syn_cookie_handshake_when_syn_queue_full() {
     cfg.tcp.max_syn_backlog = 1;
     let mut s = Script::with(cfg);
     let l = listen(&mut s, 8);
-    s.inject(seg(SYN).from_port(40001).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40001).seq(PEER_ISS));
     let first = s.next();
     assert_eq!(first.ws, None);
     // Queue full: a cookie SYN-ACK with only the MSS option.
     s.inject(
         seg(SYN)
-            .from_port(40002)
+            .sport(40002)
             .seq(PEER_ISS)
             .mss(1460)
             .ws(7)
             .sack_perm()
             .ts(1, 0),
     );
-    let ck = s.expect(
-        &seg(SYN | ACK)
-            .from_port(40002)
-            .reply()
-            .seq(0)
-            .ack(PEER_ISS + 1),
-    );
+    let ck = s.expect(&seg(SYN | ACK).sport(40002).reply().seq(0).ack(PEER_ISS + 1));
     let ck = ck.clone();
     assert_eq!(
         (ck.mss, ck.ws, ck.sack_perm, ck.ts),
@@ -807,19 +872,19 @@ fn syn_cookie_handshake_when_syn_queue_full() {
     );
     assert_eq!(s.stack.tcp_tcb_count(), 1, "no state for the cookie");
     // A forged cookie fails and gets a RST.
-    s.inject(seg(ACK).from_port(40002).seq(PEER_ISS + 1).ack(ck.seq + 2));
-    s.expect(&seg(RST).from_port(40002).reply().seq(ck.seq + 2).ack(0));
+    s.inject(seg(ACK).sport(40002).seq(PEER_ISS + 1).ack(ck.seq + 2));
+    s.expect(&seg(RST).sport(40002).reply().seq(ck.seq + 2).ack(0));
     // The right one makes an established connection, data and all.
     s.inject(
         seg(ACK | PSH)
-            .from_port(40002)
+            .sport(40002)
             .seq(PEER_ISS + 1)
             .ack(ck.seq + 1)
             .data(b"hi"),
     );
     s.expect(
         &seg(ACK)
-            .from_port(40002)
+            .sport(40002)
             .reply()
             .seq(ck.seq + 1)
             .ack(PEER_ISS + 3),
@@ -843,9 +908,9 @@ fn syn_queue_full_without_cookies_drops() {
     cfg.tcp.syncookies = false;
     let mut s = Script::with(cfg);
     listen(&mut s, 8);
-    s.inject(seg(SYN).from_port(40001).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40001).seq(PEER_ISS));
     s.next();
-    s.inject(seg(SYN).from_port(40002).seq(PEER_ISS));
+    s.inject(seg(SYN).sport(40002).seq(PEER_ISS));
     s.expect_silence();
     assert_eq!(s.stack.counters().tcp.listen_drops, 1);
 }
@@ -943,6 +1008,58 @@ fn zero_window_is_probed() {
 }
 
 #[test]
+fn window_opening_without_taking_the_probe_resends_at_once() {
+    let (mut s, _l, c, iss) = established();
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(0));
+    s.stack.tcp_send(s.now, c, b"abc").unwrap();
+    let t0 = s.t();
+    s.run_to(t0 + 0.2);
+    let probe = s.expect_at(t0 + 0.2, &seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    assert_eq!(probe.payload, b"a");
+    // The receiver had no room for the probe; later its window opens.
+    s.run_to(t0 + 0.3);
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(1000));
+    let d = s.expect_at(
+        t0 + 0.3,
+        &seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1),
+    );
+    assert_eq!(d.payload, b"abc");
+}
+
+#[test]
+fn no_window_update_after_the_peers_fin() {
+    let mut cfg = config();
+    cfg.tcp.rcvbuf = 4096;
+    // CLOSE_WAIT: reading the last data opens the window; nothing is sent.
+    let (mut s, _l, c, iss) = established_with(cfg.clone());
+    s.inject(
+        seg(ACK | PSH | FIN)
+            .seq(PEER_ISS + 1)
+            .ack(iss + 1)
+            .data(&[1u8; 4000]),
+    );
+    s.expect(&seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 4002));
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(4000));
+    s.expect_silence();
+    // TIME_WAIT after our half-close: same, or the peer that has finished
+    // would answer the update with a RST and end our TIME_WAIT early.
+    let (mut s, _l, c, iss) = established_with(cfg);
+    s.stack.tcp_shutdown(s.now, c, Shutdown::Write).unwrap();
+    s.expect(&seg(FIN | ACK).reply().seq(iss + 1).ack(PEER_ISS + 1));
+    s.inject(
+        seg(ACK | PSH | FIN)
+            .seq(PEER_ISS + 1)
+            .ack(iss + 2)
+            .data(&[1u8; 4000]),
+    );
+    s.expect(&seg(ACK).reply().seq(iss + 2).ack(PEER_ISS + 4002));
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::TimeWait));
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Ok(4000));
+    s.expect_silence();
+}
+
+#[test]
 fn receive_window_shrinks_as_data_queues_and_reopens() {
     let mut cfg = config();
     cfg.tcp.rcvbuf = 4096;
@@ -1007,6 +1124,14 @@ fn bind_rules() {
     s.stack.tcp_listen(f, 1).unwrap();
     let lf = s.stack.local_addr(f).unwrap().unwrap();
     assert!(lf.port() >= 32768 && lf.port() != got.port());
+    let o = s.stack.tcp_options(c).unwrap();
+    assert!(o.reuseaddr && !o.reuseport && !o.keepalive);
+    assert_eq!((o.sndbuf, o.rcvbuf, o.keep_cnt), (16384, 131072, 9));
+    s.stack
+        .tcp_set_buffers(c, Some(1), Some(usize::MAX))
+        .unwrap();
+    let o = s.stack.tcp_options(c).unwrap();
+    assert_eq!((o.rcvbuf, o.sndbuf), (2048, 4 << 20), "clamped");
     // Closing frees the port.
     s.stack.close(a).unwrap();
     let g = s.stack.tcp_open();
@@ -1037,14 +1162,10 @@ fn syn_ends_time_wait_with_a_higher_sequence() {
 #[test]
 fn established_segment_table() {
     type Mk = fn(u32) -> Seg;
+    type Reply = Option<(ustack_core::wire::TcpFlags, u32, u32)>;
+    type Row = (&'static str, Mk, Reply, TcpState, usize);
     let p = PEER_ISS;
-    let rows: &[(
-        &str,
-        Mk,
-        Option<(ustack_core::wire::TcpFlags, u32, u32)>,
-        TcpState,
-        usize,
-    )] = &[
+    let rows: &[Row] = &[
         (
             "in-order data",
             |i| seg(ACK | PSH).seq(PEER_ISS + 1).ack(i + 1).data(b"abc"),
@@ -1196,6 +1317,39 @@ fn established_segment_table() {
 }
 
 #[test]
+fn tiny_peer_mss_and_tiny_mtu() {
+    // A peer MSS of 1 is raised to 48 (Linux tcp_min_snd_mss).
+    let mut s = Script::new();
+    let l = listen(&mut s, 1);
+    s.inject(seg(SYN).seq(PEER_ISS).mss(1));
+    let iss = s.next().seq;
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    s.stack.tcp_send(s.now, c, &[1u8; 100]).unwrap();
+    let sizes: Vec<usize> = s.take().iter().map(|(_, x)| x.payload.len()).collect();
+    assert_eq!(sizes, vec![48, 48, 4]);
+    // The smallest IPv4 MTU still carries whole segments, options and all.
+    let mut s = Script::with(config().with_mtu(68));
+    let h = s.stack.tcp_open();
+    let _ = s.stack.tcp_connect(s.now, h, peer());
+    let syn = s.next();
+    assert_eq!(syn.mss, Some(28));
+    s.inject(
+        seg(SYN | ACK)
+            .dport(syn.src.port())
+            .seq(9)
+            .ack(syn.seq + 1)
+            .mss(1460)
+            .ts(1, 1),
+    );
+    s.take();
+    s.stack.tcp_send(s.now, h, &[1u8; 100]).unwrap();
+    for (_, x) in s.take() {
+        assert!(x.payload.len() + 20 + 20 + 12 <= 68, "{x}");
+    }
+}
+
+#[test]
 fn mss_follows_mtu_maxseg_and_peer() {
     // MSS = MTU - 40; TCP_MAXSEG lowers it; the SYN's window scale follows SO_RCVBUF.
     let mut s = Script::with(config().with_mtu(1280));
@@ -1213,7 +1367,7 @@ fn mss_follows_mtu_maxseg_and_peer() {
     // The peer announces 1460 but we clamp to our 1000; no timestamps.
     s.inject(
         seg(SYN | ACK)
-            .to_port(syn2.src.port())
+            .dport(syn2.src.port())
             .seq(5000)
             .ack(syn2.seq + 1)
             .mss(1460),
@@ -1243,7 +1397,7 @@ fn shutdown_or_close_while_connecting() {
     s.expect_silence();
     s.inject(
         seg(SYN | ACK)
-            .to_port(syn.src.port())
+            .dport(syn.src.port())
             .seq(5000)
             .ack(syn.seq + 1),
     );
@@ -1258,11 +1412,95 @@ fn shutdown_or_close_while_connecting() {
     assert_eq!(s.stack.tcp_tcb_count(), 0);
     s.inject(
         seg(SYN | ACK)
-            .to_port(syn.src.port())
+            .dport(syn.src.port())
             .seq(5000)
             .ack(syn.seq + 1),
     );
     s.expect(&out(RST, syn.src, syn.seq + 1, 0));
     s.run_to(10.0);
     s.expect_silence();
+}
+
+#[test]
+fn peer_window_is_scaled_after_the_handshake() {
+    let mut cfg = config();
+    cfg.tcp.sndbuf = 64 * 1024;
+    let mut s = Script::with(cfg);
+    let l = listen(&mut s, 1);
+    // SYN windows are never scaled (RFC 7323 §2.2); later ones are, by 2^7.
+    s.inject(seg(SYN).seq(PEER_ISS).mss(1000).ws(7).win(50));
+    let iss = s.next().seq;
+    s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(40));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    assert_eq!(s.stack.tcp_info(c).unwrap().snd_wnd, 40 << 7);
+    s.stack.tcp_send(s.now, c, &vec![1u8; 20_000]).unwrap();
+    let sent: usize = s.take().iter().map(|(_, x)| x.payload.len()).sum();
+    assert_eq!(sent, 40 << 7, "exactly the scaled window");
+}
+
+#[test]
+fn stray_ack_to_a_listener_is_reset_without_a_cookie_check() {
+    let mut s = Script::new();
+    listen(&mut s, 4);
+    s.inject(seg(ACK).seq(5).ack(777));
+    s.expect(&seg(RST).reply().seq(777).ack(0));
+    assert_eq!(
+        s.stack.counters().tcp.syncookies_failed,
+        0,
+        "no cookies were sent"
+    );
+}
+
+#[test]
+fn out_of_window_pure_acks_are_answered_at_a_bounded_rate() {
+    let (mut s, _l, _c, iss) = established();
+    let stray = || seg(ACK).seq(PEER_ISS + 500_000).ack(iss + 1);
+    let reack = seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    let t0 = s.t();
+    s.inject(stray());
+    s.expect(&reack);
+    for k in 1..5 {
+        s.run_to(t0 + 0.1 * k as f64);
+        s.inject(stray());
+    }
+    s.expect_silence();
+    s.run_to(t0 + 0.5);
+    s.inject(stray());
+    s.expect(&reack);
+    // Data out of window is always answered (the peer may be retransmitting).
+    for _ in 0..3 {
+        s.inject(stray().data(b"x"));
+        s.expect(&reack);
+    }
+}
+
+#[test]
+fn keepalive_stays_quiet_while_data_is_in_flight() {
+    let mut cfg = config();
+    cfg.tcp.retries2 = 100;
+    let (mut s, _l, c, iss) = established_with(cfg);
+    s.stack.tcp_set_keepalive(s.now, c, true).unwrap();
+    s.stack
+        .tcp_set_keepalive_params(
+            s.now,
+            c,
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(1)),
+            Some(2),
+        )
+        .unwrap();
+    let t0 = s.t();
+    s.stack.tcp_send(s.now, c, b"unacked").unwrap();
+    s.run_to(t0 + 12.0);
+    let segs = s.take();
+    assert!(segs.len() >= 5, "retransmissions: {}", segs.len());
+    for (_, x) in &segs {
+        assert_eq!(
+            (x.seq, x.payload.len()),
+            (iss + 1, 7),
+            "only the data, no probe: {x}"
+        );
+    }
+    assert_eq!(s.stack.counters().tcp.keepalive_probes, 0);
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
 }

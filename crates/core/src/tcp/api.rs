@@ -1,6 +1,6 @@
 //! The socket calls on [`Stack`] (errno semantics after POSIX and Linux).
 
-use super::{Kind, Listener, Opts, State, Tcb, TcbId, TcpSocket};
+use super::{Kind, Listener, State, Tcb, TcbId, TcpOptions, TcpSocket};
 use crate::errno::{Errno, Result};
 use crate::socket::{Readiness, Socket, SocketHandle};
 use crate::stack::Stack;
@@ -67,24 +67,29 @@ pub struct SocketRow {
     pub timer: Option<(&'static str, Duration)>,
 }
 
+impl SocketRow {
+    /// Column titles matching the `Display` of a row.
+    pub const HEADER: &'static str =
+        "State       Recv-Q Send-Q Local Address:Port    Peer Address:Port";
+}
+
 impl fmt::Display for SocketRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let remote = self
             .remote
             .map_or_else(|| "*:*".to_string(), |r| r.to_string());
-        write!(
-            f,
+        let mut line = format!(
             "{:<11} {:>6} {:>6} {:<21} {:<21}",
             self.state.ss_name(),
             self.recv_q,
             self.send_q,
             self.local,
             remote
-        )?;
+        );
         if let Some((kind, left)) = self.timer {
-            write!(f, " timer:({kind},{:.3}s)", left.as_secs_f64())?;
+            line.push_str(&format!(" timer:({kind},{:.3}s)", left.as_secs_f64()));
         }
-        Ok(())
+        f.write_str(line.trim_end())
     }
 }
 
@@ -123,7 +128,7 @@ impl Stack {
         let s = TcpSocket {
             local: None,
             remote: None,
-            opts: Opts::new(&self.cfg.tcp),
+            opts: TcpOptions::new(&self.cfg.tcp),
             kind: Kind::Closed {
                 was_connected: false,
             },
@@ -138,7 +143,7 @@ impl Stack {
     /// (EADDRINUSE); SO_REUSEADDR passes TIME_WAIT connections and
     /// non-listening SO_REUSEADDR sockets, SO_REUSEPORT passes other
     /// SO_REUSEPORT sockets.
-    fn tcp_bind_conflict(&self, h: SocketHandle, ip: Ipv4Addr, port: u16, o: &Opts) -> bool {
+    fn tcp_bind_conflict(&self, h: SocketHandle, ip: Ipv4Addr, port: u16, o: &TcpOptions) -> bool {
         let Some(pu) = self.tcp.ports.get(&port) else {
             return false;
         };
@@ -395,6 +400,10 @@ impl Stack {
             return Ok(0);
         }
         let n = t.sndq.push(data);
+        if n < data.len() {
+            // A writer found the buffer full: wake it when space frees up.
+            t.nospace = true;
+        }
         if n == 0 {
             return Err(Errno::EAGAIN);
         }
@@ -457,8 +466,12 @@ impl Stack {
             // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
             let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
             let grow = t.rcv_space().saturating_sub(offered);
+            // No update once the peer's FIN is in: it sends no more data,
+            // and in TIME_WAIT the update would hit a peer that has
+            // already closed (it answers with a RST).
             if grow >= (t.rcvq.capacity() / 2).min(usize::from(t.rcv_mss)).max(1)
                 && t.state.synchronized()
+                && !t.fin_received
             {
                 t.ack_pending = true;
                 self.tcp.schedule(id);
@@ -656,8 +669,8 @@ impl Stack {
             Kind::Conn(id) => {
                 if let Some(t) = self.tcp.get(*id) {
                     info.remote = Some(t.remote);
-                    info.rtt = Duration::from_micros(t.rtt.srtt);
-                    info.rttvar = Duration::from_micros(t.rtt.rttvar);
+                    info.rtt = t.rtt.srtt();
+                    info.rttvar = t.rtt.rttvar();
                     info.rto = t.current_rto(&self.cfg.tcp);
                     info.retransmits = t.retries;
                     info.total_retrans = t.total_retrans;
@@ -756,7 +769,7 @@ impl Stack {
         &mut self,
         now: Instant,
         h: SocketHandle,
-        f: impl FnOnce(&mut Opts),
+        f: impl FnOnce(&mut TcpOptions),
     ) -> Result<()> {
         self.tcp_touch(now);
         let s = self.tcp_sock_mut(h)?;
@@ -773,6 +786,11 @@ impl Stack {
             self.sockets.mark_changed(h);
         }
         Ok(())
+    }
+
+    /// The socket's options (getsockopt).
+    pub fn tcp_options(&self, h: SocketHandle) -> Result<TcpOptions> {
+        Ok(self.tcp_sock(h)?.opts.clone())
     }
 
     /// SO_REUSEADDR (takes effect at bind).

@@ -9,6 +9,9 @@ use std::net::SocketAddrV4;
 use tracing::debug;
 use ustack_wire::{Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
 
+/// Smallest MSS we accept from a peer (Linux `tcp_min_snd_mss`).
+const MIN_SND_MSS: u16 = 48;
+
 /// Out-of-window pure ACKs are answered at most this often (Linux `tcp_invalid_ratelimit`).
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -323,7 +326,7 @@ impl Stack {
         tcb.rcv_adv = tcb.rcv_nxt + tcb.rcv_space().min(65535);
         tcb.snd_nxt = isn + 1;
         tcb.snd_max = isn + 1;
-        tcb.snd_mss = mss.min(tcb.rcv_mss);
+        tcb.snd_mss = mss.max(MIN_SND_MSS).min(tcb.rcv_mss);
         tcb.cc = Box::new(super::SlowStart::new(10 * u32::from(tcb.snd_mss)));
         tcb.listener = Some(lh);
         let id = self.tcp_insert(tcb);
@@ -344,7 +347,7 @@ impl Stack {
 
     /// Our MSS for this interface: MTU - 40 (RFC 9293 §3.7.1).
     pub(crate) fn tcp_mtu_mss(&self) -> u16 {
-        (self.cfg.mtu.saturating_sub(40)).clamp(64, 65495) as u16
+        (self.cfg.mtu.saturating_sub(40)).clamp(28, 65495) as u16
     }
 
     /// Moves a TCB to `to`, keeping the gauges, port buckets and timers right.
@@ -383,7 +386,7 @@ impl Stack {
             State::FinWait2 if t.socket.is_none() => {
                 t.linger_at = Some(now + self.cfg.tcp.fin_timeout);
             }
-            State::Established | State::CloseWait => {
+            State::Established | State::CloseWait | State::FinWait2 => {
                 t.keepalive_at = t.keepalive_deadline();
             }
             _ => {}
@@ -901,6 +904,12 @@ impl Stack {
             if wnd > t.snd_wnd {
                 t.force_probe = false;
             }
+            if t.snd_wnd == 0 && wnd > 0 && ack == t.snd_una && t.snd_nxt != t.snd_una {
+                // The window opened without taking our probe: send from
+                // SND.UNA now rather than wait for the RTO.
+                t.snd_nxt = t.snd_una;
+                t.rexmit_at = Some(now + t.current_rto(cfg));
+            }
             t.snd_wnd = wnd;
             t.max_snd_wnd = t.max_snd_wnd.max(wnd);
             t.snd_wl1 = seg.seq_number;
@@ -909,7 +918,10 @@ impl Stack {
         }
         let fin_acked = t.fin_acked();
         let state = t.state;
-        if progressed {
+        // Freed space wakes writers only if one found the buffer full, as
+        // Linux's SOCK_NOSPACE: no spurious EPOLLOUT edges on every ACK.
+        if progressed && t.nospace && t.sndq.free() >= t.sndq.len() / 2 {
+            t.nospace = false;
             self.tcp_notify(id);
         }
         if fin_acked {
@@ -978,9 +990,11 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr) {
     if let Some(ts) = seg.timestamp {
         t.ts_recent = ts.tsval;
     }
-    let peer = seg.max_seg_size.unwrap_or(536);
+    // A tiny announced MSS is raised to 48 (Linux `tcp_min_snd_mss`), so a
+    // peer cannot make us cut the stream into 1-byte segments.
+    let peer = seg.max_seg_size.unwrap_or(536).max(MIN_SND_MSS);
     let ts_len = if t.ts_ok { 12 } else { 0 };
-    t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(64);
+    t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(8);
     t.cc = Box::new(super::SlowStart::new(10 * u32::from(t.snd_mss)));
     let wnd = t.rcv_space().min(65535 << t.rcv_wscale);
     t.rcv_adv = t.rcv_nxt + wnd;

@@ -1,6 +1,6 @@
 //! TCP (RFC 9293): connection state machine, listeners, timers, buffers.
 //!
-//! Layout: [`Tcb`]s live in a slab owned by [`TcpState`] and are found by
+//! Layout: TCBs live in a slab owned by the stack's TCP state and are found by
 //! their 4-tuple in a hash map (the protocol is implied: this is the TCP
 //! table). A socket handle points at its TCB; the TCB outlives the handle
 //! after `close` until its state machine finishes (FIN_WAIT, TIME_WAIT).
@@ -10,13 +10,28 @@
 //! for it, a later deadline is noticed when the entry fires, an earlier one
 //! pushes a new entry. Output is pulled: TCBs that owe a segment sit on a
 //! ready list and `Stack::transmit` writes their next segment straight
-//! into the caller's buffer. RSTs without a TCB, SYN cookies and the like go
-//! through a small bounded control queue.
+//! into the caller's buffer. RSTs without a TCB and SYN cookies go through
+//! a small bounded control queue.
+//!
+//! Decisions worth knowing:
+//! - Ethernet with an unresolved next hop: the segment is copied onto the
+//!   ARP queue like any datagram; if resolution fails the RTO resends it.
+//! - Listen queues as Linux: the accept queue holds at most `backlog`
+//!   (Linux allows one more), the SYN queue at most `max_syn_backlog`;
+//!   beyond it SYN cookies (RFC 4987) carry only the MSS, so cookie
+//!   connections have no window scaling, SACK or timestamps.
+//! - `tcp_connect` returns EINPROGRESS like a non-blocking connect.
+//! - SO_LINGER with a non-zero timeout cannot block a sans-IO `close`: it
+//!   behaves like a normal close. Zero aborts with RST.
+//! - A SYN with a higher sequence number ends a TIME_WAIT (RFC 6191 style).
+//! - ISNs and cookies are keyed by secrets drawn from the stack's seeded
+//!   RNG: random per seed, reproducible per run.
 //!
 //! Not yet here (the data-transfer issue): out-of-order queue (segments
-//! beyond RCV.NXT are dropped and duplicate-ACKed; the sender's RTO
-//! recovers), SACK, fast retransmit, delayed ACK (we ACK once per receive
-//! batch, when `transmit` runs), Nagle, PAWS, window autotuning.
+//! beyond RCV.NXT are dropped and duplicate-ACKed; the sender's RTO and
+//! go-back-N recover), SACK, fast retransmit, delayed ACK (we ACK once per
+//! receive batch, when `transmit` runs), Nagle, PAWS, window autotuning,
+//! path MTU discovery.
 
 mod api;
 mod buffer;
@@ -98,9 +113,9 @@ pub(crate) struct TcbId {
     generation: u32,
 }
 
-/// Per-socket options (setsockopt), copied into each TCB.
-#[derive(Debug, Clone)]
-pub(crate) struct Opts {
+/// A TCP socket's options (setsockopt/getsockopt), copied into its TCB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpOptions {
     pub reuseaddr: bool,
     pub reuseport: bool,
     pub keepalive: bool,
@@ -119,9 +134,10 @@ pub(crate) struct Opts {
     pub nodelay: bool,
 }
 
-impl Opts {
-    pub(crate) fn new(cfg: &TcpConfig) -> Opts {
-        Opts {
+impl TcpOptions {
+    /// The defaults a new socket gets from the stack's configuration.
+    pub fn new(cfg: &TcpConfig) -> TcpOptions {
+        TcpOptions {
             reuseaddr: false,
             reuseport: false,
             keepalive: false,
@@ -138,11 +154,13 @@ impl Opts {
     }
 }
 
-/// RFC 6298 round-trip estimator, in microseconds.
+/// RFC 6298 round-trip estimator, in microseconds. SRTT is kept times 8
+/// and RTTVAR times 4 (as BSD and Linux do), so the 1/8 and 1/4 gains do
+/// not truncate small RTTs to zero.
 #[derive(Debug, Clone)]
 pub(crate) struct Rtt {
-    pub srtt: u64,
-    pub rttvar: u64,
+    pub srtt8: u64,
+    pub rttvar4: u64,
     pub rto: u64,
     pub have_sample: bool,
     /// The segment being timed (Karn: never a retransmitted one).
@@ -152,27 +170,38 @@ pub(crate) struct Rtt {
 impl Rtt {
     fn new(initial: Duration) -> Rtt {
         Rtt {
-            srtt: 0,
-            rttvar: 0,
+            srtt8: 0,
+            rttvar4: 0,
             rto: initial.as_micros() as u64,
             have_sample: false,
             timing: None,
         }
     }
 
+    pub fn srtt(&self) -> Duration {
+        Duration::from_micros(self.srtt8 / 8)
+    }
+
+    pub fn rttvar(&self) -> Duration {
+        Duration::from_micros(self.rttvar4 / 4)
+    }
+
     /// RFC 6298 §2.2/§2.3, clock granularity 1 ms, clamped to [min, max].
     pub fn sample(&mut self, r: Duration, min: Duration, max: Duration) {
-        let r = r.as_micros() as u64;
+        let r = u64::try_from(r.as_micros()).unwrap_or(u64::MAX / 16);
         if !self.have_sample {
-            self.srtt = r;
-            self.rttvar = r / 2;
+            // SRTT = R, RTTVAR = R/2.
+            self.srtt8 = r.saturating_mul(8);
+            self.rttvar4 = r.saturating_mul(2);
             self.have_sample = true;
         } else {
-            let delta = self.srtt.abs_diff(r);
-            self.rttvar = (3 * self.rttvar + delta) / 4;
-            self.srtt = (7 * self.srtt + r) / 8;
+            // RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R|; SRTT = 7/8 SRTT + 1/8 R.
+            let err = (self.srtt8 / 8).abs_diff(r);
+            self.rttvar4 = self.rttvar4 - self.rttvar4 / 4 + err;
+            self.srtt8 = self.srtt8 - self.srtt8 / 8 + r;
         }
-        let rto = self.srtt + (4 * self.rttvar).max(1000);
+        // RTO = SRTT + max(G, 4 RTTVAR).
+        let rto = self.srtt8 / 8 + self.rttvar4.max(1000);
         self.rto = rto.clamp(min.as_micros() as u64, max.as_micros() as u64);
     }
 }
@@ -195,7 +224,7 @@ pub(crate) struct Tcb {
     /// The listener a passive connection belongs to until accepted.
     pub listener: Option<SocketHandle>,
     pub in_accept_queue: bool,
-    pub opts: Opts,
+    pub opts: TcpOptions,
     pub port_class: PortClass,
 
     // Send sequence space (RFC 9293 §3.3.1, Figure 4).
@@ -214,6 +243,8 @@ pub(crate) struct Tcb {
     pub sndq: Ring,
     /// Sequence number of the first byte in `sndq`.
     pub sndq_front: SeqNumber,
+    /// A send found the buffer full; the next freeing ACK wakes the writer.
+    pub nospace: bool,
     /// The user has shut the sending side; a FIN follows the data.
     pub fin_queued: bool,
 
@@ -272,12 +303,12 @@ impl Tcb {
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
-        opts: Opts,
+        opts: TcpOptions,
         mtu_mss: u16,
         now: Instant,
         ts_offset: u32,
     ) -> Tcb {
-        let rcv_mss = opts.maxseg.map_or(mtu_mss, |m| m.min(mtu_mss)).max(64);
+        let rcv_mss = opts.maxseg.map_or(mtu_mss, |m| m.min(mtu_mss)).max(8);
         let rcv_wscale = window_scale_for(opts.rcvbuf);
         Tcb {
             state,
@@ -302,6 +333,7 @@ impl Tcb {
             snd_mss: 536,
             sndq: Ring::new(opts.sndbuf),
             sndq_front: iss + 1,
+            nospace: false,
             fin_queued: false,
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
@@ -416,7 +448,12 @@ impl Tcb {
 
     /// The keepalive deadline per the socket options (RFC 1122 §4.2.3.6).
     pub fn keepalive_deadline(&self) -> Option<Instant> {
-        if !self.opts.keepalive || !matches!(self.state, State::Established | State::CloseWait) {
+        if !self.opts.keepalive
+            || !matches!(
+                self.state,
+                State::Established | State::CloseWait | State::FinWait2
+            )
+        {
             return None;
         }
         Some(self.last_rcv + self.opts.keep_idle)
@@ -460,7 +497,7 @@ pub(crate) enum Kind {
 pub struct TcpSocket {
     pub(crate) local: Option<SocketAddrV4>,
     pub(crate) remote: Option<SocketAddrV4>,
-    pub(crate) opts: Opts,
+    pub(crate) opts: TcpOptions,
     pub(crate) kind: Kind,
     /// SO_ERROR.
     pub(crate) error: Option<Errno>,
@@ -681,5 +718,122 @@ impl TcpState {
         if self.ports.get(&port).is_some_and(PortUse::is_empty) {
             self.ports.remove(&port);
         }
+    }
+}
+
+impl crate::stack::Stack {
+    /// Checks the TCP tables' invariants and panics with a description if
+    /// one is broken. For tests and fuzzing; O(connections).
+    #[doc(hidden)]
+    pub fn tcp_check_invariants(&self) {
+        use crate::socket::Socket;
+        let tcp = &self.tcp;
+        assert_eq!(tcp.conns.len(), tcp.count, "lookup table and slab agree");
+        let mut per_port: HashMap<u16, (u32, u32)> = HashMap::new();
+        let mut half_open: HashMap<SocketHandle, usize> = HashMap::new();
+        for (id, t) in tcp.iter() {
+            let ctx = || format!("{} {} -> {}", t.state, t.local, t.remote);
+            assert_eq!(tcp.conns.get(&(t.local, t.remote)), Some(&id), "{}", ctx());
+            assert!(
+                t.snd_nxt.diff(t.snd_una) >= 0,
+                "SND.UNA <= SND.NXT: {}",
+                ctx()
+            );
+            assert!(
+                t.snd_max.diff(t.snd_nxt) >= 0,
+                "SND.NXT <= SND.MAX: {}",
+                ctx()
+            );
+            assert!(
+                (t.snd_max.diff(t.snd_una) as i64) <= t.sndq.len() as i64 + 2,
+                "in flight fits the send queue: {}",
+                ctx()
+            );
+            assert!(
+                (-1..=1).contains(&t.snd_una.diff(t.sndq_front)),
+                "acked data leaves the send queue: {}",
+                ctx()
+            );
+            if let Some(d) = t.deadline() {
+                assert!(
+                    t.timer_sched.is_some_and(|s| s <= d),
+                    "a timer is armed for the deadline: {}",
+                    ctx()
+                );
+            }
+            if t.wants_output() {
+                assert!(t.in_ready, "output owed is on the ready list: {}", ctx());
+            }
+            let e = per_port.entry(t.local.port()).or_default();
+            match t.port_class {
+                PortClass::Live { .. } => e.0 += 1,
+                PortClass::TimeWait => e.1 += 1,
+            }
+            assert_eq!(
+                t.port_class == PortClass::TimeWait,
+                t.state == State::TimeWait,
+                "TIME_WAIT bucket: {}",
+                ctx()
+            );
+            if let Some(l) = t.listener {
+                if !t.in_accept_queue {
+                    *half_open.entry(l).or_default() += 1;
+                }
+            }
+            if let Some(h) = t.socket {
+                match self.sockets.get(h) {
+                    Some(Socket::Tcp(s)) => {
+                        assert!(matches!(s.kind, Kind::Conn(x) if x == id), "{}", ctx())
+                    }
+                    _ => panic!("TCB points at a socket that is not its own: {}", ctx()),
+                }
+            }
+        }
+        for (port, pu) in &tcp.ports {
+            let (live, tw) = per_port.get(port).copied().unwrap_or_default();
+            assert_eq!((pu.live, pu.time_wait), (live, tw), "port {port} counts");
+        }
+        for (h, s) in self.sockets.iter() {
+            if let Socket::Tcp(s) = s {
+                if let Kind::Listen(l) = &s.kind {
+                    assert!(l.accept.len() <= l.backlog, "accept queue within backlog");
+                    assert_eq!(
+                        l.syn_count,
+                        half_open.get(&h).copied().unwrap_or(0),
+                        "SYN queue count"
+                    );
+                    assert!(l.syn_count <= self.cfg.tcp.max_syn_backlog);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod rtt_tests {
+    use super::*;
+
+    #[test]
+    fn small_rtts_do_not_truncate_to_zero() {
+        let mut r = Rtt::new(Duration::from_secs(1));
+        let (min, max) = (Duration::from_millis(200), Duration::from_secs(120));
+        for _ in 0..20 {
+            r.sample(Duration::from_micros(5), min, max);
+        }
+        assert_eq!(r.srtt(), Duration::from_micros(5));
+        r.sample(Duration::ZERO, min, max);
+        assert!(r.srtt() > Duration::ZERO);
+        assert_eq!(r.rto, 200_000, "clamped to the floor");
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn tcb_stays_small() {
+        // Half-open and idle connections hold no buffer memory, so this is
+        // most of what 100 000 connections cost (plus the boxed controller).
+        let size = core::mem::size_of::<super::Tcb>();
+        assert!(size <= 512, "Tcb is {size} bytes");
     }
 }

@@ -72,7 +72,7 @@ impl Stack {
         let Some(due) = t.keepalive_deadline() else {
             return;
         };
-        if t.snd_una != t.snd_max || t.sendable().0 > 0 {
+        if t.snd_una != t.snd_max || t.sendable().0 > 0 || t.fin_queued && !t.fin_acked() {
             // Data in flight: the retransmission timer watches the peer.
             t.keepalive_at = Some(now + t.opts.keep_idle);
             return;
@@ -81,6 +81,7 @@ impl Stack {
         if let Some(ut) = t.opts.user_timeout {
             if t.probes_out > 0 && idle >= ut {
                 self.counters.tcp.abort_on_timeout += 1;
+                self.counters.tcp.keepalive_timeouts += 1;
                 self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
                 return;
             }
@@ -92,6 +93,7 @@ impl Stack {
         if t.probes_out >= t.opts.keep_cnt {
             debug!(local = %t.local, remote = %t.remote, "tcp keepalive timeout");
             self.counters.tcp.abort_on_timeout += 1;
+            self.counters.tcp.keepalive_timeouts += 1;
             self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
             return;
         }
@@ -150,7 +152,12 @@ impl Stack {
                     .opts
                     .user_timeout
                     .is_some_and(|ut| now - t.una_since >= ut);
-                if t.retries > cfg.retries2 || ut_expired {
+                let limit = if t.socket.is_none() && t.listener.is_none() {
+                    cfg.orphan_retries.min(cfg.retries2)
+                } else {
+                    cfg.retries2
+                };
+                if t.retries > limit || ut_expired {
                     debug!(local = %t.local, remote = %t.remote, retries = t.retries, "tcp retransmission timeout");
                     let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
                     self.counters.tcp.abort_on_timeout += 1;

@@ -90,7 +90,7 @@ impl Seg {
         self.payload = d.to_vec();
         self
     }
-    pub fn from_port(mut self, p: u16) -> Self {
+    pub fn sport(mut self, p: u16) -> Self {
         self.src.set_port(p);
         self
     }
@@ -98,7 +98,7 @@ impl Seg {
         self.src = a;
         self
     }
-    pub fn to_port(mut self, p: u16) -> Self {
+    pub fn dport(mut self, p: u16) -> Self {
         self.dst.set_port(p);
         self
     }
