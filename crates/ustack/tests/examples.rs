@@ -99,6 +99,7 @@ fn epoll_server_holds_10_000_concurrent_connections() {
                 assert_eq!(client.write(fd, &msg(*i)), Ok(64));
                 *sent = true;
             }
+            let before = got.len();
             loop {
                 match client.read(fd, &mut buf) {
                     Ok(0) => break,
@@ -107,7 +108,9 @@ fn epoll_server_holds_10_000_concurrent_connections() {
                     Err(e) => panic!("connection {i}: {e}"),
                 }
             }
-            if got.len() == 64 {
+            // Count a connection once: when its echo becomes complete (a
+            // later edge may report the same socket again, as Linux's would).
+            if before < 64 && got.len() >= 64 {
                 assert_eq!(got[..], msg(*i)[..], "connection {i} echo");
                 verified += 1;
             }
