@@ -72,14 +72,10 @@ impl LinkArgs {
         let mtu = self.mtu as usize;
         let opts = TunOptions::new(&name).mtu(mtu);
         let device: Box<dyn Device + Send> = match medium {
-            Medium::Ip => Box::new(
-                opts.open_tun()
-                    .map_err(|e| format!("cannot open TUN device {name}: {e}"))?,
-            ),
-            Medium::Ethernet => Box::new(
-                opts.open_tap()
-                    .map_err(|e| format!("cannot open TAP device {name}: {e}"))?,
-            ),
+            Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
+            Medium::Ethernet => {
+                Box::new(opts.open_tap().map_err(|e| open_error("TAP", &name, &e))?)
+            }
         };
         // A persistent device (`ip tuntap add`) may have its address already,
         // and the kernel's servers be bound to it: then just bring it up.
@@ -125,4 +121,14 @@ impl LinkArgs {
         Runtime::new(stack, device, Clock::new(), Mode::Thread)
             .map_err(|e| format!("cannot start the runtime: {e}"))
     }
+}
+
+/// Why a device would not open, and what to do about it.
+fn open_error(kind: &str, name: &str, e: &std::io::Error) -> LinkError {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        "; is another ustack running on it? Stop it or choose another name"
+    } else {
+        ""
+    };
+    format!("cannot open {kind} device {name}: {e}{hint}")
 }
