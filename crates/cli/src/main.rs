@@ -243,10 +243,15 @@ fn main() -> ExitCode {
                             ))
                         }
                         Err(e) => {
+                            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                                "no such directory".to_string()
+                            } else {
+                                e.to_string()
+                            };
                             return fail(format_args!(
-                                "--root {}: {e}; give an existing directory to serve",
+                                "--root {}: {why}; give an existing directory to serve",
                                 root.display()
-                            ))
+                            ));
                         }
                     };
                     (port, serve::Service::Http { root })
