@@ -304,3 +304,36 @@ fn discard_takes_everything() {
     let st = lab.wait_exit(&server, Duration::from_secs(10));
     assert_eq!(st.code(), Some(0));
 }
+
+#[test]
+fn serve_errors_are_one_line_and_exit_2() {
+    let Some(mut lab) = Lab::new("errs", 8, &["setpriv"]) else {
+        return;
+    };
+    let one_line = |out: &std::process::Output, needle: &str| {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    // Not root.
+    let mut cmd = lab.cmd("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_ustack"))
+        .args(lab.link())
+        .args(["serve", "echo"]);
+    one_line(
+        &run(cmd, None, Duration::from_secs(10)),
+        "root or CAP_NET_ADMIN",
+    );
+    // The TUN is taken by another ustack.
+    let cmd = lab.ustack(&["serve", "discard"]);
+    let _first = lab.serve(cmd);
+    let out = run(
+        lab.ustack(&["serve", "echo"]),
+        None,
+        Duration::from_secs(10),
+    );
+    one_line(&out, "another ustack");
+}
