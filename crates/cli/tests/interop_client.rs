@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A kernel HTTP server on the kernel's address, serving the lab's www/.
@@ -192,4 +193,76 @@ fn ustack_connect_to_a_closed_kernel_port_is_refused() {
     let out = run(lab.ustack(&["get", &url]), None, Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("connection refused"));
+}
+
+#[test]
+fn over_tap_curl_fetches_from_ustack_and_ustack_gets_from_the_kernel() {
+    let Some(mut lab) = Lab::new("tap", 15, &["python3", "curl", "sha256sum", "ss"]) else {
+        return;
+    };
+    lab.tap = true;
+    lab.persistent_tun();
+    std::fs::create_dir_all(lab.dir.join("www")).unwrap();
+    let file = lab.random_file("www/f.bin", 5 << 20, 15);
+    kernel_http(&mut lab, 8000);
+    // ustack -> kernel, resolving the kernel's MAC with ARP.
+    let dl = lab.dir.join("f.dl");
+    let url = format!("http://{}:8000/f.bin", lab.kernel_ip());
+    let out = run(
+        lab.ustack(&["get", &url, "-o", dl.to_str().unwrap()]),
+        None,
+        Duration::from_secs(60),
+    );
+    assert_success(&out, "ustack get over TAP");
+    assert_eq!(sha256(&dl), sha256(&file));
+    // kernel -> ustack.
+    let root = lab.dir.join("www");
+    let cmd = lab.ustack(&[
+        "serve",
+        "http",
+        "--root",
+        root.to_str().unwrap(),
+        "--port",
+        "80",
+    ]);
+    let _server = lab.serve(cmd);
+    let dl2 = lab.dir.join("f2.dl");
+    let mut curl = lab.cmd("curl");
+    curl.args(["-sS", "--fail", "-o"])
+        .arg(&dl2)
+        .arg(format!("http://{}/f.bin", lab.our_ip()));
+    assert_success(&run(curl, None, Duration::from_secs(60)), "curl over TAP");
+    assert_eq!(sha256(&dl2), sha256(&file));
+}
+
+#[test]
+fn ustack_get_draws_a_progress_bar_only_on_a_terminal() {
+    let Some(mut lab) = Lab::new("bar", 16, &["python3", "script", "ss"]) else {
+        return;
+    };
+    lab.persistent_tun();
+    std::fs::create_dir_all(lab.dir.join("www")).unwrap();
+    lab.random_file("www/f.bin", 3 << 20, 16);
+    kernel_http(&mut lab, 8000);
+    let url = format!("http://{}:8000/f.bin", lab.kernel_ip());
+    let dl = lab.dir.join("f.dl");
+    // script(1) gives the command a pseudo-terminal and records what it shows.
+    let line = lab
+        .ustack(&["get", &url, "-o", dl.to_str().unwrap()])
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let typescript = lab.dir.join("typescript");
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &format!("ip {line}")])
+        .arg(&typescript);
+    assert_success(&run(script, None, Duration::from_secs(60)), "script");
+    let shown = text(&std::fs::read(&typescript).unwrap());
+    assert!(
+        shown.contains("100.0%") && shown.contains("MiB/s"),
+        "{shown}"
+    );
+    assert_eq!(std::fs::metadata(&dl).unwrap().len(), 3 << 20);
 }

@@ -88,6 +88,8 @@ pub struct Lab {
     pub children: Vec<Child>,
     pub dir: PathBuf,
     pub subnet: u8,
+    /// A TAP (Ethernet, ARP) instead of a TUN.
+    pub tap: bool,
     pub ns: NetNs,
 }
 
@@ -117,6 +119,7 @@ impl Lab {
             children: Vec::new(),
             dir,
             subnet,
+            tap: false,
             ns,
         })
     }
@@ -132,7 +135,7 @@ impl Lab {
     /// The link options for `ustack`.
     pub fn link(&self) -> Vec<String> {
         vec![
-            "--tun".into(),
+            if self.tap { "--tap" } else { "--tun" }.into(),
             IFNAME.into(),
             "--addr".into(),
             format!("{}/24", self.our_ip()),
@@ -145,7 +148,14 @@ impl Lab {
     /// kernel server can bind to that address before ustack starts.
     pub fn persistent_tun(&self) {
         self.ns
-            .ip(["tuntap", "add", "dev", IFNAME, "mode", "tun"])
+            .ip([
+                "tuntap",
+                "add",
+                "dev",
+                IFNAME,
+                "mode",
+                if self.tap { "tap" } else { "tun" },
+            ])
             .unwrap();
         self.ns
             .ip([
