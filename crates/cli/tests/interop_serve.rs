@@ -337,3 +337,36 @@ fn serve_errors_are_one_line_and_exit_2() {
     );
     one_line(&out, "another ustack");
 }
+
+#[test]
+fn sigusr1_shows_an_established_connection_with_rtt_and_cwnd() {
+    let Some(mut lab) = Lab::new("usr1", 9, &["python3"]) else {
+        return;
+    };
+    let cmd = lab.ustack(&["--stats", "serve", "echo", "--port", "7"]);
+    let server = lab.serve(cmd);
+    // A client that exchanges a few bytes, then holds the connection open.
+    let mut py = lab.cmd("python3");
+    py.args([
+        "-c",
+        "import socket,sys,time\ns=socket.create_connection((sys.argv[1],7),timeout=10)\nfor i in range(5):\n  s.sendall(b'ping'); assert s.recv(4)==b'ping'\nprint('ready', flush=True)\ntime.sleep(20)",
+        &lab.our_ip(),
+    ]);
+    let client = lab.serve_with(py, false);
+    client.wait_for_stdout("ready", Duration::from_secs(10));
+    server.signal("USR1");
+    server.wait_for_stdout("ESTAB", Duration::from_secs(5));
+    let table = server.stdout();
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("ESTAB"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[3], format!("{}:7", lab.our_ip()), "{table}");
+    assert!(row[4].starts_with(&lab.kernel_ip()), "{table}");
+    let rtt: f64 = row[5].parse().unwrap_or_else(|_| panic!("rtt: {table}"));
+    let cwnd: u32 = row[6].parse().unwrap_or_else(|_| panic!("cwnd: {table}"));
+    assert!(rtt < 1000.0 && cwnd > 0, "{table}");
+    assert!(table.contains("LISTEN"), "{table}");
+}
