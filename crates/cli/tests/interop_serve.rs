@@ -159,7 +159,8 @@ fn http_semantics_seen_by_curl() {
     std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
     std::fs::write(www.join("sub/index.html"), "<p>index</p>\n").unwrap();
     std::fs::write(lab.dir.join("secret"), "do not serve\n").unwrap();
-    let _server = http_server(&mut lab, &[]);
+    // A small MTU (the kernel side gets it too): more, smaller segments.
+    let _server = http_server(&mut lab, &["--mtu", "576"]);
     let base = format!("http://{}", lab.our_ip());
     let curl = |args: &[&str]| {
         let mut c = lab.cmd("curl");
@@ -172,6 +173,9 @@ fn http_semantics_seen_by_curl() {
         text(&curl(&a).stdout)
     };
     assert_eq!(text(&curl(&[&format!("{base}/a.txt")]).stdout), "alpha\n");
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(www.join("b.bin"), &body).unwrap();
+    assert!(curl(&[&format!("{base}/b.bin")]).stdout == body);
     assert_eq!(
         text(&curl(&[&format!("{base}/sub/")]).stdout),
         "<p>index</p>\n"
