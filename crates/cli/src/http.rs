@@ -95,6 +95,14 @@ enum NoFile {
 /// The file a request target names under `root` (canonical). Rejects `..`,
 /// and anything (a symlink, say) that resolves outside the root.
 fn resolve(root: &Path, target: &str) -> Result<PathBuf, NoFile> {
+    // The absolute form (RFC 9112 §3.2.2), as proxies send it: drop the
+    // scheme and authority.
+    let target = match target.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http://") => {
+            target[7..].find('/').map_or("/", |i| &target[7 + i..])
+        }
+        _ => target,
+    };
     let path = target.split(['?', '#']).next().unwrap_or("");
     if !path.starts_with('/') {
         return Err(NoFile::BadRequest);
@@ -332,6 +340,12 @@ mod tests {
     fn paths_stay_under_the_root() {
         let (dir, root) = root();
         assert_eq!(resolve(&root, "/a.txt"), Ok(root.join("a.txt")));
+        assert_eq!(resolve(&root, "http://h:80/a.txt"), Ok(root.join("a.txt")));
+        assert_eq!(resolve(&root, "HTTP://h"), Err(NoFile::NotFound));
+        assert_eq!(
+            resolve(&root, "http://h/../secret"),
+            Err(NoFile::BadRequest)
+        );
         assert_eq!(resolve(&root, "/%61.txt?x=1"), Ok(root.join("a.txt")));
         assert_eq!(resolve(&root, "/sub/"), Ok(root.join("sub/index.html")));
         assert_eq!(resolve(&root, "/"), Err(NoFile::NotFound));
