@@ -311,7 +311,7 @@ fn discard_takes_everything() {
 
 #[test]
 fn serve_errors_are_one_line_and_exit_2() {
-    let Some(mut lab) = Lab::new("errs", 8, &["setpriv"]) else {
+    let Some(mut lab) = Lab::new("errs", 8, &["setpriv", "unshare"]) else {
         return;
     };
     let one_line = |out: &std::process::Output, needle: &str| {
@@ -331,6 +331,18 @@ fn serve_errors_are_one_line_and_exit_2() {
         &run(cmd, None, Duration::from_secs(10)),
         "root or CAP_NET_ADMIN",
     );
+    // No /dev/net/tun: hide it under a tmpfs in a mount namespace of its own.
+    let mut cmd = lab.cmd("unshare");
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /dev/net && exec \"$0\" \"$@\"",
+    ])
+    .arg(env!("CARGO_BIN_EXE_ustack"))
+    .args(lab.link())
+    .args(["serve", "echo"]);
+    one_line(&run(cmd, None, Duration::from_secs(10)), "modprobe tun");
     // The TUN is taken by another ustack.
     let cmd = lab.ustack(&["serve", "discard"]);
     let _first = lab.serve(cmd);
