@@ -87,9 +87,15 @@ fn ustack_get_downloads_100_mib_from_a_kernel_server() {
     // To stdout.
     std::fs::write(lab.dir.join("www/hello.txt"), "hello, kernel\n").unwrap();
     let url = format!("http://{}:8000/hello.txt", lab.kernel_ip());
-    let out = run(lab.ustack(&["get", &url]), None, Duration::from_secs(30));
+    let out = run(
+        lab.ustack(&["--stats", "get", &url]),
+        None,
+        Duration::from_secs(30),
+    );
     assert_success(&out, "ustack get to stdout");
+    // The body alone on stdout: the stats go to stderr then.
     assert_eq!(text(&out.stdout), "hello, kernel\n");
+    assert!(text(&out.stderr).contains("Tcp:"), "{}", text(&out.stderr));
 }
 
 /// A kernel server with a chunked body and one that closes to end it.
