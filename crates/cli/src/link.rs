@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use ustack::{Mode, Runtime};
 use ustack_core::wire::{EthernetAddress, Ipv4Cidr};
 use ustack_core::{Medium, Stack, StackConfig};
+use ustack_devices::kernel::ip;
 use ustack_devices::{
     Captured, Clock, Device, Impaired, Impairments, KernelIf, LinkKind, PcapSink, TunOptions,
 };
@@ -71,19 +72,24 @@ impl LinkArgs {
         let mtu = self.mtu as usize;
         let opts = TunOptions::new(&name).mtu(mtu);
         let device: Box<dyn Device + Send> = match medium {
-            Medium::Ip => Box::new(
-                opts.open_tun()
-                    .map_err(|e| format!("cannot open TUN device {name}: {e}"))?,
-            ),
-            Medium::Ethernet => Box::new(
-                opts.open_tap()
-                    .map_err(|e| format!("cannot open TAP device {name}: {e}"))?,
-            ),
+            Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
+            Medium::Ethernet => {
+                Box::new(opts.open_tap().map_err(|e| open_error("TAP", &name, &e))?)
+            }
         };
-        KernelIf::new(&name, self.kernel_addr)
-            .mtu(mtu)
-            .apply(None)
-            .map_err(|e| format!("cannot configure the kernel side of {name}: {e}"))?;
+        // A persistent device (`ip tuntap add`) may have its address already,
+        // and the kernel's servers be bound to it: then just bring it up.
+        let configured = ip(["-o", "-4", "addr", "show", "dev", name.as_str()])
+            .is_ok_and(|out| out.contains(&format!("inet {} ", self.kernel_addr)));
+        if configured {
+            ip(["link", "set", "dev", name.as_str(), "up"])
+                .map_err(|e| format!("cannot bring {name} up: {e}"))?;
+        } else {
+            KernelIf::new(&name, self.kernel_addr)
+                .mtu(mtu)
+                .apply(None)
+                .map_err(|e| format!("cannot configure the kernel side of {name}: {e}"))?;
+        }
         let device: Box<dyn Device + Send> = match self.loss {
             Some(p) if p > 0.0 => {
                 let imp = Impairments::none().with_loss(p);
@@ -115,4 +121,14 @@ impl LinkArgs {
         Runtime::new(stack, device, Clock::new(), Mode::Thread)
             .map_err(|e| format!("cannot start the runtime: {e}"))
     }
+}
+
+/// Why a device would not open, and what to do about it.
+fn open_error(kind: &str, name: &str, e: &std::io::Error) -> LinkError {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        "; is another ustack running on it? Stop it or choose another name"
+    } else {
+        ""
+    };
+    format!("cannot open {kind} device {name}: {e}{hint}")
 }

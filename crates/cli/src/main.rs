@@ -1,12 +1,18 @@
 //! `ustack`: run servers and clients on the user-space stack and see what
 //! it is doing.
 
+mod connect;
 mod demo;
+mod get;
+mod http;
 mod link;
 mod ping;
+mod serve;
+mod stats;
 mod transitions;
 
 use clap::{Parser, Subcommand};
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use ustack_core::Duration;
@@ -20,7 +26,8 @@ use ustack_core::Duration;
 struct Cli {
     #[command(flatten)]
     link: link::LinkArgs,
-    /// At exit, print the counters (netstat -s style).
+    /// At exit (and, for servers, on SIGUSR1) print the counters (netstat -s
+    /// style) and the TCP sockets (ss -tan style).
     #[arg(long, global = true)]
     stats: bool,
     #[command(subcommand)]
@@ -70,6 +77,76 @@ enum Command {
         #[arg(short = 's', long, default_value_t = 56, value_parser = clap::value_parser!(u32).range(0..=65507))]
         size: u32,
     },
+    /// Run a TCP server until SIGINT/SIGTERM (needs --tun or --tap).
+    Serve {
+        /// Stop after this many seconds instead.
+        #[arg(long, global = true, value_name = "SECS", value_parser = seconds)]
+        duration: Option<f64>,
+        #[command(subcommand)]
+        service: ServeCommand,
+    },
+    /// Fetch an http:// URL with HTTP/1.1 (needs --tun or --tap).
+    Get {
+        /// http://ADDRESS[:PORT]/PATH, the address an IPv4 literal (the kernel's, say).
+        url: String,
+        /// Write the body to this file instead of standard output.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Like netcat: standard input to a TCP connection, the connection to
+    /// standard output (needs --tun or --tap).
+    Connect {
+        /// ADDRESS:PORT, the address an IPv4 literal.
+        #[arg(value_name = "HOST:PORT", value_parser = host_port)]
+        addr: SocketAddrV4,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ServeCommand {
+    /// Static files over HTTP/1.1 (GET and HEAD).
+    Http {
+        /// The directory to serve (nothing outside it is reachable).
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        #[arg(long, default_value_t = 80, value_parser = port)]
+        port: u16,
+    },
+    /// RFC 862: sends back what it receives.
+    Echo {
+        #[arg(long, default_value_t = 7, value_parser = port)]
+        port: u16,
+    },
+    /// RFC 863: reads and throws away.
+    Discard {
+        #[arg(long, default_value_t = 9, value_parser = port)]
+        port: u16,
+    },
+    /// RFC 864: sends a rotating pattern of characters until the client leaves.
+    Chargen {
+        #[arg(long, default_value_t = 19, value_parser = port)]
+        port: u16,
+    },
+}
+
+fn port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("'{s}' is not a port number (1 to 65535)")),
+    }
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && (0.0..=1e9).contains(&t) => Ok(t),
+        _ => Err(format!("'{s}' is not a number of seconds")),
+    }
+}
+
+fn host_port(s: &str) -> Result<SocketAddrV4, String> {
+    s.parse().map_err(|_| {
+        format!("'{s}' is not ADDRESS:PORT with an IPv4 address (ustack has no DNS), e.g. 10.200.0.1:80")
+    })
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -94,9 +171,21 @@ fn print_out(text: &str) -> ExitCode {
     }
 }
 
-/// The counters, netstat -s style.
-fn print_stats(rt: &ustack::Runtime) {
-    print!("{}", rt.counters());
+/// The counters and the socket table, to stdout, or to stderr when stdout
+/// carries data.
+fn print_stats(rt: &ustack::Runtime, to_stderr: bool) {
+    let text = stats::render(rt);
+    if to_stderr {
+        eprint!("{text}");
+    } else {
+        let _ = print_out(&text);
+    }
+}
+
+/// A one-line error and exit status 2.
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ustack: {msg}");
+    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
@@ -135,7 +224,7 @@ fn main() -> ExitCode {
                 size as usize,
             );
             if stats {
-                print_stats(&rt);
+                print_stats(&rt, false);
             }
             match r {
                 Ok(true) => ExitCode::SUCCESS,
@@ -144,6 +233,88 @@ fn main() -> ExitCode {
                     eprintln!("ustack: {e}");
                     ExitCode::from(2)
                 }
+            }
+        }
+        Command::Serve { duration, service } => {
+            let (port, service) = match service {
+                ServeCommand::Http { root, port } => {
+                    let root = match root.canonicalize() {
+                        Ok(r) if r.is_dir() => r,
+                        Ok(_) => {
+                            return fail(format_args!(
+                                "--root {} is not a directory; give the directory to serve",
+                                root.display()
+                            ))
+                        }
+                        Err(e) => {
+                            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                                "no such directory".to_string()
+                            } else {
+                                e.to_string()
+                            };
+                            return fail(format_args!(
+                                "--root {}: {why}; give an existing directory to serve",
+                                root.display()
+                            ));
+                        }
+                    };
+                    (port, serve::Service::Http { root })
+                }
+                ServeCommand::Echo { port } => (port, serve::Service::Echo),
+                ServeCommand::Discard { port } => (port, serve::Service::Discard),
+                ServeCommand::Chargen { port } => (port, serve::Service::Chargen),
+            };
+            let signals = match serve::Signals::install(duration.map(Duration::from_secs_f64)) {
+                Ok(s) => s,
+                Err(e) => return fail(format_args!("cannot catch signals: {e}")),
+            };
+            let rt = match cli.link.start("serve") {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            // The stats are printed by the serve loop (at exit and on SIGUSR1).
+            match serve::run(
+                &rt,
+                cli.link.addr.address(),
+                port,
+                &service,
+                &signals,
+                stats,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Get { url, output } => {
+            let url = match get::parse_url(&url) {
+                Ok(u) => u,
+                Err(e) => return fail(e),
+            };
+            let rt = match cli.link.start("get") {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            let r = get::run(&rt, &url, output.as_deref());
+            if stats {
+                print_stats(&rt, output.is_none());
+            }
+            match r {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Connect { addr } => {
+            let rt = match cli.link.start("connect") {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            let r = connect::run(&rt, addr);
+            if stats {
+                print_stats(&rt, true);
+            }
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
             }
         }
         Command::Demo {

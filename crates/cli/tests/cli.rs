@@ -83,13 +83,42 @@ fn bad_arguments_name_the_problem_and_exit_2() {
             &["demo", "--pcap", "/nonexistent-dir/x.pcap"][..],
             "cannot write pcap file /nonexistent-dir/x.pcap",
         ),
+        (
+            &["serve", "http", "--root", "/nonexistent-dir"][..],
+            "--root /nonexistent-dir: no such directory; give an existing directory",
+        ),
+        (
+            &["serve", "http", "--root", "/etc/hostname"][..],
+            "is not a directory",
+        ),
+        (&["serve", "http"][..], "--root"),
+        (&["serve", "echo", "--port", "0"][..], "not a port number"),
+        (
+            &["serve", "echo", "--duration", "soon"][..],
+            "not a number of seconds",
+        ),
+        (&["get", "ftp://10.0.0.1/"][..], "only http:// URLs"),
+        (&["get", "http://example.com/"][..], "no DNS"),
+        (&["get", "http://10.0.0.1:99999/"][..], "not a port number"),
+        (&["connect", "example.com:80"][..], "ADDRESS:PORT"),
+        (
+            &["connect", "10.0.0.1:80"][..],
+            "connect needs a link: give --tun NAME or --tap NAME",
+        ),
+        (
+            &["--tun", "a", "--tap", "b", "serve", "echo"][..],
+            "cannot be used with",
+        ),
     ] {
         let out = ustack(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
-        let error_lines = err.lines().filter(|l| l.contains("error")).count();
+        let error_lines = err
+            .lines()
+            .filter(|l| l.starts_with("error:") || l.starts_with("ustack:"))
+            .count();
         assert_eq!(error_lines, 1, "one line names the problem: {err}");
     }
 }

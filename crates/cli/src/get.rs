@@ -1,0 +1,363 @@
+//! `ustack get URL [-o FILE]`: an HTTP/1.1 client on the stack.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use ustack::net::TcpStream;
+use ustack::Runtime;
+
+/// How long the handshake may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a read may wait for the server.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// An `http://` URL with an IPv4 literal host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub addr: SocketAddrV4,
+    /// As written, for the Host header.
+    pub authority: String,
+    pub path: String,
+}
+
+/// Parses `http://A.B.C.D[:PORT][/PATH]`.
+pub fn parse_url(s: &str) -> Result<Url, String> {
+    let rest = match s.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{s}: only http:// URLs are supported, not {scheme}://"
+            ))
+        }
+        None => return Err(format!("{s}: not a URL; write http://ADDRESS[:PORT]/PATH")),
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let path = path.split('#').next().unwrap_or("/");
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("{s}: '{p}' is not a port number"))?,
+        ),
+        None => (authority, 80),
+    };
+    let ip: Ipv4Addr = host.parse().map_err(|_| {
+        format!("{s}: host '{host}' is not an IPv4 address (ustack has no DNS); use the kernel's address, e.g. http://10.200.0.1/")
+    })?;
+    Ok(Url {
+        addr: SocketAddrV4::new(ip, port),
+        authority: authority.to_owned(),
+        path,
+    })
+}
+
+/// A few words for a connection error, with what the user can do.
+pub fn describe(e: &io::Error) -> String {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused (nothing listens on that port)".into(),
+        TimedOut | WouldBlock => "timed out (is the address right and the peer up?)".into(),
+        ConnectionReset => "connection reset by peer".into(),
+        HostUnreachable => "host unreachable".into(),
+        NetworkUnreachable => "network unreachable (is the address on the link's subnet?)".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Connects with a time limit; the error is one readable line.
+pub fn connect(rt: &Runtime, addr: SocketAddrV4) -> Result<TcpStream, String> {
+    TcpStream::connect_timeout(rt, &SocketAddr::V4(addr), CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {}", describe(&e)))
+}
+
+/// Buffered reading from the connection.
+struct Conn<'a> {
+    s: &'a TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Conn<'_> {
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Reads more; Ok(0) at EOF.
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+        }
+        loop {
+            let mut r = self.s;
+            match r.read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// One CRLF-terminated line (without it).
+    fn line(&mut self) -> io::Result<String> {
+        loop {
+            if let Some(i) = self.buffered().windows(2).position(|w| w == b"\r\n") {
+                let l = String::from_utf8_lossy(&self.buffered()[..i]).into_owned();
+                self.consume(i + 2);
+                return Ok(l);
+            }
+            if self.fill()? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Copies up to `limit` bytes (None: to EOF) to `out`; returns how many.
+    fn copy(&mut self, limit: Option<u64>, out: &mut Sink) -> io::Result<u64> {
+        let mut done = 0u64;
+        loop {
+            let want = limit.map_or(usize::MAX, |l| {
+                usize::try_from(l - done).unwrap_or(usize::MAX)
+            });
+            if want == 0 {
+                return Ok(done);
+            }
+            if self.buffered().is_empty() && self.fill()? == 0 {
+                return Ok(done);
+            }
+            let n = self.buffered().len().min(want);
+            out.write(&self.buf[self.start..self.start + n])?;
+            self.consume(n);
+            done += n as u64;
+        }
+    }
+}
+
+/// Where the body goes, with a progress bar on a terminal's stderr.
+struct Sink {
+    out: Box<dyn Write>,
+    total: Option<u64>,
+    done: u64,
+    bar: bool,
+    started: Instant,
+    drawn: Instant,
+}
+
+impl Sink {
+    fn write(&mut self, b: &[u8]) -> io::Result<()> {
+        self.out.write_all(b)?;
+        self.done += b.len() as u64;
+        if self.bar && self.drawn.elapsed() >= Duration::from_millis(100) {
+            self.draw();
+        }
+        Ok(())
+    }
+
+    fn draw(&mut self) {
+        self.drawn = Instant::now();
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let rate = mib(self.done) / self.started.elapsed().as_secs_f64().max(1e-3);
+        let line = match self.total {
+            Some(t) if t > 0 => {
+                let frac = self.done as f64 / t as f64;
+                let filled = (frac * 30.0) as usize;
+                format!(
+                    "\r[{}{}] {:5.1}% {:.1}/{:.1} MiB {rate:.1} MiB/s ",
+                    "#".repeat(filled.min(30)),
+                    " ".repeat(30 - filled.min(30)),
+                    frac * 100.0,
+                    mib(self.done),
+                    mib(t)
+                )
+            }
+            _ => format!("\r{:.1} MiB {rate:.1} MiB/s ", mib(self.done)),
+        };
+        let _ = io::stderr().write_all(line.as_bytes());
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.bar {
+            self.draw();
+            let _ = io::stderr().write_all(b"\n");
+        }
+        self.out.flush()
+    }
+}
+
+/// Fetches `url` into `out` (None: stdout); returns the body's length.
+pub fn run(rt: &Runtime, url: &Url, out: Option<&Path>) -> Result<u64, String> {
+    let s = connect(rt, url.addr)?;
+    let _ = s.set_read_timeout(Some(READ_TIMEOUT));
+    let what = format!("http://{}{}", url.authority, url.path);
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ustack/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        url.path,
+        url.authority,
+        env!("CARGO_PKG_VERSION")
+    );
+    (&s).write_all(req.as_bytes())
+        .map_err(|e| format!("{what}: sending the request: {}", describe(&e)))?;
+    let mut conn = Conn {
+        s: &s,
+        buf: vec![0u8; MAX_HEAD],
+        start: 0,
+        end: 0,
+    };
+    let io_err = |e: io::Error| format!("{what}: {}", describe(&e));
+    // The head (skipping any 1xx interim responses).
+    let (status, reason, length, chunked) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(conn.buffered()) {
+            Ok(httparse::Status::Complete(n)) => {
+                let status = resp.code.unwrap_or(0);
+                let mut length = None;
+                let mut chunked = false;
+                for h in resp.headers.iter() {
+                    let v = String::from_utf8_lossy(h.value);
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        length = Some(v.trim().parse::<u64>().map_err(|_| {
+                            format!("{what}: bad Content-Length '{v}' in the response")
+                        })?);
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        chunked = v.to_ascii_lowercase().contains("chunked");
+                    }
+                }
+                let reason = resp.reason.unwrap_or("").to_owned();
+                conn.consume(n);
+                if (100..200).contains(&status) {
+                    continue;
+                }
+                break (status, reason, length, chunked);
+            }
+            Ok(httparse::Status::Partial) => match conn.fill() {
+                Ok(0) => {
+                    return Err(format!(
+                        "{what}: the server closed the connection without a response"
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(io_err(e)),
+            },
+            Err(e) => return Err(format!("{what}: malformed response: {e}")),
+        }
+    };
+    if !(200..300).contains(&status) {
+        return Err(format!("{what}: the server answered {status} {reason}"));
+    }
+    let writer: Box<dyn Write> = match out {
+        Some(p) => Box::new(io::BufWriter::with_capacity(
+            256 * 1024,
+            File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+        )),
+        None => Box::new(io::BufWriter::with_capacity(
+            256 * 1024,
+            io::stdout().lock(),
+        )),
+    };
+    let mut sink = Sink {
+        out: writer,
+        total: if chunked { None } else { length },
+        done: 0,
+        bar: io::stderr().is_terminal(),
+        started: Instant::now(),
+        drawn: Instant::now(),
+    };
+    let body = if chunked {
+        copy_chunked(&mut conn, &mut sink)
+    } else {
+        conn.copy(length, &mut sink)
+    };
+    let got = match body {
+        Ok(n) => n,
+        // `ustack get URL | head`: the reader had enough.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe && out.is_none() => return Ok(sink.done),
+        Err(e) => return Err(io_err(e)),
+    };
+    if let Some(want) = length.filter(|_| !chunked) {
+        if got < want {
+            return Err(format!(
+                "{what}: the connection closed after {got} of {want} bytes"
+            ));
+        }
+    }
+    match sink.finish() {
+        Ok(()) => Ok(got),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe && out.is_none() => Ok(got),
+        Err(e) => Err(format!("{what}: writing the body: {e}")),
+    }
+}
+
+/// A chunked body (RFC 9112 §7.1): size lines, data, trailers.
+fn copy_chunked(conn: &mut Conn<'_>, sink: &mut Sink) -> io::Result<u64> {
+    let bad =
+        |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunked body: {m}"));
+    let mut total = 0;
+    loop {
+        let line = conn.line()?;
+        let size = line.split(';').next().unwrap_or("").trim();
+        let size = u64::from_str_radix(size, 16).map_err(|_| bad("chunk size"))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            while !conn.line()?.is_empty() {}
+            return Ok(total);
+        }
+        let n = conn.copy(Some(size), sink)?;
+        if n < size {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        total += n;
+        if !conn.line()?.is_empty() {
+            return Err(bad("no CRLF after a chunk"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("http://10.1.2.3:8080/a/b?c=d#frag").unwrap();
+        assert_eq!(u.addr, "10.1.2.3:8080".parse().unwrap());
+        assert_eq!(u.path, "/a/b?c=d");
+        assert_eq!(u.authority, "10.1.2.3:8080");
+        let u = parse_url("HTTP://10.1.2.3").unwrap();
+        assert_eq!((u.addr.port(), u.path.as_str()), (80, "/"));
+        assert!(parse_url("https://10.1.2.3/")
+            .unwrap_err()
+            .contains("only http://"));
+        assert!(parse_url("http://example.com/")
+            .unwrap_err()
+            .contains("no DNS"));
+        assert!(parse_url("http://10.1.2.3:0/").is_err());
+        assert!(parse_url("10.1.2.3/").unwrap_err().contains("not a URL"));
+    }
+}
