@@ -1,5 +1,4 @@
-//! TCP bugs the CLI's work ran into, each as a minimal failing test, ignored
-//! until the core is fixed (the CLI does not work around them).
+//! TCP bugs found by work above the core, each kept as a regression test.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -15,7 +14,6 @@ use ustack::net::{TcpListener, TcpStream};
 /// of crates/ustack/tests/std_like.rs (`rtt > 0` after the echo); a capture
 /// shows: ... ACK(ack=FIN+1), [Window Update] ACK, then RST from the peer.
 #[test]
-#[ignore = "core/tcp: a window update sent in TIME_WAIT draws a RST that ends TIME_WAIT"]
 fn active_closer_stays_in_time_wait_and_draws_no_reset() {
     for round in 0..20 {
         let (a, b) = ustack::memnet::pair().unwrap();
