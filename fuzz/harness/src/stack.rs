@@ -88,6 +88,11 @@ pub struct Subject {
     pub udp: SocketHandle,
     pub connected: SocketHandle,
     pub ping: SocketHandle,
+    /// A TCP listener on `ME:80` and a client connecting to `PEER:80`.
+    pub listener: SocketHandle,
+    pub client: SocketHandle,
+    /// Connections accepted from the listener and still open.
+    accepted: Vec<SocketHandle>,
     seq: u16,
     counters: Counters,
     buf: Vec<u8>,
@@ -110,6 +115,13 @@ impl Subject {
             .udp_connect(connected, SocketAddrV4::new(PEER, PEER_PORT))
             .expect("connect");
         let ping = stack.icmp_open();
+        let listener = stack.tcp_open();
+        stack
+            .tcp_bind(listener, SocketAddrV4::new(ME, 80))
+            .expect("tcp bind");
+        stack.tcp_listen(listener, 4).expect("listen");
+        let client = stack.tcp_open();
+        let _ = stack.tcp_connect(START, client, SocketAddrV4::new(PEER, 80)); // EINPROGRESS
         let counters = *stack.counters();
         let mut s = Subject {
             stack,
@@ -117,6 +129,9 @@ impl Subject {
             udp,
             connected,
             ping,
+            listener,
+            client,
+            accepted: Vec::new(),
             seq: 0,
             counters,
             buf: vec![0u8; 2048],
@@ -145,6 +160,7 @@ impl Subject {
         let _ = self
             .stack
             .udp_send_to(self.connected, b"fuzz datagram", None);
+        let _ = self.stack.tcp_send(self.now, self.client, b"fuzz stream");
     }
 
     /// One step: move the clock by `dt` (running every deadline on the
@@ -219,6 +235,38 @@ impl Subject {
             ));
         }
         while self.stack.icmp_recv(self.ping).is_ok() {}
+        // TCP: accept (keeping at most 8 open), read, close at EOF or error.
+        while let Ok((h, _)) = self.stack.tcp_accept(self.listener) {
+            self.accepted.push(h);
+            if self.accepted.len() > 8 {
+                let old = self.accepted.remove(0);
+                self.stack.close(old).expect("close an accepted socket");
+            }
+        }
+        let mut keep = Vec::new();
+        for h in std::mem::take(&mut self.accepted) {
+            let open = (0..1000).find_map(|_| match self.stack.tcp_recv(h, &mut buf) {
+                Ok(0) => Some(false),
+                Ok(n) => {
+                    assert!(n <= buf.len());
+                    None
+                }
+                Err(ustack_core::Errno::EAGAIN) => Some(true),
+                Err(_) => Some(false),
+            });
+            if open == Some(false) {
+                self.stack.close(h).expect("close an accepted socket");
+            } else {
+                keep.push(h);
+            }
+        }
+        self.accepted = keep;
+        for _ in 0..1000 {
+            match self.stack.tcp_recv(self.client, &mut buf) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
         let _ = self.stack.take_readiness_changes();
     }
 
@@ -230,7 +278,12 @@ impl Subject {
             s.reassembly_bytes(),
             s.config().reassembly.max_bytes
         );
-        assert_eq!(s.socket_count(), 3, "sockets appeared or vanished");
+        assert_eq!(
+            s.socket_count(),
+            5 + self.accepted.len(),
+            "sockets appeared or vanished"
+        );
+        s.tcp_check_invariants();
         if s.config().medium == Medium::Ethernet {
             let entries = s.arp_entries(self.now);
             assert!(entries.len() <= s.config().arp.max_entries);
