@@ -5,6 +5,7 @@ use clap::Args;
 use std::path::PathBuf;
 use ustack::{Mode, Runtime};
 use ustack_core::wire::{EthernetAddress, Ipv4Cidr};
+use ustack_core::Duration;
 use ustack_core::{Medium, Stack, StackConfig};
 use ustack_devices::kernel::ip;
 use ustack_devices::{
@@ -32,6 +33,13 @@ pub struct LinkArgs {
     /// Drop this fraction of frames in each direction (ustack's own device layer).
     #[arg(long, value_name = "P", value_parser = crate::probability)]
     pub loss: Option<f64>,
+    /// Hold back this fraction of frames by 5 ms in each direction, so later
+    /// ones overtake them (reordering in ustack's own device layer).
+    #[arg(long, value_name = "P", value_parser = crate::probability)]
+    pub reorder: Option<f64>,
+    /// Add this one-way delay, in milliseconds, in each direction.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub delay: Option<u64>,
     /// Write every frame ustack sends and receives to this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -46,7 +54,12 @@ pub type LinkError = String;
 impl LinkArgs {
     /// Whether any link option was given (the demo takes none).
     pub fn given(&self) -> bool {
-        self.tun.is_some() || self.tap.is_some() || self.loss.is_some() || self.pcap.is_some()
+        self.tun.is_some()
+            || self.tap.is_some()
+            || self.loss.is_some()
+            || self.reorder.is_some()
+            || self.delay.is_some()
+            || self.pcap.is_some()
     }
 
     /// Opens the device, configures the kernel side, and starts a runtime.
@@ -90,12 +103,17 @@ impl LinkArgs {
                 .apply(None)
                 .map_err(|e| format!("cannot configure the kernel side of {name}: {e}"))?;
         }
-        let device: Box<dyn Device + Send> = match self.loss {
-            Some(p) if p > 0.0 => {
-                let imp = Impairments::none().with_loss(p);
-                Box::new(Impaired::new(device, self.seed, imp, imp))
-            }
-            _ => device,
+        let imp = Impairments::none()
+            .with_loss(self.loss.unwrap_or(0.0))
+            .with_reorder(self.reorder.unwrap_or(0.0), Duration::from_millis(5))
+            .with_delay(Duration::from_millis(self.delay.unwrap_or(0)));
+        let impaired = self.loss.is_some_and(|p| p > 0.0)
+            || self.reorder.is_some_and(|p| p > 0.0)
+            || self.delay.is_some_and(|d| d > 0);
+        let device: Box<dyn Device + Send> = if impaired {
+            Box::new(Impaired::new(device, self.seed, imp, imp))
+        } else {
+            device
         };
         let device: Box<dyn Device + Send> = match &self.pcap {
             Some(path) => {
