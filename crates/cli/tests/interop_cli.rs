@@ -153,3 +153,41 @@ fn errors_are_one_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("same subnet"), "{err}");
 }
+
+#[test]
+fn delay_in_the_device_layer_shows_in_the_rtt() {
+    if !can_run() {
+        return;
+    }
+    let ns = ns("delay");
+    let out = ustack_in(
+        &ns,
+        &[
+            "--tun",
+            "ustk4",
+            "--addr",
+            "10.230.4.2/24",
+            "--kernel-addr",
+            "10.230.4.1/24",
+            "--delay",
+            "20",
+            "--reorder",
+            "0.5",
+            "ping",
+            "10.230.4.1",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let min: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rtt min/avg/max/mdev = "))
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.parse().ok())
+        .expect("an rtt line");
+    assert!(min >= 40.0, "20 ms each way: rtt min {min} ms");
+}
