@@ -102,6 +102,54 @@ pub struct TcpConfig {
     pub max_buf: usize,
     /// RSTs and challenge ACKs queued for output before more are dropped.
     pub max_ctl_queue: usize,
+    /// Congestion control for new connections (Linux default: CUBIC).
+    pub congestion: Congestion,
+    /// Initial congestion window in segments (RFC 6928: 10).
+    pub initial_window: u32,
+    /// Delayed-ACK timer (RFC 9293 §3.8.6.3 allows up to 500 ms; RFC 1122
+    /// asks for less than 0.5 s; Linux's minimum and our default is 40 ms).
+    pub delayed_ack: Duration,
+    /// Segments ACKed at once at connection start (Linux quick-ack mode).
+    pub quickack_segments: u32,
+    /// Offer and use SACK (RFC 2018), timestamps (RFC 7323), window scaling.
+    pub sack: bool,
+    pub timestamps: bool,
+    pub window_scaling: bool,
+    /// Receive-buffer autotuning: a socket without an explicit SO_RCVBUF
+    /// grows its buffer up to this as the application keeps up
+    /// (`tcp_rmem[2]` = 6 MiB); the send buffer likewise to `max_sndbuf`
+    /// (`tcp_wmem[2]` = 4 MiB). Set to the defaults to disable growth.
+    pub max_rcvbuf: usize,
+    pub max_sndbuf: usize,
+    /// Byte ranges held in the out-of-order queue at most; a segment that
+    /// would need more is dropped (the memory is bounded by the window anyway).
+    pub max_ofo_ranges: usize,
+    /// Collapse cwnd to the initial window after an idle period longer than
+    /// the RTO (RFC 5681 §4.1; Linux `tcp_slow_start_after_idle` = 1).
+    pub slow_start_after_idle: bool,
+}
+
+/// Which congestion controller a connection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Congestion {
+    /// RFC 5681 / RFC 6582.
+    NewReno,
+    /// RFC 9438 (the default, as Linux).
+    #[default]
+    Cubic,
+}
+
+impl core::str::FromStr for Congestion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "reno" | "newreno" => Ok(Congestion::NewReno),
+            "cubic" => Ok(Congestion::Cubic),
+            _ => Err(format!(
+                "unknown congestion control {s:?} (use newreno or cubic)"
+            )),
+        }
+    }
 }
 
 impl Default for TcpConfig {
@@ -128,6 +176,17 @@ impl Default for TcpConfig {
             rcvbuf: 128 * 1024,
             max_buf: 4 << 20,
             max_ctl_queue: 1024,
+            congestion: Congestion::Cubic,
+            initial_window: 10,
+            delayed_ack: Duration::from_millis(40),
+            quickack_segments: 16,
+            sack: true,
+            timestamps: true,
+            window_scaling: true,
+            max_rcvbuf: 6 << 20,
+            max_sndbuf: 4 << 20,
+            max_ofo_ranges: 64,
+            slow_start_after_idle: true,
         }
     }
 }

@@ -32,7 +32,7 @@ pub mod tcp;
 pub mod time;
 pub mod udp;
 
-pub use config::{Medium, StackConfig, TcpConfig};
+pub use config::{Congestion, Medium, StackConfig, TcpConfig};
 pub use counters::Counters;
 pub use errno::Errno;
 pub use socket::{Readiness, SocketHandle};

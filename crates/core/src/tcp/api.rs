@@ -41,9 +41,21 @@ pub struct TcpInfo {
     pub rcv_wscale: u8,
     pub timestamps: bool,
     pub sack: bool,
-    /// Congestion window and threshold (placeholders until congestion control lands).
+    /// Congestion window and slow-start threshold in bytes.
     pub cwnd: u32,
     pub ssthresh: u32,
+    /// The congestion controller's name (`cubic`, `newreno`).
+    pub congestion: &'static str,
+    /// Loss-recovery state as Linux names it: Open, Disorder, Recovery, Loss.
+    pub ca_state: &'static str,
+    /// Bytes the peer has SACKed above SND.UNA, and bytes judged lost.
+    pub sacked: u32,
+    pub lost: u32,
+    /// Bytes held in the out-of-order queue.
+    pub ofo_bytes: u32,
+    /// Our receive buffer and send buffer limits now (after autotuning).
+    pub rcvbuf: usize,
+    pub sndbuf: usize,
     /// Bytes (plus SYN/FIN) sent and not acknowledged.
     pub unacked: u32,
     /// Bytes in the send buffer, and in the receive buffer (for a
@@ -657,6 +669,13 @@ impl Stack {
             sack: false,
             cwnd: 0,
             ssthresh: 0,
+            congestion: "",
+            ca_state: "",
+            sacked: 0,
+            lost: 0,
+            ofo_bytes: 0,
+            rcvbuf: s.opts.rcvbuf,
+            sndbuf: s.opts.sndbuf,
             unacked: 0,
             send_queue: 0,
             recv_queue: 0,
@@ -857,9 +876,11 @@ impl Stack {
         self.tcp_set_opt(now, h, |o| {
             if let Some(r) = rcvbuf {
                 o.rcvbuf = r.clamp(2048, max);
+                o.rcvbuf_locked = true;
             }
             if let Some(s) = sndbuf {
                 o.sndbuf = s.clamp(2048, max);
+                o.sndbuf_locked = true;
             }
         })
     }
@@ -888,9 +909,28 @@ impl Stack {
         })
     }
 
-    /// TCP_NODELAY (recorded; Nagle arrives with the data-transfer work).
+    /// TCP_NODELAY: on sends small segments at once (no Nagle, RFC 896);
+    /// turning it on also pushes anything Nagle was holding back.
     pub fn tcp_set_nodelay(&mut self, h: SocketHandle, on: bool) -> Result<()> {
         let now = self.tcp.now;
         self.tcp_set_opt(now, h, |o| o.nodelay = on)
+    }
+
+    /// TCP_CORK: while on, only full segments go out; turning it off sends
+    /// what was held.
+    pub fn tcp_set_cork(&mut self, h: SocketHandle, on: bool) -> Result<()> {
+        let now = self.tcp.now;
+        self.tcp_set_opt(now, h, |o| o.cork = on)
+    }
+
+    /// TCP_CONGESTION: the controller for this socket (before connect or
+    /// listen; an established connection keeps its own).
+    pub fn tcp_set_congestion(
+        &mut self,
+        h: SocketHandle,
+        cc: crate::config::Congestion,
+    ) -> Result<()> {
+        let now = self.tcp.now;
+        self.tcp_set_opt(now, h, |o| o.congestion = cc)
     }
 }

@@ -130,8 +130,15 @@ pub struct TcpOptions {
     pub maxseg: Option<u16>,
     /// TCP_USER_TIMEOUT (RFC 5482).
     pub user_timeout: Option<Duration>,
-    /// TCP_NODELAY (stored; Nagle comes with the data-transfer work).
+    /// TCP_NODELAY: turns Nagle's algorithm (RFC 896) off.
     pub nodelay: bool,
+    /// TCP_CORK: hold partial segments until uncorked (or 200 ms pass).
+    pub cork: bool,
+    /// SO_RCVBUF / SO_SNDBUF was set: that buffer is not autotuned.
+    pub rcvbuf_locked: bool,
+    pub sndbuf_locked: bool,
+    /// TCP_CONGESTION.
+    pub congestion: crate::config::Congestion,
 }
 
 impl TcpOptions {
@@ -150,6 +157,10 @@ impl TcpOptions {
             maxseg: None,
             user_timeout: None,
             nodelay: false,
+            cork: false,
+            rcvbuf_locked: false,
+            sndbuf_locked: false,
+            congestion: cfg.congestion,
         }
     }
 }
