@@ -284,6 +284,22 @@ fn segs(from: u32, n: u32) -> Vec<(u32, u32)> {
     (0..n).map(|i| (from + i * MSS, MSS)).collect()
 }
 
+/// The harness itself: SACK blocks survive the trip through the wire
+/// format both ways, in order.
+#[test]
+fn segscript_sack_blocks_round_trip() {
+    let blocks = [(5000, 6000), (3000, 4000), (1000, 2000)];
+    let x = seg(ACK).seq(7).ack(1).ts(1, 2).sack(&blocks);
+    let y = Seg::parse(&x.to_ip()).unwrap();
+    assert_eq!(y.sack, blocks.to_vec(), "three fit beside timestamps");
+    let x = seg(ACK)
+        .seq(7)
+        .ack(1)
+        .sack(&[(1, 2), (3, 4), (5, 6), (7, 8)]);
+    assert_eq!(Seg::parse(&x.to_ip()).unwrap().sack.len(), 4);
+    assert!(Seg::parse(&seg(ACK).to_ip()).unwrap().sack.is_empty());
+}
+
 // ---------------------------------------------------------------------
 // Receiver: delayed ACK, quick ACK, out-of-order data and SACK blocks.
 // ---------------------------------------------------------------------
@@ -334,6 +350,27 @@ fn delayed_ack_every_second_full_segment_or_after_the_timer() {
     assert_eq!(k.counters().delayed_acks, 2, "ACKs sent by the timer");
     let mut buf = vec![0u8; 10_000];
     assert_eq!(k.s.stack.tcp_recv(k.c, &mut buf), Ok(4580));
+}
+
+/// A reply written before the delayed-ACK timer fires carries the ACK;
+/// no separate ACK follows (RFC 1122 §4.2.3.2: the point of delaying).
+#[test]
+fn a_reply_within_the_delay_carries_the_ack() {
+    let cfg = cfg_with(|t| t.quickack_segments = 0);
+    let mut k = open(cfg, Peer::plain());
+    k.s.run_to(1.0);
+    k.peer_data(0, 100);
+    k.s.run_to(1.01);
+    k.write(50);
+    let out = k.s.take();
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (at, x) = &out[0];
+    assert_eq!(x.ack, P0 + 100, "the data segment ACKs: {x}");
+    assert_eq!(x.payload.len(), 50);
+    assert_eq!(*at, k.s.now);
+    k.s.run_to(1.2);
+    k.s.expect_silence();
+    assert_eq!(k.counters().delayed_acks, 0);
 }
 
 /// Linux's quick-ack mode: the first `quickack_segments` data segments
