@@ -299,14 +299,25 @@ fn both_ways(len: usize, imp: Impairments, seed: u64, deadline: Duration) -> Out
         })
     });
     let took = sim.now() - start;
+    // Nothing left to happen before the deadline: no frame in flight, no
+    // timer armed on either host. A connection that still has work then
+    // waits for ever.
+    let stalled = sim.link.poll_at().is_none() && sim.hosts.iter().all(|h| h.poll_at().is_none());
     for i in 0..2 {
         let j = 1 - i;
         assert!(
             done,
-            "not done in {deadline:?}: host {i} read {} of {len}, eof {}, state {:?}",
+            "not done: {} after {took:?} (deadline {deadline:?}): host {i} read {} of {len}, \
+             eof {}, state {:?}, info {:?}",
+            if stalled {
+                "stalled, no frame in flight and no timer armed,"
+            } else {
+                "still running"
+            },
             sink[i].got,
             sink[i].eof,
-            handles[i].map(|h| s_state(&sim, i, h))
+            handles[i].map(|h| s_state(&sim, i, h)),
+            handles[i].map(|h| sim.hosts[i].stack.tcp_info(h)),
         );
         assert_eq!(sink[i].got, len, "bytes host {i} read");
         assert_eq!(
