@@ -1075,6 +1075,42 @@ fn loss_response_halves_for_newreno_and_is_0_7_for_cubic() {
     }
 }
 
+/// RFC 5681 §4.1: after an idle period longer than the RTO, cwnd restarts
+/// from min(IW, cwnd) (`slow_start_after_idle`, Linux's default); with the
+/// knob off the window is kept.
+#[test]
+fn cwnd_restarts_after_idle_unless_disabled() {
+    for on in [true, false] {
+        let cfg = cfg_with(|t| {
+            t.slow_start_after_idle = on;
+            t.congestion = Congestion::NewReno;
+            t.sndbuf = 1 << 20;
+        });
+        let mut k = open(cfg, Peer::plain().ws(7));
+        k.write(20 * MSS as usize);
+        assert_eq!(k.data_out(), segs(0, 10));
+        k.ack(10 * MSS);
+        assert_eq!(k.data_out(), segs(10 * MSS, 10), "cwnd 12 MSS now");
+        k.ack(20 * MSS);
+        let grown = k.info().cwnd;
+        assert!(grown >= 12 * MSS, "{grown}");
+        // Idle for 1 s, five times the RTO (200 ms).
+        k.s.wait(1.0);
+        k.no_data("idle");
+        k.write(40 * MSS as usize);
+        let out = k.data_out();
+        if on {
+            assert_eq!(out, segs(20 * MSS, 10), "restarted at the initial window");
+            assert_eq!(k.info().cwnd, 10 * MSS);
+            assert_eq!(k.counters().idle_restarts, 1);
+        } else {
+            assert_eq!(out, segs(20 * MSS, grown / MSS), "the window is kept");
+            assert_eq!(k.info().cwnd, grown);
+            assert_eq!(k.counters().idle_restarts, 0);
+        }
+    }
+}
+
 /// TCP_CONGESTION on a socket before connect picks its controller.
 #[test]
 fn congestion_control_is_chosen_per_socket() {
