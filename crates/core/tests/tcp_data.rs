@@ -768,6 +768,41 @@ fn rto_retransmits_the_first_segment_doubles_and_resets_on_new_ack() {
     }
 }
 
+/// While retransmitting after a timeout, the ACKs we send for the peer's
+/// data carry SEQ = SND.MAX (the highest we sent), not the SND.UNA a
+/// go-back-N retransmission starts from: the peer may hold everything we
+/// sent, and a zero-length segment below its RCV.NXT is unacceptable to it
+/// (RFC 9293 §3.10.7.4; Linux's tcp_sequence() likewise), so it would drop
+/// our ACK unread. Two such stacks sending to each other, both in timeout
+/// recovery, then ignore each other's ACKs until ETIMEDOUT (seen in
+/// devices/tests/tcp_transfer.rs at 10% loss). Linux keeps snd_nxt and
+/// sends pure ACKs at tcp_acceptable_seq().
+#[test]
+fn acks_sent_during_timeout_recovery_carry_snd_max() {
+    let mut k = open(config(), Peer::plain());
+    k.write(10 * MSS as usize);
+    assert_eq!(k.data_out(), segs(0, 10));
+    // The peer gets all ten; its ACKs are lost. The RTO fires.
+    k.s.run_to(0.2);
+    k.expect_data_at(0.2, 0, MSS);
+    // A data segment from the peer, sent before our data reached it (its
+    // ACK is not new): we ACK it at once, from the top of our sequence space.
+    k.peer_data(0, 100);
+    let out = k.s.take();
+    let acks: Vec<&Seg> = out
+        .iter()
+        .map(|(_, x)| x)
+        .filter(|x| x.payload.is_empty())
+        .collect();
+    assert_eq!(acks.len(), 1, "{out:?}");
+    assert_eq!(acks[0].ack, P0 + 100);
+    assert_eq!(
+        acks[0].seq,
+        k.at(10 * MSS),
+        "SEQ = SND.MAX: acceptable to a peer that got all we sent"
+    );
+}
+
 /// RFC 9293 §3.8.6.1: a zero window with data queued is probed, the
 /// interval between probes growing exponentially, and the connection
 /// stays up while the peer answers; when the window opens the data flows.
