@@ -430,17 +430,37 @@ fn out_of_order_data_is_acked_at_once_with_sack_blocks_most_recent_first() {
         "{a}"
     );
 
-    // Data joining two blocks: one block, reported first.
+    // A fourth block: all four fit (no timestamps here).
+    k.peer_data(7000, 1000);
+    let a = k.s.expect_at(1.0, &dup);
+    assert_eq!(
+        a.sack,
+        vec![
+            (P0 + 7000, P0 + 8000),
+            (P0 + 5000, P0 + 6000),
+            (P0 + 3000, P0 + 4000),
+            (P0 + 1000, P0 + 2000)
+        ],
+        "{a}"
+    );
+
+    // Data joining two blocks: one block, reported first, then the most
+    // recently reported others that it does not contain.
     k.peer_data(2000, 1000);
     let a = k.s.expect_at(1.0, &dup);
     assert_eq!(
         a.sack,
-        vec![(P0 + 1000, P0 + 4000), (P0 + 5000, P0 + 6000)],
+        vec![
+            (P0 + 1000, P0 + 4000),
+            (P0 + 7000, P0 + 8000),
+            (P0 + 5000, P0 + 6000)
+        ],
         "{a}"
     );
 
     // A duplicate of data already held: still a duplicate ACK, and the
-    // block holding it is reported first (RFC 2018 §4).
+    // block holding it is reported first (RFC 2018 §4; a D-SACK block,
+    // RFC 2883, would be the same range).
     k.peer_data(5000, 1000);
     let a = k.s.expect_at(1.0, &dup);
     assert_eq!(
@@ -451,13 +471,37 @@ fn out_of_order_data_is_acked_at_once_with_sack_blocks_most_recent_first() {
     k.s.expect_silence();
 
     let info = k.info();
-    assert_eq!(info.ofo_bytes, 4000);
+    assert_eq!(info.ofo_bytes, 5000);
     assert_eq!(info.recv_queue, 0, "nothing in order yet");
-    assert!(k.counters().ofo_queued >= 4, "{:?}", k.counters());
+    assert!(k.counters().ofo_queued >= 5, "{:?}", k.counters());
     let mut buf = [0u8; 100];
     assert_eq!(
         k.s.stack.tcp_recv(k.c, &mut buf),
         Err(ustack_core::Errno::EAGAIN)
+    );
+}
+
+/// With timestamps on, three SACK blocks fit in the 40 bytes of options
+/// (RFC 2018 §3): the three most recent.
+#[test]
+fn with_timestamps_the_three_newest_sack_blocks_are_sent() {
+    let cfg = cfg_with(|t| t.quickack_segments = 0);
+    let mut k = open(cfg, Peer::plain().sack().ts());
+    let d0 = k.d0;
+    for off in [1000, 3000, 5000, 7000] {
+        k.peer_data(off, 500);
+        k.s.expect(&seg(ACK).reply().seq(d0).ack(P0));
+    }
+    let a = k.s.sent.last().unwrap().1.clone();
+    assert!(a.ts.is_some());
+    assert_eq!(
+        a.sack,
+        vec![
+            (P0 + 7000, P0 + 7500),
+            (P0 + 5000, P0 + 5500),
+            (P0 + 3000, P0 + 3500)
+        ],
+        "{a}"
     );
 }
 
