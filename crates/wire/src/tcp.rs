@@ -575,6 +575,17 @@ impl<'a> TcpRepr<'a> {
             ..TcpRepr::default()
         };
         let mut opts = packet.options_ref();
+        // The options of nearly every segment of a connection with
+        // timestamps: NOP NOP TS (the layout Linux and `emit` use).
+        if let [kind::NOP, kind::NOP, kind::TS, 10, ts @ ..] = opts {
+            if ts.len() == 8 {
+                repr.timestamp = Some(TcpTimestamp {
+                    tsval: read_u32(ts, 0),
+                    tsecr: read_u32(ts, 4),
+                });
+                return Ok(repr);
+            }
+        }
         while !opts.is_empty() {
             let (rest, opt) = TcpOption::parse(opts)?;
             match opt {
@@ -705,7 +716,7 @@ impl<'a> TcpRepr<'a> {
 
         packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
         if caps.tx {
-            let len = self.buffer_len();
+            let len = hl + self.payload.len();
             let c = checksum::transport(src, dst, IpProtocol::Tcp, &packet.b()[..len]);
             packet.set_checksum(c);
         }
