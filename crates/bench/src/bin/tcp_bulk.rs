@@ -30,6 +30,9 @@ struct Args {
     /// Only this stack (ustack or smoltcp), e.g. under a profiler.
     #[arg(long)]
     only: Option<String>,
+    /// Only this checksum mode (computed or offload).
+    #[arg(long)]
+    checksums: Option<String>,
     /// Instead: ustack's goodput over a lossy link (virtual time), per
     /// loss rate and congestion controller.
     #[arg(long)]
@@ -73,7 +76,13 @@ fn best(results: &[BulkResult]) -> Option<&BulkResult> {
 
 fn bulk(args: &Args) {
     let want = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
-    for offload in [false, true] {
+    let modes = match args.checksums.as_deref() {
+        None => vec![false, true],
+        Some("computed") => vec![false],
+        Some("offload") => vec![true],
+        Some(other) => panic!("--checksums {other}: use computed or offload"),
+    };
+    for offload in modes {
         let opts = BulkOptions {
             bytes: args.bytes,
             mtu: args.mtu,
