@@ -177,6 +177,9 @@ pub struct LossyResult {
     pub frames_lost: u64,
     pub retrans_segs: u64,
     pub timeouts: u64,
+    pub fast_retrans: u64,
+    /// Out-of-order segments the receiver queued.
+    pub ofo_queued: u64,
 }
 
 impl LossyResult {
@@ -279,5 +282,7 @@ pub fn run_lossy(opts: &LossyOptions) -> Result<LossyResult, String> {
         frames_lost: stats.dropped_loss,
         retrans_segs: tcp.retrans_segs,
         timeouts: tcp.timeouts,
+        fast_retrans: tcp.fast_retrans,
+        ofo_queued: sim.hosts[1].counters().tcp.ofo_queued,
     })
 }

@@ -161,9 +161,12 @@ fn lossy(args: &Args) {
             let lost = runs.iter().map(|r| r.frames_lost).sum::<u64>() as f64 / n;
             let retrans = runs.iter().map(|r| r.retrans_segs).sum::<u64>() as f64 / n;
             let rto = runs.iter().map(|r| r.timeouts).sum::<u64>() as f64 / n;
+            let fast = runs.iter().map(|r| r.fast_retrans).sum::<u64>() as f64 / n;
+            let ofo = runs.iter().map(|r| r.ofo_queued).sum::<u64>() as f64 / n;
             println!(
                 "loss {pct}% {:8}: {mean:8.2} Mbit/s (min {lo:.2}, max {hi:.2}; {vsecs:.1} s virtual, \
-                 {lost:.0} frames lost, {retrans:.0} retransmitted, {rto:.0} RTOs per run; {wall:.1} s wall)",
+                 {lost:.0} frames lost, {retrans:.0} retransmitted, {fast:.0} fast retransmits, {rto:.0} RTOs, \
+                 {ofo:.0} out-of-order queued per run; {wall:.1} s wall)",
                 format!("{cc:?}")
             );
         }
