@@ -32,10 +32,16 @@ pub fn sum(data: &[u8]) -> u64 {
     for w in &mut words {
         acc += word(w);
     }
-    let rest = words.remainder();
-    let mut last = [0u8; 4];
-    last[..rest.len()].copy_from_slice(rest);
-    acc += word(&last);
+    // 0 to 3 bytes left, as 16-bit words in native order (a u32 word's
+    // two halves sum to the same thing, 2^16 being 1 modulo 0xffff); an odd
+    // last byte is padded with zero. No memcpy call for a variable tail.
+    let half = |a: u8, b: u8| u64::from(u16::from_ne_bytes([a, b]));
+    acc += match *words.remainder() {
+        [a, b, c] => half(a, b) + half(c, 0),
+        [a, b] => half(a, b),
+        [a] => half(a, 0),
+        _ => 0,
+    };
     // Native-order sum → network order (the identity on big-endian targets).
     u64::from(u16::from_be(fold(acc)))
 }
