@@ -605,6 +605,7 @@ impl<'a> TcpRepr<'a> {
     }
 
     /// Bytes of options other than SACK blocks, in the layout `emit` uses.
+    #[inline]
     fn fixed_options_len(&self) -> usize {
         let mut len = 0;
         if self.max_seg_size.is_some() {
@@ -623,23 +624,27 @@ impl<'a> TcpRepr<'a> {
     }
 
     /// Number of SACK blocks emit writes: as many as fit (NOP NOP SACK) in 40 bytes.
+    #[inline]
     fn sack_blocks_to_emit(&self) -> usize {
         let want = self.sack_ranges.iter().flatten().count();
         let room = MAX_OPTIONS_LEN - self.fixed_options_len();
         want.min(room.saturating_sub(4) / 8)
     }
 
+    #[inline]
     fn options_len(&self) -> usize {
         let n = self.sack_blocks_to_emit();
         self.fixed_options_len() + if n > 0 { 4 + 8 * n } else { 0 }
     }
 
     /// 20 + options (always a multiple of 4, at most 60).
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options_len()
     }
 
     /// header_len + payload.
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         self.header_len() + self.payload.len()
     }
