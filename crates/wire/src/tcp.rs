@@ -693,9 +693,12 @@ impl<'a> TcpRepr<'a> {
                 opts = TcpOption::Timestamp(ts).emit(opts);
             }
             (false, Some(ts)) => {
-                opts = TcpOption::NoOperation.emit(opts);
-                opts = TcpOption::NoOperation.emit(opts);
-                opts = TcpOption::Timestamp(ts).emit(opts);
+                // NOP NOP TS: the options of nearly every segment, written directly.
+                let (out, rest) = opts.split_at_mut(12);
+                out[..4].copy_from_slice(&[kind::NOP, kind::NOP, kind::TS, 10]);
+                write_u32(out, 4, ts.tsval);
+                write_u32(out, 8, ts.tsecr);
+                opts = rest;
             }
             (true, None) => {
                 opts = TcpOption::NoOperation.emit(opts);
