@@ -57,6 +57,16 @@ impl Ring {
         self.len
     }
 
+    /// `i % buf.len()` for `i < 2 * buf.len()`, without a division.
+    #[inline]
+    fn wrap(&self, i: usize) -> usize {
+        if i >= self.buf.len() {
+            i - self.buf.len()
+        } else {
+            i
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -76,7 +86,7 @@ impl Ring {
         }
         self.ext = self.ext.saturating_sub(n);
         let cap = self.buf.len();
-        let tail = (self.head + self.len) % cap;
+        let tail = self.wrap(self.head + self.len);
         let first = n.min(cap - tail);
         self.buf[tail..tail + first].copy_from_slice(&data[..first]);
         self.buf[..n - first].copy_from_slice(&data[first..n]);
@@ -92,7 +102,7 @@ impl Ring {
             return (&[], &[]);
         }
         let len = len.min(self.len - offset);
-        let start = (self.head + offset) % cap;
+        let start = self.wrap(self.head + offset);
         let first = len.min(cap - start);
         (&self.buf[start..start + first], &self.buf[..len - first])
     }
@@ -111,7 +121,7 @@ impl Ring {
         if self.buf.is_empty() {
             return;
         }
-        self.head = (self.head + n) % self.buf.len();
+        self.head = self.wrap(self.head + n);
         self.len -= n;
         if self.len == 0 && self.ext == 0 {
             self.head = 0;
