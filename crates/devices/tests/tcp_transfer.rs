@@ -48,6 +48,11 @@ fn cfg(addr: Ipv4Addr, seed: u64) -> StackConfig {
 /// What one host put on the wire and took off it, judged from the frames
 /// themselves (one TCP connection per host).
 ///
+/// Segments are told apart by (sequence number, length, TSval): a copy the
+/// link made is alike, a retransmission is not unless sent within the same
+/// millisecond as an earlier alike copy, which the sender side sees
+/// (`dups_tx`). Lost = distinct segments sent less distinct received.
+///
 /// Why `retx_bytes >= lost_bytes` must hold: take one byte and its
 /// transmissions in time order. A transmission that fails (dropped, or
 /// corrupted so the receiver rejects it) before the byte is delivered is
@@ -64,8 +69,13 @@ struct Wire {
     /// Segments occupying sequence space that start below `snd_max`.
     retx_segs_tx: u64,
     retx_bytes_tx: u64,
+    /// Data segments sent twice alike (same sequence number, length and
+    /// TSval: within the same millisecond), counted once above.
+    dups_tx: u64,
     /// Data segments received intact (checksums good, addressed to us),
-    /// link-made duplicates left out (a retransmission has a new TSval).
+    /// copies alike counted once (a link-made duplicate is alike; a
+    /// retransmission has a new TSval unless sent in the same millisecond,
+    /// when the sender counted it in `dups_tx`).
     data_segs_rx: u64,
     data_bytes_rx: u64,
     dups_rx: u64,
@@ -80,8 +90,9 @@ struct Host {
     stack: Stack,
     mac: EthernetAddress,
     wire: Wire,
-    /// `(seq, TSval, len)` of every data segment received.
-    seen: HashSet<(u32, u32, usize)>,
+    /// `(seq, TSval, len)` of every data segment received, and sent.
+    seen_rx: HashSet<(u32, u32, usize)>,
+    seen_tx: HashSet<(u32, u32, usize)>,
 }
 
 /// The TCP segment in an Ethernet frame, if intact and for `to` (or
@@ -107,7 +118,7 @@ impl SimHost for Host {
     fn receive(&mut self, now: Instant, frame: &[u8]) {
         if let Some((seq, len, _, tsval)) = tcp_in(frame, Some(self.mac)) {
             if len > 0 {
-                if self.seen.insert((seq, tsval, len)) {
+                if self.seen_rx.insert((seq, tsval, len)) {
                     self.wire.data_segs_rx += 1;
                     self.wire.data_bytes_rx += len as u64;
                 } else {
@@ -120,11 +131,15 @@ impl SimHost for Host {
 
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let n = self.stack.transmit(now, buf)?;
-        if let Some((seq, len, seg_len, _)) = tcp_in(&buf[..n], None) {
+        if let Some((seq, len, seg_len, tsval)) = tcp_in(&buf[..n], None) {
             let w = &mut self.wire;
             if len > 0 {
-                w.data_segs_tx += 1;
-                w.data_bytes_tx += len as u64;
+                if self.seen_tx.insert((seq, tsval, len)) {
+                    w.data_segs_tx += 1;
+                    w.data_bytes_tx += len as u64;
+                } else {
+                    w.dups_tx += 1;
+                }
             }
             if seg_len > 0 {
                 let end = seq.wrapping_add(seg_len as u32);
@@ -262,7 +277,8 @@ fn both_ways(len: usize, imp: Impairments, seed: u64, deadline: Duration) -> Out
             stack: Stack::new(cfg(addr, s)).unwrap(),
             mac: mac(addr),
             wire: Wire::default(),
-            seen: HashSet::new(),
+            seen_rx: HashSet::new(),
+            seen_tx: HashSet::new(),
         });
     }
     let l = sim.hosts[1].stack.tcp_open();
@@ -490,11 +506,12 @@ fn check(name: &str, imp: Impairments, len: usize, seed: u64) -> String {
         let lost_bytes = w.data_bytes_tx.saturating_sub(o.wires[j].data_bytes_rx);
         let lost_segs = w.data_segs_tx.saturating_sub(o.wires[j].data_segs_rx);
         report += &format!(
-            "\n    host {i}: sent {} data segments, lost {lost_segs} ({lost_bytes} B), \
-             {} duplicates reached the peer; \
+            "\n    host {i}: sent {} data segments (and {} again alike), \
+             lost {lost_segs} ({lost_bytes} B), {} duplicates reached the peer; \
              retransmitted {} segments ({} B) on the wire, retrans_segs {}, \
              fast_retrans {}, timeouts {}, sack_retrans {}, rto_retrans {}",
             w.data_segs_tx,
+            w.dups_tx,
             o.wires[j].dups_rx,
             w.retx_segs_tx,
             w.retx_bytes_tx,
