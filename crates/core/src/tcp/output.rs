@@ -248,6 +248,7 @@ impl Stack {
                     match s.kind {
                         SendKind::Repair => {
                             t.rtx_now = false;
+                            t.rtx_fence = t.snd_max;
                             if end.diff(t.high_rxt) > 0 {
                                 t.high_rxt = end;
                             }
