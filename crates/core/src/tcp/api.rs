@@ -812,6 +812,8 @@ impl Stack {
                 t.opts = opts;
                 t.keepalive_at = t.keepalive_deadline().map(|d| d.max(now));
                 self.tcp.arm(id);
+                // NODELAY on or CORK off may release held data.
+                self.tcp.schedule(id);
             }
             self.sockets.mark_changed(h);
         }

@@ -166,6 +166,44 @@ impl Tcb {
         })
     }
 
+    /// The duplicate-ACK threshold: DupThresh, lowered when fewer than four
+    /// segments are outstanding and no new data can go (early retransmit,
+    /// RFC 5827 §3.1).
+    pub fn dup_thresh(&self) -> u32 {
+        let mss = u32::from(self.snd_mss).max(1);
+        let segs = self.flight().div_ceil(mss);
+        if segs < 4 && self.unsent() == 0 {
+            segs.saturating_sub(1).max(1)
+        } else {
+            DUP_THRESH
+        }
+    }
+
+    /// In SACK recovery, retransmissions are judged lost when more than
+    /// DupThresh segments sent after them have been SACKed (the idea of
+    /// RACK, RFC 8985): they are sent again.
+    pub(crate) fn detect_lost_retransmits(&mut self) -> bool {
+        let mss = u32::from(self.snd_mss);
+        let Some(top) = self.sacked.last().map(|r| r.end) else {
+            return false;
+        };
+        if self.ca != CaState::Recovery
+            || !self.rec_sack
+            || self.high_rxt.diff(self.snd_una) <= 0
+            || top.diff(self.rtx_fence) <= (DUP_THRESH * mss) as i32
+        {
+            return false;
+        }
+        // Holes below HighRxt that are still unSACKed were retransmitted
+        // before data that has since arrived.
+        let unsacked_below = self.holes().any(|(h, _)| h.start.diff(self.high_rxt) < 0);
+        if unsacked_below {
+            self.high_rxt = self.snd_una;
+            self.rtx_fence = self.snd_max;
+        }
+        unsacked_below
+    }
+
     /// Whether RFC 6675 IsLost(SND.UNA) holds: enough SACKed above it.
     pub fn una_lost(&self) -> bool {
         self.sack_ok
@@ -244,7 +282,15 @@ impl Tcb {
                 room
             }
             CaState::Recovery => self.rec_cwnd.saturating_sub(self.flight()) as usize,
-            _ => {
+            CaState::Open => {
+                // Limited transmit (RFC 3042): the first two duplicate ACKs
+                // each let one new segment beyond cwnd go, so that enough
+                // ACKs come back for fast retransmit.
+                let extra = self.dupacks.min(2) * u32::from(self.snd_mss);
+                let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
+                cwnd.saturating_add(extra).saturating_sub(in_flight) as usize
+            }
+            CaState::Loss => {
                 let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
                 cwnd.saturating_sub(in_flight) as usize
             }

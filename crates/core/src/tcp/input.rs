@@ -1026,7 +1026,7 @@ impl Stack {
         // ACKs, or IsLost(SND.UNA) from the scoreboard).
         if t.ca == CaState::Open
             && t.snd_una != t.snd_max
-            && (t.dupacks >= super::data::DUP_THRESH || t.una_lost())
+            && (t.dupacks >= t.dup_thresh() || t.una_lost())
         {
             let flight = t.flight();
             t.cc.on_loss(now, flight, mss);
@@ -1039,6 +1039,9 @@ impl Stack {
             t.rtt.timing = None;
             self.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp fast retransmit");
+        }
+        if new_sack > 0 && t.detect_lost_retransmits() {
+            self.counters.tcp.lost_retransmits += 1;
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
         if t.snd_wl1.diff(seg.seq_number) < 0

@@ -344,6 +344,8 @@ pub(crate) struct Tcb {
     pub last_send: Instant,
     /// End of the last segment shorter than the MSS we sent (Nagle, Minshall).
     pub snd_sml: SeqNumber,
+    /// SND.MAX when the latest recovery retransmission went out.
+    pub rtx_fence: SeqNumber,
 }
 
 impl Tcb {
@@ -446,6 +448,7 @@ impl Tcb {
             rtx_now: false,
             last_send: now,
             snd_sml: iss,
+            rtx_fence: iss,
             opts,
         }
     }

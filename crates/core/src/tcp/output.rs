@@ -248,6 +248,7 @@ impl Stack {
                     match s.kind {
                         SendKind::Repair => {
                             t.rtx_now = false;
+                            t.rtx_fence = t.snd_max;
                             if end.diff(t.high_rxt) > 0 {
                                 t.high_rxt = end;
                             }
@@ -289,6 +290,11 @@ impl Stack {
                     plan.seq = t.snd_una - 1;
                 } else if !t.ack_pending {
                     return None;
+                } else {
+                    // A pure ACK carries SND.MAX: after a timeout SND.NXT
+                    // went back, and a peer that has everything would find
+                    // SEG.SEQ below RCV.NXT unacceptable and drop the ACK.
+                    plan.seq = t.snd_max;
                 }
                 t.ack_pending = false;
                 t.probe_pending = false;
