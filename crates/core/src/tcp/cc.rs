@@ -21,8 +21,9 @@ pub trait CongestionControl: fmt::Debug + Send {
     /// Loss detected by duplicate ACKs or SACK (entering fast recovery):
     /// lower ssthresh and set cwnd to it (RFC 5681 §3.2, RFC 6675 §5).
     fn on_loss(&mut self, now: Instant, flight: u32, mss: u32);
-    /// The retransmission timer expired (RFC 5681 §3.1 eq. 4: cwnd = 1 MSS).
-    fn on_rto(&mut self, now: Instant, flight: u32, mss: u32);
+    /// The retransmission timer expired (RFC 5681 §3.1 eq. 4: cwnd = 1 MSS);
+    /// ssthresh is lowered only on the `first` timeout of a loss episode.
+    fn on_rto(&mut self, now: Instant, flight: u32, mss: u32, first: bool);
     /// Fast recovery ended: cwnd = ssthresh (RFC 6582 §3.2 step 3, option 2).
     fn on_recovery_end(&mut self, now: Instant);
     /// Sending resumes after an idle period longer than the RTO
@@ -100,8 +101,10 @@ impl CongestionControl for NewReno {
         self.cwnd = self.ssthresh;
         self.acked_acc = 0;
     }
-    fn on_rto(&mut self, _now: Instant, flight: u32, mss: u32) {
-        self.ssthresh = (flight / 2).max(2 * mss);
+    fn on_rto(&mut self, _now: Instant, flight: u32, mss: u32, first: bool) {
+        if first {
+            self.ssthresh = (flight / 2).max(2 * mss);
+        }
         self.cwnd = mss;
         self.acked_acc = 0;
     }
@@ -212,8 +215,10 @@ impl CongestionControl for Cubic {
         self.reduce(mss);
         self.cwnd = self.ssthresh;
     }
-    fn on_rto(&mut self, _now: Instant, _flight: u32, mss: u32) {
-        self.reduce(mss);
+    fn on_rto(&mut self, _now: Instant, _flight: u32, mss: u32, first: bool) {
+        if first {
+            self.reduce(mss);
+        }
         self.cwnd = mss;
     }
     fn on_recovery_end(&mut self, _now: Instant) {
@@ -249,8 +254,10 @@ mod tests {
         assert_eq!(c.window(), 7 * MSS);
         c.on_ack(now, MSS, MSS, Duration::ZERO);
         assert_eq!(c.window(), 8 * MSS);
-        c.on_rto(now, 8 * MSS, MSS);
+        c.on_rto(now, 8 * MSS, MSS, true);
         assert_eq!((c.window(), c.ssthresh()), (MSS, 4 * MSS));
+        c.on_rto(now, MSS, MSS, false);
+        assert_eq!((c.window(), c.ssthresh()), (MSS, 4 * MSS), "held");
         c.on_loss(now, MSS, MSS);
         assert_eq!(c.ssthresh(), 2 * MSS, "never below 2 SMSS");
     }

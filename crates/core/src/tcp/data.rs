@@ -306,6 +306,15 @@ impl Tcb {
             }
         }
         let fin = self.fin_state() && seq + len == data_end && (resend || !fin_sent);
+        if len == 0 && unsent > 0 && self.force_probe && wnd_room == 0 {
+            // One byte beyond a closed window (RFC 9293 §3.8.6.1).
+            return Some(Send {
+                seq,
+                len: 1,
+                fin: self.fin_state() && seq + 1 == data_end,
+                kind: SendKind::Probe,
+            });
+        }
         if resend {
             return (len > 0 || fin).then_some(Send {
                 seq,

@@ -1008,6 +1008,10 @@ impl Stack {
                 Some(now + t.current_rto(cfg))
             };
             progressed = true;
+        } else if wnd == 0 && ack == t.snd_una {
+            // The peer answers our window probes: it is alive (Linux
+            // resets icsk_probes_out on any ACK).
+            t.retries = 0;
         } else if ack == t.snd_una
             && t.snd_una != t.snd_max
             && seg.payload.is_empty()

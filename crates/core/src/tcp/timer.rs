@@ -152,6 +152,23 @@ impl Stack {
                     }
                     return;
                 }
+                if t.snd_wnd == 0 && t.flight() <= 1 && t.unsent() > 0 {
+                    // Only a window probe is out (the peer's window is
+                    // closed): probe again with backoff (RFC 9293 §3.8.6.1;
+                    // an answering peer resets the count in `tcp_ack`).
+                    t.retries += 1;
+                    if t.retries > cfg.retries2 {
+                        let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
+                        self.counters.tcp.abort_on_timeout += 1;
+                        self.tcp_abort(now, id, Some(err), false);
+                        return;
+                    }
+                    t.force_probe = true;
+                    t.snd_nxt = t.snd_una;
+                    t.backoff = (t.backoff + 1).min(16);
+                    t.rexmit_at = Some(now + t.current_rto(cfg));
+                    return;
+                }
                 t.retries += 1;
                 self.counters.tcp.timeouts += 1;
                 let ut_expired = t
@@ -172,7 +189,9 @@ impl Stack {
                 }
                 let flight = t.flight();
                 let mss = u32::from(t.snd_mss);
-                t.cc.on_rto(now, flight, mss);
+                // RFC 5681 §3.1: a repeated timeout of the same data holds ssthresh.
+                let first = t.ca != super::CaState::Loss;
+                t.cc.on_rto(now, flight, mss, first);
                 // Loss state until what was sent is ACKed; go back N from
                 // SND.UNA (RFC 6298 §5.4), skipping what the peer SACKed.
                 t.ca = super::CaState::Loss;
