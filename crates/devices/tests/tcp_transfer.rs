@@ -391,7 +391,8 @@ const SMSS: f64 = 1448.0;
 ///   with b = 2 (delayed ACKs), T0 = 200 ms (the RTO floor) and p the
 ///   chance a segment or its ACK is lost, corrupted, or reordered by more
 ///   than three segments (which the spec's fast retransmit takes for a
-///   loss). RTT is twice the
+///   loss; reordering counts in the first term only, as it brings no
+///   timeouts). RTT is twice the
 ///   one-way delay, mean jitter and reorder hold-back, plus a full queue's
 ///   worth of serialization (which a window-filling CUBIC will find).
 /// - Fixed costs: 20 RTTs (handshake, slow start, FIN exchange) and 1 s.
@@ -420,12 +421,17 @@ fn time_bound(len: usize, imp: &Impairments) -> f64 {
     } else {
         0.0
     };
-    let p = 1.0 - (1.0 - imp.loss) * (1.0 - imp.corrupt) * (1.0 - reorder_as_loss);
+    // Window reductions come from losses and reordering, timeouts only
+    // from losses.
+    let p_loss = 1.0 - (1.0 - imp.loss) * (1.0 - imp.corrupt);
+    let p = 1.0 - (1.0 - p_loss) * (1.0 - reorder_as_loss);
     let model = if p > 0.0 {
         let b = 2.0;
         let t0 = 0.2f64.max(rtt);
         let per_seg = rtt * (2.0 * b * p / 3.0).sqrt()
-            + t0 * (3.0 * (3.0 * b * p / 8.0).sqrt()).min(1.0) * p * (1.0 + 32.0 * p * p);
+            + t0 * (3.0 * (3.0 * b * p_loss / 8.0).sqrt()).min(1.0)
+                * p_loss
+                * (1.0 + 32.0 * p_loss * p_loss);
         len as f64 / (SMSS / per_seg)
     } else {
         0.0
