@@ -6,7 +6,10 @@
 //!   next deadline; applications call from any thread.
 //! - [`Mode::Inline`]: no thread; a caller that has to wait (a blocking
 //!   `recv`, `epoll_wait`) drives the stack itself while it waits, the
-//!   run-to-completion model of F-Stack and mTCP.
+//!   run-to-completion model of F-Stack and mTCP. Data left in a send
+//!   buffer (which autotuning may grow to megabytes) flows only while some
+//!   call drives the stack: a program that writes, then stops calling into
+//!   ustack, stalls, as with any run-to-completion stack.
 //!
 //! Either way an application call transmits what it made the stack owe
 //! before it returns (the caller's thread does the send, as Linux's process

@@ -52,11 +52,19 @@ fn blocking_write_returns_when_all_is_in_the_send_buffer() {
                     Err(e) => panic!("read: {e}"),
                 }
             }
+            b.close(s).unwrap();
             (total, sum)
         });
         let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
         assert_eq!(a.write(c, &data), Ok(data.len()), "{mode:?}");
         a.shutdown(c, SHUT_WR).unwrap();
+        // What is still in the (autotuned) send buffer flows while A waits
+        // in a call: in inline mode nothing else drives A's stack.
+        assert_eq!(
+            a.read(c, &mut [0u8; 16]),
+            Ok(0),
+            "{mode:?}: EOF once B closes"
+        );
         let (total, sum) = reader.join().unwrap();
         assert_eq!(total, data.len());
         assert_eq!(sum, data.iter().map(|&x| u64::from(x)).sum::<u64>());
