@@ -673,7 +673,10 @@ impl Stack {
             sack: false,
             cwnd: 0,
             ssthresh: 0,
-            congestion: "",
+            congestion: match s.opts.congestion {
+                crate::config::Congestion::NewReno => "newreno",
+                crate::config::Congestion::Cubic => "cubic",
+            },
             ca_state: "",
             sacked: 0,
             lost: 0,

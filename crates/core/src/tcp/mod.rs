@@ -135,7 +135,8 @@ pub struct TcpOptions {
     pub user_timeout: Option<Duration>,
     /// TCP_NODELAY: turns Nagle's algorithm (RFC 896) off.
     pub nodelay: bool,
-    /// TCP_CORK: hold partial segments until uncorked (or 200 ms pass).
+    /// TCP_CORK: hold partial segments until uncorked (Linux also lets
+    /// them go after 200 ms; here they wait for the uncork or a FIN).
     pub cork: bool,
     /// SO_RCVBUF / SO_SNDBUF was set: that buffer is not autotuned.
     pub rcvbuf_locked: bool,
