@@ -47,7 +47,7 @@ impl Stack {
         }
         let local = SocketAddrV4::new(ip.dst_addr, seg.dst_port);
         let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
-        if let Some(&id) = self.tcp.conns.get(&(local, remote)) {
+        if let Some(id) = self.tcp.lookup(local, remote) {
             self.tcp_segment(now, id, &seg);
             return;
         }

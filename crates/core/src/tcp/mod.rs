@@ -661,6 +661,8 @@ pub(crate) struct TcpState {
     pub ports: HashMap<u16, PortUse>,
     pub timers: BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
     pub ready: VecDeque<TcbId>,
+    /// The TCB the last segment was for: bulk traffic skips the keyed hash.
+    last_conn: Option<TcbId>,
     pub ctl: VecDeque<Ctl>,
     pub secret: secret::Secret,
     pub challenge: TokenBucket,
@@ -679,6 +681,7 @@ impl TcpState {
             ports: HashMap::new(),
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
+            last_conn: None,
             ctl: VecDeque::new(),
             secret: secret::Secret::new(rng),
             challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
@@ -700,6 +703,23 @@ impl TcpState {
             return None;
         }
         s.tcb.as_mut()
+    }
+
+    /// The TCB for a 4-tuple. The one-entry cache needs no invalidation:
+    /// a stale id resolves to nothing, and a live TCB with this 4-tuple is
+    /// the one `conns` maps it to.
+    pub(crate) fn lookup(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
+        if let Some(id) = self.last_conn {
+            if self
+                .get(id)
+                .is_some_and(|t| t.local == local && t.remote == remote)
+            {
+                return Some(id);
+            }
+        }
+        let id = *self.conns.get(&(local, remote))?;
+        self.last_conn = Some(id);
+        Some(id)
     }
 
     pub(crate) fn insert(&mut self, tcb: Tcb) -> TcbId {
