@@ -9,8 +9,8 @@ use crate::stack::{OutPacket, Stack};
 use crate::time::Instant;
 use std::net::SocketAddrV4;
 use ustack_wire::{
-    ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, SeqNumber,
-    TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
+    checksum, ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet,
+    SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
 };
 
 /// What `tcp_transmit` did.
@@ -317,7 +317,8 @@ impl Stack {
             return TcpTx::Again;
         };
         let repr = plan.repr();
-        let tcp_len = repr.header_len() + plan.len;
+        let thl = repr.header_len();
+        let tcp_len = thl + plan.len;
         let ip = self.ip_repr(dst, IpProtocol::Tcp, tcp_len, true);
         self.counters.tcp.out_segs += 1;
         if plan.flags.contains(TcpFlags::RST) {
@@ -330,7 +331,7 @@ impl Stack {
                 &mut Ipv4Packet::new_unchecked(&mut bytes[..]),
                 &ChecksumCaps::default(),
             );
-            self.tcp_write(plan, &repr, &mut bytes[20..]);
+            self.tcp_write(plan, &repr, thl, &mut bytes[20..]);
             self.ip_input(now, &bytes);
             return TcpTx::Again;
         }
@@ -343,7 +344,7 @@ impl Stack {
                     // goes out with the egress queue once resolved (and the
                     // RTO covers it if resolution fails).
                     let mut payload = vec![0u8; tcp_len];
-                    self.tcp_write(plan, &repr, &mut payload);
+                    self.tcp_write(plan, &repr, thl, &mut payload);
                     let pkt = OutPacket {
                         next_hop,
                         repr: ip,
@@ -380,30 +381,40 @@ impl Stack {
             &mut Ipv4Packet::new_unchecked(&mut buf[hl..hl + iplen]),
             &self.cfg.checksums,
         );
-        self.tcp_write(plan, &repr, &mut buf[hl + 20..hl + iplen]);
+        self.tcp_write(plan, &repr, thl, &mut buf[hl + 20..hl + iplen]);
         self.counters.ip.out_requests += 1;
         self.counters.link.tx_frames += 1;
         TcpTx::Sent(hl + iplen)
     }
 
-    /// Header, then payload copied from the send ring, then the checksum.
-    fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, out: &mut [u8]) {
-        let hl = repr.header_len();
+    /// Header, then payload copied from the send ring, summed for the
+    /// checksum while it is copied (one pass over the payload, not two).
+    /// `out` is the whole segment: `hl` (`repr.header_len()`) + payload.
+    fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, hl: usize, out: &mut [u8]) {
+        let tx = self.cfg.checksums.tx;
+        let mut payload_sum = 0;
         if plan.len > 0 {
             if let Some(t) = plan.id.and_then(|id| self.tcp.get(id)) {
-                let n = t.sndq.copy_out(plan.off, &mut out[hl..hl + plan.len]);
+                let dst = &mut out[hl..hl + plan.len];
+                let n = if tx {
+                    let (n, s) = t.sndq.copy_out_sum(plan.off, dst);
+                    payload_sum = s;
+                    n
+                } else {
+                    t.sndq.copy_out(plan.off, dst)
+                };
                 debug_assert_eq!(n, plan.len);
             }
         }
+        let (src, dst) = (*plan.local.ip(), *plan.remote.ip());
         let mut packet = TcpPacket::new_unchecked(&mut out[..]);
-        repr.emit(
-            &mut packet,
-            *plan.local.ip(),
-            *plan.remote.ip(),
-            &ChecksumCaps::OFFLOAD,
-        );
-        if self.cfg.checksums.tx {
-            packet.fill_checksum(*plan.local.ip(), *plan.remote.ip());
+        repr.emit(&mut packet, src, dst, &ChecksumCaps::OFFLOAD);
+        if tx {
+            // The header (checksum field zero) starts at an even offset, as
+            // does the payload after it: the sums add (RFC 1071).
+            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, (hl + plan.len) as u32);
+            let c = !checksum::fold(pseudo + checksum::sum(&out[..hl]) + payload_sum);
+            TcpPacket::new_unchecked(&mut out[..]).set_checksum(c);
         }
     }
 }
