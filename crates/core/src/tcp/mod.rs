@@ -787,6 +787,17 @@ impl TcpState {
         }
     }
 
+    /// Puts `id` on the ready list whether or not it owes output (its turn
+    /// finds out); for a TCB that most likely does.
+    pub(crate) fn requeue(&mut self, id: TcbId) {
+        if let Some(t) = self.get_mut(id) {
+            if !t.in_ready {
+                t.in_ready = true;
+                self.ready.push_back(id);
+            }
+        }
+    }
+
     /// Makes sure the heap holds an entry no later than the TCB's deadline.
     pub(crate) fn arm(&mut self, id: TcbId) {
         let Some(t) = self.get_mut(id) else { return };

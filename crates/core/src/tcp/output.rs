@@ -108,7 +108,15 @@ impl Stack {
             let r = self.tcp_emit(now, &plan, buf);
             if let Some(id) = plan.id {
                 self.tcp.arm(id);
-                self.tcp.schedule(id);
+                if plan.len > 0 {
+                    // A TCB that just sent data usually has more: back on
+                    // the ready list without asking choose_send twice per
+                    // segment; its next turn asks (and finds nothing once
+                    // the window is used up).
+                    self.tcp.requeue(id);
+                } else {
+                    self.tcp.schedule(id);
+                }
             }
             return r;
         }
