@@ -329,6 +329,7 @@ pub struct Ipv4Repr {
 impl Ipv4Repr {
     /// Parses the header. Options are skipped (their length is honoured); the
     /// checksum is verified if `caps.rx` (RFC 791 §3.1).
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &Ipv4Packet<&T>,
         caps: &ChecksumCaps,

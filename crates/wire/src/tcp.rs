@@ -550,6 +550,7 @@ impl<'a> TcpRepr<'a> {
     /// Parses a segment. Verifies the checksum if `caps.rx`; source or
     /// destination port 0 is `Malformed`; a malformed options area is
     /// `Malformed`. Options after End of Option List are ignored.
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &TcpPacket<&'a T>,
         src: Ipv4Addr,
@@ -574,7 +575,7 @@ impl<'a> TcpRepr<'a> {
             payload: packet.payload_ref(),
             ..TcpRepr::default()
         };
-        let mut opts = packet.options_ref();
+        let opts = packet.options_ref();
         // The options of nearly every segment of a connection with
         // timestamps: NOP NOP TS (the layout Linux and `emit` use).
         if let [kind::NOP, kind::NOP, kind::TS, 10, ts @ ..] = opts {
@@ -586,6 +587,15 @@ impl<'a> TcpRepr<'a> {
                 return Ok(repr);
             }
         }
+        repr.parse_options(opts)?;
+        Ok(repr)
+    }
+
+    /// The general options walk, out of line so that `parse` (inlined
+    /// into the receive path, its result not copied about) stays small.
+    #[inline(never)]
+    fn parse_options(&mut self, mut opts: &'a [u8]) -> Result<()> {
+        let repr = self;
         while !opts.is_empty() {
             let (rest, opt) = TcpOption::parse(opts)?;
             match opt {
@@ -601,7 +611,7 @@ impl<'a> TcpRepr<'a> {
             }
             opts = rest;
         }
-        Ok(repr)
+        Ok(())
     }
 
     /// Bytes of options other than SACK blocks, in the layout `emit` uses.
