@@ -157,7 +157,9 @@ impl Ring {
             self.grow(end);
         }
         let cap = self.buf.len();
-        let at = (self.head + self.len + offset) % cap;
+        // head < cap and len + offset < end <= cap: one wrap at most, so no
+        // division on every segment received.
+        let at = self.wrap(self.head + self.len + offset);
         let first = n.min(cap - at);
         self.buf[at..at + first].copy_from_slice(&data[..first]);
         self.buf[..n - first].copy_from_slice(&data[first..n]);
