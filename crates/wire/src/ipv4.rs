@@ -374,13 +374,11 @@ impl Ipv4Repr {
         // a local array and copied once (one bounds check, no
         // read-modify-write of the shared bytes, every segment sent).
         let mut h = [0u8; HEADER_LEN];
-        h[field::VER_IHL] = 0x40 | (HEADER_LEN / 4) as u8;
+        let ver_ihl = 0x40 | (HEADER_LEN / 4) as u8;
+        let total_len = (HEADER_LEN + self.payload_len) as u16;
+        h[field::VER_IHL] = ver_ihl;
         h[field::DSCP_ECN] = self.tos;
-        write_u16(
-            &mut h,
-            field::LENGTH,
-            (HEADER_LEN + self.payload_len) as u16,
-        );
+        write_u16(&mut h, field::LENGTH, total_len);
         write_u16(&mut h, field::IDENT, self.ident);
         let flg_off = if self.dont_frag { 0x4000 } else { 0 }
             | if self.more_frags { 0x2000 } else { 0 }
@@ -391,8 +389,19 @@ impl Ipv4Repr {
         h[field::SRC_ADDR].copy_from_slice(&self.src_addr.octets());
         h[field::DST_ADDR].copy_from_slice(&self.dst_addr.octets());
         if caps.tx {
-            let c = checksum::checksum(&h);
-            write_u16(&mut h, field::CHECKSUM, c);
+            // Summed from the field values, not read back from `h`: loading
+            // words just stored byte by byte stalls store forwarding.
+            let (src, dst) = (u32::from(self.src_addr), u32::from(self.dst_addr));
+            let sum = (u64::from(ver_ihl) << 8 | u64::from(self.tos))
+                + u64::from(total_len)
+                + u64::from(self.ident)
+                + u64::from(flg_off)
+                + (u64::from(self.ttl) << 8 | u64::from(u8::from(self.protocol)))
+                + u64::from(src >> 16)
+                + u64::from(src & 0xffff)
+                + u64::from(dst >> 16)
+                + u64::from(dst & 0xffff);
+            write_u16(&mut h, field::CHECKSUM, !checksum::fold(sum));
         }
         packet.bm()[..HEADER_LEN].copy_from_slice(&h);
     }
