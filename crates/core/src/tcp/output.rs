@@ -393,8 +393,18 @@ impl Stack {
     /// Header, then payload copied from the send ring, summed for the
     /// checksum while it is copied (one pass over the payload, not two).
     /// `out` is the whole segment: `hl` (`repr.header_len()`) + payload.
+    /// The header goes first, so that by the time it is summed its stores
+    /// have drained (summing it straight after writing it waited on store
+    /// forwarding).
     fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, hl: usize, out: &mut [u8]) {
         let tx = self.cfg.checksums.tx;
+        let (src, dst) = (*plan.local.ip(), *plan.remote.ip());
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut out[..]),
+            src,
+            dst,
+            &ChecksumCaps::OFFLOAD,
+        );
         let mut payload_sum = 0;
         if plan.len > 0 {
             if let Some(t) = plan.id.and_then(|id| self.tcp.get(id)) {
@@ -409,9 +419,6 @@ impl Stack {
                 debug_assert_eq!(n, plan.len);
             }
         }
-        let (src, dst) = (*plan.local.ip(), *plan.remote.ip());
-        let mut packet = TcpPacket::new_unchecked(&mut out[..]);
-        repr.emit(&mut packet, src, dst, &ChecksumCaps::OFFLOAD);
         if tx {
             // The header (checksum field zero) starts at an even offset, as
             // does the payload after it: the sums add (RFC 1071).
