@@ -329,6 +329,7 @@ pub struct Ipv4Repr {
 impl Ipv4Repr {
     /// Parses the header. Options are skipped (their length is honoured); the
     /// checksum is verified if `caps.rx` (RFC 791 §3.1).
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &Ipv4Packet<&T>,
         caps: &ChecksumCaps,
@@ -359,6 +360,7 @@ impl Ipv4Repr {
     /// Writes the 20-byte header (total_len = 20 + payload_len) and fills the
     /// checksum if `caps.tx`; does not touch the payload. Panics if the buffer
     /// is shorter than 20 bytes. `payload_len` must be at most 65515.
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         packet: &mut Ipv4Packet<T>,
@@ -368,24 +370,40 @@ impl Ipv4Repr {
             self.payload_len <= usize::from(u16::MAX) - HEADER_LEN,
             "IPv4 payload too long"
         );
-        packet.set_version(4);
-        packet.set_header_len(HEADER_LEN as u8);
-        packet.bm()[field::DSCP_ECN] = self.tos;
-        packet.set_total_len((HEADER_LEN + self.payload_len) as u16);
-        packet.set_ident(self.ident);
-        packet.clear_flags();
-        packet.set_dont_frag(self.dont_frag);
-        packet.set_more_frags(self.more_frags);
-        packet.set_frag_offset(self.frag_offset);
-        packet.set_ttl(self.ttl);
-        packet.set_protocol(self.protocol);
-        packet.set_src_addr(self.src_addr);
-        packet.set_dst_addr(self.dst_addr);
+        // Every bit of the 20 bytes is set here, so the header is built in
+        // a local array and copied once (one bounds check, no
+        // read-modify-write of the shared bytes, every segment sent).
+        let mut h = [0u8; HEADER_LEN];
+        let ver_ihl = 0x40 | (HEADER_LEN / 4) as u8;
+        let total_len = (HEADER_LEN + self.payload_len) as u16;
+        h[field::VER_IHL] = ver_ihl;
+        h[field::DSCP_ECN] = self.tos;
+        write_u16(&mut h, field::LENGTH, total_len);
+        write_u16(&mut h, field::IDENT, self.ident);
+        let flg_off = if self.dont_frag { 0x4000 } else { 0 }
+            | if self.more_frags { 0x2000 } else { 0 }
+            | (self.frag_offset >> 3);
+        write_u16(&mut h, field::FLG_OFF, flg_off);
+        h[field::TTL] = self.ttl;
+        h[field::PROTOCOL] = self.protocol.into();
+        h[field::SRC_ADDR].copy_from_slice(&self.src_addr.octets());
+        h[field::DST_ADDR].copy_from_slice(&self.dst_addr.octets());
         if caps.tx {
-            packet.fill_checksum();
-        } else {
-            packet.set_checksum(0);
+            // Summed from the field values, not read back from `h`: loading
+            // words just stored byte by byte stalls store forwarding.
+            let (src, dst) = (u32::from(self.src_addr), u32::from(self.dst_addr));
+            let sum = (u64::from(ver_ihl) << 8 | u64::from(self.tos))
+                + u64::from(total_len)
+                + u64::from(self.ident)
+                + u64::from(flg_off)
+                + (u64::from(self.ttl) << 8 | u64::from(u8::from(self.protocol)))
+                + u64::from(src >> 16)
+                + u64::from(src & 0xffff)
+                + u64::from(dst >> 16)
+                + u64::from(dst & 0xffff);
+            write_u16(&mut h, field::CHECKSUM, !checksum::fold(sum));
         }
+        packet.bm()[..HEADER_LEN].copy_from_slice(&h);
     }
 }
 

@@ -550,6 +550,7 @@ impl<'a> TcpRepr<'a> {
     /// Parses a segment. Verifies the checksum if `caps.rx`; source or
     /// destination port 0 is `Malformed`; a malformed options area is
     /// `Malformed`. Options after End of Option List are ignored.
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &TcpPacket<&'a T>,
         src: Ipv4Addr,
@@ -574,7 +575,7 @@ impl<'a> TcpRepr<'a> {
             payload: packet.payload_ref(),
             ..TcpRepr::default()
         };
-        let mut opts = packet.options_ref();
+        let opts = packet.options_ref();
         // The options of nearly every segment of a connection with
         // timestamps: NOP NOP TS (the layout Linux and `emit` use).
         if let [kind::NOP, kind::NOP, kind::TS, 10, ts @ ..] = opts {
@@ -586,6 +587,15 @@ impl<'a> TcpRepr<'a> {
                 return Ok(repr);
             }
         }
+        repr.parse_options(opts)?;
+        Ok(repr)
+    }
+
+    /// The general options walk, out of line so that `parse` (inlined
+    /// into the receive path, its result not copied about) stays small.
+    #[inline(never)]
+    fn parse_options(&mut self, mut opts: &'a [u8]) -> Result<()> {
+        let repr = self;
         while !opts.is_empty() {
             let (rest, opt) = TcpOption::parse(opts)?;
             match opt {
@@ -601,7 +611,7 @@ impl<'a> TcpRepr<'a> {
             }
             opts = rest;
         }
-        Ok(repr)
+        Ok(())
     }
 
     /// Bytes of options other than SACK blocks, in the layout `emit` uses.
@@ -669,15 +679,18 @@ impl<'a> TcpRepr<'a> {
         caps: &ChecksumCaps,
     ) {
         let hl = self.header_len();
-        packet.set_src_port(self.src_port);
-        packet.set_dst_port(self.dst_port);
-        packet.set_seq_number(self.seq_number);
-        packet.set_ack_number(self.ack_number);
-        packet.set_header_len(hl as u8);
-        packet.set_flags(self.flags);
-        packet.set_window_len(self.window_len);
-        packet.set_checksum(0);
-        packet.set_urgent_at(self.urgent_pointer);
+        // The fixed header, every bit of it, built locally and copied once
+        // (reserved bits zero, checksum zero until filled below).
+        let mut h = [0u8; HEADER_LEN];
+        write_u16(&mut h, field::SRC_PORT, self.src_port);
+        write_u16(&mut h, field::DST_PORT, self.dst_port);
+        write_u32(&mut h, field::SEQ_NUM, self.seq_number.0);
+        write_u32(&mut h, field::ACK_NUM, self.ack_number.0);
+        h[field::OFF_RSV] = ((hl / 4) as u8) << 4;
+        h[field::FLAGS] = self.flags.0 as u8;
+        write_u16(&mut h, field::WIN_SIZE, self.window_len);
+        write_u16(&mut h, field::URGENT, self.urgent_pointer);
+        packet.bm()[..HEADER_LEN].copy_from_slice(&h);
 
         let mut opts = packet.options_mut();
         if let Some(mss) = self.max_seg_size {

@@ -115,6 +115,22 @@ impl Ring {
         a.len() + b.len()
     }
 
+    /// `copy_out` that also returns the checksum sum (RFC 1071, folded to
+    /// 16 bits, network order) of the bytes copied, in the same pass.
+    pub fn copy_out_sum(&self, offset: usize, out: &mut [u8]) -> (usize, u64) {
+        use ustack_wire::checksum::{copy_and_sum, fold};
+        let (a, b) = self.slices(offset, out.len());
+        let sa = copy_and_sum(&mut out[..a.len()], a);
+        let mut sb = copy_and_sum(&mut out[a.len()..a.len() + b.len()], b);
+        if a.len() % 2 == 1 {
+            // The second piece starts at an odd offset: its 16-bit words
+            // straddle ours, and such a sum is the byte-swapped one
+            // (RFC 1071 §2(B)).
+            sb = u64::from(fold(sb).swap_bytes());
+        }
+        (a.len() + b.len(), sa + sb)
+    }
+
     /// Drops `n` bytes (clipped) from the front.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
@@ -141,7 +157,9 @@ impl Ring {
             self.grow(end);
         }
         let cap = self.buf.len();
-        let at = (self.head + self.len + offset) % cap;
+        // head < cap and len + offset < end <= cap: one wrap at most, so no
+        // division on every segment received.
+        let at = self.wrap(self.head + self.len + offset);
         let first = n.min(cap - at);
         self.buf[at..at + first].copy_from_slice(&data[..first]);
         self.buf[..n - first].copy_from_slice(&data[first..n]);
@@ -190,6 +208,24 @@ mod tests {
         r.set_limit(1);
         assert_eq!(r.free(), 0);
         assert_eq!(r.push(b"z"), 0);
+    }
+
+    #[test]
+    fn copy_out_sum_across_the_wrap() {
+        use ustack_wire::checksum::{fold, sum};
+        // Every split of a wrapped range, odd and even.
+        for head in 4000..4100 {
+            let mut r = Ring::new(4096);
+            r.push(&vec![0; head]);
+            r.consume(head);
+            let data: Vec<u8> = (0..1500u32).map(|i| (i * 7 + 3) as u8).collect();
+            r.push(&data);
+            let mut out = vec![0u8; 1499];
+            let (n, s) = r.copy_out_sum(1, &mut out);
+            assert_eq!(n, 1499);
+            assert_eq!(&out[..], &data[1..]);
+            assert_eq!(fold(s), fold(sum(&data[1..])), "head {head}");
+        }
     }
 
     #[test]

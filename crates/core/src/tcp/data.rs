@@ -238,8 +238,18 @@ impl Tcb {
         if !self.sending_state() {
             return None;
         }
-        let mss = usize::from(self.snd_mss);
         let data_end = self.data_end();
+        // Everything sent, nothing to repair or resend, no FIN owed: the
+        // common case of a receiver (checked on every segment it gets).
+        if self.snd_nxt == data_end
+            && self.snd_max == data_end
+            && !self.rtx_now
+            && self.ca == CaState::Open
+            && !self.fin_state()
+        {
+            return None;
+        }
+        let mss = usize::from(self.snd_mss);
         let fin_sent = self.fin_state() && self.snd_max.diff(data_end) > 0;
         // Fast retransmit, or a NewReno partial ACK: the segment at SND.UNA
         // (or, with SACK, the first lost hole), whatever the window.

@@ -27,7 +27,10 @@ impl Stack {
             self.counters.tcp.in_errs += 1;
             return;
         };
-        let seg = match TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, &self.cfg.checksums) {
+        // Borrowed from the result, not moved out of it: the repr is ~100
+        // bytes and copying it stalled on store forwarding every segment.
+        let parsed = TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, &self.cfg.checksums);
+        let seg = match &parsed {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
                 self.counters.tcp.in_csum_errors += 1;
@@ -47,15 +50,15 @@ impl Stack {
         }
         let local = SocketAddrV4::new(ip.dst_addr, seg.dst_port);
         let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
-        if let Some(&id) = self.tcp.conns.get(&(local, remote)) {
-            self.tcp_segment(now, id, &seg);
+        if let Some(id) = self.tcp.lookup(local, remote) {
+            self.tcp_segment(now, id, seg);
             return;
         }
         if let Some(lh) = self.tcp_find_listener(local, remote) {
-            self.tcp_listen_input(now, lh, local, remote, &seg);
+            self.tcp_listen_input(now, lh, local, remote, seg);
             return;
         }
-        self.tcp_reset_reply(local, remote, &seg);
+        self.tcp_reset_reply(local, remote, seg);
     }
 
     /// The listener for a new connection to `local`: exact address before

@@ -510,15 +510,17 @@ impl Tcb {
 
     /// Earliest of this TCB's timers.
     pub fn deadline(&self) -> Option<Instant> {
-        [
-            self.rexmit_at,
-            self.linger_at,
-            self.keepalive_at,
-            self.delack_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Pairwise, not through an array: this runs for every segment, and
+        // the array's stores and reloads cost more than the comparisons.
+        let min = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, None) => x,
+            (None, y) => y,
+        };
+        min(
+            min(self.rexmit_at, self.linger_at),
+            min(self.keepalive_at, self.delack_at),
+        )
     }
 
     /// The keepalive deadline per the socket options (RFC 1122 §4.2.3.6).
@@ -662,6 +664,8 @@ pub(crate) struct TcpState {
     pub ports: HashMap<u16, PortUse>,
     pub timers: BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
     pub ready: VecDeque<TcbId>,
+    /// The TCB the last segment was for: bulk traffic skips the keyed hash.
+    last_conn: Option<TcbId>,
     pub ctl: VecDeque<Ctl>,
     pub secret: secret::Secret,
     pub challenge: TokenBucket,
@@ -680,6 +684,7 @@ impl TcpState {
             ports: HashMap::new(),
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
+            last_conn: None,
             ctl: VecDeque::new(),
             secret: secret::Secret::new(rng),
             challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
@@ -701,6 +706,23 @@ impl TcpState {
             return None;
         }
         s.tcb.as_mut()
+    }
+
+    /// The TCB for a 4-tuple. The one-entry cache needs no invalidation:
+    /// a stale id resolves to nothing, and a live TCB with this 4-tuple is
+    /// the one `conns` maps it to.
+    pub(crate) fn lookup(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
+        if let Some(id) = self.last_conn {
+            if self
+                .get(id)
+                .is_some_and(|t| t.local == local && t.remote == remote)
+            {
+                return Some(id);
+            }
+        }
+        let id = *self.conns.get(&(local, remote))?;
+        self.last_conn = Some(id);
+        Some(id)
     }
 
     pub(crate) fn insert(&mut self, tcb: Tcb) -> TcbId {
@@ -760,6 +782,17 @@ impl TcpState {
     pub(crate) fn schedule(&mut self, id: TcbId) {
         if let Some(t) = self.get_mut(id) {
             if !t.in_ready && t.wants_output() {
+                t.in_ready = true;
+                self.ready.push_back(id);
+            }
+        }
+    }
+
+    /// Puts `id` on the ready list whether or not it owes output (its turn
+    /// finds out); for a TCB that most likely does.
+    pub(crate) fn requeue(&mut self, id: TcbId) {
+        if let Some(t) = self.get_mut(id) {
+            if !t.in_ready {
                 t.in_ready = true;
                 self.ready.push_back(id);
             }

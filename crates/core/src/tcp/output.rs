@@ -9,8 +9,8 @@ use crate::stack::{OutPacket, Stack};
 use crate::time::Instant;
 use std::net::SocketAddrV4;
 use ustack_wire::{
-    ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, SeqNumber,
-    TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
+    checksum, ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet,
+    SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
 };
 
 /// What `tcp_transmit` did.
@@ -23,65 +23,64 @@ pub(crate) enum TcpTx {
     Idle,
 }
 
-/// One segment to write.
+/// One segment to write: the header as `TcpRepr` (built in place, so
+/// emitting it copies nothing) and where its payload is.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
     id: Option<TcbId>,
     local: SocketAddrV4,
     remote: SocketAddrV4,
-    flags: TcpFlags,
-    seq: SeqNumber,
-    ack: SeqNumber,
-    window: u16,
-    mss: Option<u16>,
-    ws: Option<u8>,
-    sack: bool,
-    sack_blocks: ustack_wire::tcp::SackBlocks,
-    ts: Option<TcpTimestamp>,
+    repr: TcpRepr<'static>,
     /// Payload: offset into the send ring and length.
     off: usize,
     len: usize,
 }
 
 impl Plan {
-    fn from_ctl(c: Ctl) -> Plan {
+    fn new(
+        id: Option<TcbId>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        flags: TcpFlags,
+        seq: SeqNumber,
+        ack: SeqNumber,
+    ) -> Plan {
         Plan {
-            id: None,
-            local: c.local,
-            remote: c.remote,
-            flags: c.flags,
-            seq: c.seq,
-            ack: c.ack,
-            window: c.window,
-            mss: c.mss,
-            ws: None,
-            sack: false,
-            sack_blocks: [None; 4],
-            ts: None,
+            id,
+            local,
+            remote,
+            repr: TcpRepr {
+                src_port: local.port(),
+                dst_port: remote.port(),
+                flags,
+                seq_number: seq,
+                ack_number: ack,
+                window_len: 0,
+                urgent_pointer: 0,
+                max_seg_size: None,
+                window_scale: None,
+                sack_permitted: false,
+                sack_ranges: [None; 4],
+                timestamp: None,
+                payload: &[],
+            },
             off: 0,
             len: 0,
         }
     }
 
-    fn repr(&self) -> TcpRepr<'static> {
-        TcpRepr {
-            src_port: self.local.port(),
-            dst_port: self.remote.port(),
-            flags: self.flags,
-            seq_number: self.seq,
-            ack_number: if self.flags.contains(TcpFlags::ACK) {
-                self.ack
-            } else {
-                SeqNumber(0)
-            },
-            window_len: self.window,
-            urgent_pointer: 0,
-            max_seg_size: self.mss,
-            window_scale: self.ws,
-            sack_permitted: self.sack,
-            sack_ranges: self.sack_blocks,
-            timestamp: self.ts,
-            payload: &[],
+    fn from_ctl(c: Ctl) -> Plan {
+        let mut p = Plan::new(None, c.local, c.remote, c.flags, c.seq, c.ack);
+        p.repr.window_len = c.window;
+        p.repr.max_seg_size = c.mss;
+        p.finish();
+        p
+    }
+
+    /// The acknowledgment field is zero without ACK.
+    fn finish(&mut self) {
+        if !self.repr.flags.contains(TcpFlags::ACK) {
+            self.repr.ack_number = SeqNumber(0);
         }
     }
 }
@@ -108,7 +107,15 @@ impl Stack {
             let r = self.tcp_emit(now, &plan, buf);
             if let Some(id) = plan.id {
                 self.tcp.arm(id);
-                self.tcp.schedule(id);
+                if plan.len > 0 {
+                    // A TCB that just sent data usually has more: back on
+                    // the ready list without asking choose_send twice per
+                    // segment; its next turn asks (and finds nothing once
+                    // the window is used up).
+                    self.tcp.requeue(id);
+                } else {
+                    self.tcp.schedule(id);
+                }
             }
             return r;
         }
@@ -140,25 +147,18 @@ impl Stack {
         let cfg = &self.cfg.tcp;
         let t = self.tcp.get_mut(id)?;
         let tsval = (now.total_millis() as u32).wrapping_add(t.ts_offset);
-        let mut plan = Plan {
-            id: Some(id),
-            local: t.local,
-            remote: t.remote,
-            flags: TcpFlags::ACK,
-            seq: t.snd_nxt,
-            ack: t.rcv_nxt,
-            window: 0,
-            mss: None,
-            ws: None,
-            sack: false,
-            sack_blocks: [None; 4],
-            ts: t.ts_ok.then_some(TcpTimestamp {
-                tsval,
-                tsecr: t.ts_recent,
-            }),
-            off: 0,
-            len: 0,
-        };
+        let mut plan = Plan::new(
+            Some(id),
+            t.local,
+            t.remote,
+            TcpFlags::ACK,
+            t.snd_nxt,
+            t.rcv_nxt,
+        );
+        plan.repr.timestamp = t.ts_ok.then_some(TcpTimestamp {
+            tsval,
+            tsecr: t.ts_recent,
+        });
         let syn = match t.state {
             State::Closed | State::Listen => return None,
             State::SynSent | State::SynReceived if !t.syn_pending => {
@@ -179,17 +179,18 @@ impl Stack {
                 if t.rexmit_at.is_none() {
                     t.rexmit_at = Some(now + t.current_rto(cfg));
                 }
-                plan.seq = t.iss;
-                plan.mss = Some(t.rcv_mss);
+                plan.repr.seq_number = t.iss;
+                plan.repr.max_seg_size = Some(t.rcv_mss);
                 if t.state == State::SynSent {
-                    plan.flags = TcpFlags::SYN;
-                    plan.ws = cfg.window_scaling.then_some(t.rcv_wscale);
-                    plan.sack = cfg.sack;
-                    plan.ts = cfg.timestamps.then_some(TcpTimestamp { tsval, tsecr: 0 });
+                    plan.repr.flags = TcpFlags::SYN;
+                    plan.repr.window_scale = cfg.window_scaling.then_some(t.rcv_wscale);
+                    plan.repr.sack_permitted = cfg.sack;
+                    plan.repr.timestamp =
+                        cfg.timestamps.then_some(TcpTimestamp { tsval, tsecr: 0 });
                 } else {
-                    plan.flags = TcpFlags::SYN | TcpFlags::ACK;
-                    plan.ws = t.ws_ok.then_some(t.rcv_wscale);
-                    plan.sack = t.sack_ok;
+                    plan.repr.flags = TcpFlags::SYN | TcpFlags::ACK;
+                    plan.repr.window_scale = t.ws_ok.then_some(t.rcv_wscale);
+                    plan.repr.sack_permitted = t.sack_ok;
                 }
                 t.ack_pending = false;
                 true
@@ -208,13 +209,14 @@ impl Stack {
                         self.counters.tcp.idle_restarts += 1;
                     }
                 }
-                plan.sack_blocks = t.sack_blocks();
-                let sack_n =
-                    plan.sack_blocks
-                        .iter()
-                        .flatten()
-                        .count()
-                        .min(if t.ts_ok { 3 } else { 4 });
+                plan.repr.sack_ranges = t.sack_blocks();
+                let sack_n = plan
+                    .repr
+                    .sack_ranges
+                    .iter()
+                    .flatten()
+                    .count()
+                    .min(if t.ts_ok { 3 } else { 4 });
                 let sack_opt = if sack_n > 0 { 4 + 8 * sack_n } else { 0 };
                 let mut send = t.choose_send();
                 if let Some(s) = send.as_mut() {
@@ -229,7 +231,7 @@ impl Stack {
                 if let Some(s) = send {
                     let seq = s.seq;
                     let len = s.len;
-                    plan.seq = seq;
+                    plan.repr.seq_number = seq;
                     plan.off = seq.diff(t.sndq_seq()).max(0) as usize;
                     plan.len = len;
                     let end = seq + len + usize::from(s.fin);
@@ -279,22 +281,22 @@ impl Stack {
                             t.snd_sml = end;
                         }
                         if seq + len == t.data_end() {
-                            plan.flags |= TcpFlags::PSH;
+                            plan.repr.flags |= TcpFlags::PSH;
                         }
                     }
                     if s.fin {
-                        plan.flags |= TcpFlags::FIN;
+                        plan.repr.flags |= TcpFlags::FIN;
                     }
                 } else if t.probe_pending {
                     // Keepalive probe: one below SND.UNA (RFC 1122 §4.2.3.6).
-                    plan.seq = t.snd_una - 1;
+                    plan.repr.seq_number = t.snd_una - 1;
                 } else if !t.ack_pending {
                     return None;
                 } else {
                     // A pure ACK carries SND.MAX: after a timeout SND.NXT
                     // went back, and a peer that has everything would find
                     // SEG.SEQ below RCV.NXT unacceptable and drop the ACK.
-                    plan.seq = t.snd_max;
+                    plan.repr.seq_number = t.snd_max;
                 }
                 t.ack_pending = false;
                 t.probe_pending = false;
@@ -304,7 +306,8 @@ impl Stack {
                 false
             }
         };
-        plan.window = self.tcp_window(id, syn);
+        plan.repr.window_len = self.tcp_window(id, syn);
+        plan.finish();
         Some(plan)
     }
 
@@ -316,11 +319,12 @@ impl Stack {
             self.counters.ip.out_no_routes += 1;
             return TcpTx::Again;
         };
-        let repr = plan.repr();
-        let tcp_len = repr.header_len() + plan.len;
+        let repr = &plan.repr;
+        let thl = repr.header_len();
+        let tcp_len = thl + plan.len;
         let ip = self.ip_repr(dst, IpProtocol::Tcp, tcp_len, true);
         self.counters.tcp.out_segs += 1;
-        if plan.flags.contains(TcpFlags::RST) {
+        if plan.repr.flags.contains(TcpFlags::RST) {
             self.counters.tcp.out_rsts += 1;
         }
         let iplen = ustack_wire::ipv4::HEADER_LEN + tcp_len;
@@ -330,7 +334,7 @@ impl Stack {
                 &mut Ipv4Packet::new_unchecked(&mut bytes[..]),
                 &ChecksumCaps::default(),
             );
-            self.tcp_write(plan, &repr, &mut bytes[20..]);
+            self.tcp_write(plan, repr, thl, &mut bytes[20..]);
             self.ip_input(now, &bytes);
             return TcpTx::Again;
         }
@@ -343,7 +347,7 @@ impl Stack {
                     // goes out with the egress queue once resolved (and the
                     // RTO covers it if resolution fails).
                     let mut payload = vec![0u8; tcp_len];
-                    self.tcp_write(plan, &repr, &mut payload);
+                    self.tcp_write(plan, repr, thl, &mut payload);
                     let pkt = OutPacket {
                         next_hop,
                         repr: ip,
@@ -380,30 +384,47 @@ impl Stack {
             &mut Ipv4Packet::new_unchecked(&mut buf[hl..hl + iplen]),
             &self.cfg.checksums,
         );
-        self.tcp_write(plan, &repr, &mut buf[hl + 20..hl + iplen]);
+        self.tcp_write(plan, repr, thl, &mut buf[hl + 20..hl + iplen]);
         self.counters.ip.out_requests += 1;
         self.counters.link.tx_frames += 1;
         TcpTx::Sent(hl + iplen)
     }
 
-    /// Header, then payload copied from the send ring, then the checksum.
-    fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, out: &mut [u8]) {
-        let hl = repr.header_len();
+    /// Header, then payload copied from the send ring, summed for the
+    /// checksum while it is copied (one pass over the payload, not two).
+    /// `out` is the whole segment: `hl` (`repr.header_len()`) + payload.
+    /// The header goes first, so that by the time it is summed its stores
+    /// have drained (summing it straight after writing it waited on store
+    /// forwarding).
+    fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, hl: usize, out: &mut [u8]) {
+        let tx = self.cfg.checksums.tx;
+        let (src, dst) = (*plan.local.ip(), *plan.remote.ip());
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut out[..]),
+            src,
+            dst,
+            &ChecksumCaps::OFFLOAD,
+        );
+        let mut payload_sum = 0;
         if plan.len > 0 {
             if let Some(t) = plan.id.and_then(|id| self.tcp.get(id)) {
-                let n = t.sndq.copy_out(plan.off, &mut out[hl..hl + plan.len]);
+                let dst = &mut out[hl..hl + plan.len];
+                let n = if tx {
+                    let (n, s) = t.sndq.copy_out_sum(plan.off, dst);
+                    payload_sum = s;
+                    n
+                } else {
+                    t.sndq.copy_out(plan.off, dst)
+                };
                 debug_assert_eq!(n, plan.len);
             }
         }
-        let mut packet = TcpPacket::new_unchecked(&mut out[..]);
-        repr.emit(
-            &mut packet,
-            *plan.local.ip(),
-            *plan.remote.ip(),
-            &ChecksumCaps::OFFLOAD,
-        );
-        if self.cfg.checksums.tx {
-            packet.fill_checksum(*plan.local.ip(), *plan.remote.ip());
+        if tx {
+            // The header (checksum field zero) starts at an even offset, as
+            // does the payload after it: the sums add (RFC 1071).
+            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, (hl + plan.len) as u32);
+            let c = !checksum::fold(pseudo + checksum::sum(&out[..hl]) + payload_sum);
+            TcpPacket::new_unchecked(&mut out[..]).set_checksum(c);
         }
     }
 }
