@@ -20,7 +20,7 @@ pub use capture::Captured;
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
 pub use driver::{Driver, DriverStats};
 pub use impaired::Impaired;
-pub use kernel::{KernelIf, NetNs};
+pub use kernel::{KernelIf, NetNs, DEFAULT_TXQUEUELEN};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
 pub use shared::{LinkPort, SharedLink};
