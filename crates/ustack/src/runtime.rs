@@ -72,6 +72,10 @@ pub(crate) struct State {
     driving: bool,
     /// Device errors other than WouldBlock, for the counters.
     pub device_errors: u64,
+    /// The last pump stopped at its batch budget: the device may have
+    /// more frames waiting, so the stack thread goes round again at once
+    /// instead of asking poll(2).
+    rx_backlog: bool,
 }
 
 impl State {
@@ -94,6 +98,7 @@ impl State {
             for frame in self.rx.iter() {
                 self.stack.receive(now, frame);
             }
+            self.rx_backlog = n == RX_BATCH;
             if n < RX_BATCH {
                 break;
             }
@@ -247,20 +252,28 @@ impl Shared {
         }
     }
 
-    fn wait_fds(&self, st: &State, write: bool) -> Vec<PollFd> {
-        let mut fds = vec![PollFd {
+    /// What to poll: the wake-up socket first (bit 0 of poll's answer),
+    /// then the device's fd if it has one. Returns the fds and how many.
+    fn wait_fds(&self, st: &State, write: bool) -> ([PollFd; 2], usize) {
+        let wake = PollFd {
             fd: std::os::fd::AsRawFd::as_raw_fd(&self.wake_rx),
             read: true,
             write: false,
-        }];
-        if let Some(fd) = st.device.as_raw_fd() {
-            fds.push(PollFd {
-                fd,
-                read: true,
-                write,
-            });
+        };
+        match st.device.as_raw_fd() {
+            Some(fd) => (
+                [
+                    wake,
+                    PollFd {
+                        fd,
+                        read: true,
+                        write,
+                    },
+                ],
+                2,
+            ),
+            None => ([wake, wake], 1),
         }
-        fds
     }
 
     /// How long to sleep until `next` (a core instant), bounded.
@@ -279,7 +292,7 @@ impl Shared {
 
     fn thread_main(self: Arc<Self>) {
         while !self.stop.load(Ordering::Acquire) {
-            let (fds, timeout) = {
+            let ((fds, nfds), timeout, backlog) = {
                 let mut st = self.lock();
                 let now = self.clock.now();
                 if st.pump(now) {
@@ -288,14 +301,24 @@ impl Shared {
                 let next = st.next_deadline();
                 st.thread_deadline = next;
                 let fds = self.wait_fds(&st, st.held.is_some());
-                let has_fd = fds.len() > 1;
-                (fds, self.timeout_until(next, has_fd))
+                let has_fd = fds.1 > 1;
+                (fds, self.timeout_until(next, has_fd), st.rx_backlog)
             };
-            if let Err(e) = sys::poll(&fds, timeout) {
-                warn!(error = %e, "poll failed");
-                std::thread::sleep(Duration::from_millis(1));
+            if backlog {
+                // Frames are waiting: no need to ask poll(2). Callers got a
+                // turn at the lock in between.
+                continue;
             }
-            self.drain_wakes();
+            match sys::poll(&fds[..nfds], timeout) {
+                // Bit 0 is the wake-up socket: read it only when it has data.
+                Ok(ready) if ready & 1 == 0 => {}
+                Ok(_) => self.drain_wakes(),
+                Err(e) => {
+                    warn!(error = %e, "poll failed");
+                    std::thread::sleep(Duration::from_millis(1));
+                    self.drain_wakes();
+                }
+            }
         }
     }
 }
@@ -356,6 +379,7 @@ impl Runtime {
             thread_deadline: None,
             driving: false,
             device_errors: 0,
+            rx_backlog: false,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -464,15 +488,16 @@ impl Runtime {
         }
         let mut st = st;
         st.driving = true;
-        let fds = shared.wait_fds(&st, st.held.is_some());
-        let to_deadline = shared.timeout_until(st.next_deadline(), fds.len() > 1);
+        let (fds, nfds) = shared.wait_fds(&st, st.held.is_some());
+        let to_deadline = shared.timeout_until(st.next_deadline(), nfds > 1);
         let timeout = match (to_deadline, left) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         drop(st);
-        let _ = sys::poll(&fds, timeout);
-        shared.drain_wakes();
+        if sys::poll(&fds[..nfds], timeout).map_or(true, |ready| ready & 1 != 0) {
+            shared.drain_wakes();
+        }
         let mut st = shared.lock();
         st.driving = false;
         let now = shared.clock.now();
