@@ -131,6 +131,12 @@ pub struct KernelIf {
     /// overflows it whenever we fall behind for a moment; see
     /// [`DEFAULT_TXQUEUELEN`].
     pub txqueuelen: Option<u32>,
+    /// GRO flush timeout in nanoseconds (`/sys/class/net/NAME/gro_flush_timeout`);
+    /// `None` leaves the kernel's (0: GRO flushes at the end of every NAPI
+    /// poll). With a TUN opened with [`crate::TunOptions::napi`], every
+    /// write(2) is one NAPI poll, so only a non-zero timeout lets GRO merge
+    /// the segments of consecutive writes.
+    pub gro_flush_timeout: Option<u64>,
     /// Turn IPv6 off on the interface, so the kernel sends no router
     /// solicitations or MLD reports into an IPv4-only stack.
     pub disable_ipv6: bool,
@@ -143,12 +149,18 @@ impl KernelIf {
             addr,
             mtu: None,
             txqueuelen: Some(DEFAULT_TXQUEUELEN),
+            gro_flush_timeout: None,
             disable_ipv6: true,
         }
     }
 
     pub fn mtu(mut self, mtu: usize) -> Self {
         self.mtu = Some(mtu);
+        self
+    }
+
+    pub fn gro_flush_timeout(mut self, ns: Option<u64>) -> Self {
+        self.gro_flush_timeout = ns;
         self
     }
 
@@ -176,6 +188,16 @@ impl KernelIf {
         }
         if let Some(mtu) = self.mtu {
             ipn(&["link", "set", "dev", &self.name, "mtu", &mtu.to_string()])?;
+        }
+        if let Some(ns) = self.gro_flush_timeout {
+            // `ip netns exec` mounts the namespace's own /sys.
+            let key = format!("/sys/class/net/{}/gro_flush_timeout", self.name);
+            let mut cmd = match netns {
+                Some(n) => n.command("sh"),
+                None => Command::new("sh"),
+            };
+            cmd.args(["-c", &format!("echo {ns} > {key}")]);
+            run(&mut cmd)?;
         }
         if let Some(len) = self.txqueuelen {
             ipn(&[

@@ -37,6 +37,12 @@ struct Args {
     /// Which transfers to run: all, tx (ustack -> kernel), rx (kernel -> ustack), veth.
     #[arg(long, default_value = "all")]
     only: String,
+    /// Open the TUN with IFF_NAPI and give its GRO this flush timeout (ns).
+    #[arg(long)]
+    napi_gro: Option<u64>,
+    /// Print the sending socket's cwnd, window and RTT every 32 MiB (stderr).
+    #[arg(long)]
+    tcp_info: bool,
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -121,14 +127,16 @@ fn finish(c: Child) -> Result<f64, String> {
     Ok(bytes * 8.0 / secs / 1e9)
 }
 
-fn ustack_on_tun(ns: &NetNs, sockbuf: usize) -> Result<Runtime, String> {
+fn ustack_on_tun(ns: &NetNs, sockbuf: usize, napi_gro: Option<u64>) -> Result<Runtime, String> {
     let tun = TunOptions::new("ustb0")
         .mtu(1500)
+        .napi(napi_gro.is_some())
         .netns(ns.path())
         .open_tun()
         .map_err(|e| e.to_string())?;
     KernelIf::new("ustb0", "10.240.0.1/24".parse().unwrap())
         .mtu(1500)
+        .gro_flush_timeout(napi_gro)
         .apply(Some(ns))
         .map_err(|e| e.to_string())?;
     let mut cfg =
@@ -141,7 +149,7 @@ fn ustack_on_tun(ns: &NetNs, sockbuf: usize) -> Result<Runtime, String> {
 }
 
 /// ustack sends `bytes` to a kernel sink; Gbps at the kernel end.
-fn ustack_to_kernel(rt: &Runtime, ns: &NetNs, bytes: u64) -> Result<f64, String> {
+fn ustack_to_kernel(rt: &Runtime, ns: &NetNs, bytes: u64, info: bool) -> Result<f64, String> {
     let sink_addr = SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 1), 5201);
     let k = role(ns, "sink", sink_addr, bytes).map_err(|e| e.to_string())?;
     let mut s = UStream::connect(rt, sink_addr).map_err(|e| format!("ustack connect: {e}"))?;
@@ -152,6 +160,14 @@ fn ustack_to_kernel(rt: &Runtime, ns: &NetNs, bytes: u64) -> Result<f64, String>
         s.write_all(&buf[..n])
             .map_err(|e| format!("ustack send: {e}"))?;
         sent += n as u64;
+        if info && sent.is_multiple_of(32 << 20) {
+            if let Ok(i) = s.tcp_info() {
+                eprintln!(
+                    "cwnd {} ssthresh {} snd_wnd {} unacked {} rtt {:?} retrans {} ca {}",
+                    i.cwnd, i.ssthresh, i.snd_wnd, i.unacked, i.rtt, i.total_retrans, i.ca_state
+                );
+            }
+        }
     }
     s.shutdown(std::net::Shutdown::Write)
         .map_err(|e| e.to_string())?;
@@ -244,9 +260,9 @@ fn run(args: &Args) -> Result<(), String> {
     if want("tx") || want("rx") {
         // ustack <-> kernel over TUN.
         let ns = NetNs::create(&format!("ustb-{tag}-t")).map_err(|e| e.to_string())?;
-        let rt = ustack_on_tun(&ns, args.sockbuf)?;
+        let rt = ustack_on_tun(&ns, args.sockbuf, args.napi_gro)?;
         if want("tx") {
-            tx = Some(ustack_to_kernel(&rt, &ns, bytes)?);
+            tx = Some(ustack_to_kernel(&rt, &ns, bytes, args.tcp_info)?);
         }
         if want("rx") {
             rx = Some(kernel_to_ustack(&rt, &ns, bytes)?);
