@@ -72,7 +72,11 @@ fn active_open_syn_options_and_backoff_to_etimedout() {
     assert_eq!(syn.ack, 0);
     assert_eq!(syn.win, 65535);
     assert_eq!(syn.mss, Some(1460));
-    assert_eq!(syn.ws, Some(2), "128 KiB rcvbuf needs shift 2");
+    assert_eq!(
+        syn.ws,
+        Some(7),
+        "the scale covers what autotuning may grow the buffer to (6 MiB, as Linux tcp_rmem[2])"
+    );
     assert!(syn.sack_perm);
     assert_eq!(syn.ts.map(|t| t.1), Some(0));
     assert!(!s.stack.readiness(h).unwrap().writable);
@@ -181,7 +185,7 @@ fn passive_open_synack_is_exact() {
     let iss = sa.seq;
     assert_eq!(sa.win, 65535);
     assert_eq!(sa.mss, Some(1460));
-    assert_eq!(sa.ws, Some(2));
+    assert_eq!(sa.ws, Some(7), "room for autotuning up to 6 MiB");
     assert!(sa.sack_perm);
     assert_eq!(sa.ts.map(|t| t.1), Some(500));
     assert!(!s.stack.readiness(l).unwrap().readable);
@@ -202,14 +206,14 @@ fn passive_open_synack_is_exact() {
         1400 - 12,
         "peer MSS less the timestamp option"
     );
-    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 2));
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 7));
     assert!(info.timestamps && info.sack);
     // Data carries the timestamp option with the peer's latest value.
     s.stack.tcp_send(s.now, c, b"hi").unwrap();
     let d = s.expect(&seg(ACK | PSH).reply().seq(iss + 1).ack(PEER_ISS + 1));
     assert_eq!(d.payload, b"hi");
     assert_eq!(d.ts.map(|t| t.1), Some(501));
-    assert_eq!(d.win, ((128 * 1024) >> 2) as u16, "scaled window");
+    assert_eq!(d.win, ((128 * 1024) >> 7) as u16, "scaled window");
     assert_eq!(s.stack.counters().tcp.passive_opens, 1);
     assert_eq!(s.stack.counters().tcp.curr_estab, 1);
 }
@@ -968,6 +972,7 @@ fn socket_call_errors_match_posix() {
 fn send_buffer_bounds_writes_and_window_bounds_output() {
     let mut cfg = config();
     cfg.tcp.sndbuf = 4096;
+    cfg.tcp.max_sndbuf = 4096; // no autotuning: the bound is the point here
     let (mut s, _l, c, iss) = established_with(cfg);
     // The peer offers 1000 bytes of window.
     s.inject(seg(ACK).seq(PEER_ISS + 1).ack(iss + 1).win(1000));
@@ -1435,7 +1440,9 @@ fn peer_window_is_scaled_after_the_handshake() {
     assert_eq!(s.stack.tcp_info(c).unwrap().snd_wnd, 40 << 7);
     s.stack.tcp_send(s.now, c, &vec![1u8; 20_000]).unwrap();
     let sent: usize = s.take().iter().map(|(_, x)| x.payload.len()).sum();
-    assert_eq!(sent, 40 << 7, "exactly the scaled window");
+    // Five full segments; the 120-byte sliver left of the 5120-byte window
+    // waits (sender SWS avoidance, RFC 9293 §3.8.6.2.1).
+    assert_eq!(sent, 5000, "the scaled window, in full segments");
 }
 
 #[test]

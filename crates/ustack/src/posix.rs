@@ -55,6 +55,8 @@ pub const TCP_KEEPINTVL: i32 = libc::TCP_KEEPINTVL;
 pub const TCP_KEEPCNT: i32 = libc::TCP_KEEPCNT;
 pub const TCP_USER_TIMEOUT: i32 = libc::TCP_USER_TIMEOUT;
 pub const TCP_INFO: i32 = libc::TCP_INFO;
+pub const TCP_CORK: i32 = libc::TCP_CORK;
+pub const TCP_CONGESTION: i32 = libc::TCP_CONGESTION;
 
 pub const EPOLL_CLOEXEC: i32 = libc::EPOLL_CLOEXEC;
 
@@ -69,6 +71,8 @@ pub enum OptVal {
     Time(Option<Duration>),
     /// `struct tcp_info` (getsockopt TCP_INFO).
     TcpInfo(Box<TcpInfo>),
+    /// A name (TCP_CONGESTION: `cubic`, `reno`).
+    Name(String),
 }
 
 impl OptVal {
@@ -545,6 +549,25 @@ impl Runtime {
                 (IPPROTO_TCP, TCP_INFO) if s.kind == Kind::Stream => {
                     Ok(OptVal::TcpInfo(Box::new(st.stack.tcp_info(s.handle)?)))
                 }
+                (IPPROTO_TCP, TCP_CONGESTION) if s.kind == Kind::Stream => {
+                    let o = st.stack.tcp_options(s.handle)?;
+                    Ok(OptVal::Name(
+                        match o.congestion {
+                            ustack_core::Congestion::NewReno => "reno",
+                            ustack_core::Congestion::Cubic => "cubic",
+                        }
+                        .to_string(),
+                    ))
+                }
+                (IPPROTO_TCP, TCP_NODELAY | TCP_CORK) if s.kind == Kind::Stream => {
+                    let o = st.stack.tcp_options(s.handle)?;
+                    let on = if name == TCP_NODELAY {
+                        o.nodelay
+                    } else {
+                        o.cork
+                    };
+                    Ok(OptVal::Int(i32::from(on)))
+                }
                 _ => Err(Errno::ENOPROTOOPT),
             }
         })
@@ -670,6 +693,12 @@ fn set_tcp_opt(
             _ => Err(Errno::EINVAL),
         },
         (IPPROTO_TCP, TCP_NODELAY) => stack.tcp_set_nodelay(h, v.int()? != 0),
+        (IPPROTO_TCP, TCP_CORK) => stack.tcp_set_cork(h, v.int()? != 0),
+        (IPPROTO_TCP, TCP_CONGESTION) => match v {
+            // ENOENT for an unknown name, as Linux.
+            OptVal::Name(n) => stack.tcp_set_congestion(h, n.parse().map_err(|_| Errno::ENOENT)?),
+            _ => Err(Errno::EINVAL),
+        },
         (IPPROTO_TCP, TCP_MAXSEG) => {
             stack.tcp_set_maxseg(h, u16::try_from(v.int()?).map_err(|_| Errno::EINVAL)?)
         }

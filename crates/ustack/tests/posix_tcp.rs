@@ -275,6 +275,38 @@ fn tcp_info_and_options() {
     assert_eq!(info.state, ustack_core::TcpState::Established);
     assert_eq!(info.remote, Some(sa(B, 88)));
     assert!(info.snd_mss > 0 && info.rto >= Duration::from_millis(200));
+    assert_eq!(info.congestion, "cubic", "the default, as Linux");
+    assert_eq!(info.cwnd, 10 * u32::from(info.snd_mss), "IW10 (RFC 6928)");
+    assert_eq!(info.ca_state, "Open");
+    assert_eq!(
+        a.getsockopt(c, IPPROTO_TCP, TCP_NODELAY),
+        Ok(OptVal::Int(1))
+    );
+    a.setsockopt(c, IPPROTO_TCP, TCP_CORK, OptVal::Int(1))
+        .unwrap();
+    assert_eq!(a.getsockopt(c, IPPROTO_TCP, TCP_CORK), Ok(OptVal::Int(1)));
+    // TCP_CONGESTION by name; an unknown one is ENOENT as on Linux.
+    let fresh = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    a.setsockopt(
+        fresh,
+        IPPROTO_TCP,
+        TCP_CONGESTION,
+        OptVal::Name("reno".into()),
+    )
+    .unwrap();
+    assert_eq!(
+        a.getsockopt(fresh, IPPROTO_TCP, TCP_CONGESTION),
+        Ok(OptVal::Name("reno".into()))
+    );
+    assert_eq!(
+        a.setsockopt(
+            fresh,
+            IPPROTO_TCP,
+            TCP_CONGESTION,
+            OptVal::Name("bbr9".into())
+        ),
+        Err(Errno::ENOENT)
+    );
 }
 
 #[test]

@@ -575,6 +575,17 @@ impl<'a> TcpRepr<'a> {
             ..TcpRepr::default()
         };
         let mut opts = packet.options_ref();
+        // The options of nearly every segment of a connection with
+        // timestamps: NOP NOP TS (the layout Linux and `emit` use).
+        if let [kind::NOP, kind::NOP, kind::TS, 10, ts @ ..] = opts {
+            if ts.len() == 8 {
+                repr.timestamp = Some(TcpTimestamp {
+                    tsval: read_u32(ts, 0),
+                    tsecr: read_u32(ts, 4),
+                });
+                return Ok(repr);
+            }
+        }
         while !opts.is_empty() {
             let (rest, opt) = TcpOption::parse(opts)?;
             match opt {
@@ -594,6 +605,7 @@ impl<'a> TcpRepr<'a> {
     }
 
     /// Bytes of options other than SACK blocks, in the layout `emit` uses.
+    #[inline]
     fn fixed_options_len(&self) -> usize {
         let mut len = 0;
         if self.max_seg_size.is_some() {
@@ -612,23 +624,27 @@ impl<'a> TcpRepr<'a> {
     }
 
     /// Number of SACK blocks emit writes: as many as fit (NOP NOP SACK) in 40 bytes.
+    #[inline]
     fn sack_blocks_to_emit(&self) -> usize {
         let want = self.sack_ranges.iter().flatten().count();
         let room = MAX_OPTIONS_LEN - self.fixed_options_len();
         want.min(room.saturating_sub(4) / 8)
     }
 
+    #[inline]
     fn options_len(&self) -> usize {
         let n = self.sack_blocks_to_emit();
         self.fixed_options_len() + if n > 0 { 4 + 8 * n } else { 0 }
     }
 
     /// 20 + options (always a multiple of 4, at most 60).
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options_len()
     }
 
     /// header_len + payload.
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         self.header_len() + self.payload.len()
     }
@@ -677,9 +693,12 @@ impl<'a> TcpRepr<'a> {
                 opts = TcpOption::Timestamp(ts).emit(opts);
             }
             (false, Some(ts)) => {
-                opts = TcpOption::NoOperation.emit(opts);
-                opts = TcpOption::NoOperation.emit(opts);
-                opts = TcpOption::Timestamp(ts).emit(opts);
+                // NOP NOP TS: the options of nearly every segment, written directly.
+                let (out, rest) = opts.split_at_mut(12);
+                out[..4].copy_from_slice(&[kind::NOP, kind::NOP, kind::TS, 10]);
+                write_u32(out, 4, ts.tsval);
+                write_u32(out, 8, ts.tsecr);
+                opts = rest;
             }
             (true, None) => {
                 opts = TcpOption::NoOperation.emit(opts);
@@ -705,7 +724,7 @@ impl<'a> TcpRepr<'a> {
 
         packet.payload_mut()[..self.payload.len()].copy_from_slice(self.payload);
         if caps.tx {
-            let len = self.buffer_len();
+            let len = hl + self.payload.len();
             let c = checksum::transport(src, dst, IpProtocol::Tcp, &packet.b()[..len]);
             packet.set_checksum(c);
         }

@@ -437,6 +437,7 @@ impl Stack {
     }
 
     fn tcp_read(&mut self, h: SocketHandle, buf: &mut [u8], consume: bool) -> Result<usize> {
+        let now = self.tcp.now;
         let s = self.tcp_sock_mut(h)?;
         if let Some(e) = s.error.take() {
             self.sockets.mark_changed(h);
@@ -474,6 +475,9 @@ impl Stack {
         let n = t.rcvq.copy_out(0, buf);
         if consume {
             t.rcvq.consume(n);
+            if t.rcv_space_adjust(now, n, &self.cfg.tcp) {
+                self.counters.tcp.rcvbuf_grown += 1;
+            }
             // Window update once the window grows by min(rcvbuf/2, MSS)
             // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
             let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
@@ -705,6 +709,13 @@ impl Stack {
                     info.sack = t.sack_ok;
                     info.cwnd = t.cc.window();
                     info.ssthresh = t.cc.ssthresh();
+                    info.congestion = t.cc.name();
+                    info.ca_state = t.ca.name();
+                    info.sacked = t.sacked_bytes();
+                    info.lost = t.lost_bytes();
+                    info.ofo_bytes = t.ofo_bytes();
+                    info.rcvbuf = t.rcvq.capacity();
+                    info.sndbuf = t.sndq.capacity();
                     info.unacked = t.snd_max.diff(t.snd_una).max(0) as u32;
                     info.send_queue = t.sndq.len();
                     info.recv_queue = t.rcvq.len();
@@ -801,6 +812,8 @@ impl Stack {
                 t.opts = opts;
                 t.keepalive_at = t.keepalive_deadline().map(|d| d.max(now));
                 self.tcp.arm(id);
+                // NODELAY on or CORK off may release held data.
+                self.tcp.schedule(id);
             }
             self.sockets.mark_changed(h);
         }

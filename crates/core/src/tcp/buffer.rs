@@ -2,7 +2,10 @@
 //!
 //! Storage grows on demand (doubling) up to the limit, so an idle or
 //! half-open connection holds no buffer memory; once grown, pushing,
-//! peeking and consuming never allocate.
+//! peeking and consuming never allocate. The receive side also writes
+//! out-of-order data straight into the free space past the end
+//! (`write_at`) and makes it readable once the gap before it fills
+//! (`commit`), so reassembly needs no second buffer.
 
 /// A byte ring holding at most `limit` bytes.
 #[derive(Debug, Default)]
@@ -10,6 +13,9 @@ pub struct Ring {
     buf: Vec<u8>,
     head: usize,
     len: usize,
+    /// Bytes past `len` that may hold data written by `write_at` (kept
+    /// across growth).
+    ext: usize,
     limit: usize,
 }
 
@@ -19,6 +25,7 @@ impl Ring {
             buf: Vec::new(),
             head: 0,
             len: 0,
+            ext: 0,
             limit,
         }
     }
@@ -29,17 +36,35 @@ impl Ring {
     }
 
     fn grow(&mut self, need: usize) {
-        let cap = need.max(self.buf.len() * 2).max(4096).min(self.limit);
+        let cap = need
+            .max(self.buf.len() * 2)
+            .max(4096)
+            .min(self.limit.max(need));
         let mut next = vec![0; cap];
-        let (a, b) = self.slices(0, self.len);
-        next[..a.len()].copy_from_slice(a);
-        next[a.len()..a.len() + b.len()].copy_from_slice(b);
+        let keep = (self.len + self.ext).min(self.buf.len());
+        if keep > 0 {
+            let old = self.buf.len();
+            let start = self.head;
+            let first = keep.min(old - start);
+            next[..first].copy_from_slice(&self.buf[start..start + first]);
+            next[first..keep].copy_from_slice(&self.buf[..keep - first]);
+        }
         self.buf = next;
         self.head = 0;
     }
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// `i % buf.len()` for `i < 2 * buf.len()`, without a division.
+    #[inline]
+    fn wrap(&self, i: usize) -> usize {
+        if i >= self.buf.len() {
+            i - self.buf.len()
+        } else {
+            i
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -59,8 +84,9 @@ impl Ring {
         if self.len + n > self.buf.len() {
             self.grow(self.len + n);
         }
+        self.ext = self.ext.saturating_sub(n);
         let cap = self.buf.len();
-        let tail = (self.head + self.len) % cap;
+        let tail = self.wrap(self.head + self.len);
         let first = n.min(cap - tail);
         self.buf[tail..tail + first].copy_from_slice(&data[..first]);
         self.buf[..n - first].copy_from_slice(&data[first..n]);
@@ -76,7 +102,7 @@ impl Ring {
             return (&[], &[]);
         }
         let len = len.min(self.len - offset);
-        let start = (self.head + offset) % cap;
+        let start = self.wrap(self.head + offset);
         let first = len.min(cap - start);
         (&self.buf[start..start + first], &self.buf[..len - first])
     }
@@ -95,11 +121,44 @@ impl Ring {
         if self.buf.is_empty() {
             return;
         }
-        self.head = (self.head + n) % self.buf.len();
+        self.head = self.wrap(self.head + n);
         self.len -= n;
-        if self.len == 0 {
+        if self.len == 0 && self.ext == 0 {
             self.head = 0;
         }
+    }
+
+    /// Writes `data` at `offset` bytes past the readable end, without
+    /// making it readable; clipped to the free space. Returns the bytes
+    /// written (from the start of `data`).
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
+        let n = data.len().min(self.free().saturating_sub(offset));
+        if n == 0 {
+            return 0;
+        }
+        let end = self.len + offset + n;
+        if end > self.buf.len() {
+            self.grow(end);
+        }
+        let cap = self.buf.len();
+        let at = (self.head + self.len + offset) % cap;
+        let first = n.min(cap - at);
+        self.buf[at..at + first].copy_from_slice(&data[..first]);
+        self.buf[..n - first].copy_from_slice(&data[first..n]);
+        self.ext = self.ext.max(offset + n);
+        n
+    }
+
+    /// Makes `n` bytes past the end (written by `write_at`) readable.
+    pub fn commit(&mut self, n: usize) {
+        let n = n.min(self.free());
+        self.len += n;
+        self.ext = self.ext.saturating_sub(n);
+    }
+
+    /// Forgets anything written past the readable end.
+    pub fn clear_ext(&mut self) {
+        self.ext = 0;
     }
 
     /// Changes the limit; contents beyond it stay until consumed.
@@ -131,5 +190,30 @@ mod tests {
         r.set_limit(1);
         assert_eq!(r.free(), 0);
         assert_eq!(r.push(b"z"), 0);
+    }
+
+    #[test]
+    fn out_of_order_writes_survive_growth_and_wrap() {
+        let mut r = Ring::new(1 << 16);
+        r.push(&[1; 4000]);
+        r.consume(3000);
+        // A hole of 100 bytes, then 5000 bytes written past it: forces growth.
+        let tail: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        assert_eq!(r.write_at(100, &tail), 5000);
+        assert_eq!(r.len(), 1000);
+        // Fill the hole and commit everything.
+        assert_eq!(r.write_at(0, &[9; 100]), 100);
+        r.commit(5100);
+        assert_eq!(r.len(), 6100);
+        let mut out = vec![0u8; 6100];
+        assert_eq!(r.copy_out(0, &mut out), 6100);
+        assert!(out[..1000].iter().all(|&b| b == 1));
+        assert!(out[1000..1100].iter().all(|&b| b == 9));
+        assert_eq!(&out[1100..], &tail[..]);
+        // Clipped to free space.
+        let mut small = Ring::new(10);
+        small.push(b"abc");
+        assert_eq!(small.write_at(5, b"0123456789"), 2);
+        assert_eq!(small.write_at(7, b"x"), 0);
     }
 }

@@ -1,55 +1,302 @@
-//! Congestion control seam (RFC 5681). The data-transfer work plugs NewReno
-//! and CUBIC in here; for now a minimal slow start / congestion avoidance
-//! with the RTO response of RFC 5681 §3.1.
+//! Congestion control behind a trait: NewReno (RFC 5681, RFC 6582) and
+//! CUBIC (RFC 9438). The sender owns loss detection and recovery (fast
+//! retransmit, the SACK scoreboard); a controller only decides the window
+//! and the slow-start threshold at each event.
 
+use crate::config::Congestion;
+use crate::time::{Duration, Instant};
 use core::fmt;
 
-/// What the sender asks of a congestion controller.
+/// What the sender asks of a congestion controller. Windows are in bytes.
 pub trait CongestionControl: fmt::Debug + Send {
-    /// Congestion window in bytes.
+    /// The name TCP_CONGESTION and `ss` show.
+    fn name(&self) -> &'static str;
+    /// Congestion window.
     fn window(&self) -> u32;
-    /// Slow-start threshold in bytes.
+    /// Slow-start threshold.
     fn ssthresh(&self) -> u32;
-    /// `acked` new bytes were acknowledged.
-    fn on_ack(&mut self, acked: u32, mss: u32);
-    /// The retransmission timer expired with `flight` bytes outstanding.
-    fn on_rto(&mut self, flight: u32, mss: u32);
+    /// `acked` new bytes were cumulatively acknowledged outside loss
+    /// recovery; `srtt` is the smoothed RTT (zero before a sample).
+    fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Duration);
+    /// Loss detected by duplicate ACKs or SACK (entering fast recovery):
+    /// lower ssthresh and set cwnd to it (RFC 5681 §3.2, RFC 6675 §5).
+    fn on_loss(&mut self, now: Instant, flight: u32, mss: u32);
+    /// The retransmission timer expired (RFC 5681 §3.1 eq. 4: cwnd = 1 MSS);
+    /// ssthresh is lowered only on the `first` timeout of a loss episode.
+    fn on_rto(&mut self, now: Instant, flight: u32, mss: u32, first: bool);
+    /// Fast recovery ended: cwnd = ssthresh (RFC 6582 §3.2 step 3, option 2).
+    fn on_recovery_end(&mut self, now: Instant);
+    /// Sending resumes after an idle period longer than the RTO
+    /// (RFC 5681 §4.1): cwnd = min(cwnd, restart window).
+    fn on_idle_restart(&mut self, now: Instant, restart: u32);
 }
 
-/// RFC 5681 slow start and congestion avoidance, no fast recovery.
+/// The controller a connection starts with: IW = `iw_segments` × MSS (RFC 6928).
+pub fn new_controller(kind: Congestion, mss: u32, iw_segments: u32) -> Box<dyn CongestionControl> {
+    let iw = iw_segments.max(1).saturating_mul(mss);
+    match kind {
+        Congestion::NewReno => Box::new(NewReno::new(iw)),
+        Congestion::Cubic => Box::new(Cubic::new(iw)),
+    }
+}
+
+/// Slow start (RFC 5681 §3.1 with RFC 3465 L = 2 SMSS) and the byte
+/// counter for congestion avoidance (one SMSS per cwnd of bytes ACKed).
+/// Returns the bytes of `acked` left over after slow start ended.
+fn slow_start(cwnd: &mut u32, ssthresh: u32, acked: u32, mss: u32) -> u32 {
+    if *cwnd >= ssthresh {
+        return acked;
+    }
+    let inc = acked.min(2 * mss);
+    let room = ssthresh - *cwnd;
+    *cwnd = cwnd.saturating_add(inc.min(room));
+    acked.saturating_sub(room)
+}
+
+/// NewReno (RFC 5681 §3.1, RFC 6582).
 #[derive(Debug, Clone)]
-pub struct SlowStart {
+pub struct NewReno {
     cwnd: u32,
     ssthresh: u32,
+    /// Bytes ACKed since cwnd last grew in congestion avoidance.
+    acked_acc: u32,
 }
 
-impl SlowStart {
-    /// Initial window per RFC 6928 (the caller passes 10 × MSS).
-    pub fn new(initial: u32) -> SlowStart {
-        SlowStart {
+impl NewReno {
+    pub fn new(initial: u32) -> NewReno {
+        NewReno {
             cwnd: initial,
             ssthresh: u32::MAX,
+            acked_acc: 0,
         }
     }
 }
 
-impl CongestionControl for SlowStart {
+impl CongestionControl for NewReno {
+    fn name(&self) -> &'static str {
+        "newreno"
+    }
     fn window(&self) -> u32 {
         self.cwnd
     }
     fn ssthresh(&self) -> u32 {
         self.ssthresh
     }
-    fn on_ack(&mut self, acked: u32, mss: u32) {
-        let inc = if self.cwnd < self.ssthresh {
-            acked.min(mss)
-        } else {
-            (mss as u64 * mss as u64 / self.cwnd.max(1) as u64).max(1) as u32
-        };
-        self.cwnd = self.cwnd.saturating_add(inc);
+    fn on_ack(&mut self, _now: Instant, acked: u32, mss: u32, _srtt: Duration) {
+        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss);
+        if self.cwnd < self.ssthresh || rest == 0 {
+            return;
+        }
+        // Congestion avoidance: cwnd += SMSS once per cwnd of bytes ACKed
+        // (RFC 5681 §3.1, the byte-counting variant).
+        self.acked_acc = self.acked_acc.saturating_add(rest);
+        if self.acked_acc >= self.cwnd {
+            self.acked_acc -= self.cwnd;
+            self.cwnd = self.cwnd.saturating_add(mss);
+        }
     }
-    fn on_rto(&mut self, flight: u32, mss: u32) {
+    fn on_loss(&mut self, _now: Instant, flight: u32, mss: u32) {
+        // RFC 5681 eq. 4: ssthresh = max(FlightSize / 2, 2 SMSS).
         self.ssthresh = (flight / 2).max(2 * mss);
+        self.cwnd = self.ssthresh;
+        self.acked_acc = 0;
+    }
+    fn on_rto(&mut self, _now: Instant, flight: u32, mss: u32, first: bool) {
+        if first {
+            self.ssthresh = (flight / 2).max(2 * mss);
+        }
         self.cwnd = mss;
+        self.acked_acc = 0;
+    }
+    fn on_recovery_end(&mut self, _now: Instant) {
+        self.cwnd = self.ssthresh;
+    }
+    fn on_idle_restart(&mut self, _now: Instant, restart: u32) {
+        self.cwnd = self.cwnd.min(restart);
+    }
+}
+
+/// CUBIC (RFC 9438), in units of segments internally, as the RFC writes it.
+#[derive(Debug, Clone)]
+pub struct Cubic {
+    cwnd: u32,
+    ssthresh: u32,
+    /// W_max: the window (segments) before the last reduction.
+    w_max: f64,
+    /// When the current congestion-avoidance epoch began, and K.
+    epoch: Option<(Instant, f64)>,
+    /// The Reno-friendly estimate W_est (segments), RFC 9438 §4.3.
+    w_est: f64,
+    /// Growth (bytes) not yet added to cwnd.
+    frac: f64,
+}
+
+/// RFC 9438 §4.6: multiplicative decrease factor β_cubic.
+pub const CUBIC_BETA: f64 = 0.7;
+/// RFC 9438 §5: C = 0.4.
+const CUBIC_C: f64 = 0.4;
+
+impl Cubic {
+    pub fn new(initial: u32) -> Cubic {
+        Cubic {
+            cwnd: initial,
+            ssthresh: u32::MAX,
+            w_max: 0.0,
+            epoch: None,
+            w_est: 0.0,
+            frac: 0.0,
+        }
+    }
+
+    fn reduce(&mut self, mss: u32) {
+        let cwnd_seg = f64::from(self.cwnd) / f64::from(mss);
+        // Fast convergence (RFC 9438 §4.7): release bandwidth to newer flows.
+        self.w_max = if cwnd_seg < self.w_max {
+            cwnd_seg * (1.0 + CUBIC_BETA) / 2.0
+        } else {
+            cwnd_seg
+        };
+        self.ssthresh = ((f64::from(self.cwnd) * CUBIC_BETA) as u32).max(2 * mss);
+        self.epoch = None;
+        self.frac = 0.0;
+    }
+}
+
+impl CongestionControl for Cubic {
+    fn name(&self) -> &'static str {
+        "cubic"
+    }
+    fn window(&self) -> u32 {
+        self.cwnd
+    }
+    fn ssthresh(&self) -> u32 {
+        self.ssthresh
+    }
+    fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Duration) {
+        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss);
+        if self.cwnd < self.ssthresh || rest == 0 {
+            return;
+        }
+        let mssf = f64::from(mss);
+        let cwnd_seg = f64::from(self.cwnd) / mssf;
+        let (start, k) = *self.epoch.get_or_insert_with(|| {
+            // A new epoch (RFC 9438 §4.2): K = cbrt((W_max - cwnd) / C).
+            self.w_est = cwnd_seg;
+            let k = if self.w_max > cwnd_seg {
+                ((self.w_max - cwnd_seg) / CUBIC_C).cbrt()
+            } else {
+                self.w_max = cwnd_seg;
+                0.0
+            };
+            (now, k)
+        });
+        // W_cubic(t + RTT) as the target (RFC 9438 §4.2), clamped to
+        // [cwnd, 1.5 cwnd].
+        let t = (now - start).as_secs_f64() + srtt.as_secs_f64();
+        let w_cubic = CUBIC_C * (t - k).powi(3) + self.w_max;
+        let target = w_cubic.clamp(cwnd_seg, 1.5 * cwnd_seg);
+        // Reno-friendly region (RFC 9438 §4.3): α = 3(1-β)/(1+β).
+        let alpha = 3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA);
+        let segs_acked = f64::from(rest) / mssf;
+        self.w_est += alpha * segs_acked / cwnd_seg;
+        // Growth per ACK: (target - cwnd) / cwnd segments per segment ACKed.
+        let grow_seg = if self.w_est > target {
+            (self.w_est - cwnd_seg).max(0.0) * segs_acked / cwnd_seg
+        } else {
+            (target - cwnd_seg) * segs_acked / cwnd_seg
+        };
+        // Whole bytes only; the fraction carries to the next ACK.
+        self.frac += grow_seg * mssf;
+        let add = self.frac.floor();
+        self.frac -= add;
+        self.cwnd = self.cwnd.saturating_add(add as u32).max(2 * mss);
+    }
+    fn on_loss(&mut self, _now: Instant, _flight: u32, mss: u32) {
+        self.reduce(mss);
+        self.cwnd = self.ssthresh;
+    }
+    fn on_rto(&mut self, _now: Instant, _flight: u32, mss: u32, first: bool) {
+        if first {
+            self.reduce(mss);
+        }
+        self.cwnd = mss;
+    }
+    fn on_recovery_end(&mut self, _now: Instant) {
+        self.cwnd = self.ssthresh;
+    }
+    fn on_idle_restart(&mut self, _now: Instant, restart: u32) {
+        self.cwnd = self.cwnd.min(restart);
+        self.epoch = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: u32 = 1000;
+
+    #[test]
+    fn newreno_slow_start_then_avoidance() {
+        let now = Instant::ZERO;
+        let mut c = NewReno::new(10 * MSS);
+        // Slow start: +min(acked, 2 SMSS) per ACK.
+        c.on_ack(now, 2 * MSS, MSS, Duration::ZERO);
+        assert_eq!(c.window(), 12 * MSS);
+        c.on_ack(now, 5 * MSS, MSS, Duration::ZERO);
+        assert_eq!(c.window(), 14 * MSS);
+        c.on_loss(now, 14 * MSS, MSS);
+        assert_eq!((c.window(), c.ssthresh()), (7 * MSS, 7 * MSS));
+        // Congestion avoidance: one SMSS per cwnd of bytes ACKed.
+        for _ in 0..6 {
+            c.on_ack(now, MSS, MSS, Duration::ZERO);
+        }
+        assert_eq!(c.window(), 7 * MSS);
+        c.on_ack(now, MSS, MSS, Duration::ZERO);
+        assert_eq!(c.window(), 8 * MSS);
+        c.on_rto(now, 8 * MSS, MSS, true);
+        assert_eq!((c.window(), c.ssthresh()), (MSS, 4 * MSS));
+        c.on_rto(now, MSS, MSS, false);
+        assert_eq!((c.window(), c.ssthresh()), (MSS, 4 * MSS), "held");
+        c.on_loss(now, MSS, MSS);
+        assert_eq!(c.ssthresh(), 2 * MSS, "never below 2 SMSS");
+    }
+
+    #[test]
+    fn cubic_reduces_by_beta_and_regrows_to_w_max() {
+        let mut now = Instant::ZERO;
+        let mut c = Cubic::new(100 * MSS);
+        c.ssthresh = 100 * MSS;
+        c.on_loss(now, 100 * MSS, MSS);
+        assert_eq!(c.window(), 70 * MSS);
+        assert_eq!(c.ssthresh(), 70 * MSS);
+        // K = cbrt(30 / 0.4) ≈ 4.22 s: by then the window is back near W_max.
+        let rtt = Duration::from_millis(100);
+        let mut at_k = 0;
+        for step in 0..100 {
+            now = Instant::ZERO + Duration::from_millis(100 * step);
+            // One window of ACKs per RTT.
+            let segs = c.window() / MSS;
+            for _ in 0..segs {
+                c.on_ack(now, MSS, MSS, rtt);
+            }
+            if step == 42 {
+                at_k = c.window();
+            }
+        }
+        let at_k = at_k / MSS;
+        assert!((95..=105).contains(&at_k), "cwnd at K is {at_k} segments");
+        assert!(c.window() > 100 * MSS, "probes beyond W_max after K");
+    }
+
+    #[test]
+    fn cubic_fast_convergence() {
+        let now = Instant::ZERO;
+        let mut c = Cubic::new(100 * MSS);
+        c.on_loss(now, 0, MSS);
+        c.on_loss(now, 0, MSS);
+        // Second loss below W_max: W_max = 70 × (1 + β) / 2.
+        assert!((c.w_max - 59.5).abs() < 1e-9);
+        assert_eq!(c.window(), 49 * MSS);
     }
 }

@@ -1,6 +1,6 @@
 //! Segment arrival (RFC 9293 §3.10.7), with the RFC 5961 defences.
 
-use super::{Ctl, Kind, Listener, PortClass, State, Tcb, TcbId};
+use super::{CaState, Ctl, Kind, Listener, PortClass, State, Tcb, TcbId};
 use crate::errno::Errno;
 use crate::socket::{Socket, SocketHandle};
 use crate::stack::Stack;
@@ -224,7 +224,7 @@ impl Stack {
             ts_offset,
         );
         tcb.listener = Some(lh);
-        tcb_take_syn(&mut tcb, seg);
+        tcb_take_syn(&mut tcb, seg, &self.cfg.tcp);
         tcb.syn_pending = true;
         let id = self.tcp_insert(tcb);
         if let Some(l) = self.listener_mut(lh) {
@@ -327,7 +327,11 @@ impl Stack {
         tcb.snd_nxt = isn + 1;
         tcb.snd_max = isn + 1;
         tcb.snd_mss = mss.max(MIN_SND_MSS).min(tcb.rcv_mss);
-        tcb.cc = Box::new(super::SlowStart::new(10 * u32::from(tcb.snd_mss)));
+        tcb.cc = super::new_controller(
+            tcb.opts.congestion,
+            u32::from(tcb.snd_mss),
+            self.cfg.tcp.initial_window,
+        );
         tcb.listener = Some(lh);
         let id = self.tcp_insert(tcb);
         if let Some(l) = self.listener_mut(lh) {
@@ -515,7 +519,7 @@ impl Stack {
         if !f.contains(TcpFlags::SYN) {
             return;
         }
-        tcb_take_syn(t, seg);
+        tcb_take_syn(t, seg, &self.cfg.tcp);
         t.last_rcv = now;
         if f.contains(TcpFlags::ACK) {
             t.snd_una = seg.ack_number;
@@ -582,6 +586,18 @@ impl Stack {
         let Some(t) = self.tcp.get_mut(id) else {
             return;
         };
+
+        // PAWS (RFC 7323 §5.3): a segment with a timestamp older than
+        // TS.Recent is an old duplicate: drop it, ACK unless it is a RST.
+        if t.ts_ok && !f.contains(TcpFlags::RST) {
+            if let Some(ts) = seg.timestamp {
+                if (ts.tsval.wrapping_sub(t.ts_recent) as i32) < 0 {
+                    self.counters.tcp.paws_drops += 1;
+                    t.ack_pending = true;
+                    return;
+                }
+            }
+        }
 
         // First: sequence number acceptable?
         let seg_len = seg.segment_len();
@@ -654,8 +670,26 @@ impl Stack {
         }
         if t.ts_ok {
             if let Some(ts) = seg.timestamp {
-                if seg.seq_number.diff(t.rcv_nxt) <= 0 {
+                // RFC 7323 §4.3: TS.Recent from the segment our next ACK
+                // covers first (SEG.SEQ <= Last.ACK.sent).
+                if seg.seq_number.diff(t.last_ack_sent) <= 0
+                    && (ts.tsval.wrapping_sub(t.ts_recent) as i32) >= 0
+                {
                     t.ts_recent = ts.tsval;
+                }
+                // The receiver's RTT (for autotuning) from the echo of our
+                // clock on data-bearing segments.
+                if ts.tsecr != 0 && !seg.payload.is_empty() {
+                    let ours = (now.total_millis() as u32).wrapping_add(t.ts_offset);
+                    let ms = ours.wrapping_sub(ts.tsecr);
+                    if ms < 60_000 {
+                        let us = (ms.max(1)) * 1000;
+                        t.rcv_rtt_us = if t.rcv_rtt_us == 0 {
+                            us
+                        } else {
+                            (t.rcv_rtt_us * 7 + us) / 8
+                        };
+                    }
                 }
             }
         }
@@ -680,38 +714,73 @@ impl Stack {
             }
             seq = t.rcv_nxt;
         }
+        let data_ok = matches!(
+            t.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        );
+        if !data.is_empty()
+            && data_ok
+            && (t.socket.is_none() && t.listener.is_none()
+                || (t.shut_rd && t.state != State::Established))
+        {
+            // Data for a closed socket: RST (Linux tcp_rcv_state_process).
+            self.counters.tcp.abort_on_data += 1;
+            self.tcp_abort(now, id, None, true);
+            return;
+        }
         if seq != t.rcv_nxt {
-            // Out of order: dropped for now (see the module docs), dup ACK.
-            self.counters.tcp.ofo_drops += 1;
+            // Out of order (RFC 9293 §3.10.7.4 seventh): queue it past
+            // RCV.NXT and ACK at once, with SACK blocks (RFC 2018 §4).
+            if data_ok && !data.is_empty() {
+                let n = t.ofo_insert(seq, data, self.cfg.tcp.max_ofo_ranges);
+                if n == 0 {
+                    self.counters.tcp.ofo_drops += 1;
+                } else {
+                    self.counters.tcp.ofo_queued += 1;
+                    if fin && n == data.len() {
+                        t.ofo_fin = Some(seq + n);
+                    }
+                }
+            } else if data_ok && fin {
+                t.ofo_fin = Some(seq);
+            }
+            self.counters.tcp.quick_acks += 1;
             t.ack_pending = true;
             return;
         }
         if !data.is_empty() {
-            match t.state {
-                State::Established | State::FinWait1 | State::FinWait2 => {
-                    if t.socket.is_none() && t.listener.is_none()
-                        || (t.shut_rd && t.state != State::Established)
-                    {
-                        // Data for a closed socket: RST (Linux tcp_rcv_state_process).
-                        self.counters.tcp.abort_on_data += 1;
-                        self.tcp_abort(now, id, None, true);
-                        return;
-                    }
-                    let n = t.rcvq.push(data);
-                    t.rcv_nxt += n;
-                    t.on_data_received(n);
-                    if n < data.len() {
-                        self.counters.tcp.rcv_pruned += 1;
-                        fin = false;
-                    }
-                    if n > 0 {
-                        self.tcp_notify(id);
-                    }
-                }
-                _ => {
-                    // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer sent FIN; ignore.
+            if data_ok {
+                let had_hole = !t.ofo.is_empty();
+                let n = t.rcvq.write_at(0, data);
+                let end = t.ofo_advance(seq + n);
+                let advance = end.diff(t.rcv_nxt).max(0) as usize;
+                t.rcvq.commit(advance);
+                t.rcv_nxt = end;
+                if n < data.len() {
+                    self.counters.tcp.rcv_pruned += 1;
+                    t.ack_pending = true;
                     fin = false;
                 }
+                if t.ofo_fin == Some(t.rcv_nxt) {
+                    fin = true;
+                    t.ofo_fin = None;
+                }
+                if had_hole {
+                    // Filling a hole is ACKed at once (RFC 9293 §3.8.6.3).
+                    self.counters.tcp.quick_acks += 1;
+                    t.ack_pending = true;
+                } else if n > 0 && t.on_data_received(now, n, &self.cfg.tcp) {
+                    self.counters.tcp.quick_acks += 1;
+                }
+                if t.ack_pending {
+                    t.delack_at = None;
+                }
+                if n > 0 {
+                    self.tcp_notify(id);
+                }
+            } else {
+                // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer sent FIN; ignore.
+                fin = false;
             }
         }
 
@@ -860,14 +929,23 @@ impl Stack {
     }
 
     /// ACK processing for a synchronized connection (RFC 9293 §3.10.7.4,
-    /// fifth check; RTT per RFC 6298).
+    /// fifth check; RTT per RFC 6298), with the SACK scoreboard, fast
+    /// retransmit and recovery (RFC 5681 §3.2, RFC 6582, RFC 6675).
     fn tcp_ack(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
         let cfg = &self.cfg.tcp;
         let Some(t) = self.tcp.get_mut(id) else {
             return;
         };
         let ack = seg.ack_number;
+        let mss = u32::from(t.snd_mss);
         let mut progressed = false;
+        let mut new_sack = 0;
+        if t.sack_ok && seg.sack_ranges[0].is_some() {
+            let (blocks, bytes) = t.take_sack(&seg.sack_ranges, cfg.max_ofo_ranges);
+            self.counters.tcp.sack_blocks_recv += u64::from(blocks);
+            new_sack = bytes;
+        }
+        let wnd = u32::from(seg.window_len) << t.snd_wscale;
         if ack.diff(t.snd_una) > 0 {
             let data_acked = (ack.diff(t.sndq_front).max(0) as usize).min(t.sndq.len());
             let acked = ack.diff(t.snd_una) as u32;
@@ -877,6 +955,10 @@ impl Stack {
             if t.snd_nxt.diff(ack) < 0 {
                 t.snd_nxt = ack;
             }
+            if t.high_rxt.diff(ack) < 0 {
+                t.high_rxt = ack;
+            }
+            t.trim_sacked();
             if let Some((timed, sent)) = t.rtt.timing {
                 if ack.diff(timed) > 0 {
                     t.rtt.sample(now - sent, cfg.rto_min, cfg.rto_max);
@@ -886,8 +968,39 @@ impl Stack {
             t.backoff = 0;
             t.retries = 0;
             t.force_probe = false;
-            let mss = u32::from(t.snd_mss);
-            t.cc.on_ack(acked, mss);
+            t.dupacks = 0;
+            match t.ca {
+                CaState::Recovery if ack.diff(t.recover) >= 0 => {
+                    // Full ACK: recovery is over (RFC 6582 §3.2 step 3).
+                    t.cc.on_recovery_end(now);
+                    t.ca = CaState::Open;
+                    t.rtx_now = false;
+                    if t.rec_sack {
+                        self.counters.tcp.sack_recovery += 1;
+                    } else {
+                        self.counters.tcp.reno_recovery += 1;
+                    }
+                }
+                CaState::Recovery => {
+                    // Partial ACK: the next hole is lost too (RFC 6582 §3.2
+                    // step 4); with SACK the scoreboard drives instead.
+                    self.counters.tcp.partial_acks += 1;
+                    if !t.rec_sack {
+                        t.rtx_now = true;
+                        t.rec_cwnd = t.rec_cwnd.saturating_sub(acked);
+                        if acked >= mss {
+                            t.rec_cwnd += mss;
+                        }
+                        t.rec_cwnd = t.rec_cwnd.max(mss);
+                    }
+                }
+                CaState::Loss if ack.diff(t.recover) >= 0 => {
+                    t.ca = CaState::Open;
+                    t.cc.on_ack(now, acked, mss, t.rtt.srtt());
+                }
+                _ => t.cc.on_ack(now, acked, mss, t.rtt.srtt()),
+            }
+            t.snd_space_adjust(cfg);
             t.una_since = now;
             t.rexmit_at = if t.snd_una == t.snd_max {
                 None
@@ -895,12 +1008,49 @@ impl Stack {
                 Some(now + t.current_rto(cfg))
             };
             progressed = true;
+        } else if wnd == 0 && ack == t.snd_una {
+            // The peer answers our window probes: it is alive (Linux
+            // resets icsk_probes_out on any ACK).
+            t.retries = 0;
+        } else if ack == t.snd_una
+            && t.snd_una != t.snd_max
+            && seg.payload.is_empty()
+            && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
+            && (wnd == t.snd_wnd || new_sack > 0)
+        {
+            // A duplicate ACK (RFC 5681 §2).
+            t.dupacks += 1;
+            self.counters.tcp.dup_acks_recv += 1;
+            if t.ca == CaState::Recovery && !t.rec_sack {
+                // NewReno: each duplicate means a segment left the network.
+                t.rec_cwnd = t.rec_cwnd.saturating_add(mss);
+            }
+        }
+        // Fast retransmit (RFC 5681 §3.2; RFC 6675 §5: DupThresh duplicate
+        // ACKs, or IsLost(SND.UNA) from the scoreboard).
+        if t.ca == CaState::Open
+            && t.snd_una != t.snd_max
+            && (t.dupacks >= t.dup_thresh() || t.una_lost())
+        {
+            let flight = t.flight();
+            t.cc.on_loss(now, flight, mss);
+            t.ca = CaState::Recovery;
+            t.rec_sack = t.sack_ok && !t.sacked.is_empty();
+            t.recover = t.snd_max;
+            t.high_rxt = t.snd_una;
+            t.rec_cwnd = t.cc.window().saturating_add(3 * mss);
+            t.rtx_now = true;
+            t.rtt.timing = None;
+            self.counters.tcp.fast_retrans += 1;
+            debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp fast retransmit");
+        }
+        if new_sack > 0 && t.detect_lost_retransmits() {
+            self.counters.tcp.lost_retransmits += 1;
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
         if t.snd_wl1.diff(seg.seq_number) < 0
             || (t.snd_wl1 == seg.seq_number && t.snd_wl2.diff(ack) <= 0)
         {
-            let wnd = u32::from(seg.window_len) << t.snd_wscale;
             if wnd > t.snd_wnd {
                 t.force_probe = false;
             }
@@ -914,8 +1064,8 @@ impl Stack {
             t.max_snd_wnd = t.max_snd_wnd.max(wnd);
             t.snd_wl1 = seg.seq_number;
             t.snd_wl2 = ack;
-            t.maybe_arm_persist(now, cfg);
         }
+        t.maybe_arm_persist(now, cfg);
         let fin_acked = t.fin_acked();
         let state = t.state;
         // Freed space wakes writers only if one found the buffer full, as
@@ -970,11 +1120,12 @@ fn seq_acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: u32) -> b
 }
 
 /// Takes the peer's SYN: IRS, options (RFC 7323 §1.3, RFC 2018 §2), MSS.
-fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr) {
+fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr, cfg: &crate::config::TcpConfig) {
     t.irs = seg.seq_number;
     t.rcv_nxt = seg.seq_number + 1;
+    t.last_ack_sent = t.rcv_nxt;
     // Window scaling only if both sides sent the option.
-    match seg.window_scale {
+    match seg.window_scale.filter(|_| cfg.window_scaling) {
         Some(s) => {
             t.ws_ok = true;
             t.snd_wscale = s;
@@ -985,9 +1136,9 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr) {
             t.rcv_wscale = 0;
         }
     }
-    t.sack_ok = seg.sack_permitted;
-    t.ts_ok = seg.timestamp.is_some();
-    if let Some(ts) = seg.timestamp {
+    t.sack_ok = seg.sack_permitted && cfg.sack;
+    t.ts_ok = seg.timestamp.is_some() && cfg.timestamps;
+    if let Some(ts) = seg.timestamp.filter(|_| t.ts_ok) {
         t.ts_recent = ts.tsval;
     }
     // A tiny announced MSS is raised to 48 (Linux `tcp_min_snd_mss`), so a
@@ -995,7 +1146,8 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr) {
     let peer = seg.max_seg_size.unwrap_or(536).max(MIN_SND_MSS);
     let ts_len = if t.ts_ok { 12 } else { 0 };
     t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(8);
-    t.cc = Box::new(super::SlowStart::new(10 * u32::from(t.snd_mss)));
+    t.cc = super::new_controller(t.opts.congestion, u32::from(t.snd_mss), cfg.initial_window);
+    t.rcv_seg_max = t.snd_mss.min(536);
     let wnd = t.rcv_space().min(65535 << t.rcv_wscale);
     t.rcv_adv = t.rcv_nxt + wnd;
 }

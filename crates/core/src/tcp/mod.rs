@@ -27,15 +27,17 @@
 //! - ISNs and cookies are keyed by secrets drawn from the stack's seeded
 //!   RNG: random per seed, reproducible per run.
 //!
-//! Not yet here (the data-transfer issue): out-of-order queue (segments
-//! beyond RCV.NXT are dropped and duplicate-ACKed; the sender's RTO and
-//! go-back-N recover), SACK, fast retransmit, delayed ACK (we ACK once per
-//! receive batch, when `transmit` runs), Nagle, PAWS, window autotuning,
-//! path MTU discovery.
+//! Data transfer (`data.rs`): out-of-order data is written straight into
+//! the receive ring past RCV.NXT and SACKed (RFC 2018); the sender keeps a
+//! SACK scoreboard and recovers per RFC 6675, or NewReno (RFC 6582)
+//! without SACK; congestion control is a trait (`cc.rs`: NewReno, CUBIC).
+//! Delayed ACK, Nagle, SWS avoidance, PAWS and buffer autotuning as Linux
+//! does them. Not here: path MTU discovery, ECN, pacing.
 
 mod api;
 mod buffer;
 mod cc;
+mod data;
 mod input;
 mod output;
 mod secret;
@@ -43,7 +45,8 @@ mod timer;
 
 pub use api::{Shutdown, SocketRow, TcpInfo};
 pub use buffer::Ring;
-pub use cc::{CongestionControl, SlowStart};
+pub use cc::{new_controller, CongestionControl, Cubic, NewReno};
+pub(crate) use data::{CaState, OfoRange, Span};
 pub(crate) use output::TcpTx;
 
 use crate::config::TcpConfig;
@@ -304,6 +307,45 @@ pub(crate) struct Tcb {
     /// Last ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
     pub soft_error: Option<Errno>,
     pub cc: Box<dyn CongestionControl>,
+
+    // Receiver: out-of-order queue (data lives in `rcvq`) and ACK policy.
+    pub ofo: Vec<OfoRange>,
+    /// A FIN that arrived out of order, at this sequence number.
+    pub ofo_fin: Option<SeqNumber>,
+    pub ofo_stamp: u32,
+    pub delack_at: Option<Instant>,
+    /// Bytes received since our last ACK; the largest segment seen.
+    pub rcv_unacked: u32,
+    pub rcv_seg_max: u16,
+    /// Segments still to ACK at once (quick-ACK mode at the start).
+    pub quickack: u32,
+    /// RCV.NXT in the last ACK we sent (RFC 7323 §4.3 Last.ACK.sent).
+    pub last_ack_sent: SeqNumber,
+    /// Receive autotuning: bytes read since, and the receiver's RTT estimate.
+    pub rcv_copied: usize,
+    pub rcv_copied_since: Instant,
+    pub rcv_rtt_us: u32,
+
+    // Sender: SACK scoreboard and loss recovery.
+    pub sacked: Vec<Span>,
+    pub dupacks: u32,
+    pub ca: CaState,
+    /// This recovery is SACK-based (RFC 6675), not NewReno (RFC 6582).
+    pub rec_sack: bool,
+    /// SND.MAX when recovery began (RFC 6582 `recover`, RFC 6675 RecoveryPoint).
+    pub recover: SeqNumber,
+    /// NewReno's inflated window during recovery.
+    pub rec_cwnd: u32,
+    /// Highest sequence retransmitted in this recovery (RFC 6675 HighRxt).
+    pub high_rxt: SeqNumber,
+    /// Retransmit the first unacknowledged segment now, whatever the window.
+    pub rtx_now: bool,
+    /// When data was last sent (restart after idle, RFC 5681 §4.1).
+    pub last_send: Instant,
+    /// End of the last segment shorter than the MSS we sent (Nagle, Minshall).
+    pub snd_sml: SeqNumber,
+    /// SND.MAX when the latest recovery retransmission went out.
+    pub rtx_fence: SeqNumber,
 }
 
 impl Tcb {
@@ -320,7 +362,14 @@ impl Tcb {
         ts_offset: u32,
     ) -> Tcb {
         let rcv_mss = opts.maxseg.map_or(mtu_mss, |m| m.min(mtu_mss)).max(8);
-        let rcv_wscale = window_scale_for(opts.rcvbuf);
+        // The scale must cover what autotuning may grow the buffer to.
+        let rcv_wscale = if !cfg.window_scaling {
+            0
+        } else if opts.rcvbuf_locked {
+            window_scale_for(opts.rcvbuf)
+        } else {
+            window_scale_for(opts.rcvbuf.max(cfg.max_rcvbuf))
+        };
         Tcb {
             state,
             local,
@@ -377,7 +426,29 @@ impl Tcb {
             last_oow_ack: None,
             timer_sched: None,
             soft_error: None,
-            cc: Box::new(SlowStart::new(10 * 536)),
+            cc: new_controller(opts.congestion, 536, cfg.initial_window),
+            ofo: Vec::new(),
+            ofo_fin: None,
+            ofo_stamp: 0,
+            delack_at: None,
+            rcv_unacked: 0,
+            rcv_seg_max: 536,
+            quickack: cfg.quickack_segments,
+            last_ack_sent: SeqNumber(0),
+            rcv_copied: 0,
+            rcv_copied_since: now,
+            rcv_rtt_us: 0,
+            sacked: Vec::new(),
+            dupacks: 0,
+            ca: CaState::Open,
+            rec_sack: false,
+            recover: iss,
+            rec_cwnd: 0,
+            high_rxt: iss,
+            rtx_now: false,
+            last_send: now,
+            snd_sml: iss,
+            rtx_fence: iss,
             opts,
         }
     }
@@ -409,12 +480,9 @@ impl Tcb {
         shifted.min(cfg.rto_max)
     }
 
-    /// Unsent payload bytes, and bytes we may still send within the windows.
-    pub fn sendable(&self) -> (usize, usize) {
-        let unsent = self.data_end().diff(self.snd_nxt).max(0) as usize;
-        let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
-        let wnd = self.snd_wnd.min(self.cc.window());
-        (unsent, wnd.saturating_sub(in_flight) as usize)
+    /// Unsent payload bytes past SND.NXT.
+    pub fn unsent(&self) -> usize {
+        self.data_end().diff(self.snd_nxt).max(0) as usize
     }
 
     /// Whether the next call to `next_segment` would produce something.
@@ -422,39 +490,34 @@ impl Tcb {
         match self.state {
             State::Closed | State::Listen | State::TimeWait => self.ack_pending,
             State::SynSent | State::SynReceived => self.syn_pending,
-            _ => {
-                if self.ack_pending || self.probe_pending {
-                    return true;
-                }
-                let (unsent, usable) = self.sendable();
-                (unsent > 0 && (usable > 0 || self.force_probe))
-                    || (self.fin_queued && unsent == 0 && self.snd_nxt == self.data_end())
-            }
+            _ => self.ack_pending || self.probe_pending || self.choose_send().is_some(),
         }
     }
 
-    /// The ACK policy: for now one ACK per receive batch (it goes out when
-    /// `transmit` next runs, covering everything that arrived before). The
-    /// place for delayed ACK (RFC 9293 §3.8.6.3) and quick-ack.
-    pub fn on_data_received(&mut self, _bytes: usize) {
-        self.ack_pending = true;
-    }
-
-    /// With data waiting, nothing in flight and the peer's window closed,
-    /// probe on the RTO (the persist timer, RFC 9293 §3.8.6.1).
+    /// With data waiting, nothing in flight and nothing we may send (a
+    /// closed or silly window), probe on the RTO (the persist timer,
+    /// RFC 9293 §3.8.6.1).
     pub fn maybe_arm_persist(&mut self, now: Instant, cfg: &TcpConfig) {
-        let (unsent, usable) = self.sendable();
-        if unsent > 0 && usable == 0 && self.snd_una == self.snd_max && self.rexmit_at.is_none() {
+        if self.unsent() > 0
+            && self.snd_una == self.snd_max
+            && self.rexmit_at.is_none()
+            && self.choose_send().is_none()
+        {
             self.rexmit_at = Some(now + self.current_rto(cfg));
         }
     }
 
     /// Earliest of this TCB's timers.
     pub fn deadline(&self) -> Option<Instant> {
-        [self.rexmit_at, self.linger_at, self.keepalive_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.rexmit_at,
+            self.linger_at,
+            self.keepalive_at,
+            self.delack_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The keepalive deadline per the socket options (RFC 1122 §4.2.3.6).
@@ -845,6 +908,6 @@ mod size_tests {
         // Half-open and idle connections hold no buffer memory, so this is
         // most of what 100 000 connections cost (plus the boxed controller).
         let size = core::mem::size_of::<super::Tcb>();
-        assert!(size <= 512, "Tcb is {size} bytes");
+        assert!(size <= 704, "Tcb is {size} bytes");
     }
 }

@@ -1,7 +1,8 @@
 //! Segment output: the next segment a TCB owes, written straight into the
 //! caller's buffer (IP header, TCP header, payload from the send ring).
 
-use super::{Ctl, State, TcbId};
+use super::data::SendKind;
+use super::{CaState, Ctl, State, TcbId};
 use crate::arp::ArpAction;
 use crate::config::Medium;
 use crate::stack::{OutPacket, Stack};
@@ -35,6 +36,7 @@ struct Plan {
     mss: Option<u16>,
     ws: Option<u8>,
     sack: bool,
+    sack_blocks: ustack_wire::tcp::SackBlocks,
     ts: Option<TcpTimestamp>,
     /// Payload: offset into the send ring and length.
     off: usize,
@@ -54,6 +56,7 @@ impl Plan {
             mss: c.mss,
             ws: None,
             sack: false,
+            sack_blocks: [None; 4],
             ts: None,
             off: 0,
             len: 0,
@@ -76,7 +79,7 @@ impl Plan {
             max_seg_size: self.mss,
             window_scale: self.ws,
             sack_permitted: self.sack,
-            sack_ranges: [None; 4],
+            sack_ranges: self.sack_blocks,
             timestamp: self.ts,
             payload: &[],
         }
@@ -112,14 +115,22 @@ impl Stack {
     }
 
     /// The window we advertise: free receive space, scaled, never shrinking
-    /// the right edge already offered (RFC 9293 §3.8.6).
+    /// the right edge already offered (RFC 9293 §3.8.6), and moving it
+    /// only by at least min(buffer / 2, MSS) (receiver SWS avoidance,
+    /// RFC 9293 §3.8.6.2.2).
     fn tcp_window(&mut self, id: TcbId, syn: bool) -> u16 {
         let Some(t) = self.tcp.get_mut(id) else {
             return 0;
         };
         let shift = if syn { 0 } else { t.rcv_wscale };
         let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
-        let space = t.rcv_space().max(offered);
+        let free = t.rcv_space();
+        let step = (t.rcvq.capacity() / 2).min(usize::from(t.rcv_mss));
+        let space = if free > offered && free - offered < step {
+            offered
+        } else {
+            free.max(offered)
+        };
         let w = (space >> shift).min(65535);
         t.rcv_adv = t.rcv_nxt + (w << shift);
         w as u16
@@ -140,6 +151,7 @@ impl Stack {
             mss: None,
             ws: None,
             sack: false,
+            sack_blocks: [None; 4],
             ts: t.ts_ok.then_some(TcpTimestamp {
                 tsval,
                 tsecr: t.ts_recent,
@@ -171,9 +183,9 @@ impl Stack {
                 plan.mss = Some(t.rcv_mss);
                 if t.state == State::SynSent {
                     plan.flags = TcpFlags::SYN;
-                    plan.ws = Some(t.rcv_wscale);
-                    plan.sack = true;
-                    plan.ts = Some(TcpTimestamp { tsval, tsecr: 0 });
+                    plan.ws = cfg.window_scaling.then_some(t.rcv_wscale);
+                    plan.sack = cfg.sack;
+                    plan.ts = cfg.timestamps.then_some(TcpTimestamp { tsval, tsecr: 0 });
                 } else {
                     plan.flags = TcpFlags::SYN | TcpFlags::ACK;
                     plan.ws = t.ws_ok.then_some(t.rcv_wscale);
@@ -183,45 +195,94 @@ impl Stack {
                 true
             }
             _ => {
-                let (unsent, usable) = t.sendable();
-                let sending = !matches!(t.state, State::TimeWait | State::FinWait2);
-                let mut len = if sending {
-                    unsent.min(usable).min(usize::from(t.snd_mss))
-                } else {
-                    0
-                };
-                if len == 0 && unsent > 0 && t.force_probe && sending {
-                    // Zero-window probe: one byte beyond the window (RFC 9293 §3.8.6.1).
-                    len = 1;
-                    t.force_probe = false;
+                // Restart after idle (RFC 5681 §4.1): nothing in flight and
+                // quiet for longer than the RTO.
+                if cfg.slow_start_after_idle
+                    && t.snd_una == t.snd_max
+                    && t.unsent() > 0
+                    && now - t.last_send > t.current_rto(cfg)
+                {
+                    let iw = cfg.initial_window.max(1) * u32::from(t.snd_mss);
+                    if t.cc.window() > iw {
+                        t.cc.on_idle_restart(now, iw);
+                        self.counters.tcp.idle_restarts += 1;
+                    }
                 }
-                let seq = t.snd_nxt;
-                let fin = t.fin_queued
-                    && matches!(t.state, State::FinWait1 | State::Closing | State::LastAck)
-                    && seq + len == t.data_end();
-                if len > 0 || fin {
+                plan.sack_blocks = t.sack_blocks();
+                let sack_n =
+                    plan.sack_blocks
+                        .iter()
+                        .flatten()
+                        .count()
+                        .min(if t.ts_ok { 3 } else { 4 });
+                let sack_opt = if sack_n > 0 { 4 + 8 * sack_n } else { 0 };
+                let mut send = t.choose_send();
+                if let Some(s) = send.as_mut() {
+                    // SACK blocks take room from the payload (the MSS
+                    // already allows for timestamps).
+                    let max = usize::from(t.snd_mss).saturating_sub(sack_opt).max(1);
+                    if s.len > max {
+                        s.len = max;
+                        s.fin = false;
+                    }
+                }
+                if let Some(s) = send {
+                    let seq = s.seq;
+                    let len = s.len;
+                    plan.seq = seq;
                     plan.off = seq.diff(t.sndq_seq()).max(0) as usize;
                     plan.len = len;
-                    if seq.diff(t.snd_max) < 0 {
+                    let end = seq + len + usize::from(s.fin);
+                    let rtx = seq.diff(t.snd_max) < 0;
+                    if rtx {
                         self.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
+                        // Karn: no RTT sample from anything retransmitted.
+                        t.rtt.timing = None;
                     } else if t.rtt.timing.is_none() && len > 0 {
                         t.rtt.timing = Some((seq, now));
                     }
                     if t.snd_una == t.snd_max {
                         t.una_since = now;
                     }
-                    t.snd_nxt = seq + len + usize::from(fin);
+                    match s.kind {
+                        SendKind::Repair => {
+                            t.rtx_now = false;
+                            t.rtx_fence = t.snd_max;
+                            if end.diff(t.high_rxt) > 0 {
+                                t.high_rxt = end;
+                            }
+                            if t.ca == CaState::Recovery && t.rec_sack {
+                                self.counters.tcp.sack_retrans += 1;
+                            }
+                        }
+                        SendKind::Resend => {
+                            self.counters.tcp.rto_retrans += 1;
+                            t.snd_nxt = end;
+                        }
+                        SendKind::Probe => {
+                            self.counters.tcp.window_probes += 1;
+                            t.force_probe = false;
+                            t.snd_nxt = end;
+                        }
+                        SendKind::New => t.snd_nxt = end,
+                    }
                     if t.snd_nxt.diff(t.snd_max) > 0 {
                         t.snd_max = t.snd_nxt;
                     }
                     if t.rexmit_at.is_none() {
                         t.rexmit_at = Some(now + t.current_rto(cfg));
                     }
-                    if len > 0 && seq + len == t.data_end() {
-                        plan.flags |= TcpFlags::PSH;
+                    if len > 0 {
+                        t.last_send = now;
+                        if len < usize::from(t.snd_mss) && end.diff(t.snd_sml) > 0 {
+                            t.snd_sml = end;
+                        }
+                        if seq + len == t.data_end() {
+                            plan.flags |= TcpFlags::PSH;
+                        }
                     }
-                    if fin {
+                    if s.fin {
                         plan.flags |= TcpFlags::FIN;
                     }
                 } else if t.probe_pending {
@@ -229,9 +290,17 @@ impl Stack {
                     plan.seq = t.snd_una - 1;
                 } else if !t.ack_pending {
                     return None;
+                } else {
+                    // A pure ACK carries SND.MAX: after a timeout SND.NXT
+                    // went back, and a peer that has everything would find
+                    // SEG.SEQ below RCV.NXT unacceptable and drop the ACK.
+                    plan.seq = t.snd_max;
                 }
                 t.ack_pending = false;
                 t.probe_pending = false;
+                t.delack_at = None;
+                t.rcv_unacked = 0;
+                t.last_ack_sent = t.rcv_nxt;
                 false
             }
         };

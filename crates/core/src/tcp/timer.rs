@@ -59,6 +59,12 @@ impl Stack {
         let Some(t) = self.tcp.get_mut(id) else {
             return;
         };
+        if t.delack_at.is_some_and(|d| d <= now) {
+            // The delayed-ACK timer (RFC 9293 §3.8.6.3).
+            t.delack_at = None;
+            t.ack_pending = true;
+            self.counters.tcp.delayed_acks += 1;
+        }
         if t.rexmit_at.is_some_and(|d| d <= now) {
             t.rexmit_at = None;
             self.tcp_rexmit_timer(now, id);
@@ -72,7 +78,7 @@ impl Stack {
         let Some(due) = t.keepalive_deadline() else {
             return;
         };
-        if t.snd_una != t.snd_max || t.sendable().0 > 0 || t.fin_queued && !t.fin_acked() {
+        if t.snd_una != t.snd_max || t.unsent() > 0 || t.fin_queued && !t.fin_acked() {
             // Data in flight: the retransmission timer watches the peer.
             t.keepalive_at = Some(now + t.opts.keep_idle);
             return;
@@ -139,11 +145,28 @@ impl Stack {
             _ => {
                 if t.snd_una == t.snd_max {
                     // Nothing in flight: a zero window holds data back (persist).
-                    if t.sendable().0 > 0 && t.snd_wnd == 0 {
+                    if t.unsent() > 0 && t.choose_send().is_none() {
                         t.force_probe = true;
                         t.backoff = (t.backoff + 1).min(16);
                         t.rexmit_at = Some(now + t.current_rto(cfg));
                     }
+                    return;
+                }
+                if t.snd_wnd == 0 && t.flight() <= 1 && t.unsent() > 0 {
+                    // Only a window probe is out (the peer's window is
+                    // closed): probe again with backoff (RFC 9293 §3.8.6.1;
+                    // an answering peer resets the count in `tcp_ack`).
+                    t.retries += 1;
+                    if t.retries > cfg.retries2 {
+                        let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
+                        self.counters.tcp.abort_on_timeout += 1;
+                        self.tcp_abort(now, id, Some(err), false);
+                        return;
+                    }
+                    t.force_probe = true;
+                    t.snd_nxt = t.snd_una;
+                    t.backoff = (t.backoff + 1).min(16);
+                    t.rexmit_at = Some(now + t.current_rto(cfg));
                     return;
                 }
                 t.retries += 1;
@@ -164,10 +187,18 @@ impl Stack {
                     self.tcp_abort(now, id, Some(err), false);
                     return;
                 }
-                let flight = t.snd_max.diff(t.snd_una).max(0) as u32;
+                let flight = t.flight();
                 let mss = u32::from(t.snd_mss);
-                t.cc.on_rto(flight, mss);
-                // Go back N: resend from SND.UNA (RFC 6298 §5.4).
+                // RFC 5681 §3.1: a repeated timeout of the same data holds ssthresh.
+                let first = t.ca != super::CaState::Loss;
+                t.cc.on_rto(now, flight, mss, first);
+                // Loss state until what was sent is ACKed; go back N from
+                // SND.UNA (RFC 6298 §5.4), skipping what the peer SACKed.
+                t.ca = super::CaState::Loss;
+                t.recover = t.snd_max;
+                t.high_rxt = t.snd_una;
+                t.rtx_now = false;
+                t.dupacks = 0;
                 t.snd_nxt = t.snd_una;
                 t.rtt.timing = None;
                 t.backoff += 1;

@@ -37,6 +37,9 @@ pub struct Seg {
     pub ws: Option<u8>,
     pub sack_perm: bool,
     pub ts: Option<(u32, u32)>,
+    /// SACK blocks `(left, right)` in option order (RFC 2018: the first is
+    /// the most recently received).
+    pub sack: Vec<(u32, u32)>,
     pub payload: Vec<u8>,
 }
 
@@ -53,6 +56,7 @@ pub fn seg(flags: TcpFlags) -> Seg {
         ws: None,
         sack_perm: false,
         ts: None,
+        sack: Vec::new(),
         payload: Vec::new(),
     }
 }
@@ -86,6 +90,12 @@ impl Seg {
         self.ts = Some((val, ecr));
         self
     }
+    /// SACK blocks `(left, right)`, at most 4 (fewer fit beside timestamps).
+    pub fn sack(mut self, blocks: &[(u32, u32)]) -> Self {
+        assert!(blocks.len() <= 4, "at most 4 SACK blocks");
+        self.sack = blocks.to_vec();
+        self
+    }
     pub fn data(mut self, d: &[u8]) -> Self {
         self.payload = d.to_vec();
         self
@@ -110,6 +120,10 @@ impl Seg {
 
     /// The IPv4 datagram carrying this segment.
     pub fn to_ip(&self) -> Vec<u8> {
+        let mut sack_ranges = [None; 4];
+        for (slot, &(l, r)) in sack_ranges.iter_mut().zip(&self.sack) {
+            *slot = Some((SeqNumber(l), SeqNumber(r)));
+        }
         let repr = TcpRepr {
             src_port: self.src.port(),
             dst_port: self.dst.port(),
@@ -121,7 +135,7 @@ impl Seg {
             max_seg_size: self.mss,
             window_scale: self.ws,
             sack_permitted: self.sack_perm,
-            sack_ranges: [None; 4],
+            sack_ranges,
             timestamp: self.ts.map(|(tsval, tsecr)| TcpTimestamp { tsval, tsecr }),
             payload: &self.payload,
         };
@@ -175,6 +189,12 @@ impl Seg {
             ws: r.window_scale,
             sack_perm: r.sack_permitted,
             ts: r.timestamp.map(|t| (t.tsval, t.tsecr)),
+            sack: r
+                .sack_ranges
+                .iter()
+                .flatten()
+                .map(|(l, r)| (l.0, r.0))
+                .collect(),
             payload: r.payload.to_vec(),
         })
     }
@@ -205,6 +225,9 @@ impl std::fmt::Display for Seg {
         }
         if let Some((v, e)) = self.ts {
             write!(f, " ts {v}/{e}")?;
+        }
+        for (l, r) in &self.sack {
+            write!(f, " sack {l}:{r}")?;
         }
         Ok(())
     }

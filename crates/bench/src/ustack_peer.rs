@@ -1,0 +1,288 @@
+//! The bulk transfer on ustack: the same in-memory [`Wire`], the same
+//! application loop as the smoltcp half, and a lossy variant on the
+//! devices crate's simulator (virtual time).
+
+use crate::{BulkOptions, BulkResult, Source, Wire};
+use std::net::SocketAddrV4;
+use ustack_core::wire::{ChecksumCaps, Ipv4Addr, Ipv4Cidr};
+use ustack_core::{
+    Congestion, Duration, Errno, Instant, Medium, SocketHandle, Stack, StackConfig, TcpState,
+};
+use ustack_devices::{Impairments, MemLink, Sim};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const PORT: u16 = 5001;
+
+fn config(addr: Ipv4Addr, seed: u64, mtu: usize, offload: bool) -> StackConfig {
+    let caps = if offload {
+        ChecksumCaps::OFFLOAD
+    } else {
+        ChecksumCaps::SOFTWARE
+    };
+    StackConfig::new(Medium::Ip, Ipv4Cidr::new(addr, 24))
+        .with_seed(seed)
+        .with_mtu(mtu)
+        .with_checksums(caps)
+}
+
+/// A listener on the server and a connecting client socket with `buf`-byte
+/// buffers (set before the handshake, so the window scale fits them).
+fn open_pair(
+    client: &mut Stack,
+    server: &mut Stack,
+    now: Instant,
+    buf: usize,
+) -> Result<(SocketHandle, SocketHandle), String> {
+    let l = server.tcp_open();
+    server
+        .tcp_set_buffers(l, Some(buf), Some(buf))
+        .map_err(|e| format!("server buffers: {e}"))?;
+    server
+        .tcp_bind(l, SocketAddrV4::new(SERVER, PORT))
+        .map_err(|e| format!("bind: {e}"))?;
+    server
+        .tcp_listen(l, 4)
+        .map_err(|e| format!("listen: {e}"))?;
+    let c = client.tcp_open();
+    client
+        .tcp_set_buffers(c, Some(buf), Some(buf))
+        .map_err(|e| format!("client buffers: {e}"))?;
+    match client.tcp_connect(now, c, SocketAddrV4::new(SERVER, PORT)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => Ok((l, c)),
+        Err(e) => Err(format!("connect: {e}")),
+    }
+}
+
+/// Hands every frame waiting on direction `1 - i` to stack `i`, then puts
+/// everything stack `i` owes on direction `i`.
+fn exchange(stack: &mut Stack, wire: &mut Wire, i: usize, now: Instant, mtu: usize) {
+    while let Some(f) = wire.pop(1 - i) {
+        stack.receive(now, &f);
+        wire.recycle(f);
+    }
+    loop {
+        let mut b = wire.buffer(mtu);
+        match stack.transmit(now, &mut b) {
+            Some(n) => {
+                b.truncate(n);
+                wire.push(i, b);
+            }
+            None => {
+                wire.recycle(b);
+                break;
+            }
+        }
+    }
+}
+
+/// Runs one transfer client (10.0.0.1) → server (10.0.0.2) on the lossless
+/// wire, the clock being real elapsed time.
+pub fn run(opts: &BulkOptions) -> Result<BulkResult, String> {
+    let epoch = std::time::Instant::now();
+    let clock = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let mut stacks = [
+        Stack::new(config(CLIENT, 1, opts.mtu, opts.offload)).map_err(|e| e.to_string())?,
+        Stack::new(config(SERVER, 2, opts.mtu, opts.offload)).map_err(|e| e.to_string())?,
+    ];
+    let mut wire = Wire::default();
+    let (client_stack, server_stack) = stacks.split_at_mut(1);
+    let (listener, client) = open_pair(
+        &mut client_stack[0],
+        &mut server_stack[0],
+        clock(),
+        opts.buf,
+    )?;
+
+    let src = Source::new(opts.chunk);
+    let mut sink = vec![0u8; opts.chunk];
+    let (mut sent, mut received) = (0u64, 0u64);
+    let mut server: Option<SocketHandle> = None;
+    let start = std::time::Instant::now();
+    let deadline = start + opts.timeout;
+    while received < opts.bytes {
+        let now = clock();
+        for (i, stack) in stacks.iter_mut().enumerate() {
+            exchange(stack, &mut wire, i, now, opts.mtu);
+        }
+        let c = &mut stacks[0];
+        while sent < opts.bytes {
+            let chunk = src.chunk(sent, opts.bytes - sent);
+            match c.tcp_send(now, client, chunk) {
+                Ok(n) => sent += n as u64,
+                Err(Errno::EAGAIN) => break,
+                Err(e) => return Err(format!("send: {e}")),
+            }
+        }
+        let s = &mut stacks[1];
+        if server.is_none() {
+            server = s.tcp_accept(listener).ok().map(|(h, _)| h);
+        }
+        if let Some(h) = server {
+            loop {
+                match s.tcp_recv(h, &mut sink) {
+                    Ok(0) => return Err(format!("ustack: early EOF at {received}")),
+                    Ok(n) => {
+                        if !src.verify(&sink[..n], received) {
+                            return Err(format!(
+                                "ustack delivered wrong bytes at offset {received}"
+                            ));
+                        }
+                        received += n as u64;
+                    }
+                    Err(Errno::EAGAIN) => break,
+                    Err(e) => return Err(format!("recv: {e}")),
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "ustack transfer stalled: {received} of {} bytes",
+                opts.bytes
+            ));
+        }
+    }
+    let frames = wire.frames;
+    Ok(BulkResult {
+        bytes: received,
+        secs: start.elapsed().as_secs_f64(),
+        frames,
+    })
+}
+
+/// A transfer over an impaired link on virtual time.
+#[derive(Debug, Clone)]
+pub struct LossyOptions {
+    pub bytes: u64,
+    pub mtu: usize,
+    pub buf: usize,
+    pub chunk: usize,
+    /// Loss probability, each direction.
+    pub loss: f64,
+    /// One-way delay.
+    pub delay: Duration,
+    pub congestion: Congestion,
+    pub seed: u64,
+    /// Virtual time after which the run is declared stalled.
+    pub limit: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LossyResult {
+    pub bytes: u64,
+    /// Virtual time from connect to the last byte read.
+    pub virtual_secs: f64,
+    pub wall_secs: f64,
+    pub frames_sent: u64,
+    pub frames_lost: u64,
+    pub retrans_segs: u64,
+    pub timeouts: u64,
+    pub fast_retrans: u64,
+    /// Out-of-order segments the receiver queued.
+    pub ofo_queued: u64,
+}
+
+impl LossyResult {
+    /// Goodput in Mbit/s of virtual time.
+    pub fn mbps(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.virtual_secs / 1e6
+    }
+}
+
+/// Client → server over a [`MemLink`] with `loss` and `delay` each way,
+/// driven by [`Sim`] on its virtual clock; every byte verified on arrival.
+pub fn run_lossy(opts: &LossyOptions) -> Result<LossyResult, String> {
+    let wall = std::time::Instant::now();
+    let mut link = MemLink::new(opts.seed);
+    link.set_impairments(
+        Impairments::none()
+            .with_loss(opts.loss)
+            .with_delay(opts.delay),
+    );
+    let mut sim = Sim::new(link);
+    for (addr, seed) in [(CLIENT, opts.seed), (SERVER, opts.seed + 1)] {
+        let mut cfg = config(addr, seed, opts.mtu, false);
+        cfg.tcp.congestion = opts.congestion;
+        sim.add_host(Stack::new(cfg).map_err(|e| e.to_string())?);
+    }
+    let now = sim.now();
+    let (a, b) = sim.hosts.split_at_mut(1);
+    let (listener, client) = open_pair(&mut a[0], &mut b[0], now, opts.buf)?;
+    sim.hosts[0]
+        .tcp_set_congestion(client, opts.congestion)
+        .map_err(|e| format!("congestion: {e}"))?;
+
+    let src = Source::new(opts.chunk);
+    let mut sink = vec![0u8; opts.chunk];
+    let (mut sent, mut received) = (0u64, 0u64);
+    let mut server: Option<SocketHandle> = None;
+    let mut error: Option<String> = None;
+    let start = sim.now();
+    let end = start + opts.limit;
+    let done = sim.run_until(end, |s| {
+        let now = s.now();
+        let c = &mut s.hosts[0];
+        if c.tcp_state(client) == Ok(TcpState::Established) {
+            while sent < opts.bytes {
+                match c.tcp_send(now, client, src.chunk(sent, opts.bytes - sent)) {
+                    Ok(n) => sent += n as u64,
+                    Err(Errno::EAGAIN) => break,
+                    Err(e) => {
+                        error = Some(format!("send: {e}"));
+                        return true;
+                    }
+                }
+            }
+        }
+        let srv = &mut s.hosts[1];
+        if server.is_none() {
+            server = srv.tcp_accept(listener).ok().map(|(h, _)| h);
+        }
+        if let Some(h) = server {
+            loop {
+                match srv.tcp_recv(h, &mut sink) {
+                    Ok(0) => {
+                        error = Some(format!("early EOF at {received}"));
+                        return true;
+                    }
+                    Ok(n) => {
+                        if !src.verify(&sink[..n], received) {
+                            error = Some(format!("wrong bytes at offset {received}"));
+                            return true;
+                        }
+                        received += n as u64;
+                    }
+                    Err(Errno::EAGAIN) => break,
+                    Err(e) => {
+                        error = Some(format!("recv: {e}"));
+                        return true;
+                    }
+                }
+            }
+        }
+        received >= opts.bytes
+    });
+    if let Some(e) = error {
+        return Err(format!("ustack lossy transfer: {e}"));
+    }
+    if !done {
+        return Err(format!(
+            "ustack lossy transfer stalled: {received} of {} bytes after {:?} virtual",
+            opts.bytes,
+            sim.now() - start
+        ));
+    }
+    let stats = sim.link.stats();
+    let tcp = sim.hosts[0].counters().tcp;
+    Ok(LossyResult {
+        bytes: received,
+        virtual_secs: (sim.now() - start).as_secs_f64(),
+        wall_secs: wall.elapsed().as_secs_f64(),
+        frames_sent: stats.sent,
+        frames_lost: stats.dropped_loss,
+        retrans_segs: tcp.retrans_segs,
+        timeouts: tcp.timeouts,
+        fast_retrans: tcp.fast_retrans,
+        ofo_queued: sim.hosts[1].counters().tcp.ofo_queued,
+    })
+}

@@ -1,0 +1,592 @@
+//! Data transfer on a TCB: what to send next (new data, Nagle and sender
+//! SWS avoidance, retransmissions in loss recovery), the SACK scoreboard
+//! (RFC 2018, RFC 6675), the receiver's out-of-order queue and ACK policy.
+
+use super::{State, Tcb};
+use crate::config::TcpConfig;
+use crate::time::{Duration, Instant};
+use ustack_wire::SeqNumber;
+
+/// Loss-recovery state, as Linux names them (`ca_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CaState {
+    /// Normal transmission.
+    Open,
+    /// Fast recovery (RFC 6582 NewReno, or RFC 6675 with SACK).
+    Recovery,
+    /// After a retransmission timeout, until everything sent before it is ACKed.
+    Loss,
+}
+
+impl CaState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CaState::Open => "Open",
+            CaState::Recovery => "Recovery",
+            CaState::Loss => "Loss",
+        }
+    }
+}
+
+/// RFC 5681 §3.2 / RFC 6675: DupThresh.
+pub(crate) const DUP_THRESH: u32 = 3;
+
+/// A contiguous range of sequence space `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub start: SeqNumber,
+    pub end: SeqNumber,
+}
+
+impl Span {
+    pub fn len(&self) -> u32 {
+        self.end.diff(self.start).max(0) as u32
+    }
+}
+
+/// A range held in the out-of-order queue, with the order in which it was
+/// last extended (the most recent goes first in SACK blocks, RFC 2018 §4).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OfoRange {
+    pub span: Span,
+    pub stamp: u32,
+}
+
+/// What `choose_send` picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Send {
+    pub seq: SeqNumber,
+    pub len: usize,
+    pub fin: bool,
+    pub kind: SendKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendKind {
+    /// New data (or a FIN) at SND.NXT = SND.MAX.
+    New,
+    /// Go-back-N after a timeout: resending from SND.NXT < SND.MAX.
+    Resend,
+    /// Fast retransmit / NewReno partial ACK / SACK hole: does not move SND.NXT.
+    Repair,
+    /// A zero-window probe (RFC 9293 §3.8.6.1).
+    Probe,
+}
+
+impl Tcb {
+    /// Whether this state still sends data or a FIN.
+    fn sending_state(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        )
+    }
+
+    /// Whether our FIN goes after the data in this state.
+    fn fin_state(&self) -> bool {
+        self.fin_queued
+            && matches!(
+                self.state,
+                State::FinWait1 | State::Closing | State::LastAck
+            )
+    }
+
+    /// Bytes (and SYN/FIN) sent and not cumulatively ACKed.
+    pub fn flight(&self) -> u32 {
+        self.snd_max.diff(self.snd_una).max(0) as u32
+    }
+
+    /// Bytes the peer has SACKed above SND.UNA.
+    pub fn sacked_bytes(&self) -> u32 {
+        self.sacked.iter().map(Span::len).sum()
+    }
+
+    /// The holes below the highest SACKed byte, each with whether RFC 6675
+    /// IsLost() holds for it (more than (DupThresh-1) × SMSS bytes, or
+    /// DupThresh ranges, SACKed above it).
+    fn holes(&self) -> impl Iterator<Item = (Span, bool)> + '_ {
+        let mss = u32::from(self.snd_mss);
+        let total = self.sacked_bytes();
+        let n = self.sacked.len();
+        let mut below = 0u32;
+        let mut from = self.snd_una;
+        self.sacked.iter().enumerate().filter_map(move |(i, r)| {
+            let hole = Span {
+                start: from,
+                end: r.start,
+            };
+            let above = total - below;
+            below += r.len();
+            from = r.end;
+            let lost = above > (DUP_THRESH - 1) * mss || (n - i) as u32 >= DUP_THRESH;
+            (hole.len() > 0).then_some((hole, lost))
+        })
+    }
+
+    /// Bytes judged lost (RFC 6675 IsLost) and not yet retransmitted.
+    pub fn lost_bytes(&self) -> u32 {
+        self.holes()
+            .filter(|(_, lost)| *lost)
+            .map(|(h, _)| {
+                let from = if h.start.diff(self.high_rxt) < 0 {
+                    self.high_rxt
+                } else {
+                    h.start
+                };
+                h.end.diff(from).max(0) as u32
+            })
+            .sum()
+    }
+
+    /// RFC 6675 §4 SetPipe(): bytes still believed in the network.
+    pub fn pipe(&self) -> u32 {
+        self.flight()
+            .saturating_sub(self.sacked_bytes())
+            .saturating_sub(self.lost_bytes())
+    }
+
+    /// RFC 6675 NextSeg() rule 1: the first lost byte range not yet retransmitted.
+    fn next_hole(&self) -> Option<(SeqNumber, usize)> {
+        let mss = usize::from(self.snd_mss);
+        self.holes().find_map(|(h, lost)| {
+            if !lost {
+                return None;
+            }
+            let from = if h.start.diff(self.high_rxt) < 0 {
+                self.high_rxt
+            } else {
+                h.start
+            };
+            let len = h.end.diff(from);
+            (len > 0).then(|| (from, (len as usize).min(mss)))
+        })
+    }
+
+    /// The duplicate-ACK threshold: DupThresh, lowered when fewer than four
+    /// segments are outstanding and no new data can go (early retransmit,
+    /// RFC 5827 §3.1).
+    pub fn dup_thresh(&self) -> u32 {
+        let mss = u32::from(self.snd_mss).max(1);
+        let segs = self.flight().div_ceil(mss);
+        if segs < 4 && self.unsent() == 0 {
+            segs.saturating_sub(1).max(1)
+        } else {
+            DUP_THRESH
+        }
+    }
+
+    /// In SACK recovery, retransmissions are judged lost when more than
+    /// DupThresh segments sent after them have been SACKed (the idea of
+    /// RACK, RFC 8985): they are sent again.
+    pub(crate) fn detect_lost_retransmits(&mut self) -> bool {
+        let mss = u32::from(self.snd_mss);
+        let Some(top) = self.sacked.last().map(|r| r.end) else {
+            return false;
+        };
+        if self.ca != CaState::Recovery
+            || !self.rec_sack
+            || self.high_rxt.diff(self.snd_una) <= 0
+            || top.diff(self.rtx_fence) <= (DUP_THRESH * mss) as i32
+        {
+            return false;
+        }
+        // Holes below HighRxt that are still unSACKed were retransmitted
+        // before data that has since arrived.
+        let unsacked_below = self.holes().any(|(h, _)| h.start.diff(self.high_rxt) < 0);
+        if unsacked_below {
+            self.high_rxt = self.snd_una;
+            self.rtx_fence = self.snd_max;
+        }
+        unsacked_below
+    }
+
+    /// Whether RFC 6675 IsLost(SND.UNA) holds: enough SACKed above it.
+    pub fn una_lost(&self) -> bool {
+        self.sack_ok
+            && self
+                .holes()
+                .next()
+                .is_some_and(|(h, lost)| lost && h.start == self.snd_una)
+    }
+
+    /// `seq`, or the end of the SACKed range it falls in.
+    fn skip_sacked(&self, seq: SeqNumber) -> SeqNumber {
+        let mut s = seq;
+        for r in &self.sacked {
+            if s.diff(r.start) >= 0 && s.diff(r.end) < 0 {
+                s = r.end;
+            }
+        }
+        s
+    }
+
+    /// The start of the first SACKed range above `seq`.
+    fn next_sacked_after(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        self.sacked
+            .iter()
+            .find(|r| r.start.diff(seq) > 0)
+            .map(|r| r.start)
+    }
+
+    /// The data segment this TCB would send now, if any. Pure, so that
+    /// `wants_output` (the ready list) and the output path agree.
+    pub(crate) fn choose_send(&self) -> Option<Send> {
+        if !self.sending_state() {
+            return None;
+        }
+        let mss = usize::from(self.snd_mss);
+        let data_end = self.data_end();
+        let fin_sent = self.fin_state() && self.snd_max.diff(data_end) > 0;
+        // Fast retransmit, or a NewReno partial ACK: the segment at SND.UNA
+        // (or, with SACK, the first lost hole), whatever the window.
+        if self.rtx_now {
+            if let Some((seq, len)) = self.next_hole() {
+                return Some(Send {
+                    seq,
+                    len,
+                    fin: false,
+                    kind: SendKind::Repair,
+                });
+            }
+            let avail = data_end.diff(self.snd_una).max(0) as usize;
+            let len = avail.min(mss);
+            let fin = fin_sent && self.snd_una + len == data_end;
+            if len > 0 || fin {
+                return Some(Send {
+                    seq: self.snd_una,
+                    len,
+                    fin,
+                    kind: SendKind::Repair,
+                });
+            }
+        }
+        let cwnd = self.cc.window();
+        let allowance = match self.ca {
+            CaState::Recovery if self.rec_sack => {
+                let room = cwnd.saturating_sub(self.pipe()) as usize;
+                if let Some((seq, len)) = self.next_hole() {
+                    if room >= len {
+                        return Some(Send {
+                            seq,
+                            len,
+                            fin: false,
+                            kind: SendKind::Repair,
+                        });
+                    }
+                    return None;
+                }
+                room
+            }
+            CaState::Recovery => self.rec_cwnd.saturating_sub(self.flight()) as usize,
+            CaState::Open => {
+                // Limited transmit (RFC 3042): the first two duplicate ACKs
+                // each let one new segment beyond cwnd go, so that enough
+                // ACKs come back for fast retransmit.
+                let extra = self.dupacks.min(2) * u32::from(self.snd_mss);
+                let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
+                cwnd.saturating_add(extra).saturating_sub(in_flight) as usize
+            }
+            CaState::Loss => {
+                let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
+                cwnd.saturating_sub(in_flight) as usize
+            }
+        };
+        let seq = self.skip_sacked(self.snd_nxt);
+        let resend = seq.diff(self.snd_max) < 0;
+        let unsent = data_end.diff(seq).max(0) as usize;
+        let wnd_room = (self.snd_una + self.snd_wnd as usize).diff(seq).max(0) as usize;
+        let mut len = unsent.min(mss).min(allowance).min(wnd_room);
+        if resend {
+            if let Some(next) = self.next_sacked_after(seq) {
+                len = len.min(next.diff(seq).max(0) as usize);
+            }
+        }
+        let fin = self.fin_state() && seq + len == data_end && (resend || !fin_sent);
+        if len == 0 && unsent > 0 && self.force_probe && wnd_room == 0 {
+            // One byte beyond a closed window (RFC 9293 §3.8.6.1).
+            return Some(Send {
+                seq,
+                len: 1,
+                fin: self.fin_state() && seq + 1 == data_end,
+                kind: SendKind::Probe,
+            });
+        }
+        if resend {
+            return (len > 0 || fin).then_some(Send {
+                seq,
+                len,
+                fin,
+                kind: SendKind::Resend,
+            });
+        }
+        if len == 0 {
+            if fin && unsent == 0 {
+                return Some(Send {
+                    seq,
+                    len: 0,
+                    fin: true,
+                    kind: SendKind::New,
+                });
+            }
+            if unsent > 0 && self.force_probe {
+                // One byte beyond a closed window (RFC 9293 §3.8.6.1), or
+                // what a small open window allows.
+                let len = wnd_room.clamp(1, mss).min(unsent);
+                let fin = self.fin_state() && seq + len == data_end;
+                return Some(Send {
+                    seq,
+                    len,
+                    fin,
+                    kind: SendKind::Probe,
+                });
+            }
+            return None;
+        }
+        if len < mss && !fin {
+            if len < unsent {
+                // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): a piece cut
+                // short by the window goes only if it is at least half the
+                // largest window the peer has offered, or if nothing is in
+                // flight (no ACK would come to open more; as Linux).
+                if (len as u32) < self.max_snd_wnd / 2 && self.snd_una != self.snd_max {
+                    return None;
+                }
+            } else if self.opts.cork || (!self.opts.nodelay && self.snd_sml.diff(self.snd_una) > 0)
+            {
+                // TCP_CORK holds partial segments; Nagle (RFC 896, with
+                // Minshall's refinement as Linux) holds a small segment
+                // while an earlier small one is unacknowledged.
+                return None;
+            }
+        }
+        Some(Send {
+            seq,
+            len,
+            fin,
+            kind: SendKind::New,
+        })
+    }
+
+    /// Takes the SACK blocks of an ACK into the scoreboard (RFC 2018 §5):
+    /// blocks must lie within (SND.UNA, SND.MAX]; D-SACKs and junk are
+    /// ignored. Returns the number of valid blocks and the bytes newly SACKed.
+    pub(crate) fn take_sack(
+        &mut self,
+        blocks: &[Option<(SeqNumber, SeqNumber)>],
+        max: usize,
+    ) -> (u32, u32) {
+        let before = self.sacked_bytes();
+        let mut n = 0;
+        for &(l, r) in blocks.iter().flatten() {
+            if l.diff(r) >= 0 || l.diff(self.snd_una) <= 0 || r.diff(self.snd_max) > 0 {
+                continue;
+            }
+            n += 1;
+            insert_span(&mut self.sacked, Span { start: l, end: r }, max);
+        }
+        (n, self.sacked_bytes().saturating_sub(before))
+    }
+
+    /// Drops scoreboard entries the cumulative ACK has passed.
+    pub(crate) fn trim_sacked(&mut self) {
+        let una = self.snd_una;
+        self.sacked.retain_mut(|r| {
+            if r.end.diff(una) <= 0 {
+                return false;
+            }
+            if r.start.diff(una) < 0 {
+                r.start = una;
+            }
+            true
+        });
+    }
+
+    /// The SACK blocks to send: the range holding the latest segment
+    /// first, then the others by recency (RFC 2018 §4).
+    pub(crate) fn sack_blocks(&self) -> ustack_wire::tcp::SackBlocks {
+        let mut out: ustack_wire::tcp::SackBlocks = [None; 4];
+        if !self.sack_ok || self.ofo.is_empty() {
+            return out;
+        }
+        let mut v: Vec<&OfoRange> = self.ofo.iter().collect();
+        v.sort_unstable_by_key(|r| core::cmp::Reverse(r.stamp));
+        for (slot, r) in out.iter_mut().zip(v) {
+            *slot = Some((r.span.start, r.span.end));
+        }
+        out
+    }
+
+    /// Bytes held in the out-of-order queue.
+    pub fn ofo_bytes(&self) -> u32 {
+        self.ofo.iter().map(|r| r.span.len()).sum()
+    }
+
+    /// Queues out-of-order data at `seq` > RCV.NXT in the receive ring's
+    /// free space. Returns the bytes taken (0: dropped, no room or too
+    /// many ranges).
+    pub(crate) fn ofo_insert(&mut self, seq: SeqNumber, data: &[u8], max_ranges: usize) -> usize {
+        let off = seq.diff(self.rcv_nxt);
+        if off <= 0 || data.is_empty() {
+            return 0;
+        }
+        let off = off as usize;
+        let room = self.rcvq.free().saturating_sub(off).min(data.len());
+        if room == 0 {
+            return 0;
+        }
+        let span = Span {
+            start: seq,
+            end: seq + room,
+        };
+        let touches = self
+            .ofo
+            .iter()
+            .any(|r| r.span.start.diff(span.end) <= 0 && span.start.diff(r.span.end) <= 0);
+        if !touches && self.ofo.len() >= max_ranges {
+            return 0;
+        }
+        let n = self.rcvq.write_at(off, &data[..room]);
+        self.ofo_stamp = self.ofo_stamp.wrapping_add(1);
+        let stamp = self.ofo_stamp;
+        let mut merged = span;
+        self.ofo.retain(|r| {
+            let overlap = r.span.start.diff(merged.end) <= 0 && merged.start.diff(r.span.end) <= 0;
+            if overlap {
+                if r.span.start.diff(merged.start) < 0 {
+                    merged.start = r.span.start;
+                }
+                if r.span.end.diff(merged.end) > 0 {
+                    merged.end = r.span.end;
+                }
+            }
+            !overlap
+        });
+        let at = self
+            .ofo
+            .iter()
+            .position(|r| r.span.start.diff(merged.start) > 0)
+            .unwrap_or(self.ofo.len());
+        self.ofo.insert(
+            at,
+            OfoRange {
+                span: merged,
+                stamp,
+            },
+        );
+        n
+    }
+
+    /// After in-order data up to `end`: pulls queued ranges that now
+    /// touch it; returns the new RCV.NXT.
+    pub(crate) fn ofo_advance(&mut self, mut end: SeqNumber) -> SeqNumber {
+        while let Some(r) = self.ofo.first() {
+            if r.span.start.diff(end) > 0 {
+                break;
+            }
+            if r.span.end.diff(end) > 0 {
+                end = r.span.end;
+            }
+            self.ofo.remove(0);
+        }
+        end
+    }
+
+    /// ACK policy for `n` in-order bytes just received (RFC 9293
+    /// §3.8.6.3, RFC 1122 §4.2.3.2): quick-ACK at the start, else an ACK
+    /// for every second full-sized segment, else the delayed-ACK timer.
+    pub(crate) fn on_data_received(&mut self, now: Instant, n: usize, cfg: &TcpConfig) -> bool {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.rcv_unacked = self.rcv_unacked.saturating_add(n);
+        self.rcv_seg_max = self.rcv_seg_max.max(n.min(u32::from(u16::MAX)) as u16);
+        if self.quickack > 0 {
+            self.quickack -= 1;
+            self.ack_pending = true;
+            return true;
+        }
+        if self.rcv_unacked >= 2 * u32::from(self.rcv_seg_max.max(1)) || cfg.delayed_ack.is_zero() {
+            self.ack_pending = true;
+        } else if self.delack_at.is_none() {
+            self.delack_at = Some(now + cfg.delayed_ack);
+        }
+        false
+    }
+
+    /// Receive-buffer autotuning (after Linux `tcp_rcv_space_adjust`):
+    /// once per receiver RTT, a buffer the application drained at more
+    /// than a quarter of its size grows to four times what was read, up
+    /// to `max_rcvbuf`. Returns whether it grew.
+    pub(crate) fn rcv_space_adjust(
+        &mut self,
+        now: Instant,
+        copied: usize,
+        cfg: &TcpConfig,
+    ) -> bool {
+        if self.opts.rcvbuf_locked {
+            return false;
+        }
+        self.rcv_copied = self.rcv_copied.saturating_add(copied);
+        let rtt = if self.rcv_rtt_us > 0 {
+            Duration::from_micros(u64::from(self.rcv_rtt_us))
+        } else if self.rtt.have_sample {
+            self.rtt.srtt()
+        } else {
+            Duration::from_millis(100)
+        }
+        .max(Duration::from_millis(1));
+        if now - self.rcv_copied_since < rtt {
+            return false;
+        }
+        let copied = core::mem::take(&mut self.rcv_copied);
+        self.rcv_copied_since = now;
+        let cap = self.rcvq.capacity();
+        let want = copied.saturating_mul(4).min(cfg.max_rcvbuf);
+        if want > cap && copied * 4 > cap {
+            self.rcvq.set_limit(want);
+            return true;
+        }
+        false
+    }
+
+    /// Send-buffer autotuning (after Linux `tcp_sndbuf_expand`): room for
+    /// two congestion windows, up to `max_sndbuf`.
+    pub(crate) fn snd_space_adjust(&mut self, cfg: &TcpConfig) {
+        if self.opts.sndbuf_locked {
+            return;
+        }
+        let want = (2 * self.cc.window().max(self.snd_wnd) as usize).min(cfg.max_sndbuf);
+        if want > self.sndq.capacity() {
+            self.sndq.set_limit(want);
+        }
+    }
+}
+
+/// Inserts `s` into a sorted list of disjoint spans, merging overlaps;
+/// beyond `max` entries a new disjoint span is not kept.
+fn insert_span(list: &mut Vec<Span>, s: Span, max: usize) {
+    let mut merged = s;
+    let before = list.len();
+    list.retain(|r| {
+        let overlap = r.start.diff(merged.end) <= 0 && merged.start.diff(r.end) <= 0;
+        if overlap {
+            if r.start.diff(merged.start) < 0 {
+                merged.start = r.start;
+            }
+            if r.end.diff(merged.end) > 0 {
+                merged.end = r.end;
+            }
+        }
+        !overlap
+    });
+    if list.len() == before && list.len() >= max {
+        return;
+    }
+    let at = list
+        .iter()
+        .position(|r| r.start.diff(merged.start) > 0)
+        .unwrap_or(list.len());
+    list.insert(at, merged);
+}
