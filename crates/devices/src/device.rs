@@ -89,6 +89,15 @@ pub trait Device {
 
     fn stats(&self) -> DeviceStats;
 
+    /// A second handle on the device's receive side, usable from another
+    /// thread while this one sends (a runtime reads frames on one core while
+    /// another writes). Once taken, frames should be read through it only.
+    /// `None` (the default) for devices that cannot split: wrappers that
+    /// hold state across both directions, in-memory links.
+    fn rx_half(&mut self) -> Option<Box<dyn RxHalf>> {
+        None
+    }
+
     /// Reads up to `max` frames into `batch` (appending), stopping early when
     /// the device has nothing more. Returns how many were read.
     fn recv_batch(
@@ -128,6 +137,36 @@ pub trait Device {
     }
 }
 
+/// The receive side of a device split off by [`Device::rx_half`].
+pub trait RxHalf: Send {
+    /// The largest frame `recv` can return.
+    fn max_frame_len(&self) -> usize;
+
+    /// Reads one frame into `buf`; `Ok(None)` when nothing is waiting.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// The fd to wait on for readability (and, being the same device,
+    /// writability).
+    fn as_raw_fd(&self) -> RawFd;
+
+    /// Reads up to `max` frames into `batch` (appending); how many were read.
+    fn recv_batch(&mut self, batch: &mut PacketBatch, max: usize) -> io::Result<usize> {
+        let mut n = 0;
+        let room = self.max_frame_len();
+        while n < max {
+            let buf = batch.reserve(room);
+            match self.recv(buf)? {
+                Some(len) => {
+                    batch.commit(len);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+}
+
 impl<D: Device + ?Sized> Device for Box<D> {
     fn medium(&self) -> Medium {
         (**self).medium()
@@ -155,6 +194,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn stats(&self) -> DeviceStats {
         (**self).stats()
+    }
+    fn rx_half(&mut self) -> Option<Box<dyn RxHalf>> {
+        (**self).rx_half()
     }
 }
 
