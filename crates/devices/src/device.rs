@@ -201,7 +201,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
 }
 
 /// Frames stored back to back in one buffer, reused across wake-ups so a
-/// batch costs no allocation once warm.
+/// batch costs no allocation once warm. The buffer keeps its length (the
+/// bytes past the last frame are stale room): a frame read into it costs no
+/// zero-filling once the buffer has grown.
 #[derive(Debug, Default, Clone)]
 pub struct PacketBatch {
     data: Vec<u8>,
@@ -224,32 +226,42 @@ impl PacketBatch {
 
     /// Forgets the frames, keeping the memory.
     pub fn clear(&mut self) {
-        self.data.clear();
         self.ends.clear();
+    }
+
+    fn end(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Makes `data` at least `len` long (zero-filling only new memory).
+    fn room_to(&mut self, len: usize) {
+        if self.data.len() < len {
+            self.data.resize(len, 0);
+        }
     }
 
     /// Appends a copy of `frame`.
     pub fn push(&mut self, frame: &[u8]) {
-        // Drop any reserved but uncommitted room first.
-        self.data.truncate(self.ends.last().copied().unwrap_or(0));
-        self.data.extend_from_slice(frame);
-        self.ends.push(self.data.len());
+        let start = self.end();
+        let end = start + frame.len();
+        self.room_to(end);
+        self.data[start..end].copy_from_slice(frame);
+        self.ends.push(end);
     }
 
     /// Room for a frame of up to `len` bytes after the last one; finish with
-    /// [`commit`](Self::commit) or leave it uncommitted to discard it.
+    /// [`commit`](Self::commit) or leave it uncommitted to discard it. The
+    /// room holds stale bytes, not zeros.
     pub fn reserve(&mut self, len: usize) -> &mut [u8] {
-        let start = self.ends.last().copied().unwrap_or(0);
-        self.data.resize(start + len, 0);
-        &mut self.data[start..]
+        let start = self.end();
+        self.room_to(start + len);
+        &mut self.data[start..start + len]
     }
 
     /// Keeps the first `len` bytes of the reserved room as a frame.
     pub fn commit(&mut self, len: usize) {
-        let start = self.ends.last().copied().unwrap_or(0);
-        let end = start + len;
+        let end = self.end() + len;
         assert!(end <= self.data.len(), "commit past the reserved room");
-        self.data.truncate(end);
         self.ends.push(end);
     }
 
