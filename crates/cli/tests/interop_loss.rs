@@ -106,6 +106,10 @@ fn ustack_get_downloads_100_mib_from_the_kernel_with_1pct_loss_and_reordering() 
     let out = run(get, None, LIMIT);
     let took = start.elapsed().as_secs_f64();
     assert_success(&out, "ustack get with loss and reordering");
+    // The impairments were at work: segments arrived out of order (dropped
+    // or held back) and were queued.
+    let stats = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(stats.contains("out-of-order segments queued"), "{stats}");
     eprintln!(
         "ustack get: {SIZE_MIB} MiB from the kernel with 1% loss and 1% reordering in {took:.1} s ({:.2} MiB/s)",
         SIZE_MIB as f64 / took
