@@ -89,6 +89,15 @@ pub trait Device {
 
     fn stats(&self) -> DeviceStats;
 
+    /// A second handle on the device's receive side, usable from another
+    /// thread while this one sends (a runtime reads frames on one core while
+    /// another writes). Once taken, frames should be read through it only.
+    /// `None` (the default) for devices that cannot split: wrappers that
+    /// hold state across both directions, in-memory links.
+    fn rx_half(&mut self) -> Option<Box<dyn RxHalf>> {
+        None
+    }
+
     /// Reads up to `max` frames into `batch` (appending), stopping early when
     /// the device has nothing more. Returns how many were read.
     fn recv_batch(
@@ -128,6 +137,36 @@ pub trait Device {
     }
 }
 
+/// The receive side of a device split off by [`Device::rx_half`].
+pub trait RxHalf: Send {
+    /// The largest frame `recv` can return.
+    fn max_frame_len(&self) -> usize;
+
+    /// Reads one frame into `buf`; `Ok(None)` when nothing is waiting.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// The fd to wait on for readability (and, being the same device,
+    /// writability).
+    fn as_raw_fd(&self) -> RawFd;
+
+    /// Reads up to `max` frames into `batch` (appending); how many were read.
+    fn recv_batch(&mut self, batch: &mut PacketBatch, max: usize) -> io::Result<usize> {
+        let mut n = 0;
+        let room = self.max_frame_len();
+        while n < max {
+            let buf = batch.reserve(room);
+            match self.recv(buf)? {
+                Some(len) => {
+                    batch.commit(len);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+}
+
 impl<D: Device + ?Sized> Device for Box<D> {
     fn medium(&self) -> Medium {
         (**self).medium()
@@ -156,10 +195,15 @@ impl<D: Device + ?Sized> Device for Box<D> {
     fn stats(&self) -> DeviceStats {
         (**self).stats()
     }
+    fn rx_half(&mut self) -> Option<Box<dyn RxHalf>> {
+        (**self).rx_half()
+    }
 }
 
 /// Frames stored back to back in one buffer, reused across wake-ups so a
-/// batch costs no allocation once warm.
+/// batch costs no allocation once warm. The buffer keeps its length (the
+/// bytes past the last frame are stale room): a frame read into it costs no
+/// zero-filling once the buffer has grown.
 #[derive(Debug, Default, Clone)]
 pub struct PacketBatch {
     data: Vec<u8>,
@@ -182,32 +226,42 @@ impl PacketBatch {
 
     /// Forgets the frames, keeping the memory.
     pub fn clear(&mut self) {
-        self.data.clear();
         self.ends.clear();
+    }
+
+    fn end(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Makes `data` at least `len` long (zero-filling only new memory).
+    fn room_to(&mut self, len: usize) {
+        if self.data.len() < len {
+            self.data.resize(len, 0);
+        }
     }
 
     /// Appends a copy of `frame`.
     pub fn push(&mut self, frame: &[u8]) {
-        // Drop any reserved but uncommitted room first.
-        self.data.truncate(self.ends.last().copied().unwrap_or(0));
-        self.data.extend_from_slice(frame);
-        self.ends.push(self.data.len());
+        let start = self.end();
+        let end = start + frame.len();
+        self.room_to(end);
+        self.data[start..end].copy_from_slice(frame);
+        self.ends.push(end);
     }
 
     /// Room for a frame of up to `len` bytes after the last one; finish with
-    /// [`commit`](Self::commit) or leave it uncommitted to discard it.
+    /// [`commit`](Self::commit) or leave it uncommitted to discard it. The
+    /// room holds stale bytes, not zeros.
     pub fn reserve(&mut self, len: usize) -> &mut [u8] {
-        let start = self.ends.last().copied().unwrap_or(0);
-        self.data.resize(start + len, 0);
-        &mut self.data[start..]
+        let start = self.end();
+        self.room_to(start + len);
+        &mut self.data[start..start + len]
     }
 
     /// Keeps the first `len` bytes of the reserved room as a frame.
     pub fn commit(&mut self, len: usize) {
-        let start = self.ends.last().copied().unwrap_or(0);
-        let end = start + len;
+        let end = self.end() + len;
         assert!(end <= self.data.len(), "commit past the reserved room");
-        self.data.truncate(end);
         self.ends.push(end);
     }
 

@@ -110,6 +110,12 @@ impl Drop for NetNs {
     }
 }
 
+/// The transmit ring [`KernelIf::new`] asks for: room for a 4 MiB window of
+/// full-sized segments (at MTU 1500), like a NIC ring of a few thousand
+/// descriptors, so a kernel sender with a large window is not cut down by
+/// drops at the TUN while ustack catches up.
+pub const DEFAULT_TXQUEUELEN: u32 = 4096;
+
 /// The kernel's side of a TUN/TAP interface.
 #[derive(Debug, Clone)]
 pub struct KernelIf {
@@ -119,6 +125,18 @@ pub struct KernelIf {
     pub addr: Ipv4Cidr,
     /// IP MTU; `None` leaves the kernel's (1500).
     pub mtu: Option<usize>,
+    /// Length of the kernel's transmit ring toward us, in packets; `None`
+    /// leaves the kernel's (500 for TUN/TAP). A TUN drops what does not fit
+    /// (it has no qdisc back-pressure), so a window larger than the ring
+    /// overflows it whenever we fall behind for a moment; see
+    /// [`DEFAULT_TXQUEUELEN`].
+    pub txqueuelen: Option<u32>,
+    /// GRO flush timeout in nanoseconds (`/sys/class/net/NAME/gro_flush_timeout`);
+    /// `None` leaves the kernel's (0: GRO flushes at the end of every NAPI
+    /// poll). With a TUN opened with [`crate::TunOptions::napi`], every
+    /// write(2) is one NAPI poll, so only a non-zero timeout lets GRO merge
+    /// the segments of consecutive writes.
+    pub gro_flush_timeout: Option<u64>,
     /// Turn IPv6 off on the interface, so the kernel sends no router
     /// solicitations or MLD reports into an IPv4-only stack.
     pub disable_ipv6: bool,
@@ -130,6 +148,8 @@ impl KernelIf {
             name: name.to_owned(),
             addr,
             mtu: None,
+            txqueuelen: Some(DEFAULT_TXQUEUELEN),
+            gro_flush_timeout: None,
             disable_ipv6: true,
         }
     }
@@ -139,8 +159,18 @@ impl KernelIf {
         self
     }
 
+    pub fn gro_flush_timeout(mut self, ns: Option<u64>) -> Self {
+        self.gro_flush_timeout = ns;
+        self
+    }
+
+    pub fn txqueuelen(mut self, len: Option<u32>) -> Self {
+        self.txqueuelen = len;
+        self
+    }
+
     /// Configures the interface in `netns` (or the current namespace):
-    /// IPv6 off (if asked), MTU, address, then up.
+    /// IPv6 off (if asked), MTU, transmit ring, address, then up.
     pub fn apply(&self, netns: Option<&NetNs>) -> io::Result<()> {
         let ipn = |args: &[&str]| match netns {
             Some(ns) => ns.ip(args),
@@ -158,6 +188,26 @@ impl KernelIf {
         }
         if let Some(mtu) = self.mtu {
             ipn(&["link", "set", "dev", &self.name, "mtu", &mtu.to_string()])?;
+        }
+        if let Some(ns) = self.gro_flush_timeout {
+            // `ip netns exec` mounts the namespace's own /sys.
+            let key = format!("/sys/class/net/{}/gro_flush_timeout", self.name);
+            let mut cmd = match netns {
+                Some(n) => n.command("sh"),
+                None => Command::new("sh"),
+            };
+            cmd.args(["-c", &format!("echo {ns} > {key}")]);
+            run(&mut cmd)?;
+        }
+        if let Some(len) = self.txqueuelen {
+            ipn(&[
+                "link",
+                "set",
+                "dev",
+                &self.name,
+                "txqueuelen",
+                &len.to_string(),
+            ])?;
         }
         ipn(&["addr", "add", &self.addr.to_string(), "dev", &self.name])?;
         ipn(&["link", "set", "dev", &self.name, "up"])?;

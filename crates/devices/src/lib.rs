@@ -17,12 +17,12 @@ pub mod sim;
 pub mod tun;
 
 pub use capture::Captured;
-pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, MAX_FRAME};
+pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, RxHalf, MAX_FRAME};
 pub use driver::{Driver, DriverStats};
 pub use impaired::Impaired;
-pub use kernel::{KernelIf, NetNs};
+pub use kernel::{KernelIf, NetNs, DEFAULT_TXQUEUELEN};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
 pub use shared::{LinkPort, SharedLink};
 pub use sim::{Sim, SimHost};
-pub use tun::{poll_fd, PollReady, Tap, Tun, TunOptions};
+pub use tun::{poll_fd, PollReady, Tap, Tun, TunOptions, TunRx};

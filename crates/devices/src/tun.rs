@@ -20,7 +20,10 @@ use std::time::Duration;
 use ustack_core::time::Instant;
 use ustack_core::Medium;
 
-use crate::device::{Device, DeviceStats};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::device::{Device, DeviceStats, RxHalf};
 
 /// The clone device.
 pub const TUN_PATH: &str = "/dev/net/tun";
@@ -33,6 +36,7 @@ pub struct TunOptions {
     name: String,
     mtu: usize,
     netns: Option<PathBuf>,
+    napi: bool,
 }
 
 impl TunOptions {
@@ -44,7 +48,19 @@ impl TunOptions {
             name: name.to_owned(),
             mtu: 1500,
             netns: None,
+            napi: false,
         }
+    }
+
+    /// Asks for `IFF_NAPI`: the kernel takes the frames we write through a
+    /// NAPI context, as it does a NIC's, so its GRO can merge consecutive
+    /// segments of a flow before TCP sees them (only if GRO holds packets
+    /// between polls: see [`crate::KernelIf::gro_flush_timeout`]). The
+    /// frames we write and read are unchanged: 1500-byte packets, our own
+    /// checksums, no virtio header. Needs CAP_NET_ADMIN.
+    pub fn napi(mut self, on: bool) -> Self {
+        self.napi = on;
+        self
     }
 
     pub fn mtu(mut self, mtu: usize) -> Self {
@@ -70,6 +86,11 @@ impl TunOptions {
     }
 
     fn open(&self, kind: libc::c_int) -> io::Result<(File, String)> {
+        let kind = if self.napi {
+            kind | libc::IFF_NAPI
+        } else {
+            kind
+        };
         let req = ifreq_for(&self.name, kind)?;
         if !(68..=65535).contains(&self.mtu) {
             return Err(io::Error::new(
@@ -264,13 +285,42 @@ pub fn poll_fd(fd: RawFd, want_write: bool, timeout: Option<Duration>) -> io::Re
     })
 }
 
+/// Receive counters, shared with a split-off [`TunRx`].
+#[derive(Debug, Default)]
+struct RxCounters {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One read(2) of a frame, counted.
+fn read_frame(mut file: &File, rx: &RxCounters, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        match file.read(buf) {
+            Ok(n) => {
+                rx.frames.fetch_add(1, Ordering::Relaxed);
+                rx.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                return Ok(Some(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                rx.errors.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     file: File,
     name: String,
     mtu: usize,
     medium: Medium,
+    /// Transmit counters (the rx ones are in `rx`).
     stats: DeviceStats,
+    rx: Arc<RxCounters>,
 }
 
 impl Inner {
@@ -281,25 +331,34 @@ impl Inner {
             mtu,
             medium,
             stats: DeviceStats::default(),
+            rx: Arc::default(),
         }
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        loop {
-            match self.file.read(buf) {
-                Ok(n) => {
-                    self.stats.rx_frames += 1;
-                    self.stats.rx_bytes += n as u64;
-                    return Ok(Some(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.stats.rx_errors += 1;
-                    return Err(e);
-                }
-            }
+        read_frame(&self.file, &self.rx, buf)
+    }
+
+    fn stats(&self) -> DeviceStats {
+        DeviceStats {
+            rx_frames: self.rx.frames.load(Ordering::Relaxed),
+            rx_bytes: self.rx.bytes.load(Ordering::Relaxed),
+            rx_errors: self.rx.errors.load(Ordering::Relaxed),
+            ..self.stats
         }
+    }
+
+    fn rx_half(&self) -> Option<Box<dyn RxHalf>> {
+        let file = self.file.try_clone().ok()?;
+        let max = match self.medium {
+            Medium::Ip => self.mtu,
+            Medium::Ethernet => self.mtu + ustack_core::wire::ethernet::HEADER_LEN,
+        };
+        Some(Box::new(TunRx {
+            file,
+            rx: self.rx.clone(),
+            max,
+        }))
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
@@ -334,6 +393,28 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// The receive side of a [`Tun`] or [`Tap`] ([`Device::rx_half`]): a
+/// duplicate of its fd, read from another thread while the device writes.
+/// Its frames count in the device's stats.
+#[derive(Debug)]
+pub struct TunRx {
+    file: File,
+    rx: Arc<RxCounters>,
+    max: usize,
+}
+
+impl RxHalf for TunRx {
+    fn max_frame_len(&self) -> usize {
+        self.max
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        read_frame(&self.file, &self.rx, buf)
+    }
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
     }
 }
 
@@ -373,7 +454,10 @@ macro_rules! tun_device {
                 Some(self.0.file.as_raw_fd())
             }
             fn stats(&self) -> DeviceStats {
-                self.0.stats
+                self.0.stats()
+            }
+            fn rx_half(&mut self) -> Option<Box<dyn RxHalf>> {
+                self.0.rx_half()
             }
         }
 

@@ -27,12 +27,17 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tracing::warn;
 use ustack_core::{Counters, Errno, Instant, SocketHandle, Stack};
-use ustack_devices::{Clock, Device, PacketBatch};
+use ustack_devices::{Clock, Device, PacketBatch, RxHalf};
 
 /// Frames read from the device per batch.
 const RX_BATCH: usize = 64;
 /// Batches per wake-up before timers and callers get a turn.
 const RX_BATCHES_PER_PUMP: usize = 16;
+/// Frames sent in one flush between looks at what the stack thread received.
+const TX_BETWEEN_RX: usize = 64;
+/// How soon the stack thread looks again at frames it left in the inbox
+/// while the lock was busy.
+const STRANDED_RETRY: Duration = Duration::from_micros(200);
 /// Longest sleep when the device has no fd to wait on.
 const NO_FD_POLL: Duration = Duration::from_millis(1);
 
@@ -75,15 +80,91 @@ pub(crate) struct State {
     driving: bool,
     /// Device errors other than WouldBlock, for the counters.
     pub device_errors: u64,
+    /// The last pump stopped at its batch budget: the device may have
+    /// more frames waiting, so the stack thread goes round again at once
+    /// instead of asking poll(2).
+    rx_backlog: bool,
+    /// Frames the stack thread read through the device's receive half
+    /// while a caller held the lock; `None` when the device is not split.
+    inbox: Option<Arc<Inbox>>,
+    /// The other buffer of the inbox's double buffering.
+    inbox_spare: PacketBatch,
+    /// Readiness changes dispatched while a caller's flush took in inbox
+    /// frames, reported by [`Shared::settle`].
+    changed_by_caller: bool,
+    changed_by_network: bool,
+}
+
+/// Frames read without the stack lock, waiting for whoever holds it.
+#[derive(Default)]
+struct Inbox {
+    frames: Mutex<PacketBatch>,
+    /// `frames` is not empty (read without taking its lock).
+    pending: AtomicBool,
+}
+
+impl Inbox {
+    /// Hands `batch` over (swapped in when the inbox is empty, else copied).
+    fn put(&self, batch: &mut PacketBatch) {
+        let mut q = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        if q.is_empty() {
+            std::mem::swap(&mut *q, batch);
+        } else {
+            for f in batch.iter() {
+                q.push(f);
+            }
+        }
+        self.pending.store(true, Ordering::Release);
+    }
 }
 
 impl State {
+    /// Feeds the stack what the stack thread left in the inbox. Returns
+    /// whether there was anything. `caller`: a caller holds the lock (not
+    /// the stack thread's pump), so the readiness changes the caller made
+    /// so far are handed to epoll first as its own, and those the frames
+    /// make as news from the network (edge-triggered interests see only
+    /// the latter).
+    fn drain_inbox(&mut self, now: Instant, caller: bool) -> bool {
+        let Some(inbox) = &self.inbox else {
+            return false;
+        };
+        if !inbox.pending.load(Ordering::Acquire) {
+            return false;
+        }
+        {
+            let mut q = inbox.frames.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *q, &mut self.inbox_spare);
+            inbox.pending.store(false, Ordering::Release);
+        }
+        if self.inbox_spare.is_empty() {
+            return false;
+        }
+        if caller {
+            self.changed_by_caller |= self.dispatch_changes(false);
+        }
+        for frame in self.inbox_spare.iter() {
+            self.stack.receive(now, frame);
+        }
+        self.inbox_spare.clear();
+        if caller {
+            self.changed_by_network |= self.dispatch_changes(true);
+        }
+        true
+    }
+
     /// Receives what the device has, transmits what the stack owes, and
     /// notifies epoll of readiness changes. Returns whether any socket's
     /// readiness may have changed.
     fn pump(&mut self, now: Instant) -> bool {
         if let Err(e) = self.device.service(now) {
             self.device_error(&e);
+        }
+        if self.inbox.is_some() {
+            // The stack thread reads the device; what it read is here.
+            self.drain_inbox(now, false);
+            self.flush(now, false);
+            return self.dispatch_changes(true);
         }
         for _ in 0..RX_BATCHES_PER_PUMP {
             self.rx.clear();
@@ -97,11 +178,12 @@ impl State {
             for frame in self.rx.iter() {
                 self.stack.receive(now, frame);
             }
+            self.rx_backlog = n == RX_BATCH;
             if n < RX_BATCH {
                 break;
             }
         }
-        self.flush(now);
+        self.flush(now, false);
         self.dispatch_changes(true)
     }
 
@@ -113,7 +195,9 @@ impl State {
     }
 
     /// Sends every frame the stack owes, until the device refuses one.
-    pub(crate) fn flush(&mut self, now: Instant) {
+    /// `caller`: see [`State::drain_inbox`].
+    pub(crate) fn flush(&mut self, now: Instant, caller: bool) {
+        self.drain_inbox(now, caller);
         if let Some(frame) = self.held.take() {
             match self.device.send(now, &frame) {
                 Ok(()) => {}
@@ -124,7 +208,15 @@ impl State {
                 Err(e) => self.device_error(&e),
             }
         }
+        let mut sent = 0;
         while let Some(n) = self.stack.transmit(now, &mut self.txbuf) {
+            sent += 1;
+            if sent % TX_BETWEEN_RX == 0 {
+                // A long burst: take in what the stack thread read meanwhile
+                // (ACKs), so they do not wait until the burst ends (which
+                // inflated the RTT to the time of a whole window's writes).
+                self.drain_inbox(now, caller);
+            }
             match self.device.send(now, &self.txbuf[..n]) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -229,10 +321,15 @@ impl Shared {
 
     /// After a caller changed the stack: send what it owes, tell epoll, and
     /// make sure the stack thread wakes for any earlier deadline.
-    fn settle(&self, st: &mut State, now: Instant) {
-        st.flush(now);
+    /// Returns whether frames from the network were taken in meanwhile (so
+    /// a caller about to sleep must look again first).
+    fn settle(&self, st: &mut State, now: Instant) -> bool {
+        st.changed_by_caller = false;
+        st.changed_by_network = false;
+        st.flush(now, true);
         // What changed now was the caller's doing, not news from the network.
-        let changed = st.dispatch_changes(false);
+        let changed = st.dispatch_changes(false) | st.changed_by_caller | st.changed_by_network;
+        let news = st.changed_by_network;
         if self.mode == Mode::Thread {
             let next = st.next_deadline();
             let earlier = match (next, st.thread_deadline) {
@@ -248,22 +345,39 @@ impl Shared {
         if changed {
             self.changed.notify_all();
         }
+        news
     }
 
-    fn wait_fds(&self, st: &State, write: bool) -> Vec<PollFd> {
-        let mut fds = vec![PollFd {
+    /// Takes in what the stack thread left in the inbox before a caller
+    /// looks at the stack, as news from the network.
+    fn take_inbox(&self, st: &mut State, now: Instant) {
+        if st.drain_inbox(now, false) && st.dispatch_changes(true) {
+            self.changed.notify_all();
+        }
+    }
+
+    /// What to poll: the wake-up socket first (bit 0 of poll's answer),
+    /// then the device's fd if it has one. Returns the fds and how many.
+    fn wait_fds(&self, st: &State, write: bool) -> ([PollFd; 2], usize) {
+        let wake = PollFd {
             fd: std::os::fd::AsRawFd::as_raw_fd(&self.wake_rx),
             read: true,
             write: false,
-        }];
-        if let Some(fd) = st.device.as_raw_fd() {
-            fds.push(PollFd {
-                fd,
-                read: true,
-                write,
-            });
+        };
+        match st.device.as_raw_fd() {
+            Some(fd) => (
+                [
+                    wake,
+                    PollFd {
+                        fd,
+                        read: true,
+                        write,
+                    },
+                ],
+                2,
+            ),
+            None => ([wake, wake], 1),
         }
-        fds
     }
 
     /// How long to sleep until `next` (a core instant), bounded.
@@ -282,7 +396,7 @@ impl Shared {
 
     fn thread_main(self: Arc<Self>) {
         while !self.stop.load(Ordering::Acquire) {
-            let (fds, timeout) = {
+            let ((fds, nfds), timeout, backlog) = {
                 let mut st = self.lock();
                 let now = self.clock.now();
                 if st.pump(now) {
@@ -291,14 +405,102 @@ impl Shared {
                 let next = st.next_deadline();
                 st.thread_deadline = next;
                 let fds = self.wait_fds(&st, st.held.is_some());
-                let has_fd = fds.len() > 1;
-                (fds, self.timeout_until(next, has_fd))
+                let has_fd = fds.1 > 1;
+                (fds, self.timeout_until(next, has_fd), st.rx_backlog)
             };
-            if let Err(e) = sys::poll(&fds, timeout) {
-                warn!(error = %e, "poll failed");
-                std::thread::sleep(Duration::from_millis(1));
+            if backlog {
+                // Frames are waiting: no need to ask poll(2). Callers got a
+                // turn at the lock in between.
+                continue;
             }
-            self.drain_wakes();
+            match sys::poll(&fds[..nfds], timeout) {
+                // Bit 0 is the wake-up socket: read it only when it has data.
+                Ok(ready) if ready & 1 == 0 => {}
+                Ok(_) => self.drain_wakes(),
+                Err(e) => {
+                    warn!(error = %e, "poll failed");
+                    std::thread::sleep(Duration::from_millis(1));
+                    self.drain_wakes();
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The stack thread when the device is split: it reads frames without
+    /// the stack lock, then hands them to the stack if the lock is free, or
+    /// leaves them in the inbox for the caller holding it (who looks there
+    /// between bursts of sends and before it lets go).
+    fn thread_main_split(self: Arc<Self>, mut half: Box<dyn RxHalf>, inbox: &Inbox) {
+        let mut local = PacketBatch::new();
+        let mut next: Option<Instant> = None;
+        let mut held = false;
+        while !self.stop.load(Ordering::Acquire) {
+            local.clear();
+            let mut full = false;
+            for _ in 0..RX_BATCHES_PER_PUMP {
+                match half.recv_batch(&mut local, RX_BATCH) {
+                    Ok(n) => {
+                        full = n == RX_BATCH;
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        self.lock().device_error(&e);
+                        full = false;
+                        break;
+                    }
+                }
+            }
+            if !local.is_empty() {
+                inbox.put(&mut local);
+            }
+            let got_lock = match self.state.try_lock() {
+                Ok(g) => Some(g),
+                Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut st) = got_lock {
+                let now = self.clock.now();
+                if st.pump(now) {
+                    self.changed.notify_all();
+                }
+                next = st.next_deadline();
+                st.thread_deadline = next;
+                held = st.held.is_some();
+            }
+            if full {
+                continue;
+            }
+            let fds = [
+                PollFd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&self.wake_rx),
+                    read: true,
+                    write: false,
+                },
+                PollFd {
+                    fd: half.as_raw_fd(),
+                    read: true,
+                    write: held,
+                },
+            ];
+            let mut timeout = self.timeout_until(next, true);
+            if inbox.pending.load(Ordering::Acquire) {
+                // The lock was busy and its holder may have let go before
+                // looking in the inbox: come back soon.
+                timeout = Some(timeout.map_or(STRANDED_RETRY, |t| t.min(STRANDED_RETRY)));
+            }
+            match sys::poll(&fds, timeout) {
+                Ok(ready) if ready & 1 == 0 => {}
+                Ok(_) => self.drain_wakes(),
+                Err(e) => {
+                    warn!(error = %e, "poll failed");
+                    std::thread::sleep(Duration::from_millis(1));
+                    self.drain_wakes();
+                }
+            }
         }
     }
 }
@@ -342,6 +544,14 @@ impl Runtime {
         clock: Clock,
         mode: Mode,
     ) -> io::Result<Runtime> {
+        let mut device = device;
+        // In thread mode the stack thread reads the device itself, without
+        // the stack lock, when the device can split (a TUN/TAP): it reads
+        // while a caller holding the lock writes, each on its own core.
+        let rx_half = match mode {
+            Mode::Thread => device.rx_half(),
+            Mode::Inline => None,
+        };
         let (wake_tx, wake_rx) = UnixDatagram::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
@@ -359,7 +569,13 @@ impl Runtime {
             thread_deadline: None,
             driving: false,
             device_errors: 0,
+            rx_backlog: false,
+            inbox: rx_half.as_ref().map(|_| Arc::new(Inbox::default())),
+            inbox_spare: PacketBatch::new(),
+            changed_by_caller: false,
+            changed_by_network: false,
         };
+        let inbox = state.inbox.clone();
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             changed: Condvar::new(),
@@ -369,17 +585,19 @@ impl Runtime {
             mode,
             stop: AtomicBool::new(false),
         });
-        let thread = match mode {
-            Mode::Thread => {
-                let s = shared.clone();
-                Some(
-                    std::thread::Builder::new()
-                        .name("ustack".into())
-                        .spawn(move || s.thread_main())?,
-                )
-            }
-            Mode::Inline => None,
-        };
+        let thread =
+            match mode {
+                Mode::Thread => {
+                    let s = shared.clone();
+                    Some(std::thread::Builder::new().name("ustack".into()).spawn(
+                        move || match (rx_half, inbox) {
+                            (Some(half), Some(inbox)) => s.thread_main_split(half, &inbox),
+                            _ => s.thread_main(),
+                        },
+                    )?)
+                }
+                Mode::Inline => None,
+            };
         Ok(Runtime {
             owner: Arc::new(Owner {
                 shared,
@@ -411,6 +629,7 @@ impl Runtime {
         if shared.mode == Mode::Inline {
             st.pump(now);
         }
+        shared.take_inbox(&mut st, now);
         let r = f(&mut st, now);
         shared.settle(&mut st, now);
         r
@@ -432,8 +651,9 @@ impl Runtime {
             if shared.mode == Mode::Inline {
                 st.pump(now);
             }
+            shared.take_inbox(&mut st, now);
             let r = f(&mut st, now);
-            shared.settle(&mut st, now);
+            let news = shared.settle(&mut st, now);
             match r {
                 Err(Errno::EAGAIN) => {}
                 other => return other,
@@ -445,6 +665,11 @@ impl Runtime {
                 },
                 None => None,
             };
+            if news {
+                // Frames taken in after `f` looked may have made it ready:
+                // look again before sleeping.
+                continue;
+            }
             st = self.sleep(st, left);
         }
     }
@@ -467,15 +692,16 @@ impl Runtime {
         }
         let mut st = st;
         st.driving = true;
-        let fds = shared.wait_fds(&st, st.held.is_some());
-        let to_deadline = shared.timeout_until(st.next_deadline(), fds.len() > 1);
+        let (fds, nfds) = shared.wait_fds(&st, st.held.is_some());
+        let to_deadline = shared.timeout_until(st.next_deadline(), nfds > 1);
         let timeout = match (to_deadline, left) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         drop(st);
-        let _ = sys::poll(&fds, timeout);
-        shared.drain_wakes();
+        if sys::poll(&fds[..nfds], timeout).map_or(true, |ready| ready & 1 != 0) {
+            shared.drain_wakes();
+        }
         let mut st = shared.lock();
         st.driving = false;
         let now = shared.clock.now();

@@ -13,18 +13,29 @@ pub struct PollFd {
     pub write: bool,
 }
 
-/// Waits until one of `fds` is ready or `timeout` passes (None: forever).
-/// EINTR counts as a wake-up.
-pub fn poll(fds: &[PollFd], timeout: Option<Duration>) -> io::Result<()> {
-    let mut raw: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|p| libc::pollfd {
-            fd: p.fd,
-            events: (if p.read { libc::POLLIN } else { 0 })
-                | (if p.write { libc::POLLOUT } else { 0 }),
-            revents: 0,
-        })
-        .collect();
+/// Most fds one [`poll`] takes.
+pub const MAX_POLL_FDS: usize = 4;
+
+/// Waits until one of `fds` (at most [`MAX_POLL_FDS`]) is ready or
+/// `timeout` passes (None: forever). Returns which are ready, bit `i` for
+/// `fds[i]` (any event, errors included). EINTR counts as a wake-up with
+/// nothing ready.
+pub fn poll(fds: &[PollFd], timeout: Option<Duration>) -> io::Result<u32> {
+    assert!(
+        fds.len() <= MAX_POLL_FDS,
+        "poll takes at most {MAX_POLL_FDS} fds"
+    );
+    let mut raw = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; MAX_POLL_FDS];
+    for (r, p) in raw.iter_mut().zip(fds) {
+        r.fd = p.fd;
+        r.events =
+            (if p.read { libc::POLLIN } else { 0 }) | (if p.write { libc::POLLOUT } else { 0 });
+    }
+    let raw = &mut raw[..fds.len()];
     let ms = match timeout {
         None => -1,
         // Round up so a deadline is never woken before it is due.
@@ -38,6 +49,11 @@ pub fn poll(fds: &[PollFd], timeout: Option<Duration>) -> io::Result<()> {
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
+        return Ok(0);
     }
-    Ok(())
+    Ok(raw
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.revents != 0)
+        .fold(0, |m, (i, _)| m | 1 << i))
 }

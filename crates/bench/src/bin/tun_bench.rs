@@ -29,6 +29,20 @@ struct Args {
     /// Internal: address to listen on or connect to.
     #[arg(long)]
     addr: Option<SocketAddrV4>,
+    /// ustack's TCP send and receive buffers, bytes (the kernel end
+    /// autotunes its own; ustack has no autotuning yet, so the bench asks
+    /// for large buffers up front as iperf's -w would).
+    #[arg(long, default_value_t = 4 << 20)]
+    sockbuf: usize,
+    /// Which transfers to run: all, tx (ustack -> kernel), rx (kernel -> ustack), veth.
+    #[arg(long, default_value = "all")]
+    only: String,
+    /// Open the TUN with IFF_NAPI and give its GRO this flush timeout (ns).
+    #[arg(long)]
+    napi_gro: Option<u64>,
+    /// Print the sending socket's cwnd, window and RTT every 32 MiB (stderr).
+    #[arg(long)]
+    tcp_info: bool,
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -113,31 +127,32 @@ fn finish(c: Child) -> Result<f64, String> {
     Ok(bytes * 8.0 / secs / 1e9)
 }
 
-fn ustack_on_tun(ns: &NetNs) -> Result<Runtime, String> {
+fn ustack_on_tun(ns: &NetNs, sockbuf: usize, napi_gro: Option<u64>) -> Result<Runtime, String> {
     let tun = TunOptions::new("ustb0")
         .mtu(1500)
+        .napi(napi_gro.is_some())
         .netns(ns.path())
         .open_tun()
         .map_err(|e| e.to_string())?;
     KernelIf::new("ustb0", "10.240.0.1/24".parse().unwrap())
         .mtu(1500)
+        .gro_flush_timeout(napi_gro)
         .apply(Some(ns))
         .map_err(|e| e.to_string())?;
-    let cfg =
+    let mut cfg =
         StackConfig::new(Medium::Ip, Ipv4Cidr::new(Ipv4Addr::new(10, 240, 0, 2), 24)).with_seed(7);
+    cfg.tcp.sndbuf = sockbuf;
+    cfg.tcp.rcvbuf = sockbuf;
+    cfg.tcp.max_buf = cfg.tcp.max_buf.max(sockbuf);
     let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
     Runtime::new(stack, tun, Clock::new(), Mode::Thread).map_err(|e| e.to_string())
 }
 
-fn run(bytes: u64) -> Result<(), String> {
-    let tag = std::process::id();
-    // ustack <-> kernel over TUN.
-    let ns = NetNs::create(&format!("ustb-{tag}-t")).map_err(|e| e.to_string())?;
-    let rt = ustack_on_tun(&ns)?;
-    // ustack -> kernel
+/// ustack sends `bytes` to a kernel sink; Gbps at the kernel end.
+fn ustack_to_kernel(rt: &Runtime, ns: &NetNs, bytes: u64, info: bool) -> Result<f64, String> {
     let sink_addr = SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 1), 5201);
-    let k = role(&ns, "sink", sink_addr, bytes).map_err(|e| e.to_string())?;
-    let mut s = UStream::connect(&rt, sink_addr).map_err(|e| format!("ustack connect: {e}"))?;
+    let k = role(ns, "sink", sink_addr, bytes).map_err(|e| e.to_string())?;
+    let mut s = UStream::connect(rt, sink_addr).map_err(|e| format!("ustack connect: {e}"))?;
     let buf = vec![0x5au8; CHUNK];
     let mut sent = 0u64;
     while sent < bytes {
@@ -145,15 +160,25 @@ fn run(bytes: u64) -> Result<(), String> {
         s.write_all(&buf[..n])
             .map_err(|e| format!("ustack send: {e}"))?;
         sent += n as u64;
+        if info && sent.is_multiple_of(32 << 20) {
+            if let Ok(i) = s.tcp_info() {
+                eprintln!(
+                    "cwnd {} ssthresh {} snd_wnd {} unacked {} rtt {:?} retrans {} ca {}",
+                    i.cwnd, i.ssthresh, i.snd_wnd, i.unacked, i.rtt, i.total_retrans, i.ca_state
+                );
+            }
+        }
     }
     s.shutdown(std::net::Shutdown::Write)
         .map_err(|e| e.to_string())?;
-    let tx = finish(k)?;
-    drop(s);
-    // kernel -> ustack
-    let listener = UListener::bind(&rt, "10.240.0.2:5202").map_err(|e| e.to_string())?;
+    finish(k)
+}
+
+/// A kernel source sends `bytes` to ustack; Gbps at the kernel end.
+fn kernel_to_ustack(rt: &Runtime, ns: &NetNs, bytes: u64) -> Result<f64, String> {
+    let listener = UListener::bind(rt, "10.240.0.2:5202").map_err(|e| e.to_string())?;
     let k = role(
-        &ns,
+        ns,
         "source",
         SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 2), 5202),
         bytes,
@@ -169,12 +194,11 @@ fn run(bytes: u64) -> Result<(), String> {
         }
     }
     drop(c);
-    let rx = finish(k)?;
-    let retrans = rt.counters();
-    drop(rt);
-    drop(ns);
+    finish(k)
+}
 
-    // kernel <-> kernel over veth, two namespaces.
+/// Kernel to kernel over a veth pair between two namespaces; Gbps.
+fn veth(tag: u32, bytes: u64) -> Result<f64, String> {
     let n1 = NetNs::create(&format!("ustb-{tag}-a")).map_err(|e| e.to_string())?;
     let n2 = NetNs::create(&format!("ustb-{tag}-b")).map_err(|e| e.to_string())?;
     let run_ip = |args: &[&str]| -> Result<(), String> {
@@ -219,20 +243,61 @@ fn run(bytes: u64) -> Result<(), String> {
     let k = role(&n2, "sink", vaddr, bytes).map_err(|e| e.to_string())?;
     let src = role(&n1, "source", vaddr, bytes).map_err(|e| e.to_string())?;
     let _ = finish(src)?;
-    let veth = finish(k)?;
-    println!("ustack -> kernel over TUN: {tx:.2} Gbps");
-    println!("kernel -> ustack over TUN: {rx:.2} Gbps");
-    println!("kernel -> kernel over veth: {veth:.2} Gbps");
+    finish(k)
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let bytes = args.bytes;
+    let want = |what: &str| args.only == "all" || args.only == what;
+    if !["all", "tx", "rx", "veth"].contains(&args.only.as_str()) {
+        return Err(format!(
+            "--only {}: expected all, tx, rx or veth",
+            args.only
+        ));
+    }
+    let tag = std::process::id();
+    let (mut tx, mut rx, mut stats) = (None, None, None);
+    if want("tx") || want("rx") {
+        // ustack <-> kernel over TUN.
+        let ns = NetNs::create(&format!("ustb-{tag}-t")).map_err(|e| e.to_string())?;
+        let rt = ustack_on_tun(&ns, args.sockbuf, args.napi_gro)?;
+        if want("tx") {
+            tx = Some(ustack_to_kernel(&rt, &ns, bytes, args.tcp_info)?);
+        }
+        if want("rx") {
+            rx = Some(kernel_to_ustack(&rt, &ns, bytes)?);
+        }
+        stats = Some(rt.counters());
+    }
+    let veth = if want("veth") {
+        Some(veth(tag, bytes)?)
+    } else {
+        None
+    };
+    if let Some(tx) = tx {
+        println!("ustack -> kernel over TUN: {tx:.2} Gbps");
+    }
+    if let Some(rx) = rx {
+        println!("kernel -> ustack over TUN: {rx:.2} Gbps");
+    }
+    if let Some(veth) = veth {
+        println!("kernel -> kernel over veth: {veth:.2} Gbps");
+        if let (Some(tx), Some(rx)) = (tx, rx) {
+            println!(
+                "ratios to veth: send {:.2}, receive {:.2}",
+                tx / veth,
+                rx / veth
+            );
+        }
+    }
     println!(
-        "ratios to veth: send {:.2}, receive {:.2}",
-        tx / veth,
-        rx / veth
+        "({} MiB each, ustack socket buffers {} KiB; ustack's counters below)",
+        bytes >> 20,
+        args.sockbuf >> 10
     );
-    println!(
-        "({} MiB each; ustack TCP retransmissions counted in its stats below)",
-        bytes >> 20
-    );
-    print!("{retrans}");
+    if let Some(stats) = stats {
+        print!("{stats}");
+    }
     Ok(())
 }
 
@@ -242,7 +307,7 @@ fn main() {
         (Some("sink"), Some(a)) => sink(a, args.bytes).map_err(|e| e.to_string()),
         (Some("source"), Some(a)) => source(a, args.bytes).map_err(|e| e.to_string()),
         (Some(r), _) => Err(format!("--role {r} needs --addr, and is sink or source")),
-        (None, _) => run(args.bytes),
+        (None, _) => run(&args),
     };
     if let Err(e) = r {
         eprintln!("tun_bench: {e}");
