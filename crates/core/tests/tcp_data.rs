@@ -1077,6 +1077,27 @@ fn slow_start_grows_cwnd_by_bytes_acked_at_most_two_mss_per_ack() {
     }
 }
 
+/// RFC 7661 §4.1: an application-limited sender (one small write per RTT)
+/// does not grow cwnd, or it would swell without bound and later burst.
+#[test]
+fn cwnd_does_not_grow_when_the_application_limits_the_sender() {
+    for cc in [Congestion::NewReno, Congestion::Cubic] {
+        let cfg = cfg_with(|t| {
+            t.congestion = cc;
+            t.sndbuf = 1 << 20;
+        });
+        let mut k = open(cfg, Peer::plain().ws(7));
+        let mut acked = 0;
+        for _ in 0..50 {
+            k.write(2 * MSS as usize);
+            assert_eq!(k.data_out().len(), 2);
+            acked += 2 * MSS;
+            k.ack(acked);
+        }
+        assert_eq!(k.info().cwnd, 10 * MSS, "{cc:?}: still the initial window");
+    }
+}
+
 /// RFC 5681 §3.1 / RFC 3465 §2.1: in congestion avoidance cwnd grows by
 /// one MSS per cwnd's worth of bytes ACKed (NewReno).
 #[test]

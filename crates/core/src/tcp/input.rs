@@ -949,6 +949,16 @@ impl Stack {
             new_sack = bytes;
         }
         let wnd = u32::from(seg.window_len) << t.snd_wscale;
+        // RFC 7661 §4.1 (as Linux `tcp_is_cwnd_limited`): cwnd grows only
+        // while it limits the sender, or it would swell without bound on
+        // an application- or receiver-limited flow.
+        let cwnd = t.cc.window();
+        let flight_before = t.flight();
+        let cwnd_limited = if cwnd < t.cc.ssthresh() {
+            flight_before.saturating_mul(2) >= cwnd
+        } else {
+            flight_before.saturating_add(mss) >= cwnd
+        };
         if ack.diff(t.snd_una) > 0 {
             let data_acked = (ack.diff(t.sndq_front).max(0) as usize).min(t.sndq.len());
             let acked = ack.diff(t.snd_una) as u32;
@@ -999,9 +1009,12 @@ impl Stack {
                 }
                 CaState::Loss if ack.diff(t.recover) >= 0 => {
                     t.ca = CaState::Open;
-                    t.cc.on_ack(now, acked, mss, t.rtt.srtt());
+                    if cwnd_limited {
+                        t.cc.on_ack(now, acked, mss, t.rtt.srtt());
+                    }
                 }
-                _ => t.cc.on_ack(now, acked, mss, t.rtt.srtt()),
+                _ if cwnd_limited => t.cc.on_ack(now, acked, mss, t.rtt.srtt()),
+                _ => {}
             }
             t.snd_space_adjust(cfg);
             t.una_since = now;
