@@ -584,6 +584,16 @@ fn check(name: &str, imp: Impairments, len: usize, seed: u64) -> String {
             }
         }
     }
+    if imp.delay >= Duration::from_millis(10) {
+        // A bandwidth-delay product (~500 KB here) beyond the default
+        // 128 KiB receive buffer: autotuning must have grown the buffers.
+        for i in 0..2 {
+            assert!(
+                o.counters[i].tcp.rcvbuf_grown > 0,
+                "{name}: host {i}: receive buffer never grew\n{report}"
+            );
+        }
+    }
     assert!(
         took <= bound,
         "{name}: took {took:.2} s, bound {bound:.2} s\n{report}"
