@@ -127,6 +127,10 @@ pub struct TcpConfig {
     /// Collapse cwnd to the initial window after an idle period longer than
     /// the RTO (RFC 5681 §4.1; Linux `tcp_slow_start_after_idle` = 1).
     pub slow_start_after_idle: bool,
+    /// Tail loss probe (RFC 8985 §7): with data outstanding and no ACK for
+    /// two smoothed RTTs, send one segment (new data, else the last one) so
+    /// a lost tail is repaired by SACK recovery rather than by the RTO.
+    pub tail_loss_probe: bool,
 }
 
 /// Which congestion controller a connection runs.
@@ -187,6 +191,7 @@ impl Default for TcpConfig {
             max_sndbuf: 4 << 20,
             max_ofo_ranges: 64,
             slow_start_after_idle: true,
+            tail_loss_probe: true,
         }
     }
 }

@@ -151,6 +151,7 @@ counters!(
         sack_retrans: "segments retransmitted from the SACK scoreboard",
         rto_retrans: "segments retransmitted after a timeout",
         lost_retransmits: "retransmissions judged lost and sent again",
+        tlp_probes: "tail loss probes sent (RFC 8985)",
         window_probes: "zero-window probes sent",
         dup_acks_recv: "duplicate ACKs received",
         rcvbuf_grown: "times receive-buffer autotuning grew a buffer",

@@ -1239,3 +1239,61 @@ fn congestion_control_is_chosen_per_socket() {
         "the default"
     );
 }
+
+/// RFC 8985 §7: with the tail of a flight lost and nothing more to send,
+/// a tail loss probe (the last segment again) goes out after 2·SRTT,
+/// before the RTO; its SACK marks the rest lost and recovery repairs it
+/// without a timeout.
+#[test]
+fn tail_loss_probe_repairs_a_lost_tail_without_a_timeout() {
+    let cfg = cfg_with(|t| t.tail_loss_probe = true);
+    // SRTT 100 ms: PTO = 200 ms, RTO = 300 ms.
+    let mut k = open(cfg, Peer::plain().sack().rtt(0.1));
+    let t0 = k.s.t();
+    k.write(10 * MSS as usize);
+    assert_eq!(k.data_out(), segs(0, 10));
+    // Segments 0..7 arrive and are ACKed at t0 + 0.1; 7, 8, 9 are lost.
+    k.s.run_to(t0 + 0.1);
+    k.ack(7 * MSS);
+    assert!(k.data_out().is_empty());
+    // The probe: 2 SRTT after that ACK, the last segment again.
+    k.s.run_to(t0 + 0.299);
+    k.no_data("before the PTO");
+    k.s.run_to(t0 + 0.3);
+    k.expect_data_at(t0 + 0.3, 9 * MSS, MSS);
+    assert_eq!(k.counters().tlp_probes, 1);
+    // Its SACK: 7 and 8 are lost; recovery resends them, no timeout.
+    k.s.run_to(t0 + 0.4);
+    k.sack(7 * MSS, &[(9 * MSS, 10 * MSS)]);
+    let (retx, new) = k.data_out_split();
+    assert_eq!(retx, vec![(7 * MSS, MSS)], "the first hole at once");
+    assert!(new.is_empty());
+    assert_eq!(k.info().ca_state, "Recovery");
+    k.s.run_to(t0 + 0.5);
+    k.sack(8 * MSS, &[(9 * MSS, 10 * MSS)]);
+    let (retx, _) = k.data_out_split();
+    assert_eq!(
+        retx,
+        vec![(8 * MSS, MSS)],
+        "the partial ACK resends the next"
+    );
+    k.s.run_to(t0 + 0.6);
+    k.ack(10 * MSS);
+    assert_eq!(k.info().ca_state, "Open");
+    let c = k.counters();
+    assert_eq!((c.timeouts, c.fast_retrans), (0, 1), "no RTO");
+    // Off, the same loss waits for the RTO.
+    let mut k = open(config(), Peer::plain().sack().rtt(0.1));
+    let t0 = k.s.t();
+    k.write(10 * MSS as usize);
+    k.data_out();
+    k.s.run_to(t0 + 0.1);
+    k.ack(7 * MSS);
+    let rto = k.info().rto.as_secs_f64();
+    assert!(rto > 0.2, "the PTO above came first: RTO {rto}");
+    k.s.run_to(t0 + 0.1 + rto - 0.001);
+    k.no_data("no probe when it is off");
+    k.s.run_to(t0 + 0.1 + rto);
+    k.expect_data_at(t0 + 0.1 + rto, 7 * MSS, MSS);
+    assert_eq!(k.counters().timeouts, 1);
+}

@@ -166,6 +166,30 @@ impl Tcb {
         })
     }
 
+    /// Re-arms the tail-loss-probe timer (RFC 8985 §7.2): PTO = 2 SRTT
+    /// (at least 10 ms), plus the worst-case delayed ACK when only one
+    /// segment is out, never later than the RTO; only in the Open state
+    /// with data outstanding and no probe out.
+    pub(crate) fn arm_tlp(&mut self, now: Instant, cfg: &TcpConfig) {
+        self.tlp_at = None;
+        if !cfg.tail_loss_probe
+            || !self.rtt.have_sample
+            || self.tlp_out
+            || self.ca != CaState::Open
+            || self.snd_una == self.snd_max
+        {
+            return;
+        }
+        let mut pto = (self.rtt.srtt() * 2).max(Duration::from_millis(10));
+        if self.flight() <= u32::from(self.snd_mss) {
+            pto += Duration::from_millis(200);
+        }
+        let at = now + pto;
+        if self.rexmit_at.is_none_or(|r| at < r) {
+            self.tlp_at = Some(at);
+        }
+    }
+
     /// The duplicate-ACK threshold: DupThresh, lowered when fewer than four
     /// segments are outstanding and no new data can go (early retransmit,
     /// RFC 5827 §3.1).
@@ -244,6 +268,7 @@ impl Tcb {
         if self.snd_nxt == data_end
             && self.snd_max == data_end
             && !self.rtx_now
+            && !self.tlp_pending
             && self.ca == CaState::Open
             && !self.fin_state()
         {
@@ -268,6 +293,39 @@ impl Tcb {
             if len > 0 || fin {
                 return Some(Send {
                     seq: self.snd_una,
+                    len,
+                    fin,
+                    kind: SendKind::Repair,
+                });
+            }
+        }
+        if self.tlp_pending {
+            // The probe (RFC 8985 §7.3): new data if the peer's window
+            // allows, else the last segment sent, whatever cwnd says.
+            let wnd_room = (self.snd_una + self.snd_wnd as usize)
+                .diff(self.snd_max)
+                .max(0) as usize;
+            let unsent = data_end.diff(self.snd_max).max(0) as usize;
+            if unsent > 0 && wnd_room > 0 && self.snd_nxt == self.snd_max {
+                let len = unsent.min(mss).min(wnd_room);
+                return Some(Send {
+                    seq: self.snd_max,
+                    len,
+                    fin: self.fin_state() && self.snd_max + len == data_end,
+                    kind: SendKind::New,
+                });
+            }
+            let sent_end = if self.snd_max.diff(data_end) > 0 {
+                data_end
+            } else {
+                self.snd_max
+            };
+            let from = sent_end - mss.min(sent_end.diff(self.snd_una).max(0) as usize);
+            let len = sent_end.diff(from).max(0) as usize;
+            let fin = fin_sent && sent_end == data_end;
+            if len > 0 || fin {
+                return Some(Send {
+                    seq: from,
                     len,
                     fin,
                     kind: SendKind::Repair,

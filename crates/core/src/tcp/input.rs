@@ -1023,6 +1023,8 @@ impl Stack {
             } else {
                 Some(now + t.current_rto(cfg))
             };
+            t.tlp_out = false;
+            t.arm_tlp(now, cfg);
             progressed = true;
         } else if wnd == 0 && ack == t.snd_una {
             // The peer answers our window probes: it is alive (Linux
@@ -1044,19 +1046,25 @@ impl Stack {
         }
         // Fast retransmit (RFC 5681 §3.2; RFC 6675 §5: DupThresh duplicate
         // ACKs, or IsLost(SND.UNA) from the scoreboard).
+        // A SACK for the tail loss probe, sent two RTTs after what is still
+        // missing, means that is lost (the RACK rule of RFC 8985 §6.2);
+        // NewReno-style recovery then repairs each hole.
+        let tlp_loss = t.tlp_out && new_sack > 0;
         if t.ca == CaState::Open
             && t.snd_una != t.snd_max
-            && (t.dupacks >= t.dup_thresh() || t.una_lost())
+            && (t.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss)
         {
             let flight = t.flight();
             t.cc.on_loss(now, flight, mss);
             t.ca = CaState::Recovery;
-            t.rec_sack = t.sack_ok && !t.sacked.is_empty();
+            t.rec_sack = t.sack_ok && !t.sacked.is_empty() && t.una_lost();
             t.recover = t.snd_max;
             t.high_rxt = t.snd_una;
             t.rec_cwnd = t.cc.window().saturating_add(3 * mss);
             t.rtx_now = true;
             t.rtt.timing = None;
+            t.tlp_at = None;
+            t.tlp_pending = false;
             self.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp fast retransmit");
         }

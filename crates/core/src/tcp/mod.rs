@@ -347,6 +347,10 @@ pub(crate) struct Tcb {
     pub snd_sml: SeqNumber,
     /// SND.MAX when the latest recovery retransmission went out.
     pub rtx_fence: SeqNumber,
+    /// Tail loss probe (RFC 8985 §7): its timer, one owed now, one out.
+    pub tlp_at: Option<Instant>,
+    pub tlp_pending: bool,
+    pub tlp_out: bool,
 }
 
 impl Tcb {
@@ -450,6 +454,9 @@ impl Tcb {
             last_send: now,
             snd_sml: iss,
             rtx_fence: iss,
+            tlp_at: None,
+            tlp_pending: false,
+            tlp_out: false,
             opts,
         }
     }
@@ -518,7 +525,7 @@ impl Tcb {
             (None, y) => y,
         };
         min(
-            min(self.rexmit_at, self.linger_at),
+            min(min(self.rexmit_at, self.tlp_at), self.linger_at),
             min(self.keepalive_at, self.delack_at),
         )
     }

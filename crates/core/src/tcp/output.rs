@@ -275,6 +275,14 @@ impl Stack {
                     if t.rexmit_at.is_none() {
                         t.rexmit_at = Some(now + t.current_rto(cfg));
                     }
+                    if t.tlp_pending {
+                        t.tlp_pending = false;
+                        self.counters.tcp.tlp_probes += 1;
+                        // RFC 8985 §7.3: the RTO runs again from the probe.
+                        t.rexmit_at = Some(now + t.current_rto(cfg));
+                    } else if s.kind == SendKind::New {
+                        t.arm_tlp(now, cfg);
+                    }
                     if len > 0 {
                         t.last_send = now;
                         if len < usize::from(t.snd_mss) && end.diff(t.snd_sml) > 0 {

@@ -65,8 +65,17 @@ impl Stack {
             t.ack_pending = true;
             self.counters.tcp.delayed_acks += 1;
         }
+        if t.tlp_at.is_some_and(|d| d <= now) {
+            t.tlp_at = None;
+            if t.ca == super::CaState::Open && t.snd_una != t.snd_max && !t.tlp_out {
+                t.tlp_out = true;
+                t.tlp_pending = true;
+            }
+        }
         if t.rexmit_at.is_some_and(|d| d <= now) {
             t.rexmit_at = None;
+            t.tlp_at = None;
+            t.tlp_pending = false;
             self.tcp_rexmit_timer(now, id);
         }
     }
