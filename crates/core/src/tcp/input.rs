@@ -1021,7 +1021,7 @@ impl Stack {
             t.rexmit_at = if t.snd_una == t.snd_max {
                 None
             } else {
-                Some(now + t.current_rto(cfg))
+                Some(t.rto_deadline(now, cfg))
             };
             t.tlp_out = false;
             t.arm_tlp(now, cfg);
@@ -1082,7 +1082,7 @@ impl Stack {
                 // The window opened without taking our probe: send from
                 // SND.UNA now rather than wait for the RTO.
                 t.snd_nxt = t.snd_una;
-                t.rexmit_at = Some(now + t.current_rto(cfg));
+                t.rexmit_at = Some(t.rto_deadline(now, cfg));
             }
             t.snd_wnd = wnd;
             t.max_snd_wnd = t.max_snd_wnd.max(wnd);

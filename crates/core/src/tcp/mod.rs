@@ -488,6 +488,18 @@ impl Tcb {
         shifted.min(cfg.rto_max)
     }
 
+    /// `now + current_rto(cfg)`, in integer microseconds: set on every
+    /// segment sent and every ACK, where the `Duration` arithmetic showed.
+    pub(crate) fn rto_deadline(&self, now: Instant, cfg: &TcpConfig) -> Instant {
+        let max = u64::try_from(cfg.rto_max.as_micros()).unwrap_or(u64::MAX);
+        let rto = self
+            .rtt
+            .rto
+            .saturating_mul(1u64 << self.backoff.min(20))
+            .min(max);
+        Instant::from_micros(now.total_micros().saturating_add(rto))
+    }
+
     /// Unsent payload bytes past SND.NXT.
     pub fn unsent(&self) -> usize {
         self.data_end().diff(self.snd_nxt).max(0) as usize
@@ -511,7 +523,7 @@ impl Tcb {
             && self.rexmit_at.is_none()
             && self.choose_send().is_none()
         {
-            self.rexmit_at = Some(now + self.current_rto(cfg));
+            self.rexmit_at = Some(self.rto_deadline(now, cfg));
         }
     }
 

@@ -177,7 +177,7 @@ impl Stack {
                 t.snd_nxt = t.iss + 1;
                 t.snd_max = t.iss + 1;
                 if t.rexmit_at.is_none() {
-                    t.rexmit_at = Some(now + t.current_rto(cfg));
+                    t.rexmit_at = Some(t.rto_deadline(now, cfg));
                 }
                 plan.repr.seq_number = t.iss;
                 plan.repr.max_seg_size = Some(t.rcv_mss);
@@ -273,13 +273,13 @@ impl Stack {
                         t.snd_max = t.snd_nxt;
                     }
                     if t.rexmit_at.is_none() {
-                        t.rexmit_at = Some(now + t.current_rto(cfg));
+                        t.rexmit_at = Some(t.rto_deadline(now, cfg));
                     }
                     if t.tlp_pending {
                         t.tlp_pending = false;
                         self.counters.tcp.tlp_probes += 1;
                         // RFC 8985 §7.3: the RTO runs again from the probe.
-                        t.rexmit_at = Some(now + t.current_rto(cfg));
+                        t.rexmit_at = Some(t.rto_deadline(now, cfg));
                     } else if s.kind == SendKind::New {
                         t.arm_tlp(now, cfg);
                     }

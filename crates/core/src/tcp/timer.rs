@@ -148,7 +148,7 @@ impl Stack {
                 t.syn_pending = true;
                 t.snd_nxt = t.iss;
                 t.rtt.timing = None;
-                t.rexmit_at = Some(now + t.current_rto(cfg));
+                t.rexmit_at = Some(t.rto_deadline(now, cfg));
             }
             State::Closed | State::Listen | State::TimeWait => {}
             _ => {
@@ -157,7 +157,7 @@ impl Stack {
                     if t.unsent() > 0 && t.choose_send().is_none() {
                         t.force_probe = true;
                         t.backoff = (t.backoff + 1).min(16);
-                        t.rexmit_at = Some(now + t.current_rto(cfg));
+                        t.rexmit_at = Some(t.rto_deadline(now, cfg));
                     }
                     return;
                 }
@@ -175,7 +175,7 @@ impl Stack {
                     t.force_probe = true;
                     t.snd_nxt = t.snd_una;
                     t.backoff = (t.backoff + 1).min(16);
-                    t.rexmit_at = Some(now + t.current_rto(cfg));
+                    t.rexmit_at = Some(t.rto_deadline(now, cfg));
                     return;
                 }
                 t.retries += 1;
@@ -211,7 +211,7 @@ impl Stack {
                 t.snd_nxt = t.snd_una;
                 t.rtt.timing = None;
                 t.backoff += 1;
-                t.rexmit_at = Some(now + t.current_rto(cfg));
+                t.rexmit_at = Some(t.rto_deadline(now, cfg));
             }
         }
     }
