@@ -555,8 +555,90 @@ impl Stack {
         }
     }
 
+    /// Header prediction (after Linux `tcp_rcv_established`'s fast path):
+    /// the next in-order data on an ESTABLISHED connection with nothing of
+    /// ours in flight, only ACK (and PSH) set, the ACK and the window as
+    /// they were, no SACK, nothing queued out of order, and a timestamp (if
+    /// any) that passes PAWS. Every step of the full path below would come
+    /// to the same outcome for such a segment (RFC 9293 §3.10.7.4: it is
+    /// acceptable, the ACK acknowledges nothing new, the window update
+    /// changes only SND.WL1/SND.WL2); this skips the tests that cannot
+    /// fire. Returns false, having changed nothing, if the segment does not
+    /// qualify. This is every segment a bulk receiver gets.
+    #[inline]
+    fn tcp_fast_data(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) -> bool {
+        let cfg = &self.cfg.tcp;
+        let Some(t) = self.tcp.get_mut(id) else {
+            return false;
+        };
+        let wnd = u32::from(seg.window_len) << t.snd_wscale;
+        if t.state != State::Established
+            || seg.flags.0 & !TcpFlags::PSH.0 != TcpFlags::ACK.0
+            || seg.seq_number != t.rcv_nxt
+            || seg.payload.is_empty()
+            || seg.ack_number != t.snd_una
+            || t.snd_una != t.snd_max
+            || wnd == 0
+            || wnd != t.snd_wnd
+            || t.snd_wl1.diff(seg.seq_number) >= 0
+            || seg.sack_ranges[0].is_some()
+            || !t.ofo.is_empty()
+            || t.ofo_fin.is_some()
+            || (t.socket.is_none() && t.listener.is_none())
+        {
+            return false;
+        }
+        if t.ts_ok {
+            if let Some(ts) = seg.timestamp {
+                if (ts.tsval.wrapping_sub(t.ts_recent) as i32) < 0 {
+                    return false;
+                }
+            }
+        }
+        let wnd_rcv = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
+        if !seq_acceptable(seg.seq_number, seg.payload.len(), t.rcv_nxt, wnd_rcv) {
+            return false;
+        }
+        // Fifth: ACK (RFC 9293 §3.10.7.4), as `tcp_ack` for an ACK of
+        // nothing new with the window unchanged.
+        t.last_rcv = now;
+        t.probes_out = 0;
+        if t.opts.keepalive {
+            t.keepalive_at = t.keepalive_deadline();
+        }
+        tcb_take_timestamp(t, now, seg);
+        t.max_snd_wnd = t.max_snd_wnd.max(wnd);
+        t.snd_wl1 = seg.seq_number;
+        t.snd_wl2 = seg.ack_number;
+        t.maybe_arm_persist(now, cfg);
+        // Seventh: segment text, in order, no hole to fill.
+        let data = seg.payload;
+        let n = t.rcvq.write_at(0, data);
+        let end = t.ofo_advance(seg.seq_number + n);
+        let advance = end.diff(t.rcv_nxt).max(0) as usize;
+        t.rcvq.commit(advance);
+        t.rcv_nxt = end;
+        if n < data.len() {
+            self.counters.tcp.rcv_pruned += 1;
+            t.ack_pending = true;
+        }
+        if n > 0 && t.on_data_received(now, n, cfg) {
+            self.counters.tcp.quick_acks += 1;
+        }
+        if t.ack_pending {
+            t.delack_at = None;
+        }
+        if n > 0 {
+            self.tcp_notify(id);
+        }
+        true
+    }
+
     /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and the synchronized states.
     fn tcp_synchronized(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
+        if self.tcp_fast_data(now, id, seg) {
+            return;
+        }
         let f = seg.flags;
         let Some(t) = self.tcp.get_mut(id) else {
             return;
@@ -671,31 +753,7 @@ impl Stack {
         if t.opts.keepalive {
             t.keepalive_at = t.keepalive_deadline();
         }
-        if t.ts_ok {
-            if let Some(ts) = seg.timestamp {
-                // RFC 7323 §4.3: TS.Recent from the segment our next ACK
-                // covers first (SEG.SEQ <= Last.ACK.sent).
-                if seg.seq_number.diff(t.last_ack_sent) <= 0
-                    && (ts.tsval.wrapping_sub(t.ts_recent) as i32) >= 0
-                {
-                    t.ts_recent = ts.tsval;
-                }
-                // The receiver's RTT (for autotuning) from the echo of our
-                // clock on data-bearing segments.
-                if ts.tsecr != 0 && !seg.payload.is_empty() {
-                    let ours = (now.total_millis() as u32).wrapping_add(t.ts_offset);
-                    let ms = ours.wrapping_sub(ts.tsecr);
-                    if ms < 60_000 {
-                        let us = (ms.max(1)) * 1000;
-                        t.rcv_rtt_us = if t.rcv_rtt_us == 0 {
-                            us
-                        } else {
-                            (t.rcv_rtt_us * 7 + us) / 8
-                        };
-                    }
-                }
-            }
-        }
+        tcb_take_timestamp(t, now, seg);
         self.tcp_ack(now, id, seg);
 
         // Seventh: segment text.
@@ -1140,6 +1198,37 @@ fn seq_acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: u32) -> b
         (0, _) => in_wnd(seq),
         (_, 0) => false,
         _ => in_wnd(seq) || in_wnd(seq + (len - 1)),
+    }
+}
+
+/// An acceptable segment's timestamp: TS.Recent and the receiver's RTT.
+#[inline]
+fn tcb_take_timestamp(t: &mut Tcb, now: Instant, seg: &TcpRepr) {
+    if !t.ts_ok {
+        return;
+    }
+    if let Some(ts) = seg.timestamp {
+        // RFC 7323 §4.3: TS.Recent from the segment our next ACK
+        // covers first (SEG.SEQ <= Last.ACK.sent).
+        if seg.seq_number.diff(t.last_ack_sent) <= 0
+            && (ts.tsval.wrapping_sub(t.ts_recent) as i32) >= 0
+        {
+            t.ts_recent = ts.tsval;
+        }
+        // The receiver's RTT (for autotuning) from the echo of our
+        // clock on data-bearing segments.
+        if ts.tsecr != 0 && !seg.payload.is_empty() {
+            let ours = (now.total_millis() as u32).wrapping_add(t.ts_offset);
+            let ms = ours.wrapping_sub(ts.tsecr);
+            if ms < 60_000 {
+                let us = (ms.max(1)) * 1000;
+                t.rcv_rtt_us = if t.rcv_rtt_us == 0 {
+                    us
+                } else {
+                    (t.rcv_rtt_us * 7 + us) / 8
+                };
+            }
+        }
     }
 }
 
