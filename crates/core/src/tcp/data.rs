@@ -550,6 +550,18 @@ impl Tcb {
         n
     }
 
+    /// Takes in-order `data` at RCV.NXT into the receive ring (as much as
+    /// fits), then any queued out-of-order ranges it now joins, and moves
+    /// RCV.NXT past all of it. Returns the bytes of `data` taken.
+    #[inline]
+    pub(crate) fn take_in_order(&mut self, data: &[u8]) -> usize {
+        let n = self.rcvq.write_at(0, data);
+        let end = self.ofo_advance(self.rcv_nxt + n);
+        self.rcvq.commit(end.diff(self.rcv_nxt).max(0) as usize);
+        self.rcv_nxt = end;
+        n
+    }
+
     /// After in-order data up to `end`: pulls queued ranges that now
     /// touch it; returns the new RCV.NXT.
     pub(crate) fn ofo_advance(&mut self, mut end: SeqNumber) -> SeqNumber {

@@ -613,11 +613,7 @@ impl Stack {
         t.maybe_arm_persist(now, cfg);
         // Seventh: segment text, in order, no hole to fill.
         let data = seg.payload;
-        let n = t.rcvq.write_at(0, data);
-        let end = t.ofo_advance(seg.seq_number + n);
-        let advance = end.diff(t.rcv_nxt).max(0) as usize;
-        t.rcvq.commit(advance);
-        t.rcv_nxt = end;
+        let n = t.take_in_order(data);
         if n < data.len() {
             self.counters.tcp.rcv_pruned += 1;
             t.ack_pending = true;
@@ -812,11 +808,7 @@ impl Stack {
         if !data.is_empty() {
             if data_ok {
                 let had_hole = !t.ofo.is_empty();
-                let n = t.rcvq.write_at(0, data);
-                let end = t.ofo_advance(seq + n);
-                let advance = end.diff(t.rcv_nxt).max(0) as usize;
-                t.rcvq.commit(advance);
-                t.rcv_nxt = end;
+                let n = t.take_in_order(data);
                 if n < data.len() {
                     self.counters.tcp.rcv_pruned += 1;
                     t.ack_pending = true;
