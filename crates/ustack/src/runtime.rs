@@ -413,21 +413,26 @@ impl Shared {
                 // turn at the lock in between.
                 continue;
             }
-            match sys::poll(&fds[..nfds], timeout) {
-                // Bit 0 is the wake-up socket: read it only when it has data.
-                Ok(ready) if ready & 1 == 0 => {}
-                Ok(_) => self.drain_wakes(),
-                Err(e) => {
-                    warn!(error = %e, "poll failed");
-                    std::thread::sleep(Duration::from_millis(1));
-                    self.drain_wakes();
-                }
-            }
+            self.poll_and_drain(&fds[..nfds], timeout);
         }
     }
 }
 
 impl Shared {
+    /// The stack thread's wait: poll(2) on `fds` (the wake-up socket
+    /// first), reading the wake-up socket only when it has data.
+    fn poll_and_drain(&self, fds: &[PollFd], timeout: Option<Duration>) {
+        match sys::poll(fds, timeout) {
+            Ok(ready) if ready & 1 == 0 => {}
+            Ok(_) => self.drain_wakes(),
+            Err(e) => {
+                warn!(error = %e, "poll failed");
+                std::thread::sleep(Duration::from_millis(1));
+                self.drain_wakes();
+            }
+        }
+    }
+
     /// The stack thread when the device is split: it reads frames without
     /// the stack lock, then hands them to the stack if the lock is free, or
     /// leaves them in the inbox for the caller holding it (who looks there
@@ -492,15 +497,7 @@ impl Shared {
                 // looking in the inbox: come back soon.
                 timeout = Some(timeout.map_or(STRANDED_RETRY, |t| t.min(STRANDED_RETRY)));
             }
-            match sys::poll(&fds, timeout) {
-                Ok(ready) if ready & 1 == 0 => {}
-                Ok(_) => self.drain_wakes(),
-                Err(e) => {
-                    warn!(error = %e, "poll failed");
-                    std::thread::sleep(Duration::from_millis(1));
-                    self.drain_wakes();
-                }
-            }
+            self.poll_and_drain(&fds, timeout);
         }
     }
 }
