@@ -603,6 +603,9 @@ impl Stack {
 
     pub(crate) fn ip_input(&mut self, now: Instant, bytes: &[u8]) {
         self.counters.ip.in_receives += 1;
+        if self.tcp_input_fast(now, bytes) {
+            return;
+        }
         let packet = match Ipv4Packet::new_checked(bytes) {
             Ok(p) => p,
             Err(ustack_wire::Error::Truncated) => {

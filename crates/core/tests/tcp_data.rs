@@ -1037,6 +1037,112 @@ fn paws_drops_a_segment_with_an_old_timestamp() {
     assert_eq!(k.counters().paws_drops, 1);
 }
 
+/// Header prediction reads in-order data straight from the datagram; it
+/// must still refuse what the full path refuses. A corrupted segment (the
+/// exact shape prediction takes) is dropped and counted, never delivered or
+/// ACKed; the same segment intact is taken.
+#[test]
+fn predicted_data_with_a_bad_checksum_is_dropped_and_counted() {
+    let mut k = open(config(), Peer::plain().ts());
+    let d0 = k.d0;
+    k.peer_data(0, 100);
+    k.s.expect(&seg(ACK).reply().seq(d0).ack(P0 + 100));
+    k.s.expect_silence();
+    for corrupt in [
+        |b: &mut Vec<u8>| *b.last_mut().unwrap() ^= 0x40, // payload
+        |b: &mut Vec<u8>| b[24] ^= 0x01,                  // TCP source port
+        |b: &mut Vec<u8>| b[8] ^= 0x01,                   // IP TTL: header checksum
+    ] {
+        let ack = k.at(k.pack);
+        let mut x = k.peer_seg(ACK | PSH).ack(ack);
+        x.seq = P0 + 100;
+        x.payload = (100..200).map(|i| i as u8).collect();
+        let mut bytes = x.to_ip();
+        corrupt(&mut bytes);
+        k.s.inject_raw(&bytes);
+        k.s.expect_silence();
+    }
+    let c = k.s.stack.counters();
+    assert_eq!(c.tcp.in_csum_errors, 2);
+    assert_eq!(c.ip.in_csum_errors, 1);
+    let mut buf = [0u8; 1000];
+    assert_eq!(k.s.stack.tcp_recv(k.c, &mut buf), Ok(100));
+    assert_eq!(
+        k.s.stack.tcp_recv(k.c, &mut buf),
+        Err(ustack_core::Errno::EAGAIN)
+    );
+    k.peer_data(100, 100);
+    k.s.expect(&seg(ACK).reply().seq(d0).ack(P0 + 200));
+    assert_eq!(k.s.stack.tcp_recv(k.c, &mut buf), Ok(100));
+    assert_eq!(
+        buf[..100],
+        (100..200).map(|i| i as u8).collect::<Vec<_>>()[..]
+    );
+}
+
+/// In-order data in shapes header prediction does not take (a timestamp
+/// without the two NOPs, an IP header with options) is still delivered by
+/// the full path.
+#[test]
+fn unpredicted_header_layouts_still_deliver_in_order_data() {
+    let mut k = open(config(), Peer::plain().ts());
+    let d0 = k.d0;
+    let mut buf = [0u8; 1000];
+    // Quick ACKs at the start: every segment is answered at once.
+    for (i, reshape) in [strip_ts_nops as fn(Vec<u8>) -> Vec<u8>, add_ip_option]
+        .into_iter()
+        .enumerate()
+    {
+        let off = 100 * i as u32;
+        let ack = k.at(k.pack);
+        let mut x = k.peer_seg(ACK | PSH).ack(ack);
+        x.seq = P0 + off;
+        x.payload = (off..off + 100).map(|i| i as u8).collect();
+        k.pseq = x.seq + 100;
+        k.s.inject_raw(&reshape(x.to_ip()));
+        k.s.expect(&seg(ACK).reply().seq(d0).ack(P0 + off + 100));
+        assert_eq!(k.s.stack.tcp_recv(k.c, &mut buf), Ok(100), "shape {i}");
+        assert_eq!(buf[0], off as u8);
+    }
+    assert_eq!(k.s.stack.counters().tcp.in_csum_errors, 0);
+}
+
+/// Rewrites NOP NOP TS (12 bytes) as TS EOL EOL (same length), checksums
+/// fixed.
+fn strip_ts_nops(mut b: Vec<u8>) -> Vec<u8> {
+    assert_eq!(&b[40..44], &[1, 1, 8, 10], "NOP NOP TS layout");
+    b.copy_within(42..52, 40);
+    b[50] = 0;
+    b[51] = 0;
+    fix_tcp_checksum(&mut b, 20);
+    b
+}
+
+/// Inserts a 4-byte IP option (NOP NOP NOP EOL) before the TCP header.
+fn add_ip_option(b: Vec<u8>) -> Vec<u8> {
+    let mut out = b[..20].to_vec();
+    out.extend_from_slice(&[1, 1, 1, 0]);
+    out.extend_from_slice(&b[20..]);
+    out[0] = 0x46;
+    let total = out.len() as u16;
+    out[2..4].copy_from_slice(&total.to_be_bytes());
+    out[10] = 0;
+    out[11] = 0;
+    let c = ustack_core::wire::checksum::checksum(&out[..24]);
+    out[10..12].copy_from_slice(&c.to_be_bytes());
+    out
+}
+
+fn fix_tcp_checksum(b: &mut [u8], ihl: usize) {
+    use ustack_core::wire::{checksum, IpProtocol, Ipv4Addr};
+    b[ihl + 16] = 0;
+    b[ihl + 17] = 0;
+    let src = Ipv4Addr::new(b[12], b[13], b[14], b[15]);
+    let dst = Ipv4Addr::new(b[16], b[17], b[18], b[19]);
+    let c = checksum::transport(src, dst, IpProtocol::Tcp, &b[ihl..]);
+    b[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
+}
+
 // ---------------------------------------------------------------------
 // Congestion window.
 // ---------------------------------------------------------------------

@@ -7,7 +7,9 @@ use crate::stack::Stack;
 use crate::time::{Duration, Instant};
 use std::net::SocketAddrV4;
 use tracing::debug;
-use ustack_wire::{Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
+use ustack_wire::{
+    checksum, IpProtocol, Ipv4Addr, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
+};
 
 /// Smallest MSS we accept from a peer (Linux `tcp_min_snd_mss`).
 const MIN_SND_MSS: u16 = 48;
@@ -15,7 +17,114 @@ const MIN_SND_MSS: u16 = 48;
 /// Out-of-window pure ACKs are answered at most this often (Linux `tcp_invalid_ratelimit`).
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The fields of a segment that header prediction looks at: what is left
+/// of it once the flags are known to be ACK (maybe PSH) and it carries no
+/// SACK blocks.
+pub(crate) struct FastSeg<'a> {
+    seq_number: SeqNumber,
+    ack_number: SeqNumber,
+    window_len: u16,
+    timestamp: Option<TcpTimestamp>,
+    payload: &'a [u8],
+}
+
+impl<'a> FastSeg<'a> {
+    fn from_repr(seg: &TcpRepr<'a>) -> FastSeg<'a> {
+        FastSeg {
+            seq_number: seg.seq_number,
+            ack_number: seg.ack_number,
+            window_len: seg.window_len,
+            timestamp: seg.timestamp,
+            payload: seg.payload,
+        }
+    }
+
+    /// A whole IPv4 datagram (`bytes`), read only as far as header
+    /// prediction needs: a 20-byte IP header, not a fragment, TCP to
+    /// `local_ip`; a TCP header of ACK or ACK|PSH and no other bit, with
+    /// no options or exactly NOP NOP Timestamp (the layout RFC 7323
+    /// Appendix A recommends and Linux's `tcp_rcv_established` predicts),
+    /// and data. Anything else is `None` and takes the full path, which
+    /// validates and counts it. Checksums are not checked here.
+    fn from_datagram(bytes: &'a [u8], local_ip: Ipv4Addr) -> Option<(FastSeg<'a>, Tuple)> {
+        let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+        let be32 = |b: &[u8], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let ip = bytes.get(..20)?;
+        let total = usize::from(be16(ip, 2));
+        if ip[0] != 0x45
+            || ip[9] != 6
+            || be16(ip, 6) & 0x3fff != 0
+            || total < 40
+            || total > bytes.len()
+            || ip[16..20] != local_ip.octets()
+        {
+            return None;
+        }
+        let tcp = &bytes[20..total];
+        // Data offset 5 or 8, reserved bits zero, flags ACK or ACK|PSH.
+        let timestamp = match (tcp[12], tcp[13] & !TcpFlags::PSH.0 as u8) {
+            (0x50, 0x10) => None,
+            (0x80, 0x10) if tcp.len() >= 32 && tcp[20..24] == [1, 1, 8, 10] => Some(TcpTimestamp {
+                tsval: be32(tcp, 24),
+                tsecr: be32(tcp, 28),
+            }),
+            _ => return None,
+        };
+        let doff = usize::from(tcp[12] >> 4) * 4;
+        let payload = &tcp[doff..];
+        if payload.is_empty() {
+            return None;
+        }
+        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let tuple = (
+            SocketAddrV4::new(local_ip, be16(tcp, 2)),
+            SocketAddrV4::new(src, be16(tcp, 0)),
+        );
+        let seg = FastSeg {
+            seq_number: SeqNumber(be32(tcp, 4)),
+            ack_number: SeqNumber(be32(tcp, 8)),
+            window_len: be16(tcp, 14),
+            timestamp,
+            payload,
+        };
+        Some((seg, tuple))
+    }
+}
+
+/// (local, remote).
+type Tuple = (SocketAddrV4, SocketAddrV4);
+
 impl Stack {
+    /// Header prediction straight from the datagram's bytes, before any
+    /// general parsing: in-order data for the connection that had the last
+    /// segment. Returns false, having changed nothing, unless the segment
+    /// was taken (then it is counted as the full path would count it).
+    pub(crate) fn tcp_input_fast(&mut self, now: Instant, bytes: &[u8]) -> bool {
+        let Some((seg, (local, remote))) = FastSeg::from_datagram(bytes, self.address()) else {
+            return false;
+        };
+        let Some(id) = self.tcp.cached(local, remote) else {
+            return false;
+        };
+        if self.cfg.checksums.rx {
+            let total = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+            let tcp = &bytes[20..total];
+            if checksum::checksum(&bytes[..20]) != 0
+                || checksum::transport(*remote.ip(), *local.ip(), IpProtocol::Tcp, tcp) != 0
+            {
+                return false;
+            }
+        }
+        if !self.tcp_fast_data(now, id, &seg) {
+            return false;
+        }
+        self.counters.ip.in_delivers += 1;
+        self.counters.tcp.in_segs += 1;
+        self.tcp.arm(id);
+        self.tcp.schedule(id);
+        true
+    }
+
     pub(crate) fn tcp_input(
         &mut self,
         now: Instant,
@@ -566,14 +675,13 @@ impl Stack {
     /// fire. Returns false, having changed nothing, if the segment does not
     /// qualify. This is every segment a bulk receiver gets.
     #[inline]
-    fn tcp_fast_data(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) -> bool {
+    fn tcp_fast_data(&mut self, now: Instant, id: TcbId, seg: &FastSeg) -> bool {
         let cfg = &self.cfg.tcp;
         let Some(t) = self.tcp.get_mut(id) else {
             return false;
         };
         let wnd = u32::from(seg.window_len) << t.snd_wscale;
         if t.state != State::Established
-            || seg.flags.0 & !TcpFlags::PSH.0 != TcpFlags::ACK.0
             || seg.seq_number != t.rcv_nxt
             || seg.payload.is_empty()
             || seg.ack_number != t.snd_una
@@ -581,7 +689,6 @@ impl Stack {
             || wnd == 0
             || wnd != t.snd_wnd
             || t.snd_wl1.diff(seg.seq_number) >= 0
-            || seg.sack_ranges[0].is_some()
             || !t.ofo.is_empty()
             || t.ofo_fin.is_some()
             || (t.socket.is_none() && t.listener.is_none())
@@ -606,7 +713,7 @@ impl Stack {
         if t.opts.keepalive {
             t.keepalive_at = t.keepalive_deadline();
         }
-        tcb_take_timestamp(t, now, seg);
+        tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, seg.payload.len());
         t.max_snd_wnd = t.max_snd_wnd.max(wnd);
         t.snd_wl1 = seg.seq_number;
         t.snd_wl2 = seg.ack_number;
@@ -632,7 +739,10 @@ impl Stack {
 
     /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and the synchronized states.
     fn tcp_synchronized(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
-        if self.tcp_fast_data(now, id, seg) {
+        if seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
+            && seg.sack_ranges[0].is_none()
+            && self.tcp_fast_data(now, id, &FastSeg::from_repr(seg))
+        {
             return;
         }
         let f = seg.flags;
@@ -749,7 +859,7 @@ impl Stack {
         if t.opts.keepalive {
             t.keepalive_at = t.keepalive_deadline();
         }
-        tcb_take_timestamp(t, now, seg);
+        tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, seg.payload.len());
         self.tcp_ack(now, id, seg);
 
         // Seventh: segment text.
@@ -1195,21 +1305,25 @@ fn seq_acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: u32) -> b
 
 /// An acceptable segment's timestamp: TS.Recent and the receiver's RTT.
 #[inline]
-fn tcb_take_timestamp(t: &mut Tcb, now: Instant, seg: &TcpRepr) {
+fn tcb_take_timestamp(
+    t: &mut Tcb,
+    now: Instant,
+    seq: SeqNumber,
+    timestamp: Option<TcpTimestamp>,
+    payload_len: usize,
+) {
     if !t.ts_ok {
         return;
     }
-    if let Some(ts) = seg.timestamp {
+    if let Some(ts) = timestamp {
         // RFC 7323 §4.3: TS.Recent from the segment our next ACK
         // covers first (SEG.SEQ <= Last.ACK.sent).
-        if seg.seq_number.diff(t.last_ack_sent) <= 0
-            && (ts.tsval.wrapping_sub(t.ts_recent) as i32) >= 0
-        {
+        if seq.diff(t.last_ack_sent) <= 0 && (ts.tsval.wrapping_sub(t.ts_recent) as i32) >= 0 {
             t.ts_recent = ts.tsval;
         }
         // The receiver's RTT (for autotuning) from the echo of our
         // clock on data-bearing segments.
-        if ts.tsecr != 0 && !seg.payload.is_empty() {
+        if ts.tsecr != 0 && payload_len > 0 {
             let ours = (now.total_millis() as u32).wrapping_add(t.ts_offset);
             let ms = ours.wrapping_sub(ts.tsecr);
             if ms < 60_000 {

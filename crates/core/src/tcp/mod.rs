@@ -731,17 +731,21 @@ impl TcpState {
     /// a stale id resolves to nothing, and a live TCB with this 4-tuple is
     /// the one `conns` maps it to.
     pub(crate) fn lookup(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
-        if let Some(id) = self.last_conn {
-            if self
-                .get(id)
-                .is_some_and(|t| t.local == local && t.remote == remote)
-            {
-                return Some(id);
-            }
+        if let Some(id) = self.cached(local, remote) {
+            return Some(id);
         }
         let id = *self.conns.get(&(local, remote))?;
         self.last_conn = Some(id);
         Some(id)
+    }
+
+    /// The cached TCB if it has this 4-tuple (no table lookup).
+    #[inline]
+    pub(crate) fn cached(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
+        let id = self.last_conn?;
+        self.get(id)
+            .is_some_and(|t| t.local == local && t.remote == remote)
+            .then_some(id)
     }
 
     pub(crate) fn insert(&mut self, tcb: Tcb) -> TcbId {
