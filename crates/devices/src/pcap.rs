@@ -4,7 +4,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use byteorder_slice::LittleEndian;
 use pcap_file::pcap::{PcapHeader, PcapPacket};
@@ -33,10 +33,25 @@ impl LinkKind {
 }
 
 /// A pcap writer (little-endian, microsecond timestamps) over any `Write`.
+///
+/// The stack's clock starts at zero, so by default the first frame is
+/// stamped with the wall-clock time it was written and every later frame
+/// that plus its distance on the stack's clock: real dates in Wireshark,
+/// exact spacing. [`PcapSink::with_epoch`] pins the stamps instead.
 pub struct PcapSink {
     out: Box<dyn Write + Send>,
     kind: LinkKind,
     frames: u64,
+    epoch: Epoch,
+}
+
+/// How a stack time becomes a pcap timestamp (time since the Unix epoch).
+#[derive(Debug, Clone, Copy)]
+enum Epoch {
+    /// Stack time zero is this long after the Unix epoch.
+    Fixed(Duration),
+    /// Anchored to the wall clock at the first frame (stack time, wall time).
+    Wall(Option<(Instant, Duration)>),
 }
 
 impl fmt::Debug for PcapSink {
@@ -76,7 +91,36 @@ impl PcapSink {
             out,
             kind,
             frames: 0,
+            epoch: Epoch::Wall(None),
         })
+    }
+
+    /// Stamps each frame `epoch + at` instead of anchoring to the wall
+    /// clock (`Duration::ZERO`: the stack's own clock, for reproducible
+    /// captures of simulated runs).
+    pub fn with_epoch(mut self, epoch: Duration) -> Self {
+        self.epoch = Epoch::Fixed(epoch);
+        self
+    }
+
+    fn stamp(&mut self, at: Instant) -> Duration {
+        let at_us = Duration::from_micros(at.total_micros());
+        match &mut self.epoch {
+            Epoch::Fixed(e) => *e + at_us,
+            Epoch::Wall(anchor) => {
+                let (t0, wall0) = *anchor.get_or_insert_with(|| {
+                    let wall = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    (at, wall)
+                });
+                let since =
+                    Duration::from_micros(at.total_micros().saturating_sub(t0.total_micros()));
+                // A frame stamped before the first one (clocks may differ
+                // between threads by a little) keeps the anchor's time.
+                wall0 + since
+            }
+        }
     }
 
     /// Appends one frame stamped `at`.
@@ -84,7 +128,7 @@ impl PcapSink {
         let orig_len = u32::try_from(frame.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than 4 GiB"))?;
         let kept = &frame[..frame.len().min(SNAPLEN as usize)];
-        let ts = Duration::from_micros(at.total_micros());
+        let ts = self.stamp(at);
         PcapPacket::new(ts, orig_len, kept)
             .write_to::<_, LittleEndian>(&mut self.out, TsResolution::MicroSecond, SNAPLEN)
             .map_err(to_io)?;

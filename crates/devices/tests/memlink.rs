@@ -306,7 +306,10 @@ impl Write for Shared {
 fn capture_records_frames_as_sent_before_impairments() {
     let (mut link, a, b) = pair(8, Impairments::lossy(1.0).with_delay(ms(7)));
     let buf = Shared::default();
-    link.set_capture(Some(PcapSink::new(buf.clone(), LinkKind::Ip).unwrap()));
+    let sink = PcapSink::new(buf.clone(), LinkKind::Ip)
+        .unwrap()
+        .with_epoch(Duration::ZERO);
+    link.set_capture(Some(sink));
     link.send(Instant::from_millis(1), a, &frame(1, 20));
     link.send(at_us(2_000_123), b, &frame(2, 30));
     let mut sink = link.take_capture().unwrap();
@@ -323,6 +326,33 @@ fn capture_records_frames_as_sent_before_impairments() {
         (Duration::from_micros(2_000_123), &frame(2, 30)[..])
     );
     assert!(r.next_packet().is_none());
+}
+
+/// By default a capture carries real dates: the first frame at the wall
+/// clock, later ones spaced exactly as on the stack's clock.
+#[test]
+fn capture_timestamps_are_wall_clock_dates_spaced_by_stack_time() {
+    let buf = Shared::default();
+    let mut sink = PcapSink::new(buf.clone(), LinkKind::Ip).unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    sink.write(at_us(5_000_000), &frame(1, 20)).unwrap();
+    sink.write(at_us(5_250_321), &frame(2, 20)).unwrap();
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    sink.flush().unwrap();
+    let bytes = buf.0.lock().unwrap().clone();
+    let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+    let t1 = r.next_packet().unwrap().unwrap().timestamp;
+    let t2 = r.next_packet().unwrap().unwrap().timestamp;
+    // Microsecond resolution: allow the truncation of `before`.
+    assert!(
+        t1 + Duration::from_micros(1) >= before && t1 <= after,
+        "{t1:?} not within [{before:?}, {after:?}]"
+    );
+    assert_eq!(t2 - t1, Duration::from_micros(250_321));
 }
 
 #[test]
