@@ -93,7 +93,8 @@ pub struct TcpConfig {
     pub rto_min: Duration,
     pub rto_max: Duration,
     pub rto_initial: Duration,
-    /// Challenge ACKs per second across the stack (RFC 5961 §7; `tcp_challenge_ack_limit` = 1000).
+    /// Challenge ACKs per second across the stack (RFC 5961 §7; `tcp_challenge_ack_limit` = 1000),
+    /// on top of one per connection per 500 ms.
     pub challenge_ack_limit: u32,
     /// Default send and receive buffer sizes in bytes (`tcp_wmem[1]` = 16 KiB, `tcp_rmem[1]` = 128 KiB).
     pub sndbuf: usize,

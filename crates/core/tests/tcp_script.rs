@@ -694,9 +694,12 @@ fn blind_injection_never_tears_down_or_corrupts() {
     s.inject(seg(RST).seq(PEER_ISS + 1 + 100));
     s.expect(&challenge);
     // SYN in a synchronized state: challenge ACK (RFC 5961 §4.2).
+    // Challenge ACKs go at most once per 500 ms per connection.
+    s.wait(0.6);
     s.inject(seg(SYN).seq(PEER_ISS + 500));
     s.expect(&challenge);
     // Data with an ACK for data never sent: challenge ACK, dropped (§5.2).
+    s.wait(0.6);
     s.inject(
         seg(ACK | PSH)
             .seq(PEER_ISS + 1)
@@ -729,16 +732,43 @@ fn blind_injection_never_tears_down_or_corrupts() {
 }
 
 #[test]
-fn challenge_acks_are_rate_limited() {
-    let mut cfg = config();
-    cfg.tcp.challenge_ack_limit = 2;
-    let (mut s, _l, _c, _iss) = established_with(cfg);
-    for k in 0..5 {
-        s.inject(seg(RST).seq(PEER_ISS + 10 + k));
+fn challenge_acks_are_rate_limited_per_connection() {
+    // The stack-wide budget (1000 per second) is far away: this is the
+    // connection's own limit.
+    let (mut s, _l, _c, iss) = established();
+    let challenge = seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    for round in 0..2 {
+        for k in 0..5 {
+            s.inject(seg(RST).seq(PEER_ISS + 10 + k));
+        }
+        s.expect(&challenge);
+        s.expect_silence();
+        if round == 0 {
+            s.wait(0.6);
+        }
     }
-    assert_eq!(s.take().len(), 2);
     let t = s.stack.counters().tcp;
-    assert_eq!((t.challenge_acks, t.challenge_ack_limited), (2, 3));
+    assert_eq!((t.challenge_acks, t.challenge_ack_limited), (2, 8));
+}
+
+#[test]
+fn challenge_acks_are_rate_limited_across_the_stack() {
+    let mut cfg = config();
+    cfg.tcp.challenge_ack_limit = 1;
+    let (mut s, _l, _c, iss) = established_with(cfg);
+    let challenge = seg(ACK).reply().seq(iss + 1).ack(PEER_ISS + 1);
+    s.inject(seg(RST).seq(PEER_ISS + 10));
+    s.expect(&challenge);
+    // 600 ms on the connection may answer again, but the stack-wide budget
+    // (one per second) is spent.
+    s.wait(0.6);
+    s.inject(seg(RST).seq(PEER_ISS + 11));
+    s.expect_silence();
+    s.wait(0.6);
+    s.inject(seg(RST).seq(PEER_ISS + 12));
+    s.expect(&challenge);
+    let t = s.stack.counters().tcp;
+    assert_eq!((t.challenge_acks, t.challenge_ack_limited), (2, 1));
 }
 
 #[test]

@@ -580,8 +580,22 @@ impl Stack {
     }
 
     /// An ACK that says where we are, instead of acting on a suspicious
-    /// segment (RFC 5961 §3.2, §4.2, §5.2), within the stack-wide rate limit.
+    /// segment (RFC 5961 §3.2, §4.2, §5.2). At most one per connection per
+    /// 500 ms, sharing the out-of-window ACK limit (Linux
+    /// `tcp_send_challenge_ack`), and then within the stack-wide limit
+    /// (RFC 5961 §7). The per-connection limit comes first so that no one
+    /// connection can drain the shared budget and read, from how much is
+    /// left, whether its spoofed segments hit another connection's window
+    /// (CVE-2016-5696).
     fn tcp_challenge_ack(&mut self, now: Instant, id: TcbId) {
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        if t.last_oow_ack.is_some_and(|l| now - l < OOW_ACK_INTERVAL) {
+            self.counters.tcp.challenge_ack_limited += 1;
+            return;
+        }
+        t.last_oow_ack = Some(now);
         if !self.tcp.challenge.take(now) {
             self.counters.tcp.challenge_ack_limited += 1;
             return;
