@@ -999,6 +999,28 @@ fn cork_holds_partial_segments_until_uncorked() {
     assert_eq!(k.data_out(), vec![(1500, 10)]);
 }
 
+/// TCP_CORK's ceiling (tcp(7)): partial data held by the cork goes out
+/// 200 ms after it was held; the next partial segment waits its own 200 ms.
+#[test]
+fn cork_sends_held_data_after_200_ms() {
+    let mut k = open(config(), Peer::plain());
+    k.s.stack.tcp_set_cork(k.c, true).unwrap();
+    let t0 = k.s.t();
+    k.write(100);
+    k.no_data("corked");
+    k.s.run_to(t0 + 0.199);
+    k.no_data("held for less than 200 ms");
+    k.s.run_to(t0 + 0.201);
+    assert_eq!(k.data_out(), vec![(0, 100)], "the ceiling releases it");
+    k.ack(100);
+    let t1 = k.s.t();
+    k.write(50);
+    k.s.run_to(t1 + 0.15);
+    k.no_data("a new hold waits its own ceiling");
+    k.s.run_to(t1 + 0.201);
+    assert_eq!(k.data_out(), vec![(100, 50)]);
+}
+
 // ---------------------------------------------------------------------
 // PAWS.
 // ---------------------------------------------------------------------

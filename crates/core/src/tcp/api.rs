@@ -812,6 +812,10 @@ impl Stack {
             if let Some(t) = self.tcp.get_mut(id) {
                 t.sndq.set_limit(opts.sndbuf);
                 t.rcvq.set_limit(opts.rcvbuf);
+                if !opts.cork {
+                    t.cork_at = None;
+                    t.cork_expired = false;
+                }
                 t.opts = opts;
                 t.keepalive_at = t.keepalive_deadline().map(|d| d.max(now));
                 self.tcp.arm(id);
@@ -932,8 +936,8 @@ impl Stack {
         self.tcp_set_opt(now, h, |o| o.nodelay = on)
     }
 
-    /// TCP_CORK: while on, only full segments go out; turning it off sends
-    /// what was held.
+    /// TCP_CORK: while on, only full segments go out, and partial data
+    /// after 200 ms at the latest (tcp(7)); turning it off sends what was held.
     pub fn tcp_set_cork(&mut self, h: SocketHandle, on: bool) -> Result<()> {
         let now = self.tcp.now;
         self.tcp_set_opt(now, h, |o| o.cork = on)

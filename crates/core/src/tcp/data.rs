@@ -425,7 +425,8 @@ impl Tcb {
                 if (len as u32) < self.max_snd_wnd / 2 && self.snd_una != self.snd_max {
                     return None;
                 }
-            } else if self.opts.cork || (!self.opts.nodelay && self.snd_sml.diff(self.snd_una) > 0)
+            } else if (self.opts.cork && !self.cork_expired)
+                || (!self.opts.nodelay && self.snd_sml.diff(self.snd_una) > 0)
             {
                 // TCP_CORK holds partial segments; Nagle (RFC 896, with
                 // Minshall's refinement as Linux) holds a small segment

@@ -135,8 +135,8 @@ pub struct TcpOptions {
     pub user_timeout: Option<Duration>,
     /// TCP_NODELAY: turns Nagle's algorithm (RFC 896) off.
     pub nodelay: bool,
-    /// TCP_CORK: hold partial segments until uncorked (Linux also lets
-    /// them go after 200 ms; here they wait for the uncork or a FIN).
+    /// TCP_CORK: hold partial segments until uncorked, a FIN, or 200 ms
+    /// (`CORK_CEILING`, as Linux).
     pub cork: bool,
     /// SO_RCVBUF / SO_SNDBUF was set: that buffer is not autotuned.
     pub rcvbuf_locked: bool,
@@ -351,6 +351,10 @@ pub(crate) struct Tcb {
     pub tlp_at: Option<Instant>,
     pub tlp_pending: bool,
     pub tlp_out: bool,
+    /// TCP_CORK's ceiling (Linux, tcp(7)): when held partial data goes
+    /// anyway, and whether that time has come.
+    pub cork_at: Option<Instant>,
+    pub cork_expired: bool,
 }
 
 impl Tcb {
@@ -456,6 +460,8 @@ impl Tcb {
             rtx_fence: iss,
             tlp_at: None,
             tlp_pending: false,
+            cork_at: None,
+            cork_expired: false,
             tlp_out: false,
             opts,
         }
@@ -538,7 +544,7 @@ impl Tcb {
         };
         min(
             min(min(self.rexmit_at, self.tlp_at), self.linger_at),
-            min(self.keepalive_at, self.delack_at),
+            min(min(self.keepalive_at, self.delack_at), self.cork_at),
         )
     }
 
@@ -557,6 +563,9 @@ impl Tcb {
 }
 
 /// The smallest shift that lets a 16-bit window cover `rcvbuf` (RFC 7323 §2.2).
+/// How long TCP_CORK holds partial data at most (Linux, tcp(7)).
+pub(crate) const CORK_CEILING: Duration = Duration::from_millis(200);
+
 pub(crate) fn window_scale_for(rcvbuf: usize) -> u8 {
     let mut shift = 0u8;
     while shift < ustack_wire::tcp::MAX_WINDOW_SCALE && (65535usize << shift) < rcvbuf {
@@ -803,11 +812,19 @@ impl TcpState {
 
     /// Puts `id` on the ready list if it owes output.
     pub(crate) fn schedule(&mut self, id: TcbId) {
-        if let Some(t) = self.get_mut(id) {
-            if !t.in_ready && t.wants_output() {
-                t.in_ready = true;
-                self.ready.push_back(id);
-            }
+        let now = self.now;
+        let Some(t) = self.get_mut(id) else { return };
+        if t.in_ready {
+            return;
+        }
+        if t.wants_output() {
+            t.in_ready = true;
+            self.ready.push_back(id);
+        } else if t.opts.cork && t.cork_at.is_none() && !t.cork_expired && t.unsent() > 0 {
+            // Data held back (by the cork, or the window) goes after the
+            // cork's ceiling at the latest.
+            t.cork_at = Some(now + CORK_CEILING);
+            self.arm(id);
         }
     }
 

@@ -288,6 +288,12 @@ impl Stack {
                         if len < usize::from(t.snd_mss) && end.diff(t.snd_sml) > 0 {
                             t.snd_sml = end;
                         }
+                        if t.unsent() == 0 {
+                            // Nothing held back any more: the next partial
+                            // segment waits a whole ceiling again.
+                            t.cork_at = None;
+                            t.cork_expired = false;
+                        }
                         if seq + len == t.data_end() {
                             plan.repr.flags |= TcpFlags::PSH;
                         }

@@ -65,6 +65,11 @@ impl Stack {
             t.ack_pending = true;
             self.counters.tcp.delayed_acks += 1;
         }
+        if t.cork_at.is_some_and(|d| d <= now) {
+            // TCP_CORK's ceiling: what it held goes now.
+            t.cork_at = None;
+            t.cork_expired = true;
+        }
         if t.tlp_at.is_some_and(|d| d <= now) {
             t.tlp_at = None;
             if t.ca == super::CaState::Open && t.snd_una != t.snd_max && !t.tlp_out {
