@@ -1,52 +1,122 @@
 //! The Internet checksum (RFC 1071).
 //!
-//! [`sum`] adds the data as 32-bit words in native byte order into a `u64`
-//! (no carries to propagate until 2^32 words, i.e. 16 GiB, and a loop the
-//! compiler vectorises), folds that to 16 bits and swaps it to network
-//! order: the one's-complement sum is byte-order independent (RFC 1071
-//! §2(B)). The result is at most 0xffff, so partial sums of separate pieces
-//! may be added together freely and then passed to [`fold`]. Pieces must be
-//! split at **even** byte offsets: the checksum works on 16-bit words, and
-//! an odd-length piece pads its last byte as the high half of a word
-//! (RFC 1071 §4.1).
+//! [`sum`] reads the data as 32-bit words in native byte order, 64 bytes
+//! (sixteen `u32` lanes) at a time, and keeps two sums per lane, both in
+//! `u32`: `all`, the words themselves (wrapping), and `hi`, their high
+//! halves (`w >> 16`). With fewer than 65536 words in a lane, the exact sum
+//! of the low halves is below 2^32, so it is `all - (hi << 16)` modulo
+//! 2^32; the data is taken in blocks that short (just under 4 MiB) and each
+//! block's lanes are reduced into a `u64`. Per 16 bytes that is a shift and
+//! two adds, which the compiler vectorises for baseline x86-64 (SSE2)
+//! without the shuffles that widening each word to a `u64` lane costs.
+//!
+//! The total is folded to 16 bits and swapped to network order: the
+//! one's-complement sum is byte-order independent (RFC 1071 §2(B)), and a
+//! native 32-bit word adds the same as its two 16-bit halves (2^16 is 1
+//! modulo 0xffff). The result is at most 0xffff, so partial sums of
+//! separate pieces may be added together freely and then passed to
+//! [`fold`]. Pieces must be split at **even** byte offsets: the checksum
+//! works on 16-bit words, and an odd-length piece pads its last byte as the
+//! high half of a word (RFC 1071 §4.1).
 
 use crate::{IpProtocol, Ipv4Addr};
+
+/// `u32` lanes of a step: 64 bytes, four SSE2 vectors.
+const LANES: usize = 16;
+/// Bytes per step.
+const STEP: usize = 4 * LANES;
+/// Bytes per block: 65535 words per lane, so neither a lane's sum of low
+/// halves nor its sum of high halves (each at most 65535 × 0xffff) reaches
+/// 2^32.
+const BLOCK: usize = STEP * 65535;
+
+#[inline(always)]
+fn word(w: &[u8]) -> u32 {
+    u32::from_ne_bytes([w[0], w[1], w[2], w[3]])
+}
+
+/// The per-lane sums of one block (see the module doc).
+struct Lanes {
+    all: [u32; LANES],
+    hi: [u32; LANES],
+}
+
+impl Lanes {
+    #[inline(always)]
+    fn new() -> Self {
+        Lanes {
+            all: [0; LANES],
+            hi: [0; LANES],
+        }
+    }
+
+    /// Adds one `STEP`-byte step.
+    #[inline(always)]
+    fn add(&mut self, step: &[u8]) {
+        for i in 0..LANES {
+            // A whole-word load: `word`'s byte array made LLVM load the
+            // high half a second time, byte by byte, for `w >> 16`.
+            let w = u32::from_ne_bytes(step[4 * i..4 * i + 4].try_into().unwrap());
+            self.all[i] = self.all[i].wrapping_add(w);
+            // Cannot wrap (at most 65535 words per lane and block); wrapping
+            // only so that debug builds need no overflow check here.
+            self.hi[i] = self.hi[i].wrapping_add(w >> 16);
+        }
+    }
+
+    /// The block's sum, reduced to 16-bit halves (at most 64 × 0xffff).
+    #[inline(always)]
+    fn total(&self) -> u64 {
+        let mut t = 0u32;
+        for (&all, &hi) in self.all.iter().zip(&self.hi) {
+            let lo = all.wrapping_sub(hi << 16);
+            t += (lo & 0xffff) + (lo >> 16) + (hi & 0xffff) + (hi >> 16);
+        }
+        u64::from(t)
+    }
+}
+
+/// The native-order sum of fewer than `STEP` bytes (not folded).
+#[inline(always)]
+fn sum_short(data: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(word(w));
+    }
+    // 0 to 3 bytes left, as 16-bit words in native order (a u32 word's
+    // two halves sum to the same thing, 2^16 being 1 modulo 0xffff); an odd
+    // last byte is padded with zero. No memcpy call for a variable tail.
+    let half = |a: u8, b: u8| u64::from(u16::from_ne_bytes([a, b]));
+    acc + match *words.remainder() {
+        [a, b, c] => half(a, b) + half(c, 0),
+        [a, b] => half(a, b),
+        [a] => half(a, 0),
+        _ => 0,
+    }
+}
 
 /// One's-complement sum of `data` as big-endian 16-bit words, folded to at
 /// most 0xffff (not complemented).
 ///
 /// Sums of pieces may be added together (split only at even offsets: an
 /// odd trailing byte is padded with a zero low byte, RFC 1071 §4.1).
-#[inline(always)]
-fn word(w: &[u8]) -> u64 {
-    u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
-}
-
 pub fn sum(data: &[u8]) -> u64 {
-    // 32 bytes per step into eight lanes, reduced once at the end: LLVM
-    // turns this into wide adds with no horizontal sum inside the loop.
-    let mut lanes = [0u64; 8];
-    let mut blocks = data.chunks_exact(32);
-    for b in &mut blocks {
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            *lane += word(&b[4 * i..4 * i + 4]);
+    let mut acc = 0u64;
+    let mut tail = data;
+    if data.len() >= STEP {
+        for block in data.chunks(BLOCK) {
+            let mut lanes = Lanes::new();
+            let mut steps = block.chunks_exact(STEP);
+            for s in &mut steps {
+                lanes.add(s);
+            }
+            acc += lanes.total();
+            // Empty but for the last block (`BLOCK` is whole steps).
+            tail = steps.remainder();
         }
     }
-    let mut acc: u64 = lanes.iter().sum();
-    let mut words = blocks.remainder().chunks_exact(4);
-    for w in &mut words {
-        acc += word(w);
-    }
-    // 0 to 3 bytes left, as 16-bit words in native order (a u32 word's
-    // two halves sum to the same thing, 2^16 being 1 modulo 0xffff); an odd
-    // last byte is padded with zero. No memcpy call for a variable tail.
-    let half = |a: u8, b: u8| u64::from(u16::from_ne_bytes([a, b]));
-    acc += match *words.remainder() {
-        [a, b, c] => half(a, b) + half(c, 0),
-        [a, b] => half(a, b),
-        [a] => half(a, 0),
-        _ => 0,
-    };
+    acc += sum_short(tail);
     // Native-order sum → network order (the identity on big-endian targets).
     u64::from(u16::from_be(fold(acc)))
 }
@@ -56,39 +126,49 @@ pub fn sum(data: &[u8]) -> u64 {
 /// second read to checksum them.
 pub fn copy_and_sum(dst: &mut [u8], src: &[u8]) -> u64 {
     assert_eq!(dst.len(), src.len(), "copy_and_sum: lengths differ");
-    // Eight lanes, reduced once at the end: a vector add per 16 bytes and
-    // no horizontal sum inside the loop.
-    let mut lanes = [0u64; 8];
-    let mut d = dst.chunks_exact_mut(32);
-    let mut s = src.chunks_exact(32);
-    for (d, s) in (&mut d).zip(&mut s) {
-        d.copy_from_slice(s);
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            *lane += word(&s[4 * i..4 * i + 4]);
+    let mut acc = 0u64;
+    let mut done = 0;
+    for (d, s) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK)) {
+        let mut lanes = Lanes::new();
+        let mut ssteps = s.chunks_exact(STEP);
+        for (d, s) in d.chunks_exact_mut(STEP).zip(&mut ssteps) {
+            // Through a local: read once, then stored and summed (LLVM
+            // otherwise loads `s` again after storing to `d`).
+            let step: [u8; STEP] = s.try_into().unwrap();
+            d.copy_from_slice(&step);
+            lanes.add(&step);
         }
+        acc += lanes.total();
+        done += s.len() - ssteps.remainder().len();
     }
-    let acc: u64 = lanes.iter().sum();
-    let tail = s.remainder();
-    d.into_remainder().copy_from_slice(tail);
-    // The tail starts at a multiple of 32, an even offset: the sums add.
-    u64::from(u16::from_be(fold(acc))) + sum(tail)
+    // What is left (under `STEP` bytes) starts at a multiple of `STEP`, an
+    // even offset, so its sum adds.
+    let tail = &src[done..];
+    dst[done..].copy_from_slice(tail);
+    acc += sum_short(tail);
+    u64::from(u16::from_be(fold(acc)))
 }
 
 /// The sum of a 20-byte header (an IPv4 header without options): five
 /// words, without `sum`'s loop set-up, which dominates for so few bytes.
 #[inline]
 fn sum20(h: &[u8; 20]) -> u64 {
-    let acc =
-        word(&h[0..4]) + word(&h[4..8]) + word(&h[8..12]) + word(&h[12..16]) + word(&h[16..20]);
+    let w = |i: usize| u64::from(word(&h[i..i + 4]));
+    let acc = w(0) + w(4) + w(8) + w(12) + w(16);
     u64::from(u16::from_be(fold(acc)))
 }
 
-/// Folds an accumulated sum to 16 bits with end-around carry (NOT complemented).
-pub fn fold(mut sum: u64) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+/// Folds an accumulated sum to 16 bits with end-around carry (NOT
+/// complemented): the value in 1..=0xffff congruent to `sum` modulo 0xffff,
+/// or 0 for 0.
+pub fn fold(sum: u64) -> u16 {
+    // 64 → 32 → 16 bits, each a single add with the carry put back (no
+    // data-dependent loop to mispredict). A carry leaves at most 2^n - 2,
+    // so adding it back cannot carry again.
+    let (s, c) = (sum as u32).overflowing_add((sum >> 32) as u32);
+    let s = s + u32::from(c);
+    let (s, c) = (s as u16).overflowing_add((s >> 16) as u16);
+    s + u16::from(c)
 }
 
 /// The checksum of `data`: `!fold(sum(data))`, the value to put in a header.
@@ -177,6 +257,50 @@ mod tests {
     }
 
     #[test]
+    fn long_all_ones_spans_blocks() {
+        // Past one block (4 MiB, 65535 words per lane) with every word
+        // 0xffffffff: a plain u32 lane would have wrapped after 2 words, and
+        // `all - (hi << 16)` is exact only within a block.
+        for len in [
+            BLOCK - 2,
+            BLOCK,
+            BLOCK + 1,
+            BLOCK + STEP + 37,
+            2 * BLOCK + 3,
+        ] {
+            let data = vec![0xffu8; len];
+            assert_eq!(checksum(&data), reference(&data), "len {len}");
+            let mut out = vec![0u8; len];
+            assert_eq!(fold(copy_and_sum(&mut out, &data)), fold(sum(&data)));
+            assert!(out == data);
+        }
+    }
+
+    #[test]
+    fn fold_matches_the_loop() {
+        fn slow(mut s: u64) -> u16 {
+            while s >> 16 != 0 {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            s as u16
+        }
+        for s in [
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0xffff_0000_ffff_0000,
+            0xffff_ffff_0000_0001,
+            u64::MAX,
+        ] {
+            assert_eq!(fold(s), slow(s), "{s:#x}");
+        }
+    }
+
+    #[test]
     fn pseudo_header_len_high_bits() {
         let a = Ipv4Addr::new(0, 0, 0, 0);
         assert_eq!(fold(pseudo_header(a, a, IpProtocol::Udp, 0x1_0002)), 17 + 3);
@@ -197,15 +321,47 @@ mod tests {
         }
 
         #[test]
+        fn long_inputs_match_reference(
+            len in 256 * 1024usize..300 * 1024,
+            byte in prop_oneof![Just(0xffu8), any::<u8>()],
+            seed in any::<u64>(),
+        ) {
+            // Mostly `byte`, with a sprinkling of others; any length, odd or
+            // even, well past what a u32 lane could hold for all-0xff data.
+            let mut data = vec![byte; len];
+            let mut x = seed | 1;
+            for _ in 0..64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                data[(x % len as u64) as usize] = x as u8;
+            }
+            prop_assert_eq!(checksum(&data), reference(&data));
+            let mut out = vec![0u8; len];
+            prop_assert_eq!(fold(copy_and_sum(&mut out, &data)), fold(sum(&data)));
+            prop_assert!(out == data);
+        }
+
+        #[test]
+        fn fold_is_the_folding_loop(s in any::<u64>()) {
+            let mut t = s;
+            while t >> 16 != 0 {
+                t = (t & 0xffff) + (t >> 16);
+            }
+            prop_assert_eq!(fold(s), t as u16);
+        }
+
+        #[test]
         fn twenty_bytes_match_reference(data in proptest::array::uniform20(any::<u8>())) {
             prop_assert_eq!(checksum(&data), reference(&data));
         }
 
         #[test]
-        fn split_at_even_offset(data in proptest::collection::vec(any::<u8>(), 0..300), at in 0usize..150) {
+        fn split_at_even_offset(data in proptest::collection::vec(any::<u8>(), 0..600), at in 0usize..300) {
             let at = (at * 2).min(data.len() & !1);
             let (a, b) = data.split_at(at);
             prop_assert_eq!(fold(sum(a) + sum(b)), fold(sum(&data)));
+            prop_assert!(sum(a) <= 0xffff && sum(b) <= 0xffff);
         }
     }
 }
