@@ -5,25 +5,29 @@
 //!
 //! - 64 bytes as sixteen native-order `u32` words into sixteen `u32`
 //!   lanes. Each lane keeps two sums: `all`, of the words themselves
-//!   (wrapping), and `hi`, of their high halves (`w >> 16`). With at most
-//!   65535 words in a lane the exact sum of the low halves is below 2^32,
-//!   so it is `all - (hi << 16)` modulo 2^32; the data is taken in blocks
-//!   that short (just under 6 MiB) and each block's lanes are reduced at
-//!   its end. Per 16 bytes that is a shift and two adds, which the compiler
-//!   vectorises for baseline x86-64 (SSE2) without the shuffles that
-//!   widening each word into a `u64` lane costs.
+//!   (wrapping), and `hi`, of their high halves (`w >> 16`). For fewer
+//!   than 65536 words the exact sum of the low halves is below 2^32, so it
+//!   is `all - (hi << 16)` modulo 2^32. The data is taken in blocks of
+//!   4095 steps (384 KiB), at whose end the lanes are added together
+//!   (65520 words) and reduced that way into a `u64`. Per 16 bytes that is
+//!   a shift and two adds, which the compiler vectorises for baseline
+//!   x86-64 (SSE2) without the shuffles that widening each word into a
+//!   `u64` lane costs.
 //! - 32 bytes as four native-order `u64` words into two `u128` sums: an add
 //!   and an add-with-carry per word, on the integer side.
 //!
-//! [`copy_and_sum`] does the same while it copies. The total is folded to
-//! 16 bits and swapped to network order: the one's-complement sum is
-//! byte-order independent (RFC 1071 §2(B)), and a native 32- or 64-bit
-//! word adds the same as its 16-bit pieces (2^16 is 1 modulo 0xffff). The
-//! result is at most 0xffff, so partial sums of separate pieces may be
-//! added together freely and then passed to [`fold`]. Pieces must be split
-//! at **even** byte offsets: the checksum works on 16-bit words, and an
-//! odd-length piece pads its last byte as the high half of a word
-//! (RFC 1071 §4.1).
+//! Inputs under two steps, and what is left after the steps, are summed
+//! the simpler way (words widened into `u64` lanes), which needs no
+//! set-up. [`copy_and_sum`] does the same as `sum` while it copies.
+//!
+//! The total is folded to 16 bits and swapped to network order: the
+//! one's-complement sum is byte-order independent (RFC 1071 §2(B)), and a
+//! native 32- or 64-bit word adds the same as its 16-bit pieces (2^16 is 1
+//! modulo 0xffff). The result is at most 0xffff, so partial sums of
+//! separate pieces may be added together freely and then passed to
+//! [`fold`]. Pieces must be split at **even** byte offsets: the checksum
+//! works on 16-bit words, and an odd-length piece pads its last byte as the
+//! high half of a word (RFC 1071 §4.1).
 
 use crate::{IpProtocol, Ipv4Addr};
 
@@ -31,16 +35,16 @@ use crate::{IpProtocol, Ipv4Addr};
 const LANES: usize = 16;
 /// Bytes the lanes take per step.
 const VEC: usize = 4 * LANES;
-/// `u64` words per step for the integer units. Four (a third of the step)
-/// measured best, in `sum` alone and end to end; so did the same split in
-/// `copy_and_sum`.
+/// `u64` words per step for the integer units: four (a third of the step)
+/// was the fastest `sum` on its own; end to end (tcp_bulk) two to eight
+/// measured alike, in `copy_and_sum` too, and none at all was slower there.
 const WORDS: usize = 4;
 /// Bytes per step.
 const STEP: usize = VEC + 8 * WORDS;
-/// Steps per block: at most 65535 words in each lane, so that neither a
-/// lane's sum of low halves nor its sum of high halves (each at most
-/// 65535 × 0xffff) reaches 2^32.
-const BLOCK_STEPS: usize = 65535;
+/// Steps per block: at most 4095 words in each lane, so 65520 in all
+/// sixteen together (see `Lanes::total`), under the 65536 that keep a sum
+/// of low halves or of high halves (at most 65535 × 0xffff) below 2^32.
+const BLOCK_STEPS: usize = 4095;
 
 #[inline(always)]
 fn word(w: &[u8]) -> u32 {
@@ -94,15 +98,34 @@ impl Lanes {
     /// cannot overflow.
     #[inline(always)]
     fn total(&self) -> u64 {
-        // Lane by lane: adding the lanes together first would be fewer
-        // operations here, but then LLVM shuffles lanes inside the
-        // `copy_and_sum` loop to suit that order.
+        // The lanes added together first, a few vector adds: 65520 words
+        // at most in each of the two sums (see `BLOCK_STEPS`).
+        let mut all = 0u32;
+        let mut hi = 0u32;
+        for i in 0..LANES {
+            all = all.wrapping_add(self.all[i]);
+            hi = hi.wrapping_add(self.hi[i]);
+        }
+        let lo = all.wrapping_sub(hi << 16);
+        u64::from(lo) + u64::from(hi) + self.wide_total()
+    }
+
+    /// `total`, reducing each lane on its own: more operations, but in
+    /// `copy_and_sum` the lanes' sum in one order made LLVM shuffle lanes
+    /// inside the loop (to suit the order it chose for the reduction).
+    #[inline(always)]
+    fn total_by_lane(&self) -> u64 {
         let mut t = 0u32;
         for (&all, &hi) in self.all.iter().zip(&self.hi) {
             let lo = all.wrapping_sub(hi << 16);
             t += (lo & 0xffff) + (lo >> 16) + (hi & 0xffff) + (hi >> 16);
         }
-        let mut t = u64::from(t);
+        u64::from(t) + self.wide_total()
+    }
+
+    #[inline(always)]
+    fn wide_total(&self) -> u64 {
+        let mut t = 0;
         for &w in &self.wide {
             // 2^64 and 2^32 are both 1 modulo 0xffff. The high half
             // counts carries: at most one per word added.
@@ -113,11 +136,21 @@ impl Lanes {
     }
 }
 
-/// The native-order sum of fewer than `STEP` bytes (not folded).
+/// The native-order sum (not folded) of a short piece: fewer than two
+/// steps, or what is left after the steps. Words widened into eight `u64`
+/// lanes, 32 bytes at a time: more work per byte than the steps, but no
+/// set-up or reduction to speak of, which is what counts for so few bytes.
 #[inline(always)]
 fn sum_short(data: &[u8]) -> u64 {
-    let mut acc = 0u64;
-    let mut words = data.chunks_exact(4);
+    let mut lanes = [0u64; 8];
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane += u64::from(word(&b[4 * i..4 * i + 4]));
+        }
+    }
+    let mut acc: u64 = lanes.iter().sum();
+    let mut words = blocks.remainder().chunks_exact(4);
     for w in &mut words {
         acc += u64::from(word(w));
     }
@@ -140,22 +173,26 @@ fn sum_short(data: &[u8]) -> u64 {
 /// odd trailing byte is padded with a zero low byte, RFC 1071 §4.1).
 pub fn sum(data: &[u8]) -> u64 {
     let mut acc = 0u64;
-    let mut tail = data;
-    if data.len() >= STEP {
-        for block in data.chunks(STEP * BLOCK_STEPS) {
+    let mut rest = data;
+    // Under two steps, the steps' set-up and reduction cost more than they
+    // save.
+    if data.len() >= 2 * STEP {
+        while rest.len() >= STEP {
+            let n = rest.len().min(STEP * BLOCK_STEPS) / STEP * STEP;
+            let (block, r) = rest.split_at(n);
             let mut lanes = Lanes::new();
-            let mut steps = block.chunks_exact(STEP);
-            for s in &mut steps {
+            for s in block.chunks_exact(STEP) {
                 let (v, w) = s.split_at(VEC);
                 lanes.add_vec(v);
                 lanes.add_wide(w);
             }
             acc += lanes.total();
-            // Empty but for the last block (blocks are whole steps).
-            tail = steps.remainder();
+            rest = r;
         }
     }
-    acc += sum_short(tail);
+    // What is left starts at a multiple of `STEP`, an even offset, so its
+    // sum adds.
+    acc += sum_short(rest);
     // Native-order sum → network order (the identity on big-endian targets).
     u64::from(u16::from_be(fold(acc)))
 }
@@ -166,12 +203,13 @@ pub fn sum(data: &[u8]) -> u64 {
 pub fn copy_and_sum(dst: &mut [u8], src: &[u8]) -> u64 {
     assert_eq!(dst.len(), src.len(), "copy_and_sum: lengths differ");
     let mut acc = 0u64;
-    let mut done = 0;
-    let block = STEP * BLOCK_STEPS;
-    for (d, s) in dst.chunks_mut(block).zip(src.chunks(block)) {
+    let (mut d, mut s) = (dst, src);
+    while s.len() >= STEP {
+        let n = s.len().min(STEP * BLOCK_STEPS) / STEP * STEP;
+        let (sb, sr) = s.split_at(n);
+        let (db, dr) = d.split_at_mut(n);
         let mut lanes = Lanes::new();
-        let mut ssteps = s.chunks_exact(STEP);
-        for (d, s) in d.chunks_exact_mut(STEP).zip(&mut ssteps) {
+        for (d, s) in db.chunks_exact_mut(STEP).zip(sb.chunks_exact(STEP)) {
             // Through a local: read once, then stored and summed (LLVM
             // otherwise loads `s` again after storing to `d`).
             let step: [u8; STEP] = s.try_into().unwrap();
@@ -180,14 +218,12 @@ pub fn copy_and_sum(dst: &mut [u8], src: &[u8]) -> u64 {
             lanes.add_vec(v);
             lanes.add_wide(w);
         }
-        acc += lanes.total();
-        done += s.len() - ssteps.remainder().len();
+        acc += lanes.total_by_lane();
+        (d, s) = (dr, sr);
     }
-    // What is left (under `STEP` bytes) starts at a multiple of `STEP`, an
-    // even offset, so its sum adds.
-    let tail = &src[done..];
-    dst[done..].copy_from_slice(tail);
-    acc += sum_short(tail);
+    // Under `STEP` bytes left, from an even offset.
+    d.copy_from_slice(s);
+    acc += sum_short(s);
     u64::from(u16::from_be(fold(acc)))
 }
 
@@ -302,9 +338,9 @@ mod tests {
 
     #[test]
     fn long_all_ones_spans_blocks() {
-        // Past one block (just under 6 MiB, 65535 words per lane) with
-        // every word 0xffffffff: a plain u32 lane would have wrapped after
-        // two words, and `all - (hi << 16)` is exact only within a block.
+        // Past one block (384 KiB, 4095 words per lane) with every word
+        // 0xffffffff: a plain u32 lane would have wrapped after two words,
+        // and `all - (hi << 16)` is exact only within a block.
         for len in [
             BLOCK - 2,
             BLOCK,
