@@ -216,8 +216,11 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport, String> {
         .with_corrupt(opts.corrupt);
     link.set_impairments(imp);
     if let Some(path) = &opts.pcap {
+        // Stamped with the simulation's own clock (from the Unix epoch), so
+        // the same seed writes the same file.
         let sink = PcapSink::create(path, LinkKind::Ip)
-            .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?
+            .with_epoch(std::time::Duration::ZERO);
         link.set_capture(Some(sink));
     }
     let mut sim: Sim<Stack> = Sim::new(link);

@@ -145,6 +145,25 @@ fn demo_pcap_reads_clean_in_tshark() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The simulation's capture is stamped with its own clock: the same
+    // seed writes the same file.
+    let again = dir.join("again.pcap");
+    let args = [
+        "demo",
+        "--loss",
+        "0.2",
+        "--corrupt",
+        "0",
+        "--count",
+        "30",
+        "--pcap",
+    ];
+    let out2 = ustack(&[&args[..], &[again.to_str().unwrap()]].concat());
+    assert!(out2.status.success());
+    assert!(
+        std::fs::read(&pcap).unwrap() == std::fs::read(&again).unwrap(),
+        "same seed, same capture"
+    );
     if !tshark_available() {
         return;
     }
