@@ -1021,6 +1021,83 @@ fn cork_sends_held_data_after_200_ms() {
     assert_eq!(k.data_out(), vec![(100, 50)]);
 }
 
+/// The ceiling runs from when the cork starts holding, even with no ACK
+/// coming soon: the tail of a write whose full segment went at once goes
+/// 200 ms later (the peer's RTT here is 500 ms).
+#[test]
+fn cork_ceiling_runs_without_acks() {
+    let mut k = open(config(), Peer::plain().rtt(0.5));
+    k.s.stack.tcp_set_cork(k.c, true).unwrap();
+    let t0 = k.s.t();
+    k.write(1500);
+    assert_eq!(k.data_out(), vec![(0, MSS)]);
+    k.s.run_to(t0 + 0.199);
+    k.no_data("the tail is held");
+    k.s.run_to(t0 + 0.201);
+    assert_eq!(k.data_out(), vec![(MSS, 500)]);
+}
+
+/// Time data waits for the window is not the cork's: a runt written while
+/// the window was closed still waits a whole ceiling once only the cork
+/// holds it.
+#[test]
+fn cork_ceiling_does_not_count_window_waits() {
+    let mut k = open(config(), Peer::plain().rtt(0.5));
+    k.s.stack.tcp_set_nodelay(k.c, true).unwrap();
+    k.s.stack.tcp_set_cork(k.c, true).unwrap();
+    let t0 = k.s.t();
+    k.pwin = 0;
+    k.ack(0);
+    k.write(1000);
+    k.s.run_to(t0 + 0.3);
+    k.no_data("zero window");
+    k.write(50);
+    k.s.run_to(t0 + 0.35);
+    k.pwin = 65535;
+    k.ack(0);
+    assert_eq!(
+        k.data_out(),
+        vec![(0, MSS)],
+        "the full segment, not the runt"
+    );
+    k.s.run_to(t0 + 0.549);
+    k.no_data("the runt waits its own ceiling");
+    k.s.run_to(t0 + 0.551);
+    assert_eq!(k.data_out(), vec![(MSS, 50)]);
+    // A runt that only ever waited for the window: its ceiling starts when
+    // the window opens.
+    k.pwin = 0;
+    k.ack(MSS + 50);
+    let t1 = k.s.t();
+    k.write(30);
+    k.s.run_to(t1 + 0.3);
+    k.pwin = 65535;
+    k.ack(MSS + 50);
+    k.no_data("the window opened; now the cork holds it");
+    k.s.run_to(t1 + 0.499);
+    k.no_data("held by the cork for under 200 ms");
+    k.s.run_to(t1 + 0.501);
+    assert_eq!(k.data_out(), vec![(MSS + 50, 30)]);
+}
+
+/// Held bytes that leave inside a full segment end their hold: the new
+/// tail waits 200 ms from then, not from the first hold.
+#[test]
+fn cork_ceiling_restarts_when_the_held_bytes_go() {
+    let mut k = open(config(), Peer::plain());
+    k.s.stack.tcp_set_cork(k.c, true).unwrap();
+    let t0 = k.s.t();
+    k.write(100);
+    k.s.run_to(t0 + 0.15);
+    k.write(1400);
+    assert_eq!(k.data_out(), vec![(0, MSS)]);
+    k.ack(MSS);
+    k.s.run_to(t0 + 0.349);
+    k.no_data("500 bytes written at t0+0.15, held until t0+0.35");
+    k.s.run_to(t0 + 0.351);
+    assert_eq!(k.data_out(), vec![(MSS, 500)]);
+}
+
 // ---------------------------------------------------------------------
 // PAWS.
 // ---------------------------------------------------------------------

@@ -814,7 +814,7 @@ impl Stack {
                 t.rcvq.set_limit(opts.rcvbuf);
                 if !opts.cork {
                     t.cork_at = None;
-                    t.cork_expired = false;
+                    t.cork_release = None;
                 }
                 t.opts = opts;
                 t.keepalive_at = t.keepalive_deadline().map(|d| d.max(now));

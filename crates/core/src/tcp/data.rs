@@ -261,6 +261,17 @@ impl Tcb {
     /// The data segment this TCB would send now, if any. Pure, so that
     /// `wants_output` (the ready list) and the output path agree.
     pub(crate) fn choose_send(&self) -> Option<Send> {
+        self.choose_send_corked(true)
+    }
+
+    /// Whether TCP_CORK is what holds data back: nothing may go, but
+    /// would without the cork.
+    pub(crate) fn cork_holds(&self) -> bool {
+        self.opts.cork && self.choose_send().is_none() && self.choose_send_corked(false).is_some()
+    }
+
+    /// `choose_send`, with TCP_CORK applied or not.
+    fn choose_send_corked(&self, cork: bool) -> Option<Send> {
         if !self.sending_state() {
             return None;
         }
@@ -425,7 +436,9 @@ impl Tcb {
                 if (len as u32) < self.max_snd_wnd / 2 && self.snd_una != self.snd_max {
                     return None;
                 }
-            } else if (self.opts.cork && !self.cork_expired)
+            } else if (cork
+                && self.opts.cork
+                && self.cork_release.is_none_or(|r| (seq + len).diff(r) > 0))
                 || (!self.opts.nodelay && self.snd_sml.diff(self.snd_una) > 0)
             {
                 // TCP_CORK holds partial segments; Nagle (RFC 896, with

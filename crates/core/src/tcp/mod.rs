@@ -351,10 +351,12 @@ pub(crate) struct Tcb {
     pub tlp_at: Option<Instant>,
     pub tlp_pending: bool,
     pub tlp_out: bool,
-    /// TCP_CORK's ceiling (Linux, tcp(7)): when held partial data goes
-    /// anyway, and whether that time has come.
+    /// TCP_CORK's ceiling (Linux, tcp(7)): while the cork holds a partial
+    /// segment, when it goes anyway and where the data held then ended;
+    /// once that time has come, data up to `cork_release` may go.
     pub cork_at: Option<Instant>,
-    pub cork_expired: bool,
+    pub cork_end: SeqNumber,
+    pub cork_release: Option<SeqNumber>,
 }
 
 impl Tcb {
@@ -461,7 +463,8 @@ impl Tcb {
             tlp_at: None,
             tlp_pending: false,
             cork_at: None,
-            cork_expired: false,
+            cork_end: SeqNumber(0),
+            cork_release: None,
             tlp_out: false,
             opts,
         }
@@ -562,10 +565,10 @@ impl Tcb {
     }
 }
 
-/// The smallest shift that lets a 16-bit window cover `rcvbuf` (RFC 7323 §2.2).
 /// How long TCP_CORK holds partial data at most (Linux, tcp(7)).
 pub(crate) const CORK_CEILING: Duration = Duration::from_millis(200);
 
+/// The smallest shift that lets a 16-bit window cover `rcvbuf` (RFC 7323 §2.2).
 pub(crate) fn window_scale_for(rcvbuf: usize) -> u8 {
     let mut shift = 0u8;
     while shift < ustack_wire::tcp::MAX_WINDOW_SCALE && (65535usize << shift) < rcvbuf {
@@ -812,7 +815,6 @@ impl TcpState {
 
     /// Puts `id` on the ready list if it owes output.
     pub(crate) fn schedule(&mut self, id: TcbId) {
-        let now = self.now;
         let Some(t) = self.get_mut(id) else { return };
         if t.in_ready {
             return;
@@ -820,10 +822,19 @@ impl TcpState {
         if t.wants_output() {
             t.in_ready = true;
             self.ready.push_back(id);
-        } else if t.opts.cork && t.cork_at.is_none() && !t.cork_expired && t.unsent() > 0 {
-            // Data held back (by the cork, or the window) goes after the
-            // cork's ceiling at the latest.
+        } else {
+            self.arm_cork(id);
+        }
+    }
+
+    /// Starts TCP_CORK's ceiling if the cork (not the window, cwnd or
+    /// Nagle) is what holds data back and no hold is running.
+    pub(crate) fn arm_cork(&mut self, id: TcbId) {
+        let now = self.now;
+        let Some(t) = self.get_mut(id) else { return };
+        if t.opts.cork && t.cork_at.is_none() && t.cork_holds() {
             t.cork_at = Some(now + CORK_CEILING);
+            t.cork_end = t.data_end();
             self.arm(id);
         }
     }

@@ -99,7 +99,12 @@ impl Stack {
                 t.in_ready = false;
                 match self.tcp_next_segment(now, id) {
                     Some(p) => p,
-                    None => continue,
+                    None => {
+                        // Its turn found nothing to send: maybe the cork
+                        // now holds its tail.
+                        self.tcp.arm_cork(id);
+                        continue;
+                    }
                 }
             } else {
                 return TcpTx::Idle;
@@ -288,11 +293,13 @@ impl Stack {
                         if len < usize::from(t.snd_mss) && end.diff(t.snd_sml) > 0 {
                             t.snd_sml = end;
                         }
-                        if t.unsent() == 0 {
-                            // Nothing held back any more: the next partial
-                            // segment waits a whole ceiling again.
+                        if t.cork_at.is_some() && end.diff(t.cork_end) >= 0 {
+                            // What the cork held has gone (with a full
+                            // segment): what is left waits a ceiling of its own.
                             t.cork_at = None;
-                            t.cork_expired = false;
+                        }
+                        if t.cork_release.is_some_and(|r| end.diff(r) >= 0) {
+                            t.cork_release = None;
                         }
                         if seq + len == t.data_end() {
                             plan.repr.flags |= TcpFlags::PSH;

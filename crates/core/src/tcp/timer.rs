@@ -68,7 +68,7 @@ impl Stack {
         if t.cork_at.is_some_and(|d| d <= now) {
             // TCP_CORK's ceiling: what it held goes now.
             t.cork_at = None;
-            t.cork_expired = true;
+            t.cork_release = Some(t.cork_end);
         }
         if t.tlp_at.is_some_and(|d| d <= now) {
             t.tlp_at = None;
