@@ -132,6 +132,11 @@ pub struct TcpConfig {
     /// two smoothed RTTs, send one segment (new data, else the last one) so
     /// a lost tail is repaired by SACK recovery rather than by the RTO.
     pub tail_loss_probe: bool,
+    /// Header prediction from the raw datagram: in-order data for the last
+    /// connection recognised before general parsing (after Linux
+    /// `tcp_rcv_established`). Off, every segment takes the full path, to
+    /// the same outcome; the switch exists to compare the two in tests.
+    pub header_prediction: bool,
 }
 
 /// Which congestion controller a connection runs.
@@ -193,6 +198,7 @@ impl Default for TcpConfig {
             max_ofo_ranges: 64,
             slow_start_after_idle: true,
             tail_loss_probe: true,
+            header_prediction: true,
         }
     }
 }

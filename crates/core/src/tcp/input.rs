@@ -100,6 +100,9 @@ impl Stack {
     /// segment. Returns false, having changed nothing, unless the segment
     /// was taken (then it is counted as the full path would count it).
     pub(crate) fn tcp_input_fast(&mut self, now: Instant, bytes: &[u8]) -> bool {
+        if !self.cfg.tcp.header_prediction {
+            return false;
+        }
         let Some((seg, (local, remote))) = FastSeg::from_datagram(bytes, self.address()) else {
             return false;
         };
@@ -748,6 +751,7 @@ impl Stack {
         if n > 0 {
             self.tcp_notify(id);
         }
+        self.counters.tcp.hp_hits += 1;
         true
     }
 
