@@ -171,7 +171,7 @@ proptest! {
                             Mut::Flip(i, v) => { if !bytes.is_empty() { let i = i % bytes.len(); bytes[i] ^= v; } }
                             Mut::Set(i, v) => { if !bytes.is_empty() { let i = i % bytes.len(); bytes[i] = v; } }
                             Mut::Truncate(n) => { let n = n.min(bytes.len()); bytes.truncate(bytes.len() - n); }
-                            Mut::Pad(n) => bytes.extend(std::iter::repeat(0xAA).take(n)),
+                            Mut::Pad(n) => bytes.extend(std::iter::repeat_n(0xAA, n)),
                             Mut::TotalLen(d) => { if bytes.len() >= 4 { let t = (bytes.len() as u16).wrapping_sub(d); bytes[2..4].copy_from_slice(&t.to_be_bytes()); } }
                             Mut::Random(r) => bytes = r,
                         }
