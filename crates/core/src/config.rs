@@ -132,6 +132,11 @@ pub struct TcpConfig {
     /// two smoothed RTTs, send one segment (new data, else the last one) so
     /// a lost tail is repaired by SACK recovery rather than by the RTO.
     pub tail_loss_probe: bool,
+    /// RACK (RFC 8985 §6; Linux `tcp_recovery` = 1): with SACK, segments
+    /// are judged lost by their send times (a later one was delivered and
+    /// they are older than an RTT plus a reordering window), which also
+    /// finds lost retransmissions; off leaves RFC 6675 DupThresh alone.
+    pub rack: bool,
 }
 
 /// Which congestion controller a connection runs.
@@ -193,6 +198,7 @@ impl Default for TcpConfig {
             max_ofo_ranges: 64,
             slow_start_after_idle: true,
             tail_loss_probe: true,
+            rack: true,
         }
     }
 }

@@ -247,6 +247,13 @@ impl Stack {
                     if t.snd_una == t.snd_max {
                         t.una_since = now;
                     }
+                    // RACK's per-segment send times (RFC 8985 §6.1).
+                    if t.rack.is_none() && t.sack_ok && cfg.rack {
+                        t.rack = Some(Box::new(super::rack::Rack::new(t.snd_una)));
+                    }
+                    if let Some(r) = t.rack.as_deref_mut() {
+                        r.on_send(seq, end, now.total_micros());
+                    }
                     match s.kind {
                         SendKind::Repair => {
                             t.rtx_now = false;
