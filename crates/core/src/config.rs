@@ -137,6 +137,11 @@ pub struct TcpConfig {
     /// `tcp_rcv_established`). Off, every segment takes the full path, to
     /// the same outcome; the switch exists to compare the two in tests.
     pub header_prediction: bool,
+    /// RACK (RFC 8985 §6; Linux `tcp_recovery` = 1): with SACK, segments
+    /// are judged lost by their send times (a later one was delivered and
+    /// they are older than an RTT plus a reordering window), which also
+    /// finds lost retransmissions; off leaves RFC 6675 DupThresh alone.
+    pub rack: bool,
 }
 
 /// Which congestion controller a connection runs.
@@ -199,6 +204,7 @@ impl Default for TcpConfig {
             slow_start_after_idle: true,
             tail_loss_probe: true,
             header_prediction: true,
+            rack: true,
         }
     }
 }

@@ -152,6 +152,8 @@ counters!(
         sack_retrans: "segments retransmitted from the SACK scoreboard",
         rto_retrans: "segments retransmitted after a timeout",
         lost_retransmits: "retransmissions judged lost and sent again",
+        rack_lost: "segments judged lost by RACK (RFC 8985)",
+        rack_reo_timeouts: "RACK reordering timer expiries",
         tlp_probes: "tail loss probes sent (RFC 8985)",
         window_probes: "zero-window probes sent",
         dup_acks_recv: "duplicate ACKs received",

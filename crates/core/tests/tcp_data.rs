@@ -566,7 +566,15 @@ fn a_segment_filling_a_hole_is_acked_at_once() {
 /// the others draws a duplicate ACK (with a SACK block for what arrived,
 /// when SACK is on). Returns the connection after `dups` duplicate ACKs.
 fn first_of_ten_lost(cc: Congestion, sack: bool, dups: u32) -> Conn {
-    let cfg = cfg_with(|t| t.congestion = cc);
+    first_of_ten_lost_rack(cc, sack, dups, true)
+}
+
+/// The same, with RACK on or off.
+fn first_of_ten_lost_rack(cc: Congestion, sack: bool, dups: u32, rack: bool) -> Conn {
+    let cfg = cfg_with(|t| {
+        t.congestion = cc;
+        t.rack = rack;
+    });
     let peer = if sack {
         Peer::plain().sack()
     } else {
@@ -593,12 +601,17 @@ fn first_of_ten_lost(cc: Congestion, sack: bool, dups: u32) -> Conn {
 /// RFC 5681 §3.2: fast retransmit on the third duplicate ACK, not before
 /// (and, with SACK, RFC 6675 §5: DupThresh = 3 and IsLost needs more than
 /// 2 segments SACKed above the hole).
+///
+/// RACK is off: this is the DupThresh rule alone. With RACK on and the
+/// script's zero RTT, the first SACK already shows segment 0 lost (it went
+/// out with the SACKed one, RACK.rtt + min_RTT/4 = 0 ago, RFC 8985 §6.2),
+/// which is RACK's rule, not a fault of the count.
 #[test]
 fn fast_retransmit_on_the_third_duplicate_ack_not_the_second() {
     for cc in [Congestion::NewReno, Congestion::Cubic] {
         for sack in [false, true] {
             let what = format!("{cc:?}, sack {sack}");
-            let mut k = first_of_ten_lost(cc, sack, 2);
+            let mut k = first_of_ten_lost_rack(cc, sack, 2, false);
             k.no_data(&format!("{what}: two duplicate ACKs"));
             assert_eq!(k.counters().fast_retrans, 0, "{what}");
             assert_eq!(k.counters().dup_acks_recv, 2, "{what}");
@@ -1449,9 +1462,17 @@ fn congestion_control_is_chosen_per_socket() {
 /// a tail loss probe (the last segment again) goes out after 2·SRTT,
 /// before the RTO; its SACK marks the rest lost and recovery repairs it
 /// without a timeout.
+///
+/// RACK is off here, for the probe's own rule (its SACK alone starts
+/// NewReno-style recovery, one hole per partial ACK); with RACK, the
+/// probe's SACK shows both holes lost at once:
+/// `tail_loss_probe_with_rack_resends_every_hole_its_sack_shows`.
 #[test]
 fn tail_loss_probe_repairs_a_lost_tail_without_a_timeout() {
-    let cfg = cfg_with(|t| t.tail_loss_probe = true);
+    let cfg = cfg_with(|t| {
+        t.tail_loss_probe = true;
+        t.rack = false;
+    });
     // SRTT 100 ms: PTO = 200 ms, RTO = 300 ms.
     let mut k = open(cfg, Peer::plain().sack().rtt(0.1));
     let t0 = k.s.t();
@@ -1501,4 +1522,165 @@ fn tail_loss_probe_repairs_a_lost_tail_without_a_timeout() {
     k.s.run_to(t0 + 0.1 + rto);
     k.expect_data_at(t0 + 0.1 + rto, 7 * MSS, MSS);
     assert_eq!(k.counters().timeouts, 1);
+}
+
+/// RFC 8985 §6.2 and §7: with RACK, the SACK of the tail loss probe
+/// (sent after segments 7 and 8, and RACK.rtt + reo_wnd after them) marks
+/// both lost, and both are resent at once, before any timeout.
+#[test]
+fn tail_loss_probe_with_rack_resends_every_hole_its_sack_shows() {
+    let cfg = cfg_with(|t| t.tail_loss_probe = true);
+    let mut k = open(cfg, Peer::plain().sack().rtt(0.1));
+    let t0 = k.s.t();
+    k.write(10 * MSS as usize);
+    assert_eq!(k.data_out(), segs(0, 10));
+    k.s.run_to(t0 + 0.1);
+    k.ack(7 * MSS);
+    k.s.run_to(t0 + 0.3);
+    k.expect_data_at(t0 + 0.3, 9 * MSS, MSS);
+    k.s.run_to(t0 + 0.4);
+    k.sack(7 * MSS, &[(9 * MSS, 10 * MSS)]);
+    let (retx, new) = k.data_out_split();
+    assert_eq!(retx, vec![(7 * MSS, MSS), (8 * MSS, MSS)], "both holes");
+    assert!(new.is_empty());
+    assert_eq!(k.info().ca_state, "Recovery");
+    assert_eq!(k.info().lost, 0, "both resent");
+    let c = k.counters();
+    assert_eq!((c.rack_lost, c.fast_retrans), (2, 1));
+    k.s.run_to(t0 + 0.5);
+    k.ack(10 * MSS);
+    assert_eq!(k.info().ca_state, "Open");
+    assert_eq!(k.counters().timeouts, 0);
+}
+
+// ---------------------------------------------------------------------
+// RACK (RFC 8985 §6): loss detection by send time.
+// ---------------------------------------------------------------------
+
+/// A connection to a SACK peer with a 100 ms RTT (NewReno, RACK on or
+/// off), and the script time t0 it starts at. Data sent at t0 and SACKed
+/// at t0 + 100 ms gives min_RTT = 100 ms, so RACK.reo_wnd = 25 ms.
+fn rack_conn(rack: bool) -> (Conn, f64) {
+    let cfg = cfg_with(|t| {
+        t.congestion = Congestion::NewReno;
+        t.sndbuf = 1 << 20;
+        t.rack = rack;
+    });
+    let k = open(cfg, Peer::plain().sack().rtt(0.1));
+    let t0 = k.s.t();
+    (k, t0)
+}
+
+/// RFC 8985 §6.2 step 5: a segment is lost once one sent after it is
+/// delivered and it was sent more than RACK.rtt + reo_wnd ago, counted
+/// from the send time of its latest transmission, so a lost
+/// retransmission is found as soon as data sent after it is SACKed (here
+/// one segment: DupThresh would need more). It is resent again before the
+/// RTO; without RACK it waits for the RTO.
+#[test]
+fn rack_resends_a_lost_retransmission_before_the_rto() {
+    for rack in [true, false] {
+        let (mut k, t0) = rack_conn(rack);
+        k.write(30 * MSS as usize);
+        assert_eq!(k.data_out(), segs(0, 10));
+        // Segment 0 is lost; 1..9 arrive and are SACKed one by one at
+        // t0 + 100 ms. The first two send 10 and 11 (limited transmit,
+        // RFC 3042), the third starts recovery: 0 is resent, then 12..14
+        // go as the SACKs shrink the pipe (cwnd 6).
+        k.s.run_to(t0 + 0.1);
+        let (mut retx, mut new) = (Vec::new(), Vec::new());
+        for i in 1..10 {
+            k.sack(0, &[(MSS, (i + 1) * MSS)]);
+            let (r, n) = k.data_out_split();
+            retx.extend(r);
+            new.extend(n);
+        }
+        assert_eq!(retx, vec![(0, MSS)], "rack {rack}");
+        assert_eq!(new, segs(10 * MSS, 5), "rack {rack}");
+        assert_eq!(k.info().ca_state, "Recovery");
+        // The retransmission is lost too. One RTT later 10..12 are SACKed;
+        // 12 went after the retransmission, which has now been out for
+        // RACK.rtt (+ reo_wnd = 0 in recovery): it is resent again, long
+        // before the RTO (t0 + 300 ms). Only one segment sent after it is
+        // SACKed, too few for DupThresh.
+        k.s.run_to(t0 + 0.2);
+        k.sack(0, &[(MSS, 13 * MSS)]);
+        let (retx, _) = k.data_out_split();
+        let c = k.counters();
+        if rack {
+            assert_eq!(retx, vec![(0, MSS)], "the lost retransmission, again");
+            assert_eq!((c.lost_retransmits, c.timeouts), (1, 0), "{c:?}");
+            assert_eq!(c.rack_lost, 2, "segment 0 twice");
+        } else {
+            assert!(retx.is_empty(), "DupThresh cannot tell: {retx:?}");
+            k.s.run_to(t0 + 0.3);
+            let (retx, _) = k.data_out_split();
+            assert_eq!(retx, vec![(0, MSS)], "the RTO resends it");
+            assert_eq!(k.counters().timeouts, 1);
+        }
+    }
+}
+
+/// RFC 8985 §6.2 step 5: with fewer than DupThresh segments SACKed above
+/// a missing one, it is not lost at once but after RACK.rtt + reo_wnd
+/// (100 + 25 ms from its send), when the reordering timer finds it lost and
+/// recovery resends it, before the RTO.
+#[test]
+fn rack_reordering_timer_finds_a_loss_with_two_segments_sacked() {
+    let (mut k, t0) = rack_conn(true);
+    k.write(10 * MSS as usize);
+    assert_eq!(k.data_out(), segs(0, 10));
+    k.s.run_to(t0 + 0.1);
+    k.sack(0, &[(MSS, 2 * MSS)]);
+    k.sack(0, &[(MSS, 3 * MSS)]);
+    k.no_data("two SACKed: within the reordering window");
+    assert_eq!(k.info().ca_state, "Open");
+    k.s.run_to(t0 + 0.1249);
+    k.no_data("before RACK.rtt + reo_wnd");
+    k.s.run_to(t0 + 0.13);
+    k.expect_data_at(t0 + 0.125, 0, MSS);
+    assert_eq!(k.info().ca_state, "Recovery");
+    let c = k.counters();
+    assert_eq!(
+        (c.rack_reo_timeouts, c.rack_lost, c.fast_retrans, c.timeouts),
+        (1, 1, 1, 0),
+        "{c:?}"
+    );
+    // Only segment 0: 3..9 went after the SACKed ones.
+    k.s.run_to(t0 + 0.2);
+    k.no_data("nothing else is lost");
+}
+
+/// RFC 8985 §6.2: a segment delivered late but within the reordering
+/// window (min_RTT / 4 = 25 ms) is not lost: no retransmission, no
+/// recovery, no reduction; and it is seen as reordering (RACK.fack).
+#[test]
+fn rack_reordering_within_the_window_is_not_loss() {
+    let (mut k, t0) = rack_conn(true);
+    k.write(10 * MSS as usize);
+    assert_eq!(k.data_out(), segs(0, 10));
+    let cwnd = k.info().cwnd;
+    k.s.run_to(t0 + 0.1);
+    k.sack(0, &[(MSS, 2 * MSS)]);
+    k.no_data("one SACKed");
+    // Segment 0 arrives 20 ms late.
+    k.s.run_to(t0 + 0.12);
+    k.ack(2 * MSS);
+    k.s.run_to(t0 + 0.2);
+    k.no_data("segment 0 was only late");
+    k.ack(10 * MSS);
+    let info = k.info();
+    assert_eq!(info.ca_state, "Open");
+    assert!(info.cwnd >= cwnd, "no reduction");
+    let c = k.counters();
+    assert_eq!(
+        (
+            c.retrans_segs,
+            c.fast_retrans,
+            c.rack_lost,
+            c.rack_reo_timeouts
+        ),
+        (0, 0, 0, 0),
+        "{c:?}"
+    );
 }

@@ -2,6 +2,7 @@
 //! SWS avoidance, retransmissions in loss recovery), the SACK scoreboard
 //! (RFC 2018, RFC 6675), the receiver's out-of-order queue and ACK policy.
 
+use super::rack::{Detected, Rack};
 use super::{State, Tcb};
 use crate::config::TcpConfig;
 use crate::time::{Duration, Instant};
@@ -106,29 +107,16 @@ impl Tcb {
     }
 
     /// The holes below the highest SACKed byte, each with whether RFC 6675
-    /// IsLost() holds for it (more than (DupThresh-1) × SMSS bytes, or
-    /// DupThresh ranges, SACKed above it).
+    /// IsLost() holds for it.
     fn holes(&self) -> impl Iterator<Item = (Span, bool)> + '_ {
-        let mss = u32::from(self.snd_mss);
-        let total = self.sacked_bytes();
-        let n = self.sacked.len();
-        let mut below = 0u32;
-        let mut from = self.snd_una;
-        self.sacked.iter().enumerate().filter_map(move |(i, r)| {
-            let hole = Span {
-                start: from,
-                end: r.start,
-            };
-            let above = total - below;
-            below += r.len();
-            from = r.end;
-            let lost = above > (DUP_THRESH - 1) * mss || (n - i) as u32 >= DUP_THRESH;
-            (hole.len() > 0).then_some((hole, lost))
-        })
+        holes_of(&self.sacked, self.snd_una, u32::from(self.snd_mss))
     }
 
-    /// Bytes judged lost (RFC 6675 IsLost) and not yet retransmitted.
+    /// Bytes judged lost (RFC 6675 IsLost, or RACK) and not yet retransmitted.
     pub fn lost_bytes(&self) -> u32 {
+        if let Some(r) = self.rack.as_deref() {
+            return r.lost_bytes();
+        }
         self.holes()
             .filter(|(_, lost)| *lost)
             .map(|(h, _)| {
@@ -149,9 +137,13 @@ impl Tcb {
             .saturating_sub(self.lost_bytes())
     }
 
-    /// RFC 6675 NextSeg() rule 1: the first lost byte range not yet retransmitted.
+    /// RFC 6675 NextSeg() rule 1: the first lost byte range not yet
+    /// retransmitted (with RACK, from its per-segment marks).
     fn next_hole(&self) -> Option<(SeqNumber, usize)> {
         let mss = usize::from(self.snd_mss);
+        if let Some(r) = self.rack.as_deref() {
+            return r.next_lost(mss);
+        }
         self.holes().find_map(|(h, lost)| {
             if !lost {
                 return None;
@@ -209,6 +201,10 @@ impl Tcb {
     /// DupThresh segments sent after them have been SACKed (the idea of
     /// RACK, RFC 8985): they are sent again.
     pub(crate) fn detect_lost_retransmits(&mut self) -> bool {
+        if self.rack.is_some() {
+            // RACK finds lost retransmissions by their send times.
+            return false;
+        }
         let mss = u32::from(self.snd_mss);
         let Some(top) = self.sacked.last().map(|r| r.end) else {
             return false;
@@ -228,6 +224,67 @@ impl Tcb {
             self.rtx_fence = self.snd_max;
         }
         unsacked_below
+    }
+
+    /// RACK (RFC 8985 §6.2) for the ACK just taken in (its SACK blocks and
+    /// cumulative ACK already fed to the log): RACK.xmit_ts/rtt/fack from
+    /// what it delivered, time-based loss detection, then the holes RFC
+    /// 6675 IsLost() holds for marked lost too (outside RTO recovery).
+    pub(crate) fn rack_on_ack(&mut self, now: Instant) -> Detected {
+        let Some(r) = self.rack.as_deref_mut() else {
+            return Detected::default();
+        };
+        r.end_ack();
+        let found = self.rack_detect(now);
+        let mss = u32::from(self.snd_mss);
+        if let (false, Some(r)) = (self.ca == CaState::Loss, self.rack.as_deref_mut()) {
+            for (h, _) in holes_of(&self.sacked, self.snd_una, mss).filter(|(_, lost)| *lost) {
+                r.mark_lost(h.start, h.end);
+            }
+        }
+        found
+    }
+
+    /// RFC 8985 §6.2 step 5 with the reordering window for the current
+    /// state (step 4); also what the reordering timer runs.
+    pub(crate) fn rack_detect(&mut self, now: Instant) -> Detected {
+        let mss = u32::from(self.snd_mss).max(1);
+        let sacked_segs = self.sacked_bytes().div_ceil(mss);
+        let recovering = self.ca != CaState::Open;
+        let srtt = self.rtt.have_sample.then_some(self.rtt.srtt8 / 8);
+        let Some(r) = self.rack.as_deref_mut() else {
+            return Detected::default();
+        };
+        let reo_wnd = r.reo_wnd(recovering, sacked_segs, srtt);
+        let found = r.detect(now.total_micros(), reo_wnd, mss);
+        self.rack_timer = r.timer.is_some();
+        found
+    }
+
+    /// Whether RACK (or IsLost, with RACK on) has judged a segment lost
+    /// that is not yet retransmitted.
+    pub(crate) fn rack_lost(&self) -> bool {
+        self.rack.as_deref().is_some_and(Rack::has_lost)
+    }
+
+    /// Enters fast recovery (RFC 5681 §3.2, RFC 6675 §5, RFC 6582): the
+    /// congestion response once for this window, then the first lost
+    /// segment (or SND.UNA) goes at once.
+    pub(crate) fn enter_recovery(&mut self, now: Instant) {
+        let mss = u32::from(self.snd_mss);
+        let flight = self.flight();
+        self.cc.on_loss(now, flight, mss);
+        self.ca = CaState::Recovery;
+        // With RACK the per-segment marks drive recovery (it needs SACK).
+        self.rec_sack =
+            self.sack_ok && (self.rack.is_some() || (!self.sacked.is_empty() && self.una_lost()));
+        self.recover = self.snd_max;
+        self.high_rxt = self.snd_una;
+        self.rec_cwnd = self.cc.window().saturating_add(3 * mss);
+        self.rtx_now = true;
+        self.rtt.timing = None;
+        self.tlp_at = None;
+        self.tlp_pending = false;
     }
 
     /// Whether RFC 6675 IsLost(SND.UNA) holds: enough SACKed above it.
@@ -470,7 +527,10 @@ impl Tcb {
                 continue;
             }
             n += 1;
-            insert_span(&mut self.sacked, Span { start: l, end: r }, max);
+            let kept = insert_span(&mut self.sacked, Span { start: l, end: r }, max);
+            if let (true, Some(rack)) = (kept, self.rack.as_deref_mut()) {
+                rack.on_sack(l, r);
+            }
         }
         (n, self.sacked_bytes().saturating_sub(before))
     }
@@ -660,9 +720,31 @@ impl Tcb {
     }
 }
 
+/// The holes in `[una, highest SACKed)` between the SACKed spans, each
+/// with whether RFC 6675 IsLost() holds for it (more than (DupThresh-1) ×
+/// SMSS bytes, or DupThresh ranges, SACKed above it).
+fn holes_of(sacked: &[Span], una: SeqNumber, mss: u32) -> impl Iterator<Item = (Span, bool)> + '_ {
+    let total: u32 = sacked.iter().map(Span::len).sum();
+    let n = sacked.len();
+    let mut below = 0u32;
+    let mut from = una;
+    sacked.iter().enumerate().filter_map(move |(i, r)| {
+        let hole = Span {
+            start: from,
+            end: r.start,
+        };
+        let above = total - below;
+        below += r.len();
+        from = r.end;
+        let lost = above > (DUP_THRESH - 1) * mss || (n - i) as u32 >= DUP_THRESH;
+        (hole.len() > 0).then_some((hole, lost))
+    })
+}
+
 /// Inserts `s` into a sorted list of disjoint spans, merging overlaps;
-/// beyond `max` entries a new disjoint span is not kept.
-fn insert_span(list: &mut Vec<Span>, s: Span, max: usize) {
+/// beyond `max` entries a new disjoint span is not kept. Returns whether
+/// it was kept.
+fn insert_span(list: &mut Vec<Span>, s: Span, max: usize) -> bool {
     let mut merged = s;
     let before = list.len();
     list.retain(|r| {
@@ -678,11 +760,12 @@ fn insert_span(list: &mut Vec<Span>, s: Span, max: usize) {
         !overlap
     });
     if list.len() == before && list.len() >= max {
-        return;
+        return false;
     }
     let at = list
         .iter()
         .position(|r| r.start.diff(merged.start) > 0)
         .unwrap_or(list.len());
     list.insert(at, merged);
+    true
 }

@@ -1121,6 +1121,14 @@ impl Stack {
         let mss = u32::from(t.snd_mss);
         let mut progressed = false;
         let mut new_sack = 0;
+        let tsecr = seg
+            .timestamp
+            .filter(|ts| t.ts_ok && ts.tsecr != 0)
+            .map(|ts| ts.tsecr);
+        let ts_offset = t.ts_offset;
+        if let Some(r) = t.rack.as_deref_mut() {
+            r.begin_ack(now.total_micros(), tsecr, ts_offset);
+        }
         if t.sack_ok && seg.sack_ranges[0].is_some() {
             let (blocks, bytes) = t.take_sack(&seg.sack_ranges, cfg.max_ofo_ranges);
             self.counters.tcp.sack_blocks_recv += u64::from(blocks);
@@ -1150,6 +1158,9 @@ impl Stack {
                 t.high_rxt = ack;
             }
             t.trim_sacked();
+            if let Some(r) = t.rack.as_deref_mut() {
+                r.on_cum_ack(ack);
+            }
             if let Some((timed, sent)) = t.rtt.timing {
                 if ack.diff(timed) > 0 {
                     t.rtt.sample(now - sent, cfg.rto_min, cfg.rto_max);
@@ -1222,27 +1233,24 @@ impl Stack {
                 t.rec_cwnd = t.rec_cwnd.saturating_add(mss);
             }
         }
+        // RACK (RFC 8985 §6.2): what this ACK delivered, then loss by time.
+        if t.rack.is_some() {
+            let d = t.rack_on_ack(now);
+            self.counters.tcp.rack_lost += u64::from(d.lost);
+            self.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
+        }
         // Fast retransmit (RFC 5681 §3.2; RFC 6675 §5: DupThresh duplicate
-        // ACKs, or IsLost(SND.UNA) from the scoreboard).
-        // A SACK for the tail loss probe, sent two RTTs after what is still
-        // missing, means that is lost (the RACK rule of RFC 8985 §6.2);
-        // NewReno-style recovery then repairs each hole.
-        let tlp_loss = t.tlp_out && new_sack > 0;
+        // ACKs, or IsLost(SND.UNA) from the scoreboard; or a segment RACK
+        // judged lost).
+        // Without RACK: a SACK for the tail loss probe, sent two RTTs after
+        // what is still missing, means that is lost (RACK's rule for the
+        // probe alone); NewReno-style recovery then repairs each hole.
+        let tlp_loss = t.rack.is_none() && t.tlp_out && new_sack > 0;
         if t.ca == CaState::Open
             && t.snd_una != t.snd_max
-            && (t.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss)
+            && (t.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
         {
-            let flight = t.flight();
-            t.cc.on_loss(now, flight, mss);
-            t.ca = CaState::Recovery;
-            t.rec_sack = t.sack_ok && !t.sacked.is_empty() && t.una_lost();
-            t.recover = t.snd_max;
-            t.high_rxt = t.snd_una;
-            t.rec_cwnd = t.cc.window().saturating_add(3 * mss);
-            t.rtx_now = true;
-            t.rtt.timing = None;
-            t.tlp_at = None;
-            t.tlp_pending = false;
+            t.enter_recovery(now);
             self.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp fast retransmit");
         }

@@ -29,8 +29,10 @@
 //!
 //! Data transfer (`data.rs`): out-of-order data is written straight into
 //! the receive ring past RCV.NXT and SACKed (RFC 2018); the sender keeps a
-//! SACK scoreboard and recovers per RFC 6675, or NewReno (RFC 6582)
-//! without SACK; congestion control is a trait (`cc.rs`: NewReno, CUBIC).
+//! SACK scoreboard and recovers per RFC 6675, with RACK's time-based loss
+//! detection (`rack.rs`, RFC 8985 §6) and the tail loss probe, or NewReno
+//! (RFC 6582) without SACK; congestion control is a trait (`cc.rs`:
+//! NewReno, CUBIC).
 //! Delayed ACK, Nagle, SWS avoidance, PAWS and buffer autotuning as Linux
 //! does them. Not here: path MTU discovery, ECN, pacing.
 
@@ -40,6 +42,7 @@ mod cc;
 mod data;
 mod input;
 mod output;
+mod rack;
 mod secret;
 mod timer;
 
@@ -351,6 +354,12 @@ pub(crate) struct Tcb {
     pub tlp_at: Option<Instant>,
     pub tlp_pending: bool,
     pub tlp_out: bool,
+    /// RACK (RFC 8985 §6): per-segment send times and marks, and the
+    /// reordering timer; made on the first data sent with SACK on.
+    pub rack: Option<Box<rack::Rack>>,
+    /// Whether RACK's reordering timer is armed (so `deadline` need not
+    /// look into the box on every segment).
+    pub rack_timer: bool,
     /// TCP_CORK's ceiling (Linux, tcp(7)): while the cork holds a partial
     /// segment, when it goes anyway and where the data held then ended;
     /// once that time has come, data up to `cork_release` may go.
@@ -466,6 +475,8 @@ impl Tcb {
             cork_end: SeqNumber(0),
             cork_release: None,
             tlp_out: false,
+            rack: None,
+            rack_timer: false,
             opts,
         }
     }
@@ -545,10 +556,15 @@ impl Tcb {
             (x, None) => x,
             (None, y) => y,
         };
-        min(
+        let d = min(
             min(min(self.rexmit_at, self.tlp_at), self.linger_at),
             min(min(self.keepalive_at, self.delack_at), self.cork_at),
-        )
+        );
+        if self.rack_timer {
+            min(d, self.rack.as_deref().and_then(|r| r.timer))
+        } else {
+            d
+        }
     }
 
     /// The keepalive deadline per the socket options (RFC 1122 §4.2.3.6).
@@ -913,6 +929,12 @@ impl crate::stack::Stack {
                 "acked data leaves the send queue: {}",
                 ctx()
             );
+            if let Some(r) = t.rack.as_deref() {
+                if let Err(e) = r.check(t.snd_una, t.snd_max) {
+                    panic!("RACK log: {e}: {}", ctx());
+                }
+                assert_eq!(t.rack_timer, r.timer.is_some(), "RACK timer: {}", ctx());
+            }
             if let Some(d) = t.deadline() {
                 assert!(
                     t.timer_sched.is_some_and(|s| s <= d),
@@ -992,7 +1014,8 @@ mod size_tests {
     fn tcb_stays_small() {
         // Half-open and idle connections hold no buffer memory, so this is
         // most of what 100 000 connections cost (plus the boxed controller).
+        // 712 since TCP_CORK's ceiling and RACK's (boxed) state.
         let size = core::mem::size_of::<super::Tcb>();
-        assert!(size <= 704, "Tcb is {size} bytes");
+        assert!(size <= 712, "Tcb is {size} bytes");
     }
 }

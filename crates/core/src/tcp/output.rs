@@ -252,9 +252,22 @@ impl Stack {
                     if t.snd_una == t.snd_max {
                         t.una_since = now;
                     }
+                    // RACK's per-segment send times (RFC 8985 §6.1).
+                    if t.rack.is_none() && t.sack_ok && cfg.rack {
+                        t.rack = Some(Box::new(super::rack::Rack::new(t.snd_una)));
+                    }
+                    if let Some(r) = t.rack.as_deref_mut() {
+                        r.on_send(seq, end, now.total_micros());
+                    }
                     match s.kind {
                         SendKind::Repair => {
                             t.rtx_now = false;
+                            // A repair from SND.UNA may run past what was
+                            // ever sent (data Nagle or the cork held back):
+                            // that part is sent now.
+                            if end.diff(t.snd_nxt) > 0 {
+                                t.snd_nxt = end;
+                            }
                             t.rtx_fence = t.snd_max;
                             if end.diff(t.high_rxt) > 0 {
                                 t.high_rxt = end;

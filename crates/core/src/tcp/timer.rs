@@ -77,11 +77,40 @@ impl Stack {
                 t.tlp_pending = true;
             }
         }
+        if t.rack_timer
+            && t.rack
+                .as_deref()
+                .and_then(|r| r.timer)
+                .is_some_and(|d| d <= now)
+        {
+            self.tcp_rack_timer(now, id);
+        }
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
         if t.rexmit_at.is_some_and(|d| d <= now) {
             t.rexmit_at = None;
             t.tlp_at = None;
             t.tlp_pending = false;
             self.tcp_rexmit_timer(now, id);
+        }
+    }
+
+    /// The RACK reordering timer (RFC 8985 §6.2 step 5): segments that
+    /// were within the reordering window at the last ACK are looked at
+    /// again; any now lost start recovery (or are repaired in it).
+    fn tcp_rack_timer(&mut self, now: Instant, id: TcbId) {
+        let Some(t) = self.tcp.get_mut(id) else {
+            return;
+        };
+        self.counters.tcp.rack_reo_timeouts += 1;
+        let d = t.rack_detect(now);
+        self.counters.tcp.rack_lost += u64::from(d.lost);
+        self.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
+        if t.ca == super::CaState::Open && t.snd_una != t.snd_max && t.rack_lost() {
+            t.enter_recovery(now);
+            self.counters.tcp.fast_retrans += 1;
+            debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp RACK reordering timeout: recovery");
         }
     }
 
@@ -209,6 +238,10 @@ impl Stack {
                 // Loss state until what was sent is ACKed; go back N from
                 // SND.UNA (RFC 6298 §5.4), skipping what the peer SACKed.
                 t.ca = super::CaState::Loss;
+                if let Some(r) = t.rack.as_deref_mut() {
+                    r.on_rto();
+                    t.rack_timer = false;
+                }
                 t.recover = t.snd_max;
                 t.high_rxt = t.snd_una;
                 t.rtx_now = false;
