@@ -158,6 +158,22 @@ impl Tcb {
         })
     }
 
+    /// The first lost hole as a segment to resend: its data (the send
+    /// queue ends at the FIN), and the FIN if the hole covers its sequence
+    /// number.
+    fn next_repair(&self, fin_sent: bool) -> Option<Send> {
+        let (seq, len) = self.next_hole()?;
+        let data_end = self.data_end();
+        let data = (data_end.diff(seq).max(0) as usize).min(len);
+        let fin = fin_sent && data < len && seq + data == data_end;
+        (data > 0 || fin).then_some(Send {
+            seq,
+            len: data,
+            fin,
+            kind: SendKind::Repair,
+        })
+    }
+
     /// Re-arms the tail-loss-probe timer (RFC 8985 §7.2): PTO = 2 SRTT
     /// (at least 10 ms), plus the worst-case delayed ACK when only one
     /// segment is out, never later than the RTO; only in the Open state
@@ -349,13 +365,8 @@ impl Tcb {
         // Fast retransmit, or a NewReno partial ACK: the segment at SND.UNA
         // (or, with SACK, the first lost hole), whatever the window.
         if self.rtx_now {
-            if let Some((seq, len)) = self.next_hole() {
-                return Some(Send {
-                    seq,
-                    len,
-                    fin: false,
-                    kind: SendKind::Repair,
-                });
+            if let Some(s) = self.next_repair(fin_sent) {
+                return Some(s);
             }
             let avail = data_end.diff(self.snd_una).max(0) as usize;
             let len = avail.min(mss);
@@ -406,16 +417,8 @@ impl Tcb {
         let allowance = match self.ca {
             CaState::Recovery if self.rec_sack => {
                 let room = cwnd.saturating_sub(self.pipe()) as usize;
-                if let Some((seq, len)) = self.next_hole() {
-                    if room >= len {
-                        return Some(Send {
-                            seq,
-                            len,
-                            fin: false,
-                            kind: SendKind::Repair,
-                        });
-                    }
-                    return None;
+                if let Some(s) = self.next_repair(fin_sent) {
+                    return (room >= s.len.max(1)).then_some(s);
                 }
                 room
             }
