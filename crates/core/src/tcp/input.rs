@@ -8,7 +8,8 @@ use crate::time::{Duration, Instant};
 use std::net::SocketAddrV4;
 use tracing::debug;
 use ustack_wire::{
-    checksum, IpProtocol, Ipv4Addr, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
+    checksum, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
+    TcpTimestamp,
 };
 
 /// Smallest MSS we accept from a peer (Linux `tcp_min_snd_mss`).
@@ -46,53 +47,65 @@ impl<'a> FastSeg<'a> {
     /// Appendix A recommends and Linux's `tcp_rcv_established` predicts),
     /// and data. Anything else is `None` and takes the full path, which
     /// validates and counts it. Checksums are not checked here.
-    fn from_datagram(bytes: &'a [u8], local_ip: Ipv4Addr) -> Option<(FastSeg<'a>, Tuple)> {
-        let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
-        let be32 = |b: &[u8], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let ip = bytes.get(..20)?;
-        let total = usize::from(be16(ip, 2));
-        if ip[0] != 0x45
-            || ip[9] != 6
-            || be16(ip, 6) & 0x3fff != 0
+    fn from_datagram(bytes: &'a [u8], local_ip: Ipv4Addr) -> Option<Predicted<'a>> {
+        if bytes.len() < 40 {
+            return None;
+        }
+        let ip = Ipv4Packet::new_unchecked(bytes);
+        let total = usize::from(ip.total_len());
+        if ip.version() != 4
+            || ip.header_len() != 20
+            || ip.protocol() != IpProtocol::Tcp
+            || ip.more_frags()
+            || ip.frag_offset() != 0
             || total < 40
             || total > bytes.len()
-            || ip[16..20] != local_ip.octets()
+            || ip.dst_addr() != local_ip
         {
             return None;
         }
-        let tcp = &bytes[20..total];
-        // Data offset 5 or 8, reserved bits zero, flags ACK or ACK|PSH.
-        let timestamp = match (tcp[12], tcp[13] & !TcpFlags::PSH.0 as u8) {
+        let segment = &bytes[20..total];
+        let tcp = TcpPacket::new_unchecked(segment);
+        // The header-prediction word: data offset 5 or 8, reserved bits
+        // zero, flags ACK or ACK|PSH.
+        let timestamp = match (segment[12], segment[13] & !TcpFlags::PSH.0 as u8) {
             (0x50, 0x10) => None,
-            (0x80, 0x10) if tcp.len() >= 32 && tcp[20..24] == [1, 1, 8, 10] => Some(TcpTimestamp {
-                tsval: be32(tcp, 24),
-                tsecr: be32(tcp, 28),
-            }),
+            (0x80, 0x10) if segment.len() >= 32 && tcp.options_ref()[..4] == [1, 1, 8, 10] => {
+                let o = tcp.options_ref();
+                Some(TcpTimestamp {
+                    tsval: u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
+                    tsecr: u32::from_be_bytes([o[8], o[9], o[10], o[11]]),
+                })
+            }
             _ => return None,
         };
-        let doff = usize::from(tcp[12] >> 4) * 4;
-        let payload = &tcp[doff..];
+        let payload = tcp.payload_ref();
         if payload.is_empty() {
             return None;
         }
-        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-        let tuple = (
-            SocketAddrV4::new(local_ip, be16(tcp, 2)),
-            SocketAddrV4::new(src, be16(tcp, 0)),
-        );
-        let seg = FastSeg {
-            seq_number: SeqNumber(be32(tcp, 4)),
-            ack_number: SeqNumber(be32(tcp, 8)),
-            window_len: be16(tcp, 14),
-            timestamp,
-            payload,
-        };
-        Some((seg, tuple))
+        Some(Predicted {
+            seg: FastSeg {
+                seq_number: tcp.seq_number(),
+                ack_number: tcp.ack_number(),
+                window_len: tcp.window_len(),
+                timestamp,
+                payload,
+            },
+            local: SocketAddrV4::new(local_ip, tcp.dst_port()),
+            remote: SocketAddrV4::new(ip.src_addr(), tcp.src_port()),
+            segment,
+        })
     }
 }
 
-/// (local, remote).
-type Tuple = (SocketAddrV4, SocketAddrV4);
+/// A datagram header prediction takes: the segment's fields, its
+/// 4-tuple, and the TCP segment's bytes (for the checksum).
+struct Predicted<'a> {
+    seg: FastSeg<'a>,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    segment: &'a [u8],
+}
 
 impl Stack {
     /// Header prediction straight from the datagram's bytes, before any
@@ -103,22 +116,20 @@ impl Stack {
         if !self.cfg.tcp.header_prediction {
             return false;
         }
-        let Some((seg, (local, remote))) = FastSeg::from_datagram(bytes, self.address()) else {
+        let Some(p) = FastSeg::from_datagram(bytes, self.address()) else {
             return false;
         };
-        let Some(id) = self.tcp.cached(local, remote) else {
+        let Some(id) = self.tcp.cached(p.local, p.remote) else {
             return false;
         };
-        if self.cfg.checksums.rx {
-            let total = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
-            let tcp = &bytes[20..total];
-            if checksum::checksum(&bytes[..20]) != 0
-                || checksum::transport(*remote.ip(), *local.ip(), IpProtocol::Tcp, tcp) != 0
-            {
-                return false;
-            }
+        if self.cfg.checksums.rx
+            && (!Ipv4Packet::new_unchecked(bytes).verify_checksum()
+                || checksum::transport(*p.remote.ip(), *p.local.ip(), IpProtocol::Tcp, p.segment)
+                    != 0)
+        {
+            return false;
         }
-        if !self.tcp_fast_data(now, id, &seg) {
+        if !self.tcp_fast_data(now, id, &p.seg) {
             return false;
         }
         self.counters.ip.in_delivers += 1;
