@@ -129,17 +129,20 @@ fn demo_pcap_reads_clean_in_tshark() {
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("demo.pcap");
     // No corruption: every frame in the capture must be well formed with good checksums.
-    let out = ustack(&[
-        "demo",
-        "--loss",
-        "0.2",
-        "--corrupt",
-        "0",
-        "--count",
-        "30",
-        "--pcap",
-        pcap.to_str().unwrap(),
-    ]);
+    let demo = |pcap: &std::path::Path| {
+        ustack(&[
+            "demo",
+            "--loss",
+            "0.2",
+            "--corrupt",
+            "0",
+            "--count",
+            "30",
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ])
+    };
+    let out = demo(&pcap);
     assert!(
         out.status.success(),
         "{}",
@@ -148,18 +151,7 @@ fn demo_pcap_reads_clean_in_tshark() {
     // The simulation's capture is stamped with its own clock: the same
     // seed writes the same file.
     let again = dir.join("again.pcap");
-    let args = [
-        "demo",
-        "--loss",
-        "0.2",
-        "--corrupt",
-        "0",
-        "--count",
-        "30",
-        "--pcap",
-    ];
-    let out2 = ustack(&[&args[..], &[again.to_str().unwrap()]].concat());
-    assert!(out2.status.success());
+    assert!(demo(&again).status.success());
     assert!(
         std::fs::read(&pcap).unwrap() == std::fs::read(&again).unwrap(),
         "same seed, same capture"
