@@ -838,7 +838,8 @@ impl TcpState {
         if t.wants_output() {
             t.in_ready = true;
             self.ready.push_back(id);
-        } else {
+        } else if t.opts.cork {
+            // Only corked sockets look further (this runs per segment).
             self.arm_cork(id);
         }
     }
