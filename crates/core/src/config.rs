@@ -142,6 +142,13 @@ pub struct TcpConfig {
     /// they are older than an RTT plus a reordering window), which also
     /// finds lost retransmissions; off leaves RFC 6675 DupThresh alone.
     pub rack: bool,
+    /// Segmentation in software (Linux's TSO/GSO `sk_buff`s): when the
+    /// windows allow several full segments of new data at once, TCP
+    /// plans them as one burst of up to 64 KiB, with its bookkeeping
+    /// (SND.NXT, RTT timing, RACK, timers) done once, and the output path
+    /// cuts it into MSS-sized segments on later `transmit` calls. On the
+    /// wire nothing differs; off, each segment is planned on its own.
+    pub gso: bool,
 }
 
 /// Which congestion controller a connection runs.
@@ -205,6 +212,7 @@ impl Default for TcpConfig {
             tail_loss_probe: true,
             header_prediction: true,
             rack: true,
+            gso: true,
         }
     }
 }

@@ -138,6 +138,7 @@ counters!(
         abort_on_close: "connections reset due to early user close",
         abort_on_linger: "connections aborted due to linger timeout 0",
         hp_hits: "packet headers predicted (in-order data on the fast path)",
+        burst_segs: "segments sent from a burst's headers (software segmentation)",
         ofo_queued: "out-of-order segments queued",
         ofo_drops: "out-of-order segments dropped (queue range limit)",
         ofo_merged: "out-of-order bytes already held (duplicates)",

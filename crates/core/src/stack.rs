@@ -264,7 +264,7 @@ impl Stack {
         payload_len: usize,
         df: bool,
     ) -> Ipv4Repr {
-        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let ident = self.next_ip_ident();
         Ipv4Repr {
             src_addr: self.address(),
             dst_addr: dst,
@@ -272,11 +272,17 @@ impl Stack {
             payload_len,
             ttl: self.cfg.ttl,
             tos: 0,
-            ident: self.ip_ident,
+            ident,
             dont_frag: df,
             more_frags: false,
             frag_offset: 0,
         }
+    }
+
+    /// The IP identification for the next datagram sent.
+    pub(crate) fn next_ip_ident(&mut self) -> u16 {
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        self.ip_ident
     }
 
     /// Gives back the send-buffer space a departed (or dropped) packet held.

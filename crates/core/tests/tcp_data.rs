@@ -1684,3 +1684,139 @@ fn rack_reordering_within_the_window_is_not_loss() {
         "{c:?}"
     );
 }
+
+// ---------------------------------------------------------------------
+// Bursts (software segmentation, `TcpConfig::gso`).
+// ---------------------------------------------------------------------
+
+/// A bulk exchange with timestamps, SACK and window scaling: slow start,
+/// one segment lost and repaired by SACK recovery, a write of whole
+/// segments (a burst ends at the end of the data, with PSH), then a tail
+/// (a partial segment). Returns every frame we sent, as bytes.
+fn bulk_frames(gso: bool) -> (Vec<Vec<u8>>, TcpCounters) {
+    let cfg = cfg_with(|t| {
+        t.gso = gso;
+        t.sndbuf = 1 << 20;
+    });
+    let mut k = open(cfg, Peer::plain().sack().ts().ws(7));
+    let mss = k.info().snd_mss as u32;
+    let mut acked = 0;
+    for write in [200 * mss as usize, 50 * mss as usize + 123] {
+        k.write(write);
+        for round in 0..40 {
+            let out = k.data_out();
+            let Some(end) = out.iter().map(|&(o, l)| o + l).max() else {
+                break;
+            };
+            if round == 3 {
+                // The first segment of this round is lost: three SACKs
+                // for the rest, then the ACK of everything once it is
+                // resent.
+                let hole = out[0].0 + out[0].1;
+                for i in 1..=3 {
+                    k.sack(acked, &[(hole, hole + i * mss)]);
+                }
+                k.s.wait(0.001);
+                k.data_out();
+            }
+            // Half, then all: the second ACK opens the window while the
+            // first one's segments are planned.
+            k.ack(acked + (end - acked) / 2);
+            k.s.wait(0.001);
+            acked = end;
+            k.ack(acked);
+            k.s.wait(0.001);
+        }
+        assert_eq!(acked as usize, k.written, "everything delivered");
+    }
+    let c = k.counters();
+    (k.s.raw.clone(), c)
+}
+
+/// A burst is planned at once but puts on the wire exactly what planning
+/// segment by segment does: the same bytes, with IP idents, timestamps,
+/// windows, PSH and checksums, through slow start, a SACK recovery and
+/// the tail.
+#[test]
+fn bursts_put_the_same_bytes_on_the_wire_as_single_segments() {
+    let (with, c_with) = bulk_frames(true);
+    let (without, c_without) = bulk_frames(false);
+    assert!(
+        c_with.burst_segs > 150,
+        "most segments come from bursts: {c_with:?}"
+    );
+    assert_eq!(c_without.burst_segs, 0);
+    assert!(
+        c_with.sack_recovery >= 1 && c_with.retrans_segs > 0,
+        "{c_with:?}"
+    );
+    assert_eq!(c_with.retrans_segs, c_without.retrans_segs);
+    assert_eq!(with.len(), without.len(), "frame count");
+    for (i, (a, b)) in with.iter().zip(&without).enumerate() {
+        assert_eq!(
+            a,
+            b,
+            "frame {i}: burst {:?}\n single {:?}",
+            Seg::parse(a),
+            Seg::parse(b)
+        );
+    }
+}
+
+/// The rest of a burst waits in the stack between `transmit` calls. An
+/// ACK for all of it (bytes the peer cannot have seen: a forged or
+/// confused peer) ends it: nothing freed is read, and the connection
+/// goes on with new data in order.
+#[test]
+fn an_ack_beyond_the_bytes_on_the_wire_ends_a_burst() {
+    let cfg = cfg_with(|t| t.sndbuf = 1 << 20);
+    let mut k = open(cfg, Peer::plain().ws(7));
+    k.write(40 * MSS as usize);
+    let mut buf = vec![0u8; 2000];
+    let now = k.s.now;
+    let n =
+        k.s.stack
+            .transmit(now, &mut buf)
+            .expect("the first segment");
+    let first = Seg::parse(&buf[..n]).unwrap();
+    assert_eq!((first.seq, first.payload.len()), (k.at(0), MSS as usize));
+    // The initial window (ten segments) went into one burst: SND.MAX is
+    // past all of it. The peer ACKs it all.
+    k.ack(10 * MSS);
+    let out = k.data_out();
+    assert_eq!(
+        out.first().copied(),
+        Some((10 * MSS, MSS)),
+        "new data after the ACK, none of the old burst: {out:?}"
+    );
+    // Only the new burst's segments after its first came from a burst's
+    // headers: none of the old one's.
+    let c = k.counters();
+    assert_eq!(c.burst_segs, out.len() as u64 - 1, "{out:?}");
+    assert!(out.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "{out:?}");
+}
+
+/// A timeout between two `transmit` calls sends SND.NXT back (go-back-N):
+/// the rest of the burst is not sent after the retransmission.
+#[test]
+fn a_timeout_ends_a_burst() {
+    let cfg = cfg_with(|t| t.sndbuf = 1 << 20);
+    let mut k = open(cfg, Peer::plain().ws(7));
+    k.write(40 * MSS as usize);
+    let mut buf = vec![0u8; 2000];
+    let now = k.s.now;
+    let n =
+        k.s.stack
+            .transmit(now, &mut buf)
+            .expect("the first segment");
+    assert_eq!(Seg::parse(&buf[..n]).unwrap().seq, k.at(0));
+    // Nothing else is sent until the RTO (1 s before any RTT sample).
+    k.s.now = now + ustack_core::Duration::from_secs(2);
+    let out = k.data_out();
+    assert_eq!(
+        out,
+        vec![(0, MSS)],
+        "the RTO resends the first segment only (cwnd 1 MSS)"
+    );
+    assert_eq!(k.counters().timeouts, 1);
+}

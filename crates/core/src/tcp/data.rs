@@ -343,6 +343,42 @@ impl Tcb {
         self.opts.cork && self.choose_send().is_none() && self.choose_send_corked(false).is_some()
     }
 
+    /// What cwnd lets go in the open state. Limited transmit (RFC 3042):
+    /// the first two duplicate ACKs each let one new segment beyond cwnd
+    /// go, so that enough ACKs come back for fast retransmit.
+    fn open_allowance(&self) -> usize {
+        let extra = self.dupacks.min(2) * u32::from(self.snd_mss);
+        let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
+        self.cc
+            .window()
+            .saturating_add(extra)
+            .saturating_sub(in_flight) as usize
+    }
+
+    /// How many segments of `seg` bytes of new data from SND.NXT may go at
+    /// once, up to `max`: the bound `choose_send` applies to one segment
+    /// (cwnd, the peer's window, the data queued), for a burst of full
+    /// segments. Only in the open state with nothing owed but new data,
+    /// and short of the end of the data while a FIN is queued, so no
+    /// segment of a burst needs a rule of its own (FIN, Nagle, probes).
+    pub(crate) fn burst_segments(&self, seg: usize, max: usize) -> usize {
+        if seg == 0
+            || self.ca != CaState::Open
+            || self.rtx_now
+            || self.tlp_pending
+            || self.force_probe
+            || self.fin_queued
+            || self.snd_nxt != self.snd_max
+        {
+            return 1;
+        }
+        let seq = self.snd_nxt;
+        let unsent = self.data_end().diff(seq).max(0) as usize;
+        let wnd_room = (self.snd_una + self.snd_wnd as usize).diff(seq).max(0) as usize;
+        let room = self.open_allowance().min(unsent).min(wnd_room);
+        (room / seg).clamp(1, max)
+    }
+
     /// `choose_send`, with TCP_CORK applied or not.
     fn choose_send_corked(&self, cork: bool) -> Option<Send> {
         if !self.sending_state() {
@@ -423,14 +459,7 @@ impl Tcb {
                 room
             }
             CaState::Recovery => self.rec_cwnd.saturating_sub(self.flight()) as usize,
-            CaState::Open => {
-                // Limited transmit (RFC 3042): the first two duplicate ACKs
-                // each let one new segment beyond cwnd go, so that enough
-                // ACKs come back for fast retransmit.
-                let extra = self.dupacks.min(2) * u32::from(self.snd_mss);
-                let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
-                cwnd.saturating_add(extra).saturating_sub(in_flight) as usize
-            }
+            CaState::Open => self.open_allowance(),
             CaState::Loss => {
                 let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
                 cwnd.saturating_sub(in_flight) as usize

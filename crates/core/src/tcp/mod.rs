@@ -714,6 +714,9 @@ pub(crate) struct TcpState {
     /// The TCB the last segment was for: bulk traffic skips the keyed hash.
     last_conn: Option<TcbId>,
     pub ctl: VecDeque<Ctl>,
+    /// What is left of the last burst planned (`TcpConfig::gso`): sent
+    /// before anything else.
+    pub burst: Option<output::Burst>,
     pub secret: secret::Secret,
     pub challenge: TokenBucket,
     /// The latest `now` the stack was given (for calls without one, like `close`).
@@ -733,6 +736,7 @@ impl TcpState {
             ready: VecDeque::new(),
             last_conn: None,
             ctl: VecDeque::new(),
+            burst: None,
             secret: secret::Secret::new(rng),
             challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
             now: Instant::ZERO,
@@ -880,7 +884,7 @@ impl TcpState {
 
     /// Earliest TCP deadline (may be a stale one: an early wakeup is harmless).
     pub(crate) fn poll_at(&self) -> Option<Instant> {
-        if !self.ready.is_empty() || !self.ctl.is_empty() {
+        if !self.ready.is_empty() || !self.ctl.is_empty() || self.burst.is_some() {
             return Some(Instant::ZERO);
         }
         self.timers.peek().map(|r| r.0 .0)

@@ -23,10 +23,15 @@ pub(crate) enum TcpTx {
     Idle,
 }
 
-/// One segment to write: the header as `TcpRepr` (built in place, so
-/// emitting it copies nothing) and where its payload is.
+/// Full segments a burst holds at most: 64 KiB at MSS 1460 (Linux's
+/// `GSO_MAX_SIZE`), so one connection delays the others by little.
+const BURST_SEGMENTS: usize = 44;
+
+/// One segment to write, or a burst of full segments (see
+/// `TcpConfig::gso`): the header as `TcpRepr` (built in place, so emitting
+/// it copies nothing) and where its payload is.
 #[derive(Debug, Clone, Copy)]
-struct Plan {
+pub(crate) struct Plan {
     id: Option<TcbId>,
     local: SocketAddrV4,
     remote: SocketAddrV4,
@@ -34,7 +39,22 @@ struct Plan {
     /// Payload: offset into the send ring and length.
     off: usize,
     len: usize,
+    /// Payload per segment when `len` is a burst of several; else `len`.
+    seg: usize,
 }
+
+/// What is left of a burst, and the headers of the segment before it
+/// (link, IP, TCP) when that one went out whole: the next ones are that
+/// copy with the sequence number, IP ident, PSH and checksums changed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Burst {
+    rest: Plan,
+    hdr: [u8; BURST_HEADER_MAX],
+    hdr_len: usize,
+}
+
+/// Ethernet, IPv4 without options, TCP with the most options.
+const BURST_HEADER_MAX: usize = 14 + 20 + 60;
 
 impl Plan {
     fn new(
@@ -66,6 +86,7 @@ impl Plan {
             },
             off: 0,
             len: 0,
+            seg: 0,
         }
     }
 
@@ -83,6 +104,22 @@ impl Plan {
             self.repr.ack_number = SeqNumber(0);
         }
     }
+
+    /// The first segment of a burst and what is left of it (`None` once
+    /// it is the last). PSH, if set, goes on the last segment only.
+    fn split(&self) -> (Plan, Option<Plan>) {
+        if self.len <= self.seg {
+            return (*self, None);
+        }
+        let mut first = *self;
+        first.len = self.seg;
+        first.repr.flags.remove(TcpFlags::PSH);
+        let mut rest = *self;
+        rest.repr.seq_number = self.repr.seq_number + self.seg;
+        rest.off += self.seg;
+        rest.len -= self.seg;
+        (first, Some(rest))
+    }
 }
 
 impl Stack {
@@ -90,6 +127,23 @@ impl Stack {
     /// list, round robin).
     pub(crate) fn tcp_transmit(&mut self, now: Instant, buf: &mut [u8]) -> TcpTx {
         loop {
+            if let Some(mut b) = self.tcp.burst.take() {
+                // The rest of a burst: planned and accounted for already.
+                if let Some(p) = self.burst_resume(b.rest) {
+                    let (first, rest) = p.split();
+                    let r = if b.hdr_len > 0 {
+                        self.burst_emit(&first, &b.hdr[..b.hdr_len], buf)
+                    } else {
+                        self.tcp_emit(now, &first, buf)
+                    };
+                    if let Some(rest) = rest {
+                        b.rest = rest;
+                        self.tcp.burst = Some(b);
+                    }
+                    return r;
+                }
+                continue;
+            }
             let plan = if let Some(c) = self.tcp.ctl.pop_front() {
                 Plan::from_ctl(c)
             } else if let Some(id) = self.tcp.ready.pop_front() {
@@ -109,7 +163,21 @@ impl Stack {
             } else {
                 return TcpTx::Idle;
             };
-            let r = self.tcp_emit(now, &plan, buf);
+            let (first, rest) = plan.split();
+            let r = self.tcp_emit(now, &first, buf);
+            if let Some(rest) = rest {
+                let mut b = Burst {
+                    rest,
+                    hdr: [0; BURST_HEADER_MAX],
+                    hdr_len: 0,
+                };
+                if let TcpTx::Sent(_) = r {
+                    let n = self.cfg.link_header_len() + 20 + first.repr.header_len();
+                    b.hdr[..n].copy_from_slice(&buf[..n]);
+                    b.hdr_len = n;
+                }
+                self.tcp.burst = Some(b);
+            }
             if let Some(id) = plan.id {
                 self.tcp.arm(id);
                 if plan.len > 0 {
@@ -124,6 +192,30 @@ impl Stack {
             }
             return r;
         }
+    }
+
+    /// The rest of a burst, checked against the TCB as it is now: between
+    /// two `transmit` calls an ACK may have moved the send ring's front
+    /// (the payload's offset is taken afresh), and a timeout (SND.NXT sent
+    /// back: go-back-N resends these bytes), a reset, or an ACK for bytes
+    /// not yet on the wire (a hostile peer) ends it.
+    fn burst_resume(&mut self, mut p: Plan) -> Option<Plan> {
+        let t = self.tcp.get(p.id?)?;
+        let seq = p.repr.seq_number;
+        let end = seq + p.len;
+        let off = seq.diff(t.sndq_seq());
+        if off < 0
+            || off as usize + p.len > t.sndq.len()
+            || end.diff(t.snd_nxt) > 0
+            || !matches!(
+                t.state,
+                State::Established | State::CloseWait | State::FinWait1 | State::Closing
+            )
+        {
+            return None;
+        }
+        p.off = off as usize;
+        Some(p)
     }
 
     /// The window we advertise: free receive space, scaled, never shrinking
@@ -235,10 +327,24 @@ impl Stack {
                 }
                 if let Some(s) = send {
                     let seq = s.seq;
-                    let len = s.len;
+                    // Full segments of new data, with room for more: a
+                    // burst (the rest of this arm accounts for all of it,
+                    // as it would segment by segment).
+                    let segs = if cfg.gso
+                        && s.kind == SendKind::New
+                        && !s.fin
+                        && sack_opt == 0
+                        && s.len == usize::from(t.snd_mss)
+                    {
+                        t.burst_segments(s.len, BURST_SEGMENTS)
+                    } else {
+                        1
+                    };
+                    let len = s.len * segs;
                     plan.repr.seq_number = seq;
                     plan.off = seq.diff(t.sndq_seq()).max(0) as usize;
                     plan.len = len;
+                    plan.seg = s.len;
                     let end = seq + len + usize::from(s.fin);
                     let rtx = seq.diff(t.snd_max) < 0;
                     if rtx {
@@ -431,14 +537,50 @@ impl Stack {
     /// have drained (summing it straight after writing it waited on store
     /// forwarding).
     fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, hl: usize, out: &mut [u8]) {
-        let tx = self.cfg.checksums.tx;
-        let (src, dst) = (*plan.local.ip(), *plan.remote.ip());
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut out[..]),
-            src,
-            dst,
+            *plan.local.ip(),
+            *plan.remote.ip(),
             &ChecksumCaps::OFFLOAD,
         );
+        self.tcp_fill(plan, hl, out);
+    }
+
+    /// The next segment of a burst from the headers of the one before:
+    /// what `tcp_emit` would write for it, without building the headers.
+    fn burst_emit(&mut self, plan: &Plan, hdr: &[u8], buf: &mut [u8]) -> TcpTx {
+        let lhl = self.cfg.link_header_len();
+        let thl = hdr.len() - lhl - 20;
+        let n = hdr.len() + plan.len;
+        if buf.len() < n {
+            self.counters.link.tx_dropped_too_big += 1;
+            return TcpTx::Again;
+        }
+        buf[..hdr.len()].copy_from_slice(hdr);
+        let ident = self.next_ip_ident();
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[lhl..n]);
+        ip.set_ident(ident);
+        if self.cfg.checksums.tx {
+            ip.fill_checksum();
+        }
+        let out = &mut buf[lhl + 20..n];
+        let mut tcp = TcpPacket::new_unchecked(&mut out[..]);
+        tcp.set_seq_number(plan.repr.seq_number);
+        tcp.set_flags(plan.repr.flags);
+        tcp.set_checksum(0);
+        self.tcp_fill(plan, thl, out);
+        self.counters.tcp.burst_segs += 1;
+        self.counters.tcp.out_segs += 1;
+        self.counters.ip.out_requests += 1;
+        self.counters.link.tx_frames += 1;
+        TcpTx::Sent(n)
+    }
+
+    /// The payload after a written header (checksum field zero), and the
+    /// checksum.
+    fn tcp_fill(&self, plan: &Plan, hl: usize, out: &mut [u8]) {
+        let tx = self.cfg.checksums.tx;
+        let (src, dst) = (*plan.local.ip(), *plan.remote.ip());
         let mut payload_sum = 0;
         if plan.len > 0 {
             if let Some(t) = plan.id.and_then(|id| self.tcp.get(id)) {

@@ -247,6 +247,8 @@ pub struct Script {
     pub now: Instant,
     /// Everything the stack sent, with the time.
     pub sent: Vec<(Instant, Seg)>,
+    /// The same frames as bytes.
+    pub raw: Vec<Vec<u8>>,
     /// Sent but not yet taken by `expect`/`take`.
     pending: std::collections::VecDeque<(Instant, Seg)>,
 }
@@ -261,6 +263,7 @@ impl Script {
             stack: Stack::new(cfg).unwrap(),
             now: Instant::from_secs(100),
             sent: Vec::new(),
+            raw: Vec::new(),
             pending: Default::default(),
         }
     }
@@ -276,6 +279,7 @@ impl Script {
         while let Some(len) = self.stack.transmit(self.now, &mut buf) {
             n += 1;
             assert!(n < 1_000_000, "transmit does not settle");
+            self.raw.push(buf[..len].to_vec());
             if let Some(s) = Seg::parse(&buf[..len]) {
                 self.sent.push((self.now, s.clone()));
                 self.pending.push_back((self.now, s));
