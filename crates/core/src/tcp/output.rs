@@ -9,8 +9,8 @@ use crate::stack::{OutPacket, Stack};
 use crate::time::Instant;
 use std::net::SocketAddrV4;
 use ustack_wire::{
-    checksum, ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet,
-    SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
+    checksum, ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Addr,
+    Ipv4Packet, SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
 };
 
 /// What `tcp_transmit` did.
@@ -43,14 +43,25 @@ pub(crate) struct Plan {
     seg: usize,
 }
 
-/// What is left of a burst, and the headers of the segment before it
-/// (link, IP, TCP) when that one went out whole: the next ones are that
-/// copy with the sequence number, IP ident, PSH and checksums changed.
+/// What is left of a burst, and the headers of its first segment (link,
+/// IP, TCP) when that one went out whole: the next ones are that copy with
+/// the sequence number, IP ident, PSH and checksums changed. Kept in place
+/// and updated field by field (copying a `Plan` per segment stalled on
+/// store forwarding).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Burst {
-    rest: Plan,
+    id: TcbId,
+    /// The next segment's sequence number, and the bytes left from it.
+    seq: SeqNumber,
+    left: usize,
+    seg: usize,
+    /// PSH on the last segment.
+    psh: bool,
     hdr: [u8; BURST_HEADER_MAX],
     hdr_len: usize,
+    /// The whole burst as planned, for segments that cannot reuse the
+    /// headers (the first did not go out whole: ARP, loopback).
+    plan: Plan,
 }
 
 /// Ethernet, IPv4 without options, TCP with the most options.
@@ -104,22 +115,6 @@ impl Plan {
             self.repr.ack_number = SeqNumber(0);
         }
     }
-
-    /// The first segment of a burst and what is left of it (`None` once
-    /// it is the last). PSH, if set, goes on the last segment only.
-    fn split(&self) -> (Plan, Option<Plan>) {
-        if self.len <= self.seg {
-            return (*self, None);
-        }
-        let mut first = *self;
-        first.len = self.seg;
-        first.repr.flags.remove(TcpFlags::PSH);
-        let mut rest = *self;
-        rest.repr.seq_number = self.repr.seq_number + self.seg;
-        rest.off += self.seg;
-        rest.len -= self.seg;
-        (first, Some(rest))
-    }
 }
 
 impl Stack {
@@ -127,19 +122,9 @@ impl Stack {
     /// list, round robin).
     pub(crate) fn tcp_transmit(&mut self, now: Instant, buf: &mut [u8]) -> TcpTx {
         loop {
-            if let Some(mut b) = self.tcp.burst.take() {
+            if self.tcp.burst.is_some() {
                 // The rest of a burst: planned and accounted for already.
-                if let Some(p) = self.burst_resume(b.rest) {
-                    let (first, rest) = p.split();
-                    let r = if b.hdr_len > 0 {
-                        self.burst_emit(&first, &b.hdr[..b.hdr_len], buf)
-                    } else {
-                        self.tcp_emit(now, &first, buf)
-                    };
-                    if let Some(rest) = rest {
-                        b.rest = rest;
-                        self.tcp.burst = Some(b);
-                    }
+                if let Some(r) = self.burst_next(now, buf) {
                     return r;
                 }
                 continue;
@@ -163,21 +148,11 @@ impl Stack {
             } else {
                 return TcpTx::Idle;
             };
-            let (first, rest) = plan.split();
-            let r = self.tcp_emit(now, &first, buf);
-            if let Some(rest) = rest {
-                let mut b = Burst {
-                    rest,
-                    hdr: [0; BURST_HEADER_MAX],
-                    hdr_len: 0,
-                };
-                if let TcpTx::Sent(_) = r {
-                    let n = self.cfg.link_header_len() + 20 + first.repr.header_len();
-                    b.hdr[..n].copy_from_slice(&buf[..n]);
-                    b.hdr_len = n;
-                }
-                self.tcp.burst = Some(b);
-            }
+            let r = if plan.len > plan.seg && plan.seg > 0 {
+                self.burst_start(now, &plan, buf)
+            } else {
+                self.tcp_emit(now, &plan, buf)
+            };
             if let Some(id) = plan.id {
                 self.tcp.arm(id);
                 if plan.len > 0 {
@@ -194,28 +169,99 @@ impl Stack {
         }
     }
 
-    /// The rest of a burst, checked against the TCB as it is now: between
+    /// Sends the first segment of a burst and keeps the rest.
+    fn burst_start(&mut self, now: Instant, plan: &Plan, buf: &mut [u8]) -> TcpTx {
+        let mut first = *plan;
+        first.len = plan.seg;
+        first.repr.flags.remove(TcpFlags::PSH);
+        let r = self.tcp_emit(now, &first, buf);
+        let Some(id) = plan.id else { return r };
+        let mut b = Burst {
+            id,
+            seq: plan.repr.seq_number + plan.seg,
+            left: plan.len - plan.seg,
+            seg: plan.seg,
+            psh: plan.repr.flags.contains(TcpFlags::PSH),
+            hdr: [0; BURST_HEADER_MAX],
+            hdr_len: 0,
+            plan: *plan,
+        };
+        if let TcpTx::Sent(_) = r {
+            let n = self.cfg.link_header_len() + 20 + first.repr.header_len();
+            b.hdr[..n].copy_from_slice(&buf[..n]);
+            b.hdr_len = n;
+        }
+        self.tcp.burst = Some(b);
+        r
+    }
+
+    /// The next segment of the burst in hand; `None` when the burst has
+    /// ended instead. It is checked against the TCB as it is now: between
     /// two `transmit` calls an ACK may have moved the send ring's front
     /// (the payload's offset is taken afresh), and a timeout (SND.NXT sent
     /// back: go-back-N resends these bytes), a reset, or an ACK for bytes
     /// not yet on the wire (a hostile peer) ends it.
-    fn burst_resume(&mut self, mut p: Plan) -> Option<Plan> {
-        let t = self.tcp.get(p.id?)?;
-        let seq = p.repr.seq_number;
-        let end = seq + p.len;
-        let off = seq.diff(t.sndq_seq());
-        if off < 0
-            || off as usize + p.len > t.sndq.len()
-            || end.diff(t.snd_nxt) > 0
-            || !matches!(
-                t.state,
-                State::Established | State::CloseWait | State::FinWait1 | State::Closing
-            )
-        {
+    fn burst_next(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpTx> {
+        let b = self.tcp.burst.as_ref()?;
+        let (id, seq, left, seg) = (b.id, b.seq, b.left, b.seg);
+        let n = seg.min(left);
+        let last = n == left;
+        let psh = last && b.psh;
+        let templated = b.hdr_len > 0;
+        let off = self.tcp.get(id).and_then(|t| {
+            let off = seq.diff(t.sndq_seq());
+            let ok = off >= 0
+                && off as usize + n <= t.sndq.len()
+                && (seq + n).diff(t.snd_nxt) <= 0
+                && matches!(
+                    t.state,
+                    State::Established | State::CloseWait | State::FinWait1 | State::Closing
+                );
+            ok.then_some(off as usize)
+        });
+        let Some(off) = off else {
+            self.tcp.burst = None;
             return None;
+        };
+        let r = if templated {
+            self.burst_emit(off, n, psh, buf)
+        } else {
+            self.burst_emit_planned(now, off, n, psh, buf)
+        };
+        match self.tcp.burst.as_mut() {
+            Some(b) if !last => {
+                b.seq = seq + n;
+                b.left = left - n;
+            }
+            _ => self.tcp.burst = None,
         }
-        p.off = off as usize;
-        Some(p)
+        Some(r)
+    }
+
+    /// A segment of a burst whose headers could not be kept: built as
+    /// any other.
+    #[cold]
+    fn burst_emit_planned(
+        &mut self,
+        now: Instant,
+        off: usize,
+        n: usize,
+        psh: bool,
+        buf: &mut [u8],
+    ) -> TcpTx {
+        let Some(b) = self.tcp.burst.as_ref() else {
+            return TcpTx::Again;
+        };
+        let mut p = b.plan;
+        p.repr.seq_number = b.seq;
+        p.off = off;
+        p.len = n;
+        p.seg = n;
+        p.repr.flags.remove(TcpFlags::PSH);
+        if psh {
+            p.repr.flags |= TcpFlags::PSH;
+        }
+        self.tcp_emit(now, &p, buf)
     }
 
     /// The window we advertise: free receive space, scaled, never shrinking
@@ -543,62 +589,78 @@ impl Stack {
             *plan.remote.ip(),
             &ChecksumCaps::OFFLOAD,
         );
-        self.tcp_fill(plan, hl, out);
+        let addrs = (*plan.local.ip(), *plan.remote.ip());
+        self.tcp_fill(plan.id, plan.off, plan.len, addrs, hl, out);
     }
 
-    /// The next segment of a burst from the headers of the one before:
-    /// what `tcp_emit` would write for it, without building the headers.
-    fn burst_emit(&mut self, plan: &Plan, hdr: &[u8], buf: &mut [u8]) -> TcpTx {
+    /// The next segment of a burst from the headers of its first: what
+    /// `tcp_emit` would write for it, without building the headers.
+    fn burst_emit(&mut self, off: usize, n: usize, psh: bool, buf: &mut [u8]) -> TcpTx {
+        let ident = self.next_ip_ident();
+        let Some(b) = self.tcp.burst.as_ref() else {
+            return TcpTx::Again;
+        };
+        let hdr = &b.hdr[..b.hdr_len];
         let lhl = self.cfg.link_header_len();
         let thl = hdr.len() - lhl - 20;
-        let n = hdr.len() + plan.len;
-        if buf.len() < n {
+        let total = hdr.len() + n;
+        if buf.len() < total {
             self.counters.link.tx_dropped_too_big += 1;
             return TcpTx::Again;
         }
         buf[..hdr.len()].copy_from_slice(hdr);
-        let ident = self.next_ip_ident();
-        let mut ip = Ipv4Packet::new_unchecked(&mut buf[lhl..n]);
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[lhl..total]);
         ip.set_ident(ident);
         if self.cfg.checksums.tx {
             ip.fill_checksum();
         }
-        let out = &mut buf[lhl + 20..n];
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let out = &mut buf[lhl + 20..total];
         let mut tcp = TcpPacket::new_unchecked(&mut out[..]);
-        tcp.set_seq_number(plan.repr.seq_number);
-        tcp.set_flags(plan.repr.flags);
+        tcp.set_seq_number(b.seq);
+        if psh {
+            tcp.set_flags(tcp.flags() | TcpFlags::PSH);
+        }
         tcp.set_checksum(0);
-        self.tcp_fill(plan, thl, out);
+        let id = b.id;
+        self.tcp_fill(Some(id), off, n, (src, dst), thl, out);
         self.counters.tcp.burst_segs += 1;
         self.counters.tcp.out_segs += 1;
         self.counters.ip.out_requests += 1;
         self.counters.link.tx_frames += 1;
-        TcpTx::Sent(n)
+        TcpTx::Sent(total)
     }
 
     /// The payload after a written header (checksum field zero), and the
     /// checksum.
-    fn tcp_fill(&self, plan: &Plan, hl: usize, out: &mut [u8]) {
+    fn tcp_fill(
+        &self,
+        id: Option<TcbId>,
+        off: usize,
+        len: usize,
+        (src, dst): (Ipv4Addr, Ipv4Addr),
+        hl: usize,
+        out: &mut [u8],
+    ) {
         let tx = self.cfg.checksums.tx;
-        let (src, dst) = (*plan.local.ip(), *plan.remote.ip());
         let mut payload_sum = 0;
-        if plan.len > 0 {
-            if let Some(t) = plan.id.and_then(|id| self.tcp.get(id)) {
-                let dst = &mut out[hl..hl + plan.len];
+        if len > 0 {
+            if let Some(t) = id.and_then(|id| self.tcp.get(id)) {
+                let dst = &mut out[hl..hl + len];
                 let n = if tx {
-                    let (n, s) = t.sndq.copy_out_sum(plan.off, dst);
+                    let (n, s) = t.sndq.copy_out_sum(off, dst);
                     payload_sum = s;
                     n
                 } else {
-                    t.sndq.copy_out(plan.off, dst)
+                    t.sndq.copy_out(off, dst)
                 };
-                debug_assert_eq!(n, plan.len);
+                debug_assert_eq!(n, len);
             }
         }
         if tx {
             // The header (checksum field zero) starts at an even offset, as
             // does the payload after it: the sums add (RFC 1071).
-            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, (hl + plan.len) as u32);
+            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, (hl + len) as u32);
             let c = !checksum::fold(pseudo + checksum::sum(&out[..hl]) + payload_sum);
             TcpPacket::new_unchecked(&mut out[..]).set_checksum(c);
         }
