@@ -76,7 +76,7 @@ pub(crate) enum SendKind {
 
 impl Tcb {
     /// Whether this state still sends data or a FIN.
-    fn sending_state(&self) -> bool {
+    pub(crate) fn sending_state(&self) -> bool {
         matches!(
             self.state,
             State::Established

@@ -213,10 +213,7 @@ impl Stack {
             let ok = off >= 0
                 && off as usize + n <= t.sndq.len()
                 && (seq + n).diff(t.snd_nxt) <= 0
-                && matches!(
-                    t.state,
-                    State::Established | State::CloseWait | State::FinWait1 | State::Closing
-                );
+                && t.sending_state();
             ok.then_some(off as usize)
         });
         let Some(off) = off else {
