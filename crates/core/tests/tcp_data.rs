@@ -1219,6 +1219,47 @@ fn unpredicted_header_layouts_still_deliver_in_order_data() {
     assert_eq!(k.s.stack.counters().tcp.in_csum_errors, 0);
 }
 
+/// A datagram whose IP header length says 24 is read from byte 24 on,
+/// even when the 20 bytes after the fixed header look like an in-order
+/// segment of the connection (which header prediction must not take).
+#[test]
+fn a_datagram_is_read_at_the_ip_header_length_it_states() {
+    let mut k = open(config(), Peer::plain().ts());
+    let mut buf = [0u8; 1000];
+    let data = |off: u32| (off..off + 100).map(|i| i as u8).collect::<Vec<u8>>();
+    // A first segment, so that the next one is one header prediction
+    // would take (SEG.SEQ beyond SND.WL1).
+    let ack = k.at(k.pack);
+    let mut x = k.peer_seg(ACK | PSH).ack(ack);
+    x.payload = data(0);
+    k.pseq = x.seq + 100;
+    k.s.inject(x);
+    assert_eq!(k.s.stack.tcp_recv(k.c, &mut buf), Ok(100));
+    let mut x = k.peer_seg(ACK | PSH).ack(ack);
+    x.payload = data(100);
+    let mut b = x.to_ip();
+    // Claim a 24-byte header without inserting one; the IP checksum is
+    // right for it, the TCP checksum right for the segment at byte 20.
+    b[0] = 0x46;
+    b[10] = 0;
+    b[11] = 0;
+    let c = ustack_core::wire::checksum::checksum(&b[..24]);
+    b[10..12].copy_from_slice(&c.to_be_bytes());
+    let hits = k.s.stack.counters().tcp.hp_hits;
+    k.s.inject_raw(&b);
+    assert_eq!(
+        k.s.stack.tcp_recv(k.c, &mut buf),
+        Err(ustack_core::Errno::EAGAIN)
+    );
+    assert_eq!(k.s.stack.counters().tcp.hp_hits, hits);
+    // The same segment with its true header is in order, and predicted.
+    k.pseq = x.seq + 100;
+    k.s.inject_raw(&x.to_ip());
+    assert_eq!(k.s.stack.tcp_recv(k.c, &mut buf), Ok(100));
+    assert_eq!(buf[..100], x.payload[..]);
+    assert_eq!(k.s.stack.counters().tcp.hp_hits, hits + 1);
+}
+
 /// Rewrites NOP NOP TS (12 bytes) as TS EOL EOL (same length), checksums
 /// fixed.
 fn strip_ts_nops(mut b: Vec<u8>) -> Vec<u8> {

@@ -723,6 +723,41 @@ pub(crate) struct TcpState {
     pub now: Instant,
 }
 
+/// The timer heap and the ready list, borrowed beside a TCB.
+pub(crate) struct Queues<'a> {
+    timers: &'a mut BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
+    ready: &'a mut VecDeque<TcbId>,
+}
+
+impl Queues<'_> {
+    /// `TcpState::arm` for a TCB in hand.
+    #[inline]
+    pub(crate) fn arm(&mut self, id: TcbId, t: &mut Tcb) {
+        let Some(d) = t.deadline() else { return };
+        if t.timer_sched.is_none_or(|s| d < s) {
+            t.timer_sched = Some(d);
+            self.timers
+                .push(core::cmp::Reverse((d, id.index, id.generation)));
+        }
+    }
+
+    /// Puts the TCB on the ready list if it owes output; false if it is
+    /// not there and owes nothing (then a corked one may need its hold
+    /// armed: `TcpState::schedule`).
+    #[inline]
+    pub(crate) fn schedule(&mut self, id: TcbId, t: &mut Tcb) -> bool {
+        if t.in_ready {
+            return true;
+        }
+        if t.wants_output() {
+            t.in_ready = true;
+            self.ready.push_back(id);
+            return true;
+        }
+        false
+    }
+}
+
 impl TcpState {
     pub(crate) fn new(cfg: &TcpConfig, rng: &mut Rng) -> TcpState {
         TcpState {
@@ -835,14 +870,10 @@ impl TcpState {
 
     /// Puts `id` on the ready list if it owes output.
     pub(crate) fn schedule(&mut self, id: TcbId) {
-        let Some(t) = self.get_mut(id) else { return };
-        if t.in_ready {
+        let Some((t, mut q)) = self.split_mut(id) else {
             return;
-        }
-        if t.wants_output() {
-            t.in_ready = true;
-            self.ready.push_back(id);
-        } else if t.opts.cork {
+        };
+        if !q.schedule(id, t) && t.opts.cork {
             // Only corked sockets look further (this runs per segment).
             self.arm_cork(id);
         }
@@ -873,13 +904,27 @@ impl TcpState {
 
     /// Makes sure the heap holds an entry no later than the TCB's deadline.
     pub(crate) fn arm(&mut self, id: TcbId) {
-        let Some(t) = self.get_mut(id) else { return };
-        let Some(d) = t.deadline() else { return };
-        if t.timer_sched.is_none_or(|s| d < s) {
-            t.timer_sched = Some(d);
-            self.timers
-                .push(core::cmp::Reverse((d, id.index, id.generation)));
+        let Some((t, mut q)) = self.split_mut(id) else {
+            return;
+        };
+        q.arm(id, t);
+    }
+
+    /// A TCB and, beside it, the timer heap and ready list: the
+    /// per-segment path arms and schedules it without a second lookup.
+    pub(crate) fn split_mut(&mut self, id: TcbId) -> Option<(&mut Tcb, Queues<'_>)> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
         }
+        let t = s.tcb.as_mut()?;
+        Some((
+            t,
+            Queues {
+                timers: &mut self.timers,
+                ready: &mut self.ready,
+            },
+        ))
     }
 
     /// Earliest TCP deadline (may be a stale one: an early wakeup is harmless).
