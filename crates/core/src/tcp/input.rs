@@ -764,8 +764,14 @@ impl Stack {
             t.delack_at = None;
         }
         // What the caller would do next, with the TCB in hand: its timers,
-        // its place on the ready list, its socket's readiness.
-        queues.arm(id, t);
+        // its place on the ready list, its socket's readiness. Only these
+        // three timers can have moved here; the heap needs an entry only
+        // if one of them now comes before the one it holds.
+        let sched = t.timer_sched;
+        let earlier = |d: Option<Instant>| d.is_some_and(|d| sched.is_none_or(|s| d < s));
+        if earlier(t.delack_at) || earlier(t.rexmit_at) || earlier(t.keepalive_at) {
+            queues.arm(id, t);
+        }
         let corked = !queues.schedule(id, t) && t.opts.cork;
         let owner = if n > 0 { t.socket.or(t.listener) } else { None };
         if let Some(h) = owner {

@@ -597,21 +597,32 @@ impl Stack {
         let Some(b) = self.tcp.burst.as_ref() else {
             return TcpTx::Again;
         };
-        let hdr = &b.hdr[..b.hdr_len];
+        let hl = b.hdr_len;
         let lhl = self.cfg.link_header_len();
-        let thl = hdr.len() - lhl - 20;
-        let total = hdr.len() + n;
+        let thl = hl - lhl - 20;
+        let total = hl + n;
         if buf.len() < total {
             self.counters.link.tx_dropped_too_big += 1;
             return TcpTx::Again;
         }
-        buf[..hdr.len()].copy_from_slice(hdr);
+        // The whole template when it fits (a fixed-size copy, inlined; the
+        // payload overwrites its tail), else just the headers.
+        match buf.get_mut(..BURST_HEADER_MAX) {
+            Some(head) => head.copy_from_slice(&b.hdr),
+            None => buf[..hl].copy_from_slice(&b.hdr[..hl]),
+        }
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[lhl..total]);
         ip.set_ident(ident);
-        if self.cfg.checksums.tx {
+        let tx = self.cfg.checksums.tx;
+        if tx {
             ip.fill_checksum();
         }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        // The addresses from the template, not read back from `buf`.
+        let addr = |at: usize| {
+            let a = lhl + at;
+            Ipv4Addr::new(b.hdr[a], b.hdr[a + 1], b.hdr[a + 2], b.hdr[a + 3])
+        };
+        let (src, dst) = (addr(12), addr(16));
         let out = &mut buf[lhl + 20..total];
         let mut tcp = TcpPacket::new_unchecked(&mut out[..]);
         tcp.set_seq_number(b.seq);
