@@ -136,7 +136,7 @@ impl SocketSet {
     }
 
     /// Notes that `h`'s readiness may have changed (deduplicated).
-    #[inline]
+    #[inline(always)]
     pub fn mark_changed(&mut self, h: SocketHandle) {
         if let Some(slot) = self.slots.get_mut(h.index as usize) {
             if slot.generation == h.generation && slot.socket.is_some() && !slot.queued {

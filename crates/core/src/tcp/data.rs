@@ -659,7 +659,7 @@ impl Tcb {
     /// Takes in-order `data` at RCV.NXT into the receive ring (as much as
     /// fits), then any queued out-of-order ranges it now joins, and moves
     /// RCV.NXT past all of it. Returns the bytes of `data` taken.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_in_order(&mut self, data: &[u8]) -> usize {
         let n = self.rcvq.write_at(0, data);
         let end = self.ofo_advance(self.rcv_nxt + n);
@@ -686,6 +686,7 @@ impl Tcb {
     /// ACK policy for `n` in-order bytes just received (RFC 9293
     /// §3.8.6.3, RFC 1122 §4.2.3.2): quick-ACK at the start, else an ACK
     /// for every second full-sized segment, else the delayed-ACK timer.
+    #[inline(always)]
     pub(crate) fn on_data_received(&mut self, now: Instant, n: usize, cfg: &TcpConfig) -> bool {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.rcv_unacked = self.rcv_unacked.saturating_add(n);

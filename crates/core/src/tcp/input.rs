@@ -1359,7 +1359,7 @@ fn seq_acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: u32) -> b
 }
 
 /// An acceptable segment's timestamp: TS.Recent and the receiver's RTT.
-#[inline]
+#[inline(always)]
 fn tcb_take_timestamp(
     t: &mut Tcb,
     now: Instant,

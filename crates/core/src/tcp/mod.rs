@@ -537,6 +537,7 @@ impl Tcb {
     /// With data waiting, nothing in flight and nothing we may send (a
     /// closed or silly window), probe on the RTO (the persist timer,
     /// RFC 9293 §3.8.6.1).
+    #[inline(always)]
     pub fn maybe_arm_persist(&mut self, now: Instant, cfg: &TcpConfig) {
         if self.unsent() > 0
             && self.snd_una == self.snd_max
