@@ -706,7 +706,7 @@ impl Stack {
     /// changes only SND.WL1/SND.WL2); this skips the tests that cannot
     /// fire. Returns false, having changed nothing, if the segment does not
     /// qualify. This is every segment a bulk receiver gets.
-    #[inline]
+    #[inline(always)]
     fn tcp_fast_data(&mut self, now: Instant, id: TcbId, seg: &FastSeg) -> bool {
         let cfg = &self.cfg.tcp;
         let Some((t, mut queues)) = self.tcp.split_mut(id) else {
