@@ -778,7 +778,7 @@ impl Stack {
             self.sockets.mark_changed(h);
         }
         if corked {
-            self.tcp.schedule(id);
+            self.tcp.arm_cork(id);
         }
         self.counters.tcp.hp_hits += 1;
         true

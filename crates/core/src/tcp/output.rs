@@ -613,8 +613,7 @@ impl Stack {
         }
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[lhl..total]);
         ip.set_ident(ident);
-        let tx = self.cfg.checksums.tx;
-        if tx {
+        if self.cfg.checksums.tx {
             ip.fill_checksum();
         }
         // The addresses from the template, not read back from `buf`.
