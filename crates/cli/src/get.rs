@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use ustack::net::TcpStream;
@@ -15,16 +15,17 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// An `http://` URL with an IPv4 literal host.
+/// An `http://` URL; the host an IPv4 literal or a name to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
-    pub addr: SocketAddrV4,
+    pub host: String,
+    pub port: u16,
     /// As written, for the Host header.
     pub authority: String,
     pub path: String,
 }
 
-/// Parses `http://A.B.C.D[:PORT][/PATH]`.
+/// Parses `http://HOST[:PORT][/PATH]`, HOST an IPv4 address or a name.
 pub fn parse_url(s: &str) -> Result<Url, String> {
     let rest = match s.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
@@ -55,11 +56,12 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
         ),
         None => (authority, 80),
     };
-    let ip: Ipv4Addr = host.parse().map_err(|_| {
-        format!("{s}: host '{host}' is not an IPv4 address (ustack has no DNS); use the kernel's address, e.g. http://10.200.0.1/")
+    crate::resolve::check_host(host).map_err(|e| {
+        format!("{s}: {e}; give an IPv4 address or a host name, e.g. http://10.200.0.1/")
     })?;
     Ok(Url {
-        addr: SocketAddrV4::new(ip, port),
+        host: host.to_owned(),
+        port,
         authority: authority.to_owned(),
         path,
     })
@@ -211,8 +213,15 @@ impl Sink {
 }
 
 /// Fetches `url` into `out` (None: stdout); returns the body's length.
-pub fn run(rt: &Runtime, url: &Url, out: Option<&Path>) -> Result<u64, String> {
-    let s = connect(rt, url.addr)?;
+/// The host is resolved with `resolver` first when it is a name.
+pub fn run(
+    rt: &Runtime,
+    url: &Url,
+    out: Option<&Path>,
+    resolver: &ustack_dns::Resolver,
+) -> Result<u64, String> {
+    let addr = crate::resolve::socket_addr(rt, resolver, &url.host, url.port)?;
+    let s = connect(rt, addr)?;
     let _ = s.set_read_timeout(Some(READ_TIMEOUT));
     let what = format!("http://{}{}", url.authority, url.path);
     let req = format!(
@@ -346,17 +355,19 @@ mod tests {
     #[test]
     fn urls() {
         let u = parse_url("http://10.1.2.3:8080/a/b?c=d#frag").unwrap();
-        assert_eq!(u.addr, "10.1.2.3:8080".parse().unwrap());
+        assert_eq!((u.host.as_str(), u.port), ("10.1.2.3", 8080));
         assert_eq!(u.path, "/a/b?c=d");
         assert_eq!(u.authority, "10.1.2.3:8080");
         let u = parse_url("HTTP://10.1.2.3").unwrap();
-        assert_eq!((u.addr.port(), u.path.as_str()), (80, "/"));
+        assert_eq!((u.port, u.path.as_str()), (80, "/"));
         assert!(parse_url("https://10.1.2.3/")
             .unwrap_err()
             .contains("only http://"));
-        assert!(parse_url("http://example.com/")
+        let u = parse_url("http://www.example.com:81/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("www.example.com", 81));
+        assert!(parse_url("http://bad..name/")
             .unwrap_err()
-            .contains("no DNS"));
+            .contains("not a valid host name"));
         assert!(parse_url("http://10.1.2.3:0/").is_err());
         assert!(parse_url("10.1.2.3/").unwrap_err().contains("not a URL"));
     }

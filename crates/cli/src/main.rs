@@ -7,12 +7,12 @@ mod get;
 mod http;
 mod link;
 mod ping;
+mod resolve;
 mod serve;
 mod stats;
 mod transitions;
 
 use clap::{Parser, Subcommand};
-use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use ustack_core::Duration;
@@ -30,6 +30,9 @@ struct Cli {
     /// style) and the TCP sockets (ss -tan style).
     #[arg(long, global = true)]
     stats: bool,
+    /// DNS server for host names (default: the kernel's address, --kernel-addr).
+    #[arg(long, global = true, value_name = "IP")]
+    dns: Option<std::net::Ipv4Addr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,7 +90,7 @@ enum Command {
     },
     /// Fetch an http:// URL with HTTP/1.1 (needs --tun or --tap).
     Get {
-        /// http://ADDRESS[:PORT]/PATH, the address an IPv4 literal (the kernel's, say).
+        /// http://HOST[:PORT]/PATH, HOST an IPv4 address or a name (resolved via --dns).
         url: String,
         /// Write the body to this file instead of standard output.
         #[arg(short = 'o', long, value_name = "FILE")]
@@ -96,9 +99,15 @@ enum Command {
     /// Like netcat: standard input to a TCP connection, the connection to
     /// standard output (needs --tun or --tap).
     Connect {
-        /// ADDRESS:PORT, the address an IPv4 literal.
+        /// HOST:PORT, HOST an IPv4 address or a name (resolved via --dns).
         #[arg(value_name = "HOST:PORT", value_parser = host_port)]
-        addr: SocketAddrV4,
+        addr: (String, u16),
+    },
+    /// Look a name up (A records) with ustack's resolver, like host(1)
+    /// (needs --tun or --tap; the server is --dns).
+    Resolve {
+        /// The host name.
+        name: String,
     },
 }
 
@@ -143,10 +152,13 @@ fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-fn host_port(s: &str) -> Result<SocketAddrV4, String> {
-    s.parse().map_err(|_| {
-        format!("'{s}' is not ADDRESS:PORT with an IPv4 address (ustack has no DNS), e.g. 10.200.0.1:80")
-    })
+fn host_port(s: &str) -> Result<(String, u16), String> {
+    let usage =
+        || format!("'{s}' is not HOST:PORT (an IPv4 address or a name), e.g. 10.200.0.1:80");
+    let (host, port) = s.rsplit_once(':').ok_or_else(usage)?;
+    let port = self::port(port).map_err(|_| usage())?;
+    resolve::check_host(host).map_err(|e| format!("{e}; {}", usage()))?;
+    Ok((host.to_owned(), port))
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -294,7 +306,8 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            let r = get::run(&rt, &url, output.as_deref());
+            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr.address()));
+            let r = get::run(&rt, &url, output.as_deref(), &dns);
             if stats {
                 print_stats(&rt, output.is_none());
             }
@@ -308,12 +321,31 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            let r = connect::run(&rt, addr);
+            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr.address()));
+            let r = connect::run(&rt, &dns, &addr.0, addr.1);
             if stats {
                 print_stats(&rt, true);
             }
             match r {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Resolve { name } => {
+            if let Err(e) = resolve::check_host(&name) {
+                return fail(e);
+            }
+            let rt = match cli.link.start("resolve") {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr.address()));
+            let r = resolve::run(&rt, &dns, &name);
+            if stats {
+                print_stats(&rt, true);
+            }
+            match r {
+                Ok(text) => print_out(&text),
                 Err(e) => fail(e),
             }
         }

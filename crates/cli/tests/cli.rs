@@ -98,9 +98,16 @@ fn bad_arguments_name_the_problem_and_exit_2() {
             "not a number of seconds",
         ),
         (&["get", "ftp://10.0.0.1/"][..], "only http:// URLs"),
-        (&["get", "http://example.com/"][..], "no DNS"),
+        (&["get", "http://bad..name/"][..], "not a valid host name"),
+        (
+            &["get", "http://example.com/"][..],
+            "get needs a link: give --tun NAME",
+        ),
         (&["get", "http://10.0.0.1:99999/"][..], "not a port number"),
-        (&["connect", "example.com:80"][..], "ADDRESS:PORT"),
+        (&["connect", "example.com"][..], "HOST:PORT"),
+        (&["connect", "bad..name:80"][..], "not a valid host name"),
+        (&["resolve", "example.com"][..], "resolve needs a link"),
+        (&["--dns", "dns.example", "resolve", "x"][..], "--dns"),
         (
             &["connect", "10.0.0.1:80"][..],
             "connect needs a link: give --tun NAME or --tap NAME",
