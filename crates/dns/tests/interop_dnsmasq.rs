@@ -80,6 +80,19 @@ impl Dnsmasq {
             .filter(|l| l.contains(needle))
             .count()
     }
+
+    /// The count of log lines with `needle` once it reaches `n`, or after
+    /// 5 s (dnsmasq answers TCP in a child process; its lines come later).
+    fn wait_queries(&self, needle: &str, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let c = self.queries(needle);
+            if c >= n || Instant::now() > deadline {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// Fields drop in order: the resolver's runtime (closing the TUN), dnsmasq,
@@ -234,11 +247,11 @@ fn resolver_against_dnsmasq_over_tun() {
         "{}",
         log()
     );
-    let asked = lab.dns.queries("[A] nope.lab.test");
+    let asked = lab.dns.wait_queries("[A] nope.lab.test", 1);
     assert_eq!(asked, 1, "{}", log());
     let e = r.lookup(&lab.rt, "nope.lab.test", Family::V4).unwrap_err();
     assert!(matches!(e, Error::NxDomain { .. }));
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         lab.dns.queries("[A] nope.lab.test"),
         1,
@@ -256,5 +269,9 @@ fn resolver_against_dnsmasq_over_tun() {
     got.sort();
     assert_eq!(got, want);
     // dnsmasq logs a query per transport; the TCP one follows the UDP one.
-    assert!(lab.dns.queries("[A] many.lab.test") >= 2, "{}", log());
+    assert!(
+        lab.dns.wait_queries("[A] many.lab.test", 2) >= 2,
+        "{}",
+        log()
+    );
 }
