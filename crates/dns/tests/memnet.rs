@@ -260,7 +260,7 @@ fn resolver() -> Resolver {
 
 #[test]
 fn a_record_under_loss_then_from_the_cache() {
-    let (_net, c, s) = net(0.3, 7);
+    let (_net, c, s) = net(0.2, 7);
     let srv = start_server(&s, zone());
     let r = resolver();
     let a = r.lookup(&c, "WWW.test", Family::V4).unwrap();
