@@ -243,3 +243,32 @@ fn timeouts_rotate_through_servers_then_give_up() {
     }
     assert_eq!(asked, vec![server(), s2, server(), s2]);
 }
+
+#[test]
+fn aaaa_answers_parse_for_when_ipv6_lands() {
+    let r = Resolver::new(Config::new(vec![server()]));
+    let (mut res, step) = r.start("six.test", Family::V6, Instant::ZERO);
+    let q = question_of(&step);
+    assert_eq!(q.queries()[0].query_type(), RecordType::AAAA);
+    let ip: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let mut m = Message::new();
+    m.set_id(q.id())
+        .set_message_type(MessageType::Response)
+        .add_query(q.queries()[0].clone())
+        .add_answer(Record::from_rdata(
+            Name::from_ascii("six.test.").unwrap(),
+            60,
+            RData::AAAA(hickory_proto::rr::rdata::AAAA(ip)),
+        ))
+        // An A record in an AAAA answer is not taken.
+        .add_answer(Record::from_rdata(
+            Name::from_ascii("six.test.").unwrap(),
+            60,
+            RData::A(A(IP)),
+        ));
+    let Some(Step::Done(Ok(a))) = res.on_reply(&r, server(), &m.to_vec().unwrap(), Instant::ZERO)
+    else {
+        panic!()
+    };
+    assert_eq!(a.addrs, vec![IpAddr::V6(ip)]);
+}
