@@ -19,12 +19,16 @@
 #![forbid(unsafe_code)]
 
 pub mod arp;
+mod calls;
 pub mod config;
 pub mod counters;
+pub mod cx;
 pub mod errno;
+pub mod event;
 pub mod icmp;
 pub mod ipv4;
 pub mod ports;
+pub mod ratelimit;
 pub mod rng;
 pub mod socket;
 pub mod stack;
@@ -35,6 +39,7 @@ pub mod udp;
 pub use config::{Congestion, Medium, StackConfig, TcpConfig};
 pub use counters::Counters;
 pub use errno::Errno;
+pub use event::{Event, EventKind};
 pub use socket::{Readiness, SocketHandle};
 pub use stack::{ConfigError, Stack};
 pub use tcp::{Shutdown, SocketRow, State as TcpState, TcpInfo, TcpOptions};

@@ -1,14 +1,17 @@
 //! Segment arrival (RFC 9293 §3.10.7), with the RFC 5961 defences.
 
+use super::Tcp;
 use super::{CaState, Ctl, Kind, Listener, PortClass, State, Tcb, TcbId};
+use crate::config::StackConfig;
+use crate::cx::Cx;
 use crate::errno::Errno;
-use crate::socket::{Socket, SocketHandle};
-use crate::stack::Stack;
+use crate::ipv4::output::IpPair;
+use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
 use std::net::SocketAddrV4;
 use tracing::debug;
 use ustack_wire::{
-    checksum, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
+    checksum, IpProtocol, Ipv4Addr, Ipv4Packet, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
     TcpTimestamp,
 };
 
@@ -113,79 +116,76 @@ struct Predicted<'a> {
     segment: &'a [u8],
 }
 
-impl Stack {
+impl Tcp {
     /// Header prediction straight from the datagram's bytes, before any
     /// general parsing: in-order data for the connection that had the last
     /// segment. Returns false, having changed nothing, unless the segment
     /// was taken (then it is counted as the full path would count it).
-    pub(crate) fn tcp_input_fast(&mut self, now: Instant, bytes: &[u8]) -> bool {
-        if !self.cfg.tcp.header_prediction {
+    pub(crate) fn tcp_input_fast(&mut self, cx: &mut Cx<'_>, bytes: &[u8]) -> bool {
+        if !cx.cfg.tcp.header_prediction {
             return false;
         }
-        let Some(p) = FastSeg::from_datagram(bytes, self.address()) else {
+        let Some(p) = FastSeg::from_datagram(bytes, cx.cfg.addr.address()) else {
             return false;
         };
-        let Some(id) = self.tcp.cached(p.local, p.remote) else {
+        let Some(id) = self.cached(p.local, p.remote) else {
             return false;
         };
-        if self.cfg.checksums.rx
+        if cx.cfg.checksums.rx
             && (!Ipv4Packet::new_unchecked(bytes).verify_checksum()
                 || checksum::transport(*p.remote.ip(), *p.local.ip(), IpProtocol::Tcp, p.segment)
                     != 0)
         {
             return false;
         }
-        if !self.tcp_fast_data(now, id, &p.seg) {
+        if !self.tcp_fast_data(cx, id, &p.seg) {
             return false;
         }
-        self.counters.ip.in_delivers += 1;
-        self.counters.tcp.in_segs += 1;
+        cx.counters.ip.in_delivers += 1;
+        cx.counters.tcp.in_segs += 1;
         true
     }
 
-    pub(crate) fn tcp_input(
-        &mut self,
-        now: Instant,
-        ip: &Ipv4Repr,
-        payload: &[u8],
-        broadcast: bool,
-    ) {
+    /// One segment for us (RFC 9293 §3.10.7): `ip` its addresses, `payload`
+    /// the TCP header and data; `broadcast` when sent to a broadcast
+    /// address (dropped, RFC 1122 §4.2.3.10, after it is counted).
+    pub fn process(&mut self, cx: &mut Cx<'_>, ip: IpPair, payload: &[u8], broadcast: bool) {
         let Ok(packet) = TcpPacket::new_checked(payload) else {
-            self.counters.tcp.in_errs += 1;
+            cx.counters.tcp.in_errs += 1;
             return;
         };
         // Borrowed from the result, not moved out of it: the repr is ~100
         // bytes and copying it stalled on store forwarding every segment.
-        let parsed = TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, &self.cfg.checksums);
+        let parsed = TcpRepr::parse(&packet, ip.src, ip.dst, &cx.cfg.checksums);
         let seg = match &parsed {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
-                self.counters.tcp.in_csum_errors += 1;
-                self.counters.tcp.in_errs += 1;
+                cx.counters.tcp.in_csum_errors += 1;
+                cx.counters.tcp.in_errs += 1;
                 return;
             }
             Err(_) => {
-                self.counters.tcp.in_errs += 1;
+                cx.counters.tcp.in_errs += 1;
                 return;
             }
         };
-        self.counters.ip.in_delivers += 1;
-        self.counters.tcp.in_segs += 1;
+        cx.counters.ip.in_delivers += 1;
+        cx.counters.tcp.in_segs += 1;
         // RFC 1122 §4.2.3.10: TCP never talks to broadcast addresses.
         if broadcast {
             return;
         }
-        let local = SocketAddrV4::new(ip.dst_addr, seg.dst_port);
-        let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
-        if let Some(id) = self.tcp.lookup(local, remote) {
-            self.tcp_segment(now, id, seg);
+        let local = SocketAddrV4::new(ip.dst, seg.dst_port);
+        let remote = SocketAddrV4::new(ip.src, seg.src_port);
+        if let Some(id) = self.lookup(local, remote) {
+            self.tcp_segment(cx, id, seg);
             return;
         }
         if let Some(lh) = self.tcp_find_listener(local, remote) {
-            self.tcp_listen_input(now, lh, local, remote, seg);
+            self.tcp_listen_input(cx, lh, local, remote, seg);
             return;
         }
-        self.tcp_reset_reply(local, remote, seg);
+        self.tcp_reset_reply(cx, local, remote, seg);
     }
 
     /// The listener for a new connection to `local`: exact address before
@@ -195,9 +195,9 @@ impl Stack {
         local: SocketAddrV4,
         remote: SocketAddrV4,
     ) -> Option<SocketHandle> {
-        let list = self.tcp.listeners.get(&local.port())?;
-        let addr_of = |h: &SocketHandle| match self.sockets.get(*h) {
-            Some(Socket::Tcp(s)) => s.local.map(|l| *l.ip()),
+        let list = self.listeners.get(&local.port())?;
+        let addr_of = |h: &SocketHandle| match self.socks.get(*h) {
+            Some(s) => s.local.map(|l| *l.ip()),
             _ => None,
         };
         for exact in [true, false] {
@@ -216,7 +216,7 @@ impl Stack {
             if n == 0 {
                 continue;
             }
-            let pick = self.tcp.secret.spread(local, remote, n);
+            let pick = self.secret.spread(local, remote, n);
             return list
                 .iter()
                 .filter(|h| {
@@ -238,6 +238,7 @@ impl Stack {
     /// reply to a RST).
     pub(crate) fn tcp_reset_reply(
         &mut self,
+        cx: &mut Cx<'_>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &TcpRepr,
@@ -266,19 +267,19 @@ impl Stack {
                 mss: None,
             }
         };
-        self.tcp_push_ctl(ctl);
+        self.tcp_push_ctl(cx, ctl);
     }
 
-    pub(crate) fn tcp_push_ctl(&mut self, ctl: Ctl) {
-        if self.tcp.ctl.len() >= self.cfg.tcp.max_ctl_queue {
+    pub(crate) fn tcp_push_ctl(&mut self, cx: &mut Cx<'_>, ctl: Ctl) {
+        if self.ctl.len() >= cx.cfg.tcp.max_ctl_queue {
             return;
         }
-        self.tcp.ctl.push_back(ctl);
+        self.ctl.push_back(ctl);
     }
 
     fn listener_mut(&mut self, lh: SocketHandle) -> Option<&mut Listener> {
-        match self.sockets.get_mut(lh) {
-            Some(Socket::Tcp(s)) => match &mut s.kind {
+        match self.socks.get_mut(lh) {
+            Some(s) => match &mut s.kind {
                 Kind::Listen(l) => Some(l),
                 _ => None,
             },
@@ -296,21 +297,22 @@ impl Stack {
     /// RFC 9293 §3.10.7.2 (LISTEN), with SYN and accept queues as Linux.
     fn tcp_listen_input(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         lh: SocketHandle,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &TcpRepr,
     ) {
+        let now = cx.now;
         let f = seg.flags;
         if f.contains(TcpFlags::RST) {
             return;
         }
         if f.contains(TcpFlags::ACK) {
-            if !f.contains(TcpFlags::SYN) && self.cfg.tcp.syncookies {
-                self.tcp_cookie_ack(now, lh, local, remote, seg);
+            if !f.contains(TcpFlags::SYN) && cx.cfg.tcp.syncookies {
+                self.tcp_cookie_ack(cx, lh, local, remote, seg);
             } else {
-                self.tcp_reset_reply(local, remote, seg);
+                self.tcp_reset_reply(cx, local, remote, seg);
             }
             return;
         }
@@ -318,32 +320,32 @@ impl Stack {
             return;
         }
         if self.accept_full(lh) {
-            self.counters.tcp.listen_overflows += 1;
-            self.counters.tcp.listen_drops += 1;
+            cx.counters.tcp.listen_overflows += 1;
+            cx.counters.tcp.listen_drops += 1;
             return;
         }
         let Some(syn_count) = self.listener_mut(lh).map(|l| l.syn_count) else {
             return;
         };
         // The SYN queue is bounded by max_syn_backlog (the accept queue by the backlog).
-        let syn_cap = self.cfg.tcp.max_syn_backlog.max(1);
+        let syn_cap = cx.cfg.tcp.max_syn_backlog.max(1);
         if syn_count >= syn_cap {
-            if self.cfg.tcp.syncookies {
-                self.tcp_send_cookie(now, lh, local, remote, seg);
+            if cx.cfg.tcp.syncookies {
+                self.tcp_send_cookie(cx, lh, local, remote, seg);
             } else {
-                self.counters.tcp.listen_drops += 1;
+                cx.counters.tcp.listen_drops += 1;
             }
             return;
         }
-        let Some(Socket::Tcp(ls)) = self.sockets.get(lh) else {
+        let Some(ls) = self.socks.get(lh) else {
             return;
         };
         let opts = ls.opts.clone();
-        let iss = self.tcp.secret.isn(local, remote, now);
-        let ts_offset = self.tcp.secret.ts_offset(local, remote);
-        let mtu_mss = self.tcp_mtu_mss();
+        let iss = self.secret.isn(local, remote, now);
+        let ts_offset = self.secret.ts_offset(local, remote);
+        let mtu_mss = self.tcp_mtu_mss(cx.cfg);
         let mut tcb = Tcb::new(
-            &self.cfg.tcp,
+            &cx.cfg.tcp,
             State::SynReceived,
             local,
             remote,
@@ -354,14 +356,14 @@ impl Stack {
             ts_offset,
         );
         tcb.listener = Some(lh);
-        tcb_take_syn(&mut tcb, seg, &self.cfg.tcp);
+        tcb_take_syn(&mut tcb, seg, &cx.cfg.tcp);
         tcb.syn_pending = true;
         let id = self.tcp_insert(tcb);
         if let Some(l) = self.listener_mut(lh) {
             l.syn_count += 1;
         }
         debug!(%local, %remote, from = %State::Listen, to = %State::SynReceived, "tcp state");
-        self.tcp.schedule(id);
+        self.schedule(cx.now, id);
     }
 
     /// Answers a SYN with a cookie SYN-ACK and keeps no state (RFC 4987 §3.6).
@@ -369,78 +371,81 @@ impl Stack {
     /// window scaling, SACK and timestamps.
     fn tcp_send_cookie(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         lh: SocketHandle,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &TcpRepr,
     ) {
+        let now = cx.now;
         let peer_mss = seg.max_seg_size.unwrap_or(536);
         let (isn, _) = self
-            .tcp
             .secret
             .cookie(local, remote, seg.seq_number, peer_mss, now);
-        let window = match self.sockets.get(lh) {
-            Some(Socket::Tcp(s)) => s.opts.rcvbuf.min(65535) as u16,
+        let window = match self.socks.get(lh) {
+            Some(s) => s.opts.rcvbuf.min(65535) as u16,
             _ => return,
         };
         if let Some(l) = self.listener_mut(lh) {
             l.cookies_since = Some(now);
         }
-        self.counters.tcp.syncookies_sent += 1;
-        let mss = self.tcp_mtu_mss();
-        self.tcp_push_ctl(Ctl {
-            local,
-            remote,
-            seq: isn,
-            ack: seg.seq_number + 1,
-            flags: TcpFlags::SYN | TcpFlags::ACK,
-            window,
-            mss: Some(mss),
-        });
+        cx.counters.tcp.syncookies_sent += 1;
+        let mss = self.tcp_mtu_mss(cx.cfg);
+        self.tcp_push_ctl(
+            cx,
+            Ctl {
+                local,
+                remote,
+                seq: isn,
+                ack: seg.seq_number + 1,
+                flags: TcpFlags::SYN | TcpFlags::ACK,
+                window,
+                mss: Some(mss),
+            },
+        );
     }
 
     /// An ACK to a listener: a returning SYN cookie, or else a RST.
     fn tcp_cookie_ack(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         lh: SocketHandle,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &TcpRepr,
     ) {
+        let now = cx.now;
         let recent = self
             .listener_mut(lh)
             .and_then(|l| l.cookies_since)
             .is_some_and(|t| now - t < Duration::from_secs(128));
         if !recent {
-            self.tcp_reset_reply(local, remote, seg);
+            self.tcp_reset_reply(cx, local, remote, seg);
             return;
         }
         let client_isn = seg.seq_number - 1;
         let isn = seg.ack_number - 1;
         let Some(mss) = self
-            .tcp
             .secret
             .check_cookie(local, remote, client_isn, isn, now)
         else {
-            self.counters.tcp.syncookies_failed += 1;
-            self.tcp_reset_reply(local, remote, seg);
+            cx.counters.tcp.syncookies_failed += 1;
+            self.tcp_reset_reply(cx, local, remote, seg);
             return;
         };
         if self.accept_full(lh) {
-            self.counters.tcp.listen_overflows += 1;
-            self.counters.tcp.listen_drops += 1;
+            cx.counters.tcp.listen_overflows += 1;
+            cx.counters.tcp.listen_drops += 1;
             return;
         }
-        self.counters.tcp.syncookies_recv += 1;
-        let Some(Socket::Tcp(ls)) = self.sockets.get(lh) else {
+        cx.counters.tcp.syncookies_recv += 1;
+        let Some(ls) = self.socks.get(lh) else {
             return;
         };
         let opts = ls.opts.clone();
-        let mtu_mss = self.tcp_mtu_mss();
+        let mtu_mss = self.tcp_mtu_mss(cx.cfg);
         let mut tcb = Tcb::new(
-            &self.cfg.tcp,
+            &cx.cfg.tcp,
             State::SynReceived,
             local,
             remote,
@@ -460,33 +465,34 @@ impl Stack {
         tcb.cc = super::new_controller(
             tcb.opts.congestion,
             u32::from(tcb.snd_mss),
-            self.cfg.tcp.initial_window,
+            cx.cfg.tcp.initial_window,
         );
         tcb.listener = Some(lh);
         let id = self.tcp_insert(tcb);
         if let Some(l) = self.listener_mut(lh) {
             l.syn_count += 1;
         }
-        self.tcp_segment(now, id, seg);
+        self.tcp_segment(cx, id, seg);
     }
 
     /// Creates a TCB and enters it in the lookup and port tables.
     pub(crate) fn tcp_insert(&mut self, tcb: Tcb) -> TcbId {
         let port = tcb.local.port();
         let class = tcb.port_class;
-        let id = self.tcp.insert(tcb);
-        self.tcp.port_use(port).count(class, 1);
+        let id = self.insert(tcb);
+        self.port_use(port).count(class, 1);
         id
     }
 
     /// Our MSS for this interface: MTU - 40 (RFC 9293 §3.7.1).
-    pub(crate) fn tcp_mtu_mss(&self) -> u16 {
-        (self.cfg.mtu.saturating_sub(40)).clamp(28, 65495) as u16
+    pub(crate) fn tcp_mtu_mss(&self, cfg: &StackConfig) -> u16 {
+        (cfg.mtu.saturating_sub(40)).clamp(28, 65495) as u16
     }
 
     /// Moves a TCB to `to`, keeping the gauges, port buckets and timers right.
-    pub(crate) fn tcp_set_state(&mut self, now: Instant, id: TcbId, to: State) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    pub(crate) fn tcp_set_state(&mut self, cx: &mut Cx<'_>, id: TcbId, to: State) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let from = t.state;
@@ -497,9 +503,9 @@ impl Stack {
         t.state = to;
         let estab = |s: State| matches!(s, State::Established | State::CloseWait);
         match (estab(from), estab(to)) {
-            (false, true) => self.counters.tcp.curr_estab += 1,
+            (false, true) => cx.counters.tcp.curr_estab += 1,
             (true, false) => {
-                self.counters.tcp.curr_estab = self.counters.tcp.curr_estab.saturating_sub(1)
+                cx.counters.tcp.curr_estab = cx.counters.tcp.curr_estab.saturating_sub(1)
             }
             _ => {}
         }
@@ -507,49 +513,49 @@ impl Stack {
             State::TimeWait => {
                 t.rexmit_at = None;
                 t.keepalive_at = None;
-                t.linger_at = Some(now + self.cfg.tcp.time_wait);
+                t.linger_at = Some(now + cx.cfg.tcp.time_wait);
                 let port = t.local.port();
                 let old = t.port_class;
                 if old != PortClass::TimeWait {
                     t.port_class = PortClass::TimeWait;
-                    let pu = self.tcp.port_use(port);
+                    let pu = self.port_use(port);
                     pu.count(old, -1);
                     pu.count(PortClass::TimeWait, 1);
                 }
             }
             State::FinWait2 if t.socket.is_none() => {
-                t.linger_at = Some(now + self.cfg.tcp.fin_timeout);
+                t.linger_at = Some(now + cx.cfg.tcp.fin_timeout);
             }
             State::Established | State::CloseWait | State::FinWait2 => {
                 t.keepalive_at = t.keepalive_deadline();
             }
             _ => {}
         }
-        self.tcp.arm(id);
-        self.tcp_notify(id);
+        self.arm(id);
+        self.tcp_notify(cx, id);
     }
 
     /// Marks the socket (or the listener) of a TCB as possibly changed.
-    pub(crate) fn tcp_notify(&mut self, id: TcbId) {
-        if let Some(t) = self.tcp.get(id) {
+    pub(crate) fn tcp_notify(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        if let Some(t) = self.get(id) {
             if let Some(h) = t.socket {
-                self.sockets.mark_changed(h);
+                cx.handles.mark_changed(h);
             } else if let Some(l) = t.listener {
-                self.sockets.mark_changed(l);
+                cx.handles.mark_changed(l);
             }
         }
     }
 
     /// Frees a TCB: lookup, port bucket, listener queues, socket state.
-    pub(crate) fn tcp_free(&mut self, now: Instant, id: TcbId) {
-        if self.tcp.get(id).is_none() {
+    pub(crate) fn tcp_free(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        if self.get(id).is_none() {
             return;
         }
-        self.tcp_set_state(now, id, State::Closed);
-        let Some(t) = self.tcp.remove(id) else { return };
+        self.tcp_set_state(cx, id, State::Closed);
+        let Some(t) = self.remove(id) else { return };
         let port = t.local.port();
-        self.tcp.port_use(port).count(t.port_class, -1);
-        self.tcp.port_release_if_empty(port);
+        self.port_use(port).count(t.port_class, -1);
+        self.port_release_if_empty(port);
         if let Some(lh) = t.listener {
             let was_half_open = !t.in_accept_queue;
             if let Some(l) = self.listener_mut(lh) {
@@ -559,23 +565,23 @@ impl Stack {
                     l.accept.retain(|x| *x != id);
                 }
             }
-            self.sockets.mark_changed(lh);
+            cx.handles.mark_changed(lh);
         }
         if let Some(h) = t.socket {
-            if let Some(Socket::Tcp(s)) = self.sockets.get_mut(h) {
+            if let Some(s) = self.socks.get_mut(h) {
                 s.kind = Kind::Closed {
                     was_connected: true,
                 };
                 s.leftover = t.rcvq;
             }
-            self.sockets.mark_changed(h);
+            cx.handles.mark_changed(h);
         }
     }
 
     /// Ends a connection at once: the error goes to the socket; a RST
     /// (RFC 9293 §3.10.7.4 form `<SEQ=SND.NXT><CTL=RST,ACK>`) if asked.
-    pub(crate) fn tcp_abort(&mut self, now: Instant, id: TcbId, err: Option<Errno>, rst: bool) {
-        let Some(t) = self.tcp.get(id) else { return };
+    pub(crate) fn tcp_abort(&mut self, cx: &mut Cx<'_>, id: TcbId, err: Option<Errno>, rst: bool) {
+        let Some(t) = self.get(id) else { return };
         let socket = t.socket;
         if rst {
             let ctl = Ctl {
@@ -587,14 +593,14 @@ impl Stack {
                 window: 0,
                 mss: None,
             };
-            self.tcp_push_ctl(ctl);
+            self.tcp_push_ctl(cx, ctl);
         }
         if let (Some(e), Some(h)) = (err, socket) {
-            if let Some(Socket::Tcp(s)) = self.sockets.get_mut(h) {
+            if let Some(s) = self.socks.get_mut(h) {
                 s.error = Some(e);
             }
         }
-        self.tcp_free(now, id);
+        self.tcp_free(cx, id);
     }
 
     /// An ACK that says where we are, instead of acting on a suspicious
@@ -605,42 +611,44 @@ impl Stack {
     /// connection can drain the shared budget and read, from how much is
     /// left, whether its spoofed segments hit another connection's window
     /// (CVE-2016-5696).
-    fn tcp_challenge_ack(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_challenge_ack(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         if t.last_oow_ack.is_some_and(|l| now - l < OOW_ACK_INTERVAL) {
-            self.counters.tcp.challenge_ack_limited += 1;
+            cx.counters.tcp.challenge_ack_limited += 1;
             return;
         }
         t.last_oow_ack = Some(now);
-        if !self.tcp.challenge.take(now) {
-            self.counters.tcp.challenge_ack_limited += 1;
+        if !self.challenge.take(now) {
+            cx.counters.tcp.challenge_ack_limited += 1;
             return;
         }
-        self.counters.tcp.challenge_acks += 1;
-        if let Some(t) = self.tcp.get_mut(id) {
+        cx.counters.tcp.challenge_acks += 1;
+        if let Some(t) = self.get_mut(id) {
             t.ack_pending = true;
         }
-        self.tcp.schedule(id);
+        self.schedule(cx.now, id);
     }
 
     /// A segment for an existing TCB (RFC 9293 §3.10.7.3 and §3.10.7.4).
-    pub(crate) fn tcp_segment(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
-        let Some(t) = self.tcp.get(id) else { return };
+    pub(crate) fn tcp_segment(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        let Some(t) = self.get(id) else { return };
         match t.state {
-            State::SynSent => self.tcp_syn_sent(now, id, seg),
+            State::SynSent => self.tcp_syn_sent(cx, id, seg),
             State::Closed | State::Listen => {}
-            _ => self.tcp_synchronized(now, id, seg),
+            _ => self.tcp_synchronized(cx, id, seg),
         }
-        self.tcp.arm(id);
-        self.tcp.schedule(id);
+        self.arm(id);
+        self.schedule(cx.now, id);
     }
 
     /// RFC 9293 §3.10.7.3: SYN-SENT.
-    fn tcp_syn_sent(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
+    fn tcp_syn_sent(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        let now = cx.now;
         let f = seg.flags;
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         if f.contains(TcpFlags::ACK)
@@ -648,22 +656,22 @@ impl Stack {
         {
             if !f.contains(TcpFlags::RST) {
                 let (local, remote) = (t.local, t.remote);
-                self.tcp_reset_reply(local, remote, seg);
+                self.tcp_reset_reply(cx, local, remote, seg);
             }
             return;
         }
         if f.contains(TcpFlags::RST) {
             if f.contains(TcpFlags::ACK) {
                 debug!(local = %t.local, remote = %t.remote, "tcp connection refused");
-                self.counters.tcp.attempt_fails += 1;
-                self.tcp_abort(now, id, Some(Errno::ECONNREFUSED), false);
+                cx.counters.tcp.attempt_fails += 1;
+                self.tcp_abort(cx, id, Some(Errno::ECONNREFUSED), false);
             }
             return;
         }
         if !f.contains(TcpFlags::SYN) {
             return;
         }
-        tcb_take_syn(t, seg, &self.cfg.tcp);
+        tcb_take_syn(t, seg, &cx.cfg.tcp);
         t.last_rcv = now;
         if f.contains(TcpFlags::ACK) {
             t.snd_una = seg.ack_number;
@@ -673,16 +681,16 @@ impl Stack {
             t.snd_wl2 = seg.ack_number;
             if let Some((_, sent)) = t.rtt.timing.take() {
                 t.rtt
-                    .sample(now - sent, self.cfg.tcp.rto_min, self.cfg.tcp.rto_max);
+                    .sample(now - sent, cx.cfg.tcp.rto_min, cx.cfg.tcp.rto_max);
             }
             t.rexmit_at = None;
             t.backoff = 0;
             t.retries = 0;
             t.ack_pending = true;
             let fin = t.fin_queued;
-            self.tcp_set_state(now, id, State::Established);
+            self.tcp_set_state(cx, id, State::Established);
             if fin {
-                self.tcp_set_state(now, id, State::FinWait1);
+                self.tcp_set_state(cx, id, State::FinWait1);
             }
         } else {
             // Simultaneous open: SYN-SENT -> SYN-RECEIVED, send SYN,ACK.
@@ -692,7 +700,7 @@ impl Stack {
             t.snd_nxt = t.iss;
             t.syn_pending = true;
             t.rtt.timing = None;
-            self.tcp_set_state(now, id, State::SynReceived);
+            self.tcp_set_state(cx, id, State::SynReceived);
         }
     }
 
@@ -707,9 +715,10 @@ impl Stack {
     /// fire. Returns false, having changed nothing, if the segment does not
     /// qualify. This is every segment a bulk receiver gets.
     #[inline(always)]
-    fn tcp_fast_data(&mut self, now: Instant, id: TcbId, seg: &FastSeg) -> bool {
-        let cfg = &self.cfg.tcp;
-        let Some((t, mut queues)) = self.tcp.split_mut(id) else {
+    fn tcp_fast_data(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &FastSeg) -> bool {
+        let now = cx.now;
+        let cfg = &cx.cfg.tcp;
+        let Some((t, mut queues)) = self.split_mut(id) else {
             return false;
         };
         let wnd = u32::from(seg.window_len) << t.snd_wscale;
@@ -754,11 +763,11 @@ impl Stack {
         let data = seg.payload;
         let n = t.take_in_order(data);
         if n < data.len() {
-            self.counters.tcp.rcv_pruned += 1;
+            cx.counters.tcp.rcv_pruned += 1;
             t.ack_pending = true;
         }
         if n > 0 && t.on_data_received(now, n, cfg) {
-            self.counters.tcp.quick_acks += 1;
+            cx.counters.tcp.quick_acks += 1;
         }
         if t.ack_pending {
             t.delack_at = None;
@@ -775,25 +784,26 @@ impl Stack {
         let corked = !queues.schedule(id, t) && t.opts.cork;
         let owner = if n > 0 { t.socket.or(t.listener) } else { None };
         if let Some(h) = owner {
-            self.sockets.mark_changed(h);
+            cx.handles.mark_changed(h);
         }
         if corked {
-            self.tcp.arm_cork(id);
+            self.arm_cork(cx.now, id);
         }
-        self.counters.tcp.hp_hits += 1;
+        cx.counters.tcp.hp_hits += 1;
         true
     }
 
     /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and the synchronized states.
-    fn tcp_synchronized(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
+    fn tcp_synchronized(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        let now = cx.now;
         if seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
             && seg.sack_ranges[0].is_none()
-            && self.tcp_fast_data(now, id, &FastSeg::from_repr(seg))
+            && self.tcp_fast_data(cx, id, &FastSeg::from_repr(seg))
         {
             return;
         }
         let f = seg.flags;
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let state = t.state;
@@ -810,7 +820,7 @@ impl Stack {
                 // SYN,ACK completes our handshake; ACK their SYN in case our
                 // SYN,ACK has not gone out yet.
                 t.ack_pending = t.syn_pending;
-                self.tcp_established_from_syn_received(now, id, seg);
+                self.tcp_established_from_syn_received(cx, id, seg);
             } else if !f.contains(TcpFlags::ACK) {
                 t.syn_pending = true;
                 t.snd_nxt = t.iss;
@@ -818,10 +828,10 @@ impl Stack {
             return;
         }
 
-        if state == State::TimeWait && self.tcp_time_wait_special(now, id, seg) {
+        if state == State::TimeWait && self.tcp_time_wait_special(cx, id, seg) {
             return;
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
 
@@ -830,7 +840,7 @@ impl Stack {
         if t.ts_ok && !f.contains(TcpFlags::RST) {
             if let Some(ts) = seg.timestamp {
                 if (ts.tsval.wrapping_sub(t.ts_recent) as i32) < 0 {
-                    self.counters.tcp.paws_drops += 1;
+                    cx.counters.tcp.paws_drops += 1;
                     t.ack_pending = true;
                     return;
                 }
@@ -845,8 +855,8 @@ impl Stack {
                 return;
             }
             if f.contains(TcpFlags::SYN) && state.synchronized() {
-                self.counters.tcp.syn_challenge += 1;
-                self.tcp_challenge_ack(now, id);
+                cx.counters.tcp.syn_challenge += 1;
+                self.tcp_challenge_ack(cx, id);
                 return;
             }
             // Out-of-window: re-ACK; pure ACKs only at a bounded rate.
@@ -863,17 +873,17 @@ impl Stack {
         // Second: RST (RFC 5961 §3.2: only an exact match resets).
         if f.contains(TcpFlags::RST) {
             if seg.seq_number != t.rcv_nxt {
-                self.tcp_challenge_ack(now, id);
+                self.tcp_challenge_ack(cx, id);
                 return;
             }
-            self.tcp_reset_received(now, id);
+            self.tcp_reset_received(cx, id);
             return;
         }
 
         // Fourth: SYN in a synchronized state (RFC 5961 §4.2).
         if f.contains(TcpFlags::SYN) {
-            self.counters.tcp.syn_challenge += 1;
-            self.tcp_challenge_ack(now, id);
+            cx.counters.tcp.syn_challenge += 1;
+            self.tcp_challenge_ack(cx, id);
             return;
         }
 
@@ -883,22 +893,22 @@ impl Stack {
         }
         if state == State::SynReceived {
             if seg.ack_number.diff(t.snd_una) > 0 && seg.ack_number.diff(t.snd_max) <= 0 {
-                if !self.tcp_established_from_syn_received(now, id, seg) {
+                if !self.tcp_established_from_syn_received(cx, id, seg) {
                     return;
                 }
             } else {
                 let (local, remote) = (t.local, t.remote);
-                self.tcp_reset_reply(local, remote, seg);
+                self.tcp_reset_reply(cx, local, remote, seg);
                 return;
             }
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         // RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
         let lower = t.snd_una - (t.max_snd_wnd.min(1 << 30) as usize);
         if seg.ack_number.diff(t.snd_max) > 0 || seg.ack_number.diff(lower) < 0 {
-            self.tcp_challenge_ack(now, id);
+            self.tcp_challenge_ack(cx, id);
             return;
         }
         t.last_rcv = now;
@@ -907,10 +917,10 @@ impl Stack {
             t.keepalive_at = t.keepalive_deadline();
         }
         tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, seg.payload.len());
-        self.tcp_ack(now, id, seg);
+        self.tcp_ack(cx, id, seg);
 
         // Seventh: segment text.
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let mut seq = seg.seq_number;
@@ -938,19 +948,19 @@ impl Stack {
                 || (t.shut_rd && t.state != State::Established))
         {
             // Data for a closed socket: RST (Linux tcp_rcv_state_process).
-            self.counters.tcp.abort_on_data += 1;
-            self.tcp_abort(now, id, None, true);
+            cx.counters.tcp.abort_on_data += 1;
+            self.tcp_abort(cx, id, None, true);
             return;
         }
         if seq != t.rcv_nxt {
             // Out of order (RFC 9293 §3.10.7.4 seventh): queue it past
             // RCV.NXT and ACK at once, with SACK blocks (RFC 2018 §4).
             if data_ok && !data.is_empty() {
-                let n = t.ofo_insert(seq, data, self.cfg.tcp.max_ofo_ranges);
+                let n = t.ofo_insert(seq, data, cx.cfg.tcp.max_ofo_ranges);
                 if n == 0 {
-                    self.counters.tcp.ofo_drops += 1;
+                    cx.counters.tcp.ofo_drops += 1;
                 } else {
-                    self.counters.tcp.ofo_queued += 1;
+                    cx.counters.tcp.ofo_queued += 1;
                     if fin && n == data.len() {
                         t.ofo_fin = Some(seq + n);
                     }
@@ -958,7 +968,7 @@ impl Stack {
             } else if data_ok && fin {
                 t.ofo_fin = Some(seq);
             }
-            self.counters.tcp.quick_acks += 1;
+            cx.counters.tcp.quick_acks += 1;
             t.ack_pending = true;
             return;
         }
@@ -967,7 +977,7 @@ impl Stack {
                 let had_hole = !t.ofo.is_empty();
                 let n = t.take_in_order(data);
                 if n < data.len() {
-                    self.counters.tcp.rcv_pruned += 1;
+                    cx.counters.tcp.rcv_pruned += 1;
                     t.ack_pending = true;
                     fin = false;
                 }
@@ -977,16 +987,16 @@ impl Stack {
                 }
                 if had_hole {
                     // Filling a hole is ACKed at once (RFC 9293 §3.8.6.3).
-                    self.counters.tcp.quick_acks += 1;
+                    cx.counters.tcp.quick_acks += 1;
                     t.ack_pending = true;
-                } else if n > 0 && t.on_data_received(now, n, &self.cfg.tcp) {
-                    self.counters.tcp.quick_acks += 1;
+                } else if n > 0 && t.on_data_received(now, n, &cx.cfg.tcp) {
+                    cx.counters.tcp.quick_acks += 1;
                 }
                 if t.ack_pending {
                     t.delack_at = None;
                 }
                 if n > 0 {
-                    self.tcp_notify(id);
+                    self.tcp_notify(cx, id);
                 }
             } else {
                 // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer sent FIN; ignore.
@@ -995,7 +1005,7 @@ impl Stack {
         }
 
         // Eighth: FIN.
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         if fin && !t.fin_received {
@@ -1013,20 +1023,21 @@ impl Stack {
                 _ => None,
             };
             if let Some(s) = next {
-                self.tcp_set_state(now, id, s);
+                self.tcp_set_state(cx, id, s);
             }
-            self.tcp_notify(id);
+            self.tcp_notify(cx, id);
         } else if fin && t.state == State::TimeWait {
             t.ack_pending = true;
-            t.linger_at = Some(now + self.cfg.tcp.time_wait);
+            t.linger_at = Some(now + cx.cfg.tcp.time_wait);
         }
     }
 
     /// TIME-WAIT: a new SYN may reopen (RFC 6191 style); a retransmitted
     /// FIN is ACKed and restarts 2MSL (RFC 9293 §3.10.7.4). True if handled.
-    fn tcp_time_wait_special(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) -> bool {
+    fn tcp_time_wait_special(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) -> bool {
+        let now = cx.now;
         let f = seg.flags;
-        let Some(t) = self.tcp.get(id) else {
+        let Some(t) = self.get(id) else {
             return true;
         };
         let (local, remote, rcv_nxt) = (t.local, t.remote, t.rcv_nxt);
@@ -1035,9 +1046,9 @@ impl Stack {
             && seg.seq_number.diff(rcv_nxt) > 0
         {
             if let Some(lh) = self.tcp_find_listener(local, remote) {
-                self.counters.tcp.time_wait_recycled += 1;
-                self.tcp_free(now, id);
-                self.tcp_listen_input(now, lh, local, remote, seg);
+                cx.counters.tcp.time_wait_recycled += 1;
+                self.tcp_free(cx, id);
+                self.tcp_listen_input(cx, lh, local, remote, seg);
                 return true;
             }
         }
@@ -1045,9 +1056,9 @@ impl Stack {
             && !f.contains(TcpFlags::RST)
             && (seg.seq_number + seg.segment_len()) == rcv_nxt
         {
-            if let Some(t) = self.tcp.get_mut(id) {
+            if let Some(t) = self.get_mut(id) {
                 t.ack_pending = true;
-                t.linger_at = Some(now + self.cfg.tcp.time_wait);
+                t.linger_at = Some(now + cx.cfg.tcp.time_wait);
             }
             return true;
         }
@@ -1058,37 +1069,38 @@ impl Stack {
     /// passive. False if the segment must be dropped (accept queue full).
     fn tcp_established_from_syn_received(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         id: TcbId,
         seg: &TcpRepr,
     ) -> bool {
-        let Some(t) = self.tcp.get(id) else {
+        let now = cx.now;
+        let Some(t) = self.get(id) else {
             return false;
         };
         if let Some(lh) = t.listener {
             if self.listener_mut(lh).is_none() {
                 // The listener was closed while this was half-open.
-                self.tcp_abort(now, id, None, true);
+                self.tcp_abort(cx, id, None, true);
                 return false;
             }
             if self.accept_full(lh) {
-                self.counters.tcp.listen_overflows += 1;
-                self.counters.tcp.listen_drops += 1;
-                if self.cfg.tcp.abort_on_overflow {
-                    self.tcp_abort(now, id, None, true);
+                cx.counters.tcp.listen_overflows += 1;
+                cx.counters.tcp.listen_drops += 1;
+                if cx.cfg.tcp.abort_on_overflow {
+                    self.tcp_abort(cx, id, None, true);
                 } else {
-                    self.counters.tcp.ack_dropped_overflow += 1;
+                    cx.counters.tcp.ack_dropped_overflow += 1;
                 }
                 return false;
             }
-            self.counters.tcp.passive_opens += 1;
+            cx.counters.tcp.passive_opens += 1;
             if let Some(l) = self.listener_mut(lh) {
                 l.syn_count = l.syn_count.saturating_sub(1);
                 l.accept.push_back(id);
             }
-            self.sockets.mark_changed(lh);
+            cx.handles.mark_changed(lh);
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return false;
         };
         t.in_accept_queue = t.listener.is_some();
@@ -1102,7 +1114,7 @@ impl Stack {
         t.snd_wl2 = seg.ack_number;
         if let Some((_, sent)) = t.rtt.timing.take() {
             t.rtt
-                .sample(now - sent, self.cfg.tcp.rto_min, self.cfg.tcp.rto_max);
+                .sample(now - sent, cx.cfg.tcp.rto_min, cx.cfg.tcp.rto_max);
         }
         t.rexmit_at = None;
         t.backoff = 0;
@@ -1110,40 +1122,41 @@ impl Stack {
         t.syn_pending = false;
         t.last_rcv = now;
         let fin = t.fin_queued;
-        self.tcp_set_state(now, id, State::Established);
+        self.tcp_set_state(cx, id, State::Established);
         if fin {
-            self.tcp_set_state(now, id, State::FinWait1);
+            self.tcp_set_state(cx, id, State::FinWait1);
         }
         true
     }
 
     /// An acceptable RST (RFC 9293 §3.10.7.4, second check).
-    fn tcp_reset_received(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get(id) else { return };
+    fn tcp_reset_received(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let Some(t) = self.get(id) else { return };
         debug!(local = %t.local, remote = %t.remote, state = %t.state, "tcp RST received");
         match t.state {
-            State::SynReceived if t.listener.is_some() => self.tcp_free(now, id),
+            State::SynReceived if t.listener.is_some() => self.tcp_free(cx, id),
             State::SynReceived => {
-                self.counters.tcp.attempt_fails += 1;
-                self.tcp_abort(now, id, Some(Errno::ECONNREFUSED), false);
+                cx.counters.tcp.attempt_fails += 1;
+                self.tcp_abort(cx, id, Some(Errno::ECONNREFUSED), false);
             }
             State::Established | State::CloseWait => {
-                self.counters.tcp.estab_resets += 1;
-                self.tcp_abort(now, id, Some(Errno::ECONNRESET), false);
+                cx.counters.tcp.estab_resets += 1;
+                self.tcp_abort(cx, id, Some(Errno::ECONNRESET), false);
             }
             State::FinWait1 | State::FinWait2 => {
-                self.tcp_abort(now, id, Some(Errno::ECONNRESET), false);
+                self.tcp_abort(cx, id, Some(Errno::ECONNRESET), false);
             }
-            _ => self.tcp_free(now, id),
+            _ => self.tcp_free(cx, id),
         }
     }
 
     /// ACK processing for a synchronized connection (RFC 9293 §3.10.7.4,
     /// fifth check; RTT per RFC 6298), with the SACK scoreboard, fast
     /// retransmit and recovery (RFC 5681 §3.2, RFC 6582, RFC 6675).
-    fn tcp_ack(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
-        let cfg = &self.cfg.tcp;
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_ack(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        let now = cx.now;
+        let cfg = &cx.cfg.tcp;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let ack = seg.ack_number;
@@ -1160,7 +1173,7 @@ impl Stack {
         }
         if t.sack_ok && seg.sack_ranges[0].is_some() {
             let (blocks, bytes) = t.take_sack(&seg.sack_ranges, cfg.max_ofo_ranges);
-            self.counters.tcp.sack_blocks_recv += u64::from(blocks);
+            cx.counters.tcp.sack_blocks_recv += u64::from(blocks);
             new_sack = bytes;
         }
         let wnd = u32::from(seg.window_len) << t.snd_wscale;
@@ -1207,15 +1220,15 @@ impl Stack {
                     t.ca = CaState::Open;
                     t.rtx_now = false;
                     if t.rec_sack {
-                        self.counters.tcp.sack_recovery += 1;
+                        cx.counters.tcp.sack_recovery += 1;
                     } else {
-                        self.counters.tcp.reno_recovery += 1;
+                        cx.counters.tcp.reno_recovery += 1;
                     }
                 }
                 CaState::Recovery => {
                     // Partial ACK: the next hole is lost too (RFC 6582 §3.2
                     // step 4); with SACK the scoreboard drives instead.
-                    self.counters.tcp.partial_acks += 1;
+                    cx.counters.tcp.partial_acks += 1;
                     if !t.rec_sack {
                         t.rtx_now = true;
                         t.rec_cwnd = t.rec_cwnd.saturating_sub(acked);
@@ -1256,7 +1269,7 @@ impl Stack {
         {
             // A duplicate ACK (RFC 5681 §2).
             t.dupacks += 1;
-            self.counters.tcp.dup_acks_recv += 1;
+            cx.counters.tcp.dup_acks_recv += 1;
             if t.ca == CaState::Recovery && !t.rec_sack {
                 // NewReno: each duplicate means a segment left the network.
                 t.rec_cwnd = t.rec_cwnd.saturating_add(mss);
@@ -1265,8 +1278,8 @@ impl Stack {
         // RACK (RFC 8985 §6.2): what this ACK delivered, then loss by time.
         if t.rack.is_some() {
             let d = t.rack_on_ack(now);
-            self.counters.tcp.rack_lost += u64::from(d.lost);
-            self.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
+            cx.counters.tcp.rack_lost += u64::from(d.lost);
+            cx.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
         }
         // Fast retransmit (RFC 5681 §3.2; RFC 6675 §5: DupThresh duplicate
         // ACKs, or IsLost(SND.UNA) from the scoreboard; or a segment RACK
@@ -1280,11 +1293,11 @@ impl Stack {
             && (t.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
         {
             t.enter_recovery(now);
-            self.counters.tcp.fast_retrans += 1;
+            cx.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp fast retransmit");
         }
         if new_sack > 0 && t.detect_lost_retransmits() {
-            self.counters.tcp.lost_retransmits += 1;
+            cx.counters.tcp.lost_retransmits += 1;
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
         if t.snd_wl1.diff(seg.seq_number) < 0
@@ -1311,13 +1324,13 @@ impl Stack {
         // Linux's SOCK_NOSPACE: no spurious EPOLLOUT edges on every ACK.
         if progressed && t.nospace && t.sndq.free() >= t.sndq.len() / 2 {
             t.nospace = false;
-            self.tcp_notify(id);
+            self.tcp_notify(cx, id);
         }
         if fin_acked {
             match state {
-                State::FinWait1 => self.tcp_set_state(now, id, State::FinWait2),
-                State::Closing => self.tcp_set_state(now, id, State::TimeWait),
-                State::LastAck => self.tcp_free(now, id),
+                State::FinWait1 => self.tcp_set_state(cx, id, State::FinWait2),
+                State::Closing => self.tcp_set_state(cx, id, State::TimeWait),
+                State::LastAck => self.tcp_free(cx, id),
                 _ => {}
             }
         }
@@ -1328,19 +1341,24 @@ impl Stack {
     /// connection then times out; port or protocol unreachable during the
     /// handshake abort it (ECONNREFUSED, as Linux). Fragmentation needed is
     /// left to path MTU discovery (not yet here).
-    pub(crate) fn tcp_icmp_error(&mut self, local: SocketAddrV4, remote: SocketAddrV4, err: Errno) {
-        let Some(&id) = self.tcp.conns.get(&(local, remote)) else {
+    pub(crate) fn tcp_icmp_error(
+        &mut self,
+        cx: &mut Cx<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        err: Errno,
+    ) {
+        let Some(&id) = self.conns.get(&(local, remote)) else {
             return;
         };
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         match err {
             Errno::EMSGSIZE => {}
             Errno::ECONNREFUSED if t.state == State::SynSent => {
-                self.counters.tcp.attempt_fails += 1;
-                let now = self.tcp.now;
-                self.tcp_abort(now, id, Some(err), false);
+                cx.counters.tcp.attempt_fails += 1;
+                self.tcp_abort(cx, id, Some(err), false);
             }
             _ => t.soft_error = Some(err),
         }

@@ -54,9 +54,9 @@ pub(crate) use output::TcpTx;
 
 use crate::config::TcpConfig;
 use crate::errno::Errno;
-use crate::icmp::TokenBucket;
+use crate::ratelimit::TokenBucket;
 use crate::rng::Rng;
-use crate::socket::SocketHandle;
+use crate::socket::{Slab, SocketHandle};
 use crate::time::{Duration, Instant};
 use core::fmt;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -702,26 +702,28 @@ struct Slot {
     tcb: Option<Tcb>,
 }
 
-/// The TCP part of a stack.
-pub(crate) struct TcpState {
+/// TCP: the connection table, the listeners and sockets, the timers and
+/// the ready list. Driven through a [`Cx`](crate::cx::Cx): segments in
+/// (`process`), segments out (`dispatch`), `poll_at`, and the socket calls.
+pub struct Tcp {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    pub count: usize,
-    pub conns: HashMap<(SocketAddrV4, SocketAddrV4), TcbId>,
-    pub listeners: HashMap<u16, Vec<SocketHandle>>,
-    pub ports: HashMap<u16, PortUse>,
-    pub timers: BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
-    pub ready: VecDeque<TcbId>,
+    pub(crate) count: usize,
+    pub(crate) conns: HashMap<(SocketAddrV4, SocketAddrV4), TcbId>,
+    pub(crate) listeners: HashMap<u16, Vec<SocketHandle>>,
+    pub(crate) bind_ports: HashMap<u16, PortUse>,
+    /// The TCP sockets, by handle.
+    pub(crate) socks: Slab<TcpSocket>,
+    pub(crate) timers: BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
+    pub(crate) ready: VecDeque<TcbId>,
     /// The TCB the last segment was for: bulk traffic skips the keyed hash.
     last_conn: Option<TcbId>,
-    pub ctl: VecDeque<Ctl>,
+    pub(crate) ctl: VecDeque<Ctl>,
     /// What is left of the last burst planned (`TcpConfig::gso`): sent
     /// before anything else.
-    pub burst: Option<output::Burst>,
-    pub secret: secret::Secret,
-    pub challenge: TokenBucket,
-    /// The latest `now` the stack was given (for calls without one, like `close`).
-    pub now: Instant,
+    pub(crate) burst: Option<output::Burst>,
+    pub(crate) secret: secret::Secret,
+    pub(crate) challenge: TokenBucket,
 }
 
 /// The timer heap and the ready list, borrowed beside a TCB.
@@ -759,15 +761,16 @@ impl Queues<'_> {
     }
 }
 
-impl TcpState {
-    pub(crate) fn new(cfg: &TcpConfig, rng: &mut Rng) -> TcpState {
-        TcpState {
+impl Tcp {
+    pub fn new(cfg: &TcpConfig, rng: &mut Rng) -> Tcp {
+        Tcp {
             slots: Vec::new(),
             free: Vec::new(),
             count: 0,
             conns: HashMap::new(),
             listeners: HashMap::new(),
-            ports: HashMap::new(),
+            bind_ports: HashMap::new(),
+            socks: Slab::default(),
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             last_conn: None,
@@ -775,7 +778,6 @@ impl TcpState {
             burst: None,
             secret: secret::Secret::new(rng),
             challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
-            now: Instant::ZERO,
         }
     }
 
@@ -870,20 +872,19 @@ impl TcpState {
     }
 
     /// Puts `id` on the ready list if it owes output.
-    pub(crate) fn schedule(&mut self, id: TcbId) {
+    pub(crate) fn schedule(&mut self, now: Instant, id: TcbId) {
         let Some((t, mut q)) = self.split_mut(id) else {
             return;
         };
         if !q.schedule(id, t) && t.opts.cork {
             // Only corked sockets look further (this runs per segment).
-            self.arm_cork(id);
+            self.arm_cork(now, id);
         }
     }
 
     /// Starts TCP_CORK's ceiling if the cork (not the window, cwnd or
     /// Nagle) is what holds data back and no hold is running.
-    pub(crate) fn arm_cork(&mut self, id: TcbId) {
-        let now = self.now;
+    pub(crate) fn arm_cork(&mut self, now: Instant, id: TcbId) {
         let Some(t) = self.get_mut(id) else { return };
         if t.opts.cork && t.cork_at.is_none() && t.cork_holds() {
             t.cork_at = Some(now + CORK_CEILING);
@@ -937,23 +938,22 @@ impl TcpState {
     }
 
     pub(crate) fn port_use(&mut self, port: u16) -> &mut PortUse {
-        self.ports.entry(port).or_default()
+        self.bind_ports.entry(port).or_default()
     }
 
     pub(crate) fn port_release_if_empty(&mut self, port: u16) {
-        if self.ports.get(&port).is_some_and(PortUse::is_empty) {
-            self.ports.remove(&port);
+        if self.bind_ports.get(&port).is_some_and(PortUse::is_empty) {
+            self.bind_ports.remove(&port);
         }
     }
 }
 
-impl crate::stack::Stack {
+impl Tcp {
     /// Checks the TCP tables' invariants and panics with a description if
     /// one is broken. For tests and fuzzing; O(connections).
     #[doc(hidden)]
-    pub fn tcp_check_invariants(&self) {
-        use crate::socket::Socket;
-        let tcp = &self.tcp;
+    pub fn check_invariants(&self, cfg: &TcpConfig) {
+        let tcp = self;
         assert_eq!(tcp.conns.len(), tcp.count, "lookup table and slab agree");
         let mut per_port: HashMap<u16, (u32, u32)> = HashMap::new();
         let mut half_open: HashMap<SocketHandle, usize> = HashMap::new();
@@ -1013,20 +1013,20 @@ impl crate::stack::Stack {
                 }
             }
             if let Some(h) = t.socket {
-                match self.sockets.get(h) {
-                    Some(Socket::Tcp(s)) => {
+                match self.socks.get(h) {
+                    Some(s) => {
                         assert!(matches!(s.kind, Kind::Conn(x) if x == id), "{}", ctx())
                     }
                     _ => panic!("TCB points at a socket that is not its own: {}", ctx()),
                 }
             }
         }
-        for (port, pu) in &tcp.ports {
+        for (port, pu) in &tcp.bind_ports {
             let (live, tw) = per_port.get(port).copied().unwrap_or_default();
             assert_eq!((pu.live, pu.time_wait), (live, tw), "port {port} counts");
         }
-        for (h, s) in self.sockets.iter() {
-            if let Socket::Tcp(s) = s {
+        for (h, s) in self.socks.iter() {
+            {
                 if let Kind::Listen(l) = &s.kind {
                     assert!(l.accept.len() <= l.backlog, "accept queue within backlog");
                     assert_eq!(
@@ -1034,7 +1034,7 @@ impl crate::stack::Stack {
                         half_open.get(&h).copied().unwrap_or(0),
                         "SYN queue count"
                     );
-                    assert!(l.syn_count <= self.cfg.tcp.max_syn_backlog);
+                    assert!(l.syn_count <= cfg.max_syn_backlog);
                 }
             }
         }
@@ -1070,3 +1070,6 @@ mod size_tests {
         assert!(size <= 712, "Tcb is {size} bytes");
     }
 }
+
+#[cfg(test)]
+mod unit_tests;

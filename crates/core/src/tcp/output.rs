@@ -2,15 +2,13 @@
 //! caller's buffer (IP header, TCP header, payload from the send ring).
 
 use super::data::SendKind;
+use super::Tcp;
 use super::{CaState, Ctl, State, TcbId};
-use crate::arp::ArpAction;
-use crate::config::Medium;
-use crate::stack::{OutPacket, Stack};
-use crate::time::Instant;
+use crate::cx::Cx;
+use crate::ipv4::output::Emitted;
 use std::net::SocketAddrV4;
 use ustack_wire::{
-    checksum, ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Addr,
-    Ipv4Packet, SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
+    checksum, ChecksumCaps, IpProtocol, SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
 };
 
 /// What `tcp_transmit` did.
@@ -117,31 +115,31 @@ impl Plan {
     }
 }
 
-impl Stack {
+impl Tcp {
     /// Writes the next TCP segment owed (control queue first, then the ready
     /// list, round robin).
-    pub(crate) fn tcp_transmit(&mut self, now: Instant, buf: &mut [u8]) -> TcpTx {
+    pub(crate) fn dispatch(&mut self, cx: &mut Cx<'_>, buf: &mut [u8]) -> TcpTx {
         loop {
-            if self.tcp.burst.is_some() {
+            if self.burst.is_some() {
                 // The rest of a burst: planned and accounted for already.
-                if let Some(r) = self.burst_next(now, buf) {
+                if let Some(r) = self.burst_next(cx, buf) {
                     return r;
                 }
                 continue;
             }
-            let plan = if let Some(c) = self.tcp.ctl.pop_front() {
+            let plan = if let Some(c) = self.ctl.pop_front() {
                 Plan::from_ctl(c)
-            } else if let Some(id) = self.tcp.ready.pop_front() {
-                let Some(t) = self.tcp.get_mut(id) else {
+            } else if let Some(id) = self.ready.pop_front() {
+                let Some(t) = self.get_mut(id) else {
                     continue;
                 };
                 t.in_ready = false;
-                match self.tcp_next_segment(now, id) {
+                match self.tcp_next_segment(cx, id) {
                     Some(p) => p,
                     None => {
                         // Its turn found nothing to send: maybe the cork
                         // now holds its tail.
-                        self.tcp.arm_cork(id);
+                        self.arm_cork(cx.now, id);
                         continue;
                     }
                 }
@@ -149,20 +147,20 @@ impl Stack {
                 return TcpTx::Idle;
             };
             let r = if plan.len > plan.seg && plan.seg > 0 {
-                self.burst_start(now, &plan, buf)
+                self.burst_start(cx, &plan, buf)
             } else {
-                self.tcp_emit(now, &plan, buf)
+                self.tcp_emit(cx, &plan, buf)
             };
             if let Some(id) = plan.id {
-                self.tcp.arm(id);
+                self.arm(id);
                 if plan.len > 0 {
                     // A TCB that just sent data usually has more: back on
                     // the ready list without asking choose_send twice per
                     // segment; its next turn asks (and finds nothing once
                     // the window is used up).
-                    self.tcp.requeue(id);
+                    self.requeue(id);
                 } else {
-                    self.tcp.schedule(id);
+                    self.schedule(cx.now, id);
                 }
             }
             return r;
@@ -170,11 +168,11 @@ impl Stack {
     }
 
     /// Sends the first segment of a burst and keeps the rest.
-    fn burst_start(&mut self, now: Instant, plan: &Plan, buf: &mut [u8]) -> TcpTx {
+    fn burst_start(&mut self, cx: &mut Cx<'_>, plan: &Plan, buf: &mut [u8]) -> TcpTx {
         let mut first = *plan;
         first.len = plan.seg;
         first.repr.flags.remove(TcpFlags::PSH);
-        let r = self.tcp_emit(now, &first, buf);
+        let r = self.tcp_emit(cx, &first, buf);
         let Some(id) = plan.id else { return r };
         let mut b = Burst {
             id,
@@ -187,11 +185,11 @@ impl Stack {
             plan: *plan,
         };
         if let TcpTx::Sent(_) = r {
-            let n = self.cfg.link_header_len() + 20 + first.repr.header_len();
+            let n = cx.cfg.link_header_len() + 20 + first.repr.header_len();
             b.hdr[..n].copy_from_slice(&buf[..n]);
             b.hdr_len = n;
         }
-        self.tcp.burst = Some(b);
+        self.burst = Some(b);
         r
     }
 
@@ -201,14 +199,14 @@ impl Stack {
     /// (the payload's offset is taken afresh), and a timeout (SND.NXT sent
     /// back: go-back-N resends these bytes), a reset, or an ACK for bytes
     /// not yet on the wire (a hostile peer) ends it.
-    fn burst_next(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpTx> {
-        let b = self.tcp.burst.as_ref()?;
+    fn burst_next(&mut self, cx: &mut Cx<'_>, buf: &mut [u8]) -> Option<TcpTx> {
+        let b = self.burst.as_ref()?;
         let (id, seq, left, seg) = (b.id, b.seq, b.left, b.seg);
         let n = seg.min(left);
         let last = n == left;
         let psh = last && b.psh;
         let templated = b.hdr_len > 0;
-        let off = self.tcp.get(id).and_then(|t| {
+        let off = self.get(id).and_then(|t| {
             let off = seq.diff(t.sndq_seq());
             let ok = off >= 0
                 && off as usize + n <= t.sndq.len()
@@ -217,20 +215,20 @@ impl Stack {
             ok.then_some(off as usize)
         });
         let Some(off) = off else {
-            self.tcp.burst = None;
+            self.burst = None;
             return None;
         };
         let r = if templated {
-            self.burst_emit(off, n, psh, buf)
+            self.burst_emit(cx, off, n, psh, buf)
         } else {
-            self.burst_emit_planned(now, off, n, psh, buf)
+            self.burst_emit_planned(cx, off, n, psh, buf)
         };
-        match self.tcp.burst.as_mut() {
+        match self.burst.as_mut() {
             Some(b) if !last => {
                 b.seq = seq + n;
                 b.left = left - n;
             }
-            _ => self.tcp.burst = None,
+            _ => self.burst = None,
         }
         Some(r)
     }
@@ -240,13 +238,13 @@ impl Stack {
     #[cold]
     fn burst_emit_planned(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         off: usize,
         n: usize,
         psh: bool,
         buf: &mut [u8],
     ) -> TcpTx {
-        let Some(b) = self.tcp.burst.as_ref() else {
+        let Some(b) = self.burst.as_ref() else {
             return TcpTx::Again;
         };
         let mut p = b.plan;
@@ -258,7 +256,7 @@ impl Stack {
         if psh {
             p.repr.flags |= TcpFlags::PSH;
         }
-        self.tcp_emit(now, &p, buf)
+        self.tcp_emit(cx, &p, buf)
     }
 
     /// The window we advertise: free receive space, scaled, never shrinking
@@ -266,7 +264,7 @@ impl Stack {
     /// only by at least min(buffer / 2, MSS) (receiver SWS avoidance,
     /// RFC 9293 §3.8.6.2.2).
     fn tcp_window(&mut self, id: TcbId, syn: bool) -> u16 {
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return 0;
         };
         let shift = if syn { 0 } else { t.rcv_wscale };
@@ -283,9 +281,10 @@ impl Stack {
         w as u16
     }
 
-    fn tcp_next_segment(&mut self, now: Instant, id: TcbId) -> Option<Plan> {
-        let cfg = &self.cfg.tcp;
-        let t = self.tcp.get_mut(id)?;
+    fn tcp_next_segment(&mut self, cx: &mut Cx<'_>, id: TcbId) -> Option<Plan> {
+        let now = cx.now;
+        let cfg = &cx.cfg.tcp;
+        let t = self.get_mut(id)?;
         let tsval = (now.total_millis() as u32).wrapping_add(t.ts_offset);
         let mut plan = Plan::new(
             Some(id),
@@ -308,7 +307,7 @@ impl Stack {
             State::SynSent | State::SynReceived => {
                 t.syn_pending = false;
                 if t.snd_max != t.iss {
-                    self.counters.tcp.retrans_segs += 1;
+                    cx.counters.tcp.retrans_segs += 1;
                     t.total_retrans += 1;
                     t.rtt.timing = None;
                 } else {
@@ -346,7 +345,7 @@ impl Stack {
                     let iw = cfg.initial_window.max(1) * u32::from(t.snd_mss);
                     if t.cc.window() > iw {
                         t.cc.on_idle_restart(now, iw);
-                        self.counters.tcp.idle_restarts += 1;
+                        cx.counters.tcp.idle_restarts += 1;
                     }
                 }
                 plan.repr.sack_ranges = t.sack_blocks();
@@ -391,7 +390,7 @@ impl Stack {
                     let end = seq + len + usize::from(s.fin);
                     let rtx = seq.diff(t.snd_max) < 0;
                     if rtx {
-                        self.counters.tcp.retrans_segs += 1;
+                        cx.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
                         // Karn: no RTT sample from anything retransmitted.
                         t.rtt.timing = None;
@@ -422,15 +421,15 @@ impl Stack {
                                 t.high_rxt = end;
                             }
                             if t.ca == CaState::Recovery && t.rec_sack {
-                                self.counters.tcp.sack_retrans += 1;
+                                cx.counters.tcp.sack_retrans += 1;
                             }
                         }
                         SendKind::Resend => {
-                            self.counters.tcp.rto_retrans += 1;
+                            cx.counters.tcp.rto_retrans += 1;
                             t.snd_nxt = end;
                         }
                         SendKind::Probe => {
-                            self.counters.tcp.window_probes += 1;
+                            cx.counters.tcp.window_probes += 1;
                             t.force_probe = false;
                             t.snd_nxt = end;
                         }
@@ -444,7 +443,7 @@ impl Stack {
                     }
                     if t.tlp_pending {
                         t.tlp_pending = false;
-                        self.counters.tcp.tlp_probes += 1;
+                        cx.counters.tcp.tlp_probes += 1;
                         // RFC 8985 §7.3: the RTO runs again from the probe.
                         t.rexmit_at = Some(t.rto_deadline(now, cfg));
                     } else if s.kind == SendKind::New {
@@ -494,115 +493,80 @@ impl Stack {
         Some(plan)
     }
 
-    /// Writes `plan` as an IPv4 datagram with DF set (RFC 9293 §3.7.1
-    /// relies on path MTU, so segments are never fragmented by us).
-    fn tcp_emit(&mut self, now: Instant, plan: &Plan, buf: &mut [u8]) -> TcpTx {
-        let dst = *plan.remote.ip();
-        let Ok(next_hop) = self.route(dst) else {
-            self.counters.ip.out_no_routes += 1;
-            return TcpTx::Again;
-        };
+    /// Writes `plan` through the IP layer's output path, DF set (RFC 9293
+    /// §3.7.1 relies on path MTU, so segments are never fragmented by us).
+    fn tcp_emit(&mut self, cx: &mut Cx<'_>, plan: &Plan, buf: &mut [u8]) -> TcpTx {
         let repr = &plan.repr;
         let thl = repr.header_len();
         let tcp_len = thl + plan.len;
-        let ip = self.ip_repr(dst, IpProtocol::Tcp, tcp_len, true);
-        self.counters.tcp.out_segs += 1;
-        if plan.repr.flags.contains(TcpFlags::RST) {
-            self.counters.tcp.out_rsts += 1;
-        }
-        let iplen = ustack_wire::ipv4::HEADER_LEN + tcp_len;
-        if dst == self.address() {
-            let mut bytes = vec![0u8; iplen];
-            ip.emit(
-                &mut Ipv4Packet::new_unchecked(&mut bytes[..]),
-                &ChecksumCaps::default(),
-            );
-            self.tcp_write(plan, repr, thl, &mut bytes[20..]);
-            self.ip_input(now, &bytes);
-            return TcpTx::Again;
-        }
-        let mac = match self.cfg.medium {
-            Medium::Ip => None,
-            Medium::Ethernet => match self.arp.lookup(now, next_hop) {
-                Some(mac) => Some(mac),
-                None => {
-                    // Unresolved next hop: park a copy on the ARP queue; it
-                    // goes out with the egress queue once resolved (and the
-                    // RTO covers it if resolution fails).
-                    let mut payload = vec![0u8; tcp_len];
-                    self.tcp_write(plan, repr, thl, &mut payload);
-                    let pkt = OutPacket {
-                        next_hop,
-                        repr: ip,
-                        payload,
-                        owner: None,
-                    };
-                    let (action, dropped) = self.arp.enqueue(now, next_hop, pkt);
-                    self.timers_dirty = true;
-                    if let Some(ArpAction::Request(a)) = action {
-                        self.queue_arp_request(a);
-                    }
-                    if dropped.is_some() {
-                        self.counters.arp.pending_dropped += 1;
-                        self.counters.ip.out_discards += 1;
-                    }
-                    return TcpTx::Again;
-                }
-            },
-        };
-        let hl = self.cfg.link_header_len();
-        if buf.len() < hl + iplen {
-            self.counters.link.tx_dropped_too_big += 1;
-            return TcpTx::Again;
-        }
-        if let Some(mac) = mac {
-            EthernetRepr {
-                src_addr: self.cfg.mac,
-                dst_addr: mac,
-                ethertype: EtherType::Ipv4,
-            }
-            .emit(&mut EthernetFrame::new_unchecked(&mut buf[..hl]));
-        }
-        ip.emit(
-            &mut Ipv4Packet::new_unchecked(&mut buf[hl..hl + iplen]),
-            &self.cfg.checksums,
+        let tx = cx.cfg.checksums.tx;
+        let this = &*self;
+        let r = cx.ip.emit_with(
+            cx.cfg,
+            cx.counters,
+            cx.now,
+            *plan.remote.ip(),
+            IpProtocol::Tcp,
+            tcp_len,
+            buf,
+            |out, pseudo| this.tcp_write(tx, plan, repr, thl, pseudo, out),
         );
-        self.tcp_write(plan, repr, thl, &mut buf[hl + 20..hl + iplen]);
-        self.counters.ip.out_requests += 1;
-        self.counters.link.tx_frames += 1;
-        TcpTx::Sent(hl + iplen)
+        if r != Emitted::NoRoute {
+            cx.counters.tcp.out_segs += 1;
+            if plan.repr.flags.contains(TcpFlags::RST) {
+                cx.counters.tcp.out_rsts += 1;
+            }
+        }
+        match r {
+            Emitted::Sent(n) => TcpTx::Sent(n),
+            _ => TcpTx::Again,
+        }
     }
 
     /// Header, then payload copied from the send ring, summed for the
     /// checksum while it is copied (one pass over the payload, not two).
-    /// `out` is the whole segment: `hl` (`repr.header_len()`) + payload.
-    /// The header goes first, so that by the time it is summed its stores
-    /// have drained (summing it straight after writing it waited on store
-    /// forwarding).
-    fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, hl: usize, out: &mut [u8]) {
+    /// `out` is the whole segment: `hl` (`repr.header_len()`) + payload;
+    /// `pseudo` the IP layer's pseudo-header sum. The header goes first, so
+    /// that by the time it is summed its stores have drained (summing it
+    /// straight after writing it waited on store forwarding).
+    #[inline(always)]
+    fn tcp_write(
+        &self,
+        tx: bool,
+        plan: &Plan,
+        repr: &TcpRepr,
+        hl: usize,
+        pseudo: u64,
+        out: &mut [u8],
+    ) {
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut out[..]),
             *plan.local.ip(),
             *plan.remote.ip(),
             &ChecksumCaps::OFFLOAD,
         );
-        let addrs = (*plan.local.ip(), *plan.remote.ip());
-        self.tcp_fill(plan.id, plan.off, plan.len, addrs, hl, out);
+        self.tcp_fill(tx, plan.id, plan.off, plan.len, pseudo, hl, out);
     }
 
     /// The next segment of a burst from the headers of its first: what
     /// `tcp_emit` would write for it, without building the headers.
-    fn burst_emit(&mut self, off: usize, n: usize, psh: bool, buf: &mut [u8]) -> TcpTx {
-        let ident = self.next_ip_ident();
-        let Some(b) = self.tcp.burst.as_ref() else {
+    fn burst_emit(
+        &mut self,
+        cx: &mut Cx<'_>,
+        off: usize,
+        n: usize,
+        psh: bool,
+        buf: &mut [u8],
+    ) -> TcpTx {
+        let Some(b) = self.burst.as_ref() else {
             return TcpTx::Again;
         };
         let hl = b.hdr_len;
-        let lhl = self.cfg.link_header_len();
+        let lhl = cx.cfg.link_header_len();
         let thl = hl - lhl - 20;
         let total = hl + n;
         if buf.len() < total {
-            self.counters.link.tx_dropped_too_big += 1;
+            cx.counters.link.tx_dropped_too_big += 1;
             return TcpTx::Again;
         }
         // The whole template when it fits (a fixed-size copy, inlined; the
@@ -611,17 +575,9 @@ impl Stack {
             Some(head) => head.copy_from_slice(&b.hdr),
             None => buf[..hl].copy_from_slice(&b.hdr[..hl]),
         }
-        let mut ip = Ipv4Packet::new_unchecked(&mut buf[lhl..total]);
-        ip.set_ident(ident);
-        if self.cfg.checksums.tx {
-            ip.fill_checksum();
-        }
-        // The addresses from the template, not read back from `buf`.
-        let addr = |at: usize| {
-            let a = lhl + at;
-            Ipv4Addr::new(b.hdr[a], b.hdr[a + 1], b.hdr[a + 2], b.hdr[a + 3])
-        };
-        let (src, dst) = (addr(12), addr(16));
+        let pair = cx
+            .ip
+            .repeat_header(cx.cfg, cx.counters, &b.hdr, &mut buf[..total]);
         let out = &mut buf[lhl + 20..total];
         let mut tcp = TcpPacket::new_unchecked(&mut out[..]);
         tcp.set_seq_number(b.seq);
@@ -630,29 +586,31 @@ impl Stack {
         }
         tcp.set_checksum(0);
         let id = b.id;
-        self.tcp_fill(Some(id), off, n, (src, dst), thl, out);
-        self.counters.tcp.burst_segs += 1;
-        self.counters.tcp.out_segs += 1;
-        self.counters.ip.out_requests += 1;
-        self.counters.link.tx_frames += 1;
+        let tx = cx.cfg.checksums.tx;
+        let pseudo = pair.pseudo_sum(IpProtocol::Tcp, thl + n);
+        self.tcp_fill(tx, Some(id), off, n, pseudo, thl, out);
+        cx.counters.tcp.burst_segs += 1;
+        cx.counters.tcp.out_segs += 1;
         TcpTx::Sent(total)
     }
 
     /// The payload after a written header (checksum field zero), and the
-    /// checksum.
+    /// checksum (when `tx`: not offloaded).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn tcp_fill(
         &self,
+        tx: bool,
         id: Option<TcbId>,
         off: usize,
         len: usize,
-        (src, dst): (Ipv4Addr, Ipv4Addr),
+        pseudo: u64,
         hl: usize,
         out: &mut [u8],
     ) {
-        let tx = self.cfg.checksums.tx;
         let mut payload_sum = 0;
         if len > 0 {
-            if let Some(t) = id.and_then(|id| self.tcp.get(id)) {
+            if let Some(t) = id.and_then(|id| self.get(id)) {
                 let dst = &mut out[hl..hl + len];
                 let n = if tx {
                     let (n, s) = t.sndq.copy_out_sum(off, dst);
@@ -667,7 +625,6 @@ impl Stack {
         if tx {
             // The header (checksum field zero) starts at an even offset, as
             // does the payload after it: the sums add (RFC 1071).
-            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, (hl + len) as u32);
             let c = !checksum::fold(pseudo + checksum::sum(&out[..hl]) + payload_sum);
             TcpPacket::new_unchecked(&mut out[..]).set_checksum(c);
         }

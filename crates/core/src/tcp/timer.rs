@@ -2,51 +2,53 @@
 //! and orphaned FIN_WAIT_2, keepalive (RFC 1122 §4.2.3.6), user timeout
 //! (RFC 5482).
 
+use super::Tcp;
 use super::{State, TcbId};
+use crate::cx::Cx;
 use crate::errno::Errno;
-use crate::stack::Stack;
-use crate::time::Instant;
 use core::cmp::Reverse;
 use tracing::debug;
 
-impl Stack {
+impl Tcp {
     /// Runs every TCP timer due at `now`.
-    pub(crate) fn tcp_run_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, index, generation))) = self.tcp.timers.peek() {
+    pub(crate) fn tcp_run_timers(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now;
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
             if at > now {
                 break;
             }
-            self.tcp.timers.pop();
+            self.timers.pop();
             let id = TcbId { index, generation };
-            let Some(t) = self.tcp.get_mut(id) else {
+            let Some(t) = self.get_mut(id) else {
                 continue;
             };
             if t.timer_sched != Some(at) {
                 continue;
             }
             t.timer_sched = None;
-            self.tcp_on_timer(now, id);
-            self.tcp.arm(id);
-            self.tcp.schedule(id);
+            self.tcp_on_timer(cx, id);
+            self.arm(id);
+            self.schedule(cx.now, id);
         }
     }
 
-    fn tcp_on_timer(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_on_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         if t.linger_at.is_some_and(|d| d <= now) {
             t.linger_at = None;
             match t.state {
                 State::TimeWait => {
-                    self.counters.tcp.time_waits_done += 1;
-                    self.tcp_free(now, id);
+                    cx.counters.tcp.time_waits_done += 1;
+                    self.tcp_free(cx, id);
                     return;
                 }
                 State::FinWait2 => {
                     debug!(local = %t.local, remote = %t.remote, "tcp FIN_WAIT_2 timeout");
-                    self.counters.tcp.fin_wait2_timeouts += 1;
-                    self.tcp_free(now, id);
+                    cx.counters.tcp.fin_wait2_timeouts += 1;
+                    self.tcp_free(cx, id);
                     return;
                 }
                 _ => {}
@@ -54,16 +56,16 @@ impl Stack {
         }
         if t.keepalive_at.is_some_and(|d| d <= now) {
             t.keepalive_at = None;
-            self.tcp_keepalive_timer(now, id);
+            self.tcp_keepalive_timer(cx, id);
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         if t.delack_at.is_some_and(|d| d <= now) {
             // The delayed-ACK timer (RFC 9293 §3.8.6.3).
             t.delack_at = None;
             t.ack_pending = true;
-            self.counters.tcp.delayed_acks += 1;
+            cx.counters.tcp.delayed_acks += 1;
         }
         if t.cork_at.is_some_and(|d| d <= now) {
             // TCP_CORK's ceiling: what it held goes now.
@@ -83,39 +85,41 @@ impl Stack {
                 .and_then(|r| r.timer)
                 .is_some_and(|d| d <= now)
         {
-            self.tcp_rack_timer(now, id);
+            self.tcp_rack_timer(cx, id);
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         if t.rexmit_at.is_some_and(|d| d <= now) {
             t.rexmit_at = None;
             t.tlp_at = None;
             t.tlp_pending = false;
-            self.tcp_rexmit_timer(now, id);
+            self.tcp_rexmit_timer(cx, id);
         }
     }
 
     /// The RACK reordering timer (RFC 8985 §6.2 step 5): segments that
     /// were within the reordering window at the last ACK are looked at
     /// again; any now lost start recovery (or are repaired in it).
-    fn tcp_rack_timer(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_rack_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
-        self.counters.tcp.rack_reo_timeouts += 1;
+        cx.counters.tcp.rack_reo_timeouts += 1;
         let d = t.rack_detect(now);
-        self.counters.tcp.rack_lost += u64::from(d.lost);
-        self.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
+        cx.counters.tcp.rack_lost += u64::from(d.lost);
+        cx.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
         if t.ca == super::CaState::Open && t.snd_una != t.snd_max && t.rack_lost() {
             t.enter_recovery(now);
-            self.counters.tcp.fast_retrans += 1;
+            cx.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp RACK reordering timeout: recovery");
         }
     }
 
-    fn tcp_keepalive_timer(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_keepalive_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let Some(due) = t.keepalive_deadline() else {
@@ -129,9 +133,9 @@ impl Stack {
         let idle = now - t.last_rcv;
         if let Some(ut) = t.opts.user_timeout {
             if t.probes_out > 0 && idle >= ut {
-                self.counters.tcp.abort_on_timeout += 1;
-                self.counters.tcp.keepalive_timeouts += 1;
-                self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
+                cx.counters.tcp.abort_on_timeout += 1;
+                cx.counters.tcp.keepalive_timeouts += 1;
+                self.tcp_abort(cx, id, Some(Errno::ETIMEDOUT), true);
                 return;
             }
         }
@@ -141,20 +145,21 @@ impl Stack {
         }
         if t.probes_out >= t.opts.keep_cnt {
             debug!(local = %t.local, remote = %t.remote, "tcp keepalive timeout");
-            self.counters.tcp.abort_on_timeout += 1;
-            self.counters.tcp.keepalive_timeouts += 1;
-            self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
+            cx.counters.tcp.abort_on_timeout += 1;
+            cx.counters.tcp.keepalive_timeouts += 1;
+            self.tcp_abort(cx, id, Some(Errno::ETIMEDOUT), true);
             return;
         }
         t.probes_out += 1;
         t.probe_pending = true;
         t.keepalive_at = Some(now + t.opts.keep_intvl);
-        self.counters.tcp.keepalive_probes += 1;
+        cx.counters.tcp.keepalive_probes += 1;
     }
 
-    fn tcp_rexmit_timer(&mut self, now: Instant, id: TcbId) {
-        let cfg = &self.cfg.tcp;
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_rexmit_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let cfg = &cx.cfg.tcp;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         match t.state {
@@ -168,16 +173,16 @@ impl Stack {
                 if t.retries > limit {
                     debug!(local = %t.local, remote = %t.remote, state = %t.state, "tcp handshake timeout");
                     if t.listener.is_some() {
-                        self.tcp_free(now, id);
+                        self.tcp_free(cx, id);
                     } else {
                         let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                        self.counters.tcp.syn_timeouts += 1;
-                        self.counters.tcp.attempt_fails += 1;
-                        self.tcp_abort(now, id, Some(err), false);
+                        cx.counters.tcp.syn_timeouts += 1;
+                        cx.counters.tcp.attempt_fails += 1;
+                        self.tcp_abort(cx, id, Some(err), false);
                     }
                     return;
                 }
-                self.counters.tcp.timeouts += 1;
+                cx.counters.tcp.timeouts += 1;
                 t.backoff += 1;
                 t.syn_pending = true;
                 t.snd_nxt = t.iss;
@@ -202,8 +207,8 @@ impl Stack {
                     t.retries += 1;
                     if t.retries > cfg.retries2 {
                         let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                        self.counters.tcp.abort_on_timeout += 1;
-                        self.tcp_abort(now, id, Some(err), false);
+                        cx.counters.tcp.abort_on_timeout += 1;
+                        self.tcp_abort(cx, id, Some(err), false);
                         return;
                     }
                     t.force_probe = true;
@@ -213,7 +218,7 @@ impl Stack {
                     return;
                 }
                 t.retries += 1;
-                self.counters.tcp.timeouts += 1;
+                cx.counters.tcp.timeouts += 1;
                 let ut_expired = t
                     .opts
                     .user_timeout
@@ -226,8 +231,8 @@ impl Stack {
                 if t.retries > limit || ut_expired {
                     debug!(local = %t.local, remote = %t.remote, retries = t.retries, "tcp retransmission timeout");
                     let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                    self.counters.tcp.abort_on_timeout += 1;
-                    self.tcp_abort(now, id, Some(err), false);
+                    cx.counters.tcp.abort_on_timeout += 1;
+                    self.tcp_abort(cx, id, Some(err), false);
                     return;
                 }
                 let flight = t.flight();
