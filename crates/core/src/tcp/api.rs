@@ -5,6 +5,7 @@ use super::{Kind, Listener, State, Tcb, TcbId, TcpOptions, TcpSocket};
 use crate::config::StackConfig;
 use crate::cx::Cx;
 use crate::errno::{Errno, Result};
+use crate::event::EventKind;
 use crate::ipv4::output::{is_broadcast, route};
 use crate::socket::{Proto, Readiness, SocketHandle};
 use crate::time::{Duration, Instant};
@@ -260,6 +261,12 @@ impl Tcp {
         });
         self.listeners.entry(local.port()).or_default().push(h);
         debug!(%local, from = %State::Closed, to = %State::Listen, backlog, "tcp state");
+        cx.event(EventKind::TcpState {
+            local,
+            remote: None,
+            from: State::Closed,
+            to: State::Listen,
+        });
         Ok(())
     }
 
@@ -385,6 +392,12 @@ impl Tcp {
         }
         cx.counters.tcp.active_opens += 1;
         debug!(%local, %remote, from = %State::Closed, to = %State::SynSent, "tcp state");
+        cx.event(EventKind::TcpState {
+            local,
+            remote: Some(remote),
+            from: State::Closed,
+            to: State::SynSent,
+        });
         self.schedule(cx.now, id);
         Err(Errno::EINPROGRESS)
     }

@@ -5,6 +5,7 @@ use super::{CaState, Ctl, Kind, Listener, PortClass, State, Tcb, TcbId};
 use crate::config::StackConfig;
 use crate::cx::Cx;
 use crate::errno::Errno;
+use crate::event::EventKind;
 use crate::ipv4::output::IpPair;
 use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
@@ -363,6 +364,12 @@ impl Tcp {
             l.syn_count += 1;
         }
         debug!(%local, %remote, from = %State::Listen, to = %State::SynReceived, "tcp state");
+        cx.event(EventKind::TcpState {
+            local,
+            remote: Some(remote),
+            from: State::Listen,
+            to: State::SynReceived,
+        });
         self.schedule(cx.now, id);
     }
 
@@ -500,6 +507,20 @@ impl Tcp {
             return;
         }
         debug!(local = %t.local, remote = %t.remote, %from, %to, "tcp state");
+        let (local, remote, socket) = (t.local, t.remote, t.socket);
+        cx.event(EventKind::TcpState {
+            local,
+            remote: Some(remote),
+            from,
+            to,
+        });
+        if to == State::Established {
+            cx.event(EventKind::TcpEstablished {
+                local,
+                remote,
+                socket,
+            });
+        }
         t.state = to;
         let estab = |s: State| matches!(s, State::Established | State::CloseWait);
         match (estab(from), estab(to)) {
@@ -553,6 +574,11 @@ impl Tcp {
         }
         self.tcp_set_state(cx, id, State::Closed);
         let Some(t) = self.remove(id) else { return };
+        cx.event(EventKind::TcpClosed {
+            local: t.local,
+            remote: t.remote,
+            socket: t.socket,
+        });
         let port = t.local.port();
         self.port_use(port).count(t.port_class, -1);
         self.port_release_if_empty(port);
@@ -1133,6 +1159,11 @@ impl Tcp {
     fn tcp_reset_received(&mut self, cx: &mut Cx<'_>, id: TcbId) {
         let Some(t) = self.get(id) else { return };
         debug!(local = %t.local, remote = %t.remote, state = %t.state, "tcp RST received");
+        cx.event(EventKind::TcpReset {
+            local: t.local,
+            remote: t.remote,
+            socket: t.socket,
+        });
         match t.state {
             State::SynReceived if t.listener.is_some() => self.tcp_free(cx, id),
             State::SynReceived => {

@@ -3,9 +3,11 @@
 //! (RFC 5482).
 
 use super::Tcp;
-use super::{State, TcbId};
+use super::{State, Tcb, TcbId};
+use crate::config::TcpConfig;
 use crate::cx::Cx;
 use crate::errno::Errno;
+use crate::event::EventKind;
 use core::cmp::Reverse;
 use tracing::debug;
 
@@ -188,6 +190,7 @@ impl Tcp {
                 t.snd_nxt = t.iss;
                 t.rtt.timing = None;
                 t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                cx.events.push(now, rto_event(t, cfg));
             }
             State::Closed | State::Listen | State::TimeWait => {}
             _ => {
@@ -255,7 +258,18 @@ impl Tcp {
                 t.rtt.timing = None;
                 t.backoff += 1;
                 t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                cx.events.push(now, rto_event(t, cfg));
             }
         }
+    }
+}
+
+/// The event for a retransmission timeout just taken (RFC 6298 §5.4-5.6).
+fn rto_event(t: &Tcb, cfg: &TcpConfig) -> EventKind {
+    EventKind::TcpRto {
+        local: t.local,
+        remote: t.remote,
+        backoff: t.backoff,
+        rto: t.current_rto(cfg),
     }
 }
