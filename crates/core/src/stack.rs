@@ -350,7 +350,25 @@ impl Stack {
         if now > self.clock {
             self.clock = now;
         }
+        if !self.ip.pending() && !self.ip.timers_dirty && self.next_timer.is_none_or(|t| t > now) {
+            // The common case, with one context for both steps: only TCP
+            // has timers due or output owed (its timers queue nothing for
+            // the IP layer; what it writes goes through `emit_with`).
+            let (tcp, mut cx) = split!(self, tcp, now);
+            tcp.tcp_run_timers(&mut cx);
+            match tcp.dispatch(&mut cx, buf) {
+                TcpTx::Sent(n) => return Some(n),
+                TcpTx::Idle => return None,
+                TcpTx::Again => return self.transmit_queued(now, buf),
+            }
+        }
         self.run_timers(now);
+        self.transmit_queued(now, buf)
+    }
+
+    /// `transmit` once the timers have run: the IP layer's queues first
+    /// (loopback, fragments, link frames, egress), then TCP.
+    fn transmit_queued(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let hl = self.cfg.link_header_len();
         loop {
             if let Some(bytes) = self.ip.loopback.pop_front() {

@@ -122,6 +122,7 @@ impl Tcp {
     /// general parsing: in-order data for the connection that had the last
     /// segment. Returns false, having changed nothing, unless the segment
     /// was taken (then it is counted as the full path would count it).
+    #[inline(always)]
     pub(crate) fn tcp_input_fast(&mut self, cx: &mut Cx<'_>, bytes: &[u8]) -> bool {
         if !cx.cfg.tcp.header_prediction {
             return false;

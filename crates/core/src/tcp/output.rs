@@ -118,6 +118,7 @@ impl Plan {
 impl Tcp {
     /// Writes the next TCP segment owed (control queue first, then the ready
     /// list, round robin).
+    #[inline(always)]
     pub(crate) fn dispatch(&mut self, cx: &mut Cx<'_>, buf: &mut [u8]) -> TcpTx {
         loop {
             if self.burst.is_some() {
@@ -199,6 +200,7 @@ impl Tcp {
     /// (the payload's offset is taken afresh), and a timeout (SND.NXT sent
     /// back: go-back-N resends these bytes), a reset, or an ACK for bytes
     /// not yet on the wire (a hostile peer) ends it.
+    #[inline(always)]
     fn burst_next(&mut self, cx: &mut Cx<'_>, buf: &mut [u8]) -> Option<TcpTx> {
         let b = self.burst.as_ref()?;
         let (id, seq, left, seg) = (b.id, b.seq, b.left, b.seg);

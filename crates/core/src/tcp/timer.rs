@@ -13,7 +13,16 @@ use tracing::debug;
 
 impl Tcp {
     /// Runs every TCP timer due at `now`.
+    #[inline(always)]
     pub(crate) fn tcp_run_timers(&mut self, cx: &mut Cx<'_>) {
+        // Checked inline: on most calls nothing is due.
+        if self.timers.peek().is_none_or(|r| r.0 .0 > cx.now) {
+            return;
+        }
+        self.run_due_timers(cx);
+    }
+
+    fn run_due_timers(&mut self, cx: &mut Cx<'_>) {
         let now = cx.now;
         while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
             if at > now {
