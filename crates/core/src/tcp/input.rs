@@ -12,8 +12,7 @@ use crate::time::{Duration, Instant};
 use std::net::SocketAddrV4;
 use tracing::debug;
 use ustack_wire::{
-    checksum, IpProtocol, Ipv4Addr, Ipv4Packet, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
-    TcpTimestamp,
+    checksum, IpProtocol, SeqNumber, TcpFast, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
 };
 
 /// Smallest MSS we accept from a peer (Linux `tcp_min_snd_mss`).
@@ -44,103 +43,45 @@ impl<'a> FastSeg<'a> {
         }
     }
 
-    /// A whole IPv4 datagram (`bytes`), read only as far as header
-    /// prediction needs: a 20-byte IP header, not a fragment, TCP to
-    /// `local_ip`; a TCP header of ACK or ACK|PSH and no other bit, with
-    /// no options or exactly NOP NOP Timestamp (the layout RFC 7323
-    /// Appendix A recommends and Linux's `tcp_rcv_established` predicts),
-    /// and data. Anything else is `None` and takes the full path, which
-    /// validates and counts it. Checksums are not checked here.
+    /// The wire crate's fixed-layout view, as header prediction takes it.
     #[inline(always)]
-    fn from_datagram(bytes: &'a [u8], local_ip: Ipv4Addr) -> Option<Predicted<'a>> {
-        // Fixed offsets into arrays of known length: no bounds checks and
-        // no accessor calls on the one path every bulk segment takes.
-        let ip: &[u8; 20] = bytes.get(..20)?.try_into().ok()?;
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        // Version 4, IHL 5; no MF, fragment offset 0 (DF may be set).
-        if ip[0] != 0x45
-            || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
-            || ip[9] != u8::from(IpProtocol::Tcp)
-            || total < 40
-            || total > bytes.len()
-            || [ip[16], ip[17], ip[18], ip[19]] != local_ip.octets()
-        {
-            return None;
+    fn from_fast(seg: &TcpFast<'a>) -> FastSeg<'a> {
+        FastSeg {
+            seq_number: seg.seq_number,
+            ack_number: seg.ack_number,
+            window_len: seg.window_len,
+            timestamp: seg.timestamp,
+            payload: seg.payload,
         }
-        let segment = &bytes[20..total];
-        let h: &[u8; 20] = segment.get(..20)?.try_into().ok()?;
-        // The header-prediction word: data offset 5 or 8, reserved bits
-        // zero, flags ACK or ACK|PSH.
-        let (timestamp, hl) = match (h[12], h[13] & !(TcpFlags::PSH.0 as u8)) {
-            (0x50, 0x10) => (None, 20),
-            (0x80, 0x10) => {
-                let o: &[u8; 12] = segment.get(20..32)?.try_into().ok()?;
-                if o[..4] != [1, 1, 8, 10] {
-                    return None;
-                }
-                let ts = TcpTimestamp {
-                    tsval: u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
-                    tsecr: u32::from_be_bytes([o[8], o[9], o[10], o[11]]),
-                };
-                (Some(ts), 32)
-            }
-            _ => return None,
-        };
-        let payload = &segment[hl..];
-        if payload.is_empty() {
-            return None;
-        }
-        Some(Predicted {
-            seg: FastSeg {
-                seq_number: SeqNumber(u32::from_be_bytes([h[4], h[5], h[6], h[7]])),
-                ack_number: SeqNumber(u32::from_be_bytes([h[8], h[9], h[10], h[11]])),
-                window_len: u16::from_be_bytes([h[14], h[15]]),
-                timestamp,
-                payload,
-            },
-            local: SocketAddrV4::new(local_ip, u16::from_be_bytes([h[2], h[3]])),
-            remote: SocketAddrV4::new(
-                Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-                u16::from_be_bytes([h[0], h[1]]),
-            ),
-            segment,
-        })
     }
 }
 
-/// A datagram header prediction takes: the segment's fields, its
-/// 4-tuple, and the TCP segment's bytes (for the checksum).
-struct Predicted<'a> {
-    seg: FastSeg<'a>,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
-    segment: &'a [u8],
-}
-
 impl Tcp {
-    /// Header prediction straight from the datagram's bytes, before any
-    /// general parsing: in-order data for the connection that had the last
-    /// segment. Returns false, having changed nothing, unless the segment
-    /// was taken (then it is counted as the full path would count it).
+    /// Header prediction (RFC 9293 §3.10.7.4 as BSD and Linux predict
+    /// it): in-order data for the connection that had the last segment,
+    /// read through the wire crate's fixed-layout view of `segment` (the
+    /// IP layer has checked its own header and hands over `ip`). Returns
+    /// false, having changed nothing, unless the segment was taken (then
+    /// it is counted as the full path would count it); the caller then
+    /// takes the full path.
     #[inline(always)]
-    pub(crate) fn tcp_input_fast(&mut self, cx: &mut Cx<'_>, bytes: &[u8]) -> bool {
-        if !cx.cfg.tcp.header_prediction {
-            return false;
-        }
-        let Some(p) = FastSeg::from_datagram(bytes, cx.cfg.addr.address()) else {
+    pub(crate) fn process_fast(&mut self, cx: &mut Cx<'_>, ip: IpPair, segment: &[u8]) -> bool {
+        let Some(seg) = TcpFast::new(segment) else {
             return false;
         };
-        let Some(id) = self.cached(p.local, p.remote) else {
+        let local = SocketAddrV4::new(ip.dst, seg.dst_port);
+        let remote = SocketAddrV4::new(ip.src, seg.src_port);
+        let Some(id) = self.cached(local, remote) else {
             return false;
         };
         if cx.cfg.checksums.rx
-            && (!Ipv4Packet::new_unchecked(bytes).verify_checksum()
-                || checksum::transport(*p.remote.ip(), *p.local.ip(), IpProtocol::Tcp, p.segment)
-                    != 0)
+            && checksum::fold(
+                ip.pseudo_sum(IpProtocol::Tcp, segment.len()) + checksum::sum(segment),
+            ) != 0xffff
         {
             return false;
         }
-        if !self.tcp_fast_data(cx, id, &p.seg) {
+        if !self.tcp_fast_data(cx, id, &FastSeg::from_fast(&seg)) {
             return false;
         }
         cx.counters.ip.in_delivers += 1;
