@@ -11,8 +11,7 @@ use crate::counters::Counters;
 use crate::errno::{Errno, Result};
 use crate::event::{Event, Events};
 use crate::icmp::{EchoReply, Icmp};
-use crate::ipv4::fragment::Fragmenter;
-use crate::ipv4::output::{is_broadcast, route, write_eth_header, IpOut, IpPair, OutPacket};
+use crate::ipv4::output::{is_broadcast, route, IpOut, IpPair, Queued};
 use crate::ipv4::reassembly::{DropReason, Outcome, Reassembler};
 use crate::ports::PortAllocator;
 use crate::rng::Rng;
@@ -269,11 +268,6 @@ impl Stack {
         icmp.send_icmp_error(&mut cx, to, repr);
     }
 
-    /// Gives back the send-buffer space a departed (or dropped) packet held.
-    fn release(&mut self, owner: Option<(SocketHandle, usize)>) {
-        self.udp.release(&mut self.handles, owner);
-    }
-
     fn fail_owner(&mut self, owner: Option<(SocketHandle, usize)>, err: Errno) {
         self.udp.fail_owner(&mut self.handles, owner, err);
     }
@@ -369,118 +363,33 @@ impl Stack {
     /// `transmit` once the timers have run: the IP layer's queues first
     /// (loopback, fragments, link frames, egress), then TCP.
     fn transmit_queued(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        let hl = self.cfg.link_header_len();
         loop {
             if let Some(bytes) = self.ip.loopback.pop_front() {
                 // A datagram to ourselves arrives as if from the wire.
                 self.ip_input(now, &bytes);
                 continue;
             }
-            if let Some((f, mac, owner)) = &mut self.ip.frag {
-                if !f.is_done() {
-                    let need = hl + f.next_len();
-                    if buf.len() < need {
-                        self.counters.link.tx_dropped_too_big += 1;
-                        let owner = *owner;
-                        self.ip.frag = None;
-                        self.release(owner);
-                        continue;
-                    }
-                    if let Some(mac) = *mac {
-                        write_eth_header(buf, self.cfg.mac, mac, EtherType::Ipv4);
-                    }
-                    let n = f
-                        .emit_next(&mut buf[hl..], &self.cfg.checksums)
-                        .unwrap_or(0);
-                    self.counters.ip.frag_creates += 1;
-                    self.counters.link.tx_frames += 1;
-                    return Some(hl + n);
-                }
-                let owner = *owner;
-                self.ip.frag = None;
-                self.release(owner);
-            }
-            if let Some(frame) = self.ip.link_out.pop_front() {
-                if buf.len() < frame.len() {
-                    self.counters.link.tx_dropped_too_big += 1;
-                    continue;
-                }
-                buf[..frame.len()].copy_from_slice(&frame);
-                self.counters.link.tx_frames += 1;
-                return Some(frame.len());
-            }
-            let Some(pkt) = self.ip.egress.pop_front() else {
-                // Then TCP writes its next segment straight into `buf`.
-                let (tcp, mut cx) = split!(self, tcp, now);
-                match tcp.dispatch(&mut cx, buf) {
-                    TcpTx::Sent(n) => return Some(n),
-                    TcpTx::Again => continue,
-                    TcpTx::Idle => return None,
-                }
+            let (udp, handles) = (&mut self.udp, &mut self.handles);
+            let mut release = |owner, err| match err {
+                None => udp.release(handles, owner),
+                Some(e) => udp.fail_owner(handles, owner, e),
             };
-            if pkt.repr.dst_addr == self.address() {
-                self.loopback(now, pkt);
-                continue;
+            let q = self
+                .ip
+                .next_queued(&self.cfg, &mut self.counters, now, buf, &mut release);
+            match q {
+                Queued::Frame(n) => return Some(n),
+                Queued::Looped => continue,
+                Queued::Empty => {}
             }
-            let mac = match self.cfg.medium {
-                Medium::Ip => None,
-                Medium::Ethernet => {
-                    if self.is_broadcast(pkt.next_hop) {
-                        Some(EthernetAddress::BROADCAST)
-                    } else if let Some(mac) = self.ip.arp.lookup(now, pkt.next_hop) {
-                        Some(mac)
-                    } else {
-                        let dropped = self.ip.arp_park(&self.cfg, &mut self.counters, now, pkt);
-                        if let Some(d) = dropped {
-                            self.release(d.owner);
-                        }
-                        continue;
-                    }
-                }
-            };
-            self.counters.ip.out_requests += 1;
-            let total = ustack_wire::ipv4::HEADER_LEN + pkt.payload.len();
-            if total > self.cfg.mtu {
-                if pkt.repr.dont_frag {
-                    self.counters.ip.frag_fails += 1;
-                    self.counters.ip.out_discards += 1;
-                    self.fail_owner(pkt.owner, Errno::EMSGSIZE);
-                    continue;
-                }
-                self.counters.ip.frag_oks += 1;
-                self.ip.frag = Some((
-                    Fragmenter::new(pkt.repr, pkt.payload, self.cfg.mtu),
-                    mac,
-                    pkt.owner,
-                ));
-                continue;
+            // Then TCP writes its next segment straight into `buf`.
+            let (tcp, mut cx) = split!(self, tcp, now);
+            match tcp.dispatch(&mut cx, buf) {
+                TcpTx::Sent(n) => return Some(n),
+                TcpTx::Again => continue,
+                TcpTx::Idle => return None,
             }
-            if buf.len() < hl + total {
-                self.counters.link.tx_dropped_too_big += 1;
-                self.release(pkt.owner);
-                continue;
-            }
-            if let Some(mac) = mac {
-                write_eth_header(buf, self.cfg.mac, mac, EtherType::Ipv4);
-            }
-            let mut ip = Ipv4Packet::new_unchecked(&mut buf[hl..hl + total]);
-            pkt.repr.emit(&mut ip, &self.cfg.checksums);
-            ip.payload_mut()[..pkt.payload.len()].copy_from_slice(&pkt.payload);
-            self.release(pkt.owner);
-            self.counters.link.tx_frames += 1;
-            return Some(hl + total);
         }
-    }
-
-    /// Delivers a datagram addressed to ourselves, as if it had arrived.
-    fn loopback(&mut self, now: Instant, pkt: OutPacket) {
-        let mut bytes = vec![0u8; ustack_wire::ipv4::HEADER_LEN + pkt.payload.len()];
-        let mut ip = Ipv4Packet::new_unchecked(&mut bytes[..]);
-        pkt.repr
-            .emit(&mut ip, &ustack_wire::ChecksumCaps::default());
-        ip.payload_mut()[..pkt.payload.len()].copy_from_slice(&pkt.payload);
-        self.release(pkt.owner);
-        self.ip_input(now, &bytes);
     }
 
     // ----- input -----

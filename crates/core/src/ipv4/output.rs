@@ -66,6 +66,21 @@ pub(crate) enum Emitted {
     NoRoute,
 }
 
+/// What [`IpOut::next_queued`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// A frame of this length is in the caller's buffer.
+    Frame(usize),
+    /// A datagram to ourselves went onto the loopback queue.
+    Looped,
+    /// Nothing queued: the transports' turn.
+    Empty,
+}
+
+/// Gives back what a queued datagram's socket was charged (and, with an
+/// error, reports it) once the datagram has left or was dropped.
+pub(crate) type Release<'r> = &'r mut dyn FnMut(Option<(SocketHandle, usize)>, Option<Errno>);
+
 /// The output half of the IP layer.
 pub struct IpOut {
     pub(crate) arp: ArpCache<OutPacket>,
@@ -254,6 +269,123 @@ impl IpOut {
         dropped
     }
 
+    /// The link destination for `next_hop`: `Some(None)` on a medium
+    /// without link headers, `Some(Some(mac))` when known (or broadcast),
+    /// `None` while ARP has not resolved it.
+    #[inline(always)]
+    fn link_dst(
+        &self,
+        cfg: &StackConfig,
+        now: Instant,
+        next_hop: Ipv4Addr,
+    ) -> Option<Option<EthernetAddress>> {
+        match cfg.medium {
+            Medium::Ip => Some(None),
+            Medium::Ethernet if is_broadcast(cfg, next_hop) => {
+                Some(Some(EthernetAddress::BROADCAST))
+            }
+            Medium::Ethernet => self.arp.lookup(now, next_hop).map(Some),
+        }
+    }
+
+    /// The next frame from the queues (fragments of the datagram being
+    /// cut, link-layer frames, then `egress`) into `buf`. A datagram to
+    /// ourselves goes onto the loopback queue; one to an unresolved next
+    /// hop onto its ARP queue; one over the MTU is fragmented (RFC 791
+    /// §3.2) unless DF is set (EMSGSIZE to its socket).
+    pub(crate) fn next_queued(
+        &mut self,
+        cfg: &StackConfig,
+        counters: &mut Counters,
+        now: Instant,
+        buf: &mut [u8],
+        release: Release<'_>,
+    ) -> Queued {
+        let hl = cfg.link_header_len();
+        loop {
+            if let Some((f, mac, owner)) = &mut self.frag {
+                if !f.is_done() {
+                    let need = hl + f.next_len();
+                    if buf.len() < need {
+                        counters.link.tx_dropped_too_big += 1;
+                        let owner = *owner;
+                        self.frag = None;
+                        release(owner, None);
+                        continue;
+                    }
+                    if let Some(mac) = *mac {
+                        write_eth_header(buf, cfg.mac, mac, EtherType::Ipv4);
+                    }
+                    let n = f.emit_next(&mut buf[hl..], &cfg.checksums).unwrap_or(0);
+                    counters.ip.frag_creates += 1;
+                    counters.link.tx_frames += 1;
+                    return Queued::Frame(hl + n);
+                }
+                let owner = *owner;
+                self.frag = None;
+                release(owner, None);
+            }
+            if let Some(frame) = self.link_out.pop_front() {
+                if buf.len() < frame.len() {
+                    counters.link.tx_dropped_too_big += 1;
+                    continue;
+                }
+                buf[..frame.len()].copy_from_slice(&frame);
+                counters.link.tx_frames += 1;
+                return Queued::Frame(frame.len());
+            }
+            let Some(pkt) = self.egress.pop_front() else {
+                return Queued::Empty;
+            };
+            if pkt.repr.dst_addr == cfg.addr.address() {
+                let mut bytes = vec![0u8; ustack_wire::ipv4::HEADER_LEN + pkt.payload.len()];
+                let mut ip = Ipv4Packet::new_unchecked(&mut bytes[..]);
+                pkt.repr.emit(&mut ip, &ChecksumCaps::default());
+                ip.payload_mut()[..pkt.payload.len()].copy_from_slice(&pkt.payload);
+                release(pkt.owner, None);
+                self.loopback.push_back(bytes);
+                return Queued::Looped;
+            }
+            let Some(mac) = self.link_dst(cfg, now, pkt.next_hop) else {
+                if let Some(d) = self.arp_park(cfg, counters, now, pkt) {
+                    release(d.owner, None);
+                }
+                continue;
+            };
+            counters.ip.out_requests += 1;
+            let total = ustack_wire::ipv4::HEADER_LEN + pkt.payload.len();
+            if total > cfg.mtu {
+                if pkt.repr.dont_frag {
+                    counters.ip.frag_fails += 1;
+                    counters.ip.out_discards += 1;
+                    release(pkt.owner, Some(Errno::EMSGSIZE));
+                    continue;
+                }
+                counters.ip.frag_oks += 1;
+                self.frag = Some((
+                    Fragmenter::new(pkt.repr, pkt.payload, cfg.mtu),
+                    mac,
+                    pkt.owner,
+                ));
+                continue;
+            }
+            if buf.len() < hl + total {
+                counters.link.tx_dropped_too_big += 1;
+                release(pkt.owner, None);
+                continue;
+            }
+            if let Some(mac) = mac {
+                write_eth_header(buf, cfg.mac, mac, EtherType::Ipv4);
+            }
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[hl..hl + total]);
+            pkt.repr.emit(&mut ip, &cfg.checksums);
+            ip.payload_mut()[..pkt.payload.len()].copy_from_slice(&pkt.payload);
+            release(pkt.owner, None);
+            counters.link.tx_frames += 1;
+            return Queued::Frame(hl + total);
+        }
+    }
+
     /// Writes one datagram of `len` transport bytes from us to `dst`
     /// straight into `buf` (link header, IPv4 header, then `fill` with the
     /// transport bytes and the pseudo-header sum). To ourselves it goes on
@@ -294,23 +426,17 @@ impl IpOut {
             self.loopback.push_back(bytes);
             return Emitted::Queued;
         }
-        let mac = match cfg.medium {
-            Medium::Ip => None,
-            Medium::Ethernet => match self.arp.lookup(now, next_hop) {
-                Some(mac) => Some(mac),
-                None => {
-                    let mut payload = vec![0u8; len];
-                    fill(&mut payload, pair.pseudo_sum(protocol, len));
-                    let pkt = OutPacket {
-                        next_hop,
-                        repr: ip,
-                        payload,
-                        owner: None,
-                    };
-                    self.arp_park(cfg, counters, now, pkt);
-                    return Emitted::Queued;
-                }
-            },
+        let Some(mac) = self.link_dst(cfg, now, next_hop) else {
+            let mut payload = vec![0u8; len];
+            fill(&mut payload, pair.pseudo_sum(protocol, len));
+            let pkt = OutPacket {
+                next_hop,
+                repr: ip,
+                payload,
+                owner: None,
+            };
+            self.arp_park(cfg, counters, now, pkt);
+            return Emitted::Queued;
         };
         let hl = cfg.link_header_len();
         if buf.len() < hl + iplen {
