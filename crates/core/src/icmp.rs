@@ -3,12 +3,12 @@
 
 use crate::cx::Cx;
 use crate::errno::{Errno, Result};
-use crate::ipv4::output::{is_broadcast, route};
+use crate::ipv4::output::{is_broadcast, route, IpPair};
 use crate::ratelimit::TokenBucket;
 use crate::socket::{Proto, Readiness, Slab, SocketHandle};
 use crate::time::Instant;
 use std::collections::{HashMap, VecDeque};
-use ustack_wire::{Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr};
+use ustack_wire::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr};
 
 /// One echo reply received by a ping socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,17 @@ impl IcmpSocket {
     }
 }
 
+/// What became of an ICMP message handed to [`Icmp::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IcmpIn<'a> {
+    /// Answered, delivered, or dropped and counted.
+    Done,
+    /// An error about a datagram we sent (`invoking`, its quoted header
+    /// and leading bytes), for the transport that sent it (RFC 1122
+    /// §3.2.2.1, §4.1.3.3, §4.2.3.9).
+    Error { invoking: &'a [u8], err: Errno },
+}
+
 /// ICMP: echo sockets by identifier, and the rate limit on the errors
 /// we send.
 pub struct Icmp {
@@ -67,6 +78,105 @@ impl Icmp {
             socks: Slab::default(),
             idents: HashMap::new(),
             limiter: TokenBucket::new(errors_per_sec, errors_per_sec.max(1)),
+        }
+    }
+
+    /// One ICMP message for us (RFC 792): echo requests answered, echo
+    /// replies to their socket, errors handed back for the transports.
+    pub(crate) fn process<'p>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ip: IpPair,
+        payload: &'p [u8],
+        broadcast: bool,
+    ) -> IcmpIn<'p> {
+        let now = cx.now;
+        cx.counters.icmp.in_msgs += 1;
+        let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
+            cx.counters.icmp.in_errors += 1;
+            return IcmpIn::Done;
+        };
+        let repr = match Icmpv4Repr::parse(&packet, &cx.cfg.checksums) {
+            Ok(r) => r,
+            Err(ustack_wire::Error::Checksum) => {
+                cx.counters.icmp.in_csum_errors += 1;
+                cx.counters.icmp.in_errors += 1;
+                return IcmpIn::Done;
+            }
+            Err(ustack_wire::Error::Unsupported) => {
+                cx.counters.icmp.in_unsupported += 1;
+                return IcmpIn::Done;
+            }
+            Err(_) => {
+                cx.counters.icmp.in_errors += 1;
+                return IcmpIn::Done;
+            }
+        };
+        cx.counters.ip.in_delivers += 1;
+        match repr {
+            Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                cx.counters.icmp.in_echos += 1;
+                if broadcast && !cx.cfg.echo_broadcasts {
+                    cx.counters.icmp.echo_broadcast_ignored += 1;
+                    return IcmpIn::Done;
+                }
+                let Ok(next_hop) = route(cx.cfg, ip.src) else {
+                    cx.counters.ip.out_no_routes += 1;
+                    return IcmpIn::Done;
+                };
+                if cx.ip.egress_full(cx.cfg) {
+                    cx.counters.ip.out_discards += 1;
+                    return IcmpIn::Done;
+                }
+                cx.counters.icmp.out_echo_reps += 1;
+                let reply = Icmpv4Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                self.queue_icmp(cx, next_hop, ip.src, &reply);
+                IcmpIn::Done
+            }
+            Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            } => {
+                cx.counters.icmp.in_echo_reps += 1;
+                let reply = EchoReply {
+                    from: ip.src,
+                    seq_no,
+                    data: data.to_vec(),
+                    at: now,
+                };
+                self.icmp_deliver_reply(cx, ident, reply);
+                IcmpIn::Done
+            }
+            Icmpv4Repr::DstUnreachable {
+                reason, invoking, ..
+            } => {
+                cx.counters.icmp.in_dest_unreachs += 1;
+                let err = match reason {
+                    DstUnreachable::PortUnreachable | DstUnreachable::ProtoUnreachable => {
+                        Errno::ECONNREFUSED
+                    }
+                    DstUnreachable::NetUnreachable => Errno::ENETUNREACH,
+                    DstUnreachable::FragRequired => Errno::EMSGSIZE,
+                    _ => Errno::EHOSTUNREACH,
+                };
+                IcmpIn::Error { invoking, err }
+            }
+            Icmpv4Repr::TimeExceeded { invoking, .. } => {
+                cx.counters.icmp.in_time_excds += 1;
+                IcmpIn::Error {
+                    invoking,
+                    err: Errno::EHOSTUNREACH,
+                }
+            }
         }
     }
 

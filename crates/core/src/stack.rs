@@ -10,8 +10,8 @@ use crate::config::{Medium, StackConfig};
 use crate::counters::Counters;
 use crate::errno::{Errno, Result};
 use crate::event::{Event, Events};
-use crate::icmp::{EchoReply, Icmp};
-use crate::ipv4::output::{is_broadcast, route, IpOut, IpPair, Queued};
+use crate::icmp::{Icmp, IcmpIn};
+use crate::ipv4::output::{is_broadcast, IpOut, IpPair, Queued};
 use crate::ipv4::reassembly::{DropReason, Outcome, Reassembler};
 use crate::ports::PortAllocator;
 use crate::rng::Rng;
@@ -23,7 +23,7 @@ use std::net::SocketAddrV4;
 use tracing::debug;
 use ustack_wire::{
     ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr, Ipv4Fast, Ipv4Packet, Ipv4Repr,
+    EthernetRepr, Icmpv4Repr, IpProtocol, Ipv4Addr, Ipv4Fast, Ipv4Packet, Ipv4Repr,
 };
 
 /// The most of an offending datagram quoted in an ICMP error, so the error
@@ -626,89 +626,13 @@ impl Stack {
     }
 
     fn icmp_input(&mut self, now: Instant, ip: &Ipv4Repr, payload: &[u8], broadcast: bool) {
-        self.counters.icmp.in_msgs += 1;
-        let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
-            self.counters.icmp.in_errors += 1;
-            return;
+        let pair = IpPair {
+            src: ip.src_addr,
+            dst: ip.dst_addr,
         };
-        let repr = match Icmpv4Repr::parse(&packet, &self.cfg.checksums) {
-            Ok(r) => r,
-            Err(ustack_wire::Error::Checksum) => {
-                self.counters.icmp.in_csum_errors += 1;
-                self.counters.icmp.in_errors += 1;
-                return;
-            }
-            Err(ustack_wire::Error::Unsupported) => {
-                self.counters.icmp.in_unsupported += 1;
-                return;
-            }
-            Err(_) => {
-                self.counters.icmp.in_errors += 1;
-                return;
-            }
-        };
-        self.counters.ip.in_delivers += 1;
-        match repr {
-            Icmpv4Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            } => {
-                self.counters.icmp.in_echos += 1;
-                if broadcast && !self.cfg.echo_broadcasts {
-                    self.counters.icmp.echo_broadcast_ignored += 1;
-                    return;
-                }
-                let Ok(next_hop) = route(&self.cfg, ip.src_addr) else {
-                    self.counters.ip.out_no_routes += 1;
-                    return;
-                };
-                if self.ip.egress_full(&self.cfg) {
-                    self.counters.ip.out_discards += 1;
-                    return;
-                }
-                self.counters.icmp.out_echo_reps += 1;
-                let reply = Icmpv4Repr::EchoReply {
-                    ident,
-                    seq_no,
-                    data,
-                };
-                let (icmp, mut cx) = split!(self, icmp, now);
-                icmp.queue_icmp(&mut cx, next_hop, ip.src_addr, &reply);
-            }
-            Icmpv4Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            } => {
-                self.counters.icmp.in_echo_reps += 1;
-                let reply = EchoReply {
-                    from: ip.src_addr,
-                    seq_no,
-                    data: data.to_vec(),
-                    at: now,
-                };
-                let (icmp, mut cx) = split!(self, icmp, now);
-                icmp.icmp_deliver_reply(&mut cx, ident, reply);
-            }
-            Icmpv4Repr::DstUnreachable {
-                reason, invoking, ..
-            } => {
-                self.counters.icmp.in_dest_unreachs += 1;
-                let err = match reason {
-                    DstUnreachable::PortUnreachable | DstUnreachable::ProtoUnreachable => {
-                        Errno::ECONNREFUSED
-                    }
-                    DstUnreachable::NetUnreachable => Errno::ENETUNREACH,
-                    DstUnreachable::FragRequired => Errno::EMSGSIZE,
-                    _ => Errno::EHOSTUNREACH,
-                };
-                self.icmp_error_input(now, invoking, err);
-            }
-            Icmpv4Repr::TimeExceeded { invoking, .. } => {
-                self.counters.icmp.in_time_excds += 1;
-                self.icmp_error_input(now, invoking, Errno::EHOSTUNREACH);
-            }
+        let (icmp, mut cx) = split!(self, icmp, now);
+        if let IcmpIn::Error { invoking, err } = icmp.process(&mut cx, pair, payload, broadcast) {
+            self.icmp_error_input(now, invoking, err);
         }
     }
 
