@@ -5,7 +5,7 @@
 //! programs read these. New kinds may be added: match with a wildcard.
 
 use crate::socket::SocketHandle;
-use crate::tcp::State;
+use crate::tcp::state::State;
 use crate::time::{Duration, Instant};
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;

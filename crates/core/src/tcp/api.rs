@@ -1,7 +1,10 @@
 //! The socket calls on [`Tcp`] (errno semantics after POSIX and Linux); `Stack` forwards its `tcp_*` calls here.
 
-use super::Tcp;
-use super::{Kind, Listener, State, Tcb, TcbId, TcpOptions, TcpSocket};
+use super::options::TcpOptions;
+use super::state::State;
+use super::table::{Kind, Listener, Tcp, TcpSocket};
+use super::tcb::{Tcb, TcbId};
+
 use crate::config::StackConfig;
 use crate::cx::Cx;
 use crate::errno::{Errno, Result};
@@ -142,7 +145,7 @@ impl Tcp {
             },
             error: None,
             in_ports: false,
-            leftover: super::Ring::default(),
+            leftover: super::buffer::Ring::default(),
         };
         let h = cx.handles.insert(Proto::Tcp);
         self.socks.insert(h, s);
@@ -293,7 +296,7 @@ impl Tcp {
             kind: Kind::Conn(id),
             error: None,
             in_ports: false,
-            leftover: super::Ring::default(),
+            leftover: super::buffer::Ring::default(),
         };
         let remote = t.remote;
         let nh = cx.handles.insert(Proto::Tcp);

@@ -2,56 +2,16 @@
 //! SWS avoidance, retransmissions in loss recovery), the SACK scoreboard
 //! (RFC 2018, RFC 6675), the receiver's out-of-order queue and ACK policy.
 
-use super::rack::{Detected, Rack};
-use super::{State, Tcb};
+use super::cc::CaState;
+use super::rack::{Detected, Rack, DUP_THRESH};
+use super::spans::{OfoRange, Span};
+use super::state::State;
+use super::tcb::Tcb;
 use crate::config::TcpConfig;
+
 use crate::time::{Duration, Instant};
+
 use ustack_wire::SeqNumber;
-
-/// Loss-recovery state, as Linux names them (`ca_state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CaState {
-    /// Normal transmission.
-    Open,
-    /// Fast recovery (RFC 6582 NewReno, or RFC 6675 with SACK).
-    Recovery,
-    /// After a retransmission timeout, until everything sent before it is ACKed.
-    Loss,
-}
-
-impl CaState {
-    pub fn name(self) -> &'static str {
-        match self {
-            CaState::Open => "Open",
-            CaState::Recovery => "Recovery",
-            CaState::Loss => "Loss",
-        }
-    }
-}
-
-/// RFC 5681 §3.2 / RFC 6675: DupThresh.
-pub(crate) const DUP_THRESH: u32 = 3;
-
-/// A contiguous range of sequence space `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Span {
-    pub start: SeqNumber,
-    pub end: SeqNumber,
-}
-
-impl Span {
-    pub fn len(&self) -> u32 {
-        self.end.diff(self.start).max(0) as u32
-    }
-}
-
-/// A range held in the out-of-order queue, with the order in which it was
-/// last extended (the most recent goes first in SACK blocks, RFC 2018 §4).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OfoRange {
-    pub span: Span,
-    pub stamp: u32,
-}
 
 /// What `choose_send` picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,11 @@
 //! Segment arrival (RFC 9293 §3.10.7), with the RFC 5961 defences.
 
-use super::Tcp;
-use super::{CaState, Ctl, Kind, Listener, PortClass, State, Tcb, TcbId};
+use super::cc::CaState;
+use super::plan::Ctl;
+use super::state::State;
+use super::table::{Kind, Listener, Tcp};
+use super::tcb::{PortClass, Tcb, TcbId};
+
 use crate::config::StackConfig;
 use crate::cx::Cx;
 use crate::errno::Errno;
@@ -411,7 +415,7 @@ impl Tcp {
         tcb.snd_nxt = isn + 1;
         tcb.snd_max = isn + 1;
         tcb.snd_mss = mss.max(MIN_SND_MSS).min(tcb.rcv_mss);
-        tcb.cc = super::new_controller(
+        tcb.cc = super::cc::new_controller(
             tcb.opts.congestion,
             u32::from(tcb.snd_mss),
             cx.cfg.tcp.initial_window,
@@ -1411,7 +1415,7 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr, cfg: &crate::config::TcpConfig) {
     let peer = seg.max_seg_size.unwrap_or(536).max(MIN_SND_MSS);
     let ts_len = if t.ts_ok { 12 } else { 0 };
     t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(8);
-    t.cc = super::new_controller(t.opts.congestion, u32::from(t.snd_mss), cfg.initial_window);
+    t.cc = super::cc::new_controller(t.opts.congestion, u32::from(t.snd_mss), cfg.initial_window);
     t.rcv_seg_max = t.snd_mss.min(536);
     let wnd = t.rcv_space().min(65535 << t.rcv_wscale);
     t.rcv_adv = t.rcv_nxt + wnd;

@@ -1,15 +1,17 @@
 //! Segment output: the next segment a TCB owes, written straight into the
 //! caller's buffer (IP header, TCP header, payload from the send ring).
 
+use super::cc::CaState;
 use super::data::SendKind;
-use super::Tcp;
-use super::{CaState, Ctl, State, TcbId};
+use super::plan::{Burst, Plan, BURST_HEADER_MAX, BURST_SEGMENTS};
+use super::state::State;
+use super::table::Tcp;
+use super::tcb::TcbId;
 use crate::cx::Cx;
+
 use crate::ipv4::output::Emitted;
-use std::net::SocketAddrV4;
-use ustack_wire::{
-    checksum, ChecksumCaps, IpProtocol, SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
-};
+
+use ustack_wire::{checksum, ChecksumCaps, IpProtocol, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp};
 
 /// What `tcp_transmit` did.
 pub(crate) enum TcpTx {
@@ -19,100 +21,6 @@ pub(crate) enum TcpTx {
     Again,
     /// Nothing owed.
     Idle,
-}
-
-/// Full segments a burst holds at most: 64 KiB at MSS 1460 (Linux's
-/// `GSO_MAX_SIZE`), so one connection delays the others by little.
-const BURST_SEGMENTS: usize = 44;
-
-/// One segment to write, or a burst of full segments (see
-/// `TcpConfig::gso`): the header as `TcpRepr` (built in place, so emitting
-/// it copies nothing) and where its payload is.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Plan {
-    id: Option<TcbId>,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
-    repr: TcpRepr<'static>,
-    /// Payload: offset into the send ring and length.
-    off: usize,
-    len: usize,
-    /// Payload per segment when `len` is a burst of several; else `len`.
-    seg: usize,
-}
-
-/// What is left of a burst, and the headers of its first segment (link,
-/// IP, TCP) when that one went out whole: the next ones are that copy with
-/// the sequence number, IP ident, PSH and checksums changed. Kept in place
-/// and updated field by field (copying a `Plan` per segment stalled on
-/// store forwarding).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Burst {
-    id: TcbId,
-    /// The next segment's sequence number, and the bytes left from it.
-    seq: SeqNumber,
-    left: usize,
-    seg: usize,
-    /// PSH on the last segment.
-    psh: bool,
-    hdr: [u8; BURST_HEADER_MAX],
-    hdr_len: usize,
-    /// The whole burst as planned, for segments that cannot reuse the
-    /// headers (the first did not go out whole: ARP, loopback).
-    plan: Plan,
-}
-
-/// Ethernet, IPv4 without options, TCP with the most options.
-const BURST_HEADER_MAX: usize = 14 + 20 + 60;
-
-impl Plan {
-    fn new(
-        id: Option<TcbId>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        flags: TcpFlags,
-        seq: SeqNumber,
-        ack: SeqNumber,
-    ) -> Plan {
-        Plan {
-            id,
-            local,
-            remote,
-            repr: TcpRepr {
-                src_port: local.port(),
-                dst_port: remote.port(),
-                flags,
-                seq_number: seq,
-                ack_number: ack,
-                window_len: 0,
-                urgent_pointer: 0,
-                max_seg_size: None,
-                window_scale: None,
-                sack_permitted: false,
-                sack_ranges: [None; 4],
-                timestamp: None,
-                payload: &[],
-            },
-            off: 0,
-            len: 0,
-            seg: 0,
-        }
-    }
-
-    fn from_ctl(c: Ctl) -> Plan {
-        let mut p = Plan::new(None, c.local, c.remote, c.flags, c.seq, c.ack);
-        p.repr.window_len = c.window;
-        p.repr.max_seg_size = c.mss;
-        p.finish();
-        p
-    }
-
-    /// The acknowledgment field is zero without ACK.
-    fn finish(&mut self) {
-        if !self.repr.flags.contains(TcpFlags::ACK) {
-            self.repr.ack_number = SeqNumber(0);
-        }
-    }
 }
 
 impl Tcp {

@@ -2,8 +2,10 @@
 //! and orphaned FIN_WAIT_2, keepalive (RFC 1122 §4.2.3.6), user timeout
 //! (RFC 5482).
 
-use super::Tcp;
-use super::{State, Tcb, TcbId};
+use super::state::State;
+use super::table::Tcp;
+use super::tcb::{Tcb, TcbId};
+
 use crate::config::TcpConfig;
 use crate::cx::Cx;
 use crate::errno::Errno;
@@ -85,7 +87,7 @@ impl Tcp {
         }
         if t.tlp_at.is_some_and(|d| d <= now) {
             t.tlp_at = None;
-            if t.ca == super::CaState::Open && t.snd_una != t.snd_max && !t.tlp_out {
+            if t.ca == super::cc::CaState::Open && t.snd_una != t.snd_max && !t.tlp_out {
                 t.tlp_out = true;
                 t.tlp_pending = true;
             }
@@ -121,7 +123,7 @@ impl Tcp {
         let d = t.rack_detect(now);
         cx.counters.tcp.rack_lost += u64::from(d.lost);
         cx.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
-        if t.ca == super::CaState::Open && t.snd_una != t.snd_max && t.rack_lost() {
+        if t.ca == super::cc::CaState::Open && t.snd_una != t.snd_max && t.rack_lost() {
             t.enter_recovery(now);
             cx.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp RACK reordering timeout: recovery");
@@ -250,11 +252,11 @@ impl Tcp {
                 let flight = t.flight();
                 let mss = u32::from(t.snd_mss);
                 // RFC 5681 §3.1: a repeated timeout of the same data holds ssthresh.
-                let first = t.ca != super::CaState::Loss;
+                let first = t.ca != super::cc::CaState::Loss;
                 t.cc.on_rto(now, flight, mss, first);
                 // Loss state until what was sent is ACKed; go back N from
                 // SND.UNA (RFC 6298 §5.4), skipping what the peer SACKed.
-                t.ca = super::CaState::Loss;
+                t.ca = super::cc::CaState::Loss;
                 if let Some(r) = t.rack.as_deref_mut() {
                     r.on_rto();
                     t.rack_timer = false;

@@ -1,7 +1,10 @@
 //! A TCB driven alone: a `Tcp` and a context built from parts, no
 //! `Stack`. Segments go in through `process` and come out of `dispatch`.
 
-use super::{State, Tcp, TcpTx};
+use super::output::TcpTx;
+use super::state::State;
+use super::table::Tcp;
+
 use crate::config::{Medium, StackConfig};
 use crate::cx::Parts;
 use crate::ipv4::output::IpPair;
