@@ -560,6 +560,7 @@ impl Stack {
                     self.counters.ip.reasm_fails += 1;
                     match reason {
                         DropReason::Overlap => self.counters.ip.reasm_overlaps += 1,
+                        DropReason::TooMany => self.counters.ip.reasm_too_many += 1,
                         DropReason::Oversize => self.counters.ip.reasm_oversize += 1,
                         DropReason::Memory => self.counters.ip.reasm_memory_drops += 1,
                         DropReason::Malformed => self.counters.ip.in_hdr_errors += 1,

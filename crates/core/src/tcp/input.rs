@@ -824,6 +824,7 @@ impl Tcp {
         let wnd = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
         if !seq_acceptable(seg.seq_number, seg_len, t.rcv_nxt, wnd) {
             if f.contains(TcpFlags::RST) {
+                cx.counters.tcp.oow_rst_drops += 1;
                 return;
             }
             if f.contains(TcpFlags::SYN) && state.synchronized() {
@@ -834,6 +835,7 @@ impl Tcp {
             // Out-of-window: re-ACK; pure ACKs only at a bounded rate.
             if seg.payload.is_empty() && !f.contains(TcpFlags::FIN) {
                 if t.last_oow_ack.is_some_and(|l| now - l < OOW_ACK_INTERVAL) {
+                    cx.counters.tcp.oow_ack_limited += 1;
                     return;
                 }
                 t.last_oow_ack = Some(now);
@@ -859,8 +861,9 @@ impl Tcp {
             return;
         }
 
-        // Fifth: ACK.
+        // Fifth: ACK (RFC 9293 §3.10.7.4: without it, drop the segment).
         if !f.contains(TcpFlags::ACK) {
+            cx.counters.tcp.no_ack_drops += 1;
             return;
         }
         if state == State::SynReceived {
