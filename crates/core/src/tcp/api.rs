@@ -367,18 +367,7 @@ impl Tcp {
         let local = SocketAddrV4::new(ip, port);
         let iss = self.secret.isn(local, remote, now);
         let ts_offset = self.secret.ts_offset(local, remote);
-        let mtu_mss = self.tcp_mtu_mss(cx.cfg);
-        let mut tcb = Tcb::new(
-            &cx.cfg.tcp,
-            State::SynSent,
-            local,
-            remote,
-            iss,
-            opts,
-            mtu_mss,
-            now,
-            ts_offset,
-        );
+        let mut tcb = self.tcp_create(cx, State::SynSent, local, remote, iss, ts_offset, opts);
         tcb.socket = Some(h);
         tcb.syn_pending = true;
         let id = self.tcp_insert(tcb);

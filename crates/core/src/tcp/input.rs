@@ -1,6 +1,7 @@
 //! Segment arrival (RFC 9293 §3.10.7), with the RFC 5961 defences.
 
 use super::cc::CaState;
+use super::options::TcpOptions;
 use super::plan::Ctl;
 use super::state::State;
 use super::table::{Kind, Listener, Tcp};
@@ -284,31 +285,16 @@ impl Tcp {
             }
             return;
         }
-        let Some(ls) = self.socks.get(lh) else {
-            return;
-        };
-        let opts = ls.opts.clone();
         let iss = self.secret.isn(local, remote, now);
         let ts_offset = self.secret.ts_offset(local, remote);
-        let mtu_mss = self.tcp_mtu_mss(cx.cfg);
-        let mut tcb = Tcb::new(
-            &cx.cfg.tcp,
-            State::SynReceived,
-            local,
-            remote,
-            iss,
-            opts,
-            mtu_mss,
-            now,
-            ts_offset,
-        );
-        tcb.listener = Some(lh);
-        tcb_take_syn(&mut tcb, seg, &cx.cfg.tcp);
-        tcb.syn_pending = true;
-        let id = self.tcp_insert(tcb);
-        if let Some(l) = self.listener_mut(lh) {
-            l.syn_count += 1;
-        }
+        let Some(id) =
+            self.tcp_create_passive(cx, lh, local, remote, iss, ts_offset, |tcb, cfg| {
+                tcb_take_syn(tcb, seg, cfg);
+                tcb.syn_pending = true;
+            })
+        else {
+            return;
+        };
         debug!(%local, %remote, from = %State::Listen, to = %State::SynReceived, "tcp state");
         cx.event(EventKind::TcpState {
             local,
@@ -392,40 +378,76 @@ impl Tcp {
             return;
         }
         cx.counters.tcp.syncookies_recv += 1;
-        let Some(ls) = self.socks.get(lh) else {
-            return;
-        };
-        let opts = ls.opts.clone();
+        // What the SYN told us lives only in the cookie: the MSS (RFC 4987 §3.6).
+        let created = self.tcp_create_passive(cx, lh, local, remote, isn, 0, |tcb, cfg| {
+            tcb.irs = client_isn;
+            tcb.rcv_nxt = seg.seq_number;
+            tcb.rcv_wscale = 0;
+            tcb.rcv_adv = tcb.rcv_nxt + tcb.rcv_space().min(65535);
+            tcb.snd_nxt = isn + 1;
+            tcb.snd_max = isn + 1;
+            tcb.snd_mss = mss.max(MIN_SND_MSS).min(tcb.rcv_mss);
+            tcb.cc = super::cc::new_controller(
+                tcb.opts.congestion,
+                u32::from(tcb.snd_mss),
+                cfg.initial_window,
+            );
+        });
+        if let Some(id) = created {
+            self.tcp_segment(cx, id, seg);
+        }
+    }
+
+    /// A TCB for a new connection, with the socket options `opts`: the
+    /// one place TCBs are made (active opens, SYNs, cookie ACKs).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tcp_create(
+        &self,
+        cx: &Cx<'_>,
+        state: State,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        ts_offset: u32,
+        opts: TcpOptions,
+    ) -> Tcb {
         let mtu_mss = self.tcp_mtu_mss(cx.cfg);
-        let mut tcb = Tcb::new(
+        Tcb::new(
             &cx.cfg.tcp,
-            State::SynReceived,
+            state,
             local,
             remote,
-            isn,
+            iss,
             opts,
             mtu_mss,
-            now,
-            0,
-        );
-        tcb.irs = client_isn;
-        tcb.rcv_nxt = seg.seq_number;
-        tcb.rcv_wscale = 0;
-        tcb.rcv_adv = tcb.rcv_nxt + tcb.rcv_space().min(65535);
-        tcb.snd_nxt = isn + 1;
-        tcb.snd_max = isn + 1;
-        tcb.snd_mss = mss.max(MIN_SND_MSS).min(tcb.rcv_mss);
-        tcb.cc = super::cc::new_controller(
-            tcb.opts.congestion,
-            u32::from(tcb.snd_mss),
-            cx.cfg.tcp.initial_window,
-        );
+            cx.now,
+            ts_offset,
+        )
+    }
+
+    /// A half-open connection of listener `lh` (SYN-RECEIVED), set up by
+    /// `setup`, entered in the tables and counted in the SYN queue; `None`
+    /// if the listener is gone.
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_create_passive(
+        &mut self,
+        cx: &mut Cx<'_>,
+        lh: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        ts_offset: u32,
+        setup: impl FnOnce(&mut Tcb, &crate::config::TcpConfig),
+    ) -> Option<TcbId> {
+        let opts = self.socks.get(lh)?.opts.clone();
+        let mut tcb = self.tcp_create(cx, State::SynReceived, local, remote, iss, ts_offset, opts);
         tcb.listener = Some(lh);
+        setup(&mut tcb, &cx.cfg.tcp);
         let id = self.tcp_insert(tcb);
         if let Some(l) = self.listener_mut(lh) {
             l.syn_count += 1;
         }
-        self.tcp_segment(cx, id, seg);
+        Some(id)
     }
 
     /// Creates a TCB and enters it in the lookup and port tables.
@@ -646,24 +668,10 @@ impl Tcp {
         tcb_take_syn(t, seg, &cx.cfg.tcp);
         t.last_rcv = now;
         if f.contains(TcpFlags::ACK) {
-            t.snd_una = seg.ack_number;
-            t.snd_wnd = u32::from(seg.window_len);
-            t.max_snd_wnd = t.snd_wnd;
-            t.snd_wl1 = seg.seq_number;
-            t.snd_wl2 = seg.ack_number;
-            if let Some((_, sent)) = t.rtt.timing.take() {
-                t.rtt
-                    .sample(now - sent, cx.cfg.tcp.rto_min, cx.cfg.tcp.rto_max);
-            }
-            t.rexmit_at = None;
-            t.backoff = 0;
-            t.retries = 0;
+            // Our SYN is acknowledged: ACK theirs. The window of a SYN is
+            // never scaled (RFC 7323 §2.2).
             t.ack_pending = true;
-            let fin = t.fin_queued;
-            self.tcp_set_state(cx, id, State::Established);
-            if fin {
-                self.tcp_set_state(cx, id, State::FinWait1);
-            }
+            self.tcp_handshake_done(cx, id, seg, u32::from(seg.window_len));
         } else {
             // Simultaneous open: SYN-SENT -> SYN-RECEIVED, send SYN,ACK.
             t.snd_wnd = u32::from(seg.window_len);
@@ -1048,7 +1056,6 @@ impl Tcp {
         id: TcbId,
         seg: &TcpRepr,
     ) -> bool {
-        let now = cx.now;
         let Some(t) = self.get(id) else {
             return false;
         };
@@ -1079,11 +1086,27 @@ impl Tcp {
             return false;
         };
         t.in_accept_queue = t.listener.is_some();
+        t.syn_pending = false;
+        let wnd = u32::from(seg.window_len) << t.snd_wscale;
+        self.tcp_handshake_done(cx, id, seg, wnd);
+        true
+    }
+
+    /// The handshake's last step, either way it completes (RFC 9293
+    /// §3.10.7.3 for SYN-SENT, §3.10.7.4 for SYN-RECEIVED): SND.UNA and
+    /// the window from the ACK, an RTT sample from the SYN (RFC 6298 §3,
+    /// not if it was retransmitted), the timer stopped, then ESTABLISHED,
+    /// and on to FIN-WAIT-1 if the user has already closed.
+    fn tcp_handshake_done(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr, wnd: u32) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
+            return;
+        };
         t.snd_una = seg.ack_number;
         if t.snd_nxt.diff(t.snd_una) < 0 {
             t.snd_nxt = t.snd_una;
         }
-        t.snd_wnd = u32::from(seg.window_len) << t.snd_wscale;
+        t.snd_wnd = wnd;
         t.max_snd_wnd = t.max_snd_wnd.max(t.snd_wnd);
         t.snd_wl1 = seg.seq_number;
         t.snd_wl2 = seg.ack_number;
@@ -1094,14 +1117,12 @@ impl Tcp {
         t.rexmit_at = None;
         t.backoff = 0;
         t.retries = 0;
-        t.syn_pending = false;
         t.last_rcv = now;
         let fin = t.fin_queued;
         self.tcp_set_state(cx, id, State::Established);
         if fin {
             self.tcp_set_state(cx, id, State::FinWait1);
         }
-        true
     }
 
     /// An acceptable RST (RFC 9293 §3.10.7.4, second check).
