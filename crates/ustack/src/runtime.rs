@@ -73,7 +73,7 @@ pub(crate) struct State {
     /// Which epoll instances watch a socket, as (epoll fd, socket fd).
     pub watchers: HashMap<SocketHandle, Vec<(i32, i32)>>,
     /// Rotates the wake-up among EPOLLEXCLUSIVE watchers of one socket.
-    exclusive_turn: HashMap<SocketHandle, usize>,
+    exclusive: epoll::ExclusiveTurns,
     /// When the stack thread will next wake on its own.
     thread_deadline: Option<Instant>,
     /// Inline mode: a caller is driving the device right now.
@@ -240,32 +240,8 @@ impl State {
                 continue;
             };
             let mask = epoll::mask(r);
-            // EPOLLEXCLUSIVE: of the instances that watch exclusively, wake one.
-            let exclusive: Vec<(i32, i32)> = watchers
-                .iter()
-                .copied()
-                .filter(|&(ep, fd)| self.epolls.get(&ep).is_some_and(|s| s.is_exclusive(fd)))
-                .collect();
-            for &(ep, fd) in watchers {
-                if exclusive.contains(&(ep, fd)) {
-                    continue;
-                }
-                if let Some(set) = self.epolls.get_mut(&ep) {
-                    set.notify_change(fd, mask, edge);
-                }
-            }
-            if !exclusive.is_empty() {
-                let turn = self.exclusive_turn.entry(h).or_insert(0);
-                for k in 0..exclusive.len() {
-                    let (ep, fd) = exclusive[(*turn + k) % exclusive.len()];
-                    if let Some(set) = self.epolls.get_mut(&ep) {
-                        if set.notify_change(fd, mask, edge) {
-                            *turn = (*turn + k + 1) % exclusive.len();
-                            break;
-                        }
-                    }
-                }
-            }
+            self.exclusive
+                .notify(&mut self.epolls, h, watchers, mask, edge);
         }
         !changed.is_empty()
     }
@@ -287,7 +263,7 @@ impl State {
             v.retain(|&x| x != (ep, fd));
             if v.is_empty() {
                 self.watchers.remove(&h);
-                self.exclusive_turn.remove(&h);
+                self.exclusive.forget(h);
             }
         }
     }
@@ -562,7 +538,7 @@ impl Runtime {
             fds: FdTable::default(),
             epolls: HashMap::new(),
             watchers: HashMap::new(),
-            exclusive_turn: HashMap::new(),
+            exclusive: epoll::ExclusiveTurns::default(),
             thread_deadline: None,
             driving: false,
             device_errors: 0,
