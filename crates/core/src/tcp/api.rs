@@ -369,7 +369,7 @@ impl Tcp {
         let ts_offset = self.secret.ts_offset(local, remote);
         let mut tcb = self.tcp_create(cx, State::SynSent, local, remote, iss, ts_offset, opts);
         tcb.socket = Some(h);
-        tcb.syn_pending = true;
+        tcb.owed.syn = true;
         let id = self.tcp_insert(tcb);
         let s = self.tcp_sock_mut(h)?;
         let was_in_ports = std::mem::take(&mut s.in_ports);
@@ -413,7 +413,7 @@ impl Tcp {
             _ => return Err(Errno::ENOTCONN),
         };
         let t = self.get_mut(id).ok_or(Errno::EPIPE)?;
-        if t.fin_queued {
+        if t.snd.fin_queued {
             return Err(Errno::EPIPE);
         }
         match t.state {
@@ -424,10 +424,10 @@ impl Tcp {
         if data.is_empty() {
             return Ok(0);
         }
-        let n = t.sndq.push(data);
+        let n = t.snd.q.push(data);
         if n < data.len() {
             // A writer found the buffer full: wake it when space frees up.
-            t.nospace = true;
+            t.snd.nospace = true;
         }
         if n == 0 {
             return Err(Errno::EAGAIN);
@@ -481,8 +481,8 @@ impl Tcp {
         if matches!(t.state, State::SynSent | State::SynReceived) {
             return Err(Errno::EAGAIN);
         }
-        if t.rcvq.is_empty() {
-            return if t.fin_received || t.shut_rd {
+        if t.rcv.q.is_empty() {
+            return if t.rcv.fin_received || t.rcv.shut_rd {
                 Ok(0)
             } else {
                 Err(Errno::EAGAIN)
@@ -491,24 +491,24 @@ impl Tcp {
         if buf.is_empty() {
             return Ok(0);
         }
-        let n = t.rcvq.copy_out(0, buf);
+        let n = t.rcv.q.copy_out(0, buf);
         if consume {
-            t.rcvq.consume(n);
+            t.rcv.q.consume(n);
             if t.rcv_space_adjust(now, n, &cx.cfg.tcp) {
                 cx.counters.tcp.rcvbuf_grown += 1;
             }
             // Window update once the window grows by min(rcvbuf/2, MSS)
             // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
-            let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
+            let offered = t.rcv.adv.diff(t.rcv.nxt).max(0) as usize;
             let grow = t.rcv_space().saturating_sub(offered);
             // No update once the peer's FIN is in: it sends no more data,
             // and in TIME_WAIT the update would hit a peer that has
             // already closed (it answers with a RST).
-            if grow >= (t.rcvq.capacity() / 2).min(usize::from(t.rcv_mss)).max(1)
+            if grow >= (t.rcv.q.capacity() / 2).min(usize::from(t.rcv.mss)).max(1)
                 && t.state.synchronized()
-                && !t.fin_received
+                && !t.rcv.fin_received
             {
-                t.ack_pending = true;
+                t.owed.ack = true;
                 self.schedule(cx.now, id);
             }
             cx.handles.mark_changed(h);
@@ -523,10 +523,10 @@ impl Tcp {
         let id = self.tcp_conn(h)?.ok_or(Errno::ENOTCONN)?;
         let t = self.get_mut(id).ok_or(Errno::ENOTCONN)?;
         if matches!(how, Shutdown::Read | Shutdown::Both) {
-            t.shut_rd = true;
+            t.rcv.shut_rd = true;
         }
-        if matches!(how, Shutdown::Write | Shutdown::Both) && !t.fin_queued {
-            t.fin_queued = true;
+        if matches!(how, Shutdown::Write | Shutdown::Both) && !t.snd.fin_queued {
+            t.snd.fin_queued = true;
             match t.state {
                 State::Established => self.tcp_set_state(cx, id, State::FinWait1),
                 State::CloseWait => self.tcp_set_state(cx, id, State::LastAck),
@@ -584,19 +584,19 @@ impl Tcp {
                     self.tcp_abort(cx, id, None, rst);
                     return;
                 }
-                if !t.rcvq.is_empty() && t.state != State::TimeWait {
+                if !t.rcv.q.is_empty() && t.state != State::TimeWait {
                     // Unread data: RST instead of FIN (RFC 2525 §2.17, Linux).
                     cx.counters.tcp.abort_on_close += 1;
                     self.tcp_abort(cx, id, None, true);
                     return;
                 }
-                t.fin_queued = true;
+                t.snd.fin_queued = true;
                 match t.state {
                     State::SynSent => self.tcp_free(cx, id),
                     State::Established => self.tcp_set_state(cx, id, State::FinWait1),
                     State::CloseWait => self.tcp_set_state(cx, id, State::LastAck),
                     State::FinWait2 => {
-                        t.linger_at = Some(now + cx.cfg.tcp.fin_timeout);
+                        t.timer.linger = Some(now + cx.cfg.tcp.fin_timeout);
                     }
                     _ => {}
                 }
@@ -635,13 +635,13 @@ impl Tcp {
                         ..Readiness::default()
                     };
                 };
-                let rd_shut = t.fin_received || t.shut_rd;
-                let wr_shut = t.fin_queued;
+                let rd_shut = t.rcv.fin_received || t.rcv.shut_rd;
+                let wr_shut = t.snd.fin_queued;
                 let connecting = matches!(t.state, State::SynSent | State::SynReceived);
-                let used = t.sndq.len();
+                let used = t.snd.q.len();
                 Readiness {
-                    readable: !t.rcvq.is_empty() || rd_shut || error,
-                    writable: !connecting && (wr_shut || t.sndq.free() >= used / 2),
+                    readable: !t.rcv.q.is_empty() || rd_shut || error,
+                    writable: !connecting && (wr_shut || t.snd.q.free() >= used / 2),
                     error,
                     hangup: rd_shut && wr_shut,
                     read_hangup: rd_shut,
@@ -726,30 +726,30 @@ impl Tcp {
                     info.rtt = t.rtt.srtt();
                     info.rttvar = t.rtt.rttvar();
                     info.rto = t.current_rto(&cfg.tcp);
-                    info.retransmits = t.retries;
+                    info.retransmits = t.timer.retries;
                     info.total_retrans = t.total_retrans;
-                    info.backoff = t.backoff;
-                    info.probes = t.probes_out;
-                    info.snd_mss = t.snd_mss;
-                    info.rcv_mss = t.rcv_mss;
-                    info.snd_wnd = t.snd_wnd;
-                    info.rcv_wnd = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
-                    info.snd_wscale = t.snd_wscale;
-                    info.rcv_wscale = t.rcv_wscale;
-                    info.timestamps = t.ts_ok;
-                    info.sack = t.sack_ok;
-                    info.cwnd = t.cc.window();
-                    info.ssthresh = t.cc.ssthresh();
-                    info.congestion = t.cc.name();
-                    info.ca_state = t.ca.name();
+                    info.backoff = t.timer.backoff;
+                    info.probes = t.timer.probes_out;
+                    info.snd_mss = t.snd.mss;
+                    info.rcv_mss = t.rcv.mss;
+                    info.snd_wnd = t.snd.wnd;
+                    info.rcv_wnd = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
+                    info.snd_wscale = t.snd.wscale;
+                    info.rcv_wscale = t.rcv.wscale;
+                    info.timestamps = t.neg.ts;
+                    info.sack = t.neg.sack;
+                    info.cwnd = t.cong.cc.window();
+                    info.ssthresh = t.cong.cc.ssthresh();
+                    info.congestion = t.cong.cc.name();
+                    info.ca_state = t.cong.ca.name();
                     info.sacked = t.sacked_bytes();
                     info.lost = t.lost_bytes();
                     info.ofo_bytes = t.ofo_bytes();
-                    info.rcvbuf = t.rcvq.capacity();
-                    info.sndbuf = t.sndq.capacity();
-                    info.unacked = t.snd_max.diff(t.snd_una).max(0) as u32;
-                    info.send_queue = t.sndq.len();
-                    info.recv_queue = t.rcvq.len();
+                    info.rcvbuf = t.rcv.q.capacity();
+                    info.sndbuf = t.snd.q.capacity();
+                    info.unacked = t.snd.max.diff(t.snd.una).max(0) as u32;
+                    info.send_queue = t.snd.q.len();
+                    info.recv_queue = t.rcv.q.len();
                 }
             }
             Kind::Closed { .. } => {}
@@ -758,20 +758,20 @@ impl Tcp {
     }
 
     fn tcb_row(&self, now: Instant, handle: Option<SocketHandle>, t: &Tcb) -> SocketRow {
-        let timer = if let Some(d) = t.linger_at {
+        let timer = if let Some(d) = t.timer.linger {
             Some(("timewait", d))
-        } else if let Some(d) = t.rexmit_at {
+        } else if let Some(d) = t.timer.rexmit {
             Some(("on", d))
         } else {
-            t.keepalive_at.map(|d| ("keepalive", d))
+            t.timer.keepalive.map(|d| ("keepalive", d))
         };
         SocketRow {
             handle,
             state: t.state,
             local: t.local,
             remote: Some(t.remote),
-            recv_q: t.rcvq.len(),
-            send_q: t.sndq.len(),
+            recv_q: t.rcv.q.len(),
+            send_q: t.snd.q.len(),
             timer: timer.map(|(k, d)| (k, d - now)),
         }
     }
@@ -837,14 +837,14 @@ impl Tcp {
         let opts = s.opts.clone();
         if let Kind::Conn(id) = s.kind {
             if let Some(t) = self.get_mut(id) {
-                t.sndq.set_limit(opts.sndbuf);
-                t.rcvq.set_limit(opts.rcvbuf);
+                t.snd.q.set_limit(opts.sndbuf);
+                t.rcv.q.set_limit(opts.rcvbuf);
                 if !opts.cork {
-                    t.cork_at = None;
-                    t.cork_release = None;
+                    t.timer.cork = None;
+                    t.snd.cork_release = None;
                 }
                 t.opts = opts;
-                t.keepalive_at = t.keepalive_deadline().map(|d| d.max(now));
+                t.timer.keepalive = t.keepalive_deadline().map(|d| d.max(now));
                 self.arm(id);
                 // NODELAY on or CORK off may release held data.
                 self.schedule(cx.now, id);

@@ -290,7 +290,7 @@ impl Tcp {
         let Some(id) =
             self.tcp_create_passive(cx, lh, local, remote, iss, ts_offset, |tcb, cfg| {
                 tcb_take_syn(tcb, seg, cfg);
-                tcb.syn_pending = true;
+                tcb.owed.syn = true;
             })
         else {
             return;
@@ -380,16 +380,16 @@ impl Tcp {
         cx.counters.tcp.syncookies_recv += 1;
         // What the SYN told us lives only in the cookie: the MSS (RFC 4987 §3.6).
         let created = self.tcp_create_passive(cx, lh, local, remote, isn, 0, |tcb, cfg| {
-            tcb.irs = client_isn;
-            tcb.rcv_nxt = seg.seq_number;
-            tcb.rcv_wscale = 0;
-            tcb.rcv_adv = tcb.rcv_nxt + tcb.rcv_space().min(65535);
-            tcb.snd_nxt = isn + 1;
-            tcb.snd_max = isn + 1;
-            tcb.snd_mss = mss.max(MIN_SND_MSS).min(tcb.rcv_mss);
-            tcb.cc = super::cc::new_controller(
+            tcb.rcv.irs = client_isn;
+            tcb.rcv.nxt = seg.seq_number;
+            tcb.rcv.wscale = 0;
+            tcb.rcv.adv = tcb.rcv.nxt + tcb.rcv_space().min(65535);
+            tcb.snd.nxt = isn + 1;
+            tcb.snd.max = isn + 1;
+            tcb.snd.mss = mss.max(MIN_SND_MSS).min(tcb.rcv.mss);
+            tcb.cong.cc = super::cc::new_controller(
                 tcb.opts.congestion,
-                u32::from(tcb.snd_mss),
+                u32::from(tcb.snd.mss),
                 cfg.initial_window,
             );
         });
@@ -500,9 +500,9 @@ impl Tcp {
         }
         match to {
             State::TimeWait => {
-                t.rexmit_at = None;
-                t.keepalive_at = None;
-                t.linger_at = Some(now + cx.cfg.tcp.time_wait);
+                t.timer.rexmit = None;
+                t.timer.keepalive = None;
+                t.timer.linger = Some(now + cx.cfg.tcp.time_wait);
                 let port = t.local.port();
                 let old = t.port_class;
                 if old != PortClass::TimeWait {
@@ -513,10 +513,10 @@ impl Tcp {
                 }
             }
             State::FinWait2 if t.socket.is_none() => {
-                t.linger_at = Some(now + cx.cfg.tcp.fin_timeout);
+                t.timer.linger = Some(now + cx.cfg.tcp.fin_timeout);
             }
             State::Established | State::CloseWait | State::FinWait2 => {
-                t.keepalive_at = t.keepalive_deadline();
+                t.timer.keepalive = t.keepalive_deadline();
             }
             _ => {}
         }
@@ -566,7 +566,7 @@ impl Tcp {
                 s.kind = Kind::Closed {
                     was_connected: true,
                 };
-                s.leftover = t.rcvq;
+                s.leftover = t.rcv.q;
             }
             cx.handles.mark_changed(h);
         }
@@ -581,8 +581,8 @@ impl Tcp {
             let ctl = Ctl {
                 local: t.local,
                 remote: t.remote,
-                seq: t.snd_nxt,
-                ack: t.rcv_nxt,
+                seq: t.snd.nxt,
+                ack: t.rcv.nxt,
                 flags: TcpFlags::RST | TcpFlags::ACK,
                 window: 0,
                 mss: None,
@@ -610,18 +610,21 @@ impl Tcp {
         let Some(t) = self.get_mut(id) else {
             return;
         };
-        if t.last_oow_ack.is_some_and(|l| now - l < OOW_ACK_INTERVAL) {
+        if t.timer
+            .last_oow_ack
+            .is_some_and(|l| now - l < OOW_ACK_INTERVAL)
+        {
             cx.counters.tcp.challenge_ack_limited += 1;
             return;
         }
-        t.last_oow_ack = Some(now);
+        t.timer.last_oow_ack = Some(now);
         if !self.challenge.take(now) {
             cx.counters.tcp.challenge_ack_limited += 1;
             return;
         }
         cx.counters.tcp.challenge_acks += 1;
         if let Some(t) = self.get_mut(id) {
-            t.ack_pending = true;
+            t.owed.ack = true;
         }
         self.schedule(cx.now, id);
     }
@@ -646,7 +649,7 @@ impl Tcp {
             return;
         };
         if f.contains(TcpFlags::ACK)
-            && (seg.ack_number.diff(t.iss) <= 0 || seg.ack_number.diff(t.snd_max) > 0)
+            && (seg.ack_number.diff(t.snd.iss) <= 0 || seg.ack_number.diff(t.snd.max) > 0)
         {
             if !f.contains(TcpFlags::RST) {
                 let (local, remote) = (t.local, t.remote);
@@ -666,19 +669,19 @@ impl Tcp {
             return;
         }
         tcb_take_syn(t, seg, &cx.cfg.tcp);
-        t.last_rcv = now;
+        t.timer.last_rcv = now;
         if f.contains(TcpFlags::ACK) {
             // Our SYN is acknowledged: ACK theirs. The window of a SYN is
             // never scaled (RFC 7323 §2.2).
-            t.ack_pending = true;
+            t.owed.ack = true;
             self.tcp_handshake_done(cx, id, seg, u32::from(seg.window_len));
         } else {
             // Simultaneous open: SYN-SENT -> SYN-RECEIVED, send SYN,ACK.
-            t.snd_wnd = u32::from(seg.window_len);
-            t.max_snd_wnd = t.snd_wnd;
-            t.snd_wl1 = seg.seq_number;
-            t.snd_nxt = t.iss;
-            t.syn_pending = true;
+            t.snd.wnd = u32::from(seg.window_len);
+            t.snd.max_wnd = t.snd.wnd;
+            t.snd.wl1 = seg.seq_number;
+            t.snd.nxt = t.snd.iss;
+            t.owed.syn = true;
             t.rtt.timing = None;
             self.tcp_set_state(cx, id, State::SynReceived);
         }
@@ -701,64 +704,64 @@ impl Tcp {
         let Some((t, mut queues)) = self.split_mut(id) else {
             return false;
         };
-        let wnd = u32::from(seg.window_len) << t.snd_wscale;
+        let wnd = u32::from(seg.window_len) << t.snd.wscale;
         if t.state != State::Established
-            || seg.seq_number != t.rcv_nxt
+            || seg.seq_number != t.rcv.nxt
             || seg.payload.is_empty()
-            || seg.ack_number != t.snd_una
-            || t.snd_una != t.snd_max
+            || seg.ack_number != t.snd.una
+            || t.snd.una != t.snd.max
             || wnd == 0
-            || wnd != t.snd_wnd
-            || t.snd_wl1.diff(seg.seq_number) >= 0
-            || !t.ofo.is_empty()
-            || t.ofo_fin.is_some()
+            || wnd != t.snd.wnd
+            || t.snd.wl1.diff(seg.seq_number) >= 0
+            || !t.rcv.ofo.is_empty()
+            || t.rcv.ofo_fin.is_some()
             || (t.socket.is_none() && t.listener.is_none())
         {
             return false;
         }
-        if t.ts_ok {
+        if t.neg.ts {
             if let Some(ts) = seg.timestamp {
-                if (ts.tsval.wrapping_sub(t.ts_recent) as i32) < 0 {
+                if (ts.tsval.wrapping_sub(t.neg.ts_recent) as i32) < 0 {
                     return false;
                 }
             }
         }
-        let wnd_rcv = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
-        if !seq_acceptable(seg.seq_number, seg.payload.len(), t.rcv_nxt, wnd_rcv) {
+        let wnd_rcv = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
+        if !seq_acceptable(seg.seq_number, seg.payload.len(), t.rcv.nxt, wnd_rcv) {
             return false;
         }
         // Fifth: ACK (RFC 9293 §3.10.7.4), as `tcp_ack` for an ACK of
         // nothing new with the window unchanged.
-        t.last_rcv = now;
-        t.probes_out = 0;
+        t.timer.last_rcv = now;
+        t.timer.probes_out = 0;
         if t.opts.keepalive {
-            t.keepalive_at = t.keepalive_deadline();
+            t.timer.keepalive = t.keepalive_deadline();
         }
         tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, seg.payload.len());
-        t.max_snd_wnd = t.max_snd_wnd.max(wnd);
-        t.snd_wl1 = seg.seq_number;
-        t.snd_wl2 = seg.ack_number;
+        t.snd.max_wnd = t.snd.max_wnd.max(wnd);
+        t.snd.wl1 = seg.seq_number;
+        t.snd.wl2 = seg.ack_number;
         t.maybe_arm_persist(now, cfg);
         // Seventh: segment text, in order, no hole to fill.
         let data = seg.payload;
         let n = t.take_in_order(data);
         if n < data.len() {
             cx.counters.tcp.rcv_pruned += 1;
-            t.ack_pending = true;
+            t.owed.ack = true;
         }
         if n > 0 && t.on_data_received(now, n, cfg) {
             cx.counters.tcp.quick_acks += 1;
         }
-        if t.ack_pending {
-            t.delack_at = None;
+        if t.owed.ack {
+            t.timer.delack = None;
         }
         // What the caller would do next, with the TCB in hand: its timers,
         // its place on the ready list, its socket's readiness. Only these
         // three timers can have moved here; the heap needs an entry only
         // if one of them now comes before the one it holds.
-        let sched = t.timer_sched;
+        let sched = t.timer.sched;
         let earlier = |d: Option<Instant>| d.is_some_and(|d| sched.is_none_or(|s| d < s));
-        if earlier(t.delack_at) || earlier(t.rexmit_at) || earlier(t.keepalive_at) {
+        if earlier(t.timer.delack) || earlier(t.timer.rexmit) || earlier(t.timer.keepalive) {
             queues.arm(id, t);
         }
         let corked = !queues.schedule(id, t) && t.opts.cork;
@@ -793,17 +796,17 @@ impl Tcp {
         if state == State::SynReceived
             && f.contains(TcpFlags::SYN)
             && !f.contains(TcpFlags::RST)
-            && seg.seq_number + 1 == t.rcv_nxt
+            && seg.seq_number + 1 == t.rcv.nxt
         {
-            if f.contains(TcpFlags::ACK) && seg.ack_number == t.snd_max && t.listener.is_none() {
+            if f.contains(TcpFlags::ACK) && seg.ack_number == t.snd.max && t.listener.is_none() {
                 // Simultaneous open (Linux tcp_rcv_state_process): the
                 // SYN,ACK completes our handshake; ACK their SYN in case our
                 // SYN,ACK has not gone out yet.
-                t.ack_pending = t.syn_pending;
+                t.owed.ack = t.owed.syn;
                 self.tcp_established_from_syn_received(cx, id, seg);
             } else if !f.contains(TcpFlags::ACK) {
-                t.syn_pending = true;
-                t.snd_nxt = t.iss;
+                t.owed.syn = true;
+                t.snd.nxt = t.snd.iss;
             }
             return;
         }
@@ -817,11 +820,11 @@ impl Tcp {
 
         // PAWS (RFC 7323 §5.3): a segment with a timestamp older than
         // TS.Recent is an old duplicate: drop it, ACK unless it is a RST.
-        if t.ts_ok && !f.contains(TcpFlags::RST) {
+        if t.neg.ts && !f.contains(TcpFlags::RST) {
             if let Some(ts) = seg.timestamp {
-                if (ts.tsval.wrapping_sub(t.ts_recent) as i32) < 0 {
+                if (ts.tsval.wrapping_sub(t.neg.ts_recent) as i32) < 0 {
                     cx.counters.tcp.paws_drops += 1;
-                    t.ack_pending = true;
+                    t.owed.ack = true;
                     return;
                 }
             }
@@ -829,8 +832,8 @@ impl Tcp {
 
         // First: sequence number acceptable?
         let seg_len = seg.segment_len();
-        let wnd = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
-        if !seq_acceptable(seg.seq_number, seg_len, t.rcv_nxt, wnd) {
+        let wnd = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
+        if !seq_acceptable(seg.seq_number, seg_len, t.rcv.nxt, wnd) {
             if f.contains(TcpFlags::RST) {
                 cx.counters.tcp.oow_rst_drops += 1;
                 return;
@@ -842,19 +845,22 @@ impl Tcp {
             }
             // Out-of-window: re-ACK; pure ACKs only at a bounded rate.
             if seg.payload.is_empty() && !f.contains(TcpFlags::FIN) {
-                if t.last_oow_ack.is_some_and(|l| now - l < OOW_ACK_INTERVAL) {
+                if t.timer
+                    .last_oow_ack
+                    .is_some_and(|l| now - l < OOW_ACK_INTERVAL)
+                {
                     cx.counters.tcp.oow_ack_limited += 1;
                     return;
                 }
-                t.last_oow_ack = Some(now);
+                t.timer.last_oow_ack = Some(now);
             }
-            t.ack_pending = true;
+            t.owed.ack = true;
             return;
         }
 
         // Second: RST (RFC 5961 §3.2: only an exact match resets).
         if f.contains(TcpFlags::RST) {
-            if seg.seq_number != t.rcv_nxt {
+            if seg.seq_number != t.rcv.nxt {
                 self.tcp_challenge_ack(cx, id);
                 return;
             }
@@ -875,7 +881,7 @@ impl Tcp {
             return;
         }
         if state == State::SynReceived {
-            if seg.ack_number.diff(t.snd_una) > 0 && seg.ack_number.diff(t.snd_max) <= 0 {
+            if seg.ack_number.diff(t.snd.una) > 0 && seg.ack_number.diff(t.snd.max) <= 0 {
                 if !self.tcp_established_from_syn_received(cx, id, seg) {
                     return;
                 }
@@ -889,15 +895,15 @@ impl Tcp {
             return;
         };
         // RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
-        let lower = t.snd_una - (t.max_snd_wnd.min(1 << 30) as usize);
-        if seg.ack_number.diff(t.snd_max) > 0 || seg.ack_number.diff(lower) < 0 {
+        let lower = t.snd.una - (t.snd.max_wnd.min(1 << 30) as usize);
+        if seg.ack_number.diff(t.snd.max) > 0 || seg.ack_number.diff(lower) < 0 {
             self.tcp_challenge_ack(cx, id);
             return;
         }
-        t.last_rcv = now;
-        t.probes_out = 0;
+        t.timer.last_rcv = now;
+        t.timer.probes_out = 0;
         if t.opts.keepalive {
-            t.keepalive_at = t.keepalive_deadline();
+            t.timer.keepalive = t.keepalive_deadline();
         }
         tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, seg.payload.len());
         self.tcp_ack(cx, id, seg);
@@ -909,17 +915,17 @@ impl Tcp {
         let mut seq = seg.seq_number;
         let mut data = seg.payload;
         let mut fin = f.contains(TcpFlags::FIN);
-        if seq.diff(t.rcv_nxt) < 0 {
-            let skip = t.rcv_nxt.diff(seq) as usize;
+        if seq.diff(t.rcv.nxt) < 0 {
+            let skip = t.rcv.nxt.diff(seq) as usize;
             if skip >= data.len() {
                 // All old data; a FIN at rcv_nxt - 1 is old too.
                 let fin_seq = seq + data.len();
-                fin = fin && fin_seq == t.rcv_nxt;
+                fin = fin && fin_seq == t.rcv.nxt;
                 data = &[];
             } else {
                 data = &data[skip..];
             }
-            seq = t.rcv_nxt;
+            seq = t.rcv.nxt;
         }
         let data_ok = matches!(
             t.state,
@@ -928,14 +934,14 @@ impl Tcp {
         if !data.is_empty()
             && data_ok
             && (t.socket.is_none() && t.listener.is_none()
-                || (t.shut_rd && t.state != State::Established))
+                || (t.rcv.shut_rd && t.state != State::Established))
         {
             // Data for a closed socket: RST (Linux tcp_rcv_state_process).
             cx.counters.tcp.abort_on_data += 1;
             self.tcp_abort(cx, id, None, true);
             return;
         }
-        if seq != t.rcv_nxt {
+        if seq != t.rcv.nxt {
             // Out of order (RFC 9293 §3.10.7.4 seventh): queue it past
             // RCV.NXT and ACK at once, with SACK blocks (RFC 2018 §4).
             if data_ok && !data.is_empty() {
@@ -945,38 +951,38 @@ impl Tcp {
                 } else {
                     cx.counters.tcp.ofo_queued += 1;
                     if fin && n == data.len() {
-                        t.ofo_fin = Some(seq + n);
+                        t.rcv.ofo_fin = Some(seq + n);
                     }
                 }
             } else if data_ok && fin {
-                t.ofo_fin = Some(seq);
+                t.rcv.ofo_fin = Some(seq);
             }
             cx.counters.tcp.quick_acks += 1;
-            t.ack_pending = true;
+            t.owed.ack = true;
             return;
         }
         if !data.is_empty() {
             if data_ok {
-                let had_hole = !t.ofo.is_empty();
+                let had_hole = !t.rcv.ofo.is_empty();
                 let n = t.take_in_order(data);
                 if n < data.len() {
                     cx.counters.tcp.rcv_pruned += 1;
-                    t.ack_pending = true;
+                    t.owed.ack = true;
                     fin = false;
                 }
-                if t.ofo_fin == Some(t.rcv_nxt) {
+                if t.rcv.ofo_fin == Some(t.rcv.nxt) {
                     fin = true;
-                    t.ofo_fin = None;
+                    t.rcv.ofo_fin = None;
                 }
                 if had_hole {
                     // Filling a hole is ACKed at once (RFC 9293 §3.8.6.3).
                     cx.counters.tcp.quick_acks += 1;
-                    t.ack_pending = true;
+                    t.owed.ack = true;
                 } else if n > 0 && t.on_data_received(now, n, &cx.cfg.tcp) {
                     cx.counters.tcp.quick_acks += 1;
                 }
-                if t.ack_pending {
-                    t.delack_at = None;
+                if t.owed.ack {
+                    t.timer.delack = None;
                 }
                 if n > 0 {
                     self.tcp_notify(cx, id);
@@ -991,10 +997,10 @@ impl Tcp {
         let Some(t) = self.get_mut(id) else {
             return;
         };
-        if fin && !t.fin_received {
-            t.rcv_nxt += 1;
-            t.fin_received = true;
-            t.ack_pending = true;
+        if fin && !t.rcv.fin_received {
+            t.rcv.nxt += 1;
+            t.rcv.fin_received = true;
+            t.owed.ack = true;
             let next = match t.state {
                 State::SynReceived | State::Established => Some(State::CloseWait),
                 State::FinWait1 => Some(if t.fin_acked() {
@@ -1010,8 +1016,8 @@ impl Tcp {
             }
             self.tcp_notify(cx, id);
         } else if fin && t.state == State::TimeWait {
-            t.ack_pending = true;
-            t.linger_at = Some(now + cx.cfg.tcp.time_wait);
+            t.owed.ack = true;
+            t.timer.linger = Some(now + cx.cfg.tcp.time_wait);
         }
     }
 
@@ -1023,7 +1029,7 @@ impl Tcp {
         let Some(t) = self.get(id) else {
             return true;
         };
-        let (local, remote, rcv_nxt) = (t.local, t.remote, t.rcv_nxt);
+        let (local, remote, rcv_nxt) = (t.local, t.remote, t.rcv.nxt);
         if f.contains(TcpFlags::SYN)
             && !f.intersects(TcpFlags::RST | TcpFlags::ACK)
             && seg.seq_number.diff(rcv_nxt) > 0
@@ -1040,8 +1046,8 @@ impl Tcp {
             && (seg.seq_number + seg.segment_len()) == rcv_nxt
         {
             if let Some(t) = self.get_mut(id) {
-                t.ack_pending = true;
-                t.linger_at = Some(now + cx.cfg.tcp.time_wait);
+                t.owed.ack = true;
+                t.timer.linger = Some(now + cx.cfg.tcp.time_wait);
             }
             return true;
         }
@@ -1086,8 +1092,8 @@ impl Tcp {
             return false;
         };
         t.in_accept_queue = t.listener.is_some();
-        t.syn_pending = false;
-        let wnd = u32::from(seg.window_len) << t.snd_wscale;
+        t.owed.syn = false;
+        let wnd = u32::from(seg.window_len) << t.snd.wscale;
         self.tcp_handshake_done(cx, id, seg, wnd);
         true
     }
@@ -1102,23 +1108,23 @@ impl Tcp {
         let Some(t) = self.get_mut(id) else {
             return;
         };
-        t.snd_una = seg.ack_number;
-        if t.snd_nxt.diff(t.snd_una) < 0 {
-            t.snd_nxt = t.snd_una;
+        t.snd.una = seg.ack_number;
+        if t.snd.nxt.diff(t.snd.una) < 0 {
+            t.snd.nxt = t.snd.una;
         }
-        t.snd_wnd = wnd;
-        t.max_snd_wnd = t.max_snd_wnd.max(t.snd_wnd);
-        t.snd_wl1 = seg.seq_number;
-        t.snd_wl2 = seg.ack_number;
+        t.snd.wnd = wnd;
+        t.snd.max_wnd = t.snd.max_wnd.max(t.snd.wnd);
+        t.snd.wl1 = seg.seq_number;
+        t.snd.wl2 = seg.ack_number;
         if let Some((_, sent)) = t.rtt.timing.take() {
             t.rtt
                 .sample(now - sent, cx.cfg.tcp.rto_min, cx.cfg.tcp.rto_max);
         }
-        t.rexmit_at = None;
-        t.backoff = 0;
-        t.retries = 0;
-        t.last_rcv = now;
-        let fin = t.fin_queued;
+        t.timer.rexmit = None;
+        t.timer.backoff = 0;
+        t.timer.retries = 0;
+        t.timer.last_rcv = now;
+        let fin = t.snd.fin_queued;
         self.tcp_set_state(cx, id, State::Established);
         if fin {
             self.tcp_set_state(cx, id, State::FinWait1);
@@ -1161,47 +1167,47 @@ impl Tcp {
             return;
         };
         let ack = seg.ack_number;
-        let mss = u32::from(t.snd_mss);
+        let mss = u32::from(t.snd.mss);
         let mut progressed = false;
         let mut new_sack = 0;
         let tsecr = seg
             .timestamp
-            .filter(|ts| t.ts_ok && ts.tsecr != 0)
+            .filter(|ts| t.neg.ts && ts.tsecr != 0)
             .map(|ts| ts.tsecr);
-        let ts_offset = t.ts_offset;
-        if let Some(r) = t.rack.as_deref_mut() {
+        let ts_offset = t.neg.ts_offset;
+        if let Some(r) = t.cong.rack.as_deref_mut() {
             r.begin_ack(now.total_micros(), tsecr, ts_offset);
         }
-        if t.sack_ok && seg.sack_ranges[0].is_some() {
+        if t.neg.sack && seg.sack_ranges[0].is_some() {
             let (blocks, bytes) = t.take_sack(&seg.sack_ranges, cfg.max_ofo_ranges);
             cx.counters.tcp.sack_blocks_recv += u64::from(blocks);
             new_sack = bytes;
         }
-        let wnd = u32::from(seg.window_len) << t.snd_wscale;
+        let wnd = u32::from(seg.window_len) << t.snd.wscale;
         // RFC 7661 §4.1 (as Linux `tcp_is_cwnd_limited`): cwnd grows only
         // while it limits the sender, or it would swell without bound on
         // an application- or receiver-limited flow.
-        let cwnd = t.cc.window();
+        let cwnd = t.cong.cc.window();
         let flight_before = t.flight();
-        let cwnd_limited = if cwnd < t.cc.ssthresh() {
+        let cwnd_limited = if cwnd < t.cong.cc.ssthresh() {
             flight_before.saturating_mul(2) >= cwnd
         } else {
             flight_before.saturating_add(mss) >= cwnd
         };
-        if ack.diff(t.snd_una) > 0 {
-            let data_acked = (ack.diff(t.sndq_front).max(0) as usize).min(t.sndq.len());
-            let acked = ack.diff(t.snd_una) as u32;
-            t.sndq.consume(data_acked);
-            t.sndq_front += data_acked;
-            t.snd_una = ack;
-            if t.snd_nxt.diff(ack) < 0 {
-                t.snd_nxt = ack;
+        if ack.diff(t.snd.una) > 0 {
+            let data_acked = (ack.diff(t.snd.q_front).max(0) as usize).min(t.snd.q.len());
+            let acked = ack.diff(t.snd.una) as u32;
+            t.snd.q.consume(data_acked);
+            t.snd.q_front += data_acked;
+            t.snd.una = ack;
+            if t.snd.nxt.diff(ack) < 0 {
+                t.snd.nxt = ack;
             }
-            if t.high_rxt.diff(ack) < 0 {
-                t.high_rxt = ack;
+            if t.cong.high_rxt.diff(ack) < 0 {
+                t.cong.high_rxt = ack;
             }
             t.trim_sacked();
-            if let Some(r) = t.rack.as_deref_mut() {
+            if let Some(r) = t.cong.rack.as_deref_mut() {
                 r.on_cum_ack(ack);
             }
             if let Some((timed, sent)) = t.rtt.timing {
@@ -1210,17 +1216,17 @@ impl Tcp {
                     t.rtt.timing = None;
                 }
             }
-            t.backoff = 0;
-            t.retries = 0;
-            t.force_probe = false;
-            t.dupacks = 0;
-            match t.ca {
-                CaState::Recovery if ack.diff(t.recover) >= 0 => {
+            t.timer.backoff = 0;
+            t.timer.retries = 0;
+            t.owed.force_probe = false;
+            t.cong.dupacks = 0;
+            match t.cong.ca {
+                CaState::Recovery if ack.diff(t.cong.recover) >= 0 => {
                     // Full ACK: recovery is over (RFC 6582 §3.2 step 3).
-                    t.cc.on_recovery_end(now);
-                    t.ca = CaState::Open;
-                    t.rtx_now = false;
-                    if t.rec_sack {
+                    t.cong.cc.on_recovery_end(now);
+                    t.cong.ca = CaState::Open;
+                    t.cong.rtx_now = false;
+                    if t.cong.rec_sack {
                         cx.counters.tcp.sack_recovery += 1;
                     } else {
                         cx.counters.tcp.reno_recovery += 1;
@@ -1230,54 +1236,54 @@ impl Tcp {
                     // Partial ACK: the next hole is lost too (RFC 6582 §3.2
                     // step 4); with SACK the scoreboard drives instead.
                     cx.counters.tcp.partial_acks += 1;
-                    if !t.rec_sack {
-                        t.rtx_now = true;
-                        t.rec_cwnd = t.rec_cwnd.saturating_sub(acked);
+                    if !t.cong.rec_sack {
+                        t.cong.rtx_now = true;
+                        t.cong.rec_cwnd = t.cong.rec_cwnd.saturating_sub(acked);
                         if acked >= mss {
-                            t.rec_cwnd += mss;
+                            t.cong.rec_cwnd += mss;
                         }
-                        t.rec_cwnd = t.rec_cwnd.max(mss);
+                        t.cong.rec_cwnd = t.cong.rec_cwnd.max(mss);
                     }
                 }
-                CaState::Loss if ack.diff(t.recover) >= 0 => {
-                    t.ca = CaState::Open;
+                CaState::Loss if ack.diff(t.cong.recover) >= 0 => {
+                    t.cong.ca = CaState::Open;
                     if cwnd_limited {
-                        t.cc.on_ack(now, acked, mss, t.rtt.srtt());
+                        t.cong.cc.on_ack(now, acked, mss, t.rtt.srtt());
                     }
                 }
-                _ if cwnd_limited => t.cc.on_ack(now, acked, mss, t.rtt.srtt()),
+                _ if cwnd_limited => t.cong.cc.on_ack(now, acked, mss, t.rtt.srtt()),
                 _ => {}
             }
             t.snd_space_adjust(cfg);
-            t.una_since = now;
-            t.rexmit_at = if t.snd_una == t.snd_max {
+            t.timer.una_since = now;
+            t.timer.rexmit = if t.snd.una == t.snd.max {
                 None
             } else {
                 Some(t.rto_deadline(now, cfg))
             };
-            t.tlp_out = false;
+            t.cong.tlp_out = false;
             t.arm_tlp(now, cfg);
             progressed = true;
-        } else if wnd == 0 && ack == t.snd_una {
+        } else if wnd == 0 && ack == t.snd.una {
             // The peer answers our window probes: it is alive (Linux
             // resets icsk_probes_out on any ACK).
-            t.retries = 0;
-        } else if ack == t.snd_una
-            && t.snd_una != t.snd_max
+            t.timer.retries = 0;
+        } else if ack == t.snd.una
+            && t.snd.una != t.snd.max
             && seg.payload.is_empty()
             && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
-            && (wnd == t.snd_wnd || new_sack > 0)
+            && (wnd == t.snd.wnd || new_sack > 0)
         {
             // A duplicate ACK (RFC 5681 §2).
-            t.dupacks += 1;
+            t.cong.dupacks += 1;
             cx.counters.tcp.dup_acks_recv += 1;
-            if t.ca == CaState::Recovery && !t.rec_sack {
+            if t.cong.ca == CaState::Recovery && !t.cong.rec_sack {
                 // NewReno: each duplicate means a segment left the network.
-                t.rec_cwnd = t.rec_cwnd.saturating_add(mss);
+                t.cong.rec_cwnd = t.cong.rec_cwnd.saturating_add(mss);
             }
         }
         // RACK (RFC 8985 §6.2): what this ACK delivered, then loss by time.
-        if t.rack.is_some() {
+        if t.cong.rack.is_some() {
             let d = t.rack_on_ack(now);
             cx.counters.tcp.rack_lost += u64::from(d.lost);
             cx.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
@@ -1288,43 +1294,43 @@ impl Tcp {
         // Without RACK: a SACK for the tail loss probe, sent two RTTs after
         // what is still missing, means that is lost (RACK's rule for the
         // probe alone); NewReno-style recovery then repairs each hole.
-        let tlp_loss = t.rack.is_none() && t.tlp_out && new_sack > 0;
-        if t.ca == CaState::Open
-            && t.snd_una != t.snd_max
-            && (t.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
+        let tlp_loss = t.cong.rack.is_none() && t.cong.tlp_out && new_sack > 0;
+        if t.cong.ca == CaState::Open
+            && t.snd.una != t.snd.max
+            && (t.cong.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
         {
             t.enter_recovery(now);
             cx.counters.tcp.fast_retrans += 1;
-            debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp fast retransmit");
+            debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp fast retransmit");
         }
         if new_sack > 0 && t.detect_lost_retransmits() {
             cx.counters.tcp.lost_retransmits += 1;
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
-        if t.snd_wl1.diff(seg.seq_number) < 0
-            || (t.snd_wl1 == seg.seq_number && t.snd_wl2.diff(ack) <= 0)
+        if t.snd.wl1.diff(seg.seq_number) < 0
+            || (t.snd.wl1 == seg.seq_number && t.snd.wl2.diff(ack) <= 0)
         {
-            if wnd > t.snd_wnd {
-                t.force_probe = false;
+            if wnd > t.snd.wnd {
+                t.owed.force_probe = false;
             }
-            if t.snd_wnd == 0 && wnd > 0 && ack == t.snd_una && t.snd_nxt != t.snd_una {
+            if t.snd.wnd == 0 && wnd > 0 && ack == t.snd.una && t.snd.nxt != t.snd.una {
                 // The window opened without taking our probe: send from
                 // SND.UNA now rather than wait for the RTO.
-                t.snd_nxt = t.snd_una;
-                t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                t.snd.nxt = t.snd.una;
+                t.timer.rexmit = Some(t.rto_deadline(now, cfg));
             }
-            t.snd_wnd = wnd;
-            t.max_snd_wnd = t.max_snd_wnd.max(wnd);
-            t.snd_wl1 = seg.seq_number;
-            t.snd_wl2 = ack;
+            t.snd.wnd = wnd;
+            t.snd.max_wnd = t.snd.max_wnd.max(wnd);
+            t.snd.wl1 = seg.seq_number;
+            t.snd.wl2 = ack;
         }
         t.maybe_arm_persist(now, cfg);
         let fin_acked = t.fin_acked();
         let state = t.state;
         // Freed space wakes writers only if one found the buffer full, as
         // Linux's SOCK_NOSPACE: no spurious EPOLLOUT edges on every ACK.
-        if progressed && t.nospace && t.sndq.free() >= t.sndq.len() / 2 {
-            t.nospace = false;
+        if progressed && t.snd.nospace && t.snd.q.free() >= t.snd.q.len() / 2 {
+            t.snd.nospace = false;
             self.tcp_notify(cx, id);
         }
         if fin_acked {
@@ -1386,26 +1392,28 @@ fn tcb_take_timestamp(
     timestamp: Option<TcpTimestamp>,
     payload_len: usize,
 ) {
-    if !t.ts_ok {
+    if !t.neg.ts {
         return;
     }
     if let Some(ts) = timestamp {
         // RFC 7323 §4.3: TS.Recent from the segment our next ACK
         // covers first (SEG.SEQ <= Last.ACK.sent).
-        if seq.diff(t.last_ack_sent) <= 0 && (ts.tsval.wrapping_sub(t.ts_recent) as i32) >= 0 {
-            t.ts_recent = ts.tsval;
+        if seq.diff(t.rcv.last_ack_sent) <= 0
+            && (ts.tsval.wrapping_sub(t.neg.ts_recent) as i32) >= 0
+        {
+            t.neg.ts_recent = ts.tsval;
         }
         // The receiver's RTT (for autotuning) from the echo of our
         // clock on data-bearing segments.
         if ts.tsecr != 0 && payload_len > 0 {
-            let ours = (now.total_millis() as u32).wrapping_add(t.ts_offset);
+            let ours = (now.total_millis() as u32).wrapping_add(t.neg.ts_offset);
             let ms = ours.wrapping_sub(ts.tsecr);
             if ms < 60_000 {
                 let us = (ms.max(1)) * 1000;
-                t.rcv_rtt_us = if t.rcv_rtt_us == 0 {
+                t.rcv.rtt_us = if t.rcv.rtt_us == 0 {
                     us
                 } else {
-                    (t.rcv_rtt_us * 7 + us) / 8
+                    (t.rcv.rtt_us * 7 + us) / 8
                 };
             }
         }
@@ -1414,33 +1422,34 @@ fn tcb_take_timestamp(
 
 /// Takes the peer's SYN: IRS, options (RFC 7323 §1.3, RFC 2018 §2), MSS.
 fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr, cfg: &crate::config::TcpConfig) {
-    t.irs = seg.seq_number;
-    t.rcv_nxt = seg.seq_number + 1;
-    t.last_ack_sent = t.rcv_nxt;
+    t.rcv.irs = seg.seq_number;
+    t.rcv.nxt = seg.seq_number + 1;
+    t.rcv.last_ack_sent = t.rcv.nxt;
     // Window scaling only if both sides sent the option.
     match seg.window_scale.filter(|_| cfg.window_scaling) {
         Some(s) => {
-            t.ws_ok = true;
-            t.snd_wscale = s;
+            t.neg.ws = true;
+            t.snd.wscale = s;
         }
         None => {
-            t.ws_ok = false;
-            t.snd_wscale = 0;
-            t.rcv_wscale = 0;
+            t.neg.ws = false;
+            t.snd.wscale = 0;
+            t.rcv.wscale = 0;
         }
     }
-    t.sack_ok = seg.sack_permitted && cfg.sack;
-    t.ts_ok = seg.timestamp.is_some() && cfg.timestamps;
-    if let Some(ts) = seg.timestamp.filter(|_| t.ts_ok) {
-        t.ts_recent = ts.tsval;
+    t.neg.sack = seg.sack_permitted && cfg.sack;
+    t.neg.ts = seg.timestamp.is_some() && cfg.timestamps;
+    if let Some(ts) = seg.timestamp.filter(|_| t.neg.ts) {
+        t.neg.ts_recent = ts.tsval;
     }
     // A tiny announced MSS is raised to 48 (Linux `tcp_min_snd_mss`), so a
     // peer cannot make us cut the stream into 1-byte segments.
     let peer = seg.max_seg_size.unwrap_or(536).max(MIN_SND_MSS);
-    let ts_len = if t.ts_ok { 12 } else { 0 };
-    t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(8);
-    t.cc = super::cc::new_controller(t.opts.congestion, u32::from(t.snd_mss), cfg.initial_window);
-    t.rcv_seg_max = t.snd_mss.min(536);
-    let wnd = t.rcv_space().min(65535 << t.rcv_wscale);
-    t.rcv_adv = t.rcv_nxt + wnd;
+    let ts_len = if t.neg.ts { 12 } else { 0 };
+    t.snd.mss = peer.min(t.rcv.mss).saturating_sub(ts_len).max(8);
+    t.cong.cc =
+        super::cc::new_controller(t.opts.congestion, u32::from(t.snd.mss), cfg.initial_window);
+    t.rcv.seg_max = t.snd.mss.min(536);
+    let wnd = t.rcv_space().min(65535 << t.rcv.wscale);
+    t.rcv.adv = t.rcv.nxt + wnd;
 }

@@ -42,7 +42,7 @@ impl Tcp {
                 let Some(t) = self.get_mut(id) else {
                     continue;
                 };
-                t.in_ready = false;
+                t.owed.in_ready = false;
                 match self.tcp_next_segment(cx, id) {
                     Some(p) => p,
                     None => {
@@ -119,8 +119,8 @@ impl Tcp {
         let off = self.get(id).and_then(|t| {
             let off = seq.diff(t.sndq_seq());
             let ok = off >= 0
-                && off as usize + n <= t.sndq.len()
-                && (seq + n).diff(t.snd_nxt) <= 0
+                && off as usize + n <= t.snd.q.len()
+                && (seq + n).diff(t.snd.nxt) <= 0
                 && t.sending_state();
             ok.then_some(off as usize)
         });
@@ -177,17 +177,17 @@ impl Tcp {
         let Some(t) = self.get_mut(id) else {
             return 0;
         };
-        let shift = if syn { 0 } else { t.rcv_wscale };
-        let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
+        let shift = if syn { 0 } else { t.rcv.wscale };
+        let offered = t.rcv.adv.diff(t.rcv.nxt).max(0) as usize;
         let free = t.rcv_space();
-        let step = (t.rcvq.capacity() / 2).min(usize::from(t.rcv_mss));
+        let step = (t.rcv.q.capacity() / 2).min(usize::from(t.rcv.mss));
         let space = if free > offered && free - offered < step {
             offered
         } else {
             free.max(offered)
         };
         let w = (space >> shift).min(65535);
-        t.rcv_adv = t.rcv_nxt + (w << shift);
+        t.rcv.adv = t.rcv.nxt + (w << shift);
         w as u16
     }
 
@@ -195,66 +195,66 @@ impl Tcp {
         let now = cx.now;
         let cfg = &cx.cfg.tcp;
         let t = self.get_mut(id)?;
-        let tsval = (now.total_millis() as u32).wrapping_add(t.ts_offset);
+        let tsval = (now.total_millis() as u32).wrapping_add(t.neg.ts_offset);
         let mut plan = Plan::new(
             Some(id),
             t.local,
             t.remote,
             TcpFlags::ACK,
-            t.snd_nxt,
-            t.rcv_nxt,
+            t.snd.nxt,
+            t.rcv.nxt,
         );
-        plan.repr.timestamp = t.ts_ok.then_some(TcpTimestamp {
+        plan.repr.timestamp = t.neg.ts.then_some(TcpTimestamp {
             tsval,
-            tsecr: t.ts_recent,
+            tsecr: t.neg.ts_recent,
         });
         let syn = match t.state {
             State::Closed | State::Listen => return None,
-            State::SynSent | State::SynReceived if !t.syn_pending => {
-                t.ack_pending = false;
+            State::SynSent | State::SynReceived if !t.owed.syn => {
+                t.owed.ack = false;
                 return None;
             }
             State::SynSent | State::SynReceived => {
-                t.syn_pending = false;
-                if t.snd_max != t.iss {
+                t.owed.syn = false;
+                if t.snd.max != t.snd.iss {
                     cx.counters.tcp.retrans_segs += 1;
                     t.total_retrans += 1;
                     t.rtt.timing = None;
                 } else {
-                    t.rtt.timing = Some((t.iss, now));
+                    t.rtt.timing = Some((t.snd.iss, now));
                 }
-                t.snd_nxt = t.iss + 1;
-                t.snd_max = t.iss + 1;
-                if t.rexmit_at.is_none() {
-                    t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                t.snd.nxt = t.snd.iss + 1;
+                t.snd.max = t.snd.iss + 1;
+                if t.timer.rexmit.is_none() {
+                    t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                 }
-                plan.repr.seq_number = t.iss;
-                plan.repr.max_seg_size = Some(t.rcv_mss);
+                plan.repr.seq_number = t.snd.iss;
+                plan.repr.max_seg_size = Some(t.rcv.mss);
                 if t.state == State::SynSent {
                     plan.repr.flags = TcpFlags::SYN;
-                    plan.repr.window_scale = cfg.window_scaling.then_some(t.rcv_wscale);
+                    plan.repr.window_scale = cfg.window_scaling.then_some(t.rcv.wscale);
                     plan.repr.sack_permitted = cfg.sack;
                     plan.repr.timestamp =
                         cfg.timestamps.then_some(TcpTimestamp { tsval, tsecr: 0 });
                 } else {
                     plan.repr.flags = TcpFlags::SYN | TcpFlags::ACK;
-                    plan.repr.window_scale = t.ws_ok.then_some(t.rcv_wscale);
-                    plan.repr.sack_permitted = t.sack_ok;
+                    plan.repr.window_scale = t.neg.ws.then_some(t.rcv.wscale);
+                    plan.repr.sack_permitted = t.neg.sack;
                 }
-                t.ack_pending = false;
+                t.owed.ack = false;
                 true
             }
             _ => {
                 // Restart after idle (RFC 5681 §4.1): nothing in flight and
                 // quiet for longer than the RTO.
                 if cfg.slow_start_after_idle
-                    && t.snd_una == t.snd_max
+                    && t.snd.una == t.snd.max
                     && t.unsent() > 0
-                    && now - t.last_send > t.current_rto(cfg)
+                    && now - t.snd.last_send > t.current_rto(cfg)
                 {
-                    let iw = cfg.initial_window.max(1) * u32::from(t.snd_mss);
-                    if t.cc.window() > iw {
-                        t.cc.on_idle_restart(now, iw);
+                    let iw = cfg.initial_window.max(1) * u32::from(t.snd.mss);
+                    if t.cong.cc.window() > iw {
+                        t.cong.cc.on_idle_restart(now, iw);
                         cx.counters.tcp.idle_restarts += 1;
                     }
                 }
@@ -265,13 +265,13 @@ impl Tcp {
                     .iter()
                     .flatten()
                     .count()
-                    .min(if t.ts_ok { 3 } else { 4 });
+                    .min(if t.neg.ts { 3 } else { 4 });
                 let sack_opt = if sack_n > 0 { 4 + 8 * sack_n } else { 0 };
                 let mut send = t.choose_send();
                 if let Some(s) = send.as_mut() {
                     // SACK blocks take room from the payload (the MSS
                     // already allows for timestamps).
-                    let max = usize::from(t.snd_mss).saturating_sub(sack_opt).max(1);
+                    let max = usize::from(t.snd.mss).saturating_sub(sack_opt).max(1);
                     if s.len > max {
                         s.len = max;
                         s.fin = false;
@@ -286,7 +286,7 @@ impl Tcp {
                         && s.kind == SendKind::New
                         && !s.fin
                         && sack_opt == 0
-                        && s.len == usize::from(t.snd_mss)
+                        && s.len == usize::from(t.snd.mss)
                     {
                         t.burst_segments(s.len, BURST_SEGMENTS)
                     } else {
@@ -298,7 +298,7 @@ impl Tcp {
                     plan.len = len;
                     plan.seg = s.len;
                     let end = seq + len + usize::from(s.fin);
-                    let rtx = seq.diff(t.snd_max) < 0;
+                    let rtx = seq.diff(t.snd.max) < 0;
                     if rtx {
                         cx.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
@@ -307,70 +307,70 @@ impl Tcp {
                     } else if t.rtt.timing.is_none() && len > 0 {
                         t.rtt.timing = Some((seq, now));
                     }
-                    if t.snd_una == t.snd_max {
-                        t.una_since = now;
+                    if t.snd.una == t.snd.max {
+                        t.timer.una_since = now;
                     }
                     // RACK's per-segment send times (RFC 8985 §6.1).
-                    if t.rack.is_none() && t.sack_ok && cfg.rack {
-                        t.rack = Some(Box::new(super::rack::Rack::new(t.snd_una)));
+                    if t.cong.rack.is_none() && t.neg.sack && cfg.rack {
+                        t.cong.rack = Some(Box::new(super::rack::Rack::new(t.snd.una)));
                     }
-                    if let Some(r) = t.rack.as_deref_mut() {
+                    if let Some(r) = t.cong.rack.as_deref_mut() {
                         r.on_send(seq, end, now.total_micros());
                     }
                     match s.kind {
                         SendKind::Repair => {
-                            t.rtx_now = false;
+                            t.cong.rtx_now = false;
                             // A repair from SND.UNA may run past what was
                             // ever sent (data Nagle or the cork held back):
                             // that part is sent now.
-                            if end.diff(t.snd_nxt) > 0 {
-                                t.snd_nxt = end;
+                            if end.diff(t.snd.nxt) > 0 {
+                                t.snd.nxt = end;
                             }
-                            t.rtx_fence = t.snd_max;
-                            if end.diff(t.high_rxt) > 0 {
-                                t.high_rxt = end;
+                            t.cong.rtx_fence = t.snd.max;
+                            if end.diff(t.cong.high_rxt) > 0 {
+                                t.cong.high_rxt = end;
                             }
-                            if t.ca == CaState::Recovery && t.rec_sack {
+                            if t.cong.ca == CaState::Recovery && t.cong.rec_sack {
                                 cx.counters.tcp.sack_retrans += 1;
                             }
                         }
                         SendKind::Resend => {
                             cx.counters.tcp.rto_retrans += 1;
-                            t.snd_nxt = end;
+                            t.snd.nxt = end;
                         }
                         SendKind::Probe => {
                             cx.counters.tcp.window_probes += 1;
-                            t.force_probe = false;
-                            t.snd_nxt = end;
+                            t.owed.force_probe = false;
+                            t.snd.nxt = end;
                         }
-                        SendKind::New => t.snd_nxt = end,
+                        SendKind::New => t.snd.nxt = end,
                     }
-                    if t.snd_nxt.diff(t.snd_max) > 0 {
-                        t.snd_max = t.snd_nxt;
+                    if t.snd.nxt.diff(t.snd.max) > 0 {
+                        t.snd.max = t.snd.nxt;
                     }
-                    if t.rexmit_at.is_none() {
-                        t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                    if t.timer.rexmit.is_none() {
+                        t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                     }
-                    if t.tlp_pending {
-                        t.tlp_pending = false;
+                    if t.cong.tlp_pending {
+                        t.cong.tlp_pending = false;
                         cx.counters.tcp.tlp_probes += 1;
                         // RFC 8985 §7.3: the RTO runs again from the probe.
-                        t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                        t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                     } else if s.kind == SendKind::New {
                         t.arm_tlp(now, cfg);
                     }
                     if len > 0 {
-                        t.last_send = now;
-                        if len < usize::from(t.snd_mss) && end.diff(t.snd_sml) > 0 {
-                            t.snd_sml = end;
+                        t.snd.last_send = now;
+                        if len < usize::from(t.snd.mss) && end.diff(t.snd.sml) > 0 {
+                            t.snd.sml = end;
                         }
-                        if t.cork_at.is_some() && end.diff(t.cork_end) >= 0 {
+                        if t.timer.cork.is_some() && end.diff(t.snd.cork_end) >= 0 {
                             // What the cork held has gone (with a full
                             // segment): what is left waits a ceiling of its own.
-                            t.cork_at = None;
+                            t.timer.cork = None;
                         }
-                        if t.cork_release.is_some_and(|r| end.diff(r) >= 0) {
-                            t.cork_release = None;
+                        if t.snd.cork_release.is_some_and(|r| end.diff(r) >= 0) {
+                            t.snd.cork_release = None;
                         }
                         if seq + len == t.data_end() {
                             plan.repr.flags |= TcpFlags::PSH;
@@ -379,22 +379,22 @@ impl Tcp {
                     if s.fin {
                         plan.repr.flags |= TcpFlags::FIN;
                     }
-                } else if t.probe_pending {
+                } else if t.owed.probe {
                     // Keepalive probe: one below SND.UNA (RFC 1122 §4.2.3.6).
-                    plan.repr.seq_number = t.snd_una - 1;
-                } else if !t.ack_pending {
+                    plan.repr.seq_number = t.snd.una - 1;
+                } else if !t.owed.ack {
                     return None;
                 } else {
                     // A pure ACK carries SND.MAX: after a timeout SND.NXT
                     // went back, and a peer that has everything would find
                     // SEG.SEQ below RCV.NXT unacceptable and drop the ACK.
-                    plan.repr.seq_number = t.snd_max;
+                    plan.repr.seq_number = t.snd.max;
                 }
-                t.ack_pending = false;
-                t.probe_pending = false;
-                t.delack_at = None;
-                t.rcv_unacked = 0;
-                t.last_ack_sent = t.rcv_nxt;
+                t.owed.ack = false;
+                t.owed.probe = false;
+                t.timer.delack = None;
+                t.rcv.unacked = 0;
+                t.rcv.last_ack_sent = t.rcv.nxt;
                 false
             }
         };
@@ -523,11 +523,11 @@ impl Tcp {
             if let Some(t) = id.and_then(|id| self.get(id)) {
                 let dst = &mut out[hl..hl + len];
                 let n = if tx {
-                    let (n, s) = t.sndq.copy_out_sum(off, dst);
+                    let (n, s) = t.snd.q.copy_out_sum(off, dst);
                     payload_sum = s;
                     n
                 } else {
-                    t.sndq.copy_out(off, dst)
+                    t.snd.q.copy_out(off, dst)
                 };
                 debug_assert_eq!(n, len);
             }

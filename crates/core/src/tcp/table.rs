@@ -139,8 +139,8 @@ impl Queues<'_> {
     #[inline]
     pub(crate) fn arm(&mut self, id: TcbId, t: &mut Tcb) {
         let Some(d) = t.deadline() else { return };
-        if t.timer_sched.is_none_or(|s| d < s) {
-            t.timer_sched = Some(d);
+        if t.timer.sched.is_none_or(|s| d < s) {
+            t.timer.sched = Some(d);
             self.timers
                 .push(core::cmp::Reverse((d, id.index, id.generation)));
         }
@@ -151,11 +151,11 @@ impl Queues<'_> {
     /// armed: `TcpState::schedule`).
     #[inline]
     pub(crate) fn schedule(&mut self, id: TcbId, t: &mut Tcb) -> bool {
-        if t.in_ready {
+        if t.owed.in_ready {
             return true;
         }
         if t.wants_output() {
-            t.in_ready = true;
+            t.owed.in_ready = true;
             self.ready.push_back(id);
             return true;
         }
@@ -287,9 +287,9 @@ impl Tcp {
     /// Nagle) is what holds data back and no hold is running.
     pub(crate) fn arm_cork(&mut self, now: Instant, id: TcbId) {
         let Some(t) = self.get_mut(id) else { return };
-        if t.opts.cork && t.cork_at.is_none() && t.cork_holds() {
-            t.cork_at = Some(now + CORK_CEILING);
-            t.cork_end = t.data_end();
+        if t.opts.cork && t.timer.cork.is_none() && t.cork_holds() {
+            t.timer.cork = Some(now + CORK_CEILING);
+            t.snd.cork_end = t.data_end();
             self.arm(id);
         }
     }
@@ -298,8 +298,8 @@ impl Tcp {
     /// finds out); for a TCB that most likely does.
     pub(crate) fn requeue(&mut self, id: TcbId) {
         if let Some(t) = self.get_mut(id) {
-            if !t.in_ready {
-                t.in_ready = true;
+            if !t.owed.in_ready {
+                t.owed.in_ready = true;
                 self.ready.push_back(id);
             }
         }
@@ -361,40 +361,49 @@ impl Tcp {
             let ctx = || format!("{} {} -> {}", t.state, t.local, t.remote);
             assert_eq!(tcp.conns.get(&(t.local, t.remote)), Some(&id), "{}", ctx());
             assert!(
-                t.snd_nxt.diff(t.snd_una) >= 0,
+                t.snd.nxt.diff(t.snd.una) >= 0,
                 "SND.UNA <= SND.NXT: {}",
                 ctx()
             );
             assert!(
-                t.snd_max.diff(t.snd_nxt) >= 0,
+                t.snd.max.diff(t.snd.nxt) >= 0,
                 "SND.NXT <= SND.MAX: {}",
                 ctx()
             );
             assert!(
-                (t.snd_max.diff(t.snd_una) as i64) <= t.sndq.len() as i64 + 2,
+                (t.snd.max.diff(t.snd.una) as i64) <= t.snd.q.len() as i64 + 2,
                 "in flight fits the send queue: {}",
                 ctx()
             );
             assert!(
-                (-1..=1).contains(&t.snd_una.diff(t.sndq_front)),
+                (-1..=1).contains(&t.snd.una.diff(t.snd.q_front)),
                 "acked data leaves the send queue: {}",
                 ctx()
             );
-            if let Some(r) = t.rack.as_deref() {
-                if let Err(e) = r.check(t.snd_una, t.snd_max) {
+            if let Some(r) = t.cong.rack.as_deref() {
+                if let Err(e) = r.check(t.snd.una, t.snd.max) {
                     panic!("RACK log: {e}: {}", ctx());
                 }
-                assert_eq!(t.rack_timer, r.timer.is_some(), "RACK timer: {}", ctx());
+                assert_eq!(
+                    t.cong.rack_timer,
+                    r.timer.is_some(),
+                    "RACK timer: {}",
+                    ctx()
+                );
             }
             if let Some(d) = t.deadline() {
                 assert!(
-                    t.timer_sched.is_some_and(|s| s <= d),
+                    t.timer.sched.is_some_and(|s| s <= d),
                     "a timer is armed for the deadline: {}",
                     ctx()
                 );
             }
             if t.wants_output() {
-                assert!(t.in_ready, "output owed is on the ready list: {}", ctx());
+                assert!(
+                    t.owed.in_ready,
+                    "output owed is on the ready list: {}",
+                    ctx()
+                );
             }
             let e = per_port.entry(t.local.port()).or_default();
             match t.port_class {
