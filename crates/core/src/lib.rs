@@ -4,6 +4,12 @@
 //! when it next needs to run with `poll_at()`. It reads no clock, spawns no
 //! thread and owns no file descriptor.
 //!
+//! [`Stack`] is the interface, the IP layer (`ipv4`: input, reassembly, the
+//! one output path) and the socket calls by handle; the transports are
+//! their own types ([`tcp::Tcp`], [`udp::Udp`], [`icmp::Icmp`]) driven
+//! through a [`cx::Cx`] and never naming `Stack`. What an application may
+//! watch comes out as [`Event`]s (`Stack::take_events`).
+//!
 //! ```
 //! use ustack_core::{Instant, Medium, Stack, StackConfig};
 //! let cfg = StackConfig::new(Medium::Ip, "10.0.0.1/24".parse().unwrap());

@@ -1,9 +1,13 @@
-//! The stack: one interface, its sockets, and the packet paths between them.
+//! The stack: one interface, the IP layer, and the transports above it.
 //!
-//! Input: [`Stack::receive`] takes one frame as the device delivered it.
-//! Output: [`Stack::transmit`] writes the next frame the stack owes into the
-//! caller's buffer. [`Stack::poll_at`] says when to call `transmit` again if
-//! nothing arrives. Nothing here reads a clock or touches a device.
+//! Input: [`Stack::receive`] takes one frame as the device delivered it;
+//! the IP layer checks and reassembles it and hands the datagram to
+//! `Tcp::process`, `Udp::process` or `Icmp::process` with a [`Cx`](crate::cx::Cx).
+//! Output: [`Stack::transmit`] writes the next frame the stack owes into
+//! the caller's buffer, from the IP layer's queues ([`IpOut`]) or from
+//! `Tcp::dispatch` (through the same `IpOut`). [`Stack::poll_at`] says when
+//! to call `transmit` again if nothing arrives; [`Stack::take_events`]
+//! drains the typed events. Nothing here reads a clock or touches a device.
 
 use crate::arp::ArpAction;
 use crate::config::{Medium, StackConfig};
@@ -44,7 +48,7 @@ impl std::error::Error for ConfigError {}
 
 /// A sans-IO IPv4 stack bound to one interface: the IP layer (input,
 /// reassembly, the one output path) and the transports above it, each
-/// its own type driven through a [`Cx`].
+/// its own type driven through a [`Cx`](crate::cx::Cx).
 pub struct Stack {
     pub(crate) cfg: StackConfig,
     pub(crate) rng: Rng,

@@ -3,7 +3,7 @@
 //! waits in (egress, fragmentation, ARP).
 //!
 //! TCP writes its segments straight into the caller's frame through
-//! [`IpOut::emit_with`]; UDP and ICMP queue whole datagrams on `egress`,
+//! `IpOut::emit_with`; UDP and ICMP queue whole datagrams on `egress`,
 //! which `Stack::transmit` drains through the same routing and framing
 //! (and fragments, RFC 791 §3.2, since they may exceed the MTU).
 

@@ -1,17 +1,39 @@
 //! TCP (RFC 9293): connection state machine, listeners, timers, buffers.
 //!
-//! Layout: TCBs live in a slab owned by the stack's TCP state and are found by
-//! their 4-tuple in a hash map (the protocol is implied: this is the TCP
-//! table). A socket handle points at its TCB; the TCB outlives the handle
-//! after `close` until its state machine finishes (FIN_WAIT, TIME_WAIT).
+//! [`Tcp`] is its own type, driven through a [`Cx`](crate::cx::Cx) (now,
+//! configuration, counters, RNG, the handle table, the IP output path, the
+//! event queue) and never through `Stack`: `process(cx, ip, segment)`
+//! takes one segment with its IP addresses (`process_fast` the one header
+//! prediction takes), `dispatch(cx, buf)` writes the next segment owed
+//! through the IP layer (`IpOut::emit_with`), `poll_at()` is its next
+//! deadline, and the socket calls take a handle. A TCB can be driven in a
+//! unit test with no stack (`unit_tests.rs`).
+//!
+//! Files, by concern: `state.rs` (the eleven states), `tcb.rs` (a
+//! connection: send and receive sequence space, negotiated options,
+//! output owed, timers, congestion control, each a struct of its own),
+//! `rtt.rs` (RFC 6298), `options.rs` (socket options), `table.rs` (the
+//! connection table, listeners, sockets, port buckets, timer heap, ready
+//! list), `input.rs` (segment arrival, handshakes, RFC 5961), `data.rs`
+//! (what to send, SACK scoreboard, out-of-order queue), `rack.rs`,
+//! `cc.rs`, `output.rs` and `plan.rs` (segments and bursts out),
+//! `timer.rs`, `api.rs` (socket calls), `secret.rs` (ISNs, cookies),
+//! `buffer.rs` (the rings). No file imports one that imports it back
+//! (`.ci/core-import-cycles`).
+//!
+//! Layout: TCBs live in a slab owned by `Tcp` and are found by their
+//! 4-tuple in a hash map (the protocol is implied: this is the TCP table).
+//! A socket handle points at its TCB; the TCB outlives the handle after
+//! `close` until its state machine finishes (FIN_WAIT, TIME_WAIT).
 //!
 //! Timers are deadlines kept in a min-heap of `(deadline, tcb, generation)`
 //! with lazy invalidation: a TCB remembers the one heap entry that is live
 //! for it, a later deadline is noticed when the entry fires, an earlier one
 //! pushes a new entry. Output is pulled: TCBs that owe a segment sit on a
-//! ready list and `Stack::transmit` writes their next segment straight
-//! into the caller's buffer. RSTs without a TCB and SYN cookies go through
-//! a small bounded control queue.
+//! ready list and `dispatch` writes their next segment straight into the
+//! caller's buffer. RSTs without a TCB and SYN cookies go through a small
+//! bounded control queue. State transitions, established, reset, closed
+//! and retransmission timeouts are typed events (`crate::event`).
 //!
 //! Decisions worth knowing:
 //! - Ethernet with an unresolved next hop: the segment is copied onto the
