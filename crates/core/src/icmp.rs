@@ -293,3 +293,52 @@ impl Icmp {
         self.queue_icmp(cx, next_hop, to, &repr);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `Icmp` driven alone, with a context built from parts.
+    use super::*;
+    use crate::config::{Medium, StackConfig};
+    use crate::cx::Parts;
+    use ustack_wire::{ChecksumCaps, Ipv4Cidr};
+
+    const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    fn message(repr: &Icmpv4Repr) -> Vec<u8> {
+        let mut b = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut Icmpv4Packet::new_unchecked(&mut b[..]),
+            &ChecksumCaps::default(),
+        );
+        b
+    }
+
+    #[test]
+    fn answers_echo_and_hands_back_errors_without_a_stack() {
+        let mut p = Parts::new(StackConfig::new(Medium::Ip, Ipv4Cidr::new(US, 24)));
+        let mut icmp = Icmp::new(10);
+        let now = Instant::from_secs(1);
+        let ip = IpPair { src: PEER, dst: US };
+        let req = message(&Icmpv4Repr::EchoRequest {
+            ident: 1,
+            seq_no: 2,
+            data: b"abc",
+        });
+        assert_eq!(icmp.process(&mut p.cx(now), ip, &req, false), IcmpIn::Done);
+        let reply = p.ip.egress.pop_front().expect("the echo reply, queued");
+        assert_eq!(reply.repr.dst_addr, PEER);
+        assert_eq!(p.counters.icmp.out_echo_reps, 1);
+        // An error about a datagram we sent goes back to the caller.
+        let quote = [0x45u8; 28];
+        let err = message(&Icmpv4Repr::DstUnreachable {
+            reason: DstUnreachable::PortUnreachable,
+            next_hop_mtu: 0,
+            invoking: &quote,
+        });
+        match icmp.process(&mut p.cx(now), ip, &err, false) {
+            IcmpIn::Error { err, .. } => assert_eq!(err, Errno::ECONNREFUSED),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -472,3 +472,59 @@ fn udp_port_conflicts(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! `Udp` driven alone: datagrams in through `process`, out onto the
+    //! IP layer's egress queue, with a context built from parts.
+    use super::*;
+    use crate::config::{Medium, StackConfig};
+    use crate::cx::Parts;
+    use crate::time::Instant;
+    use ustack_wire::{ChecksumCaps, Ipv4Cidr};
+
+    const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    fn datagram(src_port: u16, dst_port: u16, data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; ustack_wire::udp::HEADER_LEN + data.len()];
+        let repr = UdpRepr { src_port, dst_port };
+        repr.emit(
+            &mut UdpPacket::new_unchecked(&mut b[..]),
+            PEER,
+            US,
+            data,
+            &ChecksumCaps::default(),
+        );
+        b
+    }
+
+    #[test]
+    fn delivers_to_the_bound_socket_and_queues_the_answer_without_a_stack() {
+        let mut p = Parts::new(StackConfig::new(Medium::Ip, Ipv4Cidr::new(US, 24)));
+        let mut udp = Udp::default();
+        let now = Instant::from_secs(1);
+        let h = udp.udp_open(&mut p.cx(now));
+        udp.udp_bind(&mut p.cx(now), h, SocketAddrV4::new(US, 7))
+            .unwrap();
+        let ip = IpPair { src: PEER, dst: US };
+        let d = datagram(5000, 7, b"ping");
+        assert_eq!(udp.process(&mut p.cx(now), ip, &d, false), UdpIn::Done);
+        assert_eq!(p.handles.take_changed(), vec![h], "readable now");
+        let mut buf = [0u8; 16];
+        let (n, full, from) = udp.udp_recv_from(h, &mut buf).unwrap();
+        assert_eq!((&buf[..n], full), (&b"ping"[..], 4));
+        assert_eq!(from, SocketAddrV4::new(PEER, 5000));
+        // Nobody on port 9: the IP layer is told so (ICMP's to answer).
+        let d = datagram(5000, 9, b"x");
+        assert_eq!(udp.process(&mut p.cx(now), ip, &d, false), UdpIn::NoPort);
+        assert_eq!(p.counters.udp.no_ports, 1);
+        // The answer waits on the IP layer's egress queue, charged to h.
+        udp.udp_send_to(&mut p.cx(now), h, b"pong", Some(from))
+            .unwrap();
+        let pkt = p.ip.egress.pop_front().expect("queued for the IP layer");
+        assert_eq!((pkt.repr.dst_addr, pkt.next_hop), (PEER, PEER));
+        assert_eq!(pkt.owner.map(|(o, _)| o), Some(h));
+        assert_eq!(&pkt.payload[8..], b"pong");
+    }
+}
