@@ -11,32 +11,18 @@ use crate::rng::Rng;
 use crate::socket::Handles;
 use crate::time::Instant;
 
-/// `now`, the configuration, the counters and the RNG, plus the shared
-/// pieces the transports meet in: the handle table (readiness changes),
-/// the ephemeral port allocator, the IP output path and the event queue.
+/// `now`, the configuration, and the stack's shared mutable parts.
+/// Three words, built for every datagram in and every frame out.
 pub struct Cx<'a> {
     pub now: Instant,
     pub cfg: &'a StackConfig,
-    pub counters: &'a mut Counters,
-    pub rng: &'a mut Rng,
-    pub handles: &'a mut Handles,
-    pub ports: &'a mut PortAllocator,
-    pub ip: &'a mut IpOut,
-    pub events: &'a mut Events,
+    pub sh: &'a mut Shared,
 }
 
-impl Cx<'_> {
-    /// Records an event at `now`.
-    #[inline]
-    pub fn event(&mut self, kind: EventKind) {
-        self.events.push(self.now, kind);
-    }
-}
-
-/// The owned parts a [`Cx`] borrows, for driving one protocol without a
-/// stack (unit tests).
-pub struct Parts {
-    pub cfg: StackConfig,
+/// What the protocols share, besides the configuration: the counters and
+/// the RNG, the handle table (readiness changes), the ephemeral port
+/// allocator, the IP output path and the event queue.
+pub struct Shared {
     pub counters: Counters,
     pub rng: Rng,
     pub handles: Handles,
@@ -45,17 +31,40 @@ pub struct Parts {
     pub events: Events,
 }
 
-impl Parts {
-    pub fn new(cfg: StackConfig) -> Parts {
+impl Shared {
+    pub fn new(cfg: &StackConfig) -> Shared {
         let mut rng = Rng::new(cfg.seed);
         let ident = rng.next_u64() as u16;
-        Parts {
+        Shared {
             counters: Counters::default(),
             handles: Handles::default(),
             ports: PortAllocator::new(cfg.ephemeral_ports.clone()),
-            ip: IpOut::new(&cfg, ident),
+            ip: IpOut::new(cfg, ident),
             events: Events::new(cfg.max_events),
             rng,
+        }
+    }
+}
+
+impl Cx<'_> {
+    /// Records an event at `now`.
+    #[inline]
+    pub fn event(&mut self, kind: EventKind) {
+        self.sh.events.push(self.now, kind);
+    }
+}
+
+/// The owned parts a [`Cx`] borrows, for driving one protocol without a
+/// stack (unit tests).
+pub struct Parts {
+    pub cfg: StackConfig,
+    pub sh: Shared,
+}
+
+impl Parts {
+    pub fn new(cfg: StackConfig) -> Parts {
+        Parts {
+            sh: Shared::new(&cfg),
             cfg,
         }
     }
@@ -65,12 +74,7 @@ impl Parts {
         Cx {
             now,
             cfg: &self.cfg,
-            counters: &mut self.counters,
-            rng: &mut self.rng,
-            handles: &mut self.handles,
-            ports: &mut self.ports,
-            ip: &mut self.ip,
-            events: &mut self.events,
+            sh: &mut self.sh,
         }
     }
 }

@@ -91,48 +91,48 @@ impl Icmp {
         broadcast: bool,
     ) -> IcmpIn<'p> {
         let now = cx.now;
-        cx.counters.icmp.in_msgs += 1;
+        cx.sh.counters.icmp.in_msgs += 1;
         let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
-            cx.counters.icmp.in_errors += 1;
+            cx.sh.counters.icmp.in_errors += 1;
             return IcmpIn::Done;
         };
         let repr = match Icmpv4Repr::parse(&packet, &cx.cfg.checksums) {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
-                cx.counters.icmp.in_csum_errors += 1;
-                cx.counters.icmp.in_errors += 1;
+                cx.sh.counters.icmp.in_csum_errors += 1;
+                cx.sh.counters.icmp.in_errors += 1;
                 return IcmpIn::Done;
             }
             Err(ustack_wire::Error::Unsupported) => {
-                cx.counters.icmp.in_unsupported += 1;
+                cx.sh.counters.icmp.in_unsupported += 1;
                 return IcmpIn::Done;
             }
             Err(_) => {
-                cx.counters.icmp.in_errors += 1;
+                cx.sh.counters.icmp.in_errors += 1;
                 return IcmpIn::Done;
             }
         };
-        cx.counters.ip.in_delivers += 1;
+        cx.sh.counters.ip.in_delivers += 1;
         match repr {
             Icmpv4Repr::EchoRequest {
                 ident,
                 seq_no,
                 data,
             } => {
-                cx.counters.icmp.in_echos += 1;
+                cx.sh.counters.icmp.in_echos += 1;
                 if broadcast && !cx.cfg.echo_broadcasts {
-                    cx.counters.icmp.echo_broadcast_ignored += 1;
+                    cx.sh.counters.icmp.echo_broadcast_ignored += 1;
                     return IcmpIn::Done;
                 }
                 let Ok(next_hop) = route(cx.cfg, ip.src) else {
-                    cx.counters.ip.out_no_routes += 1;
+                    cx.sh.counters.ip.out_no_routes += 1;
                     return IcmpIn::Done;
                 };
-                if cx.ip.egress_full(cx.cfg) {
-                    cx.counters.ip.out_discards += 1;
+                if cx.sh.ip.egress_full(cx.cfg) {
+                    cx.sh.counters.ip.out_discards += 1;
                     return IcmpIn::Done;
                 }
-                cx.counters.icmp.out_echo_reps += 1;
+                cx.sh.counters.icmp.out_echo_reps += 1;
                 let reply = Icmpv4Repr::EchoReply {
                     ident,
                     seq_no,
@@ -146,7 +146,7 @@ impl Icmp {
                 seq_no,
                 data,
             } => {
-                cx.counters.icmp.in_echo_reps += 1;
+                cx.sh.counters.icmp.in_echo_reps += 1;
                 let reply = EchoReply {
                     from: ip.src,
                     seq_no,
@@ -159,7 +159,7 @@ impl Icmp {
             Icmpv4Repr::DstUnreachable {
                 reason, invoking, ..
             } => {
-                cx.counters.icmp.in_dest_unreachs += 1;
+                cx.sh.counters.icmp.in_dest_unreachs += 1;
                 let err = match reason {
                     DstUnreachable::PortUnreachable | DstUnreachable::ProtoUnreachable => {
                         Errno::ECONNREFUSED
@@ -171,7 +171,7 @@ impl Icmp {
                 IcmpIn::Error { invoking, err }
             }
             Icmpv4Repr::TimeExceeded { invoking, .. } => {
-                cx.counters.icmp.in_time_excds += 1;
+                cx.sh.counters.icmp.in_time_excds += 1;
                 IcmpIn::Error {
                     invoking,
                     err: Errno::EHOSTUNREACH,
@@ -192,11 +192,11 @@ impl Icmp {
 
     /// Opens a ping socket with a random free identifier.
     pub fn icmp_open(&mut self, cx: &mut Cx<'_>) -> SocketHandle {
-        let mut ident = cx.rng.next_u64() as u16;
+        let mut ident = cx.sh.rng.next_u64() as u16;
         while self.idents.contains_key(&ident) {
             ident = ident.wrapping_add(1);
         }
-        let h = cx.handles.insert(Proto::Icmp);
+        let h = cx.sh.handles.insert(Proto::Icmp);
         self.socks.insert(h, IcmpSocket::new(ident, 128));
         self.idents.insert(ident, h);
         h
@@ -216,7 +216,7 @@ impl Icmp {
             return Err(Errno::EMSGSIZE);
         }
         let next_hop = route(cx.cfg, dst)?;
-        if cx.ip.egress_full(cx.cfg) {
+        if cx.sh.ip.egress_full(cx.cfg) {
             return Err(Errno::ENOBUFS);
         }
         let repr = Icmpv4Repr::EchoRequest {
@@ -224,7 +224,7 @@ impl Icmp {
             seq_no,
             data,
         };
-        cx.counters.icmp.out_echos += 1;
+        cx.sh.counters.icmp.out_echos += 1;
         self.queue_icmp(cx, next_hop, dst, &repr);
         Ok(())
     }
@@ -244,7 +244,7 @@ impl Icmp {
                 return;
             }
             s.rx.push_back(reply);
-            cx.handles.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
     }
 
@@ -261,8 +261,9 @@ impl Icmp {
             &mut Icmpv4Packet::new_unchecked(&mut payload[..]),
             &cx.cfg.checksums,
         );
-        cx.counters.icmp.out_msgs += 1;
-        cx.ip
+        cx.sh.counters.icmp.out_msgs += 1;
+        cx.sh
+            .ip
             .queue(cx.cfg, next_hop, dst, IpProtocol::Icmp, payload, None);
     }
 
@@ -275,19 +276,19 @@ impl Icmp {
             return;
         }
         if !self.limiter.take(cx.now) {
-            cx.counters.icmp.out_rate_limited += 1;
+            cx.sh.counters.icmp.out_rate_limited += 1;
             return;
         }
         let Ok(next_hop) = route(cx.cfg, to) else {
             return;
         };
-        if cx.ip.egress_full(cx.cfg) {
-            cx.counters.ip.out_discards += 1;
+        if cx.sh.ip.egress_full(cx.cfg) {
+            cx.sh.counters.ip.out_discards += 1;
             return;
         }
         match repr {
-            Icmpv4Repr::DstUnreachable { .. } => cx.counters.icmp.out_dest_unreachs += 1,
-            Icmpv4Repr::TimeExceeded { .. } => cx.counters.icmp.out_time_excds += 1,
+            Icmpv4Repr::DstUnreachable { .. } => cx.sh.counters.icmp.out_dest_unreachs += 1,
+            Icmpv4Repr::TimeExceeded { .. } => cx.sh.counters.icmp.out_time_excds += 1,
             _ => {}
         }
         self.queue_icmp(cx, next_hop, to, &repr);
@@ -326,9 +327,9 @@ mod tests {
             data: b"abc",
         });
         assert_eq!(icmp.process(&mut p.cx(now), ip, &req, false), IcmpIn::Done);
-        let reply = p.ip.egress.pop_front().expect("the echo reply, queued");
+        let reply = p.sh.ip.egress.pop_front().expect("the echo reply, queued");
         assert_eq!(reply.repr.dst_addr, PEER);
-        assert_eq!(p.counters.icmp.out_echo_reps, 1);
+        assert_eq!(p.sh.counters.icmp.out_echo_reps, 1);
         // An error about a datagram we sent goes back to the caller.
         let quote = [0x45u8; 28];
         let err = message(&Icmpv4Repr::DstUnreachable {

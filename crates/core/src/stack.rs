@@ -4,7 +4,7 @@
 //! the IP layer checks and reassembles it and hands the datagram to
 //! `Tcp::process`, `Udp::process` or `Icmp::process` with a [`Cx`](crate::cx::Cx).
 //! Output: [`Stack::transmit`] writes the next frame the stack owes into
-//! the caller's buffer, from the IP layer's queues ([`IpOut`]) or from
+//! the caller's buffer, from the IP layer's queues ([`IpOut`](crate::ipv4::output::IpOut)) or from
 //! `Tcp::dispatch` (through the same `IpOut`). [`Stack::poll_at`] says when
 //! to call `transmit` again if nothing arrives; [`Stack::take_events`]
 //! drains the typed events. Nothing here reads a clock or touches a device.
@@ -12,14 +12,13 @@
 use crate::arp::ArpAction;
 use crate::config::{Medium, StackConfig};
 use crate::counters::Counters;
+use crate::cx::Shared;
 use crate::errno::{Errno, Result};
-use crate::event::{Event, Events};
+use crate::event::Event;
 use crate::icmp::{Icmp, IcmpIn};
-use crate::ipv4::output::{is_broadcast, IpOut, IpPair, Queued};
+use crate::ipv4::output::{is_broadcast, IpPair, Queued};
 use crate::ipv4::reassembly::{DropReason, Outcome, Reassembler};
-use crate::ports::PortAllocator;
-use crate::rng::Rng;
-use crate::socket::{Handles, Proto, Readiness, SocketHandle};
+use crate::socket::{Proto, Readiness, SocketHandle};
 use crate::tcp::{Tcp, TcpTx};
 use crate::time::Instant;
 use crate::udp::{Udp, UdpIn};
@@ -51,12 +50,9 @@ impl std::error::Error for ConfigError {}
 /// its own type driven through a [`Cx`](crate::cx::Cx).
 pub struct Stack {
     pub(crate) cfg: StackConfig,
-    pub(crate) rng: Rng,
-    pub(crate) counters: Counters,
-    pub(crate) handles: Handles,
-    pub(crate) ports: PortAllocator,
-    pub(crate) ip: IpOut,
-    pub(crate) events: Events,
+    /// Counters, RNG, handles, ports, the IP output path, events: what a
+    /// [`Cx`](crate::cx::Cx) lends the protocols.
+    pub(crate) sh: Shared,
     pub(crate) reasm: Reassembler,
     pub(crate) tcp: Tcp,
     pub(crate) udp: Udp,
@@ -77,12 +73,7 @@ macro_rules! split {
             $crate::cx::Cx {
                 now: $now,
                 cfg: &$s.cfg,
-                counters: &mut $s.counters,
-                rng: &mut $s.rng,
-                handles: &mut $s.handles,
-                ports: &mut $s.ports,
-                ip: &mut $s.ip,
-                events: &mut $s.events,
+                sh: &mut $s.sh,
             },
         )
     };
@@ -122,21 +113,16 @@ impl Stack {
                 "TCP buffers and max_syn_backlog must be non-zero".into(),
             ));
         }
-        let mut rng = Rng::new(cfg.seed);
-        let ip_ident = rng.next_u64() as u16;
-        let tcp = Tcp::new(&cfg.tcp, &mut rng);
+        // The RNG draws the first IP identification, then TCP's secrets.
+        let mut sh = Shared::new(&cfg);
+        let tcp = Tcp::new(&cfg.tcp, &mut sh.rng);
         Ok(Stack {
             tcp,
             udp: Udp::default(),
             icmp: Icmp::new(cfg.icmp_errors_per_sec),
-            ip: IpOut::new(&cfg, ip_ident),
-            events: Events::new(cfg.max_events),
+            sh,
             reasm: Reassembler::new(cfg.reassembly.clone()),
-            ports: PortAllocator::new(cfg.ephemeral_ports.clone()),
-            handles: Handles::default(),
             cfg,
-            rng,
-            counters: Counters::default(),
             clock: Instant::ZERO,
             next_timer: None,
         })
@@ -152,12 +138,12 @@ impl Stack {
     }
 
     pub fn counters(&self) -> &Counters {
-        &self.counters
+        &self.sh.counters
     }
 
     /// Fresh ARP entries (Ethernet medium).
     pub fn arp_entries(&self, now: Instant) -> Vec<(Ipv4Addr, EthernetAddress)> {
-        self.ip.arp.entries(now)
+        self.sh.ip.arp.entries(now)
     }
 
     /// Bytes held by partially reassembled datagrams.
@@ -167,7 +153,7 @@ impl Stack {
 
     /// Number of open sockets.
     pub fn socket_count(&self) -> usize {
-        self.handles.len()
+        self.sh.handles.len()
     }
 
     // ----- sockets, generic -----
@@ -177,7 +163,7 @@ impl Stack {
     /// machine finishes (FIN, TIME_WAIT), or is reset if unread data is left.
     pub fn close(&mut self, h: SocketHandle) -> Result<()> {
         // The handle goes first: nothing marks it changed from here on.
-        let proto = self.handles.remove(h).ok_or(Errno::EBADF)?;
+        let proto = self.sh.handles.remove(h).ok_or(Errno::EBADF)?;
         match proto {
             Proto::Udp => self.udp.udp_close(h),
             Proto::Icmp => self.icmp.close(h),
@@ -192,7 +178,7 @@ impl Stack {
     /// The protocol of a live handle: EBADF if none, EOPNOTSUPP if another.
     #[inline]
     pub(crate) fn expect(&self, h: SocketHandle, p: Proto) -> Result<()> {
-        match self.handles.proto(h) {
+        match self.sh.handles.proto(h) {
             Some(q) if q == p => Ok(()),
             Some(_) => Err(Errno::EOPNOTSUPP),
             None => Err(Errno::EBADF),
@@ -201,7 +187,7 @@ impl Stack {
 
     /// The conditions epoll would report for `h`.
     pub fn readiness(&self, h: SocketHandle) -> Result<Readiness> {
-        let r = match self.handles.proto(h).ok_or(Errno::EBADF)? {
+        let r = match self.sh.handles.proto(h).ok_or(Errno::EBADF)? {
             Proto::Udp => self.udp.socket(h).map(|s| s.readiness()),
             Proto::Icmp => self.icmp.socks.get(h).map(|s| s.readiness()),
             Proto::Tcp => self.tcp.tcp_readiness(h),
@@ -211,23 +197,23 @@ impl Stack {
 
     /// Sockets whose readiness may have changed since the last call.
     pub fn take_readiness_changes(&mut self) -> Vec<SocketHandle> {
-        self.handles.take_changed()
+        self.sh.handles.take_changed()
     }
 
     /// Takes the events recorded since the last call, oldest first
     /// (state transitions, established, reset, closed, RTO).
     pub fn take_events(&mut self) -> Vec<Event> {
-        self.events.drain().collect()
+        self.sh.events.drain().collect()
     }
 
     /// Events dropped because nobody drained them (`StackConfig::max_events`).
     pub fn events_dropped(&self) -> u64 {
-        self.events.dropped()
+        self.sh.events.dropped()
     }
 
     /// The local address of a socket (getsockname).
     pub fn local_addr(&self, h: SocketHandle) -> Result<Option<SocketAddrV4>> {
-        match self.handles.proto(h).ok_or(Errno::EBADF)? {
+        match self.sh.handles.proto(h).ok_or(Errno::EBADF)? {
             Proto::Udp => Ok(self.udp.socket(h).ok_or(Errno::EBADF)?.local),
             Proto::Icmp => Ok(None),
             Proto::Tcp => self.tcp.tcp_local_addr(h),
@@ -236,7 +222,7 @@ impl Stack {
 
     /// The peer address of a socket (getpeername); ENOTCONN if none.
     pub fn peer_addr(&self, h: SocketHandle) -> Result<SocketAddrV4> {
-        match self.handles.proto(h).ok_or(Errno::EBADF)? {
+        match self.sh.handles.proto(h).ok_or(Errno::EBADF)? {
             Proto::Udp => self
                 .udp
                 .socket(h)
@@ -250,13 +236,13 @@ impl Stack {
 
     /// Takes a socket's pending error (SO_ERROR).
     pub fn take_error(&mut self, h: SocketHandle) -> Result<Option<Errno>> {
-        let e = match self.handles.proto(h).ok_or(Errno::EBADF)? {
+        let e = match self.sh.handles.proto(h).ok_or(Errno::EBADF)? {
             Proto::Udp => self.udp.socks.get_mut(h).and_then(|s| s.error.take()),
             Proto::Icmp => None,
             Proto::Tcp => self.tcp.socks.get_mut(h).and_then(|s| s.error.take()),
         };
         if e.is_some() {
-            self.handles.mark_changed(h);
+            self.sh.handles.mark_changed(h);
         }
         Ok(e)
     }
@@ -273,7 +259,7 @@ impl Stack {
     }
 
     fn fail_owner(&mut self, owner: Option<(SocketHandle, usize)>, err: Errno) {
-        self.udp.fail_owner(&mut self.handles, owner, err);
+        self.udp.fail_owner(&mut self.sh.handles, owner, err);
     }
 
     // ----- timers -----
@@ -281,12 +267,12 @@ impl Stack {
     /// When `transmit` should next be called even if no frame arrives.
     /// A time at or before `now` means at once.
     pub fn poll_at(&self) -> Option<Instant> {
-        if self.ip.pending() {
+        if self.sh.ip.pending() {
             return Some(Instant::ZERO);
         }
         let tcp = self.tcp.poll_at();
-        if self.ip.timers_dirty {
-            return min_opt(min_opt(self.ip.arp.poll_at(), self.reasm.poll_at()), tcp);
+        if self.sh.ip.timers_dirty {
+            return min_opt(min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at()), tcp);
         }
         min_opt(self.next_timer, tcp)
     }
@@ -296,30 +282,32 @@ impl Stack {
             let (tcp, mut cx) = split!(self, tcp, now);
             tcp.tcp_run_timers(&mut cx);
         }
-        if self.ip.timers_dirty {
-            self.next_timer = min_opt(self.ip.arp.poll_at(), self.reasm.poll_at());
-            self.ip.timers_dirty = false;
+        if self.sh.ip.timers_dirty {
+            self.next_timer = min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at());
+            self.sh.ip.timers_dirty = false;
         }
         match self.next_timer {
             Some(t) if t <= now => {}
             _ => return,
         }
-        let (actions, failed) = self.ip.arp.poll(now);
+        let (actions, failed) = self.sh.ip.arp.poll(now);
         for ArpAction::Request(ip) in actions {
-            self.ip.queue_arp_request(&self.cfg, &mut self.counters, ip);
+            self.sh
+                .ip
+                .queue_arp_request(&self.cfg, &mut self.sh.counters, ip);
         }
         for f in failed {
             debug!(addr = %f.addr, packets = f.packets.len(), "ARP resolution failed");
-            self.counters.arp.resolution_failures += 1;
-            self.counters.arp.pending_dropped += f.packets.len() as u64;
-            self.counters.ip.out_discards += f.packets.len() as u64;
+            self.sh.counters.arp.resolution_failures += 1;
+            self.sh.counters.arp.pending_dropped += f.packets.len() as u64;
+            self.sh.counters.ip.out_discards += f.packets.len() as u64;
             for p in f.packets {
                 self.fail_owner(p.owner, Errno::EHOSTUNREACH);
             }
         }
         for e in self.reasm.poll(now) {
-            self.counters.ip.reasm_timeout += 1;
-            self.counters.ip.reasm_fails += 1;
+            self.sh.counters.ip.reasm_timeout += 1;
+            self.sh.counters.ip.reasm_fails += 1;
             // RFC 1122 §3.2.2: no ICMP error about a datagram sent to a
             // broadcast address (Linux's ip_expire only answers for local).
             if self.is_broadcast(e.dst) {
@@ -337,7 +325,7 @@ impl Stack {
                 );
             }
         }
-        self.next_timer = min_opt(self.ip.arp.poll_at(), self.reasm.poll_at());
+        self.next_timer = min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at());
     }
 
     // ----- output -----
@@ -348,7 +336,10 @@ impl Stack {
         if now > self.clock {
             self.clock = now;
         }
-        if !self.ip.pending() && !self.ip.timers_dirty && self.next_timer.is_none_or(|t| t > now) {
+        if !self.sh.ip.pending()
+            && !self.sh.ip.timers_dirty
+            && self.next_timer.is_none_or(|t| t > now)
+        {
             // The common case, with one context for both steps: only TCP
             // has timers due or output owed (its timers queue nothing for
             // the IP layer; what it writes goes through `emit_with`).
@@ -368,19 +359,20 @@ impl Stack {
     /// (loopback, fragments, link frames, egress), then TCP.
     fn transmit_queued(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         loop {
-            if let Some(bytes) = self.ip.loopback.pop_front() {
+            if let Some(bytes) = self.sh.ip.loopback.pop_front() {
                 // A datagram to ourselves arrives as if from the wire.
                 self.ip_input(now, &bytes);
                 continue;
             }
-            let (udp, handles) = (&mut self.udp, &mut self.handles);
+            let (udp, handles) = (&mut self.udp, &mut self.sh.handles);
             let mut release = |owner, err| match err {
                 None => udp.release(handles, owner),
                 Some(e) => udp.fail_owner(handles, owner, e),
             };
-            let q = self
-                .ip
-                .next_queued(&self.cfg, &mut self.counters, now, buf, &mut release);
+            let q =
+                self.sh
+                    .ip
+                    .next_queued(&self.cfg, &mut self.sh.counters, now, buf, &mut release);
             match q {
                 Queued::Frame(n) => return Some(n),
                 Queued::Looped => continue,
@@ -404,7 +396,7 @@ impl Stack {
         if now > self.clock {
             self.clock = now;
         }
-        self.counters.link.rx_frames += 1;
+        self.sh.counters.link.rx_frames += 1;
         match self.cfg.medium {
             Medium::Ip => self.ip_input(now, frame),
             Medium::Ethernet => self.eth_input(now, frame),
@@ -413,21 +405,21 @@ impl Stack {
 
     fn eth_input(&mut self, now: Instant, frame: &[u8]) {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            self.counters.link.rx_malformed += 1;
+            self.sh.counters.link.rx_malformed += 1;
             return;
         };
         let Ok(repr) = EthernetRepr::parse(&eth) else {
-            self.counters.link.rx_malformed += 1;
+            self.sh.counters.link.rx_malformed += 1;
             return;
         };
         if repr.dst_addr != self.cfg.mac && !repr.dst_addr.is_broadcast() {
-            self.counters.link.rx_not_for_us += 1;
+            self.sh.counters.link.rx_not_for_us += 1;
             return;
         }
         match repr.ethertype {
             EtherType::Arp => self.arp_input(now, eth.payload()),
             EtherType::Ipv4 => self.ip_input(now, eth.payload()),
-            _ => self.counters.link.rx_unknown_ethertype += 1,
+            _ => self.sh.counters.link.rx_unknown_ethertype += 1,
         }
     }
 
@@ -436,16 +428,16 @@ impl Stack {
         let repr = match ArpPacket::new_checked(bytes).and_then(|p| ArpRepr::parse(&p)) {
             Ok(r) => r,
             Err(_) => {
-                self.counters.arp.rx_malformed += 1;
+                self.sh.counters.arp.rx_malformed += 1;
                 return;
             }
         };
         let for_us = repr.target_protocol_addr == self.address();
         match repr.operation {
-            ArpOperation::Request => self.counters.arp.rx_requests += 1,
-            ArpOperation::Reply => self.counters.arp.rx_replies += 1,
+            ArpOperation::Request => self.sh.counters.arp.rx_requests += 1,
+            ArpOperation::Reply => self.sh.counters.arp.rx_replies += 1,
             ArpOperation::Unknown(_) => {
-                self.counters.arp.rx_malformed += 1;
+                self.sh.counters.arp.rx_malformed += 1;
                 return;
             }
         }
@@ -456,21 +448,21 @@ impl Stack {
             && sender != self.address()
             && repr.source_hardware_addr.is_unicast();
         // Merge: update an existing entry; add one only if the packet is for us.
-        if sender_ok && (for_us || self.ip.arp.contains(sender)) {
-            let (waiting, evicted) = self.ip.arp.learn(now, sender, repr.source_hardware_addr);
-            self.counters.arp.cache_evictions += evicted;
-            self.ip.timers_dirty = true;
+        if sender_ok && (for_us || self.sh.ip.arp.contains(sender)) {
+            let (waiting, evicted) = self.sh.ip.arp.learn(now, sender, repr.source_hardware_addr);
+            self.sh.counters.arp.cache_evictions += evicted;
+            self.sh.ip.timers_dirty = true;
             for p in waiting.into_iter().rev() {
-                self.ip.egress.push_front(p);
+                self.sh.ip.egress.push_front(p);
             }
         }
         if for_us
             && repr.operation == ArpOperation::Request
             && repr.source_hardware_addr.is_unicast()
         {
-            self.ip.queue_arp(
+            self.sh.ip.queue_arp(
                 &self.cfg,
-                &mut self.counters,
+                &mut self.sh.counters,
                 ArpOperation::Reply,
                 repr.source_hardware_addr,
                 sender,
@@ -480,7 +472,7 @@ impl Stack {
     }
 
     pub(crate) fn ip_input(&mut self, now: Instant, bytes: &[u8]) {
-        self.counters.ip.in_receives += 1;
+        self.sh.counters.ip.in_receives += 1;
         // The common datagram first, through the wire crate's fixed-layout
         // view: a plain header to us, TCP, checksum good. What header
         // prediction does not take goes on through the checks below.
@@ -504,23 +496,23 @@ impl Stack {
         let packet = match Ipv4Packet::new_checked(bytes) {
             Ok(p) => p,
             Err(ustack_wire::Error::Truncated) => {
-                self.counters.ip.in_truncated += 1;
+                self.sh.counters.ip.in_truncated += 1;
                 return;
             }
             Err(_) => {
-                self.counters.ip.in_hdr_errors += 1;
+                self.sh.counters.ip.in_hdr_errors += 1;
                 return;
             }
         };
         let repr = match Ipv4Repr::parse(&packet, &self.cfg.checksums) {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
-                self.counters.ip.in_csum_errors += 1;
-                self.counters.ip.in_hdr_errors += 1;
+                self.sh.counters.ip.in_csum_errors += 1;
+                self.sh.counters.ip.in_hdr_errors += 1;
                 return;
             }
             Err(_) => {
-                self.counters.ip.in_hdr_errors += 1;
+                self.sh.counters.ip.in_hdr_errors += 1;
                 return;
             }
         };
@@ -529,26 +521,26 @@ impl Stack {
             || repr.src_addr.is_multicast()
             || self.is_broadcast(repr.src_addr)
         {
-            self.counters.ip.in_addr_errors += 1;
+            self.sh.counters.ip.in_addr_errors += 1;
             return;
         }
         let broadcast = self.is_broadcast(repr.dst_addr);
         if repr.dst_addr != self.address() && !broadcast {
             // We are a host, not a router (RFC 1122 §3.3.1).
-            self.counters.ip.in_addr_errors += 1;
+            self.sh.counters.ip.in_addr_errors += 1;
             return;
         }
         let header_len = packet.header_len() as usize;
         if repr.more_frags || repr.frag_offset != 0 {
-            self.counters.ip.reasm_reqds += 1;
+            self.sh.counters.ip.reasm_reqds += 1;
             let outcome = self
                 .reasm
                 .add(now, &repr, &bytes[..header_len], packet.payload());
-            self.ip.timers_dirty = true;
+            self.sh.ip.timers_dirty = true;
             match outcome {
                 Outcome::Held | Outcome::Duplicate => {}
                 Outcome::Complete(full, data) => {
-                    self.counters.ip.reasm_oks += 1;
+                    self.sh.counters.ip.reasm_oks += 1;
                     // Quote the reassembled datagram's header, not the last fragment's.
                     let hl = ustack_wire::ipv4::HEADER_LEN;
                     let take = data.len().min(ICMP_QUOTE_MAX - hl);
@@ -561,17 +553,17 @@ impl Stack {
                     self.dispatch(now, &full, &data, &quote, broadcast);
                 }
                 Outcome::Dropped(reason) => {
-                    self.counters.ip.reasm_fails += 1;
+                    self.sh.counters.ip.reasm_fails += 1;
                     match reason {
-                        DropReason::Overlap => self.counters.ip.reasm_overlaps += 1,
-                        DropReason::TooMany => self.counters.ip.reasm_too_many += 1,
-                        DropReason::Oversize => self.counters.ip.reasm_oversize += 1,
-                        DropReason::Memory => self.counters.ip.reasm_memory_drops += 1,
-                        DropReason::Malformed => self.counters.ip.in_hdr_errors += 1,
+                        DropReason::Overlap => self.sh.counters.ip.reasm_overlaps += 1,
+                        DropReason::TooMany => self.sh.counters.ip.reasm_too_many += 1,
+                        DropReason::Oversize => self.sh.counters.ip.reasm_oversize += 1,
+                        DropReason::Memory => self.sh.counters.ip.reasm_memory_drops += 1,
+                        DropReason::Malformed => self.sh.counters.ip.in_hdr_errors += 1,
                     }
                 }
             }
-            self.counters.ip.reasm_memory_drops += std::mem::take(&mut self.reasm.evicted);
+            self.sh.counters.ip.reasm_memory_drops += std::mem::take(&mut self.reasm.evicted);
             return;
         }
         let quote_len = bytes
@@ -617,7 +609,7 @@ impl Stack {
                 tcp.process(&mut cx, pair, payload, broadcast);
             }
             _ => {
-                self.counters.ip.in_unknown_protos += 1;
+                self.sh.counters.ip.in_unknown_protos += 1;
                 if !broadcast {
                     let repr = Icmpv4Repr::DstUnreachable {
                         reason: DstUnreachable::ProtoUnreachable,
@@ -644,7 +636,7 @@ impl Stack {
     /// Routes an ICMP error to the socket that sent the quoted datagram.
     fn icmp_error_input(&mut self, now: Instant, invoking: &[u8], err: Errno) {
         let Ok(quoted) = ustack_wire::icmpv4::parse_invoking(invoking) else {
-            self.counters.icmp.in_errors += 1;
+            self.sh.counters.icmp.in_errors += 1;
             return;
         };
         if quoted.src_addr != self.address() || quoted.transport.len() < 4 {

@@ -137,22 +137,22 @@ impl Udp {
         broadcast: bool,
     ) -> UdpIn {
         let Ok(packet) = UdpPacket::new_checked(payload) else {
-            cx.counters.udp.in_errors += 1;
+            cx.sh.counters.udp.in_errors += 1;
             return UdpIn::Done;
         };
         let repr = match UdpRepr::parse(&packet, ip.src, ip.dst, &cx.cfg.checksums) {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
-                cx.counters.udp.in_csum_errors += 1;
-                cx.counters.udp.in_errors += 1;
+                cx.sh.counters.udp.in_csum_errors += 1;
+                cx.sh.counters.udp.in_errors += 1;
                 return UdpIn::Done;
             }
             Err(_) => {
-                cx.counters.udp.in_errors += 1;
+                cx.sh.counters.udp.in_errors += 1;
                 return UdpIn::Done;
             }
         };
-        cx.counters.ip.in_delivers += 1;
+        cx.sh.counters.ip.in_delivers += 1;
         let to = SocketAddrV4::new(ip.dst, repr.dst_port);
         let from = SocketAddrV4::new(ip.src, repr.src_port);
         let lookup_to = if broadcast {
@@ -166,7 +166,7 @@ impl Udp {
                 UdpIn::Done
             }
             None => {
-                cx.counters.udp.no_ports += 1;
+                cx.sh.counters.udp.no_ports += 1;
                 UdpIn::NoPort
             }
         }
@@ -175,7 +175,7 @@ impl Udp {
     /// Opens an unbound UDP socket.
     pub fn udp_open(&mut self, cx: &mut Cx<'_>) -> SocketHandle {
         let s = UdpSocket::new(cx.cfg.udp_rcvbuf, cx.cfg.udp_sndbuf);
-        let h = cx.handles.insert(Proto::Udp);
+        let h = cx.sh.handles.insert(Proto::Udp);
         self.socks.insert(h, s);
         h
     }
@@ -200,7 +200,7 @@ impl Udp {
             let ports = &self.ports;
             let sockets = &self.socks;
             let in_use = |p: u16| udp_port_conflicts(ports, sockets, p, ip);
-            cx.ports.pick(cx.rng, in_use)?
+            cx.sh.ports.pick(&mut cx.sh.rng, in_use)?
         } else {
             if udp_port_conflicts(&self.ports, &self.socks, addr.port(), ip) {
                 return Err(Errno::EADDRINUSE);
@@ -258,14 +258,14 @@ impl Udp {
         }
         let charge = data.len() + DATAGRAM_OVERHEAD;
         if s.tx_bytes > 0 && s.tx_bytes + charge > s.sndbuf {
-            cx.counters.udp.sndbuf_errors += 1;
+            cx.sh.counters.udp.sndbuf_errors += 1;
             return Err(Errno::EAGAIN);
         }
         let next_hop = route(cx.cfg, *dst.ip())?;
         if self.udp(h)?.local.is_none() {
             self.udp_bind(cx, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
         }
-        if cx.ip.egress_full(cx.cfg) {
+        if cx.sh.ip.egress_full(cx.cfg) {
             return Err(Errno::ENOBUFS);
         }
         let local = self.udp(h)?.local.expect("bound above");
@@ -284,8 +284,8 @@ impl Udp {
         );
         let s = self.udp_mut(h)?;
         s.tx_bytes += charge;
-        cx.counters.udp.out_datagrams += 1;
-        cx.ip.queue(
+        cx.sh.counters.udp.out_datagrams += 1;
+        cx.sh.ip.queue(
             cx.cfg,
             next_hop,
             *dst.ip(),
@@ -422,8 +422,8 @@ impl Udp {
         let charge = data.len() + DATAGRAM_OVERHEAD;
         if s.rx_bytes + charge > s.rcvbuf {
             s.drops += 1;
-            cx.counters.udp.rcvbuf_errors += 1;
-            cx.counters.udp.in_errors += 1;
+            cx.sh.counters.udp.rcvbuf_errors += 1;
+            cx.sh.counters.udp.in_errors += 1;
             return;
         }
         s.rx_bytes += charge;
@@ -431,8 +431,8 @@ impl Udp {
             from,
             data: data.to_vec(),
         });
-        cx.counters.udp.in_datagrams += 1;
-        cx.handles.mark_changed(h);
+        cx.sh.counters.udp.in_datagrams += 1;
+        cx.sh.handles.mark_changed(h);
     }
 
     /// An ICMP error about a datagram we sent from `local` to `remote`: a
@@ -450,7 +450,7 @@ impl Udp {
         if let Some(s) = self.socks.get_mut(h) {
             if s.remote == Some(remote) {
                 s.error = Some(err);
-                cx.handles.mark_changed(h);
+                cx.sh.handles.mark_changed(h);
             }
         }
     }
@@ -510,7 +510,7 @@ mod tests {
         let ip = IpPair { src: PEER, dst: US };
         let d = datagram(5000, 7, b"ping");
         assert_eq!(udp.process(&mut p.cx(now), ip, &d, false), UdpIn::Done);
-        assert_eq!(p.handles.take_changed(), vec![h], "readable now");
+        assert_eq!(p.sh.handles.take_changed(), vec![h], "readable now");
         let mut buf = [0u8; 16];
         let (n, full, from) = udp.udp_recv_from(h, &mut buf).unwrap();
         assert_eq!((&buf[..n], full), (&b"ping"[..], 4));
@@ -518,11 +518,11 @@ mod tests {
         // Nobody on port 9: the IP layer is told so (ICMP's to answer).
         let d = datagram(5000, 9, b"x");
         assert_eq!(udp.process(&mut p.cx(now), ip, &d, false), UdpIn::NoPort);
-        assert_eq!(p.counters.udp.no_ports, 1);
+        assert_eq!(p.sh.counters.udp.no_ports, 1);
         // The answer waits on the IP layer's egress queue, charged to h.
         udp.udp_send_to(&mut p.cx(now), h, b"pong", Some(from))
             .unwrap();
-        let pkt = p.ip.egress.pop_front().expect("queued for the IP layer");
+        let pkt = p.sh.ip.egress.pop_front().expect("queued for the IP layer");
         assert_eq!((pkt.repr.dst_addr, pkt.next_hop), (PEER, PEER));
         assert_eq!(pkt.owner.map(|(o, _)| o), Some(h));
         assert_eq!(&pkt.payload[8..], b"pong");

@@ -147,7 +147,7 @@ impl Tcp {
             in_ports: false,
             leftover: super::buffer::Ring::default(),
         };
-        let h = cx.handles.insert(Proto::Tcp);
+        let h = cx.sh.handles.insert(Proto::Tcp);
         self.socks.insert(h, s);
         h
     }
@@ -202,7 +202,9 @@ impl Tcp {
         let opts = s.opts.clone();
         let port = if addr.port() == 0 {
             let ports = &self.bind_ports;
-            cx.ports.pick(cx.rng, |p| ports.contains_key(&p))?
+            cx.sh
+                .ports
+                .pick(&mut cx.sh.rng, |p| ports.contains_key(&p))?
         } else {
             if self.tcp_bind_conflict(h, ip, addr.port(), &opts) {
                 return Err(Errno::EADDRINUSE);
@@ -285,7 +287,7 @@ impl Tcp {
             return Err(Errno::EINVAL);
         };
         let id = l.accept.pop_front().ok_or(Errno::EAGAIN)?;
-        cx.handles.mark_changed(h);
+        cx.sh.handles.mark_changed(h);
         let t = self.get_mut(id).ok_or(Errno::EAGAIN)?;
         t.listener = None;
         t.in_accept_queue = false;
@@ -299,12 +301,12 @@ impl Tcp {
             leftover: super::buffer::Ring::default(),
         };
         let remote = t.remote;
-        let nh = cx.handles.insert(Proto::Tcp);
+        let nh = cx.sh.handles.insert(Proto::Tcp);
         self.socks.insert(nh, sock);
         if let Some(t) = self.get_mut(id) {
             t.socket = Some(nh);
         }
-        cx.handles.mark_changed(nh);
+        cx.sh.handles.mark_changed(nh);
         Ok((nh, remote))
     }
 
@@ -354,8 +356,9 @@ impl Tcp {
             None => {
                 // RFC 6056 §3.3.1, never a 4-tuple in use (nor a bound port).
                 let tcp = &*self;
-                cx.ports
-                    .pick(cx.rng, |p| {
+                cx.sh
+                    .ports
+                    .pick(&mut cx.sh.rng, |p| {
                         tcp.bind_ports
                             .get(&p)
                             .is_some_and(|u| !u.sockets.is_empty())
@@ -382,7 +385,7 @@ impl Tcp {
                 pu.sockets.retain(|x| *x != h);
             }
         }
-        cx.counters.tcp.active_opens += 1;
+        cx.sh.counters.tcp.active_opens += 1;
         debug!(%local, %remote, from = %State::Closed, to = %State::SynSent, "tcp state");
         cx.event(EventKind::TcpState {
             local,
@@ -402,7 +405,7 @@ impl Tcp {
         let now = cx.now;
         let s = self.tcp_sock_mut(h)?;
         if let Some(e) = s.error.take() {
-            cx.handles.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
             return Err(e);
         }
         let id = match s.kind {
@@ -459,7 +462,7 @@ impl Tcp {
         let now = cx.now;
         let s = self.tcp_sock_mut(h)?;
         if let Some(e) = s.error.take() {
-            cx.handles.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
             return Err(e);
         }
         let id = match s.kind {
@@ -495,7 +498,7 @@ impl Tcp {
         if consume {
             t.rcv.q.consume(n);
             if t.rcv_space_adjust(now, n, &cx.cfg.tcp) {
-                cx.counters.tcp.rcvbuf_grown += 1;
+                cx.sh.counters.tcp.rcvbuf_grown += 1;
             }
             // Window update once the window grows by min(rcvbuf/2, MSS)
             // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
@@ -511,7 +514,7 @@ impl Tcp {
                 t.owed.ack = true;
                 self.schedule(cx.now, id);
             }
-            cx.handles.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
         Ok(n)
     }
@@ -534,7 +537,7 @@ impl Tcp {
             }
         }
         self.schedule(cx.now, id);
-        cx.handles.mark_changed(h);
+        cx.sh.handles.mark_changed(h);
         Ok(())
     }
 
@@ -579,14 +582,14 @@ impl Tcp {
                 t.socket = None;
                 if s.opts.linger == Some(Duration::ZERO) && t.state != State::TimeWait {
                     // SO_LINGER 0: abort (RFC 9293 §3.10.5).
-                    cx.counters.tcp.abort_on_linger += 1;
+                    cx.sh.counters.tcp.abort_on_linger += 1;
                     let rst = t.state.synchronized() || t.state == State::SynReceived;
                     self.tcp_abort(cx, id, None, rst);
                     return;
                 }
                 if !t.rcv.q.is_empty() && t.state != State::TimeWait {
                     // Unread data: RST instead of FIN (RFC 2525 §2.17, Linux).
-                    cx.counters.tcp.abort_on_close += 1;
+                    cx.sh.counters.tcp.abort_on_close += 1;
                     self.tcp_abort(cx, id, None, true);
                     return;
                 }
@@ -849,7 +852,7 @@ impl Tcp {
                 // NODELAY on or CORK off may release held data.
                 self.schedule(cx.now, id);
             }
-            cx.handles.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
         Ok(())
     }

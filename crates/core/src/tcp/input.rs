@@ -89,8 +89,8 @@ impl Tcp {
         if !self.tcp_fast_data(cx, id, &FastSeg::from_fast(&seg)) {
             return false;
         }
-        cx.counters.ip.in_delivers += 1;
-        cx.counters.tcp.in_segs += 1;
+        cx.sh.counters.ip.in_delivers += 1;
+        cx.sh.counters.tcp.in_segs += 1;
         true
     }
 
@@ -99,7 +99,7 @@ impl Tcp {
     /// address (dropped, RFC 1122 §4.2.3.10, after it is counted).
     pub fn process(&mut self, cx: &mut Cx<'_>, ip: IpPair, payload: &[u8], broadcast: bool) {
         let Ok(packet) = TcpPacket::new_checked(payload) else {
-            cx.counters.tcp.in_errs += 1;
+            cx.sh.counters.tcp.in_errs += 1;
             return;
         };
         // Borrowed from the result, not moved out of it: the repr is ~100
@@ -108,17 +108,17 @@ impl Tcp {
         let seg = match &parsed {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
-                cx.counters.tcp.in_csum_errors += 1;
-                cx.counters.tcp.in_errs += 1;
+                cx.sh.counters.tcp.in_csum_errors += 1;
+                cx.sh.counters.tcp.in_errs += 1;
                 return;
             }
             Err(_) => {
-                cx.counters.tcp.in_errs += 1;
+                cx.sh.counters.tcp.in_errs += 1;
                 return;
             }
         };
-        cx.counters.ip.in_delivers += 1;
-        cx.counters.tcp.in_segs += 1;
+        cx.sh.counters.ip.in_delivers += 1;
+        cx.sh.counters.tcp.in_segs += 1;
         // RFC 1122 §4.2.3.10: TCP never talks to broadcast addresses.
         if broadcast {
             return;
@@ -268,8 +268,8 @@ impl Tcp {
             return;
         }
         if self.accept_full(lh) {
-            cx.counters.tcp.listen_overflows += 1;
-            cx.counters.tcp.listen_drops += 1;
+            cx.sh.counters.tcp.listen_overflows += 1;
+            cx.sh.counters.tcp.listen_drops += 1;
             return;
         }
         let Some(syn_count) = self.listener_mut(lh).map(|l| l.syn_count) else {
@@ -281,7 +281,7 @@ impl Tcp {
             if cx.cfg.tcp.syncookies {
                 self.tcp_send_cookie(cx, lh, local, remote, seg);
             } else {
-                cx.counters.tcp.listen_drops += 1;
+                cx.sh.counters.tcp.listen_drops += 1;
             }
             return;
         }
@@ -328,7 +328,7 @@ impl Tcp {
         if let Some(l) = self.listener_mut(lh) {
             l.cookies_since = Some(now);
         }
-        cx.counters.tcp.syncookies_sent += 1;
+        cx.sh.counters.tcp.syncookies_sent += 1;
         let mss = self.tcp_mtu_mss(cx.cfg);
         self.tcp_push_ctl(
             cx,
@@ -368,16 +368,16 @@ impl Tcp {
             .secret
             .check_cookie(local, remote, client_isn, isn, now)
         else {
-            cx.counters.tcp.syncookies_failed += 1;
+            cx.sh.counters.tcp.syncookies_failed += 1;
             self.tcp_reset_reply(cx, local, remote, seg);
             return;
         };
         if self.accept_full(lh) {
-            cx.counters.tcp.listen_overflows += 1;
-            cx.counters.tcp.listen_drops += 1;
+            cx.sh.counters.tcp.listen_overflows += 1;
+            cx.sh.counters.tcp.listen_drops += 1;
             return;
         }
-        cx.counters.tcp.syncookies_recv += 1;
+        cx.sh.counters.tcp.syncookies_recv += 1;
         // What the SYN told us lives only in the cookie: the MSS (RFC 4987 §3.6).
         let created = self.tcp_create_passive(cx, lh, local, remote, isn, 0, |tcb, cfg| {
             tcb.rcv.irs = client_isn;
@@ -492,9 +492,9 @@ impl Tcp {
         t.state = to;
         let estab = |s: State| matches!(s, State::Established | State::CloseWait);
         match (estab(from), estab(to)) {
-            (false, true) => cx.counters.tcp.curr_estab += 1,
+            (false, true) => cx.sh.counters.tcp.curr_estab += 1,
             (true, false) => {
-                cx.counters.tcp.curr_estab = cx.counters.tcp.curr_estab.saturating_sub(1)
+                cx.sh.counters.tcp.curr_estab = cx.sh.counters.tcp.curr_estab.saturating_sub(1)
             }
             _ => {}
         }
@@ -528,9 +528,9 @@ impl Tcp {
     pub(crate) fn tcp_notify(&mut self, cx: &mut Cx<'_>, id: TcbId) {
         if let Some(t) = self.get(id) {
             if let Some(h) = t.socket {
-                cx.handles.mark_changed(h);
+                cx.sh.handles.mark_changed(h);
             } else if let Some(l) = t.listener {
-                cx.handles.mark_changed(l);
+                cx.sh.handles.mark_changed(l);
             }
         }
     }
@@ -559,7 +559,7 @@ impl Tcp {
                     l.accept.retain(|x| *x != id);
                 }
             }
-            cx.handles.mark_changed(lh);
+            cx.sh.handles.mark_changed(lh);
         }
         if let Some(h) = t.socket {
             if let Some(s) = self.socks.get_mut(h) {
@@ -568,7 +568,7 @@ impl Tcp {
                 };
                 s.leftover = t.rcv.q;
             }
-            cx.handles.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
     }
 
@@ -614,15 +614,15 @@ impl Tcp {
             .last_oow_ack
             .is_some_and(|l| now - l < OOW_ACK_INTERVAL)
         {
-            cx.counters.tcp.challenge_ack_limited += 1;
+            cx.sh.counters.tcp.challenge_ack_limited += 1;
             return;
         }
         t.timer.last_oow_ack = Some(now);
         if !self.challenge.take(now) {
-            cx.counters.tcp.challenge_ack_limited += 1;
+            cx.sh.counters.tcp.challenge_ack_limited += 1;
             return;
         }
-        cx.counters.tcp.challenge_acks += 1;
+        cx.sh.counters.tcp.challenge_acks += 1;
         if let Some(t) = self.get_mut(id) {
             t.owed.ack = true;
         }
@@ -660,7 +660,7 @@ impl Tcp {
         if f.contains(TcpFlags::RST) {
             if f.contains(TcpFlags::ACK) {
                 debug!(local = %t.local, remote = %t.remote, "tcp connection refused");
-                cx.counters.tcp.attempt_fails += 1;
+                cx.sh.counters.tcp.attempt_fails += 1;
                 self.tcp_abort(cx, id, Some(Errno::ECONNREFUSED), false);
             }
             return;
@@ -746,11 +746,11 @@ impl Tcp {
         let data = seg.payload;
         let n = t.take_in_order(data);
         if n < data.len() {
-            cx.counters.tcp.rcv_pruned += 1;
+            cx.sh.counters.tcp.rcv_pruned += 1;
             t.owed.ack = true;
         }
         if n > 0 && t.on_data_received(now, n, cfg) {
-            cx.counters.tcp.quick_acks += 1;
+            cx.sh.counters.tcp.quick_acks += 1;
         }
         if t.owed.ack {
             t.timer.delack = None;
@@ -767,12 +767,12 @@ impl Tcp {
         let corked = !queues.schedule(id, t) && t.opts.cork;
         let owner = if n > 0 { t.socket.or(t.listener) } else { None };
         if let Some(h) = owner {
-            cx.handles.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
         if corked {
             self.arm_cork(cx.now, id);
         }
-        cx.counters.tcp.hp_hits += 1;
+        cx.sh.counters.tcp.hp_hits += 1;
         true
     }
 
@@ -823,7 +823,7 @@ impl Tcp {
         if t.neg.ts && !f.contains(TcpFlags::RST) {
             if let Some(ts) = seg.timestamp {
                 if (ts.tsval.wrapping_sub(t.neg.ts_recent) as i32) < 0 {
-                    cx.counters.tcp.paws_drops += 1;
+                    cx.sh.counters.tcp.paws_drops += 1;
                     t.owed.ack = true;
                     return;
                 }
@@ -835,11 +835,11 @@ impl Tcp {
         let wnd = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
         if !seq_acceptable(seg.seq_number, seg_len, t.rcv.nxt, wnd) {
             if f.contains(TcpFlags::RST) {
-                cx.counters.tcp.oow_rst_drops += 1;
+                cx.sh.counters.tcp.oow_rst_drops += 1;
                 return;
             }
             if f.contains(TcpFlags::SYN) && state.synchronized() {
-                cx.counters.tcp.syn_challenge += 1;
+                cx.sh.counters.tcp.syn_challenge += 1;
                 self.tcp_challenge_ack(cx, id);
                 return;
             }
@@ -849,7 +849,7 @@ impl Tcp {
                     .last_oow_ack
                     .is_some_and(|l| now - l < OOW_ACK_INTERVAL)
                 {
-                    cx.counters.tcp.oow_ack_limited += 1;
+                    cx.sh.counters.tcp.oow_ack_limited += 1;
                     return;
                 }
                 t.timer.last_oow_ack = Some(now);
@@ -870,14 +870,14 @@ impl Tcp {
 
         // Fourth: SYN in a synchronized state (RFC 5961 §4.2).
         if f.contains(TcpFlags::SYN) {
-            cx.counters.tcp.syn_challenge += 1;
+            cx.sh.counters.tcp.syn_challenge += 1;
             self.tcp_challenge_ack(cx, id);
             return;
         }
 
         // Fifth: ACK (RFC 9293 §3.10.7.4: without it, drop the segment).
         if !f.contains(TcpFlags::ACK) {
-            cx.counters.tcp.no_ack_drops += 1;
+            cx.sh.counters.tcp.no_ack_drops += 1;
             return;
         }
         if state == State::SynReceived {
@@ -937,7 +937,7 @@ impl Tcp {
                 || (t.rcv.shut_rd && t.state != State::Established))
         {
             // Data for a closed socket: RST (Linux tcp_rcv_state_process).
-            cx.counters.tcp.abort_on_data += 1;
+            cx.sh.counters.tcp.abort_on_data += 1;
             self.tcp_abort(cx, id, None, true);
             return;
         }
@@ -947,9 +947,9 @@ impl Tcp {
             if data_ok && !data.is_empty() {
                 let n = t.ofo_insert(seq, data, cx.cfg.tcp.max_ofo_ranges);
                 if n == 0 {
-                    cx.counters.tcp.ofo_drops += 1;
+                    cx.sh.counters.tcp.ofo_drops += 1;
                 } else {
-                    cx.counters.tcp.ofo_queued += 1;
+                    cx.sh.counters.tcp.ofo_queued += 1;
                     if fin && n == data.len() {
                         t.rcv.ofo_fin = Some(seq + n);
                     }
@@ -957,7 +957,7 @@ impl Tcp {
             } else if data_ok && fin {
                 t.rcv.ofo_fin = Some(seq);
             }
-            cx.counters.tcp.quick_acks += 1;
+            cx.sh.counters.tcp.quick_acks += 1;
             t.owed.ack = true;
             return;
         }
@@ -966,7 +966,7 @@ impl Tcp {
                 let had_hole = !t.rcv.ofo.is_empty();
                 let n = t.take_in_order(data);
                 if n < data.len() {
-                    cx.counters.tcp.rcv_pruned += 1;
+                    cx.sh.counters.tcp.rcv_pruned += 1;
                     t.owed.ack = true;
                     fin = false;
                 }
@@ -976,10 +976,10 @@ impl Tcp {
                 }
                 if had_hole {
                     // Filling a hole is ACKed at once (RFC 9293 §3.8.6.3).
-                    cx.counters.tcp.quick_acks += 1;
+                    cx.sh.counters.tcp.quick_acks += 1;
                     t.owed.ack = true;
                 } else if n > 0 && t.on_data_received(now, n, &cx.cfg.tcp) {
-                    cx.counters.tcp.quick_acks += 1;
+                    cx.sh.counters.tcp.quick_acks += 1;
                 }
                 if t.owed.ack {
                     t.timer.delack = None;
@@ -1035,7 +1035,7 @@ impl Tcp {
             && seg.seq_number.diff(rcv_nxt) > 0
         {
             if let Some(lh) = self.tcp_find_listener(local, remote) {
-                cx.counters.tcp.time_wait_recycled += 1;
+                cx.sh.counters.tcp.time_wait_recycled += 1;
                 self.tcp_free(cx, id);
                 self.tcp_listen_input(cx, lh, local, remote, seg);
                 return true;
@@ -1072,21 +1072,21 @@ impl Tcp {
                 return false;
             }
             if self.accept_full(lh) {
-                cx.counters.tcp.listen_overflows += 1;
-                cx.counters.tcp.listen_drops += 1;
+                cx.sh.counters.tcp.listen_overflows += 1;
+                cx.sh.counters.tcp.listen_drops += 1;
                 if cx.cfg.tcp.abort_on_overflow {
                     self.tcp_abort(cx, id, None, true);
                 } else {
-                    cx.counters.tcp.ack_dropped_overflow += 1;
+                    cx.sh.counters.tcp.ack_dropped_overflow += 1;
                 }
                 return false;
             }
-            cx.counters.tcp.passive_opens += 1;
+            cx.sh.counters.tcp.passive_opens += 1;
             if let Some(l) = self.listener_mut(lh) {
                 l.syn_count = l.syn_count.saturating_sub(1);
                 l.accept.push_back(id);
             }
-            cx.handles.mark_changed(lh);
+            cx.sh.handles.mark_changed(lh);
         }
         let Some(t) = self.get_mut(id) else {
             return false;
@@ -1143,11 +1143,11 @@ impl Tcp {
         match t.state {
             State::SynReceived if t.listener.is_some() => self.tcp_free(cx, id),
             State::SynReceived => {
-                cx.counters.tcp.attempt_fails += 1;
+                cx.sh.counters.tcp.attempt_fails += 1;
                 self.tcp_abort(cx, id, Some(Errno::ECONNREFUSED), false);
             }
             State::Established | State::CloseWait => {
-                cx.counters.tcp.estab_resets += 1;
+                cx.sh.counters.tcp.estab_resets += 1;
                 self.tcp_abort(cx, id, Some(Errno::ECONNRESET), false);
             }
             State::FinWait1 | State::FinWait2 => {
@@ -1180,7 +1180,7 @@ impl Tcp {
         }
         if t.neg.sack && seg.sack_ranges[0].is_some() {
             let (blocks, bytes) = t.take_sack(&seg.sack_ranges, cfg.max_ofo_ranges);
-            cx.counters.tcp.sack_blocks_recv += u64::from(blocks);
+            cx.sh.counters.tcp.sack_blocks_recv += u64::from(blocks);
             new_sack = bytes;
         }
         let wnd = u32::from(seg.window_len) << t.snd.wscale;
@@ -1227,15 +1227,15 @@ impl Tcp {
                     t.cong.ca = CaState::Open;
                     t.cong.rtx_now = false;
                     if t.cong.rec_sack {
-                        cx.counters.tcp.sack_recovery += 1;
+                        cx.sh.counters.tcp.sack_recovery += 1;
                     } else {
-                        cx.counters.tcp.reno_recovery += 1;
+                        cx.sh.counters.tcp.reno_recovery += 1;
                     }
                 }
                 CaState::Recovery => {
                     // Partial ACK: the next hole is lost too (RFC 6582 §3.2
                     // step 4); with SACK the scoreboard drives instead.
-                    cx.counters.tcp.partial_acks += 1;
+                    cx.sh.counters.tcp.partial_acks += 1;
                     if !t.cong.rec_sack {
                         t.cong.rtx_now = true;
                         t.cong.rec_cwnd = t.cong.rec_cwnd.saturating_sub(acked);
@@ -1276,7 +1276,7 @@ impl Tcp {
         {
             // A duplicate ACK (RFC 5681 §2).
             t.cong.dupacks += 1;
-            cx.counters.tcp.dup_acks_recv += 1;
+            cx.sh.counters.tcp.dup_acks_recv += 1;
             if t.cong.ca == CaState::Recovery && !t.cong.rec_sack {
                 // NewReno: each duplicate means a segment left the network.
                 t.cong.rec_cwnd = t.cong.rec_cwnd.saturating_add(mss);
@@ -1285,8 +1285,8 @@ impl Tcp {
         // RACK (RFC 8985 §6.2): what this ACK delivered, then loss by time.
         if t.cong.rack.is_some() {
             let d = t.rack_on_ack(now);
-            cx.counters.tcp.rack_lost += u64::from(d.lost);
-            cx.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
+            cx.sh.counters.tcp.rack_lost += u64::from(d.lost);
+            cx.sh.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
         }
         // Fast retransmit (RFC 5681 §3.2; RFC 6675 §5: DupThresh duplicate
         // ACKs, or IsLost(SND.UNA) from the scoreboard; or a segment RACK
@@ -1300,11 +1300,11 @@ impl Tcp {
             && (t.cong.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
         {
             t.enter_recovery(now);
-            cx.counters.tcp.fast_retrans += 1;
+            cx.sh.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp fast retransmit");
         }
         if new_sack > 0 && t.detect_lost_retransmits() {
-            cx.counters.tcp.lost_retransmits += 1;
+            cx.sh.counters.tcp.lost_retransmits += 1;
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
         if t.snd.wl1.diff(seg.seq_number) < 0
@@ -1364,7 +1364,7 @@ impl Tcp {
         match err {
             Errno::EMSGSIZE => {}
             Errno::ECONNREFUSED if t.state == State::SynSent => {
-                cx.counters.tcp.attempt_fails += 1;
+                cx.sh.counters.tcp.attempt_fails += 1;
                 self.tcp_abort(cx, id, Some(err), false);
             }
             _ => t.soft_error = Some(err),

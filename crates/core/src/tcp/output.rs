@@ -217,7 +217,7 @@ impl Tcp {
             State::SynSent | State::SynReceived => {
                 t.owed.syn = false;
                 if t.snd.max != t.snd.iss {
-                    cx.counters.tcp.retrans_segs += 1;
+                    cx.sh.counters.tcp.retrans_segs += 1;
                     t.total_retrans += 1;
                     t.rtt.timing = None;
                 } else {
@@ -255,7 +255,7 @@ impl Tcp {
                     let iw = cfg.initial_window.max(1) * u32::from(t.snd.mss);
                     if t.cong.cc.window() > iw {
                         t.cong.cc.on_idle_restart(now, iw);
-                        cx.counters.tcp.idle_restarts += 1;
+                        cx.sh.counters.tcp.idle_restarts += 1;
                     }
                 }
                 plan.repr.sack_ranges = t.sack_blocks();
@@ -300,7 +300,7 @@ impl Tcp {
                     let end = seq + len + usize::from(s.fin);
                     let rtx = seq.diff(t.snd.max) < 0;
                     if rtx {
-                        cx.counters.tcp.retrans_segs += 1;
+                        cx.sh.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
                         // Karn: no RTT sample from anything retransmitted.
                         t.rtt.timing = None;
@@ -331,15 +331,15 @@ impl Tcp {
                                 t.cong.high_rxt = end;
                             }
                             if t.cong.ca == CaState::Recovery && t.cong.rec_sack {
-                                cx.counters.tcp.sack_retrans += 1;
+                                cx.sh.counters.tcp.sack_retrans += 1;
                             }
                         }
                         SendKind::Resend => {
-                            cx.counters.tcp.rto_retrans += 1;
+                            cx.sh.counters.tcp.rto_retrans += 1;
                             t.snd.nxt = end;
                         }
                         SendKind::Probe => {
-                            cx.counters.tcp.window_probes += 1;
+                            cx.sh.counters.tcp.window_probes += 1;
                             t.owed.force_probe = false;
                             t.snd.nxt = end;
                         }
@@ -353,7 +353,7 @@ impl Tcp {
                     }
                     if t.cong.tlp_pending {
                         t.cong.tlp_pending = false;
-                        cx.counters.tcp.tlp_probes += 1;
+                        cx.sh.counters.tcp.tlp_probes += 1;
                         // RFC 8985 §7.3: the RTO runs again from the probe.
                         t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                     } else if s.kind == SendKind::New {
@@ -411,9 +411,9 @@ impl Tcp {
         let tcp_len = thl + plan.len;
         let tx = cx.cfg.checksums.tx;
         let this = &*self;
-        let r = cx.ip.emit_with(
+        let r = cx.sh.ip.emit_with(
             cx.cfg,
-            cx.counters,
+            &mut cx.sh.counters,
             cx.now,
             *plan.remote.ip(),
             IpProtocol::Tcp,
@@ -422,9 +422,9 @@ impl Tcp {
             |out, pseudo| this.tcp_write(tx, plan, repr, thl, pseudo, out),
         );
         if r != Emitted::NoRoute {
-            cx.counters.tcp.out_segs += 1;
+            cx.sh.counters.tcp.out_segs += 1;
             if plan.repr.flags.contains(TcpFlags::RST) {
-                cx.counters.tcp.out_rsts += 1;
+                cx.sh.counters.tcp.out_rsts += 1;
             }
         }
         match r {
@@ -476,7 +476,7 @@ impl Tcp {
         let thl = hl - lhl - 20;
         let total = hl + n;
         if buf.len() < total {
-            cx.counters.link.tx_dropped_too_big += 1;
+            cx.sh.counters.link.tx_dropped_too_big += 1;
             return TcpTx::Again;
         }
         // The whole template when it fits (a fixed-size copy, inlined; the
@@ -486,8 +486,9 @@ impl Tcp {
             None => buf[..hl].copy_from_slice(&b.hdr[..hl]),
         }
         let pair = cx
+            .sh
             .ip
-            .repeat_header(cx.cfg, cx.counters, &b.hdr, &mut buf[..total]);
+            .repeat_header(cx.cfg, &mut cx.sh.counters, &b.hdr, &mut buf[..total]);
         let out = &mut buf[lhl + 20..total];
         let mut tcp = TcpPacket::new_unchecked(&mut out[..]);
         tcp.set_seq_number(b.seq);
@@ -499,8 +500,8 @@ impl Tcp {
         let tx = cx.cfg.checksums.tx;
         let pseudo = pair.pseudo_sum(IpProtocol::Tcp, thl + n);
         self.tcp_fill(tx, Some(id), off, n, pseudo, thl, out);
-        cx.counters.tcp.burst_segs += 1;
-        cx.counters.tcp.out_segs += 1;
+        cx.sh.counters.tcp.burst_segs += 1;
+        cx.sh.counters.tcp.out_segs += 1;
         TcpTx::Sent(total)
     }
 

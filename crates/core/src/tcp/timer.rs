@@ -54,13 +54,13 @@ impl Tcp {
             t.timer.linger = None;
             match t.state {
                 State::TimeWait => {
-                    cx.counters.tcp.time_waits_done += 1;
+                    cx.sh.counters.tcp.time_waits_done += 1;
                     self.tcp_free(cx, id);
                     return;
                 }
                 State::FinWait2 => {
                     debug!(local = %t.local, remote = %t.remote, "tcp FIN_WAIT_2 timeout");
-                    cx.counters.tcp.fin_wait2_timeouts += 1;
+                    cx.sh.counters.tcp.fin_wait2_timeouts += 1;
                     self.tcp_free(cx, id);
                     return;
                 }
@@ -78,7 +78,7 @@ impl Tcp {
             // The delayed-ACK timer (RFC 9293 §3.8.6.3).
             t.timer.delack = None;
             t.owed.ack = true;
-            cx.counters.tcp.delayed_acks += 1;
+            cx.sh.counters.tcp.delayed_acks += 1;
         }
         if t.timer.cork.is_some_and(|d| d <= now) {
             // TCP_CORK's ceiling: what it held goes now.
@@ -120,13 +120,13 @@ impl Tcp {
         let Some(t) = self.get_mut(id) else {
             return;
         };
-        cx.counters.tcp.rack_reo_timeouts += 1;
+        cx.sh.counters.tcp.rack_reo_timeouts += 1;
         let d = t.rack_detect(now);
-        cx.counters.tcp.rack_lost += u64::from(d.lost);
-        cx.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
+        cx.sh.counters.tcp.rack_lost += u64::from(d.lost);
+        cx.sh.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
         if t.cong.ca == super::cc::CaState::Open && t.snd.una != t.snd.max && t.rack_lost() {
             t.enter_recovery(now);
-            cx.counters.tcp.fast_retrans += 1;
+            cx.sh.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp RACK reordering timeout: recovery");
         }
     }
@@ -147,8 +147,8 @@ impl Tcp {
         let idle = now - t.timer.last_rcv;
         if let Some(ut) = t.opts.user_timeout {
             if t.timer.probes_out > 0 && idle >= ut {
-                cx.counters.tcp.abort_on_timeout += 1;
-                cx.counters.tcp.keepalive_timeouts += 1;
+                cx.sh.counters.tcp.abort_on_timeout += 1;
+                cx.sh.counters.tcp.keepalive_timeouts += 1;
                 self.tcp_abort(cx, id, Some(Errno::ETIMEDOUT), true);
                 return;
             }
@@ -159,15 +159,15 @@ impl Tcp {
         }
         if t.timer.probes_out >= t.opts.keep_cnt {
             debug!(local = %t.local, remote = %t.remote, "tcp keepalive timeout");
-            cx.counters.tcp.abort_on_timeout += 1;
-            cx.counters.tcp.keepalive_timeouts += 1;
+            cx.sh.counters.tcp.abort_on_timeout += 1;
+            cx.sh.counters.tcp.keepalive_timeouts += 1;
             self.tcp_abort(cx, id, Some(Errno::ETIMEDOUT), true);
             return;
         }
         t.timer.probes_out += 1;
         t.owed.probe = true;
         t.timer.keepalive = Some(now + t.opts.keep_intvl);
-        cx.counters.tcp.keepalive_probes += 1;
+        cx.sh.counters.tcp.keepalive_probes += 1;
     }
 
     fn tcp_rexmit_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
@@ -190,19 +190,19 @@ impl Tcp {
                         self.tcp_free(cx, id);
                     } else {
                         let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                        cx.counters.tcp.syn_timeouts += 1;
-                        cx.counters.tcp.attempt_fails += 1;
+                        cx.sh.counters.tcp.syn_timeouts += 1;
+                        cx.sh.counters.tcp.attempt_fails += 1;
                         self.tcp_abort(cx, id, Some(err), false);
                     }
                     return;
                 }
-                cx.counters.tcp.timeouts += 1;
+                cx.sh.counters.tcp.timeouts += 1;
                 t.timer.backoff += 1;
                 t.owed.syn = true;
                 t.snd.nxt = t.snd.iss;
                 t.rtt.timing = None;
                 t.timer.rexmit = Some(t.rto_deadline(now, cfg));
-                cx.events.push(now, rto_event(t, cfg));
+                cx.sh.events.push(now, rto_event(t, cfg));
             }
             State::Closed | State::Listen | State::TimeWait => {}
             _ => {
@@ -222,7 +222,7 @@ impl Tcp {
                     t.timer.retries += 1;
                     if t.timer.retries > cfg.retries2 {
                         let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                        cx.counters.tcp.abort_on_timeout += 1;
+                        cx.sh.counters.tcp.abort_on_timeout += 1;
                         self.tcp_abort(cx, id, Some(err), false);
                         return;
                     }
@@ -233,7 +233,7 @@ impl Tcp {
                     return;
                 }
                 t.timer.retries += 1;
-                cx.counters.tcp.timeouts += 1;
+                cx.sh.counters.tcp.timeouts += 1;
                 let ut_expired = t
                     .opts
                     .user_timeout
@@ -246,7 +246,7 @@ impl Tcp {
                 if t.timer.retries > limit || ut_expired {
                     debug!(local = %t.local, remote = %t.remote, retries = t.timer.retries, "tcp retransmission timeout");
                     let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                    cx.counters.tcp.abort_on_timeout += 1;
+                    cx.sh.counters.tcp.abort_on_timeout += 1;
                     self.tcp_abort(cx, id, Some(err), false);
                     return;
                 }
@@ -270,7 +270,7 @@ impl Tcp {
                 t.rtt.timing = None;
                 t.timer.backoff += 1;
                 t.timer.rexmit = Some(t.rto_deadline(now, cfg));
-                cx.events.push(now, rto_event(t, cfg));
+                cx.sh.events.push(now, rto_event(t, cfg));
             }
         }
     }

@@ -20,7 +20,7 @@ const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 fn parts() -> (Parts, Tcp) {
     let cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(US, 24)).with_seed(7);
     let mut p = Parts::new(cfg);
-    let tcp = Tcp::new(&p.cfg.tcp, &mut p.rng);
+    let tcp = Tcp::new(&p.cfg.tcp, &mut p.sh.rng);
     (p, tcp)
 }
 
@@ -92,8 +92,8 @@ fn active_open_without_a_stack() {
     let (flags, seq, ack) = next(&mut p, &mut tcp, t0).expect("the ACK");
     assert_eq!(flags, TcpFlags::ACK);
     assert_eq!((seq, ack), (iss + 1, irs + 1));
-    assert_eq!(p.counters.tcp.active_opens, 1);
-    assert_eq!(p.counters.tcp.out_segs, 2);
+    assert_eq!(p.sh.counters.tcp.active_opens, 1);
+    assert_eq!(p.sh.counters.tcp.out_segs, 2);
 }
 
 #[test]
@@ -108,5 +108,5 @@ fn the_syn_is_resent_on_the_rto_without_a_stack() {
     tcp.tcp_run_timers(&mut p.cx(rto));
     let (flags, seq, _) = next(&mut p, &mut tcp, rto).expect("the SYN again");
     assert_eq!((flags, seq), (TcpFlags::SYN, iss));
-    assert_eq!(p.counters.tcp.retrans_segs, 1);
+    assert_eq!(p.sh.counters.tcp.retrans_segs, 1);
 }
