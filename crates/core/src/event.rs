@@ -101,3 +101,32 @@ impl Events {
         self.dropped
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rto(backoff: u32) -> EventKind {
+        let a: SocketAddrV4 = "10.0.0.1:1".parse().unwrap();
+        EventKind::TcpRto {
+            local: a,
+            remote: a,
+            backoff,
+            rto: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_counts_it() {
+        let mut q = Events::new(2);
+        for b in 1..=3 {
+            q.push(Instant::from_secs(u64::from(b)), rto(b));
+        }
+        assert_eq!(q.dropped(), 1);
+        let kept: Vec<_> = q.drain().map(|e| e.kind).collect();
+        assert_eq!(kept, [rto(2), rto(3)], "the newest two, in order");
+        let mut off = Events::new(0);
+        off.push(Instant::ZERO, rto(1));
+        assert_eq!((off.drain().count(), off.dropped()), (0, 1));
+    }
+}
