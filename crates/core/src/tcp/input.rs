@@ -71,6 +71,7 @@ impl Tcp {
     /// takes the full path.
     #[inline(always)]
     pub(crate) fn process_fast(&mut self, cx: &mut Cx<'_>, ip: IpPair, segment: &[u8]) -> bool {
+        self.fast_missed = None;
         let Some(seg) = TcpFast::new(segment) else {
             return false;
         };
@@ -87,6 +88,7 @@ impl Tcp {
             return false;
         }
         if !self.tcp_fast_data(cx, id, &FastSeg::from_fast(&seg)) {
+            self.fast_missed = Some(id);
             return false;
         }
         cx.sh.counters.ip.in_delivers += 1;
@@ -98,6 +100,11 @@ impl Tcp {
     /// the TCP header and data; `broadcast` when sent to a broadcast
     /// address (dropped, RFC 1122 §4.2.3.10, after it is counted).
     pub fn process(&mut self, cx: &mut Cx<'_>, ip: IpPair, payload: &[u8], broadcast: bool) {
+        self.process_full(cx, ip, payload, broadcast);
+        self.fast_missed = None;
+    }
+
+    fn process_full(&mut self, cx: &mut Cx<'_>, ip: IpPair, payload: &[u8], broadcast: bool) {
         let Ok(packet) = TcpPacket::new_checked(payload) else {
             cx.sh.counters.tcp.in_errs += 1;
             return;
@@ -779,7 +786,11 @@ impl Tcp {
     /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and the synchronized states.
     fn tcp_synchronized(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
         let now = cx.now;
-        if seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
+        // Header prediction, unless the datagram path just tried it for
+        // this segment (the outcome would be the same).
+        let tried = self.fast_missed.take() == Some(id);
+        if !tried
+            && seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
             && seg.sack_ranges[0].is_none()
             && self.tcp_fast_data(cx, id, &FastSeg::from_repr(seg))
         {

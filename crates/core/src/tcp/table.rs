@@ -122,6 +122,9 @@ pub struct Tcp {
     pub(crate) ready: VecDeque<TcbId>,
     /// The TCB the last segment was for: bulk traffic skips the keyed hash.
     last_conn: Option<TcbId>,
+    /// The TCB whose header prediction `process_fast` just tried and
+    /// missed: the full path for the same segment does not try again.
+    pub(crate) fast_missed: Option<TcbId>,
     pub(crate) ctl: VecDeque<Ctl>,
     /// What is left of the last burst planned (`TcpConfig::gso`): sent
     /// before anything else.
@@ -175,6 +178,7 @@ impl Tcp {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             last_conn: None,
+            fast_missed: None,
             ctl: VecDeque::new(),
             burst: None,
             secret: super::secret::Secret::new(rng),
