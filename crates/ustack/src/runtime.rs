@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tracing::warn;
 use ustack_core::{Counters, Errno, Instant, SocketHandle, Stack};
+use ustack_devices::driver::{receive_batch, retry_held, send_next, TxStep};
 use ustack_devices::{Clock, Device, PacketBatch, RxHalf};
 
 /// Frames read from the device per batch.
@@ -73,7 +74,7 @@ pub(crate) struct State {
     /// Which epoll instances watch a socket, as (epoll fd, socket fd).
     pub watchers: HashMap<SocketHandle, Vec<(i32, i32)>>,
     /// Rotates the wake-up among EPOLLEXCLUSIVE watchers of one socket.
-    exclusive_turn: HashMap<SocketHandle, usize>,
+    exclusive: epoll::ExclusiveTurns,
     /// When the stack thread will next wake on its own.
     thread_deadline: Option<Instant>,
     /// Inline mode: a caller is driving the device right now.
@@ -167,17 +168,18 @@ impl State {
             return self.dispatch_changes(true);
         }
         for _ in 0..RX_BATCHES_PER_PUMP {
-            self.rx.clear();
-            let n = match self.device.recv_batch(now, &mut self.rx, RX_BATCH) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.device_error(&e);
-                    0
-                }
-            };
-            for frame in self.rx.iter() {
-                self.stack.receive(now, frame);
-            }
+            let got = receive_batch(
+                &mut self.stack,
+                &mut *self.device,
+                now,
+                &mut self.rx,
+                RX_BATCH,
+                |_| Ok(()),
+            );
+            let n = got.unwrap_or_else(|e| {
+                self.device_error(&e);
+                0
+            });
             self.rx_backlog = n == RX_BATCH;
             if n < RX_BATCH {
                 break;
@@ -198,32 +200,32 @@ impl State {
     /// `caller`: see [`State::drain_inbox`].
     pub(crate) fn flush(&mut self, now: Instant, caller: bool) {
         self.drain_inbox(now, caller);
-        if let Some(frame) = self.held.take() {
-            match self.device.send(now, &frame) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.held = Some(frame);
-                    return;
-                }
-                Err(e) => self.device_error(&e),
-            }
+        match retry_held(&mut *self.device, now, &mut self.held, |_| Ok(())) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => self.device_error(&e),
         }
         let mut sent = 0;
-        while let Some(n) = self.stack.transmit(now, &mut self.txbuf) {
+        loop {
+            let step = send_next(
+                &mut self.stack,
+                &mut *self.device,
+                now,
+                &mut self.held,
+                &mut self.txbuf,
+                |_| Ok(()),
+            );
+            match step {
+                Ok(TxStep::Idle) | Ok(TxStep::Blocked) => return,
+                Ok(TxStep::Sent) => {}
+                Err(e) => self.device_error(&e),
+            }
             sent += 1;
             if sent % TX_BETWEEN_RX == 0 {
                 // A long burst: take in what the stack thread read meanwhile
                 // (ACKs), so they do not wait until the burst ends (which
                 // inflated the RTT to the time of a whole window's writes).
                 self.drain_inbox(now, caller);
-            }
-            match self.device.send(now, &self.txbuf[..n]) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.held = Some(self.txbuf[..n].to_vec());
-                    return;
-                }
-                Err(e) => self.device_error(&e),
             }
         }
     }
@@ -240,32 +242,8 @@ impl State {
                 continue;
             };
             let mask = epoll::mask(r);
-            // EPOLLEXCLUSIVE: of the instances that watch exclusively, wake one.
-            let exclusive: Vec<(i32, i32)> = watchers
-                .iter()
-                .copied()
-                .filter(|&(ep, fd)| self.epolls.get(&ep).is_some_and(|s| s.is_exclusive(fd)))
-                .collect();
-            for &(ep, fd) in watchers {
-                if exclusive.contains(&(ep, fd)) {
-                    continue;
-                }
-                if let Some(set) = self.epolls.get_mut(&ep) {
-                    set.notify_change(fd, mask, edge);
-                }
-            }
-            if !exclusive.is_empty() {
-                let turn = self.exclusive_turn.entry(h).or_insert(0);
-                for k in 0..exclusive.len() {
-                    let (ep, fd) = exclusive[(*turn + k) % exclusive.len()];
-                    if let Some(set) = self.epolls.get_mut(&ep) {
-                        if set.notify_change(fd, mask, edge) {
-                            *turn = (*turn + k + 1) % exclusive.len();
-                            break;
-                        }
-                    }
-                }
-            }
+            self.exclusive
+                .notify(&mut self.epolls, h, watchers, mask, edge);
         }
         !changed.is_empty()
     }
@@ -287,7 +265,7 @@ impl State {
             v.retain(|&x| x != (ep, fd));
             if v.is_empty() {
                 self.watchers.remove(&h);
-                self.exclusive_turn.remove(&h);
+                self.exclusive.forget(h);
             }
         }
     }
@@ -562,7 +540,7 @@ impl Runtime {
             fds: FdTable::default(),
             epolls: HashMap::new(),
             watchers: HashMap::new(),
-            exclusive_turn: HashMap::new(),
+            exclusive: epoll::ExclusiveTurns::default(),
             thread_deadline: None,
             driving: false,
             device_errors: 0,
