@@ -400,6 +400,7 @@ impl Runtime {
             let e = st.fds.remove(fd).ok_or(Errno::EBADF)?;
             match e {
                 Entry::Socket(s) => {
+                    st.wakers.remove(&s.handle);
                     // Every epoll that watched it forgets it (Linux does so when the last reference goes).
                     if let Some(ws) = st.watchers.remove(&s.handle) {
                         for (ep, wfd) in ws {

@@ -23,6 +23,7 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tracing::warn;
@@ -93,6 +94,26 @@ pub(crate) struct State {
     /// frames, reported by [`Shared::settle`].
     changed_by_caller: bool,
     changed_by_network: bool,
+    /// Tasks waiting on a socket (async callers): woken when its readiness
+    /// changes the way they wait for. See [`Runtime::register_waker`].
+    pub(crate) wakers: HashMap<SocketHandle, SockWakers>,
+}
+
+/// Which way a task waits on a socket ([`Runtime::register_waker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Data, a connection to accept, EOF, an error.
+    Read,
+    /// Send space, a finished handshake, an error.
+    Write,
+}
+
+/// The tasks waiting on one socket: one reader and one writer, the last
+/// to register in each direction (as tokio's own sockets keep them).
+#[derive(Default)]
+pub(crate) struct SockWakers {
+    read: Option<Waker>,
+    write: Option<Waker>,
 }
 
 /// Frames read without the stack lock, waiting for whoever holds it.
@@ -233,6 +254,7 @@ impl State {
     pub(crate) fn dispatch_changes(&mut self, edge: bool) -> bool {
         let changed = self.stack.take_readiness_changes();
         for &h in &changed {
+            self.wake_tasks(h);
             let Some(watchers) = self.watchers.get(&h) else {
                 continue;
             };
@@ -268,6 +290,37 @@ impl State {
             }
         }
         !changed.is_empty()
+    }
+
+    /// Wakes the tasks waiting on `h` for what its readiness now offers
+    /// (a closed socket wakes both, so they see the error).
+    fn wake_tasks(&mut self, h: SocketHandle) {
+        if self.wakers.is_empty() {
+            return;
+        }
+        let Some(w) = self.wakers.get_mut(&h) else {
+            return;
+        };
+        let (read, write) = match self.stack.readiness(h) {
+            Ok(r) => (
+                r.readable || r.read_hangup || r.hangup || r.error,
+                r.writable || r.hangup || r.error,
+            ),
+            Err(_) => (true, true),
+        };
+        if read {
+            if let Some(k) = w.read.take() {
+                k.wake();
+            }
+        }
+        if write {
+            if let Some(k) = w.write.take() {
+                k.wake();
+            }
+        }
+        if w.read.is_none() && w.write.is_none() {
+            self.wakers.remove(&h);
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -571,6 +624,7 @@ impl Runtime {
             inbox_spare: PacketBatch::new(),
             changed_by_caller: false,
             changed_by_network: false,
+            wakers: HashMap::new(),
         };
         let inbox = state.inbox.clone();
         let shared = Arc::new(Shared {
@@ -726,6 +780,33 @@ impl Runtime {
     /// Direct access to the core, for observability and setup.
     pub fn with_stack<R>(&self, f: impl FnOnce(&mut Stack, Instant) -> R) -> R {
         self.with(|st, now| f(&mut st.stack, now))
+    }
+
+    /// Asks for `waker` to be woken when the socket behind `fd` turns ready
+    /// for `interest` (or errs, or closes). The waker replaces the one
+    /// registered before in that direction. For async callers: try the
+    /// call with MSG_DONTWAIT; on EAGAIN register, then try once more
+    /// (a change between the two tries wakes the waker), and wait.
+    /// Wakers are woken by whichever thread changes the readiness (the
+    /// stack thread for news from the network), never by polling.
+    pub fn register_waker(&self, fd: i32, interest: Interest, waker: &Waker) -> Result<(), Errno> {
+        let shared = self.shared();
+        let mut st = shared.lock();
+        let h = match st.fds.get(fd) {
+            Some(Entry::Socket(s)) => s.handle,
+            Some(Entry::Epoll) => return Err(Errno::ENOTSOCK),
+            None => return Err(Errno::EBADF),
+        };
+        let w = st.wakers.entry(h).or_default();
+        let slot = match interest {
+            Interest::Read => &mut w.read,
+            Interest::Write => &mut w.write,
+        };
+        match slot {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+        Ok(())
     }
 
     /// A snapshot of the stack's counters.
