@@ -16,6 +16,9 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 pub fn run(rt: &Runtime, addr: SocketAddrV4) -> Result<(), String> {
     let s = Arc::new(connect(rt, addr)?);
+    // Interactive: Nagle would hold a second small write (a typed line)
+    // until the peer's delayed ACK.
+    let _ = s.set_nodelay(true);
     let tx = s.clone();
     // Blocked on stdin when the peer closes: the process ends it by exiting.
     let sender = std::thread::Builder::new()
