@@ -122,6 +122,19 @@ impl Sock {
         }
     }
 
+    /// Runs an `*_or_wake` call: Pending when it said EAGAIN (the waker
+    /// is registered by then, under the lock the call took).
+    fn poll_call<R>(
+        &self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(&Runtime, i32, &std::task::Waker) -> Result<R, Errno>,
+    ) -> Poll<io::Result<R>> {
+        match op(&self.rt, self.fd, cx.waker()) {
+            Err(Errno::EAGAIN) => Poll::Pending,
+            r => Poll::Ready(r.map_err(io::Error::from)),
+        }
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.rt.getsockname(self.fd)?.into())
     }
@@ -171,7 +184,7 @@ impl TcpListener {
     /// Polls for the next connection.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         self.sock
-            .poll_io(cx, Interest::Read, |rt, fd| rt.accept4(fd, SOCK_NONBLOCK))
+            .poll_call(cx, |rt, fd, w| rt.accept4_or_wake(fd, SOCK_NONBLOCK, w))
             .map_ok(|(fd, peer)| {
                 let s = TcpStream::from_sock(Sock {
                     rt: self.sock.rt.clone(),
@@ -399,9 +412,8 @@ fn poll_recv(
         return Poll::Ready(Ok(0));
     }
     let dst = buf.initialize_unfilled();
-    let n = std::task::ready!(sock.poll_io(cx, Interest::Read, |rt, fd| {
-        rt.recv(fd, dst, flags | MSG_DONTWAIT)
-    }))?;
+    let (n, _) =
+        std::task::ready!(sock.poll_call(cx, |rt, fd, w| rt.recvfrom_or_wake(fd, dst, flags, w)))?;
     buf.advance(n);
     Poll::Ready(Ok(n))
 }
@@ -414,9 +426,7 @@ fn poll_write(sock: &Sock, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<
     if buf.is_empty() {
         return Poll::Ready(Ok(0));
     }
-    sock.poll_io(cx, Interest::Write, |rt, fd| {
-        rt.send(fd, buf, MSG_DONTWAIT | MSG_NOSIGNAL)
-    })
+    sock.poll_call(cx, |rt, fd, w| rt.sendto_or_wake(fd, buf, None, w))
 }
 
 /// FIN (shutdown(SHUT_WR)); a second shutdown, or one after the
@@ -648,17 +658,15 @@ impl UdpSocket {
         buf: &[u8],
         to: SocketAddrV4,
     ) -> Poll<io::Result<usize>> {
-        self.sock.poll_io(cx, Interest::Write, |rt, fd| {
-            rt.sendto(fd, buf, MSG_DONTWAIT, Some(to))
-        })
+        self.sock
+            .poll_call(cx, |rt, fd, w| rt.sendto_or_wake(fd, buf, Some(to), w))
     }
 
     /// One datagram and its sender; a datagram longer than `buf` is cut.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         poll_fn(|cx| {
-            self.sock.poll_io(cx, Interest::Read, |rt, fd| {
-                rt.recvfrom(fd, buf, MSG_DONTWAIT)
-            })
+            self.sock
+                .poll_call(cx, |rt, fd, w| rt.recvfrom_or_wake(fd, buf, 0, w))
         })
         .await
         .map(|(n, from)| {
@@ -675,8 +683,9 @@ impl UdpSocket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<SocketAddr>> {
         let dst = buf.initialize_unfilled();
-        let (n, from) = std::task::ready!(self.sock.poll_io(cx, Interest::Read, |rt, fd| rt
-            .recvfrom(fd, dst, MSG_DONTWAIT)))?;
+        let (n, from) = std::task::ready!(self
+            .sock
+            .poll_call(cx, |rt, fd, w| rt.recvfrom_or_wake(fd, dst, 0, w)))?;
         buf.advance(n);
         Poll::Ready(Ok(
             from.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), Into::into)
@@ -687,7 +696,7 @@ impl UdpSocket {
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
         poll_fn(|cx| {
             self.sock
-                .poll_io(cx, Interest::Write, |rt, fd| rt.send(fd, buf, MSG_DONTWAIT))
+                .poll_call(cx, |rt, fd, w| rt.sendto_or_wake(fd, buf, None, w))
         })
         .await
     }
@@ -695,8 +704,9 @@ impl UdpSocket {
     /// From the connected peer.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| {
-            self.sock
-                .poll_io(cx, Interest::Read, |rt, fd| rt.recv(fd, buf, MSG_DONTWAIT))
+            self.sock.poll_call(cx, |rt, fd, w| {
+                rt.recvfrom_or_wake(fd, buf, 0, w).map(|(n, _)| n)
+            })
         })
         .await
     }

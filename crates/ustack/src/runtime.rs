@@ -292,6 +292,19 @@ impl State {
         !changed.is_empty()
     }
 
+    /// Keeps `waker` to wake when `h` turns ready for `interest`.
+    pub(crate) fn register_waker(&mut self, h: SocketHandle, interest: Interest, waker: &Waker) {
+        let w = self.wakers.entry(h).or_default();
+        let slot = match interest {
+            Interest::Read => &mut w.read,
+            Interest::Write => &mut w.write,
+        };
+        match slot {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
     /// Wakes the tasks waiting on `h` for what its readiness now offers
     /// (a closed socket wakes both, so they see the error).
     fn wake_tasks(&mut self, h: SocketHandle) {
@@ -784,9 +797,11 @@ impl Runtime {
 
     /// Asks for `waker` to be woken when the socket behind `fd` turns ready
     /// for `interest` (or errs, or closes). The waker replaces the one
-    /// registered before in that direction. For async callers: try the
-    /// call with MSG_DONTWAIT; on EAGAIN register, then try once more
-    /// (a change between the two tries wakes the waker), and wait.
+    /// registered before in that direction. For async callers of other
+    /// calls than the `*_or_wake` ones (which register under the same
+    /// lock as they try): try the call with MSG_DONTWAIT; on EAGAIN
+    /// register, then try once more (a change between the two tries
+    /// wakes the waker), and wait.
     /// Wakers are woken by whichever thread changes the readiness (the
     /// stack thread for news from the network), never by polling.
     pub fn register_waker(&self, fd: i32, interest: Interest, waker: &Waker) -> Result<(), Errno> {
@@ -797,15 +812,7 @@ impl Runtime {
             Some(Entry::Epoll) => return Err(Errno::ENOTSOCK),
             None => return Err(Errno::EBADF),
         };
-        let w = st.wakers.entry(h).or_default();
-        let slot = match interest {
-            Interest::Read => &mut w.read,
-            Interest::Write => &mut w.write,
-        };
-        match slot {
-            Some(old) if old.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
+        st.register_waker(h, interest, waker);
         Ok(())
     }
 
