@@ -94,7 +94,12 @@ pub fn run(
     stats: bool,
     max_connections: usize,
 ) -> Result<(), String> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    // TOKIO_WORKER_THREADS, tokio's own knob, overrides the default.
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| (1..=64).contains(&n))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         // Nothing here blocks on purpose; keep the pool from growing anyway.

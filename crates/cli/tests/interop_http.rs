@@ -265,29 +265,34 @@ fn many_idle_clients_cost_no_threads_and_are_closed_by_the_header_timeout() {
     let server = http_server(&mut lab, &["--header-timeout", "8"]);
     let before = threads_of(server.pid);
     let mut py = lab.cmd("python3");
-    py.args(["-c", PY_IDLE, &lab.our_ip(), "2000", "30"]);
+    py.args(["-c", PY_IDLE, &lab.our_ip(), "10000", "40"]);
     let idle = lab.serve_with(py, false);
     idle.wait_for_stdout("ready", Duration::from_secs(60));
     let during = threads_of(server.pid);
     // Another client is served meanwhile.
     let mut curl = lab.cmd("curl");
-    curl.args(["-sS", "--max-time", "5"])
+    curl.args(["-sS", "--max-time", "5", "-w", "\n%{time_total}"])
         .arg(format!("http://{}/page", lab.our_ip()));
-    let start = Instant::now();
     let out = run(curl, None, Duration::from_secs(10));
-    let took = start.elapsed();
-    assert_success(&out, "curl beside 2000 idle connections");
-    assert_eq!(text(&out.stdout), "hello from ustack");
+    assert_success(&out, "curl beside 10000 idle connections");
+    let said = text(&out.stdout);
+    let (body, secs) = said.rsplit_once('\n').unwrap();
+    assert_eq!(body, "hello from ustack");
+    // curl's own measure: connect, request, response.
+    let secs: f64 = secs.parse().unwrap();
     eprintln!(
-        "threads: {before} before, {during} with 2000 idle connections; a page beside them in {:.1} ms",
-        took.as_secs_f64() * 1e3
+        "threads: {before} before, {during} with 10000 idle connections; a page beside them in {:.1} ms",
+        secs * 1e3
     );
+    // Generous (timing belongs in benchmarks): a server that walked every
+    // idle connection per request would take seconds.
+    assert!(secs < 1.0, "{secs} s for a page");
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     assert_eq!(during, before, "threads grew with the idle connections");
     assert!(during <= cores + 4, "{during} threads");
     idle.wait_for_stdout("closed", Duration::from_secs(40));
     assert!(
-        idle.stdout().contains("closed 2000 of 2000"),
+        idle.stdout().contains("closed 10000 of 10000"),
         "{}",
         idle.stdout()
     );
