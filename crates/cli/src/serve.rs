@@ -221,7 +221,8 @@ async fn serve_one(stream: TcpStream, service: &Service) {
 
 /// RFC 862: everything back, until the client's FIN; then the rest of the
 /// echo and our FIN. TCP_NODELAY: an echo is interactive, and Nagle would
-/// hold a second small echo until the client's delayed ACK.
+/// hold a small echo written while an earlier small one is unacknowledged
+/// until the client's (possibly delayed) ACK.
 async fn echo(mut s: TcpStream) {
     let _ = s.set_nodelay(true);
     let mut buf = vec![0u8; 16 * 1024];
