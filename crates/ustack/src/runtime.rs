@@ -97,6 +97,9 @@ pub(crate) struct State {
     /// Tasks waiting on a socket (async callers): woken when its readiness
     /// changes the way they wait for. See [`Runtime::register_waker`].
     pub(crate) wakers: HashMap<SocketHandle, SockWakers>,
+    /// Wakers due, woken once the lock is let go (a task woken while the
+    /// lock is held would only run into it).
+    to_wake: Vec<Waker>,
 }
 
 /// Which way a task waits on a socket ([`Runtime::register_waker`]).
@@ -292,6 +295,11 @@ impl State {
         !changed.is_empty()
     }
 
+    /// The wakers due; wake them after letting go of the lock.
+    fn take_wakes(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.to_wake)
+    }
+
     /// Keeps `waker` to wake when `h` turns ready for `interest`.
     pub(crate) fn register_waker(&mut self, h: SocketHandle, interest: Interest, waker: &Waker) {
         let w = self.wakers.entry(h).or_default();
@@ -323,12 +331,12 @@ impl State {
         };
         if read {
             if let Some(k) = w.read.take() {
-                k.wake();
+                self.to_wake.push(k);
             }
         }
         if write {
             if let Some(k) = w.write.take() {
-                k.wake();
+                self.to_wake.push(k);
             }
         }
         if w.read.is_none() && w.write.is_none() {
@@ -462,7 +470,7 @@ impl Shared {
 
     fn thread_main(self: Arc<Self>) {
         while !self.stop.load(Ordering::Acquire) {
-            let ((fds, nfds), timeout, backlog) = {
+            let ((fds, nfds), timeout, backlog, wakes) = {
                 let mut st = self.lock();
                 let now = self.clock.now();
                 if st.pump(now) {
@@ -472,8 +480,10 @@ impl Shared {
                 st.thread_deadline = next;
                 let fds = self.wait_fds(&st, st.held.is_some());
                 let has_fd = fds.1 > 1;
-                (fds, self.timeout_until(next, has_fd), st.rx_backlog)
+                let wakes = st.take_wakes();
+                (fds, self.timeout_until(next, has_fd), st.rx_backlog, wakes)
             };
+            wake_all(wakes);
             if backlog {
                 // Frames are waiting: no need to ask poll(2). Callers got a
                 // turn at the lock in between.
@@ -541,6 +551,9 @@ impl Shared {
                 next = st.next_deadline();
                 st.thread_deadline = next;
                 held = st.held.is_some();
+                let wakes = st.take_wakes();
+                drop(st);
+                wake_all(wakes);
             }
             if full {
                 continue;
@@ -565,6 +578,13 @@ impl Shared {
             }
             self.poll_and_drain(&fds, timeout);
         }
+    }
+}
+
+/// Wakes the tasks whose sockets turned ready.
+fn wake_all(wakes: Vec<Waker>) {
+    for w in wakes {
+        w.wake();
     }
 }
 
@@ -638,6 +658,7 @@ impl Runtime {
             changed_by_caller: false,
             changed_by_network: false,
             wakers: HashMap::new(),
+            to_wake: Vec::new(),
         };
         let inbox = state.inbox.clone();
         let shared = Arc::new(Shared {
@@ -696,6 +717,9 @@ impl Runtime {
         shared.take_inbox(&mut st, now);
         let r = f(&mut st, now);
         shared.settle(&mut st, now);
+        let wakes = st.take_wakes();
+        drop(st);
+        wake_all(wakes);
         r
     }
 
@@ -718,22 +742,32 @@ impl Runtime {
             shared.take_inbox(&mut st, now);
             let r = f(&mut st, now);
             let news = shared.settle(&mut st, now);
-            match r {
-                Err(Errno::EAGAIN) => {}
-                other => return other,
-            }
-            let left = match deadline {
-                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Err(Errno::EAGAIN),
+            let left = match r {
+                Err(Errno::EAGAIN) => match deadline {
+                    Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                        Some(left) if !left.is_zero() => Ok(Some(left)),
+                        _ => Err(Err(Errno::EAGAIN)),
+                    },
+                    None => Ok(None),
                 },
-                None => None,
+                other => Err(other),
+            };
+            let left = match left {
+                Ok(left) => left,
+                Err(done) => {
+                    let wakes = st.take_wakes();
+                    drop(st);
+                    wake_all(wakes);
+                    return done;
+                }
             };
             if news {
                 // Frames taken in after `f` looked may have made it ready:
                 // look again before sleeping.
                 continue;
             }
+            // Rare (a blocking caller beside async tasks): woken with the lock held.
+            wake_all(st.take_wakes());
             st = self.sleep(st, left);
         }
     }
