@@ -333,3 +333,30 @@ fn connections_past_the_limit_are_closed() {
     assert!(said.contains("over the limit: closed"), "{said}");
     assert!(said.contains("after one left: HTTP/1.1 200 OK"), "{said}");
 }
+
+#[test]
+fn wrk_keep_alive_load_gets_only_good_answers() {
+    let Some(mut lab) = Lab::new("wrk", 27, &["wrk"]) else {
+        return;
+    };
+    std::fs::create_dir_all(lab.dir.join("www")).unwrap();
+    lab.random_file("www/1k", 1024, 9);
+    let _server = http_server(&mut lab, &[]);
+    let mut wrk = lab.cmd("wrk");
+    wrk.args(["-t2", "-c200", "-d2s", "--latency"])
+        .arg(format!("http://{}/1k", lab.our_ip()));
+    let out = run(wrk, None, Duration::from_secs(30));
+    assert_success(&out, "wrk");
+    let said = text(&out.stdout);
+    eprintln!("{said}");
+    // Every answer a 200 (wrk reports others, and socket errors, in lines of their own).
+    assert!(!said.contains("Non-2xx"), "{said}");
+    assert!(!said.contains("Socket errors"), "{said}");
+    let requests: u64 = said
+        .split(" requests in ")
+        .next()
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(requests >= 200, "{said}");
+}
