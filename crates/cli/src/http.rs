@@ -375,7 +375,9 @@ fn resolve(root: &Path, target: &str) -> Result<PathBuf, NoFile> {
     if !real.starts_with(root) {
         return Err(NoFile::NotFound);
     }
-    if real.is_dir() {
+    // One stat, not one per question asked of it.
+    let meta = real.metadata().map_err(|_| NoFile::NotFound)?;
+    if meta.is_dir() {
         let index = real.join("index.html");
         return if index.is_file() {
             Ok(index)
@@ -383,7 +385,7 @@ fn resolve(root: &Path, target: &str) -> Result<PathBuf, NoFile> {
             Err(NoFile::NotFound)
         };
     }
-    if real.is_file() {
+    if meta.is_file() {
         Ok(real)
     } else {
         Err(NoFile::NotFound)
