@@ -426,3 +426,71 @@ async fn poll_peek_reports_pending_then_ready() {
     .unwrap();
     assert_eq!(&storage[..n], b"abc");
 }
+
+/// Two hosts whose stacks are driven by tasks on the current tokio runtime
+/// (`ustack_tokio::drive`), not by stack threads.
+fn reactor_pair() -> (Runtime, Runtime) {
+    let net = MemNet::new(3, Impairments::none());
+    let a = net
+        .host(Ipv4Addr::new(10, 0, 0, 1), Mode::External)
+        .unwrap();
+    let b = net.host(B, Mode::External).unwrap();
+    tokio::spawn(ustack_tokio::drive(a.clone()));
+    tokio::spawn(ustack_tokio::drive(b.clone()));
+    (a, b)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn reactor_driven_echo_on_the_current_thread_runtime() {
+    let (a, b) = reactor_pair();
+    echo_round_trip(a, b, 1 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactor_driven_echo_on_the_multi_thread_runtime() {
+    let (a, b) = reactor_pair();
+    echo_round_trip(a, b, 1 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactor_driven_refusal_reset_and_timers() {
+    let (a, b) = reactor_pair();
+    let e = timeout(LIMIT, TcpStream::connect(&a, (B, 9)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    let (mut c, s) = connected(&a, &b, 90).await;
+    c.write_all(b"unread").await.unwrap();
+    let mut p = [0u8; 6];
+    timeout(LIMIT, s.peek(&mut p)).await.unwrap().unwrap();
+    drop(s);
+    let mut buf = [0u8; 8];
+    let e = timeout(LIMIT, c.read(&mut buf))
+        .await
+        .unwrap()
+        .expect_err("RST");
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    // A blocking caller beside the driver: woken by it.
+    let l = TcpListener::bind(&b, (B, 91)).await.unwrap();
+    let a2 = a.clone();
+    let blocking = tokio::task::spawn_blocking(move || {
+        let mut s = ustack::net::TcpStream::connect(&a2, (B, 91)).unwrap();
+        std::io::Write::write_all(&mut s, b"from a thread").unwrap();
+    });
+    let (mut s, _) = timeout(LIMIT, l.accept()).await.unwrap().unwrap();
+    let mut got = Vec::new();
+    timeout(LIMIT, s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"from a thread");
+    blocking.await.unwrap();
+}
+
+#[tokio::test]
+async fn drive_refuses_a_runtime_with_a_stack_thread() {
+    let (a, _b) = pair().unwrap();
+    let e = ustack_tokio::drive(a).await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+}

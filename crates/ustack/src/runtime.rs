@@ -47,6 +47,26 @@ const NO_FD_POLL: Duration = Duration::from_millis(1);
 pub enum Mode {
     Thread,
     Inline,
+    /// No thread: an event loop of the application's drives the stack by
+    /// calling [`Runtime::drive`] when the device's fd is ready, when the
+    /// deadline it returned passes, and when the waker it gave is woken
+    /// (a call moved the deadline earlier). Blocking calls sleep until it
+    /// does. ustack-tokio's reactor driver is one.
+    External,
+}
+
+/// What [`Runtime::drive`] leaves for the driver to wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drive {
+    /// The device's descriptor (readable: frames waiting); None if it has none.
+    pub fd: Option<i32>,
+    /// Also wait for the fd to be writable (a frame waits to be sent).
+    pub want_write: bool,
+    /// Call again by then (timers).
+    pub deadline: Option<std::time::Instant>,
+    /// Frames may be left (the read budget ran out): call again soon,
+    /// after letting other work run.
+    pub again: bool,
 }
 
 /// Current epoll mask of the socket behind `fd` (0 if it is not a socket).
@@ -97,6 +117,9 @@ pub(crate) struct State {
     /// Tasks waiting on a socket (async callers): woken when its readiness
     /// changes the way they wait for. See [`Runtime::register_waker`].
     pub(crate) wakers: HashMap<SocketHandle, SockWakers>,
+    /// Mode::External: the driver's waker, woken when a caller moves the
+    /// next deadline earlier than the one the driver waits for.
+    driver: Option<Waker>,
     /// Wakers due, woken once the lock is let go (a task woken while the
     /// lock is held would only run into it).
     to_wake: Vec<Waker>,
@@ -404,7 +427,7 @@ impl Shared {
         // What changed now was the caller's doing, not news from the network.
         let changed = st.dispatch_changes(false) | st.changed_by_caller | st.changed_by_network;
         let news = st.changed_by_network;
-        if self.mode == Mode::Thread {
+        if self.mode != Mode::Inline {
             let next = st.next_deadline();
             let earlier = match (next, st.thread_deadline) {
                 (Some(n), Some(t)) => n < t,
@@ -413,7 +436,11 @@ impl Shared {
             };
             if earlier || st.held.is_some() {
                 st.thread_deadline = next;
-                self.wake_thread();
+                if self.mode == Mode::Thread {
+                    self.wake_thread();
+                } else if let Some(w) = st.driver.take() {
+                    st.to_wake.push(w);
+                }
             }
         }
         if changed {
@@ -633,7 +660,7 @@ impl Runtime {
         // while a caller holding the lock writes, each on its own core.
         let rx_half = match mode {
             Mode::Thread => device.rx_half(),
-            Mode::Inline => None,
+            Mode::Inline | Mode::External => None,
         };
         let (wake_tx, wake_rx) = UnixDatagram::pair()?;
         wake_tx.set_nonblocking(true)?;
@@ -658,6 +685,7 @@ impl Runtime {
             changed_by_caller: false,
             changed_by_network: false,
             wakers: HashMap::new(),
+            driver: None,
             to_wake: Vec::new(),
         };
         let inbox = state.inbox.clone();
@@ -681,7 +709,7 @@ impl Runtime {
                         },
                     )?)
                 }
-                Mode::Inline => None,
+                Mode::Inline | Mode::External => None,
             };
         Ok(Runtime {
             owner: Arc::new(Owner {
@@ -780,7 +808,7 @@ impl Runtime {
         left: Option<Duration>,
     ) -> MutexGuard<'a, State> {
         let shared = self.shared();
-        if shared.mode == Mode::Thread || st.driving {
+        if shared.mode != Mode::Inline || st.driving {
             let cap = left.unwrap_or(Duration::from_secs(3600));
             return shared
                 .changed
@@ -827,6 +855,35 @@ impl Runtime {
     /// Direct access to the core, for observability and setup.
     pub fn with_stack<R>(&self, f: impl FnOnce(&mut Stack, Instant) -> R) -> R {
         self.with(|st, now| f(&mut st.stack, now))
+    }
+
+    /// Mode::External: one turn of the stack's work — frames in, frames
+    /// out, timers, readiness news to waiters — then what to wait for
+    /// before the next turn. `waker` is woken when a caller moves the next
+    /// deadline earlier (or leaves a frame for the device to take).
+    pub fn drive(&self, waker: &Waker) -> Drive {
+        let shared = self.shared();
+        let mut st = shared.lock();
+        let now = shared.clock.now();
+        if st.pump(now) {
+            shared.changed.notify_all();
+        }
+        let next = st.next_deadline();
+        st.thread_deadline = next;
+        match &st.driver {
+            Some(w) if w.will_wake(waker) => {}
+            _ => st.driver = Some(waker.clone()),
+        }
+        let d = Drive {
+            fd: st.device.as_raw_fd(),
+            want_write: st.held.is_some(),
+            deadline: next.map(|t| shared.clock.to_std(t)),
+            again: st.rx_backlog,
+        };
+        let wakes = st.take_wakes();
+        drop(st);
+        wake_all(wakes);
+        d
     }
 
     /// Asks for `waker` to be woken when the socket behind `fd` turns ready
