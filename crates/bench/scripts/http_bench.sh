@@ -14,7 +14,10 @@ SECS=${1:-8}
 shift || true
 CONNS=("${@:-10 1000}")
 [ "${#CONNS[@]}" -eq 1 ] && read -r -a CONNS <<<"${CONNS[0]}"
-USTACK=./target/release/ustack
+# USTACK=PATH measures another build of the command (an older commit, say).
+USTACK=${USTACK:-./target/release/ustack}
+# Options after `serve http` (an older build takes no --header-timeout: SERVE_ARGS=).
+SERVE_ARGS=${SERVE_ARGS---header-timeout 60}
 for t in wrk nginx ip; do
   command -v "$t" >/dev/null || { echo "http_bench: $t is missing (apt-get install wrk nginx-light iproute2)" >&2; exit 2; }
 done
@@ -40,7 +43,7 @@ head -c 1024 /dev/urandom >"$WORK/www/1k"
 ip netns add "$TAG-ust"
 ip netns exec "$TAG-ust" ip link set lo up
 ip netns exec "$TAG-ust" env ${TOKIO_WORKER_THREADS:+TOKIO_WORKER_THREADS=$TOKIO_WORKER_THREADS} "$USTACK" --tun ustk0 --addr 10.240.0.2/24 --kernel-addr 10.240.0.1/24 \
-  serve http --root "$WORK/www" --port 80 --header-timeout 60 2>"$WORK/ustack.err" &
+  serve http --root "$WORK/www" --port 80 $SERVE_ARGS 2>"$WORK/ustack.err" &
 PIDS+=($!)
 UST_PID=$!
 
