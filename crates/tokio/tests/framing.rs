@@ -3,8 +3,12 @@
 //! application heartbeat that finds a peer gone silent, on the in-memory
 //! link.
 
+// The example's heartbeat, tested here.
+#[path = "../examples/framing.rs"]
+mod example;
+
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{timeout, Instant};
-use tokio_util::codec::{Encoder, FramedRead, FramedWrite, LengthDelimitedCodec, LinesCodec};
+use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec, LinesCodec};
 use ustack::memnet::pair;
 use ustack::{Mode, Runtime};
 use ustack_core::{Medium, Stack, StackConfig};
@@ -215,38 +219,6 @@ impl<D: Device> Device for Cuttable<D> {
     }
 }
 
-/// The client's side of the heartbeat: a `ping` every `every`; any line
-/// from the peer counts as life; silence for `deadline` ends it with
-/// TimedOut. Returns how long the silence had lasted, and the stream.
-async fn heartbeat(
-    stream: TcpStream,
-    every: Duration,
-    deadline: Duration,
-) -> io::Result<(Duration, TcpStream)> {
-    let (r, w) = stream.into_split();
-    let mut r = FramedRead::new(r, LinesCodec::new_with_max_length(1024));
-    let mut w = FramedWrite::new(w, LinesCodec::new());
-    let mut tick = tokio::time::interval(every);
-    let mut last_heard = Instant::now();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                w.send("ping").await.map_err(io::Error::other)?;
-            }
-            line = r.next() => match line {
-                Some(Ok(_)) => last_heard = Instant::now(),
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                None => return Err(io::ErrorKind::UnexpectedEof.into()),
-            },
-            _ = tokio::time::sleep_until(last_heard + deadline) => {
-                let silence = last_heard.elapsed();
-                let s = r.into_inner().reunite(w.into_inner()).expect("one stream");
-                return Ok((silence, s));
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_finds_a_silently_vanished_peer_within_its_deadline() {
     let link = SharedLink::new(5, Impairments::none());
@@ -266,19 +238,10 @@ async fn heartbeat_finds_a_silently_vanished_peer_within_its_deadline() {
     let b = host(B, Box::new(link.port(Medium::Ip, 1500).unwrap()));
     let (c, s) = connected(&a, &b, 104).await;
     // The peer answers every ping with a pong.
-    tokio::spawn(async move {
-        let (r, w) = s.into_split();
-        let mut r = FramedRead::new(r, LinesCodec::new_with_max_length(1024));
-        let mut w = FramedWrite::new(w, LinesCodec::new());
-        while let Some(Ok(_)) = r.next().await {
-            if w.send("pong").await.is_err() {
-                break;
-            }
-        }
-    });
+    tokio::spawn(example::answer_pings(s));
     let every = Duration::from_millis(100);
     let deadline = Duration::from_millis(500);
-    let hb = tokio::spawn(heartbeat(c, every, deadline));
+    let hb = tokio::spawn(example::heartbeat(c, every, deadline));
     // Healthy for a while: the heartbeat does not fire.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!hb.is_finished(), "a false alarm on a healthy link");
@@ -308,4 +271,9 @@ async fn heartbeat_finds_a_silently_vanished_peer_within_its_deadline() {
     let state = format!("{:?}", info.state);
     assert!(state.contains("Estab"), "{state}");
     eprintln!("heartbeat noticed the silence {noticed:?} after the cut; TCP says {state}");
+}
+
+#[test]
+fn the_framing_example_runs() {
+    example::main().unwrap();
 }
