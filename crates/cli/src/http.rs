@@ -368,18 +368,10 @@ fn resolve(root: &Path, target: &str) -> Result<PathBuf, NoFile> {
             }
         }
     }
-    let real = file.canonicalize().map_err(|e| match e.kind() {
-        io::ErrorKind::PermissionDenied => NoFile::Forbidden,
-        _ => NoFile::NotFound,
-    })?;
-    if !real.starts_with(root) {
-        return Err(NoFile::NotFound);
-    }
-    // One stat, not one per question asked of it.
-    let meta = real.metadata().map_err(|_| NoFile::NotFound)?;
+    let (real, meta) = under_root(root, file)?;
     if meta.is_dir() {
-        let index = real.join("index.html");
-        return if index.is_file() {
+        let (index, m) = under_root(root, real.join("index.html"))?;
+        return if m.is_file() {
             Ok(index)
         } else {
             Err(NoFile::NotFound)
@@ -390,6 +382,43 @@ fn resolve(root: &Path, target: &str) -> Result<PathBuf, NoFile> {
     } else {
         Err(NoFile::NotFound)
     }
+}
+
+fn no_file(e: io::Error) -> NoFile {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => NoFile::Forbidden,
+        _ => NoFile::NotFound,
+    }
+}
+
+/// `path` (the root and normal components only) and its metadata, if it
+/// stays under `root`. Each component under the root is looked at without
+/// following it (one lstat each): with no symlink on the way the path is
+/// under the root as written; a symlink is resolved (canonicalize) and
+/// the result must still be under the root. Cheaper than canonicalizing
+/// every path, which reads every component of the root too.
+fn under_root(root: &Path, path: PathBuf) -> Result<(PathBuf, std::fs::Metadata), NoFile> {
+    let rel = path.strip_prefix(root).map_err(|_| NoFile::NotFound)?;
+    let mut walk = root.to_path_buf();
+    let mut last = None;
+    for c in rel.components() {
+        walk.push(c);
+        let m = walk.symlink_metadata().map_err(no_file)?;
+        if m.file_type().is_symlink() {
+            let real = path.canonicalize().map_err(no_file)?;
+            if !real.starts_with(root) {
+                return Err(NoFile::NotFound);
+            }
+            let m = real.metadata().map_err(no_file)?;
+            return Ok((real, m));
+        }
+        last = Some(m);
+    }
+    let m = match last {
+        Some(m) => m,
+        None => root.metadata().map_err(no_file)?,
+    };
+    Ok((path, m))
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -425,6 +454,8 @@ mod tests {
         std::fs::write(root.join("sub/index.html"), "i").unwrap();
         std::fs::write(dir.join("secret"), "s").unwrap();
         let _ = std::os::unix::fs::symlink(dir.join("secret"), root.join("escape"));
+        let _ = std::os::unix::fs::symlink(root.join("a.txt"), root.join("inside"));
+        let _ = std::os::unix::fs::symlink(dir.join("secret"), root.join("sub2"));
         (dir, root.canonicalize().unwrap())
     }
 
@@ -448,6 +479,9 @@ mod tests {
             Err(NoFile::BadRequest)
         );
         assert_eq!(resolve(&root, "/escape"), Err(NoFile::NotFound));
+        assert_eq!(resolve(&root, "/inside"), Ok(root.join("a.txt")));
+        assert_eq!(resolve(&root, "/sub2/"), Err(NoFile::NotFound));
+        assert_eq!(resolve(&root, "/a.txt/x"), Err(NoFile::NotFound));
         assert_eq!(resolve(&root, "a.txt"), Err(NoFile::BadRequest));
         assert_eq!(resolve(&root, "/%zz"), Err(NoFile::BadRequest));
         assert_eq!(resolve(&root, "/a%00"), Err(NoFile::BadRequest));
