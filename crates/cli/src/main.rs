@@ -290,7 +290,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(format_args!("cannot catch signals: {e}")),
             };
-            let rt = match cli.link.start("serve") {
+            let rt = match cli.link.start_with("serve", ustack::Mode::External) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };

@@ -1,11 +1,16 @@
 //! `ustack serve ...`: TCP servers on the stack, running until
 //! SIGINT/SIGTERM or `--duration`.
 //!
-//! Every service runs on ustack-tokio: a tokio runtime of as many worker
-//! threads as cores (at most 4), each connection a task, so the process
-//! has a fixed number of threads (those, the stack thread and the main
-//! thread) however many clients come. Past `--max-connections` a new
-//! connection is closed at once.
+//! Every service runs on ustack-tokio in one thread: a current-thread
+//! tokio runtime whose tasks are the connections and the stack's driver
+//! (`ustack_tokio::drive`: the device's fd on tokio's reactor, the stack's
+//! timers on tokio's), so a frame that arrives is taken in, and the task
+//! it makes ready runs, on the thread that woke for it — no hand-off
+//! between threads. One thread however many clients come; past
+//! `--max-connections` a new connection is closed at once. (A stack thread
+//! and a multi-thread runtime measured half the requests/s at 10
+//! connections: two hand-offs per request; see BENCHMARKS.md.) Nothing here
+//! blocks for long: files are read a 64 KiB chunk at a time.
 //!
 //! The simple services of RFC 862 (echo), 863 (discard) and 864 (chargen)
 //! live here; the HTTP file server is in [`crate::http`].
@@ -94,18 +99,10 @@ pub fn run(
     stats: bool,
     max_connections: usize,
 ) -> Result<(), String> {
-    // TOKIO_WORKER_THREADS, tokio's own knob, overrides the default.
-    let workers = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| (1..=64).contains(&n))
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
         // Nothing here blocks on purpose; keep the pool from growing anyway.
         .max_blocking_threads(1)
-        .thread_name("serve")
-        .enable_time()
+        .enable_all()
         .build()
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
     tokio_rt.block_on(accept_loop(
@@ -128,6 +125,15 @@ async fn accept_loop(
     stats: bool,
     max_connections: usize,
 ) -> Result<(), String> {
+    // The stack's driver (a runtime with a stack thread needs none).
+    if rt.mode() == ustack::Mode::External {
+        let driver = rt.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ustack_tokio::drive(driver).await {
+                eprintln!("ustack: the stack's driver stopped: {e}");
+            }
+        });
+    }
     let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
     let listener = TcpListener::bind(rt, addr).await.map_err(|e| {
         if e.raw_os_error() == Some(libc_eaddrinuse()) {
