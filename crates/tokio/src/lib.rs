@@ -27,13 +27,16 @@
 //! The cost is a hand-off between threads per wake-up (the stack thread
 //! wakes the task's worker), a few microseconds; see BENCHMARKS.md.
 //!
-//! The other way is there too, for comparison and for programs that want
-//! no thread of ustack's own: a runtime made with [`Mode::External`] and
+//! The other way is there too: a runtime made with [`Mode::External`] and
 //! [`drive`] spawned as a task, which takes the device's fd through
-//! `AsyncFd` and the timers through `tokio::time`. Measured with `serve
-//! http` under wrk it answered as many requests per second as the stack
-//! thread (within the noise of the shared machine), so the thread, which
-//! keeps the stack alive whatever the tasks do, stays the default.
+//! `AsyncFd` and the timers through `tokio::time`. On a current-thread
+//! tokio runtime that is one thread doing everything, and a frame that
+//! arrives wakes only it: `ustack serve` runs that way, at twice the
+//! requests/s of the stack thread with two workers (BENCHMARKS.md). On a
+//! multi-thread runtime it measured no better than the stack thread (the
+//! driver and the task it wakes are often on different workers). The
+//! stack thread stays the default for the library: it keeps the stack
+//! alive whatever the tasks do, and it suits any runtime.
 //!
 //! # Semantics
 //!

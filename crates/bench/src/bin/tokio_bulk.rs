@@ -4,8 +4,10 @@
 //!
 //! Each round sends `--bytes` from host a to host b on a fresh connection,
 //! once with blocking threads and once with tokio tasks (a current-thread
-//! and a multi-thread runtime, alternating), 256 KiB per call; the figure
-//! is the median of `--rounds`.
+//! and a multi-thread runtime, alternating), 256 KiB per call; then once
+//! more on a current-thread runtime whose tasks also drive both stacks
+//! (`Mode::External` + `ustack_tokio::drive`, no stack threads). The
+//! figure is the median of `--rounds`.
 
 use clap::Parser;
 use std::io::{Read, Write};
@@ -105,6 +107,19 @@ fn main() {
         .worker_threads(2)
         .build()
         .unwrap();
+    // Two more hosts, driven by tasks on their own current-thread runtime.
+    let net = ustack::memnet::MemNet::new(2, ustack_devices::Impairments::none());
+    let ra = net
+        .host(Ipv4Addr::new(10, 0, 0, 1), ustack::Mode::External)
+        .unwrap();
+    let rb = net.host(B, ustack::Mode::External).unwrap();
+    let reactor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    reactor.spawn(ustack_tokio::drive(ra.clone()));
+    reactor.spawn(ustack_tokio::drive(rb.clone()));
+    let mut rea = Vec::new();
     let (mut blk, mut cur, mut mul) = (Vec::new(), Vec::new(), Vec::new());
     let mut port = 6000;
     for round in 0..args.rounds {
@@ -112,17 +127,24 @@ fn main() {
         blk.push(blocking(&a, &b, port, args.bytes));
         cur.push(current.block_on(async_transfer(&a, &b, port + 1, args.bytes)));
         mul.push(multi.block_on(async_transfer(&a, &b, port + 2, args.bytes)));
+        rea.push(reactor.block_on(async_transfer(&ra, &rb, port, args.bytes)));
         eprintln!(
-            "round {round}: blocking {:.2} Gbps, tokio current-thread {:.2}, tokio multi-thread {:.2}",
-            blk[round], cur[round], mul[round]
+            "round {round}: blocking {:.2} Gbps, tokio current-thread {:.2}, tokio multi-thread {:.2}, reactor-driven {:.2}",
+            blk[round], cur[round], mul[round], rea[round]
         );
     }
-    let (b0, c0, m0) = (median(&mut blk), median(&mut cur), median(&mut mul));
+    let (b0, c0, m0, r0) = (
+        median(&mut blk),
+        median(&mut cur),
+        median(&mut mul),
+        median(&mut rea),
+    );
     println!(
-        "bulk {} MiB x{} (median Gbps): blocking {b0:.2}, tokio current-thread {c0:.2} ({:.2}x), tokio multi-thread {m0:.2} ({:.2}x)",
+        "bulk {} MiB x{} (median Gbps): blocking {b0:.2}, tokio current-thread {c0:.2} ({:.2}x), tokio multi-thread {m0:.2} ({:.2}x), reactor-driven current-thread {r0:.2} ({:.2}x)",
         args.bytes >> 20,
         args.rounds,
         c0 / b0,
-        m0 / b0
+        m0 / b0,
+        r0 / b0
     );
 }
