@@ -221,6 +221,8 @@ pub fn run(rt: &Runtime, url: &Url, out: Option<&Path>) -> Result<u64, String> {
         url.authority,
         env!("CARGO_PKG_VERSION")
     );
+    // The whole request in one write (it has no body), so Nagle has no
+    // second small write to hold back for the server's delayed ACK.
     (&s).write_all(req.as_bytes())
         .map_err(|e| format!("{what}: sending the request: {}", describe(&e)))?;
     let mut conn = Conn {
