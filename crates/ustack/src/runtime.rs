@@ -1,6 +1,7 @@
 //! The runtime: owns one core [`Stack`] and one [`Device`] and drives them —
 //! frames in and out, timers, and waking callers blocked on a socket or an
-//! epoll. Two modes:
+//! epoll, or async tasks through the wakers they leave
+//! ([`Runtime::register_waker`], the `*_or_wake` calls). Three modes:
 //!
 //! - [`Mode::Thread`]: a dedicated stack thread waits on the device and the
 //!   next deadline; applications call from any thread.
@@ -10,8 +11,12 @@
 //!   buffer (which autotuning may grow to megabytes) flows only while some
 //!   call drives the stack: a program that writes, then stops calling into
 //!   ustack, stalls, as with any run-to-completion stack.
+//! - [`Mode::External`]: no thread; the application's event loop calls
+//!   [`Runtime::drive`] when the device's fd is ready, when the deadline it
+//!   returned passes, or when the waker it gave is woken (ustack-tokio's
+//!   `drive` task does, on tokio's reactor).
 //!
-//! Either way an application call transmits what it made the stack owe
+//! In every mode an application call transmits what it made the stack owe
 //! before it returns (the caller's thread does the send, as Linux's process
 //! context does), so a `send` costs no thread hand-off.
 
