@@ -23,6 +23,9 @@ pub fn run(
 ) -> Result<(), String> {
     let addr: SocketAddrV4 = crate::resolve::socket_addr(rt, resolver, host, port)?;
     let s = Arc::new(connect(rt, addr)?);
+    // Interactive: Nagle would hold a second small write (a typed line)
+    // until the peer's delayed ACK.
+    let _ = s.set_nodelay(true);
     let tx = s.clone();
     // Blocked on stdin when the peer closes: the process ends it by exiting.
     let sender = std::thread::Builder::new()

@@ -230,6 +230,8 @@ pub fn run(
         url.authority,
         env!("CARGO_PKG_VERSION")
     );
+    // The whole request in one write (it has no body), so Nagle has no
+    // second small write to hold back for the server's delayed ACK.
     (&s).write_all(req.as_bytes())
         .map_err(|e| format!("{what}: sending the request: {}", describe(&e)))?;
     let mut conn = Conn {

@@ -85,6 +85,9 @@ enum Command {
         /// Stop after this many seconds instead.
         #[arg(long, global = true, value_name = "SECS", value_parser = seconds)]
         duration: Option<f64>,
+        /// Connections open at once; past it a new one is closed at once.
+        #[arg(long, global = true, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        max_connections: u64,
         #[command(subcommand)]
         service: ServeCommand,
     },
@@ -120,6 +123,11 @@ enum ServeCommand {
         root: PathBuf,
         #[arg(long, default_value_t = 80, value_parser = port)]
         port: u16,
+        /// Seconds a request head may take to arrive (from the connection's
+        /// start or the previous response: idle keep-alive connections
+        /// close after it too).
+        #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = seconds)]
+        header_timeout: f64,
     },
     /// RFC 862: sends back what it receives.
     Echo {
@@ -247,9 +255,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { duration, service } => {
+        Command::Serve {
+            duration,
+            max_connections,
+            service,
+        } => {
             let (port, service) = match service {
-                ServeCommand::Http { root, port } => {
+                ServeCommand::Http {
+                    root,
+                    port,
+                    header_timeout,
+                } => {
                     let root = match root.canonicalize() {
                         Ok(r) if r.is_dir() => r,
                         Ok(_) => {
@@ -270,7 +286,13 @@ fn main() -> ExitCode {
                             ));
                         }
                     };
-                    (port, serve::Service::Http { root })
+                    let cfg = http::HttpConfig {
+                        root,
+                        header_timeout: std::time::Duration::from_secs_f64(
+                            header_timeout.max(0.001),
+                        ),
+                    };
+                    (port, serve::Service::Http(std::sync::Arc::new(cfg)))
                 }
                 ServeCommand::Echo { port } => (port, serve::Service::Echo),
                 ServeCommand::Discard { port } => (port, serve::Service::Discard),
@@ -280,7 +302,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(format_args!("cannot catch signals: {e}")),
             };
-            let rt = match cli.link.start("serve") {
+            let rt = match cli.link.start_with("serve", ustack::Mode::External) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
@@ -292,6 +314,7 @@ fn main() -> ExitCode {
                 &service,
                 &signals,
                 stats,
+                usize::try_from(max_connections).unwrap_or(usize::MAX),
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
