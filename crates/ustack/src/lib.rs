@@ -5,9 +5,11 @@
 
 pub mod epoll;
 pub mod fd;
+pub mod link;
 pub mod memnet;
 pub mod net;
 pub mod posix;
+pub mod stats;
 pub mod runtime;
 mod sys;
 
