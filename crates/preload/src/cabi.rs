@@ -61,7 +61,11 @@ pub unsafe fn write_addr(a: SocketAddrV4, addr: *mut sockaddr, len: *mut socklen
     // SAFETY: the caller gives `*len` writable bytes at `addr`.
     unsafe {
         let n = (*len as usize).min(full);
-        std::ptr::copy_nonoverlapping((&sin as *const libc::sockaddr_in).cast::<u8>(), addr.cast::<u8>(), n);
+        std::ptr::copy_nonoverlapping(
+            (&sin as *const libc::sockaddr_in).cast::<u8>(),
+            addr.cast::<u8>(),
+            n,
+        );
         *len = full as socklen_t;
     }
 }
@@ -71,9 +75,32 @@ pub unsafe fn write_addr(a: SocketAddrV4, addr: *mut sockaddr, len: *mut socklen
 pub fn noop_option(level: c_int, name: c_int) -> bool {
     matches!(
         (level, name),
-        (libc::SOL_SOCKET, libc::SO_BROADCAST | libc::SO_OOBINLINE | libc::SO_PRIORITY | libc::SO_REUSEADDR | libc::SO_REUSEPORT | libc::SO_KEEPALIVE)
-            | (libc::IPPROTO_IP, libc::IP_TOS | libc::IP_TTL | libc::IP_RECVERR | libc::IP_MTU_DISCOVER | libc::IP_BIND_ADDRESS_NO_PORT | libc::IP_PKTINFO | libc::IP_FREEBIND)
-            | (libc::IPPROTO_TCP, libc::TCP_QUICKACK | libc::TCP_DEFER_ACCEPT | libc::TCP_FASTOPEN | libc::TCP_FASTOPEN_CONNECT | libc::TCP_NOTSENT_LOWAT | libc::TCP_WINDOW_CLAMP)
+        (
+            libc::SOL_SOCKET,
+            libc::SO_BROADCAST
+                | libc::SO_OOBINLINE
+                | libc::SO_PRIORITY
+                | libc::SO_REUSEADDR
+                | libc::SO_REUSEPORT
+                | libc::SO_KEEPALIVE
+        ) | (
+            libc::IPPROTO_IP,
+            libc::IP_TOS
+                | libc::IP_TTL
+                | libc::IP_RECVERR
+                | libc::IP_MTU_DISCOVER
+                | libc::IP_BIND_ADDRESS_NO_PORT
+                | libc::IP_PKTINFO
+                | libc::IP_FREEBIND
+        ) | (
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK
+                | libc::TCP_DEFER_ACCEPT
+                | libc::TCP_FASTOPEN
+                | libc::TCP_FASTOPEN_CONNECT
+                | libc::TCP_NOTSENT_LOWAT
+                | libc::TCP_WINDOW_CLAMP
+        )
     )
 }
 
@@ -81,7 +108,12 @@ pub fn noop_option(level: c_int, name: c_int) -> bool {
 ///
 /// # Safety
 /// `val` must have `len` readable bytes.
-pub unsafe fn read_opt(level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> Result<OptVal, i32> {
+pub unsafe fn read_opt(
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> Result<OptVal, i32> {
     if val.is_null() {
         return Err(libc::EFAULT);
     }
@@ -112,11 +144,15 @@ pub unsafe fn read_opt(level: c_int, name: c_int, val: *const c_void, len: sockl
         (libc::IPPROTO_TCP, libc::TCP_CONGESTION) => {
             let bytes = unsafe { std::slice::from_raw_parts(val.cast::<u8>(), len) };
             let end = bytes.iter().position(|&b| b == 0).unwrap_or(len);
-            Ok(OptVal::Name(String::from_utf8_lossy(&bytes[..end]).into_owned()))
+            Ok(OptVal::Name(
+                String::from_utf8_lossy(&bytes[..end]).into_owned(),
+            ))
         }
         _ => {
             if len >= 4 {
-                Ok(OptVal::Int(unsafe { std::ptr::read_unaligned(val.cast::<i32>()) }))
+                Ok(OptVal::Int(unsafe {
+                    std::ptr::read_unaligned(val.cast::<i32>())
+                }))
             } else if len >= 1 {
                 // Linux takes a one-byte int for some options.
                 Ok(OptVal::Int(i32::from(unsafe { *val.cast::<u8>() })))
@@ -131,7 +167,11 @@ pub unsafe fn read_opt(level: c_int, name: c_int, val: *const c_void, len: sockl
 ///
 /// # Safety
 /// `val` must have `*len` writable bytes; `len` valid.
-pub unsafe fn write_opt_bytes(bytes: &[u8], val: *mut c_void, len: *mut socklen_t) -> Result<(), i32> {
+pub unsafe fn write_opt_bytes(
+    bytes: &[u8],
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> Result<(), i32> {
     if val.is_null() || len.is_null() {
         return Err(libc::EFAULT);
     }
@@ -175,7 +215,8 @@ pub fn opt_bytes(v: &OptVal) -> Vec<u8> {
 fn struct_bytes<T: Copy>(v: &T) -> Vec<u8> {
     // SAFETY: `v` is a plain C struct of size_of::<T>() initialised bytes
     // (built field by field from zeroed memory where it has padding).
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+        .to_vec()
 }
 
 /// Linux's `tcp_states.h` numbering.

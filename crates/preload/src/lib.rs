@@ -78,7 +78,10 @@ mod real;
 mod state;
 
 use cabi::{fail, read_addr, write_addr};
-use libc::{c_int, c_uint, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t};
+use libc::{
+    c_int, c_uint, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, size_t, sockaddr, socklen_t,
+    ssize_t,
+};
 use state::{busy, forked, global, hidden, lookup, new_sock, Sock};
 use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
@@ -133,7 +136,9 @@ unsafe fn slice_mut<'a>(p: *mut c_void, n: size_t) -> &'a mut [u8] {
 }
 
 fn send_impl(s: &Sock, buf: &[u8], flags: c_int, to: Option<SocketAddrV4>) -> ssize_t {
-    let r = global().rt.sendto(s.ufd, buf, flags & !libc::MSG_NOSIGNAL, to);
+    let r = global()
+        .rt
+        .sendto(s.ufd, buf, flags & !libc::MSG_NOSIGNAL, to);
     s.changed();
     match r {
         Ok(n) => n as ssize_t,
@@ -145,14 +150,27 @@ fn send_impl(s: &Sock, buf: &[u8], flags: c_int, to: Option<SocketAddrV4>) -> ss
 }
 
 /// Receives into `buf`; returns (bytes, datagram's full length, sender).
-fn recv_impl(s: &Sock, buf: &mut [u8], flags: c_int) -> Result<(usize, usize, Option<SocketAddrV4>), Errno> {
+fn recv_impl(
+    s: &Sock,
+    buf: &mut [u8],
+    flags: c_int,
+) -> Result<(usize, usize, Option<SocketAddrV4>), Errno> {
     let rt = &global().rt;
     let r = if s.kind == Kind::Datagram {
         // Ask for the real length too (MSG_TRUNC), to report truncation.
-        rt.recvfrom(s.ufd, buf, flags | libc::MSG_TRUNC).map(|(full, from)| {
-            let n = full.min(buf.len());
-            (if flags & libc::MSG_TRUNC != 0 { full } else { n }, full, from)
-        })
+        rt.recvfrom(s.ufd, buf, flags | libc::MSG_TRUNC)
+            .map(|(full, from)| {
+                let n = full.min(buf.len());
+                (
+                    if flags & libc::MSG_TRUNC != 0 {
+                        full
+                    } else {
+                        n
+                    },
+                    full,
+                    from,
+                )
+            })
     } else {
         rt.recvfrom(s.ufd, buf, flags).map(|(n, from)| (n, n, from))
     };
@@ -280,7 +298,12 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
     let s = match ours(fd) {
         None => return unsafe { real::accept4(fd, addr, len, flags) },
         Some(Err(e)) => return fail(e),
@@ -440,7 +463,12 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+) -> ssize_t {
     if n > buflen {
         // SAFETY: glibc's own overflow report.
         unsafe { libc::abort() };
@@ -529,7 +557,13 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_i
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn __recv_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int) -> ssize_t {
+pub unsafe extern "C" fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
     if n > buflen {
         // SAFETY: glibc's own overflow report.
         unsafe { libc::abort() };
@@ -540,7 +574,14 @@ pub unsafe extern "C" fn __recv_chk(fd: c_int, buf: *mut c_void, n: size_t, bufl
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn sendto(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> ssize_t {
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> ssize_t {
     let s = match ours(fd) {
         None => return unsafe { real::sendto(fd, buf, n, flags, addr, len) },
         Some(Err(e)) => return fail(e),
@@ -562,7 +603,14 @@ pub unsafe extern "C" fn sendto(fd: c_int, buf: *const c_void, n: size_t, flags:
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t {
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> ssize_t {
     let s = match ours(fd) {
         None => return unsafe { real::recvfrom(fd, buf, n, flags, addr, len) },
         Some(Err(e)) => return fail(e),
@@ -584,7 +632,15 @@ pub unsafe extern "C" fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags:
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn __recvfrom_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t {
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> ssize_t {
     if n > buflen {
         // SAFETY: glibc's own overflow report.
         unsafe { libc::abort() };
@@ -669,7 +725,12 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int) -> c_int {
+pub unsafe extern "C" fn sendmmsg(
+    fd: c_int,
+    msgs: *mut libc::mmsghdr,
+    n: c_uint,
+    flags: c_int,
+) -> c_int {
     let s = match ours(fd) {
         None => return unsafe { real::sendmmsg(fd, msgs, n, flags) },
         Some(Err(e)) => return fail(e),
@@ -692,7 +753,13 @@ pub unsafe extern "C" fn sendmmsg(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn recvmmsg(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int, t: *mut libc::timespec) -> c_int {
+pub unsafe extern "C" fn recvmmsg(
+    fd: c_int,
+    msgs: *mut libc::mmsghdr,
+    n: c_uint,
+    flags: c_int,
+    t: *mut libc::timespec,
+) -> c_int {
     let s = match ours(fd) {
         None => return unsafe { real::recvmmsg(fd, msgs, n, flags, t) },
         Some(Err(e)) => return fail(e),
@@ -701,7 +768,11 @@ pub unsafe extern "C" fn recvmmsg(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint
     let mut done = 0;
     for i in 0..n as usize {
         // After the first datagram, take only what is already there.
-        let f = if i == 0 && flags & libc::MSG_WAITFORONE == 0 { flags } else { flags | libc::MSG_DONTWAIT };
+        let f = if i == 0 && flags & libc::MSG_WAITFORONE == 0 {
+            flags
+        } else {
+            flags | libc::MSG_DONTWAIT
+        };
         // SAFETY: the caller gives `n` mmsghdrs.
         let m = unsafe { &mut *msgs.add(i) };
         let r = unsafe { recvmsg_impl(&s, &mut m.msg_hdr, f & !libc::MSG_WAITFORONE) };
@@ -740,7 +811,11 @@ fn sendfile_impl(s: &Sock, inp: c_int, off: *mut libc::off_t, count: size_t) -> 
     // SAFETY: as above.
     unsafe {
         if off.is_null() {
-            libc::lseek(inp, sent as libc::off_t - got as libc::off_t, libc::SEEK_CUR);
+            libc::lseek(
+                inp,
+                sent as libc::off_t - got as libc::off_t,
+                libc::SEEK_CUR,
+            );
         } else {
             *off += sent as libc::off_t;
         }
@@ -753,7 +828,12 @@ fn sendfile_impl(s: &Sock, inp: c_int, off: *mut libc::off_t, count: size_t) -> 
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn sendfile(out: c_int, inp: c_int, off: *mut libc::off_t, count: size_t) -> ssize_t {
+pub unsafe extern "C" fn sendfile(
+    out: c_int,
+    inp: c_int,
+    off: *mut libc::off_t,
+    count: size_t,
+) -> ssize_t {
     match ours(out) {
         None => unsafe { real::sendfile(out, inp, off, count) },
         Some(Err(e)) => fail(e),
@@ -764,7 +844,12 @@ pub unsafe extern "C" fn sendfile(out: c_int, inp: c_int, off: *mut libc::off_t,
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn sendfile64(out: c_int, inp: c_int, off: *mut libc::off_t, count: size_t) -> ssize_t {
+pub unsafe extern "C" fn sendfile64(
+    out: c_int,
+    inp: c_int,
+    off: *mut libc::off_t,
+    count: size_t,
+) -> ssize_t {
     unsafe { sendfile(out, inp, off, count) }
 }
 
@@ -773,7 +858,13 @@ pub unsafe extern "C" fn sendfile64(out: c_int, inp: c_int, off: *mut libc::off_
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
     let s = match ours(fd) {
         None => return unsafe { real::setsockopt(fd, level, name, val, len) },
         Some(Err(e)) => return fail(e),
@@ -788,7 +879,10 @@ pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *
         Ok(()) => 0,
         Err(Errno::ENOPROTOOPT) if cabi::noop_option(level, name) => {
             if let OptVal::Int(i) = v {
-                s.noop_opts.lock().unwrap_or_else(|e| e.into_inner()).insert((level, name), i);
+                s.noop_opts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((level, name), i);
             }
             0
         }
@@ -799,7 +893,13 @@ pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
+pub unsafe extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
     let s = match ours(fd) {
         None => return unsafe { real::getsockopt(fd, level, name, val, len) },
         Some(Err(e)) => return fail(e),
@@ -809,16 +909,27 @@ pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *
     let stream = s.kind == Kind::Stream;
     let v = match (level, name) {
         (libc::SOL_SOCKET, libc::SO_DOMAIN) => Ok(OptVal::Int(libc::AF_INET)),
-        (libc::SOL_SOCKET, libc::SO_PROTOCOL) => Ok(OptVal::Int(if stream { libc::IPPROTO_TCP } else { libc::IPPROTO_UDP })),
-        (libc::SOL_SOCKET, libc::SO_ACCEPTCONN) => Ok(OptVal::Int(i32::from(s.listening.load(Ordering::Acquire)))),
-        (libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) if stream => {
-            rt.getsockopt(s.ufd, libc::IPPROTO_TCP, libc::TCP_INFO).and_then(|i| match i {
+        (libc::SOL_SOCKET, libc::SO_PROTOCOL) => Ok(OptVal::Int(if stream {
+            libc::IPPROTO_TCP
+        } else {
+            libc::IPPROTO_UDP
+        })),
+        (libc::SOL_SOCKET, libc::SO_ACCEPTCONN) => {
+            Ok(OptVal::Int(i32::from(s.listening.load(Ordering::Acquire))))
+        }
+        (libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) if stream => rt
+            .getsockopt(s.ufd, libc::IPPROTO_TCP, libc::TCP_INFO)
+            .and_then(|i| match i {
                 OptVal::TcpInfo(i) => Ok(OptVal::Int(
-                    i32::try_from(if name == libc::SO_RCVBUF { i.rcvbuf } else { i.sndbuf }).unwrap_or(i32::MAX),
+                    i32::try_from(if name == libc::SO_RCVBUF {
+                        i.rcvbuf
+                    } else {
+                        i.sndbuf
+                    })
+                    .unwrap_or(i32::MAX),
                 )),
                 _ => Err(Errno::ENOPROTOOPT),
-            })
-        }
+            }),
         // ustack's UDP buffers: Linux's default size.
         (libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) => Ok(OptVal::Int(212_992)),
         (libc::IPPROTO_TCP, libc::TCP_MAXSEG) if stream => rt
@@ -831,7 +942,12 @@ pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *
     };
     let v = match v {
         Err(Errno::ENOPROTOOPT) if cabi::noop_option(level, name) => {
-            let stored = s.noop_opts.lock().unwrap_or_else(|e| e.into_inner()).get(&(level, name)).copied();
+            let stored = s
+                .noop_opts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(level, name))
+                .copied();
             Ok(OptVal::Int(stored.unwrap_or(0)))
         }
         v => v,
@@ -847,7 +963,9 @@ pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *
 }
 
 fn set_nonblocking(s: &Sock, on: bool) {
-    let _ = global().rt.fcntl(s.ufd, libc::F_SETFL, if on { libc::O_NONBLOCK } else { 0 });
+    let _ = global()
+        .rt
+        .fcntl(s.ufd, libc::F_SETFL, if on { libc::O_NONBLOCK } else { 0 });
 }
 
 /// fcntl(2). Declared with one `unsigned long` argument in place of C's
@@ -863,7 +981,9 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     };
     let s = match s {
         Ok(s) => s,
-        Err(_) if cmd == libc::F_GETFD || cmd == libc::F_SETFD => return unsafe { real::fcntl(fd, cmd, arg) },
+        Err(_) if cmd == libc::F_GETFD || cmd == libc::F_SETFD => {
+            return unsafe { real::fcntl(fd, cmd, arg) }
+        }
         Err(e) => return fail(e),
     };
     // The program's end carries the flags (O_NONBLOCK is shared by dups,
@@ -923,8 +1043,12 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_i
                 }
             } else {
                 // The next datagram's size.
-                rt.recvfrom(s.ufd, &mut [], libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_DONTWAIT)
-                    .map_or(0, |(n, _)| n)
+                rt.recvfrom(
+                    s.ufd,
+                    &mut [],
+                    libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+                )
+                .map_or(0, |(n, _)| n)
             };
             // SAFETY: FIONREAD takes an int*.
             unsafe { *arg.cast::<c_int>() = c_int::try_from(n).unwrap_or(c_int::MAX) };
@@ -1033,7 +1157,12 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, len: size_t) -> c_int {
+pub unsafe extern "C" fn __poll_chk(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: c_int,
+    len: size_t,
+) -> c_int {
     if (n as usize).saturating_mul(std::mem::size_of::<pollfd>()) > len {
         // SAFETY: glibc's own overflow report.
         unsafe { libc::abort() };
@@ -1044,7 +1173,12 @@ pub unsafe extern "C" fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int,
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn ppoll(fds: *mut pollfd, n: nfds_t, t: *const libc::timespec, mask: *const libc::sigset_t) -> c_int {
+pub unsafe extern "C" fn ppoll(
+    fds: *mut pollfd,
+    n: nfds_t,
+    t: *const libc::timespec,
+    mask: *const libc::sigset_t,
+) -> c_int {
     unsafe {
         watch_pollfds(fds, n);
         real::ppoll(fds, n, t, mask)
@@ -1067,7 +1201,13 @@ unsafe fn watch_sets(n: c_int, sets: [*mut libc::fd_set; 3]) {
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut libc::timeval) -> c_int {
+pub unsafe extern "C" fn select(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    t: *mut libc::timeval,
+) -> c_int {
     unsafe {
         watch_sets(n, [r, w, e]);
         real::select(n, r, w, e, t)
@@ -1077,7 +1217,14 @@ pub unsafe extern "C" fn select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const libc::timespec, mask: *const libc::sigset_t) -> c_int {
+pub unsafe extern "C" fn pselect(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    t: *const libc::timespec,
+    mask: *const libc::sigset_t,
+) -> c_int {
     unsafe {
         watch_sets(n, [r, w, e]);
         real::pselect(n, r, w, e, t, mask)
@@ -1087,7 +1234,12 @@ pub unsafe extern "C" fn pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::f
 /// # Safety
 /// As the C function.
 #[no_mangle]
-pub unsafe extern "C" fn epoll_ctl(ep: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int {
+pub unsafe extern "C" fn epoll_ctl(
+    ep: c_int,
+    op: c_int,
+    fd: c_int,
+    ev: *mut libc::epoll_event,
+) -> c_int {
     if op != libc::EPOLL_CTL_DEL {
         watch(fd);
     }

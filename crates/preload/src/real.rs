@@ -2,7 +2,9 @@
 //! each is called. The library calls these (never the interposed names) on
 //! kernel descriptors, so nothing it does re-enters its own interposers.
 
-use libc::{c_int, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t};
+use libc::{
+    c_int, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Looks `name` (NUL-terminated) up once and caches it in `slot`.

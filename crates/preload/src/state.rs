@@ -58,9 +58,7 @@ pub fn global() -> &'static Global {
 }
 
 /// The `USTACK_*` variables, meaning what the `ustack` command's flags do.
-pub fn config_from_env(
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<(LinkConfig, bool), String> {
+pub fn config_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(LinkConfig, bool), String> {
     let parse_cidr = |var: &str, default: &str| {
         let v = get(var).unwrap_or_else(|| default.to_string());
         v.parse().map_err(|_| {
@@ -102,7 +100,11 @@ pub fn config_from_env(
     let stats = match get("USTACK_STATS").as_deref() {
         None | Some("") | Some("0") => false,
         Some("1") => true,
-        Some(v) => return Err(format!("USTACK_STATS={v}: use 1 (print counters at exit) or 0")),
+        Some(v) => {
+            return Err(format!(
+                "USTACK_STATS={v}: use 1 (print counters at exit) or 0"
+            ))
+        }
     };
     let cfg = LinkConfig {
         tun,
@@ -172,7 +174,10 @@ extern "C" fn at_exit() {
                 r.send_q > 0
                     || matches!(
                         r.state,
-                        TcpState::SynSent | TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck
+                        TcpState::SynSent
+                            | TcpState::FinWait1
+                            | TcpState::Closing
+                            | TcpState::LastAck
                     )
             })
         });
@@ -314,7 +319,9 @@ pub fn release(s: &Arc<Sock>) {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Wraps runtime socket `ufd` in a fresh socketpair and returns the
@@ -323,7 +330,15 @@ fn errno() -> i32 {
 pub fn new_sock(ufd: i32, kind: Kind, flags: i32, started: bool) -> Result<i32, i32> {
     let mut sv = [0; 2];
     // SAFETY: `sv` has room for the two descriptors socketpair writes.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } < 0 {
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    } < 0
+    {
         return Err(errno());
     }
     let (end, b) = (sv[0], sv[1]);
@@ -413,8 +428,8 @@ impl Sock {
         }
         let hup = r & (POLLHUP | POLLRDHUP | POLLERR) != 0;
         let readable = r & (POLLIN | POLLHUP | POLLERR | POLLRDHUP) != 0;
-        let writable = r & (POLLOUT | POLLERR | POLLHUP) != 0
-            && !self.listening.load(Ordering::Acquire);
+        let writable =
+            r & (POLLOUT | POLLERR | POLLHUP) != 0 && !self.listening.load(Ordering::Acquire);
         let mut buf = [0u8; 4096];
         // SAFETY (whole block): send/recv/shutdown/setsockopt with MSG_DONTWAIT
         // on the library's own ends of the pair, with valid local buffers.
@@ -423,7 +438,13 @@ impl Sock {
                 if writable {
                     // Empty what the program's end sent: its send space returns.
                     for _ in 0..1024 {
-                        if real::recv(self.b, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) <= 0 {
+                        if real::recv(
+                            self.b,
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            libc::MSG_DONTWAIT,
+                        ) <= 0
+                        {
                             break;
                         }
                     }
@@ -431,11 +452,23 @@ impl Sock {
                 } else {
                     if !m.small_sndbuf {
                         let one: libc::c_int = 1;
-                        real::setsockopt(self.a, libc::SOL_SOCKET, libc::SO_SNDBUF, (&one as *const libc::c_int).cast(), 4);
+                        real::setsockopt(
+                            self.a,
+                            libc::SOL_SOCKET,
+                            libc::SO_SNDBUF,
+                            (&one as *const libc::c_int).cast(),
+                            4,
+                        );
                         m.small_sndbuf = true;
                     }
                     for _ in 0..1024 {
-                        if real::send(self.a, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) <= 0 {
+                        if real::send(
+                            self.a,
+                            buf.as_ptr().cast(),
+                            buf.len(),
+                            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                        ) <= 0
+                        {
                             break;
                         }
                     }
@@ -451,10 +484,21 @@ impl Sock {
                 m.readable = true;
             } else if readable != m.readable {
                 if readable {
-                    real::send(self.b, buf.as_ptr().cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+                    real::send(
+                        self.b,
+                        buf.as_ptr().cast(),
+                        1,
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    );
                 } else {
                     for _ in 0..1024 {
-                        if real::recv(self.a, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) <= 0 {
+                        if real::recv(
+                            self.a,
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            libc::MSG_DONTWAIT,
+                        ) <= 0
+                        {
                             break;
                         }
                     }

@@ -23,7 +23,14 @@ fn python_http_server_serves_100_mib_to_kernel_curl() {
     let out = run(
         lab.kernel(
             "curl",
-            &["-sS", "--max-time", "120", "-o", got.to_str().unwrap(), &format!("http://{ip}:8000/big.bin")],
+            &[
+                "-sS",
+                "--max-time",
+                "120",
+                "-o",
+                got.to_str().unwrap(),
+                &format!("http://{ip}:8000/big.bin"),
+            ],
         ),
         None,
         Duration::from_secs(150),
@@ -31,7 +38,12 @@ fn python_http_server_serves_100_mib_to_kernel_curl() {
     check("kernel curl from python3 on ustack", &out);
     let want = std::fs::read(&file).unwrap();
     let have = std::fs::read(&got).unwrap();
-    assert_eq!(have.len(), want.len(), "length of the download\n{}", lab.log("http"));
+    assert_eq!(
+        have.len(),
+        want.len(),
+        "length of the download\n{}",
+        lab.log("http")
+    );
     assert!(have == want, "the 100 MiB arrived with different bytes");
 }
 
@@ -50,12 +62,22 @@ fn curl_on_ustack_downloads_from_kernel_server() {
     let got = lab.dir.join("got.bin");
     let mut curl = lab.preloaded(
         "curl",
-        &["-sS", "--max-time", "60", "-o", got.to_str().unwrap(), &format!("http://{kip}:8001/page.bin")],
+        &[
+            "-sS",
+            "--max-time",
+            "60",
+            "-o",
+            got.to_str().unwrap(),
+            &format!("http://{kip}:8001/page.bin"),
+        ],
     );
     curl.env("USTACK_STATS", "1");
     let out = run(curl, None, Duration::from_secs(90));
     check("curl on ustack", &out);
-    assert!(std::fs::read(&got).unwrap() == std::fs::read(&file).unwrap(), "download differs");
+    assert!(
+        std::fs::read(&got).unwrap() == std::fs::read(&file).unwrap(),
+        "download differs"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("1 active connection openings") && stderr.contains("Local Address:Port"),
@@ -76,30 +98,65 @@ fn nc_both_ways_with_half_close() {
     // ustack listens: it sends b and receives a.
     let server = lab.preloaded("sh", &["-c", "nc -N -l $0 9000 < b.bin > got-a.bin", &ip]);
     lab.spawn("ncl", server);
-    let out = retry_refused(|| run(lab.kernel("nc", &["-N", &ip, "9000"]), Some(a.clone()), Duration::from_secs(60)));
+    let out = retry_refused(|| {
+        run(
+            lab.kernel("nc", &["-N", &ip, "9000"]),
+            Some(a.clone()),
+            Duration::from_secs(60),
+        )
+    });
     check("kernel nc to ustack nc -l", &out);
-    assert!(out.stdout == b, "kernel side got {} bytes, not ustack's file of {}", out.stdout.len(), b.len());
+    assert!(
+        out.stdout == b,
+        "kernel side got {} bytes, not ustack's file of {}",
+        out.stdout.len(),
+        b.len()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::fs::read(lab.dir.join("got-a.bin")).unwrap_or_default().len() < a.len()
+    while std::fs::read(lab.dir.join("got-a.bin"))
+        .unwrap_or_default()
+        .len()
+        < a.len()
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(std::fs::read(lab.dir.join("got-a.bin")).unwrap() == a, "ustack nc -l got a different file\n{}", lab.log("ncl"));
+    assert!(
+        std::fs::read(lab.dir.join("got-a.bin")).unwrap() == a,
+        "ustack nc -l got a different file\n{}",
+        lab.log("ncl")
+    );
 
     // The kernel listens: ustack's nc connects, sends a, receives b.
     let server = lab.kernel("sh", &["-c", "nc -N -l $0 9001 < b.bin > kgot-a.bin", &kip]);
     lab.spawn("kncl", server);
-    let out = retry_refused(|| run(lab.preloaded("nc", &["-N", &kip, "9001"]), Some(a.clone()), Duration::from_secs(60)));
+    let out = retry_refused(|| {
+        run(
+            lab.preloaded("nc", &["-N", &kip, "9001"]),
+            Some(a.clone()),
+            Duration::from_secs(60),
+        )
+    });
     check("ustack nc to kernel nc -l", &out);
-    assert!(out.stdout == b, "ustack side got {} bytes, not the kernel's file of {}", out.stdout.len(), b.len());
+    assert!(
+        out.stdout == b,
+        "ustack side got {} bytes, not the kernel's file of {}",
+        out.stdout.len(),
+        b.len()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::fs::read(lab.dir.join("kgot-a.bin")).unwrap_or_default().len() < a.len()
+    while std::fs::read(lab.dir.join("kgot-a.bin"))
+        .unwrap_or_default()
+        .len()
+        < a.len()
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(std::fs::read(lab.dir.join("kgot-a.bin")).unwrap() == a, "kernel nc -l got a different file");
+    assert!(
+        std::fs::read(lab.dir.join("kgot-a.bin")).unwrap() == a,
+        "kernel nc -l got a different file"
+    );
 }
 
 /// Runs `f` again (up to 100 times, 100 ms apart) while the connection is
@@ -113,4 +170,163 @@ fn retry_refused(mut f: impl FnMut() -> std::process::Output) -> std::process::O
         std::thread::sleep(Duration::from_millis(100));
     }
     f()
+}
+
+/// `redis-server` on ustack answers the kernel's `redis-cli` and
+/// `redis-benchmark -n 10000`.
+#[test]
+fn redis_server_answers_kernel_benchmark() {
+    let Some(mut lab) = Lab::new(
+        "redis",
+        4,
+        &["redis-server", "redis-cli", "redis-benchmark", "nc"],
+    ) else {
+        return;
+    };
+    let ip = lab.our_ip();
+    // No persistence: a background save would fork, and the stack stays in the parent.
+    let server = lab.preloaded(
+        "redis-server",
+        &[
+            "--bind",
+            &ip,
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ],
+    );
+    lab.spawn("redis", server);
+    lab.wait_listening(&ip, 6379, "redis");
+    let out = run(
+        lab.kernel("redis-cli", &["-h", &ip, "set", "greeting", "hello ustack"]),
+        None,
+        Duration::from_secs(20),
+    );
+    check("redis-cli set", &out);
+    let out = run(
+        lab.kernel("redis-cli", &["-h", &ip, "get", "greeting"]),
+        None,
+        Duration::from_secs(20),
+    );
+    check("redis-cli get", &out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello ustack");
+    let out = run(
+        lab.kernel(
+            "redis-benchmark",
+            &["-h", &ip, "-n", "10000", "-q", "-t", "set,get,incr,lpush"],
+        ),
+        None,
+        Duration::from_secs(120),
+    );
+    check("redis-benchmark", &out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let finished = text.matches("requests per second").count();
+    assert_eq!(
+        finished,
+        4,
+        "redis-benchmark did not finish all four tests: {text}\n{}",
+        lab.log("redis")
+    );
+    let out = run(
+        lab.kernel("redis-cli", &["-h", &ip, "get", "counter:__rand_int__"]),
+        None,
+        Duration::from_secs(20),
+    );
+    check("redis-cli after the benchmark", &out);
+}
+
+/// `nginx` on ustack (epoll, sendfile, writev) serves a file to the
+/// kernel's `wrk` for 5 s without errors.
+#[test]
+fn nginx_serves_kernel_wrk_for_5_s() {
+    let Some(mut lab) = Lab::new("nginx", 5, &["nginx", "wrk", "curl", "nc"]) else {
+        return;
+    };
+    let file = lab.random_file("file.bin", 100_000, 51);
+    let ip = lab.our_ip();
+    let dir = lab.dir.display().to_string();
+    // One process: workers forked by a master would not have the stack.
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\nuser root;\npid {dir}/nginx.pid;\n\
+         error_log stderr warn;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  sendfile on;\n\
+         client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};\n\
+         uwsgi_temp_path {dir}; scgi_temp_path {dir};\n  server {{ listen {ip}:8080; root {dir}; }}\n}}\n"
+    );
+    let conf_path = lab.dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let server = lab.preloaded("nginx", &["-c", conf_path.to_str().unwrap(), "-p", &dir]);
+    lab.spawn("nginx", server);
+    lab.wait_listening(&ip, 8080, "nginx");
+    let url = format!("http://{ip}:8080/file.bin");
+    let got = lab.dir.join("got.bin");
+    let out = run(
+        lab.kernel("curl", &["-sS", "-o", got.to_str().unwrap(), &url]),
+        None,
+        Duration::from_secs(20),
+    );
+    check("curl from nginx", &out);
+    assert!(
+        std::fs::read(&got).unwrap() == std::fs::read(&file).unwrap(),
+        "nginx served different bytes"
+    );
+    let out = run(
+        lab.kernel("wrk", &["-t1", "-c4", "-d5s", &url]),
+        None,
+        Duration::from_secs(60),
+    );
+    check("wrk", &out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("Socket errors") && !text.contains("Non-2xx"),
+        "wrk saw errors: {text}"
+    );
+    let requests: u64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        requests >= 100,
+        "only {requests} requests in 5 s: {text}\n{}",
+        lab.log("nginx")
+    );
+}
+
+/// `iperf3 -s` on ustack, measured from the kernel side, both directions.
+#[test]
+fn iperf3_server_measured_from_kernel() {
+    let Some(mut lab) = Lab::new("iperf", 6, &["iperf3", "nc"]) else {
+        return;
+    };
+    let ip = lab.our_ip();
+    let server = lab.preloaded("iperf3", &["-s", "-B", &ip, "-p", "5201"]);
+    lab.spawn("iperf", server);
+    std::thread::sleep(Duration::from_millis(300));
+    for reverse in [false, true] {
+        let mut args = vec!["-c", ip.as_str(), "-p", "5201", "-t", "2", "-J"];
+        if reverse {
+            args.push("-R");
+        }
+        let out = retry_refused(|| run(lab.kernel("iperf3", &args), None, Duration::from_secs(60)));
+        check("iperf3 -c", &out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let received = text
+            .split("\"sum_received\"")
+            .nth(1)
+            .and_then(|t| t.split("\"bytes\":").nth(1))
+            .and_then(|t| t.split([',', '\n']).next())
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(
+            received > MIB as u64,
+            "reverse={reverse}: {received} bytes: {text}\n{}",
+            lab.log("iperf")
+        );
+    }
 }

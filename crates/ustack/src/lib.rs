@@ -9,8 +9,8 @@ pub mod link;
 pub mod memnet;
 pub mod net;
 pub mod posix;
-pub mod stats;
 pub mod runtime;
+pub mod stats;
 mod sys;
 
 pub use epoll::EpollEvent;

@@ -1,8 +1,8 @@
 //! `--stats`: the counters (`netstat -s` style) and a socket table (`ss -tan`
 //! style), printed at exit and, for servers, on SIGUSR1.
 
-use std::fmt::Write as _;
 use crate::Runtime;
+use std::fmt::Write as _;
 
 /// The counters, then the socket table.
 pub fn render(rt: &Runtime) -> String {

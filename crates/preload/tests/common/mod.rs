@@ -136,7 +136,13 @@ impl Lab {
             .ip(["tuntap", "add", "dev", IFNAME, "mode", "tun"])
             .unwrap();
         lab.ns
-            .ip(["addr", "add", &format!("{}/24", lab.kernel_ip()), "dev", IFNAME])
+            .ip([
+                "addr",
+                "add",
+                &format!("{}/24", lab.kernel_ip()),
+                "dev",
+                IFNAME,
+            ])
             .unwrap();
         lab.ns.ip(["link", "set", "dev", IFNAME, "up"]).unwrap();
         lab.ns.ip(["link", "set", "dev", "lo", "up"]).unwrap();
@@ -208,7 +214,10 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("nothing listens on {ip}:{port} after 20 s\n{}", self.log(tag));
+        panic!(
+            "nothing listens on {ip}:{port} after 20 s\n{}",
+            self.log(tag)
+        );
     }
 
     /// A file of `len` pseudo-random bytes in the lab directory.
