@@ -71,7 +71,8 @@ fn curl_on_ustack_downloads_from_kernel_server() {
             &format!("http://{kip}:8001/page.bin"),
         ],
     );
-    curl.env("USTACK_STATS", "1");
+    let pcap = lab.dir.join("curl.pcap");
+    curl.env("USTACK_STATS", "1").env("USTACK_PCAP", &pcap);
     let out = run(curl, None, Duration::from_secs(90));
     check("curl on ustack", &out);
     assert!(
@@ -82,6 +83,11 @@ fn curl_on_ustack_downloads_from_kernel_server() {
     assert!(
         stderr.contains("1 active connection openings") && stderr.contains("Local Address:Port"),
         "USTACK_STATS=1 printed no counters and socket table with curl's connection: {stderr}"
+    );
+    let captured = std::fs::metadata(&pcap).map_or(0, |m| m.len());
+    assert!(
+        captured > 5 * MIB as u64,
+        "USTACK_PCAP captured only {captured} bytes"
     );
 }
 
@@ -329,4 +335,32 @@ fn iperf3_server_measured_from_kernel() {
             lab.log("iperf")
         );
     }
+}
+
+/// Python's socket, select and os modules under the preload, against
+/// kernel peers: epoll/select/poll over pipes, eventfds and ustack sockets,
+/// readability and writability mirrored, TCP_INFO, dup/fcntl/ioctl, fork,
+/// UDP, sendfile, threads, half-close (see `tests/programs/behaviour.py`).
+#[test]
+fn python_socket_calls_behave_as_on_linux() {
+    let Some(mut lab) = Lab::new("beh", 7, &["python3"]) else {
+        return;
+    };
+    let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs");
+    let (ip, kip) = (lab.our_ip(), lab.kernel_ip());
+    let peer = lab.kernel("python3", &[&format!("{programs}/peer.py"), &kip]);
+    lab.spawn("peer", peer);
+    let out = run(
+        lab.preloaded("python3", &[&format!("{programs}/behaviour.py"), &kip, &ip]),
+        None,
+        Duration::from_secs(120),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("all ok"),
+        "{}\nstdout: {text}\nstderr: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        lab.log("peer")
+    );
 }

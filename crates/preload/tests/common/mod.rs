@@ -43,17 +43,28 @@ fn is_root() -> bool {
     })
 }
 
-/// The library under test, next to the test binary's deps directory (cargo
-/// builds the package's cdylib before its tests).
+/// The library under test, built first (`cargo build -p ustack-preload`,
+/// same profile and target directory as this test): cargo does not rebuild
+/// a cdylib for its package's integration tests.
 pub fn library() -> PathBuf {
+    static BUILD: Once = Once::new();
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let lib = dir.join("libustack_preload.so");
-    assert!(
-        lib.exists(),
-        "{} is missing: build it with `cargo build -p ustack-preload`",
-        lib.display()
-    );
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let lib = profile_dir.join("libustack_preload.so");
+    BUILD.call_once(|| {
+        let target_dir = profile_dir.parent().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "ustack-preload", "--target-dir"])
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p ustack-preload");
+        assert!(status.success(), "cargo build -p ustack-preload failed");
+    });
+    assert!(lib.exists(), "{} is missing after the build", lib.display());
     lib
 }
 
