@@ -91,6 +91,30 @@ fn curl_on_ustack_downloads_from_kernel_server() {
     );
 }
 
+/// With USTACK_TAP the stack runs on Ethernet (ARP for the kernel's address).
+#[test]
+fn curl_on_ustack_over_a_tap() {
+    let Some(mut lab) = Lab::with_device("tap", 8, &["python3", "curl", "nc"], true) else {
+        return;
+    };
+    let file = lab.random_file("page.bin", MIB, 23);
+    let kip = lab.kernel_ip();
+    let server = lab.kernel("python3", &["-m", "http.server", "--bind", &kip, "8002"]);
+    lab.spawn("http", server);
+    lab.wait_listening(&kip, 8002, "http");
+    let url = format!("http://{kip}:8002/page.bin");
+    let out = run(
+        lab.preloaded("curl", &["-sS", "--max-time", "60", &url]),
+        None,
+        Duration::from_secs(90),
+    );
+    check("curl on ustack over a TAP", &out);
+    assert!(
+        out.stdout == std::fs::read(&file).unwrap(),
+        "download differs"
+    );
+}
+
 /// `nc` both ways with half-close: each side sends its file, shuts its
 /// writing side (`-N`), and still receives the other's whole file.
 #[test]

@@ -112,6 +112,8 @@ pub struct Lab {
     pub children: Vec<Child>,
     pub dir: PathBuf,
     pub subnet: u8,
+    /// A TAP (Ethernet, ARP) instead of a TUN.
+    pub tap: bool,
     pub ns: NetNs,
 }
 
@@ -129,6 +131,11 @@ impl Lab {
     /// A namespace with a persistent TUN `ustk0` (kernel side
     /// 10.232.`subnet`.1/24, up), or None after SKIPPED.
     pub fn new(tag: &str, subnet: u8, tools: &[&str]) -> Option<Lab> {
+        Lab::with_device(tag, subnet, tools, false)
+    }
+
+    /// Like [`Lab::new`], with a TAP when `tap`.
+    pub fn with_device(tag: &str, subnet: u8, tools: &[&str], tap: bool) -> Option<Lab> {
         if !available(tools) {
             return None;
         }
@@ -141,10 +148,12 @@ impl Lab {
             children: Vec::new(),
             dir,
             subnet,
+            tap,
             ns,
         };
+        let mode = if tap { "tap" } else { "tun" };
         lab.ns
-            .ip(["tuntap", "add", "dev", IFNAME, "mode", "tun"])
+            .ip(["tuntap", "add", "dev", IFNAME, "mode", mode])
             .unwrap();
         lab.ns
             .ip([
@@ -180,7 +189,10 @@ impl Lab {
     pub fn preloaded(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = self.ns.command("env");
         cmd.arg(format!("LD_PRELOAD={}", library().display()))
-            .arg(format!("USTACK_TUN={IFNAME}"))
+            .arg(format!(
+                "{}={IFNAME}",
+                if self.tap { "USTACK_TAP" } else { "USTACK_TUN" }
+            ))
             .arg(format!("USTACK_ADDR={}/24", self.our_ip()))
             .arg(format!("USTACK_KERNEL_ADDR={}/24", self.kernel_ip()))
             .arg(program)
