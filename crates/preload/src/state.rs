@@ -224,6 +224,8 @@ struct Mirror {
     /// shutdown(b, SHUT_WR) done: the end reads as POLLIN|POLLRDHUP for good.
     hup: bool,
     small_sndbuf: bool,
+    /// The pair is closed: nothing more to mirror.
+    closed: bool,
 }
 
 /// fd number -> 0 (not ours), 1 (a ustack socket), 2 (the library's own).
@@ -296,6 +298,12 @@ pub fn insert(fd: i32, s: &Arc<Sock>) {
 /// Forgets `fd` (before the kernel descriptor is closed, so its number is
 /// free only once the table no longer has it). Returns its socket.
 pub fn remove(fd: i32) -> Option<Arc<Sock>> {
+    match usize::try_from(fd) {
+        Ok(i) if i < FAST && KIND[i].load(Ordering::Acquire) != 1 => return None,
+        Ok(i) if i >= FAST && !HIGH.load(Ordering::Acquire) => return None,
+        Err(_) => return None,
+        _ => {}
+    }
     let s = table().remove(&fd)?;
     set_kind(fd, 0);
     Some(s)
@@ -309,6 +317,10 @@ pub fn release(s: &Arc<Sock>) {
     let g = global();
     lock(&WATCHED).remove(&s.ufd);
     let _ = g.rt.close(s.ufd);
+    // Under the mirror's lock: a mirror update still holding the socket
+    // must not touch these numbers once they are free for reuse.
+    let mut m = lock(&s.mirror);
+    m.closed = true;
     unhide(s.a);
     unhide(s.b);
     // SAFETY: the library's own descriptors, closed once here.
@@ -417,6 +429,9 @@ impl Sock {
     pub fn sync(&self) {
         let mut m = lock(&self.mirror);
         let Some(g) = GLOBAL.get() else { return };
+        if m.closed {
+            return;
+        }
         let mut p = [PollFd::new(self.ufd, POLLIN | POLLOUT | POLLRDHUP)];
         if g.rt.poll(&mut p, 0).is_err() {
             return;
