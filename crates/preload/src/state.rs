@@ -210,6 +210,8 @@ pub struct Sock {
     /// connect/listen/accept happened (a fresh socket's HUP is not mirrored).
     pub started: AtomicBool,
     pub listening: AtomicBool,
+    /// The mirror shows "not writable" (read without the mirror's lock).
+    shows_not_writable: AtomicBool,
     mirror: Mutex<Mirror>,
     /// Options accepted without effect, remembered for getsockopt.
     pub noop_opts: Mutex<HashMap<(i32, i32), i32>>,
@@ -234,6 +236,19 @@ static KIND: [AtomicU8; FAST] = [const { AtomicU8::new(0) }; FAST];
 static HIGH: AtomicBool = AtomicBool::new(false);
 static TABLE: Mutex<BTreeMap<i32, Arc<Sock>>> = Mutex::new(BTreeMap::new());
 static HIDDEN: Mutex<BTreeMap<i32, ()>> = Mutex::new(BTreeMap::new());
+/// Mirrors showing "not writable" now. ustack wakes epoll for freed send
+/// space only after a send found the buffer full (Linux's SOCK_NOSPACE,
+/// which Linux's poll also sets and ustack's readiness does not): a
+/// socket that stopped being writable after a send that fit would get no
+/// event, so while any mirror shows "not writable" the mirror thread also
+/// looks at those every millisecond.
+static NOT_WRITABLE: AtomicUsize = AtomicUsize::new(0);
+/// How often the mirror thread re-reads mirrors showing "not writable".
+const NOT_WRITABLE_RECHECK_MS: i32 = 1;
+/// How long the mirror thread waits for an event before it looks whether a
+/// mirror turned "not writable" meanwhile.
+const IDLE_RECHECK_MS: i32 = 20;
+
 /// Mirrored sockets by runtime descriptor, for the mirror thread.
 static WATCHED: Mutex<BTreeMap<i32, Arc<Sock>>> = Mutex::new(BTreeMap::new());
 
@@ -321,6 +336,11 @@ pub fn release(s: &Arc<Sock>) {
     // must not touch these numbers once they are free for reuse.
     let mut m = lock(&s.mirror);
     m.closed = true;
+    if m.not_writable {
+        m.not_writable = false;
+        s.shows_not_writable.store(false, Ordering::Release);
+        NOT_WRITABLE.fetch_sub(1, Ordering::AcqRel);
+    }
     unhide(s.a);
     unhide(s.b);
     // SAFETY: the library's own descriptors, closed once here.
@@ -385,6 +405,7 @@ pub fn new_sock(ufd: i32, kind: Kind, flags: i32, started: bool) -> Result<i32, 
         watched: AtomicBool::new(false),
         started: AtomicBool::new(started),
         listening: AtomicBool::new(false),
+        shows_not_writable: AtomicBool::new(false),
         mirror: Mutex::new(Mirror::default()),
         noop_opts: Mutex::new(HashMap::new()),
     });
@@ -443,8 +464,16 @@ impl Sock {
         }
         let hup = r & (POLLHUP | POLLRDHUP | POLLERR) != 0;
         let readable = r & (POLLIN | POLLHUP | POLLERR | POLLRDHUP) != 0;
-        let writable =
-            r & (POLLOUT | POLLERR | POLLHUP) != 0 && !self.listening.load(Ordering::Acquire);
+        let listening = self.listening.load(Ordering::Acquire);
+        // Below Linux's threshold (a third free) a stream still shows
+        // writable while any space is free: the program's next send then
+        // finds the buffer full, which is what makes ustack report the
+        // space it frees later (see NOT_WRITABLE).
+        let writable = !listening
+            && (r & (POLLOUT | POLLERR | POLLHUP) != 0
+                || (self.kind == Kind::Stream
+                    && self.started.load(Ordering::Acquire)
+                    && send_space(g, self.ufd)));
         let mut buf = [0u8; 4096];
         // SAFETY (whole block): send/recv/shutdown/setsockopt with MSG_DONTWAIT
         // on the library's own ends of the pair, with valid local buffers.
@@ -464,6 +493,8 @@ impl Sock {
                         }
                     }
                     m.not_writable = false;
+                    self.shows_not_writable.store(false, Ordering::Release);
+                    NOT_WRITABLE.fetch_sub(1, Ordering::AcqRel);
                 } else {
                     if !m.small_sndbuf {
                         let one: libc::c_int = 1;
@@ -488,6 +519,8 @@ impl Sock {
                         }
                     }
                     m.not_writable = true;
+                    self.shows_not_writable.store(true, Ordering::Release);
+                    NOT_WRITABLE.fetch_add(1, Ordering::AcqRel);
                 }
             }
             if m.hup {
@@ -524,12 +557,30 @@ impl Sock {
     }
 }
 
+/// Whether a connected stream's send buffer has any free space.
+fn send_space(g: &Global, ufd: i32) -> bool {
+    match g.rt.getsockopt(ufd, libc::IPPROTO_TCP, libc::TCP_INFO) {
+        Ok(ustack::OptVal::TcpInfo(i)) => {
+            use ustack_core::tcp::State;
+            matches!(i.state, State::Established | State::CloseWait) && i.send_queue < i.sndbuf
+        }
+        _ => false,
+    }
+}
+
 /// Waits on the mirror's epoll for what the network changed and brings the
 /// mirrors up to date.
 fn mirror_thread(rt: Runtime, ep: i32) {
     let mut evs = [EpollEvent::new(0, 0); 256];
     loop {
-        let n = match rt.epoll_wait(ep, &mut evs, -1) {
+        let recheck = NOT_WRITABLE.load(Ordering::Acquire) > 0;
+        // Not forever: a mirror may turn "not writable" while this waits.
+        let timeout = if recheck {
+            NOT_WRITABLE_RECHECK_MS
+        } else {
+            IDLE_RECHECK_MS
+        };
+        let n = match rt.epoll_wait(ep, &mut evs, timeout) {
             Ok(n) => n,
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -539,6 +590,16 @@ fn mirror_thread(rt: Runtime, ep: i32) {
         for ev in &evs[..n] {
             let s = lock(&WATCHED).get(&(ev.data as i32)).cloned();
             if let Some(s) = s {
+                s.sync();
+            }
+        }
+        if recheck {
+            let stuck: Vec<Arc<Sock>> = lock(&WATCHED)
+                .values()
+                .filter(|s| s.shows_not_writable.load(Ordering::Acquire))
+                .cloned()
+                .collect();
+            for s in stuck {
                 s.sync();
             }
         }

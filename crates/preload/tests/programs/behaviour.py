@@ -102,6 +102,22 @@ assert p.poll(10000), "writable again once the peer reads"
 ok("POLLOUT follows the send buffer (%d bytes queued)" % sent)
 t.close()
 
+# A blocking sender that polls for POLLOUT before each send (as nc does)
+# must not stall when a send fits but leaves the buffer nearly full.
+c = connect(7004)
+p = select.poll()
+p.register(c, select.POLLOUT)
+chunk = b"q" * 16384
+total = 0
+for _ in range(192):
+    assert p.poll(5000), "stalled after %d bytes: never writable again" % total
+    c.sendall(chunk)
+    total += len(chunk)
+c.shutdown(socket.SHUT_WR)
+assert c.recv(100) == b"%d" % total
+c.close()
+ok("poll-then-send of %d bytes never stalls" % total)
+
 # Options and names.
 info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
 state, ca = info[0], info[1]
