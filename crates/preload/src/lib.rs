@@ -32,6 +32,12 @@
 //! mirror thread waits on an edge-triggered ustack epoll for what the
 //! network changes. Each update reads the readiness under the socket's
 //! mirror lock, so the last update always writes the latest state.
+//! ustack reports freed send space only after a send found its buffer full
+//! (Linux's SOCK_NOSPACE, which Linux's poll also sets), so a stream shows
+//! writable while any space is free, and the mirror thread re-reads
+//! mirrors showing "not writable" every millisecond. A `dup2` onto one of
+//! the library's descriptors moves that descriptor first; `close` of one
+//! is EBADF (the program never had it).
 //!
 //! # Start, threads, fork and exec
 //!
@@ -1083,9 +1089,12 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 /// As the C function.
 #[no_mangle]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    if hidden(new) || forked() || old == new {
-        // SAFETY: passed on (the library's ends stay its own: EBADF-like
-        // clashes are the program's to see).
+    if hidden(new) && !forked() {
+        if let Err(e) = state::move_hidden(new) {
+            return fail(e);
+        }
+    }
+    if forked() || old == new {
         return unsafe { real::dup3(old, new, flags) };
     }
     let prev = state::remove(new);
@@ -1108,7 +1117,12 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
     if old == new {
         return unsafe { real::dup2(old, new) };
     }
-    if hidden(new) || forked() {
+    if hidden(new) && !forked() {
+        if let Err(e) = state::move_hidden(new) {
+            return fail(e);
+        }
+    }
+    if forked() {
         return unsafe { real::dup2(old, new) };
     }
     let prev = state::remove(new);

@@ -197,12 +197,6 @@ pub struct Sock {
     /// The runtime's descriptor.
     pub ufd: i32,
     pub kind: Kind,
-    /// The library's end of the pair: writing a byte to it makes the
-    /// program's end readable; reading from it makes that end writable.
-    b: i32,
-    /// The library's own dup of the program's end: reading it empties the
-    /// readable byte; writing it until EAGAIN makes the end not writable.
-    a: i32,
     /// Descriptors in the table naming this socket.
     refs: AtomicUsize,
     /// The program has shown it in poll/select/epoll: keep the mirror exact.
@@ -217,9 +211,16 @@ pub struct Sock {
     pub noop_opts: Mutex<HashMap<(i32, i32), i32>>,
 }
 
-/// What the program's end shows now.
+/// What the program's end shows now, and the library's descriptors that
+/// drive it (under the same lock: `dup2` onto one of them moves it).
 #[derive(Default)]
 struct Mirror {
+    /// The library's end of the pair: writing a byte to it makes the
+    /// program's end readable; reading from it makes that end writable.
+    b: i32,
+    /// The library's own dup of the program's end: reading it empties the
+    /// readable byte; writing it until EAGAIN makes the end not writable.
+    a: i32,
     readable: bool,
     /// Starts writable (an empty socketpair is).
     not_writable: bool,
@@ -248,6 +249,42 @@ const NOT_WRITABLE_RECHECK_MS: i32 = 1;
 /// How long the mirror thread waits for an event before it looks whether a
 /// mirror turned "not writable" meanwhile.
 const IDLE_RECHECK_MS: i32 = 20;
+
+/// The socket each of the library's own descriptors belongs to.
+static OWNERS: Mutex<BTreeMap<i32, std::sync::Weak<Sock>>> = Mutex::new(BTreeMap::new());
+
+/// The program is about to `dup2` onto `fd`, one of the library's own
+/// descriptors: move it to another number first, so the mirror never
+/// writes into what the program puts there.
+pub fn move_hidden(fd: i32) -> Result<(), i32> {
+    let Some(s) = lock(&OWNERS).get(&fd).and_then(|w| w.upgrade()) else {
+        return Ok(());
+    };
+    let mut m = lock(&s.mirror);
+    if m.closed {
+        return Ok(());
+    }
+    // SAFETY: duplicating and closing the library's own descriptor.
+    let new = unsafe { real::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(errno());
+    }
+    if m.a == fd {
+        m.a = new;
+    } else if m.b == fd {
+        m.b = new;
+    }
+    hide(new);
+    {
+        let mut owners = lock(&OWNERS);
+        owners.remove(&fd);
+        owners.insert(new, Arc::downgrade(&s));
+    }
+    unhide(fd);
+    // SAFETY: the old number of the descriptor just moved.
+    unsafe { real::close(fd) };
+    Ok(())
+}
 
 /// Mirrored sockets by runtime descriptor, for the mirror thread.
 static WATCHED: Mutex<BTreeMap<i32, Arc<Sock>>> = Mutex::new(BTreeMap::new());
@@ -341,12 +378,14 @@ pub fn release(s: &Arc<Sock>) {
         s.shows_not_writable.store(false, Ordering::Release);
         NOT_WRITABLE.fetch_sub(1, Ordering::AcqRel);
     }
-    unhide(s.a);
-    unhide(s.b);
+    unhide(m.a);
+    unhide(m.b);
+    lock(&OWNERS).remove(&m.a);
+    lock(&OWNERS).remove(&m.b);
     // SAFETY: the library's own descriptors, closed once here.
     unsafe {
-        real::close(s.a);
-        real::close(s.b);
+        real::close(m.a);
+        real::close(m.b);
     }
 }
 
@@ -399,16 +438,20 @@ pub fn new_sock(ufd: i32, kind: Kind, flags: i32, started: bool) -> Result<i32, 
     let s = Arc::new(Sock {
         ufd,
         kind,
-        b,
-        a,
         refs: AtomicUsize::new(0),
         watched: AtomicBool::new(false),
         started: AtomicBool::new(started),
         listening: AtomicBool::new(false),
         shows_not_writable: AtomicBool::new(false),
-        mirror: Mutex::new(Mirror::default()),
+        mirror: Mutex::new(Mirror {
+            a,
+            b,
+            ..Mirror::default()
+        }),
         noop_opts: Mutex::new(HashMap::new()),
     });
+    lock(&OWNERS).insert(a, Arc::downgrade(&s));
+    lock(&OWNERS).insert(b, Arc::downgrade(&s));
     insert(end, &s);
     Ok(end)
 }
@@ -482,12 +525,8 @@ impl Sock {
                 if writable {
                     // Empty what the program's end sent: its send space returns.
                     for _ in 0..1024 {
-                        if real::recv(
-                            self.b,
-                            buf.as_mut_ptr().cast(),
-                            buf.len(),
-                            libc::MSG_DONTWAIT,
-                        ) <= 0
+                        if real::recv(m.b, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+                            <= 0
                         {
                             break;
                         }
@@ -499,7 +538,7 @@ impl Sock {
                     if !m.small_sndbuf {
                         let one: libc::c_int = 1;
                         real::setsockopt(
-                            self.a,
+                            m.a,
                             libc::SOL_SOCKET,
                             libc::SO_SNDBUF,
                             (&one as *const libc::c_int).cast(),
@@ -509,7 +548,7 @@ impl Sock {
                     }
                     for _ in 0..1024 {
                         if real::send(
-                            self.a,
+                            m.a,
                             buf.as_ptr().cast(),
                             buf.len(),
                             libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
@@ -527,25 +566,21 @@ impl Sock {
                 return;
             }
             if hup {
-                real::shutdown(self.b, libc::SHUT_WR);
+                real::shutdown(m.b, libc::SHUT_WR);
                 m.hup = true;
                 m.readable = true;
             } else if readable != m.readable {
                 if readable {
                     real::send(
-                        self.b,
+                        m.b,
                         buf.as_ptr().cast(),
                         1,
                         libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                     );
                 } else {
                     for _ in 0..1024 {
-                        if real::recv(
-                            self.a,
-                            buf.as_mut_ptr().cast(),
-                            buf.len(),
-                            libc::MSG_DONTWAIT,
-                        ) <= 0
+                        if real::recv(m.a, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
+                            <= 0
                         {
                             break;
                         }

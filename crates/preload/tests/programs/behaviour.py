@@ -159,6 +159,31 @@ assert s.recv(1) == b"F"
 os.close(d2)
 ok("dup, F_DUPFD, O_NONBLOCK, FIONREAD")
 
+# dup2 onto the library's own descriptors (a socketpair end and a dup,
+# the two numbers after a new socket's): they move away, the program's
+# pipe gets no stray bytes, and the socket's readiness still shows.
+h = connect(7001)
+pr, pw = os.pipe()
+os.set_blocking(pr, False)
+for n in (h.fileno() + 1, h.fileno() + 2):
+    os.dup2(pr, n)
+ph = select.poll()
+ph.register(h, select.POLLIN)
+assert ph.poll(200) == []
+h.sendall(b"moved")
+assert ph.poll(5000), "readable after its descriptors moved"
+assert h.recv(100) == b"moved"
+assert ph.poll(200) == [], "not readable once read"
+for n in (h.fileno() + 1, h.fileno() + 2):
+    try:
+        junk = os.read(n, 100)
+    except BlockingIOError:
+        junk = b""
+    assert junk == b"", junk
+    os.close(n)
+h.close()
+ok("dup2 onto the library's descriptors moves them")
+
 # fork: the child can close its copy; the stack stays the parent's.
 pid = os.fork()
 if pid == 0:
