@@ -138,15 +138,45 @@ fn start() -> Result<Global, String> {
     // SAFETY: registering plain extern "C" functions that take no arguments.
     unsafe {
         libc::atexit(at_exit);
-        libc::pthread_atfork(None, None, Some(after_fork_child));
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        );
     }
     Ok(Global { rt, mirror_ep })
 }
 
 static STATS: AtomicBool = AtomicBool::new(false);
 
+type TableGuards = (
+    MutexGuard<'static, BTreeMap<i32, Arc<Sock>>>,
+    MutexGuard<'static, BTreeMap<i32, Arc<Sock>>>,
+    MutexGuard<'static, BTreeMap<i32, std::sync::Weak<Sock>>>,
+    MutexGuard<'static, BTreeMap<i32, ()>>,
+);
+
+thread_local! {
+    /// The library's table locks, held by the forking thread across fork(2)
+    /// so that no other thread is halfway through them when the child's
+    /// copy is taken (the child has only the forking thread).
+    static FORK_GUARDS: std::cell::RefCell<Option<TableGuards>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+extern "C" fn before_fork() {
+    // The same order everywhere; no other code holds two of these at once.
+    let g = (lock(&TABLE), lock(&WATCHED), lock(&OWNERS), lock(&HIDDEN));
+    FORK_GUARDS.with(|f| *f.borrow_mut() = Some(g));
+}
+
+extern "C" fn after_fork_parent() {
+    FORK_GUARDS.with(|f| f.borrow_mut().take());
+}
+
 extern "C" fn after_fork_child() {
     FORKED.store(true, Ordering::Relaxed);
+    FORK_GUARDS.with(|f| f.borrow_mut().take());
 }
 
 /// How long exit waits for data already written to reach the peer, as the
