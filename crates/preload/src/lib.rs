@@ -77,6 +77,9 @@
 //! (`dlsym(RTLD_NEXT)`), and the setup sets a thread-local flag so that a
 //! socket it opens itself is the kernel's. Kernel-side setup commands (`ip`)
 //! run without `LD_PRELOAD`.
+//!
+//! glibc's own internal socket calls (its DNS resolver, say) use private
+//! aliases that no preload can interpose: they stay on the kernel's stack.
 #![allow(unsafe_code)]
 
 mod cabi;
@@ -793,6 +796,17 @@ pub unsafe extern "C" fn recvmmsg(
 
 fn sendfile_impl(s: &Sock, inp: c_int, off: *mut libc::off_t, count: size_t) -> ssize_t {
     let mut buf = vec![0u8; count.min(1 << 20)];
+    if let Some(src) = lookup(inp) {
+        // From another ustack socket (Linux allows any readable fd).
+        if !off.is_null() {
+            return fail(libc::ESPIPE);
+        }
+        return match recv_impl(&src, &mut buf, libc::MSG_DONTWAIT) {
+            Ok((0, _, _)) => 0,
+            Ok((n, _, _)) => send_impl(s, &buf[..n], 0, None),
+            Err(e) => err(e),
+        };
+    }
     // SAFETY: reading the program's file into our buffer, at `*off` when
     // given (pread leaves the file offset alone, as sendfile does).
     let got = unsafe {
