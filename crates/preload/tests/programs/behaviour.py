@@ -253,6 +253,49 @@ blocked.join(5)
 assert box == [b"wake"], box
 ok("a blocking recv blocks only its thread")
 
+# A ustack listener accepts a kernel client (a child process started
+# without LD_PRELOAD: fork and exec from a preloaded program); readv and
+# writev; accept4(SOCK_CLOEXEC); what an exec'd child inherits.
+import subprocess
+kernel_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind((our, 7100))
+lst.listen(4)
+assert lst.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+client = subprocess.Popen(
+    [sys.executable, "-c",
+     "import socket,sys; c=socket.create_connection((sys.argv[1], 7100)); c.sendall(b'hi from kernel');"
+     "c.shutdown(socket.SHUT_WR); d=b''\nwhile True:\n x=c.recv(100)\n if not x: break\n d+=x\nprint(d.decode())",
+     our],
+    env=kernel_env, stdout=subprocess.PIPE)
+conn, peer = lst.accept()
+assert peer[0] == kip, peer
+assert fcntl.fcntl(conn.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC, "Python accepts with SOCK_CLOEXEC"
+buf1, buf2 = bytearray(3), bytearray(100)
+got = 0
+while got < 14:
+    n = os.readv(conn.fileno(), [buf1, buf2]) if got == 0 else conn.recv_into(memoryview(buf2)[got - 3:])
+    assert n > 0
+    got += n
+assert bytes(buf1) + bytes(buf2[: got - 3]) == b"hi from kernel", (buf1, buf2[:got])
+# An exec'd child given the descriptor sees a plain AF_UNIX socket.
+os.set_inheritable(conn.fileno(), True)
+out = subprocess.run(
+    [sys.executable, "-c",
+     "import os,socket,stat,sys; fd=int(sys.argv[1]); s=socket.socket(fileno=fd);"
+     "print(stat.S_ISSOCK(os.fstat(fd).st_mode), s.family == socket.AF_UNIX); s.detach()",
+     str(conn.fileno())],
+    env=kernel_env, pass_fds=(conn.fileno(),), capture_output=True, text=True, timeout=30)
+assert out.stdout.split() == ["True", "True"], (out.stdout, out.stderr)
+assert os.writev(conn.fileno(), [b"back ", b"to ", b"you"]) == 11
+conn.shutdown(socket.SHUT_WR)
+reply = client.communicate(timeout=30)[0]
+assert reply.strip() == b"back to you", reply
+conn.close()
+lst.close()
+ok("accept from a kernel client, readv/writev, CLOEXEC, exec inheritance")
+
 # Half-close: shut our side; the echo peer closes; EOF and POLLRDHUP.
 s.shutdown(socket.SHUT_WR)
 p = select.poll()
