@@ -397,3 +397,47 @@ fn python_socket_calls_behave_as_on_linux() {
         lab.log("peer")
     );
 }
+
+/// A C program (compiled here with `cc`) for the calls Python cannot make:
+/// sendmmsg/recvmmsg, dup3, ppoll, pselect, epoll_pwait, F_DUPFD_CLOEXEC,
+/// FIONBIO, `struct tcp_info` as glibc declares it, sendfile with an offset
+/// (see `tests/programs/calls.c`).
+#[test]
+fn c_socket_calls_behave_as_on_linux() {
+    let Some(mut lab) = Lab::new("calls", 9, &["python3", "cc"]) else {
+        return;
+    };
+    let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs");
+    let exe = lab.dir.join("calls");
+    let out = run(
+        {
+            let mut cc = std::process::Command::new("cc");
+            cc.args([
+                "-O1",
+                "-o",
+                exe.to_str().unwrap(),
+                &format!("{programs}/calls.c"),
+            ]);
+            cc
+        },
+        None,
+        Duration::from_secs(60),
+    );
+    check("cc calls.c", &out);
+    let kip = lab.kernel_ip();
+    let peer = lab.kernel("python3", &[&format!("{programs}/peer.py"), &kip]);
+    lab.spawn("peer", peer);
+    let out = run(
+        lab.preloaded(exe.to_str().unwrap(), &[&kip]),
+        None,
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("all ok"),
+        "{}\nstdout: {text}\nstderr: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        lab.log("peer")
+    );
+}
