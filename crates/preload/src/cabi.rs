@@ -25,7 +25,7 @@ pub unsafe fn read_addr(addr: *const sockaddr, len: socklen_t) -> Result<SocketA
         return Err(libc::EINVAL);
     }
     // SAFETY: at least the family field is readable (checked above).
-    let family = unsafe { (*addr).sa_family } as c_int;
+    let family = unsafe { std::ptr::read_unaligned(addr.cast::<libc::sa_family_t>()) } as c_int;
     if family != libc::AF_INET {
         return Err(libc::EAFNOSUPPORT);
     }

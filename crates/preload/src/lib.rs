@@ -1047,7 +1047,10 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_i
             let r = unsafe { real::ioctl(fd, req, arg) };
             if r == 0 {
                 // SAFETY: FIONBIO takes an int*.
-                set_nonblocking(&s, unsafe { *arg.cast::<c_int>() } != 0);
+                set_nonblocking(
+                    &s,
+                    unsafe { std::ptr::read_unaligned(arg.cast::<c_int>()) } != 0,
+                );
             }
             r
         }
@@ -1071,7 +1074,13 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_i
                 .map_or(0, |(n, _)| n)
             };
             // SAFETY: FIONREAD takes an int*.
-            unsafe { *arg.cast::<c_int>() = c_int::try_from(n).unwrap_or(c_int::MAX) };
+            // (Unaligned: Python's fcntl.ioctl passes a byte buffer.)
+            unsafe {
+                std::ptr::write_unaligned(
+                    arg.cast::<c_int>(),
+                    c_int::try_from(n).unwrap_or(c_int::MAX),
+                )
+            };
             0
         }
         _ => unsafe { real::ioctl(fd, req, arg) },

@@ -179,7 +179,7 @@ impl Lab {
 
     /// `program args...` on the kernel's stack in the namespace.
     pub fn kernel(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = self.ns.command(program);
+        let mut cmd = self.ns.command(debian(program));
         cmd.args(args).current_dir(&self.dir);
         cmd
     }
@@ -195,7 +195,7 @@ impl Lab {
             ))
             .arg(format!("USTACK_ADDR={}/24", self.our_ip()))
             .arg(format!("USTACK_KERNEL_ADDR={}/24", self.kernel_ip()))
-            .arg(program)
+            .arg(debian(program))
             .args(args)
             .current_dir(&self.dir);
         cmd
@@ -257,6 +257,15 @@ impl Lab {
         let path = self.dir.join(name);
         std::fs::write(&path, &data).unwrap();
         path
+    }
+}
+
+/// Debian's own python3 when there is one (PATH may have another first).
+fn debian(program: &str) -> &str {
+    if program == "python3" && Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        program
     }
 }
 
