@@ -35,7 +35,8 @@
 //! ustack reports freed send space only after a send found its buffer full
 //! (Linux's SOCK_NOSPACE, which Linux's poll also sets), so a stream shows
 //! writable while any space is free, and the mirror thread re-reads
-//! mirrors showing "not writable" every millisecond. A `dup2` onto one of
+//! mirrors showing "not writable" every millisecond (backing off to 20 ms
+//! while nothing changes). A `dup2` onto one of
 //! the library's descriptors moves that descriptor first; `close` of one
 //! is EBADF (the program never had it).
 //!

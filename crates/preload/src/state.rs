@@ -637,11 +637,15 @@ fn send_space(g: &Global, ufd: i32) -> bool {
 /// mirrors up to date.
 fn mirror_thread(rt: Runtime, ep: i32) {
     let mut evs = [EpollEvent::new(0, 0); 256];
+    // The re-read interval doubles (up to the idle one) while the same
+    // mirrors stay "not writable", so a peer that stops reading costs
+    // little; any change starts it over.
+    let mut interval = NOT_WRITABLE_RECHECK_MS;
     loop {
-        let recheck = NOT_WRITABLE.load(Ordering::Acquire) > 0;
+        let stuck_before = NOT_WRITABLE.load(Ordering::Acquire);
         // Not forever: a mirror may turn "not writable" while this waits.
-        let timeout = if recheck {
-            NOT_WRITABLE_RECHECK_MS
+        let timeout = if stuck_before > 0 {
+            interval
         } else {
             IDLE_RECHECK_MS
         };
@@ -658,15 +662,23 @@ fn mirror_thread(rt: Runtime, ep: i32) {
                 s.sync();
             }
         }
-        if recheck {
+        if NOT_WRITABLE.load(Ordering::Acquire) > 0 {
             let stuck: Vec<Arc<Sock>> = lock(&WATCHED)
                 .values()
                 .filter(|s| s.shows_not_writable.load(Ordering::Acquire))
                 .cloned()
                 .collect();
-            for s in stuck {
+            for s in &stuck {
                 s.sync();
             }
+            let after = NOT_WRITABLE.load(Ordering::Acquire);
+            interval = if n == 0 && after == stuck_before && after == stuck.len() {
+                (interval * 2).min(IDLE_RECHECK_MS)
+            } else {
+                NOT_WRITABLE_RECHECK_MS
+            };
+        } else {
+            interval = NOT_WRITABLE_RECHECK_MS;
         }
     }
 }

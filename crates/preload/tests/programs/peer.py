@@ -13,11 +13,14 @@ def echo_conn(c):
                 return
             c.sendall(d)
 
-def serve(port, handler):
+def listener(port):
     l = socket.socket()
     l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     l.bind((ip, port))
     l.listen(16)
+    return l
+
+def serve(l, handler):
     while True:
         c, _ = l.accept()
         threading.Thread(target=handler, args=(c,), daemon=True).start()
@@ -38,16 +41,18 @@ def count_conn(c):
             n += len(d)
         c.sendall(b"%d" % n)
 
-def udp_echo():
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind((ip, 7003))
+def udp_echo(u):
     while True:
         d, a = u.recvfrom(65536)
         u.sendto(d, a)
 
-threading.Thread(target=serve, args=(7001, echo_conn), daemon=True).start()
-threading.Thread(target=serve, args=(7002, sink_conn), daemon=True).start()
-threading.Thread(target=serve, args=(7004, count_conn), daemon=True).start()
-threading.Thread(target=udp_echo, daemon=True).start()
+# Everything bound before anything is served: a client that got through
+# to one port finds the others open.
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((ip, 7003))
+servers = [(listener(7002), sink_conn), (listener(7004), count_conn), (listener(7001), echo_conn)]
+threading.Thread(target=udp_echo, args=(u,), daemon=True).start()
+for l, handler in servers:
+    threading.Thread(target=serve, args=(l, handler), daemon=True).start()
 print("peer ready", flush=True)
 time.sleep(300)
