@@ -17,6 +17,7 @@ pub mod cache;
 pub mod gai;
 pub mod hosts;
 pub mod message;
+pub mod resolv_conf;
 pub mod resolve;
 pub mod sync;
 

@@ -45,7 +45,10 @@ async fn answer_then_cache(loss: f64, seed: u64) {
     // A CNAME chain answered in one reply.
     let a = lookup(&r, "alias.test", Family::V4).await.unwrap();
     assert_eq!(a.canonical, "www.test");
-    assert_eq!(r.lookup_ipv4("alias.test").await.unwrap(), vec![Ipv4Addr::new(192, 0, 2, 10)]);
+    assert_eq!(
+        r.lookup_ipv4("alias.test").await.unwrap(),
+        vec![Ipv4Addr::new(192, 0, 2, 10)]
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -103,7 +106,10 @@ async fn truncation(seed: u64) {
     let a = lookup(&r, "many.test", Family::V4).await.unwrap();
     assert_eq!(a.addrs.len(), 60);
     assert_eq!(a.addrs[59], IpAddr::V4(Ipv4Addr::new(198, 51, 100, 60)));
-    assert!(srv.tcp_queries.load(Ordering::Relaxed) >= 1, "asked over TCP");
+    assert!(
+        srv.tcp_queries.load(Ordering::Relaxed) >= 1,
+        "asked over TCP"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -157,7 +163,10 @@ async fn silent_servers_skipped_and_timeouts_counted() {
     let t0 = tokio::time::Instant::now();
     let a = lookup(&r, "www.test", Family::V4).await.unwrap();
     assert_eq!(a.source, Source::Server(server_addr(SERVER)));
-    assert!(t0.elapsed() >= Duration::from_millis(200), "waited out the first");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "waited out the first"
+    );
     let r = AsyncResolver::new(
         &c,
         Resolver::new(

@@ -257,7 +257,10 @@ async fn drive(shared: Arc<Shared>, sock: UdpSocket, peer: SocketAddr, rt: Runti
 }
 
 fn fail(shared: &Shared, e: io::Error) {
-    shared.lock().failed = Some((e.kind(), format!("the KCP session's UDP socket failed: {e}")));
+    shared.lock().failed = Some((
+        e.kind(),
+        format!("the KCP session's UDP socket failed: {e}"),
+    ));
     shared.readable.notify_waiters();
     shared.writable.notify_waiters();
 }

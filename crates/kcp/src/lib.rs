@@ -11,7 +11,7 @@ pub mod async_tokio;
 pub mod proto;
 pub mod socket;
 
-pub use proto::{conv_of, Config, InputError, Kcp, RecvError, SendError, Stats, OVERHEAD};
-pub use socket::{Ignored, KcpSocket};
 #[cfg(feature = "tokio")]
 pub use async_tokio::KcpSession;
+pub use proto::{conv_of, Config, InputError, Kcp, RecvError, SendError, Stats, OVERHEAD};
+pub use socket::{Ignored, KcpSocket};

@@ -61,8 +61,16 @@ async fn run_side(s: Arc<KcpSession>, n: u32, dir: u8) -> Vec<Vec<u8>> {
 
 async fn two_sessions(seed: u64, cfg: Config, n: u32) {
     let (_net, a, b) = lossy_net(seed);
-    let sa = Arc::new(KcpSession::bind(&a, addr(1), addr(2), 9, cfg).await.unwrap());
-    let sb = Arc::new(KcpSession::bind(&b, addr(2), addr(1), 9, cfg).await.unwrap());
+    let sa = Arc::new(
+        KcpSession::bind(&a, addr(1), addr(2), 9, cfg)
+            .await
+            .unwrap(),
+    );
+    let sb = Arc::new(
+        KcpSession::bind(&b, addr(2), addr(1), 9, cfg)
+            .await
+            .unwrap(),
+    );
     let t0 = Instant::now();
     let (ga, gb) = timeout(LIMIT, async {
         tokio::join!(run_side(sa.clone(), n, 1), run_side(sb.clone(), n, 2))
@@ -98,8 +106,12 @@ async fn normal_mode_both_ways_5pct_loss() {
 async fn stream_mode_bytes_intact() {
     let (_net, a, b) = lossy_net(24);
     let cfg = Config::fast().with_windows(128, 128).with_stream(true);
-    let sa = KcpSession::bind(&a, addr(1), addr(2), 9, cfg).await.unwrap();
-    let sb = KcpSession::bind(&b, addr(2), addr(1), 9, cfg).await.unwrap();
+    let sa = KcpSession::bind(&a, addr(1), addr(2), 9, cfg)
+        .await
+        .unwrap();
+    let sb = KcpSession::bind(&b, addr(2), addr(1), 9, cfg)
+        .await
+        .unwrap();
     let want: Vec<u8> = (0..200u32).flat_map(|i| message(i, 3)).collect();
     let got = timeout(LIMIT, async {
         let send = async {
@@ -121,15 +133,24 @@ async fn stream_mode_bytes_intact() {
     })
     .await
     .expect("done in time");
-    assert!(got == want, "stream bytes differ ({} of {})", got.len(), want.len());
+    assert!(
+        got == want,
+        "stream bytes differ ({} of {})",
+        got.len(),
+        want.len()
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_too_small_buffer_is_an_error_and_the_message_stays() {
     let (_net, a, b) = lossy_net(25);
     let cfg = Config::fast();
-    let sa = KcpSession::bind(&a, addr(1), addr(2), 9, cfg).await.unwrap();
-    let sb = KcpSession::bind(&b, addr(2), addr(1), 9, cfg).await.unwrap();
+    let sa = KcpSession::bind(&a, addr(1), addr(2), 9, cfg)
+        .await
+        .unwrap();
+    let sb = KcpSession::bind(&b, addr(2), addr(1), 9, cfg)
+        .await
+        .unwrap();
     sa.send(&[7u8; 100]).await.unwrap();
     let mut small = [0u8; 10];
     let e = loop {
@@ -211,9 +232,15 @@ async fn against_the_kcp_crate_both_ways_5pct_loss() {
     let got_by_ref = Arc::new(Mutex::new(Vec::new()));
     let peer = reference_peer(&b, n, got_by_ref.clone());
     let s = Arc::new(
-        KcpSession::bind(&a, addr(1), addr(2), 9, Config::fast().with_windows(128, 128))
-            .await
-            .unwrap(),
+        KcpSession::bind(
+            &a,
+            addr(1),
+            addr(2),
+            9,
+            Config::fast().with_windows(128, 128),
+        )
+        .await
+        .unwrap(),
     );
     let got = timeout(LIMIT, run_side(s.clone(), n, 1))
         .await
@@ -222,9 +249,15 @@ async fn against_the_kcp_crate_both_ways_5pct_loss() {
     let finished = tokio::task::spawn_blocking(move || peer.join().unwrap())
         .await
         .unwrap();
-    assert!(finished, "the reference got everything and its data was acknowledged");
+    assert!(
+        finished,
+        "the reference got everything and its data was acknowledged"
+    );
     let want: Vec<Vec<u8>> = (0..n).map(|i| message(i, 2)).collect();
-    assert!(got == want, "reference -> ours: a message differs or is out of order");
+    assert!(
+        got == want,
+        "reference -> ours: a message differs or is out of order"
+    );
     let want_ref: Vec<Vec<u8>> = (0..n).map(|i| message(i, 1)).collect();
     assert!(
         *got_by_ref.lock().unwrap() == want_ref,
