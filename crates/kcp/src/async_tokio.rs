@@ -9,8 +9,11 @@ use crate::proto::{Config, Kcp, RecvError};
 use crate::socket::Ignored;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use ustack::Runtime;
@@ -25,6 +28,12 @@ struct State {
     flush_now: bool,
     /// Why the driver stopped (the socket failed).
     failed: Option<(io::ErrorKind, String)>,
+    /// The task in `poll_read`/`poll_write`/`poll_flush`, woken as the
+    /// `Notify`s are.
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+    /// What `poll_read` took from KCP and could not hand over yet.
+    leftover: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -97,6 +106,9 @@ impl KcpSession {
                 ignored: Ignored::default(),
                 flush_now: false,
                 failed: None,
+                reader: None,
+                writer: None,
+                leftover: Vec::new(),
             }),
             readable: Notify::new(),
             writable: Notify::new(),
@@ -224,9 +236,15 @@ async fn drive(shared: Arc<Shared>, sock: UdpSocket, peer: SocketAddr, rt: Runti
             due = st.kcp.check(now).wrapping_sub(now).max(1);
             if st.kcp.peek_size().is_some() || st.kcp.is_dead() {
                 shared.readable.notify_waiters();
+                if let Some(w) = st.reader.take() {
+                    w.wake();
+                }
             }
             // ACKs taken since the last turn may have shrunk the queue.
             shared.writable.notify_waiters();
+            if let Some(w) = st.writer.take() {
+                w.wake();
+            }
         }
         for d in out.drain(..) {
             // A full device queue drops the datagram: KCP retransmits it.
@@ -257,10 +275,123 @@ async fn drive(shared: Arc<Shared>, sock: UdpSocket, peer: SocketAddr, rt: Runti
 }
 
 fn fail(shared: &Shared, e: io::Error) {
-    shared.lock().failed = Some((
+    let mut st = shared.lock();
+    st.failed = Some((
         e.kind(),
         format!("the KCP session's UDP socket failed: {e}"),
     ));
+    for w in [st.reader.take(), st.writer.take()].into_iter().flatten() {
+        w.wake();
+    }
+    drop(st);
     shared.readable.notify_waiters();
     shared.writable.notify_waiters();
+}
+
+/// Bytes `poll_write` queues per call at most (in stream mode a larger
+/// write is taken in parts; KCP cuts a write into 127 segments at most).
+fn write_chunk(kcp: &Kcp) -> usize {
+    kcp.mss() * 64
+}
+
+impl KcpSession {
+    /// The bytes of the next messages (message mode: their boundaries are
+    /// not kept) or of the stream, into `buf`, whatever its size.
+    pub fn poll_read_bytes(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut st = self.shared.lock();
+        if st.leftover.is_empty() {
+            let Some(size) = st.kcp.peek_size() else {
+                if let Some(e) = st.broken() {
+                    return Poll::Ready(Err(e));
+                }
+                st.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            };
+            let mut taken = vec![0u8; size];
+            if let Ok(n) = st.kcp.recv(&mut taken) {
+                taken.truncate(n);
+                st.leftover = taken;
+            }
+            drop(st);
+            // The window may have reopened: the driver tells the peer.
+            self.shared.kick.notify_one();
+            st = self.shared.lock();
+        }
+        let n = st.leftover.len().min(buf.remaining());
+        buf.put_slice(&st.leftover[..n]);
+        st.leftover.drain(..n);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues what of `data` fits (waiting while twice the send window is
+    /// queued); stream mode suits this best.
+    pub fn poll_write_bytes(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut st = self.shared.lock();
+        if let Some(e) = st.broken() {
+            return Poll::Ready(Err(e));
+        }
+        if st.kcp.wait_snd() >= self.queue_limit {
+            st.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let chunk = write_chunk(&st.kcp);
+        let n = st
+            .kcp
+            .send(&data[..data.len().min(chunk)])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        st.flush_now = true;
+        drop(st);
+        self.shared.kick.notify_one();
+        Poll::Ready(Ok(n))
+    }
+
+    /// Ready once everything queued is acknowledged.
+    pub fn poll_acked(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.shared.lock();
+        if st.kcp.wait_snd() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = st.broken() {
+            return Poll::Ready(Err(e));
+        }
+        st.writer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The bytes received, as a byte stream (use stream mode, or accept that
+/// message boundaries are dropped).
+impl AsyncRead for KcpSession {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.poll_read_bytes(cx, buf)
+    }
+}
+
+/// Writes queue bytes for KCP; `flush` waits until the peer acknowledged
+/// all of them, and `shutdown` is that flush (KCP has no FIN).
+impl AsyncWrite for KcpSession {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_bytes(cx, data)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_acked(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_acked(cx)
+    }
 }

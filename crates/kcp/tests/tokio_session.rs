@@ -263,3 +263,61 @@ async fn against_the_kcp_crate_both_ways_5pct_loss() {
     );
     drop(s);
 }
+
+/// AsyncRead/AsyncWrite in stream mode: `write_all` a buffer each way
+/// while `read_exact` takes the other's, reads of odd sizes.
+async fn stream_io_both_ways(seed: u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_net, a, b) = lossy_net(seed);
+    let cfg = Config::fast().with_windows(128, 128).with_stream(true);
+    let sa = KcpSession::bind(&a, addr(1), addr(2), 9, cfg)
+        .await
+        .unwrap();
+    let sb = KcpSession::bind(&b, addr(2), addr(1), 9, cfg)
+        .await
+        .unwrap();
+    let data = |dir: u8| -> Vec<u8> { (0..150u32).flat_map(|i| message(i, dir)).collect() };
+    let side = |s: KcpSession, mine: Vec<u8>, theirs_len: usize| async move {
+        let (mut r, mut w) = tokio::io::split(s);
+        let writer = async {
+            w.write_all(&mine).await.unwrap();
+            // flush: until the peer acknowledged every byte.
+            w.flush().await.unwrap();
+        };
+        let reader = async {
+            let mut got = vec![0u8; theirs_len];
+            let mut at = 0;
+            let mut step = 1;
+            while at < got.len() {
+                let end = (at + step).min(got.len());
+                r.read_exact(&mut got[at..end]).await.unwrap();
+                at = end;
+                step = step % 997 + 13;
+            }
+            got
+        };
+        let ((), got) = tokio::join!(writer, reader);
+        (got, r, w)
+    };
+    let (da, db) = (data(1), data(2));
+    let ((ga, ..), (gb, ..)) = timeout(LIMIT, async {
+        tokio::join!(
+            side(sa, da.clone(), db.len()),
+            side(sb, db.clone(), da.len())
+        )
+    })
+    .await
+    .expect("done in time");
+    assert!(ga == db, "b -> a: the byte stream differs");
+    assert!(gb == da, "a -> b: the byte stream differs");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_read_write_stream_both_ways_current_thread() {
+    stream_io_both_ways(27).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_read_write_stream_both_ways_multi_thread() {
+    stream_io_both_ways(28).await;
+}
