@@ -277,14 +277,17 @@ async fn stream_io_both_ways(seed: u64) {
         .await
         .unwrap();
     let data = |dir: u8| -> Vec<u8> { (0..150u32).flat_map(|i| message(i, dir)).collect() };
+    // Reader and writer each in a task of their own, so each waits on its
+    // own wake-up.
     let side = |s: KcpSession, mine: Vec<u8>, theirs_len: usize| async move {
         let (mut r, mut w) = tokio::io::split(s);
-        let writer = async {
+        let writer = tokio::spawn(async move {
             w.write_all(&mine).await.unwrap();
             // flush: until the peer acknowledged every byte.
             w.flush().await.unwrap();
-        };
-        let reader = async {
+            w
+        });
+        let reader = tokio::spawn(async move {
             let mut got = vec![0u8; theirs_len];
             let mut at = 0;
             let mut step = 1;
@@ -294,9 +297,10 @@ async fn stream_io_both_ways(seed: u64) {
                 at = end;
                 step = step % 997 + 13;
             }
-            got
-        };
-        let ((), got) = tokio::join!(writer, reader);
+            (got, r)
+        });
+        let (got, r) = reader.await.unwrap();
+        let w = writer.await.unwrap();
         (got, r, w)
     };
     let (da, db) = (data(1), data(2));
