@@ -4,6 +4,9 @@
 //! until a datagram or a `send` comes, then runs [`Kcp::update`]. Nothing
 //! polls in a loop. `send`, `recv` and `flush` take `&self`, so one task
 //! may send while another receives (share the session in an `Arc`).
+//! It is also `AsyncRead`/`AsyncWrite`, for stream mode: use one face or
+//! the other for reading, as bytes a short read left are kept for the
+//! next `poll_read` only.
 
 use crate::proto::{Config, Kcp, RecvError};
 use crate::socket::Ignored;
