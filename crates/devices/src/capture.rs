@@ -50,6 +50,9 @@ impl<D: Device> Device for Captured<D> {
     fn max_frame_len(&self) -> usize {
         self.inner.max_frame_len()
     }
+    fn offloads(&self) -> crate::offload::Offloads {
+        self.inner.offloads()
+    }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let got = self.inner.recv(now, buf)?;
         if let Some(n) = got {
