@@ -46,6 +46,11 @@ pub struct LinkArgs {
     /// Seed of the stack's random choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The TUN/TAP's offloads (virtio-net header, TSO/GSO, checksums):
+    /// `on` uses what the kernel accepts, `off` plain frames (old
+    /// kernels, comparisons).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub offload: String,
 }
 
 /// A one-line reason the link could not be set up.
@@ -83,7 +88,9 @@ impl LinkArgs {
             ));
         }
         let mtu = self.mtu as usize;
-        let opts = TunOptions::new(&name).mtu(mtu);
+        let opts = TunOptions::new(&name)
+            .mtu(mtu)
+            .offload(self.offload == "on");
         let device: Box<dyn Device + Send> = match medium {
             Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
             Medium::Ethernet => {
@@ -134,7 +141,9 @@ impl LinkArgs {
             .with_mtu(mtu)
             .with_seed(self.seed)
             .with_mac(mac)
-            .with_gateway(self.kernel_addr.address());
+            .with_gateway(self.kernel_addr.address())
+            .with_tso(device.offloads().tso());
+        tracing::info!(offloads = %device.offloads(), "device {name}");
         let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
         Runtime::new(stack, device, Clock::new(), Mode::Thread)
             .map_err(|e| format!("cannot start the runtime: {e}"))

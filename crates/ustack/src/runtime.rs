@@ -715,4 +715,14 @@ impl Runtime {
     pub fn device_errors(&self) -> u64 {
         self.with(|st, _| st.device_errors)
     }
+
+    /// The device's counters (frames, offloads).
+    pub fn device_stats(&self) -> ustack_devices::DeviceStats {
+        self.with(|st, _| st.device.stats())
+    }
+
+    /// The offloads the device negotiated.
+    pub fn device_offloads(&self) -> ustack_devices::Offloads {
+        self.with(|st, _| st.device.offloads())
+    }
 }
