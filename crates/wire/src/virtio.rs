@@ -319,4 +319,56 @@ mod tests {
             Err(VirtioError::CsumPastEnd)
         );
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Hostile input: any header before any frame is parsed,
+            /// checked and (if it passed) its checksum completed without a
+            /// panic; a header that passed `check` always has its checksum
+            /// field inside the frame; emit/parse round-trips.
+            #[test]
+            fn any_header_on_any_frame(
+                hdr in proptest::collection::vec(any::<u8>(), 0..14),
+                // Small fields often, so checks pass as well as fail.
+                small in proptest::option::of((0u8..3, 0u8..6, 0u16..80, 0u16..1500, 0u16..60, 0u16..40)),
+                mut frame in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let mut bytes = hdr.clone();
+                if let Some((f, g, hl, gs, cs, co)) = small {
+                    let h = VirtioNetHdr { flags: f, gso_type: g, hdr_len: hl, gso_size: gs, csum_start: cs, csum_offset: co };
+                    bytes = vec![0; HDR_LEN];
+                    h.emit(&mut bytes);
+                }
+                let Ok(h) = VirtioNetHdr::parse(&bytes) else {
+                    prop_assert!(bytes.len() < HDR_LEN);
+                    return Ok(());
+                };
+                let mut again = [0u8; HDR_LEN_MRG];
+                h.emit(&mut again);
+                prop_assert_eq!(VirtioNetHdr::parse(&again), Ok(h));
+                if let Ok(gso) = h.check(frame.len()) {
+                    if gso != GsoType::None {
+                        prop_assert!(h.gso_size > 0 && usize::from(h.hdr_len) < frame.len());
+                    }
+                    if h.needs_csum() {
+                        let (start, at) = (usize::from(h.csum_start), usize::from(h.csum_start) + usize::from(h.csum_offset));
+                        // The pseudo-header sum the field held.
+                        let pseudo = u16::from_be_bytes([frame[at], frame[at + 1]]);
+                        prop_assert!(complete_checksum(&mut frame, start, h.csum_offset.into()).is_ok());
+                        // Completed: the range plus the pseudo-header sums
+                        // to all ones (RFC 1071), as a receiver verifies.
+                        if h.csum_offset % 2 == 0 {
+                            let s = crate::checksum::fold(crate::checksum::sum(&frame[start..]) + u64::from(pseudo));
+                            prop_assert!(s == 0xffff || s == 0, "sum {:#x}", s);
+                        }
+                    }
+                } else {
+                    let _ = complete_checksum(&mut frame, h.csum_start.into(), h.csum_offset.into());
+                }
+            }
+        }
+    }
 }

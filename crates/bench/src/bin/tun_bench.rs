@@ -1,7 +1,11 @@
 //! Bulk TCP throughput over TUN against the Linux kernel, and in the same
 //! run the kernel-to-kernel figure over a veth pair between two network
-//! namespaces. Needs root and /dev/net/tun. MTU 1500, no offloads on the
-//! TUN (ustack computes every checksum).
+//! namespaces. Needs root and /dev/net/tun. MTU 1500. ustack runs twice:
+//! with the TUN's offloads (virtio-net header: TSO super-segments out, GSO
+//! super-packets in, partial checksums) and without (one packet per
+//! syscall, every checksum in software). For each, the CPU time of this
+//! process's threads (ustack's stack thread and the application thread;
+//! the kernel ends are other processes) per GiB moved.
 //!
 //! The kernel ends are this same program in a role (`--role sink|source`)
 //! started inside a namespace with `ip netns exec`.
@@ -43,6 +47,31 @@ struct Args {
     /// Print the sending socket's cwnd, window and RTT every 32 MiB (stderr).
     #[arg(long)]
     tcp_info: bool,
+    /// ustack runs with the TUN's offloads: on, off, or both (one after the other).
+    #[arg(long, default_value = "both", value_parser = ["on", "off", "both"])]
+    offload: String,
+}
+
+/// CPU seconds (user + system) of this process's threads so far, from
+/// /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// One ustack mode's figures.
+#[derive(Default, Clone, Copy)]
+struct Mode2 {
+    tx: Option<f64>,
+    rx: Option<f64>,
+    /// CPU seconds per GiB sent / received.
+    tx_cpu: Option<f64>,
+    rx_cpu: Option<f64>,
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -127,9 +156,15 @@ fn finish(c: Child) -> Result<f64, String> {
     Ok(bytes * 8.0 / secs / 1e9)
 }
 
-fn ustack_on_tun(ns: &NetNs, sockbuf: usize, napi_gro: Option<u64>) -> Result<Runtime, String> {
+fn ustack_on_tun(
+    ns: &NetNs,
+    sockbuf: usize,
+    napi_gro: Option<u64>,
+    offload: bool,
+) -> Result<Runtime, String> {
     let tun = TunOptions::new("ustb0")
         .mtu(1500)
+        .offload(offload)
         .napi(napi_gro.is_some())
         .netns(ns.path())
         .open_tun()
@@ -139,8 +174,9 @@ fn ustack_on_tun(ns: &NetNs, sockbuf: usize, napi_gro: Option<u64>) -> Result<Ru
         .gro_flush_timeout(napi_gro)
         .apply(Some(ns))
         .map_err(|e| e.to_string())?;
-    let mut cfg =
-        StackConfig::new(Medium::Ip, Ipv4Cidr::new(Ipv4Addr::new(10, 240, 0, 2), 24)).with_seed(7);
+    let mut cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(Ipv4Addr::new(10, 240, 0, 2), 24))
+        .with_seed(7)
+        .with_tso(ustack_devices::Device::offloads(&tun).tso());
     cfg.tcp.sndbuf = sockbuf;
     cfg.tcp.rcvbuf = sockbuf;
     cfg.tcp.max_buf = cfg.tcp.max_buf.max(sockbuf);
@@ -256,47 +292,93 @@ fn run(args: &Args) -> Result<(), String> {
         ));
     }
     let tag = std::process::id();
-    let (mut tx, mut rx, mut stats) = (None, None, None);
-    if want("tx") || want("rx") {
+    let gib = bytes as f64 / f64::from(1u32 << 30);
+    let modes: Vec<bool> = match args.offload.as_str() {
+        "on" => vec![true],
+        "off" => vec![false],
+        _ => vec![true, false],
+    };
+    let mut results = Vec::new();
+    let mut stats = Vec::new();
+    for &offload in &modes {
+        if !(want("tx") || want("rx")) {
+            break;
+        }
         // ustack <-> kernel over TUN.
-        let ns = NetNs::create(&format!("ustb-{tag}-t")).map_err(|e| e.to_string())?;
-        let rt = ustack_on_tun(&ns, args.sockbuf, args.napi_gro)?;
+        let ns = NetNs::create(&format!("ustb-{tag}-t{}", u8::from(offload)))
+            .map_err(|e| e.to_string())?;
+        let rt = ustack_on_tun(&ns, args.sockbuf, args.napi_gro, offload)?;
+        let mut m = Mode2::default();
         if want("tx") {
-            tx = Some(ustack_to_kernel(&rt, &ns, bytes, args.tcp_info)?);
+            let c0 = cpu_secs();
+            m.tx = Some(ustack_to_kernel(&rt, &ns, bytes, args.tcp_info)?);
+            m.tx_cpu = Some((cpu_secs() - c0) / gib);
         }
         if want("rx") {
-            rx = Some(kernel_to_ustack(&rt, &ns, bytes)?);
+            let c0 = cpu_secs();
+            m.rx = Some(kernel_to_ustack(&rt, &ns, bytes)?);
+            m.rx_cpu = Some((cpu_secs() - c0) / gib);
         }
-        stats = Some(rt.counters());
+        stats.push((
+            offload,
+            rt.device_offloads(),
+            rt.counters(),
+            rt.device_stats(),
+        ));
+        results.push((offload, m));
     }
     let veth = if want("veth") {
         Some(veth(tag, bytes)?)
     } else {
         None
     };
-    if let Some(tx) = tx {
-        println!("ustack -> kernel over TUN: {tx:.2} Gbps");
-    }
-    if let Some(rx) = rx {
-        println!("kernel -> ustack over TUN: {rx:.2} Gbps");
+    let g = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    for (offload, m) in &results {
+        let name = if *offload {
+            "offloads on "
+        } else {
+            "offloads off"
+        };
+        println!(
+            "ustack ({name}) -> kernel over TUN: {} Gbps, {} CPU s/GiB",
+            g(m.tx),
+            g(m.tx_cpu)
+        );
+        println!(
+            "kernel -> ustack ({name}) over TUN: {} Gbps, {} CPU s/GiB",
+            g(m.rx),
+            g(m.rx_cpu)
+        );
     }
     if let Some(veth) = veth {
-        println!("kernel -> kernel over veth: {veth:.2} Gbps");
-        if let (Some(tx), Some(rx)) = (tx, rx) {
+        println!("kernel -> kernel over veth: {veth:.2} Gbps (default congestion control)");
+        for (offload, m) in &results {
+            let name = if *offload { "on " } else { "off" };
             println!(
-                "ratios to veth: send {:.2}, receive {:.2}",
-                tx / veth,
-                rx / veth
+                "ratios to veth, offloads {name}: send {}, receive {}",
+                g(m.tx.map(|t| t / veth)),
+                g(m.rx.map(|r| r / veth))
             );
         }
+    }
+    if let [(true, on), (false, off)] = results[..] {
+        println!(
+            "offloads on / off: send {}, receive {}",
+            g(on.tx.zip(off.tx).map(|(a, b)| a / b)),
+            g(on.rx.zip(off.rx).map(|(a, b)| a / b))
+        );
     }
     println!(
         "({} MiB each, ustack socket buffers {} KiB; ustack's counters below)",
         bytes >> 20,
         args.sockbuf >> 10
     );
-    if let Some(stats) = stats {
-        print!("{stats}");
+    for (offload, o, c, d) in stats {
+        println!(
+            "--- offloads {}: negotiated {o}; device {d:?}",
+            if offload { "on" } else { "off" }
+        );
+        print!("{c}");
     }
     Ok(())
 }
