@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 use ustack::net::{TcpListener as UListener, TcpStream as UStream};
 use ustack::{Mode, Runtime};
+use ustack_bench::smoltcp_tun;
 use ustack_core::wire::Ipv4Cidr;
 use ustack_core::{Medium, Stack, StackConfig};
 use ustack_devices::{Clock, KernelIf, NetNs, TunOptions};
@@ -50,6 +51,9 @@ struct Args {
     /// ustack runs with the TUN's offloads: on, off, or both (one after the other).
     #[arg(long, default_value = "both", value_parser = ["on", "off", "both"])]
     offload: String,
+    /// Also run smoltcp on the same TUN path (default on; `--smoltcp false` skips it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    smoltcp: bool,
 }
 
 /// CPU seconds (user + system) of this process's threads so far, from
@@ -327,6 +331,59 @@ fn run(args: &Args) -> Result<(), String> {
         ));
         results.push((offload, m));
     }
+    // smoltcp on the same TUN path (plain frames, software checksums).
+    let mut smol = Mode2::default();
+    if (want("tx") || want("rx")) && args.smoltcp {
+        let ns = NetNs::create(&format!("ustb-{tag}-s")).map_err(|e| e.to_string())?;
+        let open = || -> Result<ustack_devices::Tun, String> {
+            let tun = TunOptions::new("ustb0")
+                .mtu(1500)
+                .netns(ns.path())
+                .open_tun()
+                .map_err(|e| e.to_string())?;
+            KernelIf::new("ustb0", "10.240.0.1/24".parse().unwrap())
+                .mtu(1500)
+                .apply(Some(&ns))
+                .map_err(|e| e.to_string())?;
+            Ok(tun)
+        };
+        let ours = Ipv4Addr::new(10, 240, 0, 2);
+        let limit = std::time::Duration::from_secs(120);
+        if want("tx") {
+            let sink_addr = SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 1), 5201);
+            let tun = open()?;
+            let k = role(&ns, "sink", sink_addr, bytes).map_err(|e| e.to_string())?;
+            let c0 = cpu_secs();
+            smoltcp_tun::transfer(
+                tun,
+                ours,
+                sink_addr,
+                smoltcp_tun::Dir::Send,
+                bytes,
+                args.sockbuf,
+                limit,
+            )?;
+            smol.tx_cpu = Some((cpu_secs() - c0) / gib);
+            smol.tx = Some(finish(k)?);
+        }
+        if want("rx") {
+            let tun = open()?;
+            let at = SocketAddrV4::new(ours, 5202);
+            let c0 = cpu_secs();
+            let k = role(&ns, "source", at, bytes).map_err(|e| e.to_string())?;
+            smoltcp_tun::transfer(
+                tun,
+                ours,
+                at,
+                smoltcp_tun::Dir::Receive,
+                bytes,
+                args.sockbuf,
+                limit,
+            )?;
+            smol.rx_cpu = Some((cpu_secs() - c0) / gib);
+            smol.rx = Some(finish(k)?);
+        }
+    }
     let veth = if want("veth") {
         Some(veth(tag, bytes)?)
     } else {
@@ -349,6 +406,26 @@ fn run(args: &Args) -> Result<(), String> {
             g(m.rx),
             g(m.rx_cpu)
         );
+    }
+    if args.smoltcp {
+        println!(
+            "smoltcp -> kernel over TUN: {} Gbps, {} CPU s/GiB",
+            g(smol.tx),
+            g(smol.tx_cpu)
+        );
+        println!(
+            "kernel -> smoltcp over TUN: {} Gbps, {} CPU s/GiB",
+            g(smol.rx),
+            g(smol.rx_cpu)
+        );
+        for (offload, m) in &results {
+            let name = if *offload { "on " } else { "off" };
+            println!(
+                "ratios to smoltcp, offloads {name}: send {}, receive {}",
+                g(m.tx.zip(smol.tx).map(|(a, b)| a / b)),
+                g(m.rx.zip(smol.rx).map(|(a, b)| a / b))
+            );
+        }
     }
     if let Some(veth) = veth {
         println!("kernel -> kernel over veth: {veth:.2} Gbps (default congestion control)");
