@@ -151,6 +151,55 @@ pub(crate) fn tx_header(medium: Medium, mtu: usize, frame: &[u8]) -> Option<Virt
     })
 }
 
+/// Cuts a TCP super-segment (a frame [`tx_header`] gives a GSO header)
+/// into the segments the kernel would put on the wire (Linux
+/// `tcp_gso_segment`): the headers copied, IP total length, ident (+1
+/// per segment) and header checksum set, the sequence number advanced,
+/// FIN and PSH on the last only, each TCP checksum computed in full.
+/// `None` for any other frame.
+pub fn gso_segment(medium: Medium, mtu: usize, frame: &[u8]) -> Option<Vec<Vec<u8>>> {
+    use ustack_core::wire::checksum;
+    let h = tx_header(medium, mtu, frame)?;
+    if h.gso_type != GsoType::TcpV4.raw() {
+        return None;
+    }
+    let (ip, _) = ip_start(medium, frame)?;
+    let tcp = usize::from(h.csum_start);
+    let hl = usize::from(h.hdr_len);
+    let gso = usize::from(h.gso_size);
+    let payload = frame.get(hl..)?;
+    let seq0 = u32::from_be_bytes(frame.get(tcp + 4..tcp + 8)?.try_into().ok()?);
+    let ident0 = u16::from_be_bytes(frame.get(ip + 4..ip + 6)?.try_into().ok()?);
+    let flags = *frame.get(tcp + 13)?;
+    let src = std::net::Ipv4Addr::from(<[u8; 4]>::try_from(frame.get(ip + 12..ip + 16)?).ok()?);
+    let dst = std::net::Ipv4Addr::from(<[u8; 4]>::try_from(frame.get(ip + 16..ip + 20)?).ok()?);
+    let n = payload.len().div_ceil(gso);
+    let mut out = Vec::with_capacity(n);
+    for (i, chunk) in payload.chunks(gso).enumerate() {
+        let mut f = Vec::with_capacity(hl + chunk.len());
+        f.extend_from_slice(&frame[..hl]);
+        f.extend_from_slice(chunk);
+        let total = u16::try_from(f.len() - ip).ok()?;
+        f[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+        f[ip + 4..ip + 6].copy_from_slice(&ident0.wrapping_add(i as u16).to_be_bytes());
+        f[ip + 10..ip + 12].fill(0);
+        let c = !checksum::fold(checksum::sum(&f[ip..tcp]));
+        f[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+        let seq = seq0.wrapping_add((i * gso) as u32);
+        f[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+        // FIN (0x01) and PSH (0x08) on the last segment only.
+        f[tcp + 13] = if i + 1 == n { flags } else { flags & !0x09 };
+        f[tcp + 16..tcp + 18].fill(0);
+        let len = f.len() - tcp;
+        let pseudo =
+            checksum::pseudo_header(src, dst, ustack_core::wire::IpProtocol::Tcp, len as u32);
+        let c = !checksum::fold(pseudo + checksum::sum(&f[tcp..]));
+        f[tcp + 16..tcp + 18].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
