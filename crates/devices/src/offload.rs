@@ -535,12 +535,7 @@ mod tests {
         let t = TcpPacket::new_checked(&ip.payload()[..ipr.payload_len]).unwrap();
         let r = TcpRepr::parse(&t, ipr.src_addr, ipr.dst_addr, &ChecksumCaps::SOFTWARE)
             .expect("TCP checksum");
-        (
-            r.src_port,
-            r.seq_number.0,
-            r.flags,
-            r.payload.to_vec(),
-        )
+        (r.src_port, r.seq_number.0, r.flags, r.payload.to_vec())
     }
 
     #[test]

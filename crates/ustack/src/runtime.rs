@@ -94,6 +94,10 @@ pub(crate) struct State {
     /// frames, reported by [`Shared::settle`].
     changed_by_caller: bool,
     changed_by_network: bool,
+    /// Software GRO of each batch read (see [`Runtime::set_gro`]), and
+    /// its output batch.
+    gro: bool,
+    gro_out: PacketBatch,
 }
 
 /// Frames read without the stack lock, waiting for whoever holds it.
@@ -144,8 +148,17 @@ impl State {
         if caller {
             self.changed_by_caller |= self.dispatch_changes(false);
         }
-        for frame in self.inbox_spare.iter() {
-            self.stack.receive(now, frame);
+        if self.gro {
+            self.gro_out.clear();
+            let medium = self.stack.config().medium;
+            ustack_devices::offload::gro(medium, &self.inbox_spare, &mut self.gro_out);
+            for frame in self.gro_out.iter() {
+                self.stack.receive(now, frame);
+            }
+        } else {
+            for frame in self.inbox_spare.iter() {
+                self.stack.receive(now, frame);
+            }
         }
         self.inbox_spare.clear();
         if caller {
@@ -549,6 +562,8 @@ impl Runtime {
             inbox_spare: PacketBatch::new(),
             changed_by_caller: false,
             changed_by_network: false,
+            gro: false,
+            gro_out: PacketBatch::new(),
         };
         let inbox = state.inbox.clone();
         let shared = Arc::new(Shared {
@@ -719,6 +734,15 @@ impl Runtime {
     /// The device's counters (frames, offloads).
     pub fn device_stats(&self) -> ustack_devices::DeviceStats {
         self.with(|st, _| st.device.stats())
+    }
+
+    /// Software GRO (`ustack_devices::offload::gro`): each batch of frames
+    /// the stack thread read is merged, in-order segments of one flow into
+    /// one datagram, before the stack takes it. For devices whose kernel
+    /// side does not coalesce (a TUN/TAP without offloads); applies when
+    /// the device is read by the stack thread (thread mode, a TUN/TAP).
+    pub fn set_gro(&self, on: bool) {
+        self.with(|st, _| st.gro = on);
     }
 
     /// The offloads the device negotiated.

@@ -51,6 +51,9 @@ struct Args {
     /// ustack runs with the TUN's offloads: on, off, or both (one after the other).
     #[arg(long, default_value = "both", value_parser = ["on", "off", "both"])]
     offload: String,
+    /// Software GRO of each receive batch in the mode without offloads.
+    #[arg(long)]
+    gro: bool,
     /// Also run smoltcp on the same TUN path (default on; `--smoltcp false` skips it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     smoltcp: bool,
@@ -312,6 +315,7 @@ fn run(args: &Args) -> Result<(), String> {
         let ns = NetNs::create(&format!("ustb-{tag}-t{}", u8::from(offload)))
             .map_err(|e| e.to_string())?;
         let rt = ustack_on_tun(&ns, args.sockbuf, args.napi_gro, offload)?;
+        rt.set_gro(args.gro && !offload);
         let mut m = Mode2::default();
         if want("tx") {
             let c0 = cpu_secs();
