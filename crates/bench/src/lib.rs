@@ -54,6 +54,7 @@ pub fn fill_pattern(buf: &mut [u8], offset: u64) {
 }
 
 pub mod smoltcp_peer;
+pub mod smoltcp_tun;
 pub mod ustack_peer;
 
 /// A bulk transfer: how much, over what link, with what buffers.

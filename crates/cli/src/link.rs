@@ -41,6 +41,11 @@ pub struct LinkArgs {
     /// Seed of the stack's random choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The TUN/TAP's offloads (virtio-net header, TSO/GSO, checksums):
+    /// `on` uses what the kernel accepts, `off` plain frames (old
+    /// kernels, comparisons).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub offload: String,
 }
 
 /// A one-line reason the link could not be set up.
@@ -77,6 +82,7 @@ impl LinkArgs {
             delay: self.delay,
             pcap: self.pcap.clone(),
             seed: self.seed,
+            offload: self.offload == "on",
         }
         .start_with(what, mode)
     }

@@ -3,6 +3,8 @@
 //! layer, in each direction (`--loss 0.01 --reorder 0.01`; there is no netem
 //! here): the data must still arrive intact (sha256). Each transfer has a
 //! time limit (`LIMIT`), and the namespace is removed whatever happens.
+//! Each runs with the TUN's offloads on (TSO/GSO super-segments, impaired
+//! whole: a lost one is 44 segments lost) and off.
 
 mod common;
 
@@ -16,15 +18,36 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// The impairments, in each direction.
 const IMPAIRED: [&str; 4] = ["--loss", "0.01", "--reorder", "0.01"];
 
+/// The count before `what` in a `--stats` report.
+fn stat(report: &str, what: &str) -> u64 {
+    report
+        .lines()
+        .find(|l| l.trim_end().ends_with(what))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {what:?} in\n{report}"))
+}
+
 #[test]
 fn curl_downloads_100_mib_from_ustack_with_1pct_loss_and_reordering() {
-    let Some(mut lab) = Lab::new("loss-srv", 21, &["curl", "sha256sum"]) else {
+    curl_download("off", 21);
+}
+
+#[test]
+fn curl_downloads_100_mib_from_ustack_with_offloads_1pct_loss_and_reordering() {
+    curl_download("on", 23);
+}
+
+fn curl_download(offload: &str, subnet: u8) {
+    let tag = format!("loss-srv-{offload}");
+    let Some(mut lab) = Lab::new(&tag, subnet, &["curl", "sha256sum"]) else {
         return;
     };
     std::fs::create_dir_all(lab.dir.join("www")).unwrap();
     let file = lab.random_file("www/bulk", SIZE_MIB << 20, 21);
     let root = lab.dir.join("www");
     let cmd = lab.ustack(&[
+        "--offload",
+        offload,
         IMPAIRED[0],
         IMPAIRED[1],
         IMPAIRED[2],
@@ -48,23 +71,32 @@ fn curl_downloads_100_mib_from_ustack_with_1pct_loss_and_reordering() {
     let took = start.elapsed().as_secs_f64();
     assert_success(&out, "curl with loss and reordering");
     eprintln!(
-        "curl: {SIZE_MIB} MiB from ustack with 1% loss and 1% reordering in {took:.1} s ({:.2} MiB/s)",
+        "curl: {SIZE_MIB} MiB from ustack (offload {offload}) with 1% loss and 1% reordering in {took:.1} s ({:.2} MiB/s)",
         SIZE_MIB as f64 / took
     );
     assert_eq!(sha256(&dl), sha256(&file));
     server.signal("TERM");
     lab.wait_exit(&server, Duration::from_secs(10));
     server.wait_for_stdout("LISTEN", Duration::from_secs(5));
-    assert!(
-        server.stdout().contains("segments retransmitted"),
-        "{}",
-        server.stdout()
-    );
+    let report = server.stdout();
+    assert!(stat(&report, "segments retransmitted") > 0, "{report}");
+    let tso = stat(&report, "TSO super-segments sent (checksum offloaded)");
+    assert_eq!(tso > 0, offload == "on", "{report}");
 }
 
 #[test]
 fn ustack_get_downloads_100_mib_from_the_kernel_with_1pct_loss_and_reordering() {
-    let Some(mut lab) = Lab::new("loss-get", 22, &["python3", "sha256sum", "ss"]) else {
+    get_download("off", 22);
+}
+
+#[test]
+fn ustack_get_downloads_100_mib_from_the_kernel_with_offloads_1pct_loss_and_reordering() {
+    get_download("on", 24);
+}
+
+fn get_download(offload: &str, subnet: u8) {
+    let tag = format!("loss-get-{offload}");
+    let Some(mut lab) = Lab::new(&tag, subnet, &["python3", "sha256sum", "ss"]) else {
         return;
     };
     lab.persistent_tun();
@@ -92,6 +124,8 @@ fn ustack_get_downloads_100_mib_from_the_kernel_with_1pct_loss_and_reordering() 
     let dl = lab.dir.join("bulk.dl");
     let url = format!("http://{}:8000/bulk", lab.kernel_ip());
     let get = lab.ustack(&[
+        "--offload",
+        offload,
         IMPAIRED[0],
         IMPAIRED[1],
         IMPAIRED[2],
@@ -110,8 +144,10 @@ fn ustack_get_downloads_100_mib_from_the_kernel_with_1pct_loss_and_reordering() 
     // or held back) and were queued.
     let stats = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(stats.contains("out-of-order segments queued"), "{stats}");
+    let gso = stat(&stats, "GSO super-packets received");
+    assert_eq!(gso > 0, offload == "on", "{stats}");
     eprintln!(
-        "ustack get: {SIZE_MIB} MiB from the kernel with 1% loss and 1% reordering in {took:.1} s ({:.2} MiB/s)",
+        "ustack get: {SIZE_MIB} MiB from the kernel (offload {offload}) with 1% loss and 1% reordering in {took:.1} s ({:.2} MiB/s)",
         SIZE_MIB as f64 / took
     );
     assert_eq!(sha256(&dl), sha256(&file));

@@ -252,6 +252,16 @@ pub struct StackConfig {
     /// Events ([`crate::event::Event`]) kept until drained; beyond it the
     /// oldest are dropped (and counted).
     pub max_events: usize,
+    /// The device takes TCP super-segments (TSO over a TUN/TAP's
+    /// virtio-net header): a burst of full segments of new data leaves as
+    /// ONE frame of up to 64 KiB, IP total length covering it all, whose
+    /// TCP checksum field holds only the pseudo-header sum (the device
+    /// cuts it into MSS segments and finishes each checksum). Only bursts
+    /// whose segments fill the MTU are sent so (the device reads the
+    /// segment size as MTU − headers); per-segment accounting is as
+    /// without it. Off by default: only a device that negotiated TSO may
+    /// be given such frames.
+    pub tso: bool,
     pub tcp: TcpConfig,
 }
 
@@ -276,6 +286,7 @@ impl StackConfig {
             echo_broadcasts: false,
             max_egress_packets: 4096,
             max_events: 65536,
+            tso: false,
             tcp: TcpConfig::default(),
         }
     }
@@ -294,6 +305,10 @@ impl StackConfig {
     }
     pub fn with_mtu(mut self, mtu: usize) -> Self {
         self.mtu = mtu;
+        self
+    }
+    pub fn with_tso(mut self, on: bool) -> Self {
+        self.tso = on;
         self
     }
     pub fn with_checksums(mut self, caps: ChecksumCaps) -> Self {

@@ -140,6 +140,7 @@ counters!(
         abort_on_linger: "connections aborted due to linger timeout 0",
         hp_hits: "packet headers predicted (in-order data on the fast path)",
         burst_segs: "segments sent from a burst's headers (software segmentation)",
+        tso_sends: "bursts handed to the device as one super-segment (TSO)",
         ofo_queued: "out-of-order segments queued",
         ofo_drops: "out-of-order segments dropped (queue range limit)",
         ofo_merged: "out-of-order bytes already held (duplicates)",

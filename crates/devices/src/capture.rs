@@ -1,5 +1,11 @@
 //! A device wrapper that writes every frame, received and sent, to a pcap
 //! file (readable by tshark and Wireshark).
+//!
+//! With TSO a capture shows what ustack hands the kernel: a super-segment
+//! as ONE TCP segment of up to 64 KiB (as tcpdump on a TSO interface
+//! shows it), its checksum completed in the copy written (the frame
+//! itself carries only the pseudo-header sum); received GSO super-packets
+//! likewise, as one segment each.
 
 use crate::device::{Device, DeviceStats};
 use crate::pcap::PcapSink;
@@ -50,6 +56,9 @@ impl<D: Device> Device for Captured<D> {
     fn max_frame_len(&self) -> usize {
         self.inner.max_frame_len()
     }
+    fn offloads(&self) -> crate::offload::Offloads {
+        self.inner.offloads()
+    }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let got = self.inner.recv(now, buf)?;
         if let Some(n) = got {
@@ -59,7 +68,18 @@ impl<D: Device> Device for Captured<D> {
     }
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
         self.inner.send(now, frame)?;
-        self.write(now, frame);
+        match crate::offload::tx_header(self.inner.medium(), self.inner.mtu(), frame) {
+            Some(h) if h.needs_csum() => {
+                let mut copy = frame.to_vec();
+                let _ = ustack_core::wire::virtio::complete_checksum(
+                    &mut copy,
+                    usize::from(h.csum_start),
+                    usize::from(h.csum_offset),
+                );
+                self.write(now, &copy);
+            }
+            _ => self.write(now, frame),
+        }
         Ok(())
     }
     fn poll_at(&self) -> Option<Instant> {

@@ -20,6 +20,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
+use crate::offload::Offloads;
 use ustack_core::time::Instant;
 use ustack_core::Medium;
 
@@ -40,6 +41,17 @@ pub struct DeviceStats {
     pub tx_errors: u64,
     /// Receives that failed with an error other than `WouldBlock`.
     pub rx_errors: u64,
+    /// GSO super-packets received from the kernel (virtio-net header).
+    pub rx_gso_frames: u64,
+    /// Frames received with their checksum partial (completed by the
+    /// device) or already validated by the kernel.
+    pub rx_csum_offloaded: u64,
+    /// Frames received with a complete checksum, left to the stack to verify.
+    pub rx_csum_software: u64,
+    /// Frames dropped for a virtio-net header that does not fit them.
+    pub rx_bad_vnet_hdr: u64,
+    /// TCP super-segments sent for the kernel to cut (TSO, partial checksum).
+    pub tx_gso_frames: u64,
 }
 
 /// A non-blocking link to somewhere outside the stack; see the module docs.
@@ -51,8 +63,16 @@ pub trait Device {
     /// link header.
     fn mtu(&self) -> usize;
 
+    /// The offloads negotiated with the kernel ([`Offloads::NONE`] for
+    /// anything but a TUN/TAP opened with them). With
+    /// [`Offloads::tso`], `send` takes TCP super-segments (see
+    /// [`crate::offload`]): give the stack `StackConfig::tso`.
+    fn offloads(&self) -> Offloads {
+        Offloads::NONE
+    }
+
     /// The largest frame `recv` can return or `send` accept: the MTU plus
-    /// the link header.
+    /// the link header (64 KiB with TSO).
     fn max_frame_len(&self) -> usize {
         match self.medium() {
             Medium::Ip => self.mtu(),
@@ -176,6 +196,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn max_frame_len(&self) -> usize {
         (**self).max_frame_len()
+    }
+    fn offloads(&self) -> Offloads {
+        (**self).offloads()
     }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         (**self).recv(now, buf)

@@ -26,6 +26,7 @@ use ustack_core::Medium;
 
 use crate::device::{Device, DeviceStats, MAX_FRAME};
 use crate::memlink::{corrupt, Impairments, LinkStats};
+use crate::offload::Offloads;
 
 /// Frames one direction may hold back; beyond that, sends are refused with
 /// `WouldBlock` and the inner device is not read.
@@ -150,6 +151,8 @@ pub struct Impaired<D: Device> {
     tx_refused: Option<Vec<u8>>,
     would_block: u64,
     scratch: Vec<u8>,
+    /// Frames we send may be corrupted (no TSO then, see `offloads`).
+    tx_corrupts: bool,
 }
 
 impl<D: Device> Impaired<D> {
@@ -158,6 +161,7 @@ impl<D: Device> Impaired<D> {
     pub fn new(inner: D, seed: u64, tx: Impairments, rx: Impairments) -> Self {
         Impaired {
             inner,
+            tx_corrupts: tx.corrupt > 0.0,
             tx: Direction::new(tx, seed),
             rx: Direction::new(rx, seed ^ 0x5bd1_e995_9e37_79b9),
             tx_refused: None,
@@ -245,6 +249,19 @@ impl<D: Device> Device for Impaired<D> {
 
     fn max_frame_len(&self) -> usize {
         self.inner.max_frame_len()
+    }
+
+    /// The inner device's offloads, but no TSO when frames we send may be
+    /// corrupted: the kernel would give a corrupted super-segment fresh,
+    /// valid checksums. A super-segment is impaired as one frame (lost,
+    /// delayed, duplicated or reordered whole), as a NIC's queue would.
+    fn offloads(&self) -> Offloads {
+        let mut o = self.inner.offloads();
+        if self.tx_corrupts {
+            o.tso4 = false;
+            o.tso6 = false;
+        }
+        o
     }
 
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {

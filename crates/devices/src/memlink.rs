@@ -104,6 +104,8 @@ pub struct LinkStats {
     pub reordered: u64,
     pub corrupted: u64,
     pub bytes_delivered: u64,
+    /// TCP super-segments cut into segments ([`MemLink::set_tso`]).
+    pub tso_cut: u64,
 }
 
 #[derive(Debug)]
@@ -155,9 +157,20 @@ pub struct MemLink {
     pool: Vec<Vec<u8>>,
     capture: Option<PcapSink>,
     capture_error: Option<io::Error>,
+    /// TSO: the medium and MTU by which super-segments are cut.
+    tso: Option<(ustack_core::Medium, usize)>,
 }
 
 impl MemLink {
+    /// Takes TCP super-segments (stacks with `StackConfig::tso`) as a TUN
+    /// with TSO does: each is cut into MTU-sized segments, as the kernel
+    /// would cut it (see [`crate::offload::gso_segment`]), BEFORE the
+    /// impairments, which then apply to each segment (a loss drops one
+    /// MSS, not the super-segment). The capture shows the segments.
+    pub fn set_tso(&mut self, medium: ustack_core::Medium, mtu: usize) {
+        self.tso = Some((medium, mtu));
+    }
+
     pub fn new(seed: u64) -> Self {
         MemLink {
             rng: Rng::new(seed),
@@ -169,6 +182,7 @@ impl MemLink {
             pool: Vec::new(),
             capture: None,
             capture_error: None,
+            tso: None,
         }
     }
 
@@ -226,6 +240,15 @@ impl MemLink {
     /// Sends `frame` from `from` at `now` to every other port. Panics on an unknown port.
     pub fn send(&mut self, now: Instant, from: PortId, frame: &[u8]) {
         assert!(from.0 < self.inbox.len(), "unknown port {from:?}");
+        if let Some((medium, mtu)) = self.tso {
+            if let Some(segs) = crate::offload::gso_segment(medium, mtu, frame) {
+                self.stats.tso_cut += 1;
+                for seg in segs {
+                    self.send(now, from, &seg);
+                }
+                return;
+            }
+        }
         self.stats.sent += 1;
         if let Some(cap) = &mut self.capture {
             if let Err(e) = cap.write(now, frame) {

@@ -23,7 +23,10 @@ use ustack_core::Medium;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::device::{Device, DeviceStats, RxHalf};
+use crate::device::{Device, DeviceStats, RxHalf, MAX_FRAME};
+use crate::offload::{rx_fixup, tx_header, Offloads};
+use std::io::IoSlice;
+use ustack_core::wire::virtio;
 
 /// The clone device.
 pub const TUN_PATH: &str = "/dev/net/tun";
@@ -37,6 +40,7 @@ pub struct TunOptions {
     mtu: usize,
     netns: Option<PathBuf>,
     napi: bool,
+    offload: bool,
 }
 
 impl TunOptions {
@@ -49,7 +53,19 @@ impl TunOptions {
             mtu: 1500,
             netns: None,
             napi: false,
+            offload: false,
         }
+    }
+
+    /// Asks for the kernel's offloads (off by default): the device is
+    /// opened with `IFF_VNET_HDR` (header size 12, `TUNSETVNETHDRSZ`) and
+    /// `TUNSETOFFLOAD` is tried with CSUM, TSO4, TSO6 and USO, then with
+    /// less, step by step, down to none; without `IFF_VNET_HDR` at all
+    /// when the kernel refuses it. [`Device::offloads`] says what was
+    /// agreed; see [`crate::offload`] for what travels then.
+    pub fn offload(mut self, on: bool) -> Self {
+        self.offload = on;
+        self
     }
 
     /// Asks for `IFF_NAPI`: the kernel takes the frames we write through a
@@ -76,13 +92,34 @@ impl TunOptions {
     }
 
     pub fn open_tun(&self) -> io::Result<Tun> {
-        let (file, name) = self.open(libc::IFF_TUN)?;
-        Ok(Tun(Inner::new(file, name, self.mtu, Medium::Ip)))
+        let (file, name, off) = self.open_negotiated(libc::IFF_TUN)?;
+        Ok(Tun(Inner::new(file, name, self.mtu, Medium::Ip, off)))
     }
 
     pub fn open_tap(&self) -> io::Result<Tap> {
-        let (file, name) = self.open(libc::IFF_TAP)?;
-        Ok(Tap(Inner::new(file, name, self.mtu, Medium::Ethernet)))
+        let (file, name, off) = self.open_negotiated(libc::IFF_TAP)?;
+        Ok(Tap(Inner::new(file, name, self.mtu, Medium::Ethernet, off)))
+    }
+
+    /// Opens with `IFF_VNET_HDR` when offloads are asked for (without, if
+    /// the kernel refuses it), then negotiates them.
+    fn open_negotiated(&self, kind: libc::c_int) -> io::Result<(File, String, Offloads)> {
+        if !self.offload {
+            let (f, n) = self.open(kind)?;
+            return Ok((f, n, Offloads::NONE));
+        }
+        let (file, name) = match self.open(kind | libc::IFF_VNET_HDR) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                tracing::info!("the kernel refused IFF_VNET_HDR ({e}); plain frames, no offloads");
+                let (f, n) = self.open(kind)?;
+                return Ok((f, n, Offloads::NONE));
+            }
+            Err(e) => return Err(e),
+        };
+        let off = negotiate(&file)?;
+        tracing::info!(interface = %name, offloads = %off, "TUN/TAP offloads");
+        Ok((file, name, off))
     }
 
     fn open(&self, kind: libc::c_int) -> io::Result<(File, String)> {
@@ -132,6 +169,62 @@ impl TunOptions {
             }
         }
     }
+}
+
+/// Sets the virtio-net header size to 12 and asks for the most offloads
+/// the kernel takes, falling back step by step (USO arrived in Linux 6.2;
+/// TSO6 may be refused alone). With none accepted the header stays, all
+/// zero.
+fn negotiate(file: &File) -> io::Result<Offloads> {
+    let sz: libc::c_int = virtio::HDR_LEN_MRG as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer; `sz`
+    // lives across the call and the fd is an open TUN/TAP.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &sz) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("TUNSETVNETHDRSZ {sz} failed: {e}"),
+        ));
+    }
+    const USO: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
+    let tso = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    let steps = [
+        tso | USO,
+        tso,
+        libc::TUN_F_CSUM | libc::TUN_F_TSO4,
+        libc::TUN_F_CSUM,
+        0,
+    ];
+    for flags in steps {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned
+        // long of TUN_F_* bits); no memory is passed.
+        let rc = unsafe {
+            libc::ioctl(
+                file.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                flags as libc::c_ulong,
+            )
+        };
+        if rc == 0 {
+            return Ok(Offloads {
+                vnet_hdr: true,
+                csum: flags & libc::TUN_F_CSUM != 0,
+                tso4: flags & libc::TUN_F_TSO4 != 0,
+                tso6: flags & libc::TUN_F_TSO6 != 0,
+                uso: flags & USO == USO,
+            });
+        }
+        tracing::debug!(
+            flags,
+            err = %io::Error::last_os_error(),
+            "TUNSETOFFLOAD refused; trying fewer offloads"
+        );
+    }
+    Ok(Offloads {
+        vnet_hdr: true,
+        ..Offloads::NONE
+    })
 }
 
 /// A `struct ifreq` is plain data (a name and a union); copying it into a
@@ -351,15 +444,62 @@ struct RxCounters {
     frames: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
+    gso: AtomicU64,
+    csum_offloaded: AtomicU64,
+    csum_software: AtomicU64,
+    bad_vnet_hdr: AtomicU64,
 }
 
-/// One read(2) of a frame, counted.
-fn read_frame(mut file: &File, rx: &RxCounters, buf: &mut [u8]) -> io::Result<Option<usize>> {
+/// Most frames with a bad virtio header one `recv` skips before saying
+/// "nothing waiting" (the fd stays readable; the next call goes on).
+const MAX_BAD_SKIPPED: usize = 64;
+
+/// One read(2) of a frame (after its virtio-net header with `vnet`),
+/// counted. A frame whose header does not fit it is counted in
+/// `bad_vnet_hdr` and dropped.
+fn read_frame(
+    mut file: &File,
+    rx: &RxCounters,
+    buf: &mut [u8],
+    vnet: bool,
+) -> io::Result<Option<usize>> {
+    let mut bad = 0;
     loop {
-        match file.read(buf) {
+        let mut hdr = [0u8; virtio::HDR_LEN_MRG];
+        let r = if vnet {
+            readv2(file, &mut hdr, buf)
+                .map(|n| n.saturating_sub(virtio::HDR_LEN_MRG).min(buf.len()))
+        } else {
+            file.read(buf)
+        };
+        match r {
             Ok(n) => {
                 rx.frames.fetch_add(1, Ordering::Relaxed);
                 rx.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if vnet {
+                    match rx_fixup(&hdr, &mut buf[..n]) {
+                        Ok(info) => {
+                            if info.gso {
+                                rx.gso.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let c = if info.csum_offloaded {
+                                &rx.csum_offloaded
+                            } else {
+                                &rx.csum_software
+                            };
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            rx.bad_vnet_hdr.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!("dropped a received frame: bad virtio-net header: {e}");
+                            bad += 1;
+                            if bad >= MAX_BAD_SKIPPED {
+                                return Ok(None);
+                            }
+                            continue;
+                        }
+                    }
+                }
                 return Ok(Some(n));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -372,31 +512,66 @@ fn read_frame(mut file: &File, rx: &RxCounters, buf: &mut [u8]) -> io::Result<Op
     }
 }
 
+/// readv(2) of a virtio-net header and the frame after it.
+fn readv2(file: &File, hdr: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        },
+    ];
+    // SAFETY: both iovecs point at live, writable buffers of the stated
+    // lengths, borrowed mutably for the call; the fd is open.
+    let n = unsafe { libc::readv(file.as_raw_fd(), iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 #[derive(Debug)]
 struct Inner {
     file: File,
     name: String,
     mtu: usize,
     medium: Medium,
+    offloads: Offloads,
     /// Transmit counters (the rx ones are in `rx`).
     stats: DeviceStats,
     rx: Arc<RxCounters>,
 }
 
 impl Inner {
-    fn new(file: File, name: String, mtu: usize, medium: Medium) -> Self {
+    fn new(file: File, name: String, mtu: usize, medium: Medium, offloads: Offloads) -> Self {
         Inner {
             file,
             name,
             mtu,
             medium,
+            offloads,
             stats: DeviceStats::default(),
             rx: Arc::default(),
         }
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        read_frame(&self.file, &self.rx, buf)
+        read_frame(&self.file, &self.rx, buf, self.offloads.vnet_hdr)
+    }
+
+    /// With TSO the kernel hands over (and takes) super-packets of up
+    /// to 64 KiB.
+    fn max_frame_len(&self) -> usize {
+        if self.offloads.tso4 || self.offloads.tso6 {
+            return MAX_FRAME;
+        }
+        match self.medium {
+            Medium::Ip => self.mtu,
+            Medium::Ethernet => self.mtu + ustack_core::wire::ethernet::HEADER_LEN,
+        }
     }
 
     fn stats(&self) -> DeviceStats {
@@ -404,29 +579,59 @@ impl Inner {
             rx_frames: self.rx.frames.load(Ordering::Relaxed),
             rx_bytes: self.rx.bytes.load(Ordering::Relaxed),
             rx_errors: self.rx.errors.load(Ordering::Relaxed),
+            rx_gso_frames: self.rx.gso.load(Ordering::Relaxed),
+            rx_csum_offloaded: self.rx.csum_offloaded.load(Ordering::Relaxed),
+            rx_csum_software: self.rx.csum_software.load(Ordering::Relaxed),
+            rx_bad_vnet_hdr: self.rx.bad_vnet_hdr.load(Ordering::Relaxed),
             ..self.stats
         }
     }
 
     fn rx_half(&self) -> Option<Box<dyn RxHalf>> {
         let file = self.file.try_clone().ok()?;
-        let max = match self.medium {
-            Medium::Ip => self.mtu,
-            Medium::Ethernet => self.mtu + ustack_core::wire::ethernet::HEADER_LEN,
-        };
         Some(Box::new(TunRx {
             file,
             rx: self.rx.clone(),
-            max,
+            max: self.max_frame_len(),
+            vnet: self.offloads.vnet_hdr,
         }))
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let mut hdr = [0u8; virtio::HDR_LEN_MRG];
+        let vnet = self.offloads.vnet_hdr;
+        if vnet {
+            let h = match tx_header(self.medium, self.mtu, frame) {
+                Some(h) if h.gso_type == 0 || self.offloads.tso() => h,
+                _ => {
+                    self.stats.tx_errors += 1;
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{}: a frame of {} bytes is over the MTU {} and not a TCP super-segment the device takes",
+                            self.name,
+                            frame.len(),
+                            self.mtu
+                        ),
+                    ));
+                }
+            };
+            h.emit(&mut hdr);
+        }
+        let want = frame.len() + if vnet { hdr.len() } else { 0 };
         loop {
-            match self.file.write(frame) {
-                Ok(n) if n == frame.len() => {
+            let r = if vnet {
+                (&self.file).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(frame)])
+            } else {
+                self.file.write(frame)
+            };
+            match r {
+                Ok(n) if n == want => {
                     self.stats.tx_frames += 1;
-                    self.stats.tx_bytes += n as u64;
+                    self.stats.tx_bytes += frame.len() as u64;
+                    if hdr[1] != 0 {
+                        self.stats.tx_gso_frames += 1;
+                    }
                     return Ok(());
                 }
                 Ok(n) => {
@@ -464,6 +669,7 @@ pub struct TunRx {
     file: File,
     rx: Arc<RxCounters>,
     max: usize,
+    vnet: bool,
 }
 
 impl RxHalf for TunRx {
@@ -471,7 +677,7 @@ impl RxHalf for TunRx {
         self.max
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        read_frame(&self.file, &self.rx, buf)
+        read_frame(&self.file, &self.rx, buf, self.vnet)
     }
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
@@ -503,6 +709,12 @@ macro_rules! tun_device {
             }
             fn mtu(&self) -> usize {
                 self.0.mtu
+            }
+            fn max_frame_len(&self) -> usize {
+                self.0.max_frame_len()
+            }
+            fn offloads(&self) -> Offloads {
+                self.0.offloads
             }
             fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
                 self.0.recv(buf)

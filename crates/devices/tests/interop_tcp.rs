@@ -350,3 +350,47 @@ fn both_directions_survive_loss_against_the_kernel() {
     );
     assert!(lab.stack.counters().tcp.retrans_segs > 0);
 }
+
+/// With offloads: the kernel's data arrives as GSO super-packets, ours
+/// leaves as TSO super-segments; every byte intact both ways.
+fn offloads_were_used<D: Device>(lab: &Lab<D>, tx: bool) {
+    let d = lab.driver.device().stats();
+    let o = lab.driver.device().offloads();
+    assert!(o.tso(), "offloads negotiated: {o}");
+    assert!(d.rx_gso_frames > 0, "super-packets received: {d:?}");
+    assert!(d.rx_csum_offloaded > 0, "{d:?}");
+    assert_eq!(d.rx_bad_vnet_hdr, 0, "{d:?}");
+    if tx {
+        assert!(d.tx_gso_frames > 0, "super-segments sent: {d:?}");
+        assert!(lab.stack.counters().tcp.tso_sends > 0);
+    }
+}
+
+#[test]
+fn kernel_client_echo_over_tun_with_offloads() {
+    let Some(mut lab) = tun_lab_offload(40, &["python3"]) else {
+        return;
+    };
+    kernel_client_echo(&mut lab, 2 << 20);
+    offloads_were_used(&lab, true);
+}
+
+#[test]
+fn kernel_client_echo_over_tap_with_offloads() {
+    let Some(mut lab) = tap_lab_offload(41, &["python3"]) else {
+        return;
+    };
+    kernel_client_echo(&mut lab, 2 << 20);
+    offloads_were_used(&lab, true);
+}
+
+#[test]
+fn ustack_client_to_kernel_server_over_tun_with_offloads() {
+    let Some(mut lab) = tun_lab_offload(42, &["python3"]) else {
+        return;
+    };
+
+    ustack_client_to_kernel_server(&mut lab, 8 << 20);
+    let d = lab.driver.device().stats();
+    assert!(d.tx_gso_frames > 0, "super-segments sent: {d:?}");
+}

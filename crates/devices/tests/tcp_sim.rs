@@ -28,19 +28,26 @@ struct Outcome {
     client: ustack_core::Counters,
     lost: u64,
     took: Duration,
+    /// Super-segments the link cut (TSO on).
+    tso_cut: u64,
 }
 
 /// Client on A sends `len` bytes to a server on B, then half-closes; the
 /// server reads to EOF and closes.
-fn transfer(len: usize, imp: Impairments, seed: u64) -> Outcome {
+/// With `tso`, TSO on both stacks: the link cuts their super-segments
+/// into segments before impairing them ([`MemLink::set_tso`]).
+fn transfer_tso(len: usize, imp: Impairments, seed: u64, tso: bool) -> Outcome {
     let data: Vec<u8> = (0..len as u64)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let mut link = MemLink::new(seed);
     link.set_impairments(imp);
+    if tso {
+        link.set_tso(Medium::Ethernet, 1500);
+    }
     let mut sim = Sim::new(link);
-    sim.add_host(Stack::new(cfg(A, seed)).unwrap());
-    sim.add_host(Stack::new(cfg(B, seed + 1)).unwrap());
+    sim.add_host(Stack::new(cfg(A, seed).with_tso(tso)).unwrap());
+    sim.add_host(Stack::new(cfg(B, seed + 1).with_tso(tso)).unwrap());
     let l = sim.hosts[1].tcp_open();
     sim.hosts[1].tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
     sim.hosts[1].tcp_listen(l, 4).unwrap();
@@ -104,17 +111,30 @@ fn transfer(len: usize, imp: Impairments, seed: u64) -> Outcome {
         client: *sim.hosts[0].counters(),
         lost: sim.link.stats().dropped_loss,
         took: sim.now() - start,
+        tso_cut: sim.link.stats().tso_cut,
     }
 }
 
 #[test]
 fn three_megabytes_over_five_percent_loss_arrive_intact() {
+    five_percent_loss(false);
+}
+
+#[test]
+fn three_megabytes_over_five_percent_loss_arrive_intact_with_tso() {
+    five_percent_loss(true);
+}
+
+fn five_percent_loss(tso: bool) {
     let len = 3 << 20;
-    let o = transfer(
+    let o = transfer_tso(
         len,
         Impairments::lossy(0.05).with_delay(Duration::from_millis(5)),
         11,
+        tso,
     );
+    assert_eq!(o.tso_cut > 0, tso, "super-segments sent: {}", o.tso_cut);
+    assert_eq!(o.client.tcp.tso_sends, o.tso_cut);
     assert_eq!(o.got.len(), len);
     assert_eq!(fnv(&o.got), o.sent_hash, "hash of received bytes");
     assert!(o.lost > 100, "the link did drop frames: {}", o.lost);
@@ -128,25 +148,45 @@ fn three_megabytes_over_five_percent_loss_arrive_intact() {
 
 #[test]
 fn clean_link_transfer_needs_no_retransmission() {
-    let len = 1 << 20;
-    let o = transfer(
-        len,
-        Impairments::none().with_delay(Duration::from_millis(1)),
-        5,
-    );
-    assert_eq!(fnv(&o.got), o.sent_hash);
-    assert_eq!(o.client.tcp.retrans_segs, 0);
+    for tso in [false, true] {
+        let len = 1 << 20;
+        let o = transfer_tso(
+            len,
+            Impairments::none().with_delay(Duration::from_millis(1)),
+            5,
+            tso,
+        );
+        assert_eq!(fnv(&o.got), o.sent_hash);
+        assert_eq!(o.client.tcp.retrans_segs, 0);
+        assert_eq!(o.tso_cut > 0, tso);
+    }
 }
 
 #[test]
 fn reordering_and_duplication_are_survived() {
+    for tso in [false, true] {
+        let len = 512 << 10;
+        let imp = Impairments::none()
+            .with_delay(Duration::from_millis(2))
+            .with_reorder(0.05, Duration::from_millis(3))
+            .with_duplicate(0.05);
+        let o = transfer_tso(len, imp, 21, tso);
+        assert_eq!(fnv(&o.got), o.sent_hash);
+        assert_eq!(o.tso_cut > 0, tso);
+    }
+}
+
+/// Corruption with TSO: the link cuts super-segments before corrupting,
+/// so every damaged segment has a checksum that exposes it.
+#[test]
+fn corruption_with_tso_is_caught_by_checksums() {
     let len = 512 << 10;
     let imp = Impairments::none()
-        .with_delay(Duration::from_millis(2))
-        .with_reorder(0.05, Duration::from_millis(3))
-        .with_duplicate(0.05);
-    let o = transfer(len, imp, 21);
+        .with_delay(Duration::from_millis(1))
+        .with_corrupt(0.02);
+    let o = transfer_tso(len, imp, 31, true);
     assert_eq!(fnv(&o.got), o.sent_hash);
+    assert!(o.tso_cut > 0);
 }
 
 /// Client on host 0 connected to a server on host 1: (client, server).

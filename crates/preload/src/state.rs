@@ -106,6 +106,15 @@ pub fn config_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(LinkConf
             ))
         }
     };
+    let offload = match get("USTACK_OFFLOAD").as_deref() {
+        None | Some("") | Some("on") => true,
+        Some("off") => false,
+        Some(v) => {
+            return Err(format!(
+                "USTACK_OFFLOAD={v}: use on (the TUN's offloads, the default) or off"
+            ))
+        }
+    };
     let cfg = LinkConfig {
         tun,
         tap,
@@ -117,6 +126,7 @@ pub fn config_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(LinkConf
         delay: None,
         pcap: get("USTACK_PCAP").filter(|s| !s.is_empty()).map(Into::into),
         seed: std::process::id().into(),
+        offload,
     };
     Ok((cfg, stats))
 }

@@ -35,6 +35,9 @@ pub struct LinkConfig {
     pub pcap: Option<PathBuf>,
     /// Seed of the stack's random choices.
     pub seed: u64,
+    /// Use the TUN/TAP's offloads (virtio-net header, TSO/GSO, checksums)
+    /// as far as the kernel accepts them; `false` for plain frames.
+    pub offload: bool,
 }
 
 /// A one-line reason the link could not be set up.
@@ -69,7 +72,7 @@ impl LinkConfig {
             ));
         }
         let mtu = self.mtu as usize;
-        let opts = TunOptions::new(&name).mtu(mtu);
+        let opts = TunOptions::new(&name).mtu(mtu).offload(self.offload);
         let device: Box<dyn Device + Send> = match medium {
             Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
             Medium::Ethernet => {
@@ -120,7 +123,9 @@ impl LinkConfig {
             .with_mtu(mtu)
             .with_seed(self.seed)
             .with_mac(mac)
-            .with_gateway(self.kernel_addr.address());
+            .with_gateway(self.kernel_addr.address())
+            .with_tso(device.offloads().tso());
+        tracing::info!(offloads = %device.offloads(), "device {name}");
         let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
         Runtime::new(stack, device, Clock::new(), mode)
             .map_err(|e| format!("cannot start the runtime: {e}"))

@@ -129,6 +129,10 @@ pub(crate) struct State {
     /// Wakers due, woken once the lock is let go (a task woken while the
     /// lock is held would only run into it).
     to_wake: Vec<Waker>,
+    /// Software GRO of each batch read (see [`Runtime::set_gro`]), and
+    /// its output batch.
+    gro: bool,
+    gro_out: PacketBatch,
 }
 
 /// Which way a task waits on a socket ([`Runtime::register_waker`]).
@@ -196,8 +200,17 @@ impl State {
         if caller {
             self.changed_by_caller |= self.dispatch_changes(false);
         }
-        for frame in self.inbox_spare.iter() {
-            self.stack.receive(now, frame);
+        if self.gro {
+            self.gro_out.clear();
+            let medium = self.stack.config().medium;
+            ustack_devices::offload::gro(medium, &self.inbox_spare, &mut self.gro_out);
+            for frame in self.gro_out.iter() {
+                self.stack.receive(now, frame);
+            }
+        } else {
+            for frame in self.inbox_spare.iter() {
+                self.stack.receive(now, frame);
+            }
         }
         self.inbox_spare.clear();
         if caller {
@@ -670,6 +683,8 @@ impl Runtime {
             wakers: HashMap::new(),
             driver: None,
             to_wake: Vec::new(),
+            gro: false,
+            gro_out: PacketBatch::new(),
         };
         let inbox = state.inbox.clone();
         let shared = Arc::new(Shared {
@@ -898,5 +913,24 @@ impl Runtime {
     /// Device errors (other than a full queue) seen so far.
     pub fn device_errors(&self) -> u64 {
         self.with(|st, _| st.device_errors)
+    }
+
+    /// The device's counters (frames, offloads).
+    pub fn device_stats(&self) -> ustack_devices::DeviceStats {
+        self.with(|st, _| st.device.stats())
+    }
+
+    /// Software GRO (`ustack_devices::offload::gro`): each batch of frames
+    /// the stack thread read is merged, in-order segments of one flow into
+    /// one datagram, before the stack takes it. For devices whose kernel
+    /// side does not coalesce (a TUN/TAP without offloads); applies when
+    /// the device is read by the stack thread (thread mode, a TUN/TAP).
+    pub fn set_gro(&self, on: bool) {
+        self.with(|st, _| st.gro = on);
+    }
+
+    /// The offloads the device negotiated.
+    pub fn device_offloads(&self) -> ustack_devices::Offloads {
+        self.with(|st, _| st.device.offloads())
     }
 }

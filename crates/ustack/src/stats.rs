@@ -7,14 +7,43 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use ustack_core::EventKind;
 
-/// The counters, the event tally, then the socket table.
+/// The counters, the event tally, the device, then the socket table.
 pub fn render(rt: &Runtime) -> String {
     let mut out = rt.counters().to_string();
     if !out.ends_with('\n') {
         out.push('\n');
     }
     out.push_str(&events(rt));
+    out.push_str(&device(rt));
     out.push_str(&socket_table(rt));
+    out
+}
+
+/// The device's offloads and its frame and checksum counters.
+pub fn device(rt: &Runtime) -> String {
+    let d = rt.device_stats();
+    let mut out = format!("Device:\n    offloads: {}\n", rt.device_offloads());
+    for (n, what) in [
+        (d.rx_frames, "frames received"),
+        (d.rx_gso_frames, "GSO super-packets received"),
+        (
+            d.rx_csum_offloaded,
+            "received with checksum offloaded (partial or validated by the kernel)",
+        ),
+        (
+            d.rx_csum_software,
+            "received with checksum left to verify in software",
+        ),
+        (d.rx_bad_vnet_hdr, "dropped for a bad virtio-net header"),
+        (d.tx_frames, "frames sent"),
+        (
+            d.tx_gso_frames,
+            "TSO super-segments sent (checksum offloaded)",
+        ),
+        (d.tx_would_block, "sends refused, device queue full"),
+    ] {
+        let _ = writeln!(out, "    {n} {what}");
+    }
     out
 }
 

@@ -22,6 +22,7 @@ pub mod icmpv4;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
+pub mod virtio;
 
 pub use std::net::Ipv4Addr;
 
@@ -33,6 +34,7 @@ pub use tcp::{
     SackBlocks, SeqNumber, TcpFast, TcpFlags, TcpOption, TcpPacket, TcpRepr, TcpTimestamp,
 };
 pub use udp::{UdpPacket, UdpRepr};
+pub use virtio::{GsoType, VirtioError, VirtioNetHdr};
 
 /// Why a buffer could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,11 @@
 //! Bulk TCP throughput over TUN against the Linux kernel, and in the same
 //! run the kernel-to-kernel figure over a veth pair between two network
-//! namespaces. Needs root and /dev/net/tun. MTU 1500, no offloads on the
-//! TUN (ustack computes every checksum).
+//! namespaces. Needs root and /dev/net/tun. MTU 1500. ustack runs twice:
+//! with the TUN's offloads (virtio-net header: TSO super-segments out, GSO
+//! super-packets in, partial checksums) and without (one packet per
+//! syscall, every checksum in software). For each, the CPU time of this
+//! process's threads (ustack's stack thread and the application thread;
+//! the kernel ends are other processes) per GiB moved.
 //!
 //! The kernel ends are this same program in a role (`--role sink|source`)
 //! started inside a namespace with `ip netns exec`.
@@ -13,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 use ustack::net::{TcpListener as UListener, TcpStream as UStream};
 use ustack::{Mode, Runtime};
+use ustack_bench::smoltcp_tun;
 use ustack_core::wire::Ipv4Cidr;
 use ustack_core::{Medium, Stack, StackConfig};
 use ustack_devices::{Clock, KernelIf, NetNs, TunOptions};
@@ -43,6 +48,37 @@ struct Args {
     /// Print the sending socket's cwnd, window and RTT every 32 MiB (stderr).
     #[arg(long)]
     tcp_info: bool,
+    /// ustack runs with the TUN's offloads: on, off, or both (one after the other).
+    #[arg(long, default_value = "both", value_parser = ["on", "off", "both"])]
+    offload: String,
+    /// Software GRO of each receive batch in the mode without offloads.
+    #[arg(long)]
+    gro: bool,
+    /// Also run smoltcp on the same TUN path (default on; `--smoltcp false` skips it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    smoltcp: bool,
+}
+
+/// CPU seconds (user + system) of this process's threads so far, from
+/// /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// One ustack mode's figures.
+#[derive(Default, Clone, Copy)]
+struct Mode2 {
+    tx: Option<f64>,
+    rx: Option<f64>,
+    /// CPU seconds per GiB sent / received.
+    tx_cpu: Option<f64>,
+    rx_cpu: Option<f64>,
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -127,9 +163,15 @@ fn finish(c: Child) -> Result<f64, String> {
     Ok(bytes * 8.0 / secs / 1e9)
 }
 
-fn ustack_on_tun(ns: &NetNs, sockbuf: usize, napi_gro: Option<u64>) -> Result<Runtime, String> {
+fn ustack_on_tun(
+    ns: &NetNs,
+    sockbuf: usize,
+    napi_gro: Option<u64>,
+    offload: bool,
+) -> Result<Runtime, String> {
     let tun = TunOptions::new("ustb0")
         .mtu(1500)
+        .offload(offload)
         .napi(napi_gro.is_some())
         .netns(ns.path())
         .open_tun()
@@ -139,8 +181,9 @@ fn ustack_on_tun(ns: &NetNs, sockbuf: usize, napi_gro: Option<u64>) -> Result<Ru
         .gro_flush_timeout(napi_gro)
         .apply(Some(ns))
         .map_err(|e| e.to_string())?;
-    let mut cfg =
-        StackConfig::new(Medium::Ip, Ipv4Cidr::new(Ipv4Addr::new(10, 240, 0, 2), 24)).with_seed(7);
+    let mut cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(Ipv4Addr::new(10, 240, 0, 2), 24))
+        .with_seed(7)
+        .with_tso(ustack_devices::Device::offloads(&tun).tso());
     cfg.tcp.sndbuf = sockbuf;
     cfg.tcp.rcvbuf = sockbuf;
     cfg.tcp.max_buf = cfg.tcp.max_buf.max(sockbuf);
@@ -256,47 +299,167 @@ fn run(args: &Args) -> Result<(), String> {
         ));
     }
     let tag = std::process::id();
-    let (mut tx, mut rx, mut stats) = (None, None, None);
-    if want("tx") || want("rx") {
+    let gib = bytes as f64 / f64::from(1u32 << 30);
+    let modes: Vec<bool> = match args.offload.as_str() {
+        "on" => vec![true],
+        "off" => vec![false],
+        _ => vec![true, false],
+    };
+    let mut results = Vec::new();
+    let mut stats = Vec::new();
+    for &offload in &modes {
+        if !(want("tx") || want("rx")) {
+            break;
+        }
         // ustack <-> kernel over TUN.
-        let ns = NetNs::create(&format!("ustb-{tag}-t")).map_err(|e| e.to_string())?;
-        let rt = ustack_on_tun(&ns, args.sockbuf, args.napi_gro)?;
+        let ns = NetNs::create(&format!("ustb-{tag}-t{}", u8::from(offload)))
+            .map_err(|e| e.to_string())?;
+        let rt = ustack_on_tun(&ns, args.sockbuf, args.napi_gro, offload)?;
+        rt.set_gro(args.gro && !offload);
+        let mut m = Mode2::default();
         if want("tx") {
-            tx = Some(ustack_to_kernel(&rt, &ns, bytes, args.tcp_info)?);
+            let c0 = cpu_secs();
+            m.tx = Some(ustack_to_kernel(&rt, &ns, bytes, args.tcp_info)?);
+            m.tx_cpu = Some((cpu_secs() - c0) / gib);
         }
         if want("rx") {
-            rx = Some(kernel_to_ustack(&rt, &ns, bytes)?);
+            let c0 = cpu_secs();
+            m.rx = Some(kernel_to_ustack(&rt, &ns, bytes)?);
+            m.rx_cpu = Some((cpu_secs() - c0) / gib);
         }
-        stats = Some(rt.counters());
+        stats.push((
+            offload,
+            rt.device_offloads(),
+            rt.counters(),
+            rt.device_stats(),
+        ));
+        results.push((offload, m));
+    }
+    // smoltcp on the same TUN path (plain frames, software checksums).
+    let mut smol = Mode2::default();
+    if (want("tx") || want("rx")) && args.smoltcp {
+        let ns = NetNs::create(&format!("ustb-{tag}-s")).map_err(|e| e.to_string())?;
+        let open = || -> Result<ustack_devices::Tun, String> {
+            let tun = TunOptions::new("ustb0")
+                .mtu(1500)
+                .netns(ns.path())
+                .open_tun()
+                .map_err(|e| e.to_string())?;
+            KernelIf::new("ustb0", "10.240.0.1/24".parse().unwrap())
+                .mtu(1500)
+                .apply(Some(&ns))
+                .map_err(|e| e.to_string())?;
+            Ok(tun)
+        };
+        let ours = Ipv4Addr::new(10, 240, 0, 2);
+        let limit = std::time::Duration::from_secs(120);
+        if want("tx") {
+            let sink_addr = SocketAddrV4::new(Ipv4Addr::new(10, 240, 0, 1), 5201);
+            let tun = open()?;
+            let k = role(&ns, "sink", sink_addr, bytes).map_err(|e| e.to_string())?;
+            let c0 = cpu_secs();
+            smoltcp_tun::transfer(
+                tun,
+                ours,
+                sink_addr,
+                smoltcp_tun::Dir::Send,
+                bytes,
+                args.sockbuf,
+                limit,
+            )?;
+            smol.tx_cpu = Some((cpu_secs() - c0) / gib);
+            smol.tx = Some(finish(k)?);
+        }
+        if want("rx") {
+            let tun = open()?;
+            let at = SocketAddrV4::new(ours, 5202);
+            let c0 = cpu_secs();
+            let k = role(&ns, "source", at, bytes).map_err(|e| e.to_string())?;
+            smoltcp_tun::transfer(
+                tun,
+                ours,
+                at,
+                smoltcp_tun::Dir::Receive,
+                bytes,
+                args.sockbuf,
+                limit,
+            )?;
+            smol.rx_cpu = Some((cpu_secs() - c0) / gib);
+            smol.rx = Some(finish(k)?);
+        }
     }
     let veth = if want("veth") {
         Some(veth(tag, bytes)?)
     } else {
         None
     };
-    if let Some(tx) = tx {
-        println!("ustack -> kernel over TUN: {tx:.2} Gbps");
+    let g = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    for (offload, m) in &results {
+        let name = if *offload {
+            "offloads on "
+        } else {
+            "offloads off"
+        };
+        println!(
+            "ustack ({name}) -> kernel over TUN: {} Gbps, {} CPU s/GiB",
+            g(m.tx),
+            g(m.tx_cpu)
+        );
+        println!(
+            "kernel -> ustack ({name}) over TUN: {} Gbps, {} CPU s/GiB",
+            g(m.rx),
+            g(m.rx_cpu)
+        );
     }
-    if let Some(rx) = rx {
-        println!("kernel -> ustack over TUN: {rx:.2} Gbps");
-    }
-    if let Some(veth) = veth {
-        println!("kernel -> kernel over veth: {veth:.2} Gbps");
-        if let (Some(tx), Some(rx)) = (tx, rx) {
+    if args.smoltcp {
+        println!(
+            "smoltcp -> kernel over TUN: {} Gbps, {} CPU s/GiB",
+            g(smol.tx),
+            g(smol.tx_cpu)
+        );
+        println!(
+            "kernel -> smoltcp over TUN: {} Gbps, {} CPU s/GiB",
+            g(smol.rx),
+            g(smol.rx_cpu)
+        );
+        for (offload, m) in &results {
+            let name = if *offload { "on " } else { "off" };
             println!(
-                "ratios to veth: send {:.2}, receive {:.2}",
-                tx / veth,
-                rx / veth
+                "ratios to smoltcp, offloads {name}: send {}, receive {}",
+                g(m.tx.zip(smol.tx).map(|(a, b)| a / b)),
+                g(m.rx.zip(smol.rx).map(|(a, b)| a / b))
             );
         }
+    }
+    if let Some(veth) = veth {
+        println!("kernel -> kernel over veth: {veth:.2} Gbps (default congestion control)");
+        for (offload, m) in &results {
+            let name = if *offload { "on " } else { "off" };
+            println!(
+                "ratios to veth, offloads {name}: send {}, receive {}",
+                g(m.tx.map(|t| t / veth)),
+                g(m.rx.map(|r| r / veth))
+            );
+        }
+    }
+    if let [(true, on), (false, off)] = results[..] {
+        println!(
+            "offloads on / off: send {}, receive {}",
+            g(on.tx.zip(off.tx).map(|(a, b)| a / b)),
+            g(on.rx.zip(off.rx).map(|(a, b)| a / b))
+        );
     }
     println!(
         "({} MiB each, ustack socket buffers {} KiB; ustack's counters below)",
         bytes >> 20,
         args.sockbuf >> 10
     );
-    if let Some(stats) = stats {
-        print!("{stats}");
+    for (offload, o, c, d) in stats {
+        println!(
+            "--- offloads {}: negotiated {o}; device {d:?}",
+            if offload { "on" } else { "off" }
+        );
+        print!("{c}");
     }
     Ok(())
 }

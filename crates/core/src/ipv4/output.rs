@@ -459,6 +459,18 @@ impl IpOut {
         Emitted::Sent(hl + iplen)
     }
 
+    /// Whether a datagram to `dst` would leave at once through the
+    /// caller's buffer (not to ourselves, next hop resolved): where a TCP
+    /// super-segment may go (it must not wait on an ARP queue, whose
+    /// datagrams are cut to the MTU, nor loop back with a partial checksum).
+    pub(crate) fn direct(&self, cfg: &StackConfig, now: Instant, dst: Ipv4Addr) -> bool {
+        dst != cfg.addr.address()
+            && route(cfg, dst)
+                .ok()
+                .and_then(|hop| self.link_dst(cfg, now, hop))
+                .is_some()
+    }
+
     /// For a frame whose link and IP headers were copied from the last
     /// one `emit_with` wrote to the same destination (a burst): a fresh
     /// IP identification and header checksum. Returns the IP pair (from

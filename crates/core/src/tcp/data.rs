@@ -659,7 +659,10 @@ impl Tcb {
     pub(crate) fn on_data_received(&mut self, now: Instant, n: usize, cfg: &TcpConfig) -> bool {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.rcv.unacked = self.rcv.unacked.saturating_add(n);
-        self.rcv.seg_max = self.rcv.seg_max.max(n.min(u32::from(u16::MAX)) as u16);
+        // A coalesced super-packet (GRO) stands for segments of at most
+        // our MSS: the "full-sized segment" of the rule below stays one.
+        let seg = n.min(u32::from(self.rcv.mss.max(1)));
+        self.rcv.seg_max = self.rcv.seg_max.max(seg as u16);
         if self.rcv.quickack > 0 {
             self.rcv.quickack -= 1;
             self.owed.ack = true;

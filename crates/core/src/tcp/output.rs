@@ -56,7 +56,11 @@ impl Tcp {
                 return TcpTx::Idle;
             };
             let r = if plan.len > plan.seg && plan.seg > 0 {
-                self.burst_start(cx, &plan, buf)
+                if self.tso_fits(cx, &plan) {
+                    self.tso_emit(cx, &plan, buf)
+                } else {
+                    self.burst_start(cx, &plan, buf)
+                }
             } else {
                 self.tcp_emit(cx, &plan, buf)
             };
@@ -73,6 +77,54 @@ impl Tcp {
                 }
             }
             return r;
+        }
+    }
+
+    /// Whether a burst may leave as one super-segment (`StackConfig::tso`):
+    /// segments that fill the MTU (the device reads the segment size as
+    /// MTU − headers), at most 64 KiB of IP datagram, straight out.
+    #[inline]
+    fn tso_fits(&self, cx: &Cx<'_>, plan: &Plan) -> bool {
+        let ip = ustack_wire::ipv4::HEADER_LEN + plan.repr.header_len();
+        cx.cfg.tso
+            && plan.id.is_some()
+            && plan.seg + ip == cx.cfg.mtu
+            && ip + plan.len <= usize::from(u16::MAX)
+            && cx.sh.ip.direct(cx.cfg, cx.now, *plan.remote.ip())
+    }
+
+    /// A burst as ONE frame: the headers of its first segment, IP total
+    /// length over all of it, the payload of all its segments, and the
+    /// TCP checksum field holding the pseudo-header sum only (partial:
+    /// the device's TSO cuts it at the MSS and completes each segment's
+    /// checksum, as Linux's `tcp_gso_segment` does). PSH as planned (the
+    /// kernel keeps it on the last segment only). The TCB accounted for
+    /// every segment when the burst was planned.
+    fn tso_emit(&mut self, cx: &mut Cx<'_>, plan: &Plan, buf: &mut [u8]) -> TcpTx {
+        let repr = &plan.repr;
+        let thl = repr.header_len();
+        let segs = plan.len.div_ceil(plan.seg.max(1));
+        let this = &*self;
+        let r = cx.sh.ip.emit_with(
+            cx.cfg,
+            &mut cx.sh.counters,
+            cx.now,
+            *plan.remote.ip(),
+            IpProtocol::Tcp,
+            thl + plan.len,
+            buf,
+            |out, pseudo| {
+                this.tcp_write(false, plan, repr, thl, pseudo, out);
+                TcpPacket::new_unchecked(&mut out[..]).set_checksum(checksum::fold(pseudo));
+            },
+        );
+        if r != Emitted::NoRoute {
+            cx.sh.counters.tcp.out_segs += segs as u64;
+            cx.sh.counters.tcp.tso_sends += 1;
+        }
+        match r {
+            Emitted::Sent(n) => TcpTx::Sent(n),
+            _ => TcpTx::Again,
         }
     }
 

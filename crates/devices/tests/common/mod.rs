@@ -155,7 +155,8 @@ pub fn lab<D: Device>(
     let cfg = StackConfig::new(medium, format!("{our_ip}/24").parse().unwrap())
         .with_seed(u64::from(subnet))
         .with_mac(ustack_core::wire::EthernetAddress(OUR_MAC))
-        .with_mtu(device.mtu());
+        .with_mtu(device.mtu())
+        .with_tso(device.offloads().tso());
     let stack = Stack::new(cfg).unwrap();
     Some(Lab {
         driver: Driver::new(device),
@@ -172,6 +173,20 @@ pub fn tun_lab(subnet: u8, tools: &[&str]) -> Option<Lab<Tun>> {
 
 pub fn tap_lab(subnet: u8, tools: &[&str]) -> Option<Lab<Tap>> {
     lab(subnet, Medium::Ethernet, tools, |o| o.open_tap())
+}
+
+/// A TUN lab with the kernel's offloads (virtio-net header, TSO/GSO).
+pub fn tun_lab_offload(subnet: u8, tools: &[&str]) -> Option<Lab<Tun>> {
+    lab(subnet, Medium::Ip, tools, |o| {
+        o.clone().offload(true).open_tun()
+    })
+}
+
+/// A TAP lab with the kernel's offloads.
+pub fn tap_lab_offload(subnet: u8, tools: &[&str]) -> Option<Lab<Tap>> {
+    lab(subnet, Medium::Ethernet, tools, |o| {
+        o.clone().offload(true).open_tap()
+    })
 }
 
 impl<D: Device> Lab<D> {
