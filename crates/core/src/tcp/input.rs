@@ -647,7 +647,20 @@ impl Stack {
             && (seg.ack_number.diff(t.iss) <= 0 || seg.ack_number.diff(t.snd_max) > 0)
         {
             if !f.contains(TcpFlags::RST) {
+                // An ACK from an old connection (a peer in TIME-WAIT for
+                // the same 4-tuple answers a SYN it will not take with an
+                // ACK): reset it, <SEQ=SEG.ACK><CTL=RST>, and drop the
+                // segment (RFC 9293 §3.10.7.3). The RST ends that TIME-WAIT
+                // (RFC 1337), so our SYN goes again at once, behind the RST,
+                // instead of a whole RTO later; once per attempt, so a
+                // stream of such ACKs gets no more SYNs than the timer sends.
                 let (local, remote) = (t.local, t.remote);
+                if t.retries == 0 && !t.syn_pending {
+                    t.retries = 1;
+                    t.syn_pending = true;
+                    t.snd_nxt = t.iss;
+                    t.rtt.timing = None;
+                }
                 self.tcp_reset_reply(local, remote, seg);
             }
             return;
