@@ -24,8 +24,9 @@ pub struct Url {
     pub path: String,
 }
 
-/// Parses `http://A.B.C.D[:PORT][/PATH]`.
-pub fn parse_url(s: &str) -> Result<Url, String> {
+/// Parses `http://A.B.C.D[:PORT][/PATH]`; `kernel` is the address a hint
+/// suggests (the kernel's, on the link).
+pub fn parse_url(s: &str, kernel: Ipv4Addr) -> Result<Url, String> {
     let rest = match s.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
         Some((scheme, _)) => {
@@ -56,7 +57,7 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
         None => (authority, 80),
     };
     let ip: Ipv4Addr = host.parse().map_err(|_| {
-        format!("{s}: host '{host}' is not an IPv4 address (ustack has no DNS); use the kernel's address, e.g. http://10.200.0.1/")
+        format!("{s}: host '{host}' is not an IPv4 address (ustack has no DNS); use the kernel's address, e.g. http://{kernel}/")
     })?;
     Ok(Url {
         addr: SocketAddrV4::new(ip, port),
@@ -345,6 +346,7 @@ mod tests {
 
     #[test]
     fn urls() {
+        let parse_url = |s| parse_url(s, Ipv4Addr::new(10, 9, 8, 1));
         let u = parse_url("http://10.1.2.3:8080/a/b?c=d#frag").unwrap();
         assert_eq!(u.addr, "10.1.2.3:8080".parse().unwrap());
         assert_eq!(u.path, "/a/b?c=d");
@@ -356,7 +358,7 @@ mod tests {
             .contains("only http://"));
         assert!(parse_url("http://example.com/")
             .unwrap_err()
-            .contains("no DNS"));
+            .contains("(ustack has no DNS); use the kernel's address, e.g. http://10.9.8.1/"));
         assert!(parse_url("http://10.1.2.3:0/").is_err());
         assert!(parse_url("10.1.2.3/").unwrap_err().contains("not a URL"));
     }

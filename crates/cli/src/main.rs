@@ -24,26 +24,23 @@ use ustack_core::Duration;
     about = "A user-space TCP/IP stack: demos, servers and clients"
 )]
 struct Cli {
-    #[command(flatten)]
-    link: link::LinkArgs,
-    /// At exit (and, for servers, on SIGUSR1) print the counters (netstat -s
+    /// At exit, on Ctrl-C and on SIGUSR1 print the counters (netstat -s
     /// style) and the TCP sockets (ss -tan style).
     #[arg(long, global = true)]
     stats: bool,
+    #[command(flatten)]
+    link: link::LinkArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Two hosts on an in-memory link: ping and a UDP echo exchange (no root needed).
+    /// Two hosts on an in-memory link: ping, a UDP echo exchange and a TCP
+    /// transfer over a lossy link, with state transitions and counters (no
+    /// root needed). Takes --loss (default 0.05), --delay (default 10 ms),
+    /// --seed (default 1) and --pcap from the link options.
     Demo {
-        /// Probability that the link drops a frame (0 to 1).
-        #[arg(long, default_value_t = 0.05, value_parser = probability)]
-        loss: f64,
-        /// One-way delay of the link in milliseconds.
-        #[arg(long, default_value_t = 10)]
-        delay: u64,
         /// Probability that the link flips bits in a frame (0 to 1).
         #[arg(long, default_value_t = 0.01, value_parser = probability)]
         corrupt: f64,
@@ -53,12 +50,6 @@ enum Command {
         /// Bytes per UDP datagram (over the 1500-byte MTU they are fragmented).
         #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(4..=65507))]
         size: u32,
-        /// Seed of every random choice: the same seed gives the same run.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Write every frame to this pcap file (readable by tshark/Wireshark).
-        #[arg(long)]
-        pcap: Option<PathBuf>,
         /// Bytes of the TCP transfer (0: none).
         #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 34))]
         bytes: u64,
@@ -97,8 +88,8 @@ enum Command {
     /// standard output (needs --tun or --tap).
     Connect {
         /// ADDRESS:PORT, the address an IPv4 literal.
-        #[arg(value_name = "HOST:PORT", value_parser = host_port)]
-        addr: SocketAddrV4,
+        #[arg(value_name = "HOST:PORT")]
+        target: String,
     },
 }
 
@@ -143,9 +134,12 @@ fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-fn host_port(s: &str) -> Result<SocketAddrV4, String> {
+/// `ADDRESS:PORT`; the hint's example is the kernel's address on the link.
+fn host_port(s: &str, kernel: std::net::Ipv4Addr) -> Result<SocketAddrV4, String> {
     s.parse().map_err(|_| {
-        format!("'{s}' is not ADDRESS:PORT with an IPv4 address (ustack has no DNS), e.g. 10.200.0.1:80")
+        format!(
+            "'{s}' is not ADDRESS:PORT with an IPv4 address (ustack has no DNS), e.g. {kernel}:80"
+        )
     })
 }
 
@@ -182,10 +176,17 @@ fn print_stats(rt: &ustack::Runtime, to_stderr: bool) {
     }
 }
 
-/// A one-line error and exit status 2.
+/// A one-line error and exit status 2: a usage or setup error.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("ustack: {msg}");
     ExitCode::from(2)
+}
+
+/// A one-line error and exit status 1: the command ran and its work failed
+/// (refused, timed out, an HTTP error status), as with ping's lost replies.
+fn failed(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ustack: {msg}");
+    ExitCode::from(1)
 }
 
 fn main() -> ExitCode {
@@ -275,7 +276,7 @@ fn main() -> ExitCode {
             // The stats are printed by the serve loop (at exit and on SIGUSR1).
             match serve::run(
                 &rt,
-                cli.link.addr.address(),
+                cli.link.addr().address(),
                 port,
                 &service,
                 &signals,
@@ -286,7 +287,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Get { url, output } => {
-            let url = match get::parse_url(&url) {
+            let url = match get::parse_url(&url, cli.link.kernel_addr().address()) {
                 Ok(u) => u,
                 Err(e) => return fail(e),
             };
@@ -300,10 +301,14 @@ fn main() -> ExitCode {
             }
             match r {
                 Ok(_) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => failed(e),
             }
         }
-        Command::Connect { addr } => {
+        Command::Connect { target } => {
+            let addr = match host_port(&target, cli.link.kernel_addr().address()) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
             let rt = match cli.link.start("connect") {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
@@ -314,33 +319,30 @@ fn main() -> ExitCode {
             }
             match r {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => failed(e),
             }
         }
         Command::Demo {
-            loss,
-            delay,
             corrupt,
             count,
             size,
-            seed,
-            pcap,
             bytes,
         } => {
-            if cli.link.given() {
-                eprintln!(
-                    "ustack: demo runs on the in-memory network; put its options after `demo` (--tun/--tap do not apply)"
-                );
-                return ExitCode::from(2);
+            let device_only = cli.link.device_options();
+            if !device_only.is_empty() {
+                return fail(format_args!(
+                    "demo runs on the in-memory network and takes no {}; those are for ping, serve, get and connect on a TUN/TAP link",
+                    device_only.join(", ")
+                ));
             }
             let opts = demo::DemoOptions {
-                loss,
-                delay: Duration::from_millis(delay),
+                loss: cli.link.loss.unwrap_or(0.05),
+                delay: Duration::from_millis(cli.link.delay.unwrap_or(10)),
                 corrupt,
                 count,
                 size: size as usize,
-                seed,
-                pcap,
+                seed: cli.link.seed.unwrap_or(1),
+                pcap: cli.link.pcap.clone(),
                 bytes,
             };
             match demo::run(&opts) {

@@ -18,9 +18,7 @@ fn tshark_available() -> bool {
         if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("tshark is required (USTACK_REQUIRE_TOOLS=1) but not installed");
         }
-        eprintln!(
-            "SKIPPED: tshark not found; install it (apt-get install tshark) to check captures"
-        );
+        say_skipped("tshark not found; install it (apt-get install tshark) to check captures");
     }
     found
 }
@@ -108,6 +106,37 @@ fn bad_arguments_name_the_problem_and_exit_2() {
         (
             &["--tun", "a", "--tap", "b", "serve", "echo"][..],
             "cannot be used with",
+        ),
+        // Address errors say what is wrong and show the form (issue 16).
+        (
+            &["--addr", "10.200.0.2", "ping", "10.200.0.1"][..],
+            "'10.200.0.2' has no prefix length; write ADDRESS/PREFIX, e.g. 10.200.0.2/24",
+        ),
+        (
+            &["ping", "10.200.0.1", "--addr", "10.200.0.300/24"][..],
+            "'10.200.0.300' is not an IPv4 address",
+        ),
+        (
+            &["ping", "10.200.0.1", "--kernel-addr", "10.200.0.1/33"][..],
+            "prefix length '/33' is not a number from 0 to 32",
+        ),
+        // Link options are global: after the subcommand they reach the link.
+        (
+            &["ping", "10.200.0.1", "--tun", "x", "--kernel-addr", "10.9.0.1/24"][..],
+            "--addr 10.200.0.2/24 and --kernel-addr 10.9.0.1/24 must be different addresses on the same subnet",
+        ),
+        (
+            &["demo", "--tun", "x", "--mtu", "1400"][..],
+            "demo runs on the in-memory network and takes no --tun, --mtu;",
+        ),
+        // The no-DNS hints suggest the kernel's address on this link.
+        (
+            &["--kernel-addr", "10.9.0.1/24", "connect", "example.com:80"][..],
+            "(ustack has no DNS), e.g. 10.9.0.1:80",
+        ),
+        (
+            &["get", "http://example.com/", "--kernel-addr", "10.9.0.1/24"][..],
+            "use the kernel's address, e.g. http://10.9.0.1/",
         ),
     ] {
         let out = ustack(args);
@@ -225,4 +254,47 @@ fn demo_pcap_reads_clean_in_tshark() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn link_options_are_listed_in_every_subcommands_help() {
+    for cmd in [
+        &["ping", "--help"][..],
+        &["get", "--help"],
+        &["connect", "--help"],
+        &["serve", "--help"],
+        &["serve", "echo", "--help"],
+        &["serve", "http", "--help"],
+        &["demo", "--help"],
+    ] {
+        let out = ustack(cmd);
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        let (_, link) = help
+            .split_once("Link options:")
+            .unwrap_or_else(|| panic!("{cmd:?}: no link options: {help}"));
+        for opt in [
+            "--tun <NAME>",
+            "--tap <NAME>",
+            "--addr <CIDR>",
+            "--kernel-addr <CIDR>",
+            "--mtu",
+            "--loss <P>",
+            "--delay <MS>",
+            "--pcap <FILE>",
+            "--seed <N>",
+        ] {
+            assert!(link.contains(opt), "{cmd:?} lacks {opt}: {help}");
+        }
+    }
+}
+
+/// Tells whoever runs `cargo test` that a test did not run. Written to the
+/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
+/// this line shows in the normal output, not just under `--nocapture`.
+fn say_skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
