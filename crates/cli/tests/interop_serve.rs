@@ -151,7 +151,7 @@ fn a_thousand_sequential_short_connections() {
 
 #[test]
 fn http_semantics_seen_by_curl() {
-    let Some(mut lab) = Lab::new("sem", 4, &["curl"]) else {
+    let Some(mut lab) = Lab::new("sem", 4, &["curl", "nc"]) else {
         return;
     };
     let www = lab.dir.join("www");
