@@ -70,7 +70,7 @@ fn ustack_get_downloads_100_mib_from_a_kernel_server() {
         text(&out.stderr)
     );
     assert!(
-        text(&out.stdout).contains("1 active connection openings"),
+        text(&out.stdout).contains("1 active connection opening\n"),
         "{}",
         text(&out.stdout)
     );
