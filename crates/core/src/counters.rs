@@ -209,7 +209,12 @@ fn singular(desc: &str) -> String {
             let stem = if w.ends_with("sses") {
                 &w[..w.len() - 2]
             } else if w.ends_with("ies") && w != "cookies" {
-                return format!("{}{}y{}", &desc[..at], &w[..w.len() - 3], &desc[at + w.len()..]);
+                return format!(
+                    "{}{}y{}",
+                    &desc[..at],
+                    &w[..w.len() - 3],
+                    &desc[at + w.len()..]
+                );
             } else {
                 &w[..w.len() - 1]
             };
@@ -264,15 +269,27 @@ mod tests {
             ("packets sent", "packet sent"),
             ("echo replies received", "echo reply received"),
             ("SYN cookies sent", "SYN cookie sent"),
-            ("tail loss probes sent (RFC 8985)", "tail loss probe sent (RFC 8985)"),
+            (
+                "tail loss probes sent (RFC 8985)",
+                "tail loss probe sent (RFC 8985)",
+            ),
             (
                 "with invalid addresses (not for us; we do not forward)",
                 "with invalid address (not for us; we do not forward)",
             ),
-            ("RACK reordering timer expiries", "RACK reordering timer expiry"),
+            (
+                "RACK reordering timer expiries",
+                "RACK reordering timer expiry",
+            ),
             ("active connection openings", "active connection opening"),
-            ("SYNs to LISTEN sockets dropped", "SYN to LISTEN sockets dropped"),
-            ("destination unreachable received", "destination unreachable received"),
+            (
+                "SYNs to LISTEN sockets dropped",
+                "SYN to LISTEN sockets dropped",
+            ),
+            (
+                "destination unreachable received",
+                "destination unreachable received",
+            ),
             (
                 "final handshake ACKs dropped: accept queue full",
                 "final handshake ACK dropped: accept queue full",
@@ -281,7 +298,9 @@ mod tests {
             assert_eq!(singular(desc), one);
         }
         c.udp.no_ports = 1;
-        assert!(c.to_string().contains("    1 packet to unknown port received\n"));
+        assert!(c
+            .to_string()
+            .contains("    1 packet to unknown port received\n"));
         c.tcp.listen_overflows = 2;
         c.tcp.listen_drops = 5;
         let s = c.to_string();
