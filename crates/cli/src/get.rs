@@ -1,9 +1,11 @@
 //! `ustack get URL [-o FILE]`: an HTTP/1.1 client on the stack.
 
+use crate::interrupt::Progress;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ustack::net::TcpStream;
 use ustack::Runtime;
@@ -79,10 +81,28 @@ pub fn describe(e: &io::Error) -> String {
     }
 }
 
-/// Connects with a time limit; the error is one readable line.
+/// After this long without an answer, a connect says it is still trying.
+const CONNECT_NOTICE: Duration = Duration::from_secs(1);
+
+/// Connects with a time limit; the error is one readable line. A connect
+/// with no answer after a second says so on stderr, once.
 pub fn connect(rt: &Runtime, addr: SocketAddrV4) -> Result<TcpStream, String> {
-    TcpStream::connect_timeout(rt, &SocketAddr::V4(addr), CONNECT_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {addr}: {}", describe(&e)))
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let notice = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            waiting.recv_timeout(CONNECT_NOTICE)
+        {
+            eprintln!(
+                "ustack: connecting to {addr}: no answer yet; trying for {} s (Ctrl-C stops)",
+                CONNECT_TIMEOUT.as_secs()
+            );
+        }
+    });
+    let r = TcpStream::connect_timeout(rt, &SocketAddr::V4(addr), CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {}", describe(&e)));
+    drop(done);
+    let _ = notice.join();
+    r
 }
 
 /// Buffered reading from the connection.
@@ -168,12 +188,15 @@ struct Sink {
     bar: bool,
     started: Instant,
     drawn: Instant,
+    /// What a Ctrl-C summary reports.
+    progress: Arc<Progress>,
 }
 
 impl Sink {
     fn write(&mut self, b: &[u8]) -> io::Result<()> {
         self.out.write_all(b)?;
         self.done += b.len() as u64;
+        self.progress.add_received(b.len());
         if self.bar && self.drawn.elapsed() >= Duration::from_millis(100) {
             self.draw();
         }
@@ -212,7 +235,13 @@ impl Sink {
 }
 
 /// Fetches `url` into `out` (None: stdout); returns the body's length.
-pub fn run(rt: &Runtime, url: &Url, out: Option<&Path>) -> Result<u64, String> {
+/// `progress` counts the body's bytes as they are written out.
+pub fn run(
+    rt: &Runtime,
+    url: &Url,
+    out: Option<&Path>,
+    progress: Arc<Progress>,
+) -> Result<u64, String> {
     let s = connect(rt, url.addr)?;
     let _ = s.set_read_timeout(Some(READ_TIMEOUT));
     let what = format!("http://{}{}", url.authority, url.path);
@@ -289,6 +318,7 @@ pub fn run(rt: &Runtime, url: &Url, out: Option<&Path>) -> Result<u64, String> {
         bar: io::stderr().is_terminal(),
         started: Instant::now(),
         drawn: Instant::now(),
+        progress,
     };
     let body = if chunked {
         copy_chunked(&mut conn, &mut sink)

@@ -5,6 +5,7 @@ mod connect;
 mod demo;
 mod get;
 mod http;
+mod interrupt;
 mod link;
 mod ping;
 mod serve;
@@ -28,6 +29,11 @@ struct Cli {
     /// style) and the TCP sockets (ss -tan style).
     #[arg(long, global = true)]
     stats: bool,
+    /// Log more to stderr: -v info, -vv debug, -vvv trace (warnings are
+    /// always shown). RUST_LOG, if set, takes precedence (e.g.
+    /// RUST_LOG=ustack=debug,ustack_core=trace).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(flatten)]
     link: link::LinkArgs,
     #[command(subcommand)]
@@ -176,6 +182,29 @@ fn print_stats(rt: &ustack::Runtime, to_stderr: bool) {
     }
 }
 
+/// Logs to stderr what RUST_LOG asks for, else warnings and, with each
+/// `-v`, one level more.
+fn init_logging(verbose: u8) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).map_err(|e| {
+            format!("RUST_LOG='{spec}' is not a log filter ({e}); write e.g. RUST_LOG=debug or RUST_LOG=ustack_core=trace")
+        })?,
+        _ => EnvFilter::new(match verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }),
+    };
+    // Ignored if a subscriber is already set (never, in this binary).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    Ok(())
+}
+
 /// A one-line error and exit status 2: a usage or setup error.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("ustack: {msg}");
@@ -198,6 +227,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Err(e) = init_logging(cli.verbose) {
+        return fail(e);
+    }
     let stats = cli.stats;
     match cli.command {
         Command::Ping {
@@ -210,6 +242,14 @@ fn main() -> ExitCode {
                 eprintln!("ustack: --interval {interval} is outside 0..3600 seconds");
                 return ExitCode::from(2);
             }
+            let signals = match interrupt::ClientSignals::install(
+                interrupt::OnInterrupt::Flag,
+                interrupt::Progress::new(),
+                stats,
+            ) {
+                Ok(s) => s,
+                Err(e) => return fail(format_args!("cannot catch signals: {e}")),
+            };
             let rt = match cli.link.start("ping") {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -217,12 +257,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            signals.set_runtime(&rt);
             let r = ping::run(
                 &rt,
                 host,
                 count,
                 Duration::from_secs_f64(interval),
                 size as usize,
+                signals.interrupted(),
             );
             if stats {
                 print_stats(&rt, false);
@@ -291,11 +333,29 @@ fn main() -> ExitCode {
                 Ok(u) => u,
                 Err(e) => return fail(e),
             };
+            let progress = interrupt::Progress::new();
+            let what = format!("http://{}{}", url.authority, url.path);
+            let summary = move |p: &interrupt::Progress| {
+                let got = p.received.load(std::sync::atomic::Ordering::Relaxed);
+                format!(
+                    "{what}: {got} bytes of the body received {}",
+                    interrupt::rate(got, p)
+                )
+            };
+            let signals = match interrupt::ClientSignals::install(
+                interrupt::OnInterrupt::Exit(Box::new(summary)),
+                progress.clone(),
+                stats,
+            ) {
+                Ok(s) => s,
+                Err(e) => return fail(format_args!("cannot catch signals: {e}")),
+            };
             let rt = match cli.link.start("get") {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            let r = get::run(&rt, &url, output.as_deref());
+            signals.set_runtime(&rt);
+            let r = get::run(&rt, &url, output.as_deref(), progress);
             if stats {
                 print_stats(&rt, output.is_none());
             }
@@ -309,11 +369,29 @@ fn main() -> ExitCode {
                 Ok(a) => a,
                 Err(e) => return fail(e),
             };
+            let progress = interrupt::Progress::new();
+            let summary = move |p: &interrupt::Progress| {
+                let sent = p.sent.load(std::sync::atomic::Ordering::Relaxed);
+                let got = p.received.load(std::sync::atomic::Ordering::Relaxed);
+                format!(
+                    "{addr}: {sent} bytes sent, {got} bytes received {}",
+                    interrupt::rate(got, p)
+                )
+            };
+            let signals = match interrupt::ClientSignals::install(
+                interrupt::OnInterrupt::Exit(Box::new(summary)),
+                progress.clone(),
+                stats,
+            ) {
+                Ok(s) => s,
+                Err(e) => return fail(format_args!("cannot catch signals: {e}")),
+            };
             let rt = match cli.link.start("connect") {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            let r = connect::run(&rt, addr);
+            signals.set_runtime(&rt);
+            let r = connect::run(&rt, addr, progress);
             if stats {
                 print_stats(&rt, true);
             }

@@ -298,3 +298,19 @@ fn say_skipped(why: &str) {
     let test = thread.name().unwrap_or("a test");
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
+
+#[test]
+fn a_bad_rust_log_is_named_with_an_example() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ustack"))
+        .args(["demo", "--count", "1", "--bytes", "0"])
+        .env("RUST_LOG", "ustack=loud")
+        .output()
+        .expect("run ustack");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("ustack: RUST_LOG='ustack=loud' is not a log filter (")
+            && err.contains("write e.g. RUST_LOG=debug or RUST_LOG=ustack_core=trace"),
+        "{err}"
+    );
+}

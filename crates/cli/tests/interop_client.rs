@@ -199,6 +199,17 @@ fn ustack_connect_to_a_closed_kernel_port_is_refused() {
     let out = run(lab.ustack(&["get", &url]), None, Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("connection refused"));
+    // -vv shows the stack's debug log (RUST_LOG would too).
+    let out = run(
+        lab.ustack(&["-vv", "connect", &addr]),
+        None,
+        Duration::from_secs(30),
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("DEBUG") && err.contains("tcp connection refused"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -351,5 +362,99 @@ fn ustack_get_twice_in_a_row_does_not_stall_on_the_kernels_time_wait() {
         kernel_old_connections(&lab).len(),
         3,
         "the same 4-tuple as the first seeded run"
+    );
+}
+
+/// A kernel server that says hello and reads until the client closes.
+const PY_HELLO: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 9000)); s.listen(1)
+c, _ = s.accept()
+c.sendall(b"hello from the kernel\n")
+c.settimeout(30)
+while c.recv(4096):
+    pass
+"#;
+
+#[test]
+fn ctrl_c_ends_clients_with_their_summary_and_sigusr1_does_not_kill_them() {
+    let Some(mut lab) = Lab::new("sigs", 18, &["python3", "ss"]) else {
+        return;
+    };
+    lab.persistent_tun();
+    // ping: SIGUSR1 prints --stats and ping goes on; Ctrl-C prints ping's
+    // statistics (as iputils does) and the stats.
+    let cmd = lab.ustack(&[
+        "--stats",
+        "ping",
+        &lab.kernel_ip(),
+        "-c",
+        "1000",
+        "-i",
+        "0.05",
+    ]);
+    let ping = lab.serve_with(cmd, false);
+    ping.wait_for_stdout("icmp_seq=2 ", Duration::from_secs(10));
+    ping.signal("USR1");
+    ping.wait_for_stderr("echo replies received", Duration::from_secs(5));
+    ping.wait_for_stdout("icmp_seq=4 ", Duration::from_secs(10));
+    ping.signal("INT");
+    let st = lab.wait_exit(&ping, Duration::from_secs(5));
+    let out = ping.stdout();
+    assert_eq!(st.code(), Some(0), "{out}");
+    let stats_line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no statistics: {out}"));
+    let sent: u32 = stats_line.split(' ').next().unwrap().parse().unwrap();
+    assert!((4..1000).contains(&sent), "{stats_line}");
+    assert!(out.contains("rtt min/avg/max/mdev = "), "{out}");
+    assert!(
+        out.contains("Icmp:\n"),
+        "--stats after the statistics: {out}"
+    );
+
+    // connect: Ctrl-C says how much went each way.
+    let mut py = lab.cmd("python3");
+    py.args(["-c", PY_HELLO, &lab.kernel_ip()]);
+    lab.spawn(py);
+    wait_listening(&lab, 9000);
+    let addr = format!("{}:9000", lab.kernel_ip());
+    let (conn, mut stdin) = lab.client(lab.ustack(&["connect", &addr]));
+    std::io::Write::write_all(&mut stdin, b"ping\n").unwrap();
+    conn.wait_for_stdout("hello from the kernel", Duration::from_secs(10));
+    conn.signal("USR1");
+    std::thread::sleep(Duration::from_millis(200));
+    conn.signal("INT");
+    let st = lab.wait_exit(&conn, Duration::from_secs(5));
+    let err = conn.stderr();
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ustack: interrupted: {addr}: 5 bytes sent, 22 bytes received in "
+        )),
+        "{err}"
+    );
+    drop(stdin);
+
+    // get from an address nobody answers: a notice after a second instead
+    // of 15 silent seconds, and Ctrl-C says what it got.
+    let url = format!("http://10.231.18.99:8000/f");
+    let get = lab.serve_with(lab.ustack(&["get", &url]), false);
+    get.wait_for_stderr(
+        "ustack: connecting to 10.231.18.99:8000: no answer yet; trying for 15 s (Ctrl-C stops)",
+        Duration::from_secs(5),
+    );
+    get.signal("INT");
+    let st = lab.wait_exit(&get, Duration::from_secs(5));
+    let err = get.stderr();
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ustack: interrupted: {url}: 0 bytes of the body received in "
+        )),
+        "{err}"
     );
 }

@@ -192,9 +192,24 @@ impl Lab {
         self.serve_with(cmd, true)
     }
 
-    pub fn serve_with(&mut self, mut cmd: Command, wait_ready: bool) -> Server {
+    /// Starts a client whose standard input the test writes (and whose
+    /// output it watches); it is killed at the end if still running.
+    pub fn client(&mut self, mut cmd: Command) -> (Server, std::process::ChildStdin) {
+        cmd.stdin(Stdio::piped());
+        let server = self.start(cmd, false, true);
+        let stdin = self.children[server.index].stdin.take().unwrap();
+        (server, stdin)
+    }
+
+    pub fn serve_with(&mut self, cmd: Command, wait_ready: bool) -> Server {
+        self.start(cmd, wait_ready, false)
+    }
+
+    fn start(&mut self, mut cmd: Command, wait_ready: bool, stdin: bool) -> Server {
+        if !stdin {
+            cmd.stdin(Stdio::null());
+        }
         let mut child = cmd
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
