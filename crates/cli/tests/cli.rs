@@ -314,3 +314,22 @@ fn a_bad_rust_log_is_named_with_an_example() {
         "{err}"
     );
 }
+
+#[test]
+fn the_readmes_demo_output_is_what_the_demo_prints() {
+    let readme = include_str!("../../../README.md");
+    let cmd = "$ cargo run --release -- demo --pcap demo.pcap\n";
+    let start = readme.find(cmd).expect("the README shows the demo") + cmd.len();
+    let shown = &readme[start..start + readme[start..].find("...\n").expect("...")];
+    let dir = std::env::temp_dir().join(format!("ustack-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("demo.pcap");
+    let out = ustack(&["demo", "--pcap", pcap.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(shown),
+        "update the README's demo output to:\n{text}"
+    );
+}

@@ -441,7 +441,7 @@ fn ctrl_c_ends_clients_with_their_summary_and_sigusr1_does_not_kill_them() {
 
     // get from an address nobody answers: a notice after a second instead
     // of 15 silent seconds, and Ctrl-C says what it got.
-    let url = format!("http://10.231.18.99:8000/f");
+    let url = "http://10.231.18.99:8000/f".to_string();
     let get = lab.serve_with(lab.ustack(&["get", &url]), false);
     get.wait_for_stderr(
         "ustack: connecting to 10.231.18.99:8000: no answer yet; trying for 15 s (Ctrl-C stops)",
