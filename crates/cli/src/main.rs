@@ -106,21 +106,25 @@ enum ServeCommand {
         /// The directory to serve (nothing outside it is reachable).
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 80, value_parser = port)]
         port: u16,
     },
     /// RFC 862: sends back what it receives.
     Echo {
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 7, value_parser = port)]
         port: u16,
     },
     /// RFC 863: reads and throws away.
     Discard {
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 9, value_parser = port)]
         port: u16,
     },
     /// RFC 864: sends a rotating pattern of characters until the client leaves.
     Chargen {
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 19, value_parser = port)]
         port: u16,
     },
