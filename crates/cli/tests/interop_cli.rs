@@ -107,7 +107,7 @@ fn ping_over_tap_resolves_the_kernel_with_arp() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("2 received"), "{text}");
     assert!(
-        text.contains("    1 replies received\n"),
+        text.contains("Arp:\n    1 reply received\n"),
         "one ARP reply from the kernel: {text}"
     );
 }
