@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use ustack_core::wire::{Ipv4Addr, Ipv4Cidr};
 use ustack_core::{Duration, Errno, Instant, Medium, Stack, StackConfig};
 use ustack_devices::{Impairments, LinkKind, MemLink, PcapSink, Sim};
@@ -27,6 +27,8 @@ pub struct DemoOptions {
     pub pcap: Option<PathBuf>,
     /// Bytes of the TCP transfer.
     pub bytes: u64,
+    /// What to log to stderr (an `EnvFilter` directive, as RUST_LOG).
+    pub log_filter: String,
 }
 
 /// What happened.
@@ -298,7 +300,13 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport, String> {
     sim.run_to(end, |sim| serve(sim, &mut report, &ping_sent_at));
     if opts.bytes > 0 {
         let recorder = transitions::Recorder::default();
-        let subscriber = tracing_subscriber::registry::Registry::default().with(recorder.clone());
+        // The recorder sees every event; the log only what was asked for.
+        let log = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(tracing_subscriber::EnvFilter::new(&opts.log_filter));
+        let subscriber = tracing_subscriber::registry::Registry::default()
+            .with(recorder.clone())
+            .with(log);
         let tcp = tracing::subscriber::with_default(subscriber, || {
             tcp_transfer(&mut sim, opts.bytes, &recorder)
         })?;

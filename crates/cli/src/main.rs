@@ -187,26 +187,28 @@ fn print_stats(rt: &ustack::Runtime, to_stderr: bool) {
 }
 
 /// Logs to stderr what RUST_LOG asks for, else warnings and, with each
-/// `-v`, one level more.
-fn init_logging(verbose: u8) -> Result<(), String> {
+/// `-v`, one level more. Returns the filter, for the demo's own subscriber.
+fn init_logging(verbose: u8) -> Result<String, String> {
     use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).map_err(|e| {
-            format!("RUST_LOG='{spec}' is not a log filter ({e}); write e.g. RUST_LOG=debug or RUST_LOG=ustack_core=trace")
-        })?,
-        _ => EnvFilter::new(match verbose {
+    let spec = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => spec,
+        _ => match verbose {
             0 => "warn",
             1 => "info",
             2 => "debug",
             _ => "trace",
-        }),
+        }
+        .to_string(),
     };
+    let filter = EnvFilter::try_new(&spec).map_err(|e| {
+        format!("RUST_LOG='{spec}' is not a log filter ({e}); write e.g. RUST_LOG=debug or RUST_LOG=ustack_core=trace")
+    })?;
     // Ignored if a subscriber is already set (never, in this binary).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    Ok(())
+    Ok(spec)
 }
 
 /// A one-line error and exit status 2: a usage or setup error.
@@ -231,9 +233,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(e) = init_logging(cli.verbose) {
-        return fail(e);
-    }
+    let log_filter = match init_logging(cli.verbose) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
     let stats = cli.stats;
     match cli.command {
         Command::Ping {
@@ -426,6 +429,7 @@ fn main() -> ExitCode {
                 seed: cli.link.seed.unwrap_or(1),
                 pcap: cli.link.pcap.clone(),
                 bytes,
+                log_filter,
             };
             match demo::run(&opts) {
                 Ok(report) => print_out(&report.text),

@@ -342,3 +342,18 @@ fn the_readmes_demo_output_is_what_the_demo_prints() {
         "update the README's demo output to:\n{text}"
     );
 }
+
+#[test]
+fn demo_logs_with_v_and_is_quiet_without() {
+    let quiet = ustack(&["demo", "--count", "2", "--bytes", "20000"]);
+    assert!(quiet.status.success());
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+    let loud = ustack(&["demo", "--count", "2", "--bytes", "20000", "-vv"]);
+    assert!(loud.status.success());
+    let err = String::from_utf8_lossy(&loud.stderr);
+    assert!(
+        err.contains("DEBUG") && err.contains("tcp state") && err.contains("to=TIME-WAIT"),
+        "{err}"
+    );
+    assert_eq!(loud.stdout, quiet.stdout, "the log goes to stderr only");
+}
