@@ -163,12 +163,27 @@ fn tun_echo_server_echoes_a_kernel_client_in_a_namespace() {
         skip("needs root, /dev/net/tun, iproute2 and python3");
         return;
     }
-    let ns = ustack::NetNs::create(&format!("ustack-example-{}", std::process::id()))
-        .expect("create a network namespace");
-    std::thread::scope(|scope| {
-        let server = scope.spawn(|| tun_echo_server::serve("ustk0", Some(&ns), 1));
-        // The kernel's client, in the namespace, retrying until the server listens.
-        let client = r#"
+    let name = format!("ustack-example-{}", std::process::id());
+    // Removes the namespace even if the server thread, blocked in accept
+    // after a failure, still holds it (declared first: dropped last).
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .output();
+        }
+    }
+    let _cleanup = Cleanup(name.clone());
+    let ns = std::sync::Arc::new(ustack::NetNs::create(&name).expect("create a network namespace"));
+    let (done, served) = std::sync::mpsc::channel();
+    let server_ns = ns.clone();
+    std::thread::spawn(move || {
+        let r = tun_echo_server::serve("ustk0", Some(&server_ns), 1);
+        let _ = done.send(r.map_err(|e| e.to_string()));
+    });
+    // The kernel's client, in the namespace, retrying until the server listens.
+    let client = r#"
 import socket, sys, time
 for _ in range(100):
     try:
@@ -186,19 +201,22 @@ while True:
     got += d
 sys.stdout.write("%d %s" % (len(got), got == b"hello, ustack\n" * 1000))
 "#;
-        let out = ns
-            .command("timeout")
-            .args(["30", "python3", "-c", client])
-            .output()
-            .expect("run python3");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "14000 True",
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        server.join().expect("server thread").expect("serve");
-    });
+    let out = ns
+        .command("timeout")
+        .args(["30", "python3", "-c", client])
+        .output()
+        .expect("run python3");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "14000 True",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        served.recv_timeout(Duration::from_secs(30)),
+        Ok(Ok(())),
+        "the server returns after its one client"
+    );
 }
 
 #[test]
