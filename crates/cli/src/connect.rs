@@ -1,4 +1,4 @@
-//! `ustack connect HOST:PORT`: netcat on the stack. Standard input goes to
+//! `ustack connect HOST:PORT`: netcat on the stack (HOST an address or a name). Standard input goes to
 //! the connection (a FIN when it ends), the connection to standard output;
 //! it returns when the peer closes, once what standard input still had (if
 //! it is not a terminal) has been sent and acknowledged.
@@ -15,9 +15,20 @@ use ustack::Runtime;
 /// How long to wait at exit for the peer to acknowledge what we sent.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// `progress` counts what goes each way, for a Ctrl-C summary.
-pub fn run(rt: &Runtime, addr: SocketAddrV4, progress: Arc<Progress>) -> Result<(), String> {
+/// `host` is resolved with `resolver` first when it is a name; `progress`
+/// counts what goes each way, for a Ctrl-C summary.
+pub fn run(
+    rt: &Runtime,
+    resolver: &ustack_dns::Resolver,
+    host: &str,
+    port: u16,
+    progress: Arc<Progress>,
+) -> Result<(), String> {
+    let addr: SocketAddrV4 = crate::resolve::socket_addr(rt, resolver, host, port)?;
     let s = Arc::new(connect(rt, addr)?);
+    // Interactive: Nagle would hold a second small write (a typed line)
+    // until the peer's delayed ACK.
+    let _ = s.set_nodelay(true);
     let tx = s.clone();
     let sent = progress.clone();
     // Blocked on stdin when the peer closes: the process ends it by exiting.

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
-use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use ustack_core::wire::{Ipv4Addr, Ipv4Cidr};
 use ustack_core::{Duration, Errno, Instant, Medium, Stack, StackConfig};
 use ustack_devices::{Impairments, LinkKind, MemLink, PcapSink, Sim};
@@ -27,8 +26,6 @@ pub struct DemoOptions {
     pub pcap: Option<PathBuf>,
     /// Bytes of the TCP transfer.
     pub bytes: u64,
-    /// What to log to stderr (an `EnvFilter` directive, as RUST_LOG).
-    pub log_filter: String,
 }
 
 /// What happened.
@@ -69,8 +66,15 @@ const TCP_PORT: u16 = 5001;
 fn tcp_transfer(
     sim: &mut Sim<Stack>,
     bytes: u64,
-    recorder: &transitions::Recorder,
+    recorder: &mut transitions::Recorder,
 ) -> Result<TcpReport, String> {
+    // Transitions in the order they happen: drained after each call that
+    // makes one and after every step of the simulation.
+    let drain = |sim: &mut Sim<Stack>, recorder: &mut transitions::Recorder| {
+        for h in sim.hosts.iter_mut() {
+            recorder.record(h.take_events());
+        }
+    };
     let listener = sim.hosts[1].tcp_open();
     sim.hosts[1]
         .tcp_bind(listener, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, TCP_PORT))
@@ -78,12 +82,14 @@ fn tcp_transfer(
     sim.hosts[1]
         .tcp_listen(listener, 16)
         .map_err(|e| e.to_string())?;
+    drain(sim, recorder);
     let client = sim.hosts[0].tcp_open();
     let start = sim.now();
     match sim.hosts[0].tcp_connect(start, client, SocketAddrV4::new(B, TCP_PORT)) {
         Err(Errno::EINPROGRESS) | Ok(()) => {}
         Err(e) => return Err(format!("connect: {e}")),
     }
+    drain(sim, recorder);
     let mut report = TcpReport {
         bytes,
         intact: true,
@@ -98,6 +104,7 @@ fn tcp_transfer(
     let deadline = start + Duration::from_secs(3600);
     let mut last_byte_at = start;
     let mut step = |sim: &mut Sim<Stack>| -> bool {
+        drain(sim, recorder);
         let now = sim.now();
         // b: accept, read and check every byte, close at EOF.
         let b = &mut sim.hosts[1];
@@ -168,6 +175,7 @@ fn tcp_transfer(
                 _ => {}
             }
         }
+        drain(sim, recorder);
         client_done && server_done
     };
     sim.run_until(deadline, &mut step);
@@ -181,7 +189,8 @@ fn tcp_transfer(
     }
     // Let TIME_WAIT (2 MSL) run out so every state is shown.
     let t = sim.now() + Duration::from_secs(61);
-    sim.run_to(t, |_| {});
+    sim.run_to(t, |sim| drain(sim, recorder));
+    drain(sim, recorder);
     report.elapsed = last_byte_at - start;
     report.intact &= received == bytes;
     report.retransmissions = sim
@@ -299,17 +308,8 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport, String> {
     let end = start + interval * opts.count + opts.delay * 4 + Duration::from_secs(2);
     sim.run_to(end, |sim| serve(sim, &mut report, &ping_sent_at));
     if opts.bytes > 0 {
-        let recorder = transitions::Recorder::default();
-        // The recorder sees every event; the log only what was asked for.
-        let log = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(tracing_subscriber::EnvFilter::new(&opts.log_filter));
-        let subscriber = tracing_subscriber::registry::Registry::default()
-            .with(recorder.clone())
-            .with(log);
-        let tcp = tracing::subscriber::with_default(subscriber, || {
-            tcp_transfer(&mut sim, opts.bytes, &recorder)
-        })?;
+        let mut recorder = transitions::Recorder::default();
+        let tcp = tcp_transfer(&mut sim, opts.bytes, &mut recorder)?;
         report.tcp = Some(tcp);
     }
     if let Some(mut cap) = sim.link.take_capture() {

@@ -17,17 +17,18 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// An `http://` URL with an IPv4 literal host.
+/// An `http://` URL; the host an IPv4 literal or a name to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
-    pub addr: SocketAddrV4,
+    pub host: String,
+    pub port: u16,
     /// As written, for the Host header.
     pub authority: String,
     pub path: String,
 }
 
-/// Parses `http://A.B.C.D[:PORT][/PATH]`; `kernel` is the address a hint
-/// suggests (the kernel's, on the link).
+/// Parses `http://HOST[:PORT][/PATH]`, HOST an IPv4 address or a name;
+/// `kernel` is the address a hint suggests (the kernel's, on the link).
 pub fn parse_url(s: &str, kernel: Ipv4Addr) -> Result<Url, String> {
     let rest = match s.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
@@ -58,11 +59,12 @@ pub fn parse_url(s: &str, kernel: Ipv4Addr) -> Result<Url, String> {
         ),
         None => (authority, 80),
     };
-    let ip: Ipv4Addr = host.parse().map_err(|_| {
-        format!("{s}: host '{host}' is not an IPv4 address (ustack has no DNS); use the kernel's address, e.g. http://{kernel}/")
+    crate::resolve::check_host(host).map_err(|e| {
+        format!("{s}: {e}; give an IPv4 address or a host name, e.g. http://{kernel}/")
     })?;
     Ok(Url {
-        addr: SocketAddrV4::new(ip, port),
+        host: host.to_owned(),
+        port,
         authority: authority.to_owned(),
         path,
     })
@@ -235,14 +237,17 @@ impl Sink {
 }
 
 /// Fetches `url` into `out` (None: stdout); returns the body's length.
+/// The host is resolved with `resolver` first when it is a name;
 /// `progress` counts the body's bytes as they are written out.
 pub fn run(
     rt: &Runtime,
     url: &Url,
     out: Option<&Path>,
+    resolver: &ustack_dns::Resolver,
     progress: Arc<Progress>,
 ) -> Result<u64, String> {
-    let s = connect(rt, url.addr)?;
+    let addr = crate::resolve::socket_addr(rt, resolver, &url.host, url.port)?;
+    let s = connect(rt, addr)?;
     let _ = s.set_read_timeout(Some(READ_TIMEOUT));
     let what = format!("http://{}{}", url.authority, url.path);
     let req = format!(
@@ -251,6 +256,8 @@ pub fn run(
         url.authority,
         env!("CARGO_PKG_VERSION")
     );
+    // The whole request in one write (it has no body), so Nagle has no
+    // second small write to hold back for the server's delayed ACK.
     (&s).write_all(req.as_bytes())
         .map_err(|e| format!("{what}: sending the request: {}", describe(&e)))?;
     let mut conn = Conn {
@@ -378,17 +385,21 @@ mod tests {
     fn urls() {
         let parse_url = |s| parse_url(s, Ipv4Addr::new(10, 9, 8, 1));
         let u = parse_url("http://10.1.2.3:8080/a/b?c=d#frag").unwrap();
-        assert_eq!(u.addr, "10.1.2.3:8080".parse().unwrap());
+        assert_eq!((u.host.as_str(), u.port), ("10.1.2.3", 8080));
         assert_eq!(u.path, "/a/b?c=d");
         assert_eq!(u.authority, "10.1.2.3:8080");
         let u = parse_url("HTTP://10.1.2.3").unwrap();
-        assert_eq!((u.addr.port(), u.path.as_str()), (80, "/"));
+        assert_eq!((u.port, u.path.as_str()), (80, "/"));
         assert!(parse_url("https://10.1.2.3/")
             .unwrap_err()
             .contains("only http://"));
-        assert!(parse_url("http://example.com/")
-            .unwrap_err()
-            .contains("(ustack has no DNS); use the kernel's address, e.g. http://10.9.8.1/"));
+        let u = parse_url("http://www.example.com:81/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("www.example.com", 81));
+        let bad = parse_url("http://bad..name/").unwrap_err();
+        assert!(
+            bad.contains("not a valid host name") && bad.ends_with("e.g. http://10.9.8.1/"),
+            "{bad}"
+        );
         assert!(parse_url("http://10.1.2.3:0/").is_err());
         assert!(parse_url("10.1.2.3/").unwrap_err().contains("not a URL"));
     }

@@ -105,8 +105,15 @@ impl LinkArgs {
         }
     }
 
-    /// Opens the device, configures the kernel side, and starts a runtime.
+    /// Opens the device, configures the kernel side, and starts a runtime
+    /// with a stack thread.
     pub fn start(&self, what: &str) -> Result<Runtime, LinkError> {
+        self.start_with(what, Mode::Thread)
+    }
+
+    /// Like [`start`](Self::start), the runtime in `mode` (the servers use
+    /// [`Mode::External`], driven from their tokio runtime).
+    pub fn start_with(&self, what: &str, mode: Mode) -> Result<Runtime, LinkError> {
         let (name, medium) = match (&self.tun, &self.tap) {
             (Some(n), _) => (n.clone(), Medium::Ip),
             (None, Some(n)) => (n.clone(), Medium::Ethernet),
@@ -180,7 +187,7 @@ impl LinkArgs {
             .with_mac(mac)
             .with_gateway(kernel_addr.address());
         let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
-        Runtime::new(stack, device, Clock::new(), Mode::Thread)
+        Runtime::new(stack, device, Clock::new(), mode)
             .map_err(|e| format!("cannot start the runtime: {e}"))
     }
 }

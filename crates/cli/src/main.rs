@@ -8,12 +8,12 @@ mod http;
 mod interrupt;
 mod link;
 mod ping;
+mod resolve;
 mod serve;
 mod stats;
 mod transitions;
 
 use clap::{Parser, Subcommand};
-use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use ustack_core::Duration;
@@ -36,6 +36,9 @@ struct Cli {
     verbose: u8,
     #[command(flatten)]
     link: link::LinkArgs,
+    /// DNS server for host names (default: the kernel's address, --kernel-addr).
+    #[arg(long, global = true, value_name = "IP")]
+    dns: Option<std::net::Ipv4Addr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,12 +82,15 @@ enum Command {
         /// Stop after this many seconds instead.
         #[arg(long, global = true, value_name = "SECS", value_parser = seconds)]
         duration: Option<f64>,
+        /// Connections open at once; past it a new one is closed at once.
+        #[arg(long, global = true, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        max_connections: u64,
         #[command(subcommand)]
         service: ServeCommand,
     },
     /// Fetch an http:// URL with HTTP/1.1 (needs --tun or --tap).
     Get {
-        /// http://ADDRESS[:PORT]/PATH, the address an IPv4 literal (the kernel's, say).
+        /// http://HOST[:PORT]/PATH, HOST an IPv4 address or a name (resolved via --dns).
         url: String,
         /// Write the body to this file instead of standard output.
         #[arg(short = 'o', long, value_name = "FILE")]
@@ -93,9 +99,15 @@ enum Command {
     /// Like netcat: standard input to a TCP connection, the connection to
     /// standard output (needs --tun or --tap).
     Connect {
-        /// ADDRESS:PORT, the address an IPv4 literal.
-        #[arg(value_name = "HOST:PORT")]
-        target: String,
+        /// HOST:PORT, HOST an IPv4 address or a name (resolved via --dns).
+        #[arg(value_name = "HOST:PORT", value_parser = host_port)]
+        target: (String, u16),
+    },
+    /// Look a name up (A records) with ustack's resolver, like host(1)
+    /// (needs --tun or --tap; the server is --dns).
+    Resolve {
+        /// The host name.
+        name: String,
     },
 }
 
@@ -109,6 +121,11 @@ enum ServeCommand {
         /// The TCP port to listen on.
         #[arg(long, default_value_t = 80, value_parser = port)]
         port: u16,
+        /// Seconds a request head may take to arrive (from the connection's
+        /// start or the previous response: idle keep-alive connections
+        /// close after it too).
+        #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = seconds)]
+        header_timeout: f64,
     },
     /// RFC 862: sends back what it receives.
     Echo {
@@ -144,13 +161,13 @@ fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `ADDRESS:PORT`; the hint's example is the kernel's address on the link.
-fn host_port(s: &str, kernel: std::net::Ipv4Addr) -> Result<SocketAddrV4, String> {
-    s.parse().map_err(|_| {
-        format!(
-            "'{s}' is not ADDRESS:PORT with an IPv4 address (ustack has no DNS), e.g. {kernel}:80"
-        )
-    })
+fn host_port(s: &str) -> Result<(String, u16), String> {
+    let usage =
+        || format!("'{s}' is not HOST:PORT (an IPv4 address or a name), e.g. 10.200.0.1:80");
+    let (host, port) = s.rsplit_once(':').ok_or_else(usage)?;
+    let port = self::port(port).map_err(|_| usage())?;
+    resolve::check_host(host).map_err(|e| format!("{e}; {}", usage()))?;
+    Ok((host.to_owned(), port))
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -187,8 +204,8 @@ fn print_stats(rt: &ustack::Runtime, to_stderr: bool) {
 }
 
 /// Logs to stderr what RUST_LOG asks for, else warnings and, with each
-/// `-v`, one level more. Returns the filter, for the demo's own subscriber.
-fn init_logging(verbose: u8) -> Result<String, String> {
+/// `-v`, one level more.
+fn init_logging(verbose: u8) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
     let spec = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => spec,
@@ -208,7 +225,7 @@ fn init_logging(verbose: u8) -> Result<String, String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    Ok(spec)
+    Ok(())
 }
 
 /// A one-line error and exit status 2: a usage or setup error.
@@ -233,10 +250,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let log_filter = match init_logging(cli.verbose) {
-        Ok(f) => f,
-        Err(e) => return fail(e),
-    };
+    if let Err(e) = init_logging(cli.verbose) {
+        return fail(e);
+    }
     let stats = cli.stats;
     match cli.command {
         Command::Ping {
@@ -285,9 +301,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { duration, service } => {
+        Command::Serve {
+            duration,
+            max_connections,
+            service,
+        } => {
             let (port, service) = match service {
-                ServeCommand::Http { root, port } => {
+                ServeCommand::Http {
+                    root,
+                    port,
+                    header_timeout,
+                } => {
                     let root = match root.canonicalize() {
                         Ok(r) if r.is_dir() => r,
                         Ok(_) => {
@@ -308,7 +332,13 @@ fn main() -> ExitCode {
                             ));
                         }
                     };
-                    (port, serve::Service::Http { root })
+                    let cfg = http::HttpConfig {
+                        root,
+                        header_timeout: std::time::Duration::from_secs_f64(
+                            header_timeout.max(0.001),
+                        ),
+                    };
+                    (port, serve::Service::Http(std::sync::Arc::new(cfg)))
                 }
                 ServeCommand::Echo { port } => (port, serve::Service::Echo),
                 ServeCommand::Discard { port } => (port, serve::Service::Discard),
@@ -318,7 +348,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(format_args!("cannot catch signals: {e}")),
             };
-            let rt = match cli.link.start("serve") {
+            let rt = match cli.link.start_with("serve", ustack::Mode::External) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
@@ -330,6 +360,7 @@ fn main() -> ExitCode {
                 &service,
                 &signals,
                 stats,
+                usize::try_from(max_connections).unwrap_or(usize::MAX),
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
@@ -362,7 +393,8 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             signals.set_runtime(&rt);
-            let r = get::run(&rt, &url, output.as_deref(), progress);
+            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr().address()));
+            let r = get::run(&rt, &url, output.as_deref(), &dns, progress);
             if stats {
                 print_stats(&rt, output.is_none());
             }
@@ -372,10 +404,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Connect { target } => {
-            let addr = match host_port(&target, cli.link.kernel_addr().address()) {
-                Ok(a) => a,
-                Err(e) => return fail(e),
-            };
+            let addr = format!("{}:{}", target.0, target.1);
             let progress = interrupt::Progress::new();
             let summary = move |p: &interrupt::Progress| {
                 let sent = p.sent.load(std::sync::atomic::Ordering::Relaxed);
@@ -398,13 +427,32 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             signals.set_runtime(&rt);
-            let r = connect::run(&rt, addr, progress);
+            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr().address()));
+            let r = connect::run(&rt, &dns, &target.0, target.1, progress);
             if stats {
                 print_stats(&rt, true);
             }
             match r {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => failed(e),
+            }
+        }
+        Command::Resolve { name } => {
+            if let Err(e) = resolve::check_host(&name) {
+                return fail(e);
+            }
+            let rt = match cli.link.start("resolve") {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr().address()));
+            let r = resolve::run(&rt, &dns, &name);
+            if stats {
+                print_stats(&rt, true);
+            }
+            match r {
+                Ok(text) => print_out(&text),
+                Err(e) => fail(e),
             }
         }
         Command::Demo {
@@ -429,7 +477,6 @@ fn main() -> ExitCode {
                 seed: cli.link.seed.unwrap_or(1),
                 pcap: cli.link.pcap.clone(),
                 bytes,
-                log_filter,
             };
             match demo::run(&opts) {
                 Ok(report) => print_out(&report.text),

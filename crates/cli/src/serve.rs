@@ -1,27 +1,36 @@
-//! `ustack serve ...`: TCP servers on the stack, a thread per connection,
-//! running until SIGINT/SIGTERM or `--duration`.
+//! `ustack serve ...`: TCP servers on the stack, running until
+//! SIGINT/SIGTERM or `--duration`.
+//!
+//! Every service runs on ustack-tokio in one thread: a current-thread
+//! tokio runtime whose tasks are the connections and the stack's driver
+//! (`ustack_tokio::drive`: the device's fd on tokio's reactor, the stack's
+//! timers on tokio's), so a frame that arrives is taken in, and the task
+//! it makes ready runs, on the thread that woke for it — no hand-off
+//! between threads. One thread however many clients come; past
+//! `--max-connections` a new connection is closed at once. (A stack thread
+//! and a multi-thread runtime measured half the requests/s at 10
+//! connections: two hand-offs per request; see BENCHMARKS.md.) Nothing here
+//! blocks for long: files are read a 64 KiB chunk at a time.
 //!
 //! The simple services of RFC 862 (echo), 863 (discard) and 864 (chargen)
 //! live here; the HTTP file server is in [`crate::http`].
 
+use crate::http::HttpConfig;
 use crate::stats;
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use ustack::net::{TcpListener, TcpStream};
-use ustack::posix::{PollFd, POLLIN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ustack::Runtime;
+use ustack_tokio::{TcpListener, TcpStream};
 
 /// What a server serves.
 #[derive(Debug, Clone)]
 pub enum Service {
-    /// Static files under this (canonical) directory.
-    Http {
-        root: PathBuf,
-    },
+    /// Static files.
+    Http(Arc<HttpConfig>),
     Echo,
     Discard,
     Chargen,
@@ -30,13 +39,16 @@ pub enum Service {
 impl Service {
     fn name(&self) -> &'static str {
         match self {
-            Service::Http { .. } => "http",
+            Service::Http(_) => "http",
             Service::Echo => "echo",
             Service::Discard => "discard",
             Service::Chargen => "chargen",
         }
     }
 }
+
+/// How often the accept loop looks at the signal flags.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// When to stop, and when to print the stats: flags the signal handlers set
 /// and the serve loop checks.
@@ -76,7 +88,8 @@ impl Signals {
     }
 }
 
-/// Listens on `port` and serves until told to stop.
+/// Listens on `port` and serves until told to stop, with at most
+/// `max_connections` connections open at once.
 pub fn run(
     rt: &Runtime,
     local: Ipv4Addr,
@@ -84,59 +97,112 @@ pub fn run(
     service: &Service,
     signals: &Signals,
     stats: bool,
+    max_connections: usize,
 ) -> Result<(), String> {
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        // Nothing here blocks on purpose; keep the pool from growing anyway.
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+    tokio_rt.block_on(accept_loop(
+        rt,
+        local,
+        port,
+        service,
+        signals,
+        stats,
+        max_connections,
+    ))
+}
+
+async fn accept_loop(
+    rt: &Runtime,
+    local: Ipv4Addr,
+    port: u16,
+    service: &Service,
+    signals: &Signals,
+    stats: bool,
+    max_connections: usize,
+) -> Result<(), String> {
+    // The stack's driver (a runtime with a stack thread needs none).
+    if rt.mode() == ustack::Mode::External {
+        let driver = rt.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ustack_tokio::drive(driver).await {
+                eprintln!("ustack: the stack's driver stopped: {e}");
+            }
+        });
+    }
     let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
-    let listener = TcpListener::bind(rt, addr).map_err(|e| {
+    let listener = TcpListener::bind(rt, addr).await.map_err(|e| {
         if e.raw_os_error() == Some(libc_eaddrinuse()) {
             format!("cannot listen on port {port}: address already in use; choose another --port")
         } else {
             format!("cannot listen on port {port}: {e}")
         }
     })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
     eprintln!(
         "ustack: serving {} on {local}:{port}{}",
         service.name(),
         match service {
-            Service::Http { root } => format!(" from {}", root.display()),
+            Service::Http(cfg) => format!(" from {}", cfg.root.display()),
             _ => String::new(),
         }
     );
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut tick = tokio::time::interval(SIGNAL_CHECK);
     while !signals.should_stop() {
-        if stats && signals.take_usr1() {
-            print_stats(rt);
-        }
-        let mut fds = [PollFd::new(listener.as_raw_fd(), POLLIN)];
-        if rt.poll(&mut fds, 100).is_err() || fds[0].revents & POLLIN == 0 {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = tick.tick() => {
+                if stats && signals.take_usr1() {
+                    print_stats(rt);
+                }
+                continue;
+            }
+        };
+        let stream = match accepted {
+            Ok((s, _peer)) => s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("ustack: accept: {e}");
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= max_connections {
+            // Over the limit: closed at once (the client sees a FIN).
+            drop(stream);
             continue;
         }
-        loop {
-            match listener.accept() {
-                Ok((stream, _peer)) => {
-                    let service = service.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("{}-conn", service.name()))
-                        .spawn(move || serve_one(stream, &service));
-                    if let Err(e) = spawned {
-                        eprintln!("ustack: cannot start a connection thread: {e}");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("ustack: accept: {e}");
-                    break;
-                }
-            }
-        }
+        let guard = Open::new(open.clone());
+        let service = service.clone();
+        tokio::spawn(async move {
+            serve_one(stream, &service).await;
+            drop(guard);
+        });
     }
     // While the listener is still open, so the table shows it.
     if stats {
         print_stats(rt);
     }
     Ok(())
+}
+
+/// One open connection, counted while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(n: Arc<AtomicUsize>) -> Open {
+        n.fetch_add(1, Ordering::Relaxed);
+        Open(n)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn libc_eaddrinuse() -> i32 {
@@ -150,24 +216,27 @@ pub fn print_stats(rt: &Runtime) {
     let _ = out.flush();
 }
 
-fn serve_one(stream: TcpStream, service: &Service) {
+async fn serve_one(stream: TcpStream, service: &Service) {
     match service {
-        Service::Http { root } => crate::http::serve(stream, root),
-        Service::Echo => echo(stream),
-        Service::Discard => discard(stream),
-        Service::Chargen => chargen(stream),
+        Service::Http(cfg) => crate::http::serve(stream, cfg.clone()).await,
+        Service::Echo => echo(stream).await,
+        Service::Discard => discard(stream).await,
+        Service::Chargen => chargen(stream).await,
     }
 }
 
 /// RFC 862: everything back, until the client's FIN; then the rest of the
-/// echo and our FIN.
-fn echo(s: TcpStream) {
+/// echo and our FIN. TCP_NODELAY: an echo is interactive, and Nagle would
+/// hold a small echo written while an earlier small one is unacknowledged
+/// until the client's (possibly delayed) ACK.
+async fn echo(mut s: TcpStream) {
+    let _ = s.set_nodelay(true);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        match (&s).read(&mut buf) {
+        match s.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => {
-                if (&s).write_all(&buf[..n]).is_err() {
+                if s.write_all(&buf[..n]).await.is_err() {
                     return;
                 }
             }
@@ -175,14 +244,14 @@ fn echo(s: TcpStream) {
             Err(_) => return,
         }
     }
-    let _ = s.shutdown(Shutdown::Write);
+    let _ = s.shutdown().await;
 }
 
 /// RFC 863: read and throw away until the client closes.
-fn discard(s: TcpStream) {
+async fn discard(mut s: TcpStream) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match (&s).read(&mut buf) {
+        match s.read(&mut buf).await {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -204,9 +273,9 @@ fn chargen_cycle() -> Vec<u8> {
 }
 
 /// RFC 864: send the pattern until the client goes away (what it sends is ignored).
-fn chargen(s: TcpStream) {
+async fn chargen(mut s: TcpStream) {
     let cycle = chargen_cycle();
-    while (&s).write_all(&cycle).is_ok() {}
+    while s.write_all(&cycle).await.is_ok() {}
 }
 
 #[cfg(test)]

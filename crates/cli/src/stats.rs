@@ -1,16 +1,68 @@
-//! `--stats`: the counters (`netstat -s` style) and a socket table (`ss -tan`
-//! style), printed at exit and, for servers, on SIGUSR1.
+//! `--stats`: the counters (`netstat -s` style), a tally of the core's TCP
+//! events, and a socket table (`ss -tan` style), printed at exit and, for
+//! servers, on SIGUSR1.
 
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use ustack::Runtime;
+use ustack_core::EventKind;
 
-/// The counters, then the socket table.
+/// The counters, the event tally, then the socket table.
 pub fn render(rt: &Runtime) -> String {
     let mut out = rt.counters().to_string();
     if !out.ends_with('\n') {
         out.push('\n');
     }
+    out.push_str(&events(rt));
     out.push_str(&socket_table(rt));
+    out
+}
+
+/// TCP events drained from the stack so far, by kind.
+#[derive(Default)]
+struct Tally {
+    transitions: u64,
+    established: u64,
+    resets: u64,
+    closed: u64,
+    rtos: u64,
+}
+
+/// The process's one runtime's tally, kept across reports (the events are
+/// drained as they are counted).
+static TALLY: Mutex<Tally> = Mutex::new(Tally {
+    transitions: 0,
+    established: 0,
+    resets: 0,
+    closed: 0,
+    rtos: 0,
+});
+
+/// Drains the stack's events into the tally and renders it.
+pub fn events(rt: &Runtime) -> String {
+    let (events, dropped) = rt.with_stack(|s, _| (s.take_events(), s.events_dropped()));
+    let mut t = TALLY.lock().unwrap_or_else(|e| e.into_inner());
+    for e in events {
+        match e.kind {
+            EventKind::TcpState { .. } => t.transitions += 1,
+            EventKind::TcpEstablished { .. } => t.established += 1,
+            EventKind::TcpReset { .. } => t.resets += 1,
+            EventKind::TcpClosed { .. } => t.closed += 1,
+            EventKind::TcpRto { .. } => t.rtos += 1,
+            _ => {}
+        }
+    }
+    let mut out = String::from("TcpEvents:\n");
+    for (n, what) in [
+        (t.transitions, "state transitions"),
+        (t.established, "connections established"),
+        (t.resets, "resets received"),
+        (t.closed, "connections closed"),
+        (t.rtos, "retransmission timeouts"),
+        (dropped, "events dropped before they were read"),
+    ] {
+        let _ = writeln!(out, "    {n} {what}");
+    }
     out
 }
 

@@ -96,9 +96,16 @@ fn bad_arguments_name_the_problem_and_exit_2() {
             "not a number of seconds",
         ),
         (&["get", "ftp://10.0.0.1/"][..], "only http:// URLs"),
-        (&["get", "http://example.com/"][..], "no DNS"),
+        (&["get", "http://bad..name/"][..], "not a valid host name"),
+        (
+            &["get", "http://example.com/"][..],
+            "get needs a link: give --tun NAME",
+        ),
         (&["get", "http://10.0.0.1:99999/"][..], "not a port number"),
-        (&["connect", "example.com:80"][..], "ADDRESS:PORT"),
+        (&["connect", "example.com"][..], "HOST:PORT"),
+        (&["connect", "bad..name:80"][..], "not a valid host name"),
+        (&["resolve", "example.com"][..], "resolve needs a link"),
+        (&["--dns", "dns.example", "resolve", "x"][..], "--dns"),
         (
             &["connect", "10.0.0.1:80"][..],
             "connect needs a link: give --tun NAME or --tap NAME",
@@ -129,14 +136,10 @@ fn bad_arguments_name_the_problem_and_exit_2() {
             &["demo", "--tun", "x", "--mtu", "1400"][..],
             "demo runs on the in-memory network and takes no --tun, --mtu;",
         ),
-        // The no-DNS hints suggest the kernel's address on this link.
+        // A bad host's hint suggests the kernel's address on this link.
         (
-            &["--kernel-addr", "10.9.0.1/24", "connect", "example.com:80"][..],
-            "(ustack has no DNS), e.g. 10.9.0.1:80",
-        ),
-        (
-            &["get", "http://example.com/", "--kernel-addr", "10.9.0.1/24"][..],
-            "use the kernel's address, e.g. http://10.9.0.1/",
+            &["get", "http://bad..name/", "--kernel-addr", "10.9.0.1/24"][..],
+            "give an IPv4 address or a host name, e.g. http://10.9.0.1/",
         ),
     ] {
         let out = ustack(args);

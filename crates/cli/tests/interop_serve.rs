@@ -94,6 +94,8 @@ fn curl_downloads_100_mib_from_serve_http() {
     server.wait_for_stdout("LISTEN", Duration::from_secs(5));
     let stats = server.stdout();
     assert!(stats.contains("1 passive connection opening\n"), "{stats}");
+    // The core's events, tallied by --stats.
+    assert!(stats.contains("1 connections established"), "{stats}");
 }
 
 #[test]

@@ -249,6 +249,9 @@ pub struct StackConfig {
     pub echo_broadcasts: bool,
     /// Datagrams queued for transmission across the stack before sends get ENOBUFS.
     pub max_egress_packets: usize,
+    /// Events ([`crate::event::Event`]) kept until drained; beyond it the
+    /// oldest are dropped (and counted).
+    pub max_events: usize,
     pub tcp: TcpConfig,
 }
 
@@ -272,6 +275,7 @@ impl StackConfig {
             icmp_errors_per_sec: 1000,
             echo_broadcasts: false,
             max_egress_packets: 4096,
+            max_events: 65536,
             tcp: TcpConfig::default(),
         }
     }

@@ -1,12 +1,14 @@
 //! ICMP (RFC 792): echo sockets for ping, and the rate limit on the errors
 //! we send (RFC 1812 §4.3.2.8).
 
+use crate::cx::Cx;
 use crate::errno::{Errno, Result};
-use crate::socket::{Readiness, Socket, SocketHandle};
-use crate::stack::{OutPacket, Stack};
-use crate::time::{Duration, Instant};
-use std::collections::VecDeque;
-use ustack_wire::{Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr};
+use crate::ipv4::output::{is_broadcast, route, IpPair};
+use crate::ratelimit::TokenBucket;
+use crate::socket::{Proto, Readiness, Slab, SocketHandle};
+use crate::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use ustack_wire::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr};
 
 /// One echo reply received by a ping socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,74 +53,159 @@ impl IcmpSocket {
     }
 }
 
-/// A token bucket: `rate` tokens a second, holding at most `burst`.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: u32,
-    burst: u32,
-    tokens: u32,
-    last: Instant,
+/// What became of an ICMP message handed to [`Icmp::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IcmpIn<'a> {
+    /// Answered, delivered, or dropped and counted.
+    Done,
+    /// An error about a datagram we sent (`invoking`, its quoted header
+    /// and leading bytes), for the transport that sent it (RFC 1122
+    /// §3.2.2.1, §4.1.3.3, §4.2.3.9).
+    Error { invoking: &'a [u8], err: Errno },
 }
 
-impl TokenBucket {
-    pub fn new(rate: u32, burst: u32) -> Self {
-        TokenBucket {
-            rate,
-            burst,
-            tokens: burst,
-            last: Instant::ZERO,
+/// ICMP: echo sockets by identifier, and the rate limit on the errors
+/// we send.
+pub struct Icmp {
+    pub(crate) socks: Slab<IcmpSocket>,
+    idents: HashMap<u16, SocketHandle>,
+    limiter: TokenBucket,
+}
+
+impl Icmp {
+    pub(crate) fn new(errors_per_sec: u32) -> Icmp {
+        Icmp {
+            socks: Slab::default(),
+            idents: HashMap::new(),
+            limiter: TokenBucket::new(errors_per_sec, errors_per_sec.max(1)),
         }
     }
 
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        if self.rate > 0 {
-            let per_token = Duration::from_micros(1_000_000 / u64::from(self.rate).max(1));
-            let elapsed = now - self.last;
-            let new = (elapsed.as_micros() / per_token.as_micros().max(1)) as u64;
-            if new > 0 {
-                self.tokens = (u64::from(self.tokens) + new).min(u64::from(self.burst)) as u32;
-                self.last = if self.tokens == self.burst {
-                    now
-                } else {
-                    self.last + per_token * new as u32
+    /// One ICMP message for us (RFC 792): echo requests answered, echo
+    /// replies to their socket, errors handed back for the transports.
+    pub(crate) fn process<'p>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ip: IpPair,
+        payload: &'p [u8],
+        broadcast: bool,
+    ) -> IcmpIn<'p> {
+        let now = cx.now;
+        cx.sh.counters.icmp.in_msgs += 1;
+        let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
+            cx.sh.counters.icmp.in_errors += 1;
+            return IcmpIn::Done;
+        };
+        let repr = match Icmpv4Repr::parse(&packet, &cx.cfg.checksums) {
+            Ok(r) => r,
+            Err(ustack_wire::Error::Checksum) => {
+                cx.sh.counters.icmp.in_csum_errors += 1;
+                cx.sh.counters.icmp.in_errors += 1;
+                return IcmpIn::Done;
+            }
+            Err(ustack_wire::Error::Unsupported) => {
+                cx.sh.counters.icmp.in_unsupported += 1;
+                return IcmpIn::Done;
+            }
+            Err(_) => {
+                cx.sh.counters.icmp.in_errors += 1;
+                return IcmpIn::Done;
+            }
+        };
+        cx.sh.counters.ip.in_delivers += 1;
+        match repr {
+            Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                cx.sh.counters.icmp.in_echos += 1;
+                if broadcast && !cx.cfg.echo_broadcasts {
+                    cx.sh.counters.icmp.echo_broadcast_ignored += 1;
+                    return IcmpIn::Done;
+                }
+                let Ok(next_hop) = route(cx.cfg, ip.src) else {
+                    cx.sh.counters.ip.out_no_routes += 1;
+                    return IcmpIn::Done;
                 };
+                if cx.sh.ip.egress_full(cx.cfg) {
+                    cx.sh.counters.ip.out_discards += 1;
+                    return IcmpIn::Done;
+                }
+                cx.sh.counters.icmp.out_echo_reps += 1;
+                let reply = Icmpv4Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                self.queue_icmp(cx, next_hop, ip.src, &reply);
+                IcmpIn::Done
+            }
+            Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            } => {
+                cx.sh.counters.icmp.in_echo_reps += 1;
+                let reply = EchoReply {
+                    from: ip.src,
+                    seq_no,
+                    data: data.to_vec(),
+                    at: now,
+                };
+                self.icmp_deliver_reply(cx, ident, reply);
+                IcmpIn::Done
+            }
+            Icmpv4Repr::DstUnreachable {
+                reason, invoking, ..
+            } => {
+                cx.sh.counters.icmp.in_dest_unreachs += 1;
+                let err = match reason {
+                    DstUnreachable::PortUnreachable | DstUnreachable::ProtoUnreachable => {
+                        Errno::ECONNREFUSED
+                    }
+                    DstUnreachable::NetUnreachable => Errno::ENETUNREACH,
+                    DstUnreachable::FragRequired => Errno::EMSGSIZE,
+                    _ => Errno::EHOSTUNREACH,
+                };
+                IcmpIn::Error { invoking, err }
+            }
+            Icmpv4Repr::TimeExceeded { invoking, .. } => {
+                cx.sh.counters.icmp.in_time_excds += 1;
+                IcmpIn::Error {
+                    invoking,
+                    err: Errno::EHOSTUNREACH,
+                }
             }
         }
-        if self.tokens > 0 {
-            self.tokens -= 1;
-            true
-        } else {
-            false
+    }
+
+    pub(crate) fn close(&mut self, h: SocketHandle) {
+        if let Some(s) = self.socks.remove(h) {
+            self.idents.remove(&s.ident);
         }
     }
-}
 
-impl Stack {
     fn icmp_mut(&mut self, h: SocketHandle) -> Result<&mut IcmpSocket> {
-        match self.sockets.get_mut(h) {
-            Some(Socket::Icmp(s)) => Ok(s),
-            Some(_) => Err(Errno::EOPNOTSUPP),
-            None => Err(Errno::EBADF),
-        }
+        self.socks.get_mut(h).ok_or(Errno::EBADF)
     }
 
     /// Opens a ping socket with a random free identifier.
-    pub fn icmp_open(&mut self) -> SocketHandle {
-        let mut ident = self.rng.next_u64() as u16;
-        while self.icmp_idents.contains_key(&ident) {
+    pub fn icmp_open(&mut self, cx: &mut Cx<'_>) -> SocketHandle {
+        let mut ident = cx.sh.rng.next_u64() as u16;
+        while self.idents.contains_key(&ident) {
             ident = ident.wrapping_add(1);
         }
-        let h = self
-            .sockets
-            .insert(Socket::Icmp(IcmpSocket::new(ident, 128)));
-        self.icmp_idents.insert(ident, h);
+        let h = cx.sh.handles.insert(Proto::Icmp);
+        self.socks.insert(h, IcmpSocket::new(ident, 128));
+        self.idents.insert(ident, h);
         h
     }
 
     /// Sends an echo request (RFC 792) to `dst`.
     pub fn icmp_send_echo(
         &mut self,
+        cx: &mut Cx<'_>,
         h: SocketHandle,
         dst: Ipv4Addr,
         seq_no: u16,
@@ -128,8 +215,8 @@ impl Stack {
         if data.len() > 65535 - 20 - 8 {
             return Err(Errno::EMSGSIZE);
         }
-        let next_hop = self.route(dst)?;
-        if self.egress_full() {
+        let next_hop = route(cx.cfg, dst)?;
+        if cx.sh.ip.egress_full(cx.cfg) {
             return Err(Errno::ENOBUFS);
         }
         let repr = Icmpv4Repr::EchoRequest {
@@ -137,8 +224,8 @@ impl Stack {
             seq_no,
             data,
         };
-        self.counters.icmp.out_echos += 1;
-        self.queue_icmp(next_hop, dst, &repr);
+        cx.sh.counters.icmp.out_echos += 1;
+        self.queue_icmp(cx, next_hop, dst, &repr);
         Ok(())
     }
 
@@ -147,83 +234,112 @@ impl Stack {
         self.icmp_mut(h)?.rx.pop_front().ok_or(Errno::EAGAIN)
     }
 
-    pub(crate) fn icmp_deliver_reply(&mut self, ident: u16, reply: EchoReply) {
-        let Some(&h) = self.icmp_idents.get(&ident) else {
+    pub(crate) fn icmp_deliver_reply(&mut self, cx: &mut Cx<'_>, ident: u16, reply: EchoReply) {
+        let Some(&h) = self.idents.get(&ident) else {
             return;
         };
-        if let Some(Socket::Icmp(s)) = self.sockets.get_mut(h) {
+        if let Some(s) = self.socks.get_mut(h) {
             if s.rx.len() >= s.max_queued {
                 s.drops += 1;
                 return;
             }
             s.rx.push_back(reply);
-            self.sockets.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
     }
 
     /// Builds and queues an ICMP message to `dst` via `next_hop`.
-    pub(crate) fn queue_icmp(&mut self, next_hop: Ipv4Addr, dst: Ipv4Addr, repr: &Icmpv4Repr) {
+    pub(crate) fn queue_icmp(
+        &mut self,
+        cx: &mut Cx<'_>,
+        next_hop: Ipv4Addr,
+        dst: Ipv4Addr,
+        repr: &Icmpv4Repr,
+    ) {
         let mut payload = vec![0u8; repr.buffer_len()];
         repr.emit(
             &mut Icmpv4Packet::new_unchecked(&mut payload[..]),
-            &self.cfg.checksums,
+            &cx.cfg.checksums,
         );
-        self.counters.icmp.out_msgs += 1;
-        let ip = self.ip_repr(dst, IpProtocol::Icmp, payload.len(), false);
-        self.egress.push_back(OutPacket {
-            next_hop,
-            repr: ip,
-            payload,
-            owner: None,
-        });
+        cx.sh.counters.icmp.out_msgs += 1;
+        cx.sh
+            .ip
+            .queue(cx.cfg, next_hop, dst, IpProtocol::Icmp, payload, None);
     }
 
     /// Sends an ICMP error about a datagram from `to`, if the rules allow:
     /// never about an ICMP error, a broadcast, a non-initial fragment, or a
     /// non-unicast source (RFC 1122 §3.2.2), and within the rate limit.
-    pub(crate) fn send_icmp_error(&mut self, now: Instant, to: Ipv4Addr, repr: Icmpv4Repr) {
-        if to.is_unspecified() || to.is_broadcast() || to.is_multicast() || self.is_broadcast(to) {
+    pub(crate) fn send_icmp_error(&mut self, cx: &mut Cx<'_>, to: Ipv4Addr, repr: Icmpv4Repr) {
+        if to.is_unspecified() || to.is_broadcast() || to.is_multicast() || is_broadcast(cx.cfg, to)
+        {
             return;
         }
-        if !self.icmp_limiter.take(now) {
-            self.counters.icmp.out_rate_limited += 1;
+        if !self.limiter.take(cx.now) {
+            cx.sh.counters.icmp.out_rate_limited += 1;
             return;
         }
-        let Ok(next_hop) = self.route(to) else { return };
-        if self.egress_full() {
-            self.counters.ip.out_discards += 1;
+        let Ok(next_hop) = route(cx.cfg, to) else {
+            return;
+        };
+        if cx.sh.ip.egress_full(cx.cfg) {
+            cx.sh.counters.ip.out_discards += 1;
             return;
         }
         match repr {
-            Icmpv4Repr::DstUnreachable { .. } => self.counters.icmp.out_dest_unreachs += 1,
-            Icmpv4Repr::TimeExceeded { .. } => self.counters.icmp.out_time_excds += 1,
+            Icmpv4Repr::DstUnreachable { .. } => cx.sh.counters.icmp.out_dest_unreachs += 1,
+            Icmpv4Repr::TimeExceeded { .. } => cx.sh.counters.icmp.out_time_excds += 1,
             _ => {}
         }
-        self.queue_icmp(next_hop, to, &repr);
+        self.queue_icmp(cx, next_hop, to, &repr);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    //! `Icmp` driven alone, with a context built from parts.
     use super::*;
+    use crate::config::{Medium, StackConfig};
+    use crate::cx::Parts;
+    use ustack_wire::{ChecksumCaps, Ipv4Cidr};
+
+    const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    fn message(repr: &Icmpv4Repr) -> Vec<u8> {
+        let mut b = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut Icmpv4Packet::new_unchecked(&mut b[..]),
+            &ChecksumCaps::default(),
+        );
+        b
+    }
 
     #[test]
-    fn token_bucket_limits_rate() {
-        let mut b = TokenBucket::new(10, 5);
-        let t = Instant::from_secs(10);
-        let granted = (0..20).filter(|_| b.take(t)).count();
-        assert_eq!(granted, 5, "burst");
-        assert!(!b.take(t + Duration::from_millis(50)));
-        assert!(
-            b.take(t + Duration::from_millis(100)),
-            "one token per 100 ms"
-        );
-        assert!(!b.take(t + Duration::from_millis(150)));
-        let later = t + Duration::from_secs(60);
-        assert_eq!(
-            (0..20).filter(|_| b.take(later)).count(),
-            5,
-            "refill capped at burst"
-        );
+    fn answers_echo_and_hands_back_errors_without_a_stack() {
+        let mut p = Parts::new(StackConfig::new(Medium::Ip, Ipv4Cidr::new(US, 24)));
+        let mut icmp = Icmp::new(10);
+        let now = Instant::from_secs(1);
+        let ip = IpPair { src: PEER, dst: US };
+        let req = message(&Icmpv4Repr::EchoRequest {
+            ident: 1,
+            seq_no: 2,
+            data: b"abc",
+        });
+        assert_eq!(icmp.process(&mut p.cx(now), ip, &req, false), IcmpIn::Done);
+        let reply = p.sh.ip.egress.pop_front().expect("the echo reply, queued");
+        assert_eq!(reply.repr.dst_addr, PEER);
+        assert_eq!(p.sh.counters.icmp.out_echo_reps, 1);
+        // An error about a datagram we sent goes back to the caller.
+        let quote = [0x45u8; 28];
+        let err = message(&Icmpv4Repr::DstUnreachable {
+            reason: DstUnreachable::PortUnreachable,
+            next_hop_mtu: 0,
+            invoking: &quote,
+        });
+        match icmp.process(&mut p.cx(now), ip, &err, false) {
+            IcmpIn::Error { err, .. } => assert_eq!(err, Errno::ECONNREFUSED),
+            other => panic!("{other:?}"),
+        }
     }
 }

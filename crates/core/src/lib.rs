@@ -4,6 +4,12 @@
 //! when it next needs to run with `poll_at()`. It reads no clock, spawns no
 //! thread and owns no file descriptor.
 //!
+//! [`Stack`] is the interface, the IP layer (`ipv4`: input, reassembly, the
+//! one output path) and the socket calls by handle; the transports are
+//! their own types ([`tcp::Tcp`], [`udp::Udp`], [`icmp::Icmp`]) driven
+//! through a [`cx::Cx`] and never naming `Stack`. What an application may
+//! watch comes out as [`Event`]s (`Stack::take_events`).
+//!
 //! ```
 //! use ustack_core::{Instant, Medium, Stack, StackConfig};
 //! let cfg = StackConfig::new(Medium::Ip, "10.0.0.1/24".parse().unwrap());
@@ -19,12 +25,16 @@
 #![forbid(unsafe_code)]
 
 pub mod arp;
+mod calls;
 pub mod config;
 pub mod counters;
+pub mod cx;
 pub mod errno;
+pub mod event;
 pub mod icmp;
 pub mod ipv4;
 pub mod ports;
+pub mod ratelimit;
 pub mod rng;
 pub mod socket;
 pub mod stack;
@@ -35,6 +45,7 @@ pub mod udp;
 pub use config::{Congestion, Medium, StackConfig, TcpConfig};
 pub use counters::Counters;
 pub use errno::Errno;
+pub use event::{Event, EventKind};
 pub use socket::{Readiness, SocketHandle};
 pub use stack::{ConfigError, Stack};
 pub use tcp::{Shutdown, SocketRow, State as TcpState, TcpInfo, TcpOptions};

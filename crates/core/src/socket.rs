@@ -1,8 +1,10 @@
-//! Socket handles, the socket table, and readiness (what epoll reports).
-
-use crate::icmp::IcmpSocket;
-use crate::tcp::TcpSocket;
-use crate::udp::UdpSocket;
+//! Socket handles, readiness (what epoll reports), the handle table every
+//! protocol shares, and the per-protocol socket slab keyed by handle.
+//!
+//! A handle names one socket of a stack; the [`Handles`] table says which
+//! protocol owns it and keeps the list of sockets whose readiness may have
+//! changed. Each protocol keeps its own sockets in a [`Slab`], so no
+//! protocol module needs to know the others' socket types.
 
 /// Names one socket of a stack. Handles are never reused while the stack
 /// lives (a generation counter), so a stale handle gives EBADF, never
@@ -35,38 +37,39 @@ pub struct Readiness {
     pub read_hangup: bool,
 }
 
-/// The kinds of socket in the table.
-#[derive(Debug)]
-pub enum Socket {
-    Udp(UdpSocket),
-    Icmp(IcmpSocket),
-    Tcp(TcpSocket),
+/// The protocol a handle belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Udp,
+    Icmp,
+    Tcp,
 }
 
 struct Slot {
     generation: u32,
-    socket: Option<Socket>,
+    proto: Option<Proto>,
     /// Already on the readiness-change list.
     queued: bool,
 }
 
-/// The socket table: a slab indexed by handle, plus the list of sockets
-/// whose readiness may have changed since it was last drained.
+/// The handle table: which protocol owns each live handle, plus the list
+/// of sockets whose readiness may have changed since it was last drained.
 #[derive(Default)]
-pub struct SocketSet {
+pub struct Handles {
     slots: Vec<Slot>,
     free: Vec<u32>,
     changed: Vec<SocketHandle>,
     len: usize,
 }
 
-impl SocketSet {
-    pub fn insert(&mut self, socket: Socket) -> SocketHandle {
+impl Handles {
+    /// A fresh handle for a socket of `proto`.
+    pub fn insert(&mut self, proto: Proto) -> SocketHandle {
         self.len += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
             slot.generation = slot.generation.wrapping_add(1);
-            slot.socket = Some(socket);
+            slot.proto = Some(proto);
             slot.queued = false;
             SocketHandle {
                 index,
@@ -76,7 +79,7 @@ impl SocketSet {
             let index = u32::try_from(self.slots.len()).expect("more than 2^32 sockets");
             self.slots.push(Slot {
                 generation: 0,
-                socket: Some(socket),
+                proto: Some(proto),
                 queued: false,
             });
             SocketHandle {
@@ -86,31 +89,25 @@ impl SocketSet {
         }
     }
 
-    pub fn get(&self, h: SocketHandle) -> Option<&Socket> {
+    /// The protocol of a live handle.
+    #[inline]
+    pub fn proto(&self, h: SocketHandle) -> Option<Proto> {
         let slot = self.slots.get(h.index as usize)?;
         if slot.generation != h.generation {
             return None;
         }
-        slot.socket.as_ref()
+        slot.proto
     }
 
-    pub fn get_mut(&mut self, h: SocketHandle) -> Option<&mut Socket> {
+    pub fn remove(&mut self, h: SocketHandle) -> Option<Proto> {
         let slot = self.slots.get_mut(h.index as usize)?;
         if slot.generation != h.generation {
             return None;
         }
-        slot.socket.as_mut()
-    }
-
-    pub fn remove(&mut self, h: SocketHandle) -> Option<Socket> {
-        let slot = self.slots.get_mut(h.index as usize)?;
-        if slot.generation != h.generation {
-            return None;
-        }
-        let s = slot.socket.take()?;
+        let p = slot.proto.take()?;
         self.free.push(h.index);
         self.len -= 1;
-        Some(s)
+        Some(p)
     }
 
     pub fn len(&self) -> usize {
@@ -121,25 +118,11 @@ impl SocketSet {
         self.len == 0
     }
 
-    /// Every live socket.
-    pub fn iter(&self) -> impl Iterator<Item = (SocketHandle, &Socket)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            let socket = s.socket.as_ref()?;
-            Some((
-                SocketHandle {
-                    index: i as u32,
-                    generation: s.generation,
-                },
-                socket,
-            ))
-        })
-    }
-
     /// Notes that `h`'s readiness may have changed (deduplicated).
     #[inline(always)]
     pub fn mark_changed(&mut self, h: SocketHandle) {
         if let Some(slot) = self.slots.get_mut(h.index as usize) {
-            if slot.generation == h.generation && slot.socket.is_some() && !slot.queued {
+            if slot.generation == h.generation && slot.proto.is_some() && !slot.queued {
                 slot.queued = true;
                 self.changed.push(h);
             }
@@ -158,27 +141,94 @@ impl SocketSet {
     }
 }
 
+/// One protocol's sockets, indexed by handle (the index space is shared
+/// with the other protocols, so it may be sparse).
+pub struct Slab<T> {
+    items: Vec<Option<(u32, T)>>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab { items: Vec::new() }
+    }
+}
+
+impl<T> Slab<T> {
+    /// Stores `v` under a handle fresh from [`Handles::insert`].
+    pub fn insert(&mut self, h: SocketHandle, v: T) {
+        let i = h.index as usize;
+        if self.items.len() <= i {
+            self.items.resize_with(i + 1, || None);
+        }
+        self.items[i] = Some((h.generation, v));
+    }
+
+    #[inline]
+    pub fn get(&self, h: SocketHandle) -> Option<&T> {
+        match self.items.get(h.index as usize)? {
+            Some((g, v)) if *g == h.generation => Some(v),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, h: SocketHandle) -> Option<&mut T> {
+        match self.items.get_mut(h.index as usize)? {
+            Some((g, v)) if *g == h.generation => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn remove(&mut self, h: SocketHandle) -> Option<T> {
+        let slot = self.items.get_mut(h.index as usize)?;
+        match slot {
+            Some((g, _)) if *g == h.generation => slot.take().map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Every socket, by handle order.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketHandle, &T)> {
+        self.items.iter().enumerate().filter_map(|(i, s)| {
+            let (generation, v) = s.as_ref()?;
+            Some((
+                SocketHandle {
+                    index: i as u32,
+                    generation: *generation,
+                },
+                v,
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn stale_handles_never_alias() {
-        let mut set = SocketSet::default();
-        let a = set.insert(Socket::Icmp(IcmpSocket::new(1, 4)));
+        let mut set = Handles::default();
+        let a = set.insert(Proto::Icmp);
         assert!(set.remove(a).is_some());
-        let b = set.insert(Socket::Icmp(IcmpSocket::new(2, 4)));
+        let b = set.insert(Proto::Udp);
         assert_eq!(a.index(), b.index());
-        assert!(set.get(a).is_none());
-        assert!(set.get(b).is_some());
+        assert!(set.proto(a).is_none());
+        assert_eq!(set.proto(b), Some(Proto::Udp));
         assert!(set.remove(a).is_none());
         assert_eq!(set.len(), 1);
+        let mut slab = Slab::default();
+        slab.insert(b, 7u8);
+        assert_eq!(slab.get(a), None);
+        assert_eq!(slab.get(b), Some(&7));
+        assert_eq!(slab.remove(a), None);
+        assert_eq!(slab.remove(b), Some(7));
     }
 
     #[test]
     fn changes_are_deduplicated() {
-        let mut set = SocketSet::default();
-        let a = set.insert(Socket::Icmp(IcmpSocket::new(1, 4)));
+        let mut set = Handles::default();
+        let a = set.insert(Proto::Icmp);
         set.mark_changed(a);
         set.mark_changed(a);
         assert_eq!(set.take_changed(), vec![a]);

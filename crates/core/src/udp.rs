@@ -1,9 +1,10 @@
 //! UDP sockets (RFC 768; socket behaviour after Linux `net/ipv4/udp.c`).
 
+use crate::cx::Cx;
 use crate::errno::{Errno, Result};
-use crate::socket::{Readiness, Socket, SocketHandle};
-use crate::stack::{OutPacket, Stack};
-use std::collections::VecDeque;
+use crate::ipv4::output::{route, IpPair};
+use crate::socket::{Handles, Proto, Readiness, Slab, SocketHandle};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 use ustack_wire::{IpProtocol, Ipv4Addr, UdpPacket, UdpRepr};
 
@@ -94,66 +95,138 @@ impl UdpSocket {
     }
 }
 
-impl Stack {
+/// UDP: the sockets and the port table. Datagrams in through `process`,
+/// out through the IP layer's egress queue.
+#[derive(Default)]
+pub struct Udp {
+    pub(crate) socks: Slab<UdpSocket>,
+    ports: HashMap<u16, Vec<SocketHandle>>,
+}
+
+/// What became of a datagram handed to [`Udp::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UdpIn {
+    /// Delivered, or dropped and counted.
+    Done,
+    /// No socket for its port (counted): the IP layer may answer with
+    /// ICMP port unreachable (RFC 1122 §4.1.3.1).
+    NoPort,
+}
+
+impl Udp {
     fn udp(&self, h: SocketHandle) -> Result<&UdpSocket> {
-        match self.sockets.get(h) {
-            Some(Socket::Udp(s)) => Ok(s),
-            Some(_) => Err(Errno::EOPNOTSUPP),
-            None => Err(Errno::EBADF),
-        }
+        self.socks.get(h).ok_or(Errno::EBADF)
     }
 
     fn udp_mut(&mut self, h: SocketHandle) -> Result<&mut UdpSocket> {
-        match self.sockets.get_mut(h) {
-            Some(Socket::Udp(s)) => Ok(s),
-            Some(_) => Err(Errno::EOPNOTSUPP),
-            None => Err(Errno::EBADF),
+        self.socks.get_mut(h).ok_or(Errno::EBADF)
+    }
+
+    /// The socket behind a handle.
+    pub(crate) fn socket(&self, h: SocketHandle) -> Option<&UdpSocket> {
+        self.socks.get(h)
+    }
+
+    /// One datagram (`payload`: the UDP header and data) for us;
+    /// `broadcast` when sent to a broadcast address.
+    pub(crate) fn process(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ip: IpPair,
+        payload: &[u8],
+        broadcast: bool,
+    ) -> UdpIn {
+        let Ok(packet) = UdpPacket::new_checked(payload) else {
+            cx.sh.counters.udp.in_errors += 1;
+            return UdpIn::Done;
+        };
+        let repr = match UdpRepr::parse(&packet, ip.src, ip.dst, &cx.cfg.checksums) {
+            Ok(r) => r,
+            Err(ustack_wire::Error::Checksum) => {
+                cx.sh.counters.udp.in_csum_errors += 1;
+                cx.sh.counters.udp.in_errors += 1;
+                return UdpIn::Done;
+            }
+            Err(_) => {
+                cx.sh.counters.udp.in_errors += 1;
+                return UdpIn::Done;
+            }
+        };
+        cx.sh.counters.ip.in_delivers += 1;
+        let to = SocketAddrV4::new(ip.dst, repr.dst_port);
+        let from = SocketAddrV4::new(ip.src, repr.src_port);
+        let lookup_to = if broadcast {
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, repr.dst_port)
+        } else {
+            to
+        };
+        match self.udp_lookup(lookup_to, from) {
+            Some(h) => {
+                self.udp_deliver(cx, h, from, packet.payload());
+                UdpIn::Done
+            }
+            None => {
+                cx.sh.counters.udp.no_ports += 1;
+                UdpIn::NoPort
+            }
         }
     }
 
     /// Opens an unbound UDP socket.
-    pub fn udp_open(&mut self) -> SocketHandle {
-        let s = UdpSocket::new(self.cfg.udp_rcvbuf, self.cfg.udp_sndbuf);
-        self.sockets.insert(Socket::Udp(s))
+    pub fn udp_open(&mut self, cx: &mut Cx<'_>) -> SocketHandle {
+        let s = UdpSocket::new(cx.cfg.udp_rcvbuf, cx.cfg.udp_sndbuf);
+        let h = cx.sh.handles.insert(Proto::Udp);
+        self.socks.insert(h, s);
+        h
     }
 
     /// Binds to `addr` (port 0: an ephemeral port, RFC 6056). The address
     /// must be ours or unspecified (EADDRNOTAVAIL); a port held by another
     /// socket with an overlapping address is EADDRINUSE.
-    pub fn udp_bind(&mut self, h: SocketHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+    pub fn udp_bind(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        addr: SocketAddrV4,
+    ) -> Result<SocketAddrV4> {
         if self.udp(h)?.local.is_some() {
             return Err(Errno::EINVAL);
         }
         let ip = *addr.ip();
-        if !ip.is_unspecified() && ip != self.cfg.addr.address() {
+        if !ip.is_unspecified() && ip != cx.cfg.addr.address() {
             return Err(Errno::EADDRNOTAVAIL);
         }
         let port = if addr.port() == 0 {
-            let ports = &self.udp_ports;
-            let sockets = &self.sockets;
+            let ports = &self.ports;
+            let sockets = &self.socks;
             let in_use = |p: u16| udp_port_conflicts(ports, sockets, p, ip);
-            self.ports.pick(&mut self.rng, in_use)?
+            cx.sh.ports.pick(&mut cx.sh.rng, in_use)?
         } else {
-            if udp_port_conflicts(&self.udp_ports, &self.sockets, addr.port(), ip) {
+            if udp_port_conflicts(&self.ports, &self.socks, addr.port(), ip) {
                 return Err(Errno::EADDRINUSE);
             }
             addr.port()
         };
         let local = SocketAddrV4::new(ip, port);
         self.udp_mut(h)?.local = Some(local);
-        self.udp_ports.entry(port).or_default().push(h);
+        self.ports.entry(port).or_default().push(h);
         Ok(local)
     }
 
     /// Sets the default destination and filters received datagrams to it.
     /// Binds an ephemeral port first if unbound.
-    pub fn udp_connect(&mut self, h: SocketHandle, remote: SocketAddrV4) -> Result<()> {
+    pub fn udp_connect(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        remote: SocketAddrV4,
+    ) -> Result<()> {
         if remote.port() == 0 {
             return Err(Errno::EINVAL);
         }
-        self.route(*remote.ip())?;
+        route(cx.cfg, *remote.ip())?;
         if self.udp(h)?.local.is_none() {
-            self.udp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+            self.udp_bind(cx, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
         }
         let s = self.udp_mut(h)?;
         s.remote = Some(remote);
@@ -167,6 +240,7 @@ impl Stack {
     /// first, once.
     pub fn udp_send_to(
         &mut self,
+        cx: &mut Cx<'_>,
         h: SocketHandle,
         data: &[u8],
         to: Option<SocketAddrV4>,
@@ -184,18 +258,18 @@ impl Stack {
         }
         let charge = data.len() + DATAGRAM_OVERHEAD;
         if s.tx_bytes > 0 && s.tx_bytes + charge > s.sndbuf {
-            self.counters.udp.sndbuf_errors += 1;
+            cx.sh.counters.udp.sndbuf_errors += 1;
             return Err(Errno::EAGAIN);
         }
-        let next_hop = self.route(*dst.ip())?;
+        let next_hop = route(cx.cfg, *dst.ip())?;
         if self.udp(h)?.local.is_none() {
-            self.udp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+            self.udp_bind(cx, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
         }
-        if self.egress_full() {
+        if cx.sh.ip.egress_full(cx.cfg) {
             return Err(Errno::ENOBUFS);
         }
         let local = self.udp(h)?.local.expect("bound above");
-        let src_ip = self.cfg.addr.address();
+        let src_ip = cx.cfg.addr.address();
         let mut payload = vec![0u8; ustack_wire::udp::HEADER_LEN + data.len()];
         let repr = UdpRepr {
             src_port: local.port(),
@@ -206,18 +280,19 @@ impl Stack {
             src_ip,
             *dst.ip(),
             data,
-            &self.cfg.checksums,
+            &cx.cfg.checksums,
         );
         let s = self.udp_mut(h)?;
         s.tx_bytes += charge;
-        self.counters.udp.out_datagrams += 1;
-        let ip = self.ip_repr(*dst.ip(), IpProtocol::Udp, payload.len(), false);
-        self.egress.push_back(OutPacket {
+        cx.sh.counters.udp.out_datagrams += 1;
+        cx.sh.ip.queue(
+            cx.cfg,
             next_hop,
-            repr: ip,
+            *dst.ip(),
+            IpProtocol::Udp,
             payload,
-            owner: Some((h, charge)),
-        });
+            Some((h, charge)),
+        );
         Ok(data.len())
     }
 
@@ -279,40 +354,76 @@ impl Stack {
         Ok(self.udp(h)?.drops)
     }
 
-    pub(crate) fn udp_close(&mut self, h: SocketHandle, s: &UdpSocket) {
+    pub(crate) fn udp_close(&mut self, h: SocketHandle) {
+        let Some(s) = self.socks.remove(h) else {
+            return;
+        };
         if let Some(local) = s.local {
-            if let Some(v) = self.udp_ports.get_mut(&local.port()) {
+            if let Some(v) = self.ports.get_mut(&local.port()) {
                 v.retain(|x| *x != h);
                 if v.is_empty() {
-                    self.udp_ports.remove(&local.port());
+                    self.ports.remove(&local.port());
                 }
             }
         }
     }
 
     /// Finds the best socket for a datagram (connected, then bound address, then wildcard).
+    /// Gives back the send-buffer space a departed (or dropped) datagram held.
+    pub(crate) fn release(&mut self, handles: &mut Handles, owner: Option<(SocketHandle, usize)>) {
+        let Some((h, charge)) = owner else { return };
+        if let Some(s) = self.socks.get_mut(h) {
+            s.tx_bytes = s.tx_bytes.saturating_sub(charge);
+            handles.mark_changed(h);
+        }
+    }
+
+    /// Sets a connected socket's error after its datagram could not be
+    /// sent (Linux reports a failed neighbour resolution as EHOSTUNREACH).
+    pub(crate) fn fail_owner(
+        &mut self,
+        handles: &mut Handles,
+        owner: Option<(SocketHandle, usize)>,
+        err: Errno,
+    ) {
+        if let Some((h, _)) = owner {
+            if let Some(s) = self.socks.get_mut(h) {
+                if s.remote.is_some() {
+                    s.error = Some(err);
+                }
+            }
+        }
+        self.release(handles, owner);
+    }
+
     pub(crate) fn udp_lookup(&self, to: SocketAddrV4, from: SocketAddrV4) -> Option<SocketHandle> {
-        let candidates = self.udp_ports.get(&to.port())?;
+        let candidates = self.ports.get(&to.port())?;
         candidates
             .iter()
-            .filter_map(|&h| match self.sockets.get(h) {
-                Some(Socket::Udp(s)) => s.score(to, from).map(|score| (score, h)),
-                _ => None,
+            .filter_map(|&h| {
+                let s = self.socks.get(h)?;
+                s.score(to, from).map(|score| (score, h))
             })
             .max_by_key(|(score, _)| *score)
             .map(|(_, h)| h)
     }
 
     /// Queues a received datagram on `h`, or drops it if the queue is full.
-    pub(crate) fn udp_deliver(&mut self, h: SocketHandle, from: SocketAddrV4, data: &[u8]) {
-        let Some(Socket::Udp(s)) = self.sockets.get_mut(h) else {
+    pub(crate) fn udp_deliver(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        from: SocketAddrV4,
+        data: &[u8],
+    ) {
+        let Some(s) = self.socks.get_mut(h) else {
             return;
         };
         let charge = data.len() + DATAGRAM_OVERHEAD;
         if s.rx_bytes + charge > s.rcvbuf {
             s.drops += 1;
-            self.counters.udp.rcvbuf_errors += 1;
-            self.counters.udp.in_errors += 1;
+            cx.sh.counters.udp.rcvbuf_errors += 1;
+            cx.sh.counters.udp.in_errors += 1;
             return;
         }
         s.rx_bytes += charge;
@@ -320,20 +431,26 @@ impl Stack {
             from,
             data: data.to_vec(),
         });
-        self.counters.udp.in_datagrams += 1;
-        self.sockets.mark_changed(h);
+        cx.sh.counters.udp.in_datagrams += 1;
+        cx.sh.handles.mark_changed(h);
     }
 
     /// An ICMP error about a datagram we sent from `local` to `remote`: a
     /// connected socket gets it as its pending error (as Linux does).
-    pub(crate) fn udp_icmp_error(&mut self, local: SocketAddrV4, remote: SocketAddrV4, err: Errno) {
+    pub(crate) fn udp_icmp_error(
+        &mut self,
+        cx: &mut Cx<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        err: Errno,
+    ) {
         let Some(h) = self.udp_lookup(local, remote) else {
             return;
         };
-        if let Some(Socket::Udp(s)) = self.sockets.get_mut(h) {
+        if let Some(s) = self.socks.get_mut(h) {
             if s.remote == Some(remote) {
                 s.error = Some(err);
-                self.sockets.mark_changed(h);
+                cx.sh.handles.mark_changed(h);
             }
         }
     }
@@ -341,17 +458,73 @@ impl Stack {
 
 /// Whether binding `ip:port` would clash with a socket already bound there.
 fn udp_port_conflicts(
-    ports: &std::collections::HashMap<u16, Vec<SocketHandle>>,
-    sockets: &crate::socket::SocketSet,
+    ports: &HashMap<u16, Vec<SocketHandle>>,
+    sockets: &Slab<UdpSocket>,
     port: u16,
     ip: Ipv4Addr,
 ) -> bool {
     ports.get(&port).is_some_and(|v| {
         v.iter().any(|&h| match sockets.get(h) {
-            Some(Socket::Udp(s)) => s
+            Some(s) => s
                 .local
                 .is_some_and(|l| l.ip().is_unspecified() || ip.is_unspecified() || *l.ip() == ip),
             _ => false,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! `Udp` driven alone: datagrams in through `process`, out onto the
+    //! IP layer's egress queue, with a context built from parts.
+    use super::*;
+    use crate::config::{Medium, StackConfig};
+    use crate::cx::Parts;
+    use crate::time::Instant;
+    use ustack_wire::{ChecksumCaps, Ipv4Cidr};
+
+    const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    fn datagram(src_port: u16, dst_port: u16, data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; ustack_wire::udp::HEADER_LEN + data.len()];
+        let repr = UdpRepr { src_port, dst_port };
+        repr.emit(
+            &mut UdpPacket::new_unchecked(&mut b[..]),
+            PEER,
+            US,
+            data,
+            &ChecksumCaps::default(),
+        );
+        b
+    }
+
+    #[test]
+    fn delivers_to_the_bound_socket_and_queues_the_answer_without_a_stack() {
+        let mut p = Parts::new(StackConfig::new(Medium::Ip, Ipv4Cidr::new(US, 24)));
+        let mut udp = Udp::default();
+        let now = Instant::from_secs(1);
+        let h = udp.udp_open(&mut p.cx(now));
+        udp.udp_bind(&mut p.cx(now), h, SocketAddrV4::new(US, 7))
+            .unwrap();
+        let ip = IpPair { src: PEER, dst: US };
+        let d = datagram(5000, 7, b"ping");
+        assert_eq!(udp.process(&mut p.cx(now), ip, &d, false), UdpIn::Done);
+        assert_eq!(p.sh.handles.take_changed(), vec![h], "readable now");
+        let mut buf = [0u8; 16];
+        let (n, full, from) = udp.udp_recv_from(h, &mut buf).unwrap();
+        assert_eq!((&buf[..n], full), (&b"ping"[..], 4));
+        assert_eq!(from, SocketAddrV4::new(PEER, 5000));
+        // Nobody on port 9: the IP layer is told so (ICMP's to answer).
+        let d = datagram(5000, 9, b"x");
+        assert_eq!(udp.process(&mut p.cx(now), ip, &d, false), UdpIn::NoPort);
+        assert_eq!(p.sh.counters.udp.no_ports, 1);
+        // The answer waits on the IP layer's egress queue, charged to h.
+        udp.udp_send_to(&mut p.cx(now), h, b"pong", Some(from))
+            .unwrap();
+        let pkt = p.sh.ip.egress.pop_front().expect("queued for the IP layer");
+        assert_eq!((pkt.repr.dst_addr, pkt.next_hop), (PEER, PEER));
+        assert_eq!(pkt.owner.map(|(o, _)| o), Some(h));
+        assert_eq!(&pkt.payload[8..], b"pong");
+    }
 }

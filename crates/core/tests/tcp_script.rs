@@ -1546,6 +1546,11 @@ fn out_of_window_pure_acks_are_answered_at_a_bounded_rate() {
         s.inject(stray());
     }
     s.expect_silence();
+    assert_eq!(
+        s.stack.counters().tcp.oow_ack_limited,
+        4,
+        "each unanswered one counted"
+    );
     s.run_to(t0 + 0.5);
     s.inject(stray());
     s.expect(&reack);
@@ -1554,6 +1559,26 @@ fn out_of_window_pure_acks_are_answered_at_a_bounded_rate() {
         s.inject(stray().data(b"x"));
         s.expect(&reack);
     }
+}
+
+#[test]
+fn an_out_of_window_rst_is_ignored_and_counted() {
+    let (mut s, _l, c, iss) = established();
+    s.inject(seg(RST | ACK).seq(PEER_ISS + 500_000).ack(iss + 1));
+    s.expect_silence();
+    assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
+    assert_eq!(s.stack.counters().tcp.oow_rst_drops, 1);
+}
+
+#[test]
+fn a_segment_without_ack_is_dropped_and_counted() {
+    let (mut s, _l, c, iss) = established();
+    // In window, no ACK bit (RFC 9293 §3.10.7.4, fifth check): dropped.
+    s.inject(seg(PSH).seq(PEER_ISS + 1).ack(iss + 1).data(b"noack"));
+    s.expect_silence();
+    let mut buf = [0u8; 16];
+    assert_eq!(s.stack.tcp_recv(c, &mut buf), Err(Errno::EAGAIN));
+    assert_eq!(s.stack.counters().tcp.no_ack_drops, 1);
 }
 
 #[test]

@@ -1,64 +1,38 @@
-//! State transitions are traced at debug level (the `tracing` crate): a
-//! recording subscriber checks the RFC 9293 paths through the diagram.
+//! State transitions and what an application may watch (established,
+//! reset, closed, retransmission timeouts) come out of the core as typed
+//! events the caller drains: the RFC 9293 paths through the diagram.
 
 mod common;
 
 use common::{Pair, A, B};
-use std::fmt;
 use std::net::SocketAddrV4;
-use std::sync::{Arc, Mutex};
-use tracing::field::{Field, Visit};
-use tracing::{span, Event, Metadata, Subscriber};
-use ustack_core::{Duration, Medium};
+use ustack_core::{Duration, Event, EventKind, Medium, Stack};
 
-/// (local address, from, to) of every "tcp state" event.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(String, String, String)>>>);
-
+/// (local address, from, to) of every state-transition event, both stacks.
 #[derive(Default)]
-struct Fields {
-    message: String,
-    local: String,
-    from: String,
-    to: String,
-}
+struct Recorder(Vec<(String, String, String)>);
 
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let v = format!("{value:?}");
-        match field.name() {
-            "message" => self.message = v,
-            "local" => self.local = v,
-            "from" => self.from = v,
-            "to" => self.to = v,
-            _ => {}
+impl Recorder {
+    fn drain(&mut self, stacks: [&mut Stack; 2]) -> Vec<Event> {
+        let mut all = Vec::new();
+        for s in stacks {
+            for e in s.take_events() {
+                if let EventKind::TcpState {
+                    local, from, to, ..
+                } = &e.kind
+                {
+                    self.0
+                        .push((local.to_string(), from.to_string(), to.to_string()));
+                }
+                all.push(e);
+            }
         }
+        all
     }
-}
-
-impl Subscriber for Recorder {
-    fn enabled(&self, m: &Metadata<'_>) -> bool {
-        *m.level() <= tracing::Level::DEBUG
-    }
-    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-        span::Id::from_u64(1)
-    }
-    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-    fn event(&self, e: &Event<'_>) {
-        let mut f = Fields::default();
-        e.record(&mut f);
-        if f.message == "tcp state" {
-            self.0.lock().unwrap().push((f.local, f.from, f.to));
-        }
-    }
-    fn enter(&self, _: &span::Id) {}
-    fn exit(&self, _: &span::Id) {}
 }
 
 fn path(rec: &Recorder, local: &str) -> Vec<String> {
-    let all = rec.0.lock().unwrap();
-    let mine: Vec<_> = all.iter().filter(|(l, _, _)| l == local).collect();
+    let mine: Vec<_> = rec.0.iter().filter(|(l, _, _)| l == local).collect();
     let mut p = vec![mine[0].1.clone()];
     for (_, from, to) in mine {
         assert_eq!(p.last().unwrap(), from, "transitions chain");
@@ -69,8 +43,8 @@ fn path(rec: &Recorder, local: &str) -> Vec<String> {
 
 #[test]
 fn four_way_close_follows_the_diagram() {
-    let rec = Recorder::default();
-    let (client, server) = tracing::subscriber::with_default(rec.clone(), || {
+    let mut rec = Recorder::default();
+    let (client, server) = {
         let mut p = Pair::new(Medium::Ip);
         let l = p.b.tcp_open();
         p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
@@ -86,11 +60,21 @@ fn four_way_close_follows_the_diagram() {
         p.advance(Duration::from_secs(61));
         let local = p.a.socket_table(p.now);
         assert!(local.is_empty());
+        let events = rec.drain([&mut p.a, &mut p.b]);
+        let estab = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::TcpEstablished { .. }))
+            .count();
+        let closed = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::TcpClosed { .. }))
+            .count();
+        assert_eq!((estab, closed), (2, 2), "both ends established and closed");
         (
             format!("{A}:{}", p.trace_port_a()),
             SocketAddrV4::new(B, 80).to_string(),
         )
-    });
+    };
     assert_eq!(
         path(&rec, &client),
         [
@@ -138,8 +122,8 @@ fn cross(p: &mut Pair) {
 
 #[test]
 fn simultaneous_open_and_close_follow_the_diagram() {
-    let rec = Recorder::default();
-    tracing::subscriber::with_default(rec.clone(), || {
+    let mut rec = Recorder::default();
+    {
         let mut p = Pair::new(Medium::Ip);
         let a = p.a.tcp_open();
         p.a.tcp_bind(a, SocketAddrV4::new(A, 5000)).unwrap();
@@ -157,7 +141,8 @@ fn simultaneous_open_and_close_follow_the_diagram() {
         cross(&mut p);
         p.pump();
         p.advance(Duration::from_secs(61));
-    });
+        rec.drain([&mut p.a, &mut p.b]);
+    }
     let want = [
         "CLOSE",
         "SYN-SENT",
@@ -170,6 +155,62 @@ fn simultaneous_open_and_close_follow_the_diagram() {
     ];
     assert_eq!(path(&rec, &format!("{A}:5000")), want);
     assert_eq!(path(&rec, &format!("{B}:6000")), want);
+}
+
+#[test]
+fn a_reset_and_a_timeout_are_events() {
+    let mut p = Pair::new(Medium::Ip);
+    let l = p.b.tcp_open();
+    p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+    p.b.tcp_listen(l, 1).unwrap();
+    let c = p.a.tcp_open();
+    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    p.pump();
+    let (s, _) = p.b.tcp_accept(l).unwrap();
+    p.a.take_events();
+    p.b.take_events();
+    // Data into a black hole: the RTO fires, with its backoff.
+    p.filter = Box::new(|_, _| None);
+    p.a.tcp_send(p.now, c, b"lost").unwrap();
+    p.pump();
+    let sent_at = p.now;
+    p.advance(Duration::from_millis(1500));
+    let rtos: Vec<_> =
+        p.a.take_events()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::TcpRto { backoff, .. } => Some((e.at, backoff)),
+                _ => None,
+            })
+            .collect();
+    // RTO floor 200 ms, doubled each time (RFC 6298 §5.5), stamped when
+    // the timer fired.
+    let ms = Duration::from_millis;
+    assert_eq!(
+        rtos,
+        [
+            (sent_at + ms(200), 1),
+            (sent_at + ms(600), 2),
+            (sent_at + ms(1400), 3)
+        ]
+    );
+    // The server aborts (SO_LINGER 0): the client sees a reset, then the end.
+    p.filter = Box::new(|_, f| Some(f));
+    p.b.tcp_set_linger(s, Some(Duration::ZERO)).unwrap();
+    p.b.close(s).unwrap();
+    p.pump();
+    let kinds: Vec<_> = p.a.take_events().into_iter().map(|e| e.kind).collect();
+    let local = p.a.local_addr(c).unwrap().unwrap();
+    let reset = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::TcpReset { local: l, socket: Some(h), .. } if *l == local && *h == c));
+    let closed = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::TcpClosed { local: l, .. } if *l == local));
+    assert!(
+        reset.is_some() && closed.is_some() && reset < closed,
+        "{kinds:?}"
+    );
 }
 
 trait PortOfA {

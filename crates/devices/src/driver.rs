@@ -1,6 +1,8 @@
 //! A minimal blocking loop that runs one host (a [`Stack`](ustack_core::Stack))
 //! on one real-time [`Device`], for tests and examples. The multi-threaded
-//! runtime is elsewhere; this is the same cycle, on the caller's thread:
+//! runtime is elsewhere; this is the same cycle, on the caller's thread, and
+//! both take its steps from here ([`receive_batch`], [`retry_held`],
+//! [`send_next`]):
 //!
 //! 1. read a batch of frames from the device and hand each to `receive`;
 //! 2. let the device do its due timed work ([`Device::service`]);
@@ -46,6 +48,93 @@ pub struct DriverStats {
     pub tx_frames: u64,
     /// Frames the device refused with `WouldBlock` (each retried later).
     pub tx_deferred: u64,
+}
+
+/// What [`send_next`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStep {
+    /// A frame went to the device.
+    Sent,
+    /// The device refused it (`WouldBlock`): it is kept in `held`.
+    Blocked,
+    /// The host owes nothing now.
+    Idle,
+}
+
+/// The steps every loop that runs a host on a device takes (this
+/// `Driver`, and the `ustack` runtime's stack thread and inline mode):
+/// receive a batch, offer a refused frame again, send the next one.
+///
+/// Reads up to `max` frames into `rx` and hands each to the host
+/// (`seen` first, e.g. a capture). Returns how many.
+pub fn receive_batch<H: SimHost + ?Sized, D: Device + ?Sized>(
+    host: &mut H,
+    device: &mut D,
+    now: Instant,
+    rx: &mut PacketBatch,
+    max: usize,
+    mut seen: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<usize> {
+    rx.clear();
+    let n = device.recv_batch(now, rx, max)?;
+    for frame in rx.iter() {
+        seen(frame)?;
+        host.receive(now, frame);
+    }
+    Ok(n)
+}
+
+/// Offers the frame the device refused last (if any) again. `Ok(false)`
+/// while it still refuses; a frame that fails otherwise is dropped and the
+/// error returned (a full queue is never a silent drop, a broken device
+/// is the caller's to count).
+pub fn retry_held<D: Device + ?Sized>(
+    device: &mut D,
+    now: Instant,
+    held: &mut Option<Vec<u8>>,
+    mut sent: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<bool> {
+    let Some(frame) = held.take() else {
+        return Ok(true);
+    };
+    match device.send(now, &frame) {
+        Ok(()) => {
+            sent(&frame)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            *held = Some(frame);
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the host's next frame into `buf` and sends it; a refused frame
+/// is kept in `held` to go first next time (call [`retry_held`] first).
+pub fn send_next<H: SimHost + ?Sized, D: Device + ?Sized>(
+    host: &mut H,
+    device: &mut D,
+    now: Instant,
+    held: &mut Option<Vec<u8>>,
+    buf: &mut [u8],
+    mut sent: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<TxStep> {
+    let Some(len) = host.transmit(now, buf) else {
+        return Ok(TxStep::Idle);
+    };
+    let frame = &buf[..len];
+    match device.send(now, frame) {
+        Ok(()) => {
+            sent(frame)?;
+            Ok(TxStep::Sent)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            *held = Some(frame.to_vec());
+            Ok(TxStep::Blocked)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,57 +262,42 @@ impl<D: Device> Driver<D> {
     /// batch. Returns whether work was left over (budget exhausted).
     fn turn<H: SimHost + ?Sized>(&mut self, host: &mut H, now: Instant) -> io::Result<bool> {
         self.stats.turns += 1;
-        self.rx.clear();
-        let got = self.device.recv_batch(now, &mut self.rx, self.batch)?;
+        let capture = &mut self.capture;
+        let got = receive_batch(host, &mut self.device, now, &mut self.rx, self.batch, |f| {
+            capture.as_mut().map_or(Ok(()), |c| c.write(now, f))
+        })?;
         self.stats.rx_frames += got as u64;
-        for frame in self.rx.iter() {
-            if let Some(cap) = &mut self.capture {
-                cap.write(now, frame)?;
-            }
-            host.receive(now, frame);
-        }
         self.device.service(now)?;
         let tx = self.flush(host, now)?;
         Ok(got == self.batch || tx == Tx::Budget)
     }
 
-    fn send(&mut self, now: Instant, len: usize, retry: bool) -> io::Result<bool> {
-        let frame: &[u8] = match (&self.blocked, retry) {
-            (Some(f), true) => f,
-            _ => &self.tx_buf[..len],
-        };
-        match self.device.send(now, frame) {
-            Ok(()) => {
-                self.stats.tx_frames += 1;
-                if let Some(cap) = &mut self.capture {
-                    cap.write(now, frame)?;
-                }
-                if retry {
-                    self.blocked = None;
-                }
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.stats.tx_deferred += 1;
-                if !retry {
-                    self.blocked = Some(self.tx_buf[..len].to_vec());
-                }
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     fn flush<H: SimHost + ?Sized>(&mut self, host: &mut H, now: Instant) -> io::Result<Tx> {
-        if self.blocked.is_some() && !self.send(now, 0, true)? {
+        let (capture, stats) = (&mut self.capture, &mut self.stats);
+        let mut sent = |f: &[u8]| {
+            stats.tx_frames += 1;
+            capture.as_mut().map_or(Ok(()), |c| c.write(now, f))
+        };
+        if !retry_held(&mut self.device, now, &mut self.blocked, &mut sent)? {
+            self.stats.tx_deferred += 1;
             return Ok(Tx::Blocked);
         }
         for _ in 0..self.batch {
-            let Some(len) = host.transmit(now, &mut self.tx_buf) else {
-                return Ok(Tx::Idle);
-            };
-            if !self.send(now, len, false)? {
-                return Ok(Tx::Blocked);
+            let step = send_next(
+                host,
+                &mut self.device,
+                now,
+                &mut self.blocked,
+                &mut self.tx_buf,
+                &mut sent,
+            )?;
+            match step {
+                TxStep::Sent => {}
+                TxStep::Idle => return Ok(Tx::Idle),
+                TxStep::Blocked => {
+                    self.stats.tx_deferred += 1;
+                    return Ok(Tx::Blocked);
+                }
             }
         }
         Ok(Tx::Budget)

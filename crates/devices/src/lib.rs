@@ -25,4 +25,6 @@ pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use pcap::{LinkKind, PcapSink};
 pub use shared::{LinkPort, SharedLink};
 pub use sim::{Sim, SimHost};
-pub use tun::{poll_fd, PollReady, Tap, Tun, TunOptions, TunRx};
+pub use tun::{
+    poll, poll_fd, poll_ready, PollFd, PollReady, Tap, Tun, TunOptions, TunRx, MAX_POLL_FDS,
+};

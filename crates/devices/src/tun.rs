@@ -253,14 +253,40 @@ pub struct PollReady {
     pub error: bool,
 }
 
-/// Waits up to `timeout` (`None`: forever) for `fd` to become readable
-/// (or writable, if `want_write`). EINTR counts as a timeout.
-pub fn poll_fd(fd: RawFd, want_write: bool, timeout: Option<Duration>) -> io::Result<PollReady> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN | if want_write { libc::POLLOUT } else { 0 },
+/// What to wait for on one fd, for [`poll`].
+#[derive(Debug, Clone, Copy)]
+pub struct PollFd {
+    pub fd: RawFd,
+    pub read: bool,
+    pub write: bool,
+}
+
+/// Most fds one [`poll`] takes.
+pub const MAX_POLL_FDS: usize = 4;
+
+/// ppoll(2) on at most [`MAX_POLL_FDS`] fds, up to `timeout` (`None`:
+/// forever): the one poll wrapper of ustack (the runtime and the devices'
+/// `Driver` both wait here). Returns each fd's readiness, in order; EINTR
+/// counts as a wake-up with nothing ready.
+pub fn poll_ready(
+    fds: &[PollFd],
+    timeout: Option<Duration>,
+) -> io::Result<[PollReady; MAX_POLL_FDS]> {
+    assert!(
+        fds.len() <= MAX_POLL_FDS,
+        "poll takes at most {MAX_POLL_FDS} fds"
+    );
+    let mut raw = [libc::pollfd {
+        fd: -1,
+        events: 0,
         revents: 0,
-    };
+    }; MAX_POLL_FDS];
+    for (r, p) in raw.iter_mut().zip(fds) {
+        r.fd = p.fd;
+        r.events =
+            (if p.read { libc::POLLIN } else { 0 }) | (if p.write { libc::POLLOUT } else { 0 });
+    }
+    let raw = &mut raw[..fds.len()];
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
@@ -268,21 +294,55 @@ pub fn poll_fd(fd: RawFd, want_write: bool, timeout: Option<Duration>) -> io::Re
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: one valid pollfd for the length passed; the timespec pointer is
-    // null or points at a live timespec; no signal mask is passed.
-    let rc = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+    // SAFETY: `raw` is a valid, initialised array of `raw.len()` pollfd
+    // structs that lives across the call (ppoll only writes `revents`); the
+    // timespec pointer is null or points at a live timespec; no signal mask.
+    let rc = unsafe {
+        libc::ppoll(
+            raw.as_mut_ptr(),
+            raw.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
+    let mut out = [PollReady::default(); MAX_POLL_FDS];
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(PollReady::default());
+            return Ok(out);
         }
         return Err(e);
     }
-    Ok(PollReady {
-        readable: pfd.revents & libc::POLLIN != 0,
-        writable: pfd.revents & libc::POLLOUT != 0,
-        error: pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0,
-    })
+    for (o, r) in out.iter_mut().zip(raw.iter()) {
+        *o = PollReady {
+            readable: r.revents & libc::POLLIN != 0,
+            writable: r.revents & libc::POLLOUT != 0,
+            error: r.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0,
+        };
+    }
+    Ok(out)
+}
+
+/// [`poll_ready`] as a bit mask: bit `i` set when `fds[i]` has any event
+/// (errors included).
+pub fn poll(fds: &[PollFd], timeout: Option<Duration>) -> io::Result<u32> {
+    let ready = poll_ready(fds, timeout)?;
+    Ok(ready[..fds.len()]
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.readable || r.writable || r.error)
+        .fold(0, |m, (i, _)| m | 1 << i))
+}
+
+/// Waits up to `timeout` (`None`: forever) for `fd` to become readable
+/// (or writable, if `want_write`). EINTR counts as a timeout.
+pub fn poll_fd(fd: RawFd, want_write: bool, timeout: Option<Duration>) -> io::Result<PollReady> {
+    let pfd = PollFd {
+        fd,
+        read: true,
+        write: want_write,
+    };
+    Ok(poll_ready(&[pfd], timeout)?[0])
 }
 
 /// Receive counters, shared with a split-off [`TunRx`].

@@ -31,7 +31,7 @@
 
 use crate::errno::{Errno, Result};
 use std::collections::{HashMap, VecDeque};
-use ustack_core::Readiness;
+use ustack_core::{Readiness, SocketHandle};
 
 pub const EPOLLIN: u32 = libc::EPOLLIN as u32;
 pub const EPOLLPRI: u32 = libc::EPOLLPRI as u32;
@@ -250,6 +250,58 @@ impl EpollSet {
             }
         }
         out
+    }
+}
+
+/// EPOLLEXCLUSIVE (epoll_ctl(2)): of the instances that watch one socket
+/// exclusively, a change wakes one, in turn; the others are told as usual.
+#[derive(Debug, Default)]
+pub(crate) struct ExclusiveTurns {
+    turn: HashMap<SocketHandle, usize>,
+}
+
+impl ExclusiveTurns {
+    /// Hands a readiness change of `h` (`mask`, `edge` as in
+    /// [`EpollSet::notify_change`]) to its `watchers`, (epoll fd, fd) pairs.
+    pub(crate) fn notify(
+        &mut self,
+        epolls: &mut HashMap<i32, EpollSet>,
+        h: SocketHandle,
+        watchers: &[(i32, i32)],
+        mask: u32,
+        edge: bool,
+    ) {
+        let exclusive: Vec<(i32, i32)> = watchers
+            .iter()
+            .copied()
+            .filter(|&(ep, fd)| epolls.get(&ep).is_some_and(|s| s.is_exclusive(fd)))
+            .collect();
+        for &(ep, fd) in watchers {
+            if exclusive.contains(&(ep, fd)) {
+                continue;
+            }
+            if let Some(set) = epolls.get_mut(&ep) {
+                set.notify_change(fd, mask, edge);
+            }
+        }
+        if exclusive.is_empty() {
+            return;
+        }
+        let turn = self.turn.entry(h).or_insert(0);
+        for k in 0..exclusive.len() {
+            let (ep, fd) = exclusive[(*turn + k) % exclusive.len()];
+            if let Some(set) = epolls.get_mut(&ep) {
+                if set.notify_change(fd, mask, edge) {
+                    *turn = (*turn + k + 1) % exclusive.len();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Forgets `h`'s turn once nothing watches it.
+    pub(crate) fn forget(&mut self, h: SocketHandle) {
+        self.turn.remove(&h);
     }
 }
 

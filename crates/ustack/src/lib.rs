@@ -44,7 +44,7 @@ mod sys;
 
 pub use epoll::EpollEvent;
 pub use posix::OptVal;
-pub use runtime::{Mode, Runtime};
+pub use runtime::{Interest, Mode, Runtime};
 pub use ustack_core::errno;
 pub use ustack_core::Errno;
 

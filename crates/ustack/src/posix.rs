@@ -35,8 +35,9 @@
 
 use crate::epoll::{EpollEvent, EpollSet, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use crate::fd::{Entry, Kind, SockEntry};
-use crate::runtime::{fd_mask, Runtime, State};
+use crate::runtime::{fd_mask, Interest, Runtime, State};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::task::Waker;
 use std::time::Duration;
 use ustack_core::errno::Result;
 use ustack_core::tcp::{Shutdown, TcpInfo};
@@ -428,6 +429,7 @@ impl Runtime {
             let e = st.fds.remove(fd).ok_or(Errno::EBADF)?;
             match e {
                 Entry::Socket(s) => {
+                    st.wakers.remove(&s.handle);
                     // Every epoll that watched it forgets it (Linux does so when the last reference goes).
                     if let Some(ws) = st.watchers.remove(&s.handle) {
                         for (ep, wfd) in ws {
@@ -683,6 +685,105 @@ impl Runtime {
                 r => r,
             },
         }
+    }
+}
+
+/// Calls for async callers: non-blocking whatever the descriptor's mode,
+/// and on EAGAIN the task's waker is kept under the same lock as the try,
+/// so no readiness change can fall between the two (one lock round per
+/// call; see [`Runtime::register_waker`]).
+impl Runtime {
+    fn or_wake<R>(
+        &self,
+        fd: i32,
+        interest: Interest,
+        waker: &Waker,
+        op: impl FnOnce(&mut State, &SockEntry, Instant) -> Result<R>,
+    ) -> Result<R> {
+        self.with(|st, now| {
+            let s = sock(st, fd)?;
+            match op(st, &s, now) {
+                Err(Errno::EAGAIN) => {
+                    st.register_waker(s.handle, interest, waker);
+                    Err(Errno::EAGAIN)
+                }
+                r => r,
+            }
+        })
+    }
+
+    /// recvfrom(2) with MSG_DONTWAIT; on EAGAIN `waker` is woken when the
+    /// socket turns readable. `flags`: MSG_PEEK, MSG_TRUNC.
+    pub fn recvfrom_or_wake(
+        &self,
+        fd: i32,
+        buf: &mut [u8],
+        flags: i32,
+        waker: &Waker,
+    ) -> Result<(usize, Option<SocketAddrV4>)> {
+        let peek = flags & MSG_PEEK != 0;
+        self.or_wake(fd, Interest::Read, waker, |st, s, _| match s.kind {
+            Kind::Datagram => {
+                let (n, full, from) = if peek {
+                    st.stack.udp_peek_from(s.handle, buf)?
+                } else {
+                    st.stack.udp_recv_from(s.handle, buf)?
+                };
+                Ok((if flags & MSG_TRUNC != 0 { full } else { n }, Some(from)))
+            }
+            Kind::Stream if peek => Ok((st.stack.tcp_peek(s.handle, buf)?, None)),
+            Kind::Stream => Ok((st.stack.tcp_recv(s.handle, buf)?, None)),
+        })
+    }
+
+    /// sendto(2) with MSG_DONTWAIT (`to` None: the connected peer); on
+    /// EAGAIN `waker` is woken when the socket turns writable.
+    pub fn sendto_or_wake(
+        &self,
+        fd: i32,
+        buf: &[u8],
+        to: Option<SocketAddrV4>,
+        waker: &Waker,
+    ) -> Result<usize> {
+        self.or_wake(fd, Interest::Write, waker, |st, s, now| match s.kind {
+            Kind::Datagram => st.stack.udp_send_to(s.handle, buf, to),
+            Kind::Stream if to.is_some() => Err(Errno::EISCONN),
+            Kind::Stream => st.stack.tcp_send(now, s.handle, buf),
+        })
+    }
+
+    /// accept4(2) without waiting; on EAGAIN `waker` is woken when a
+    /// connection is ready. `flags`: SOCK_NONBLOCK (and SOCK_CLOEXEC).
+    pub fn accept4_or_wake(
+        &self,
+        fd: i32,
+        flags: i32,
+        waker: &Waker,
+    ) -> Result<(i32, SocketAddrV4)> {
+        if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.or_wake(fd, Interest::Read, waker, |st, s, _| {
+            if s.kind != Kind::Stream {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let (handle, peer) = st.stack.tcp_accept(s.handle)?;
+            let entry = SockEntry {
+                handle,
+                kind: Kind::Stream,
+                nonblocking: flags & SOCK_NONBLOCK != 0,
+                rcvtimeo: None,
+                sndtimeo: None,
+                linger: None,
+            };
+            match st.fds.insert(Entry::Socket(entry)) {
+                Some(nfd) => Ok((nfd, peer)),
+                None => {
+                    let _ = st.stack.close(handle);
+                    Err(Errno::EMFILE)
+                }
+            }
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The runtime: owns one core [`Stack`] and one [`Device`] and drives them —
 //! frames in and out, timers, and waking callers blocked on a socket or an
-//! epoll. Two modes:
+//! epoll, or async tasks through the wakers they leave
+//! ([`Runtime::register_waker`], the `*_or_wake` calls). Three modes:
 //!
 //! - [`Mode::Thread`]: a dedicated stack thread waits on the device and the
 //!   next deadline; applications call from any thread.
@@ -10,8 +11,12 @@
 //!   buffer (which autotuning may grow to megabytes) flows only while some
 //!   call drives the stack: a program that writes, then stops calling into
 //!   ustack, stalls, as with any run-to-completion stack.
+//! - [`Mode::External`]: no thread; the application's event loop calls
+//!   [`Runtime::drive`] when the device's fd is ready, when the deadline it
+//!   returned passes, or when the waker it gave is woken (ustack-tokio's
+//!   `drive` task does, on tokio's reactor).
 //!
-//! Either way an application call transmits what it made the stack owe
+//! In every mode an application call transmits what it made the stack owe
 //! before it returns (the caller's thread does the send, as Linux's process
 //! context does), so a `send` costs no thread hand-off.
 
@@ -23,10 +28,12 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tracing::warn;
 use ustack_core::{Counters, Errno, Instant, SocketHandle, Stack, StackConfig};
+use ustack_devices::driver::{receive_batch, retry_held, send_next, TxStep};
 use ustack_devices::{Clock, Device, PacketBatch, RxHalf};
 
 /// Frames read from the device per batch.
@@ -46,6 +53,26 @@ const NO_FD_POLL: Duration = Duration::from_millis(1);
 pub enum Mode {
     Thread,
     Inline,
+    /// No thread: an event loop of the application's drives the stack by
+    /// calling [`Runtime::drive`] when the device's fd is ready, when the
+    /// deadline it returned passes, and when the waker it gave is woken
+    /// (a call moved the deadline earlier). Blocking calls sleep until it
+    /// does. ustack-tokio's reactor driver is one.
+    External,
+}
+
+/// What [`Runtime::drive`] leaves for the driver to wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drive {
+    /// The device's descriptor (readable: frames waiting); None if it has none.
+    pub fd: Option<i32>,
+    /// Also wait for the fd to be writable (a frame waits to be sent).
+    pub want_write: bool,
+    /// Call again by then (timers).
+    pub deadline: Option<std::time::Instant>,
+    /// Frames may be left (the read budget ran out): call again soon,
+    /// after letting other work run.
+    pub again: bool,
 }
 
 /// Current epoll mask of the socket behind `fd` (0 if it is not a socket).
@@ -73,7 +100,7 @@ pub(crate) struct State {
     /// Which epoll instances watch a socket, as (epoll fd, socket fd).
     pub watchers: HashMap<SocketHandle, Vec<(i32, i32)>>,
     /// Rotates the wake-up among EPOLLEXCLUSIVE watchers of one socket.
-    exclusive_turn: HashMap<SocketHandle, usize>,
+    exclusive: epoll::ExclusiveTurns,
     /// When the stack thread will next wake on its own.
     thread_deadline: Option<Instant>,
     /// Inline mode: a caller is driving the device right now.
@@ -93,6 +120,32 @@ pub(crate) struct State {
     /// frames, reported by [`Shared::settle`].
     changed_by_caller: bool,
     changed_by_network: bool,
+    /// Tasks waiting on a socket (async callers): woken when its readiness
+    /// changes the way they wait for. See [`Runtime::register_waker`].
+    pub(crate) wakers: HashMap<SocketHandle, SockWakers>,
+    /// Mode::External: the driver's waker, woken when a caller moves the
+    /// next deadline earlier than the one the driver waits for.
+    driver: Option<Waker>,
+    /// Wakers due, woken once the lock is let go (a task woken while the
+    /// lock is held would only run into it).
+    to_wake: Vec<Waker>,
+}
+
+/// Which way a task waits on a socket ([`Runtime::register_waker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Data, a connection to accept, EOF, an error.
+    Read,
+    /// Send space, a finished handshake, an error.
+    Write,
+}
+
+/// The tasks waiting on one socket: one reader and one writer, the last
+/// to register in each direction (as tokio's own sockets keep them).
+#[derive(Default)]
+pub(crate) struct SockWakers {
+    read: Option<Waker>,
+    write: Option<Waker>,
 }
 
 /// Frames read without the stack lock, waiting for whoever holds it.
@@ -167,17 +220,18 @@ impl State {
             return self.dispatch_changes(true);
         }
         for _ in 0..RX_BATCHES_PER_PUMP {
-            self.rx.clear();
-            let n = match self.device.recv_batch(now, &mut self.rx, RX_BATCH) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.device_error(&e);
-                    0
-                }
-            };
-            for frame in self.rx.iter() {
-                self.stack.receive(now, frame);
-            }
+            let got = receive_batch(
+                &mut self.stack,
+                &mut *self.device,
+                now,
+                &mut self.rx,
+                RX_BATCH,
+                |_| Ok(()),
+            );
+            let n = got.unwrap_or_else(|e| {
+                self.device_error(&e);
+                0
+            });
             self.rx_backlog = n == RX_BATCH;
             if n < RX_BATCH {
                 break;
@@ -198,32 +252,32 @@ impl State {
     /// `caller`: see [`State::drain_inbox`].
     pub(crate) fn flush(&mut self, now: Instant, caller: bool) {
         self.drain_inbox(now, caller);
-        if let Some(frame) = self.held.take() {
-            match self.device.send(now, &frame) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.held = Some(frame);
-                    return;
-                }
-                Err(e) => self.device_error(&e),
-            }
+        match retry_held(&mut *self.device, now, &mut self.held, |_| Ok(())) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => self.device_error(&e),
         }
         let mut sent = 0;
-        while let Some(n) = self.stack.transmit(now, &mut self.txbuf) {
+        loop {
+            let step = send_next(
+                &mut self.stack,
+                &mut *self.device,
+                now,
+                &mut self.held,
+                &mut self.txbuf,
+                |_| Ok(()),
+            );
+            match step {
+                Ok(TxStep::Idle) | Ok(TxStep::Blocked) => return,
+                Ok(TxStep::Sent) => {}
+                Err(e) => self.device_error(&e),
+            }
             sent += 1;
             if sent % TX_BETWEEN_RX == 0 {
                 // A long burst: take in what the stack thread read meanwhile
                 // (ACKs), so they do not wait until the burst ends (which
                 // inflated the RTT to the time of a whole window's writes).
                 self.drain_inbox(now, caller);
-            }
-            match self.device.send(now, &self.txbuf[..n]) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.held = Some(self.txbuf[..n].to_vec());
-                    return;
-                }
-                Err(e) => self.device_error(&e),
             }
         }
     }
@@ -233,6 +287,7 @@ impl State {
     pub(crate) fn dispatch_changes(&mut self, edge: bool) -> bool {
         let changed = self.stack.take_readiness_changes();
         for &h in &changed {
+            self.wake_tasks(h);
             let Some(watchers) = self.watchers.get(&h) else {
                 continue;
             };
@@ -240,34 +295,59 @@ impl State {
                 continue;
             };
             let mask = epoll::mask(r);
-            // EPOLLEXCLUSIVE: of the instances that watch exclusively, wake one.
-            let exclusive: Vec<(i32, i32)> = watchers
-                .iter()
-                .copied()
-                .filter(|&(ep, fd)| self.epolls.get(&ep).is_some_and(|s| s.is_exclusive(fd)))
-                .collect();
-            for &(ep, fd) in watchers {
-                if exclusive.contains(&(ep, fd)) {
-                    continue;
-                }
-                if let Some(set) = self.epolls.get_mut(&ep) {
-                    set.notify_change(fd, mask, edge);
-                }
-            }
-            if !exclusive.is_empty() {
-                let turn = self.exclusive_turn.entry(h).or_insert(0);
-                for k in 0..exclusive.len() {
-                    let (ep, fd) = exclusive[(*turn + k) % exclusive.len()];
-                    if let Some(set) = self.epolls.get_mut(&ep) {
-                        if set.notify_change(fd, mask, edge) {
-                            *turn = (*turn + k + 1) % exclusive.len();
-                            break;
-                        }
-                    }
-                }
-            }
+            self.exclusive
+                .notify(&mut self.epolls, h, watchers, mask, edge);
         }
         !changed.is_empty()
+    }
+
+    /// The wakers due; wake them after letting go of the lock.
+    fn take_wakes(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.to_wake)
+    }
+
+    /// Keeps `waker` to wake when `h` turns ready for `interest`.
+    pub(crate) fn register_waker(&mut self, h: SocketHandle, interest: Interest, waker: &Waker) {
+        let w = self.wakers.entry(h).or_default();
+        let slot = match interest {
+            Interest::Read => &mut w.read,
+            Interest::Write => &mut w.write,
+        };
+        match slot {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Wakes the tasks waiting on `h` for what its readiness now offers
+    /// (a closed socket wakes both, so they see the error).
+    fn wake_tasks(&mut self, h: SocketHandle) {
+        if self.wakers.is_empty() {
+            return;
+        }
+        let Some(w) = self.wakers.get_mut(&h) else {
+            return;
+        };
+        let (read, write) = match self.stack.readiness(h) {
+            Ok(r) => (
+                r.readable || r.read_hangup || r.hangup || r.error,
+                r.writable || r.hangup || r.error,
+            ),
+            Err(_) => (true, true),
+        };
+        if read {
+            if let Some(k) = w.read.take() {
+                self.to_wake.push(k);
+            }
+        }
+        if write {
+            if let Some(k) = w.write.take() {
+                self.to_wake.push(k);
+            }
+        }
+        if w.read.is_none() && w.write.is_none() {
+            self.wakers.remove(&h);
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -287,7 +367,7 @@ impl State {
             v.retain(|&x| x != (ep, fd));
             if v.is_empty() {
                 self.watchers.remove(&h);
-                self.exclusive_turn.remove(&h);
+                self.exclusive.forget(h);
             }
         }
     }
@@ -330,7 +410,7 @@ impl Shared {
         // What changed now was the caller's doing, not news from the network.
         let changed = st.dispatch_changes(false) | st.changed_by_caller | st.changed_by_network;
         let news = st.changed_by_network;
-        if self.mode == Mode::Thread {
+        if self.mode != Mode::Inline {
             let next = st.next_deadline();
             let earlier = match (next, st.thread_deadline) {
                 (Some(n), Some(t)) => n < t,
@@ -339,7 +419,11 @@ impl Shared {
             };
             if earlier || st.held.is_some() {
                 st.thread_deadline = next;
-                self.wake_thread();
+                if self.mode == Mode::Thread {
+                    self.wake_thread();
+                } else if let Some(w) = st.driver.take() {
+                    st.to_wake.push(w);
+                }
             }
         }
         if changed {
@@ -396,7 +480,7 @@ impl Shared {
 
     fn thread_main(self: Arc<Self>) {
         while !self.stop.load(Ordering::Acquire) {
-            let ((fds, nfds), timeout, backlog) = {
+            let ((fds, nfds), timeout, backlog, wakes) = {
                 let mut st = self.lock();
                 let now = self.clock.now();
                 if st.pump(now) {
@@ -406,8 +490,10 @@ impl Shared {
                 st.thread_deadline = next;
                 let fds = self.wait_fds(&st, st.held.is_some());
                 let has_fd = fds.1 > 1;
-                (fds, self.timeout_until(next, has_fd), st.rx_backlog)
+                let wakes = st.take_wakes();
+                (fds, self.timeout_until(next, has_fd), st.rx_backlog, wakes)
             };
+            wake_all(wakes);
             if backlog {
                 // Frames are waiting: no need to ask poll(2). Callers got a
                 // turn at the lock in between.
@@ -475,6 +561,9 @@ impl Shared {
                 next = st.next_deadline();
                 st.thread_deadline = next;
                 held = st.held.is_some();
+                let wakes = st.take_wakes();
+                drop(st);
+                wake_all(wakes);
             }
             if full {
                 continue;
@@ -499,6 +588,13 @@ impl Shared {
             }
             self.poll_and_drain(&fds, timeout);
         }
+    }
+}
+
+/// Wakes the tasks whose sockets turned ready.
+fn wake_all(wakes: Vec<Waker>) {
+    for w in wakes {
+        w.wake();
     }
 }
 
@@ -579,7 +675,7 @@ impl Runtime {
         // while a caller holding the lock writes, each on its own core.
         let rx_half = match mode {
             Mode::Thread => device.rx_half(),
-            Mode::Inline => None,
+            Mode::Inline | Mode::External => None,
         };
         let (wake_tx, wake_rx) = UnixDatagram::pair()?;
         wake_tx.set_nonblocking(true)?;
@@ -594,7 +690,7 @@ impl Runtime {
             fds: FdTable::default(),
             epolls: HashMap::new(),
             watchers: HashMap::new(),
-            exclusive_turn: HashMap::new(),
+            exclusive: epoll::ExclusiveTurns::default(),
             thread_deadline: None,
             driving: false,
             device_errors: 0,
@@ -603,6 +699,9 @@ impl Runtime {
             inbox_spare: PacketBatch::new(),
             changed_by_caller: false,
             changed_by_network: false,
+            wakers: HashMap::new(),
+            driver: None,
+            to_wake: Vec::new(),
         };
         let inbox = state.inbox.clone();
         let shared = Arc::new(Shared {
@@ -625,7 +724,7 @@ impl Runtime {
                         },
                     )?)
                 }
-                Mode::Inline => None,
+                Mode::Inline | Mode::External => None,
             };
         Ok(Runtime {
             owner: Arc::new(Owner {
@@ -661,6 +760,9 @@ impl Runtime {
         shared.take_inbox(&mut st, now);
         let r = f(&mut st, now);
         shared.settle(&mut st, now);
+        let wakes = st.take_wakes();
+        drop(st);
+        wake_all(wakes);
         r
     }
 
@@ -683,22 +785,32 @@ impl Runtime {
             shared.take_inbox(&mut st, now);
             let r = f(&mut st, now);
             let news = shared.settle(&mut st, now);
-            match r {
-                Err(Errno::EAGAIN) => {}
-                other => return other,
-            }
-            let left = match deadline {
-                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Err(Errno::EAGAIN),
+            let left = match r {
+                Err(Errno::EAGAIN) => match deadline {
+                    Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                        Some(left) if !left.is_zero() => Ok(Some(left)),
+                        _ => Err(Err(Errno::EAGAIN)),
+                    },
+                    None => Ok(None),
                 },
-                None => None,
+                other => Err(other),
+            };
+            let left = match left {
+                Ok(left) => left,
+                Err(done) => {
+                    let wakes = st.take_wakes();
+                    drop(st);
+                    wake_all(wakes);
+                    return done;
+                }
             };
             if news {
                 // Frames taken in after `f` looked may have made it ready:
                 // look again before sleeping.
                 continue;
             }
+            // Rare (a blocking caller beside async tasks): woken with the lock held.
+            wake_all(st.take_wakes());
             st = self.sleep(st, left);
         }
     }
@@ -711,7 +823,7 @@ impl Runtime {
         left: Option<Duration>,
     ) -> MutexGuard<'a, State> {
         let shared = self.shared();
-        if shared.mode == Mode::Thread || st.driving {
+        if shared.mode != Mode::Inline || st.driving {
             let cap = left.unwrap_or(Duration::from_secs(3600));
             return shared
                 .changed
@@ -758,6 +870,56 @@ impl Runtime {
     /// Direct access to the core, for observability and setup.
     pub fn with_stack<R>(&self, f: impl FnOnce(&mut Stack, Instant) -> R) -> R {
         self.with(|st, now| f(&mut st.stack, now))
+    }
+
+    /// Mode::External: one turn of the stack's work — frames in, frames
+    /// out, timers, readiness news to waiters — then what to wait for
+    /// before the next turn. `waker` is woken when a caller moves the next
+    /// deadline earlier (or leaves a frame for the device to take).
+    pub fn drive(&self, waker: &Waker) -> Drive {
+        let shared = self.shared();
+        let mut st = shared.lock();
+        let now = shared.clock.now();
+        if st.pump(now) {
+            shared.changed.notify_all();
+        }
+        let next = st.next_deadline();
+        st.thread_deadline = next;
+        match &st.driver {
+            Some(w) if w.will_wake(waker) => {}
+            _ => st.driver = Some(waker.clone()),
+        }
+        let d = Drive {
+            fd: st.device.as_raw_fd(),
+            want_write: st.held.is_some(),
+            deadline: next.map(|t| shared.clock.to_std(t)),
+            again: st.rx_backlog,
+        };
+        let wakes = st.take_wakes();
+        drop(st);
+        wake_all(wakes);
+        d
+    }
+
+    /// Asks for `waker` to be woken when the socket behind `fd` turns ready
+    /// for `interest` (or errs, or closes). The waker replaces the one
+    /// registered before in that direction. For async callers of other
+    /// calls than the `*_or_wake` ones (which register under the same
+    /// lock as they try): try the call with MSG_DONTWAIT; on EAGAIN
+    /// register, then try once more (a change between the two tries
+    /// wakes the waker), and wait.
+    /// Wakers are woken by whichever thread changes the readiness (the
+    /// stack thread for news from the network), never by polling.
+    pub fn register_waker(&self, fd: i32, interest: Interest, waker: &Waker) -> Result<(), Errno> {
+        let shared = self.shared();
+        let mut st = shared.lock();
+        let h = match st.fds.get(fd) {
+            Some(Entry::Socket(s)) => s.handle,
+            Some(Entry::Epoll) => return Err(Errno::ENOTSOCK),
+            None => return Err(Errno::EBADF),
+        };
+        st.register_waker(h, interest, waker);
+        Ok(())
     }
 
     /// A snapshot of the stack's counters.

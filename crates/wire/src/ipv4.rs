@@ -687,3 +687,79 @@ mod tests {
         }
     }
 }
+
+/// A fixed-layout view of the common IPv4 datagram: a 20-byte header
+/// (version 4, IHL 5, no options) that is not a fragment (DF may be set),
+/// read at fixed offsets of a known-length array so the per-packet path
+/// has no bounds checks and no accessor calls. Anything else is `None`:
+/// take [`Ipv4Packet`] and [`Ipv4Repr`], which validate and say why.
+/// The header checksum is not checked here ([`Ipv4Fast::checksum_ok`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Fast<'a> {
+    header: &'a [u8; HEADER_LEN],
+    /// The payload, cut to the header's total length.
+    payload: &'a [u8],
+}
+
+impl<'a> Ipv4Fast<'a> {
+    /// The view, if `bytes` is such a datagram whole (trailing bytes past
+    /// the total length, as Ethernet padding, are cut off).
+    #[inline(always)]
+    pub fn new(bytes: &'a [u8]) -> Option<Ipv4Fast<'a>> {
+        let header: &[u8; HEADER_LEN] = bytes.get(..HEADER_LEN)?.try_into().ok()?;
+        let total = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        // Version 4, IHL 5; no MF, fragment offset 0 (RFC 791 §3.1).
+        if header[0] != 0x45
+            || u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0
+            || total < HEADER_LEN
+            || total > bytes.len()
+        {
+            return None;
+        }
+        Some(Ipv4Fast {
+            header,
+            payload: &bytes[HEADER_LEN..total],
+        })
+    }
+
+    #[inline(always)]
+    pub fn protocol(&self) -> IpProtocol {
+        IpProtocol::from(self.header[9])
+    }
+
+    /// The protocol number as sent (no conversion).
+    #[inline(always)]
+    pub fn protocol_raw(&self) -> u8 {
+        self.header[9]
+    }
+
+    #[inline(always)]
+    pub fn src_addr(&self) -> Ipv4Addr {
+        let h = self.header;
+        Ipv4Addr::new(h[12], h[13], h[14], h[15])
+    }
+
+    #[inline(always)]
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        let h = self.header;
+        Ipv4Addr::new(h[16], h[17], h[18], h[19])
+    }
+
+    /// Whether the destination is `addr` (compared as bytes).
+    #[inline(always)]
+    pub fn dst_is(&self, addr: Ipv4Addr) -> bool {
+        let h = self.header;
+        [h[16], h[17], h[18], h[19]] == addr.octets()
+    }
+
+    /// Whether the header checksum verifies (RFC 1071).
+    #[inline(always)]
+    pub fn checksum_ok(&self) -> bool {
+        Ipv4Packet::new_unchecked(&self.header[..]).verify_checksum()
+    }
+
+    #[inline(always)]
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+}

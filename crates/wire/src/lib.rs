@@ -28,8 +28,10 @@ pub use std::net::Ipv4Addr;
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 pub use icmpv4::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, InvokingPacket};
-pub use ipv4::{CidrParseError, Ipv4Cidr, Ipv4Packet, Ipv4Repr};
-pub use tcp::{SackBlocks, SeqNumber, TcpFlags, TcpOption, TcpPacket, TcpRepr, TcpTimestamp};
+pub use ipv4::{CidrParseError, Ipv4Cidr, Ipv4Fast, Ipv4Packet, Ipv4Repr};
+pub use tcp::{
+    SackBlocks, SeqNumber, TcpFast, TcpFlags, TcpOption, TcpPacket, TcpRepr, TcpTimestamp,
+};
 pub use udp::{UdpPacket, UdpRepr};
 
 /// Why a buffer could not be parsed.

@@ -1066,3 +1066,58 @@ mod tests {
         }
     }
 }
+
+/// A fixed-layout view of the segment header prediction takes (RFC 9293
+/// §3.10.7.4 as BSD and Linux predict it, `tcp_rcv_established`): flags
+/// ACK or ACK|PSH and no other bit, no options or exactly NOP NOP
+/// Timestamps (the layout RFC 7323 Appendix A recommends), and data.
+/// Read at fixed offsets of known-length arrays: no bounds checks, no
+/// option parsing. Anything else is `None`: take [`TcpPacket`] and
+/// [`TcpRepr`]. The checksum is not checked here.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpFast<'a> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq_number: SeqNumber,
+    pub ack_number: SeqNumber,
+    pub window_len: u16,
+    pub timestamp: Option<TcpTimestamp>,
+    pub payload: &'a [u8],
+}
+
+impl<'a> TcpFast<'a> {
+    #[inline(always)]
+    pub fn new(segment: &'a [u8]) -> Option<TcpFast<'a>> {
+        let h: &[u8; HEADER_LEN] = segment.get(..HEADER_LEN)?.try_into().ok()?;
+        // The header-prediction word: data offset 5 or 8, reserved bits
+        // zero, flags ACK or ACK|PSH.
+        let (timestamp, hl) = match (h[12], h[13] & !(TcpFlags::PSH.0 as u8)) {
+            (0x50, 0x10) => (None, HEADER_LEN),
+            (0x80, 0x10) => {
+                let o: &[u8; 12] = segment.get(HEADER_LEN..HEADER_LEN + 12)?.try_into().ok()?;
+                if o[..4] != [kind::NOP, kind::NOP, kind::TS, 10] {
+                    return None;
+                }
+                let ts = TcpTimestamp {
+                    tsval: u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
+                    tsecr: u32::from_be_bytes([o[8], o[9], o[10], o[11]]),
+                };
+                (Some(ts), HEADER_LEN + 12)
+            }
+            _ => return None,
+        };
+        let payload = &segment[hl..];
+        if payload.is_empty() {
+            return None;
+        }
+        Some(TcpFast {
+            src_port: u16::from_be_bytes([h[0], h[1]]),
+            dst_port: u16::from_be_bytes([h[2], h[3]]),
+            seq_number: SeqNumber(u32::from_be_bytes([h[4], h[5], h[6], h[7]])),
+            ack_number: SeqNumber(u32::from_be_bytes([h[8], h[9], h[10], h[11]])),
+            window_len: u16::from_be_bytes([h[14], h[15]]),
+            timestamp,
+            payload,
+        })
+    }
+}

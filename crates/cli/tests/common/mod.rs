@@ -64,7 +64,7 @@ pub fn available(tools: &[&str]) -> bool {
     for tool in std::iter::once(&"ip").chain(tools) {
         if !on_path(tool) {
             return skip(&format!(
-                "`{tool}` is not on PATH (apt-get install iproute2 iputils-ping python3 curl netcat-openbsd tshark)"
+                "`{tool}` is not on PATH (apt-get install iproute2 iputils-ping python3 curl netcat-openbsd tshark wrk)"
             ));
         }
     }

@@ -2,4 +2,5 @@
 //! fragmentation.
 
 pub mod fragment;
+pub mod output;
 pub mod reassembly;

@@ -72,6 +72,8 @@ pub enum Outcome {
 pub enum DropReason {
     /// Fragments overlapped, or disagreed on the datagram's length.
     Overlap,
+    /// More fragments than one datagram may have (`MAX_FRAGMENTS`).
+    TooMany,
     /// Offset plus length beyond 65535 bytes.
     Oversize,
     /// A non-final fragment whose length is not a multiple of 8.
@@ -172,9 +174,13 @@ impl Reassembler {
             (true, Some(total)) => end > total,
             (true, None) => false,
         };
-        if overlaps || bad_len || p.frags.len() >= MAX_FRAGMENTS {
+        if overlaps || bad_len {
             self.remove(&key);
             return Outcome::Dropped(DropReason::Overlap);
+        }
+        if p.frags.len() >= MAX_FRAGMENTS {
+            self.remove(&key);
+            return Outcome::Dropped(DropReason::TooMany);
         }
         let grow = end.saturating_sub(p.data.len());
         if self.bytes + grow > self.cfg.max_bytes {
@@ -337,6 +343,20 @@ mod tests {
             r.add(t, &b, &[], &db),
             Outcome::Dropped(DropReason::Overlap)
         );
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn too_many_fragments_is_its_own_reason() {
+        let t = Instant::ZERO;
+        let mut r = reasm();
+        // 8-byte fragments, none overlapping, one past the limit.
+        for i in 0..MAX_FRAGMENTS {
+            let (f, d) = frag(8 * i as u16, true, 8, 3);
+            assert_eq!(r.add(t, &f, &[], &d), Outcome::Held, "fragment {i}");
+        }
+        let (f, d) = frag(8 * MAX_FRAGMENTS as u16, true, 8, 3);
+        assert_eq!(r.add(t, &f, &[], &d), Outcome::Dropped(DropReason::TooMany));
         assert!(r.is_empty());
     }
 

@@ -1,9 +1,16 @@
-//! The socket calls on [`Stack`] (errno semantics after POSIX and Linux).
+//! The socket calls on [`Tcp`] (errno semantics after POSIX and Linux); `Stack` forwards its `tcp_*` calls here.
 
-use super::{Kind, Listener, State, Tcb, TcbId, TcpOptions, TcpSocket};
+use super::options::TcpOptions;
+use super::state::State;
+use super::table::{Kind, Listener, Tcp, TcpSocket};
+use super::tcb::{Tcb, TcbId};
+
+use crate::config::StackConfig;
+use crate::cx::Cx;
 use crate::errno::{Errno, Result};
-use crate::socket::{Readiness, Socket, SocketHandle};
-use crate::stack::Stack;
+use crate::event::EventKind;
+use crate::ipv4::output::{is_broadcast, route};
+use crate::socket::{Proto, Readiness, SocketHandle};
 use crate::time::{Duration, Instant};
 use core::fmt;
 use std::collections::VecDeque;
@@ -105,19 +112,17 @@ impl fmt::Display for SocketRow {
     }
 }
 
-impl Stack {
+impl Tcp {
     fn tcp_sock(&self, h: SocketHandle) -> Result<&TcpSocket> {
-        match self.sockets.get(h) {
-            Some(Socket::Tcp(s)) => Ok(s),
-            Some(_) => Err(Errno::EOPNOTSUPP),
+        match self.socks.get(h) {
+            Some(s) => Ok(s),
             None => Err(Errno::EBADF),
         }
     }
 
     fn tcp_sock_mut(&mut self, h: SocketHandle) -> Result<&mut TcpSocket> {
-        match self.sockets.get_mut(h) {
-            Some(Socket::Tcp(s)) => Ok(s),
-            Some(_) => Err(Errno::EOPNOTSUPP),
+        match self.socks.get_mut(h) {
+            Some(s) => Ok(s),
             None => Err(Errno::EBADF),
         }
     }
@@ -129,26 +134,22 @@ impl Stack {
         })
     }
 
-    fn tcp_touch(&mut self, now: Instant) {
-        if now > self.tcp.now {
-            self.tcp.now = now;
-        }
-    }
-
     /// Opens an unbound TCP socket.
-    pub fn tcp_open(&mut self) -> SocketHandle {
+    pub fn tcp_open(&mut self, cx: &mut Cx<'_>) -> SocketHandle {
         let s = TcpSocket {
             local: None,
             remote: None,
-            opts: TcpOptions::new(&self.cfg.tcp),
+            opts: TcpOptions::new(&cx.cfg.tcp),
             kind: Kind::Closed {
                 was_connected: false,
             },
             error: None,
             in_ports: false,
-            leftover: super::Ring::default(),
+            leftover: super::buffer::Ring::default(),
         };
-        self.sockets.insert(Socket::Tcp(s))
+        let h = cx.sh.handles.insert(Proto::Tcp);
+        self.socks.insert(h, s);
+        h
     }
 
     /// Whether binding `ip:port` with the socket's options clashes
@@ -156,14 +157,14 @@ impl Stack {
     /// non-listening SO_REUSEADDR sockets, SO_REUSEPORT passes other
     /// SO_REUSEPORT sockets.
     fn tcp_bind_conflict(&self, h: SocketHandle, ip: Ipv4Addr, port: u16, o: &TcpOptions) -> bool {
-        let Some(pu) = self.tcp.ports.get(&port) else {
+        let Some(pu) = self.bind_ports.get(&port) else {
             return false;
         };
         for &other in &pu.sockets {
             if other == h {
                 continue;
             }
-            let Some(Socket::Tcp(s)) = self.sockets.get(other) else {
+            let Some(s) = self.socks.get(other) else {
                 continue;
             };
             let Some(l) = s.local else { continue };
@@ -184,19 +185,26 @@ impl Stack {
     /// Binds to `addr` (port 0: an ephemeral port, RFC 6056). EINVAL if
     /// already bound, EADDRNOTAVAIL for an address not ours, EADDRINUSE on
     /// a clash.
-    pub fn tcp_bind(&mut self, h: SocketHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+    pub fn tcp_bind(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        addr: SocketAddrV4,
+    ) -> Result<SocketAddrV4> {
         let s = self.tcp_sock(h)?;
         if s.local.is_some() || !matches!(s.kind, Kind::Closed { .. }) {
             return Err(Errno::EINVAL);
         }
         let ip = *addr.ip();
-        if !ip.is_unspecified() && ip != self.address() {
+        if !ip.is_unspecified() && ip != cx.cfg.addr.address() {
             return Err(Errno::EADDRNOTAVAIL);
         }
         let opts = s.opts.clone();
         let port = if addr.port() == 0 {
-            let ports = &self.tcp.ports;
-            self.ports.pick(&mut self.rng, |p| ports.contains_key(&p))?
+            let ports = &self.bind_ports;
+            cx.sh
+                .ports
+                .pick(&mut cx.sh.rng, |p| ports.contains_key(&p))?
         } else {
             if self.tcp_bind_conflict(h, ip, addr.port(), &opts) {
                 return Err(Errno::EADDRINUSE);
@@ -207,7 +215,7 @@ impl Stack {
         let s = self.tcp_sock_mut(h)?;
         s.local = Some(local);
         s.in_ports = true;
-        self.tcp.port_use(port).sockets.push(h);
+        self.port_use(port).sockets.push(h);
         Ok(local)
     }
 
@@ -215,8 +223,8 @@ impl Stack {
     /// connections (clamped to 1..=somaxconn); the SYN queue at most
     /// min(backlog, max_syn_backlog) half-open ones. An unbound socket gets
     /// an ephemeral port; calling again changes the backlog.
-    pub fn tcp_listen(&mut self, h: SocketHandle, backlog: usize) -> Result<()> {
-        let backlog = backlog.clamp(1, self.cfg.tcp.somaxconn.max(1));
+    pub fn tcp_listen(&mut self, cx: &mut Cx<'_>, h: SocketHandle, backlog: usize) -> Result<()> {
+        let backlog = backlog.clamp(1, cx.cfg.tcp.somaxconn.max(1));
         let s = self.tcp_sock(h)?;
         match &s.kind {
             Kind::Conn(_) => return Err(Errno::EINVAL),
@@ -232,15 +240,15 @@ impl Stack {
             Kind::Closed { .. } => {}
         }
         if s.local.is_none() {
-            self.tcp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+            self.tcp_bind(cx, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
         }
         let s = self.tcp_sock(h)?;
         let local = s.local.ok_or(Errno::EINVAL)?;
         // Linux re-checks at listen: two listeners on one port need SO_REUSEPORT.
         let reuseport = s.opts.reuseport;
-        if let Some(list) = self.tcp.listeners.get(&local.port()) {
+        if let Some(list) = self.listeners.get(&local.port()) {
             for &o in list {
-                if let Some(Socket::Tcp(os)) = self.sockets.get(o) {
+                if let Some(os) = self.socks.get(o) {
                     let ol = os.local.map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip());
                     let overlap =
                         ol.is_unspecified() || local.ip().is_unspecified() || ol == *local.ip();
@@ -256,21 +264,31 @@ impl Stack {
             accept: VecDeque::new(),
             cookies_since: None,
         });
-        self.tcp.listeners.entry(local.port()).or_default().push(h);
+        self.listeners.entry(local.port()).or_default().push(h);
         debug!(%local, from = %State::Closed, to = %State::Listen, backlog, "tcp state");
+        cx.event(EventKind::TcpState {
+            local,
+            remote: None,
+            from: State::Closed,
+            to: State::Listen,
+        });
         Ok(())
     }
 
     /// Takes the oldest completed connection: its new handle and the peer.
     /// EAGAIN when none is waiting, EINVAL if not listening.
-    pub fn tcp_accept(&mut self, h: SocketHandle) -> Result<(SocketHandle, SocketAddrV4)> {
+    pub fn tcp_accept(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+    ) -> Result<(SocketHandle, SocketAddrV4)> {
         let s = self.tcp_sock_mut(h)?;
         let Kind::Listen(l) = &mut s.kind else {
             return Err(Errno::EINVAL);
         };
         let id = l.accept.pop_front().ok_or(Errno::EAGAIN)?;
-        self.sockets.mark_changed(h);
-        let t = self.tcp.get_mut(id).ok_or(Errno::EAGAIN)?;
+        cx.sh.handles.mark_changed(h);
+        let t = self.get_mut(id).ok_or(Errno::EAGAIN)?;
         t.listener = None;
         t.in_accept_queue = false;
         let sock = TcpSocket {
@@ -280,14 +298,15 @@ impl Stack {
             kind: Kind::Conn(id),
             error: None,
             in_ports: false,
-            leftover: super::Ring::default(),
+            leftover: super::buffer::Ring::default(),
         };
         let remote = t.remote;
-        let nh = self.sockets.insert(Socket::Tcp(sock));
-        if let Some(t) = self.tcp.get_mut(id) {
+        let nh = cx.sh.handles.insert(Proto::Tcp);
+        self.socks.insert(nh, sock);
+        if let Some(t) = self.get_mut(id) {
             t.socket = Some(nh);
         }
-        self.sockets.mark_changed(nh);
+        cx.sh.handles.mark_changed(nh);
         Ok((nh, remote))
     }
 
@@ -297,15 +316,15 @@ impl Stack {
     /// while in progress, EISCONN once connected.
     pub fn tcp_connect(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         h: SocketHandle,
         remote: SocketAddrV4,
     ) -> Result<()> {
-        self.tcp_touch(now);
+        let now = cx.now;
         let s = self.tcp_sock(h)?;
         match &s.kind {
             Kind::Conn(id) => {
-                return match self.tcp.get(*id).map(|t| t.state) {
+                return match self.get(*id).map(|t| t.state) {
                     Some(State::SynSent | State::SynReceived) => Err(Errno::EALREADY),
                     _ => Err(Errno::EISCONN),
                 };
@@ -317,17 +336,16 @@ impl Stack {
         if remote.port() == 0 || rip.is_unspecified() {
             return Err(Errno::EINVAL);
         }
-        if rip.is_broadcast() || rip.is_multicast() || self.is_broadcast(rip) {
+        if rip.is_broadcast() || rip.is_multicast() || is_broadcast(cx.cfg, rip) {
             return Err(Errno::ENETUNREACH);
         }
-        self.route(rip)?;
+        route(cx.cfg, rip)?;
         let bound = s.local;
         let opts = s.opts.clone();
-        let ip = self.address();
+        let ip = cx.cfg.addr.address();
         let port = match bound {
             Some(l) => {
                 if self
-                    .tcp
                     .conns
                     .contains_key(&(SocketAddrV4::new(ip, l.port()), remote))
                 {
@@ -337,32 +355,24 @@ impl Stack {
             }
             None => {
                 // RFC 6056 §3.3.1, never a 4-tuple in use (nor a bound port).
-                let tcp = &self.tcp;
-                self.ports
-                    .pick(&mut self.rng, |p| {
-                        tcp.ports.get(&p).is_some_and(|u| !u.sockets.is_empty())
+                let tcp = &*self;
+                cx.sh
+                    .ports
+                    .pick(&mut cx.sh.rng, |p| {
+                        tcp.bind_ports
+                            .get(&p)
+                            .is_some_and(|u| !u.sockets.is_empty())
                             || tcp.conns.contains_key(&(SocketAddrV4::new(ip, p), remote))
                     })
                     .map_err(|_| Errno::EADDRNOTAVAIL)?
             }
         };
         let local = SocketAddrV4::new(ip, port);
-        let iss = self.tcp.secret.isn(local, remote, now);
-        let ts_offset = self.tcp.secret.ts_offset(local, remote);
-        let mtu_mss = self.tcp_mtu_mss();
-        let mut tcb = Tcb::new(
-            &self.cfg.tcp,
-            State::SynSent,
-            local,
-            remote,
-            iss,
-            opts,
-            mtu_mss,
-            now,
-            ts_offset,
-        );
+        let iss = self.secret.isn(local, remote, now);
+        let ts_offset = self.secret.ts_offset(local, remote);
+        let mut tcb = self.tcp_create(cx, State::SynSent, local, remote, iss, ts_offset, opts);
         tcb.socket = Some(h);
-        tcb.syn_pending = true;
+        tcb.owed.syn = true;
         let id = self.tcp_insert(tcb);
         let s = self.tcp_sock_mut(h)?;
         let was_in_ports = std::mem::take(&mut s.in_ports);
@@ -371,13 +381,19 @@ impl Stack {
         s.kind = Kind::Conn(id);
         s.error = None;
         if was_in_ports {
-            if let Some(pu) = self.tcp.ports.get_mut(&port) {
+            if let Some(pu) = self.bind_ports.get_mut(&port) {
                 pu.sockets.retain(|x| *x != h);
             }
         }
-        self.counters.tcp.active_opens += 1;
+        cx.sh.counters.tcp.active_opens += 1;
         debug!(%local, %remote, from = %State::Closed, to = %State::SynSent, "tcp state");
-        self.tcp.schedule(id);
+        cx.event(EventKind::TcpState {
+            local,
+            remote: Some(remote),
+            from: State::Closed,
+            to: State::SynSent,
+        });
+        self.schedule(cx.now, id);
         Err(Errno::EINPROGRESS)
     }
 
@@ -385,11 +401,11 @@ impl Stack {
     /// full (or the handshake is still running); EPIPE after
     /// shutdown(Write) or once the connection is gone (never a signal);
     /// ENOTCONN before connect. A pending error is returned first, once.
-    pub fn tcp_send(&mut self, now: Instant, h: SocketHandle, data: &[u8]) -> Result<usize> {
-        self.tcp_touch(now);
+    pub fn tcp_send(&mut self, cx: &mut Cx<'_>, h: SocketHandle, data: &[u8]) -> Result<usize> {
+        let now = cx.now;
         let s = self.tcp_sock_mut(h)?;
         if let Some(e) = s.error.take() {
-            self.sockets.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
             return Err(e);
         }
         let id = match s.kind {
@@ -399,8 +415,8 @@ impl Stack {
             } => return Err(Errno::EPIPE),
             _ => return Err(Errno::ENOTCONN),
         };
-        let t = self.tcp.get_mut(id).ok_or(Errno::EPIPE)?;
-        if t.fin_queued {
+        let t = self.get_mut(id).ok_or(Errno::EPIPE)?;
+        if t.snd.fin_queued {
             return Err(Errno::EPIPE);
         }
         match t.state {
@@ -411,36 +427,42 @@ impl Stack {
         if data.is_empty() {
             return Ok(0);
         }
-        let n = t.sndq.push(data);
+        let n = t.snd.q.push(data);
         if n < data.len() {
             // A writer found the buffer full: wake it when space frees up.
-            t.nospace = true;
+            t.snd.nospace = true;
         }
         if n == 0 {
             return Err(Errno::EAGAIN);
         }
-        t.maybe_arm_persist(now, &self.cfg.tcp);
-        self.tcp.arm(id);
-        self.tcp.schedule(id);
+        t.maybe_arm_persist(now, &cx.cfg.tcp);
+        self.arm(id);
+        self.schedule(cx.now, id);
         Ok(n)
     }
 
     /// Reads received bytes. Ok(0) at end of stream; EAGAIN when nothing is
     /// there yet; a pending error (ECONNRESET after a RST) first, once.
-    pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize> {
-        self.tcp_read(h, buf, true)
+    pub fn tcp_recv(&mut self, cx: &mut Cx<'_>, h: SocketHandle, buf: &mut [u8]) -> Result<usize> {
+        self.tcp_read(cx, h, buf, true)
     }
 
     /// Like [`tcp_recv`](Self::tcp_recv) but leaves the bytes queued (MSG_PEEK).
-    pub fn tcp_peek(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize> {
-        self.tcp_read(h, buf, false)
+    pub fn tcp_peek(&mut self, cx: &mut Cx<'_>, h: SocketHandle, buf: &mut [u8]) -> Result<usize> {
+        self.tcp_read(cx, h, buf, false)
     }
 
-    fn tcp_read(&mut self, h: SocketHandle, buf: &mut [u8], consume: bool) -> Result<usize> {
-        let now = self.tcp.now;
+    fn tcp_read(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        buf: &mut [u8],
+        consume: bool,
+    ) -> Result<usize> {
+        let now = cx.now;
         let s = self.tcp_sock_mut(h)?;
         if let Some(e) = s.error.take() {
-            self.sockets.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
             return Err(e);
         }
         let id = match s.kind {
@@ -456,14 +478,14 @@ impl Stack {
             }
             _ => return Err(Errno::ENOTCONN),
         };
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return Ok(0);
         };
         if matches!(t.state, State::SynSent | State::SynReceived) {
             return Err(Errno::EAGAIN);
         }
-        if t.rcvq.is_empty() {
-            return if t.fin_received || t.shut_rd {
+        if t.rcv.q.is_empty() {
+            return if t.rcv.fin_received || t.rcv.shut_rd {
                 Ok(0)
             } else {
                 Err(Errno::EAGAIN)
@@ -472,27 +494,27 @@ impl Stack {
         if buf.is_empty() {
             return Ok(0);
         }
-        let n = t.rcvq.copy_out(0, buf);
+        let n = t.rcv.q.copy_out(0, buf);
         if consume {
-            t.rcvq.consume(n);
-            if t.rcv_space_adjust(now, n, &self.cfg.tcp) {
-                self.counters.tcp.rcvbuf_grown += 1;
+            t.rcv.q.consume(n);
+            if t.rcv_space_adjust(now, n, &cx.cfg.tcp) {
+                cx.sh.counters.tcp.rcvbuf_grown += 1;
             }
             // Window update once the window grows by min(rcvbuf/2, MSS)
             // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
-            let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
+            let offered = t.rcv.adv.diff(t.rcv.nxt).max(0) as usize;
             let grow = t.rcv_space().saturating_sub(offered);
             // No update once the peer's FIN is in: it sends no more data,
             // and in TIME_WAIT the update would hit a peer that has
             // already closed (it answers with a RST).
-            if grow >= (t.rcvq.capacity() / 2).min(usize::from(t.rcv_mss)).max(1)
+            if grow >= (t.rcv.q.capacity() / 2).min(usize::from(t.rcv.mss)).max(1)
                 && t.state.synchronized()
-                && !t.fin_received
+                && !t.rcv.fin_received
             {
-                t.ack_pending = true;
-                self.tcp.schedule(id);
+                t.owed.ack = true;
+                self.schedule(cx.now, id);
             }
-            self.sockets.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
         Ok(n)
     }
@@ -500,93 +522,100 @@ impl Stack {
     /// shutdown(2): Read stops reading (recv gives 0 once drained); Write
     /// sends FIN after the queued data (RFC 9293 §3.10.4). ENOTCONN if not
     /// connected.
-    pub fn tcp_shutdown(&mut self, now: Instant, h: SocketHandle, how: Shutdown) -> Result<()> {
-        self.tcp_touch(now);
+    pub fn tcp_shutdown(&mut self, cx: &mut Cx<'_>, h: SocketHandle, how: Shutdown) -> Result<()> {
         let id = self.tcp_conn(h)?.ok_or(Errno::ENOTCONN)?;
-        let t = self.tcp.get_mut(id).ok_or(Errno::ENOTCONN)?;
+        let t = self.get_mut(id).ok_or(Errno::ENOTCONN)?;
         if matches!(how, Shutdown::Read | Shutdown::Both) {
-            t.shut_rd = true;
+            t.rcv.shut_rd = true;
         }
-        if matches!(how, Shutdown::Write | Shutdown::Both) && !t.fin_queued {
-            t.fin_queued = true;
+        if matches!(how, Shutdown::Write | Shutdown::Both) && !t.snd.fin_queued {
+            t.snd.fin_queued = true;
             match t.state {
-                State::Established => self.tcp_set_state(now, id, State::FinWait1),
-                State::CloseWait => self.tcp_set_state(now, id, State::LastAck),
+                State::Established => self.tcp_set_state(cx, id, State::FinWait1),
+                State::CloseWait => self.tcp_set_state(cx, id, State::LastAck),
                 _ => {}
             }
         }
-        self.tcp.schedule(id);
-        self.sockets.mark_changed(h);
+        self.schedule(cx.now, id);
+        cx.sh.handles.mark_changed(h);
         Ok(())
     }
 
-    /// close(2) for a TCP socket (already taken out of the socket table).
-    pub(crate) fn tcp_close(&mut self, h: SocketHandle, s: TcpSocket) {
-        let now = self.tcp.now;
+    /// close(2) for a TCP socket (its handle already freed).
+    pub(crate) fn tcp_close(&mut self, cx: &mut Cx<'_>, h: SocketHandle) {
+        let now = cx.now;
+        let Some(s) = self.socks.remove(h) else {
+            return;
+        };
         if s.in_ports {
             if let Some(l) = s.local {
-                if let Some(pu) = self.tcp.ports.get_mut(&l.port()) {
+                if let Some(pu) = self.bind_ports.get_mut(&l.port()) {
                     pu.sockets.retain(|x| *x != h);
                 }
-                self.tcp.port_release_if_empty(l.port());
+                self.port_release_if_empty(l.port());
             }
         }
         match s.kind {
             Kind::Closed { .. } => {}
             Kind::Listen(l) => {
                 if let Some(local) = s.local {
-                    if let Some(v) = self.tcp.listeners.get_mut(&local.port()) {
+                    if let Some(v) = self.listeners.get_mut(&local.port()) {
                         v.retain(|x| *x != h);
                         if v.is_empty() {
-                            self.tcp.listeners.remove(&local.port());
+                            self.listeners.remove(&local.port());
                         }
                     }
                 }
                 // Connections never accepted are reset (Linux inet_csk_listen_stop).
                 for id in l.accept {
-                    if let Some(t) = self.tcp.get_mut(id) {
+                    if let Some(t) = self.get_mut(id) {
                         t.listener = None;
                         t.in_accept_queue = false;
                     }
-                    self.tcp_abort(now, id, None, true);
+                    self.tcp_abort(cx, id, None, true);
                 }
             }
             Kind::Conn(id) => {
-                let Some(t) = self.tcp.get_mut(id) else {
+                let Some(t) = self.get_mut(id) else {
                     return;
                 };
                 t.socket = None;
                 if s.opts.linger == Some(Duration::ZERO) && t.state != State::TimeWait {
                     // SO_LINGER 0: abort (RFC 9293 §3.10.5).
-                    self.counters.tcp.abort_on_linger += 1;
+                    cx.sh.counters.tcp.abort_on_linger += 1;
                     let rst = t.state.synchronized() || t.state == State::SynReceived;
-                    self.tcp_abort(now, id, None, rst);
+                    self.tcp_abort(cx, id, None, rst);
                     return;
                 }
-                if !t.rcvq.is_empty() && t.state != State::TimeWait {
+                if !t.rcv.q.is_empty() && t.state != State::TimeWait {
                     // Unread data: RST instead of FIN (RFC 2525 §2.17, Linux).
-                    self.counters.tcp.abort_on_close += 1;
-                    self.tcp_abort(now, id, None, true);
+                    cx.sh.counters.tcp.abort_on_close += 1;
+                    self.tcp_abort(cx, id, None, true);
                     return;
                 }
-                t.fin_queued = true;
+                t.snd.fin_queued = true;
                 match t.state {
-                    State::SynSent => self.tcp_free(now, id),
-                    State::Established => self.tcp_set_state(now, id, State::FinWait1),
-                    State::CloseWait => self.tcp_set_state(now, id, State::LastAck),
+                    State::SynSent => self.tcp_free(cx, id),
+                    State::Established => self.tcp_set_state(cx, id, State::FinWait1),
+                    State::CloseWait => self.tcp_set_state(cx, id, State::LastAck),
                     State::FinWait2 => {
-                        t.linger_at = Some(now + self.cfg.tcp.fin_timeout);
+                        t.timer.linger = Some(now + cx.cfg.tcp.fin_timeout);
                     }
                     _ => {}
                 }
-                self.tcp.arm(id);
-                self.tcp.schedule(id);
+                self.arm(id);
+                self.schedule(cx.now, id);
             }
         }
     }
 
     /// The conditions epoll reports (Linux `tcp_poll`).
-    pub(crate) fn tcp_readiness(&self, s: &TcpSocket) -> Readiness {
+    pub(crate) fn tcp_readiness(&self, h: SocketHandle) -> Option<Readiness> {
+        let s = self.socks.get(h)?;
+        Some(self.readiness_of(s))
+    }
+
+    fn readiness_of(&self, s: &TcpSocket) -> Readiness {
         let error = s.error.is_some();
         match &s.kind {
             Kind::Listen(l) => Readiness {
@@ -602,20 +631,20 @@ impl Stack {
                 read_hangup: *was_connected,
             },
             Kind::Conn(id) => {
-                let Some(t) = self.tcp.get(*id) else {
+                let Some(t) = self.get(*id) else {
                     return Readiness {
                         hangup: true,
                         error,
                         ..Readiness::default()
                     };
                 };
-                let rd_shut = t.fin_received || t.shut_rd;
-                let wr_shut = t.fin_queued;
+                let rd_shut = t.rcv.fin_received || t.rcv.shut_rd;
+                let wr_shut = t.snd.fin_queued;
                 let connecting = matches!(t.state, State::SynSent | State::SynReceived);
-                let used = t.sndq.len();
+                let used = t.snd.q.len();
                 Readiness {
-                    readable: !t.rcvq.is_empty() || rd_shut || error,
-                    writable: !connecting && (wr_shut || t.sndq.free() >= used / 2),
+                    readable: !t.rcv.q.is_empty() || rd_shut || error,
+                    writable: !connecting && (wr_shut || t.snd.q.free() >= used / 2),
                     error,
                     hangup: rd_shut && wr_shut,
                     read_hangup: rd_shut,
@@ -625,16 +654,18 @@ impl Stack {
     }
 
     /// getsockname / getpeername for TCP.
-    pub(crate) fn tcp_local_addr(&self, s: &TcpSocket) -> Option<SocketAddrV4> {
-        match s.kind {
-            Kind::Conn(id) => self.tcp.get(id).map(|t| t.local).or(s.local),
+    pub(crate) fn tcp_local_addr(&self, h: SocketHandle) -> Result<Option<SocketAddrV4>> {
+        let s = self.tcp_sock(h)?;
+        Ok(match s.kind {
+            Kind::Conn(id) => self.get(id).map(|t| t.local).or(s.local),
             _ => s.local,
-        }
+        })
     }
 
-    pub(crate) fn tcp_peer_addr(&self, s: &TcpSocket) -> Result<SocketAddrV4> {
+    pub(crate) fn tcp_peer_addr(&self, h: SocketHandle) -> Result<SocketAddrV4> {
+        let s = self.tcp_sock(h)?;
         match s.kind {
-            Kind::Conn(id) if self.tcp.get(id).is_some() => s.remote.ok_or(Errno::ENOTCONN),
+            Kind::Conn(id) if self.get(id).is_some() => s.remote.ok_or(Errno::ENOTCONN),
             _ => Err(Errno::ENOTCONN),
         }
     }
@@ -645,16 +676,16 @@ impl Stack {
         Ok(match s.kind {
             Kind::Listen(_) => State::Listen,
             Kind::Closed { .. } => State::Closed,
-            Kind::Conn(id) => self.tcp.get(id).map_or(State::Closed, |t| t.state),
+            Kind::Conn(id) => self.get(id).map_or(State::Closed, |t| t.state),
         })
     }
 
     /// A TCP_INFO-like snapshot.
-    pub fn tcp_info(&self, h: SocketHandle) -> Result<TcpInfo> {
+    pub fn tcp_info(&self, cfg: &StackConfig, h: SocketHandle) -> Result<TcpInfo> {
         let s = self.tcp_sock(h)?;
         let mut info = TcpInfo {
             state: self.tcp_state(h)?,
-            local: self.tcp_local_addr(s),
+            local: self.tcp_local_addr(h)?,
             remote: None,
             rtt: Duration::ZERO,
             rttvar: Duration::ZERO,
@@ -693,35 +724,35 @@ impl Stack {
                 info.send_queue = l.backlog;
             }
             Kind::Conn(id) => {
-                if let Some(t) = self.tcp.get(*id) {
+                if let Some(t) = self.get(*id) {
                     info.remote = Some(t.remote);
                     info.rtt = t.rtt.srtt();
                     info.rttvar = t.rtt.rttvar();
-                    info.rto = t.current_rto(&self.cfg.tcp);
-                    info.retransmits = t.retries;
+                    info.rto = t.current_rto(&cfg.tcp);
+                    info.retransmits = t.timer.retries;
                     info.total_retrans = t.total_retrans;
-                    info.backoff = t.backoff;
-                    info.probes = t.probes_out;
-                    info.snd_mss = t.snd_mss;
-                    info.rcv_mss = t.rcv_mss;
-                    info.snd_wnd = t.snd_wnd;
-                    info.rcv_wnd = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
-                    info.snd_wscale = t.snd_wscale;
-                    info.rcv_wscale = t.rcv_wscale;
-                    info.timestamps = t.ts_ok;
-                    info.sack = t.sack_ok;
-                    info.cwnd = t.cc.window();
-                    info.ssthresh = t.cc.ssthresh();
-                    info.congestion = t.cc.name();
-                    info.ca_state = t.ca.name();
+                    info.backoff = t.timer.backoff;
+                    info.probes = t.timer.probes_out;
+                    info.snd_mss = t.snd.mss;
+                    info.rcv_mss = t.rcv.mss;
+                    info.snd_wnd = t.snd.wnd;
+                    info.rcv_wnd = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
+                    info.snd_wscale = t.snd.wscale;
+                    info.rcv_wscale = t.rcv.wscale;
+                    info.timestamps = t.neg.ts;
+                    info.sack = t.neg.sack;
+                    info.cwnd = t.cong.cc.window();
+                    info.ssthresh = t.cong.cc.ssthresh();
+                    info.congestion = t.cong.cc.name();
+                    info.ca_state = t.cong.ca.name();
                     info.sacked = t.sacked_bytes();
                     info.lost = t.lost_bytes();
                     info.ofo_bytes = t.ofo_bytes();
-                    info.rcvbuf = t.rcvq.capacity();
-                    info.sndbuf = t.sndq.capacity();
-                    info.unacked = t.snd_max.diff(t.snd_una).max(0) as u32;
-                    info.send_queue = t.sndq.len();
-                    info.recv_queue = t.rcvq.len();
+                    info.rcvbuf = t.rcv.q.capacity();
+                    info.sndbuf = t.snd.q.capacity();
+                    info.unacked = t.snd.max.diff(t.snd.una).max(0) as u32;
+                    info.send_queue = t.snd.q.len();
+                    info.recv_queue = t.rcv.q.len();
                 }
             }
             Kind::Closed { .. } => {}
@@ -730,20 +761,20 @@ impl Stack {
     }
 
     fn tcb_row(&self, now: Instant, handle: Option<SocketHandle>, t: &Tcb) -> SocketRow {
-        let timer = if let Some(d) = t.linger_at {
+        let timer = if let Some(d) = t.timer.linger {
             Some(("timewait", d))
-        } else if let Some(d) = t.rexmit_at {
+        } else if let Some(d) = t.timer.rexmit {
             Some(("on", d))
         } else {
-            t.keepalive_at.map(|d| ("keepalive", d))
+            t.timer.keepalive.map(|d| ("keepalive", d))
         };
         SocketRow {
             handle,
             state: t.state,
             local: t.local,
             remote: Some(t.remote),
-            recv_q: t.rcvq.len(),
-            send_q: t.sndq.len(),
+            recv_q: t.rcv.q.len(),
+            send_q: t.snd.q.len(),
             timer: timer.map(|(k, d)| (k, d - now)),
         }
     }
@@ -752,11 +783,10 @@ impl Stack {
     /// and orphaned or not-yet-accepted TCBs (handle `None`).
     pub fn socket_table(&self, now: Instant) -> Vec<SocketRow> {
         let mut rows = Vec::new();
-        for (h, s) in self.sockets.iter() {
-            let Socket::Tcp(s) = s else { continue };
+        for (h, s) in self.socks.iter() {
             match &s.kind {
                 Kind::Conn(id) => {
-                    if let Some(t) = self.tcp.get(*id) {
+                    if let Some(t) = self.get(*id) {
                         rows.push(self.tcb_row(now, Some(h), t));
                     }
                 }
@@ -784,7 +814,7 @@ impl Stack {
                 }),
             }
         }
-        for (_, t) in self.tcp.iter() {
+        for (_, t) in self.iter() {
             if t.socket.is_none() {
                 rows.push(self.tcb_row(now, None, t));
             }
@@ -794,35 +824,35 @@ impl Stack {
 
     /// Number of TCBs (connections in any state, including orphans).
     pub fn tcp_tcb_count(&self) -> usize {
-        self.tcp.count
+        self.count
     }
 
     /// Applies a change of socket options to the connection, if any.
     fn tcp_set_opt(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         h: SocketHandle,
         f: impl FnOnce(&mut TcpOptions),
     ) -> Result<()> {
-        self.tcp_touch(now);
+        let now = cx.now;
         let s = self.tcp_sock_mut(h)?;
         f(&mut s.opts);
         let opts = s.opts.clone();
         if let Kind::Conn(id) = s.kind {
-            if let Some(t) = self.tcp.get_mut(id) {
-                t.sndq.set_limit(opts.sndbuf);
-                t.rcvq.set_limit(opts.rcvbuf);
+            if let Some(t) = self.get_mut(id) {
+                t.snd.q.set_limit(opts.sndbuf);
+                t.rcv.q.set_limit(opts.rcvbuf);
                 if !opts.cork {
-                    t.cork_at = None;
-                    t.cork_release = None;
+                    t.timer.cork = None;
+                    t.snd.cork_release = None;
                 }
                 t.opts = opts;
-                t.keepalive_at = t.keepalive_deadline().map(|d| d.max(now));
-                self.tcp.arm(id);
+                t.timer.keepalive = t.keepalive_deadline().map(|d| d.max(now));
+                self.arm(id);
                 // NODELAY on or CORK off may release held data.
-                self.tcp.schedule(id);
+                self.schedule(cx.now, id);
             }
-            self.sockets.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
         Ok(())
     }
@@ -833,27 +863,25 @@ impl Stack {
     }
 
     /// SO_REUSEADDR (takes effect at bind).
-    pub fn tcp_set_reuseaddr(&mut self, h: SocketHandle, on: bool) -> Result<()> {
-        let now = self.tcp.now;
-        self.tcp_set_opt(now, h, |o| o.reuseaddr = on)
+    pub fn tcp_set_reuseaddr(&mut self, cx: &mut Cx<'_>, h: SocketHandle, on: bool) -> Result<()> {
+        self.tcp_set_opt(cx, h, |o| o.reuseaddr = on)
     }
 
     /// SO_REUSEPORT (takes effect at bind).
-    pub fn tcp_set_reuseport(&mut self, h: SocketHandle, on: bool) -> Result<()> {
-        let now = self.tcp.now;
-        self.tcp_set_opt(now, h, |o| o.reuseport = on)
+    pub fn tcp_set_reuseport(&mut self, cx: &mut Cx<'_>, h: SocketHandle, on: bool) -> Result<()> {
+        self.tcp_set_opt(cx, h, |o| o.reuseport = on)
     }
 
     /// SO_KEEPALIVE.
-    pub fn tcp_set_keepalive(&mut self, now: Instant, h: SocketHandle, on: bool) -> Result<()> {
-        self.tcp_set_opt(now, h, |o| o.keepalive = on)
+    pub fn tcp_set_keepalive(&mut self, cx: &mut Cx<'_>, h: SocketHandle, on: bool) -> Result<()> {
+        self.tcp_set_opt(cx, h, |o| o.keepalive = on)
     }
 
     /// TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (`None` leaves one as is);
     /// zero is EINVAL.
     pub fn tcp_set_keepalive_params(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         h: SocketHandle,
         idle: Option<Duration>,
         intvl: Option<Duration>,
@@ -862,7 +890,7 @@ impl Stack {
         if idle == Some(Duration::ZERO) || intvl == Some(Duration::ZERO) || cnt == Some(0) {
             return Err(Errno::EINVAL);
         }
-        self.tcp_set_opt(now, h, |o| {
+        self.tcp_set_opt(cx, h, |o| {
             if let Some(i) = idle {
                 o.keep_idle = i;
             }
@@ -878,22 +906,26 @@ impl Stack {
     /// SO_LINGER. Only a zero timeout changes anything here (abort with
     /// RST): a sans-IO core cannot block in `close`, so a non-zero linger
     /// behaves like a normal close.
-    pub fn tcp_set_linger(&mut self, h: SocketHandle, linger: Option<Duration>) -> Result<()> {
-        let now = self.tcp.now;
-        self.tcp_set_opt(now, h, |o| o.linger = linger)
+    pub fn tcp_set_linger(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        linger: Option<Duration>,
+    ) -> Result<()> {
+        self.tcp_set_opt(cx, h, |o| o.linger = linger)
     }
 
     /// SO_RCVBUF / SO_SNDBUF in bytes, clamped to [2048, max_buf]. The
     /// window scale is fixed at the handshake from the receive buffer then.
     pub fn tcp_set_buffers(
         &mut self,
+        cx: &mut Cx<'_>,
         h: SocketHandle,
         rcvbuf: Option<usize>,
         sndbuf: Option<usize>,
     ) -> Result<()> {
-        let now = self.tcp.now;
-        let max = self.cfg.tcp.max_buf.max(2048);
-        self.tcp_set_opt(now, h, |o| {
+        let max = cx.cfg.tcp.max_buf.max(2048);
+        self.tcp_set_opt(cx, h, |o| {
             if let Some(r) = rcvbuf {
                 o.rcvbuf = r.clamp(2048, max);
                 o.rcvbuf_locked = true;
@@ -906,51 +938,46 @@ impl Stack {
     }
 
     /// TCP_MAXSEG: caps the MSS announced and used (88..=65495, else EINVAL).
-    pub fn tcp_set_maxseg(&mut self, h: SocketHandle, mss: u16) -> Result<()> {
+    pub fn tcp_set_maxseg(&mut self, cx: &mut Cx<'_>, h: SocketHandle, mss: u16) -> Result<()> {
         if !(88..=65495).contains(&mss) {
             return Err(Errno::EINVAL);
         }
         if self.tcp_conn(h)?.is_some() {
             return Err(Errno::EISCONN);
         }
-        let now = self.tcp.now;
-        self.tcp_set_opt(now, h, |o| o.maxseg = Some(mss))
+        self.tcp_set_opt(cx, h, |o| o.maxseg = Some(mss))
     }
 
     /// TCP_USER_TIMEOUT (RFC 5482): how long sent data may stay unacknowledged.
     pub fn tcp_set_user_timeout(
         &mut self,
+        cx: &mut Cx<'_>,
         h: SocketHandle,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let now = self.tcp.now;
-        self.tcp_set_opt(now, h, |o| {
-            o.user_timeout = timeout.filter(|d| !d.is_zero())
-        })
+        self.tcp_set_opt(cx, h, |o| o.user_timeout = timeout.filter(|d| !d.is_zero()))
     }
 
     /// TCP_NODELAY: on sends small segments at once (no Nagle, RFC 896);
     /// turning it on also pushes anything Nagle was holding back.
-    pub fn tcp_set_nodelay(&mut self, h: SocketHandle, on: bool) -> Result<()> {
-        let now = self.tcp.now;
-        self.tcp_set_opt(now, h, |o| o.nodelay = on)
+    pub fn tcp_set_nodelay(&mut self, cx: &mut Cx<'_>, h: SocketHandle, on: bool) -> Result<()> {
+        self.tcp_set_opt(cx, h, |o| o.nodelay = on)
     }
 
     /// TCP_CORK: while on, only full segments go out, and partial data
     /// after 200 ms at the latest (tcp(7)); turning it off sends what was held.
-    pub fn tcp_set_cork(&mut self, h: SocketHandle, on: bool) -> Result<()> {
-        let now = self.tcp.now;
-        self.tcp_set_opt(now, h, |o| o.cork = on)
+    pub fn tcp_set_cork(&mut self, cx: &mut Cx<'_>, h: SocketHandle, on: bool) -> Result<()> {
+        self.tcp_set_opt(cx, h, |o| o.cork = on)
     }
 
     /// TCP_CONGESTION: the controller for this socket (before connect or
     /// listen; an established connection keeps its own).
     pub fn tcp_set_congestion(
         &mut self,
+        cx: &mut Cx<'_>,
         h: SocketHandle,
         cc: crate::config::Congestion,
     ) -> Result<()> {
-        let now = self.tcp.now;
-        self.tcp_set_opt(now, h, |o| o.congestion = cc)
+        self.tcp_set_opt(cx, h, |o| o.congestion = cc)
     }
 }

@@ -7,6 +7,27 @@ use crate::config::Congestion;
 use crate::time::{Duration, Instant};
 use core::fmt;
 
+/// Loss-recovery state, as Linux names them (`ca_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CaState {
+    /// Normal transmission.
+    Open,
+    /// Fast recovery (RFC 6582 NewReno, or RFC 6675 with SACK).
+    Recovery,
+    /// After a retransmission timeout, until everything sent before it is ACKed.
+    Loss,
+}
+
+impl CaState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CaState::Open => "Open",
+            CaState::Recovery => "Recovery",
+            CaState::Loss => "Loss",
+        }
+    }
+}
+
 /// What the sender asks of a congestion controller. Windows are in bytes.
 pub trait CongestionControl: fmt::Debug + Send {
     /// The name TCP_CONGESTION and `ss` show.

@@ -2,56 +2,16 @@
 //! SWS avoidance, retransmissions in loss recovery), the SACK scoreboard
 //! (RFC 2018, RFC 6675), the receiver's out-of-order queue and ACK policy.
 
-use super::rack::{Detected, Rack};
-use super::{State, Tcb};
+use super::cc::CaState;
+use super::rack::{Detected, Rack, DUP_THRESH};
+use super::spans::{OfoRange, Span};
+use super::state::State;
+use super::tcb::Tcb;
 use crate::config::TcpConfig;
+
 use crate::time::{Duration, Instant};
+
 use ustack_wire::SeqNumber;
-
-/// Loss-recovery state, as Linux names them (`ca_state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CaState {
-    /// Normal transmission.
-    Open,
-    /// Fast recovery (RFC 6582 NewReno, or RFC 6675 with SACK).
-    Recovery,
-    /// After a retransmission timeout, until everything sent before it is ACKed.
-    Loss,
-}
-
-impl CaState {
-    pub fn name(self) -> &'static str {
-        match self {
-            CaState::Open => "Open",
-            CaState::Recovery => "Recovery",
-            CaState::Loss => "Loss",
-        }
-    }
-}
-
-/// RFC 5681 §3.2 / RFC 6675: DupThresh.
-pub(crate) const DUP_THRESH: u32 = 3;
-
-/// A contiguous range of sequence space `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Span {
-    pub start: SeqNumber,
-    pub end: SeqNumber,
-}
-
-impl Span {
-    pub fn len(&self) -> u32 {
-        self.end.diff(self.start).max(0) as u32
-    }
-}
-
-/// A range held in the out-of-order queue, with the order in which it was
-/// last extended (the most recent goes first in SACK blocks, RFC 2018 §4).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OfoRange {
-    pub span: Span,
-    pub stamp: u32,
-}
 
 /// What `choose_send` picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +49,7 @@ impl Tcb {
 
     /// Whether our FIN goes after the data in this state.
     fn fin_state(&self) -> bool {
-        self.fin_queued
+        self.snd.fin_queued
             && matches!(
                 self.state,
                 State::FinWait1 | State::Closing | State::LastAck
@@ -98,30 +58,30 @@ impl Tcb {
 
     /// Bytes (and SYN/FIN) sent and not cumulatively ACKed.
     pub fn flight(&self) -> u32 {
-        self.snd_max.diff(self.snd_una).max(0) as u32
+        self.snd.max.diff(self.snd.una).max(0) as u32
     }
 
     /// Bytes the peer has SACKed above SND.UNA.
     pub fn sacked_bytes(&self) -> u32 {
-        self.sacked.iter().map(Span::len).sum()
+        self.cong.sacked.iter().map(Span::len).sum()
     }
 
     /// The holes below the highest SACKed byte, each with whether RFC 6675
     /// IsLost() holds for it.
     fn holes(&self) -> impl Iterator<Item = (Span, bool)> + '_ {
-        holes_of(&self.sacked, self.snd_una, u32::from(self.snd_mss))
+        holes_of(&self.cong.sacked, self.snd.una, u32::from(self.snd.mss))
     }
 
     /// Bytes judged lost (RFC 6675 IsLost, or RACK) and not yet retransmitted.
     pub fn lost_bytes(&self) -> u32 {
-        if let Some(r) = self.rack.as_deref() {
+        if let Some(r) = self.cong.rack.as_deref() {
             return r.lost_bytes();
         }
         self.holes()
             .filter(|(_, lost)| *lost)
             .map(|(h, _)| {
-                let from = if h.start.diff(self.high_rxt) < 0 {
-                    self.high_rxt
+                let from = if h.start.diff(self.cong.high_rxt) < 0 {
+                    self.cong.high_rxt
                 } else {
                     h.start
                 };
@@ -140,16 +100,16 @@ impl Tcb {
     /// RFC 6675 NextSeg() rule 1: the first lost byte range not yet
     /// retransmitted (with RACK, from its per-segment marks).
     fn next_hole(&self) -> Option<(SeqNumber, usize)> {
-        let mss = usize::from(self.snd_mss);
-        if let Some(r) = self.rack.as_deref() {
+        let mss = usize::from(self.snd.mss);
+        if let Some(r) = self.cong.rack.as_deref() {
             return r.next_lost(mss);
         }
         self.holes().find_map(|(h, lost)| {
             if !lost {
                 return None;
             }
-            let from = if h.start.diff(self.high_rxt) < 0 {
-                self.high_rxt
+            let from = if h.start.diff(self.cong.high_rxt) < 0 {
+                self.cong.high_rxt
             } else {
                 h.start
             };
@@ -179,24 +139,24 @@ impl Tcb {
     /// segment is out, never later than the RTO; only in the Open state
     /// with data outstanding and no probe out.
     pub(crate) fn arm_tlp(&mut self, now: Instant, cfg: &TcpConfig) {
-        self.tlp_at = None;
+        self.timer.tlp = None;
         if !cfg.tail_loss_probe
             || !self.rtt.have_sample
-            || self.tlp_out
-            || self.ca != CaState::Open
-            || self.snd_una == self.snd_max
+            || self.cong.tlp_out
+            || self.cong.ca != CaState::Open
+            || self.snd.una == self.snd.max
         {
             return;
         }
         // In integer microseconds: this runs for every segment sent and
         // every ACK, where `Duration` arithmetic showed in profiles.
         let mut pto = (self.rtt.srtt8 / 8).saturating_mul(2).max(10_000);
-        if self.flight() <= u32::from(self.snd_mss) {
+        if self.flight() <= u32::from(self.snd.mss) {
             pto += 200_000;
         }
         let at = Instant::from_micros(now.total_micros().saturating_add(pto));
-        if self.rexmit_at.is_none_or(|r| at < r) {
-            self.tlp_at = Some(at);
+        if self.timer.rexmit.is_none_or(|r| at < r) {
+            self.timer.tlp = Some(at);
         }
     }
 
@@ -204,7 +164,7 @@ impl Tcb {
     /// segments are outstanding and no new data can go (early retransmit,
     /// RFC 5827 §3.1).
     pub fn dup_thresh(&self) -> u32 {
-        let mss = u32::from(self.snd_mss).max(1);
+        let mss = u32::from(self.snd.mss).max(1);
         let segs = self.flight().div_ceil(mss);
         if segs < 4 && self.unsent() == 0 {
             segs.saturating_sub(1).max(1)
@@ -217,27 +177,29 @@ impl Tcb {
     /// DupThresh segments sent after them have been SACKed (the idea of
     /// RACK, RFC 8985): they are sent again.
     pub(crate) fn detect_lost_retransmits(&mut self) -> bool {
-        if self.rack.is_some() {
+        if self.cong.rack.is_some() {
             // RACK finds lost retransmissions by their send times.
             return false;
         }
-        let mss = u32::from(self.snd_mss);
-        let Some(top) = self.sacked.last().map(|r| r.end) else {
+        let mss = u32::from(self.snd.mss);
+        let Some(top) = self.cong.sacked.last().map(|r| r.end) else {
             return false;
         };
-        if self.ca != CaState::Recovery
-            || !self.rec_sack
-            || self.high_rxt.diff(self.snd_una) <= 0
-            || top.diff(self.rtx_fence) <= (DUP_THRESH * mss) as i32
+        if self.cong.ca != CaState::Recovery
+            || !self.cong.rec_sack
+            || self.cong.high_rxt.diff(self.snd.una) <= 0
+            || top.diff(self.cong.rtx_fence) <= (DUP_THRESH * mss) as i32
         {
             return false;
         }
         // Holes below HighRxt that are still unSACKed were retransmitted
         // before data that has since arrived.
-        let unsacked_below = self.holes().any(|(h, _)| h.start.diff(self.high_rxt) < 0);
+        let unsacked_below = self
+            .holes()
+            .any(|(h, _)| h.start.diff(self.cong.high_rxt) < 0);
         if unsacked_below {
-            self.high_rxt = self.snd_una;
-            self.rtx_fence = self.snd_max;
+            self.cong.high_rxt = self.snd.una;
+            self.cong.rtx_fence = self.snd.max;
         }
         unsacked_below
     }
@@ -247,14 +209,14 @@ impl Tcb {
     /// what it delivered, time-based loss detection, then the holes RFC
     /// 6675 IsLost() holds for marked lost too (outside RTO recovery).
     pub(crate) fn rack_on_ack(&mut self, now: Instant) -> Detected {
-        let Some(r) = self.rack.as_deref_mut() else {
+        let Some(r) = self.cong.rack.as_deref_mut() else {
             return Detected::default();
         };
         r.end_ack();
         let found = self.rack_detect(now);
-        let mss = u32::from(self.snd_mss);
-        if let (false, Some(r)) = (self.ca == CaState::Loss, self.rack.as_deref_mut()) {
-            for (h, _) in holes_of(&self.sacked, self.snd_una, mss).filter(|(_, lost)| *lost) {
+        let mss = u32::from(self.snd.mss);
+        if let (false, Some(r)) = (self.cong.ca == CaState::Loss, self.cong.rack.as_deref_mut()) {
+            for (h, _) in holes_of(&self.cong.sacked, self.snd.una, mss).filter(|(_, lost)| *lost) {
                 r.mark_lost(h.start, h.end);
             }
         }
@@ -264,58 +226,58 @@ impl Tcb {
     /// RFC 8985 §6.2 step 5 with the reordering window for the current
     /// state (step 4); also what the reordering timer runs.
     pub(crate) fn rack_detect(&mut self, now: Instant) -> Detected {
-        let mss = u32::from(self.snd_mss).max(1);
+        let mss = u32::from(self.snd.mss).max(1);
         let sacked_segs = self.sacked_bytes().div_ceil(mss);
-        let recovering = self.ca != CaState::Open;
+        let recovering = self.cong.ca != CaState::Open;
         let srtt = self.rtt.have_sample.then_some(self.rtt.srtt8 / 8);
-        let Some(r) = self.rack.as_deref_mut() else {
+        let Some(r) = self.cong.rack.as_deref_mut() else {
             return Detected::default();
         };
         let reo_wnd = r.reo_wnd(recovering, sacked_segs, srtt);
         let found = r.detect(now.total_micros(), reo_wnd, mss);
-        self.rack_timer = r.timer.is_some();
+        self.cong.rack_timer = r.timer.is_some();
         found
     }
 
     /// Whether RACK (or IsLost, with RACK on) has judged a segment lost
     /// that is not yet retransmitted.
     pub(crate) fn rack_lost(&self) -> bool {
-        self.rack.as_deref().is_some_and(Rack::has_lost)
+        self.cong.rack.as_deref().is_some_and(Rack::has_lost)
     }
 
     /// Enters fast recovery (RFC 5681 §3.2, RFC 6675 §5, RFC 6582): the
     /// congestion response once for this window, then the first lost
     /// segment (or SND.UNA) goes at once.
     pub(crate) fn enter_recovery(&mut self, now: Instant) {
-        let mss = u32::from(self.snd_mss);
+        let mss = u32::from(self.snd.mss);
         let flight = self.flight();
-        self.cc.on_loss(now, flight, mss);
-        self.ca = CaState::Recovery;
+        self.cong.cc.on_loss(now, flight, mss);
+        self.cong.ca = CaState::Recovery;
         // With RACK the per-segment marks drive recovery (it needs SACK).
-        self.rec_sack =
-            self.sack_ok && (self.rack.is_some() || (!self.sacked.is_empty() && self.una_lost()));
-        self.recover = self.snd_max;
-        self.high_rxt = self.snd_una;
-        self.rec_cwnd = self.cc.window().saturating_add(3 * mss);
-        self.rtx_now = true;
+        self.cong.rec_sack = self.neg.sack
+            && (self.cong.rack.is_some() || (!self.cong.sacked.is_empty() && self.una_lost()));
+        self.cong.recover = self.snd.max;
+        self.cong.high_rxt = self.snd.una;
+        self.cong.rec_cwnd = self.cong.cc.window().saturating_add(3 * mss);
+        self.cong.rtx_now = true;
         self.rtt.timing = None;
-        self.tlp_at = None;
-        self.tlp_pending = false;
+        self.timer.tlp = None;
+        self.cong.tlp_pending = false;
     }
 
     /// Whether RFC 6675 IsLost(SND.UNA) holds: enough SACKed above it.
     pub fn una_lost(&self) -> bool {
-        self.sack_ok
+        self.neg.sack
             && self
                 .holes()
                 .next()
-                .is_some_and(|(h, lost)| lost && h.start == self.snd_una)
+                .is_some_and(|(h, lost)| lost && h.start == self.snd.una)
     }
 
     /// `seq`, or the end of the SACKed range it falls in.
     fn skip_sacked(&self, seq: SeqNumber) -> SeqNumber {
         let mut s = seq;
-        for r in &self.sacked {
+        for r in &self.cong.sacked {
             if s.diff(r.start) >= 0 && s.diff(r.end) < 0 {
                 s = r.end;
             }
@@ -325,7 +287,8 @@ impl Tcb {
 
     /// The start of the first SACKed range above `seq`.
     fn next_sacked_after(&self, seq: SeqNumber) -> Option<SeqNumber> {
-        self.sacked
+        self.cong
+            .sacked
             .iter()
             .find(|r| r.start.diff(seq) > 0)
             .map(|r| r.start)
@@ -347,9 +310,10 @@ impl Tcb {
     /// the first two duplicate ACKs each let one new segment beyond cwnd
     /// go, so that enough ACKs come back for fast retransmit.
     fn open_allowance(&self) -> usize {
-        let extra = self.dupacks.min(2) * u32::from(self.snd_mss);
-        let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
-        self.cc
+        let extra = self.cong.dupacks.min(2) * u32::from(self.snd.mss);
+        let in_flight = self.snd.nxt.diff(self.snd.una).max(0) as u32;
+        self.cong
+            .cc
             .window()
             .saturating_add(extra)
             .saturating_sub(in_flight) as usize
@@ -363,18 +327,18 @@ impl Tcb {
     /// segment of a burst needs a rule of its own (FIN, Nagle, probes).
     pub(crate) fn burst_segments(&self, seg: usize, max: usize) -> usize {
         if seg == 0
-            || self.ca != CaState::Open
-            || self.rtx_now
-            || self.tlp_pending
-            || self.force_probe
-            || self.fin_queued
-            || self.snd_nxt != self.snd_max
+            || self.cong.ca != CaState::Open
+            || self.cong.rtx_now
+            || self.cong.tlp_pending
+            || self.owed.force_probe
+            || self.snd.fin_queued
+            || self.snd.nxt != self.snd.max
         {
             return 1;
         }
-        let seq = self.snd_nxt;
+        let seq = self.snd.nxt;
         let unsent = self.data_end().diff(seq).max(0) as usize;
-        let wnd_room = (self.snd_una + self.snd_wnd as usize).diff(seq).max(0) as usize;
+        let wnd_room = (self.snd.una + self.snd.wnd as usize).diff(seq).max(0) as usize;
         let room = self.open_allowance().min(unsent).min(wnd_room);
         (room / seg).clamp(1, max)
     }
@@ -387,57 +351,57 @@ impl Tcb {
         let data_end = self.data_end();
         // Everything sent, nothing to repair or resend, no FIN owed: the
         // common case of a receiver (checked on every segment it gets).
-        if self.snd_nxt == data_end
-            && self.snd_max == data_end
-            && !self.rtx_now
-            && !self.tlp_pending
-            && self.ca == CaState::Open
+        if self.snd.nxt == data_end
+            && self.snd.max == data_end
+            && !self.cong.rtx_now
+            && !self.cong.tlp_pending
+            && self.cong.ca == CaState::Open
             && !self.fin_state()
         {
             return None;
         }
-        let mss = usize::from(self.snd_mss);
-        let fin_sent = self.fin_state() && self.snd_max.diff(data_end) > 0;
+        let mss = usize::from(self.snd.mss);
+        let fin_sent = self.fin_state() && self.snd.max.diff(data_end) > 0;
         // Fast retransmit, or a NewReno partial ACK: the segment at SND.UNA
         // (or, with SACK, the first lost hole), whatever the window.
-        if self.rtx_now {
+        if self.cong.rtx_now {
             if let Some(s) = self.next_repair(fin_sent) {
                 return Some(s);
             }
-            let avail = data_end.diff(self.snd_una).max(0) as usize;
+            let avail = data_end.diff(self.snd.una).max(0) as usize;
             let len = avail.min(mss);
-            let fin = fin_sent && self.snd_una + len == data_end;
+            let fin = fin_sent && self.snd.una + len == data_end;
             if len > 0 || fin {
                 return Some(Send {
-                    seq: self.snd_una,
+                    seq: self.snd.una,
                     len,
                     fin,
                     kind: SendKind::Repair,
                 });
             }
         }
-        if self.tlp_pending {
+        if self.cong.tlp_pending {
             // The probe (RFC 8985 §7.3): new data if the peer's window
             // allows, else the last segment sent, whatever cwnd says.
-            let wnd_room = (self.snd_una + self.snd_wnd as usize)
-                .diff(self.snd_max)
+            let wnd_room = (self.snd.una + self.snd.wnd as usize)
+                .diff(self.snd.max)
                 .max(0) as usize;
-            let unsent = data_end.diff(self.snd_max).max(0) as usize;
-            if unsent > 0 && wnd_room > 0 && self.snd_nxt == self.snd_max {
+            let unsent = data_end.diff(self.snd.max).max(0) as usize;
+            if unsent > 0 && wnd_room > 0 && self.snd.nxt == self.snd.max {
                 let len = unsent.min(mss).min(wnd_room);
                 return Some(Send {
-                    seq: self.snd_max,
+                    seq: self.snd.max,
                     len,
-                    fin: self.fin_state() && self.snd_max + len == data_end,
+                    fin: self.fin_state() && self.snd.max + len == data_end,
                     kind: SendKind::New,
                 });
             }
-            let sent_end = if self.snd_max.diff(data_end) > 0 {
+            let sent_end = if self.snd.max.diff(data_end) > 0 {
                 data_end
             } else {
-                self.snd_max
+                self.snd.max
             };
-            let from = sent_end - mss.min(sent_end.diff(self.snd_una).max(0) as usize);
+            let from = sent_end - mss.min(sent_end.diff(self.snd.una).max(0) as usize);
             let len = sent_end.diff(from).max(0) as usize;
             let fin = fin_sent && sent_end == data_end;
             if len > 0 || fin {
@@ -449,26 +413,26 @@ impl Tcb {
                 });
             }
         }
-        let cwnd = self.cc.window();
-        let allowance = match self.ca {
-            CaState::Recovery if self.rec_sack => {
+        let cwnd = self.cong.cc.window();
+        let allowance = match self.cong.ca {
+            CaState::Recovery if self.cong.rec_sack => {
                 let room = cwnd.saturating_sub(self.pipe()) as usize;
                 if let Some(s) = self.next_repair(fin_sent) {
                     return (room >= s.len.max(1)).then_some(s);
                 }
                 room
             }
-            CaState::Recovery => self.rec_cwnd.saturating_sub(self.flight()) as usize,
+            CaState::Recovery => self.cong.rec_cwnd.saturating_sub(self.flight()) as usize,
             CaState::Open => self.open_allowance(),
             CaState::Loss => {
-                let in_flight = self.snd_nxt.diff(self.snd_una).max(0) as u32;
+                let in_flight = self.snd.nxt.diff(self.snd.una).max(0) as u32;
                 cwnd.saturating_sub(in_flight) as usize
             }
         };
-        let seq = self.skip_sacked(self.snd_nxt);
-        let resend = seq.diff(self.snd_max) < 0;
+        let seq = self.skip_sacked(self.snd.nxt);
+        let resend = seq.diff(self.snd.max) < 0;
         let unsent = data_end.diff(seq).max(0) as usize;
-        let wnd_room = (self.snd_una + self.snd_wnd as usize).diff(seq).max(0) as usize;
+        let wnd_room = (self.snd.una + self.snd.wnd as usize).diff(seq).max(0) as usize;
         let mut len = unsent.min(mss).min(allowance).min(wnd_room);
         if resend {
             if let Some(next) = self.next_sacked_after(seq) {
@@ -476,7 +440,7 @@ impl Tcb {
             }
         }
         let fin = self.fin_state() && seq + len == data_end && (resend || !fin_sent);
-        if len == 0 && unsent > 0 && self.force_probe && wnd_room == 0 {
+        if len == 0 && unsent > 0 && self.owed.force_probe && wnd_room == 0 {
             // One byte beyond a closed window (RFC 9293 §3.8.6.1).
             return Some(Send {
                 seq,
@@ -502,7 +466,7 @@ impl Tcb {
                     kind: SendKind::New,
                 });
             }
-            if unsent > 0 && self.force_probe {
+            if unsent > 0 && self.owed.force_probe {
                 // One byte beyond a closed window (RFC 9293 §3.8.6.1), or
                 // what a small open window allows.
                 let len = wnd_room.clamp(1, mss).min(unsent);
@@ -522,13 +486,16 @@ impl Tcb {
                 // short by the window goes only if it is at least half the
                 // largest window the peer has offered, or if nothing is in
                 // flight (no ACK would come to open more; as Linux).
-                if (len as u32) < self.max_snd_wnd / 2 && self.snd_una != self.snd_max {
+                if (len as u32) < self.snd.max_wnd / 2 && self.snd.una != self.snd.max {
                     return None;
                 }
             } else if (cork
                 && self.opts.cork
-                && self.cork_release.is_none_or(|r| (seq + len).diff(r) > 0))
-                || (!self.opts.nodelay && self.snd_sml.diff(self.snd_una) > 0)
+                && self
+                    .snd
+                    .cork_release
+                    .is_none_or(|r| (seq + len).diff(r) > 0))
+                || (!self.opts.nodelay && self.snd.sml.diff(self.snd.una) > 0)
             {
                 // TCP_CORK holds partial segments; Nagle (RFC 896, with
                 // Minshall's refinement as Linux) holds a small segment
@@ -555,12 +522,12 @@ impl Tcb {
         let before = self.sacked_bytes();
         let mut n = 0;
         for &(l, r) in blocks.iter().flatten() {
-            if l.diff(r) >= 0 || l.diff(self.snd_una) <= 0 || r.diff(self.snd_max) > 0 {
+            if l.diff(r) >= 0 || l.diff(self.snd.una) <= 0 || r.diff(self.snd.max) > 0 {
                 continue;
             }
             n += 1;
-            let kept = insert_span(&mut self.sacked, Span { start: l, end: r }, max);
-            if let (true, Some(rack)) = (kept, self.rack.as_deref_mut()) {
+            let kept = insert_span(&mut self.cong.sacked, Span { start: l, end: r }, max);
+            if let (true, Some(rack)) = (kept, self.cong.rack.as_deref_mut()) {
                 rack.on_sack(l, r);
             }
         }
@@ -569,8 +536,8 @@ impl Tcb {
 
     /// Drops scoreboard entries the cumulative ACK has passed.
     pub(crate) fn trim_sacked(&mut self) {
-        let una = self.snd_una;
-        self.sacked.retain_mut(|r| {
+        let una = self.snd.una;
+        self.cong.sacked.retain_mut(|r| {
             if r.end.diff(una) <= 0 {
                 return false;
             }
@@ -585,10 +552,10 @@ impl Tcb {
     /// first, then the others by recency (RFC 2018 §4).
     pub(crate) fn sack_blocks(&self) -> ustack_wire::tcp::SackBlocks {
         let mut out: ustack_wire::tcp::SackBlocks = [None; 4];
-        if !self.sack_ok || self.ofo.is_empty() {
+        if !self.neg.sack || self.rcv.ofo.is_empty() {
             return out;
         }
-        let mut v: Vec<&OfoRange> = self.ofo.iter().collect();
+        let mut v: Vec<&OfoRange> = self.rcv.ofo.iter().collect();
         v.sort_unstable_by_key(|r| core::cmp::Reverse(r.stamp));
         for (slot, r) in out.iter_mut().zip(v) {
             *slot = Some((r.span.start, r.span.end));
@@ -598,19 +565,19 @@ impl Tcb {
 
     /// Bytes held in the out-of-order queue.
     pub fn ofo_bytes(&self) -> u32 {
-        self.ofo.iter().map(|r| r.span.len()).sum()
+        self.rcv.ofo.iter().map(|r| r.span.len()).sum()
     }
 
     /// Queues out-of-order data at `seq` > RCV.NXT in the receive ring's
     /// free space. Returns the bytes taken (0: dropped, no room or too
     /// many ranges).
     pub(crate) fn ofo_insert(&mut self, seq: SeqNumber, data: &[u8], max_ranges: usize) -> usize {
-        let off = seq.diff(self.rcv_nxt);
+        let off = seq.diff(self.rcv.nxt);
         if off <= 0 || data.is_empty() {
             return 0;
         }
         let off = off as usize;
-        let room = self.rcvq.free().saturating_sub(off).min(data.len());
+        let room = self.rcv.q.free().saturating_sub(off).min(data.len());
         if room == 0 {
             return 0;
         }
@@ -619,17 +586,18 @@ impl Tcb {
             end: seq + room,
         };
         let touches = self
+            .rcv
             .ofo
             .iter()
             .any(|r| r.span.start.diff(span.end) <= 0 && span.start.diff(r.span.end) <= 0);
-        if !touches && self.ofo.len() >= max_ranges {
+        if !touches && self.rcv.ofo.len() >= max_ranges {
             return 0;
         }
-        let n = self.rcvq.write_at(off, &data[..room]);
-        self.ofo_stamp = self.ofo_stamp.wrapping_add(1);
-        let stamp = self.ofo_stamp;
+        let n = self.rcv.q.write_at(off, &data[..room]);
+        self.rcv.ofo_stamp = self.rcv.ofo_stamp.wrapping_add(1);
+        let stamp = self.rcv.ofo_stamp;
         let mut merged = span;
-        self.ofo.retain(|r| {
+        self.rcv.ofo.retain(|r| {
             let overlap = r.span.start.diff(merged.end) <= 0 && merged.start.diff(r.span.end) <= 0;
             if overlap {
                 if r.span.start.diff(merged.start) < 0 {
@@ -642,11 +610,12 @@ impl Tcb {
             !overlap
         });
         let at = self
+            .rcv
             .ofo
             .iter()
             .position(|r| r.span.start.diff(merged.start) > 0)
-            .unwrap_or(self.ofo.len());
-        self.ofo.insert(
+            .unwrap_or(self.rcv.ofo.len());
+        self.rcv.ofo.insert(
             at,
             OfoRange {
                 span: merged,
@@ -661,24 +630,24 @@ impl Tcb {
     /// RCV.NXT past all of it. Returns the bytes of `data` taken.
     #[inline(always)]
     pub(crate) fn take_in_order(&mut self, data: &[u8]) -> usize {
-        let n = self.rcvq.write_at(0, data);
-        let end = self.ofo_advance(self.rcv_nxt + n);
-        self.rcvq.commit(end.diff(self.rcv_nxt).max(0) as usize);
-        self.rcv_nxt = end;
+        let n = self.rcv.q.write_at(0, data);
+        let end = self.ofo_advance(self.rcv.nxt + n);
+        self.rcv.q.commit(end.diff(self.rcv.nxt).max(0) as usize);
+        self.rcv.nxt = end;
         n
     }
 
     /// After in-order data up to `end`: pulls queued ranges that now
     /// touch it; returns the new RCV.NXT.
     pub(crate) fn ofo_advance(&mut self, mut end: SeqNumber) -> SeqNumber {
-        while let Some(r) = self.ofo.first() {
+        while let Some(r) = self.rcv.ofo.first() {
             if r.span.start.diff(end) > 0 {
                 break;
             }
             if r.span.end.diff(end) > 0 {
                 end = r.span.end;
             }
-            self.ofo.remove(0);
+            self.rcv.ofo.remove(0);
         }
         end
     }
@@ -689,17 +658,17 @@ impl Tcb {
     #[inline(always)]
     pub(crate) fn on_data_received(&mut self, now: Instant, n: usize, cfg: &TcpConfig) -> bool {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
-        self.rcv_unacked = self.rcv_unacked.saturating_add(n);
-        self.rcv_seg_max = self.rcv_seg_max.max(n.min(u32::from(u16::MAX)) as u16);
-        if self.quickack > 0 {
-            self.quickack -= 1;
-            self.ack_pending = true;
+        self.rcv.unacked = self.rcv.unacked.saturating_add(n);
+        self.rcv.seg_max = self.rcv.seg_max.max(n.min(u32::from(u16::MAX)) as u16);
+        if self.rcv.quickack > 0 {
+            self.rcv.quickack -= 1;
+            self.owed.ack = true;
             return true;
         }
-        if self.rcv_unacked >= 2 * u32::from(self.rcv_seg_max.max(1)) || cfg.delayed_ack.is_zero() {
-            self.ack_pending = true;
-        } else if self.delack_at.is_none() {
-            self.delack_at = Some(now + cfg.delayed_ack);
+        if self.rcv.unacked >= 2 * u32::from(self.rcv.seg_max.max(1)) || cfg.delayed_ack.is_zero() {
+            self.owed.ack = true;
+        } else if self.timer.delack.is_none() {
+            self.timer.delack = Some(now + cfg.delayed_ack);
         }
         false
     }
@@ -717,24 +686,24 @@ impl Tcb {
         if self.opts.rcvbuf_locked {
             return false;
         }
-        self.rcv_copied = self.rcv_copied.saturating_add(copied);
-        let rtt = if self.rcv_rtt_us > 0 {
-            Duration::from_micros(u64::from(self.rcv_rtt_us))
+        self.rcv.copied = self.rcv.copied.saturating_add(copied);
+        let rtt = if self.rcv.rtt_us > 0 {
+            Duration::from_micros(u64::from(self.rcv.rtt_us))
         } else if self.rtt.have_sample {
             self.rtt.srtt()
         } else {
             Duration::from_millis(100)
         }
         .max(Duration::from_millis(1));
-        if now - self.rcv_copied_since < rtt {
+        if now - self.rcv.copied_since < rtt {
             return false;
         }
-        let copied = core::mem::take(&mut self.rcv_copied);
-        self.rcv_copied_since = now;
-        let cap = self.rcvq.capacity();
+        let copied = core::mem::take(&mut self.rcv.copied);
+        self.rcv.copied_since = now;
+        let cap = self.rcv.q.capacity();
         let want = copied.saturating_mul(4).min(cfg.max_rcvbuf);
         if want > cap && copied * 4 > cap {
-            self.rcvq.set_limit(want);
+            self.rcv.q.set_limit(want);
             return true;
         }
         false
@@ -746,9 +715,9 @@ impl Tcb {
         if self.opts.sndbuf_locked {
             return;
         }
-        let want = (2 * self.cc.window().max(self.snd_wnd) as usize).min(cfg.max_sndbuf);
-        if want > self.sndq.capacity() {
-            self.sndq.set_limit(want);
+        let want = (2 * self.cong.cc.window().max(self.snd.wnd) as usize).min(cfg.max_sndbuf);
+        if want > self.snd.q.capacity() {
+            self.snd.q.set_limit(want);
         }
     }
 }

@@ -1,15 +1,23 @@
 //! Segment arrival (RFC 9293 §3.10.7), with the RFC 5961 defences.
 
-use super::{CaState, Ctl, Kind, Listener, PortClass, State, Tcb, TcbId};
+use super::cc::CaState;
+use super::options::TcpOptions;
+use super::plan::Ctl;
+use super::state::State;
+use super::table::{Kind, Listener, Tcp};
+use super::tcb::{PortClass, Tcb, TcbId};
+
+use crate::config::StackConfig;
+use crate::cx::Cx;
 use crate::errno::Errno;
-use crate::socket::{Socket, SocketHandle};
-use crate::stack::Stack;
+use crate::event::EventKind;
+use crate::ipv4::output::IpPair;
+use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
 use std::net::SocketAddrV4;
 use tracing::debug;
 use ustack_wire::{
-    checksum, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
-    TcpTimestamp,
+    checksum, IpProtocol, SeqNumber, TcpFast, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
 };
 
 /// Smallest MSS we accept from a peer (Linux `tcp_min_snd_mss`).
@@ -40,152 +48,99 @@ impl<'a> FastSeg<'a> {
         }
     }
 
-    /// A whole IPv4 datagram (`bytes`), read only as far as header
-    /// prediction needs: a 20-byte IP header, not a fragment, TCP to
-    /// `local_ip`; a TCP header of ACK or ACK|PSH and no other bit, with
-    /// no options or exactly NOP NOP Timestamp (the layout RFC 7323
-    /// Appendix A recommends and Linux's `tcp_rcv_established` predicts),
-    /// and data. Anything else is `None` and takes the full path, which
-    /// validates and counts it. Checksums are not checked here.
+    /// The wire crate's fixed-layout view, as header prediction takes it.
     #[inline(always)]
-    fn from_datagram(bytes: &'a [u8], local_ip: Ipv4Addr) -> Option<Predicted<'a>> {
-        // Fixed offsets into arrays of known length: no bounds checks and
-        // no accessor calls on the one path every bulk segment takes.
-        let ip: &[u8; 20] = bytes.get(..20)?.try_into().ok()?;
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        // Version 4, IHL 5; no MF, fragment offset 0 (DF may be set).
-        if ip[0] != 0x45
-            || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
-            || ip[9] != u8::from(IpProtocol::Tcp)
-            || total < 40
-            || total > bytes.len()
-            || [ip[16], ip[17], ip[18], ip[19]] != local_ip.octets()
-        {
-            return None;
+    fn from_fast(seg: &TcpFast<'a>) -> FastSeg<'a> {
+        FastSeg {
+            seq_number: seg.seq_number,
+            ack_number: seg.ack_number,
+            window_len: seg.window_len,
+            timestamp: seg.timestamp,
+            payload: seg.payload,
         }
-        let segment = &bytes[20..total];
-        let h: &[u8; 20] = segment.get(..20)?.try_into().ok()?;
-        // The header-prediction word: data offset 5 or 8, reserved bits
-        // zero, flags ACK or ACK|PSH.
-        let (timestamp, hl) = match (h[12], h[13] & !(TcpFlags::PSH.0 as u8)) {
-            (0x50, 0x10) => (None, 20),
-            (0x80, 0x10) => {
-                let o: &[u8; 12] = segment.get(20..32)?.try_into().ok()?;
-                if o[..4] != [1, 1, 8, 10] {
-                    return None;
-                }
-                let ts = TcpTimestamp {
-                    tsval: u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
-                    tsecr: u32::from_be_bytes([o[8], o[9], o[10], o[11]]),
-                };
-                (Some(ts), 32)
-            }
-            _ => return None,
-        };
-        let payload = &segment[hl..];
-        if payload.is_empty() {
-            return None;
-        }
-        Some(Predicted {
-            seg: FastSeg {
-                seq_number: SeqNumber(u32::from_be_bytes([h[4], h[5], h[6], h[7]])),
-                ack_number: SeqNumber(u32::from_be_bytes([h[8], h[9], h[10], h[11]])),
-                window_len: u16::from_be_bytes([h[14], h[15]]),
-                timestamp,
-                payload,
-            },
-            local: SocketAddrV4::new(local_ip, u16::from_be_bytes([h[2], h[3]])),
-            remote: SocketAddrV4::new(
-                Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-                u16::from_be_bytes([h[0], h[1]]),
-            ),
-            segment,
-        })
     }
 }
 
-/// A datagram header prediction takes: the segment's fields, its
-/// 4-tuple, and the TCP segment's bytes (for the checksum).
-struct Predicted<'a> {
-    seg: FastSeg<'a>,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
-    segment: &'a [u8],
-}
-
-impl Stack {
-    /// Header prediction straight from the datagram's bytes, before any
-    /// general parsing: in-order data for the connection that had the last
-    /// segment. Returns false, having changed nothing, unless the segment
-    /// was taken (then it is counted as the full path would count it).
-    pub(crate) fn tcp_input_fast(&mut self, now: Instant, bytes: &[u8]) -> bool {
-        if !self.cfg.tcp.header_prediction {
-            return false;
-        }
-        let Some(p) = FastSeg::from_datagram(bytes, self.address()) else {
+impl Tcp {
+    /// Header prediction (RFC 9293 §3.10.7.4 as BSD and Linux predict
+    /// it): in-order data for the connection that had the last segment,
+    /// read through the wire crate's fixed-layout view of `segment` (the
+    /// IP layer has checked its own header and hands over `ip`). Returns
+    /// false, having changed nothing, unless the segment was taken (then
+    /// it is counted as the full path would count it); the caller then
+    /// takes the full path.
+    #[inline(always)]
+    pub(crate) fn process_fast(&mut self, cx: &mut Cx<'_>, ip: IpPair, segment: &[u8]) -> bool {
+        self.fast_missed = None;
+        let Some(seg) = TcpFast::new(segment) else {
             return false;
         };
-        let Some(id) = self.tcp.cached(p.local, p.remote) else {
+        let local = SocketAddrV4::new(ip.dst, seg.dst_port);
+        let remote = SocketAddrV4::new(ip.src, seg.src_port);
+        let Some(id) = self.cached(local, remote) else {
             return false;
         };
-        if self.cfg.checksums.rx
-            && (!Ipv4Packet::new_unchecked(bytes).verify_checksum()
-                || checksum::transport(*p.remote.ip(), *p.local.ip(), IpProtocol::Tcp, p.segment)
-                    != 0)
+        if cx.cfg.checksums.rx
+            && checksum::fold(
+                ip.pseudo_sum(IpProtocol::Tcp, segment.len()) + checksum::sum(segment),
+            ) != 0xffff
         {
             return false;
         }
-        if !self.tcp_fast_data(now, id, &p.seg) {
+        if !self.tcp_fast_data(cx, id, &FastSeg::from_fast(&seg)) {
+            self.fast_missed = Some(id);
             return false;
         }
-        self.counters.ip.in_delivers += 1;
-        self.counters.tcp.in_segs += 1;
+        cx.sh.counters.ip.in_delivers += 1;
+        cx.sh.counters.tcp.in_segs += 1;
         true
     }
 
-    pub(crate) fn tcp_input(
-        &mut self,
-        now: Instant,
-        ip: &Ipv4Repr,
-        payload: &[u8],
-        broadcast: bool,
-    ) {
+    /// One segment for us (RFC 9293 §3.10.7): `ip` its addresses, `payload`
+    /// the TCP header and data; `broadcast` when sent to a broadcast
+    /// address (dropped, RFC 1122 §4.2.3.10, after it is counted).
+    pub fn process(&mut self, cx: &mut Cx<'_>, ip: IpPair, payload: &[u8], broadcast: bool) {
+        self.process_full(cx, ip, payload, broadcast);
+        self.fast_missed = None;
+    }
+
+    fn process_full(&mut self, cx: &mut Cx<'_>, ip: IpPair, payload: &[u8], broadcast: bool) {
         let Ok(packet) = TcpPacket::new_checked(payload) else {
-            self.counters.tcp.in_errs += 1;
+            cx.sh.counters.tcp.in_errs += 1;
             return;
         };
         // Borrowed from the result, not moved out of it: the repr is ~100
         // bytes and copying it stalled on store forwarding every segment.
-        let parsed = TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, &self.cfg.checksums);
+        let parsed = TcpRepr::parse(&packet, ip.src, ip.dst, &cx.cfg.checksums);
         let seg = match &parsed {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
-                self.counters.tcp.in_csum_errors += 1;
-                self.counters.tcp.in_errs += 1;
+                cx.sh.counters.tcp.in_csum_errors += 1;
+                cx.sh.counters.tcp.in_errs += 1;
                 return;
             }
             Err(_) => {
-                self.counters.tcp.in_errs += 1;
+                cx.sh.counters.tcp.in_errs += 1;
                 return;
             }
         };
-        self.counters.ip.in_delivers += 1;
-        self.counters.tcp.in_segs += 1;
+        cx.sh.counters.ip.in_delivers += 1;
+        cx.sh.counters.tcp.in_segs += 1;
         // RFC 1122 §4.2.3.10: TCP never talks to broadcast addresses.
         if broadcast {
             return;
         }
-        let local = SocketAddrV4::new(ip.dst_addr, seg.dst_port);
-        let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
-        if let Some(id) = self.tcp.lookup(local, remote) {
-            self.tcp_segment(now, id, seg);
+        let local = SocketAddrV4::new(ip.dst, seg.dst_port);
+        let remote = SocketAddrV4::new(ip.src, seg.src_port);
+        if let Some(id) = self.lookup(local, remote) {
+            self.tcp_segment(cx, id, seg);
             return;
         }
         if let Some(lh) = self.tcp_find_listener(local, remote) {
-            self.tcp_listen_input(now, lh, local, remote, seg);
+            self.tcp_listen_input(cx, lh, local, remote, seg);
             return;
         }
-        self.tcp_reset_reply(local, remote, seg);
+        self.tcp_reset_reply(cx, local, remote, seg);
     }
 
     /// The listener for a new connection to `local`: exact address before
@@ -195,9 +150,9 @@ impl Stack {
         local: SocketAddrV4,
         remote: SocketAddrV4,
     ) -> Option<SocketHandle> {
-        let list = self.tcp.listeners.get(&local.port())?;
-        let addr_of = |h: &SocketHandle| match self.sockets.get(*h) {
-            Some(Socket::Tcp(s)) => s.local.map(|l| *l.ip()),
+        let list = self.listeners.get(&local.port())?;
+        let addr_of = |h: &SocketHandle| match self.socks.get(*h) {
+            Some(s) => s.local.map(|l| *l.ip()),
             _ => None,
         };
         for exact in [true, false] {
@@ -216,7 +171,7 @@ impl Stack {
             if n == 0 {
                 continue;
             }
-            let pick = self.tcp.secret.spread(local, remote, n);
+            let pick = self.secret.spread(local, remote, n);
             return list
                 .iter()
                 .filter(|h| {
@@ -238,6 +193,7 @@ impl Stack {
     /// reply to a RST).
     pub(crate) fn tcp_reset_reply(
         &mut self,
+        cx: &mut Cx<'_>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &TcpRepr,
@@ -266,19 +222,19 @@ impl Stack {
                 mss: None,
             }
         };
-        self.tcp_push_ctl(ctl);
+        self.tcp_push_ctl(cx, ctl);
     }
 
-    pub(crate) fn tcp_push_ctl(&mut self, ctl: Ctl) {
-        if self.tcp.ctl.len() >= self.cfg.tcp.max_ctl_queue {
+    pub(crate) fn tcp_push_ctl(&mut self, cx: &mut Cx<'_>, ctl: Ctl) {
+        if self.ctl.len() >= cx.cfg.tcp.max_ctl_queue {
             return;
         }
-        self.tcp.ctl.push_back(ctl);
+        self.ctl.push_back(ctl);
     }
 
     fn listener_mut(&mut self, lh: SocketHandle) -> Option<&mut Listener> {
-        match self.sockets.get_mut(lh) {
-            Some(Socket::Tcp(s)) => match &mut s.kind {
+        match self.socks.get_mut(lh) {
+            Some(s) => match &mut s.kind {
                 Kind::Listen(l) => Some(l),
                 _ => None,
             },
@@ -296,21 +252,22 @@ impl Stack {
     /// RFC 9293 §3.10.7.2 (LISTEN), with SYN and accept queues as Linux.
     fn tcp_listen_input(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         lh: SocketHandle,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &TcpRepr,
     ) {
+        let now = cx.now;
         let f = seg.flags;
         if f.contains(TcpFlags::RST) {
             return;
         }
         if f.contains(TcpFlags::ACK) {
-            if !f.contains(TcpFlags::SYN) && self.cfg.tcp.syncookies {
-                self.tcp_cookie_ack(now, lh, local, remote, seg);
+            if !f.contains(TcpFlags::SYN) && cx.cfg.tcp.syncookies {
+                self.tcp_cookie_ack(cx, lh, local, remote, seg);
             } else {
-                self.tcp_reset_reply(local, remote, seg);
+                self.tcp_reset_reply(cx, local, remote, seg);
             }
             return;
         }
@@ -318,50 +275,41 @@ impl Stack {
             return;
         }
         if self.accept_full(lh) {
-            self.counters.tcp.listen_overflows += 1;
-            self.counters.tcp.listen_drops += 1;
+            cx.sh.counters.tcp.listen_overflows += 1;
+            cx.sh.counters.tcp.listen_drops += 1;
             return;
         }
         let Some(syn_count) = self.listener_mut(lh).map(|l| l.syn_count) else {
             return;
         };
         // The SYN queue is bounded by max_syn_backlog (the accept queue by the backlog).
-        let syn_cap = self.cfg.tcp.max_syn_backlog.max(1);
+        let syn_cap = cx.cfg.tcp.max_syn_backlog.max(1);
         if syn_count >= syn_cap {
-            if self.cfg.tcp.syncookies {
-                self.tcp_send_cookie(now, lh, local, remote, seg);
+            if cx.cfg.tcp.syncookies {
+                self.tcp_send_cookie(cx, lh, local, remote, seg);
             } else {
-                self.counters.tcp.listen_drops += 1;
+                cx.sh.counters.tcp.listen_drops += 1;
             }
             return;
         }
-        let Some(Socket::Tcp(ls)) = self.sockets.get(lh) else {
+        let iss = self.secret.isn(local, remote, now);
+        let ts_offset = self.secret.ts_offset(local, remote);
+        let Some(id) =
+            self.tcp_create_passive(cx, lh, local, remote, iss, ts_offset, |tcb, cfg| {
+                tcb_take_syn(tcb, seg, cfg);
+                tcb.owed.syn = true;
+            })
+        else {
             return;
         };
-        let opts = ls.opts.clone();
-        let iss = self.tcp.secret.isn(local, remote, now);
-        let ts_offset = self.tcp.secret.ts_offset(local, remote);
-        let mtu_mss = self.tcp_mtu_mss();
-        let mut tcb = Tcb::new(
-            &self.cfg.tcp,
-            State::SynReceived,
-            local,
-            remote,
-            iss,
-            opts,
-            mtu_mss,
-            now,
-            ts_offset,
-        );
-        tcb.listener = Some(lh);
-        tcb_take_syn(&mut tcb, seg, &self.cfg.tcp);
-        tcb.syn_pending = true;
-        let id = self.tcp_insert(tcb);
-        if let Some(l) = self.listener_mut(lh) {
-            l.syn_count += 1;
-        }
         debug!(%local, %remote, from = %State::Listen, to = %State::SynReceived, "tcp state");
-        self.tcp.schedule(id);
+        cx.event(EventKind::TcpState {
+            local,
+            remote: Some(remote),
+            from: State::Listen,
+            to: State::SynReceived,
+        });
+        self.schedule(cx.now, id);
     }
 
     /// Answers a SYN with a cookie SYN-ACK and keeps no state (RFC 4987 §3.6).
@@ -369,124 +317,164 @@ impl Stack {
     /// window scaling, SACK and timestamps.
     fn tcp_send_cookie(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         lh: SocketHandle,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &TcpRepr,
     ) {
+        let now = cx.now;
         let peer_mss = seg.max_seg_size.unwrap_or(536);
         let (isn, _) = self
-            .tcp
             .secret
             .cookie(local, remote, seg.seq_number, peer_mss, now);
-        let window = match self.sockets.get(lh) {
-            Some(Socket::Tcp(s)) => s.opts.rcvbuf.min(65535) as u16,
+        let window = match self.socks.get(lh) {
+            Some(s) => s.opts.rcvbuf.min(65535) as u16,
             _ => return,
         };
         if let Some(l) = self.listener_mut(lh) {
             l.cookies_since = Some(now);
         }
-        self.counters.tcp.syncookies_sent += 1;
-        let mss = self.tcp_mtu_mss();
-        self.tcp_push_ctl(Ctl {
-            local,
-            remote,
-            seq: isn,
-            ack: seg.seq_number + 1,
-            flags: TcpFlags::SYN | TcpFlags::ACK,
-            window,
-            mss: Some(mss),
-        });
+        cx.sh.counters.tcp.syncookies_sent += 1;
+        let mss = self.tcp_mtu_mss(cx.cfg);
+        self.tcp_push_ctl(
+            cx,
+            Ctl {
+                local,
+                remote,
+                seq: isn,
+                ack: seg.seq_number + 1,
+                flags: TcpFlags::SYN | TcpFlags::ACK,
+                window,
+                mss: Some(mss),
+            },
+        );
     }
 
     /// An ACK to a listener: a returning SYN cookie, or else a RST.
     fn tcp_cookie_ack(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         lh: SocketHandle,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &TcpRepr,
     ) {
+        let now = cx.now;
         let recent = self
             .listener_mut(lh)
             .and_then(|l| l.cookies_since)
             .is_some_and(|t| now - t < Duration::from_secs(128));
         if !recent {
-            self.tcp_reset_reply(local, remote, seg);
+            self.tcp_reset_reply(cx, local, remote, seg);
             return;
         }
         let client_isn = seg.seq_number - 1;
         let isn = seg.ack_number - 1;
         let Some(mss) = self
-            .tcp
             .secret
             .check_cookie(local, remote, client_isn, isn, now)
         else {
-            self.counters.tcp.syncookies_failed += 1;
-            self.tcp_reset_reply(local, remote, seg);
+            cx.sh.counters.tcp.syncookies_failed += 1;
+            self.tcp_reset_reply(cx, local, remote, seg);
             return;
         };
         if self.accept_full(lh) {
-            self.counters.tcp.listen_overflows += 1;
-            self.counters.tcp.listen_drops += 1;
+            cx.sh.counters.tcp.listen_overflows += 1;
+            cx.sh.counters.tcp.listen_drops += 1;
             return;
         }
-        self.counters.tcp.syncookies_recv += 1;
-        let Some(Socket::Tcp(ls)) = self.sockets.get(lh) else {
-            return;
-        };
-        let opts = ls.opts.clone();
-        let mtu_mss = self.tcp_mtu_mss();
-        let mut tcb = Tcb::new(
-            &self.cfg.tcp,
-            State::SynReceived,
+        cx.sh.counters.tcp.syncookies_recv += 1;
+        // What the SYN told us lives only in the cookie: the MSS (RFC 4987 §3.6).
+        let created = self.tcp_create_passive(cx, lh, local, remote, isn, 0, |tcb, cfg| {
+            tcb.rcv.irs = client_isn;
+            tcb.rcv.nxt = seg.seq_number;
+            tcb.rcv.wscale = 0;
+            tcb.rcv.adv = tcb.rcv.nxt + tcb.rcv_space().min(65535);
+            tcb.snd.nxt = isn + 1;
+            tcb.snd.max = isn + 1;
+            tcb.snd.mss = mss.max(MIN_SND_MSS).min(tcb.rcv.mss);
+            tcb.cong.cc = super::cc::new_controller(
+                tcb.opts.congestion,
+                u32::from(tcb.snd.mss),
+                cfg.initial_window,
+            );
+        });
+        if let Some(id) = created {
+            self.tcp_segment(cx, id, seg);
+        }
+    }
+
+    /// A TCB for a new connection, with the socket options `opts`: the
+    /// one place TCBs are made (active opens, SYNs, cookie ACKs).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tcp_create(
+        &self,
+        cx: &Cx<'_>,
+        state: State,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        ts_offset: u32,
+        opts: TcpOptions,
+    ) -> Tcb {
+        let mtu_mss = self.tcp_mtu_mss(cx.cfg);
+        Tcb::new(
+            &cx.cfg.tcp,
+            state,
             local,
             remote,
-            isn,
+            iss,
             opts,
             mtu_mss,
-            now,
-            0,
-        );
-        tcb.irs = client_isn;
-        tcb.rcv_nxt = seg.seq_number;
-        tcb.rcv_wscale = 0;
-        tcb.rcv_adv = tcb.rcv_nxt + tcb.rcv_space().min(65535);
-        tcb.snd_nxt = isn + 1;
-        tcb.snd_max = isn + 1;
-        tcb.snd_mss = mss.max(MIN_SND_MSS).min(tcb.rcv_mss);
-        tcb.cc = super::new_controller(
-            tcb.opts.congestion,
-            u32::from(tcb.snd_mss),
-            self.cfg.tcp.initial_window,
-        );
+            cx.now,
+            ts_offset,
+        )
+    }
+
+    /// A half-open connection of listener `lh` (SYN-RECEIVED), set up by
+    /// `setup`, entered in the tables and counted in the SYN queue; `None`
+    /// if the listener is gone.
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_create_passive(
+        &mut self,
+        cx: &mut Cx<'_>,
+        lh: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        ts_offset: u32,
+        setup: impl FnOnce(&mut Tcb, &crate::config::TcpConfig),
+    ) -> Option<TcbId> {
+        let opts = self.socks.get(lh)?.opts.clone();
+        let mut tcb = self.tcp_create(cx, State::SynReceived, local, remote, iss, ts_offset, opts);
         tcb.listener = Some(lh);
+        setup(&mut tcb, &cx.cfg.tcp);
         let id = self.tcp_insert(tcb);
         if let Some(l) = self.listener_mut(lh) {
             l.syn_count += 1;
         }
-        self.tcp_segment(now, id, seg);
+        Some(id)
     }
 
     /// Creates a TCB and enters it in the lookup and port tables.
     pub(crate) fn tcp_insert(&mut self, tcb: Tcb) -> TcbId {
         let port = tcb.local.port();
         let class = tcb.port_class;
-        let id = self.tcp.insert(tcb);
-        self.tcp.port_use(port).count(class, 1);
+        let id = self.insert(tcb);
+        self.port_use(port).count(class, 1);
         id
     }
 
     /// Our MSS for this interface: MTU - 40 (RFC 9293 §3.7.1).
-    pub(crate) fn tcp_mtu_mss(&self) -> u16 {
-        (self.cfg.mtu.saturating_sub(40)).clamp(28, 65495) as u16
+    pub(crate) fn tcp_mtu_mss(&self, cfg: &StackConfig) -> u16 {
+        (cfg.mtu.saturating_sub(40)).clamp(28, 65495) as u16
     }
 
     /// Moves a TCB to `to`, keeping the gauges, port buckets and timers right.
-    pub(crate) fn tcp_set_state(&mut self, now: Instant, id: TcbId, to: State) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    pub(crate) fn tcp_set_state(&mut self, cx: &mut Cx<'_>, id: TcbId, to: State) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let from = t.state;
@@ -494,62 +482,81 @@ impl Stack {
             return;
         }
         debug!(local = %t.local, remote = %t.remote, %from, %to, "tcp state");
+        let (local, remote, socket) = (t.local, t.remote, t.socket);
+        cx.event(EventKind::TcpState {
+            local,
+            remote: Some(remote),
+            from,
+            to,
+        });
+        if to == State::Established {
+            cx.event(EventKind::TcpEstablished {
+                local,
+                remote,
+                socket,
+            });
+        }
         t.state = to;
         let estab = |s: State| matches!(s, State::Established | State::CloseWait);
         match (estab(from), estab(to)) {
-            (false, true) => self.counters.tcp.curr_estab += 1,
+            (false, true) => cx.sh.counters.tcp.curr_estab += 1,
             (true, false) => {
-                self.counters.tcp.curr_estab = self.counters.tcp.curr_estab.saturating_sub(1)
+                cx.sh.counters.tcp.curr_estab = cx.sh.counters.tcp.curr_estab.saturating_sub(1)
             }
             _ => {}
         }
         match to {
             State::TimeWait => {
-                t.rexmit_at = None;
-                t.keepalive_at = None;
-                t.linger_at = Some(now + self.cfg.tcp.time_wait);
+                t.timer.rexmit = None;
+                t.timer.keepalive = None;
+                t.timer.linger = Some(now + cx.cfg.tcp.time_wait);
                 let port = t.local.port();
                 let old = t.port_class;
                 if old != PortClass::TimeWait {
                     t.port_class = PortClass::TimeWait;
-                    let pu = self.tcp.port_use(port);
+                    let pu = self.port_use(port);
                     pu.count(old, -1);
                     pu.count(PortClass::TimeWait, 1);
                 }
             }
             State::FinWait2 if t.socket.is_none() => {
-                t.linger_at = Some(now + self.cfg.tcp.fin_timeout);
+                t.timer.linger = Some(now + cx.cfg.tcp.fin_timeout);
             }
             State::Established | State::CloseWait | State::FinWait2 => {
-                t.keepalive_at = t.keepalive_deadline();
+                t.timer.keepalive = t.keepalive_deadline();
             }
             _ => {}
         }
-        self.tcp.arm(id);
-        self.tcp_notify(id);
+        self.arm(id);
+        self.tcp_notify(cx, id);
     }
 
     /// Marks the socket (or the listener) of a TCB as possibly changed.
-    pub(crate) fn tcp_notify(&mut self, id: TcbId) {
-        if let Some(t) = self.tcp.get(id) {
+    pub(crate) fn tcp_notify(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        if let Some(t) = self.get(id) {
             if let Some(h) = t.socket {
-                self.sockets.mark_changed(h);
+                cx.sh.handles.mark_changed(h);
             } else if let Some(l) = t.listener {
-                self.sockets.mark_changed(l);
+                cx.sh.handles.mark_changed(l);
             }
         }
     }
 
     /// Frees a TCB: lookup, port bucket, listener queues, socket state.
-    pub(crate) fn tcp_free(&mut self, now: Instant, id: TcbId) {
-        if self.tcp.get(id).is_none() {
+    pub(crate) fn tcp_free(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        if self.get(id).is_none() {
             return;
         }
-        self.tcp_set_state(now, id, State::Closed);
-        let Some(t) = self.tcp.remove(id) else { return };
+        self.tcp_set_state(cx, id, State::Closed);
+        let Some(t) = self.remove(id) else { return };
+        cx.event(EventKind::TcpClosed {
+            local: t.local,
+            remote: t.remote,
+            socket: t.socket,
+        });
         let port = t.local.port();
-        self.tcp.port_use(port).count(t.port_class, -1);
-        self.tcp.port_release_if_empty(port);
+        self.port_use(port).count(t.port_class, -1);
+        self.port_release_if_empty(port);
         if let Some(lh) = t.listener {
             let was_half_open = !t.in_accept_queue;
             if let Some(l) = self.listener_mut(lh) {
@@ -559,42 +566,42 @@ impl Stack {
                     l.accept.retain(|x| *x != id);
                 }
             }
-            self.sockets.mark_changed(lh);
+            cx.sh.handles.mark_changed(lh);
         }
         if let Some(h) = t.socket {
-            if let Some(Socket::Tcp(s)) = self.sockets.get_mut(h) {
+            if let Some(s) = self.socks.get_mut(h) {
                 s.kind = Kind::Closed {
                     was_connected: true,
                 };
-                s.leftover = t.rcvq;
+                s.leftover = t.rcv.q;
             }
-            self.sockets.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
     }
 
     /// Ends a connection at once: the error goes to the socket; a RST
     /// (RFC 9293 §3.10.7.4 form `<SEQ=SND.NXT><CTL=RST,ACK>`) if asked.
-    pub(crate) fn tcp_abort(&mut self, now: Instant, id: TcbId, err: Option<Errno>, rst: bool) {
-        let Some(t) = self.tcp.get(id) else { return };
+    pub(crate) fn tcp_abort(&mut self, cx: &mut Cx<'_>, id: TcbId, err: Option<Errno>, rst: bool) {
+        let Some(t) = self.get(id) else { return };
         let socket = t.socket;
         if rst {
             let ctl = Ctl {
                 local: t.local,
                 remote: t.remote,
-                seq: t.snd_nxt,
-                ack: t.rcv_nxt,
+                seq: t.snd.nxt,
+                ack: t.rcv.nxt,
                 flags: TcpFlags::RST | TcpFlags::ACK,
                 window: 0,
                 mss: None,
             };
-            self.tcp_push_ctl(ctl);
+            self.tcp_push_ctl(cx, ctl);
         }
         if let (Some(e), Some(h)) = (err, socket) {
-            if let Some(Socket::Tcp(s)) = self.sockets.get_mut(h) {
+            if let Some(s) = self.socks.get_mut(h) {
                 s.error = Some(e);
             }
         }
-        self.tcp_free(now, id);
+        self.tcp_free(cx, id);
     }
 
     /// An ACK that says where we are, instead of acting on a suspicious
@@ -605,46 +612,51 @@ impl Stack {
     /// connection can drain the shared budget and read, from how much is
     /// left, whether its spoofed segments hit another connection's window
     /// (CVE-2016-5696).
-    fn tcp_challenge_ack(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_challenge_ack(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
-        if t.last_oow_ack.is_some_and(|l| now - l < OOW_ACK_INTERVAL) {
-            self.counters.tcp.challenge_ack_limited += 1;
+        if t.timer
+            .last_oow_ack
+            .is_some_and(|l| now - l < OOW_ACK_INTERVAL)
+        {
+            cx.sh.counters.tcp.challenge_ack_limited += 1;
             return;
         }
-        t.last_oow_ack = Some(now);
-        if !self.tcp.challenge.take(now) {
-            self.counters.tcp.challenge_ack_limited += 1;
+        t.timer.last_oow_ack = Some(now);
+        if !self.challenge.take(now) {
+            cx.sh.counters.tcp.challenge_ack_limited += 1;
             return;
         }
-        self.counters.tcp.challenge_acks += 1;
-        if let Some(t) = self.tcp.get_mut(id) {
-            t.ack_pending = true;
+        cx.sh.counters.tcp.challenge_acks += 1;
+        if let Some(t) = self.get_mut(id) {
+            t.owed.ack = true;
         }
-        self.tcp.schedule(id);
+        self.schedule(cx.now, id);
     }
 
     /// A segment for an existing TCB (RFC 9293 §3.10.7.3 and §3.10.7.4).
-    pub(crate) fn tcp_segment(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
-        let Some(t) = self.tcp.get(id) else { return };
+    pub(crate) fn tcp_segment(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        let Some(t) = self.get(id) else { return };
         match t.state {
-            State::SynSent => self.tcp_syn_sent(now, id, seg),
+            State::SynSent => self.tcp_syn_sent(cx, id, seg),
             State::Closed | State::Listen => {}
-            _ => self.tcp_synchronized(now, id, seg),
+            _ => self.tcp_synchronized(cx, id, seg),
         }
-        self.tcp.arm(id);
-        self.tcp.schedule(id);
+        self.arm(id);
+        self.schedule(cx.now, id);
     }
 
     /// RFC 9293 §3.10.7.3: SYN-SENT.
-    fn tcp_syn_sent(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
+    fn tcp_syn_sent(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        let now = cx.now;
         let f = seg.flags;
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         if f.contains(TcpFlags::ACK)
-            && (seg.ack_number.diff(t.iss) <= 0 || seg.ack_number.diff(t.snd_max) > 0)
+            && (seg.ack_number.diff(t.snd.iss) <= 0 || seg.ack_number.diff(t.snd.max) > 0)
         {
             if !f.contains(TcpFlags::RST) {
                 // An ACK from an old connection (a peer in TIME-WAIT for
@@ -655,57 +667,43 @@ impl Stack {
                 // instead of a whole RTO later; once per attempt, so a
                 // stream of such ACKs gets no more SYNs than the timer sends.
                 let (local, remote) = (t.local, t.remote);
-                if t.retries == 0 && !t.syn_pending {
-                    t.retries = 1;
-                    t.syn_pending = true;
-                    t.snd_nxt = t.iss;
+                if t.timer.retries == 0 && !t.owed.syn {
+                    t.timer.retries = 1;
+                    t.owed.syn = true;
+                    t.snd.nxt = t.snd.iss;
                     t.rtt.timing = None;
                 }
-                self.tcp_reset_reply(local, remote, seg);
+                self.tcp_reset_reply(cx, local, remote, seg);
             }
             return;
         }
         if f.contains(TcpFlags::RST) {
             if f.contains(TcpFlags::ACK) {
                 debug!(local = %t.local, remote = %t.remote, "tcp connection refused");
-                self.counters.tcp.attempt_fails += 1;
-                self.tcp_abort(now, id, Some(Errno::ECONNREFUSED), false);
+                cx.sh.counters.tcp.attempt_fails += 1;
+                self.tcp_abort(cx, id, Some(Errno::ECONNREFUSED), false);
             }
             return;
         }
         if !f.contains(TcpFlags::SYN) {
             return;
         }
-        tcb_take_syn(t, seg, &self.cfg.tcp);
-        t.last_rcv = now;
+        tcb_take_syn(t, seg, &cx.cfg.tcp);
+        t.timer.last_rcv = now;
         if f.contains(TcpFlags::ACK) {
-            t.snd_una = seg.ack_number;
-            t.snd_wnd = u32::from(seg.window_len);
-            t.max_snd_wnd = t.snd_wnd;
-            t.snd_wl1 = seg.seq_number;
-            t.snd_wl2 = seg.ack_number;
-            if let Some((_, sent)) = t.rtt.timing.take() {
-                t.rtt
-                    .sample(now - sent, self.cfg.tcp.rto_min, self.cfg.tcp.rto_max);
-            }
-            t.rexmit_at = None;
-            t.backoff = 0;
-            t.retries = 0;
-            t.ack_pending = true;
-            let fin = t.fin_queued;
-            self.tcp_set_state(now, id, State::Established);
-            if fin {
-                self.tcp_set_state(now, id, State::FinWait1);
-            }
+            // Our SYN is acknowledged: ACK theirs. The window of a SYN is
+            // never scaled (RFC 7323 §2.2).
+            t.owed.ack = true;
+            self.tcp_handshake_done(cx, id, seg, u32::from(seg.window_len));
         } else {
             // Simultaneous open: SYN-SENT -> SYN-RECEIVED, send SYN,ACK.
-            t.snd_wnd = u32::from(seg.window_len);
-            t.max_snd_wnd = t.snd_wnd;
-            t.snd_wl1 = seg.seq_number;
-            t.snd_nxt = t.iss;
-            t.syn_pending = true;
+            t.snd.wnd = u32::from(seg.window_len);
+            t.snd.max_wnd = t.snd.wnd;
+            t.snd.wl1 = seg.seq_number;
+            t.snd.nxt = t.snd.iss;
+            t.owed.syn = true;
             t.rtt.timing = None;
-            self.tcp_set_state(now, id, State::SynReceived);
+            self.tcp_set_state(cx, id, State::SynReceived);
         }
     }
 
@@ -720,93 +718,99 @@ impl Stack {
     /// fire. Returns false, having changed nothing, if the segment does not
     /// qualify. This is every segment a bulk receiver gets.
     #[inline(always)]
-    fn tcp_fast_data(&mut self, now: Instant, id: TcbId, seg: &FastSeg) -> bool {
-        let cfg = &self.cfg.tcp;
-        let Some((t, mut queues)) = self.tcp.split_mut(id) else {
+    fn tcp_fast_data(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &FastSeg) -> bool {
+        let now = cx.now;
+        let cfg = &cx.cfg.tcp;
+        let Some((t, mut queues)) = self.split_mut(id) else {
             return false;
         };
-        let wnd = u32::from(seg.window_len) << t.snd_wscale;
+        let wnd = u32::from(seg.window_len) << t.snd.wscale;
         if t.state != State::Established
-            || seg.seq_number != t.rcv_nxt
+            || seg.seq_number != t.rcv.nxt
             || seg.payload.is_empty()
-            || seg.ack_number != t.snd_una
-            || t.snd_una != t.snd_max
+            || seg.ack_number != t.snd.una
+            || t.snd.una != t.snd.max
             || wnd == 0
-            || wnd != t.snd_wnd
-            || t.snd_wl1.diff(seg.seq_number) >= 0
-            || !t.ofo.is_empty()
-            || t.ofo_fin.is_some()
+            || wnd != t.snd.wnd
+            || t.snd.wl1.diff(seg.seq_number) >= 0
+            || !t.rcv.ofo.is_empty()
+            || t.rcv.ofo_fin.is_some()
             || (t.socket.is_none() && t.listener.is_none())
         {
             return false;
         }
-        if t.ts_ok {
+        if t.neg.ts {
             if let Some(ts) = seg.timestamp {
-                if (ts.tsval.wrapping_sub(t.ts_recent) as i32) < 0 {
+                if (ts.tsval.wrapping_sub(t.neg.ts_recent) as i32) < 0 {
                     return false;
                 }
             }
         }
-        let wnd_rcv = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
-        if !seq_acceptable(seg.seq_number, seg.payload.len(), t.rcv_nxt, wnd_rcv) {
+        let wnd_rcv = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
+        if !seq_acceptable(seg.seq_number, seg.payload.len(), t.rcv.nxt, wnd_rcv) {
             return false;
         }
         // Fifth: ACK (RFC 9293 §3.10.7.4), as `tcp_ack` for an ACK of
         // nothing new with the window unchanged.
-        t.last_rcv = now;
-        t.probes_out = 0;
+        t.timer.last_rcv = now;
+        t.timer.probes_out = 0;
         if t.opts.keepalive {
-            t.keepalive_at = t.keepalive_deadline();
+            t.timer.keepalive = t.keepalive_deadline();
         }
         tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, seg.payload.len());
-        t.max_snd_wnd = t.max_snd_wnd.max(wnd);
-        t.snd_wl1 = seg.seq_number;
-        t.snd_wl2 = seg.ack_number;
+        t.snd.max_wnd = t.snd.max_wnd.max(wnd);
+        t.snd.wl1 = seg.seq_number;
+        t.snd.wl2 = seg.ack_number;
         t.maybe_arm_persist(now, cfg);
         // Seventh: segment text, in order, no hole to fill.
         let data = seg.payload;
         let n = t.take_in_order(data);
         if n < data.len() {
-            self.counters.tcp.rcv_pruned += 1;
-            t.ack_pending = true;
+            cx.sh.counters.tcp.rcv_pruned += 1;
+            t.owed.ack = true;
         }
         if n > 0 && t.on_data_received(now, n, cfg) {
-            self.counters.tcp.quick_acks += 1;
+            cx.sh.counters.tcp.quick_acks += 1;
         }
-        if t.ack_pending {
-            t.delack_at = None;
+        if t.owed.ack {
+            t.timer.delack = None;
         }
         // What the caller would do next, with the TCB in hand: its timers,
         // its place on the ready list, its socket's readiness. Only these
         // three timers can have moved here; the heap needs an entry only
         // if one of them now comes before the one it holds.
-        let sched = t.timer_sched;
+        let sched = t.timer.sched;
         let earlier = |d: Option<Instant>| d.is_some_and(|d| sched.is_none_or(|s| d < s));
-        if earlier(t.delack_at) || earlier(t.rexmit_at) || earlier(t.keepalive_at) {
+        if earlier(t.timer.delack) || earlier(t.timer.rexmit) || earlier(t.timer.keepalive) {
             queues.arm(id, t);
         }
         let corked = !queues.schedule(id, t) && t.opts.cork;
         let owner = if n > 0 { t.socket.or(t.listener) } else { None };
         if let Some(h) = owner {
-            self.sockets.mark_changed(h);
+            cx.sh.handles.mark_changed(h);
         }
         if corked {
-            self.tcp.arm_cork(id);
+            self.arm_cork(cx.now, id);
         }
-        self.counters.tcp.hp_hits += 1;
+        cx.sh.counters.tcp.hp_hits += 1;
         true
     }
 
     /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and the synchronized states.
-    fn tcp_synchronized(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
-        if seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
+    fn tcp_synchronized(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        let now = cx.now;
+        // Header prediction, unless the datagram path just tried it for
+        // this segment (the outcome would be the same).
+        let tried = self.fast_missed.take() == Some(id);
+        if !tried
+            && seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
             && seg.sack_ranges[0].is_none()
-            && self.tcp_fast_data(now, id, &FastSeg::from_repr(seg))
+            && self.tcp_fast_data(cx, id, &FastSeg::from_repr(seg))
         {
             return;
         }
         let f = seg.flags;
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let state = t.state;
@@ -816,35 +820,35 @@ impl Stack {
         if state == State::SynReceived
             && f.contains(TcpFlags::SYN)
             && !f.contains(TcpFlags::RST)
-            && seg.seq_number + 1 == t.rcv_nxt
+            && seg.seq_number + 1 == t.rcv.nxt
         {
-            if f.contains(TcpFlags::ACK) && seg.ack_number == t.snd_max && t.listener.is_none() {
+            if f.contains(TcpFlags::ACK) && seg.ack_number == t.snd.max && t.listener.is_none() {
                 // Simultaneous open (Linux tcp_rcv_state_process): the
                 // SYN,ACK completes our handshake; ACK their SYN in case our
                 // SYN,ACK has not gone out yet.
-                t.ack_pending = t.syn_pending;
-                self.tcp_established_from_syn_received(now, id, seg);
+                t.owed.ack = t.owed.syn;
+                self.tcp_established_from_syn_received(cx, id, seg);
             } else if !f.contains(TcpFlags::ACK) {
-                t.syn_pending = true;
-                t.snd_nxt = t.iss;
+                t.owed.syn = true;
+                t.snd.nxt = t.snd.iss;
             }
             return;
         }
 
-        if state == State::TimeWait && self.tcp_time_wait_special(now, id, seg) {
+        if state == State::TimeWait && self.tcp_time_wait_special(cx, id, seg) {
             return;
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
 
         // PAWS (RFC 7323 §5.3): a segment with a timestamp older than
         // TS.Recent is an old duplicate: drop it, ACK unless it is a RST.
-        if t.ts_ok && !f.contains(TcpFlags::RST) {
+        if t.neg.ts && !f.contains(TcpFlags::RST) {
             if let Some(ts) = seg.timestamp {
-                if (ts.tsval.wrapping_sub(t.ts_recent) as i32) < 0 {
-                    self.counters.tcp.paws_drops += 1;
-                    t.ack_pending = true;
+                if (ts.tsval.wrapping_sub(t.neg.ts_recent) as i32) < 0 {
+                    cx.sh.counters.tcp.paws_drops += 1;
+                    t.owed.ack = true;
                     return;
                 }
             }
@@ -852,94 +856,100 @@ impl Stack {
 
         // First: sequence number acceptable?
         let seg_len = seg.segment_len();
-        let wnd = t.rcv_adv.diff(t.rcv_nxt).max(0) as u32;
-        if !seq_acceptable(seg.seq_number, seg_len, t.rcv_nxt, wnd) {
+        let wnd = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
+        if !seq_acceptable(seg.seq_number, seg_len, t.rcv.nxt, wnd) {
             if f.contains(TcpFlags::RST) {
+                cx.sh.counters.tcp.oow_rst_drops += 1;
                 return;
             }
             if f.contains(TcpFlags::SYN) && state.synchronized() {
-                self.counters.tcp.syn_challenge += 1;
-                self.tcp_challenge_ack(now, id);
+                cx.sh.counters.tcp.syn_challenge += 1;
+                self.tcp_challenge_ack(cx, id);
                 return;
             }
             // Out-of-window: re-ACK; pure ACKs only at a bounded rate.
             if seg.payload.is_empty() && !f.contains(TcpFlags::FIN) {
-                if t.last_oow_ack.is_some_and(|l| now - l < OOW_ACK_INTERVAL) {
+                if t.timer
+                    .last_oow_ack
+                    .is_some_and(|l| now - l < OOW_ACK_INTERVAL)
+                {
+                    cx.sh.counters.tcp.oow_ack_limited += 1;
                     return;
                 }
-                t.last_oow_ack = Some(now);
+                t.timer.last_oow_ack = Some(now);
             }
-            t.ack_pending = true;
+            t.owed.ack = true;
             return;
         }
 
         // Second: RST (RFC 5961 §3.2: only an exact match resets).
         if f.contains(TcpFlags::RST) {
-            if seg.seq_number != t.rcv_nxt {
-                self.tcp_challenge_ack(now, id);
+            if seg.seq_number != t.rcv.nxt {
+                self.tcp_challenge_ack(cx, id);
                 return;
             }
-            self.tcp_reset_received(now, id);
+            self.tcp_reset_received(cx, id);
             return;
         }
 
         // Fourth: SYN in a synchronized state (RFC 5961 §4.2).
         if f.contains(TcpFlags::SYN) {
-            self.counters.tcp.syn_challenge += 1;
-            self.tcp_challenge_ack(now, id);
+            cx.sh.counters.tcp.syn_challenge += 1;
+            self.tcp_challenge_ack(cx, id);
             return;
         }
 
-        // Fifth: ACK.
+        // Fifth: ACK (RFC 9293 §3.10.7.4: without it, drop the segment).
         if !f.contains(TcpFlags::ACK) {
+            cx.sh.counters.tcp.no_ack_drops += 1;
             return;
         }
         if state == State::SynReceived {
-            if seg.ack_number.diff(t.snd_una) > 0 && seg.ack_number.diff(t.snd_max) <= 0 {
-                if !self.tcp_established_from_syn_received(now, id, seg) {
+            if seg.ack_number.diff(t.snd.una) > 0 && seg.ack_number.diff(t.snd.max) <= 0 {
+                if !self.tcp_established_from_syn_received(cx, id, seg) {
                     return;
                 }
             } else {
                 let (local, remote) = (t.local, t.remote);
-                self.tcp_reset_reply(local, remote, seg);
+                self.tcp_reset_reply(cx, local, remote, seg);
                 return;
             }
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         // RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
-        let lower = t.snd_una - (t.max_snd_wnd.min(1 << 30) as usize);
-        if seg.ack_number.diff(t.snd_max) > 0 || seg.ack_number.diff(lower) < 0 {
-            self.tcp_challenge_ack(now, id);
+        let lower = t.snd.una - (t.snd.max_wnd.min(1 << 30) as usize);
+        if seg.ack_number.diff(t.snd.max) > 0 || seg.ack_number.diff(lower) < 0 {
+            self.tcp_challenge_ack(cx, id);
             return;
         }
-        t.last_rcv = now;
-        t.probes_out = 0;
+        t.timer.last_rcv = now;
+        t.timer.probes_out = 0;
         if t.opts.keepalive {
-            t.keepalive_at = t.keepalive_deadline();
+            t.timer.keepalive = t.keepalive_deadline();
         }
         tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, seg.payload.len());
-        self.tcp_ack(now, id, seg);
+        self.tcp_ack(cx, id, seg);
 
         // Seventh: segment text.
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let mut seq = seg.seq_number;
         let mut data = seg.payload;
         let mut fin = f.contains(TcpFlags::FIN);
-        if seq.diff(t.rcv_nxt) < 0 {
-            let skip = t.rcv_nxt.diff(seq) as usize;
+        if seq.diff(t.rcv.nxt) < 0 {
+            let skip = t.rcv.nxt.diff(seq) as usize;
             if skip >= data.len() {
                 // All old data; a FIN at rcv_nxt - 1 is old too.
                 let fin_seq = seq + data.len();
-                fin = fin && fin_seq == t.rcv_nxt;
+                fin = fin && fin_seq == t.rcv.nxt;
                 data = &[];
             } else {
                 data = &data[skip..];
             }
-            seq = t.rcv_nxt;
+            seq = t.rcv.nxt;
         }
         let data_ok = matches!(
             t.state,
@@ -948,58 +958,58 @@ impl Stack {
         if !data.is_empty()
             && data_ok
             && (t.socket.is_none() && t.listener.is_none()
-                || (t.shut_rd && t.state != State::Established))
+                || (t.rcv.shut_rd && t.state != State::Established))
         {
             // Data for a closed socket: RST (Linux tcp_rcv_state_process).
-            self.counters.tcp.abort_on_data += 1;
-            self.tcp_abort(now, id, None, true);
+            cx.sh.counters.tcp.abort_on_data += 1;
+            self.tcp_abort(cx, id, None, true);
             return;
         }
-        if seq != t.rcv_nxt {
+        if seq != t.rcv.nxt {
             // Out of order (RFC 9293 §3.10.7.4 seventh): queue it past
             // RCV.NXT and ACK at once, with SACK blocks (RFC 2018 §4).
             if data_ok && !data.is_empty() {
-                let n = t.ofo_insert(seq, data, self.cfg.tcp.max_ofo_ranges);
+                let n = t.ofo_insert(seq, data, cx.cfg.tcp.max_ofo_ranges);
                 if n == 0 {
-                    self.counters.tcp.ofo_drops += 1;
+                    cx.sh.counters.tcp.ofo_drops += 1;
                 } else {
-                    self.counters.tcp.ofo_queued += 1;
+                    cx.sh.counters.tcp.ofo_queued += 1;
                     if fin && n == data.len() {
-                        t.ofo_fin = Some(seq + n);
+                        t.rcv.ofo_fin = Some(seq + n);
                     }
                 }
             } else if data_ok && fin {
-                t.ofo_fin = Some(seq);
+                t.rcv.ofo_fin = Some(seq);
             }
-            self.counters.tcp.quick_acks += 1;
-            t.ack_pending = true;
+            cx.sh.counters.tcp.quick_acks += 1;
+            t.owed.ack = true;
             return;
         }
         if !data.is_empty() {
             if data_ok {
-                let had_hole = !t.ofo.is_empty();
+                let had_hole = !t.rcv.ofo.is_empty();
                 let n = t.take_in_order(data);
                 if n < data.len() {
-                    self.counters.tcp.rcv_pruned += 1;
-                    t.ack_pending = true;
+                    cx.sh.counters.tcp.rcv_pruned += 1;
+                    t.owed.ack = true;
                     fin = false;
                 }
-                if t.ofo_fin == Some(t.rcv_nxt) {
+                if t.rcv.ofo_fin == Some(t.rcv.nxt) {
                     fin = true;
-                    t.ofo_fin = None;
+                    t.rcv.ofo_fin = None;
                 }
                 if had_hole {
                     // Filling a hole is ACKed at once (RFC 9293 §3.8.6.3).
-                    self.counters.tcp.quick_acks += 1;
-                    t.ack_pending = true;
-                } else if n > 0 && t.on_data_received(now, n, &self.cfg.tcp) {
-                    self.counters.tcp.quick_acks += 1;
+                    cx.sh.counters.tcp.quick_acks += 1;
+                    t.owed.ack = true;
+                } else if n > 0 && t.on_data_received(now, n, &cx.cfg.tcp) {
+                    cx.sh.counters.tcp.quick_acks += 1;
                 }
-                if t.ack_pending {
-                    t.delack_at = None;
+                if t.owed.ack {
+                    t.timer.delack = None;
                 }
                 if n > 0 {
-                    self.tcp_notify(id);
+                    self.tcp_notify(cx, id);
                 }
             } else {
                 // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer sent FIN; ignore.
@@ -1008,13 +1018,13 @@ impl Stack {
         }
 
         // Eighth: FIN.
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
-        if fin && !t.fin_received {
-            t.rcv_nxt += 1;
-            t.fin_received = true;
-            t.ack_pending = true;
+        if fin && !t.rcv.fin_received {
+            t.rcv.nxt += 1;
+            t.rcv.fin_received = true;
+            t.owed.ack = true;
             let next = match t.state {
                 State::SynReceived | State::Established => Some(State::CloseWait),
                 State::FinWait1 => Some(if t.fin_acked() {
@@ -1026,31 +1036,32 @@ impl Stack {
                 _ => None,
             };
             if let Some(s) = next {
-                self.tcp_set_state(now, id, s);
+                self.tcp_set_state(cx, id, s);
             }
-            self.tcp_notify(id);
+            self.tcp_notify(cx, id);
         } else if fin && t.state == State::TimeWait {
-            t.ack_pending = true;
-            t.linger_at = Some(now + self.cfg.tcp.time_wait);
+            t.owed.ack = true;
+            t.timer.linger = Some(now + cx.cfg.tcp.time_wait);
         }
     }
 
     /// TIME-WAIT: a new SYN may reopen (RFC 6191 style); a retransmitted
     /// FIN is ACKed and restarts 2MSL (RFC 9293 §3.10.7.4). True if handled.
-    fn tcp_time_wait_special(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) -> bool {
+    fn tcp_time_wait_special(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) -> bool {
+        let now = cx.now;
         let f = seg.flags;
-        let Some(t) = self.tcp.get(id) else {
+        let Some(t) = self.get(id) else {
             return true;
         };
-        let (local, remote, rcv_nxt) = (t.local, t.remote, t.rcv_nxt);
+        let (local, remote, rcv_nxt) = (t.local, t.remote, t.rcv.nxt);
         if f.contains(TcpFlags::SYN)
             && !f.intersects(TcpFlags::RST | TcpFlags::ACK)
             && seg.seq_number.diff(rcv_nxt) > 0
         {
             if let Some(lh) = self.tcp_find_listener(local, remote) {
-                self.counters.tcp.time_wait_recycled += 1;
-                self.tcp_free(now, id);
-                self.tcp_listen_input(now, lh, local, remote, seg);
+                cx.sh.counters.tcp.time_wait_recycled += 1;
+                self.tcp_free(cx, id);
+                self.tcp_listen_input(cx, lh, local, remote, seg);
                 return true;
             }
         }
@@ -1058,9 +1069,9 @@ impl Stack {
             && !f.contains(TcpFlags::RST)
             && (seg.seq_number + seg.segment_len()) == rcv_nxt
         {
-            if let Some(t) = self.tcp.get_mut(id) {
-                t.ack_pending = true;
-                t.linger_at = Some(now + self.cfg.tcp.time_wait);
+            if let Some(t) = self.get_mut(id) {
+                t.owed.ack = true;
+                t.timer.linger = Some(now + cx.cfg.tcp.time_wait);
             }
             return true;
         }
@@ -1071,136 +1082,156 @@ impl Stack {
     /// passive. False if the segment must be dropped (accept queue full).
     fn tcp_established_from_syn_received(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         id: TcbId,
         seg: &TcpRepr,
     ) -> bool {
-        let Some(t) = self.tcp.get(id) else {
+        let Some(t) = self.get(id) else {
             return false;
         };
         if let Some(lh) = t.listener {
             if self.listener_mut(lh).is_none() {
                 // The listener was closed while this was half-open.
-                self.tcp_abort(now, id, None, true);
+                self.tcp_abort(cx, id, None, true);
                 return false;
             }
             if self.accept_full(lh) {
-                self.counters.tcp.listen_overflows += 1;
-                self.counters.tcp.listen_drops += 1;
-                if self.cfg.tcp.abort_on_overflow {
-                    self.tcp_abort(now, id, None, true);
+                cx.sh.counters.tcp.listen_overflows += 1;
+                cx.sh.counters.tcp.listen_drops += 1;
+                if cx.cfg.tcp.abort_on_overflow {
+                    self.tcp_abort(cx, id, None, true);
                 } else {
-                    self.counters.tcp.ack_dropped_overflow += 1;
+                    cx.sh.counters.tcp.ack_dropped_overflow += 1;
                 }
                 return false;
             }
-            self.counters.tcp.passive_opens += 1;
+            cx.sh.counters.tcp.passive_opens += 1;
             if let Some(l) = self.listener_mut(lh) {
                 l.syn_count = l.syn_count.saturating_sub(1);
                 l.accept.push_back(id);
             }
-            self.sockets.mark_changed(lh);
+            cx.sh.handles.mark_changed(lh);
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return false;
         };
         t.in_accept_queue = t.listener.is_some();
-        t.snd_una = seg.ack_number;
-        if t.snd_nxt.diff(t.snd_una) < 0 {
-            t.snd_nxt = t.snd_una;
-        }
-        t.snd_wnd = u32::from(seg.window_len) << t.snd_wscale;
-        t.max_snd_wnd = t.max_snd_wnd.max(t.snd_wnd);
-        t.snd_wl1 = seg.seq_number;
-        t.snd_wl2 = seg.ack_number;
-        if let Some((_, sent)) = t.rtt.timing.take() {
-            t.rtt
-                .sample(now - sent, self.cfg.tcp.rto_min, self.cfg.tcp.rto_max);
-        }
-        t.rexmit_at = None;
-        t.backoff = 0;
-        t.retries = 0;
-        t.syn_pending = false;
-        t.last_rcv = now;
-        let fin = t.fin_queued;
-        self.tcp_set_state(now, id, State::Established);
-        if fin {
-            self.tcp_set_state(now, id, State::FinWait1);
-        }
+        t.owed.syn = false;
+        let wnd = u32::from(seg.window_len) << t.snd.wscale;
+        self.tcp_handshake_done(cx, id, seg, wnd);
         true
     }
 
+    /// The handshake's last step, either way it completes (RFC 9293
+    /// §3.10.7.3 for SYN-SENT, §3.10.7.4 for SYN-RECEIVED): SND.UNA and
+    /// the window from the ACK, an RTT sample from the SYN (RFC 6298 §3,
+    /// not if it was retransmitted), the timer stopped, then ESTABLISHED,
+    /// and on to FIN-WAIT-1 if the user has already closed.
+    fn tcp_handshake_done(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr, wnd: u32) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
+            return;
+        };
+        t.snd.una = seg.ack_number;
+        if t.snd.nxt.diff(t.snd.una) < 0 {
+            t.snd.nxt = t.snd.una;
+        }
+        t.snd.wnd = wnd;
+        t.snd.max_wnd = t.snd.max_wnd.max(t.snd.wnd);
+        t.snd.wl1 = seg.seq_number;
+        t.snd.wl2 = seg.ack_number;
+        if let Some((_, sent)) = t.rtt.timing.take() {
+            t.rtt
+                .sample(now - sent, cx.cfg.tcp.rto_min, cx.cfg.tcp.rto_max);
+        }
+        t.timer.rexmit = None;
+        t.timer.backoff = 0;
+        t.timer.retries = 0;
+        t.timer.last_rcv = now;
+        let fin = t.snd.fin_queued;
+        self.tcp_set_state(cx, id, State::Established);
+        if fin {
+            self.tcp_set_state(cx, id, State::FinWait1);
+        }
+    }
+
     /// An acceptable RST (RFC 9293 §3.10.7.4, second check).
-    fn tcp_reset_received(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get(id) else { return };
+    fn tcp_reset_received(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let Some(t) = self.get(id) else { return };
         debug!(local = %t.local, remote = %t.remote, state = %t.state, "tcp RST received");
+        cx.event(EventKind::TcpReset {
+            local: t.local,
+            remote: t.remote,
+            socket: t.socket,
+        });
         match t.state {
-            State::SynReceived if t.listener.is_some() => self.tcp_free(now, id),
+            State::SynReceived if t.listener.is_some() => self.tcp_free(cx, id),
             State::SynReceived => {
-                self.counters.tcp.attempt_fails += 1;
-                self.tcp_abort(now, id, Some(Errno::ECONNREFUSED), false);
+                cx.sh.counters.tcp.attempt_fails += 1;
+                self.tcp_abort(cx, id, Some(Errno::ECONNREFUSED), false);
             }
             State::Established | State::CloseWait => {
-                self.counters.tcp.estab_resets += 1;
-                self.tcp_abort(now, id, Some(Errno::ECONNRESET), false);
+                cx.sh.counters.tcp.estab_resets += 1;
+                self.tcp_abort(cx, id, Some(Errno::ECONNRESET), false);
             }
             State::FinWait1 | State::FinWait2 => {
-                self.tcp_abort(now, id, Some(Errno::ECONNRESET), false);
+                self.tcp_abort(cx, id, Some(Errno::ECONNRESET), false);
             }
-            _ => self.tcp_free(now, id),
+            _ => self.tcp_free(cx, id),
         }
     }
 
     /// ACK processing for a synchronized connection (RFC 9293 §3.10.7.4,
     /// fifth check; RTT per RFC 6298), with the SACK scoreboard, fast
     /// retransmit and recovery (RFC 5681 §3.2, RFC 6582, RFC 6675).
-    fn tcp_ack(&mut self, now: Instant, id: TcbId, seg: &TcpRepr) {
-        let cfg = &self.cfg.tcp;
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_ack(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        let now = cx.now;
+        let cfg = &cx.cfg.tcp;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let ack = seg.ack_number;
-        let mss = u32::from(t.snd_mss);
+        let mss = u32::from(t.snd.mss);
         let mut progressed = false;
         let mut new_sack = 0;
         let tsecr = seg
             .timestamp
-            .filter(|ts| t.ts_ok && ts.tsecr != 0)
+            .filter(|ts| t.neg.ts && ts.tsecr != 0)
             .map(|ts| ts.tsecr);
-        let ts_offset = t.ts_offset;
-        if let Some(r) = t.rack.as_deref_mut() {
+        let ts_offset = t.neg.ts_offset;
+        if let Some(r) = t.cong.rack.as_deref_mut() {
             r.begin_ack(now.total_micros(), tsecr, ts_offset);
         }
-        if t.sack_ok && seg.sack_ranges[0].is_some() {
+        if t.neg.sack && seg.sack_ranges[0].is_some() {
             let (blocks, bytes) = t.take_sack(&seg.sack_ranges, cfg.max_ofo_ranges);
-            self.counters.tcp.sack_blocks_recv += u64::from(blocks);
+            cx.sh.counters.tcp.sack_blocks_recv += u64::from(blocks);
             new_sack = bytes;
         }
-        let wnd = u32::from(seg.window_len) << t.snd_wscale;
+        let wnd = u32::from(seg.window_len) << t.snd.wscale;
         // RFC 7661 §4.1 (as Linux `tcp_is_cwnd_limited`): cwnd grows only
         // while it limits the sender, or it would swell without bound on
         // an application- or receiver-limited flow.
-        let cwnd = t.cc.window();
+        let cwnd = t.cong.cc.window();
         let flight_before = t.flight();
-        let cwnd_limited = if cwnd < t.cc.ssthresh() {
+        let cwnd_limited = if cwnd < t.cong.cc.ssthresh() {
             flight_before.saturating_mul(2) >= cwnd
         } else {
             flight_before.saturating_add(mss) >= cwnd
         };
-        if ack.diff(t.snd_una) > 0 {
-            let data_acked = (ack.diff(t.sndq_front).max(0) as usize).min(t.sndq.len());
-            let acked = ack.diff(t.snd_una) as u32;
-            t.sndq.consume(data_acked);
-            t.sndq_front += data_acked;
-            t.snd_una = ack;
-            if t.snd_nxt.diff(ack) < 0 {
-                t.snd_nxt = ack;
+        if ack.diff(t.snd.una) > 0 {
+            let data_acked = (ack.diff(t.snd.q_front).max(0) as usize).min(t.snd.q.len());
+            let acked = ack.diff(t.snd.una) as u32;
+            t.snd.q.consume(data_acked);
+            t.snd.q_front += data_acked;
+            t.snd.una = ack;
+            if t.snd.nxt.diff(ack) < 0 {
+                t.snd.nxt = ack;
             }
-            if t.high_rxt.diff(ack) < 0 {
-                t.high_rxt = ack;
+            if t.cong.high_rxt.diff(ack) < 0 {
+                t.cong.high_rxt = ack;
             }
             t.trim_sacked();
-            if let Some(r) = t.rack.as_deref_mut() {
+            if let Some(r) = t.cong.rack.as_deref_mut() {
                 r.on_cum_ack(ack);
             }
             if let Some((timed, sent)) = t.rtt.timing {
@@ -1209,77 +1240,77 @@ impl Stack {
                     t.rtt.timing = None;
                 }
             }
-            t.backoff = 0;
-            t.retries = 0;
-            t.force_probe = false;
-            t.dupacks = 0;
-            match t.ca {
-                CaState::Recovery if ack.diff(t.recover) >= 0 => {
+            t.timer.backoff = 0;
+            t.timer.retries = 0;
+            t.owed.force_probe = false;
+            t.cong.dupacks = 0;
+            match t.cong.ca {
+                CaState::Recovery if ack.diff(t.cong.recover) >= 0 => {
                     // Full ACK: recovery is over (RFC 6582 §3.2 step 3).
-                    t.cc.on_recovery_end(now);
-                    t.ca = CaState::Open;
-                    t.rtx_now = false;
-                    if t.rec_sack {
-                        self.counters.tcp.sack_recovery += 1;
+                    t.cong.cc.on_recovery_end(now);
+                    t.cong.ca = CaState::Open;
+                    t.cong.rtx_now = false;
+                    if t.cong.rec_sack {
+                        cx.sh.counters.tcp.sack_recovery += 1;
                     } else {
-                        self.counters.tcp.reno_recovery += 1;
+                        cx.sh.counters.tcp.reno_recovery += 1;
                     }
                 }
                 CaState::Recovery => {
                     // Partial ACK: the next hole is lost too (RFC 6582 §3.2
                     // step 4); with SACK the scoreboard drives instead.
-                    self.counters.tcp.partial_acks += 1;
-                    if !t.rec_sack {
-                        t.rtx_now = true;
-                        t.rec_cwnd = t.rec_cwnd.saturating_sub(acked);
+                    cx.sh.counters.tcp.partial_acks += 1;
+                    if !t.cong.rec_sack {
+                        t.cong.rtx_now = true;
+                        t.cong.rec_cwnd = t.cong.rec_cwnd.saturating_sub(acked);
                         if acked >= mss {
-                            t.rec_cwnd += mss;
+                            t.cong.rec_cwnd += mss;
                         }
-                        t.rec_cwnd = t.rec_cwnd.max(mss);
+                        t.cong.rec_cwnd = t.cong.rec_cwnd.max(mss);
                     }
                 }
-                CaState::Loss if ack.diff(t.recover) >= 0 => {
-                    t.ca = CaState::Open;
+                CaState::Loss if ack.diff(t.cong.recover) >= 0 => {
+                    t.cong.ca = CaState::Open;
                     if cwnd_limited {
-                        t.cc.on_ack(now, acked, mss, t.rtt.srtt());
+                        t.cong.cc.on_ack(now, acked, mss, t.rtt.srtt());
                     }
                 }
-                _ if cwnd_limited => t.cc.on_ack(now, acked, mss, t.rtt.srtt()),
+                _ if cwnd_limited => t.cong.cc.on_ack(now, acked, mss, t.rtt.srtt()),
                 _ => {}
             }
             t.snd_space_adjust(cfg);
-            t.una_since = now;
-            t.rexmit_at = if t.snd_una == t.snd_max {
+            t.timer.una_since = now;
+            t.timer.rexmit = if t.snd.una == t.snd.max {
                 None
             } else {
                 Some(t.rto_deadline(now, cfg))
             };
-            t.tlp_out = false;
+            t.cong.tlp_out = false;
             t.arm_tlp(now, cfg);
             progressed = true;
-        } else if wnd == 0 && ack == t.snd_una {
+        } else if wnd == 0 && ack == t.snd.una {
             // The peer answers our window probes: it is alive (Linux
             // resets icsk_probes_out on any ACK).
-            t.retries = 0;
-        } else if ack == t.snd_una
-            && t.snd_una != t.snd_max
+            t.timer.retries = 0;
+        } else if ack == t.snd.una
+            && t.snd.una != t.snd.max
             && seg.payload.is_empty()
             && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
-            && (wnd == t.snd_wnd || new_sack > 0)
+            && (wnd == t.snd.wnd || new_sack > 0)
         {
             // A duplicate ACK (RFC 5681 §2).
-            t.dupacks += 1;
-            self.counters.tcp.dup_acks_recv += 1;
-            if t.ca == CaState::Recovery && !t.rec_sack {
+            t.cong.dupacks += 1;
+            cx.sh.counters.tcp.dup_acks_recv += 1;
+            if t.cong.ca == CaState::Recovery && !t.cong.rec_sack {
                 // NewReno: each duplicate means a segment left the network.
-                t.rec_cwnd = t.rec_cwnd.saturating_add(mss);
+                t.cong.rec_cwnd = t.cong.rec_cwnd.saturating_add(mss);
             }
         }
         // RACK (RFC 8985 §6.2): what this ACK delivered, then loss by time.
-        if t.rack.is_some() {
+        if t.cong.rack.is_some() {
             let d = t.rack_on_ack(now);
-            self.counters.tcp.rack_lost += u64::from(d.lost);
-            self.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
+            cx.sh.counters.tcp.rack_lost += u64::from(d.lost);
+            cx.sh.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
         }
         // Fast retransmit (RFC 5681 §3.2; RFC 6675 §5: DupThresh duplicate
         // ACKs, or IsLost(SND.UNA) from the scoreboard; or a segment RACK
@@ -1287,50 +1318,50 @@ impl Stack {
         // Without RACK: a SACK for the tail loss probe, sent two RTTs after
         // what is still missing, means that is lost (RACK's rule for the
         // probe alone); NewReno-style recovery then repairs each hole.
-        let tlp_loss = t.rack.is_none() && t.tlp_out && new_sack > 0;
-        if t.ca == CaState::Open
-            && t.snd_una != t.snd_max
-            && (t.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
+        let tlp_loss = t.cong.rack.is_none() && t.cong.tlp_out && new_sack > 0;
+        if t.cong.ca == CaState::Open
+            && t.snd.una != t.snd.max
+            && (t.cong.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
         {
             t.enter_recovery(now);
-            self.counters.tcp.fast_retrans += 1;
-            debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp fast retransmit");
+            cx.sh.counters.tcp.fast_retrans += 1;
+            debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp fast retransmit");
         }
         if new_sack > 0 && t.detect_lost_retransmits() {
-            self.counters.tcp.lost_retransmits += 1;
+            cx.sh.counters.tcp.lost_retransmits += 1;
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
-        if t.snd_wl1.diff(seg.seq_number) < 0
-            || (t.snd_wl1 == seg.seq_number && t.snd_wl2.diff(ack) <= 0)
+        if t.snd.wl1.diff(seg.seq_number) < 0
+            || (t.snd.wl1 == seg.seq_number && t.snd.wl2.diff(ack) <= 0)
         {
-            if wnd > t.snd_wnd {
-                t.force_probe = false;
+            if wnd > t.snd.wnd {
+                t.owed.force_probe = false;
             }
-            if t.snd_wnd == 0 && wnd > 0 && ack == t.snd_una && t.snd_nxt != t.snd_una {
+            if t.snd.wnd == 0 && wnd > 0 && ack == t.snd.una && t.snd.nxt != t.snd.una {
                 // The window opened without taking our probe: send from
                 // SND.UNA now rather than wait for the RTO.
-                t.snd_nxt = t.snd_una;
-                t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                t.snd.nxt = t.snd.una;
+                t.timer.rexmit = Some(t.rto_deadline(now, cfg));
             }
-            t.snd_wnd = wnd;
-            t.max_snd_wnd = t.max_snd_wnd.max(wnd);
-            t.snd_wl1 = seg.seq_number;
-            t.snd_wl2 = ack;
+            t.snd.wnd = wnd;
+            t.snd.max_wnd = t.snd.max_wnd.max(wnd);
+            t.snd.wl1 = seg.seq_number;
+            t.snd.wl2 = ack;
         }
         t.maybe_arm_persist(now, cfg);
         let fin_acked = t.fin_acked();
         let state = t.state;
         // Freed space wakes writers only if one found the buffer full, as
         // Linux's SOCK_NOSPACE: no spurious EPOLLOUT edges on every ACK.
-        if progressed && t.nospace && t.sndq.free() >= t.sndq.len() / 2 {
-            t.nospace = false;
-            self.tcp_notify(id);
+        if progressed && t.snd.nospace && t.snd.q.free() >= t.snd.q.len() / 2 {
+            t.snd.nospace = false;
+            self.tcp_notify(cx, id);
         }
         if fin_acked {
             match state {
-                State::FinWait1 => self.tcp_set_state(now, id, State::FinWait2),
-                State::Closing => self.tcp_set_state(now, id, State::TimeWait),
-                State::LastAck => self.tcp_free(now, id),
+                State::FinWait1 => self.tcp_set_state(cx, id, State::FinWait2),
+                State::Closing => self.tcp_set_state(cx, id, State::TimeWait),
+                State::LastAck => self.tcp_free(cx, id),
                 _ => {}
             }
         }
@@ -1341,19 +1372,24 @@ impl Stack {
     /// connection then times out; port or protocol unreachable during the
     /// handshake abort it (ECONNREFUSED, as Linux). Fragmentation needed is
     /// left to path MTU discovery (not yet here).
-    pub(crate) fn tcp_icmp_error(&mut self, local: SocketAddrV4, remote: SocketAddrV4, err: Errno) {
-        let Some(&id) = self.tcp.conns.get(&(local, remote)) else {
+    pub(crate) fn tcp_icmp_error(
+        &mut self,
+        cx: &mut Cx<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        err: Errno,
+    ) {
+        let Some(&id) = self.conns.get(&(local, remote)) else {
             return;
         };
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         match err {
             Errno::EMSGSIZE => {}
             Errno::ECONNREFUSED if t.state == State::SynSent => {
-                self.counters.tcp.attempt_fails += 1;
-                let now = self.tcp.now;
-                self.tcp_abort(now, id, Some(err), false);
+                cx.sh.counters.tcp.attempt_fails += 1;
+                self.tcp_abort(cx, id, Some(err), false);
             }
             _ => t.soft_error = Some(err),
         }
@@ -1380,26 +1416,28 @@ fn tcb_take_timestamp(
     timestamp: Option<TcpTimestamp>,
     payload_len: usize,
 ) {
-    if !t.ts_ok {
+    if !t.neg.ts {
         return;
     }
     if let Some(ts) = timestamp {
         // RFC 7323 §4.3: TS.Recent from the segment our next ACK
         // covers first (SEG.SEQ <= Last.ACK.sent).
-        if seq.diff(t.last_ack_sent) <= 0 && (ts.tsval.wrapping_sub(t.ts_recent) as i32) >= 0 {
-            t.ts_recent = ts.tsval;
+        if seq.diff(t.rcv.last_ack_sent) <= 0
+            && (ts.tsval.wrapping_sub(t.neg.ts_recent) as i32) >= 0
+        {
+            t.neg.ts_recent = ts.tsval;
         }
         // The receiver's RTT (for autotuning) from the echo of our
         // clock on data-bearing segments.
         if ts.tsecr != 0 && payload_len > 0 {
-            let ours = (now.total_millis() as u32).wrapping_add(t.ts_offset);
+            let ours = (now.total_millis() as u32).wrapping_add(t.neg.ts_offset);
             let ms = ours.wrapping_sub(ts.tsecr);
             if ms < 60_000 {
                 let us = (ms.max(1)) * 1000;
-                t.rcv_rtt_us = if t.rcv_rtt_us == 0 {
+                t.rcv.rtt_us = if t.rcv.rtt_us == 0 {
                     us
                 } else {
-                    (t.rcv_rtt_us * 7 + us) / 8
+                    (t.rcv.rtt_us * 7 + us) / 8
                 };
             }
         }
@@ -1408,33 +1446,34 @@ fn tcb_take_timestamp(
 
 /// Takes the peer's SYN: IRS, options (RFC 7323 §1.3, RFC 2018 §2), MSS.
 fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr, cfg: &crate::config::TcpConfig) {
-    t.irs = seg.seq_number;
-    t.rcv_nxt = seg.seq_number + 1;
-    t.last_ack_sent = t.rcv_nxt;
+    t.rcv.irs = seg.seq_number;
+    t.rcv.nxt = seg.seq_number + 1;
+    t.rcv.last_ack_sent = t.rcv.nxt;
     // Window scaling only if both sides sent the option.
     match seg.window_scale.filter(|_| cfg.window_scaling) {
         Some(s) => {
-            t.ws_ok = true;
-            t.snd_wscale = s;
+            t.neg.ws = true;
+            t.snd.wscale = s;
         }
         None => {
-            t.ws_ok = false;
-            t.snd_wscale = 0;
-            t.rcv_wscale = 0;
+            t.neg.ws = false;
+            t.snd.wscale = 0;
+            t.rcv.wscale = 0;
         }
     }
-    t.sack_ok = seg.sack_permitted && cfg.sack;
-    t.ts_ok = seg.timestamp.is_some() && cfg.timestamps;
-    if let Some(ts) = seg.timestamp.filter(|_| t.ts_ok) {
-        t.ts_recent = ts.tsval;
+    t.neg.sack = seg.sack_permitted && cfg.sack;
+    t.neg.ts = seg.timestamp.is_some() && cfg.timestamps;
+    if let Some(ts) = seg.timestamp.filter(|_| t.neg.ts) {
+        t.neg.ts_recent = ts.tsval;
     }
     // A tiny announced MSS is raised to 48 (Linux `tcp_min_snd_mss`), so a
     // peer cannot make us cut the stream into 1-byte segments.
     let peer = seg.max_seg_size.unwrap_or(536).max(MIN_SND_MSS);
-    let ts_len = if t.ts_ok { 12 } else { 0 };
-    t.snd_mss = peer.min(t.rcv_mss).saturating_sub(ts_len).max(8);
-    t.cc = super::new_controller(t.opts.congestion, u32::from(t.snd_mss), cfg.initial_window);
-    t.rcv_seg_max = t.snd_mss.min(536);
-    let wnd = t.rcv_space().min(65535 << t.rcv_wscale);
-    t.rcv_adv = t.rcv_nxt + wnd;
+    let ts_len = if t.neg.ts { 12 } else { 0 };
+    t.snd.mss = peer.min(t.rcv.mss).saturating_sub(ts_len).max(8);
+    t.cong.cc =
+        super::cc::new_controller(t.opts.congestion, u32::from(t.snd.mss), cfg.initial_window);
+    t.rcv.seg_max = t.snd.mss.min(536);
+    let wnd = t.rcv_space().min(65535 << t.rcv.wscale);
+    t.rcv.adv = t.rcv.nxt + wnd;
 }

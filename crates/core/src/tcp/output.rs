@@ -1,17 +1,17 @@
 //! Segment output: the next segment a TCB owes, written straight into the
 //! caller's buffer (IP header, TCP header, payload from the send ring).
 
+use super::cc::CaState;
 use super::data::SendKind;
-use super::{CaState, Ctl, State, TcbId};
-use crate::arp::ArpAction;
-use crate::config::Medium;
-use crate::stack::{OutPacket, Stack};
-use crate::time::Instant;
-use std::net::SocketAddrV4;
-use ustack_wire::{
-    checksum, ChecksumCaps, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Addr,
-    Ipv4Packet, SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
-};
+use super::plan::{Burst, Plan, BURST_HEADER_MAX, BURST_SEGMENTS};
+use super::state::State;
+use super::table::Tcp;
+use super::tcb::TcbId;
+use crate::cx::Cx;
+
+use crate::ipv4::output::Emitted;
+
+use ustack_wire::{checksum, ChecksumCaps, IpProtocol, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp};
 
 /// What `tcp_transmit` did.
 pub(crate) enum TcpTx {
@@ -23,125 +23,32 @@ pub(crate) enum TcpTx {
     Idle,
 }
 
-/// Full segments a burst holds at most: 64 KiB at MSS 1460 (Linux's
-/// `GSO_MAX_SIZE`), so one connection delays the others by little.
-const BURST_SEGMENTS: usize = 44;
-
-/// One segment to write, or a burst of full segments (see
-/// `TcpConfig::gso`): the header as `TcpRepr` (built in place, so emitting
-/// it copies nothing) and where its payload is.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Plan {
-    id: Option<TcbId>,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
-    repr: TcpRepr<'static>,
-    /// Payload: offset into the send ring and length.
-    off: usize,
-    len: usize,
-    /// Payload per segment when `len` is a burst of several; else `len`.
-    seg: usize,
-}
-
-/// What is left of a burst, and the headers of its first segment (link,
-/// IP, TCP) when that one went out whole: the next ones are that copy with
-/// the sequence number, IP ident, PSH and checksums changed. Kept in place
-/// and updated field by field (copying a `Plan` per segment stalled on
-/// store forwarding).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Burst {
-    id: TcbId,
-    /// The next segment's sequence number, and the bytes left from it.
-    seq: SeqNumber,
-    left: usize,
-    seg: usize,
-    /// PSH on the last segment.
-    psh: bool,
-    hdr: [u8; BURST_HEADER_MAX],
-    hdr_len: usize,
-    /// The whole burst as planned, for segments that cannot reuse the
-    /// headers (the first did not go out whole: ARP, loopback).
-    plan: Plan,
-}
-
-/// Ethernet, IPv4 without options, TCP with the most options.
-const BURST_HEADER_MAX: usize = 14 + 20 + 60;
-
-impl Plan {
-    fn new(
-        id: Option<TcbId>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        flags: TcpFlags,
-        seq: SeqNumber,
-        ack: SeqNumber,
-    ) -> Plan {
-        Plan {
-            id,
-            local,
-            remote,
-            repr: TcpRepr {
-                src_port: local.port(),
-                dst_port: remote.port(),
-                flags,
-                seq_number: seq,
-                ack_number: ack,
-                window_len: 0,
-                urgent_pointer: 0,
-                max_seg_size: None,
-                window_scale: None,
-                sack_permitted: false,
-                sack_ranges: [None; 4],
-                timestamp: None,
-                payload: &[],
-            },
-            off: 0,
-            len: 0,
-            seg: 0,
-        }
-    }
-
-    fn from_ctl(c: Ctl) -> Plan {
-        let mut p = Plan::new(None, c.local, c.remote, c.flags, c.seq, c.ack);
-        p.repr.window_len = c.window;
-        p.repr.max_seg_size = c.mss;
-        p.finish();
-        p
-    }
-
-    /// The acknowledgment field is zero without ACK.
-    fn finish(&mut self) {
-        if !self.repr.flags.contains(TcpFlags::ACK) {
-            self.repr.ack_number = SeqNumber(0);
-        }
-    }
-}
-
-impl Stack {
+impl Tcp {
     /// Writes the next TCP segment owed (control queue first, then the ready
     /// list, round robin).
-    pub(crate) fn tcp_transmit(&mut self, now: Instant, buf: &mut [u8]) -> TcpTx {
+    #[inline(always)]
+    pub(crate) fn dispatch(&mut self, cx: &mut Cx<'_>, buf: &mut [u8]) -> TcpTx {
         loop {
-            if self.tcp.burst.is_some() {
+            if self.burst.is_some() {
                 // The rest of a burst: planned and accounted for already.
-                if let Some(r) = self.burst_next(now, buf) {
+                if let Some(r) = self.burst_next(cx, buf) {
                     return r;
                 }
                 continue;
             }
-            let plan = if let Some(c) = self.tcp.ctl.pop_front() {
+            let plan = if let Some(c) = self.ctl.pop_front() {
                 Plan::from_ctl(c)
-            } else if let Some(id) = self.tcp.ready.pop_front() {
-                let Some(t) = self.tcp.get_mut(id) else {
+            } else if let Some(id) = self.ready.pop_front() {
+                let Some(t) = self.get_mut(id) else {
                     continue;
                 };
-                t.in_ready = false;
-                match self.tcp_next_segment(now, id) {
+                t.owed.in_ready = false;
+                match self.tcp_next_segment(cx, id) {
                     Some(p) => p,
                     None => {
                         // Its turn found nothing to send: maybe the cork
                         // now holds its tail.
-                        self.tcp.arm_cork(id);
+                        self.arm_cork(cx.now, id);
                         continue;
                     }
                 }
@@ -149,20 +56,20 @@ impl Stack {
                 return TcpTx::Idle;
             };
             let r = if plan.len > plan.seg && plan.seg > 0 {
-                self.burst_start(now, &plan, buf)
+                self.burst_start(cx, &plan, buf)
             } else {
-                self.tcp_emit(now, &plan, buf)
+                self.tcp_emit(cx, &plan, buf)
             };
             if let Some(id) = plan.id {
-                self.tcp.arm(id);
+                self.arm(id);
                 if plan.len > 0 {
                     // A TCB that just sent data usually has more: back on
                     // the ready list without asking choose_send twice per
                     // segment; its next turn asks (and finds nothing once
                     // the window is used up).
-                    self.tcp.requeue(id);
+                    self.requeue(id);
                 } else {
-                    self.tcp.schedule(id);
+                    self.schedule(cx.now, id);
                 }
             }
             return r;
@@ -170,11 +77,11 @@ impl Stack {
     }
 
     /// Sends the first segment of a burst and keeps the rest.
-    fn burst_start(&mut self, now: Instant, plan: &Plan, buf: &mut [u8]) -> TcpTx {
+    fn burst_start(&mut self, cx: &mut Cx<'_>, plan: &Plan, buf: &mut [u8]) -> TcpTx {
         let mut first = *plan;
         first.len = plan.seg;
         first.repr.flags.remove(TcpFlags::PSH);
-        let r = self.tcp_emit(now, &first, buf);
+        let r = self.tcp_emit(cx, &first, buf);
         let Some(id) = plan.id else { return r };
         let mut b = Burst {
             id,
@@ -187,11 +94,11 @@ impl Stack {
             plan: *plan,
         };
         if let TcpTx::Sent(_) = r {
-            let n = self.cfg.link_header_len() + 20 + first.repr.header_len();
+            let n = cx.cfg.link_header_len() + 20 + first.repr.header_len();
             b.hdr[..n].copy_from_slice(&buf[..n]);
             b.hdr_len = n;
         }
-        self.tcp.burst = Some(b);
+        self.burst = Some(b);
         r
     }
 
@@ -201,36 +108,37 @@ impl Stack {
     /// (the payload's offset is taken afresh), and a timeout (SND.NXT sent
     /// back: go-back-N resends these bytes), a reset, or an ACK for bytes
     /// not yet on the wire (a hostile peer) ends it.
-    fn burst_next(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpTx> {
-        let b = self.tcp.burst.as_ref()?;
+    #[inline(always)]
+    fn burst_next(&mut self, cx: &mut Cx<'_>, buf: &mut [u8]) -> Option<TcpTx> {
+        let b = self.burst.as_ref()?;
         let (id, seq, left, seg) = (b.id, b.seq, b.left, b.seg);
         let n = seg.min(left);
         let last = n == left;
         let psh = last && b.psh;
         let templated = b.hdr_len > 0;
-        let off = self.tcp.get(id).and_then(|t| {
+        let off = self.get(id).and_then(|t| {
             let off = seq.diff(t.sndq_seq());
             let ok = off >= 0
-                && off as usize + n <= t.sndq.len()
-                && (seq + n).diff(t.snd_nxt) <= 0
+                && off as usize + n <= t.snd.q.len()
+                && (seq + n).diff(t.snd.nxt) <= 0
                 && t.sending_state();
             ok.then_some(off as usize)
         });
         let Some(off) = off else {
-            self.tcp.burst = None;
+            self.burst = None;
             return None;
         };
         let r = if templated {
-            self.burst_emit(off, n, psh, buf)
+            self.burst_emit(cx, off, n, psh, buf)
         } else {
-            self.burst_emit_planned(now, off, n, psh, buf)
+            self.burst_emit_planned(cx, off, n, psh, buf)
         };
-        match self.tcp.burst.as_mut() {
+        match self.burst.as_mut() {
             Some(b) if !last => {
                 b.seq = seq + n;
                 b.left = left - n;
             }
-            _ => self.tcp.burst = None,
+            _ => self.burst = None,
         }
         Some(r)
     }
@@ -240,13 +148,13 @@ impl Stack {
     #[cold]
     fn burst_emit_planned(
         &mut self,
-        now: Instant,
+        cx: &mut Cx<'_>,
         off: usize,
         n: usize,
         psh: bool,
         buf: &mut [u8],
     ) -> TcpTx {
-        let Some(b) = self.tcp.burst.as_ref() else {
+        let Some(b) = self.burst.as_ref() else {
             return TcpTx::Again;
         };
         let mut p = b.plan;
@@ -258,7 +166,7 @@ impl Stack {
         if psh {
             p.repr.flags |= TcpFlags::PSH;
         }
-        self.tcp_emit(now, &p, buf)
+        self.tcp_emit(cx, &p, buf)
     }
 
     /// The window we advertise: free receive space, scaled, never shrinking
@@ -266,87 +174,88 @@ impl Stack {
     /// only by at least min(buffer / 2, MSS) (receiver SWS avoidance,
     /// RFC 9293 §3.8.6.2.2).
     fn tcp_window(&mut self, id: TcbId, syn: bool) -> u16 {
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return 0;
         };
-        let shift = if syn { 0 } else { t.rcv_wscale };
-        let offered = t.rcv_adv.diff(t.rcv_nxt).max(0) as usize;
+        let shift = if syn { 0 } else { t.rcv.wscale };
+        let offered = t.rcv.adv.diff(t.rcv.nxt).max(0) as usize;
         let free = t.rcv_space();
-        let step = (t.rcvq.capacity() / 2).min(usize::from(t.rcv_mss));
+        let step = (t.rcv.q.capacity() / 2).min(usize::from(t.rcv.mss));
         let space = if free > offered && free - offered < step {
             offered
         } else {
             free.max(offered)
         };
         let w = (space >> shift).min(65535);
-        t.rcv_adv = t.rcv_nxt + (w << shift);
+        t.rcv.adv = t.rcv.nxt + (w << shift);
         w as u16
     }
 
-    fn tcp_next_segment(&mut self, now: Instant, id: TcbId) -> Option<Plan> {
-        let cfg = &self.cfg.tcp;
-        let t = self.tcp.get_mut(id)?;
-        let tsval = (now.total_millis() as u32).wrapping_add(t.ts_offset);
+    fn tcp_next_segment(&mut self, cx: &mut Cx<'_>, id: TcbId) -> Option<Plan> {
+        let now = cx.now;
+        let cfg = &cx.cfg.tcp;
+        let t = self.get_mut(id)?;
+        let tsval = (now.total_millis() as u32).wrapping_add(t.neg.ts_offset);
         let mut plan = Plan::new(
             Some(id),
             t.local,
             t.remote,
             TcpFlags::ACK,
-            t.snd_nxt,
-            t.rcv_nxt,
+            t.snd.nxt,
+            t.rcv.nxt,
         );
-        plan.repr.timestamp = t.ts_ok.then_some(TcpTimestamp {
+        plan.repr.timestamp = t.neg.ts.then_some(TcpTimestamp {
             tsval,
-            tsecr: t.ts_recent,
+            tsecr: t.neg.ts_recent,
         });
         let syn = match t.state {
             State::Closed | State::Listen => return None,
-            State::SynSent | State::SynReceived if !t.syn_pending => {
-                t.ack_pending = false;
+            State::SynSent | State::SynReceived if !t.owed.syn => {
+                t.owed.ack = false;
                 return None;
             }
             State::SynSent | State::SynReceived => {
-                t.syn_pending = false;
-                if t.snd_max != t.iss {
-                    self.counters.tcp.retrans_segs += 1;
+                t.owed.syn = false;
+                if t.snd.max != t.snd.iss {
+                    cx.sh.counters.tcp.retrans_segs += 1;
                     t.total_retrans += 1;
                     t.rtt.timing = None;
                 } else {
-                    t.rtt.timing = Some((t.iss, now));
+                    t.rtt.timing = Some((t.snd.iss, now));
                 }
-                t.snd_nxt = t.iss + 1;
-                t.snd_max = t.iss + 1;
-                if t.rexmit_at.is_none() {
-                    t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                t.snd.nxt = t.snd.iss + 1;
+                t.snd.max = t.snd.iss + 1;
+                if t.timer.rexmit.is_none() {
+                    t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                 }
-                plan.repr.seq_number = t.iss;
-                plan.repr.max_seg_size = Some(t.rcv_mss);
+                plan.repr.seq_number = t.snd.iss;
+                plan.repr.max_seg_size = Some(t.rcv.mss);
                 if t.state == State::SynSent {
                     plan.repr.flags = TcpFlags::SYN;
-                    plan.repr.window_scale = cfg.window_scaling.then_some(t.rcv_wscale);
+                    plan.repr.window_scale = cfg.window_scaling.then_some(t.rcv.wscale);
                     plan.repr.sack_permitted = cfg.sack;
                     plan.repr.timestamp =
                         cfg.timestamps.then_some(TcpTimestamp { tsval, tsecr: 0 });
                 } else {
                     plan.repr.flags = TcpFlags::SYN | TcpFlags::ACK;
-                    plan.repr.window_scale = t.ws_ok.then_some(t.rcv_wscale);
-                    plan.repr.sack_permitted = t.sack_ok;
+                    plan.repr.window_scale = t.neg.ws.then_some(t.rcv.wscale);
+                    plan.repr.sack_permitted = t.neg.sack;
                 }
-                t.ack_pending = false;
+                t.owed.ack = false;
                 true
             }
             _ => {
                 // Restart after idle (RFC 5681 §4.1): nothing in flight and
                 // quiet for longer than the RTO.
                 if cfg.slow_start_after_idle
-                    && t.snd_una == t.snd_max
+                    && t.snd.una == t.snd.max
                     && t.unsent() > 0
-                    && now - t.last_send > t.current_rto(cfg)
+                    && now - t.snd.last_send > t.current_rto(cfg)
                 {
-                    let iw = cfg.initial_window.max(1) * u32::from(t.snd_mss);
-                    if t.cc.window() > iw {
-                        t.cc.on_idle_restart(now, iw);
-                        self.counters.tcp.idle_restarts += 1;
+                    let iw = cfg.initial_window.max(1) * u32::from(t.snd.mss);
+                    if t.cong.cc.window() > iw {
+                        t.cong.cc.on_idle_restart(now, iw);
+                        cx.sh.counters.tcp.idle_restarts += 1;
                     }
                 }
                 plan.repr.sack_ranges = t.sack_blocks();
@@ -356,13 +265,13 @@ impl Stack {
                     .iter()
                     .flatten()
                     .count()
-                    .min(if t.ts_ok { 3 } else { 4 });
+                    .min(if t.neg.ts { 3 } else { 4 });
                 let sack_opt = if sack_n > 0 { 4 + 8 * sack_n } else { 0 };
                 let mut send = t.choose_send();
                 if let Some(s) = send.as_mut() {
                     // SACK blocks take room from the payload (the MSS
                     // already allows for timestamps).
-                    let max = usize::from(t.snd_mss).saturating_sub(sack_opt).max(1);
+                    let max = usize::from(t.snd.mss).saturating_sub(sack_opt).max(1);
                     if s.len > max {
                         s.len = max;
                         s.fin = false;
@@ -377,7 +286,7 @@ impl Stack {
                         && s.kind == SendKind::New
                         && !s.fin
                         && sack_opt == 0
-                        && s.len == usize::from(t.snd_mss)
+                        && s.len == usize::from(t.snd.mss)
                     {
                         t.burst_segments(s.len, BURST_SEGMENTS)
                     } else {
@@ -389,79 +298,79 @@ impl Stack {
                     plan.len = len;
                     plan.seg = s.len;
                     let end = seq + len + usize::from(s.fin);
-                    let rtx = seq.diff(t.snd_max) < 0;
+                    let rtx = seq.diff(t.snd.max) < 0;
                     if rtx {
-                        self.counters.tcp.retrans_segs += 1;
+                        cx.sh.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
                         // Karn: no RTT sample from anything retransmitted.
                         t.rtt.timing = None;
                     } else if t.rtt.timing.is_none() && len > 0 {
                         t.rtt.timing = Some((seq, now));
                     }
-                    if t.snd_una == t.snd_max {
-                        t.una_since = now;
+                    if t.snd.una == t.snd.max {
+                        t.timer.una_since = now;
                     }
                     // RACK's per-segment send times (RFC 8985 §6.1).
-                    if t.rack.is_none() && t.sack_ok && cfg.rack {
-                        t.rack = Some(Box::new(super::rack::Rack::new(t.snd_una)));
+                    if t.cong.rack.is_none() && t.neg.sack && cfg.rack {
+                        t.cong.rack = Some(Box::new(super::rack::Rack::new(t.snd.una)));
                     }
-                    if let Some(r) = t.rack.as_deref_mut() {
+                    if let Some(r) = t.cong.rack.as_deref_mut() {
                         r.on_send(seq, end, now.total_micros());
                     }
                     match s.kind {
                         SendKind::Repair => {
-                            t.rtx_now = false;
+                            t.cong.rtx_now = false;
                             // A repair from SND.UNA may run past what was
                             // ever sent (data Nagle or the cork held back):
                             // that part is sent now.
-                            if end.diff(t.snd_nxt) > 0 {
-                                t.snd_nxt = end;
+                            if end.diff(t.snd.nxt) > 0 {
+                                t.snd.nxt = end;
                             }
-                            t.rtx_fence = t.snd_max;
-                            if end.diff(t.high_rxt) > 0 {
-                                t.high_rxt = end;
+                            t.cong.rtx_fence = t.snd.max;
+                            if end.diff(t.cong.high_rxt) > 0 {
+                                t.cong.high_rxt = end;
                             }
-                            if t.ca == CaState::Recovery && t.rec_sack {
-                                self.counters.tcp.sack_retrans += 1;
+                            if t.cong.ca == CaState::Recovery && t.cong.rec_sack {
+                                cx.sh.counters.tcp.sack_retrans += 1;
                             }
                         }
                         SendKind::Resend => {
-                            self.counters.tcp.rto_retrans += 1;
-                            t.snd_nxt = end;
+                            cx.sh.counters.tcp.rto_retrans += 1;
+                            t.snd.nxt = end;
                         }
                         SendKind::Probe => {
-                            self.counters.tcp.window_probes += 1;
-                            t.force_probe = false;
-                            t.snd_nxt = end;
+                            cx.sh.counters.tcp.window_probes += 1;
+                            t.owed.force_probe = false;
+                            t.snd.nxt = end;
                         }
-                        SendKind::New => t.snd_nxt = end,
+                        SendKind::New => t.snd.nxt = end,
                     }
-                    if t.snd_nxt.diff(t.snd_max) > 0 {
-                        t.snd_max = t.snd_nxt;
+                    if t.snd.nxt.diff(t.snd.max) > 0 {
+                        t.snd.max = t.snd.nxt;
                     }
-                    if t.rexmit_at.is_none() {
-                        t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                    if t.timer.rexmit.is_none() {
+                        t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                     }
-                    if t.tlp_pending {
-                        t.tlp_pending = false;
-                        self.counters.tcp.tlp_probes += 1;
+                    if t.cong.tlp_pending {
+                        t.cong.tlp_pending = false;
+                        cx.sh.counters.tcp.tlp_probes += 1;
                         // RFC 8985 §7.3: the RTO runs again from the probe.
-                        t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                        t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                     } else if s.kind == SendKind::New {
                         t.arm_tlp(now, cfg);
                     }
                     if len > 0 {
-                        t.last_send = now;
-                        if len < usize::from(t.snd_mss) && end.diff(t.snd_sml) > 0 {
-                            t.snd_sml = end;
+                        t.snd.last_send = now;
+                        if len < usize::from(t.snd.mss) && end.diff(t.snd.sml) > 0 {
+                            t.snd.sml = end;
                         }
-                        if t.cork_at.is_some() && end.diff(t.cork_end) >= 0 {
+                        if t.timer.cork.is_some() && end.diff(t.snd.cork_end) >= 0 {
                             // What the cork held has gone (with a full
                             // segment): what is left waits a ceiling of its own.
-                            t.cork_at = None;
+                            t.timer.cork = None;
                         }
-                        if t.cork_release.is_some_and(|r| end.diff(r) >= 0) {
-                            t.cork_release = None;
+                        if t.snd.cork_release.is_some_and(|r| end.diff(r) >= 0) {
+                            t.snd.cork_release = None;
                         }
                         if seq + len == t.data_end() {
                             plan.repr.flags |= TcpFlags::PSH;
@@ -470,22 +379,22 @@ impl Stack {
                     if s.fin {
                         plan.repr.flags |= TcpFlags::FIN;
                     }
-                } else if t.probe_pending {
+                } else if t.owed.probe {
                     // Keepalive probe: one below SND.UNA (RFC 1122 §4.2.3.6).
-                    plan.repr.seq_number = t.snd_una - 1;
-                } else if !t.ack_pending {
+                    plan.repr.seq_number = t.snd.una - 1;
+                } else if !t.owed.ack {
                     return None;
                 } else {
                     // A pure ACK carries SND.MAX: after a timeout SND.NXT
                     // went back, and a peer that has everything would find
                     // SEG.SEQ below RCV.NXT unacceptable and drop the ACK.
-                    plan.repr.seq_number = t.snd_max;
+                    plan.repr.seq_number = t.snd.max;
                 }
-                t.ack_pending = false;
-                t.probe_pending = false;
-                t.delack_at = None;
-                t.rcv_unacked = 0;
-                t.last_ack_sent = t.rcv_nxt;
+                t.owed.ack = false;
+                t.owed.probe = false;
+                t.timer.delack = None;
+                t.rcv.unacked = 0;
+                t.rcv.last_ack_sent = t.rcv.nxt;
                 false
             }
         };
@@ -494,115 +403,80 @@ impl Stack {
         Some(plan)
     }
 
-    /// Writes `plan` as an IPv4 datagram with DF set (RFC 9293 §3.7.1
-    /// relies on path MTU, so segments are never fragmented by us).
-    fn tcp_emit(&mut self, now: Instant, plan: &Plan, buf: &mut [u8]) -> TcpTx {
-        let dst = *plan.remote.ip();
-        let Ok(next_hop) = self.route(dst) else {
-            self.counters.ip.out_no_routes += 1;
-            return TcpTx::Again;
-        };
+    /// Writes `plan` through the IP layer's output path, DF set (RFC 9293
+    /// §3.7.1 relies on path MTU, so segments are never fragmented by us).
+    fn tcp_emit(&mut self, cx: &mut Cx<'_>, plan: &Plan, buf: &mut [u8]) -> TcpTx {
         let repr = &plan.repr;
         let thl = repr.header_len();
         let tcp_len = thl + plan.len;
-        let ip = self.ip_repr(dst, IpProtocol::Tcp, tcp_len, true);
-        self.counters.tcp.out_segs += 1;
-        if plan.repr.flags.contains(TcpFlags::RST) {
-            self.counters.tcp.out_rsts += 1;
-        }
-        let iplen = ustack_wire::ipv4::HEADER_LEN + tcp_len;
-        if dst == self.address() {
-            let mut bytes = vec![0u8; iplen];
-            ip.emit(
-                &mut Ipv4Packet::new_unchecked(&mut bytes[..]),
-                &ChecksumCaps::default(),
-            );
-            self.tcp_write(plan, repr, thl, &mut bytes[20..]);
-            self.ip_input(now, &bytes);
-            return TcpTx::Again;
-        }
-        let mac = match self.cfg.medium {
-            Medium::Ip => None,
-            Medium::Ethernet => match self.arp.lookup(now, next_hop) {
-                Some(mac) => Some(mac),
-                None => {
-                    // Unresolved next hop: park a copy on the ARP queue; it
-                    // goes out with the egress queue once resolved (and the
-                    // RTO covers it if resolution fails).
-                    let mut payload = vec![0u8; tcp_len];
-                    self.tcp_write(plan, repr, thl, &mut payload);
-                    let pkt = OutPacket {
-                        next_hop,
-                        repr: ip,
-                        payload,
-                        owner: None,
-                    };
-                    let (action, dropped) = self.arp.enqueue(now, next_hop, pkt);
-                    self.timers_dirty = true;
-                    if let Some(ArpAction::Request(a)) = action {
-                        self.queue_arp_request(a);
-                    }
-                    if dropped.is_some() {
-                        self.counters.arp.pending_dropped += 1;
-                        self.counters.ip.out_discards += 1;
-                    }
-                    return TcpTx::Again;
-                }
-            },
-        };
-        let hl = self.cfg.link_header_len();
-        if buf.len() < hl + iplen {
-            self.counters.link.tx_dropped_too_big += 1;
-            return TcpTx::Again;
-        }
-        if let Some(mac) = mac {
-            EthernetRepr {
-                src_addr: self.cfg.mac,
-                dst_addr: mac,
-                ethertype: EtherType::Ipv4,
-            }
-            .emit(&mut EthernetFrame::new_unchecked(&mut buf[..hl]));
-        }
-        ip.emit(
-            &mut Ipv4Packet::new_unchecked(&mut buf[hl..hl + iplen]),
-            &self.cfg.checksums,
+        let tx = cx.cfg.checksums.tx;
+        let this = &*self;
+        let r = cx.sh.ip.emit_with(
+            cx.cfg,
+            &mut cx.sh.counters,
+            cx.now,
+            *plan.remote.ip(),
+            IpProtocol::Tcp,
+            tcp_len,
+            buf,
+            |out, pseudo| this.tcp_write(tx, plan, repr, thl, pseudo, out),
         );
-        self.tcp_write(plan, repr, thl, &mut buf[hl + 20..hl + iplen]);
-        self.counters.ip.out_requests += 1;
-        self.counters.link.tx_frames += 1;
-        TcpTx::Sent(hl + iplen)
+        if r != Emitted::NoRoute {
+            cx.sh.counters.tcp.out_segs += 1;
+            if plan.repr.flags.contains(TcpFlags::RST) {
+                cx.sh.counters.tcp.out_rsts += 1;
+            }
+        }
+        match r {
+            Emitted::Sent(n) => TcpTx::Sent(n),
+            _ => TcpTx::Again,
+        }
     }
 
     /// Header, then payload copied from the send ring, summed for the
     /// checksum while it is copied (one pass over the payload, not two).
-    /// `out` is the whole segment: `hl` (`repr.header_len()`) + payload.
-    /// The header goes first, so that by the time it is summed its stores
-    /// have drained (summing it straight after writing it waited on store
-    /// forwarding).
-    fn tcp_write(&self, plan: &Plan, repr: &TcpRepr, hl: usize, out: &mut [u8]) {
+    /// `out` is the whole segment: `hl` (`repr.header_len()`) + payload;
+    /// `pseudo` the IP layer's pseudo-header sum. The header goes first, so
+    /// that by the time it is summed its stores have drained (summing it
+    /// straight after writing it waited on store forwarding).
+    #[inline(always)]
+    fn tcp_write(
+        &self,
+        tx: bool,
+        plan: &Plan,
+        repr: &TcpRepr,
+        hl: usize,
+        pseudo: u64,
+        out: &mut [u8],
+    ) {
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut out[..]),
             *plan.local.ip(),
             *plan.remote.ip(),
             &ChecksumCaps::OFFLOAD,
         );
-        let addrs = (*plan.local.ip(), *plan.remote.ip());
-        self.tcp_fill(plan.id, plan.off, plan.len, addrs, hl, out);
+        self.tcp_fill(tx, plan.id, plan.off, plan.len, pseudo, hl, out);
     }
 
     /// The next segment of a burst from the headers of its first: what
     /// `tcp_emit` would write for it, without building the headers.
-    fn burst_emit(&mut self, off: usize, n: usize, psh: bool, buf: &mut [u8]) -> TcpTx {
-        let ident = self.next_ip_ident();
-        let Some(b) = self.tcp.burst.as_ref() else {
+    fn burst_emit(
+        &mut self,
+        cx: &mut Cx<'_>,
+        off: usize,
+        n: usize,
+        psh: bool,
+        buf: &mut [u8],
+    ) -> TcpTx {
+        let Some(b) = self.burst.as_ref() else {
             return TcpTx::Again;
         };
         let hl = b.hdr_len;
-        let lhl = self.cfg.link_header_len();
+        let lhl = cx.cfg.link_header_len();
         let thl = hl - lhl - 20;
         let total = hl + n;
         if buf.len() < total {
-            self.counters.link.tx_dropped_too_big += 1;
+            cx.sh.counters.link.tx_dropped_too_big += 1;
             return TcpTx::Again;
         }
         // The whole template when it fits (a fixed-size copy, inlined; the
@@ -611,17 +485,10 @@ impl Stack {
             Some(head) => head.copy_from_slice(&b.hdr),
             None => buf[..hl].copy_from_slice(&b.hdr[..hl]),
         }
-        let mut ip = Ipv4Packet::new_unchecked(&mut buf[lhl..total]);
-        ip.set_ident(ident);
-        if self.cfg.checksums.tx {
-            ip.fill_checksum();
-        }
-        // The addresses from the template, not read back from `buf`.
-        let addr = |at: usize| {
-            let a = lhl + at;
-            Ipv4Addr::new(b.hdr[a], b.hdr[a + 1], b.hdr[a + 2], b.hdr[a + 3])
-        };
-        let (src, dst) = (addr(12), addr(16));
+        let pair = cx
+            .sh
+            .ip
+            .repeat_header(cx.cfg, &mut cx.sh.counters, &b.hdr, &mut buf[..total]);
         let out = &mut buf[lhl + 20..total];
         let mut tcp = TcpPacket::new_unchecked(&mut out[..]);
         tcp.set_seq_number(b.seq);
@@ -630,36 +497,38 @@ impl Stack {
         }
         tcp.set_checksum(0);
         let id = b.id;
-        self.tcp_fill(Some(id), off, n, (src, dst), thl, out);
-        self.counters.tcp.burst_segs += 1;
-        self.counters.tcp.out_segs += 1;
-        self.counters.ip.out_requests += 1;
-        self.counters.link.tx_frames += 1;
+        let tx = cx.cfg.checksums.tx;
+        let pseudo = pair.pseudo_sum(IpProtocol::Tcp, thl + n);
+        self.tcp_fill(tx, Some(id), off, n, pseudo, thl, out);
+        cx.sh.counters.tcp.burst_segs += 1;
+        cx.sh.counters.tcp.out_segs += 1;
         TcpTx::Sent(total)
     }
 
     /// The payload after a written header (checksum field zero), and the
-    /// checksum.
+    /// checksum (when `tx`: not offloaded).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn tcp_fill(
         &self,
+        tx: bool,
         id: Option<TcbId>,
         off: usize,
         len: usize,
-        (src, dst): (Ipv4Addr, Ipv4Addr),
+        pseudo: u64,
         hl: usize,
         out: &mut [u8],
     ) {
-        let tx = self.cfg.checksums.tx;
         let mut payload_sum = 0;
         if len > 0 {
-            if let Some(t) = id.and_then(|id| self.tcp.get(id)) {
+            if let Some(t) = id.and_then(|id| self.get(id)) {
                 let dst = &mut out[hl..hl + len];
                 let n = if tx {
-                    let (n, s) = t.sndq.copy_out_sum(off, dst);
+                    let (n, s) = t.snd.q.copy_out_sum(off, dst);
                     payload_sum = s;
                     n
                 } else {
-                    t.sndq.copy_out(off, dst)
+                    t.snd.q.copy_out(off, dst)
                 };
                 debug_assert_eq!(n, len);
             }
@@ -667,7 +536,6 @@ impl Stack {
         if tx {
             // The header (checksum field zero) starts at an even offset, as
             // does the payload after it: the sums add (RFC 1071).
-            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, (hl + len) as u32);
             let c = !checksum::fold(pseudo + checksum::sum(&out[..hl]) + payload_sum);
             TcpPacket::new_unchecked(&mut out[..]).set_checksum(c);
         }

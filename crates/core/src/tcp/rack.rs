@@ -12,6 +12,9 @@ use crate::time::Instant;
 use std::collections::VecDeque;
 use ustack_wire::SeqNumber;
 
+/// RFC 5681 §3.2 / RFC 6675: DupThresh.
+pub(crate) const DUP_THRESH: u32 = 3;
+
 /// Records kept at most. Past it, new data extends the last record (one
 /// later send time for both: later loss detection, never spurious), and a
 /// SACK or retransmission edge inside a record no longer splits it.
@@ -371,7 +374,7 @@ impl Rack {
     /// DupThresh would), else min_RTT / 4, at most SRTT. (The D-SACK
     /// driven growth of §6.2 is not done: the multiplier stays 1.)
     pub fn reo_wnd(&self, recovering: bool, sacked_segs: u32, srtt: Option<u64>) -> u64 {
-        if !self.reord_seen && (recovering || sacked_segs >= super::data::DUP_THRESH) {
+        if !self.reord_seen && (recovering || sacked_segs >= super::rack::DUP_THRESH) {
             return 0;
         }
         let w = if self.min_rtt == u64::MAX {

@@ -2,255 +2,286 @@
 //! and orphaned FIN_WAIT_2, keepalive (RFC 1122 §4.2.3.6), user timeout
 //! (RFC 5482).
 
-use super::{State, TcbId};
+use super::state::State;
+use super::table::Tcp;
+use super::tcb::{Tcb, TcbId};
+
+use crate::config::TcpConfig;
+use crate::cx::Cx;
 use crate::errno::Errno;
-use crate::stack::Stack;
-use crate::time::Instant;
+use crate::event::EventKind;
 use core::cmp::Reverse;
 use tracing::debug;
 
-impl Stack {
+impl Tcp {
     /// Runs every TCP timer due at `now`.
-    pub(crate) fn tcp_run_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, index, generation))) = self.tcp.timers.peek() {
+    #[inline(always)]
+    pub(crate) fn tcp_run_timers(&mut self, cx: &mut Cx<'_>) {
+        // Checked inline: on most calls nothing is due.
+        if self.timers.peek().is_none_or(|r| r.0 .0 > cx.now) {
+            return;
+        }
+        self.run_due_timers(cx);
+    }
+
+    fn run_due_timers(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now;
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
             if at > now {
                 break;
             }
-            self.tcp.timers.pop();
+            self.timers.pop();
             let id = TcbId { index, generation };
-            let Some(t) = self.tcp.get_mut(id) else {
+            let Some(t) = self.get_mut(id) else {
                 continue;
             };
-            if t.timer_sched != Some(at) {
+            if t.timer.sched != Some(at) {
                 continue;
             }
-            t.timer_sched = None;
-            self.tcp_on_timer(now, id);
-            self.tcp.arm(id);
-            self.tcp.schedule(id);
+            t.timer.sched = None;
+            self.tcp_on_timer(cx, id);
+            self.arm(id);
+            self.schedule(cx.now, id);
         }
     }
 
-    fn tcp_on_timer(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_on_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
-        if t.linger_at.is_some_and(|d| d <= now) {
-            t.linger_at = None;
+        if t.timer.linger.is_some_and(|d| d <= now) {
+            t.timer.linger = None;
             match t.state {
                 State::TimeWait => {
-                    self.counters.tcp.time_waits_done += 1;
-                    self.tcp_free(now, id);
+                    cx.sh.counters.tcp.time_waits_done += 1;
+                    self.tcp_free(cx, id);
                     return;
                 }
                 State::FinWait2 => {
                     debug!(local = %t.local, remote = %t.remote, "tcp FIN_WAIT_2 timeout");
-                    self.counters.tcp.fin_wait2_timeouts += 1;
-                    self.tcp_free(now, id);
+                    cx.sh.counters.tcp.fin_wait2_timeouts += 1;
+                    self.tcp_free(cx, id);
                     return;
                 }
                 _ => {}
             }
         }
-        if t.keepalive_at.is_some_and(|d| d <= now) {
-            t.keepalive_at = None;
-            self.tcp_keepalive_timer(now, id);
+        if t.timer.keepalive.is_some_and(|d| d <= now) {
+            t.timer.keepalive = None;
+            self.tcp_keepalive_timer(cx, id);
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
-        if t.delack_at.is_some_and(|d| d <= now) {
+        if t.timer.delack.is_some_and(|d| d <= now) {
             // The delayed-ACK timer (RFC 9293 §3.8.6.3).
-            t.delack_at = None;
-            t.ack_pending = true;
-            self.counters.tcp.delayed_acks += 1;
+            t.timer.delack = None;
+            t.owed.ack = true;
+            cx.sh.counters.tcp.delayed_acks += 1;
         }
-        if t.cork_at.is_some_and(|d| d <= now) {
+        if t.timer.cork.is_some_and(|d| d <= now) {
             // TCP_CORK's ceiling: what it held goes now.
-            t.cork_at = None;
-            t.cork_release = Some(t.cork_end);
+            t.timer.cork = None;
+            t.snd.cork_release = Some(t.snd.cork_end);
         }
-        if t.tlp_at.is_some_and(|d| d <= now) {
-            t.tlp_at = None;
-            if t.ca == super::CaState::Open && t.snd_una != t.snd_max && !t.tlp_out {
-                t.tlp_out = true;
-                t.tlp_pending = true;
+        if t.timer.tlp.is_some_and(|d| d <= now) {
+            t.timer.tlp = None;
+            if t.cong.ca == super::cc::CaState::Open && t.snd.una != t.snd.max && !t.cong.tlp_out {
+                t.cong.tlp_out = true;
+                t.cong.tlp_pending = true;
             }
         }
-        if t.rack_timer
-            && t.rack
+        if t.cong.rack_timer
+            && t.cong
+                .rack
                 .as_deref()
                 .and_then(|r| r.timer)
                 .is_some_and(|d| d <= now)
         {
-            self.tcp_rack_timer(now, id);
+            self.tcp_rack_timer(cx, id);
         }
-        let Some(t) = self.tcp.get_mut(id) else {
+        let Some(t) = self.get_mut(id) else {
             return;
         };
-        if t.rexmit_at.is_some_and(|d| d <= now) {
-            t.rexmit_at = None;
-            t.tlp_at = None;
-            t.tlp_pending = false;
-            self.tcp_rexmit_timer(now, id);
+        if t.timer.rexmit.is_some_and(|d| d <= now) {
+            t.timer.rexmit = None;
+            t.timer.tlp = None;
+            t.cong.tlp_pending = false;
+            self.tcp_rexmit_timer(cx, id);
         }
     }
 
     /// The RACK reordering timer (RFC 8985 §6.2 step 5): segments that
     /// were within the reordering window at the last ACK are looked at
     /// again; any now lost start recovery (or are repaired in it).
-    fn tcp_rack_timer(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_rack_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
-        self.counters.tcp.rack_reo_timeouts += 1;
+        cx.sh.counters.tcp.rack_reo_timeouts += 1;
         let d = t.rack_detect(now);
-        self.counters.tcp.rack_lost += u64::from(d.lost);
-        self.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
-        if t.ca == super::CaState::Open && t.snd_una != t.snd_max && t.rack_lost() {
+        cx.sh.counters.tcp.rack_lost += u64::from(d.lost);
+        cx.sh.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
+        if t.cong.ca == super::cc::CaState::Open && t.snd.una != t.snd.max && t.rack_lost() {
             t.enter_recovery(now);
-            self.counters.tcp.fast_retrans += 1;
-            debug!(local = %t.local, remote = %t.remote, cwnd = t.cc.window(), "tcp RACK reordering timeout: recovery");
+            cx.sh.counters.tcp.fast_retrans += 1;
+            debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp RACK reordering timeout: recovery");
         }
     }
 
-    fn tcp_keepalive_timer(&mut self, now: Instant, id: TcbId) {
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_keepalive_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         let Some(due) = t.keepalive_deadline() else {
             return;
         };
-        if t.snd_una != t.snd_max || t.unsent() > 0 || t.fin_queued && !t.fin_acked() {
+        if t.snd.una != t.snd.max || t.unsent() > 0 || t.snd.fin_queued && !t.fin_acked() {
             // Data in flight: the retransmission timer watches the peer.
-            t.keepalive_at = Some(now + t.opts.keep_idle);
+            t.timer.keepalive = Some(now + t.opts.keep_idle);
             return;
         }
-        let idle = now - t.last_rcv;
+        let idle = now - t.timer.last_rcv;
         if let Some(ut) = t.opts.user_timeout {
-            if t.probes_out > 0 && idle >= ut {
-                self.counters.tcp.abort_on_timeout += 1;
-                self.counters.tcp.keepalive_timeouts += 1;
-                self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
+            if t.timer.probes_out > 0 && idle >= ut {
+                cx.sh.counters.tcp.abort_on_timeout += 1;
+                cx.sh.counters.tcp.keepalive_timeouts += 1;
+                self.tcp_abort(cx, id, Some(Errno::ETIMEDOUT), true);
                 return;
             }
         }
         if due > now {
-            t.keepalive_at = Some(due);
+            t.timer.keepalive = Some(due);
             return;
         }
-        if t.probes_out >= t.opts.keep_cnt {
+        if t.timer.probes_out >= t.opts.keep_cnt {
             debug!(local = %t.local, remote = %t.remote, "tcp keepalive timeout");
-            self.counters.tcp.abort_on_timeout += 1;
-            self.counters.tcp.keepalive_timeouts += 1;
-            self.tcp_abort(now, id, Some(Errno::ETIMEDOUT), true);
+            cx.sh.counters.tcp.abort_on_timeout += 1;
+            cx.sh.counters.tcp.keepalive_timeouts += 1;
+            self.tcp_abort(cx, id, Some(Errno::ETIMEDOUT), true);
             return;
         }
-        t.probes_out += 1;
-        t.probe_pending = true;
-        t.keepalive_at = Some(now + t.opts.keep_intvl);
-        self.counters.tcp.keepalive_probes += 1;
+        t.timer.probes_out += 1;
+        t.owed.probe = true;
+        t.timer.keepalive = Some(now + t.opts.keep_intvl);
+        cx.sh.counters.tcp.keepalive_probes += 1;
     }
 
-    fn tcp_rexmit_timer(&mut self, now: Instant, id: TcbId) {
-        let cfg = &self.cfg.tcp;
-        let Some(t) = self.tcp.get_mut(id) else {
+    fn tcp_rexmit_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let now = cx.now;
+        let cfg = &cx.cfg.tcp;
+        let Some(t) = self.get_mut(id) else {
             return;
         };
         match t.state {
             State::SynSent | State::SynReceived => {
-                t.retries += 1;
+                t.timer.retries += 1;
                 let limit = if t.state == State::SynSent {
                     cfg.syn_retries
                 } else {
                     cfg.synack_retries
                 };
-                if t.retries > limit {
+                if t.timer.retries > limit {
                     debug!(local = %t.local, remote = %t.remote, state = %t.state, "tcp handshake timeout");
                     if t.listener.is_some() {
-                        self.tcp_free(now, id);
+                        self.tcp_free(cx, id);
                     } else {
                         let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                        self.counters.tcp.syn_timeouts += 1;
-                        self.counters.tcp.attempt_fails += 1;
-                        self.tcp_abort(now, id, Some(err), false);
+                        cx.sh.counters.tcp.syn_timeouts += 1;
+                        cx.sh.counters.tcp.attempt_fails += 1;
+                        self.tcp_abort(cx, id, Some(err), false);
                     }
                     return;
                 }
-                self.counters.tcp.timeouts += 1;
-                t.backoff += 1;
-                t.syn_pending = true;
-                t.snd_nxt = t.iss;
+                cx.sh.counters.tcp.timeouts += 1;
+                t.timer.backoff += 1;
+                t.owed.syn = true;
+                t.snd.nxt = t.snd.iss;
                 t.rtt.timing = None;
-                t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                t.timer.rexmit = Some(t.rto_deadline(now, cfg));
+                cx.sh.events.push(now, rto_event(t, cfg));
             }
             State::Closed | State::Listen | State::TimeWait => {}
             _ => {
-                if t.snd_una == t.snd_max {
+                if t.snd.una == t.snd.max {
                     // Nothing in flight: a zero window holds data back (persist).
                     if t.unsent() > 0 && t.choose_send().is_none() {
-                        t.force_probe = true;
-                        t.backoff = (t.backoff + 1).min(16);
-                        t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                        t.owed.force_probe = true;
+                        t.timer.backoff = (t.timer.backoff + 1).min(16);
+                        t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                     }
                     return;
                 }
-                if t.snd_wnd == 0 && t.flight() <= 1 && t.unsent() > 0 {
+                if t.snd.wnd == 0 && t.flight() <= 1 && t.unsent() > 0 {
                     // Only a window probe is out (the peer's window is
                     // closed): probe again with backoff (RFC 9293 §3.8.6.1;
                     // an answering peer resets the count in `tcp_ack`).
-                    t.retries += 1;
-                    if t.retries > cfg.retries2 {
+                    t.timer.retries += 1;
+                    if t.timer.retries > cfg.retries2 {
                         let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                        self.counters.tcp.abort_on_timeout += 1;
-                        self.tcp_abort(now, id, Some(err), false);
+                        cx.sh.counters.tcp.abort_on_timeout += 1;
+                        self.tcp_abort(cx, id, Some(err), false);
                         return;
                     }
-                    t.force_probe = true;
-                    t.snd_nxt = t.snd_una;
-                    t.backoff = (t.backoff + 1).min(16);
-                    t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                    t.owed.force_probe = true;
+                    t.snd.nxt = t.snd.una;
+                    t.timer.backoff = (t.timer.backoff + 1).min(16);
+                    t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                     return;
                 }
-                t.retries += 1;
-                self.counters.tcp.timeouts += 1;
+                t.timer.retries += 1;
+                cx.sh.counters.tcp.timeouts += 1;
                 let ut_expired = t
                     .opts
                     .user_timeout
-                    .is_some_and(|ut| now - t.una_since >= ut);
+                    .is_some_and(|ut| now - t.timer.una_since >= ut);
                 let limit = if t.socket.is_none() && t.listener.is_none() {
                     cfg.orphan_retries.min(cfg.retries2)
                 } else {
                     cfg.retries2
                 };
-                if t.retries > limit || ut_expired {
-                    debug!(local = %t.local, remote = %t.remote, retries = t.retries, "tcp retransmission timeout");
+                if t.timer.retries > limit || ut_expired {
+                    debug!(local = %t.local, remote = %t.remote, retries = t.timer.retries, "tcp retransmission timeout");
                     let err = t.soft_error.unwrap_or(Errno::ETIMEDOUT);
-                    self.counters.tcp.abort_on_timeout += 1;
-                    self.tcp_abort(now, id, Some(err), false);
+                    cx.sh.counters.tcp.abort_on_timeout += 1;
+                    self.tcp_abort(cx, id, Some(err), false);
                     return;
                 }
                 let flight = t.flight();
-                let mss = u32::from(t.snd_mss);
+                let mss = u32::from(t.snd.mss);
                 // RFC 5681 §3.1: a repeated timeout of the same data holds ssthresh.
-                let first = t.ca != super::CaState::Loss;
-                t.cc.on_rto(now, flight, mss, first);
+                let first = t.cong.ca != super::cc::CaState::Loss;
+                t.cong.cc.on_rto(now, flight, mss, first);
                 // Loss state until what was sent is ACKed; go back N from
                 // SND.UNA (RFC 6298 §5.4), skipping what the peer SACKed.
-                t.ca = super::CaState::Loss;
-                if let Some(r) = t.rack.as_deref_mut() {
+                t.cong.ca = super::cc::CaState::Loss;
+                if let Some(r) = t.cong.rack.as_deref_mut() {
                     r.on_rto();
-                    t.rack_timer = false;
+                    t.cong.rack_timer = false;
                 }
-                t.recover = t.snd_max;
-                t.high_rxt = t.snd_una;
-                t.rtx_now = false;
-                t.dupacks = 0;
-                t.snd_nxt = t.snd_una;
+                t.cong.recover = t.snd.max;
+                t.cong.high_rxt = t.snd.una;
+                t.cong.rtx_now = false;
+                t.cong.dupacks = 0;
+                t.snd.nxt = t.snd.una;
                 t.rtt.timing = None;
-                t.backoff += 1;
-                t.rexmit_at = Some(t.rto_deadline(now, cfg));
+                t.timer.backoff += 1;
+                t.timer.rexmit = Some(t.rto_deadline(now, cfg));
+                cx.sh.events.push(now, rto_event(t, cfg));
             }
         }
+    }
+}
+
+/// The event for a retransmission timeout just taken (RFC 6298 §5.4-5.6).
+fn rto_event(t: &Tcb, cfg: &TcpConfig) -> EventKind {
+    EventKind::TcpRto {
+        local: t.local,
+        remote: t.remote,
+        backoff: t.timer.backoff,
+        rto: t.current_rto(cfg),
     }
 }

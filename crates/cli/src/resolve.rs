@@ -1,0 +1,65 @@
+//! Names to addresses for the commands: `ustack resolve NAME`, and the
+//! host names `get` and `connect` accept, through ustack-dns on the
+//! command's own link. The server is `--dns`, by default the kernel's
+//! address on the link (dnsmasq or any resolver listening there).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use ustack::Runtime;
+use ustack_dns::{Config, Family, Resolver, Source};
+
+/// A resolver asking `server` on port 53.
+pub fn resolver(server: Ipv4Addr) -> Resolver {
+    Resolver::new(Config::new(vec![SocketAddr::V4(SocketAddrV4::new(
+        server, 53,
+    ))]))
+}
+
+/// Checks that `host` is an IPv4 literal or a host name, for the parsers.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    ustack_dns::resolve::parse_name(host)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `host`'s first IPv4 address, with `port`.
+pub fn socket_addr(
+    rt: &Runtime,
+    r: &Resolver,
+    host: &str,
+    port: u16,
+) -> Result<SocketAddrV4, String> {
+    let ips = r.lookup_ipv4(rt, host).map_err(|e| e.to_string())?;
+    ips.first()
+        .map(|ip| SocketAddrV4::new(*ip, port))
+        .ok_or_else(|| format!("{host}: no IPv4 address"))
+}
+
+/// `ustack resolve NAME`: like host(1), one line per address.
+pub fn run(rt: &Runtime, r: &Resolver, name: &str) -> Result<String, String> {
+    let a = r.lookup(rt, name, Family::V4).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let asked = name.trim_end_matches('.').to_ascii_lowercase();
+    if a.canonical != asked && a.source != Source::Literal {
+        out.push_str(&format!("{asked} is an alias for {}.\n", a.canonical));
+    }
+    let from = match a.source {
+        Source::Literal => "literal".to_string(),
+        Source::Hosts => "hosts".to_string(),
+        Source::Cache => "cache".to_string(),
+        Source::Server(s) => format!("server {}", s.ip()),
+    };
+    for ip in &a.addrs {
+        let kind = match ip {
+            IpAddr::V4(_) => "address",
+            IpAddr::V6(_) => "IPv6 address",
+        };
+        out.push_str(&format!(
+            "{} has {kind} {ip} (ttl {}, from {from})\n",
+            a.canonical, a.ttl
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,72 @@
+//! Round-trip time estimation and the retransmission timeout (RFC 6298).
+
+use crate::time::{Duration, Instant};
+use ustack_wire::SeqNumber;
+
+/// RFC 6298 round-trip estimator, in microseconds. SRTT is kept times 8
+/// and RTTVAR times 4 (as BSD and Linux do), so the 1/8 and 1/4 gains do
+/// not truncate small RTTs to zero.
+#[derive(Debug, Clone)]
+pub(crate) struct Rtt {
+    pub srtt8: u64,
+    pub rttvar4: u64,
+    pub rto: u64,
+    pub have_sample: bool,
+    /// The segment being timed (Karn: never a retransmitted one).
+    pub timing: Option<(SeqNumber, Instant)>,
+}
+impl Rtt {
+    pub(super) fn new(initial: Duration) -> Rtt {
+        Rtt {
+            srtt8: 0,
+            rttvar4: 0,
+            rto: initial.as_micros() as u64,
+            have_sample: false,
+            timing: None,
+        }
+    }
+
+    pub fn srtt(&self) -> Duration {
+        Duration::from_micros(self.srtt8 / 8)
+    }
+
+    pub fn rttvar(&self) -> Duration {
+        Duration::from_micros(self.rttvar4 / 4)
+    }
+
+    /// RFC 6298 §2.2/§2.3, clock granularity 1 ms, clamped to [min, max].
+    pub fn sample(&mut self, r: Duration, min: Duration, max: Duration) {
+        let r = u64::try_from(r.as_micros()).unwrap_or(u64::MAX / 16);
+        if !self.have_sample {
+            // SRTT = R, RTTVAR = R/2.
+            self.srtt8 = r.saturating_mul(8);
+            self.rttvar4 = r.saturating_mul(2);
+            self.have_sample = true;
+        } else {
+            // RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R|; SRTT = 7/8 SRTT + 1/8 R.
+            let err = (self.srtt8 / 8).abs_diff(r);
+            self.rttvar4 = self.rttvar4 - self.rttvar4 / 4 + err;
+            self.srtt8 = self.srtt8 - self.srtt8 / 8 + r;
+        }
+        // RTO = SRTT + max(G, 4 RTTVAR).
+        let rto = self.srtt8 / 8 + self.rttvar4.max(1000);
+        self.rto = rto.clamp(min.as_micros() as u64, max.as_micros() as u64);
+    }
+}
+#[cfg(test)]
+mod rtt_tests {
+    use super::*;
+
+    #[test]
+    fn small_rtts_do_not_truncate_to_zero() {
+        let mut r = Rtt::new(Duration::from_secs(1));
+        let (min, max) = (Duration::from_millis(200), Duration::from_secs(120));
+        for _ in 0..20 {
+            r.sample(Duration::from_micros(5), min, max);
+        }
+        assert_eq!(r.srtt(), Duration::from_micros(5));
+        r.sample(Duration::ZERO, min, max);
+        assert!(r.srtt() > Duration::ZERO);
+        assert_eq!(r.rto, 200_000, "clamped to the floor");
+    }
+}

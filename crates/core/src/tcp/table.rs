@@ -1,0 +1,455 @@
+//! `Tcp`: the connection table (a slab of TCBs found by 4-tuple), the
+//! listeners and sockets, the port buckets, the timer heap and the ready
+//! list.
+
+use super::buffer::Ring;
+use super::options::TcpOptions;
+use super::plan::Ctl;
+use super::state::State;
+use super::tcb::{PortClass, Tcb, TcbId, CORK_CEILING};
+use crate::config::TcpConfig;
+use crate::errno::Errno;
+use crate::ratelimit::TokenBucket;
+use crate::rng::Rng;
+use crate::socket::{Slab, SocketHandle};
+use crate::time::Instant;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddrV4;
+
+/// A listening socket's queues (RFC 9293 §3.10.7.2; sizes as Linux).
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub backlog: usize,
+    /// Half-open connections (SYN_RECEIVED) counted against the SYN queue.
+    pub syn_count: usize,
+    /// Completed connections not yet accepted.
+    pub accept: VecDeque<TcbId>,
+    /// A SYN was answered with a cookie recently; ACKs may carry one.
+    pub cookies_since: Option<Instant>,
+}
+/// The state of a TCP socket handle.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    /// Not connected: fresh, bound, or after the connection ended.
+    Closed {
+        was_connected: bool,
+    },
+    Listen(Listener),
+    Conn(TcbId),
+}
+/// A TCP socket as the socket table holds it.
+#[derive(Debug)]
+pub struct TcpSocket {
+    pub(crate) local: Option<SocketAddrV4>,
+    pub(crate) remote: Option<SocketAddrV4>,
+    pub(crate) opts: TcpOptions,
+    pub(crate) kind: Kind,
+    /// SO_ERROR.
+    pub(crate) error: Option<Errno>,
+    /// Counted among the port's bound sockets (bound, not connected).
+    pub(crate) in_ports: bool,
+    /// Received data still unread when the connection ended (TIME_WAIT
+    /// expiry, RST): readable until drained, like Linux's receive queue.
+    pub(crate) leftover: Ring,
+}
+/// Who uses a local port: bound sockets (not connected) and the TCBs,
+/// counted by the reuse options they were made with.
+#[derive(Debug, Default)]
+pub(crate) struct PortUse {
+    pub sockets: Vec<SocketHandle>,
+    pub live: u32,
+    pub live_reuseaddr: u32,
+    pub live_reuseport: u32,
+    pub live_both: u32,
+    pub time_wait: u32,
+}
+impl PortUse {
+    fn is_empty(&self) -> bool {
+        self.sockets.is_empty() && self.live == 0 && self.time_wait == 0
+    }
+
+    /// Adds (`delta` = 1) or removes (-1) a TCB of class `c`.
+    pub(crate) fn count(&mut self, c: PortClass, delta: i32) {
+        let add = |x: &mut u32| *x = x.wrapping_add_signed(delta);
+        match c {
+            PortClass::TimeWait => add(&mut self.time_wait),
+            PortClass::Live {
+                reuseaddr,
+                reuseport,
+            } => {
+                add(&mut self.live);
+                if reuseaddr {
+                    add(&mut self.live_reuseaddr);
+                }
+                if reuseport {
+                    add(&mut self.live_reuseport);
+                }
+                if reuseaddr && reuseport {
+                    add(&mut self.live_both);
+                }
+            }
+        }
+    }
+
+    /// Live TCBs a new bind with these options would clash with (Linux
+    /// `inet_csk_bind_conflict`: both SO_REUSEADDR, or both SO_REUSEPORT).
+    pub(crate) fn live_conflicts(&self, reuseaddr: bool, reuseport: bool) -> u32 {
+        match (reuseaddr, reuseport) {
+            (true, true) => self.live + self.live_both - self.live_reuseaddr - self.live_reuseport,
+            (true, false) => self.live - self.live_reuseaddr,
+            (false, true) => self.live - self.live_reuseport,
+            (false, false) => self.live,
+        }
+    }
+}
+struct Slot {
+    generation: u32,
+    tcb: Option<Tcb>,
+}
+/// TCP: the connection table, the listeners and sockets, the timers and
+/// the ready list. Driven through a [`Cx`](crate::cx::Cx): segments in
+/// (`process`), segments out (`dispatch`), `poll_at`, and the socket calls.
+pub struct Tcp {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    pub(crate) count: usize,
+    pub(crate) conns: HashMap<(SocketAddrV4, SocketAddrV4), TcbId>,
+    pub(crate) listeners: HashMap<u16, Vec<SocketHandle>>,
+    pub(crate) bind_ports: HashMap<u16, PortUse>,
+    /// The TCP sockets, by handle.
+    pub(crate) socks: Slab<TcpSocket>,
+    pub(crate) timers: BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
+    pub(crate) ready: VecDeque<TcbId>,
+    /// The TCB the last segment was for: bulk traffic skips the keyed hash.
+    last_conn: Option<TcbId>,
+    /// The TCB whose header prediction `process_fast` just tried and
+    /// missed: the full path for the same segment does not try again.
+    pub(crate) fast_missed: Option<TcbId>,
+    pub(crate) ctl: VecDeque<Ctl>,
+    /// What is left of the last burst planned (`TcpConfig::gso`): sent
+    /// before anything else.
+    pub(crate) burst: Option<super::plan::Burst>,
+    pub(crate) secret: super::secret::Secret,
+    pub(crate) challenge: TokenBucket,
+}
+/// The timer heap and the ready list, borrowed beside a TCB.
+pub(crate) struct Queues<'a> {
+    timers: &'a mut BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
+    ready: &'a mut VecDeque<TcbId>,
+}
+impl Queues<'_> {
+    /// `TcpState::arm` for a TCB in hand.
+    #[inline]
+    pub(crate) fn arm(&mut self, id: TcbId, t: &mut Tcb) {
+        let Some(d) = t.deadline() else { return };
+        if t.timer.sched.is_none_or(|s| d < s) {
+            t.timer.sched = Some(d);
+            self.timers
+                .push(core::cmp::Reverse((d, id.index, id.generation)));
+        }
+    }
+
+    /// Puts the TCB on the ready list if it owes output; false if it is
+    /// not there and owes nothing (then a corked one may need its hold
+    /// armed: `TcpState::schedule`).
+    #[inline]
+    pub(crate) fn schedule(&mut self, id: TcbId, t: &mut Tcb) -> bool {
+        if t.owed.in_ready {
+            return true;
+        }
+        if t.wants_output() {
+            t.owed.in_ready = true;
+            self.ready.push_back(id);
+            return true;
+        }
+        false
+    }
+}
+impl Tcp {
+    pub fn new(cfg: &TcpConfig, rng: &mut Rng) -> Tcp {
+        Tcp {
+            slots: Vec::new(),
+            free: Vec::new(),
+            count: 0,
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            bind_ports: HashMap::new(),
+            socks: Slab::default(),
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            last_conn: None,
+            fast_missed: None,
+            ctl: VecDeque::new(),
+            burst: None,
+            secret: super::secret::Secret::new(rng),
+            challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
+        }
+    }
+
+    pub(crate) fn get(&self, id: TcbId) -> Option<&Tcb> {
+        let s = self.slots.get(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        s.tcb.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TcbId) -> Option<&mut Tcb> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        s.tcb.as_mut()
+    }
+
+    /// The TCB for a 4-tuple. The one-entry cache needs no invalidation:
+    /// a stale id resolves to nothing, and a live TCB with this 4-tuple is
+    /// the one `conns` maps it to.
+    pub(crate) fn lookup(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
+        if let Some(id) = self.cached(local, remote) {
+            return Some(id);
+        }
+        let id = *self.conns.get(&(local, remote))?;
+        self.last_conn = Some(id);
+        Some(id)
+    }
+
+    /// The cached TCB if it has this 4-tuple (no table lookup).
+    #[inline]
+    pub(crate) fn cached(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
+        let id = self.last_conn?;
+        self.get(id)
+            .is_some_and(|t| t.local == local && t.remote == remote)
+            .then_some(id)
+    }
+
+    pub(crate) fn insert(&mut self, tcb: Tcb) -> TcbId {
+        self.count += 1;
+        let key = (tcb.local, tcb.remote);
+        let id = if let Some(index) = self.free.pop() {
+            let s = &mut self.slots[index as usize];
+            s.generation = s.generation.wrapping_add(1);
+            s.tcb = Some(tcb);
+            TcbId {
+                index,
+                generation: s.generation,
+            }
+        } else {
+            let index = self.slots.len() as u32;
+            self.slots.push(Slot {
+                generation: 0,
+                tcb: Some(tcb),
+            });
+            TcbId {
+                index,
+                generation: 0,
+            }
+        };
+        let old = self.conns.insert(key, id);
+        debug_assert!(old.is_none(), "two TCBs for one 4-tuple");
+        id
+    }
+
+    pub(crate) fn remove(&mut self, id: TcbId) -> Option<Tcb> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        let tcb = s.tcb.take()?;
+        self.free.push(id.index);
+        self.count -= 1;
+        self.conns.remove(&(tcb.local, tcb.remote));
+        Some(tcb)
+    }
+
+    /// Every live TCB.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (TcbId, &Tcb)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let tcb = s.tcb.as_ref()?;
+            Some((
+                TcbId {
+                    index: i as u32,
+                    generation: s.generation,
+                },
+                tcb,
+            ))
+        })
+    }
+
+    /// Puts `id` on the ready list if it owes output.
+    pub(crate) fn schedule(&mut self, now: Instant, id: TcbId) {
+        let Some((t, mut q)) = self.split_mut(id) else {
+            return;
+        };
+        if !q.schedule(id, t) && t.opts.cork {
+            // Only corked sockets look further (this runs per segment).
+            self.arm_cork(now, id);
+        }
+    }
+
+    /// Starts TCP_CORK's ceiling if the cork (not the window, cwnd or
+    /// Nagle) is what holds data back and no hold is running.
+    pub(crate) fn arm_cork(&mut self, now: Instant, id: TcbId) {
+        let Some(t) = self.get_mut(id) else { return };
+        if t.opts.cork && t.timer.cork.is_none() && t.cork_holds() {
+            t.timer.cork = Some(now + CORK_CEILING);
+            t.snd.cork_end = t.data_end();
+            self.arm(id);
+        }
+    }
+
+    /// Puts `id` on the ready list whether or not it owes output (its turn
+    /// finds out); for a TCB that most likely does.
+    pub(crate) fn requeue(&mut self, id: TcbId) {
+        if let Some(t) = self.get_mut(id) {
+            if !t.owed.in_ready {
+                t.owed.in_ready = true;
+                self.ready.push_back(id);
+            }
+        }
+    }
+
+    /// Makes sure the heap holds an entry no later than the TCB's deadline.
+    pub(crate) fn arm(&mut self, id: TcbId) {
+        let Some((t, mut q)) = self.split_mut(id) else {
+            return;
+        };
+        q.arm(id, t);
+    }
+
+    /// A TCB and, beside it, the timer heap and ready list: the
+    /// per-segment path arms and schedules it without a second lookup.
+    pub(crate) fn split_mut(&mut self, id: TcbId) -> Option<(&mut Tcb, Queues<'_>)> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        let t = s.tcb.as_mut()?;
+        Some((
+            t,
+            Queues {
+                timers: &mut self.timers,
+                ready: &mut self.ready,
+            },
+        ))
+    }
+
+    /// Earliest TCP deadline (may be a stale one: an early wakeup is harmless).
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
+        if !self.ready.is_empty() || !self.ctl.is_empty() || self.burst.is_some() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.peek().map(|r| r.0 .0)
+    }
+
+    pub(crate) fn port_use(&mut self, port: u16) -> &mut PortUse {
+        self.bind_ports.entry(port).or_default()
+    }
+
+    pub(crate) fn port_release_if_empty(&mut self, port: u16) {
+        if self.bind_ports.get(&port).is_some_and(PortUse::is_empty) {
+            self.bind_ports.remove(&port);
+        }
+    }
+}
+impl Tcp {
+    /// Checks the TCP tables' invariants and panics with a description if
+    /// one is broken. For tests and fuzzing; O(connections).
+    #[doc(hidden)]
+    pub fn check_invariants(&self, cfg: &TcpConfig) {
+        let tcp = self;
+        assert_eq!(tcp.conns.len(), tcp.count, "lookup table and slab agree");
+        let mut per_port: HashMap<u16, (u32, u32)> = HashMap::new();
+        let mut half_open: HashMap<SocketHandle, usize> = HashMap::new();
+        for (id, t) in tcp.iter() {
+            let ctx = || format!("{} {} -> {}", t.state, t.local, t.remote);
+            assert_eq!(tcp.conns.get(&(t.local, t.remote)), Some(&id), "{}", ctx());
+            assert!(
+                t.snd.nxt.diff(t.snd.una) >= 0,
+                "SND.UNA <= SND.NXT: {}",
+                ctx()
+            );
+            assert!(
+                t.snd.max.diff(t.snd.nxt) >= 0,
+                "SND.NXT <= SND.MAX: {}",
+                ctx()
+            );
+            assert!(
+                (t.snd.max.diff(t.snd.una) as i64) <= t.snd.q.len() as i64 + 2,
+                "in flight fits the send queue: {}",
+                ctx()
+            );
+            assert!(
+                (-1..=1).contains(&t.snd.una.diff(t.snd.q_front)),
+                "acked data leaves the send queue: {}",
+                ctx()
+            );
+            if let Some(r) = t.cong.rack.as_deref() {
+                if let Err(e) = r.check(t.snd.una, t.snd.max) {
+                    panic!("RACK log: {e}: {}", ctx());
+                }
+                assert_eq!(
+                    t.cong.rack_timer,
+                    r.timer.is_some(),
+                    "RACK timer: {}",
+                    ctx()
+                );
+            }
+            if let Some(d) = t.deadline() {
+                assert!(
+                    t.timer.sched.is_some_and(|s| s <= d),
+                    "a timer is armed for the deadline: {}",
+                    ctx()
+                );
+            }
+            if t.wants_output() {
+                assert!(
+                    t.owed.in_ready,
+                    "output owed is on the ready list: {}",
+                    ctx()
+                );
+            }
+            let e = per_port.entry(t.local.port()).or_default();
+            match t.port_class {
+                PortClass::Live { .. } => e.0 += 1,
+                PortClass::TimeWait => e.1 += 1,
+            }
+            assert_eq!(
+                t.port_class == PortClass::TimeWait,
+                t.state == State::TimeWait,
+                "TIME_WAIT bucket: {}",
+                ctx()
+            );
+            if let Some(l) = t.listener {
+                if !t.in_accept_queue {
+                    *half_open.entry(l).or_default() += 1;
+                }
+            }
+            if let Some(h) = t.socket {
+                match self.socks.get(h) {
+                    Some(s) => {
+                        assert!(matches!(s.kind, Kind::Conn(x) if x == id), "{}", ctx())
+                    }
+                    _ => panic!("TCB points at a socket that is not its own: {}", ctx()),
+                }
+            }
+        }
+        for (port, pu) in &tcp.bind_ports {
+            let (live, tw) = per_port.get(port).copied().unwrap_or_default();
+            assert_eq!((pu.live, pu.time_wait), (live, tw), "port {port} counts");
+        }
+        for (h, s) in self.socks.iter() {
+            {
+                if let Kind::Listen(l) = &s.kind {
+                    assert!(l.accept.len() <= l.backlog, "accept queue within backlog");
+                    assert_eq!(
+                        l.syn_count,
+                        half_open.get(&h).copied().unwrap_or(0),
+                        "SYN queue count"
+                    );
+                    assert!(l.syn_count <= cfg.max_syn_backlog);
+                }
+            }
+        }
+    }
+}
