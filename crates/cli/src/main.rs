@@ -452,7 +452,7 @@ fn main() -> ExitCode {
             }
             match r {
                 Ok(text) => print_out(&text),
-                Err(e) => fail(e),
+                Err(e) => failed(e),
             }
         }
         Command::Demo {
