@@ -1,16 +1,11 @@
 //! The link a command runs on: a TUN or TAP device whose kernel side gets
-//! an address, with optional impairments and capture, driven by a runtime.
+//! an address, with optional impairments and capture, driven by a runtime
+//! (set up by `ustack::link`, shared with the preload library).
 
 use clap::Args;
 use std::path::PathBuf;
 use ustack::{Mode, Runtime};
-use ustack_core::wire::{EthernetAddress, Ipv4Cidr};
-use ustack_core::Duration;
-use ustack_core::{Medium, Stack, StackConfig};
-use ustack_devices::kernel::ip;
-use ustack_devices::{
-    Captured, Clock, Device, Impaired, Impairments, KernelIf, LinkKind, PcapSink, TunOptions,
-};
+use ustack_core::wire::Ipv4Cidr;
 
 /// ustack's address on the link unless `--addr` says otherwise.
 pub const DEFAULT_ADDR: &str = "10.200.0.2/24";
@@ -114,151 +109,18 @@ impl LinkArgs {
     /// Like [`start`](Self::start), the runtime in `mode` (the servers use
     /// [`Mode::External`], driven from their tokio runtime).
     pub fn start_with(&self, what: &str, mode: Mode) -> Result<Runtime, LinkError> {
-        let (name, medium) = match (&self.tun, &self.tap) {
-            (Some(n), _) => (n.clone(), Medium::Ip),
-            (None, Some(n)) => (n.clone(), Medium::Ethernet),
-            (None, None) => {
-                return Err(format!(
-                    "{what} needs a link: give --tun NAME or --tap NAME (and run as root), \
-                     or try `ustack demo` for the in-memory network"
-                ))
-            }
-        };
-        let (addr, kernel_addr) = (self.addr(), self.kernel_addr());
-        if !kernel_addr.contains_addr(&addr.address()) || kernel_addr.address() == addr.address() {
-            return Err(format!(
-                "--addr {addr} and --kernel-addr {kernel_addr} must be different addresses on the same subnet"
-            ));
+        ustack::link::LinkConfig {
+            tun: self.tun.clone(),
+            tap: self.tap.clone(),
+            addr: self.addr(),
+            kernel_addr: self.kernel_addr(),
+            mtu: self.mtu.unwrap_or(1500),
+            loss: self.loss,
+            reorder: self.reorder,
+            delay: self.delay,
+            pcap: self.pcap.clone(),
+            seed: self.seed()?,
         }
-        let seed = self.seed()?;
-        let mtu = self.mtu.unwrap_or(1500) as usize;
-        let opts = TunOptions::new(&name).mtu(mtu);
-        let device: Box<dyn Device + Send> = match medium {
-            Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
-            Medium::Ethernet => {
-                Box::new(opts.open_tap().map_err(|e| open_error("TAP", &name, &e))?)
-            }
-        };
-        // A persistent device (`ip tuntap add`) may have its address already,
-        // and the kernel's servers be bound to it: then just bring it up.
-        let configured = ip(["-o", "-4", "addr", "show", "dev", name.as_str()])
-            .is_ok_and(|out| out.contains(&format!("inet {kernel_addr} ")));
-        if configured {
-            ip(["link", "set", "dev", name.as_str(), "up"])
-                .map_err(|e| format!("cannot bring {name} up: {e}"))?;
-        } else {
-            check_clash(&name, addr, kernel_addr)?;
-            KernelIf::new(&name, kernel_addr)
-                .mtu(mtu)
-                .apply(None)
-                .map_err(|e| format!("cannot configure the kernel side of {name}: {e}"))?;
-        }
-        check_route(&name, addr)?;
-        let imp = Impairments::none()
-            .with_loss(self.loss.unwrap_or(0.0))
-            .with_reorder(self.reorder.unwrap_or(0.0), Duration::from_millis(5))
-            .with_delay(Duration::from_millis(self.delay.unwrap_or(0)));
-        let impaired = self.loss.is_some_and(|p| p > 0.0)
-            || self.reorder.is_some_and(|p| p > 0.0)
-            || self.delay.is_some_and(|d| d > 0);
-        let device: Box<dyn Device + Send> = if impaired {
-            Box::new(Impaired::new(device, seed, imp, imp))
-        } else {
-            device
-        };
-        let device: Box<dyn Device + Send> = match &self.pcap {
-            Some(path) => {
-                let kind = if medium == Medium::Ip {
-                    LinkKind::Ip
-                } else {
-                    LinkKind::Ethernet
-                };
-                let sink = PcapSink::create(path, kind)
-                    .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?;
-                Box::new(Captured::new(device, sink))
-            }
-            None => device,
-        };
-        let mac = EthernetAddress([0x02, 0x75, 0x73, 0x74, 0x6b, 0x01]);
-        // The kernel is also the way to anywhere off the link.
-        let cfg = StackConfig::new(medium, addr)
-            .with_mtu(mtu)
-            .with_seed(seed)
-            .with_mac(mac)
-            .with_gateway(kernel_addr.address());
-        let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
-        Runtime::new(stack, device, Clock::new(), mode)
-            .map_err(|e| format!("cannot start the runtime: {e}"))
-    }
-}
-
-/// Why a device would not open, and what to do about it.
-fn open_error(kind: &str, name: &str, e: &std::io::Error) -> LinkError {
-    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-        "; is another ustack running on it? Stop it or choose another name"
-    } else {
-        ""
-    };
-    format!("cannot open {kind} device {name}: {e}{hint}")
-}
-
-/// The fix for a clash with interface `other` holding `cidr`.
-fn clash_fix(other: &str, cidr: &str) -> String {
-    format!(
-        "remove it (`ip addr del {cidr} dev {other}`, or `ip link delete {other}` if it is a \
-         leftover device) or put ustack on another subnet with --addr and --kernel-addr"
-    )
-}
-
-/// Refuses addresses that another interface already has, or a subnet that
-/// overlaps another interface's: the kernel would then send ustack's
-/// packets elsewhere (or keep them), and every ping would be lost unseen.
-fn check_clash(name: &str, addr: Ipv4Cidr, kernel_addr: Ipv4Cidr) -> Result<(), LinkError> {
-    let Ok(list) = ip(["-o", "-4", "addr", "show"]) else {
-        return Ok(());
-    };
-    for line in list.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(other), Some("inet"), Some(cidr)) = (f.nth(1), f.next(), f.next()) else {
-            continue;
-        };
-        let Ok(c) = cidr.parse::<Ipv4Cidr>() else {
-            continue;
-        };
-        if other == name {
-            continue;
-        }
-        let why = if c.address() == kernel_addr.address() {
-            format!(
-                "the kernel address {} is already on interface {other} ({cidr})",
-                kernel_addr.address()
-            )
-        } else if c.address() == addr.address() {
-            format!("ustack's address {} is already on interface {other} ({cidr}), so the kernel keeps packets for it", addr.address())
-        } else if c.contains_addr(&addr.address()) || kernel_addr.contains_addr(&c.address()) {
-            format!("interface {other} has {cidr}, on the same subnet as {kernel_addr}, so the kernel may route ustack's packets through {other}")
-        } else {
-            continue;
-        };
-        return Err(format!("{why}; {}", clash_fix(other, cidr)));
-    }
-    Ok(())
-}
-
-/// Checks that the kernel now routes ustack's address through `name`.
-fn check_route(name: &str, addr: Ipv4Cidr) -> Result<(), LinkError> {
-    let a = addr.address().to_string();
-    let Ok(route) = ip(["-o", "-4", "route", "get", a.as_str()]) else {
-        return Ok(());
-    };
-    let mut words = route.split_whitespace();
-    let dev = words.by_ref().skip_while(|w| *w != "dev").nth(1);
-    match dev {
-        Some(d) if d != name => Err(format!(
-            "the kernel routes {a} through {d}, not {name}: another route covers the subnet \
-             (see `ip route show`); delete it (`ip route del ... dev {d}`) or put ustack on \
-             another subnet with --addr and --kernel-addr"
-        )),
-        _ => Ok(()),
+        .start_with(what, mode)
     }
 }

@@ -29,6 +29,9 @@ where
 /// Runs `cmd`, returning its stdout, or an error with its stderr.
 pub fn run(cmd: &mut Command) -> io::Result<String> {
     let line = format!("{cmd:?}").replace('"', "");
+    // Kernel-side setup runs on the kernel's stack, even when called from
+    // inside the preload library (`ip` must not load it again).
+    cmd.env_remove("LD_PRELOAD");
     let out: Output = cmd.output().map_err(|e| {
         let hint = if e.kind() == io::ErrorKind::NotFound {
             " (is iproute2 installed? apt-get install iproute2)"

@@ -36,10 +36,12 @@
 
 pub mod epoll;
 pub mod fd;
+pub mod link;
 pub mod memnet;
 pub mod net;
 pub mod posix;
 pub mod runtime;
+pub mod stats;
 mod sys;
 
 pub use epoll::EpollEvent;

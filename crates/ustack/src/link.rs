@@ -1,0 +1,200 @@
+//! The link a program runs on: a TUN or TAP device whose kernel side gets
+//! an address, with optional impairments and capture, driven by a runtime
+//! in thread mode. The `ustack` command's link flags and the preload
+//! library's `USTACK_*` variables both fill a [`LinkConfig`].
+
+use crate::{Mode, Runtime};
+use std::path::PathBuf;
+use ustack_core::wire::{EthernetAddress, Ipv4Cidr};
+use ustack_core::Duration;
+use ustack_core::{Medium, Stack, StackConfig};
+use ustack_devices::kernel::ip;
+use ustack_devices::{
+    Captured, Clock, Device, Impaired, Impairments, KernelIf, LinkKind, PcapSink, TunOptions,
+};
+
+/// Where and how to put the stack on a link (the CLI's link flags).
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Create (or attach to) a TUN device with this name (IP packets).
+    pub tun: Option<String>,
+    /// Create (or attach to) a TAP device with this name (Ethernet, ARP).
+    pub tap: Option<String>,
+    /// ustack's address on the link.
+    pub addr: Ipv4Cidr,
+    /// The kernel's address on the link (set on the device, brought up).
+    pub kernel_addr: Ipv4Cidr,
+    pub mtu: u32,
+    /// Fraction of frames dropped in each direction.
+    pub loss: Option<f64>,
+    /// Fraction of frames held back 5 ms in each direction.
+    pub reorder: Option<f64>,
+    /// One-way delay in milliseconds.
+    pub delay: Option<u64>,
+    /// Capture every frame to this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Seed of the stack's random choices.
+    pub seed: u64,
+}
+
+/// A one-line reason the link could not be set up.
+pub type LinkError = String;
+
+impl LinkConfig {
+    /// Opens the device, configures the kernel side, and starts a runtime
+    /// with a stack thread.
+    pub fn start(&self, what: &str) -> Result<Runtime, LinkError> {
+        self.start_with(what, Mode::Thread)
+    }
+
+    /// Like [`start`](Self::start), the runtime in `mode` (servers on tokio
+    /// use [`Mode::External`] and drive it from their reactor).
+    pub fn start_with(&self, what: &str, mode: Mode) -> Result<Runtime, LinkError> {
+        let (name, medium) = match (&self.tun, &self.tap) {
+            (Some(n), _) => (n.clone(), Medium::Ip),
+            (None, Some(n)) => (n.clone(), Medium::Ethernet),
+            (None, None) => {
+                return Err(format!(
+                    "{what} needs a link: give --tun NAME or --tap NAME (and run as root), \
+                     or try `ustack demo` for the in-memory network"
+                ))
+            }
+        };
+        if !self.kernel_addr.contains_addr(&self.addr.address())
+            || self.kernel_addr.address() == self.addr.address()
+        {
+            return Err(format!(
+                "--addr {} and --kernel-addr {} must be different addresses on the same subnet",
+                self.addr, self.kernel_addr
+            ));
+        }
+        let mtu = self.mtu as usize;
+        let opts = TunOptions::new(&name).mtu(mtu);
+        let device: Box<dyn Device + Send> = match medium {
+            Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
+            Medium::Ethernet => {
+                Box::new(opts.open_tap().map_err(|e| open_error("TAP", &name, &e))?)
+            }
+        };
+        // A persistent device (`ip tuntap add`) may have its address already,
+        // and the kernel's servers be bound to it: then just bring it up.
+        let configured = ip(["-o", "-4", "addr", "show", "dev", name.as_str()])
+            .is_ok_and(|out| out.contains(&format!("inet {} ", self.kernel_addr)));
+        if configured {
+            ip(["link", "set", "dev", name.as_str(), "up"])
+                .map_err(|e| format!("cannot bring {name} up: {e}"))?;
+        } else {
+            check_clash(&name, self.addr, self.kernel_addr)?;
+            KernelIf::new(&name, self.kernel_addr)
+                .mtu(mtu)
+                .apply(None)
+                .map_err(|e| format!("cannot configure the kernel side of {name}: {e}"))?;
+        }
+        check_route(&name, self.addr)?;
+        let imp = Impairments::none()
+            .with_loss(self.loss.unwrap_or(0.0))
+            .with_reorder(self.reorder.unwrap_or(0.0), Duration::from_millis(5))
+            .with_delay(Duration::from_millis(self.delay.unwrap_or(0)));
+        let impaired = self.loss.is_some_and(|p| p > 0.0)
+            || self.reorder.is_some_and(|p| p > 0.0)
+            || self.delay.is_some_and(|d| d > 0);
+        let device: Box<dyn Device + Send> = if impaired {
+            Box::new(Impaired::new(device, self.seed, imp, imp))
+        } else {
+            device
+        };
+        let device: Box<dyn Device + Send> = match &self.pcap {
+            Some(path) => {
+                let kind = if medium == Medium::Ip {
+                    LinkKind::Ip
+                } else {
+                    LinkKind::Ethernet
+                };
+                let sink = PcapSink::create(path, kind)
+                    .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?;
+                Box::new(Captured::new(device, sink))
+            }
+            None => device,
+        };
+        let mac = EthernetAddress([0x02, 0x75, 0x73, 0x74, 0x6b, 0x01]);
+        // The kernel is also the way to anywhere off the link.
+        let cfg = StackConfig::new(medium, self.addr)
+            .with_mtu(mtu)
+            .with_seed(self.seed)
+            .with_mac(mac)
+            .with_gateway(self.kernel_addr.address());
+        let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
+        Runtime::new(stack, device, Clock::new(), mode)
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+    }
+}
+/// Why a device would not open, and what to do about it.
+fn open_error(kind: &str, name: &str, e: &std::io::Error) -> LinkError {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        "; is another ustack running on it? Stop it or choose another name"
+    } else {
+        ""
+    };
+    format!("cannot open {kind} device {name}: {e}{hint}")
+}
+
+/// The fix for a clash with interface `other` holding `cidr`.
+fn clash_fix(other: &str, cidr: &str) -> String {
+    format!(
+        "remove it (`ip addr del {cidr} dev {other}`, or `ip link delete {other}` if it is a \
+         leftover device) or put ustack on another subnet with --addr and --kernel-addr"
+    )
+}
+
+/// Refuses addresses that another interface already has, or a subnet that
+/// overlaps another interface's: the kernel would then send ustack's
+/// packets elsewhere (or keep them), and every ping would be lost unseen.
+fn check_clash(name: &str, addr: Ipv4Cidr, kernel_addr: Ipv4Cidr) -> Result<(), LinkError> {
+    let Ok(list) = ip(["-o", "-4", "addr", "show"]) else {
+        return Ok(());
+    };
+    for line in list.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(other), Some("inet"), Some(cidr)) = (f.nth(1), f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(c) = cidr.parse::<Ipv4Cidr>() else {
+            continue;
+        };
+        if other == name {
+            continue;
+        }
+        let why = if c.address() == kernel_addr.address() {
+            format!(
+                "the kernel address {} is already on interface {other} ({cidr})",
+                kernel_addr.address()
+            )
+        } else if c.address() == addr.address() {
+            format!("ustack's address {} is already on interface {other} ({cidr}), so the kernel keeps packets for it", addr.address())
+        } else if c.contains_addr(&addr.address()) || kernel_addr.contains_addr(&c.address()) {
+            format!("interface {other} has {cidr}, on the same subnet as {kernel_addr}, so the kernel may route ustack's packets through {other}")
+        } else {
+            continue;
+        };
+        return Err(format!("{why}; {}", clash_fix(other, cidr)));
+    }
+    Ok(())
+}
+
+/// Checks that the kernel now routes ustack's address through `name`.
+fn check_route(name: &str, addr: Ipv4Cidr) -> Result<(), LinkError> {
+    let a = addr.address().to_string();
+    let Ok(route) = ip(["-o", "-4", "route", "get", a.as_str()]) else {
+        return Ok(());
+    };
+    let mut words = route.split_whitespace();
+    let dev = words.by_ref().skip_while(|w| *w != "dev").nth(1);
+    match dev {
+        Some(d) if d != name => Err(format!(
+            "the kernel routes {a} through {d}, not {name}: another route covers the subnet \
+             (see `ip route show`); delete it (`ip route del ... dev {d}`) or put ustack on \
+             another subnet with --addr and --kernel-addr"
+        )),
+        _ => Ok(()),
+    }
+}
