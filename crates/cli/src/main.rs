@@ -39,6 +39,9 @@ struct Cli {
     /// DNS server for host names (default: the kernel's address, --kernel-addr).
     #[arg(long, global = true, value_name = "IP")]
     dns: Option<std::net::Ipv4Addr>,
+    /// A hosts(5) file whose names are answered before any DNS server.
+    #[arg(long, global = true, value_name = "FILE", value_parser = resolve::hosts_file)]
+    hosts: Option<ustack_dns::Hosts>,
     #[command(subcommand)]
     command: Command,
 }
@@ -393,7 +396,10 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             signals.set_runtime(&rt);
-            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr().address()));
+            let dns = resolve::resolver(
+                cli.dns.unwrap_or(cli.link.kernel_addr().address()),
+                cli.hosts.clone(),
+            );
             let r = get::run(&rt, &url, output.as_deref(), &dns, progress);
             if stats {
                 print_stats(&rt, output.is_none());
@@ -427,7 +433,10 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             signals.set_runtime(&rt);
-            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr().address()));
+            let dns = resolve::resolver(
+                cli.dns.unwrap_or(cli.link.kernel_addr().address()),
+                cli.hosts.clone(),
+            );
             let r = connect::run(&rt, &dns, &target.0, target.1, progress);
             if stats {
                 print_stats(&rt, true);
@@ -445,7 +454,10 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            let dns = resolve::resolver(cli.dns.unwrap_or(cli.link.kernel_addr().address()));
+            let dns = resolve::resolver(
+                cli.dns.unwrap_or(cli.link.kernel_addr().address()),
+                cli.hosts.clone(),
+            );
             let r = resolve::run(&rt, &dns, &name);
             if stats {
                 print_stats(&rt, true);

@@ -5,13 +5,21 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use ustack::Runtime;
-use ustack_dns::{Config, Family, Resolver, Source};
+use ustack_dns::{Config, Family, Hosts, Resolver, Source};
 
-/// A resolver asking `server` on port 53.
-pub fn resolver(server: Ipv4Addr) -> Resolver {
-    Resolver::new(Config::new(vec![SocketAddr::V4(SocketAddrV4::new(
-        server, 53,
-    ))]))
+/// A resolver asking `server` on port 53, after the `--hosts` map if given.
+pub fn resolver(server: Ipv4Addr, hosts: Option<Hosts>) -> Resolver {
+    let cfg = Config::new(vec![SocketAddr::V4(SocketAddrV4::new(server, 53))]);
+    Resolver::new(match hosts {
+        Some(h) => cfg.with_hosts(h),
+        None => cfg,
+    })
+}
+
+/// `--hosts FILE`: read at once, so a bad file is reported before any link
+/// is opened.
+pub fn hosts_file(path: &str) -> Result<Hosts, String> {
+    Hosts::load(std::path::Path::new(path))
 }
 
 /// Checks that `host` is an IPv4 literal or a host name, for the parsers.

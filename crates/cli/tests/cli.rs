@@ -107,6 +107,14 @@ fn bad_arguments_name_the_problem_and_exit_2() {
         (&["resolve", "example.com"][..], "resolve needs a link"),
         (&["--dns", "dns.example", "resolve", "x"][..], "--dns"),
         (
+            &["--hosts", "/nonexistent-dir/hosts", "resolve", "x"][..],
+            "cannot read hosts file /nonexistent-dir/hosts",
+        ),
+        (
+            &["--hosts", "/proc/self/status", "resolve", "x"][..],
+            "line 1",
+        ),
+        (
             &["connect", "10.0.0.1:80"][..],
             "connect needs a link: give --tun NAME or --tap NAME",
         ),

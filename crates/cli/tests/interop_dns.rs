@@ -90,6 +90,39 @@ fn get_and_resolve_a_host_name_through_dnsmasq() {
         dnsmasq.stderr()
     );
 
+    // --hosts: a name from the file, no server asked; get accepts it too.
+    let hosts = lab.dir.join("hosts");
+    std::fs::write(&hosts, format!("# lab\n{kernel} files.lab.test files\n")).unwrap();
+    let hosts = hosts.to_str().unwrap();
+    let asked = dnsmasq.stderr().matches("files.lab.test").count();
+    let out = run(
+        lab.ustack(&["--hosts", hosts, "resolve", "FILES"]),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("files has address {kernel} (ttl 0, from hosts)\n")
+    );
+    let out = run(
+        lab.ustack(&[
+            "--hosts",
+            hosts,
+            "get",
+            "http://files.lab.test:8000/hello.txt",
+        ]),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from the kernel, by name\n");
+    assert_eq!(
+        dnsmasq.stderr().matches("files.lab.test").count(),
+        asked,
+        "names in --hosts never reach the server"
+    );
+
     // A name that does not exist: one line saying so, exit 1 (the fetch
     // failed; 2 is for usage errors).
     let out = run(

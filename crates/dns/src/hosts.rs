@@ -49,6 +49,14 @@ impl Hosts {
         Ok(h)
     }
 
+    /// Reads and parses a hosts file (`/etc/hosts` or another); errors name
+    /// the file and the line.
+    pub fn load(path: &std::path::Path) -> Result<Hosts, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read hosts file {}: {e}", path.display()))?;
+        Hosts::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     pub fn insert(&mut self, name: &str, ip: IpAddr) {
         let v = self.map.entry(key(name)).or_default();
         if !v.contains(&ip) {

@@ -7,15 +7,22 @@
 //!
 //! The wire format is `hickory-proto`'s. The logic ([`Resolver`],
 //! [`Resolution`]) is sans-IO; [`Resolver::lookup`] drives it over a
-//! ustack [`ustack::Runtime`] and [`getaddrinfo`] puts a POSIX face on it.
+//! ustack [`ustack::Runtime`], [`AsyncResolver::lookup`] drives it from
+//! tokio tasks (feature `tokio`, on by default), and [`getaddrinfo`] puts
+//! a POSIX face on it.
 
+#[cfg(feature = "tokio")]
+pub mod async_tokio;
 pub mod cache;
 pub mod gai;
 pub mod hosts;
 pub mod message;
+pub mod resolv_conf;
 pub mod resolve;
 pub mod sync;
 
+#[cfg(feature = "tokio")]
+pub use async_tokio::AsyncResolver;
 pub use gai::{getaddrinfo, AddrInfo, AddrInfoHints, GaiError};
 pub use hosts::Hosts;
 pub use message::{Family, Question};

@@ -272,3 +272,56 @@ fn aaaa_answers_parse_for_when_ipv6_lands() {
     };
     assert_eq!(a.addrs, vec![IpAddr::V6(ip)]);
 }
+
+#[test]
+fn resolv_conf_gives_servers_timeout_and_attempts() {
+    let text = "# generated\nsearch example.com\nnameserver 10.200.0.1\nnameserver 10.200.0.2 ; second\n\
+                nameserver 10.200.0.3\nnameserver 10.200.0.4\noptions ndots:1 timeout:3 attempts:9 rotate\n";
+    let cfg = ustack_dns::resolv_conf::parse(text).unwrap();
+    let want: Vec<SocketAddr> = ["10.200.0.1:53", "10.200.0.2:53", "10.200.0.3:53"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(cfg.servers, want, "MAXNS (3) servers, in order");
+    assert_eq!(cfg.timeout, Duration::from_secs(3));
+    assert_eq!(cfg.attempts, 5, "attempts capped at 5 (resolv.conf(5))");
+    let cfg = ustack_dns::resolv_conf::parse("nameserver 192.0.2.1\n").unwrap();
+    assert_eq!(cfg.timeout, Duration::from_secs(5));
+    assert_eq!(cfg.attempts, 2);
+    let e = ustack_dns::resolv_conf::parse("nameserver 10.0.0.300\n").unwrap_err();
+    assert!(e.contains("line 1") && e.contains("10.0.0.300"), "{e}");
+    let e = ustack_dns::resolv_conf::parse("search x\n").unwrap_err();
+    assert!(e.contains("nameserver"), "{e}");
+    let e = ustack_dns::resolv_conf::parse("nameserver 1.1.1.1\noptions timeout:x\n").unwrap_err();
+    assert!(e.contains("line 2") && e.contains("timeout:x"), "{e}");
+}
+
+#[test]
+fn hosts_and_resolv_conf_files_are_read_and_errors_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("ustack-dns-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n192.0.2.5 web.lan web # lab\n").unwrap();
+    let h = ustack_dns::Hosts::load(&hosts).unwrap();
+    assert_eq!(
+        h.lookup("WEB", Family::V4),
+        Some(vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5))])
+    );
+    std::fs::write(&hosts, "ok 1\n").unwrap();
+    let e = ustack_dns::Hosts::load(&hosts).unwrap_err();
+    assert!(
+        e.contains(&hosts.display().to_string()) && e.contains("line 1"),
+        "{e}"
+    );
+    let missing = dir.join("absent");
+    let e = ustack_dns::Hosts::load(&missing).unwrap_err();
+    assert!(e.contains("absent"), "{e}");
+    let rc = dir.join("resolv.conf");
+    std::fs::write(&rc, "nameserver 10.0.0.2\n").unwrap();
+    let cfg = ustack_dns::resolv_conf::load(&rc).unwrap();
+    assert_eq!(
+        cfg.servers,
+        vec!["10.0.0.2:53".parse::<SocketAddr>().unwrap()]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
