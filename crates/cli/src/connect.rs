@@ -4,6 +4,7 @@
 //! it is not a terminal) has been sent and acknowledged.
 
 use crate::get::{connect, describe};
+use crate::interrupt::Progress;
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{Shutdown, SocketAddrV4};
 use std::sync::Arc;
@@ -14,12 +15,14 @@ use ustack::Runtime;
 /// How long to wait at exit for the peer to acknowledge what we sent.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// `host` is resolved with `resolver` first when it is a name.
+/// `host` is resolved with `resolver` first when it is a name; `progress`
+/// counts what goes each way, for a Ctrl-C summary.
 pub fn run(
     rt: &Runtime,
     resolver: &ustack_dns::Resolver,
     host: &str,
     port: u16,
+    progress: Arc<Progress>,
 ) -> Result<(), String> {
     let addr: SocketAddrV4 = crate::resolve::socket_addr(rt, resolver, host, port)?;
     let s = Arc::new(connect(rt, addr)?);
@@ -27,6 +30,7 @@ pub fn run(
     // until the peer's delayed ACK.
     let _ = s.set_nodelay(true);
     let tx = s.clone();
+    let sent = progress.clone();
     // Blocked on stdin when the peer closes: the process ends it by exiting.
     let sender = std::thread::Builder::new()
         .name("stdin".into())
@@ -40,6 +44,7 @@ pub fn run(
                         if (&*tx).write_all(&buf[..n]).is_err() {
                             return;
                         }
+                        sent.add_sent(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => break,
@@ -63,7 +68,7 @@ pub fn run(
                 return Ok(());
             }
             Ok(n) => match stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()) {
-                Ok(()) => {}
+                Ok(()) => progress.add_received(n),
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
                 Err(e) => return Err(format!("cannot write to stdout: {e}")),
             },

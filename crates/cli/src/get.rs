@@ -1,9 +1,11 @@
 //! `ustack get URL [-o FILE]`: an HTTP/1.1 client on the stack.
 
+use crate::interrupt::Progress;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ustack::net::TcpStream;
 use ustack::Runtime;
@@ -25,8 +27,9 @@ pub struct Url {
     pub path: String,
 }
 
-/// Parses `http://HOST[:PORT][/PATH]`, HOST an IPv4 address or a name.
-pub fn parse_url(s: &str) -> Result<Url, String> {
+/// Parses `http://HOST[:PORT][/PATH]`, HOST an IPv4 address or a name;
+/// `kernel` is the address a hint suggests (the kernel's, on the link).
+pub fn parse_url(s: &str, kernel: Ipv4Addr) -> Result<Url, String> {
     let rest = match s.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
         Some((scheme, _)) => {
@@ -57,7 +60,7 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
         None => (authority, 80),
     };
     crate::resolve::check_host(host).map_err(|e| {
-        format!("{s}: {e}; give an IPv4 address or a host name, e.g. http://10.200.0.1/")
+        format!("{s}: {e}; give an IPv4 address or a host name, e.g. http://{kernel}/")
     })?;
     Ok(Url {
         host: host.to_owned(),
@@ -80,10 +83,28 @@ pub fn describe(e: &io::Error) -> String {
     }
 }
 
-/// Connects with a time limit; the error is one readable line.
+/// After this long without an answer, a connect says it is still trying.
+const CONNECT_NOTICE: Duration = Duration::from_secs(1);
+
+/// Connects with a time limit; the error is one readable line. A connect
+/// with no answer after a second says so on stderr, once.
 pub fn connect(rt: &Runtime, addr: SocketAddrV4) -> Result<TcpStream, String> {
-    TcpStream::connect_timeout(rt, &SocketAddr::V4(addr), CONNECT_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {addr}: {}", describe(&e)))
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let notice = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            waiting.recv_timeout(CONNECT_NOTICE)
+        {
+            eprintln!(
+                "ustack: connecting to {addr}: no answer yet; trying for {} s (Ctrl-C stops)",
+                CONNECT_TIMEOUT.as_secs()
+            );
+        }
+    });
+    let r = TcpStream::connect_timeout(rt, &SocketAddr::V4(addr), CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {}", describe(&e)));
+    drop(done);
+    let _ = notice.join();
+    r
 }
 
 /// Buffered reading from the connection.
@@ -169,12 +190,15 @@ struct Sink {
     bar: bool,
     started: Instant,
     drawn: Instant,
+    /// What a Ctrl-C summary reports.
+    progress: Arc<Progress>,
 }
 
 impl Sink {
     fn write(&mut self, b: &[u8]) -> io::Result<()> {
         self.out.write_all(b)?;
         self.done += b.len() as u64;
+        self.progress.add_received(b.len());
         if self.bar && self.drawn.elapsed() >= Duration::from_millis(100) {
             self.draw();
         }
@@ -213,12 +237,14 @@ impl Sink {
 }
 
 /// Fetches `url` into `out` (None: stdout); returns the body's length.
-/// The host is resolved with `resolver` first when it is a name.
+/// The host is resolved with `resolver` first when it is a name;
+/// `progress` counts the body's bytes as they are written out.
 pub fn run(
     rt: &Runtime,
     url: &Url,
     out: Option<&Path>,
     resolver: &ustack_dns::Resolver,
+    progress: Arc<Progress>,
 ) -> Result<u64, String> {
     let addr = crate::resolve::socket_addr(rt, resolver, &url.host, url.port)?;
     let s = connect(rt, addr)?;
@@ -299,6 +325,7 @@ pub fn run(
         bar: io::stderr().is_terminal(),
         started: Instant::now(),
         drawn: Instant::now(),
+        progress,
     };
     let body = if chunked {
         copy_chunked(&mut conn, &mut sink)
@@ -356,6 +383,7 @@ mod tests {
 
     #[test]
     fn urls() {
+        let parse_url = |s| parse_url(s, Ipv4Addr::new(10, 9, 8, 1));
         let u = parse_url("http://10.1.2.3:8080/a/b?c=d#frag").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("10.1.2.3", 8080));
         assert_eq!(u.path, "/a/b?c=d");
@@ -367,9 +395,11 @@ mod tests {
             .contains("only http://"));
         let u = parse_url("http://www.example.com:81/").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("www.example.com", 81));
-        assert!(parse_url("http://bad..name/")
-            .unwrap_err()
-            .contains("not a valid host name"));
+        let bad = parse_url("http://bad..name/").unwrap_err();
+        assert!(
+            bad.contains("not a valid host name") && bad.ends_with("e.g. http://10.9.8.1/"),
+            "{bad}"
+        );
         assert!(parse_url("http://10.1.2.3:0/").is_err());
         assert!(parse_url("10.1.2.3/").unwrap_err().contains("not a URL"));
     }

@@ -7,44 +7,56 @@ use std::path::PathBuf;
 use ustack::{Mode, Runtime};
 use ustack_core::wire::Ipv4Cidr;
 
-/// Options that put the stack on a TUN/TAP link.
+/// ustack's address on the link unless `--addr` says otherwise.
+pub const DEFAULT_ADDR: &str = "10.200.0.2/24";
+/// The kernel's address on the link unless `--kernel-addr` says otherwise.
+pub const DEFAULT_KERNEL_ADDR: &str = "10.200.0.1/24";
+
+/// Options that put the stack on a TUN/TAP link. They are global: accepted
+/// before or after the subcommand, and listed in every subcommand's help.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Link options")]
 pub struct LinkArgs {
     /// Create (or attach to) a TUN device with this name (IP packets).
-    #[arg(long, value_name = "NAME", conflicts_with = "tap")]
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "tap")]
     pub tun: Option<String>,
     /// Create (or attach to) a TAP device with this name (Ethernet frames, ARP).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub tap: Option<String>,
-    /// ustack's address on the link.
-    #[arg(long, value_name = "CIDR", default_value = "10.200.0.2/24")]
-    pub addr: Ipv4Cidr,
-    /// The kernel's address on the link (set on the device, which is brought up).
-    #[arg(long, value_name = "CIDR", default_value = "10.200.0.1/24")]
-    pub kernel_addr: Ipv4Cidr,
-    /// MTU of the link.
-    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(68..=65535))]
-    pub mtu: u32,
-    /// Drop this fraction of frames in each direction (ustack's own device layer).
-    #[arg(long, value_name = "P", value_parser = crate::probability)]
+    /// ustack's address on the link [default: 10.200.0.2/24].
+    #[arg(long, global = true, value_name = "CIDR")]
+    pub addr: Option<Ipv4Cidr>,
+    /// The kernel's address on the link (set on the device, which is brought
+    /// up) [default: 10.200.0.1/24].
+    #[arg(long, global = true, value_name = "CIDR")]
+    pub kernel_addr: Option<Ipv4Cidr>,
+    /// MTU of the link [default: 1500].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(68..=65535))]
+    pub mtu: Option<u32>,
+    /// Drop this fraction of frames in each direction (ustack's own device
+    /// layer; for `demo`, the in-memory link's loss, default 0.05).
+    #[arg(long, global = true, value_name = "P", value_parser = crate::probability)]
     pub loss: Option<f64>,
     /// Hold back this fraction of frames by 5 ms in each direction, so later
     /// ones overtake them (reordering in ustack's own device layer).
-    #[arg(long, value_name = "P", value_parser = crate::probability)]
+    #[arg(long, global = true, value_name = "P", value_parser = crate::probability)]
     pub reorder: Option<f64>,
-    /// Add this one-way delay, in milliseconds, in each direction.
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    /// Add this one-way delay, in milliseconds, in each direction (for
+    /// `demo`, the in-memory link's delay, default 10).
+    #[arg(long, global = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub delay: Option<u64>,
     /// Write every frame ustack sends and receives to this pcap file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// Seed of the stack's random choices.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Seed of the stack's random choices (ISNs, ephemeral ports, timestamp
+    /// offsets): the same seed makes the same choices. Without it a device's
+    /// stack is seeded from the OS's randomness; `demo` uses 1.
+    #[arg(long, global = true, value_name = "N")]
+    pub seed: Option<u64>,
     /// The TUN/TAP's offloads (virtio-net header, TSO/GSO, checksums):
     /// `on` uses what the kernel accepts, `off` plain frames (old
     /// kernels, comparisons).
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    #[arg(long, global = true, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
     pub offload: String,
 }
 
@@ -52,14 +64,45 @@ pub struct LinkArgs {
 pub type LinkError = String;
 
 impl LinkArgs {
-    /// Whether any link option was given (the demo takes none).
-    pub fn given(&self) -> bool {
-        self.tun.is_some()
-            || self.tap.is_some()
-            || self.loss.is_some()
-            || self.reorder.is_some()
-            || self.delay.is_some()
-            || self.pcap.is_some()
+    /// The options that only apply to a device, by name, if given (the
+    /// demo takes none of them).
+    pub fn device_options(&self) -> Vec<&'static str> {
+        [
+            ("--tun", self.tun.is_some()),
+            ("--tap", self.tap.is_some()),
+            ("--addr", self.addr.is_some()),
+            ("--kernel-addr", self.kernel_addr.is_some()),
+            ("--mtu", self.mtu.is_some()),
+            ("--reorder", self.reorder.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+
+    /// ustack's address on the link.
+    pub fn addr(&self) -> Ipv4Cidr {
+        self.addr
+            .unwrap_or_else(|| DEFAULT_ADDR.parse().expect("default address"))
+    }
+
+    /// The kernel's address on the link.
+    pub fn kernel_addr(&self) -> Ipv4Cidr {
+        self.kernel_addr
+            .unwrap_or_else(|| DEFAULT_KERNEL_ADDR.parse().expect("default address"))
+    }
+
+    /// `--seed`, else 64 bits from the OS (getrandom(2)), so that runs one
+    /// after another pick different ephemeral ports (RFC 6056), ISN secrets
+    /// (RFC 6528) and timestamp offsets (RFC 7323 §5.4): a new run must not
+    /// look like an old duplicate to a peer still in TIME-WAIT.
+    pub fn seed(&self) -> Result<u64, LinkError> {
+        match self.seed {
+            Some(s) => Ok(s),
+            None => getrandom::u64().map_err(|e| {
+                format!("cannot read the OS's randomness for the seed: {e}; give --seed N")
+            }),
+        }
     }
 
     /// Opens the device, configures the kernel side, and starts a runtime
@@ -74,14 +117,14 @@ impl LinkArgs {
         ustack::link::LinkConfig {
             tun: self.tun.clone(),
             tap: self.tap.clone(),
-            addr: self.addr,
-            kernel_addr: self.kernel_addr,
-            mtu: self.mtu,
+            addr: self.addr(),
+            kernel_addr: self.kernel_addr(),
+            mtu: self.mtu.unwrap_or(1500),
             loss: self.loss,
             reorder: self.reorder,
             delay: self.delay,
             pcap: self.pcap.clone(),
-            seed: self.seed,
+            seed: self.seed()?,
             offload: self.offload == "on",
         }
         .start_with(what, mode)

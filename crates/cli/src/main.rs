@@ -5,6 +5,7 @@ mod connect;
 mod demo;
 mod get;
 mod http;
+mod interrupt;
 mod link;
 mod ping;
 mod resolve;
@@ -24,12 +25,17 @@ use ustack_core::Duration;
     about = "A user-space TCP/IP stack: demos, servers and clients"
 )]
 struct Cli {
-    #[command(flatten)]
-    link: link::LinkArgs,
-    /// At exit (and, for servers, on SIGUSR1) print the counters (netstat -s
+    /// At exit, on Ctrl-C and on SIGUSR1 print the counters (netstat -s
     /// style) and the TCP sockets (ss -tan style).
     #[arg(long, global = true)]
     stats: bool,
+    /// Log more to stderr: -v info, -vv debug, -vvv trace (warnings are
+    /// always shown). RUST_LOG, if set, takes precedence (e.g.
+    /// RUST_LOG=ustack=debug,ustack_core=trace).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(flatten)]
+    link: link::LinkArgs,
     /// DNS server for host names (default: the kernel's address, --kernel-addr).
     #[arg(long, global = true, value_name = "IP")]
     dns: Option<std::net::Ipv4Addr>,
@@ -42,14 +48,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Two hosts on an in-memory link: ping and a UDP echo exchange (no root needed).
+    /// Two hosts on an in-memory link: ping, a UDP echo exchange and a TCP
+    /// transfer over a lossy link, with state transitions and counters (no
+    /// root needed). Takes --loss (default 0.05), --delay (default 10 ms),
+    /// --seed (default 1) and --pcap from the link options.
     Demo {
-        /// Probability that the link drops a frame (0 to 1).
-        #[arg(long, default_value_t = 0.05, value_parser = probability)]
-        loss: f64,
-        /// One-way delay of the link in milliseconds.
-        #[arg(long, default_value_t = 10)]
-        delay: u64,
         /// Probability that the link flips bits in a frame (0 to 1).
         #[arg(long, default_value_t = 0.01, value_parser = probability)]
         corrupt: f64,
@@ -59,12 +62,6 @@ enum Command {
         /// Bytes per UDP datagram (over the 1500-byte MTU they are fragmented).
         #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(4..=65507))]
         size: u32,
-        /// Seed of every random choice: the same seed gives the same run.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Write every frame to this pcap file (readable by tshark/Wireshark).
-        #[arg(long)]
-        pcap: Option<PathBuf>,
         /// Bytes of the TCP transfer (0: none).
         #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 34))]
         bytes: u64,
@@ -107,7 +104,7 @@ enum Command {
     Connect {
         /// HOST:PORT, HOST an IPv4 address or a name (resolved via --dns).
         #[arg(value_name = "HOST:PORT", value_parser = host_port)]
-        addr: (String, u16),
+        target: (String, u16),
     },
     /// Look a name up (A records) with ustack's resolver, like host(1)
     /// (needs --tun or --tap; the server is --dns).
@@ -124,6 +121,7 @@ enum ServeCommand {
         /// The directory to serve (nothing outside it is reachable).
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 80, value_parser = port)]
         port: u16,
         /// Seconds a request head may take to arrive (from the connection's
@@ -134,16 +132,19 @@ enum ServeCommand {
     },
     /// RFC 862: sends back what it receives.
     Echo {
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 7, value_parser = port)]
         port: u16,
     },
     /// RFC 863: reads and throws away.
     Discard {
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 9, value_parser = port)]
         port: u16,
     },
     /// RFC 864: sends a rotating pattern of characters until the client leaves.
     Chargen {
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 19, value_parser = port)]
         port: u16,
     },
@@ -205,10 +206,42 @@ fn print_stats(rt: &ustack::Runtime, to_stderr: bool) {
     }
 }
 
-/// A one-line error and exit status 2.
+/// Logs to stderr what RUST_LOG asks for, else warnings and, with each
+/// `-v`, one level more.
+fn init_logging(verbose: u8) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let spec = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => spec,
+        _ => match verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+        .to_string(),
+    };
+    let filter = EnvFilter::try_new(&spec).map_err(|e| {
+        format!("RUST_LOG='{spec}' is not a log filter ({e}); write e.g. RUST_LOG=debug or RUST_LOG=ustack_core=trace")
+    })?;
+    // Ignored if a subscriber is already set (never, in this binary).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    Ok(())
+}
+
+/// A one-line error and exit status 2: a usage or setup error.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("ustack: {msg}");
     ExitCode::from(2)
+}
+
+/// A one-line error and exit status 1: the command ran and its work failed
+/// (refused, timed out, an HTTP error status), as with ping's lost replies.
+fn failed(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ustack: {msg}");
+    ExitCode::from(1)
 }
 
 fn main() -> ExitCode {
@@ -220,6 +253,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Err(e) = init_logging(cli.verbose) {
+        return fail(e);
+    }
     let stats = cli.stats;
     match cli.command {
         Command::Ping {
@@ -232,6 +268,14 @@ fn main() -> ExitCode {
                 eprintln!("ustack: --interval {interval} is outside 0..3600 seconds");
                 return ExitCode::from(2);
             }
+            let signals = match interrupt::ClientSignals::install(
+                interrupt::OnInterrupt::Flag,
+                interrupt::Progress::new(),
+                stats,
+            ) {
+                Ok(s) => s,
+                Err(e) => return fail(format_args!("cannot catch signals: {e}")),
+            };
             let rt = match cli.link.start("ping") {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -239,12 +283,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            signals.set_runtime(&rt);
             let r = ping::run(
                 &rt,
                 host,
                 count,
                 Duration::from_secs_f64(interval),
                 size as usize,
+                signals.interrupted(),
             );
             if stats {
                 print_stats(&rt, false);
@@ -312,7 +358,7 @@ fn main() -> ExitCode {
             // The stats are printed by the serve loop (at exit and on SIGUSR1).
             match serve::run(
                 &rt,
-                cli.link.addr.address(),
+                cli.link.addr().address(),
                 port,
                 &service,
                 &signals,
@@ -324,43 +370,80 @@ fn main() -> ExitCode {
             }
         }
         Command::Get { url, output } => {
-            let url = match get::parse_url(&url) {
+            let url = match get::parse_url(&url, cli.link.kernel_addr().address()) {
                 Ok(u) => u,
                 Err(e) => return fail(e),
+            };
+            let progress = interrupt::Progress::new();
+            let what = format!("http://{}{}", url.authority, url.path);
+            let summary = move |p: &interrupt::Progress| {
+                let got = p.received.load(std::sync::atomic::Ordering::Relaxed);
+                format!(
+                    "{what}: {got} bytes of the body received {}",
+                    interrupt::rate(got, p)
+                )
+            };
+            let signals = match interrupt::ClientSignals::install(
+                interrupt::OnInterrupt::Exit(Box::new(summary)),
+                progress.clone(),
+                stats,
+            ) {
+                Ok(s) => s,
+                Err(e) => return fail(format_args!("cannot catch signals: {e}")),
             };
             let rt = match cli.link.start("get") {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
+            signals.set_runtime(&rt);
             let dns = resolve::resolver(
-                cli.dns.unwrap_or(cli.link.kernel_addr.address()),
+                cli.dns.unwrap_or(cli.link.kernel_addr().address()),
                 cli.hosts.clone(),
             );
-            let r = get::run(&rt, &url, output.as_deref(), &dns);
+            let r = get::run(&rt, &url, output.as_deref(), &dns, progress);
             if stats {
                 print_stats(&rt, output.is_none());
             }
             match r {
                 Ok(_) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => failed(e),
             }
         }
-        Command::Connect { addr } => {
+        Command::Connect { target } => {
+            let addr = format!("{}:{}", target.0, target.1);
+            let progress = interrupt::Progress::new();
+            let summary = move |p: &interrupt::Progress| {
+                let sent = p.sent.load(std::sync::atomic::Ordering::Relaxed);
+                let got = p.received.load(std::sync::atomic::Ordering::Relaxed);
+                format!(
+                    "{addr}: {sent} bytes sent, {got} bytes received {}",
+                    interrupt::rate(got, p)
+                )
+            };
+            let signals = match interrupt::ClientSignals::install(
+                interrupt::OnInterrupt::Exit(Box::new(summary)),
+                progress.clone(),
+                stats,
+            ) {
+                Ok(s) => s,
+                Err(e) => return fail(format_args!("cannot catch signals: {e}")),
+            };
             let rt = match cli.link.start("connect") {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
+            signals.set_runtime(&rt);
             let dns = resolve::resolver(
-                cli.dns.unwrap_or(cli.link.kernel_addr.address()),
+                cli.dns.unwrap_or(cli.link.kernel_addr().address()),
                 cli.hosts.clone(),
             );
-            let r = connect::run(&rt, &dns, &addr.0, addr.1);
+            let r = connect::run(&rt, &dns, &target.0, target.1, progress);
             if stats {
                 print_stats(&rt, true);
             }
             match r {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => failed(e),
             }
         }
         Command::Resolve { name } => {
@@ -372,7 +455,7 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             let dns = resolve::resolver(
-                cli.dns.unwrap_or(cli.link.kernel_addr.address()),
+                cli.dns.unwrap_or(cli.link.kernel_addr().address()),
                 cli.hosts.clone(),
             );
             let r = resolve::run(&rt, &dns, &name);
@@ -381,33 +464,30 @@ fn main() -> ExitCode {
             }
             match r {
                 Ok(text) => print_out(&text),
-                Err(e) => fail(e),
+                Err(e) => failed(e),
             }
         }
         Command::Demo {
-            loss,
-            delay,
             corrupt,
             count,
             size,
-            seed,
-            pcap,
             bytes,
         } => {
-            if cli.link.given() {
-                eprintln!(
-                    "ustack: demo runs on the in-memory network; put its options after `demo` (--tun/--tap do not apply)"
-                );
-                return ExitCode::from(2);
+            let device_only = cli.link.device_options();
+            if !device_only.is_empty() {
+                return fail(format_args!(
+                    "demo runs on the in-memory network and takes no {}; those are for ping, serve, get and connect on a TUN/TAP link",
+                    device_only.join(", ")
+                ));
             }
             let opts = demo::DemoOptions {
-                loss,
-                delay: Duration::from_millis(delay),
+                loss: cli.link.loss.unwrap_or(0.05),
+                delay: Duration::from_millis(cli.link.delay.unwrap_or(10)),
                 corrupt,
                 count,
                 size: size as usize,
-                seed,
-                pcap,
+                seed: cli.link.seed.unwrap_or(1),
+                pcap: cli.link.pcap.clone(),
                 bytes,
             };
             match demo::run(&opts) {

@@ -1,39 +1,51 @@
 //! `ustack ping HOST [-c N]`: ICMP echo from ustack, printed like ping(8).
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 use ustack::Runtime;
 use ustack_core::wire::Ipv4Addr;
 use ustack_core::Errno;
 
-/// Sends `count` echo requests `interval` apart, printing as ping(8) does;
-/// returns whether any reply came back.
+/// How often a wait looks at the interrupt flag.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Sends `count` echo requests `interval` apart, printing as ping(8) does,
+/// statistics included when `stop` (Ctrl-C) ends it early; returns whether
+/// any reply came back.
 pub fn run(
     rt: &Runtime,
     host: Ipv4Addr,
     count: u32,
     interval: Duration,
     size: usize,
+    stop: &AtomicBool,
 ) -> Result<bool, String> {
     let h = rt.with_stack(|s, _| s.icmp_open());
     println!("PING {host}: {size} data bytes");
     let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
     let mut rtts: Vec<f64> = Vec::new();
     let start = StdInstant::now();
+    let mut transmitted = 0u32;
+    let stopped = || stop.load(Ordering::Relaxed);
     for seq in 0..count {
+        if stopped() {
+            break;
+        }
         let seq16 = (seq + 1) as u16;
         let sent = rt.with_stack(|s, now| s.icmp_send_echo(h, host, seq16, &data).map(|_| now));
         let sent = match sent {
             Ok(t) => t,
             Err(e) => return Err(format!("ping {host}: {e}")),
         };
+        transmitted += 1;
         let slot_end = StdInstant::now() + interval;
         loop {
             let left = slot_end.saturating_duration_since(StdInstant::now());
-            if left.is_zero() {
+            if left.is_zero() || stopped() {
                 break;
             }
-            match rt.wait_stack(Some(left), |s, _| s.icmp_recv(h)) {
+            match rt.wait_stack(Some(left.min(TICK)), |s, _| s.icmp_recv(h)) {
                 Ok(reply) if reply.seq_no == seq16 && reply.from == host => {
                     let ms = (reply.at - sent).as_secs_f64() * 1000.0;
                     rtts.push(ms);
@@ -44,21 +56,25 @@ pub fn run(
                         reply.seq_no
                     );
                     println!("{line}");
-                    if seq + 1 < count {
-                        std::thread::sleep(slot_end.saturating_duration_since(StdInstant::now()));
+                    while seq + 1 < count && !stopped() && StdInstant::now() < slot_end {
+                        std::thread::sleep(
+                            slot_end
+                                .saturating_duration_since(StdInstant::now())
+                                .min(TICK),
+                        );
                     }
                     break;
                 }
                 Ok(_) => continue,
-                Err(Errno::EAGAIN) => break,
+                Err(Errno::EAGAIN) => continue,
                 Err(e) => return Err(format!("ping {host}: {e}")),
             }
         }
     }
     let elapsed = start.elapsed().as_millis();
-    let loss = 100.0 * (1.0 - rtts.len() as f64 / f64::from(count.max(1)));
+    let loss = 100.0 * (1.0 - rtts.len() as f64 / f64::from(transmitted.max(1)));
     let mut tail = format!(
-        "--- {host} ping statistics ---\n{count} packets transmitted, {} received, {loss:.0}% packet loss, time {elapsed}ms\n",
+        "--- {host} ping statistics ---\n{transmitted} packets transmitted, {} received, {loss:.0}% packet loss, time {elapsed}ms\n",
         rtts.len()
     );
     if !rtts.is_empty() {

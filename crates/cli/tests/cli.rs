@@ -18,9 +18,7 @@ fn tshark_available() -> bool {
         if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("tshark is required (USTACK_REQUIRE_TOOLS=1) but not installed");
         }
-        eprintln!(
-            "SKIPPED: tshark not found; install it (apt-get install tshark) to check captures"
-        );
+        say_skipped("tshark not found; install it (apt-get install tshark) to check captures");
     }
     found
 }
@@ -123,6 +121,33 @@ fn bad_arguments_name_the_problem_and_exit_2() {
         (
             &["--tun", "a", "--tap", "b", "serve", "echo"][..],
             "cannot be used with",
+        ),
+        // Address errors say what is wrong and show the form (issue 16).
+        (
+            &["--addr", "10.200.0.2", "ping", "10.200.0.1"][..],
+            "'10.200.0.2' has no prefix length; write ADDRESS/PREFIX, e.g. 10.200.0.2/24",
+        ),
+        (
+            &["ping", "10.200.0.1", "--addr", "10.200.0.300/24"][..],
+            "'10.200.0.300' is not an IPv4 address",
+        ),
+        (
+            &["ping", "10.200.0.1", "--kernel-addr", "10.200.0.1/33"][..],
+            "prefix length '/33' is not a number from 0 to 32",
+        ),
+        // Link options are global: after the subcommand they reach the link.
+        (
+            &["ping", "10.200.0.1", "--tun", "x", "--kernel-addr", "10.9.0.1/24"][..],
+            "--addr 10.200.0.2/24 and --kernel-addr 10.9.0.1/24 must be different addresses on the same subnet",
+        ),
+        (
+            &["demo", "--tun", "x", "--mtu", "1400"][..],
+            "demo runs on the in-memory network and takes no --tun, --mtu;",
+        ),
+        // A bad host's hint suggests the kernel's address on this link.
+        (
+            &["get", "http://bad..name/", "--kernel-addr", "10.9.0.1/24"][..],
+            "give an IPv4 address or a host name, e.g. http://10.9.0.1/",
         ),
     ] {
         let out = ustack(args);
@@ -240,4 +265,106 @@ fn demo_pcap_reads_clean_in_tshark() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn link_options_are_listed_in_every_subcommands_help() {
+    for cmd in [
+        &["ping", "--help"][..],
+        &["get", "--help"],
+        &["connect", "--help"],
+        &["serve", "--help"],
+        &["serve", "echo", "--help"],
+        &["serve", "http", "--help"],
+        &["demo", "--help"],
+    ] {
+        let out = ustack(cmd);
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        if cmd[0] == "serve" && cmd.len() == 3 {
+            assert!(
+                help.contains("The TCP port to listen on [default: "),
+                "{help}"
+            );
+        }
+        if cmd[0] == "demo" {
+            assert!(help.contains("TCP transfer"), "{help}");
+        }
+        let (_, link) = help
+            .split_once("Link options:")
+            .unwrap_or_else(|| panic!("{cmd:?}: no link options: {help}"));
+        for opt in [
+            "--tun <NAME>",
+            "--tap <NAME>",
+            "--addr <CIDR>",
+            "--kernel-addr <CIDR>",
+            "--mtu",
+            "--loss <P>",
+            "--delay <MS>",
+            "--pcap <FILE>",
+            "--seed <N>",
+        ] {
+            assert!(link.contains(opt), "{cmd:?} lacks {opt}: {help}");
+        }
+    }
+}
+
+/// Tells whoever runs `cargo test` that a test did not run. Written to the
+/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
+/// this line shows in the normal output, not just under `--nocapture`.
+fn say_skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+#[test]
+fn a_bad_rust_log_is_named_with_an_example() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ustack"))
+        .args(["demo", "--count", "1", "--bytes", "0"])
+        .env("RUST_LOG", "ustack=loud")
+        .output()
+        .expect("run ustack");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("ustack: RUST_LOG='ustack=loud' is not a log filter (")
+            && err.contains("write e.g. RUST_LOG=debug or RUST_LOG=ustack_core=trace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_readmes_demo_output_is_what_the_demo_prints() {
+    let readme = include_str!("../../../README.md");
+    let cmd = "$ cargo run --release -- demo --pcap demo.pcap\n";
+    let start = readme.find(cmd).expect("the README shows the demo") + cmd.len();
+    let shown = &readme[start..start + readme[start..].find("...\n").expect("...")];
+    let dir = std::env::temp_dir().join(format!("ustack-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("demo.pcap");
+    let out = ustack(&["demo", "--pcap", pcap.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(shown),
+        "update the README's demo output to:\n{text}"
+    );
+}
+
+#[test]
+fn demo_logs_with_v_and_is_quiet_without() {
+    let quiet = ustack(&["demo", "--count", "2", "--bytes", "20000"]);
+    assert!(quiet.status.success());
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+    let loud = ustack(&["demo", "--count", "2", "--bytes", "20000", "-vv"]);
+    assert!(loud.status.success());
+    let err = String::from_utf8_lossy(&loud.stderr);
+    assert!(
+        err.contains("DEBUG") && err.contains("tcp state") && err.contains("to=TIME-WAIT"),
+        "{err}"
+    );
+    assert_eq!(loud.stdout, quiet.stdout, "the log goes to stderr only");
 }

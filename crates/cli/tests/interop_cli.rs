@@ -22,7 +22,7 @@ fn can_run() -> bool {
         if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("interop tests need root, /dev/net/tun and iproute2 (USTACK_REQUIRE_TOOLS=1)");
         }
-        eprintln!("SKIPPED: interop tests need root, /dev/net/tun and iproute2");
+        say_skipped("interop tests need root, /dev/net/tun and iproute2");
     }
     ok
 }
@@ -107,7 +107,7 @@ fn ping_over_tap_resolves_the_kernel_with_arp() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("2 received"), "{text}");
     assert!(
-        text.contains("    1 replies received\n"),
+        text.contains("Arp:\n    1 reply received\n"),
         "one ARP reply from the kernel: {text}"
     );
 }
@@ -190,4 +190,91 @@ fn delay_in_the_device_layer_shows_in_the_rtt() {
         .and_then(|v| v.parse().ok())
         .expect("an rtt line");
     assert!(min >= 40.0, "20 ms each way: rtt min {min} ms");
+}
+
+#[test]
+fn an_address_clash_with_another_interface_is_named_with_its_fix() {
+    if !can_run() {
+        return;
+    }
+    let ns = ns("clash");
+    // Another device (a leftover TUN) already holds the kernel's address.
+    ns.ip(["tuntap", "add", "dev", "clash0", "mode", "tun"])
+        .unwrap();
+    ns.ip(["addr", "add", "10.230.9.1/24", "dev", "clash0"])
+        .unwrap();
+    ns.ip(["link", "set", "clash0", "up"]).unwrap();
+    let link = [
+        "--tun",
+        "ustk9",
+        "--addr",
+        "10.230.9.2/24",
+        "--kernel-addr",
+        "10.230.9.1/24",
+    ];
+    let ping = |extra: &[&str]| {
+        let mut args = link.to_vec();
+        args.extend(extra);
+        args.extend(["ping", "10.230.9.1", "-c", "1", "-i", "0.2"]);
+        let out = ustack_in(&ns, &args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = ping(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "the kernel address 10.230.9.1 is already on interface clash0 (10.230.9.1/24); \
+             remove it (`ip addr del 10.230.9.1/24 dev clash0`, or `ip link delete clash0` \
+             if it is a leftover device) or put ustack on another subnet with --addr and --kernel-addr"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    // Another address on the same subnet: the kernel may route there.
+    ns.ip(["addr", "flush", "dev", "clash0"]).unwrap();
+    ns.ip(["addr", "add", "10.230.9.7/24", "dev", "clash0"])
+        .unwrap();
+    let (code, err) = ping(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("interface clash0 has 10.230.9.7/24, on the same subnet as 10.230.9.1/24"),
+        "{err}"
+    );
+    // ustack's own address on another interface: the kernel keeps its packets.
+    ns.ip(["addr", "flush", "dev", "clash0"]).unwrap();
+    ns.ip(["addr", "add", "10.230.9.2/32", "dev", "clash0"])
+        .unwrap();
+    let (code, err) = ping(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("ustack's address 10.230.9.2 is already on interface clash0"),
+        "{err}"
+    );
+    // A route alone (no address) that takes the subnet elsewhere.
+    ns.ip(["addr", "flush", "dev", "clash0"]).unwrap();
+    ns.ip(["route", "add", "10.230.9.0/25", "dev", "clash0"])
+        .unwrap();
+    let (code, err) = ping(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("the kernel routes 10.230.9.2 through clash0, not ustk9"),
+        "{err}"
+    );
+    // With the clash gone, the same command works.
+    ns.ip(["link", "delete", "clash0"]).unwrap();
+    let (code, err) = ping(&[]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// Tells whoever runs `cargo test` that a test did not run. Written to the
+/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
+/// this line shows in the normal output, not just under `--nocapture`.
+fn say_skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }

@@ -70,18 +70,18 @@ fn ustack_get_downloads_100_mib_from_a_kernel_server() {
         text(&out.stderr)
     );
     assert!(
-        text(&out.stdout).contains("1 active connection openings"),
+        text(&out.stdout).contains("1 active connection opening\n"),
         "{}",
         text(&out.stdout)
     );
-    // A 404: one line, exit 2, nothing written.
+    // A 404: one line, exit 1 (2 is for usage errors), nothing written.
     let missing = lab.dir.join("missing.dl");
     let url = format!("http://{}:8000/missing", lab.kernel_ip());
     let get = lab.ustack(&["get", &url, "-o", missing.to_str().unwrap()]);
     let out = run(get, None, Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("404"), "{err}");
+    assert!(err.contains("the server answered 404"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(!missing.exists());
     // To stdout.
@@ -192,13 +192,24 @@ fn ustack_connect_to_a_closed_kernel_port_is_refused() {
         Duration::from_secs(30),
     );
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("connection refused"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     let url = format!("http://{}:9/", lab.kernel_ip());
     let out = run(lab.ustack(&["get", &url]), None, Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("connection refused"));
+    // -vv shows the stack's debug log (RUST_LOG would too).
+    let out = run(
+        lab.ustack(&["-vv", "connect", &addr]),
+        None,
+        Duration::from_secs(30),
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("DEBUG") && err.contains("tcp connection refused"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -271,4 +282,179 @@ fn ustack_get_draws_a_progress_bar_only_on_a_terminal() {
         "{shown}"
     );
     assert_eq!(std::fs::metadata(&dl).unwrap().len(), 3 << 20);
+}
+
+/// A kernel server that answers each of four requests with a body ended by
+/// its close: it closes first, so it keeps the old connection (FIN-WAIT-2,
+/// then TIME-WAIT) after each `get`.
+const PY_CLOSES_FIRST: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8000)); s.listen(8)
+for _ in range(4):
+    c, _ = s.accept()
+    req = b""
+    while b"\r\n\r\n" not in req:
+        req += c.recv(4096)
+    c.sendall(b"HTTP/1.0 200 OK\r\n\r\nagain\n")
+    c.close()
+"#;
+
+/// The kernel's TCP sockets toward ustack's address that are not
+/// listening, one `STATE PEER` line each.
+fn kernel_old_connections(lab: &Lab) -> Vec<String> {
+    let mut ss = lab.cmd("ss");
+    ss.args(["-Htan"]);
+    text(&run(ss, None, Duration::from_secs(5)).stdout)
+        .lines()
+        .filter(|l| l.contains(&lab.our_ip()))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {}", f[0], f.last().unwrap_or(&""))
+        })
+        .collect()
+}
+
+/// `ustack ARGS... get URL`, timed; must succeed.
+fn timed_get(lab: &Lab, url: &str, args: &[&str]) -> Duration {
+    let mut all = args.to_vec();
+    all.extend(["get", url]);
+    let start = Instant::now();
+    let out = run(lab.ustack(&all), None, Duration::from_secs(30));
+    let took = start.elapsed();
+    assert_success(&out, "ustack get");
+    assert_eq!(text(&out.stdout), "again\n");
+    took
+}
+
+#[test]
+fn ustack_get_twice_in_a_row_does_not_stall_on_the_kernels_time_wait() {
+    let Some(mut lab) = Lab::new("twice", 17, &["python3", "ss"]) else {
+        return;
+    };
+    lab.persistent_tun();
+    let mut py = lab.cmd("python3");
+    py.args(["-c", PY_CLOSES_FIRST, &lab.kernel_ip()]);
+    lab.spawn(py);
+    wait_listening(&lab, 8000);
+    let url = format!("http://{}:8000/", lab.kernel_ip());
+    // Seeded from the OS: each run picks another port (RFC 6056), ISN
+    // secret and timestamp offset, so the kernel's old connection from the
+    // first run is no obstacle to the second.
+    timed_get(&lab, &url, &[]);
+    let second = timed_get(&lab, &url, &[]);
+    eprintln!("second get, seeded from the OS: {second:?}");
+    assert!(second < Duration::from_millis(900), "{second:?}");
+    let olds = kernel_old_connections(&lab);
+    assert_eq!(olds.len(), 2, "two ports, two old connections: {olds:?}");
+    // With a fixed seed the second run reuses the port and nearly the ISN
+    // of the first: the kernel's old connection (TIME-WAIT) answers the SYN
+    // with an ACK. ustack resets it (RFC 9293 §3.10.7.3) and sends its SYN
+    // again at once, instead of a retransmission timeout (1 s) later.
+    timed_get(&lab, &url, &["--seed", "7"]);
+    let before = kernel_old_connections(&lab);
+    assert_eq!(before.len(), 3, "{before:?}");
+    let second = timed_get(&lab, &url, &["--seed", "7"]);
+    eprintln!("second get, same seed: {second:?}; the kernel had {before:?}");
+    assert!(second < Duration::from_millis(900), "{second:?}");
+    assert_eq!(
+        kernel_old_connections(&lab).len(),
+        3,
+        "the same 4-tuple as the first seeded run"
+    );
+}
+
+/// A kernel server that says hello and reads until the client closes.
+const PY_HELLO: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 9000)); s.listen(1)
+c, _ = s.accept()
+c.sendall(b"hello from the kernel\n")
+c.settimeout(30)
+while c.recv(4096):
+    pass
+"#;
+
+#[test]
+fn ctrl_c_ends_clients_with_their_summary_and_sigusr1_does_not_kill_them() {
+    let Some(mut lab) = Lab::new("sigs", 18, &["python3", "ss"]) else {
+        return;
+    };
+    lab.persistent_tun();
+    // ping: SIGUSR1 prints --stats and ping goes on; Ctrl-C prints ping's
+    // statistics (as iputils does) and the stats.
+    let cmd = lab.ustack(&[
+        "--stats",
+        "ping",
+        &lab.kernel_ip(),
+        "-c",
+        "1000",
+        "-i",
+        "0.05",
+    ]);
+    let ping = lab.serve_with(cmd, false);
+    ping.wait_for_stdout("icmp_seq=2 ", Duration::from_secs(10));
+    ping.signal("USR1");
+    ping.wait_for_stderr("echo replies received", Duration::from_secs(5));
+    ping.wait_for_stdout("icmp_seq=4 ", Duration::from_secs(10));
+    ping.signal("INT");
+    let st = lab.wait_exit(&ping, Duration::from_secs(5));
+    let out = ping.stdout();
+    assert_eq!(st.code(), Some(0), "{out}");
+    let stats_line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no statistics: {out}"));
+    let sent: u32 = stats_line.split(' ').next().unwrap().parse().unwrap();
+    assert!((4..1000).contains(&sent), "{stats_line}");
+    assert!(out.contains("rtt min/avg/max/mdev = "), "{out}");
+    assert!(
+        out.contains("Icmp:\n"),
+        "--stats after the statistics: {out}"
+    );
+
+    // connect: Ctrl-C says how much went each way.
+    let mut py = lab.cmd("python3");
+    py.args(["-c", PY_HELLO, &lab.kernel_ip()]);
+    lab.spawn(py);
+    wait_listening(&lab, 9000);
+    let addr = format!("{}:9000", lab.kernel_ip());
+    let (conn, mut stdin) = lab.client(lab.ustack(&["connect", &addr]));
+    std::io::Write::write_all(&mut stdin, b"ping\n").unwrap();
+    conn.wait_for_stdout("hello from the kernel", Duration::from_secs(10));
+    conn.signal("USR1");
+    std::thread::sleep(Duration::from_millis(200));
+    conn.signal("INT");
+    let st = lab.wait_exit(&conn, Duration::from_secs(5));
+    let err = conn.stderr();
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ustack: interrupted: {addr}: 5 bytes sent, 22 bytes received in "
+        )),
+        "{err}"
+    );
+    drop(stdin);
+
+    // get from an address nobody answers: a notice after a second instead
+    // of 15 silent seconds, and Ctrl-C says what it got.
+    let url = "http://10.231.18.99:8000/f".to_string();
+    let get = lab.serve_with(lab.ustack(&["get", &url]), false);
+    get.wait_for_stderr(
+        "ustack: connecting to 10.231.18.99:8000: no answer yet; trying for 15 s (Ctrl-C stops)",
+        Duration::from_secs(5),
+    );
+    get.signal("INT");
+    let st = lab.wait_exit(&get, Duration::from_secs(5));
+    let err = get.stderr();
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ustack: interrupted: {url}: 0 bytes of the body received in "
+        )),
+        "{err}"
+    );
 }

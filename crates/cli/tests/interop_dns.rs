@@ -123,13 +123,14 @@ fn get_and_resolve_a_host_name_through_dnsmasq() {
         "names in --hosts never reach the server"
     );
 
-    // A name that does not exist: one line saying so, exit 2.
+    // A name that does not exist: one line saying so, exit 1 (the fetch
+    // failed; 2 is for usage errors).
     let out = run(
         lab.ustack(&["--dns", &kernel, "get", "http://nope.lab.test:8000/"]),
         None,
         Duration::from_secs(30),
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("nope.lab.test: no such host (NXDOMAIN)"),
         "{}",

@@ -203,13 +203,47 @@ impl Counters {
 
 /// `netstat -s` style: one section per protocol, only non-zero counters
 /// unless `{:#}` (alternate) is used.
+/// `desc` for a count of one: its first plural word made singular
+/// ("1 packet sent", "1 echo reply received", "1 time the listen queue").
+fn singular(desc: &str) -> String {
+    let head = desc.find(['(', ':']).unwrap_or(desc.len());
+    let mut at = 0;
+    for word in desc[..head].split(' ') {
+        let w = word.trim_end_matches(|c: char| !c.is_alphanumeric());
+        if w.ends_with('s') && !w.ends_with("ss") && w.len() > 2 {
+            let stem = if w.ends_with("sses") {
+                &w[..w.len() - 2]
+            } else if w.ends_with("ies") && w != "cookies" {
+                return format!(
+                    "{}{}y{}",
+                    &desc[..at],
+                    &w[..w.len() - 3],
+                    &desc[at + w.len()..]
+                );
+            } else {
+                &w[..w.len() - 1]
+            };
+            return format!("{}{stem}{}", &desc[..at], &desc[at + w.len()..]);
+        }
+        at += word.len() + 1;
+    }
+    desc.to_owned()
+}
+
+/// `netstat -s` style: each section with what it counted (`{:#}`: every
+/// counter, zeros and empty sections too).
 impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all = f.alternate();
         for (section, entries) in self.sections() {
+            if !all && entries.iter().all(|e| e.2 == 0) {
+                continue;
+            }
             writeln!(f, "{section}:")?;
             for (_, desc, value) in entries {
-                if all || value != 0 {
+                if value == 1 {
+                    writeln!(f, "    1 {}", singular(desc))?;
+                } else if all || value != 0 {
                     writeln!(f, "    {value} {desc}")?;
                 }
             }
@@ -233,6 +267,45 @@ mod tests {
         );
         assert!(!s.contains("packets sent"));
         assert!(format!("{c:#}").contains("0 packets sent"));
+        // No heading without a count under it; one of a thing is singular.
+        assert!(!s.contains("Arp:") && !s.contains("Icmp:"), "{s}");
+        assert!(format!("{c:#}").contains("Arp:\n"));
+        for (desc, one) in [
+            ("packets sent", "packet sent"),
+            ("echo replies received", "echo reply received"),
+            ("SYN cookies sent", "SYN cookie sent"),
+            (
+                "tail loss probes sent (RFC 8985)",
+                "tail loss probe sent (RFC 8985)",
+            ),
+            (
+                "with invalid addresses (not for us; we do not forward)",
+                "with invalid address (not for us; we do not forward)",
+            ),
+            (
+                "RACK reordering timer expiries",
+                "RACK reordering timer expiry",
+            ),
+            ("active connection openings", "active connection opening"),
+            (
+                "SYNs to LISTEN sockets dropped",
+                "SYN to LISTEN sockets dropped",
+            ),
+            (
+                "destination unreachable received",
+                "destination unreachable received",
+            ),
+            (
+                "final handshake ACKs dropped: accept queue full",
+                "final handshake ACK dropped: accept queue full",
+            ),
+        ] {
+            assert_eq!(singular(desc), one);
+        }
+        c.udp.no_ports = 1;
+        assert!(c
+            .to_string()
+            .contains("    1 packet to unknown port received\n"));
         c.tcp.listen_overflows = 2;
         c.tcp.listen_drops = 5;
         let s = c.to_string();

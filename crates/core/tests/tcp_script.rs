@@ -143,6 +143,51 @@ fn connect_to_closed_port_is_refused() {
 }
 
 #[test]
+fn ack_from_an_old_connection_in_syn_sent_is_reset_and_the_syn_resent_at_once() {
+    let mut s = Script::new();
+    let (h, syn) = connect(&mut s);
+    let from_us = syn.src;
+    // A peer still in TIME-WAIT for this 4-tuple answers our SYN with an
+    // ACK of the old connection: RFC 9293 §3.10.7.3 says reset it with
+    // <SEQ=SEG.ACK><CTL=RST> and drop it; the RST ends the TIME-WAIT, and
+    // our SYN follows it at once rather than an RTO later.
+    s.inject(
+        seg(ACK)
+            .dport(from_us.port())
+            .seq(777)
+            .ack(syn.seq.wrapping_sub(5000)),
+    );
+    let got = s.take();
+    assert_eq!(got.len(), 2, "a RST, then the SYN again: {got:?}");
+    assert!(got.iter().all(|(t, _)| *t == s.now), "{got:?}");
+    let (rst, again) = (&got[0].1, &got[1].1);
+    assert_eq!(rst.flags, RST);
+    assert_eq!(rst.seq, syn.seq.wrapping_sub(5000), "SEQ=SEG.ACK");
+    assert_eq!((again.flags, again.seq), (SYN, syn.seq));
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
+    // Only once per attempt: a second such ACK gets its RST and nothing more.
+    s.inject(
+        seg(ACK)
+            .dport(from_us.port())
+            .seq(777)
+            .ack(syn.seq.wrapping_sub(5000)),
+    );
+    let got = s.take();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1.flags, RST);
+    // The listener's SYN-ACK, now that the TIME-WAIT is gone, completes it.
+    s.inject(
+        seg(SYN | ACK)
+            .dport(from_us.port())
+            .seq(PEER_ISS)
+            .ack(syn.seq.wrapping_add(1))
+            .mss(1460),
+    );
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::Established));
+    assert_eq!(s.stack.counters().tcp.retrans_segs, 1);
+}
+
+#[test]
 fn icmp_unreachable_is_a_soft_error_reported_at_timeout() {
     let mut cfg = config();
     cfg.tcp.syn_retries = 1;

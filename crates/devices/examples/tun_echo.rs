@@ -9,7 +9,7 @@
 //! Creates IFNAME (default `ustack0`) in the current network namespace,
 //! gives the kernel side 10.201.0.1/24, runs the stack at 10.201.0.2 for
 //! SECONDS (default 60), then prints its counters. The interface goes away
-//! when the program exits.
+//! when the program exits. Log with RUST_LOG (e.g. RUST_LOG=debug).
 
 use std::net::SocketAddrV4;
 use std::process::ExitCode;
@@ -19,6 +19,10 @@ use ustack_core::{Medium, Stack, StackConfig};
 use ustack_devices::{Device, Driver, KernelIf, TunOptions};
 
 fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let tap = args.first().is_some_and(|a| a == "--tap");
     if tap {
@@ -74,6 +78,6 @@ fn run(name: &str, dev: Box<dyn Device>, secs: u64) -> std::io::Result<()> {
         false
     })?;
     print!("{}", stack.counters());
-    println!("device: {:?}", driver.device().stats());
+    print!("{}", driver.device().stats());
     Ok(())
 }

@@ -54,6 +54,37 @@ pub struct DeviceStats {
     pub tx_gso_frames: u64,
 }
 
+/// Like the stack's counters (`netstat -s` style): what went through, then
+/// the refusals and errors that happened.
+impl std::fmt::Display for DeviceStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Device:")?;
+        writeln!(
+            f,
+            "    {} frames received ({} bytes)",
+            self.rx_frames, self.rx_bytes
+        )?;
+        writeln!(
+            f,
+            "    {} frames sent ({} bytes)",
+            self.tx_frames, self.tx_bytes
+        )?;
+        for (n, what) in [
+            (
+                self.tx_would_block,
+                "sends refused (the device queue was full)",
+            ),
+            (self.tx_errors, "sends failed"),
+            (self.rx_errors, "receives failed"),
+        ] {
+            if n > 0 {
+                writeln!(f, "    {what}: {n}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A non-blocking link to somewhere outside the stack; see the module docs.
 pub trait Device {
     /// What the frames carry: bare IPv4 (TUN) or Ethernet (TAP).
@@ -486,5 +517,26 @@ mod tests {
         assert!(core >= Instant::from_millis(5));
         let back = c.to_std(core);
         assert!(back <= later && later - back < std::time::Duration::from_micros(2));
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::DeviceStats;
+
+    #[test]
+    fn device_stats_read_like_counters() {
+        let s = DeviceStats {
+            rx_frames: 3,
+            rx_bytes: 252,
+            tx_frames: 2,
+            tx_bytes: 168,
+            tx_would_block: 1,
+            ..DeviceStats::default()
+        };
+        assert_eq!(
+            s.to_string(),
+            "Device:\n    3 frames received (252 bytes)\n    2 frames sent (168 bytes)\n    sends refused (the device queue was full): 1\n"
+        );
     }
 }

@@ -115,7 +115,7 @@ fn tshark_available() -> bool {
         if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("tshark not found on PATH and USTACK_REQUIRE_TOOLS=1");
         }
-        eprintln!("SKIPPED: tshark not on PATH; pcap files not checked by Wireshark's dissectors");
+        say_skipped("tshark not on PATH; pcap files not checked by Wireshark's dissectors");
     }
     ok
 }
@@ -211,4 +211,14 @@ fn tshark_check_catches_a_bad_checksum() {
     assert_eq!(rows[0][3], GOOD, "{text}");
     assert_eq!(rows[0][4], "0", "{text}");
     assert!(text.contains("Bad checksum"), "{text}");
+}
+
+/// Tells whoever runs `cargo test` that a test did not run. Written to the
+/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
+/// this line shows in the normal output, not just under `--nocapture`.
+fn say_skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }

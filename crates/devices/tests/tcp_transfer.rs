@@ -628,7 +628,7 @@ fn small(name: &str, seed: u64) {
 /// for what it costs).
 fn big(name: &str, seed: u64) {
     if std::env::var("USTACK_SKIP_BIG_TRANSFERS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: USTACK_SKIP_BIG_TRANSFERS=1");
+        say_skipped("USTACK_SKIP_BIG_TRANSFERS=1");
         return;
     }
     eprintln!(
@@ -690,4 +690,14 @@ fn time_bound_follows_the_link() {
         clean <= l1 && l1 < l5 && l5 < l10,
         "{clean} {l1} {l5} {l10}"
     );
+}
+
+/// Tells whoever runs `cargo test` that a test did not run. Written to the
+/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
+/// this line shows in the normal output, not just under `--nocapture`.
+fn say_skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }

@@ -125,7 +125,8 @@ pub fn config_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(LinkConf
         reorder: None,
         delay: None,
         pcap: get("USTACK_PCAP").filter(|s| !s.is_empty()).map(Into::into),
-        seed: std::process::id().into(),
+        seed: ustack::os_seed()
+            .map_err(|e| format!("cannot seed the stack from the OS's randomness: {e}"))?,
         offload,
     };
     Ok((cfg, stats))

@@ -81,7 +81,7 @@ fn curl_on_ustack_downloads_from_kernel_server() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("1 active connection openings") && stderr.contains("Local Address:Port"),
+        stderr.contains("1 active connection opening\n") && stderr.contains("Local Address:Port"),
         "USTACK_STATS=1 printed no counters and socket table with curl's connection: {stderr}"
     );
     let captured = std::fs::metadata(&pcap).map_or(0, |m| m.len());

@@ -65,6 +65,7 @@ pub fn run() -> Result<[Result<(), Errno>; 3], String> {
 
 #[allow(dead_code)]
 fn main() {
+    common::init_logging();
     match run() {
         Ok(r) => {
             let show = |r: &Result<(), Errno>| match r {

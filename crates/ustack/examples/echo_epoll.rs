@@ -109,6 +109,7 @@ pub fn run(clients: usize, rounds: usize, size: usize) -> Result<u64, String> {
 
 #[allow(dead_code)]
 fn main() {
+    common::init_logging();
     match run(32, 50, 1000) {
         Ok(bytes) => {
             println!("echo_epoll: 32 clients on one thread (ET), {bytes} bytes echoed intact")

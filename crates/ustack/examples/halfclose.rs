@@ -38,6 +38,7 @@ pub fn run(data: &[u8]) -> Result<String, String> {
 
 #[allow(dead_code)]
 fn main() {
+    common::init_logging();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     match run(&data) {
         Ok(reply) => print!(

@@ -3,6 +3,31 @@
 //! (epoll(7)). It is pure bookkeeping: the runtime tells it when a watched
 //! descriptor's readiness changed and asks it for events; no scan of all
 //! sockets happens per wait.
+//!
+//! The calls are [`Runtime`](crate::Runtime) methods, as in C:
+//!
+//! ```
+//! use ustack::epoll::*;
+//! use ustack::posix::*;
+//! use ustack::EpollEvent;
+//!
+//! let (a, b) = ustack::memnet::pair()?;
+//! let l = b.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)?;
+//! b.bind(l, "10.0.0.2:80".parse().unwrap())?;
+//! b.listen(l, 16)?;
+//! let ep = b.epoll_create1(0)?;
+//! b.epoll_ctl(ep, EPOLL_CTL_ADD, l, Some(EpollEvent::new(EPOLLIN, l as u64)))?;
+//! // A client connects: the listener becomes readable.
+//! let c = a.socket(AF_INET, SOCK_STREAM, 0)?;
+//! a.connect(c, "10.0.0.2:80".parse().unwrap())?;
+//! let mut events = [EpollEvent::new(0, 0); 8];
+//! let n = b.epoll_wait(ep, &mut events, 5000)?;
+//! assert_eq!((n, events[0].data), (1, l as u64));
+//! assert!(events[0].events & EPOLLIN != 0);
+//! let (conn, _peer) = b.accept(l)?;
+//! b.close(conn)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::errno::{Errno, Result};
 use std::collections::{HashMap, VecDeque};

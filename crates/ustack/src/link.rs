@@ -87,11 +87,13 @@ impl LinkConfig {
             ip(["link", "set", "dev", name.as_str(), "up"])
                 .map_err(|e| format!("cannot bring {name} up: {e}"))?;
         } else {
+            check_clash(&name, self.addr, self.kernel_addr)?;
             KernelIf::new(&name, self.kernel_addr)
                 .mtu(mtu)
                 .apply(None)
                 .map_err(|e| format!("cannot configure the kernel side of {name}: {e}"))?;
         }
+        check_route(&name, self.addr)?;
         let imp = Impairments::none()
             .with_loss(self.loss.unwrap_or(0.0))
             .with_reorder(self.reorder.unwrap_or(0.0), Duration::from_millis(5))
@@ -139,4 +141,65 @@ fn open_error(kind: &str, name: &str, e: &std::io::Error) -> LinkError {
         ""
     };
     format!("cannot open {kind} device {name}: {e}{hint}")
+}
+
+/// The fix for a clash with interface `other` holding `cidr`.
+fn clash_fix(other: &str, cidr: &str) -> String {
+    format!(
+        "remove it (`ip addr del {cidr} dev {other}`, or `ip link delete {other}` if it is a \
+         leftover device) or put ustack on another subnet with --addr and --kernel-addr"
+    )
+}
+
+/// Refuses addresses that another interface already has, or a subnet that
+/// overlaps another interface's: the kernel would then send ustack's
+/// packets elsewhere (or keep them), and every ping would be lost unseen.
+fn check_clash(name: &str, addr: Ipv4Cidr, kernel_addr: Ipv4Cidr) -> Result<(), LinkError> {
+    let Ok(list) = ip(["-o", "-4", "addr", "show"]) else {
+        return Ok(());
+    };
+    for line in list.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(other), Some("inet"), Some(cidr)) = (f.nth(1), f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(c) = cidr.parse::<Ipv4Cidr>() else {
+            continue;
+        };
+        if other == name {
+            continue;
+        }
+        let why = if c.address() == kernel_addr.address() {
+            format!(
+                "the kernel address {} is already on interface {other} ({cidr})",
+                kernel_addr.address()
+            )
+        } else if c.address() == addr.address() {
+            format!("ustack's address {} is already on interface {other} ({cidr}), so the kernel keeps packets for it", addr.address())
+        } else if c.contains_addr(&addr.address()) || kernel_addr.contains_addr(&c.address()) {
+            format!("interface {other} has {cidr}, on the same subnet as {kernel_addr}, so the kernel may route ustack's packets through {other}")
+        } else {
+            continue;
+        };
+        return Err(format!("{why}; {}", clash_fix(other, cidr)));
+    }
+    Ok(())
+}
+
+/// Checks that the kernel now routes ustack's address through `name`.
+fn check_route(name: &str, addr: Ipv4Cidr) -> Result<(), LinkError> {
+    let a = addr.address().to_string();
+    let Ok(route) = ip(["-o", "-4", "route", "get", a.as_str()]) else {
+        return Ok(());
+    };
+    let mut words = route.split_whitespace();
+    let dev = words.by_ref().skip_while(|w| *w != "dev").nth(1);
+    match dev {
+        Some(d) if d != name => Err(format!(
+            "the kernel routes {a} through {d}, not {name}: another route covers the subnet \
+             (see `ip route show`); delete it (`ip route del ... dev {d}`) or put ustack on \
+             another subnet with --addr and --kernel-addr"
+        )),
+        _ => Ok(()),
+    }
 }

@@ -1,6 +1,23 @@
 //! `std::net`-shaped types over the runtime, so code written for the
 //! kernel's sockets ports by changing its imports (and passing a
 //! [`Runtime`] where std uses the global one).
+//!
+//! ```
+//! use std::time::Duration;
+//! use ustack::net::UdpSocket;
+//!
+//! let (a, b) = ustack::memnet::pair()?;
+//! let echo = UdpSocket::bind(&b, "10.0.0.2:7")?;
+//! let sock = UdpSocket::bind(&a, "0.0.0.0:0")?;
+//! sock.send_to(b"hello", "10.0.0.2:7")?;
+//! let mut buf = [0u8; 64];
+//! let (n, from) = echo.recv_from(&mut buf)?;
+//! echo.send_to(&buf[..n], from)?;
+//! sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+//! let (n, _) = sock.recv_from(&mut buf)?;
+//! assert_eq!(&buf[..n], b"hello");
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 use crate::posix::*;
 use crate::runtime::Runtime;

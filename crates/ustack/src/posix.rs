@@ -4,6 +4,34 @@
 //! `recvfrom`, `epoll_wait`, ...); addresses are `SocketAddrV4`, errors
 //! [`Errno`]. A descriptor is blocking unless made non-blocking with
 //! `SOCK_NONBLOCK`, `fcntl(F_SETFL, O_NONBLOCK)` or a `MSG_DONTWAIT` call.
+//!
+//! ```
+//! use std::net::SocketAddrV4;
+//! use ustack::posix::*;
+//! use ustack::Errno;
+//!
+//! let (a, b) = ustack::memnet::pair()?;
+//! let srv: SocketAddrV4 = "10.0.0.2:7".parse().unwrap();
+//! // UDP: a datagram from a to b, answered.
+//! let s = b.socket(AF_INET, SOCK_DGRAM, 0)?;
+//! b.bind(s, srv)?;
+//! let c = a.socket(AF_INET, SOCK_DGRAM, 0)?;
+//! a.sendto(c, b"ping", 0, Some(srv))?;
+//! let mut buf = [0u8; 16];
+//! let (n, from) = b.recvfrom(s, &mut buf, 0)?;
+//! assert_eq!(&buf[..n], b"ping");
+//! b.sendto(s, b"pong", 0, from)?;
+//! assert_eq!(a.recv(c, &mut buf, 0)?, 4);
+//! // Nothing more to read: a non-blocking call says EAGAIN, as Linux does.
+//! assert_eq!(a.recv(c, &mut buf, MSG_DONTWAIT), Err(Errno::EAGAIN));
+//! // TCP: connect to a port nobody listens on.
+//! let t = a.socket(AF_INET, SOCK_STREAM, 0)?;
+//! assert_eq!(a.connect(t, "10.0.0.2:9".parse().unwrap()), Err(Errno::ECONNREFUSED));
+//! for fd in [c, t] {
+//!     a.close(fd)?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::epoll::{EpollEvent, EpollSet, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use crate::fd::{Entry, Kind, SockEntry};

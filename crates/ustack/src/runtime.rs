@@ -32,7 +32,7 @@ use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tracing::warn;
-use ustack_core::{Counters, Errno, Instant, SocketHandle, Stack};
+use ustack_core::{Counters, Errno, Instant, SocketHandle, Stack, StackConfig};
 use ustack_devices::driver::{receive_batch, retry_held, send_next, TxStep};
 use ustack_devices::{Clock, Device, PacketBatch, RxHalf};
 
@@ -628,6 +628,26 @@ impl Drop for Owner {
 }
 
 /// A running stack; clone it freely (all clones drive the same stack).
+///
+/// Two runtimes on an in-memory link, one serving, one fetching:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use ustack::net::{TcpListener, TcpStream};
+///
+/// let (client, server) = ustack::memnet::pair()?; // 10.0.0.1 and 10.0.0.2
+/// let listener = TcpListener::bind(&server, "10.0.0.2:80")?;
+/// let mut out = TcpStream::connect(&client, "10.0.0.2:80")?;
+/// let (mut conn, peer) = listener.accept()?;
+/// assert_eq!(peer, out.local_addr()?);
+/// out.write_all(b"hello")?;
+/// let mut buf = [0u8; 5];
+/// conn.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// // The stack itself, for what the socket calls do not show.
+/// assert!(client.counters().tcp.active_opens >= 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     owner: Arc<Owner>,
@@ -642,6 +662,18 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// Builds the stack `cfg` describes and starts it over `device` on the
+    /// real clock: the common case. A configuration the stack refuses is an
+    /// `InvalidInput` error saying why.
+    pub fn with_config(
+        cfg: StackConfig,
+        device: impl Device + Send + 'static,
+        mode: Mode,
+    ) -> io::Result<Runtime> {
+        let stack = Stack::new(cfg).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Runtime::new(stack, device, Clock::new(), mode)
+    }
+
     /// Starts a runtime over `device`. `clock` is the time base the stack's
     /// instants come from (a shared in-memory link dictates its own).
     pub fn new(

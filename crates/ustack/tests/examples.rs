@@ -14,6 +14,8 @@ mod echo_poll;
 mod echo_threads;
 #[path = "../examples/halfclose.rs"]
 mod halfclose;
+#[path = "../examples/tun_echo_server.rs"]
+mod tun_echo_server;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -126,4 +128,106 @@ fn epoll_server_holds_10_000_concurrent_connections() {
     assert_eq!(verified, N);
     let most = server.join().unwrap().unwrap();
     assert!(most > 1, "the server got batches of events: {most}");
+}
+
+/// Tells whoever runs `cargo test` that a test did not run (written past
+/// libtest's capture of `print!`, so it shows), or fails under
+/// USTACK_REQUIRE_TOOLS=1 (CI).
+fn skip(why: &str) {
+    assert_ne!(
+        std::env::var("USTACK_REQUIRE_TOOLS").as_deref(),
+        Ok("1"),
+        "{why}, and USTACK_REQUIRE_TOOLS=1"
+    );
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+#[test]
+fn tun_echo_server_echoes_a_kernel_client_in_a_namespace() {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    });
+    let tools = ["ip", "python3"].iter().all(|t| {
+        std::process::Command::new(t)
+            .arg(if *t == "ip" { "-V" } else { "--version" })
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !root || !std::path::Path::new("/dev/net/tun").exists() || !tools {
+        skip("needs root, /dev/net/tun, iproute2 and python3");
+        return;
+    }
+    let name = format!("ustack-example-{}", std::process::id());
+    // Removes the namespace even if the server thread, blocked in accept
+    // after a failure, still holds it (declared first: dropped last).
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .output();
+        }
+    }
+    let _cleanup = Cleanup(name.clone());
+    let ns = std::sync::Arc::new(ustack::NetNs::create(&name).expect("create a network namespace"));
+    let (done, served) = std::sync::mpsc::channel();
+    let server_ns = ns.clone();
+    std::thread::spawn(move || {
+        let r = tun_echo_server::serve("ustk0", Some(&server_ns), 1);
+        let _ = done.send(r.map_err(|e| e.to_string()));
+    });
+    // The kernel's client, in the namespace, retrying until the server listens.
+    let client = r#"
+import socket, sys, time
+for _ in range(100):
+    try:
+        c = socket.create_connection(("10.202.0.2", 7), timeout=5)
+        break
+    except OSError:
+        time.sleep(0.05)
+c.sendall(b"hello, ustack\n" * 1000)
+c.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    got += d
+sys.stdout.write("%d %s" % (len(got), got == b"hello, ustack\n" * 1000))
+"#;
+    let out = ns
+        .command("timeout")
+        .args(["30", "python3", "-c", client])
+        .output()
+        .expect("run python3");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "14000 True",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        served.recv_timeout(Duration::from_secs(30)),
+        Ok(Ok(())),
+        "the server returns after its one client"
+    );
+}
+
+#[test]
+fn the_readme_shows_the_tun_echo_servers_code() {
+    let readme = include_str!("../../../README.md");
+    let example = include_str!("../examples/tun_echo_server.rs");
+    let start = example.find("use std::io").unwrap();
+    let end = example.find("#[allow(dead_code)]").unwrap();
+    let code = example[start..end].trim_end();
+    assert!(
+        readme.contains(code),
+        "README's \"Use ustack in your program\" must show examples/tun_echo_server.rs from `use` to the end of `serve`:\n{code}"
+    );
 }

@@ -79,17 +79,55 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
-impl FromStr for Ipv4Cidr {
-    type Err = Error;
-    /// Parses "a.b.c.d/len"; anything else is `Malformed`.
-    fn from_str(s: &str) -> Result<Self> {
-        let (a, l) = s.split_once('/').ok_or(Error::Malformed)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| Error::Malformed)?;
-        if l.is_empty() || l.len() > 2 || !l.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::Malformed);
+/// Why a string is not an IPv4 CIDR; its message names the problem and
+/// shows the form expected (`ADDRESS/PREFIX`, e.g. `10.200.0.2/24`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CidrParseError {
+    /// No `/PREFIX` part.
+    NoPrefix(String),
+    /// The part before `/` is not a dotted-quad IPv4 address.
+    BadAddress(String),
+    /// The part after `/` is not a number from 0 to 32 (RFC 4632 §3.1).
+    BadPrefix(String),
+}
+
+impl fmt::Display for CidrParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CidrParseError::NoPrefix(s) => write!(
+                f,
+                "'{s}' has no prefix length; write ADDRESS/PREFIX, e.g. {s}/24"
+            ),
+            CidrParseError::BadAddress(a) => write!(
+                f,
+                "'{a}' is not an IPv4 address (four numbers 0-255 separated by dots); write ADDRESS/PREFIX, e.g. 10.200.0.2/24"
+            ),
+            CidrParseError::BadPrefix(l) => write!(
+                f,
+                "prefix length '/{l}' is not a number from 0 to 32; write ADDRESS/PREFIX, e.g. 10.200.0.2/24"
+            ),
         }
-        let len: u8 = l.parse().map_err(|_| Error::Malformed)?;
-        Ipv4Cidr::try_new(addr, len).ok_or(Error::Malformed)
+    }
+}
+
+impl std::error::Error for CidrParseError {}
+
+impl FromStr for Ipv4Cidr {
+    type Err = CidrParseError;
+    /// Parses "a.b.c.d/len" (len 0 to 32).
+    fn from_str(s: &str) -> core::result::Result<Self, CidrParseError> {
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| CidrParseError::NoPrefix(s.to_owned()))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| CidrParseError::BadAddress(a.to_owned()))?;
+        let bad_len = || CidrParseError::BadPrefix(l.to_owned());
+        if l.is_empty() || l.len() > 2 || !l.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad_len());
+        }
+        let len: u8 = l.parse().map_err(|_| bad_len())?;
+        Ipv4Cidr::try_new(addr, len).ok_or_else(bad_len)
     }
 }
 
@@ -566,15 +604,27 @@ mod tests {
         assert_eq!(host.netmask(), Ipv4Addr::BROADCAST);
         assert_eq!(host.broadcast(), None);
         assert!(Ipv4Cidr::try_new(Ipv4Addr::UNSPECIFIED, 33).is_none());
-        for bad in [
-            "10.0.0.1",
-            "10.0.0.1/33",
-            "10.0.0.1/",
-            "x/24",
-            "10.0.0.1/+4",
-            "10.0.0.1/024",
+        // Each message names what is wrong and shows the expected form.
+        for (bad, msg) in [
+            (
+                "10.0.0.1",
+                "'10.0.0.1' has no prefix length; write ADDRESS/PREFIX, e.g. 10.0.0.1/24",
+            ),
+            (
+                "10.0.0.1/33",
+                "prefix length '/33' is not a number from 0 to 32; write ADDRESS/PREFIX, e.g. 10.200.0.2/24",
+            ),
+            ("10.0.0.1/", "prefix length '/' is not a number"),
+            ("10.0.0.1/+4", "prefix length '/+4' is not a number"),
+            ("10.0.0.1/024", "prefix length '/024' is not a number"),
+            (
+                "10.0.0.300/24",
+                "'10.0.0.300' is not an IPv4 address (four numbers 0-255 separated by dots); write ADDRESS/PREFIX",
+            ),
+            ("x/24", "'x' is not an IPv4 address"),
         ] {
-            assert_eq!(bad.parse::<Ipv4Cidr>(), Err(Error::Malformed), "{bad}");
+            let e = bad.parse::<Ipv4Cidr>().unwrap_err();
+            assert!(e.to_string().starts_with(msg), "{bad}: {e}");
         }
     }
 

@@ -29,7 +29,7 @@ pub use std::net::Ipv4Addr;
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 pub use icmpv4::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, InvokingPacket};
-pub use ipv4::{Ipv4Cidr, Ipv4Fast, Ipv4Packet, Ipv4Repr};
+pub use ipv4::{CidrParseError, Ipv4Cidr, Ipv4Fast, Ipv4Packet, Ipv4Repr};
 pub use tcp::{
     SackBlocks, SeqNumber, TcpFast, TcpFlags, TcpOption, TcpPacket, TcpRepr, TcpTimestamp,
 };

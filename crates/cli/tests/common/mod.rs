@@ -20,8 +20,18 @@ fn skip(why: &str) -> bool {
     if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
         panic!("{why}, and USTACK_REQUIRE_TOOLS=1");
     }
-    eprintln!("SKIPPED: {why}; the interop test did not run");
+    say_skipped(&format!("{why}; the interop test did not run"));
     false
+}
+
+/// Tells whoever runs `cargo test` that a test did not run. Written to the
+/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
+/// this line shows in the normal output, not just under `--nocapture`.
+pub fn say_skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
 fn on_path(tool: &str) -> bool {
@@ -182,9 +192,24 @@ impl Lab {
         self.serve_with(cmd, true)
     }
 
-    pub fn serve_with(&mut self, mut cmd: Command, wait_ready: bool) -> Server {
+    /// Starts a client whose standard input the test writes (and whose
+    /// output it watches); it is killed at the end if still running.
+    pub fn client(&mut self, mut cmd: Command) -> (Server, std::process::ChildStdin) {
+        cmd.stdin(Stdio::piped());
+        let server = self.start(cmd, false, true);
+        let stdin = self.children[server.index].stdin.take().unwrap();
+        (server, stdin)
+    }
+
+    pub fn serve_with(&mut self, cmd: Command, wait_ready: bool) -> Server {
+        self.start(cmd, wait_ready, false)
+    }
+
+    fn start(&mut self, mut cmd: Command, wait_ready: bool, stdin: bool) -> Server {
+        if !stdin {
+            cmd.stdin(Stdio::null());
+        }
         let mut child = cmd
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -302,12 +327,12 @@ impl Server {
 fn wait_for(buf: &Mutex<String>, needle: &str, timeout: Duration, what: &str, err: &Mutex<String>) {
     let deadline = Instant::now() + timeout;
     while !buf.lock().unwrap().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no '{needle}' on {what} within {timeout:?}: {}\nstderr: {}",
-            buf.lock().unwrap(),
-            err.lock().unwrap()
-        );
+        if Instant::now() >= deadline {
+            // One lock at a time: `buf` and `err` are the same for stderr.
+            let seen = buf.lock().unwrap().clone();
+            let stderr = err.lock().unwrap().clone();
+            panic!("no '{needle}' on {what} within {timeout:?}: {seen}\nstderr: {stderr}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -659,7 +659,20 @@ impl Tcp {
             && (seg.ack_number.diff(t.snd.iss) <= 0 || seg.ack_number.diff(t.snd.max) > 0)
         {
             if !f.contains(TcpFlags::RST) {
+                // An ACK from an old connection (a peer in TIME-WAIT for
+                // the same 4-tuple answers a SYN it will not take with an
+                // ACK): reset it, <SEQ=SEG.ACK><CTL=RST>, and drop the
+                // segment (RFC 9293 §3.10.7.3). The RST ends that TIME-WAIT
+                // (RFC 1337), so our SYN goes again at once, behind the RST,
+                // instead of a whole RTO later; once per attempt, so a
+                // stream of such ACKs gets no more SYNs than the timer sends.
                 let (local, remote) = (t.local, t.remote);
+                if t.timer.retries == 0 && !t.owed.syn {
+                    t.timer.retries = 1;
+                    t.owed.syn = true;
+                    t.snd.nxt = t.snd.iss;
+                    t.rtt.timing = None;
+                }
                 self.tcp_reset_reply(cx, local, remote, seg);
             }
             return;

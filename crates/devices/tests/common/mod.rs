@@ -34,8 +34,18 @@ pub fn skip(why: &str) -> bool {
     if require_tools() {
         panic!("{why}, and USTACK_REQUIRE_TOOLS=1");
     }
-    eprintln!("SKIPPED: {why}; the interop test did not run");
+    say_skipped(&format!("{why}; the interop test did not run"));
     false
+}
+
+/// Tells whoever runs `cargo test` that a test did not run. Written to the
+/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
+/// this line shows in the normal output, not just under `--nocapture`.
+pub fn say_skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
 fn on_path(tool: &str) -> bool {

@@ -9,6 +9,18 @@ use ustack::Runtime;
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 pub const PORT: u16 = 7;
 
+/// Logs to stderr what RUST_LOG asks for (e.g. RUST_LOG=debug), else
+/// warnings, or debug with `-v` among the arguments.
+pub fn init_logging() {
+    let verbose = std::env::args().skip(1).any(|a| a == "-v");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| if verbose { "debug" } else { "warn" }.into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 pub fn server_addr() -> SocketAddrV4 {
     SocketAddrV4::new(SERVER, PORT)
 }
