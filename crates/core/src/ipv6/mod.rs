@@ -1,0 +1,452 @@
+//! The IPv6 layer (RFC 8200) beside the IPv4 one: input (extension-header
+//! walk, our addresses and multicast groups), ICMPv6 (RFC 4443: echo,
+//! errors within a rate limit), Neighbor Discovery answers (RFC 4861
+//! §7.2.4) and the output queue of whole IPv6 packets.
+//!
+//! Not yet here (issue 17): TCP and UDP over IPv6 (their datagrams are
+//! answered "port unreachable"), reassembly (fragments are counted and
+//! dropped), the neighbour cache's state machine and DAD, path MTU.
+
+use crate::config::{Medium, StackConfig};
+use crate::ratelimit::TokenBucket;
+use crate::time::Instant;
+use std::collections::VecDeque;
+use std::net::Ipv6Addr;
+use ustack_wire::icmpv6::{self, unreachable};
+use ustack_wire::ipv6::{self, next_header, ExtError};
+use ustack_wire::ndp::na_flags;
+use ustack_wire::{
+    EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv6Packet, Ipv6Repr, NdpRepr,
+};
+
+/// What the IPv6 layer counted (RFC 4293 ipIfStatsTable / icmpStatsTable, v6 rows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ipv6Counters {
+    pub in_receives: u64,
+    pub in_hdr_errors: u64,
+    pub in_truncated: u64,
+    pub in_addr_errors: u64,
+    pub in_unknown_protos: u64,
+    pub in_discards: u64,
+    pub in_delivers: u64,
+    /// Fragments received (reassembly is not implemented yet: dropped).
+    pub reasm_reqds: u64,
+    pub out_requests: u64,
+    pub out_discards: u64,
+    pub icmp_in_msgs: u64,
+    pub icmp_in_errors: u64,
+    pub icmp_in_csum_errors: u64,
+    pub icmp_in_echos: u64,
+    pub icmp_in_echo_reps: u64,
+    pub icmp_out_msgs: u64,
+    pub icmp_out_echo_reps: u64,
+    pub icmp_out_errors: u64,
+    pub icmp_out_param_probs: u64,
+    pub icmp_out_dest_unreachs: u64,
+    pub icmp_out_rate_limited: u64,
+    pub nd_in_solicits: u64,
+    pub nd_out_adverts: u64,
+}
+
+/// The link-scope all-nodes group ff02::1 (RFC 4291 §2.7.1).
+pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// An echo reply from an IPv6 peer, for a ping socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EchoReply6 {
+    pub from: Ipv6Addr,
+    pub ident: u16,
+    pub seq_no: u16,
+    pub data: Vec<u8>,
+}
+
+/// The IPv6 layer's state: the output queue and the ICMPv6 error limiter.
+pub struct Ipv6 {
+    /// Whole IPv6 packets (no link header) waiting for `transmit`.
+    pub(crate) out: VecDeque<Vec<u8>>,
+    limiter: TokenBucket,
+    pub counters: Ipv6Counters,
+}
+
+/// The largest ICMPv6 error: the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
+const ERROR_MAX: usize = icmpv6::MIN_MTU;
+
+/// Our link-local address: modified EUI-64 of the MAC (RFC 4291 §2.5.6).
+pub fn link_local(cfg: &StackConfig) -> Ipv6Addr {
+    ipv6::link_local_from_mac(cfg.mac.0)
+}
+
+/// Whether `a` is one of our unicast addresses.
+pub fn is_ours(cfg: &StackConfig, a: &Ipv6Addr) -> bool {
+    *a == link_local(cfg) || cfg.addrs6.iter().any(|c| c.address() == *a)
+}
+
+/// Whether we listen to multicast group `a`: all-nodes, or the
+/// solicited-node group of one of our addresses (RFC 4861 §7.2.1).
+fn in_group(cfg: &StackConfig, a: &Ipv6Addr) -> bool {
+    *a == ALL_NODES
+        || ipv6::solicited_node(&link_local(cfg)) == *a
+        || cfg
+            .addrs6
+            .iter()
+            .any(|c| ipv6::solicited_node(&c.address()) == *a)
+}
+
+/// The source for a packet to `dst` (RFC 6724 §5 reduced to scope): the
+/// link-local address for link-local or multicast peers, else the first
+/// configured address whose prefix holds `dst`, else the first configured.
+pub fn source_for(cfg: &StackConfig, dst: &Ipv6Addr) -> Ipv6Addr {
+    if dst.is_unicast_link_local() || dst.is_multicast() {
+        return link_local(cfg);
+    }
+    cfg.addrs6
+        .iter()
+        .find(|c| c.contains_addr(dst))
+        .or(cfg.addrs6.first())
+        .map(|c| c.address())
+        .unwrap_or_else(|| link_local(cfg))
+}
+
+/// The upper layer behind the extension headers, skipped by their lengths
+/// alone (the packet may be the one whose options were refused).
+fn skip_ext_headers(mut nh: u8, mut b: &[u8]) -> Option<(u8, &[u8])> {
+    loop {
+        let len = match nh {
+            next_header::HOP_BY_HOP | next_header::ROUTING | next_header::DEST_OPTS => {
+                (usize::from(*b.get(1)?) + 1) * 8
+            }
+            next_header::FRAGMENT => 8,
+            _ => return Some((nh, b)),
+        };
+        nh = *b.first()?;
+        b = b.get(len..)?;
+    }
+}
+
+/// The Ethernet address of an IPv6 multicast group (RFC 2464 §7).
+pub fn multicast_mac(a: &Ipv6Addr) -> EthernetAddress {
+    let o = a.octets();
+    EthernetAddress([0x33, 0x33, o[12], o[13], o[14], o[15]])
+}
+
+impl Ipv6 {
+    pub(crate) fn new(cfg: &StackConfig) -> Ipv6 {
+        let rate = cfg.icmp_errors_per_sec;
+        Ipv6 {
+            out: VecDeque::new(),
+            limiter: TokenBucket::new(rate, rate.max(1)),
+            counters: Ipv6Counters::default(),
+        }
+    }
+
+    /// Builds an IPv6 packet with header `repr` around `repr.payload_len`
+    /// upper-layer bytes (written by `fill`) and queues it.
+    fn queue(&mut self, cfg: &StackConfig, repr: Ipv6Repr, fill: impl FnOnce(&mut [u8])) {
+        if self.out.len() >= cfg.max_egress_packets {
+            self.counters.out_discards += 1;
+            return;
+        }
+        let mut b = vec![0u8; ipv6::HEADER_LEN + repr.payload_len];
+        repr.emit(&mut Ipv6Packet::new_unchecked(&mut b[..]));
+        fill(&mut b[ipv6::HEADER_LEN..]);
+        self.counters.out_requests += 1;
+        self.out.push_back(b);
+    }
+
+    /// Queues an ICMPv6 message.
+    fn queue_icmp(
+        &mut self,
+        cfg: &StackConfig,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        repr: &Icmpv6Repr,
+    ) {
+        self.counters.icmp_out_msgs += 1;
+        let caps = cfg.checksums;
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: repr.buffer_len(),
+            hop_limit,
+            traffic_class: 0,
+            flow_label: 0,
+        };
+        self.queue(cfg, ip, |b| {
+            repr.emit(src, dst, &mut Icmpv6Packet::new_unchecked(b), &caps)
+        });
+    }
+
+    /// Sends an echo request (RFC 4443 §4.1).
+    pub(crate) fn send_echo(
+        &mut self,
+        cfg: &StackConfig,
+        dst: Ipv6Addr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+    ) {
+        let src = source_for(cfg, &dst);
+        let repr = Icmpv6Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        };
+        self.queue_icmp(cfg, src, dst, cfg.hop_limit6, &repr);
+    }
+
+    /// Sends an ICMPv6 error about `invoking` (the offending packet from its
+    /// IPv6 header on), if RFC 4443 §2.4 (e) allows: never to a multicast
+    /// or unspecified source, never about an ICMPv6 error, never about a
+    /// packet to a multicast group (but Packet Too Big, or Parameter
+    /// Problem code 2 for an option of action 10), and within the rate
+    /// limit (§2.4 (f)). Cut to the minimum MTU (§2.4 (c)).
+    pub(crate) fn send_error(
+        &mut self,
+        cfg: &StackConfig,
+        now: Instant,
+        invoking: &[u8],
+        make: impl FnOnce(&[u8]) -> Icmpv6Repr<'_>,
+    ) {
+        let Ok(p) = Ipv6Packet::new_checked(invoking) else {
+            return;
+        };
+        let (src, dst) = (p.src_addr(), p.dst_addr());
+        if src.is_multicast() || src.is_unspecified() {
+            return;
+        }
+        if let Some((next_header::ICMPV6, upper)) = skip_ext_headers(p.next_header(), p.payload()) {
+            if upper.first().is_some_and(|t| *t < 128) {
+                return;
+            }
+        }
+        let quote = &invoking[..invoking.len().min(ERROR_MAX - ipv6::HEADER_LEN - 8)];
+        let repr = make(quote);
+        let allowed_to_group = matches!(
+            repr,
+            Icmpv6Repr::PacketTooBig { .. }
+                | Icmpv6Repr::ParamProblem {
+                    code: ipv6::param_problem::UNRECOGNIZED_OPTION,
+                    ..
+                }
+        );
+        if dst.is_multicast() && !allowed_to_group {
+            return;
+        }
+        if !self.limiter.take(now) {
+            self.counters.icmp_out_rate_limited += 1;
+            return;
+        }
+        self.counters.icmp_out_errors += 1;
+        match repr {
+            Icmpv6Repr::ParamProblem { .. } => self.counters.icmp_out_param_probs += 1,
+            Icmpv6Repr::DstUnreachable { .. } => self.counters.icmp_out_dest_unreachs += 1,
+            _ => {}
+        }
+        let from = if dst.is_multicast() {
+            source_for(cfg, &src)
+        } else {
+            dst
+        };
+        self.queue_icmp(cfg, from, src, cfg.hop_limit6, &repr);
+    }
+
+    /// One IPv6 packet from the link (RFC 8200). Echo replies for our ping
+    /// sockets come back out.
+    pub(crate) fn input(
+        &mut self,
+        cfg: &StackConfig,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Option<EchoReply6> {
+        self.counters.in_receives += 1;
+        let packet = match Ipv6Packet::new_checked(bytes) {
+            Ok(p) => p,
+            Err(ustack_wire::Error::Truncated) => {
+                self.counters.in_truncated += 1;
+                return None;
+            }
+            Err(_) => {
+                self.counters.in_hdr_errors += 1;
+                return None;
+            }
+        };
+        let (src, dst) = (packet.src_addr(), packet.dst_addr());
+        // RFC 4291 §2.7: a multicast address is never a source.
+        if src.is_multicast() {
+            self.counters.in_addr_errors += 1;
+            return None;
+        }
+        let multicast = dst.is_multicast();
+        if !(is_ours(cfg, &dst) || (multicast && in_group(cfg, &dst))) {
+            // A host, not a router (RFC 8200 §4: "a node that is not a router").
+            self.counters.in_addr_errors += 1;
+            return None;
+        }
+        let whole = &bytes[..ipv6::HEADER_LEN + usize::from(packet.payload_len())];
+        let payload = packet.payload();
+        let walk = match ipv6::walk_ext_headers(packet.next_header(), payload, multicast) {
+            Ok(w) => w,
+            Err(ExtError::ParamProblem { code, pointer }) => {
+                self.counters.in_hdr_errors += 1;
+                self.send_error(cfg, now, whole, |q| Icmpv6Repr::ParamProblem {
+                    code,
+                    pointer,
+                    invoking: q,
+                });
+                return None;
+            }
+            Err(ExtError::Truncated) => {
+                self.counters.in_truncated += 1;
+                return None;
+            }
+            Err(ExtError::Discard) => {
+                self.counters.in_discards += 1;
+                return None;
+            }
+        };
+        if walk.fragment.is_some_and(|f| !f.is_atomic()) {
+            // Reassembly (RFC 8200 §4.5) is not implemented yet.
+            self.counters.reasm_reqds += 1;
+            self.counters.in_discards += 1;
+            return None;
+        }
+        let upper = &payload[walk.offset..];
+        match walk.upper {
+            next_header::ICMPV6 => {
+                self.counters.in_delivers += 1;
+                self.icmp_input(cfg, now, src, dst, packet.hop_limit(), upper)
+            }
+            next_header::NO_NEXT => None,
+            6 | 17 => {
+                // No TCP or UDP socket over IPv6 yet: none listens (RFC 4443 §3.1 code 4).
+                self.counters.in_delivers += 1;
+                if !multicast {
+                    self.send_error(cfg, now, whole, |q| Icmpv6Repr::DstUnreachable {
+                        code: unreachable::PORT_UNREACHABLE,
+                        invoking: q,
+                    });
+                }
+                None
+            }
+            _ => {
+                // RFC 8200 §4: an unrecognised Next Header is answered with
+                // Parameter Problem code 1 pointing at the field.
+                self.counters.in_unknown_protos += 1;
+                let pointer = walk.upper_pointer;
+                self.send_error(cfg, now, whole, |q| Icmpv6Repr::ParamProblem {
+                    code: ipv6::param_problem::UNRECOGNIZED_NEXT_HEADER,
+                    pointer,
+                    invoking: q,
+                });
+                None
+            }
+        }
+    }
+
+    fn icmp_input(
+        &mut self,
+        cfg: &StackConfig,
+        _now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        msg: &[u8],
+    ) -> Option<EchoReply6> {
+        self.counters.icmp_in_msgs += 1;
+        let Ok(packet) = Icmpv6Packet::new_checked(msg) else {
+            self.counters.icmp_in_errors += 1;
+            return None;
+        };
+        let repr = match Icmpv6Repr::parse(&packet, src, dst, &cfg.checksums) {
+            Ok(r) => r,
+            Err(ustack_wire::Error::Checksum) => {
+                self.counters.icmp_in_csum_errors += 1;
+                self.counters.icmp_in_errors += 1;
+                return None;
+            }
+            // Unknown informational messages are dropped, unknown errors
+            // go up (RFC 4443 §2.4 (a), (b)): nothing above wants them yet.
+            Err(_) => {
+                self.counters.icmp_in_errors += 1;
+                return None;
+            }
+        };
+        match repr {
+            Icmpv6Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                // RFC 4443 §4.2: the reply's source is the request's
+                // destination if unicast, else one of ours.
+                self.counters.icmp_in_echos += 1;
+                let from = if dst.is_multicast() {
+                    source_for(cfg, &src)
+                } else {
+                    dst
+                };
+                let reply = Icmpv6Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                self.counters.icmp_out_echo_reps += 1;
+                self.queue_icmp(cfg, from, src, cfg.hop_limit6, &reply);
+                None
+            }
+            Icmpv6Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            } => {
+                self.counters.icmp_in_echo_reps += 1;
+                Some(EchoReply6 {
+                    from: src,
+                    ident,
+                    seq_no,
+                    data: data.to_vec(),
+                })
+            }
+            Icmpv6Repr::Ndp(ndp) => {
+                // RFC 4861 §7.1: hop limit 255, else not from the link.
+                if hop_limit != 255 {
+                    self.counters.icmp_in_errors += 1;
+                    return None;
+                }
+                self.ndp_input(cfg, src, ndp);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// RFC 4861 §7.2.4: a Neighbor Solicitation for one of our addresses
+    /// is answered with a solicited Advertisement (to ff02::1 when the
+    /// solicitation came from the unspecified address, DAD).
+    fn ndp_input(&mut self, cfg: &StackConfig, src: Ipv6Addr, ndp: NdpRepr) {
+        if let NdpRepr::NeighborSolicit { target, lladdr } = ndp {
+            self.counters.nd_in_solicits += 1;
+            if !is_ours(cfg, &target) {
+                return;
+            }
+            // §7.1.1: from the unspecified address, no source link-layer option.
+            if src.is_unspecified() && lladdr.is_some() {
+                return;
+            }
+            let (dst, flags) = if src.is_unspecified() {
+                (ALL_NODES, na_flags::OVERRIDE)
+            } else {
+                (src, na_flags::SOLICITED | na_flags::OVERRIDE)
+            };
+            let na = Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+                flags,
+                target,
+                lladdr: (cfg.medium == Medium::Ethernet).then_some(cfg.mac),
+            });
+            self.counters.nd_out_adverts += 1;
+            self.queue_icmp(cfg, target, dst, 255, &na);
+        }
+    }
+}
