@@ -4,7 +4,7 @@
 use clap::Args;
 use std::path::PathBuf;
 use ustack::{Mode, Runtime};
-use ustack_core::wire::{EthernetAddress, Ipv4Cidr};
+use ustack_core::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 use ustack_core::Duration;
 use ustack_core::{Medium, Stack, StackConfig};
 use ustack_devices::kernel::ip;
@@ -27,6 +27,12 @@ pub struct LinkArgs {
     /// The kernel's address on the link (set on the device, which is brought up).
     #[arg(long, value_name = "CIDR", default_value = "10.200.0.1/24")]
     pub kernel_addr: Ipv4Cidr,
+    /// ustack's IPv6 address on the link (besides its link-local one).
+    #[arg(long, value_name = "CIDR")]
+    pub addr6: Option<Ipv6Cidr>,
+    /// The kernel's IPv6 address on the link (added with `nodad`: usable at once).
+    #[arg(long, value_name = "CIDR")]
+    pub kernel_addr6: Option<Ipv6Cidr>,
     /// MTU of the link.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(68..=65535))]
     pub mtu: u32,
@@ -98,10 +104,26 @@ impl LinkArgs {
             ip(["link", "set", "dev", name.as_str(), "up"])
                 .map_err(|e| format!("cannot bring {name} up: {e}"))?;
         } else {
-            KernelIf::new(&name, self.kernel_addr)
-                .mtu(mtu)
-                .apply(None)
+            let mut kif = KernelIf::new(&name, self.kernel_addr).mtu(mtu);
+            // IPv6 stays on when the link carries it.
+            kif.disable_ipv6 = self.kernel_addr6.is_none();
+            kif.apply(None)
                 .map_err(|e| format!("cannot configure the kernel side of {name}: {e}"))?;
+        }
+        if let Some(a6) = self.kernel_addr6 {
+            // `nodad`: no duplicate address detection wait (RFC 4862 §5.4)
+            // before the kernel may use it; `replace` for a persistent device.
+            let a6 = a6.to_string();
+            ip([
+                "-6",
+                "addr",
+                "replace",
+                a6.as_str(),
+                "dev",
+                name.as_str(),
+                "nodad",
+            ])
+            .map_err(|e| format!("cannot add {a6} to {name}: {e}"))?;
         }
         let imp = Impairments::none()
             .with_loss(self.loss.unwrap_or(0.0))
@@ -130,11 +152,12 @@ impl LinkArgs {
         };
         let mac = EthernetAddress([0x02, 0x75, 0x73, 0x74, 0x6b, 0x01]);
         // The kernel is also the way to anywhere off the link.
-        let cfg = StackConfig::new(medium, self.addr)
+        let mut cfg = StackConfig::new(medium, self.addr)
             .with_mtu(mtu)
             .with_seed(self.seed)
             .with_mac(mac)
             .with_gateway(self.kernel_addr.address());
+        cfg.addrs6.extend(self.addr6);
         let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
         Runtime::new(stack, device, Clock::new(), Mode::Thread)
             .map_err(|e| format!("cannot start the runtime: {e}"))

@@ -1,16 +1,16 @@
 //! `ustack ping HOST [-c N]`: ICMP echo from ustack, printed like ping(8).
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::time::{Duration, Instant as StdInstant};
 use ustack::Runtime;
-use ustack_core::wire::Ipv4Addr;
 use ustack_core::Errno;
 
 /// Sends `count` echo requests `interval` apart, printing as ping(8) does;
 /// returns whether any reply came back.
 pub fn run(
     rt: &Runtime,
-    host: Ipv4Addr,
+    host: IpAddr,
     count: u32,
     interval: Duration,
     size: usize,
@@ -22,7 +22,13 @@ pub fn run(
     let start = StdInstant::now();
     for seq in 0..count {
         let seq16 = (seq + 1) as u16;
-        let sent = rt.with_stack(|s, now| s.icmp_send_echo(h, host, seq16, &data).map(|_| now));
+        let sent = rt.with_stack(|s, now| {
+            match host {
+                IpAddr::V4(a) => s.icmp_send_echo(h, a, seq16, &data),
+                IpAddr::V6(a) => s.icmp_send_echo6(h, a, seq16, &data),
+            }
+            .map(|_| now)
+        });
         let sent = match sent {
             Ok(t) => t,
             Err(e) => return Err(format!("ping {host}: {e}")),

@@ -302,12 +302,12 @@ impl Server {
 fn wait_for(buf: &Mutex<String>, needle: &str, timeout: Duration, what: &str, err: &Mutex<String>) {
     let deadline = Instant::now() + timeout;
     while !buf.lock().unwrap().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no '{needle}' on {what} within {timeout:?}: {}\nstderr: {}",
-            buf.lock().unwrap(),
-            err.lock().unwrap()
-        );
+        if Instant::now() >= deadline {
+            // One lock at a time: `buf` and `err` may be the same mutex.
+            let seen = buf.lock().unwrap().clone();
+            let err = err.lock().unwrap().clone();
+            panic!("no '{needle}' on {what} within {timeout:?}: {seen}\nstderr: {err}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
