@@ -34,6 +34,17 @@ fn kernel_pings_ustack(tap: bool, tag: &str, subnet: u8) {
     let t = text(&out.stdout);
     assert!(t.contains("3 packets transmitted, 3 received"), "{t}");
     assert!(t.contains(&format!("from {}", v6(&lab, 2))), "{t}");
+    if tap {
+        // The kernel resolved ustack with a solicitation ustack answered.
+        let mut neigh = lab.cmd("ip");
+        neigh.args(["-6", "neigh", "show", &v6(&lab, 2), "dev", IFNAME]);
+        let out = run(neigh, None, Duration::from_secs(5));
+        let n = text(&out.stdout);
+        assert!(
+            n.contains("lladdr 02:75:73:74:6b:01") && n.contains("REACHABLE"),
+            "{n}"
+        );
+    }
 }
 
 #[test]
@@ -48,11 +59,11 @@ fn kernel_ping6_reaches_ustack_over_tap() {
     kernel_pings_ustack(true, "p6tap", 41);
 }
 
-#[test]
-fn ustack_pings_the_kernel_over_ipv6() {
-    let Some(lab) = Lab::new("u6ping", 42, &[]) else {
+fn ustack_pings_the_kernel(tap: bool, tag: &str, subnet: u8) {
+    let Some(mut lab) = Lab::new(tag, subnet, &[]) else {
         return;
     };
+    lab.tap = tap;
     let kernel = v6(&lab, 1);
     let cmd = ustack6(&lab, &["ping", &kernel, "-c", "3", "-i", "0.1"]);
     let out = run(cmd, None, Duration::from_secs(20));
@@ -63,6 +74,17 @@ fn ustack_pings_the_kernel_over_ipv6() {
         "{t}"
     );
     assert!(t.contains(&format!("from {kernel}: icmp_seq=3")), "{t}");
+}
+
+#[test]
+fn ustack_pings_the_kernel_over_ipv6_tun() {
+    ustack_pings_the_kernel(false, "u6tun", 42);
+}
+
+#[test]
+fn ustack_pings_the_kernel_over_ipv6_tap() {
+    // ustack resolves the kernel with its own solicitations first.
+    ustack_pings_the_kernel(true, "u6tap", 44);
 }
 
 #[test]

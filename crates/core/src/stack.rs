@@ -150,6 +150,17 @@ impl Stack {
         &self.ip6.counters
     }
 
+    /// The neighbour cache's state and address for `ip` (RFC 4861 §7.3.2).
+    pub fn neighbor6(
+        &self,
+        ip: &std::net::Ipv6Addr,
+    ) -> Option<(
+        crate::ipv6::neighbor::NeighborState,
+        Option<EthernetAddress>,
+    )> {
+        self.ip6.neigh.get(ip)
+    }
+
     /// Our IPv6 addresses: the link-local one, then the configured ones.
     pub fn addresses6(&self) -> Vec<std::net::Ipv6Addr> {
         let mut v = vec![crate::ipv6::link_local(&self.cfg)];
@@ -286,7 +297,7 @@ impl Stack {
         if self.sh.ip.pending() || !self.ip6.out.is_empty() {
             return Some(Instant::ZERO);
         }
-        let tcp = self.tcp.poll_at();
+        let tcp = min_opt(self.tcp.poll_at(), self.ip6.neigh.poll_at());
         if self.sh.ip.timers_dirty {
             return min_opt(min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at()), tcp);
         }
@@ -294,6 +305,7 @@ impl Stack {
     }
 
     fn run_timers(&mut self, now: Instant) {
+        self.ip6.run_timers(&self.cfg, now);
         {
             let (tcp, mut cx) = split!(self, tcp, now);
             tcp.tcp_run_timers(&mut cx);
@@ -354,6 +366,7 @@ impl Stack {
         }
         if !self.sh.ip.pending()
             && self.ip6.out.is_empty()
+            && self.ip6.neigh.poll_at().is_none_or(|t| t > now)
             && !self.sh.ip.timers_dirty
             && self.next_timer.is_none_or(|t| t > now)
         {
@@ -382,7 +395,7 @@ impl Stack {
                 continue;
             }
             if let Some(bytes) = self.ip6.out.pop_front() {
-                match self.ip6_frame(&bytes, buf) {
+                match self.ip6_frame(now, &bytes, buf) {
                     Some(n) => return Some(n),
                     None => continue,
                 }
@@ -709,10 +722,9 @@ impl Stack {
 
     /// Frames one queued IPv6 packet into `buf`; `None` if it went
     /// elsewhere (to ourselves) or was dropped (counted).
-    fn ip6_frame(&mut self, bytes: &[u8], buf: &mut [u8]) -> Option<usize> {
+    fn ip6_frame(&mut self, now: Instant, bytes: &[u8], buf: &mut [u8]) -> Option<usize> {
         let dst = Ipv6Packet::new_unchecked(bytes).dst_addr();
         if crate::ipv6::is_ours(&self.cfg, &dst) {
-            let now = self.clock;
             self.ip6_input(now, bytes);
             return None;
         }
@@ -726,9 +738,25 @@ impl Stack {
             let mac = if dst.is_multicast() {
                 crate::ipv6::multicast_mac(&dst)
             } else {
-                // The neighbour cache (RFC 4861 §7.3) is not implemented
-                // yet: unicast goes to the link's broadcast address.
-                EthernetAddress::BROADCAST
+                // Every destination is taken as on-link (no default router
+                // yet): its own address is resolved (RFC 4861 §7.2.2).
+                use crate::ipv6::neighbor::Lookup;
+                match self.ip6.neigh.lookup(now, dst, bytes) {
+                    Lookup::Send(mac) => mac,
+                    Lookup::Held { solicit, dropped } => {
+                        if dropped {
+                            self.ip6.counters.out_discards += 1;
+                        }
+                        if let Some(s) = solicit {
+                            self.ip6.solicit(&self.cfg, s);
+                        }
+                        return None;
+                    }
+                    Lookup::Refused => {
+                        self.ip6.counters.out_discards += 1;
+                        return None;
+                    }
+                }
             };
             crate::ipv4::output::write_eth_header(buf, self.cfg.mac, mac, EtherType::Ipv6);
         }

@@ -343,3 +343,88 @@ fn malformed_v6_never_panics_and_is_counted() {
     assert!(drain(&mut s, now).is_empty());
     assert_eq!(s.ipv6_counters().in_truncated, good.len() as u64 - 1);
 }
+
+/// An Ethernet frame from `src_mac` around an IPv6 packet.
+fn frame(dst_mac: [u8; 6], src_mac: EthernetAddress, ip: &[u8]) -> Vec<u8> {
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac.0);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(ip);
+    f
+}
+
+#[test]
+fn neighbour_resolved_before_unicast_over_ethernet() {
+    use ustack_core::ipv6::neighbor::NeighborState;
+    let mut s = stack(Medium::Ethernet);
+    let mac = s.config().mac;
+    let peer_mac = EthernetAddress([0x02, 0, 0, 0, 0, 0x22]);
+    let t0 = Instant::from_secs(1);
+    let h = s.icmp_open();
+    s.icmp_send_echo6(h, PEER, 1, b"q").unwrap();
+    // First out: a solicitation to PEER's solicited-node group, with our address.
+    let mut buf = [0u8; 2048];
+    let n = s.transmit(t0, &mut buf).expect("a neighbor solicitation");
+    let eth = EthernetFrame::new_checked(&buf[..n]).unwrap();
+    assert_eq!(eth.dst_addr().0, [0x33, 0x33, 0xff, 0, 0, 2]);
+    let (ip, r) = parse_icmp(eth.payload());
+    assert_eq!(
+        (ip.dst_addr, ip.hop_limit),
+        (ipv6::solicited_node(&PEER), 255)
+    );
+    assert_eq!(
+        r,
+        Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+            target: PEER,
+            lladdr: Some(mac)
+        })
+    );
+    assert_eq!(s.transmit(t0, &mut buf), None, "the echo is held");
+    assert_eq!(s.neighbor6(&PEER), Some((NeighborState::Incomplete, None)));
+    // Unanswered: again after RetransTimer (1 s).
+    assert_eq!(s.poll_at(), Some(t0 + ustack_core::Duration::from_secs(1)));
+    let t1 = t0 + ustack_core::Duration::from_secs(1);
+    assert!(s.transmit(t1, &mut buf).is_some());
+    // The solicited advertisement: REACHABLE, and the echo goes to its address.
+    let na = Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+        flags: 0x60,
+        target: PEER,
+        lladdr: Some(peer_mac),
+    });
+    let ip = packet(PEER, US, 58, 255, &icmp(PEER, US, &na));
+    s.receive(t1, &frame(mac.0, peer_mac, &ip));
+    assert_eq!(
+        s.neighbor6(&PEER),
+        Some((NeighborState::Reachable, Some(peer_mac)))
+    );
+    let n = s.transmit(t1, &mut buf).expect("the held echo request");
+    let eth = EthernetFrame::new_checked(&buf[..n]).unwrap();
+    assert_eq!(eth.dst_addr(), peer_mac);
+    assert!(matches!(
+        parse_icmp(eth.payload()).1,
+        Icmpv6Repr::EchoRequest { seq_no: 1, .. }
+    ));
+}
+
+#[test]
+fn unanswered_resolution_gives_up_after_three_solicitations() {
+    let mut s = stack(Medium::Ethernet);
+    let h = s.icmp_open();
+    let mut buf = [0u8; 2048];
+    let mut now = Instant::from_secs(1);
+    s.icmp_send_echo6(h, PEER, 1, b"q").unwrap();
+    let mut solicits = 0;
+    for _ in 0..10 {
+        while s.transmit(now, &mut buf).is_some() {
+            solicits += 1;
+        }
+        match s.poll_at() {
+            Some(t) => now = t,
+            None => break,
+        }
+    }
+    assert_eq!(solicits, 3);
+    assert_eq!(s.neighbor6(&PEER), None);
+    assert_eq!(s.ipv6_counters().nd_resolution_failures, 1);
+    assert_eq!(now, Instant::from_secs(4));
+}

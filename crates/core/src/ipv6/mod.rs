@@ -7,9 +7,12 @@
 //! answered "port unreachable"), reassembly (fragments are counted and
 //! dropped), the neighbour cache's state machine and DAD, path MTU.
 
+pub mod neighbor;
+
 use crate::config::{Medium, StackConfig};
 use crate::ratelimit::TokenBucket;
 use crate::time::Instant;
+use neighbor::{NdConfig, NeighborCache, Solicit};
 use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use ustack_wire::icmpv6::{self, unreachable};
@@ -45,7 +48,11 @@ pub struct Ipv6Counters {
     pub icmp_out_dest_unreachs: u64,
     pub icmp_out_rate_limited: u64,
     pub nd_in_solicits: u64,
+    pub nd_in_adverts: u64,
+    pub nd_out_solicits: u64,
     pub nd_out_adverts: u64,
+    /// Packets dropped because their neighbour never answered.
+    pub nd_resolution_failures: u64,
 }
 
 /// The link-scope all-nodes group ff02::1 (RFC 4291 §2.7.1).
@@ -66,6 +73,8 @@ pub struct Ipv6 {
     pub(crate) out: VecDeque<Vec<u8>>,
     limiter: TokenBucket,
     pub counters: Ipv6Counters,
+    /// Link-layer addresses of neighbours (Ethernet medium, RFC 4861 §7.3).
+    pub(crate) neigh: NeighborCache,
 }
 
 /// The largest ICMPv6 error: the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
@@ -136,6 +145,7 @@ impl Ipv6 {
             out: VecDeque::new(),
             limiter: TokenBucket::new(rate, rate.max(1)),
             counters: Ipv6Counters::default(),
+            neigh: NeighborCache::new(NdConfig::default()),
         }
     }
 
@@ -348,7 +358,7 @@ impl Ipv6 {
     fn icmp_input(
         &mut self,
         cfg: &StackConfig,
-        _now: Instant,
+        now: Instant,
         src: Ipv6Addr,
         dst: Ipv6Addr,
         hop_limit: u8,
@@ -415,38 +425,99 @@ impl Ipv6 {
                     self.counters.icmp_in_errors += 1;
                     return None;
                 }
-                self.ndp_input(cfg, src, ndp);
+                self.ndp_input(cfg, now, src, ndp);
                 None
             }
             _ => None,
         }
     }
 
-    /// RFC 4861 §7.2.4: a Neighbor Solicitation for one of our addresses
-    /// is answered with a solicited Advertisement (to ff02::1 when the
-    /// solicitation came from the unspecified address, DAD).
-    fn ndp_input(&mut self, cfg: &StackConfig, src: Ipv6Addr, ndp: NdpRepr) {
-        if let NdpRepr::NeighborSolicit { target, lladdr } = ndp {
-            self.counters.nd_in_solicits += 1;
-            if !is_ours(cfg, &target) {
-                return;
+    /// Neighbor Discovery in (RFC 4861): a solicitation for one of our
+    /// addresses is answered with a solicited advertisement (§7.2.4; to
+    /// ff02::1 when it came from the unspecified address, DAD) and teaches
+    /// the cache its sender's address (§7.2.3); an advertisement updates
+    /// the cache (§7.2.5). Packets held for the neighbour go out.
+    fn ndp_input(&mut self, cfg: &StackConfig, now: Instant, src: Ipv6Addr, ndp: NdpRepr) {
+        let released = match ndp {
+            NdpRepr::NeighborSolicit { target, lladdr } => {
+                self.counters.nd_in_solicits += 1;
+                if !is_ours(cfg, &target) {
+                    return;
+                }
+                // §7.1.1: from the unspecified address, no source link-layer option.
+                if src.is_unspecified() && lladdr.is_some() {
+                    return;
+                }
+                let (dst, flags) = if src.is_unspecified() {
+                    (ALL_NODES, na_flags::OVERRIDE)
+                } else {
+                    (src, na_flags::SOLICITED | na_flags::OVERRIDE)
+                };
+                let released = match (cfg.medium, lladdr) {
+                    (Medium::Ethernet, Some(mac)) if !src.is_unspecified() => {
+                        self.neigh.learn_from_solicit(src, mac)
+                    }
+                    _ => None,
+                };
+                let na = Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+                    flags,
+                    target,
+                    lladdr: (cfg.medium == Medium::Ethernet).then_some(cfg.mac),
+                });
+                self.counters.nd_out_adverts += 1;
+                self.queue_icmp(cfg, target, dst, 255, &na);
+                released
             }
-            // §7.1.1: from the unspecified address, no source link-layer option.
-            if src.is_unspecified() && lladdr.is_some() {
-                return;
-            }
-            let (dst, flags) = if src.is_unspecified() {
-                (ALL_NODES, na_flags::OVERRIDE)
-            } else {
-                (src, na_flags::SOLICITED | na_flags::OVERRIDE)
-            };
-            let na = Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+            NdpRepr::NeighborAdvert {
                 flags,
                 target,
-                lladdr: (cfg.medium == Medium::Ethernet).then_some(cfg.mac),
-            });
-            self.counters.nd_out_adverts += 1;
-            self.queue_icmp(cfg, target, dst, 255, &na);
+                lladdr,
+            } => {
+                self.counters.nd_in_adverts += 1;
+                if cfg.medium != Medium::Ethernet {
+                    return;
+                }
+                self.neigh.advert(
+                    now,
+                    target,
+                    lladdr,
+                    flags & na_flags::SOLICITED != 0,
+                    flags & na_flags::OVERRIDE != 0,
+                )
+            }
+            _ => None,
+        };
+        if let Some((_, packets)) = released {
+            for p in packets.into_iter().rev() {
+                self.out.push_front(p);
+            }
+        }
+    }
+
+    /// Sends a Neighbor Solicitation (RFC 4861 §7.2.2, §7.3.3).
+    pub(crate) fn solicit(&mut self, cfg: &StackConfig, s: Solicit) {
+        let (target, dst) = match s {
+            Solicit::Multicast(ip) => (ip, ipv6::solicited_node(&ip)),
+            Solicit::Unicast(ip, _) => (ip, ip),
+        };
+        let ns = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+            target,
+            lladdr: Some(cfg.mac),
+        });
+        self.counters.nd_out_solicits += 1;
+        let src = source_for(cfg, &target);
+        self.queue_icmp(cfg, src, dst, 255, &ns);
+    }
+
+    /// Runs the neighbour cache's timers.
+    pub(crate) fn run_timers(&mut self, cfg: &StackConfig, now: Instant) {
+        let e = self.neigh.poll(now);
+        for s in e.solicits {
+            self.solicit(cfg, s);
+        }
+        for (_, packets) in e.failed {
+            self.counters.nd_resolution_failures += packets.len() as u64;
+            self.counters.out_discards += packets.len() as u64;
         }
     }
 }
