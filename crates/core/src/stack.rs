@@ -297,7 +297,7 @@ impl Stack {
         if self.sh.ip.pending() || !self.ip6.out.is_empty() {
             return Some(Instant::ZERO);
         }
-        let tcp = min_opt(self.tcp.poll_at(), self.ip6.neigh.poll_at());
+        let tcp = min_opt(self.tcp.poll_at(), self.ip6.poll_at());
         if self.sh.ip.timers_dirty {
             return min_opt(min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at()), tcp);
         }
@@ -366,7 +366,7 @@ impl Stack {
         }
         if !self.sh.ip.pending()
             && self.ip6.out.is_empty()
-            && self.ip6.neigh.poll_at().is_none_or(|t| t > now)
+            && self.ip6.poll_at().is_none_or(|t| t > now)
             && !self.sh.ip.timers_dirty
             && self.next_timer.is_none_or(|t| t > now)
         {
@@ -729,6 +729,15 @@ impl Stack {
             return None;
         }
         let hl = self.cfg.link_header_len();
+        if bytes.len() > self.cfg.mtu
+            && Ipv6Packet::new_unchecked(bytes).next_header()
+                != ustack_wire::ipv6::next_header::FRAGMENT
+        {
+            // We add no extension headers, so all after the fixed header is
+            // fragmentable (RFC 8200 §4.5).
+            self.ip6.fragment_front(bytes, self.cfg.mtu);
+            return None;
+        }
         if bytes.len() > self.cfg.mtu || buf.len() < hl + bytes.len() {
             self.sh.counters.link.tx_dropped_too_big += 1;
             self.ip6.counters.out_discards += 1;

@@ -428,3 +428,63 @@ fn unanswered_resolution_gives_up_after_three_solicitations() {
     assert_eq!(s.ipv6_counters().nd_resolution_failures, 1);
     assert_eq!(now, Instant::from_secs(4));
 }
+
+#[test]
+fn fragmented_echo_reassembled_and_the_reply_fragmented() {
+    use ustack_core::ipv6::reassembly::fragment;
+    let mut s = stack(Medium::Ip);
+    let now = Instant::from_secs(1);
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let m = icmp(
+        PEER,
+        US,
+        &Icmpv6Repr::EchoRequest {
+            ident: 5,
+            seq_no: 1,
+            data: &data,
+        },
+    );
+    let whole = packet(PEER, US, 58, 64, &m);
+    let frags = fragment(&whole, 1280, 0x1234);
+    assert_eq!(frags.len(), 3);
+    // Last first: held until the first and middle come.
+    s.receive(now, &frags[2]);
+    s.receive(now, &frags[0]);
+    assert!(drain(&mut s, now).is_empty());
+    s.receive(now, &frags[1]);
+    let out = drain(&mut s, now);
+    // The 3048-byte reply leaves in fragments of at most the MTU (1500).
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|f| f.len() <= 1500));
+    assert_eq!(s.ipv6_counters().reasm_oks, 1);
+    // Put back together by a second reassembler (ours, on the other side).
+    let mut r = ustack_core::ipv6::reassembly::Reassembler6::new(Default::default());
+    let mut full = None;
+    for f in &out {
+        let fh = ustack_core::wire::FragmentHeader::parse(&f[40..]).unwrap();
+        if let ustack_core::ipv6::reassembly::Reasm::Complete(p) = r.add(now, f, fh, 40, 6) {
+            full = Some(p);
+        }
+    }
+    let full = full.expect("the reply reassembles");
+    let (ip, reply) = parse_icmp(&full);
+    assert_eq!((ip.src_addr, ip.dst_addr), (US, PEER));
+    assert_eq!(
+        reply,
+        Icmpv6Repr::EchoReply {
+            ident: 5,
+            seq_no: 1,
+            data: &data
+        }
+    );
+    // A fragment alone times out: Time Exceeded code 1 after 30 s.
+    s.receive(now, &frags[0]);
+    assert!(drain(&mut s, now).is_empty());
+    let later = now + ustack_core::Duration::from_secs(30);
+    assert_eq!(s.poll_at(), Some(later));
+    let out = drain(&mut s, later);
+    assert!(matches!(
+        parse_icmp(&out[0]).1,
+        Icmpv6Repr::TimeExceeded { code: 1, .. }
+    ));
+}

@@ -387,6 +387,9 @@ pub struct ExtWalk {
     pub fragment: Option<FragmentHeader>,
     /// Offset in the payload of that Fragment header.
     pub fragment_offset: usize,
+    /// Offset, from the start of the IPv6 header, of the Next Header field
+    /// that named the Fragment header (rewritten on reassembly).
+    pub fragment_pointer: u32,
 }
 
 /// Walks the extension headers of a payload whose fixed header named
@@ -409,6 +412,7 @@ pub fn walk_ext_headers(
     let mut nh_pointer = 6u32;
     let mut fragment = None;
     let mut fragment_offset = 0;
+    let mut fragment_pointer = 0;
     // Every extension header takes at least 8 bytes: the loop ends.
     loop {
         let ptr_base = (HEADER_LEN + at) as u32;
@@ -449,6 +453,7 @@ pub fn walk_ext_headers(
                     .map_err(|_| ExtError::Truncated)?;
                 fragment = Some(f);
                 fragment_offset = at;
+                fragment_pointer = nh_pointer;
                 nh = f.next_header;
                 nh_pointer = ptr_base;
                 at += FRAGMENT_HEADER_LEN;
@@ -465,6 +470,7 @@ pub fn walk_ext_headers(
         upper_pointer: nh_pointer,
         fragment,
         fragment_offset,
+        fragment_pointer,
     })
 }
 
@@ -683,6 +689,7 @@ mod tests {
         assert_eq!(&p[..8], &[17, 0, 0x04, 0xd1, 0xde, 0xad, 0xbe, 0xef]);
         let w = walk_ext_headers(next_header::FRAGMENT, &p, false).unwrap();
         assert_eq!((w.upper, w.offset), (17, 8));
+        assert_eq!((w.fragment_offset, w.fragment_pointer), (0, 6));
         assert_eq!(w.fragment, Some(f));
         // Atomic: walked through to the header after it.
         let a = FragmentHeader {

@@ -8,11 +8,13 @@
 //! dropped), the neighbour cache's state machine and DAD, path MTU.
 
 pub mod neighbor;
+pub mod reassembly;
 
 use crate::config::{Medium, StackConfig};
 use crate::ratelimit::TokenBucket;
 use crate::time::Instant;
 use neighbor::{NdConfig, NeighborCache, Solicit};
+use reassembly::{Reasm, Reassembler6};
 use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use ustack_wire::icmpv6::{self, unreachable};
@@ -32,8 +34,11 @@ pub struct Ipv6Counters {
     pub in_unknown_protos: u64,
     pub in_discards: u64,
     pub in_delivers: u64,
-    /// Fragments received (reassembly is not implemented yet: dropped).
     pub reasm_reqds: u64,
+    pub reasm_oks: u64,
+    pub reasm_fails: u64,
+    pub reasm_timeout: u64,
+    pub frag_creates: u64,
     pub out_requests: u64,
     pub out_discards: u64,
     pub icmp_in_msgs: u64,
@@ -75,6 +80,9 @@ pub struct Ipv6 {
     pub counters: Ipv6Counters,
     /// Link-layer addresses of neighbours (Ethernet medium, RFC 4861 §7.3).
     pub(crate) neigh: NeighborCache,
+    pub(crate) reasm: Reassembler6,
+    /// Identification of the next datagram we fragment (RFC 8200 §4.5).
+    frag_ident: u32,
 }
 
 /// The largest ICMPv6 error: the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
@@ -146,6 +154,8 @@ impl Ipv6 {
             limiter: TokenBucket::new(rate, rate.max(1)),
             counters: Ipv6Counters::default(),
             neigh: NeighborCache::new(NdConfig::default()),
+            reasm: Reassembler6::new(cfg.reassembly.clone()),
+            frag_ident: (cfg.seed as u32).wrapping_mul(0x9e37_79b9) | 1,
         }
     }
 
@@ -316,11 +326,31 @@ impl Ipv6 {
                 return None;
             }
         };
-        if walk.fragment.is_some_and(|f| !f.is_atomic()) {
-            // Reassembly (RFC 8200 §4.5) is not implemented yet.
+        if let Some(f) = walk.fragment.filter(|f| !f.is_atomic()) {
             self.counters.reasm_reqds += 1;
-            self.counters.in_discards += 1;
-            return None;
+            let at = ipv6::HEADER_LEN + walk.fragment_offset;
+            let named = walk.fragment_pointer as usize;
+            return match self.reasm.add(now, whole, f, at, named) {
+                Reasm::Held => None,
+                Reasm::Dropped => {
+                    self.counters.reasm_fails += 1;
+                    None
+                }
+                Reasm::ParamProblem(pointer) => {
+                    self.counters.reasm_fails += 1;
+                    self.send_error(cfg, now, whole, |q| Icmpv6Repr::ParamProblem {
+                        code: ipv6::param_problem::ERRONEOUS_FIELD,
+                        pointer,
+                        invoking: q,
+                    });
+                    None
+                }
+                Reasm::Complete(full) => {
+                    self.counters.reasm_oks += 1;
+                    self.counters.in_receives -= 1;
+                    self.input(cfg, now, &full)
+                }
+            };
         }
         let upper = &payload[walk.offset..];
         match walk.upper {
@@ -509,8 +539,35 @@ impl Ipv6 {
         self.queue_icmp(cfg, src, dst, 255, &ns);
     }
 
-    /// Runs the neighbour cache's timers.
+    /// The earliest timer (neighbour cache, reassembly).
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
+        match (self.neigh.poll_at(), self.reasm.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Cuts a packet over `mtu` into fragments, queued first (RFC 8200 §4.5).
+    pub(crate) fn fragment_front(&mut self, bytes: &[u8], mtu: usize) {
+        self.frag_ident = self.frag_ident.wrapping_add(1);
+        let frags = reassembly::fragment(bytes, mtu, self.frag_ident);
+        self.counters.frag_creates += frags.len() as u64;
+        for f in frags.into_iter().rev() {
+            self.out.push_front(f);
+        }
+    }
+
+    /// Runs the neighbour cache's and reassembly's timers.
     pub(crate) fn run_timers(&mut self, cfg: &StackConfig, now: Instant) {
+        for first in self.reasm.poll(now) {
+            // RFC 8200 §4.5: Time Exceeded code 1, if the first fragment came.
+            self.counters.reasm_timeout += 1;
+            self.counters.reasm_fails += 1;
+            self.send_error(cfg, now, &first, |q| Icmpv6Repr::TimeExceeded {
+                code: 1,
+                invoking: q,
+            });
+        }
         let e = self.neigh.poll(now);
         for s in e.solicits {
             self.solicit(cfg, s);
