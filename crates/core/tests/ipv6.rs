@@ -488,3 +488,49 @@ fn fragmented_echo_reassembled_and_the_reply_fragmented() {
         Icmpv6Repr::TimeExceeded { code: 1, .. }
     ));
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Extension headers, fragments and ICMPv6 in any mix: the stack
+    /// never panics, holds bounded memory, and what it sends parses.
+    fn arb_packet() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::sample::select(vec![0u8, 43, 44, 58, 59, 60, 6, 17, 253]),
+            prop::collection::vec(any::<u8>(), 0..200),
+            prop::sample::select(vec![US, PEER, "ff02::1".parse().unwrap()]),
+            any::<bool>(),
+        )
+            .prop_map(|(nh, mut body, dst, fix_frag)| {
+                if fix_frag && nh == 44 && body.len() >= 8 {
+                    body[0] = 58;
+                }
+                packet(PEER, dst, nh, 255, &body)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn random_v6_never_panics(pkts in prop::collection::vec(arb_packet(), 1..20), eth in any::<bool>()) {
+            let mut s = stack(if eth { Medium::Ethernet } else { Medium::Ip });
+            let mac = s.config().mac;
+            let mut now = Instant::from_secs(1);
+            for p in &pkts {
+                if eth {
+                    s.receive(now, &frame(mac.0, EthernetAddress([2, 0, 0, 0, 0, 9]), p));
+                } else {
+                    s.receive(now, p);
+                }
+                now += ustack_core::Duration::from_millis(100);
+                let hl = s.config().link_header_len();
+                let mut buf = [0u8; 2048];
+                for _ in 0..50 {
+                    let Some(n) = s.transmit(now, &mut buf) else { break };
+                    let ip = Ipv6Packet::new_checked(&buf[hl..n]);
+                    prop_assert!(ip.is_ok(), "we sent a bad IPv6 packet");
+                }
+            }
+        }
+    }
+}
