@@ -161,6 +161,11 @@ impl Stack {
         self.ip6.neigh.get(ip)
     }
 
+    /// The path MTU towards an IPv6 destination (RFC 8201).
+    pub fn path_mtu6(&self, now: Instant, dst: &std::net::Ipv6Addr) -> usize {
+        self.ip6.path_mtu(&self.cfg, now, dst)
+    }
+
     /// Our IPv6 addresses: the link-local one, then the configured ones.
     pub fn addresses6(&self) -> Vec<std::net::Ipv6Addr> {
         let mut v = vec![crate::ipv6::link_local(&self.cfg)];
@@ -729,13 +734,14 @@ impl Stack {
             return None;
         }
         let hl = self.cfg.link_header_len();
-        if bytes.len() > self.cfg.mtu
+        let mtu = self.ip6.path_mtu(&self.cfg, now, &dst);
+        if bytes.len() > mtu
             && Ipv6Packet::new_unchecked(bytes).next_header()
                 != ustack_wire::ipv6::next_header::FRAGMENT
         {
             // We add no extension headers, so all after the fixed header is
-            // fragmentable (RFC 8200 §4.5).
-            self.ip6.fragment_front(bytes, self.cfg.mtu);
+            // fragmentable (RFC 8200 §4.5), to the path MTU (RFC 8201 §4).
+            self.ip6.fragment_front(bytes, mtu);
             return None;
         }
         if bytes.len() > self.cfg.mtu || buf.len() < hl + bytes.len() {

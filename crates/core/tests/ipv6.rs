@@ -534,3 +534,59 @@ mod hostile {
         }
     }
 }
+
+#[test]
+fn packet_too_big_lowers_the_path_mtu_until_it_expires() {
+    let mut s = stack(Medium::Ip);
+    let t0 = Instant::from_secs(1);
+    let data = vec![0x5au8; 1400];
+    let req = |seq| {
+        let m = icmp(
+            PEER,
+            US,
+            &Icmpv6Repr::EchoRequest {
+                ident: 1,
+                seq_no: seq,
+                data: &data,
+            },
+        );
+        packet(PEER, US, 58, 64, &m)
+    };
+    s.receive(t0, &req(1));
+    let out = drain(&mut s, t0);
+    assert_eq!(out.len(), 1, "1448 bytes fit the 1500 link MTU");
+    let reply = out[0].clone();
+    // A router says 1000: lowered to 1280, the IPv6 minimum (RFC 8200 §5).
+    let ptb = |mtu, quote: &[u8]| {
+        let m = icmp(
+            "fd00::fe".parse().unwrap(),
+            US,
+            &Icmpv6Repr::PacketTooBig {
+                mtu,
+                invoking: quote,
+            },
+        );
+        packet("fd00::fe".parse().unwrap(), US, 58, 64, &m)
+    };
+    s.receive(t0, &ptb(1000, &reply[..1232]));
+    assert_eq!(s.path_mtu6(t0, &PEER), 1280);
+    assert_eq!(s.ipv6_counters().pmtu_lowered, 1);
+    s.receive(t0, &req(2));
+    let out = drain(&mut s, t0);
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|f| f.len() <= 1280));
+    // Never raised by a larger one; one about a packet not ours is ignored.
+    s.receive(t0, &ptb(1400, &reply[..1232]));
+    assert_eq!(s.path_mtu6(t0, &PEER), 1280);
+    let mut other = reply.clone();
+    // Quoting a packet from fd00::98 (not us) to fd00::99.
+    other[8..24].copy_from_slice(&"fd00::98".parse::<Ipv6Addr>().unwrap().octets());
+    other[24..40].copy_from_slice(&"fd00::99".parse::<Ipv6Addr>().unwrap().octets());
+    s.receive(t0, &ptb(1280, &other[..1232]));
+    assert_eq!(s.path_mtu6(t0, &"fd00::99".parse().unwrap()), 1500);
+    // Ten minutes on, the link MTU is tried again (RFC 8201 §4).
+    let later = t0 + ustack_core::Duration::from_secs(600);
+    assert_eq!(s.path_mtu6(later, &PEER), 1500);
+    s.receive(later, &req(3));
+    assert_eq!(drain(&mut s, later).len(), 1);
+}

@@ -15,7 +15,7 @@ use crate::ratelimit::TokenBucket;
 use crate::time::Instant;
 use neighbor::{NdConfig, NeighborCache, Solicit};
 use reassembly::{Reasm, Reassembler6};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv6Addr;
 use ustack_wire::icmpv6::{self, unreachable};
 use ustack_wire::ipv6::{self, next_header, ExtError};
@@ -39,6 +39,8 @@ pub struct Ipv6Counters {
     pub reasm_fails: u64,
     pub reasm_timeout: u64,
     pub frag_creates: u64,
+    /// Path MTUs lowered by Packet Too Big (RFC 8201).
+    pub pmtu_lowered: u64,
     pub out_requests: u64,
     pub out_discards: u64,
     pub icmp_in_msgs: u64,
@@ -83,7 +85,17 @@ pub struct Ipv6 {
     pub(crate) reasm: Reassembler6,
     /// Identification of the next datagram we fragment (RFC 8200 §4.5).
     frag_ident: u32,
+    /// Path MTUs lowered by Packet Too Big, per destination, with when
+    /// they expire (RFC 8201 §4, §5.3).
+    pmtu: HashMap<Ipv6Addr, (usize, Instant)>,
 }
+
+/// How long a lowered path MTU holds before the link MTU is tried again
+/// (RFC 8201 §4: at least 5 minutes, 10 recommended).
+pub const PMTU_TIMEOUT: crate::time::Duration = crate::time::Duration::from_secs(600);
+
+/// Destinations whose path MTU is remembered (the cache's bound).
+const PMTU_MAX_ENTRIES: usize = 1024;
 
 /// The largest ICMPv6 error: the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
 const ERROR_MAX: usize = icmpv6::MIN_MTU;
@@ -156,6 +168,7 @@ impl Ipv6 {
             neigh: NeighborCache::new(NdConfig::default()),
             reasm: Reassembler6::new(cfg.reassembly.clone()),
             frag_ident: (cfg.seed as u32).wrapping_mul(0x9e37_79b9) | 1,
+            pmtu: HashMap::new(),
         }
     }
 
@@ -449,6 +462,10 @@ impl Ipv6 {
                     data: data.to_vec(),
                 })
             }
+            Icmpv6Repr::PacketTooBig { mtu, invoking } => {
+                self.packet_too_big(cfg, now, mtu, invoking);
+                None
+            }
             Icmpv6Repr::Ndp(ndp) => {
                 // RFC 4861 §7.1: hop limit 255, else not from the link.
                 if hop_limit != 255 {
@@ -545,6 +562,55 @@ impl Ipv6 {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// The path MTU towards `dst`: the link's, or lower after Packet Too
+    /// Big until it expires (RFC 8201 §4).
+    pub fn path_mtu(&self, cfg: &StackConfig, now: Instant, dst: &Ipv6Addr) -> usize {
+        match self.pmtu.get(dst) {
+            Some(&(mtu, until)) if until > now => mtu.min(cfg.mtu),
+            _ => cfg.mtu,
+        }
+    }
+
+    /// RFC 8201 §4: a Packet Too Big about a packet we sent lowers the path
+    /// MTU of its destination, never below 1280 (RFC 8200 §5), never
+    /// above the current value.
+    fn packet_too_big(&mut self, cfg: &StackConfig, now: Instant, mtu: u32, invoking: &[u8]) {
+        let Ok(q) = icmpv6::parse_invoking(invoking) else {
+            // A quote too short for a transport header still names the path.
+            if invoking.len() < ipv6::HEADER_LEN {
+                return;
+            }
+            let p = Ipv6Packet::new_unchecked(invoking);
+            return self.lower_pmtu(cfg, now, p.src_addr(), p.dst_addr(), mtu);
+        };
+        self.lower_pmtu(cfg, now, q.src_addr, q.dst_addr, mtu);
+    }
+
+    fn lower_pmtu(
+        &mut self,
+        cfg: &StackConfig,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        mtu: u32,
+    ) {
+        if !is_ours(cfg, &src) {
+            return;
+        }
+        let new = (mtu as usize).max(icmpv6::MIN_MTU);
+        if new >= self.path_mtu(cfg, now, &dst) {
+            return;
+        }
+        if self.pmtu.len() >= PMTU_MAX_ENTRIES {
+            self.pmtu.retain(|_, (_, until)| *until > now);
+            if self.pmtu.len() >= PMTU_MAX_ENTRIES {
+                return;
+            }
+        }
+        self.counters.pmtu_lowered += 1;
+        self.pmtu.insert(dst, (new, now + PMTU_TIMEOUT));
     }
 
     /// Cuts a packet over `mtu` into fragments, queued first (RFC 8200 §4.5).
