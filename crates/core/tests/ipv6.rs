@@ -17,6 +17,30 @@ fn stack(medium: Medium) -> Stack {
     Stack::new(cfg).unwrap()
 }
 
+/// An Ethernet stack with its DAD solicitations (RFC 4862 §5.4.2)
+/// already sent: from ::, one per address, no link-layer option.
+fn eth_stack() -> Stack {
+    let mut s = stack(Medium::Ethernet);
+    let now = Instant::ZERO;
+    let mut buf = [0u8; 2048];
+    let mut targets = Vec::new();
+    while let Some(n) = s.transmit(now, &mut buf) {
+        let (ip, r) = parse_icmp(&buf[14..n]);
+        assert!(ip.src_addr.is_unspecified());
+        let Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+            target,
+            lladdr: None,
+        }) = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(ip.dst_addr, ipv6::solicited_node(&target));
+        targets.push(target);
+    }
+    assert_eq!(targets, s.addresses6());
+    s
+}
+
 /// An IPv6 packet `src` -> `dst` with `next` and `body` (extension headers
 /// and upper layer as given).
 fn packet(src: Ipv6Addr, dst: Ipv6Addr, next: u8, hop_limit: u8, body: &[u8]) -> Vec<u8> {
@@ -285,7 +309,7 @@ fn no_errors_about_errors_or_to_groups_and_rate_limited() {
 
 #[test]
 fn neighbor_solicitation_answered_over_ethernet() {
-    let mut s = stack(Medium::Ethernet);
+    let mut s = eth_stack();
     let now = Instant::from_secs(1);
     let peer_mac = EthernetAddress([0x02, 0, 0, 0, 0, 0x22]);
     let ns = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
@@ -356,7 +380,7 @@ fn frame(dst_mac: [u8; 6], src_mac: EthernetAddress, ip: &[u8]) -> Vec<u8> {
 #[test]
 fn neighbour_resolved_before_unicast_over_ethernet() {
     use ustack_core::ipv6::neighbor::NeighborState;
-    let mut s = stack(Medium::Ethernet);
+    let mut s = eth_stack();
     let mac = s.config().mac;
     let peer_mac = EthernetAddress([0x02, 0, 0, 0, 0, 0x22]);
     let t0 = Instant::from_secs(1);
@@ -408,7 +432,7 @@ fn neighbour_resolved_before_unicast_over_ethernet() {
 
 #[test]
 fn unanswered_resolution_gives_up_after_three_solicitations() {
-    let mut s = stack(Medium::Ethernet);
+    let mut s = eth_stack();
     let h = s.icmp_open();
     let mut buf = [0u8; 2048];
     let mut now = Instant::from_secs(1);
@@ -589,4 +613,30 @@ fn packet_too_big_lowers_the_path_mtu_until_it_expires() {
     assert_eq!(s.path_mtu6(later, &PEER), 1500);
     s.receive(later, &req(3));
     assert_eq!(drain(&mut s, later).len(), 1);
+}
+
+#[test]
+fn an_advertisement_for_our_address_marks_it_duplicate() {
+    let mut s = eth_stack();
+    let mac = s.config().mac;
+    let now = Instant::from_secs(1);
+    let other = EthernetAddress([0x02, 0, 0, 0, 0, 0x33]);
+    // Answers for US before: an echo gets its reply.
+    s.receive(now, &frame(mac.0, other, &echo_request(PEER, US, 1)));
+    let mut buf = [0u8; 2048];
+    while s.transmit(now, &mut buf).is_some() {}
+    let na = Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+        flags: 0x20,
+        target: US,
+        lladdr: Some(other),
+    });
+    let all: Ipv6Addr = "ff02::1".parse().unwrap();
+    let ip = packet(PEER, all, 58, 255, &icmp(PEER, all, &na));
+    s.receive(now, &frame([0x33, 0x33, 0, 0, 0, 1], other, &ip));
+    assert_eq!(s.ipv6_counters().dad_duplicates, 1);
+    // No longer ours: not answered.
+    let before = s.ipv6_counters().in_addr_errors;
+    s.receive(now, &frame(mac.0, other, &echo_request(PEER, US, 2)));
+    assert_eq!(s.transmit(now, &mut buf), None);
+    assert_eq!(s.ipv6_counters().in_addr_errors, before + 1);
 }

@@ -60,6 +60,8 @@ pub struct Ipv6Counters {
     pub nd_out_adverts: u64,
     /// Packets dropped because their neighbour never answered.
     pub nd_resolution_failures: u64,
+    /// Our addresses found held by another node (RFC 4862 §5.4.4).
+    pub dad_duplicates: u64,
 }
 
 /// The link-scope all-nodes group ff02::1 (RFC 4291 §2.7.1).
@@ -88,6 +90,9 @@ pub struct Ipv6 {
     /// Path MTUs lowered by Packet Too Big, per destination, with when
     /// they expire (RFC 8201 §4, §5.3).
     pmtu: HashMap<Ipv6Addr, (usize, Instant)>,
+    /// Our addresses another node on the link also holds (DAD, RFC 4862
+    /// §5.4.4): no longer used.
+    pub(crate) duplicates: Vec<Ipv6Addr>,
 }
 
 /// How long a lowered path MTU holds before the link MTU is tried again
@@ -161,7 +166,7 @@ pub fn multicast_mac(a: &Ipv6Addr) -> EthernetAddress {
 impl Ipv6 {
     pub(crate) fn new(cfg: &StackConfig) -> Ipv6 {
         let rate = cfg.icmp_errors_per_sec;
-        Ipv6 {
+        let mut me = Ipv6 {
             out: VecDeque::new(),
             limiter: TokenBucket::new(rate, rate.max(1)),
             counters: Ipv6Counters::default(),
@@ -169,7 +174,40 @@ impl Ipv6 {
             reasm: Reassembler6::new(cfg.reassembly.clone()),
             frag_ident: (cfg.seed as u32).wrapping_mul(0x9e37_79b9) | 1,
             pmtu: HashMap::new(),
+            duplicates: Vec::new(),
+        };
+        if cfg.medium == Medium::Ethernet && !cfg.addrs6.is_empty() {
+            me.start_dad(cfg);
         }
+        me
+    }
+
+    /// Duplicate Address Detection (RFC 4862 §5.4.2): a solicitation from
+    /// the unspecified address for each of our addresses. They are used at
+    /// once, optimistically (RFC 4429 §3.3); an advertisement for one of
+    /// them marks it duplicate and it is dropped (§5.4.4).
+    fn start_dad(&mut self, cfg: &StackConfig) {
+        let mut addrs = vec![link_local(cfg)];
+        addrs.extend(cfg.addrs6.iter().map(|c| c.address()));
+        for a in addrs {
+            let ns = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+                target: a,
+                lladdr: None,
+            });
+            self.counters.nd_out_solicits += 1;
+            self.queue_icmp(
+                cfg,
+                Ipv6Addr::UNSPECIFIED,
+                ipv6::solicited_node(&a),
+                255,
+                &ns,
+            );
+        }
+    }
+
+    /// Whether `a` is one of our addresses in use (not found duplicate).
+    fn ours(&self, cfg: &StackConfig, a: &Ipv6Addr) -> bool {
+        is_ours(cfg, a) && !self.duplicates.contains(a)
     }
 
     /// Builds an IPv6 packet with header `repr` around `repr.payload_len`
@@ -312,7 +350,7 @@ impl Ipv6 {
             return None;
         }
         let multicast = dst.is_multicast();
-        if !(is_ours(cfg, &dst) || (multicast && in_group(cfg, &dst))) {
+        if !(self.ours(cfg, &dst) || (multicast && in_group(cfg, &dst))) {
             // A host, not a router (RFC 8200 §4: "a node that is not a router").
             self.counters.in_addr_errors += 1;
             return None;
@@ -488,7 +526,7 @@ impl Ipv6 {
         let released = match ndp {
             NdpRepr::NeighborSolicit { target, lladdr } => {
                 self.counters.nd_in_solicits += 1;
-                if !is_ours(cfg, &target) {
+                if !self.ours(cfg, &target) {
                     return;
                 }
                 // §7.1.1: from the unspecified address, no source link-layer option.
@@ -522,6 +560,12 @@ impl Ipv6 {
             } => {
                 self.counters.nd_in_adverts += 1;
                 if cfg.medium != Medium::Ethernet {
+                    return;
+                }
+                if self.ours(cfg, &target) && lladdr != Some(cfg.mac) {
+                    // RFC 4862 §5.4.4: someone else holds our address.
+                    self.counters.dad_duplicates += 1;
+                    self.duplicates.push(target);
                     return;
                 }
                 self.neigh.advert(
