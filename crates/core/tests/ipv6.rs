@@ -124,6 +124,12 @@ fn echo_request_answered_from_the_address_asked() {
             data: b"ping6"
         }
     );
+    // Labelled (RFC 6437): the same flow, the same non-zero label.
+    let label = ip.flow_label;
+    assert_ne!(label, 0);
+    s.receive(now, &echo_request(PEER, US, 4));
+    let again = drain(&mut s, now);
+    assert_eq!(parse_icmp(&again[0]).0.flow_label, label);
     // The link-local address answers too, from itself.
     let ll = s.addresses6()[0];
     assert!(ll.is_unicast_link_local());
@@ -131,6 +137,7 @@ fn echo_request_answered_from_the_address_asked() {
     s.receive(now, &echo_request(peer_ll, ll, 4));
     let out = drain(&mut s, now);
     assert_eq!(parse_icmp(&out[0]).0.src_addr, ll);
+    assert_ne!(parse_icmp(&out[0]).0.flow_label, label, "another flow");
     // Not ours: not answered (a host does not forward).
     s.receive(now, &echo_request(PEER, "fd00::9".parse().unwrap(), 5));
     assert!(drain(&mut s, now).is_empty());

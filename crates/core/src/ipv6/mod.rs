@@ -90,6 +90,9 @@ pub struct Ipv6 {
     /// Path MTUs lowered by Packet Too Big, per destination, with when
     /// they expire (RFC 8201 §4, §5.3).
     pmtu: HashMap<Ipv6Addr, (usize, Instant)>,
+    /// Keys the flow-label hash (RFC 6437 §3); from the seed, so that runs
+    /// repeat (the stack's RNG draws are TCP's).
+    flow_secret: u64,
     /// Our addresses another node on the link also holds (DAD, RFC 4862
     /// §5.4.4): no longer used.
     pub(crate) duplicates: Vec<Ipv6Addr>,
@@ -157,6 +160,18 @@ fn skip_ext_headers(mut nh: u8, mut b: &[u8]) -> Option<(u8, &[u8])> {
     }
 }
 
+/// The flow label of packets from `src` to `dst` of `proto` (RFC 6437 §3):
+/// a keyed hash of the flow, the same for all its packets, never 0 (0 is
+/// "unlabelled").
+pub fn flow_label(secret: u64, src: &Ipv6Addr, dst: &Ipv6Addr, proto: u8) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (secret, src, dst, proto).hash(&mut h);
+    let v = h.finish();
+    let label = ((v ^ (v >> 32)) as u32) & 0x000f_ffff;
+    label.max(1)
+}
+
 /// The Ethernet address of an IPv6 multicast group (RFC 2464 §7).
 pub fn multicast_mac(a: &Ipv6Addr) -> EthernetAddress {
     let o = a.octets();
@@ -173,6 +188,7 @@ impl Ipv6 {
             neigh: NeighborCache::new(NdConfig::default()),
             reasm: Reassembler6::new(cfg.reassembly.clone()),
             frag_ident: (cfg.seed as u32).wrapping_mul(0x9e37_79b9) | 1,
+            flow_secret: cfg.seed ^ 0x6a09_e667_f3bc_c909,
             pmtu: HashMap::new(),
             duplicates: Vec::new(),
         };
@@ -242,7 +258,7 @@ impl Ipv6 {
             payload_len: repr.buffer_len(),
             hop_limit,
             traffic_class: 0,
-            flow_label: 0,
+            flow_label: flow_label(self.flow_secret, &src, &dst, next_header::ICMPV6),
         };
         self.queue(cfg, ip, |b| {
             repr.emit(src, dst, &mut Icmpv6Packet::new_unchecked(b), &caps)
