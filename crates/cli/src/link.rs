@@ -5,7 +5,7 @@
 use clap::Args;
 use std::path::PathBuf;
 use ustack::{Mode, Runtime};
-use ustack_core::wire::Ipv4Cidr;
+use ustack_core::wire::{Ipv4Cidr, Ipv6Cidr};
 
 /// ustack's address on the link unless `--addr` says otherwise.
 pub const DEFAULT_ADDR: &str = "10.200.0.2/24";
@@ -30,6 +30,12 @@ pub struct LinkArgs {
     /// up) [default: 10.200.0.1/24].
     #[arg(long, global = true, value_name = "CIDR")]
     pub kernel_addr: Option<Ipv4Cidr>,
+    /// ustack's IPv6 address on the link (besides its link-local one).
+    #[arg(long, global = true, value_name = "CIDR")]
+    pub addr6: Option<Ipv6Cidr>,
+    /// The kernel's IPv6 address on the link (added with `nodad`: usable at once).
+    #[arg(long, global = true, value_name = "CIDR")]
+    pub kernel_addr6: Option<Ipv6Cidr>,
     /// MTU of the link [default: 1500].
     #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(68..=65535))]
     pub mtu: Option<u32>,
@@ -126,6 +132,8 @@ impl LinkArgs {
             pcap: self.pcap.clone(),
             seed: self.seed()?,
             offload: self.offload == "on",
+            addr6: self.addr6,
+            kernel_addr6: self.kernel_addr6,
         }
         .start_with(what, mode)
     }

@@ -68,8 +68,8 @@ enum Command {
     },
     /// Send ICMP echo requests from ustack (needs --tun or --tap).
     Ping {
-        /// The address to ping.
-        host: std::net::Ipv4Addr,
+        /// The address to ping (IPv4, or IPv6 with --addr6 or link-local).
+        host: std::net::IpAddr,
         /// Stop after this many requests.
         #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         count: u32,

@@ -1,10 +1,10 @@
 //! `ustack ping HOST [-c N]`: ICMP echo from ustack, printed like ping(8).
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 use ustack::Runtime;
-use ustack_core::wire::Ipv4Addr;
 use ustack_core::Errno;
 
 /// How often a wait looks at the interrupt flag.
@@ -15,7 +15,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// any reply came back.
 pub fn run(
     rt: &Runtime,
-    host: Ipv4Addr,
+    host: IpAddr,
     count: u32,
     interval: Duration,
     size: usize,
@@ -33,7 +33,13 @@ pub fn run(
             break;
         }
         let seq16 = (seq + 1) as u16;
-        let sent = rt.with_stack(|s, now| s.icmp_send_echo(h, host, seq16, &data).map(|_| now));
+        let sent = rt.with_stack(|s, now| {
+            match host {
+                IpAddr::V4(a) => s.icmp_send_echo(h, a, seq16, &data),
+                IpAddr::V6(a) => s.icmp_send_echo6(h, a, seq16, &data),
+            }
+            .map(|_| now)
+        });
         let sent = match sent {
             Ok(t) => t,
             Err(e) => return Err(format!("ping {host}: {e}")),

@@ -338,6 +338,19 @@ impl Stack {
         icmp.icmp_send_echo(&mut cx, h, dst, seq_no, data)
     }
 
+    /// Sends an ICMPv6 echo request (RFC 4443 §4.1) to `dst`.
+    pub fn icmp_send_echo6(
+        &mut self,
+        h: SocketHandle,
+        dst: std::net::Ipv6Addr,
+        seq_no: u16,
+        data: &[u8],
+    ) -> Result<()> {
+        self.expect(h, Proto::Icmp)?;
+        self.icmp
+            .icmp_send_echo6(&self.cfg, &mut self.ip6, h, dst, seq_no, data)
+    }
+
     /// Takes the oldest echo reply; EAGAIN when none.
     pub fn icmp_recv(&mut self, h: SocketHandle) -> Result<EchoReply> {
         self.expect(h, Proto::Icmp)?;

@@ -2,7 +2,7 @@
 
 use crate::time::Duration;
 use core::ops::RangeInclusive;
-use ustack_wire::{ChecksumCaps, EthernetAddress, Ipv4Addr, Ipv4Cidr};
+use ustack_wire::{ChecksumCaps, EthernetAddress, Ipv4Addr, Ipv4Cidr, Ipv6Cidr};
 
 /// What the device carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +227,11 @@ pub struct StackConfig {
     pub addr: Ipv4Cidr,
     /// Next hop for destinations off the prefix; without one they are ENETUNREACH.
     pub gateway: Option<Ipv4Addr>,
+    /// Our IPv6 addresses with their on-link prefixes, besides the
+    /// link-local one every interface has (fe80::/64 from `mac`, RFC 4291 §2.5.6).
+    pub addrs6: Vec<Ipv6Cidr>,
+    /// Hop limit of IPv6 packets we originate (Linux `hop_limit` = 64).
+    pub hop_limit6: u8,
     /// IP MTU of the link (bytes of IP packet, not counting the Ethernet header).
     pub mtu: usize,
     /// Seeds every random choice (ports, ISNs, IP idents): same seed, same run.
@@ -273,6 +278,8 @@ impl StackConfig {
             mac: EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]),
             addr,
             gateway: None,
+            addrs6: Vec::new(),
+            hop_limit6: 64,
             mtu: 1500,
             seed: 0,
             checksums: ChecksumCaps::default(),
@@ -301,6 +308,11 @@ impl StackConfig {
     }
     pub fn with_gateway(mut self, gw: Ipv4Addr) -> Self {
         self.gateway = Some(gw);
+        self
+    }
+    /// Adds an IPv6 address (and its on-link prefix).
+    pub fn with_addr6(mut self, addr: Ipv6Cidr) -> Self {
+        self.addrs6.push(addr);
         self
     }
     pub fn with_mtu(mut self, mtu: usize) -> Self {

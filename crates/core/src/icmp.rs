@@ -8,12 +8,13 @@ use crate::ratelimit::TokenBucket;
 use crate::socket::{Proto, Readiness, Slab, SocketHandle};
 use crate::time::Instant;
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
 use ustack_wire::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr};
 
 /// One echo reply received by a ping socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EchoReply {
-    pub from: Ipv4Addr,
+    pub from: IpAddr,
     pub seq_no: u16,
     pub data: Vec<u8>,
     /// When the stack received it.
@@ -148,7 +149,7 @@ impl Icmp {
             } => {
                 cx.sh.counters.icmp.in_echo_reps += 1;
                 let reply = EchoReply {
-                    from: ip.src,
+                    from: IpAddr::V4(ip.src),
                     seq_no,
                     data: data.to_vec(),
                     at: now,
@@ -226,6 +227,31 @@ impl Icmp {
         };
         cx.sh.counters.icmp.out_echos += 1;
         self.queue_icmp(cx, next_hop, dst, &repr);
+        Ok(())
+    }
+
+    /// Sends an ICMPv6 echo request (RFC 4443 §4.1) to `dst`, with the
+    /// socket's identifier; the reply comes back like an IPv4 one.
+    pub(crate) fn icmp_send_echo6(
+        &mut self,
+        cfg: &crate::config::StackConfig,
+        ip6: &mut crate::ipv6::Ipv6,
+        h: SocketHandle,
+        dst: Ipv6Addr,
+        seq_no: u16,
+        data: &[u8],
+    ) -> Result<()> {
+        let ident = self.icmp_mut(h)?.ident;
+        if data.len() > 65535 - 8 {
+            return Err(Errno::EMSGSIZE);
+        }
+        if dst.is_unspecified() {
+            return Err(Errno::EINVAL);
+        }
+        if ip6.out.len() >= cfg.max_egress_packets {
+            return Err(Errno::ENOBUFS);
+        }
+        ip6.send_echo(cfg, dst, ident, seq_no, data);
         Ok(())
     }
 

@@ -33,6 +33,7 @@ pub mod errno;
 pub mod event;
 pub mod icmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod ports;
 pub mod ratelimit;
 pub mod rng;

@@ -18,6 +18,7 @@ use crate::event::Event;
 use crate::icmp::{Icmp, IcmpIn};
 use crate::ipv4::output::{is_broadcast, IpPair, Queued};
 use crate::ipv4::reassembly::{DropReason, Outcome, Reassembler};
+use crate::ipv6::{Ipv6, Ipv6Counters};
 use crate::socket::{Proto, Readiness, SocketHandle};
 use crate::tcp::{Tcp, TcpTx};
 use crate::time::Instant;
@@ -26,7 +27,7 @@ use std::net::SocketAddrV4;
 use tracing::debug;
 use ustack_wire::{
     ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, Icmpv4Repr, IpProtocol, Ipv4Addr, Ipv4Fast, Ipv4Packet, Ipv4Repr,
+    EthernetRepr, Icmpv4Repr, IpProtocol, Ipv4Addr, Ipv4Fast, Ipv4Packet, Ipv4Repr, Ipv6Packet,
 };
 
 /// The most of an offending datagram quoted in an ICMP error, so the error
@@ -57,6 +58,8 @@ pub struct Stack {
     pub(crate) tcp: Tcp,
     pub(crate) udp: Udp,
     pub(crate) icmp: Icmp,
+    /// The IPv6 layer (RFC 8200): input, ICMPv6, its output queue.
+    pub(crate) ip6: Ipv6,
     /// The latest `now` the stack was given: the time of socket calls that
     /// take none (`close`, `tcp_recv`, the setters).
     pub(crate) clock: Instant,
@@ -120,6 +123,7 @@ impl Stack {
             tcp,
             udp: Udp::default(),
             icmp: Icmp::new(cfg.icmp_errors_per_sec),
+            ip6: Ipv6::new(&cfg),
             sh,
             reasm: Reassembler::new(cfg.reassembly.clone()),
             cfg,
@@ -139,6 +143,34 @@ impl Stack {
 
     pub fn counters(&self) -> &Counters {
         &self.sh.counters
+    }
+
+    /// The IPv6 layer's counters.
+    pub fn ipv6_counters(&self) -> &Ipv6Counters {
+        &self.ip6.counters
+    }
+
+    /// The neighbour cache's state and address for `ip` (RFC 4861 §7.3.2).
+    pub fn neighbor6(
+        &self,
+        ip: &std::net::Ipv6Addr,
+    ) -> Option<(
+        crate::ipv6::neighbor::NeighborState,
+        Option<EthernetAddress>,
+    )> {
+        self.ip6.neigh.get(ip)
+    }
+
+    /// The path MTU towards an IPv6 destination (RFC 8201).
+    pub fn path_mtu6(&self, now: Instant, dst: &std::net::Ipv6Addr) -> usize {
+        self.ip6.path_mtu(&self.cfg, now, dst)
+    }
+
+    /// Our IPv6 addresses: the link-local one, then the configured ones.
+    pub fn addresses6(&self) -> Vec<std::net::Ipv6Addr> {
+        let mut v = vec![crate::ipv6::link_local(&self.cfg)];
+        v.extend(self.cfg.addrs6.iter().map(|c| c.address()));
+        v
     }
 
     /// Fresh ARP entries (Ethernet medium).
@@ -267,10 +299,10 @@ impl Stack {
     /// When `transmit` should next be called even if no frame arrives.
     /// A time at or before `now` means at once.
     pub fn poll_at(&self) -> Option<Instant> {
-        if self.sh.ip.pending() {
+        if self.sh.ip.pending() || !self.ip6.out.is_empty() {
             return Some(Instant::ZERO);
         }
-        let tcp = self.tcp.poll_at();
+        let tcp = min_opt(self.tcp.poll_at(), self.ip6.poll_at());
         if self.sh.ip.timers_dirty {
             return min_opt(min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at()), tcp);
         }
@@ -278,6 +310,7 @@ impl Stack {
     }
 
     fn run_timers(&mut self, now: Instant) {
+        self.ip6.run_timers(&self.cfg, now);
         {
             let (tcp, mut cx) = split!(self, tcp, now);
             tcp.tcp_run_timers(&mut cx);
@@ -337,6 +370,8 @@ impl Stack {
             self.clock = now;
         }
         if !self.sh.ip.pending()
+            && self.ip6.out.is_empty()
+            && self.ip6.poll_at().is_none_or(|t| t > now)
             && !self.sh.ip.timers_dirty
             && self.next_timer.is_none_or(|t| t > now)
         {
@@ -363,6 +398,12 @@ impl Stack {
                 // A datagram to ourselves arrives as if from the wire.
                 self.ip_input(now, &bytes);
                 continue;
+            }
+            if let Some(bytes) = self.ip6.out.pop_front() {
+                match self.ip6_frame(now, &bytes, buf) {
+                    Some(n) => return Some(n),
+                    None => continue,
+                }
             }
             let (udp, handles) = (&mut self.udp, &mut self.sh.handles);
             let mut release = |owner, err| match err {
@@ -412,13 +453,16 @@ impl Stack {
             self.sh.counters.link.rx_malformed += 1;
             return;
         };
-        if repr.dst_addr != self.cfg.mac && !repr.dst_addr.is_broadcast() {
+        // IPv6 multicast groups map to 33:33:xx:xx:xx:xx (RFC 2464 §7).
+        let v6_group = repr.ethertype == EtherType::Ipv6 && repr.dst_addr.0[..2] == [0x33, 0x33];
+        if repr.dst_addr != self.cfg.mac && !repr.dst_addr.is_broadcast() && !v6_group {
             self.sh.counters.link.rx_not_for_us += 1;
             return;
         }
         match repr.ethertype {
             EtherType::Arp => self.arp_input(now, eth.payload()),
             EtherType::Ipv4 => self.ip_input(now, eth.payload()),
+            EtherType::Ipv6 => self.ip6_input(now, eth.payload()),
             _ => self.sh.counters.link.rx_unknown_ethertype += 1,
         }
     }
@@ -492,6 +536,12 @@ impl Stack {
                     }
                 }
             }
+        }
+        // On a medium without link headers the version nibble says which
+        // IP layer a packet is for.
+        if bytes.first().is_some_and(|b| b >> 4 == 6) {
+            self.sh.counters.ip.in_receives -= 1;
+            return self.ip6_input(now, bytes);
         }
         let packet = match Ipv4Packet::new_checked(bytes) {
             Ok(p) => p,
@@ -657,6 +707,77 @@ impl Stack {
             }
             _ => {}
         }
+    }
+}
+
+impl Stack {
+    /// One IPv6 packet in; echo replies go to their ping socket.
+    pub(crate) fn ip6_input(&mut self, now: Instant, bytes: &[u8]) {
+        if let Some(r) = self.ip6.input(&self.cfg, now, bytes) {
+            let reply = crate::icmp::EchoReply {
+                from: std::net::IpAddr::V6(r.from),
+                seq_no: r.seq_no,
+                data: r.data,
+                at: now,
+            };
+            let (icmp, mut cx) = split!(self, icmp, now);
+            icmp.icmp_deliver_reply(&mut cx, r.ident, reply);
+        }
+    }
+
+    /// Frames one queued IPv6 packet into `buf`; `None` if it went
+    /// elsewhere (to ourselves) or was dropped (counted).
+    fn ip6_frame(&mut self, now: Instant, bytes: &[u8], buf: &mut [u8]) -> Option<usize> {
+        let dst = Ipv6Packet::new_unchecked(bytes).dst_addr();
+        if crate::ipv6::is_ours(&self.cfg, &dst) {
+            self.ip6_input(now, bytes);
+            return None;
+        }
+        let hl = self.cfg.link_header_len();
+        let mtu = self.ip6.path_mtu(&self.cfg, now, &dst);
+        if bytes.len() > mtu
+            && Ipv6Packet::new_unchecked(bytes).next_header()
+                != ustack_wire::ipv6::next_header::FRAGMENT
+        {
+            // We add no extension headers, so all after the fixed header is
+            // fragmentable (RFC 8200 §4.5), to the path MTU (RFC 8201 §4).
+            self.ip6.fragment_front(bytes, mtu);
+            return None;
+        }
+        if bytes.len() > self.cfg.mtu || buf.len() < hl + bytes.len() {
+            self.sh.counters.link.tx_dropped_too_big += 1;
+            self.ip6.counters.out_discards += 1;
+            return None;
+        }
+        if self.cfg.medium == Medium::Ethernet {
+            let mac = if dst.is_multicast() {
+                crate::ipv6::multicast_mac(&dst)
+            } else {
+                // Every destination is taken as on-link (no default router
+                // yet): its own address is resolved (RFC 4861 §7.2.2).
+                use crate::ipv6::neighbor::Lookup;
+                match self.ip6.neigh.lookup(now, dst, bytes) {
+                    Lookup::Send(mac) => mac,
+                    Lookup::Held { solicit, dropped } => {
+                        if dropped {
+                            self.ip6.counters.out_discards += 1;
+                        }
+                        if let Some(s) = solicit {
+                            self.ip6.solicit(&self.cfg, s);
+                        }
+                        return None;
+                    }
+                    Lookup::Refused => {
+                        self.ip6.counters.out_discards += 1;
+                        return None;
+                    }
+                }
+            };
+            crate::ipv4::output::write_eth_header(buf, self.cfg.mac, mac, EtherType::Ipv6);
+        }
+        buf[hl..hl + bytes.len()].copy_from_slice(bytes);
+        self.sh.counters.link.tx_frames += 1;
+        Some(hl + bytes.len())
     }
 }
 

@@ -23,7 +23,7 @@ fn ping_over_ip_and_ethernet() {
         let reply = p.a.icmp_recv(h).expect("echo reply");
         assert_eq!(
             (reply.from, reply.seq_no, &reply.data[..]),
-            (B, 7, &b"hello ping"[..])
+            (std::net::IpAddr::V4(B), 7, &b"hello ping"[..])
         );
         assert_eq!(p.a.icmp_recv(h), Err(Errno::EAGAIN));
         assert_eq!(p.b.counters().icmp.in_echos, 1);

@@ -128,6 +128,8 @@ pub fn config_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(LinkConf
         seed: ustack::os_seed()
             .map_err(|e| format!("cannot seed the stack from the OS's randomness: {e}"))?,
         offload,
+        addr6: None,
+        kernel_addr6: None,
     };
     Ok((cfg, stats))
 }

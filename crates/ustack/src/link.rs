@@ -5,7 +5,7 @@
 
 use crate::{Mode, Runtime};
 use std::path::PathBuf;
-use ustack_core::wire::{EthernetAddress, Ipv4Cidr};
+use ustack_core::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 use ustack_core::Duration;
 use ustack_core::{Medium, Stack, StackConfig};
 use ustack_devices::kernel::ip;
@@ -38,6 +38,10 @@ pub struct LinkConfig {
     /// Use the TUN/TAP's offloads (virtio-net header, TSO/GSO, checksums)
     /// as far as the kernel accepts them; `false` for plain frames.
     pub offload: bool,
+    /// ustack's IPv6 address on the link (besides its link-local one).
+    pub addr6: Option<Ipv6Cidr>,
+    /// The kernel's IPv6 address on the link, added with `nodad`.
+    pub kernel_addr6: Option<Ipv6Cidr>,
 }
 
 /// A one-line reason the link could not be set up.
@@ -88,10 +92,26 @@ impl LinkConfig {
                 .map_err(|e| format!("cannot bring {name} up: {e}"))?;
         } else {
             check_clash(&name, self.addr, self.kernel_addr)?;
-            KernelIf::new(&name, self.kernel_addr)
-                .mtu(mtu)
-                .apply(None)
+            let mut kif = KernelIf::new(&name, self.kernel_addr).mtu(mtu);
+            // IPv6 stays on when the link carries it.
+            kif.disable_ipv6 = self.kernel_addr6.is_none();
+            kif.apply(None)
                 .map_err(|e| format!("cannot configure the kernel side of {name}: {e}"))?;
+        }
+        if let Some(a6) = self.kernel_addr6 {
+            // `nodad`: no duplicate address detection wait (RFC 4862 §5.4)
+            // before the kernel may use it; `replace` for a persistent device.
+            let a6 = a6.to_string();
+            ip([
+                "-6",
+                "addr",
+                "replace",
+                a6.as_str(),
+                "dev",
+                name.as_str(),
+                "nodad",
+            ])
+            .map_err(|e| format!("cannot add {a6} to {name}: {e}"))?;
         }
         check_route(&name, self.addr)?;
         let imp = Impairments::none()
@@ -121,12 +141,13 @@ impl LinkConfig {
         };
         let mac = EthernetAddress([0x02, 0x75, 0x73, 0x74, 0x6b, 0x01]);
         // The kernel is also the way to anywhere off the link.
-        let cfg = StackConfig::new(medium, self.addr)
+        let mut cfg = StackConfig::new(medium, self.addr)
             .with_mtu(mtu)
             .with_seed(self.seed)
             .with_mac(mac)
             .with_gateway(self.kernel_addr.address())
             .with_tso(device.offloads().tso());
+        cfg.addrs6.extend(self.addr6);
         tracing::info!(offloads = %device.offloads(), "device {name}");
         let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
         Runtime::new(stack, device, Clock::new(), mode)

@@ -29,7 +29,7 @@
 //! works on 16-bit words, and an odd-length piece pads its last byte as the
 //! high half of a word (RFC 1071 §4.1).
 
-use crate::{IpProtocol, Ipv4Addr};
+use crate::{IpProtocol, Ipv4Addr, Ipv6Addr};
 
 /// `u32` lanes: 64 bytes, four SSE2 vectors.
 const LANES: usize = 16;
@@ -269,6 +269,23 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, len: u32) 
         + u8::from(proto) as u64
         + (len >> 16) as u64
         + (len & 0xffff) as u64
+}
+
+/// Sum of the IPv6 pseudo-header (RFC 8200 §8.1): addresses, upper-layer
+/// length (32 bits) and next header.
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: IpProtocol, len: u32) -> u64 {
+    let words = |a: Ipv6Addr| -> u64 { a.segments().iter().map(|&w| u64::from(w)).sum() };
+    words(src)
+        + words(dst)
+        + u64::from(u8::from(proto))
+        + u64::from(len >> 16)
+        + u64::from(len & 0xffff)
+}
+
+/// Transport checksum over the IPv6 pseudo-header and `segment`.
+pub fn transport_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: IpProtocol, segment: &[u8]) -> u16 {
+    let len = u32::try_from(segment.len()).unwrap_or(u32::MAX);
+    !fold(pseudo_header_v6(src, dst, proto, len) + sum(segment))
 }
 
 /// Transport checksum over pseudo-header and `segment`:

@@ -19,17 +19,23 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
+pub mod ndp;
 pub mod tcp;
 pub mod udp;
 pub mod virtio;
 
-pub use std::net::Ipv4Addr;
+pub use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 pub use icmpv4::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, InvokingPacket};
+pub use icmpv6::{Icmpv6Packet, Icmpv6Repr};
 pub use ipv4::{CidrParseError, Ipv4Cidr, Ipv4Fast, Ipv4Packet, Ipv4Repr};
+pub use ipv6::{ExtError, ExtWalk, FragmentHeader, Ipv6Cidr, Ipv6Packet, Ipv6Repr};
+pub use ndp::{NdpPrefixInfo, NdpRepr};
 pub use tcp::{
     SackBlocks, SeqNumber, TcpFast, TcpFlags, TcpOption, TcpPacket, TcpRepr, TcpTimestamp,
 };
@@ -96,6 +102,8 @@ pub enum IpProtocol {
     Icmp,
     Tcp,
     Udp,
+    /// ICMP for IPv6 (RFC 4443), 58.
+    Icmpv6,
     Unknown(u8),
 }
 
@@ -105,6 +113,7 @@ impl From<u8> for IpProtocol {
             1 => IpProtocol::Icmp,
             6 => IpProtocol::Tcp,
             17 => IpProtocol::Udp,
+            58 => IpProtocol::Icmpv6,
             other => IpProtocol::Unknown(other),
         }
     }
@@ -116,6 +125,7 @@ impl From<IpProtocol> for u8 {
             IpProtocol::Icmp => 1,
             IpProtocol::Tcp => 6,
             IpProtocol::Udp => 17,
+            IpProtocol::Icmpv6 => 58,
             IpProtocol::Unknown(other) => other,
         }
     }
@@ -127,6 +137,7 @@ impl fmt::Display for IpProtocol {
             IpProtocol::Icmp => f.write_str("ICMP"),
             IpProtocol::Tcp => f.write_str("TCP"),
             IpProtocol::Udp => f.write_str("UDP"),
+            IpProtocol::Icmpv6 => f.write_str("ICMPv6"),
             IpProtocol::Unknown(v) => write!(f, "0x{v:02x}"),
         }
     }

@@ -27,6 +27,8 @@ pub fn check(data: &[u8]) {
     tcp_options(data);
     invoking(data);
     virtio(data);
+    ipv6(data);
+    icmpv6(data);
 }
 
 /// A TUN's virtio-net header and the frame after it (the device's receive
@@ -57,6 +59,55 @@ fn virtio(data: &[u8]) {
     }
 }
 
+const SRC6: ustack_wire::Ipv6Addr = ustack_wire::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+const DST6: ustack_wire::Ipv6Addr = ustack_wire::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+/// IPv6 header round trip and the extension-header walk (RFC 8200 §4).
+fn ipv6(data: &[u8]) {
+    use ustack_wire::{ipv6, Ipv6Packet, Ipv6Repr};
+    for nh in [0u8, 43, 44, 60] {
+        if let Ok(w) = ipv6::walk_ext_headers(nh, data, false) {
+            assert!(w.offset <= data.len(), "walk past the payload");
+        }
+    }
+    let Ok(packet) = Ipv6Packet::new_checked(data) else {
+        return;
+    };
+    let repr = Ipv6Repr::parse(&packet).expect("new_checked passed but parse failed");
+    let mut buf = vec![0u8; repr.buffer_len() + repr.payload_len];
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+    let again = Ipv6Repr::parse(&Ipv6Packet::new_checked(&buf[..]).unwrap()).unwrap();
+    assert_eq!(repr, again, "IPv6 round trip");
+    let _ = ipv6::walk_ext_headers(
+        packet.next_header(),
+        packet.payload(),
+        packet.dst_addr().is_multicast(),
+    );
+    icmpv6(packet.payload());
+}
+
+/// ICMPv6 (and NDP) parse, then emit/parse round trip.
+fn icmpv6(data: &[u8]) {
+    use ustack_wire::{icmpv6, Icmpv6Packet, Icmpv6Repr};
+    let _ = icmpv6::parse_invoking(data);
+    let Ok(packet) = Icmpv6Packet::new_checked(data) else {
+        return;
+    };
+    let Ok(repr) = Icmpv6Repr::parse(&packet, SRC6, DST6, &OFF) else {
+        return;
+    };
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        SRC6,
+        DST6,
+        &mut Icmpv6Packet::new_unchecked(&mut buf[..]),
+        &SW,
+    );
+    let p = Icmpv6Packet::new_checked(&buf[..]).expect("emitted ICMPv6 fails new_checked");
+    let again = Icmpv6Repr::parse(&p, SRC6, DST6, &SW).expect("emitted ICMPv6 fails parse");
+    assert_eq!(repr, again, "ICMPv6 round trip");
+}
+
 fn ethernet(data: &[u8]) {
     let Ok(frame) = EthernetFrame::new_checked(data) else {
         return;
@@ -69,6 +120,7 @@ fn ethernet(data: &[u8]) {
     match repr.ethertype {
         EtherType::Arp => arp(frame.payload()),
         EtherType::Ipv4 => ipv4(frame.payload()),
+        EtherType::Ipv6 => ipv6(frame.payload()),
         _ => {}
     }
 }
@@ -116,7 +168,7 @@ fn ipv4(data: &[u8]) {
         IpProtocol::Icmp => icmp(packet.payload()),
         IpProtocol::Udp => udp(packet.payload(), repr.src_addr, repr.dst_addr),
         IpProtocol::Tcp => tcp(packet.payload(), repr.src_addr, repr.dst_addr),
-        IpProtocol::Unknown(_) => {}
+        IpProtocol::Icmpv6 | IpProtocol::Unknown(_) => {}
     }
 }
 
