@@ -252,6 +252,15 @@ pub struct StackConfig {
     /// Events ([`crate::event::Event`]) kept until drained; beyond it the
     /// oldest are dropped (and counted).
     pub max_events: usize,
+    /// Transparent mode (forwarding engines, like Linux IP_TRANSPARENT):
+    /// unicast datagrams to any address are taken as ours, so a
+    /// [`Tcp`](crate::tcp::Tcp) any-destination listener and a UDP
+    /// any-destination socket see them. Off by default (RFC 1122 §3.3.1: a
+    /// host drops datagrams not addressed to it).
+    pub transparent: bool,
+    /// In transparent mode, answer ICMP echo requests to any address
+    /// (from that address); when false only our own address answers.
+    pub transparent_echo: bool,
     pub tcp: TcpConfig,
 }
 
@@ -276,6 +285,8 @@ impl StackConfig {
             echo_broadcasts: false,
             max_egress_packets: 4096,
             max_events: 65536,
+            transparent: false,
+            transparent_echo: true,
             tcp: TcpConfig::default(),
         }
     }

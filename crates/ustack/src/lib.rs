@@ -5,6 +5,7 @@
 
 pub mod epoll;
 pub mod fd;
+pub mod forward;
 pub mod memnet;
 pub mod net;
 pub mod posix;

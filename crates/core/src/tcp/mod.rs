@@ -62,6 +62,7 @@ mod api;
 mod buffer;
 mod cc;
 mod data;
+mod forward;
 mod input;
 mod options;
 mod output;

@@ -415,6 +415,7 @@ impl Tcp {
             cx.cfg,
             &mut cx.sh.counters,
             cx.now,
+            *plan.local.ip(),
             *plan.remote.ip(),
             IpProtocol::Tcp,
             tcp_len,

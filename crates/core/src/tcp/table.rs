@@ -26,6 +26,9 @@ pub(crate) struct Listener {
     pub accept: VecDeque<TcbId>,
     /// A SYN was answered with a cookie recently; ACKs may carry one.
     pub cookies_since: Option<Instant>,
+    /// Deferred connections waiting for the application's answer (the
+    /// any-destination listener, `forward.rs`); counted in `syn_count`.
+    pub pending: VecDeque<TcbId>,
 }
 /// The state of a TCP socket handle.
 #[derive(Debug)]
@@ -131,6 +134,8 @@ pub struct Tcp {
     pub(crate) burst: Option<super::plan::Burst>,
     pub(crate) secret: super::secret::Secret,
     pub(crate) challenge: TokenBucket,
+    /// The any-destination listener (`forward.rs`).
+    pub(crate) fwd: Option<super::forward::Forward>,
 }
 /// The timer heap and the ready list, borrowed beside a TCB.
 pub(crate) struct Queues<'a> {
@@ -183,6 +188,7 @@ impl Tcp {
             burst: None,
             secret: super::secret::Secret::new(rng),
             challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
+            fwd: None,
         }
     }
 
