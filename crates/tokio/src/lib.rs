@@ -53,6 +53,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod forward;
+
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
