@@ -46,6 +46,10 @@ pub struct LinkArgs {
     /// Seed of the stack's random choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Put the device's kernel side in this network namespace (`ip netns`
+    /// name); ustack and its sockets stay in the current one.
+    #[arg(long, value_name = "NS")]
+    pub netns: Option<String>,
 }
 
 /// A one-line reason the link could not be set up.
@@ -71,6 +75,17 @@ impl LinkArgs {
     /// Like [`start`](Self::start), the runtime in `mode` (the servers use
     /// [`Mode::External`], driven from their tokio runtime).
     pub fn start_with(&self, what: &str, mode: Mode) -> Result<Runtime, LinkError> {
+        self.start_tweaked(what, mode, |c| c)
+    }
+
+    /// Like [`start_with`](Self::start_with), the stack's configuration
+    /// adjusted by `tweak` (`forward` turns transparent mode on).
+    pub fn start_tweaked(
+        &self,
+        what: &str,
+        mode: Mode,
+        tweak: impl FnOnce(StackConfig) -> StackConfig,
+    ) -> Result<Runtime, LinkError> {
         let (name, medium) = match (&self.tun, &self.tap) {
             (Some(n), _) => (n.clone(), Medium::Ip),
             (None, Some(n)) => (n.clone(), Medium::Ethernet),
@@ -90,7 +105,17 @@ impl LinkArgs {
             ));
         }
         let mtu = self.mtu as usize;
-        let opts = TunOptions::new(&name).mtu(mtu);
+        let mut opts = TunOptions::new(&name).mtu(mtu);
+        if let Some(ns) = &self.netns {
+            let path = std::path::Path::new("/run/netns").join(ns);
+            if !path.exists() {
+                return Err(format!(
+                    "--netns {ns}: no such network namespace ({} is missing); create it with `ip netns add {ns}`",
+                    path.display()
+                ));
+            }
+            opts = opts.netns(path);
+        }
         let device: Box<dyn Device + Send> = match medium {
             Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
             Medium::Ethernet => {
@@ -99,11 +124,24 @@ impl LinkArgs {
         };
         // A persistent device (`ip tuntap add`) may have its address already,
         // and the kernel's servers be bound to it: then just bring it up.
-        let configured = ip(["-o", "-4", "addr", "show", "dev", name.as_str()])
+        let configured = self
+            .ip(&["-o", "-4", "addr", "show", "dev", name.as_str()])
             .is_ok_and(|out| out.contains(&format!("inet {} ", self.kernel_addr)));
         if configured {
-            ip(["link", "set", "dev", name.as_str(), "up"])
+            self.ip(&["link", "set", "dev", name.as_str(), "up"])
                 .map_err(|e| format!("cannot bring {name} up: {e}"))?;
+        } else if let Some(ns) = &self.netns {
+            let mtu = mtu.to_string();
+            let kaddr = self.kernel_addr.to_string();
+            for args in [
+                &["link", "set", "dev", name.as_str(), "mtu", mtu.as_str()][..],
+                &["addr", "add", kaddr.as_str(), "dev", name.as_str()],
+                &["link", "set", "dev", name.as_str(), "up"],
+            ] {
+                self.ip(args).map_err(|e| {
+                    format!("cannot configure the kernel side of {name} in namespace {ns}: {e}")
+                })?;
+            }
         } else {
             KernelIf::new(&name, self.kernel_addr)
                 .mtu(mtu)
@@ -142,9 +180,19 @@ impl LinkArgs {
             .with_seed(self.seed)
             .with_mac(mac)
             .with_gateway(self.kernel_addr.address());
-        let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
+        let stack = Stack::new(tweak(cfg)).map_err(|e| e.to_string())?;
         Runtime::new(stack, device, Clock::new(), mode)
             .map_err(|e| format!("cannot start the runtime: {e}"))
+    }
+}
+
+impl LinkArgs {
+    /// Runs `ip ARGS` where the device's kernel side is (`--netns`).
+    pub fn ip(&self, args: &[&str]) -> std::io::Result<String> {
+        match &self.netns {
+            Some(ns) => ip(["-n", ns.as_str()].iter().chain(args)),
+            None => ip(args),
+        }
     }
 }
 
