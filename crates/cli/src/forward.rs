@@ -13,10 +13,12 @@
 //! - A reset on one side resets the other (SO_LINGER 0, then close).
 //! - UDP flows (client, destination) end after `--udp-timeout` idle.
 //! - `--mark N` sets SO_MARK on every relay socket, for policy routing
-//!   when the TUN's routes are in the namespace the relay runs in:
-//!   `ip rule add fwmark N lookup main priority 100` before the rule that
-//!   sends the rest to the TUN's table (see the README). `--netns` avoids
-//!   that: the TUN's kernel side lives in another namespace.
+//!   when the TUN's routes are in the namespace the relay runs in: put
+//!   them in a table of their own (`ip route add 0.0.0.0/0 dev TUN table
+//!   100`) and keep marked traffic out of it (`ip rule add not fwmark N
+//!   lookup 100`), so the relay's own packets do not loop into the TUN.
+//!   `--netns` avoids that: the TUN's kernel side lives in another
+//!   namespace.
 //!
 //! One thread: a current-thread tokio runtime that also drives the stack.
 
@@ -428,8 +430,8 @@ pub struct ForwardArgs {
     /// Relay through this SOCKS5 proxy (CONNECT; UDP ASSOCIATE for UDP).
     #[arg(long, value_name = "HOST:PORT")]
     socks5: Option<std::net::SocketAddr>,
-    /// SO_MARK on every relay socket, for policy routing (`ip rule add
-    /// fwmark N lookup main` ahead of the rule into the TUN's table).
+    /// SO_MARK on every relay socket, for policy routing: keep marked
+    /// packets out of the TUN's table (`ip rule add not fwmark N lookup 100`).
     #[arg(long, value_name = "N")]
     mark: Option<u32>,
     /// Seconds a UDP flow may stay idle before it is closed.

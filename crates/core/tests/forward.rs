@@ -186,6 +186,9 @@ fn closing_an_unanswered_connection_refuses_it_and_a_client_rst_ends_the_wait() 
     let syn2 = syn_to(far(82), 40007);
     s.inject(syn2.clone());
     let (c2, _, _) = s.stack.tcp_take_pending(l).unwrap();
+    // A RST off RCV.NXT (blind, RFC 5961) is ignored.
+    s.inject(syn2.clone().flags(RST).seq(PEER_ISS + 1000));
+    assert_eq!(s.stack.tcp_tcb_count(), 1);
     s.inject(syn2.flags(RST).seq(PEER_ISS + 1));
     s.expect_silence();
     assert_eq!(s.stack.tcp_tcb_count(), 0);

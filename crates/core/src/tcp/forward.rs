@@ -16,7 +16,7 @@
 //! listener made that are alive, whatever their state.
 
 use super::state::State;
-use super::table::{Kind, Listener, Tcp, TcpSocket};
+use super::table::{Forward, Kind, Listener, Tcp, TcpSocket};
 use super::tcb::TcbId;
 use crate::cx::Cx;
 use crate::errno::{Errno, Result};
@@ -25,16 +25,6 @@ use crate::socket::{Proto, SocketHandle};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 use ustack_wire::Ipv4Addr;
-
-/// The any-destination listener's state beside its socket.
-#[derive(Debug)]
-pub(crate) struct Forward {
-    pub lh: SocketHandle,
-    pub defer: bool,
-    pub max_conns: usize,
-    /// The TCBs it made that are alive; `true` while deferred.
-    pub conns: HashMap<TcbId, bool>,
-}
 
 impl Tcp {
     /// Makes `h` (fresh, unbound) the any-destination listener. `defer`:

@@ -657,8 +657,11 @@ impl Tcp {
     pub(crate) fn tcp_segment(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
         if self.fwd.is_some() && self.fwd_deferred(id) {
             // Waiting for the application (`forward.rs`): the client's
-            // retransmitted SYNs go unanswered; its RST ends the wait.
-            if seg.flags.contains(TcpFlags::RST) {
+            // retransmitted SYNs go unanswered; its RST, at exactly
+            // RCV.NXT (RFC 5961 §3.2: nothing else is in window, as no
+            // SYN-ACK has told it a window), ends the wait.
+            let rcv_nxt = self.get(id).map(|t| t.rcv.nxt);
+            if seg.flags.contains(TcpFlags::RST) && rcv_nxt == Some(seg.seq_number) {
                 self.tcp_abort(cx, id, Some(Errno::ECONNRESET), false);
             }
             return;

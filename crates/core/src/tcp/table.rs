@@ -40,6 +40,16 @@ pub(crate) enum Kind {
     Listen(Listener),
     Conn(TcbId),
 }
+/// The any-destination listener's state beside its socket (`forward.rs`).
+#[derive(Debug)]
+pub(crate) struct Forward {
+    pub lh: SocketHandle,
+    pub defer: bool,
+    pub max_conns: usize,
+    /// The TCBs it made that are alive; `true` while deferred.
+    pub conns: HashMap<TcbId, bool>,
+}
+
 /// A TCP socket as the socket table holds it.
 #[derive(Debug)]
 pub struct TcpSocket {
@@ -135,7 +145,7 @@ pub struct Tcp {
     pub(crate) secret: super::secret::Secret,
     pub(crate) challenge: TokenBucket,
     /// The any-destination listener (`forward.rs`).
-    pub(crate) fwd: Option<super::forward::Forward>,
+    pub(crate) fwd: Option<Forward>,
 }
 /// The timer heap and the ready list, borrowed beside a TCB.
 pub(crate) struct Queues<'a> {
