@@ -80,7 +80,7 @@ http {
 CONF
 ip netns exec "$S" nginx -c "$WORK/nginx.conf" &
 PIDS+=($!)
-ip netns exec "$S" iperf3 -s -q &
+ip netns exec "$S" iperf3 -s >/dev/null 2>&1 &
 PIDS+=($!)
 cat >"$WORK/mix.lua" <<'LUA'
 local paths = {"/1k", "/64k", "/1m"}
