@@ -305,13 +305,16 @@ struct UdpFlow {
     last: Arc<AtomicU64>,
 }
 
+/// The UDP flows by (client, destination).
+type UdpTable = Arc<Mutex<HashMap<(SocketAddr, SocketAddr), Arc<UdpFlow>>>>;
+
 fn ms_since(t0: Instant) -> u64 {
     t0.elapsed().as_millis() as u64
 }
 
 async fn udp_loop(fwd: Arc<UdpForwarder>, cfg: Arc<Config>, flows: Shared) {
     let t0 = Instant::now();
-    let table: Arc<Mutex<HashMap<(SocketAddr, SocketAddr), Arc<UdpFlow>>>> = Arc::default();
+    let table: UdpTable = Arc::default();
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, src, dst)) = fwd.recv_from_to(&mut buf).await else {
@@ -343,12 +346,11 @@ async fn udp_loop(fwd: Arc<UdpForwarder>, cfg: Arc<Config>, flows: Shared) {
     }
 }
 
-#[allow(clippy::type_complexity)]
 async fn open_udp_flow(
     fwd: &Arc<UdpForwarder>,
     cfg: &Arc<Config>,
     flows: &Shared,
-    table: &Arc<Mutex<HashMap<(SocketAddr, SocketAddr), Arc<UdpFlow>>>>,
+    table: &UdpTable,
     src: SocketAddr,
     dst: SocketAddr,
     t0: Instant,
