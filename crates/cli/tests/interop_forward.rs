@@ -150,6 +150,34 @@ except Exception as e:
     print("other", e)
 "#;
 
+/// A server that reads one byte, then aborts (SO_LINGER 0: a RST).
+const RST_SERVER_PY: &str = r#"
+import socket, struct, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.recv(1)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+"#;
+
+/// Sends a byte and waits: a reset from the far side must arrive as one.
+const RST_CLIENT_PY: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"x")
+try:
+    d = s.recv(10)
+    print("eof" if not d else "data")
+except ConnectionResetError:
+    print("reset")
+except Exception as e:
+    print("other", e)
+"#;
+
 const UDP_CLIENT_PY: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -181,6 +209,8 @@ impl Fwd {
             ("parallel.py", PARALLEL_PY),
             ("refused.py", REFUSED_PY),
             ("udp_client.py", UDP_CLIENT_PY),
+            ("rst_server.py", RST_SERVER_PY),
+            ("rst_client.py", RST_CLIENT_PY),
         ] {
             std::fs::write(lab.dir.join(name), body).unwrap();
         }
@@ -193,6 +223,8 @@ impl Fwd {
         lab.spawn(c);
         let c = py(&lab, "udp_echo.py", &[SERVER, "5353"]);
         lab.spawn(c);
+        let c = py(&lab, "rst_server.py", &[SERVER, "8"]);
+        lab.spawn(c);
         let mut c = lab.cmd("python3");
         c.args(["-m", "http.server", "8000", "--bind", SERVER, "--directory"])
             .arg(&lab.dir);
@@ -201,7 +233,7 @@ impl Fwd {
             let c = py(&lab, "socks5.py", &["1080"]);
             lab.spawn(c);
         }
-        for port in [7u16, 8000].into_iter().chain(socks.then_some(1080)) {
+        for port in [7u16, 8, 8000].into_iter().chain(socks.then_some(1080)) {
             let host = if port == 1080 { "127.0.0.1" } else { SERVER };
             wait_listening(&lab, host, port);
         }
@@ -307,6 +339,10 @@ fn forward_direct_relays_tcp_and_udp_to_their_original_destinations() {
     // A UDP request and its answer, from the address asked.
     let out = f.py("udp_client.py", &[SERVER, "5353"]);
     assert_eq!(out.trim(), format!("echo:ping {SERVER} 5353"));
+
+    // The server's reset reaches the client as a reset, not as EOF.
+    let out = f.py("rst_client.py", &[SERVER, "8"]);
+    assert_eq!(out.trim(), "reset");
 
     // --stats on SIGUSR1: the relayed flows.
     f.ustack.signal("USR1");
