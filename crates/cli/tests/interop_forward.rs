@@ -240,7 +240,7 @@ impl Fwd {
         let mut cmd = lab.ns.command(env!("CARGO_BIN_EXE_ustack"));
         cmd.args(lab.link())
             .args(["--netns", client.name(), "--stats", "forward"])
-            .args(["--route", "198.18.0.0/24", "--udp-timeout", "5"]);
+            .args(["--route", "198.18.0.0/24", "--udp-timeout", "1"]);
         if socks {
             cmd.args(["--socks5", "127.0.0.1:1080"]);
         }
@@ -344,12 +344,18 @@ fn forward_direct_relays_tcp_and_udp_to_their_original_destinations() {
     let out = f.py("rst_client.py", &[SERVER, "8"]);
     assert_eq!(out.trim(), "reset");
 
-    // --stats on SIGUSR1: the relayed flows.
+    // --stats on SIGUSR1: the relayed flows; the UDP flow has timed out
+    // (--udp-timeout 1).
+    std::thread::sleep(Duration::from_millis(1500));
     f.ustack.signal("USR1");
     f.ustack
         .wait_for_stdout("relayed: tcp", Duration::from_secs(5));
     let stats = f.ustack.stdout();
-    assert!(stats.contains("refused"), "{stats}");
+    assert!(
+        stats.contains(", 1 refused, 1 reset; udp 1 flows ended"),
+        "{stats}"
+    );
+    assert!(stats.contains("open flows: 0"), "{stats}");
     let _ = &f.lab;
 }
 
