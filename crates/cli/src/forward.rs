@@ -398,7 +398,9 @@ async fn open_udp_flow(
         let _control = control; // the association lives while this TCP does
         let mut buf = vec![0u8; 65536];
         loop {
-            let since = Duration::from_millis(ms_since(t0) - flow2.last.load(Ordering::Relaxed));
+            let since = Duration::from_millis(
+                ms_since(t0).saturating_sub(flow2.last.load(Ordering::Relaxed)),
+            );
             if since >= idle {
                 break;
             }
