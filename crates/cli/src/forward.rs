@@ -12,6 +12,7 @@
 //!   other (`copy_bidirectional`); the relay ends when both directions have.
 //! - A reset on one side resets the other (SO_LINGER 0, then close).
 //! - UDP flows (client, destination) end after `--udp-timeout` idle.
+//! - Pings to routed addresses are answered by ustack (`--no-echo`: not).
 //! - `--mark N` sets SO_MARK on every relay socket, for policy routing
 //!   when the TUN's routes are in the namespace the relay runs in: put
 //!   them in a table of their own (`ip route add 0.0.0.0/0 dev TUN table
@@ -447,6 +448,10 @@ pub struct ForwardArgs {
     /// Connections relayed at once; past it new SYNs are dropped.
     #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
+    /// Leave pings to the routed addresses unanswered (by default ustack
+    /// answers them itself, from the address pinged).
+    #[arg(long)]
+    no_echo: bool,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     duration: Option<f64>,
@@ -464,6 +469,7 @@ pub fn run_command(link: &crate::link::LinkArgs, a: ForwardArgs, stats: bool) ->
         };
     let rt = match link.start_tweaked("forward", ustack::Mode::External, |mut c| {
         c.transparent = true;
+        c.transparent_echo = !a.no_echo;
         c
     }) {
         Ok(rt) => rt,

@@ -196,7 +196,7 @@ struct Fwd {
 
 impl Fwd {
     fn start(tag: &str, subnet: u8, socks: bool) -> Option<Fwd> {
-        let mut lab = Lab::new(tag, subnet, &["python3", "curl", "nc", "sha256sum"])?;
+        let mut lab = Lab::new(tag, subnet, &["python3", "curl", "nc", "sha256sum", "ping"])?;
         let client = NetNs::create(&format!("ustack-cli-{}-{tag}c", std::process::id()))
             .expect("create the client namespace");
         lab.ns
@@ -339,6 +339,17 @@ fn forward_direct_relays_tcp_and_udp_to_their_original_destinations() {
     // A UDP request and its answer, from the address asked.
     let out = f.py("udp_client.py", &[SERVER, "5353"]);
     assert_eq!(out.trim(), format!("echo:ping {SERVER} 5353"));
+
+    // A ping to any routed address is answered, from that address.
+    let mut ping = f.client("ping");
+    ping.args(["-c", "1", "-W", "5", "198.18.0.77"]);
+    let out = run(ping, None, Duration::from_secs(10));
+    assert_success(&out, "ping 198.18.0.77");
+    assert!(
+        text(&out.stdout).contains("from 198.18.0.77"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // The server's reset reaches the client as a reset, not as EOF.
     let out = f.py("rst_client.py", &[SERVER, "8"]);
