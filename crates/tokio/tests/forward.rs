@@ -140,3 +140,36 @@ async fn udp_to_any_address_carries_both_addresses_and_is_answered_from_the_dest
         .unwrap();
     assert_eq!((&buf[..n], from), (&b"answer"[..], dns));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_defer_accept_gives_the_stream_with_both_addresses() {
+    let (a, b, _c) = hosts();
+    let opts = ForwardOptions {
+        defer: false,
+        ..ForwardOptions::default()
+    };
+    let fwd = TcpForwarder::bind(&b, opts).unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, src, dst) = fwd.accept().await.unwrap();
+        assert_eq!(src.ip().to_string(), "10.0.0.1");
+        assert_eq!(dst, SocketAddr::from((FAR, 443)));
+        assert_eq!(s.local_addr().unwrap(), dst);
+        assert_eq!(s.peer_addr().unwrap(), src);
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        s.write_all(&buf).await.unwrap();
+        s.shutdown().await.unwrap();
+    });
+    let mut c = timeout(LIMIT, TcpStream::connect(&a, (FAR, 443)))
+        .await
+        .unwrap()
+        .unwrap();
+    c.write_all(b"hello").await.unwrap();
+    let mut back = Vec::new();
+    timeout(LIMIT, c.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, b"hello");
+    server.await.unwrap();
+}
