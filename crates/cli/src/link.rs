@@ -64,6 +64,10 @@ pub struct LinkArgs {
     /// kernels, comparisons).
     #[arg(long, global = true, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
     pub offload: String,
+    /// Put the device's kernel side in this network namespace (`ip netns`
+    /// name); ustack and its sockets stay in the current one.
+    #[arg(long, global = true, value_name = "NS")]
+    pub netns: Option<String>,
 }
 
 /// A one-line reason the link could not be set up.
@@ -120,7 +124,23 @@ impl LinkArgs {
     /// Like [`start`](Self::start), the runtime in `mode` (the servers use
     /// [`Mode::External`], driven from their tokio runtime).
     pub fn start_with(&self, what: &str, mode: Mode) -> Result<Runtime, LinkError> {
-        ustack::link::LinkConfig {
+        self.start_tweaked(what, mode, |c| c)
+    }
+
+    /// Like [`start_with`](Self::start_with), the stack's configuration
+    /// adjusted by `tweak` (`forward` turns transparent mode on).
+    pub fn start_tweaked(
+        &self,
+        what: &str,
+        mode: Mode,
+        tweak: impl FnOnce(ustack_core::StackConfig) -> ustack_core::StackConfig,
+    ) -> Result<Runtime, LinkError> {
+        self.config()?.start_tweaked(what, mode, tweak)
+    }
+
+    /// The link as `ustack::link` takes it.
+    fn config(&self) -> Result<ustack::link::LinkConfig, LinkError> {
+        Ok(ustack::link::LinkConfig {
             tun: self.tun.clone(),
             tap: self.tap.clone(),
             addr: self.addr(),
@@ -134,7 +154,12 @@ impl LinkArgs {
             offload: self.offload == "on",
             addr6: self.addr6,
             kernel_addr6: self.kernel_addr6,
-        }
-        .start_with(what, mode)
+            netns: self.netns.clone(),
+        })
+    }
+
+    /// Runs `ip ARGS` where the device's kernel side is (`--netns`).
+    pub fn ip(&self, args: &[&str]) -> std::io::Result<String> {
+        ustack::link::ip_in(self.netns.as_deref(), args)
     }
 }

@@ -3,6 +3,7 @@
 
 mod connect;
 mod demo;
+mod forward;
 mod get;
 mod http;
 mod interrupt;
@@ -106,6 +107,9 @@ enum Command {
         #[arg(value_name = "HOST:PORT", value_parser = host_port)]
         target: (String, u16),
     },
+    /// Relay every TCP connection and UDP flow routed into the TUN to its
+    /// original destination, directly or through a SOCKS5 proxy (needs --tun).
+    Forward(forward::ForwardArgs),
     /// Look a name up (A records) with ustack's resolver, like host(1)
     /// (needs --tun or --tap; the server is --dns).
     Resolve {
@@ -369,6 +373,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Forward(args) => forward::run_command(&cli.link, args, stats),
         Command::Get { url, output } => {
             let url = match get::parse_url(&url, cli.link.kernel_addr().address()) {
                 Ok(u) => u,

@@ -79,11 +79,11 @@ impl Signals {
         })
     }
 
-    fn should_stop(&self) -> bool {
+    pub(crate) fn should_stop(&self) -> bool {
         self.term.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    fn take_usr1(&self) -> bool {
+    pub(crate) fn take_usr1(&self) -> bool {
         self.usr1.swap(false, Ordering::Relaxed)
     }
 }

@@ -15,7 +15,7 @@ use ustack_wire::Ipv4Addr;
 impl Stack {
     /// Moves the stack's clock to `now` if that is later.
     #[inline]
-    fn touch(&mut self, now: Instant) {
+    pub(crate) fn touch(&mut self, now: Instant) {
         if now > self.clock {
             self.clock = now;
         }

@@ -267,6 +267,15 @@ pub struct StackConfig {
     /// without it. Off by default: only a device that negotiated TSO may
     /// be given such frames.
     pub tso: bool,
+    /// Transparent mode (forwarding engines, like Linux IP_TRANSPARENT):
+    /// unicast datagrams to any address are taken as ours, so a
+    /// [`Tcp`](crate::tcp::Tcp) any-destination listener and a UDP
+    /// any-destination socket see them. Off by default (RFC 1122 §3.3.1: a
+    /// host drops datagrams not addressed to it).
+    pub transparent: bool,
+    /// In transparent mode, answer ICMP echo requests to any address
+    /// (from that address); when false only our own address answers.
+    pub transparent_echo: bool,
     pub tcp: TcpConfig,
 }
 
@@ -294,6 +303,8 @@ impl StackConfig {
             max_egress_packets: 4096,
             max_events: 65536,
             tso: false,
+            transparent: false,
+            transparent_echo: true,
             tcp: TcpConfig::default(),
         }
     }

@@ -125,6 +125,13 @@ impl Icmp {
                     cx.sh.counters.icmp.echo_broadcast_ignored += 1;
                     return IcmpIn::Done;
                 }
+                // Transparent mode: an echo to another address is answered
+                // from that address, or ignored (`transparent_echo`).
+                let ours = cx.cfg.addr.address();
+                let from = if broadcast { ours } else { ip.dst };
+                if from != ours && !cx.cfg.transparent_echo {
+                    return IcmpIn::Done;
+                }
                 let Ok(next_hop) = route(cx.cfg, ip.src) else {
                     cx.sh.counters.ip.out_no_routes += 1;
                     return IcmpIn::Done;
@@ -139,7 +146,21 @@ impl Icmp {
                     seq_no,
                     data,
                 };
-                self.queue_icmp(cx, next_hop, ip.src, &reply);
+                let mut payload = vec![0u8; reply.buffer_len()];
+                reply.emit(
+                    &mut Icmpv4Packet::new_unchecked(&mut payload[..]),
+                    &cx.cfg.checksums,
+                );
+                cx.sh.counters.icmp.out_msgs += 1;
+                cx.sh.ip.queue_from(
+                    cx.cfg,
+                    from,
+                    next_hop,
+                    ip.src,
+                    IpProtocol::Icmp,
+                    payload,
+                    None,
+                );
                 IcmpIn::Done
             }
             Icmpv4Repr::EchoReply {

@@ -31,6 +31,7 @@ pub mod counters;
 pub mod cx;
 pub mod errno;
 pub mod event;
+pub mod forward;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;

@@ -523,7 +523,7 @@ impl Stack {
         if self.cfg.tcp.header_prediction {
             if let Some(v) = Ipv4Fast::new(bytes) {
                 if v.protocol_raw() == u8::from(IpProtocol::Tcp)
-                    && v.dst_is(self.cfg.addr.address())
+                    && (v.dst_is(self.cfg.addr.address()) || self.cfg.transparent)
                     && (!self.cfg.checksums.rx || v.checksum_ok())
                 {
                     let pair = IpPair {
@@ -575,7 +575,11 @@ impl Stack {
             return;
         }
         let broadcast = self.is_broadcast(repr.dst_addr);
-        if repr.dst_addr != self.address() && !broadcast {
+        // Transparent mode takes any unicast destination as ours.
+        let foreign_ok = self.cfg.transparent
+            && !repr.dst_addr.is_multicast()
+            && !repr.dst_addr.is_unspecified();
+        if repr.dst_addr != self.address() && !broadcast && !foreign_ok {
             // We are a host, not a router (RFC 1122 §3.3.1).
             self.sh.counters.ip.in_addr_errors += 1;
             return;

@@ -18,6 +18,8 @@ pub const MAX_PAYLOAD: usize = 65535 - 20 - 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
     pub from: SocketAddrV4,
+    /// The address it was sent to (in transparent mode, not ours).
+    pub to: SocketAddrV4,
     pub data: Vec<u8>,
 }
 
@@ -101,6 +103,9 @@ impl UdpSocket {
 pub struct Udp {
     pub(crate) socks: Slab<UdpSocket>,
     ports: HashMap<u16, Vec<SocketHandle>>,
+    /// The any-destination socket ([`Udp::udp_bind_any`]): datagrams no
+    /// other socket takes.
+    any: Option<SocketHandle>,
 }
 
 /// What became of a datagram handed to [`Udp::process`].
@@ -160,9 +165,12 @@ impl Udp {
         } else {
             to
         };
-        match self.udp_lookup(lookup_to, from) {
+        let found = self
+            .udp_lookup(lookup_to, from)
+            .or(self.any.filter(|_| !broadcast));
+        match found {
             Some(h) => {
-                self.udp_deliver(cx, h, from, packet.payload());
+                self.udp_deliver(cx, h, from, to, packet.payload());
                 UdpIn::Done
             }
             None => {
@@ -245,6 +253,36 @@ impl Udp {
         data: &[u8],
         to: Option<SocketAddrV4>,
     ) -> Result<usize> {
+        self.udp_send_inner(cx, h, data, None, to)
+    }
+
+    /// Queues one datagram from `from` (any address and port) to `to`, on
+    /// the any-destination socket `h` ([`udp_bind_any`](Self::udp_bind_any)):
+    /// a forwarded flow's reply comes from the address the client sent to.
+    /// EINVAL on another socket.
+    pub fn udp_send_from(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        data: &[u8],
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+    ) -> Result<usize> {
+        self.udp(h)?;
+        if self.any != Some(h) || from.port() == 0 || from.ip().is_unspecified() {
+            return Err(Errno::EINVAL);
+        }
+        self.udp_send_inner(cx, h, data, Some(from), Some(to))
+    }
+
+    fn udp_send_inner(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        data: &[u8],
+        from: Option<SocketAddrV4>,
+        to: Option<SocketAddrV4>,
+    ) -> Result<usize> {
         let s = self.udp_mut(h)?;
         if let Some(e) = s.error.take() {
             return Err(e);
@@ -262,14 +300,16 @@ impl Udp {
             return Err(Errno::EAGAIN);
         }
         let next_hop = route(cx.cfg, *dst.ip())?;
-        if self.udp(h)?.local.is_none() {
+        if from.is_none() && self.udp(h)?.local.is_none() {
             self.udp_bind(cx, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
         }
         if cx.sh.ip.egress_full(cx.cfg) {
             return Err(Errno::ENOBUFS);
         }
-        let local = self.udp(h)?.local.expect("bound above");
-        let src_ip = cx.cfg.addr.address();
+        let Some(local) = from.or(self.udp(h)?.local) else {
+            return Err(Errno::EINVAL);
+        };
+        let src_ip = from.map_or(cx.cfg.addr.address(), |f| *f.ip());
         let mut payload = vec![0u8; ustack_wire::udp::HEADER_LEN + data.len()];
         let repr = UdpRepr {
             src_port: local.port(),
@@ -285,8 +325,9 @@ impl Udp {
         let s = self.udp_mut(h)?;
         s.tx_bytes += charge;
         cx.sh.counters.udp.out_datagrams += 1;
-        cx.sh.ip.queue(
+        cx.sh.ip.queue_from(
             cx.cfg,
+            src_ip,
             next_hop,
             *dst.ip(),
             IpProtocol::Udp,
@@ -314,6 +355,42 @@ impl Udp {
         let n = d.data.len().min(buf.len());
         buf[..n].copy_from_slice(&d.data[..n]);
         Ok((n, d.data.len(), d.from))
+    }
+
+    /// Like [`udp_recv_from`](Self::udp_recv_from), with the address the
+    /// datagram was sent to as well (IP_PKTINFO / IP_ORIGDSTADDR).
+    pub fn udp_recv_from_to(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> Result<(usize, usize, SocketAddrV4, SocketAddrV4)> {
+        let s = self.udp_mut(h)?;
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        let d = s.rx.pop_front().ok_or(Errno::EAGAIN)?;
+        s.rx_bytes -= d.data.len() + DATAGRAM_OVERHEAD;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Ok((n, d.data.len(), d.from, d.to))
+    }
+
+    /// Makes `h` (unbound) the any-destination socket: it receives every
+    /// datagram no other socket takes, whatever its address and port
+    /// (with [`StackConfig::transparent`](crate::StackConfig::transparent),
+    /// those to other hosts too), read with
+    /// [`udp_recv_from_to`](Self::udp_recv_from_to) and answered with
+    /// [`udp_send_from`](Self::udp_send_from). EADDRINUSE if there is one
+    /// already; EINVAL if `h` is bound.
+    pub fn udp_bind_any(&mut self, h: SocketHandle) -> Result<()> {
+        if self.udp(h)?.local.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        if self.any.is_some_and(|a| self.socks.get(a).is_some()) {
+            return Err(Errno::EADDRINUSE);
+        }
+        self.any = Some(h);
+        Ok(())
     }
 
     /// Like [`udp_recv_from`](Self::udp_recv_from) but leaves the datagram queued (MSG_PEEK).
@@ -358,6 +435,9 @@ impl Udp {
         let Some(s) = self.socks.remove(h) else {
             return;
         };
+        if self.any == Some(h) {
+            self.any = None;
+        }
         if let Some(local) = s.local {
             if let Some(v) = self.ports.get_mut(&local.port()) {
                 v.retain(|x| *x != h);
@@ -414,6 +494,7 @@ impl Udp {
         cx: &mut Cx<'_>,
         h: SocketHandle,
         from: SocketAddrV4,
+        to: SocketAddrV4,
         data: &[u8],
     ) {
         let Some(s) = self.socks.get_mut(h) else {
@@ -429,6 +510,7 @@ impl Udp {
         s.rx_bytes += charge;
         s.rx.push_back(Datagram {
             from,
+            to,
             data: data.to_vec(),
         });
         cx.sh.counters.udp.in_datagrams += 1;

@@ -130,6 +130,7 @@ pub fn config_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(LinkConf
         offload,
         addr6: None,
         kernel_addr6: None,
+        netns: None,
     };
     Ok((cfg, stats))
 }

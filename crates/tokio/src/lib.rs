@@ -6,6 +6,11 @@
 //! the user-space stack unchanged. Each constructor takes the
 //! [`ustack::Runtime`] to use where tokio uses the kernel.
 //!
+//! For proxy builders, [`forward`] takes connections and datagrams to any
+//! address (a transparent stack): `(TcpStream, source, destination)`,
+//! accepted only once the destination is reached, and UDP with both
+//! addresses.
+//!
 //! # How the stack is driven
 //!
 //! By the runtime's own stack thread ([`ustack::Mode::Thread`]), not by a
@@ -52,6 +57,8 @@
 //!   `std::net::ToSocketAddrs` (literals: ustack has no DNS).
 
 #![deny(unsafe_code)]
+
+pub mod forward;
 
 use std::fmt;
 use std::future::poll_fn;

@@ -36,6 +36,7 @@
 
 pub mod epoll;
 pub mod fd;
+pub mod forward;
 pub mod link;
 pub mod memnet;
 pub mod net;

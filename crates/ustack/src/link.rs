@@ -42,6 +42,9 @@ pub struct LinkConfig {
     pub addr6: Option<Ipv6Cidr>,
     /// The kernel's IPv6 address on the link, added with `nodad`.
     pub kernel_addr6: Option<Ipv6Cidr>,
+    /// Put the device's kernel side in this network namespace (an `ip
+    /// netns` name); the stack and its program stay in the current one.
+    pub netns: Option<String>,
 }
 
 /// A one-line reason the link could not be set up.
@@ -57,6 +60,17 @@ impl LinkConfig {
     /// Like [`start`](Self::start), the runtime in `mode` (servers on tokio
     /// use [`Mode::External`] and drive it from their reactor).
     pub fn start_with(&self, what: &str, mode: Mode) -> Result<Runtime, LinkError> {
+        self.start_tweaked(what, mode, |c| c)
+    }
+
+    /// Like [`start_with`](Self::start_with), the stack's configuration
+    /// adjusted by `tweak` (`forward` turns transparent mode on).
+    pub fn start_tweaked(
+        &self,
+        what: &str,
+        mode: Mode,
+        tweak: impl FnOnce(StackConfig) -> StackConfig,
+    ) -> Result<Runtime, LinkError> {
         let (name, medium) = match (&self.tun, &self.tap) {
             (Some(n), _) => (n.clone(), Medium::Ip),
             (None, Some(n)) => (n.clone(), Medium::Ethernet),
@@ -76,7 +90,17 @@ impl LinkConfig {
             ));
         }
         let mtu = self.mtu as usize;
-        let opts = TunOptions::new(&name).mtu(mtu).offload(self.offload);
+        let mut opts = TunOptions::new(&name).mtu(mtu).offload(self.offload);
+        if let Some(ns) = &self.netns {
+            let path = std::path::Path::new("/run/netns").join(ns);
+            if !path.exists() {
+                return Err(format!(
+                    "--netns {ns}: no such network namespace ({} is missing); create it with `ip netns add {ns}`",
+                    path.display()
+                ));
+            }
+            opts = opts.netns(path);
+        }
         let device: Box<dyn Device + Send> = match medium {
             Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
             Medium::Ethernet => {
@@ -85,11 +109,25 @@ impl LinkConfig {
         };
         // A persistent device (`ip tuntap add`) may have its address already,
         // and the kernel's servers be bound to it: then just bring it up.
-        let configured = ip(["-o", "-4", "addr", "show", "dev", name.as_str()])
+        let configured = self
+            .ip(&["-o", "-4", "addr", "show", "dev", name.as_str()])
             .is_ok_and(|out| out.contains(&format!("inet {} ", self.kernel_addr)));
         if configured {
-            ip(["link", "set", "dev", name.as_str(), "up"])
+            self.ip(&["link", "set", "dev", name.as_str(), "up"])
                 .map_err(|e| format!("cannot bring {name} up: {e}"))?;
+        } else if let Some(ns) = &self.netns {
+            // A namespace of its own: no other interface there to clash with.
+            let mtu = mtu.to_string();
+            let kaddr = self.kernel_addr.to_string();
+            for args in [
+                &["link", "set", "dev", name.as_str(), "mtu", mtu.as_str()][..],
+                &["addr", "add", kaddr.as_str(), "dev", name.as_str()],
+                &["link", "set", "dev", name.as_str(), "up"],
+            ] {
+                self.ip(args).map_err(|e| {
+                    format!("cannot configure the kernel side of {name} in namespace {ns}: {e}")
+                })?;
+            }
         } else {
             check_clash(&name, self.addr, self.kernel_addr)?;
             let mut kif = KernelIf::new(&name, self.kernel_addr).mtu(mtu);
@@ -102,7 +140,7 @@ impl LinkConfig {
             // `nodad`: no duplicate address detection wait (RFC 4862 §5.4)
             // before the kernel may use it; `replace` for a persistent device.
             let a6 = a6.to_string();
-            ip([
+            self.ip(&[
                 "-6",
                 "addr",
                 "replace",
@@ -113,7 +151,9 @@ impl LinkConfig {
             ])
             .map_err(|e| format!("cannot add {a6} to {name}: {e}"))?;
         }
-        check_route(&name, self.addr)?;
+        if self.netns.is_none() {
+            check_route(&name, self.addr)?;
+        }
         let imp = Impairments::none()
             .with_loss(self.loss.unwrap_or(0.0))
             .with_reorder(self.reorder.unwrap_or(0.0), Duration::from_millis(5))
@@ -149,11 +189,26 @@ impl LinkConfig {
             .with_tso(device.offloads().tso());
         cfg.addrs6.extend(self.addr6);
         tracing::info!(offloads = %device.offloads(), "device {name}");
-        let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
+        let stack = Stack::new(tweak(cfg)).map_err(|e| e.to_string())?;
         Runtime::new(stack, device, Clock::new(), mode)
             .map_err(|e| format!("cannot start the runtime: {e}"))
     }
 }
+impl LinkConfig {
+    /// Runs `ip ARGS` where the device's kernel side is (`netns`).
+    pub fn ip(&self, args: &[&str]) -> std::io::Result<String> {
+        ip_in(self.netns.as_deref(), args)
+    }
+}
+
+/// Runs `ip ARGS` in network namespace `netns`, or in the current one.
+pub fn ip_in(netns: Option<&str>, args: &[&str]) -> std::io::Result<String> {
+    match netns {
+        Some(ns) => ip(["-n", ns].iter().chain(args)),
+        None => ip(args),
+    }
+}
+
 /// Why a device would not open, and what to do about it.
 fn open_error(kind: &str, name: &str, e: &std::io::Error) -> LinkError {
     let hint = if e.kind() == std::io::ErrorKind::AddrInUse {

@@ -113,7 +113,7 @@ impl OptVal {
     }
 }
 
-fn sock(st: &State, fd: i32) -> Result<SockEntry> {
+pub(crate) fn sock(st: &State, fd: i32) -> Result<SockEntry> {
     match st.fds.get(fd) {
         Some(Entry::Socket(s)) => Ok(s.clone()),
         Some(Entry::Epoll) => Err(Errno::ENOTSOCK),
@@ -693,7 +693,7 @@ impl Runtime {
 /// so no readiness change can fall between the two (one lock round per
 /// call; see [`Runtime::register_waker`]).
 impl Runtime {
-    fn or_wake<R>(
+    pub(crate) fn or_wake<R>(
         &self,
         fd: i32,
         interest: Interest,

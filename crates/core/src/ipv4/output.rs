@@ -162,10 +162,12 @@ impl IpOut {
         self.ip_ident
     }
 
-    /// A header for a datagram we originate.
+    /// A header for a datagram we originate, from `src` (our address, or
+    /// a forwarded flow's original destination).
     pub(crate) fn ip_repr(
         &mut self,
         cfg: &StackConfig,
+        src: Ipv4Addr,
         dst: Ipv4Addr,
         protocol: IpProtocol,
         payload_len: usize,
@@ -173,7 +175,7 @@ impl IpOut {
     ) -> Ipv4Repr {
         let ident = self.next_ip_ident();
         Ipv4Repr {
-            src_addr: cfg.addr.address(),
+            src_addr: src,
             dst_addr: dst,
             protocol,
             payload_len,
@@ -196,7 +198,24 @@ impl IpOut {
         payload: Vec<u8>,
         owner: Option<(SocketHandle, usize)>,
     ) {
-        let repr = self.ip_repr(cfg, dst, protocol, payload.len(), false);
+        let src = cfg.addr.address();
+        self.queue_from(cfg, src, next_hop, dst, protocol, payload, owner);
+    }
+
+    /// [`queue`](Self::queue) from source address `src` (a forwarded
+    /// flow answers from the address it was sent to).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn queue_from(
+        &mut self,
+        cfg: &StackConfig,
+        src: Ipv4Addr,
+        next_hop: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        payload: Vec<u8>,
+        owner: Option<(SocketHandle, usize)>,
+    ) {
+        let repr = self.ip_repr(cfg, src, dst, protocol, payload.len(), false);
         self.egress.push_back(OutPacket {
             next_hop,
             repr,
@@ -386,7 +405,7 @@ impl IpOut {
         }
     }
 
-    /// Writes one datagram of `len` transport bytes from us to `dst`
+    /// Writes one datagram of `len` transport bytes from `src` to `dst`
     /// straight into `buf` (link header, IPv4 header, then `fill` with the
     /// transport bytes and the pseudo-header sum). To ourselves it goes on
     /// the loopback queue; to a next hop not yet resolved, on its ARP
@@ -400,6 +419,7 @@ impl IpOut {
         cfg: &StackConfig,
         counters: &mut Counters,
         now: Instant,
+        src: Ipv4Addr,
         dst: Ipv4Addr,
         protocol: IpProtocol,
         len: usize,
@@ -410,7 +430,7 @@ impl IpOut {
             counters.ip.out_no_routes += 1;
             return Emitted::NoRoute;
         };
-        let ip = self.ip_repr(cfg, dst, protocol, len, true);
+        let ip = self.ip_repr(cfg, src, dst, protocol, len, true);
         let pair = IpPair {
             src: ip.src_addr,
             dst,

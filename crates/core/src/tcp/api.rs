@@ -263,6 +263,7 @@ impl Tcp {
             syn_count: 0,
             accept: VecDeque::new(),
             cookies_since: None,
+            pending: VecDeque::new(),
         });
         self.listeners.entry(local.port()).or_default().push(h);
         debug!(%local, from = %State::Closed, to = %State::Listen, backlog, "tcp state");
@@ -566,8 +567,9 @@ impl Tcp {
                         }
                     }
                 }
+                self.fwd_closed(h);
                 // Connections never accepted are reset (Linux inet_csk_listen_stop).
-                for id in l.accept {
+                for id in l.accept.into_iter().chain(l.pending) {
                     if let Some(t) = self.get_mut(id) {
                         t.listener = None;
                         t.in_accept_queue = false;
@@ -576,6 +578,11 @@ impl Tcp {
                 }
             }
             Kind::Conn(id) => {
+                if self.fwd_deferred(id) {
+                    // Never answered: refused (`forward.rs`).
+                    self.tcp_abort(cx, id, None, true);
+                    return;
+                }
                 let Some(t) = self.get_mut(id) else {
                     return;
                 };
@@ -619,7 +626,7 @@ impl Tcp {
         let error = s.error.is_some();
         match &s.kind {
             Kind::Listen(l) => Readiness {
-                readable: !l.accept.is_empty(),
+                readable: !l.accept.is_empty() || !l.pending.is_empty(),
                 error,
                 ..Readiness::default()
             },

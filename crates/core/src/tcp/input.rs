@@ -150,7 +150,9 @@ impl Tcp {
         local: SocketAddrV4,
         remote: SocketAddrV4,
     ) -> Option<SocketHandle> {
-        let list = self.listeners.get(&local.port())?;
+        let Some(list) = self.listeners.get(&local.port()) else {
+            return self.fwd_listener();
+        };
         let addr_of = |h: &SocketHandle| match self.socks.get(*h) {
             Some(s) => s.local.map(|l| *l.ip()),
             _ => None,
@@ -186,7 +188,7 @@ impl Tcp {
                 .nth(pick)
                 .copied();
         }
-        None
+        self.fwd_listener()
     }
 
     /// RFC 9293 §3.10.7.1: a segment for no connection gets a RST (never in
@@ -279,6 +281,9 @@ impl Tcp {
             cx.sh.counters.tcp.listen_drops += 1;
             return;
         }
+        if !self.fwd_admit(cx, lh) {
+            return;
+        }
         let Some(syn_count) = self.listener_mut(lh).map(|l| l.syn_count) else {
             return;
         };
@@ -302,6 +307,12 @@ impl Tcp {
         else {
             return;
         };
+        if self.fwd_created(cx, lh, id, true) {
+            // Connect-before-accept: the SYN-ACK waits for the answer.
+            if let Some(t) = self.get_mut(id) {
+                t.owed.syn = false;
+            }
+        }
         debug!(%local, %remote, from = %State::Listen, to = %State::SynReceived, "tcp state");
         cx.event(EventKind::TcpState {
             local,
@@ -401,6 +412,7 @@ impl Tcp {
             );
         });
         if let Some(id) = created {
+            self.fwd_created(cx, lh, id, false);
             self.tcp_segment(cx, id, seg);
         }
     }
@@ -446,6 +458,9 @@ impl Tcp {
         ts_offset: u32,
         setup: impl FnOnce(&mut Tcb, &crate::config::TcpConfig),
     ) -> Option<TcbId> {
+        if !self.fwd_admit(cx, lh) {
+            return None;
+        }
         let opts = self.socks.get(lh)?.opts.clone();
         let mut tcb = self.tcp_create(cx, State::SynReceived, local, remote, iss, ts_offset, opts);
         tcb.listener = Some(lh);
@@ -557,11 +572,13 @@ impl Tcp {
         let port = t.local.port();
         self.port_use(port).count(t.port_class, -1);
         self.port_release_if_empty(port);
+        self.fwd_freed(id);
         if let Some(lh) = t.listener {
             let was_half_open = !t.in_accept_queue;
             if let Some(l) = self.listener_mut(lh) {
                 if was_half_open {
                     l.syn_count = l.syn_count.saturating_sub(1);
+                    l.pending.retain(|x| *x != id);
                 } else {
                     l.accept.retain(|x| *x != id);
                 }
@@ -638,6 +655,17 @@ impl Tcp {
 
     /// A segment for an existing TCB (RFC 9293 §3.10.7.3 and §3.10.7.4).
     pub(crate) fn tcp_segment(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) {
+        if self.fwd.is_some() && self.fwd_deferred(id) {
+            // Waiting for the application (`forward.rs`): the client's
+            // retransmitted SYNs go unanswered; its RST, at exactly
+            // RCV.NXT (RFC 5961 §3.2: nothing else is in window, as no
+            // SYN-ACK has told it a window), ends the wait.
+            let rcv_nxt = self.get(id).map(|t| t.rcv.nxt);
+            if seg.flags.contains(TcpFlags::RST) && rcv_nxt == Some(seg.seq_number) {
+                self.tcp_abort(cx, id, Some(Errno::ECONNRESET), false);
+            }
+            return;
+        }
         let Some(t) = self.get(id) else { return };
         match t.state {
             State::SynSent => self.tcp_syn_sent(cx, id, seg),

@@ -17,7 +17,8 @@
 //! list), `input.rs` (segment arrival, handshakes, RFC 5961), `data.rs`
 //! (what to send, SACK scoreboard, out-of-order queue), `rack.rs`,
 //! `cc.rs`, `output.rs` and `plan.rs` (segments and bursts out),
-//! `timer.rs`, `api.rs` (socket calls), `secret.rs` (ISNs, cookies),
+//! `timer.rs`, `api.rs` (socket calls), `forward.rs` (the any-destination
+//! listener, connect-before-accept), `secret.rs` (ISNs, cookies),
 //! `buffer.rs` (the rings). No file imports one that imports it back
 //! (`.ci/core-import-cycles`).
 //!
@@ -62,6 +63,7 @@ mod api;
 mod buffer;
 mod cc;
 mod data;
+mod forward;
 mod input;
 mod options;
 mod output;

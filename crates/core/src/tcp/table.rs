@@ -26,6 +26,9 @@ pub(crate) struct Listener {
     pub accept: VecDeque<TcbId>,
     /// A SYN was answered with a cookie recently; ACKs may carry one.
     pub cookies_since: Option<Instant>,
+    /// Deferred connections waiting for the application's answer (the
+    /// any-destination listener, `forward.rs`); counted in `syn_count`.
+    pub pending: VecDeque<TcbId>,
 }
 /// The state of a TCP socket handle.
 #[derive(Debug)]
@@ -37,6 +40,16 @@ pub(crate) enum Kind {
     Listen(Listener),
     Conn(TcbId),
 }
+/// The any-destination listener's state beside its socket (`forward.rs`).
+#[derive(Debug)]
+pub(crate) struct Forward {
+    pub lh: SocketHandle,
+    pub defer: bool,
+    pub max_conns: usize,
+    /// The TCBs it made that are alive; `true` while deferred.
+    pub conns: HashMap<TcbId, bool>,
+}
+
 /// A TCP socket as the socket table holds it.
 #[derive(Debug)]
 pub struct TcpSocket {
@@ -131,6 +144,8 @@ pub struct Tcp {
     pub(crate) burst: Option<super::plan::Burst>,
     pub(crate) secret: super::secret::Secret,
     pub(crate) challenge: TokenBucket,
+    /// The any-destination listener (`forward.rs`).
+    pub(crate) fwd: Option<Forward>,
 }
 /// The timer heap and the ready list, borrowed beside a TCB.
 pub(crate) struct Queues<'a> {
@@ -183,6 +198,7 @@ impl Tcp {
             burst: None,
             secret: super::secret::Secret::new(rng),
             challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
+            fwd: None,
         }
     }
 
