@@ -252,6 +252,10 @@ pub struct StackConfig {
     /// Events ([`crate::event::Event`]) kept until drained; beyond it the
     /// oldest are dropped (and counted).
     pub max_events: usize,
+    /// Also record the per-segment TCP events (segments, retransmissions,
+    /// cwnd, RTT, window: [`crate::event::EventKind::TcpSegment`] and
+    /// after). Off by default: they cost a branch per segment when off.
+    pub trace: bool,
     pub tcp: TcpConfig,
 }
 
@@ -276,10 +280,16 @@ impl StackConfig {
             echo_broadcasts: false,
             max_egress_packets: 4096,
             max_events: 65536,
+            trace: false,
             tcp: TcpConfig::default(),
         }
     }
 
+    /// Records the per-segment TCP events ([`StackConfig::trace`]).
+    pub fn with_trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
+    }
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self

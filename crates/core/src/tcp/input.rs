@@ -1130,6 +1130,9 @@ impl Tcp {
         if let Some((_, sent)) = t.rtt.timing.take() {
             t.rtt
                 .sample(now - sent, cx.cfg.tcp.rto_min, cx.cfg.tcp.rto_max);
+            if cx.cfg.trace {
+                cx.event(t.rtt_event(now - sent));
+            }
         }
         t.timer.rexmit = None;
         t.timer.backoff = 0;
@@ -1199,6 +1202,7 @@ impl Tcp {
         // while it limits the sender, or it would swell without bound on
         // an application- or receiver-limited flow.
         let cwnd = t.cong.cc.window();
+        let traced = cx.cfg.trace.then(|| (cwnd, t.cong.cc.ssthresh()));
         let flight_before = t.flight();
         let cwnd_limited = if cwnd < t.cong.cc.ssthresh() {
             flight_before.saturating_mul(2) >= cwnd
@@ -1225,6 +1229,9 @@ impl Tcp {
                 if ack.diff(timed) > 0 {
                     t.rtt.sample(now - sent, cfg.rto_min, cfg.rto_max);
                     t.rtt.timing = None;
+                    if traced.is_some() {
+                        cx.sh.events.push(now, t.rtt_event(now - sent));
+                    }
                 }
             }
             t.timer.backoff = 0;
@@ -1330,10 +1337,18 @@ impl Tcp {
                 t.snd.nxt = t.snd.una;
                 t.timer.rexmit = Some(t.rto_deadline(now, cfg));
             }
+            if traced.is_some() && wnd != t.snd.wnd {
+                cx.sh.events.push(now, t.window_event(wnd));
+            }
             t.snd.wnd = wnd;
             t.snd.max_wnd = t.snd.max_wnd.max(wnd);
             t.snd.wl1 = seg.seq_number;
             t.snd.wl2 = ack;
+        }
+        if let Some(before) = traced {
+            if before != (t.cong.cc.window(), t.cong.cc.ssthresh()) {
+                cx.sh.events.push(now, t.cwnd_event());
+            }
         }
         t.maybe_arm_persist(now, cfg);
         let fin_acked = t.fin_acked();

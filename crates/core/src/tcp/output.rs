@@ -8,6 +8,7 @@ use super::state::State;
 use super::table::Tcp;
 use super::tcb::TcbId;
 use crate::cx::Cx;
+use crate::event::RetransmitCause;
 
 use crate::ipv4::output::Emitted;
 
@@ -220,6 +221,10 @@ impl Tcp {
                     cx.sh.counters.tcp.retrans_segs += 1;
                     t.total_retrans += 1;
                     t.rtt.timing = None;
+                    if cx.cfg.trace {
+                        let e = t.retransmit_event(t.snd.iss, 0, RetransmitCause::Rto);
+                        cx.sh.events.push(now, e);
+                    }
                 } else {
                     t.rtt.timing = Some((t.snd.iss, now));
                 }
@@ -302,6 +307,19 @@ impl Tcp {
                     if rtx {
                         cx.sh.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
+                        if cx.cfg.trace {
+                            let cause = match s.kind {
+                                _ if t.cong.tlp_pending => RetransmitCause::Tlp,
+                                SendKind::Resend => RetransmitCause::Rto,
+                                _ if t.cong.dupacks >= t.dup_thresh() => {
+                                    RetransmitCause::FastRetransmit
+                                }
+                                _ if t.cong.rack.is_some() => RetransmitCause::Rack,
+                                _ => RetransmitCause::FastRetransmit,
+                            };
+                            let e = t.retransmit_event(seq, len, cause);
+                            cx.sh.events.push(now, e);
+                        }
                         // Karn: no RTT sample from anything retransmitted.
                         t.rtt.timing = None;
                     } else if t.rtt.timing.is_none() && len > 0 {

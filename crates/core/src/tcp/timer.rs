@@ -128,6 +128,9 @@ impl Tcp {
             t.enter_recovery(now);
             cx.sh.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp RACK reordering timeout: recovery");
+            if cx.cfg.trace {
+                cx.sh.events.push(now, t.cwnd_event());
+            }
         }
     }
 
@@ -271,6 +274,9 @@ impl Tcp {
                 t.timer.backoff += 1;
                 t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                 cx.sh.events.push(now, rto_event(t, cfg));
+                if cx.cfg.trace {
+                    cx.sh.events.push(now, t.cwnd_event());
+                }
             }
         }
     }
