@@ -46,6 +46,10 @@ pub struct LinkArgs {
     /// Seed of the stack's random choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Write a JSON-lines trace of the TCP events (segments, retransmissions,
+    /// cwnd, RTT, states: docs/trace.md) to this file; `ustack plot` draws it.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub trace: Option<PathBuf>,
 }
 
 /// A one-line reason the link could not be set up.
@@ -143,8 +147,16 @@ impl LinkArgs {
             .with_mac(mac)
             .with_gateway(self.kernel_addr.address());
         let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
-        Runtime::new(stack, device, Clock::new(), mode)
-            .map_err(|e| format!("cannot start the runtime: {e}"))
+        let trace = match &self.trace {
+            Some(path) => Some(ustack::trace::TraceWriter::create(path)?),
+            None => None,
+        };
+        let rt = Runtime::new(stack, device, Clock::new(), mode)
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        if let Some(w) = trace {
+            rt.trace_to(Box::new(w.into_inner()), &self.addr.address().to_string());
+        }
+        Ok(rt)
     }
 }
 

@@ -7,6 +7,7 @@ mod get;
 mod http;
 mod link;
 mod ping;
+mod plot;
 mod resolve;
 mod serve;
 mod stats;
@@ -65,6 +66,25 @@ enum Command {
         /// Bytes of the TCP transfer (0: none).
         #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 34))]
         bytes: u64,
+        /// Draw the TCP transfer's graphs into this directory (timeseq.svg,
+        /// cwnd.svg, rtt.svg).
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
+    },
+    /// Draw a TCP connection from a trace (--trace) or a pcap/pcapng capture:
+    /// time-sequence graph, cwnd, RTT.
+    Plot {
+        /// A trace written by --trace, or a capture of any TCP stack.
+        input: PathBuf,
+        /// The connection (its number in the trace; default: the one with the most data).
+        #[arg(long, value_name = "N")]
+        conn: Option<u64>,
+        /// Which graph.
+        #[arg(long, value_enum, default_value_t = plot::Graph::Timeseq)]
+        graph: plot::Graph,
+        /// The picture: .svg or .png.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
     },
     /// Send ICMP echo requests from ustack (needs --tun or --tap).
     Ping {
@@ -372,6 +392,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Plot {
+            input,
+            conn,
+            graph,
+            output,
+        } => match plot::run(&input, conn, graph, &output) {
+            Ok(text) => print_out(&text),
+            Err(e) => fail(e),
+        },
         Command::Demo {
             loss,
             delay,
@@ -381,6 +410,7 @@ fn main() -> ExitCode {
             seed,
             pcap,
             bytes,
+            plot,
         } => {
             if cli.link.given() {
                 eprintln!(
@@ -397,6 +427,8 @@ fn main() -> ExitCode {
                 seed,
                 pcap,
                 bytes,
+                trace: cli.link.trace.clone(),
+                plot,
             };
             match demo::run(&opts) {
                 Ok(report) => print_out(&report.text),

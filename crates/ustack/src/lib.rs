@@ -10,6 +10,7 @@ pub mod net;
 pub mod posix;
 pub mod runtime;
 mod sys;
+pub mod trace;
 
 pub use epoll::EpollEvent;
 pub use posix::OptVal;
