@@ -10,7 +10,7 @@ use super::tcb::{PortClass, Tcb, TcbId};
 use crate::config::StackConfig;
 use crate::cx::Cx;
 use crate::errno::Errno;
-use crate::event::EventKind;
+use crate::event::{EventKind, RetransmitCause};
 use crate::ipv4::output::IpPair;
 use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
@@ -1317,6 +1317,13 @@ impl Tcp {
             && t.snd.una != t.snd.max
             && (t.cong.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
         {
+            t.cong.trigger = if t.cong.dupacks >= t.dup_thresh() || t.una_lost() {
+                RetransmitCause::FastRetransmit
+            } else if tlp_loss {
+                RetransmitCause::Tlp
+            } else {
+                RetransmitCause::Rack
+            };
             t.enter_recovery(now);
             cx.sh.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp fast retransmit");

@@ -308,13 +308,11 @@ impl Tcp {
                         cx.sh.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
                         if cx.cfg.trace {
+                            // A repair has the cause that started the recovery.
                             let cause = match s.kind {
                                 _ if t.cong.tlp_pending => RetransmitCause::Tlp,
                                 SendKind::Resend => RetransmitCause::Rto,
-                                _ if t.cong.dupacks >= t.dup_thresh() => {
-                                    RetransmitCause::FastRetransmit
-                                }
-                                _ if t.cong.rack.is_some() => RetransmitCause::Rack,
+                                _ if t.cong.ca == CaState::Recovery => t.cong.trigger,
                                 _ => RetransmitCause::FastRetransmit,
                             };
                             let e = t.retransmit_event(seq, len, cause);

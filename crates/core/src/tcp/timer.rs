@@ -125,6 +125,7 @@ impl Tcp {
         cx.sh.counters.tcp.rack_lost += u64::from(d.lost);
         cx.sh.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
         if t.cong.ca == super::cc::CaState::Open && t.snd.una != t.snd.max && t.rack_lost() {
+            t.cong.trigger = crate::event::RetransmitCause::Rack;
             t.enter_recovery(now);
             cx.sh.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp RACK reordering timeout: recovery");
