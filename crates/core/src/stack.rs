@@ -360,6 +360,7 @@ impl Stack {
         }
     }
 
+    #[inline]
     fn transmit_frame(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if now > self.clock {
             self.clock = now;

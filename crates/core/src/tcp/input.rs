@@ -1131,7 +1131,7 @@ impl Tcp {
             t.rtt
                 .sample(now - sent, cx.cfg.tcp.rto_min, cx.cfg.tcp.rto_max);
             if cx.cfg.trace {
-                cx.event(t.rtt_event(now - sent));
+                t.trace_rtt(cx, now - sent);
             }
         }
         t.timer.rexmit = None;
@@ -1230,7 +1230,7 @@ impl Tcp {
                     t.rtt.sample(now - sent, cfg.rto_min, cfg.rto_max);
                     t.rtt.timing = None;
                     if traced.is_some() {
-                        cx.sh.events.push(now, t.rtt_event(now - sent));
+                        t.trace_rtt(cx, now - sent);
                     }
                 }
             }
@@ -1345,7 +1345,7 @@ impl Tcp {
                 t.timer.rexmit = Some(t.rto_deadline(now, cfg));
             }
             if traced.is_some() && wnd != t.snd.wnd {
-                cx.sh.events.push(now, t.window_event(wnd));
+                t.trace_window(cx, wnd);
             }
             t.snd.wnd = wnd;
             t.snd.max_wnd = t.snd.max_wnd.max(wnd);
@@ -1354,7 +1354,7 @@ impl Tcp {
         }
         if let Some(before) = traced {
             if before != (t.cong.cc.window(), t.cong.cc.ssthresh()) {
-                cx.sh.events.push(now, t.cwnd_event());
+                t.trace(cx, Tcb::cwnd_event);
             }
         }
         t.maybe_arm_persist(now, cfg);

@@ -8,7 +8,6 @@ use super::state::State;
 use super::table::Tcp;
 use super::tcb::TcbId;
 use crate::cx::Cx;
-use crate::event::RetransmitCause;
 
 use crate::ipv4::output::Emitted;
 
@@ -222,8 +221,7 @@ impl Tcp {
                     t.total_retrans += 1;
                     t.rtt.timing = None;
                     if cx.cfg.trace {
-                        let e = t.retransmit_event(t.snd.iss, 0, RetransmitCause::Rto);
-                        cx.sh.events.push(now, e);
+                        t.trace_retransmit(cx, t.snd.iss, 0, SendKind::Resend);
                     }
                 } else {
                     t.rtt.timing = Some((t.snd.iss, now));
@@ -308,15 +306,7 @@ impl Tcp {
                         cx.sh.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
                         if cx.cfg.trace {
-                            // A repair has the cause that started the recovery.
-                            let cause = match s.kind {
-                                _ if t.cong.tlp_pending => RetransmitCause::Tlp,
-                                SendKind::Resend => RetransmitCause::Rto,
-                                _ if t.cong.ca == CaState::Recovery => t.cong.trigger,
-                                _ => RetransmitCause::FastRetransmit,
-                            };
-                            let e = t.retransmit_event(seq, len, cause);
-                            cx.sh.events.push(now, e);
+                            t.trace_retransmit(cx, seq, len, s.kind);
                         }
                         // Karn: no RTT sample from anything retransmitted.
                         t.rtt.timing = None;

@@ -130,7 +130,7 @@ impl Tcp {
             cx.sh.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp RACK reordering timeout: recovery");
             if cx.cfg.trace {
-                cx.sh.events.push(now, t.cwnd_event());
+                t.trace(cx, Tcb::cwnd_event);
             }
         }
     }
@@ -276,7 +276,7 @@ impl Tcp {
                 t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                 cx.sh.events.push(now, rto_event(t, cfg));
                 if cx.cfg.trace {
-                    cx.sh.events.push(now, t.cwnd_event());
+                    t.trace(cx, Tcb::cwnd_event);
                 }
             }
         }

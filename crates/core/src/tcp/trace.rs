@@ -1,7 +1,10 @@
 //! The per-segment trace events of a connection ([`StackConfig::trace`](crate::StackConfig::trace)):
 //! built here from the TCB, pushed where the change happens.
 
+use super::cc::CaState;
+use super::data::SendKind;
 use super::tcb::Tcb;
+use crate::cx::Cx;
 use crate::event::{EventKind, RetransmitCause};
 use crate::time::Duration;
 use ustack_wire::SeqNumber;
@@ -29,6 +32,18 @@ impl Tcb {
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn trace_rtt(&self, cx: &mut Cx<'_>, rtt: Duration) {
+        cx.event(self.rtt_event(rtt));
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn trace_window(&self, cx: &mut Cx<'_>, wnd: u32) {
+        cx.event(self.window_event(wnd));
+    }
+
     /// SND.UNA and the new SND.WND.
     pub(crate) fn window_event(&self, wnd: u32) -> EventKind {
         EventKind::TcpWindow {
@@ -37,6 +52,28 @@ impl Tcb {
             una: self.snd.una.0,
             wnd,
         }
+    }
+
+    /// Records `len` bytes from `seq` sent again as `kind`: a repair has
+    /// the cause that started the recovery. Out of line: the send path
+    /// stays small when tracing is off.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn trace_retransmit(&self, cx: &mut Cx<'_>, seq: SeqNumber, len: usize, kind: SendKind) {
+        let cause = match kind {
+            _ if self.cong.tlp_pending => RetransmitCause::Tlp,
+            SendKind::Resend => RetransmitCause::Rto,
+            _ if self.cong.ca == CaState::Recovery => self.cong.trigger,
+            _ => RetransmitCause::FastRetransmit,
+        };
+        cx.event(self.retransmit_event(seq, len, cause));
+    }
+
+    /// Records an event built from the TCB, out of line (see above).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn trace(&self, cx: &mut Cx<'_>, f: fn(&Tcb) -> EventKind) {
+        cx.event(f(self));
     }
 
     /// `len` bytes from `seq` sent again for `cause`.
