@@ -1,0 +1,91 @@
+//! `ustack plot` of a capture of the Linux kernel talking to itself: a
+//! python3 client sends 2 MB to a python3 server over the loopback of a
+//! namespace, tshark captures it, and the time-sequence graph is drawn
+//! from it (no trace: only what the capture shows).
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TRANSFER: &str = r#"
+import socket, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 5555)); srv.listen(1)
+got = [0]
+def serve():
+    c, _ = srv.accept()
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        got[0] += len(b)
+    c.close()
+t = threading.Thread(target=serve); t.start()
+c = socket.create_connection(("127.0.0.1", 5555))
+c.sendall(bytes(2_000_000)); c.close(); t.join(10)
+assert got[0] == 2_000_000, got[0]
+print("ok")
+"#;
+
+#[test]
+fn plot_draws_a_kernel_to_kernel_capture() {
+    let Some(mut lab) = Lab::new("plot", 41, &["tshark", "python3"]) else {
+        return;
+    };
+    let pcap = lab.dir.join("kernel.pcap");
+    let mut tshark = lab.cmd("tshark");
+    tshark.args(["-i", "lo", "-F", "pcap", "-f", "tcp port 5555", "-w"]);
+    tshark.arg(&pcap);
+    let pid = lab.spawn(tshark);
+    // tshark writes the file's header once it captures.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&pcap).map_or(true, |m| m.len() < 24) {
+        assert!(Instant::now() < deadline, "tshark did not start capturing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut py = lab.cmd("python3");
+    py.args(["-c", TRANSFER]);
+    let out = run(py, None, Duration::from_secs(30));
+    assert_success(&out, "python3 transfer");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let child = lab.children.last_mut().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "tshark did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let svg = lab.dir.join("kernel.svg");
+    let mut plot = Command::new(env!("CARGO_BIN_EXE_ustack"));
+    plot.arg("plot").arg(&pcap).arg("-o").arg(&svg);
+    let out = run(plot, None, Duration::from_secs(30));
+    assert_success(&out, "ustack plot");
+    // The data went from the client's port to 5555.
+    assert!(text(&out.stdout).contains("-> 127.0.0.1:5555"), "{}", text(&out.stdout));
+    let doc = std::fs::read_to_string(&svg).unwrap();
+    let xml = roxmltree::Document::parse(&doc).expect("valid SVG");
+    let texts: Vec<_> = xml
+        .descendants()
+        .filter(|n| n.is_text())
+        .map(|n| n.text().unwrap().trim())
+        .collect();
+    for label in ["data sent", "ACK", "receive window edge"] {
+        assert!(texts.contains(&label), "{label} in {texts:?}");
+    }
+    // Blue ticks: segments of data, at least a few (TSO on loopback makes
+    // them up to 64 KiB).
+    let ticks = xml
+        .descendants()
+        .filter(|n| n.attribute("stroke") == Some("#1E3CC8"))
+        .count();
+    assert!(ticks > 10, "{ticks} data segments drawn");
+    // A capture has no cwnd: asking for it says so.
+    let mut cw = Command::new(env!("CARGO_BIN_EXE_ustack"));
+    cw.arg("plot").arg(&pcap).args(["--graph", "cwnd", "-o"]);
+    cw.arg(lab.dir.join("c.svg"));
+    let out = run(cw, None, Duration::from_secs(30));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("a capture holds no congestion window"));
+}
