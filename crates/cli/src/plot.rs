@@ -393,7 +393,7 @@ fn timeseq<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Conn) -> Res {
     let mut sacks: Vec<(f64, f64, f64)> = Vec::new();
     let mut wscale_out = None;
     let mut wscale_in = None;
-    let mut sent_max = 0f64;
+    let mut sent_max = f64::NEG_INFINITY;
     let mut traced_rtx = c.rtx.clone();
     for s in &c.segs {
         if s.flags.contains(TcpFlags::SYN) {

@@ -69,7 +69,16 @@ fn the_same_seed_gives_the_same_trace() {
             );
         }
     }
-    for k in ["state", "seg", "rtx", "cwnd", "rtt", "rto", "wnd", "established"] {
+    for k in [
+        "state",
+        "seg",
+        "rtx",
+        "cwnd",
+        "rtt",
+        "rto",
+        "wnd",
+        "established",
+    ] {
         assert!(kinds.contains(k), "{k} events in the trace: {kinds:?}");
     }
     let _ = std::fs::remove_dir_all(&d);

@@ -59,7 +59,13 @@ impl Tcb {
     /// stays small when tracing is off.
     #[cold]
     #[inline(never)]
-    pub(crate) fn trace_retransmit(&self, cx: &mut Cx<'_>, seq: SeqNumber, len: usize, kind: SendKind) {
+    pub(crate) fn trace_retransmit(
+        &self,
+        cx: &mut Cx<'_>,
+        seq: SeqNumber,
+        len: usize,
+        kind: SendKind,
+    ) {
         let cause = match kind {
             _ if self.cong.tlp_pending => RetransmitCause::Tlp,
             SendKind::Resend => RetransmitCause::Rto,
