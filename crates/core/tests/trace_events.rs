@@ -134,11 +134,11 @@ fn check_one_loss(rack: bool, want: RetransmitCause) {
         .expect("ssthresh set");
     assert!(first_dup < cut && cut <= rtx_at + 1, "cut at the loss");
     // After recovery, congestion avoidance: cwnd grows past ssthresh.
-    let (EventKind::TcpCwnd {
+    let EventKind::TcpCwnd {
         cwnd: cut_cwnd,
         ssthresh: cut_ss,
         ..
-    }) = ev[cut].kind
+    } = ev[cut].kind
     else {
         unreachable!()
     };
