@@ -180,3 +180,46 @@ fn without_trace_no_segment_events_are_recorded() {
             | EventKind::TcpWindow { .. }
     )));
 }
+
+/// A TCP/IPv4 header with random options and lengths, as from the wire.
+fn tcp_frame(opts: &[u8], hlen_words: u8, total_extra: u16, payload: &[u8]) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&1234u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    tcp[12] = hlen_words << 4;
+    tcp[13] = 0x10;
+    tcp.extend_from_slice(opts);
+    tcp.extend_from_slice(payload);
+    let total = (20 + tcp.len()) as u16;
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 9, 10, 0, 0, 1,
+    ];
+    ip[2..4].copy_from_slice(&total.wrapping_add(total_extra).to_be_bytes());
+    let sum = ustack_core::wire::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&(!sum).to_be_bytes());
+    ip.extend_from_slice(&tcp);
+    ip
+}
+
+proptest::proptest! {
+    /// The trace parses every frame in and out: wire input with any
+    /// options, data offset or lengths never panics it (nor the stack).
+    #[test]
+    fn traced_stack_takes_hostile_tcp_frames(
+        frames in proptest::collection::vec(
+            (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..44),
+             0u8..16, 0u16..64,
+             proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)),
+            1..10),
+    ) {
+        let mut s = ustack_core::Stack::new(config(Medium::Ip, A, 3).with_trace(true)).unwrap();
+        let mut now = ustack_core::Instant::from_secs(1);
+        let mut buf = vec![0u8; 2048];
+        for (opts, words, extra, payload) in frames {
+            s.receive(now, &tcp_frame(&opts, words, extra, &payload));
+            while s.transmit(now, &mut buf).is_some() {}
+            now = now + Duration::from_millis(1);
+        }
+        let _ = s.take_events();
+    }
+}
