@@ -52,8 +52,9 @@ pub struct Conn {
     cwnd: Vec<(f64, f64, f64)>,
     /// (time, sample, srtt, rto) in milliseconds.
     rtt: Vec<(f64, f64, f64, f64)>,
-    /// Times the retransmission timer fired.
-    rto: Vec<f64>,
+    /// Times the retransmission timer fired, and the (backed-off) timer
+    /// then running, in milliseconds.
+    rto: Vec<(f64, f64)>,
     /// From a ustack trace (with the sender's own events), not a capture.
     pub traced: bool,
 }
@@ -173,7 +174,7 @@ pub fn from_trace(text: &[u8]) -> Result<Vec<Conn>, String> {
                 .cwnd
                 .push((t, f64::from(u32f("cwnd")), f64::from(u32f("ssthresh")))),
             "rtt" => c.rtt.push((t, ms("rtt_us"), ms("srtt_us"), ms("rto_us"))),
-            "rto" => c.rto.push(t),
+            "rto" => c.rto.push((t, ms("rto_us"))),
             _ => {}
         }
     }
@@ -614,6 +615,7 @@ fn rtt<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Conn) -> Res {
         .rtt
         .iter()
         .map(|r| r.1.max(r.2).max(r.3))
+        .chain(c.rto.iter().map(|r| r.1))
         .fold(1.0, f64::max);
     root.fill(&WHITE).map_err(e2s)?;
     let mut chart = ChartBuilder::on(root)
@@ -642,6 +644,18 @@ fn rtt<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Conn) -> Res {
         .map_err(e2s)?
         .label("RTT sample")
         .legend(move |(x, y)| Circle::new((x + 10, y), 3, red.filled()));
+    if !c.rto.is_empty() {
+        let magenta = RGBColor(200, 0, 200);
+        chart
+            .draw_series(
+                c.rto
+                    .iter()
+                    .map(|&(t, ms)| Cross::new((t, ms), 6, magenta.stroke_width(2))),
+            )
+            .map_err(e2s)?
+            .label("RTO fired (timer now, backed off)")
+            .legend(move |(x, y)| Cross::new((x + 10, y), 5, magenta.stroke_width(2)));
+    }
     for (k, name, color) in [
         (2, "srtt", RGBColor(30, 60, 200)),
         (3, "rto", RGBColor(200, 0, 200)),
