@@ -186,7 +186,30 @@ pub fn from_trace(text: &[u8]) -> Result<Vec<Conn>, String> {
             .max_by_key(|k| (by[*k].data_bytes(), std::cmp::Reverse(k.1.clone())))
             .cloned();
         if let Some(k) = best {
-            out.push(by.remove(&k).expect("key just found"));
+            let mut c = by.remove(&k).expect("key just found");
+            let got: u64 = c
+                .segs
+                .iter()
+                .filter(|s| !s.out)
+                .map(|s| u64::from(s.len))
+                .sum();
+            if got > c.data_bytes() {
+                // Traced at the receiver only: its view of the data coming
+                // in, as a capture would show it (its own cwnd and RTT are
+                // not the data's).
+                for s in &mut c.segs {
+                    s.out = !s.out;
+                }
+                if let Some((l, r)) = c.label.split_once(" -> ") {
+                    c.label = format!("{r} -> {l}");
+                }
+                c.rtx.clear();
+                c.cwnd.clear();
+                c.rtt.clear();
+                c.rto.clear();
+                c.traced = false;
+            }
+            out.push(c);
         }
     }
     Ok(out)
@@ -689,8 +712,8 @@ const SIZE: (u32, u32) = (1100, 650);
 pub fn draw(c: &Conn, graph: Graph, out: &Path) -> Result<(), String> {
     if graph != Graph::Timeseq && !c.traced {
         return Err(format!(
-            "a capture holds no {} of the sender: draw the time-sequence graph (--graph timeseq), \
-             or record a ustack trace with --trace FILE",
+            "a capture (or a trace of the receiving end) holds no {} of the sender: draw the \
+             time-sequence graph (--graph timeseq), or trace the sending end with --trace FILE",
             if graph == Graph::Cwnd {
                 "congestion window"
             } else {

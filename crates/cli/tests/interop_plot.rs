@@ -96,5 +96,74 @@ fn plot_draws_a_kernel_to_kernel_capture() {
     cw.arg(lab.dir.join("c.svg"));
     let out = run(cw, None, Duration::from_secs(30));
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("a capture holds no congestion window"));
+    assert!(text(&out.stderr).contains("holds no congestion window"));
+}
+
+/// Waits (bounded) until something listens on the kernel's `port`.
+fn wait_listening(lab: &Lab, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut ss = lab.cmd("ss");
+        ss.args(["-Htln", &format!("sport = :{port}")]);
+        let out = run(ss, None, Duration::from_secs(5));
+        if text(&out.stdout).contains(&format!(":{port}")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on :{port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `--trace` on a real command: `ustack get` from a kernel HTTP server
+/// over a TUN writes the trace, and `ustack plot` draws the kernel's data
+/// arriving (the data sender is the kernel's end).
+#[test]
+fn get_with_trace_over_tun_writes_a_trace_that_plots() {
+    let Some(mut lab) = Lab::new("trace", 42, &["python3", "ss"]) else {
+        return;
+    };
+    lab.persistent_tun();
+    std::fs::create_dir_all(lab.dir.join("www")).unwrap();
+    lab.random_file("www/f.bin", 1 << 20, 42);
+    let mut py = lab.cmd("python3");
+    py.args(["-m", "http.server", "8000", "--bind", &lab.kernel_ip()])
+        .arg("--directory")
+        .arg(lab.dir.join("www"));
+    lab.spawn(py);
+    wait_listening(&lab, 8000);
+    let trace = lab.dir.join("get.jsonl");
+    let dl = lab.dir.join("f.dl");
+    let url = format!("http://{}:8000/f.bin", lab.kernel_ip());
+    let get = lab.ustack(&[
+        "--trace",
+        trace.to_str().unwrap(),
+        "get",
+        &url,
+        "-o",
+        dl.to_str().unwrap(),
+    ]);
+    assert_success(&run(get, None, Duration::from_secs(60)), "ustack get");
+    assert_eq!(std::fs::metadata(&dl).unwrap().len(), 1 << 20);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let received: u64 = lines
+        .iter()
+        .filter(|v| v["ev"] == "seg" && v["dir"] == "in")
+        .map(|v| v["len"].as_u64().unwrap())
+        .sum();
+    assert!(received > 1 << 20, "{received} bytes of segments in");
+    assert!(lines
+        .iter()
+        .any(|v| v["ev"] == "state" && v["to"] == "ESTAB"));
+    let svg = lab.dir.join("get.svg");
+    let mut plot = Command::new(env!("CARGO_BIN_EXE_ustack"));
+    plot.arg("plot").arg(&trace).arg("-o").arg(&svg);
+    let out = run(plot, None, Duration::from_secs(30));
+    assert_success(&out, "ustack plot");
+    let want = format!("connection 1 ({}:8000 -> ", lab.kernel_ip());
+    assert!(text(&out.stdout).contains(&want), "{}", text(&out.stdout));
+    roxmltree::Document::parse(&std::fs::read_to_string(&svg).unwrap()).expect("valid SVG");
 }
