@@ -35,30 +35,49 @@ fn plot_draws_a_kernel_to_kernel_capture() {
     };
     let pcap = lab.dir.join("kernel.pcap");
     let mut tshark = lab.cmd("tshark");
-    tshark.args(["-i", "lo", "-F", "pcap", "-f", "tcp port 5555", "-w"]);
+    // -l -P: each packet also printed at once, so the test sees when the
+    // capture is live (the file itself is written in blocks).
+    tshark.args([
+        "-i",
+        "lo",
+        "-l",
+        "-P",
+        "-F",
+        "pcap",
+        "-f",
+        "tcp port 5555",
+        "-w",
+    ]);
     tshark.arg(&pcap);
-    let pid = lab.spawn(tshark);
-    // tshark writes the file's header once it captures.
+    let cap = lab.serve_with(tshark, false);
+    // Knock on the closed port until tshark shows the knock.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&pcap).map_or(true, |m| m.len() < 24) {
-        assert!(Instant::now() < deadline, "tshark did not start capturing");
-        std::thread::sleep(Duration::from_millis(50));
+    while !cap.stdout().contains("5555") {
+        assert!(
+            Instant::now() < deadline,
+            "tshark did not start capturing: {}",
+            cap.stderr()
+        );
+        let mut knock = lab.cmd("python3");
+        knock.args([
+            "-c",
+            "import socket\ntry: socket.create_connection(('127.0.0.1', 5555), 1)\nexcept OSError: pass",
+        ]);
+        run(knock, None, Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(500));
     let mut py = lab.cmd("python3");
     py.args(["-c", TRANSFER]);
     let out = run(py, None, Duration::from_secs(30));
     assert_success(&out, "python3 transfer");
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-    let child = lab.children.last_mut().unwrap();
+    // Until tshark has shown the last segment (the final ACK after the FINs).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "tshark did not stop");
+    while cap.stdout().matches("FIN").count() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    std::thread::sleep(Duration::from_millis(200));
+    cap.signal("INT");
+    lab.wait_exit(&cap, Duration::from_secs(10));
     let svg = lab.dir.join("kernel.svg");
     let mut plot = Command::new(env!("CARGO_BIN_EXE_ustack"));
     plot.arg("plot").arg(&pcap).arg("-o").arg(&svg);
