@@ -807,3 +807,44 @@ pub fn run(input: &Path, conn: Option<u64>, graph: Graph, out: &Path) -> Result<
         out.display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(t: f64, out: bool, seq: u32, len: u32, flags: TcpFlags) -> Seg {
+        Seg {
+            t,
+            out,
+            seq,
+            ack: 0,
+            len,
+            flags,
+            win: 0,
+            wscale: None,
+            sack: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_unwrap_across_2_to_the_32() {
+        let isn = u32::MAX - 1000;
+        let c = Conn {
+            segs: vec![seg(0.0, true, isn, 0, TcpFlags::SYN)],
+            ..Default::default()
+        };
+        let mut rel = Rel::new(&c);
+        assert_eq!(rel.at(isn.wrapping_add(1)), 0.0);
+        assert_eq!(rel.at(isn.wrapping_add(1001)), 1000.0);
+        // Past the wrap: still increasing, not 4 GB back.
+        assert_eq!(rel.at(isn.wrapping_add(3001)), 3000.0);
+        // A retransmission below the highest seen stays below it.
+        assert_eq!(rel.at(isn.wrapping_add(501)), 500.0);
+        // A transfer of more than 4 GiB, a quarter of the space at a time.
+        let gib = 1u64 << 30;
+        for k in 1..=6u64 {
+            let x = (u64::from(isn) + 1 + k * gib) as u32;
+            assert_eq!(rel.at(x), (k * gib) as f64, "after {k} GiB");
+        }
+    }
+}
