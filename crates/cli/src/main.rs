@@ -397,10 +397,15 @@ fn main() -> ExitCode {
             conn,
             graph,
             output,
-        } => match plot::run(&input, conn, graph, &output) {
-            Ok(text) => print_out(&text),
-            Err(e) => fail(e),
-        },
+        } => {
+            if cli.link.trace.is_some() {
+                return fail("plot draws a trace and writes none: give the trace as its input, without --trace");
+            }
+            match plot::run(&input, conn, graph, &output) {
+                Ok(text) => print_out(&text),
+                Err(e) => fail(e),
+            }
+        }
         Command::Demo {
             loss,
             delay,

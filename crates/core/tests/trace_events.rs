@@ -218,7 +218,7 @@ proptest::proptest! {
         for (opts, words, extra, payload) in frames {
             s.receive(now, &tcp_frame(&opts, words, extra, &payload));
             while s.transmit(now, &mut buf).is_some() {}
-            now = now + Duration::from_millis(1);
+            now += Duration::from_millis(1);
         }
         let _ = s.take_events();
     }
