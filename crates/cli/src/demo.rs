@@ -26,6 +26,11 @@ pub struct DemoOptions {
     pub pcap: Option<PathBuf>,
     /// Bytes of the TCP transfer.
     pub bytes: u64,
+    /// Write the JSON-lines trace of the TCP transfer here (docs/trace.md).
+    pub trace: Option<PathBuf>,
+    /// Draw the transfer's time-sequence, cwnd and RTT graphs into this
+    /// directory (timeseq.svg, cwnd.svg, rtt.svg).
+    pub plot: Option<PathBuf>,
 }
 
 /// What happened.
@@ -38,6 +43,8 @@ pub struct DemoReport {
     pub echoes_intact: u32,
     pub echoes_damaged: u32,
     pub tcp: Option<TcpReport>,
+    /// The graphs written (`--plot`).
+    pub plots: Vec<PathBuf>,
     pub text: String,
 }
 
@@ -71,8 +78,8 @@ fn tcp_transfer(
     // Transitions in the order they happen: drained after each call that
     // makes one and after every step of the simulation.
     let drain = |sim: &mut Sim<Stack>, recorder: &mut transitions::Recorder| {
-        for h in sim.hosts.iter_mut() {
-            recorder.record(h.take_events());
+        for (name, h) in ["a", "b"].into_iter().zip(sim.hosts.iter_mut()) {
+            recorder.record_from(name, h.take_events());
         }
     };
     let listener = sim.hosts[1].tcp_open();
@@ -236,7 +243,9 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport, String> {
     }
     let mut sim: Sim<Stack> = Sim::new(link);
     for (addr, seed) in [(A, opts.seed ^ 0xa), (B, opts.seed ^ 0xb)] {
-        let cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(addr, 24)).with_seed(seed);
+        let cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(addr, 24))
+            .with_seed(seed)
+            .with_trace(opts.trace.is_some() || opts.plot.is_some());
         sim.add_host(Stack::new(cfg).map_err(|e| e.to_string())?);
     }
 
@@ -309,8 +318,21 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport, String> {
     sim.run_to(end, |sim| serve(sim, &mut report, &ping_sent_at));
     if opts.bytes > 0 {
         let mut recorder = transitions::Recorder::default();
+        if opts.trace.is_some() || opts.plot.is_some() {
+            recorder.trace = Some(ustack::trace::TraceWriter::new(Vec::new()));
+        }
         let tcp = tcp_transfer(&mut sim, opts.bytes, &mut recorder)?;
         report.tcp = Some(tcp);
+        if let Some(w) = recorder.trace.take() {
+            let text = w.into_inner();
+            if let Some(path) = &opts.trace {
+                std::fs::write(path, &text)
+                    .map_err(|e| format!("cannot write trace file {}: {e}", path.display()))?;
+            }
+            if let Some(dir) = &opts.plot {
+                report.plots = crate::plot::demo_plots(&text, dir)?;
+            }
+        }
     }
     if let Some(mut cap) = sim.link.take_capture() {
         cap.flush()
@@ -389,6 +411,12 @@ fn summary(opts: &DemoOptions, r: &DemoReport, sim: &Sim<Stack>) -> String {
     }
     if let Some(p) = &opts.pcap {
         let _ = writeln!(s, "\ncapture written to {}", p.display());
+    }
+    if let Some(p) = &opts.trace {
+        let _ = writeln!(s, "trace written to {}", p.display());
+    }
+    for p in &r.plots {
+        let _ = writeln!(s, "graph written to {}", p.display());
     }
     s
 }

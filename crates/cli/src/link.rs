@@ -68,6 +68,10 @@ pub struct LinkArgs {
     /// name); ustack and its sockets stay in the current one.
     #[arg(long, global = true, value_name = "NS")]
     pub netns: Option<String>,
+    /// Write a JSON-lines trace of the TCP events (segments, retransmissions,
+    /// cwnd, RTT, states: docs/trace.md) to this file; `ustack plot` draws it.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub trace: Option<PathBuf>,
 }
 
 /// A one-line reason the link could not be set up.
@@ -135,7 +139,15 @@ impl LinkArgs {
         mode: Mode,
         tweak: impl FnOnce(ustack_core::StackConfig) -> ustack_core::StackConfig,
     ) -> Result<Runtime, LinkError> {
-        self.config()?.start_tweaked(what, mode, tweak)
+        let trace = match &self.trace {
+            Some(path) => Some(ustack::trace::TraceWriter::create(path)?),
+            None => None,
+        };
+        let rt = self.config()?.start_tweaked(what, mode, tweak)?;
+        if let Some(w) = trace {
+            rt.trace_to(Box::new(w.into_inner()), &self.addr().address().to_string());
+        }
+        Ok(rt)
     }
 
     /// The link as `ustack::link` takes it.

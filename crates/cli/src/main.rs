@@ -9,6 +9,7 @@ mod http;
 mod interrupt;
 mod link;
 mod ping;
+mod plot;
 mod resolve;
 mod serve;
 mod stats;
@@ -66,6 +67,25 @@ enum Command {
         /// Bytes of the TCP transfer (0: none).
         #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 34))]
         bytes: u64,
+        /// Draw the TCP transfer's graphs into this directory (timeseq.svg,
+        /// cwnd.svg, rtt.svg).
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
+    },
+    /// Draw a TCP connection from a trace (--trace) or a pcap/pcapng capture:
+    /// time-sequence graph, cwnd, RTT.
+    Plot {
+        /// A trace written by --trace, or a capture of any TCP stack.
+        input: PathBuf,
+        /// The connection (its number in the trace; default: the one with the most data).
+        #[arg(long, value_name = "N")]
+        conn: Option<u64>,
+        /// Which graph.
+        #[arg(long, value_enum, default_value_t = plot::Graph::Timeseq)]
+        graph: plot::Graph,
+        /// The picture: .svg or .png.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
     },
     /// Send ICMP echo requests from ustack (needs --tun or --tap).
     Ping {
@@ -472,11 +492,26 @@ fn main() -> ExitCode {
                 Err(e) => failed(e),
             }
         }
+        Command::Plot {
+            input,
+            conn,
+            graph,
+            output,
+        } => {
+            if cli.link.trace.is_some() {
+                return fail("plot draws a trace and writes none: give the trace as its input, without --trace");
+            }
+            match plot::run(&input, conn, graph, &output) {
+                Ok(text) => print_out(&text),
+                Err(e) => fail(e),
+            }
+        }
         Command::Demo {
             corrupt,
             count,
             size,
             bytes,
+            plot,
         } => {
             let device_only = cli.link.device_options();
             if !device_only.is_empty() {
@@ -494,6 +529,8 @@ fn main() -> ExitCode {
                 seed: cli.link.seed.unwrap_or(1),
                 pcap: cli.link.pcap.clone(),
                 bytes,
+                trace: cli.link.trace.clone(),
+                plot,
             };
             match demo::run(&opts) {
                 Ok(report) => print_out(&report.text),

@@ -15,12 +15,23 @@ pub struct Transition {
 }
 
 /// Every TCP state transition seen, in the order recorded.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Recorder {
     pub seen: Vec<Transition>,
+    /// Every event as a JSON-lines trace (docs/trace.md), if asked for.
+    pub trace: Option<ustack::trace::TraceWriter<Vec<u8>>>,
 }
 
 impl Recorder {
+    /// Keeps the events of `host`: all in the trace, the state transitions.
+    pub fn record_from(&mut self, host: &str, events: Vec<Event>) {
+        if let Some(w) = self.trace.as_mut() {
+            // A Vec<u8> takes every write.
+            let _ = w.write(host, &events);
+        }
+        self.record(events);
+    }
+
     /// Keeps the state transitions among `events`.
     pub fn record(&mut self, events: impl IntoIterator<Item = Event>) {
         for e in events {

@@ -276,6 +276,10 @@ pub struct StackConfig {
     /// In transparent mode, answer ICMP echo requests to any address
     /// (from that address); when false only our own address answers.
     pub transparent_echo: bool,
+    /// Also record the per-segment TCP events (segments, retransmissions,
+    /// cwnd, RTT, window: [`crate::event::EventKind::TcpSegment`] and
+    /// after). Off by default: they cost a branch per segment when off.
+    pub trace: bool,
     pub tcp: TcpConfig,
 }
 
@@ -305,10 +309,16 @@ impl StackConfig {
             tso: false,
             transparent: false,
             transparent_echo: true,
+            trace: false,
             tcp: TcpConfig::default(),
         }
     }
 
+    /// Records the per-segment TCP events ([`StackConfig::trace`]).
+    pub fn with_trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
+    }
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self

@@ -57,6 +57,129 @@ pub enum EventKind {
         backoff: u32,
         rto: Duration,
     },
+    /// A TCP segment went out (`sent`) or came in, as on the wire (a GSO
+    /// burst is one event). Only with [`StackConfig::trace`](crate::StackConfig::trace).
+    /// `window` is the raw header field; `wscale` the SYN's option (RFC
+    /// 7323 §2.2); `sack` the SACK blocks (RFC 2018 §3).
+    TcpSegment {
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        sent: bool,
+        seq: u32,
+        ack: u32,
+        len: u32,
+        flags: u16,
+        window: u16,
+        wscale: Option<u8>,
+        sack: Vec<(u32, u32)>,
+    },
+    /// Data sent again ([`StackConfig::trace`](crate::StackConfig::trace)).
+    TcpRetransmit {
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seq: u32,
+        len: u32,
+        cause: RetransmitCause,
+    },
+    /// The congestion window or slow-start threshold changed (RFC 5681
+    /// §3), with the bytes in flight then ([`StackConfig::trace`](crate::StackConfig::trace)).
+    TcpCwnd {
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        cwnd: u32,
+        ssthresh: u32,
+        in_flight: u32,
+    },
+    /// A round-trip time sample and the estimator after it (RFC 6298 §2)
+    /// ([`StackConfig::trace`](crate::StackConfig::trace)).
+    TcpRtt {
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        rtt: Duration,
+        srtt: Duration,
+        rto: Duration,
+    },
+    /// The peer's window (scaled, SND.WND) changed (RFC 9293 §3.10.7.4)
+    /// ([`StackConfig::trace`](crate::StackConfig::trace)).
+    TcpWindow {
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        una: u32,
+        wnd: u32,
+    },
+}
+
+/// Why data was sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetransmitCause {
+    /// Duplicate ACKs or the SACK scoreboard (RFC 5681 §3.2, RFC 6675),
+    /// or a NewReno partial ACK (RFC 6582).
+    FastRetransmit,
+    /// RACK judged it lost by time (RFC 8985 §6.2).
+    Rack,
+    /// The retransmission timer expired (RFC 6298 §5.4), or a SYN's.
+    Rto,
+    /// A tail loss probe (RFC 8985 §7).
+    Tlp,
+}
+
+impl RetransmitCause {
+    /// The name in traces: `fast_retransmit`, `rack`, `rto`, `tlp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RetransmitCause::FastRetransmit => "fast_retransmit",
+            RetransmitCause::Rack => "rack",
+            RetransmitCause::Rto => "rto",
+            RetransmitCause::Tlp => "tlp",
+        }
+    }
+}
+
+/// The segment event for an IPv4 datagram carrying TCP, if `ip` is one
+/// (first fragments and malformed input are skipped).
+pub(crate) fn segment_event(ip: &[u8], sent: bool) -> Option<EventKind> {
+    use ustack_wire::ipv4::Ipv4Packet;
+    use ustack_wire::tcp::{TcpOption, TcpPacket};
+    let p = Ipv4Packet::new_checked(ip).ok()?;
+    if p.protocol() != ustack_wire::IpProtocol::Tcp || p.more_frags() || p.frag_offset() != 0 {
+        return None;
+    }
+    let t = TcpPacket::new_checked(p.payload()).ok()?;
+    let (src, dst) = (
+        SocketAddrV4::new(p.src_addr(), t.src_port()),
+        SocketAddrV4::new(p.dst_addr(), t.dst_port()),
+    );
+    let (local, remote) = if sent { (src, dst) } else { (dst, src) };
+    let mut wscale = None;
+    let mut sack = Vec::new();
+    let mut opts = t.options();
+    while !opts.is_empty() {
+        let Ok((rest, opt)) = TcpOption::parse(opts) else {
+            break;
+        };
+        match opt {
+            TcpOption::EndOfList => break,
+            TcpOption::WindowScale(w) => wscale = Some(w),
+            TcpOption::SackRange(blocks) => {
+                sack.extend(blocks.iter().flatten().map(|&(a, b)| (a.0, b.0)));
+            }
+            _ => {}
+        }
+        opts = rest;
+    }
+    Some(EventKind::TcpSegment {
+        local,
+        remote,
+        sent,
+        seq: t.seq_number().0,
+        ack: t.ack_number().0,
+        len: t.payload().len() as u32,
+        flags: t.flags().0,
+        window: t.window_len(),
+        wscale,
+        sack,
+    })
 }
 
 /// The queue of events not yet drained, bounded so that a caller that

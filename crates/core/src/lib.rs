@@ -47,7 +47,7 @@ pub mod udp;
 pub use config::{Congestion, Medium, StackConfig, TcpConfig};
 pub use counters::Counters;
 pub use errno::Errno;
-pub use event::{Event, EventKind};
+pub use event::{Event, EventKind, RetransmitCause};
 pub use socket::{Readiness, SocketHandle};
 pub use stack::{ConfigError, Stack};
 pub use tcp::{Shutdown, SocketRow, State as TcpState, TcpInfo, TcpOptions};

@@ -238,6 +238,11 @@ impl Stack {
         self.sh.events.drain().collect()
     }
 
+    /// Turns the per-segment TCP events on or off ([`StackConfig::trace`]).
+    pub fn set_trace(&mut self, on: bool) {
+        self.cfg.trace = on;
+    }
+
     /// Events dropped because nobody drained them (`StackConfig::max_events`).
     pub fn events_dropped(&self) -> u64 {
         self.sh.events.dropped()
@@ -366,6 +371,30 @@ impl Stack {
     /// Writes the next frame the stack owes into `buf` and returns its
     /// length; `None` when there is nothing to send now. Runs due timers.
     pub fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let n = self.transmit_frame(now, buf);
+        if self.cfg.trace {
+            if let Some(n) = n {
+                self.trace_frame(now, &buf[..n], true);
+            }
+        }
+        n
+    }
+
+    /// Records a TCP segment event for a frame out or in (`trace` only).
+    #[cold]
+    fn trace_frame(&mut self, now: Instant, frame: &[u8], sent: bool) {
+        let ip = match self.cfg.medium {
+            Medium::Ip => frame,
+            Medium::Ethernet if frame.len() > 14 && frame[12..14] == [0x08, 0x00] => &frame[14..],
+            Medium::Ethernet => return,
+        };
+        if let Some(e) = crate::event::segment_event(ip, sent) {
+            self.sh.events.push(now, e);
+        }
+    }
+
+    #[inline]
+    fn transmit_frame(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if now > self.clock {
             self.clock = now;
         }
@@ -438,6 +467,9 @@ impl Stack {
             self.clock = now;
         }
         self.sh.counters.link.rx_frames += 1;
+        if self.cfg.trace {
+            self.trace_frame(now, frame, false);
+        }
         match self.cfg.medium {
             Medium::Ip => self.ip_input(now, frame),
             Medium::Ethernet => self.eth_input(now, frame),

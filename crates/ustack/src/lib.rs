@@ -44,6 +44,7 @@ pub mod posix;
 pub mod runtime;
 pub mod stats;
 mod sys;
+pub mod trace;
 
 pub use epoll::EpollEvent;
 pub use posix::OptVal;

@@ -23,8 +23,9 @@
 use crate::epoll::{self, EpollSet};
 use crate::fd::{Entry, FdTable};
 use crate::sys::{self, PollFd};
+use crate::trace::TraceWriter;
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -133,6 +134,9 @@ pub(crate) struct State {
     /// its output batch.
     gro: bool,
     gro_out: PacketBatch,
+    /// Where the events go, if traced ([`Runtime::trace_to`]), and the
+    /// host name in it.
+    trace: Option<(TraceWriter<Box<dyn Write + Send>>, String)>,
 }
 
 /// Which way a task waits on a socket ([`Runtime::register_waker`]).
@@ -254,6 +258,21 @@ impl State {
         self.dispatch_changes(true)
     }
 
+    /// Writes the events recorded so far to the trace; a write error ends
+    /// the trace (logged once).
+    #[cold]
+    fn write_trace(&mut self) {
+        let events = self.stack.take_events();
+        let Some((w, host)) = self.trace.as_mut() else {
+            return;
+        };
+        if let Err(e) = w.write(host, &events).and_then(|()| w.flush()) {
+            warn!(error = %e, "cannot write the trace; tracing stops");
+            self.trace = None;
+            self.stack.set_trace(false);
+        }
+    }
+
     fn device_error(&mut self, e: &io::Error) {
         self.device_errors += 1;
         if self.device_errors.is_power_of_two() {
@@ -298,6 +317,9 @@ impl State {
     /// Hands readiness changes to the epoll instances watching the sockets.
     /// `edge`: the changes came from the network (see [`EpollSet::notify_change`]).
     pub(crate) fn dispatch_changes(&mut self, edge: bool) -> bool {
+        if self.trace.is_some() {
+            self.write_trace();
+        }
         let changed = self.stack.take_readiness_changes();
         for &h in &changed {
             self.wake_tasks(h);
@@ -624,6 +646,8 @@ impl Drop for Owner {
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
+        // The last events to the trace.
+        self.shared.lock().write_trace();
     }
 }
 
@@ -717,6 +741,7 @@ impl Runtime {
             to_wake: Vec::new(),
             gro: false,
             gro_out: PacketBatch::new(),
+            trace: None,
         };
         let inbox = state.inbox.clone();
         let shared = Arc::new(Shared {
@@ -755,6 +780,16 @@ impl Runtime {
 
     pub fn mode(&self) -> Mode {
         self.shared().mode
+    }
+
+    /// From now on, writes the stack's events as a JSON-lines trace
+    /// (docs/trace.md) to `out`, `host` naming this stack in it; turns on
+    /// the per-segment TCP events ([`ustack_core::StackConfig::trace`]).
+    pub fn trace_to(&self, out: Box<dyn Write + Send>, host: &str) {
+        self.with(|st, _| {
+            st.stack.set_trace(true);
+            st.trace = Some((TraceWriter::new(out), host.to_owned()));
+        });
     }
 
     /// The stack's clock now.

@@ -10,7 +10,7 @@ use super::tcb::{PortClass, Tcb, TcbId};
 use crate::config::StackConfig;
 use crate::cx::Cx;
 use crate::errno::Errno;
-use crate::event::EventKind;
+use crate::event::{EventKind, RetransmitCause};
 use crate::ipv4::output::IpPair;
 use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
@@ -1171,6 +1171,9 @@ impl Tcp {
         if let Some((_, sent)) = t.rtt.timing.take() {
             t.rtt
                 .sample(now - sent, cx.cfg.tcp.rto_min, cx.cfg.tcp.rto_max);
+            if cx.cfg.trace {
+                t.trace_rtt(cx, now - sent);
+            }
         }
         t.timer.rexmit = None;
         t.timer.backoff = 0;
@@ -1240,6 +1243,7 @@ impl Tcp {
         // while it limits the sender, or it would swell without bound on
         // an application- or receiver-limited flow.
         let cwnd = t.cong.cc.window();
+        let traced = cx.cfg.trace.then(|| (cwnd, t.cong.cc.ssthresh()));
         let flight_before = t.flight();
         let cwnd_limited = if cwnd < t.cong.cc.ssthresh() {
             flight_before.saturating_mul(2) >= cwnd
@@ -1266,6 +1270,9 @@ impl Tcp {
                 if ack.diff(timed) > 0 {
                     t.rtt.sample(now - sent, cfg.rto_min, cfg.rto_max);
                     t.rtt.timing = None;
+                    if traced.is_some() {
+                        t.trace_rtt(cx, now - sent);
+                    }
                 }
             }
             t.timer.backoff = 0;
@@ -1351,6 +1358,13 @@ impl Tcp {
             && t.snd.una != t.snd.max
             && (t.cong.dupacks >= t.dup_thresh() || t.una_lost() || tlp_loss || t.rack_lost())
         {
+            t.cong.trigger = if t.cong.dupacks >= t.dup_thresh() || t.una_lost() {
+                RetransmitCause::FastRetransmit
+            } else if tlp_loss {
+                RetransmitCause::Tlp
+            } else {
+                RetransmitCause::Rack
+            };
             t.enter_recovery(now);
             cx.sh.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp fast retransmit");
@@ -1371,10 +1385,18 @@ impl Tcp {
                 t.snd.nxt = t.snd.una;
                 t.timer.rexmit = Some(t.rto_deadline(now, cfg));
             }
+            if traced.is_some() && wnd != t.snd.wnd {
+                t.trace_window(cx, wnd);
+            }
             t.snd.wnd = wnd;
             t.snd.max_wnd = t.snd.max_wnd.max(wnd);
             t.snd.wl1 = seg.seq_number;
             t.snd.wl2 = ack;
+        }
+        if let Some(before) = traced {
+            if before != (t.cong.cc.window(), t.cong.cc.ssthresh()) {
+                t.trace(cx, Tcb::cwnd_event);
+            }
         }
         t.maybe_arm_persist(now, cfg);
         let fin_acked = t.fin_acked();

@@ -76,6 +76,7 @@ pub mod state;
 mod table;
 mod tcb;
 mod timer;
+mod trace;
 
 pub use api::{Shutdown, SocketRow, TcpInfo};
 pub use buffer::Ring;

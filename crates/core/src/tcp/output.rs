@@ -273,6 +273,9 @@ impl Tcp {
                     cx.sh.counters.tcp.retrans_segs += 1;
                     t.total_retrans += 1;
                     t.rtt.timing = None;
+                    if cx.cfg.trace {
+                        t.trace_retransmit(cx, t.snd.iss, 0, SendKind::Resend);
+                    }
                 } else {
                     t.rtt.timing = Some((t.snd.iss, now));
                 }
@@ -355,6 +358,9 @@ impl Tcp {
                     if rtx {
                         cx.sh.counters.tcp.retrans_segs += 1;
                         t.total_retrans += 1;
+                        if cx.cfg.trace {
+                            t.trace_retransmit(cx, seq, len, s.kind);
+                        }
                         // Karn: no RTT sample from anything retransmitted.
                         t.rtt.timing = None;
                     } else if t.rtt.timing.is_none() && len > 0 {

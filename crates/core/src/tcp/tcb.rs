@@ -9,6 +9,7 @@ use super::spans::{OfoRange, Span};
 use super::state::State;
 use crate::config::TcpConfig;
 use crate::errno::Errno;
+use crate::event::RetransmitCause;
 use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
 use std::net::SocketAddrV4;
@@ -164,6 +165,8 @@ pub(crate) struct Congestion {
     /// Whether RACK's reordering timer is armed (so `deadline` need not
     /// look into the box on every segment).
     pub rack_timer: bool,
+    /// What started the current recovery (for the trace's retransmissions).
+    pub trigger: RetransmitCause,
 }
 
 /// A transmission control block (RFC 9293 §3.3.1).
@@ -310,6 +313,7 @@ impl Tcb {
                 tlp_out: false,
                 rack: None,
                 rack_timer: false,
+                trigger: RetransmitCause::FastRetransmit,
             },
             opts,
         }

@@ -125,9 +125,13 @@ impl Tcp {
         cx.sh.counters.tcp.rack_lost += u64::from(d.lost);
         cx.sh.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
         if t.cong.ca == super::cc::CaState::Open && t.snd.una != t.snd.max && t.rack_lost() {
+            t.cong.trigger = crate::event::RetransmitCause::Rack;
             t.enter_recovery(now);
             cx.sh.counters.tcp.fast_retrans += 1;
             debug!(local = %t.local, remote = %t.remote, cwnd = t.cong.cc.window(), "tcp RACK reordering timeout: recovery");
+            if cx.cfg.trace {
+                t.trace(cx, Tcb::cwnd_event);
+            }
         }
     }
 
@@ -271,6 +275,9 @@ impl Tcp {
                 t.timer.backoff += 1;
                 t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                 cx.sh.events.push(now, rto_event(t, cfg));
+                if cx.cfg.trace {
+                    t.trace(cx, Tcb::cwnd_event);
+                }
             }
         }
     }
