@@ -171,3 +171,55 @@ fn exclusive_wakes_one_of_several_instances() {
     );
     assert!(b.accept(l).is_ok());
 }
+
+/// A send that fits but leaves the buffer less than half free makes the
+/// socket not writable; EPOLLOUT must come back once ACKs free the space,
+/// for the writer that then waits for it (Linux sets SOCK_NOSPACE whenever
+/// it reports a stream not writable, not only after a send found it full).
+#[test]
+fn epollout_returns_after_a_send_that_fit_but_filled_the_buffer() {
+    let (a, b) = pair(Mode::Thread);
+    let l = b.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    // A small receive window, so the data waits in the sender's buffer.
+    b.setsockopt(l, SOL_SOCKET, SO_RCVBUF, OptVal::Int(4096))
+        .unwrap();
+    b.bind(l, sa(B, 95)).unwrap();
+    b.listen(l, 8).unwrap();
+    let c = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    a.setsockopt(c, SOL_SOCKET, SO_SNDBUF, OptVal::Int(16384))
+        .unwrap();
+    a.connect(c, sa(B, 95)).unwrap();
+    let (s, _) = b.accept(l).unwrap();
+    a.fcntl(c, F_SETFL, O_NONBLOCK).unwrap();
+    let ep = a.epoll_create1(0).unwrap();
+    a.epoll_ctl(
+        ep,
+        EPOLL_CTL_ADD,
+        c,
+        Some(EpollEvent::new(EPOLLOUT | EPOLLET, 7)),
+    )
+    .unwrap();
+    assert_eq!(wait(&a, ep, 2000).len(), 1, "writable at first");
+    // 24 000 of 32 768 bytes: it fits, and leaves less than half free.
+    assert_eq!(a.write(c, &[5u8; 24_000]), Ok(24_000));
+    assert!(wait(&a, ep, 0).is_empty(), "not writable after the send");
+    // The reader drains: the window opens, ACKs free the sender's buffer.
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut got = 0;
+        while got < 24_000 {
+            match b.read(s, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => panic!("read: {e:?}"),
+            }
+        }
+        got
+    });
+    assert_eq!(
+        wait(&a, ep, 5000),
+        vec![EpollEvent::new(EPOLLOUT, 7)],
+        "EPOLLOUT once the space is freed"
+    );
+    assert_eq!(reader.join().unwrap(), 24_000);
+}

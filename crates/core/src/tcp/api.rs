@@ -429,8 +429,11 @@ impl Tcp {
             return Ok(0);
         }
         let n = t.snd.q.push(data);
-        if n < data.len() {
-            // A writer found the buffer full: wake it when space frees up.
+        if n < data.len() || t.snd.q.free() < t.snd.q.len() / 2 {
+            // The send left the socket not writable (full, or less than
+            // half free, as readiness reports it): wake a writer when space
+            // frees up. Linux sets SOCK_NOSPACE whenever tcp_poll reports a
+            // stream not writable; sends are the only way writability is lost.
             t.snd.nospace = true;
         }
         if n == 0 {
