@@ -297,6 +297,11 @@ impl PacketBatch {
         self.ends.is_empty()
     }
 
+    /// Bytes in the frames, all told.
+    pub fn bytes(&self) -> usize {
+        self.end()
+    }
+
     /// Forgets the frames, keeping the memory.
     pub fn clear(&mut self) {
         self.ends.clear();
