@@ -297,11 +297,6 @@ impl PacketBatch {
         self.ends.is_empty()
     }
 
-    /// Bytes in the frames, all told.
-    pub fn bytes(&self) -> usize {
-        self.end()
-    }
-
     /// Forgets the frames, keeping the memory.
     pub fn clear(&mut self) {
         self.ends.clear();

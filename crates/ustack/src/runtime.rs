@@ -46,15 +46,6 @@ const TX_BETWEEN_RX: usize = 64;
 /// How soon the stack thread looks again at frames it left in the inbox
 /// while the lock was busy.
 const STRANDED_RETRY: Duration = Duration::from_micros(200);
-/// After a round that read at least `RX_SPIN_MIN_BYTES` (bulk data: a
-/// super-packet, or a batch of full frames), the split reading thread
-/// yields the CPU and reads again up to this many times before it sleeps
-/// in poll(2): the sender's next super-packet usually comes within the
-/// sender's own time slice, and a sleep costs a wake-up (a context switch
-/// and, across CPUs, an IPI) per packet, about as much as the packet's
-/// protocol work. Small traffic (a request, an ACK) sleeps at once.
-const RX_SPIN_YIELDS: usize = 64;
-const RX_SPIN_MIN_BYTES: usize = 32 * 1024;
 /// Longest sleep when the device has no fd to wait on.
 const NO_FD_POLL: Duration = Duration::from_millis(1);
 
@@ -571,8 +562,6 @@ impl Shared {
         let mut local = PacketBatch::new();
         let mut next: Option<Instant> = None;
         let mut held = false;
-        // Yields left before the next poll(2), see RX_SPIN_YIELDS.
-        let mut spins = 0usize;
         while !self.stop.load(Ordering::Acquire) {
             local.clear();
             let mut full = false;
@@ -590,9 +579,6 @@ impl Shared {
                         break;
                     }
                 }
-            }
-            if local.bytes() >= RX_SPIN_MIN_BYTES {
-                spins = RX_SPIN_YIELDS;
             }
             if !local.is_empty() {
                 inbox.put(&mut local);
@@ -615,11 +601,6 @@ impl Shared {
                 wake_all(wakes);
             }
             if full {
-                continue;
-            }
-            if spins > 0 && !inbox.pending.load(Ordering::Acquire) {
-                spins -= 1;
-                std::thread::yield_now();
                 continue;
             }
             let fds = [
