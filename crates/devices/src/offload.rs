@@ -460,6 +460,47 @@ mod tests {
         assert_eq!((h.hdr_len, h.gso_size, h.csum_start), (54, 1460, 34));
     }
 
+    /// Every combination of edge values in a received header, on frames
+    /// of edge lengths, completing or not: an error or a header that fits
+    /// the frame, never a panic.
+    #[test]
+    fn no_received_header_panics_or_points_past_the_frame() {
+        let edges = [0u16, 1, 2, 19, 20, 34, 40, 54, 1460, 2999, 3000, 0xffff];
+        for len in [0usize, 1, 20, 40, 54, 3000] {
+            for flags in 0u8..4 {
+                for gso_type in [0u8, 1, 3, 4, 5, 0x80, 0x81, 0xff] {
+                    for &start in &edges {
+                        for &off in &edges {
+                            for &hl in &[0u16, 40, 3000] {
+                                let mut hdr = [0u8; 12];
+                                VirtioNetHdr {
+                                    flags,
+                                    gso_type,
+                                    hdr_len: hl,
+                                    gso_size: off,
+                                    csum_start: start,
+                                    csum_offset: off,
+                                }
+                                .emit(&mut hdr);
+                                for complete in [true, false] {
+                                    let mut f = vec![0x5au8; len];
+                                    if let Ok(info) = rx_fixup(&hdr, &mut f, complete) {
+                                        if flags & 1 != 0 {
+                                            assert!(
+                                                usize::from(start) + usize::from(off) + 2 <= len
+                                            );
+                                        }
+                                        assert_eq!(info.csum_offloaded, flags != 0);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_bad_received_header_is_an_error_not_a_panic() {
         let mut f = tcp_frame(3000, 20);
