@@ -26,6 +26,7 @@ counters!(
         rx_frames: "frames received",
         tx_frames: "frames sent",
         rx_malformed: "frames too short or malformed",
+        rx_csum_trusted: "frames whose checksums the device vouched for (not verified here)",
         rx_not_for_us: "frames addressed to another host",
         rx_unknown_ethertype: "frames with an unknown ethertype",
         tx_dropped_too_big: "frames dropped: larger than the caller's buffer",

@@ -46,6 +46,18 @@ impl core::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// What the device knows about one received frame, beside its bytes
+/// ([`Stack::receive_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// The device vouches for the frame's checksums: a TUN/TAP's
+    /// virtio-net header said `DATA_VALID` (the kernel checked them) or
+    /// `NEEDS_CSUM` (the local kernel built the packet and left its
+    /// checksum partial, which a receiver may take as good: virtio 1.2
+    /// §5.1.6.4). The stack then skips its own verification of them.
+    pub csum_ok: bool,
+}
+
 /// A sans-IO IPv4 stack bound to one interface: the IP layer (input,
 /// reassembly, the one output path) and the transports above it, each
 /// its own type driven through a [`Cx`](crate::cx::Cx).
@@ -463,6 +475,27 @@ impl Stack {
     /// Processes one frame as the device delivered it. Anything malformed
     /// is counted and dropped; nothing here panics on wire input.
     pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        self.receive_with(now, frame, RxMeta::default());
+    }
+
+    /// [`receive`](Self::receive) with what the device knows of the frame.
+    /// With [`RxMeta::csum_ok`] the frame's IPv4, TCP, UDP and ICMP
+    /// checksums are taken as good without being summed (counted in
+    /// `link.rx_csum_trusted`); without it they are verified as
+    /// `StackConfig::checksums` says.
+    pub fn receive_with(&mut self, now: Instant, frame: &[u8], meta: RxMeta) {
+        if meta.csum_ok && self.cfg.checksums.rx {
+            self.sh.counters.link.rx_csum_trusted += 1;
+            // For this frame only: every input check reads the config.
+            self.cfg.checksums.rx = false;
+            self.receive_frame(now, frame);
+            self.cfg.checksums.rx = true;
+        } else {
+            self.receive_frame(now, frame);
+        }
+    }
+
+    fn receive_frame(&mut self, now: Instant, frame: &[u8]) {
         if now > self.clock {
             self.clock = now;
         }
