@@ -1421,7 +1421,7 @@ impl Tcp {
     /// host unreachable are soft errors, kept and reported only if the
     /// connection then times out; port or protocol unreachable during the
     /// handshake abort it (ECONNREFUSED, as Linux). Fragmentation needed is
-    /// left to path MTU discovery (not yet here).
+    /// path MTU discovery's (`pmtu.rs`).
     pub(crate) fn tcp_icmp_error(
         &mut self,
         cx: &mut Cx<'_>,

@@ -254,6 +254,12 @@ impl Tcp {
                     self.tcp_abort(cx, id, Some(err), false);
                     return;
                 }
+                if cfg.mtu_probing
+                    && t.timer.retries >= super::pmtu::BLACKHOLE_RETRIES
+                    && t.mtu_blackhole()
+                {
+                    cx.sh.counters.tcp.mtu_blackholes += 1;
+                }
                 let flight = t.flight();
                 let mss = u32::from(t.snd.mss);
                 // RFC 5681 §3.1: a repeated timeout of the same data holds ssthresh.
