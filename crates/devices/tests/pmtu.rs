@@ -335,3 +335,37 @@ fn the_same_frag_needed_in_window_lowers_the_mss() {
     let last = a.sent.iter().rev().take(10).map(|s| s.0).max();
     assert!(last.is_some_and(|n| n <= 600), "{last:?}");
 }
+
+#[test]
+fn a_black_hole_hop_is_crossed_with_mtu_probing() {
+    let r = transfer(
+        1 << 20,
+        Impairments::none().with_blackhole_hop_mtu(HOP_MTU),
+        true,
+        Duration::from_secs(120),
+        no_forge,
+    );
+    assert!(r.done, "stalled: {} of {} bytes", r.got.len(), r.data.len());
+    assert!(r.got == r.data, "bytes differ");
+    let a = &r.sim.hosts[0];
+    let k = a.stack.counters();
+    assert!(!a.icmp_seen);
+    assert!(k.tcp.mtu_blackholes >= 1);
+    assert_eq!(k.ip.pmtu_lowered, 0);
+    let last = a.sent.iter().rev().take(100).map(|s| s.0).max();
+    assert!(last.is_some_and(|n| n <= HOP_MTU), "{last:?}");
+}
+
+#[test]
+fn a_black_hole_hop_stalls_without_mtu_probing() {
+    let r = transfer(
+        1 << 20,
+        Impairments::none().with_blackhole_hop_mtu(HOP_MTU),
+        false,
+        Duration::from_secs(120),
+        no_forge,
+    );
+    assert!(!r.done, "crossed a black hole without probing");
+    assert!(r.got.is_empty(), "{} bytes crossed", r.got.len());
+    assert_eq!(r.sim.hosts[0].stack.counters().tcp.mtu_blackholes, 0);
+}
