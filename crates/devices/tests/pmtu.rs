@@ -93,6 +93,7 @@ struct Run {
     done: bool,
     got: Vec<u8>,
     data: Vec<u8>,
+    listener: SocketHandle,
 }
 
 /// A (client) sends `len` bytes to B through a hop of `HOP_MTU` on the way
@@ -103,11 +104,8 @@ fn transfer(
     hop: Impairments,
     probing: bool,
     limit: Duration,
-    mut forge: impl FnMut(&mut Sim<Host>, SocketHandle),
+    forge: impl FnMut(&mut Sim<Host>, SocketHandle),
 ) -> Run {
-    let data: Vec<u8> = (0..len as u64)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
     let delay = Duration::from_millis(10);
     let mut sim = Sim::new(MemLink::new(7));
     let a = sim.add_host(host(cfg(A, 1, probing)));
@@ -123,20 +121,36 @@ fn transfer(
         .tcp_bind(l, SocketAddrV4::new(B, 80))
         .unwrap();
     sim.hosts[1].stack.tcp_listen(l, 4).unwrap();
+    again(sim, l, len, limit, forge)
+}
+
+/// Another transfer like [`transfer`]'s on the same hosts; `forge` is
+/// called once, 100 ms after it starts.
+fn again(
+    mut sim: Sim<Host>,
+    l: SocketHandle,
+    len: usize,
+    limit: Duration,
+    mut forge: impl FnMut(&mut Sim<Host>, SocketHandle),
+) -> Run {
+    let data: Vec<u8> = (0..len as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let start = sim.now();
     let c = sim.hosts[0].stack.tcp_open();
     sim.hosts[0].conn = Some(c);
     assert_eq!(
         sim.hosts[0]
             .stack
-            .tcp_connect(Instant::ZERO, c, SocketAddrV4::new(B, 80)),
+            .tcp_connect(start, c, SocketAddrV4::new(B, 80)),
         Err(Errno::EINPROGRESS)
     );
     let (mut server, mut sent, mut eof, mut forged) = (None, 0usize, false, false);
     let mut got = Vec::new();
     let mut buf = vec![0u8; 65536];
-    let done = sim.run_until(Instant::ZERO + limit, |s| {
+    let done = sim.run_until(start + limit, |s| {
         let now = s.now();
-        if !forged && now >= Instant::from_millis(100) {
+        if !forged && now >= start + Duration::from_millis(100) {
             forged = true;
             forge(s, c);
         }
@@ -178,6 +192,7 @@ fn transfer(
         done,
         got,
         data,
+        listener: l,
     }
 }
 
@@ -217,6 +232,31 @@ fn transfer_through_a_small_mtu_hop_resegments_at_once() {
     assert_eq!(k.tcp.fast_retrans, 0, "treated as loss");
     let (before, after) = a.cwnd_around_icmp.expect("cwnd around the ICMP");
     assert!(after >= before, "cwnd cut from {before} to {after}");
+}
+
+#[test]
+fn a_new_connection_starts_at_the_known_path_mtu() {
+    let r = transfer(
+        64 << 10,
+        Impairments::none().with_hop_mtu(HOP_MTU),
+        false,
+        Duration::from_secs(60),
+        no_forge,
+    );
+    assert!(r.done);
+    let (drops, frames) = (r.sim.link.stats().dropped_hop, r.sim.hosts[0].sent.len());
+    let r = again(
+        r.sim,
+        r.listener,
+        64 << 10,
+        Duration::from_secs(60),
+        no_forge,
+    );
+    assert!(r.done && r.got == r.data);
+    assert_eq!(r.sim.link.stats().dropped_hop, drops, "learned again");
+    let second = &r.sim.hosts[0].sent[frames..];
+    assert!(second.iter().all(|s| s.0 <= HOP_MTU));
+    assert!(second.iter().filter(|s| s.0 > 900).count() > 40);
 }
 
 #[test]

@@ -510,6 +510,11 @@ impl Tcp {
                 remote,
                 socket,
             });
+            // A path MTU already learned for the peer (Linux tcp_sync_mss).
+            let pmtu = cx.sh.ip.pmtu.get(now, *remote.ip(), cx.cfg.mtu);
+            if pmtu < cx.cfg.mtu {
+                t.pmtu_apply(pmtu);
+            }
         }
         t.state = to;
         let estab = |s: State| matches!(s, State::Established | State::CloseWait);

@@ -59,6 +59,12 @@ impl Tcb {
         mss.max(MIN_MSS.min(self.pmtu.mss_max))
     }
 
+    /// Takes path MTU `pmtu` (below the link's) as known from the start.
+    pub(crate) fn pmtu_apply(&mut self, pmtu: usize) {
+        self.pmtu.pmtu = u16::try_from(pmtu).unwrap_or(u16::MAX);
+        self.snd.mss = self.pmtu_mss();
+    }
+
     /// RFC 4821 §7.7 black-hole detection on a timeout: the MSS drops to
     /// [`BASE_MSS`], then halves on each later one. True if it dropped.
     pub(crate) fn mtu_blackhole(&mut self) -> bool {
