@@ -134,7 +134,9 @@ pub struct TcpConfig {
     pub tail_loss_probe: bool,
     /// Packetization-layer path MTU discovery for paths that drop ICMP
     /// (RFC 4821 §7.7 black-hole detection; Linux `tcp_mtu_probing` = 1):
-    /// after repeated timeouts the send MSS drops to 1024, then halves.
+    /// after repeated timeouts the send MSS drops to 1024, then halves; the
+    /// value found goes into the path MTU cache (RFC 4821 §4), so the full
+    /// size is tried again when it expires. No RFC 4821 §7.3 probe segments.
     pub mtu_probing: bool,
     /// Header prediction from the raw datagram: in-order data for the last
     /// connection recognised before general parsing (after Linux

@@ -409,3 +409,48 @@ fn a_black_hole_hop_stalls_without_mtu_probing() {
     assert!(r.got.is_empty(), "{} bytes crossed", r.got.len());
     assert_eq!(r.sim.hosts[0].stack.counters().tcp.mtu_blackholes, 0);
 }
+
+#[test]
+fn a_black_hole_found_is_shared_and_forgotten_after_ten_minutes() {
+    let r = transfer(
+        256 << 10,
+        Impairments::none().with_blackhole_hop_mtu(HOP_MTU),
+        true,
+        Duration::from_secs(120),
+        no_forge,
+    );
+    assert!(r.done);
+    let k = *r.sim.hosts[0].stack.counters();
+    let pmtu = r.sim.hosts[0].stack.path_mtu(r.sim.now(), B);
+    assert!(pmtu <= HOP_MTU, "{pmtu}");
+    // A second connection starts at what the first found: no timeout.
+    let r = again(
+        r.sim,
+        r.listener,
+        256 << 10,
+        Duration::from_secs(60),
+        no_forge,
+    );
+    assert!(r.done && r.got == r.data);
+    let k2 = *r.sim.hosts[0].stack.counters();
+    assert_eq!(
+        k2.tcp.timeouts, k.tcp.timeouts,
+        "found the black hole again"
+    );
+    // Ten minutes on, the full size is tried again and the hole found again.
+    let mut sim = r.sim;
+    sim.run_for(Duration::from_secs(601));
+    assert_eq!(sim.hosts[0].stack.path_mtu(sim.now(), B), 1500);
+    let frames = sim.hosts[0].sent.len();
+    let r = again(
+        sim,
+        r.listener,
+        256 << 10,
+        Duration::from_secs(120),
+        no_forge,
+    );
+    assert!(r.done && r.got == r.data);
+    assert!(r.sim.hosts[0].sent[frames..].iter().any(|s| s.0 == 1500));
+    let k3 = r.sim.hosts[0].stack.counters();
+    assert!(k3.tcp.mtu_blackholes > k2.tcp.mtu_blackholes);
+}

@@ -119,11 +119,14 @@ impl Tcp {
             .collect();
         for id in ids {
             let Some(t) = self.get_mut(id) else { continue };
-            t.pmtu.pmtu = if pmtu >= cx.cfg.mtu {
-                0
+            if pmtu >= cx.cfg.mtu {
+                // Expired: the full size is tried again, also after black-hole
+                // detection (RFC 4821 §7.8 re-probing, crudely).
+                t.pmtu.pmtu = 0;
+                t.pmtu.probe_mss = 0;
             } else {
-                u16::try_from(pmtu).unwrap_or(u16::MAX)
-            };
+                t.pmtu.pmtu = u16::try_from(pmtu).unwrap_or(u16::MAX);
+            }
             let old = t.snd.mss;
             t.snd.mss = t.pmtu_mss();
             if t.snd.mss < old {
@@ -131,6 +134,22 @@ impl Tcp {
                 self.tcp_simple_retransmit(id);
             }
         }
+    }
+
+    /// RFC 4821 §4: what black-hole detection found for connection `id`
+    /// goes into the IP layer's path MTU cache, so the destination's other
+    /// connections (and new ones) take it at once, and it expires as an
+    /// ICMP-learned value does.
+    pub(crate) fn tcp_blackhole_share(&mut self, cx: &mut Cx<'_>, id: TcbId) {
+        let Some(t) = self.get(id) else { return };
+        let ts = if t.neg.ts { 12 } else { 0 };
+        let dst = *t.remote.ip();
+        let mtu = usize::from(t.snd.mss) + usize::from(HEADERS + ts);
+        if cx.sh.ip.pmtu.lower(cx.now, dst, mtu, cx.cfg.mtu).is_some() {
+            cx.sh.ip.timers_dirty = true;
+        }
+        let pmtu = cx.sh.ip.pmtu.get(cx.now, dst, cx.cfg.mtu);
+        self.tcp_pmtu_changed(cx, dst, pmtu);
     }
 
     /// After the MSS dropped: what is in flight goes again from SND.UNA at
