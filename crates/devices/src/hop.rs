@@ -186,6 +186,38 @@ mod tests {
         assert_eq!((reason, next_hop_mtu), (DstUnreachable::FragRequired, 1000));
         let q = icmpv4::parse_invoking(invoking).unwrap();
         assert_eq!(q.dst_addr, Ipv4Addr::new(10, 0, 0, 2));
+        // IPv6: Packet Too Big to the source, whatever the DF-less header.
+        let mut v6 = vec![0u8; 1100];
+        Ipv6Repr {
+            src_addr: "fd00::1".parse().unwrap(),
+            dst_addr: "fd00::2".parse().unwrap(),
+            next_header: IpProtocol::Tcp,
+            payload_len: 1060,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut v6[..]));
+        let HopVerdict::Drop(Some(ans)) = hop.check(Medium::Ip, &v6) else {
+            panic!("no v6 answer");
+        };
+        let ip = Ipv6Packet::new_checked(&ans[..]).unwrap();
+        assert_eq!(
+            ip.dst_addr(),
+            "fd00::1".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        let repr = Icmpv6Repr::parse(
+            &icmp,
+            ip.src_addr(),
+            ip.dst_addr(),
+            &ChecksumCaps::default(),
+        )
+        .unwrap();
+        assert!(
+            matches!(repr, Icmpv6Repr::PacketTooBig { mtu: 1000, .. }),
+            "{repr:?}"
+        );
         let black = SmallMtuHop {
             mtu: 1000,
             blackhole: true,

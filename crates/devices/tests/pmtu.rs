@@ -279,9 +279,10 @@ fn the_lowered_path_mtu_expires_after_ten_minutes() {
     assert_eq!(r.sim.hosts[0].stack.counters().ip.pmtu_expired, 1);
 }
 
-/// An Ethernet frame from B to A carrying ICMP Fragmentation Needed (MTU
-/// 600) that quotes A's connection with sequence number `seq`.
-fn frag_needed(conn: (u16, u16), seq: u32) -> Vec<u8> {
+/// An Ethernet frame from B to A carrying ICMP Fragmentation Needed
+/// (next-hop MTU `mtu`) that quotes A's 1500-byte segment of connection
+/// `conn` with sequence number `seq`.
+fn frag_needed(conn: (u16, u16), seq: u32, mtu: u16) -> Vec<u8> {
     let mut quoted = vec![0u8; 20 + 20];
     let ip = Ipv4Repr {
         src_addr: A,
@@ -305,7 +306,7 @@ fn frag_needed(conn: (u16, u16), seq: u32) -> Vec<u8> {
     tcp.set_seq_number(ustack_core::wire::SeqNumber(seq));
     let icmp = Icmpv4Repr::DstUnreachable {
         reason: DstUnreachable::FragRequired,
-        next_hop_mtu: 600,
+        next_hop_mtu: mtu,
         invoking: &quoted,
     };
     let outer = Ipv4Repr {
@@ -331,9 +332,9 @@ fn frag_needed(conn: (u16, u16), seq: u32) -> Vec<u8> {
     f
 }
 
-/// Injects at 100 ms a Fragmentation Needed (MTU 600) quoting A's
-/// connection with its last sequence number sent plus `off`.
-fn forged(off: u32) -> Run {
+/// Injects at 100 ms a Fragmentation Needed (next-hop MTU `mtu`) quoting
+/// A's connection with its last sequence number sent plus `off`.
+fn forged(off: u32, mtu: u16) -> Run {
     transfer(
         1 << 20,
         Impairments::none(),
@@ -344,7 +345,7 @@ fn forged(off: u32) -> Run {
             let h = &mut s.hosts[0];
             let port = h.stack.tcp_info(c).unwrap().local.unwrap().port();
             let seq = h.last_seq.wrapping_add(off);
-            h.stack.receive(now, &frag_needed((port, 80), seq));
+            h.stack.receive(now, &frag_needed((port, 80), seq, mtu));
         },
     )
 }
@@ -352,7 +353,7 @@ fn forged(off: u32) -> Run {
 #[test]
 fn a_forged_frag_needed_out_of_window_is_counted_and_ignored() {
     // Half the sequence space away from what is in flight (RFC 5927 §4.1).
-    let r = forged(0x8000_0000);
+    let r = forged(0x8000_0000, 600);
     assert!(r.done && r.got == r.data);
     let a = &r.sim.hosts[0];
     let k = a.stack.counters();
@@ -364,7 +365,7 @@ fn a_forged_frag_needed_out_of_window_is_counted_and_ignored() {
 
 #[test]
 fn the_same_frag_needed_in_window_lowers_the_mss() {
-    let r = forged(0);
+    let r = forged(0, 600);
     assert!(r.done && r.got == r.data);
     let a = &r.sim.hosts[0];
     let k = a.stack.counters();
@@ -453,4 +454,51 @@ fn a_black_hole_found_is_shared_and_forgotten_after_ten_minutes() {
     assert!(r.sim.hosts[0].sent[frames..].iter().any(|s| s.0 == 1500));
     let k3 = r.sim.hosts[0].stack.counters();
     assert!(k3.tcp.mtu_blackholes > k2.tcp.mtu_blackholes);
+}
+
+#[test]
+fn an_old_router_without_next_hop_mtu_gets_the_plateau_below() {
+    // RFC 1191 §5: MTU 0 and a 1500-byte quoted datagram: 1492.
+    let r = forged(0, 0);
+    assert!(r.done && r.got == r.data);
+    let a = &r.sim.hosts[0].stack;
+    assert_eq!(a.path_mtu(r.sim.now(), B), 1492);
+    assert_eq!(a.counters().ip.pmtu_lowered, 1);
+}
+
+#[test]
+fn ipv6_echo_through_a_small_mtu_hop_is_fragmented_after_packet_too_big() {
+    use std::net::Ipv6Addr;
+    use ustack_core::wire::Ipv6Cidr;
+    let (a6, b6): (Ipv6Addr, Ipv6Addr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+    let mut sim = Sim::new(MemLink::new(7));
+    let a = sim.add_host(host(
+        cfg(A, 1, false).with_addr6(Ipv6Cidr::try_new(a6, 64).unwrap()),
+    ));
+    let b = sim.add_host(host(
+        cfg(B, 2, false).with_addr6(Ipv6Cidr::try_new(b6, 64).unwrap()),
+    ));
+    let (pa, pb) = (sim.port(a), sim.port(b));
+    sim.link
+        .set_direction_impairments(pa, pb, Impairments::none().with_hop_mtu(1280));
+    let h = sim.hosts[0].stack.icmp_open();
+    let payload = vec![0x5a; 1400];
+    let mut replies = Vec::new();
+    for seq in 1..=2u16 {
+        sim.hosts[0]
+            .stack
+            .icmp_send_echo6(h, b6, seq, &payload)
+            .unwrap();
+        sim.run_for(Duration::from_secs(1));
+        while let Ok(r) = sim.hosts[0].stack.icmp_recv(h) {
+            replies.push(r.seq_no);
+        }
+    }
+    // The first is dropped at the hop and answered with Packet Too Big
+    // (RFC 8201); the second goes in fragments that fit, and is answered.
+    assert_eq!(replies, vec![2]);
+    let st = &sim.hosts[0].stack;
+    assert_eq!(st.path_mtu6(sim.now(), &b6), 1280);
+    assert_eq!(st.ipv6_counters().pmtu_lowered, 1);
+    assert!(sim.link.stats().dropped_hop >= 1);
 }
