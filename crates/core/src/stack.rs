@@ -782,13 +782,17 @@ impl Stack {
                 };
                 let dst = quoted.dst_addr;
                 let link = self.cfg.mtu;
-                if self.sh.ip.pmtu.lower(now, dst, mtu, link).is_some() {
-                    self.sh.counters.ip.pmtu_lowered += 1;
-                    self.sh.ip.timers_dirty = true;
-                }
+                let lowered = self.sh.ip.pmtu.lower(now, dst, mtu, link).is_some();
                 let pmtu = self.sh.ip.pmtu.get(now, dst, link);
                 let (tcp, mut cx) = split!(self, tcp, now);
-                tcp.tcp_pmtu_changed(&mut cx, dst, pmtu);
+                if lowered {
+                    // Every connection to the destination (once per change).
+                    cx.sh.counters.ip.pmtu_lowered += 1;
+                    cx.sh.ip.timers_dirty = true;
+                    tcp.tcp_pmtu_changed(&mut cx, dst, pmtu);
+                } else {
+                    tcp.tcp_mtu_reduced(&mut cx, local, remote, pmtu);
+                }
             }
             _ => {}
         }

@@ -109,30 +109,54 @@ impl Tcp {
         ok
     }
 
-    /// The path MTU towards `dst` is now `pmtu` (lowered by ICMP, or back
-    /// to the link's after the timeout): every connection to it follows.
+    /// The cached path MTU towards `dst` changed to `pmtu` (lowered, or
+    /// back to the link's after the timeout): every connection to it
+    /// follows. A scan of all connections, so only on a change.
     pub(crate) fn tcp_pmtu_changed(&mut self, cx: &mut Cx<'_>, dst: Ipv4Addr, pmtu: usize) {
         let ids: Vec<TcbId> = self
             .iter()
-            .filter(|(_, t)| *t.remote.ip() == dst && can_send(t.state))
+            .filter(|(_, t)| *t.remote.ip() == dst)
             .map(|(id, _)| id)
             .collect();
         for id in ids {
-            let Some(t) = self.get_mut(id) else { continue };
-            if pmtu >= cx.cfg.mtu {
-                // Expired: the full size is tried again, also after black-hole
-                // detection (RFC 4821 §7.8 re-probing, crudely).
-                t.pmtu.pmtu = 0;
-                t.pmtu.probe_mss = 0;
-            } else {
-                t.pmtu.pmtu = u16::try_from(pmtu).unwrap_or(u16::MAX);
-            }
-            let old = t.snd.mss;
-            t.snd.mss = t.pmtu_mss();
-            if t.snd.mss < old {
-                cx.sh.counters.tcp.mss_reductions += 1;
-                self.tcp_simple_retransmit(id);
-            }
+            self.tcp_sync_mss(cx, id, pmtu);
+        }
+    }
+
+    /// A checked Fragmentation Needed for this connection, the path MTU
+    /// now `pmtu` (Linux `tcp_v4_mtu_reduced`).
+    pub(crate) fn tcp_mtu_reduced(
+        &mut self,
+        cx: &mut Cx<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        pmtu: usize,
+    ) {
+        if let Some(&id) = self.conns.get(&(local, remote)) {
+            self.tcp_sync_mss(cx, id, pmtu);
+        }
+    }
+
+    /// Connection `id` takes path MTU `pmtu` (Linux `tcp_sync_mss`); if
+    /// its MSS drops, what is in flight goes again at the new size.
+    fn tcp_sync_mss(&mut self, cx: &mut Cx<'_>, id: TcbId, pmtu: usize) {
+        let Some(t) = self.get_mut(id) else { return };
+        if !can_send(t.state) {
+            return;
+        }
+        if pmtu >= cx.cfg.mtu {
+            // Expired: the full size is tried again, also after black-hole
+            // detection (RFC 4821 §7.8 re-probing, crudely).
+            t.pmtu.pmtu = 0;
+            t.pmtu.probe_mss = 0;
+        } else {
+            t.pmtu.pmtu = u16::try_from(pmtu).unwrap_or(u16::MAX);
+        }
+        let old = t.snd.mss;
+        t.snd.mss = t.pmtu_mss();
+        if t.snd.mss < old {
+            cx.sh.counters.tcp.mss_reductions += 1;
+            self.tcp_simple_retransmit(id);
         }
     }
 
@@ -147,9 +171,9 @@ impl Tcp {
         let mtu = usize::from(t.snd.mss) + usize::from(HEADERS + ts);
         if cx.sh.ip.pmtu.lower(cx.now, dst, mtu, cx.cfg.mtu).is_some() {
             cx.sh.ip.timers_dirty = true;
+            let pmtu = cx.sh.ip.pmtu.get(cx.now, dst, cx.cfg.mtu);
+            self.tcp_pmtu_changed(cx, dst, pmtu);
         }
-        let pmtu = cx.sh.ip.pmtu.get(cx.now, dst, cx.cfg.mtu);
-        self.tcp_pmtu_changed(cx, dst, pmtu);
     }
 
     /// After the MSS dropped: what is in flight goes again from SND.UNA at
