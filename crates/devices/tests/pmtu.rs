@@ -502,3 +502,36 @@ fn ipv6_echo_through_a_small_mtu_hop_is_fragmented_after_packet_too_big() {
     assert_eq!(st.ipv6_counters().pmtu_lowered, 1);
     assert!(sim.link.stats().dropped_hop >= 1);
 }
+
+#[test]
+fn a_lowered_path_mtu_reaches_an_idle_connection_to_the_same_host() {
+    let r = transfer(
+        1024,
+        Impairments::none(),
+        false,
+        Duration::from_secs(10),
+        no_forge,
+    );
+    assert!(r.done);
+    let (mut sim, l) = (r.sim, r.listener);
+    // An idle connection to B, accepted, sending nothing.
+    let idle = sim.hosts[0].stack.tcp_open();
+    let now = sim.now();
+    let _ = sim.hosts[0]
+        .stack
+        .tcp_connect(now, idle, SocketAddrV4::new(B, 80));
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.hosts[1].stack.tcp_accept(l).is_ok());
+    let full = sim.hosts[0].stack.tcp_info(idle).unwrap().snd_mss;
+    // The transfer's connection gets a Fragmentation Needed (MTU 600).
+    let r = again(sim, l, 1 << 20, Duration::from_secs(60), |s, c| {
+        let now = s.now();
+        let h = &mut s.hosts[0];
+        let port = h.stack.tcp_info(c).unwrap().local.unwrap().port();
+        let seq = h.last_seq;
+        h.stack.receive(now, &frag_needed((port, 80), seq, 600));
+    });
+    assert!(r.done && r.got == r.data);
+    let mss = r.sim.hosts[0].stack.tcp_info(idle).unwrap().snd_mss;
+    assert_eq!((full, mss), (1448, 600 - 52));
+}
