@@ -173,6 +173,11 @@ impl Stack {
         self.ip6.neigh.get(ip)
     }
 
+    /// The path MTU towards an IPv4 destination (RFC 1191).
+    pub fn path_mtu(&self, now: Instant, dst: Ipv4Addr) -> usize {
+        self.sh.ip.pmtu.get(now, dst, self.cfg.mtu)
+    }
+
     /// The path MTU towards an IPv6 destination (RFC 8201).
     pub fn path_mtu6(&self, now: Instant, dst: &std::net::Ipv6Addr) -> usize {
         self.ip6.path_mtu(&self.cfg, now, dst)
@@ -321,9 +326,17 @@ impl Stack {
         }
         let tcp = min_opt(self.tcp.poll_at(), self.ip6.poll_at());
         if self.sh.ip.timers_dirty {
-            return min_opt(min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at()), tcp);
+            return min_opt(self.ip_timers(), tcp);
         }
         min_opt(self.next_timer, tcp)
+    }
+
+    /// The earliest ARP, reassembly or path MTU deadline.
+    fn ip_timers(&self) -> Option<Instant> {
+        min_opt(
+            min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at()),
+            self.sh.ip.pmtu.poll_at(),
+        )
     }
 
     fn run_timers(&mut self, now: Instant) {
@@ -333,7 +346,7 @@ impl Stack {
             tcp.tcp_run_timers(&mut cx);
         }
         if self.sh.ip.timers_dirty {
-            self.next_timer = min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at());
+            self.next_timer = self.ip_timers();
             self.sh.ip.timers_dirty = false;
         }
         match self.next_timer {
@@ -355,6 +368,13 @@ impl Stack {
                 self.fail_owner(p.owner, Errno::EHOSTUNREACH);
             }
         }
+        for dst in self.sh.ip.pmtu.expire(now) {
+            // RFC 1191 §6.3: back to the link MTU, and TCP told.
+            self.sh.counters.ip.pmtu_expired += 1;
+            let mtu = self.cfg.mtu;
+            let (tcp, mut cx) = split!(self, tcp, now);
+            tcp.tcp_pmtu_changed(&mut cx, dst, mtu);
+        }
         for e in self.reasm.poll(now) {
             self.sh.counters.ip.reasm_timeout += 1;
             self.sh.counters.ip.reasm_fails += 1;
@@ -375,7 +395,7 @@ impl Stack {
                 );
             }
         }
-        self.next_timer = min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at());
+        self.next_timer = self.ip_timers();
     }
 
     // ----- output -----
@@ -747,13 +767,17 @@ impl Stack {
             dst: ip.dst_addr,
         };
         let (icmp, mut cx) = split!(self, icmp, now);
-        if let IcmpIn::Error { invoking, err } = icmp.process(&mut cx, pair, payload, broadcast) {
-            self.icmp_error_input(now, invoking, err);
+        if let IcmpIn::Error { invoking, err, mtu } =
+            icmp.process(&mut cx, pair, payload, broadcast)
+        {
+            self.icmp_error_input(now, invoking, err, mtu);
         }
     }
 
-    /// Routes an ICMP error to the socket that sent the quoted datagram.
-    fn icmp_error_input(&mut self, now: Instant, invoking: &[u8], err: Errno) {
+    /// Routes an ICMP error to the socket that sent the quoted datagram;
+    /// a Fragmentation Needed about a TCP segment lowers the path MTU
+    /// (RFC 1191 §6.1), once TCP has checked the quote (RFC 5927 §4.1).
+    fn icmp_error_input(&mut self, now: Instant, invoking: &[u8], err: Errno, mtu: u16) {
         let Ok(quoted) = ustack_wire::icmpv4::parse_invoking(invoking) else {
             self.sh.counters.icmp.in_errors += 1;
             return;
@@ -771,8 +795,37 @@ impl Stack {
                 udp.udp_icmp_error(&mut cx, local, remote, err);
             }
             IpProtocol::Tcp => {
+                let t = quoted.transport;
+                let seq = ustack_wire::SeqNumber(u32::from_be_bytes([t[4], t[5], t[6], t[7]]));
                 let (tcp, mut cx) = split!(self, tcp, now);
-                tcp.tcp_icmp_error(&mut cx, local, remote, err);
+                if !tcp.tcp_icmp_valid(&mut cx, local, remote, seq) {
+                    return;
+                }
+                if err != Errno::EMSGSIZE {
+                    return tcp.tcp_icmp_error(&mut cx, local, remote, err);
+                }
+                // RFC 1191 §5: no next-hop MTU (an old router), so the
+                // plateau below the quoted datagram's length.
+                let mtu = match mtu {
+                    0 => crate::ipv4::pmtu::plateau_below(usize::from(u16::from_be_bytes([
+                        invoking[2],
+                        invoking[3],
+                    ]))),
+                    m => usize::from(m),
+                };
+                let dst = quoted.dst_addr;
+                let link = self.cfg.mtu;
+                let lowered = self.sh.ip.pmtu.lower(now, dst, mtu, link).is_some();
+                let pmtu = self.sh.ip.pmtu.get(now, dst, link);
+                let (tcp, mut cx) = split!(self, tcp, now);
+                if lowered {
+                    // Every connection to the destination (once per change).
+                    cx.sh.counters.ip.pmtu_lowered += 1;
+                    cx.sh.ip.timers_dirty = true;
+                    tcp.tcp_pmtu_changed(&mut cx, dst, pmtu);
+                } else {
+                    tcp.tcp_mtu_reduced(&mut cx, local, remote, pmtu);
+                }
             }
             _ => {}
         }

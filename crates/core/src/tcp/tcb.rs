@@ -192,6 +192,8 @@ pub(crate) struct Tcb {
     pub total_retrans: u64,
     /// Last ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
     pub soft_error: Option<Errno>,
+    /// What path MTU discovery changed of the send MSS.
+    pub pmtu: super::pmtu::PathMtu,
 }
 impl Tcb {
     #[allow(clippy::too_many_arguments)]
@@ -229,6 +231,7 @@ impl Tcb {
             rtt: Rtt::new(cfg.rto_initial),
             total_retrans: 0,
             soft_error: None,
+            pmtu: Default::default(),
             snd: SendSeq {
                 iss,
                 una: iss,
