@@ -23,17 +23,6 @@ const BASE_MSS: u16 = 1024;
 /// `tcp_retries1` = 3).
 pub(crate) const BLACKHOLE_RETRIES: u32 = 3;
 
-/// What path MTU discovery did to one connection's send MSS.
-#[derive(Debug, Default)]
-pub(crate) struct PathMtu {
-    /// The send MSS the handshake agreed on; 0 until first changed here.
-    mss_max: u16,
-    /// The path MTU applied last; 0 for the link's.
-    pmtu: u16,
-    /// Black-hole detection's ceiling on the MSS; 0 for none.
-    probe_mss: u16,
-}
-
 fn can_send(state: State) -> bool {
     matches!(
         state,

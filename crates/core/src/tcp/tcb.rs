@@ -193,7 +193,7 @@ pub(crate) struct Tcb {
     /// Last ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
     pub soft_error: Option<Errno>,
     /// What path MTU discovery changed of the send MSS.
-    pub pmtu: super::pmtu::PathMtu,
+    pub pmtu: PathMtu,
 }
 impl Tcb {
     #[allow(clippy::too_many_arguments)]
@@ -446,4 +446,15 @@ mod size_tests {
         let size = core::mem::size_of::<super::Tcb>();
         assert!(size <= 736, "Tcb is {size} bytes");
     }
+}
+
+/// What path MTU discovery did to one connection's send MSS.
+#[derive(Debug, Default)]
+pub(crate) struct PathMtu {
+    /// The send MSS the handshake agreed on; 0 until first changed here.
+    pub(super) mss_max: u16,
+    /// The path MTU applied last; 0 for the link's.
+    pub(super) pmtu: u16,
+    /// Black-hole detection's ceiling on the MSS; 0 for none.
+    pub(super) probe_mss: u16,
 }
