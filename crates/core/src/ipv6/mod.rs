@@ -3,9 +3,8 @@
 //! errors within a rate limit), Neighbor Discovery answers (RFC 4861
 //! §7.2.4) and the output queue of whole IPv6 packets.
 //!
-//! Not yet here (issue 17): TCP and UDP over IPv6 (their datagrams are
-//! answered "port unreachable"), reassembly (fragments are counted and
-//! dropped), the neighbour cache's state machine and DAD, path MTU.
+//! TCP and UDP datagrams go up to the transports through the stack
+//! (`In6::Upper`); their segments come back as whole packets on `out`.
 
 pub mod neighbor;
 pub mod reassembly;
@@ -17,7 +16,7 @@ use neighbor::{NdConfig, NeighborCache, Solicit};
 use reassembly::{Reasm, Reassembler6};
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv6Addr;
-use ustack_wire::icmpv6::{self, unreachable};
+use ustack_wire::icmpv6;
 use ustack_wire::ipv6::{self, next_header, ExtError};
 use ustack_wire::ndp::na_flags;
 use ustack_wire::{
@@ -74,6 +73,24 @@ pub(crate) struct EchoReply6 {
     pub ident: u16,
     pub seq_no: u16,
     pub data: Vec<u8>,
+}
+
+/// What an IPv6 packet in leaves for the stack to deliver.
+#[derive(Debug)]
+pub(crate) enum In6 {
+    /// An echo reply, for a ping socket.
+    Echo(EchoReply6),
+    /// A TCP or UDP datagram (`proto`), its upper-layer header `at` bytes
+    /// into the packet: `packet` when reassembled, else the bytes handed
+    /// to `input` (up to the payload length).
+    Upper {
+        proto: u8,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        multicast: bool,
+        at: usize,
+        packet: Option<Vec<u8>>,
+    },
 }
 
 /// The IPv6 layer's state: the output queue and the ICMPv6 error limiter.
@@ -340,13 +357,8 @@ impl Ipv6 {
     }
 
     /// One IPv6 packet from the link (RFC 8200). Echo replies for our ping
-    /// sockets come back out.
-    pub(crate) fn input(
-        &mut self,
-        cfg: &StackConfig,
-        now: Instant,
-        bytes: &[u8],
-    ) -> Option<EchoReply6> {
+    /// sockets, and TCP and UDP for the transports, come back out.
+    pub(crate) fn input(&mut self, cfg: &StackConfig, now: Instant, bytes: &[u8]) -> Option<In6> {
         self.counters.in_receives += 1;
         let packet = match Ipv6Packet::new_checked(bytes) {
             Ok(p) => p,
@@ -415,7 +427,24 @@ impl Ipv6 {
                 Reasm::Complete(full) => {
                     self.counters.reasm_oks += 1;
                     self.counters.in_receives -= 1;
-                    self.input(cfg, now, &full)
+                    match self.input(cfg, now, &full) {
+                        Some(In6::Upper {
+                            proto,
+                            src,
+                            dst,
+                            multicast,
+                            at,
+                            packet: None,
+                        }) => Some(In6::Upper {
+                            proto,
+                            src,
+                            dst,
+                            multicast,
+                            at,
+                            packet: Some(full),
+                        }),
+                        other => other,
+                    }
                 }
             };
         }
@@ -424,18 +453,19 @@ impl Ipv6 {
             next_header::ICMPV6 => {
                 self.counters.in_delivers += 1;
                 self.icmp_input(cfg, now, src, dst, packet.hop_limit(), upper)
+                    .map(In6::Echo)
             }
             next_header::NO_NEXT => None,
             6 | 17 => {
-                // No TCP or UDP socket over IPv6 yet: none listens (RFC 4443 §3.1 code 4).
                 self.counters.in_delivers += 1;
-                if !multicast {
-                    self.send_error(cfg, now, whole, |q| Icmpv6Repr::DstUnreachable {
-                        code: unreachable::PORT_UNREACHABLE,
-                        invoking: q,
-                    });
-                }
-                None
+                Some(In6::Upper {
+                    proto: walk.upper,
+                    src,
+                    dst,
+                    multicast,
+                    at: ipv6::HEADER_LEN + walk.offset,
+                    packet: None,
+                })
             }
             _ => {
                 // RFC 8200 §4: an unrecognised Next Header is answered with
@@ -671,6 +701,20 @@ impl Ipv6 {
         }
         self.counters.pmtu_lowered += 1;
         self.pmtu.insert(dst, (new, now + PMTU_TIMEOUT));
+    }
+
+    /// The flow label of a transport flow, its ports hashed in too
+    /// (RFC 6437 §3: the same for all packets of a connection).
+    pub(crate) fn transport_label(
+        &self,
+        src: &Ipv6Addr,
+        dst: &Ipv6Addr,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+    ) -> u32 {
+        let ports = (u64::from(sport) << 16) | u64::from(dport);
+        flow_label(self.flow_secret ^ ports.rotate_left(40), src, dst, proto)
     }
 
     /// Cuts a packet over `mtu` into fragments, queued first (RFC 8200 §4.5).
