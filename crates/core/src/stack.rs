@@ -778,6 +778,22 @@ impl Stack {
                 };
                 self.ip6_deliver(now, proto, src, dst, multicast, whole, upper);
             }
+            Some(In6::Error {
+                proto,
+                local,
+                remote,
+                err,
+            }) => match proto {
+                IpProtocol::Udp => {
+                    let (udp, mut cx) = split!(self, udp, now);
+                    udp.udp_icmp_error(&mut cx, local, remote, err);
+                }
+                IpProtocol::Tcp => {
+                    let (tcp, mut cx) = split!(self, tcp, now);
+                    tcp.tcp_icmp_error(&mut cx, local, remote, err);
+                }
+                _ => {}
+            },
         }
     }
 

@@ -262,3 +262,18 @@ fn dual_stack_listener_takes_both_versions_unless_v6only() {
     );
     let _ = A;
 }
+
+#[test]
+fn v6_connected_udp_socket_sees_port_unreachable() {
+    let mut p = pair(Medium::Ethernet);
+    let c = p.a.udp_open();
+    p.a.udp_connect(c, sa6(B6, 9)).unwrap();
+    p.a.udp_send_to(c, b"anyone?", None).unwrap();
+    p.pump();
+    // B answers ICMPv6 port unreachable (RFC 4443 §3.1 code 4); A's
+    // connected socket reports it, as Linux does.
+    assert_eq!(p.b.counters().udp.no_ports, 1);
+    let mut buf = [0u8; 16];
+    assert_eq!(p.a.udp_recv_from(c, &mut buf), Err(Errno::ECONNREFUSED));
+    assert_eq!(p.a.udp_recv_from(c, &mut buf), Err(Errno::EAGAIN));
+}

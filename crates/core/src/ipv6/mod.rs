@@ -10,13 +10,14 @@ pub mod neighbor;
 pub mod reassembly;
 
 use crate::config::{Medium, StackConfig};
+use crate::errno::Errno;
 use crate::ratelimit::TokenBucket;
 use crate::time::Instant;
 use neighbor::{NdConfig, NeighborCache, Solicit};
 use reassembly::{Reasm, Reassembler6};
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv6Addr;
-use ustack_wire::icmpv6;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use ustack_wire::icmpv6::{self, unreachable};
 use ustack_wire::ipv6::{self, next_header, ExtError};
 use ustack_wire::ndp::na_flags;
 use ustack_wire::{
@@ -91,6 +92,28 @@ pub(crate) enum In6 {
         at: usize,
         packet: Option<Vec<u8>>,
     },
+    /// An ICMPv6 error about a TCP or UDP datagram we sent from `local` to
+    /// `remote` (RFC 4443 §2.4 (d)), named as the IPv4 side names them.
+    Error {
+        proto: IpProtocol,
+        local: SocketAddr,
+        remote: SocketAddr,
+        err: Errno,
+    },
+}
+
+/// The socket error of an ICMPv6 error: port unreachable (RFC 4443 §3.1
+/// code 4) refuses, no route (code 0) is the network's, the rest the host's.
+fn error_errno(repr: &Icmpv6Repr) -> Option<Errno> {
+    Some(match repr {
+        Icmpv6Repr::DstUnreachable { code, .. } => match *code {
+            0 => Errno::ENETUNREACH,
+            unreachable::PORT_UNREACHABLE => Errno::ECONNREFUSED,
+            _ => Errno::EHOSTUNREACH,
+        },
+        Icmpv6Repr::TimeExceeded { .. } | Icmpv6Repr::ParamProblem { .. } => Errno::EHOSTUNREACH,
+        _ => return None,
+    })
 }
 
 /// The IPv6 layer's state: the output queue and the ICMPv6 error limiter.
@@ -453,7 +476,6 @@ impl Ipv6 {
             next_header::ICMPV6 => {
                 self.counters.in_delivers += 1;
                 self.icmp_input(cfg, now, src, dst, packet.hop_limit(), upper)
-                    .map(In6::Echo)
             }
             next_header::NO_NEXT => None,
             6 | 17 => {
@@ -490,7 +512,7 @@ impl Ipv6 {
         dst: Ipv6Addr,
         hop_limit: u8,
         msg: &[u8],
-    ) -> Option<EchoReply6> {
+    ) -> Option<In6> {
         self.counters.icmp_in_msgs += 1;
         let Ok(packet) = Icmpv6Packet::new_checked(msg) else {
             self.counters.icmp_in_errors += 1;
@@ -539,12 +561,12 @@ impl Ipv6 {
                 data,
             } => {
                 self.counters.icmp_in_echo_reps += 1;
-                Some(EchoReply6 {
+                Some(In6::Echo(EchoReply6 {
                     from: src,
                     ident,
                     seq_no,
                     data: data.to_vec(),
-                })
+                }))
             }
             Icmpv6Repr::PacketTooBig { mtu, invoking } => {
                 self.packet_too_big(cfg, now, mtu, invoking);
@@ -559,7 +581,23 @@ impl Ipv6 {
                 self.ndp_input(cfg, now, src, ndp);
                 None
             }
-            _ => None,
+            Icmpv6Repr::DstUnreachable { invoking, .. }
+            | Icmpv6Repr::TimeExceeded { invoking, .. }
+            | Icmpv6Repr::ParamProblem { invoking, .. } => {
+                let err = error_errno(&repr)?;
+                let q = icmpv6::parse_invoking(invoking).ok()?;
+                if !is_ours(cfg, &q.src_addr) || q.transport.len() < 4 {
+                    return None;
+                }
+                let t = q.transport;
+                let port = |at: usize| u16::from_be_bytes([t[at], t[at + 1]]);
+                Some(In6::Error {
+                    proto: q.protocol,
+                    local: SocketAddr::new(IpAddr::V6(q.src_addr), port(0)),
+                    remote: SocketAddr::new(IpAddr::V6(q.dst_addr), port(2)),
+                    err,
+                })
+            }
         }
     }
 
