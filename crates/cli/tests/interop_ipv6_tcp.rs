@@ -2,7 +2,8 @@
 //! test's own: `curl -6` downloads 100 MiB from `ustack serve http`
 //! intact, the same listener takes IPv4 too (dual stack), `ustack get`
 //! downloads from python3's http.server on the kernel's IPv6 address,
-//! and a closed port is refused (RST, curl exit 7).
+//! `ustack connect [v6]:port` talks to the kernel's nc both ways, and a
+//! closed port is refused (RST, curl exit 7).
 
 mod common;
 
@@ -136,4 +137,56 @@ fn ustack_get_downloads_from_a_kernel_server_on_ipv6() {
     let out = run(get, None, Duration::from_secs(60));
     assert_success(&out, "ustack get over IPv6");
     assert_eq!(sha256(&dl), sha256(&file), "the download differs");
+}
+
+#[test]
+fn ustack_connect_to_a_bracketed_ipv6_address_talks_to_kernel_nc() {
+    let Some(mut lab) = Lab::new("h6nc", 49, &["nc", "ss"]) else {
+        return;
+    };
+    let kernel = v6(&lab, 1);
+    lab.persistent_tun();
+    let a6 = format!("{kernel}/64");
+    lab.ns
+        .ip(["-6", "addr", "add", a6.as_str(), "dev", IFNAME, "nodad"])
+        .unwrap();
+    let from_kernel = lab.random_file("from_kernel", 200_000, 49);
+    let got = lab.dir.join("got_by_kernel");
+    let mut nc = lab.cmd("sh");
+    nc.arg("-c").arg(format!(
+        "exec nc -6 -N -l {kernel} 9000 < {} > {}",
+        from_kernel.display(),
+        got.display()
+    ));
+    lab.spawn(nc);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut ss = lab.cmd("ss");
+        ss.args(["-Htln", "sport = :9000"]);
+        if text(&run(ss, None, Duration::from_secs(5)).stdout).contains(":9000") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nc did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let to_kernel: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let target = format!("[{kernel}]:9000");
+    let out = run(
+        ustack6(&lab, &["connect", &target]),
+        Some(to_kernel.clone()),
+        Duration::from_secs(30),
+    );
+    assert_success(&out, "ustack connect [v6]:port");
+    assert!(
+        out.stdout == std::fs::read(&from_kernel).unwrap(),
+        "{} bytes from the kernel",
+        out.stdout.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&got).map_or(0, |m| m.len()) < to_kernel.len() as u64
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(std::fs::read(&got).unwrap() == to_kernel);
 }
