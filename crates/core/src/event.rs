@@ -136,19 +136,32 @@ impl RetransmitCause {
     }
 }
 
-/// The segment event for an IPv4 datagram carrying TCP, if `ip` is one
-/// (first fragments and malformed input are skipped).
+/// The segment event for an IP datagram carrying TCP, if `ip` is one
+/// (fragments, IPv6 extension headers and malformed input are skipped).
 pub(crate) fn segment_event(ip: &[u8], sent: bool) -> Option<EventKind> {
     use ustack_wire::ipv4::Ipv4Packet;
     use ustack_wire::tcp::{TcpOption, TcpPacket};
-    let p = Ipv4Packet::new_checked(ip).ok()?;
-    if p.protocol() != ustack_wire::IpProtocol::Tcp || p.more_frags() || p.frag_offset() != 0 {
-        return None;
-    }
-    let t = TcpPacket::new_checked(p.payload()).ok()?;
+    let (src_ip, dst_ip, payload) = if ip.first()? >> 4 == 6 {
+        let p = ustack_wire::Ipv6Packet::new_checked(ip).ok()?;
+        if p.next_header() != u8::from(ustack_wire::IpProtocol::Tcp) {
+            return None;
+        }
+        let (s, d) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
+        let len = p.payload().len();
+        (s, d, ip.get(ustack_wire::ipv6::HEADER_LEN..)?.get(..len)?)
+    } else {
+        let p = Ipv4Packet::new_checked(ip).ok()?;
+        if p.protocol() != ustack_wire::IpProtocol::Tcp || p.more_frags() || p.frag_offset() != 0 {
+            return None;
+        }
+        let (s, d) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()));
+        let (hl, len) = (usize::from(p.header_len()), p.payload().len());
+        (s, d, ip.get(hl..)?.get(..len)?)
+    };
+    let t = TcpPacket::new_checked(payload).ok()?;
     let (src, dst) = (
-        SocketAddr::new(IpAddr::V4(p.src_addr()), t.src_port()),
-        SocketAddr::new(IpAddr::V4(p.dst_addr()), t.dst_port()),
+        SocketAddr::new(src_ip, t.src_port()),
+        SocketAddr::new(dst_ip, t.dst_port()),
     );
     let (local, remote) = if sent { (src, dst) } else { (dst, src) };
     let mut wscale = None;

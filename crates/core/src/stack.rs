@@ -384,7 +384,12 @@ impl Stack {
     fn trace_frame(&mut self, now: Instant, frame: &[u8], sent: bool) {
         let ip = match self.cfg.medium {
             Medium::Ip => frame,
-            Medium::Ethernet if frame.len() > 14 && frame[12..14] == [0x08, 0x00] => &frame[14..],
+            Medium::Ethernet
+                if frame.len() > 14
+                    && (frame[12..14] == [0x08, 0x00] || frame[12..14] == [0x86, 0xdd]) =>
+            {
+                &frame[14..]
+            }
             Medium::Ethernet => return,
         };
         if let Some(e) = crate::event::segment_event(ip, sent) {

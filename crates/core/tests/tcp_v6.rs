@@ -277,3 +277,40 @@ fn v6_connected_udp_socket_sees_port_unreachable() {
     assert_eq!(p.a.udp_recv_from(c, &mut buf), Err(Errno::ECONNREFUSED));
     assert_eq!(p.a.udp_recv_from(c, &mut buf), Err(Errno::EAGAIN));
 }
+
+#[test]
+fn v6_segments_are_traced_both_ways() {
+    for medium in [Medium::Ip, Medium::Ethernet] {
+        let a = config(medium, A, 1)
+            .with_addr6("fd00::1/64".parse::<Ipv6Cidr>().unwrap())
+            .with_trace(true);
+        let b = config(medium, B, 2).with_addr6("fd00::2/64".parse::<Ipv6Cidr>().unwrap());
+        let mut p = Pair::with(a, b);
+        p.advance(Duration::from_secs(1));
+        let (c, _s) = connect6(&mut p, 80);
+        p.a.tcp_send(p.now, c, b"traced").unwrap();
+        p.pump();
+        let (mut out, mut back) = (0, 0);
+        for e in p.a.take_events() {
+            if let ustack_core::EventKind::TcpSegment {
+                local,
+                remote,
+                sent,
+                ..
+            } = e.kind
+            {
+                assert_eq!(
+                    (local, remote.ip()),
+                    (p.a.local_addr(c).unwrap().unwrap(), IpAddr::V6(B6))
+                );
+                if sent {
+                    out += 1;
+                } else {
+                    back += 1;
+                }
+            }
+        }
+        // SYN, ACK, data out; SYN-ACK, ACK back.
+        assert!(out >= 3 && back >= 2, "{medium:?}: {out} out, {back} in");
+    }
+}
