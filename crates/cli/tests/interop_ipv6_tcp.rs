@@ -78,6 +78,37 @@ fn curl_6_downloads_100_mib_from_serve_http_and_ipv4_reaches_the_same_listener()
 }
 
 #[test]
+fn curl_6_over_tap_resolves_ustack_by_neighbour_discovery() {
+    let Some(mut lab) = Lab::new("h6tap", 50, &["curl", "sha256sum"]) else {
+        return;
+    };
+    lab.tap = true;
+    std::fs::create_dir_all(lab.dir.join("www")).unwrap();
+    let file = lab.random_file("www/ten", 10 << 20, 50);
+    let root = lab.dir.join("www");
+    let cmd = ustack6(
+        &lab,
+        &[
+            "serve",
+            "http",
+            "--root",
+            root.to_str().unwrap(),
+            "--port",
+            "80",
+        ],
+    );
+    let _server = lab.serve(cmd);
+    let dl = lab.dir.join("ten.dl");
+    let mut curl = lab.cmd("curl");
+    curl.args(["-6", "-sS", "-g", "--max-time", "30", "-o"])
+        .arg(&dl)
+        .arg(format!("http://[{}]:80/ten", v6(&lab, 2)));
+    let out = run(curl, None, Duration::from_secs(40));
+    assert_success(&out, "curl -6 over TAP");
+    assert_eq!(sha256(&dl), sha256(&file), "the download differs");
+}
+
+#[test]
 fn closed_ipv6_port_is_refused() {
     let Some(mut lab) = Lab::new("h6rst", 47, &["curl"]) else {
         return;
