@@ -153,12 +153,21 @@ pub(crate) fn v4_only(a: SocketAddr) -> Result<SocketAddrV4> {
     }
 }
 
+/// What an address is given to: bind, connect or sendto.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Bind,
+    Connect,
+    Send,
+}
+
 /// What a call on `s` was given, as the core takes it. An `AF_INET`
 /// socket takes IPv4 only; an `AF_INET6` one IPv6, its v4-mapped
 /// addresses as IPv4 (none with IPV6_V6ONLY: EINVAL to bind, ENETUNREACH
 /// to reach), and, for UDP only, plain IPv4 peers (as Linux's
-/// `udpv6_sendmsg`). The wrong family is EAFNOSUPPORT, as Linux says.
-fn addr_in(st: &State, s: &SockEntry, a: SocketAddr, bind: bool) -> Result<SocketAddr> {
+/// `ip6_datagram_connect` and `udpv6_sendmsg`: with IPV6_V6ONLY,
+/// EAFNOSUPPORT and ENETUNREACH). Else the wrong family is EAFNOSUPPORT.
+fn addr_in(st: &State, s: &SockEntry, a: SocketAddr, to: Use) -> Result<SocketAddr> {
     if !s.v6 {
         return match a {
             SocketAddr::V4(_) => Ok(a),
@@ -168,15 +177,16 @@ fn addr_in(st: &State, s: &SockEntry, a: SocketAddr, bind: bool) -> Result<Socke
     let v6only = v6only(st, s)?;
     match a {
         SocketAddr::V6(a6) => match a6.ip().to_ipv4_mapped() {
-            Some(_) if v6only => Err(if bind {
-                Errno::EINVAL
-            } else {
-                Errno::ENETUNREACH
-            }),
+            Some(_) if v6only && to == Use::Bind => Err(Errno::EINVAL),
+            Some(_) if v6only => Err(Errno::ENETUNREACH),
             Some(v4) => Ok(SocketAddr::new(IpAddr::V4(v4), a6.port())),
             None => Ok(a),
         },
-        SocketAddr::V4(_) if s.kind == Kind::Datagram && !bind && !v6only => Ok(a),
+        SocketAddr::V4(_) if s.kind != Kind::Datagram || to == Use::Bind => {
+            Err(Errno::EAFNOSUPPORT)
+        }
+        SocketAddr::V4(_) if !v6only => Ok(a),
+        SocketAddr::V4(_) if to == Use::Send => Err(Errno::ENETUNREACH),
         SocketAddr::V4(_) => Err(Errno::EAFNOSUPPORT),
     }
 }
@@ -270,7 +280,7 @@ impl Runtime {
         let addr = addr.into();
         self.with(|st, _| {
             let s = sock(st, fd)?;
-            let addr = addr_in(st, &s, addr, true)?;
+            let addr = addr_in(st, &s, addr, Use::Bind)?;
             match s.kind {
                 Kind::Datagram => st.stack.udp_bind(s.handle, addr).map(|_| ()),
                 Kind::Stream => st.stack.tcp_bind(s.handle, addr).map(|_| ()),
@@ -287,13 +297,13 @@ impl Runtime {
         let s = self.with(|st, _| sock(st, fd))?;
         if s.kind == Kind::Datagram {
             return self.with(|st, _| {
-                let addr = addr_in(st, &s, addr, false)?;
+                let addr = addr_in(st, &s, addr, Use::Connect)?;
                 bind_v6_wildcard(st, &s)?;
                 st.stack.udp_connect(s.handle, addr)
             });
         }
         let started = self.with(|st, now| {
-            let addr = addr_in(st, &s, addr, false)?;
+            let addr = addr_in(st, &s, addr, Use::Connect)?;
             st.stack.tcp_connect(now, s.handle, addr)
         });
         match started {
@@ -391,7 +401,7 @@ impl Runtime {
         let s = self.with(|st, _| sock(st, fd))?;
         match s.kind {
             Kind::Datagram => self.call(wait_for(&s, flags, s.sndtimeo), |st| {
-                let to = to.map(|a| addr_in(st, &s, a, false)).transpose()?;
+                let to = to.map(|a| addr_in(st, &s, a, Use::Send)).transpose()?;
                 bind_v6_wildcard(st, &s)?;
                 st.stack.udp_send_to(s.handle, buf, to)
             }),
@@ -864,7 +874,7 @@ impl Runtime {
     ) -> Result<usize> {
         self.or_wake(fd, Interest::Write, waker, |st, s, now| match s.kind {
             Kind::Datagram => {
-                let to = to.map(|a| addr_in(st, s, a, false)).transpose()?;
+                let to = to.map(|a| addr_in(st, s, a, Use::Send)).transpose()?;
                 bind_v6_wildcard(st, s)?;
                 st.stack.udp_send_to(s.handle, buf, to)
             }

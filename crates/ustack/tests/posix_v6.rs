@@ -158,6 +158,21 @@ fn errno_values_as_linux() {
         a.getsockopt(t6, IPPROTO_IPV6, IPV6_UNICAST_HOPS),
         Ok(OptVal::Int(64))
     );
+    // A v6-only UDP socket and an IPv4 peer: connect says EAFNOSUPPORT,
+    // sendto ENETUNREACH (ip6_datagram_connect, udpv6_sendmsg).
+    let u6 = a.socket(AF_INET6, SOCK_DGRAM, 0).unwrap();
+    a.setsockopt(u6, IPPROTO_IPV6, IPV6_V6ONLY, OptVal::Int(1))
+        .unwrap();
+    assert_eq!(a.connect(u6, sa(B, 53)), Err(Errno::EAFNOSUPPORT));
+    assert_eq!(
+        a.sendto(u6, b"x", 0, Some(sa(B, 53))),
+        Err(Errno::ENETUNREACH)
+    );
+    assert_eq!(
+        a.sendto(u6, b"x", 0, Some(mapped(B, 53))),
+        Err(Errno::ENETUNREACH)
+    );
+    assert_eq!(a.bind(u6, sa(A, 53)), Err(Errno::EAFNOSUPPORT));
 }
 
 #[test]
