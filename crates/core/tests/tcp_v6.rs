@@ -314,3 +314,107 @@ fn v6_segments_are_traced_both_ways() {
         assert!(out >= 3 && back >= 2, "{medium:?}: {out} out, {back} in");
     }
 }
+
+mod hostile {
+    //! TCP and UDP over IPv6 from a hostile wire: valid frames of a
+    //! connection and datagrams, mutated and cut, to a stack that does not
+    //! check checksums (so the mutations reach TCP and UDP): no panic, the
+    //! TCP invariants hold, the timers run.
+    use super::*;
+    use proptest::prelude::*;
+    use ustack_core::Instant;
+
+    fn seeds6(medium: Medium) -> Vec<Vec<u8>> {
+        let mut p = pair(medium);
+        let (c, s) = connect6(&mut p, 80);
+        let u = p.b.udp_open();
+        p.b.udp_bind(u, sa6(B6, 9)).unwrap();
+        let v = p.a.udp_open();
+        p.a.udp_send_to(v, b"datagram", Some(sa6(B6, 9))).unwrap();
+        p.a.udp_send_to(v, &[7u8; 3000], Some(sa6(B6, 9))).unwrap();
+        p.a.udp_send_to(v, b"closed", Some(sa6(B6, 10))).unwrap();
+        p.a.tcp_send(p.now, c, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        p.pump();
+        p.b.tcp_send(p.now, s, &[9u8; 3000]).unwrap();
+        p.pump();
+        p.a.close(c).unwrap();
+        p.b.close(s).unwrap();
+        p.pump();
+        let c2 = p.a.tcp_open();
+        let _ = p.a.tcp_connect(p.now, c2, sa6(B6, 81));
+        p.pump();
+        p.trace.iter().map(|(_, _, f)| f.clone()).collect()
+    }
+
+    fn check6(medium: Medium, frames: &[Vec<u8>]) {
+        let mut cfg = config(medium, B, 3).with_addr6("fd00::2/64".parse::<Ipv6Cidr>().unwrap());
+        cfg.checksums.rx = false;
+        let mut s = ustack_core::Stack::new(cfg).unwrap();
+        let u = s.udp_open();
+        s.udp_bind(u, sa6(Ipv6Addr::UNSPECIFIED, 9)).unwrap();
+        let l = s.tcp_open();
+        s.tcp_bind(l, sa6(Ipv6Addr::UNSPECIFIED, 80)).unwrap();
+        s.tcp_listen(l, 4).unwrap();
+        let mut buf = vec![0u8; 4096];
+        for (i, f) in frames.iter().enumerate() {
+            let now = Instant::from_millis(i as u64 * 300);
+            s.receive(now, f);
+            let mut sent = 0;
+            while s.transmit(now, &mut buf).is_some() {
+                sent += 1;
+                assert!(sent < 10_000);
+            }
+        }
+        while let Ok((h, _)) = s.tcp_accept(l) {
+            let mut rbuf = [0u8; 256];
+            let _ = s.tcp_recv(h, &mut rbuf);
+            let _ = s.tcp_send(Instant::from_secs(99), h, b"reply");
+        }
+        let mut rbuf = [0u8; 4096];
+        while s.udp_recv_from(u, &mut rbuf).is_ok() {}
+        s.tcp_check_invariants();
+        let mut n = 0;
+        let mut t = Instant::from_secs(100);
+        while let Some(d) = s.poll_at() {
+            t = t.max(d).max(t + Duration::from_millis(1));
+            if t > Instant::from_secs(1000) {
+                break;
+            }
+            while s.transmit(t, &mut buf).is_some() {
+                n += 1;
+                assert!(n < 100_000);
+            }
+        }
+    }
+
+    #[test]
+    fn the_seeds_are_taken_whole() {
+        for medium in [Medium::Ip, Medium::Ethernet] {
+            let seeds = seeds6(medium);
+            assert!(seeds.len() > 15, "{medium:?}: {} seed frames", seeds.len());
+            check6(medium, &seeds);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_v6_transport_frames_never_panic(
+            eth in any::<bool>(),
+            picks in prop::collection::vec((any::<prop::sample::Index>(), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6), any::<prop::sample::Index>()), 1..16),
+        ) {
+            let medium = if eth { Medium::Ethernet } else { Medium::Ip };
+            let seeds = seeds6(medium);
+            let frames: Vec<Vec<u8>> = picks.iter().map(|(which, edits, cut)| {
+                let mut f = which.get(&seeds).clone();
+                for (at, byte) in edits {
+                    let i = at.index(f.len());
+                    f[i] = *byte;
+                }
+                let keep = f.len() - cut.index(f.len() / 4 + 1);
+                f.truncate(keep);
+                f
+            }).collect();
+            check6(medium, &frames);
+        }
+    }
+}
