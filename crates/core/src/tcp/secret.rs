@@ -144,4 +144,23 @@ mod tests {
             s.isn(l, r, now).0.wrapping_add(1)
         );
     }
+
+    #[test]
+    fn ipv6_isns_hash_the_whole_address() {
+        // RFC 6528 §3 over IPv6: every byte of the 4-tuple counts, and a
+        // v4-mapped peer is not its IPv4 self.
+        let s = Secret::new(&mut Rng::new(1));
+        let v6 = |a: &str, port| SocketAddr::new(a.parse().unwrap(), port);
+        let l = v6("fd00::2", 80);
+        let now = Instant::from_secs(1000);
+        let isn = |r| s.isn(l, r, now).0;
+        let base = isn(v6("fd00::1", 40000));
+        assert_ne!(base, isn(v6("fd01::1", 40000)), "the first bytes");
+        assert_ne!(base, isn(v6("fd00::1:0:0:1", 40000)), "the middle bytes");
+        let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
+        assert_ne!(
+            s.isn(l, v4, now),
+            s.isn(l, v6("::ffff:10.0.0.1", 40000), now)
+        );
+    }
 }
