@@ -315,6 +315,58 @@ fn v6_segments_are_traced_both_ways() {
     }
 }
 
+/// A RST from B to A built from B's last segment to A: `seq` as given,
+/// no payload, checksum recomputed.
+fn rst_from_b(p: &Pair, seq: u32) -> Vec<u8> {
+    let last = p
+        .trace
+        .iter()
+        .rev()
+        .find(|(_, from_a, f)| !*from_a && f[0] >> 4 == 6 && f[6] == 6)
+        .map(|(_, _, f)| f.clone())
+        .unwrap();
+    let thl = usize::from(last[40 + 12] >> 4) * 4;
+    let mut f = last[..40 + thl].to_vec();
+    f[4..6].copy_from_slice(&(thl as u16).to_be_bytes());
+    f[44..48].copy_from_slice(&seq.to_be_bytes());
+    f[40 + 13] = 0x04; // RST
+    f[40 + 16..40 + 18].copy_from_slice(&[0, 0]);
+    let c = independent_checksum(&f);
+    f[40 + 16..40 + 18].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// A's RCV.NXT: after B's last segment to A.
+fn a_rcv_nxt(p: &Pair) -> u32 {
+    let (_, _, f) = p
+        .trace
+        .iter()
+        .rev()
+        .find(|(_, from_a, f)| !*from_a && f[0] >> 4 == 6 && f[6] == 6)
+        .unwrap();
+    let thl = usize::from(f[40 + 12] >> 4) * 4;
+    let len = usize::from(u16::from_be_bytes([f[4], f[5]])) - thl;
+    let syn_fin = u32::from(f[40 + 13] & 0x03 != 0);
+    u32::from_be_bytes([f[44], f[45], f[46], f[47]]) + len as u32 + syn_fin
+}
+
+#[test]
+fn v6_rst_in_window_gets_a_challenge_ack_and_an_exact_one_resets() {
+    // RFC 5961 §3.2 over IPv6, as over IPv4.
+    let mut p = pair(Medium::Ip);
+    let (c, s) = connect6(&mut p, 80);
+    p.b.tcp_send(p.now, s, b"data").unwrap();
+    p.pump();
+    let nxt = a_rcv_nxt(&p);
+    let acks = p.a.counters().tcp.challenge_acks;
+    p.a.receive(p.now, &rst_from_b(&p, nxt.wrapping_add(100)));
+    p.pump();
+    assert_eq!(p.a.counters().tcp.challenge_acks, acks + 1);
+    assert_eq!(p.a.tcp_state(c), Ok(TcpState::Established));
+    p.a.receive(p.now, &rst_from_b(&p, nxt));
+    assert_eq!(p.a.take_error(c), Ok(Some(Errno::ECONNRESET)));
+}
+
 mod hostile {
     //! TCP and UDP over IPv6 from a hostile wire: valid frames of a
     //! connection and datagrams, mutated and cut, to a stack that does not
