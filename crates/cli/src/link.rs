@@ -54,6 +54,19 @@ pub struct LinkArgs {
     /// Write every frame ustack sends and receives to this pcap file.
     #[arg(long, global = true, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+    /// A router hop of this MTU in ustack's device layer, both ways: bigger
+    /// packets with DF set are answered with ICMP Fragmentation Needed
+    /// (IPv6: Packet Too Big) and dropped, for path MTU discovery. Turns
+    /// the offloads off.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
+    pub hop_mtu: Option<u32>,
+    /// The --hop-mtu hop drops without answering (an ICMP black hole).
+    #[arg(long, global = true, requires = "hop_mtu")]
+    pub hop_mtu_blackhole: bool,
+    /// TCP packetization-layer path MTU discovery (RFC 4821 black-hole
+    /// detection, Linux tcp_mtu_probing=1): repeated timeouts lower the MSS.
+    #[arg(long, global = true)]
+    pub mtu_probing: bool,
     /// Seed of the stack's random choices (ISNs, ephemeral ports, timestamp
     /// offsets): the same seed makes the same choices. Without it a device's
     /// stack is seeded from the OS's randomness; `demo` uses 1.
@@ -88,6 +101,8 @@ impl LinkArgs {
             ("--kernel-addr", self.kernel_addr.is_some()),
             ("--mtu", self.mtu.is_some()),
             ("--reorder", self.reorder.is_some()),
+            ("--hop-mtu", self.hop_mtu.is_some()),
+            ("--mtu-probing", self.mtu_probing),
         ]
         .into_iter()
         .filter_map(|(name, given)| given.then_some(name))
@@ -162,6 +177,9 @@ impl LinkArgs {
             reorder: self.reorder,
             delay: self.delay,
             pcap: self.pcap.clone(),
+            hop_mtu: self.hop_mtu,
+            hop_blackhole: self.hop_mtu_blackhole,
+            mtu_probing: self.mtu_probing,
             seed: self.seed()?,
             offload: self.offload == "on",
             addr6: self.addr6,

@@ -309,15 +309,7 @@ fn link_options_are_listed_in_every_subcommands_help() {
     }
 }
 
-/// Tells whoever runs `cargo test` that a test did not run. Written to the
-/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
-/// this line shows in the normal output, not just under `--nocapture`.
-fn say_skipped(why: &str) {
-    use std::io::Write;
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
-}
+use ustack_testkit::say_skipped;
 
 #[test]
 fn a_bad_rust_log_is_named_with_an_example() {

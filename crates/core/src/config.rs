@@ -132,6 +132,12 @@ pub struct TcpConfig {
     /// two smoothed RTTs, send one segment (new data, else the last one) so
     /// a lost tail is repaired by SACK recovery rather than by the RTO.
     pub tail_loss_probe: bool,
+    /// Packetization-layer path MTU discovery for paths that drop ICMP
+    /// (RFC 4821 §7.7 black-hole detection; Linux `tcp_mtu_probing` = 1):
+    /// after repeated timeouts the send MSS drops to 1024, then halves; the
+    /// value found goes into the path MTU cache (RFC 4821 §4), so the full
+    /// size is tried again when it expires. No RFC 4821 §7.3 probe segments.
+    pub mtu_probing: bool,
     /// Header prediction from the raw datagram: in-order data for the last
     /// connection recognised before general parsing (after Linux
     /// `tcp_rcv_established`). Off, every segment takes the full path, to
@@ -210,6 +216,7 @@ impl Default for TcpConfig {
             max_ofo_ranges: 64,
             slow_start_after_idle: true,
             tail_loss_probe: true,
+            mtu_probing: false,
             header_prediction: true,
             rack: true,
             gso: true,

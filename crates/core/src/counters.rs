@@ -26,6 +26,7 @@ counters!(
         rx_frames: "frames received",
         tx_frames: "frames sent",
         rx_malformed: "frames too short or malformed",
+        rx_csum_trusted: "frames whose checksums the device vouched for (not verified here)",
         rx_not_for_us: "frames addressed to another host",
         rx_unknown_ethertype: "frames with an unknown ethertype",
         tx_dropped_too_big: "frames dropped: larger than the caller's buffer",
@@ -71,6 +72,8 @@ counters!(
         frag_oks: "datagrams fragmented",
         frag_fails: "datagrams that needed fragmenting but had DF set",
         frag_creates: "fragments created",
+        pmtu_lowered: "path MTUs lowered by Fragmentation Needed (RFC 1191)",
+        pmtu_expired: "lowered path MTUs forgotten after 10 minutes (RFC 1191 §6.3)",
     }
 );
 
@@ -170,6 +173,9 @@ counters!(
         fin_wait2_timeouts: "orphaned FIN_WAIT_2 connections timed out",
         time_waits_done: "TIME_WAIT connections ended",
         ack_dropped_overflow: "final handshake ACKs dropped: accept queue full",
+        icmp_out_of_window: "ICMP errors ignored: quoted segment not in flight (RFC 5927)",
+        mss_reductions: "send MSS lowered to a smaller path MTU (RFC 1191 §6.4)",
+        mtu_blackholes: "send MSS lowered after timeouts of full segments (RFC 4821 §7.7)",
     }
 );
 

@@ -61,8 +61,13 @@ pub(crate) enum IcmpIn<'a> {
     Done,
     /// An error about a datagram we sent (`invoking`, its quoted header
     /// and leading bytes), for the transport that sent it (RFC 1122
-    /// §3.2.2.1, §4.1.3.3, §4.2.3.9).
-    Error { invoking: &'a [u8], err: Errno },
+    /// §3.2.2.1, §4.1.3.3, §4.2.3.9); `mtu`: the next-hop MTU of a
+    /// Fragmentation Needed (`EMSGSIZE`, RFC 1191 §4), else 0.
+    Error {
+        invoking: &'a [u8],
+        err: Errno,
+        mtu: u16,
+    },
 }
 
 /// ICMP: echo sockets by identifier, and the rate limit on the errors
@@ -179,7 +184,9 @@ impl Icmp {
                 IcmpIn::Done
             }
             Icmpv4Repr::DstUnreachable {
-                reason, invoking, ..
+                reason,
+                invoking,
+                next_hop_mtu,
             } => {
                 cx.sh.counters.icmp.in_dest_unreachs += 1;
                 let err = match reason {
@@ -190,13 +197,19 @@ impl Icmp {
                     DstUnreachable::FragRequired => Errno::EMSGSIZE,
                     _ => Errno::EHOSTUNREACH,
                 };
-                IcmpIn::Error { invoking, err }
+                let mtu = if err == Errno::EMSGSIZE {
+                    next_hop_mtu
+                } else {
+                    0
+                };
+                IcmpIn::Error { invoking, err, mtu }
             }
             Icmpv4Repr::TimeExceeded { invoking, .. } => {
                 cx.sh.counters.icmp.in_time_excds += 1;
                 IcmpIn::Error {
                     invoking,
                     err: Errno::EHOSTUNREACH,
+                    mtu: 0,
                 }
             }
         }

@@ -50,7 +50,7 @@ pub use counters::Counters;
 pub use errno::Errno;
 pub use event::{Event, EventKind, RetransmitCause};
 pub use socket::{Readiness, SocketHandle};
-pub use stack::{ConfigError, Stack};
+pub use stack::{ConfigError, RxMeta, Stack};
 pub use tcp::{Shutdown, SocketRow, State as TcpState, TcpInfo, TcpOptions};
 pub use time::{Duration, Instant};
 pub use ustack_wire as wire;

@@ -47,6 +47,18 @@ impl core::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// What the device knows about one received frame, beside its bytes
+/// ([`Stack::receive_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// The device vouches for the frame's checksums: a TUN/TAP's
+    /// virtio-net header said `DATA_VALID` (the kernel checked them) or
+    /// `NEEDS_CSUM` (the local kernel built the packet and left its
+    /// checksum partial, which a receiver may take as good: virtio 1.2
+    /// §5.1.6.4). The stack then skips its own verification of them.
+    pub csum_ok: bool,
+}
+
 /// A sans-IO IPv4 stack bound to one interface: the IP layer (input,
 /// reassembly, the one output path) and the transports above it, each
 /// its own type driven through a [`Cx`](crate::cx::Cx).
@@ -158,6 +170,11 @@ impl Stack {
         Option<EthernetAddress>,
     )> {
         self.sh.ip6.neigh.get(ip)
+    }
+
+    /// The path MTU towards an IPv4 destination (RFC 1191).
+    pub fn path_mtu(&self, now: Instant, dst: Ipv4Addr) -> usize {
+        self.sh.ip.pmtu.get(now, dst, self.cfg.mtu)
     }
 
     /// The path MTU towards an IPv6 destination (RFC 8201).
@@ -308,9 +325,17 @@ impl Stack {
         }
         let tcp = min_opt(self.tcp.poll_at(), self.sh.ip6.poll_at());
         if self.sh.ip.timers_dirty {
-            return min_opt(min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at()), tcp);
+            return min_opt(self.ip_timers(), tcp);
         }
         min_opt(self.next_timer, tcp)
+    }
+
+    /// The earliest ARP, reassembly or path MTU deadline.
+    fn ip_timers(&self) -> Option<Instant> {
+        min_opt(
+            min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at()),
+            self.sh.ip.pmtu.poll_at(),
+        )
     }
 
     fn run_timers(&mut self, now: Instant) {
@@ -320,7 +345,7 @@ impl Stack {
             tcp.tcp_run_timers(&mut cx);
         }
         if self.sh.ip.timers_dirty {
-            self.next_timer = min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at());
+            self.next_timer = self.ip_timers();
             self.sh.ip.timers_dirty = false;
         }
         match self.next_timer {
@@ -342,6 +367,13 @@ impl Stack {
                 self.fail_owner(p.owner, Errno::EHOSTUNREACH);
             }
         }
+        for dst in self.sh.ip.pmtu.expire(now) {
+            // RFC 1191 §6.3: back to the link MTU, and TCP told.
+            self.sh.counters.ip.pmtu_expired += 1;
+            let mtu = self.cfg.mtu;
+            let (tcp, mut cx) = split!(self, tcp, now);
+            tcp.tcp_pmtu_changed(&mut cx, dst, mtu);
+        }
         for e in self.reasm.poll(now) {
             self.sh.counters.ip.reasm_timeout += 1;
             self.sh.counters.ip.reasm_fails += 1;
@@ -362,7 +394,7 @@ impl Stack {
                 );
             }
         }
-        self.next_timer = min_opt(self.sh.ip.arp.poll_at(), self.reasm.poll_at());
+        self.next_timer = self.ip_timers();
     }
 
     // ----- output -----
@@ -467,6 +499,27 @@ impl Stack {
     /// Processes one frame as the device delivered it. Anything malformed
     /// is counted and dropped; nothing here panics on wire input.
     pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        self.receive_with(now, frame, RxMeta::default());
+    }
+
+    /// [`receive`](Self::receive) with what the device knows of the frame.
+    /// With [`RxMeta::csum_ok`] the frame's IPv4, TCP, UDP and ICMP
+    /// checksums are taken as good without being summed (counted in
+    /// `link.rx_csum_trusted`); without it they are verified as
+    /// `StackConfig::checksums` says.
+    pub fn receive_with(&mut self, now: Instant, frame: &[u8], meta: RxMeta) {
+        if meta.csum_ok && self.cfg.checksums.rx {
+            self.sh.counters.link.rx_csum_trusted += 1;
+            // For this frame only: every input check reads the config.
+            self.cfg.checksums.rx = false;
+            self.receive_frame(now, frame);
+            self.cfg.checksums.rx = true;
+        } else {
+            self.receive_frame(now, frame);
+        }
+    }
+
+    fn receive_frame(&mut self, now: Instant, frame: &[u8]) {
         if now > self.clock {
             self.clock = now;
         }
@@ -719,13 +772,17 @@ impl Stack {
             dst: ip.dst_addr,
         };
         let (icmp, mut cx) = split!(self, icmp, now);
-        if let IcmpIn::Error { invoking, err } = icmp.process(&mut cx, pair, payload, broadcast) {
-            self.icmp_error_input(now, invoking, err);
+        if let IcmpIn::Error { invoking, err, mtu } =
+            icmp.process(&mut cx, pair, payload, broadcast)
+        {
+            self.icmp_error_input(now, invoking, err, mtu);
         }
     }
 
-    /// Routes an ICMP error to the socket that sent the quoted datagram.
-    fn icmp_error_input(&mut self, now: Instant, invoking: &[u8], err: Errno) {
+    /// Routes an ICMP error to the socket that sent the quoted datagram;
+    /// a Fragmentation Needed about a TCP segment lowers the path MTU
+    /// (RFC 1191 §6.1), once TCP has checked the quote (RFC 5927 §4.1).
+    fn icmp_error_input(&mut self, now: Instant, invoking: &[u8], err: Errno, mtu: u16) {
         let Ok(quoted) = ustack_wire::icmpv4::parse_invoking(invoking) else {
             self.sh.counters.icmp.in_errors += 1;
             return;
@@ -743,8 +800,37 @@ impl Stack {
                 udp.udp_icmp_error(&mut cx, local, remote, err);
             }
             IpProtocol::Tcp => {
+                let t = quoted.transport;
+                let seq = ustack_wire::SeqNumber(u32::from_be_bytes([t[4], t[5], t[6], t[7]]));
                 let (tcp, mut cx) = split!(self, tcp, now);
-                tcp.tcp_icmp_error(&mut cx, local, remote, err);
+                if !tcp.tcp_icmp_valid(&mut cx, local, remote, seq) {
+                    return;
+                }
+                if err != Errno::EMSGSIZE {
+                    return tcp.tcp_icmp_error(&mut cx, local, remote, err);
+                }
+                // RFC 1191 §5: no next-hop MTU (an old router), so the
+                // plateau below the quoted datagram's length.
+                let mtu = match mtu {
+                    0 => crate::ipv4::pmtu::plateau_below(usize::from(u16::from_be_bytes([
+                        invoking[2],
+                        invoking[3],
+                    ]))),
+                    m => usize::from(m),
+                };
+                let dst = quoted.dst_addr;
+                let link = self.cfg.mtu;
+                let lowered = self.sh.ip.pmtu.lower(now, dst, mtu, link).is_some();
+                let pmtu = self.sh.ip.pmtu.get(now, dst, link);
+                let (tcp, mut cx) = split!(self, tcp, now);
+                if lowered {
+                    // Every connection to the destination (once per change).
+                    cx.sh.counters.ip.pmtu_lowered += 1;
+                    cx.sh.ip.timers_dirty = true;
+                    tcp.tcp_pmtu_changed(&mut cx, dst, pmtu);
+                } else {
+                    tcp.tcp_mtu_reduced(&mut cx, local, remote, pmtu);
+                }
             }
             _ => {}
         }

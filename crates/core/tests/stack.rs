@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use ustack_core::wire::{
     ChecksumCaps, EthernetFrame, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
-use ustack_core::{Duration, Errno, Instant, Medium, Stack};
+use ustack_core::{Duration, Errno, Instant, Medium, RxMeta, Stack};
 
 fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
@@ -505,4 +505,68 @@ fn icmp_error_about_a_reassembled_datagram_quotes_its_whole_header() {
     let frag = u16::from_be_bytes([quoted[6], quoted[7]]);
     assert_eq!(total_len, 20 + 8 + 3000);
     assert_eq!(frag & 0x3fff, 0, "MF clear, offset 0");
+}
+
+/// The next frame `from` owes, as bytes.
+fn next_frame(from: &mut Stack, now: Instant) -> Vec<u8> {
+    let mut buf = vec![0u8; 65536];
+    let n = from.transmit(now, &mut buf).expect("a frame owed");
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn a_device_that_vouches_for_checksums_gets_the_frame_through_unverified() {
+    let trusted = RxMeta { csum_ok: true };
+    let mut p = Pair::new(Medium::Ip);
+    // UDP: a flipped payload bit only the checksum can tell.
+    let s = p.b.udp_open();
+    p.b.udp_bind(s, sa(B, 53)).unwrap();
+    let c = p.a.udp_open();
+    p.a.udp_send_to(c, b"vouched", Some(sa(B, 53))).unwrap();
+    let mut f = next_frame(&mut p.a, p.now);
+    let last = f.len() - 1;
+    f[last] ^= 0x01;
+    let mut buf = [0u8; 100];
+    p.b.receive(p.now, &f);
+    assert_eq!(p.b.udp_recv_from(s, &mut buf), Err(Errno::EAGAIN));
+    assert_eq!(p.b.counters().udp.in_csum_errors, 1);
+    p.b.receive_with(p.now, &f, trusted);
+    let (n, _, from) = p.b.udp_recv_from(s, &mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"vouchee"[..], sa(A, c_port(&p.a, c))));
+    assert_eq!(p.b.counters().udp.in_csum_errors, 1);
+    assert_eq!(p.b.counters().link.rx_csum_trusted, 1);
+    // The word was for that frame only: the same frame plain is dropped again.
+    p.b.receive(p.now, &f);
+    assert_eq!(p.b.udp_recv_from(s, &mut buf), Err(Errno::EAGAIN));
+    assert_eq!(p.b.counters().udp.in_csum_errors, 2);
+
+    // TCP: a data segment whose checksum field is wrong (a partial sum, as
+    // a TUN hands over with NEEDS_CSUM).
+    let l = p.b.tcp_open();
+    p.b.tcp_bind(l, sa(B, 80)).unwrap();
+    p.b.tcp_listen(l, 4).unwrap();
+    let k = p.a.tcp_open();
+    assert_eq!(
+        p.a.tcp_connect(p.now, k, sa(B, 80)),
+        Err(Errno::EINPROGRESS)
+    );
+    p.pump();
+    let (srv, _) = p.b.tcp_accept(l).unwrap();
+    assert_eq!(p.a.tcp_send(p.now, k, b"hello"), Ok(5));
+    let mut seg = next_frame(&mut p.a, p.now);
+    let ihl = usize::from(seg[0] & 0x0f) * 4;
+    seg[ihl + 16] ^= 0x5a;
+    p.b.receive(p.now, &seg);
+    assert_eq!(p.b.tcp_recv(srv, &mut buf), Err(Errno::EAGAIN));
+    assert_eq!(p.b.counters().tcp.in_csum_errors, 1);
+    p.b.receive_with(p.now, &seg, trusted);
+    assert_eq!(p.b.tcp_recv(srv, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(p.b.counters().tcp.in_csum_errors, 1);
+    assert_eq!(p.b.counters().link.rx_csum_trusted, 2);
+}
+
+fn c_port(st: &Stack, h: ustack_core::SocketHandle) -> u16 {
+    st.local_addr(h).unwrap().expect("bound").port()
 }

@@ -22,7 +22,7 @@ use std::rc::Rc;
 
 use crate::offload::Offloads;
 use ustack_core::time::Instant;
-use ustack_core::Medium;
+use ustack_core::{Medium, RxMeta};
 
 /// Largest frame any device here hands out: an IPv4 datagram of 65535 bytes
 /// behind an Ethernet header, rounded up.
@@ -116,6 +116,14 @@ pub trait Device {
     /// nothing is waiting.
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
 
+    /// [`recv`](Self::recv), and what the device knows of the frame for
+    /// `Stack::receive_with` (a TUN/TAP with a virtio-net header vouches
+    /// for the checksums the kernel checked or left partial, and leaves a
+    /// partial one as it is). The default knows nothing.
+    fn recv_with(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        Ok(self.recv(now, buf)?.map(|n| (n, RxMeta::default())))
+    }
+
     /// Writes one frame. A full device queue is an error of kind
     /// `WouldBlock` (counted in [`DeviceStats::tx_would_block`]); the caller
     /// keeps the frame and retries when the fd is writable.
@@ -161,9 +169,9 @@ pub trait Device {
         let room = self.max_frame_len();
         while n < max {
             let buf = batch.reserve(room);
-            match self.recv(now, buf)? {
-                Some(len) => {
-                    batch.commit(len);
+            match self.recv_with(now, buf)? {
+                Some((len, meta)) => {
+                    batch.commit_with(len, meta);
                     n += 1;
                 }
                 None => break,
@@ -196,6 +204,12 @@ pub trait RxHalf: Send {
     /// Reads one frame into `buf`; `Ok(None)` when nothing is waiting.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
 
+    /// [`recv`](Self::recv), and what the device knows of the frame (see
+    /// [`Device::recv_with`]). The default knows nothing.
+    fn recv_with(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        Ok(self.recv(buf)?.map(|n| (n, RxMeta::default())))
+    }
+
     /// The fd to wait on for readability (and, being the same device,
     /// writability).
     fn as_raw_fd(&self) -> RawFd;
@@ -206,9 +220,9 @@ pub trait RxHalf: Send {
         let room = self.max_frame_len();
         while n < max {
             let buf = batch.reserve(room);
-            match self.recv(buf)? {
-                Some(len) => {
-                    batch.commit(len);
+            match self.recv_with(buf)? {
+                Some((len, meta)) => {
+                    batch.commit_with(len, meta);
                     n += 1;
                 }
                 None => break,
@@ -233,6 +247,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         (**self).recv(now, buf)
+    }
+    fn recv_with(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        (**self).recv_with(now, buf)
     }
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
         (**self).send(now, frame)
@@ -263,6 +280,8 @@ pub struct PacketBatch {
     data: Vec<u8>,
     /// End offset of each frame in `data`.
     ends: Vec<usize>,
+    /// What the device said of each frame.
+    metas: Vec<RxMeta>,
 }
 
 impl PacketBatch {
@@ -281,6 +300,7 @@ impl PacketBatch {
     /// Forgets the frames, keeping the memory.
     pub fn clear(&mut self) {
         self.ends.clear();
+        self.metas.clear();
     }
 
     fn end(&self) -> usize {
@@ -296,11 +316,17 @@ impl PacketBatch {
 
     /// Appends a copy of `frame`.
     pub fn push(&mut self, frame: &[u8]) {
+        self.push_with(frame, RxMeta::default());
+    }
+
+    /// Appends a copy of `frame`, with what the device said of it.
+    pub fn push_with(&mut self, frame: &[u8], meta: RxMeta) {
         let start = self.end();
         let end = start + frame.len();
         self.room_to(end);
         self.data[start..end].copy_from_slice(frame);
         self.ends.push(end);
+        self.metas.push(meta);
     }
 
     /// Room for a frame of up to `len` bytes after the last one; finish with
@@ -314,9 +340,15 @@ impl PacketBatch {
 
     /// Keeps the first `len` bytes of the reserved room as a frame.
     pub fn commit(&mut self, len: usize) {
+        self.commit_with(len, RxMeta::default());
+    }
+
+    /// [`commit`](Self::commit), with what the device said of the frame.
+    pub fn commit_with(&mut self, len: usize, meta: RxMeta) {
         let end = self.end() + len;
         assert!(end <= self.data.len(), "commit past the reserved room");
         self.ends.push(end);
+        self.metas.push(meta);
     }
 
     pub fn get(&self, i: usize) -> Option<&[u8]> {
@@ -327,6 +359,12 @@ impl PacketBatch {
 
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// The frames with what the device said of each.
+    pub fn iter_with(&self) -> impl Iterator<Item = (&[u8], RxMeta)> + '_ {
+        (0..self.len())
+            .filter_map(|i| Some((self.get(i)?, self.metas.get(i).copied().unwrap_or_default())))
     }
 }
 

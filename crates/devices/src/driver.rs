@@ -77,9 +77,9 @@ pub fn receive_batch<H: SimHost + ?Sized, D: Device + ?Sized>(
 ) -> io::Result<usize> {
     rx.clear();
     let n = device.recv_batch(now, rx, max)?;
-    for frame in rx.iter() {
+    for (frame, meta) in rx.iter_with() {
         seen(frame)?;
-        host.receive(now, frame);
+        host.receive_with(now, frame, meta);
     }
     Ok(n)
 }

@@ -14,6 +14,11 @@
 //! wrapper; [`Device::poll_at`] says when the next falls due, and
 //! [`Device::service`] sends the due outgoing ones. Bandwidth and queue
 //! limits are not emulated: [`Impaired::new`] panics if asked for them.
+//!
+//! A [`SmallMtuHop`](crate::SmallMtuHop) comes first: a frame it drops is
+//! answered (ICMP) in the other direction. Frames are judged whole, so a
+//! hop on frames we send turns TSO off; one on frames received should not
+//! meet a kernel's GSO super-packets (turn TSO off on the device).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -25,6 +30,7 @@ use ustack_core::time::{Duration, Instant};
 use ustack_core::Medium;
 
 use crate::device::{Device, DeviceStats, MAX_FRAME};
+use crate::hop::HopVerdict;
 use crate::memlink::{corrupt, Impairments, LinkStats};
 use crate::offload::Offloads;
 
@@ -86,13 +92,20 @@ impl Direction {
         }
     }
 
-    /// Applies the impairments to one frame, holding what survives.
-    fn offer(&mut self, now: Instant, frame: &[u8]) {
+    /// Applies the impairments to one frame, holding what survives; the
+    /// answer of a small-MTU hop that dropped it, for the other direction.
+    fn offer(&mut self, now: Instant, frame: &[u8], medium: Medium) -> Option<Vec<u8>> {
         self.stats.sent += 1;
         let imp = self.imp;
+        if let Some(hop) = imp.hop {
+            if let HopVerdict::Drop(answer) = hop.check(medium, frame) {
+                self.stats.dropped_hop += 1;
+                return answer;
+            }
+        }
         if self.rng.chance(imp.loss) {
             self.stats.dropped_loss += 1;
-            return;
+            return None;
         }
         let copies = if self.rng.chance(imp.duplicate) {
             self.stats.duplicated += 1;
@@ -122,6 +135,7 @@ impl Direction {
                 frame: copy,
             });
         }
+        None
     }
 
     fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
@@ -151,7 +165,8 @@ pub struct Impaired<D: Device> {
     tx_refused: Option<Vec<u8>>,
     would_block: u64,
     scratch: Vec<u8>,
-    /// Frames we send may be corrupted (no TSO then, see `offloads`).
+    /// Frames we send may be corrupted or meet a small-MTU hop (no TSO
+    /// then, see `offloads`).
     tx_corrupts: bool,
 }
 
@@ -161,7 +176,7 @@ impl<D: Device> Impaired<D> {
     pub fn new(inner: D, seed: u64, tx: Impairments, rx: Impairments) -> Self {
         Impaired {
             inner,
-            tx_corrupts: tx.corrupt > 0.0,
+            tx_corrupts: tx.corrupt > 0.0 || tx.hop.is_some(),
             tx: Direction::new(tx, seed),
             rx: Direction::new(rx, seed ^ 0x5bd1_e995_9e37_79b9),
             tx_refused: None,
@@ -230,7 +245,13 @@ impl<D: Device> Impaired<D> {
                 break;
             }
             match self.inner.recv(now, &mut self.scratch)? {
-                Some(n) => self.rx.offer(now, &self.scratch[..n]),
+                Some(n) => {
+                    let medium = self.inner.medium();
+                    if let Some(a) = self.rx.offer(now, &self.scratch[..n], medium) {
+                        // The hop's answer to the peer; lost if refused.
+                        let _ = self.inner.send(now, &a);
+                    }
+                }
                 None => break,
             }
         }
@@ -284,7 +305,9 @@ impl<D: Device> Device for Impaired<D> {
                 "impaired device: held-frame queue full",
             ));
         }
-        self.tx.offer(now, frame);
+        if let Some(a) = self.tx.offer(now, frame, self.inner.medium()) {
+            self.rx.offer(now, &a, self.inner.medium());
+        }
         self.flush_tx(now)
     }
 

@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod device;
 pub mod driver;
+pub mod hop;
 pub mod impaired;
 pub mod kernel;
 pub mod memlink;
@@ -20,6 +21,7 @@ pub mod tun;
 pub use capture::Captured;
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, RxHalf, MAX_FRAME};
 pub use driver::{Driver, DriverStats};
+pub use hop::SmallMtuHop;
 pub use impaired::Impaired;
 pub use kernel::{KernelIf, NetNs, DEFAULT_TXQUEUELEN};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};

@@ -13,6 +13,7 @@ use std::io;
 
 use ustack_core::time::{Duration, Instant};
 
+use crate::hop::{HopVerdict, SmallMtuHop};
 use crate::pcap::PcapSink;
 use ustack_core::rng::Rng;
 
@@ -41,6 +42,9 @@ pub struct Impairments {
     pub queue_limit: usize,
     /// Probability a copy gets one bit flipped (see `corrupt`).
     pub corrupt: f64,
+    /// A router hop with a smaller MTU on the way ([`SmallMtuHop`]),
+    /// before the other impairments; its ICMP answers go back to the sender.
+    pub hop: Option<SmallMtuHop>,
 }
 
 impl Impairments {
@@ -85,6 +89,23 @@ impl Impairments {
         self.corrupt = p;
         self
     }
+    /// A hop that answers packets over `mtu` with ICMP Fragmentation
+    /// Needed / Packet Too Big and drops them.
+    pub fn with_hop_mtu(mut self, mtu: usize) -> Self {
+        self.hop = Some(SmallMtuHop {
+            mtu,
+            blackhole: false,
+        });
+        self
+    }
+    /// A hop that drops packets over `mtu` silently (an ICMP black hole).
+    pub fn with_blackhole_hop_mtu(mut self, mtu: usize) -> Self {
+        self.hop = Some(SmallMtuHop {
+            mtu,
+            blackhole: true,
+        });
+        self
+    }
 }
 
 /// One attachment point on a [`MemLink`].
@@ -106,6 +127,8 @@ pub struct LinkStats {
     pub bytes_delivered: u64,
     /// TCP super-segments cut into segments ([`MemLink::set_tso`]).
     pub tso_cut: u64,
+    /// Packets a [`SmallMtuHop`] dropped for their size.
+    pub dropped_hop: u64,
 }
 
 #[derive(Debug)]
@@ -159,6 +182,8 @@ pub struct MemLink {
     capture_error: Option<io::Error>,
     /// TSO: the medium and MTU by which super-segments are cut.
     tso: Option<(ustack_core::Medium, usize)>,
+    /// How frames are framed, for a [`SmallMtuHop`] (default Ethernet).
+    medium: ustack_core::Medium,
 }
 
 impl MemLink {
@@ -183,7 +208,14 @@ impl MemLink {
             capture: None,
             capture_error: None,
             tso: None,
+            medium: ustack_core::Medium::Ethernet,
         }
+    }
+
+    /// The framing of the hosts' frames, which a [`SmallMtuHop`] must know
+    /// (default Ethernet).
+    pub fn set_medium(&mut self, medium: ustack_core::Medium) {
+        self.medium = medium;
     }
 
     pub fn add_port(&mut self) -> PortId {
@@ -266,6 +298,21 @@ impl MemLink {
     fn deliver_one(&mut self, now: Instant, from: usize, to: usize, frame: &[u8]) {
         let dir = &mut self.dirs[from][to];
         let imp = dir.imp.unwrap_or(self.default_imp);
+        if let Some(hop) = imp.hop {
+            if let HopVerdict::Drop(answer) = hop.check(self.medium, frame) {
+                self.stats.dropped_hop += 1;
+                if let Some(a) = answer {
+                    // Back to the sender after the one-way delay.
+                    self.seq += 1;
+                    self.inbox[from].push(Pending {
+                        at: now + imp.delay,
+                        seq: self.seq,
+                        frame: a,
+                    });
+                }
+                return;
+            }
+        }
         let now_ps = u128::from(now.total_micros()) * 1_000_000;
 
         // Queue and serializer.

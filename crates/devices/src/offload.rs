@@ -12,10 +12,13 @@
 //! other frame goes with an all-zero header (checksums complete).
 //!
 //! Receive: a super-packet from the kernel (GSO, up to 64 KiB) reaches
-//! the stack whole, as one large TCP segment; a partial checksum
-//! (`NEEDS_CSUM`) is completed here, so the stack's own verification
-//! holds. A header that does not fit its frame is counted and the frame
-//! dropped.
+//! the stack whole, as one large TCP segment. Read through `recv_with`
+//! (as the runtime and the driver do), a frame flagged `NEEDS_CSUM` or
+//! `DATA_VALID` comes with `RxMeta::csum_ok`: the stack takes its
+//! checksums as good without summing them, and a partial checksum stays
+//! partial in the frame. Read through plain `recv`, a partial checksum
+//! is completed here, so the stack's own verification holds. A header
+//! that does not fit its frame is counted and the frame dropped.
 
 use std::fmt;
 use ustack_core::wire::virtio::{self, GsoType, VirtioError, VirtioNetHdr};
@@ -94,11 +97,17 @@ fn ip_start(medium: Medium, frame: &[u8]) -> Option<(usize, u8)> {
     Some((at, frame.get(at)? >> 4))
 }
 
-/// Checks a received frame's header and completes a partial checksum.
-pub(crate) fn rx_fixup(hdr: &[u8], frame: &mut [u8]) -> Result<RxInfo, VirtioError> {
+/// Checks a received frame's header and, with `complete`, completes a
+/// partial checksum (without, the caller tells the stack the device
+/// vouches for it: `RxMeta::csum_ok`).
+pub(crate) fn rx_fixup(
+    hdr: &[u8],
+    frame: &mut [u8],
+    complete: bool,
+) -> Result<RxInfo, VirtioError> {
     let h = VirtioNetHdr::parse(hdr)?;
     let gso = h.check(frame.len())?;
-    if h.needs_csum() {
+    if complete && h.needs_csum() {
         virtio::complete_checksum(frame, usize::from(h.csum_start), usize::from(h.csum_offset))?;
     }
     Ok(RxInfo {
@@ -214,7 +223,7 @@ pub fn gso_segment(medium: Medium, mtu: usize, frame: &[u8]) -> Option<Vec<Vec<u
 pub fn gro(medium: Medium, input: &crate::PacketBatch, out: &mut crate::PacketBatch) -> u64 {
     let mut merged = 0u64;
     let mut cur: Option<Run> = None;
-    for frame in input.iter() {
+    for (frame, meta) in input.iter_with() {
         let seg = GroSeg::parse(medium, frame);
         if let (Some(run), Some(seg)) = (cur.as_mut(), seg.as_ref()) {
             if run.takes(frame, seg) {
@@ -227,7 +236,9 @@ pub fn gro(medium: Medium, input: &crate::PacketBatch, out: &mut crate::PacketBa
         }
         match seg {
             Some(seg) if seg.mergeable_start() => cur = Some(Run::new(frame, &seg)),
-            _ => out.push(frame),
+            // As it came, with what the device said of it (a partial
+            // checksum the device vouches for fails GRO's check).
+            _ => out.push_with(frame, meta),
         }
     }
     if let Some(run) = cur.take() {
@@ -449,6 +460,47 @@ mod tests {
         assert_eq!((h.hdr_len, h.gso_size, h.csum_start), (54, 1460, 34));
     }
 
+    /// Every combination of edge values in a received header, on frames
+    /// of edge lengths, completing or not: an error or a header that fits
+    /// the frame, never a panic.
+    #[test]
+    fn no_received_header_panics_or_points_past_the_frame() {
+        let edges = [0u16, 1, 2, 19, 20, 34, 40, 54, 1460, 2999, 3000, 0xffff];
+        for len in [0usize, 1, 20, 40, 54, 3000] {
+            for flags in 0u8..4 {
+                for gso_type in [0u8, 1, 3, 4, 5, 0x80, 0x81, 0xff] {
+                    for &start in &edges {
+                        for &off in &edges {
+                            for &hl in &[0u16, 40, 3000] {
+                                let mut hdr = [0u8; 12];
+                                VirtioNetHdr {
+                                    flags,
+                                    gso_type,
+                                    hdr_len: hl,
+                                    gso_size: off,
+                                    csum_start: start,
+                                    csum_offset: off,
+                                }
+                                .emit(&mut hdr);
+                                for complete in [true, false] {
+                                    let mut f = vec![0x5au8; len];
+                                    if let Ok(info) = rx_fixup(&hdr, &mut f, complete) {
+                                        if flags & 1 != 0 {
+                                            assert!(
+                                                usize::from(start) + usize::from(off) + 2 <= len
+                                            );
+                                        }
+                                        assert_eq!(info.csum_offloaded, flags != 0);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_bad_received_header_is_an_error_not_a_panic() {
         let mut f = tcp_frame(3000, 20);
@@ -462,19 +514,43 @@ mod tests {
             csum_offset: 16,
         }
         .emit(&mut hdr);
-        assert_eq!(rx_fixup(&hdr, &mut f), Err(VirtioError::GsoSizeZero));
-        assert_eq!(rx_fixup(&hdr[..3], &mut f), Err(VirtioError::Truncated));
-        let mut ok = [0u8; 12];
-        ok[1] = 1;
-        ok[4] = 100;
-        ok[2] = 40;
-        assert_eq!(
-            rx_fixup(&ok, &mut f),
-            Ok(RxInfo {
-                gso: true,
-                csum_offloaded: false
-            })
-        );
+        // Whether or not the partial checksum is to be completed (left
+        // partial when the stack is told the device vouches for it).
+        for complete in [true, false] {
+            assert_eq!(
+                rx_fixup(&hdr, &mut f, complete),
+                Err(VirtioError::GsoSizeZero)
+            );
+            assert_eq!(
+                rx_fixup(&hdr[..3], &mut f, complete),
+                Err(VirtioError::Truncated)
+            );
+            let mut past = [0u8; 12];
+            VirtioNetHdr {
+                flags: 1,
+                gso_type: 0,
+                hdr_len: 0,
+                gso_size: 0,
+                csum_start: 2990,
+                csum_offset: 16,
+            }
+            .emit(&mut past);
+            assert_eq!(
+                rx_fixup(&past, &mut f, complete),
+                Err(VirtioError::CsumPastEnd)
+            );
+            let mut ok = [0u8; 12];
+            ok[1] = 1;
+            ok[4] = 100;
+            ok[2] = 40;
+            assert_eq!(
+                rx_fixup(&ok, &mut f, complete),
+                Ok(RxInfo {
+                    gso: true,
+                    csum_offloaded: false
+                })
+            );
+        }
     }
 
     /// A TCP/IPv4 segment with full checksums.

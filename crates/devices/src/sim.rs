@@ -24,6 +24,12 @@ pub const MAX_STEPS: u64 = 50_000_000;
 /// Anything the simulator can drive (the core's stack, test hosts).
 pub trait SimHost {
     fn receive(&mut self, now: Instant, frame: &[u8]);
+    /// `receive` with what the device said of the frame; hosts that make
+    /// nothing of it take it as `receive`.
+    fn receive_with(&mut self, now: Instant, frame: &[u8], meta: ustack_core::RxMeta) {
+        let _ = meta;
+        self.receive(now, frame);
+    }
     /// Writes one outgoing frame into `buf` and returns its length; `None` when nothing is owed now.
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize>;
     /// When `transmit` must next be called even if no frame arrives.
@@ -33,6 +39,9 @@ pub trait SimHost {
 impl<H: SimHost + ?Sized> SimHost for Box<H> {
     fn receive(&mut self, now: Instant, frame: &[u8]) {
         (**self).receive(now, frame)
+    }
+    fn receive_with(&mut self, now: Instant, frame: &[u8], meta: ustack_core::RxMeta) {
+        (**self).receive_with(now, frame, meta)
     }
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         (**self).transmit(now, buf)
@@ -45,6 +54,9 @@ impl<H: SimHost + ?Sized> SimHost for Box<H> {
 impl SimHost for ustack_core::Stack {
     fn receive(&mut self, now: Instant, frame: &[u8]) {
         ustack_core::Stack::receive(self, now, frame)
+    }
+    fn receive_with(&mut self, now: Instant, frame: &[u8], meta: ustack_core::RxMeta) {
+        ustack_core::Stack::receive_with(self, now, frame, meta)
     }
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         ustack_core::Stack::transmit(self, now, buf)

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ustack_core::time::Instant;
-use ustack_core::Medium;
+use ustack_core::{Medium, RxMeta};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -456,13 +456,16 @@ const MAX_BAD_SKIPPED: usize = 64;
 
 /// One read(2) of a frame (after its virtio-net header with `vnet`),
 /// counted. A frame whose header does not fit it is counted in
-/// `bad_vnet_hdr` and dropped.
+/// `bad_vnet_hdr` and dropped. `trust`: the caller passes the returned
+/// [`RxMeta`] to the stack, so a partial checksum is left partial (the
+/// meta vouches for it); otherwise it is completed here.
 fn read_frame(
     mut file: &File,
     rx: &RxCounters,
     buf: &mut [u8],
     vnet: bool,
-) -> io::Result<Option<usize>> {
+    trust: bool,
+) -> io::Result<Option<(usize, RxMeta)>> {
     let mut bad = 0;
     loop {
         let mut hdr = [0u8; virtio::HDR_LEN_MRG];
@@ -476,9 +479,11 @@ fn read_frame(
             Ok(n) => {
                 rx.frames.fetch_add(1, Ordering::Relaxed);
                 rx.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                let mut meta = RxMeta::default();
                 if vnet {
-                    match rx_fixup(&hdr, &mut buf[..n]) {
+                    match rx_fixup(&hdr, &mut buf[..n], !trust) {
                         Ok(info) => {
+                            meta.csum_ok = trust && info.csum_offloaded;
                             if info.gso {
                                 rx.gso.fetch_add(1, Ordering::Relaxed);
                             }
@@ -500,7 +505,7 @@ fn read_frame(
                         }
                     }
                 }
-                return Ok(Some(n));
+                return Ok(Some((n, meta)));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -559,7 +564,12 @@ impl Inner {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        read_frame(&self.file, &self.rx, buf, self.offloads.vnet_hdr)
+        let r = read_frame(&self.file, &self.rx, buf, self.offloads.vnet_hdr, false)?;
+        Ok(r.map(|(n, _)| n))
+    }
+
+    fn recv_with(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        read_frame(&self.file, &self.rx, buf, self.offloads.vnet_hdr, true)
     }
 
     /// With TSO the kernel hands over (and takes) super-packets of up
@@ -677,7 +687,11 @@ impl RxHalf for TunRx {
         self.max
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        read_frame(&self.file, &self.rx, buf, self.vnet)
+        let r = read_frame(&self.file, &self.rx, buf, self.vnet, false)?;
+        Ok(r.map(|(n, _)| n))
+    }
+    fn recv_with(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        read_frame(&self.file, &self.rx, buf, self.vnet, true)
     }
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
@@ -718,6 +732,13 @@ macro_rules! tun_device {
             }
             fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
                 self.0.recv(buf)
+            }
+            fn recv_with(
+                &mut self,
+                _now: Instant,
+                buf: &mut [u8],
+            ) -> io::Result<Option<(usize, RxMeta)>> {
+                self.0.recv_with(buf)
             }
             fn send(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
                 self.0.send(frame)

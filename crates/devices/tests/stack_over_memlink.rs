@@ -241,6 +241,8 @@ fn corruption_is_caught_by_checksums_never_delivered() {
         link.corrupted
     );
     assert!(b.udp.in_csum_errors > 0 && b.ip.in_csum_errors > 0);
+    // A MemLink vouches for nothing: every checksum was summed here.
+    assert_eq!((a.link.rx_csum_trusted, b.link.rx_csum_trusted), (0, 0));
 }
 
 #[test]

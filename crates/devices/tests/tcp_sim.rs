@@ -363,12 +363,4 @@ fn tshark_finds_nothing_wrong_with_a_session() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Tells whoever runs `cargo test` that a test did not run. Written to the
-/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
-/// this line shows in the normal output, not just under `--nocapture`.
-fn say_skipped(why: &str) {
-    use std::io::Write;
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
-}
+use ustack_testkit::say_skipped;

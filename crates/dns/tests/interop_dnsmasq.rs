@@ -6,22 +6,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ustack::{Mode, Runtime};
 use ustack_core::{Medium, Stack, StackConfig};
-use ustack_devices::kernel::ip;
 use ustack_devices::{Clock, KernelIf, NetNs, TunOptions};
 use ustack_dns::{Config, Error, Family, Resolver, Source};
-
-fn skip(why: &str) {
-    if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{why}, and USTACK_REQUIRE_TOOLS=1");
-    }
-    eprintln!("SKIPPED: {why}; the interop test did not run");
-}
 
 fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
     let paths = std::env::var_os("PATH").unwrap_or_default();
@@ -29,33 +20,6 @@ fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-/// Deletes namespaces of earlier test processes that died before their guards ran.
-fn remove_stale_namespaces() {
-    let Ok(list) = ip(["netns", "list"]) else {
-        return;
-    };
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(pid) = name
-            .strip_prefix("ustack-dns-")
-            .and_then(|r| r.split('-').next())
-        else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid).exists() {
-            let _ = ip(["netns", "delete", name]);
-        }
-    }
 }
 
 /// dnsmasq in the namespace, killed on drop; its log collected.
@@ -113,23 +77,11 @@ impl Drop for Lab {
 const SUBNET: u8 = 41;
 
 fn lab() -> Option<Lab> {
-    if !is_root() {
-        skip("not root (TUN and network namespaces need root or CAP_NET_ADMIN)");
+    if !ustack_testkit::lab_available(&["dnsmasq"], "apt-get install iproute2 dnsmasq-base") {
         return None;
     }
-    if !Path::new("/dev/net/tun").exists() {
-        skip("/dev/net/tun is missing (modprobe tun)");
-        return None;
-    }
-    let Some(dnsmasq) = find_tool("dnsmasq") else {
-        skip("`dnsmasq` is not installed (apt-get install dnsmasq-base)");
-        return None;
-    };
-    if find_tool("ip").is_none() {
-        skip("`ip` is not installed (apt-get install iproute2)");
-        return None;
-    }
-    remove_stale_namespaces();
+    let dnsmasq = find_tool("dnsmasq")?;
+    ustack_testkit::remove_stale_namespaces("ustack-dns-");
     let name = format!("ustack-dns-{}-a", std::process::id());
     let ns = NetNs::create(&name).expect("create a network namespace");
     let kernel = Ipv4Addr::new(10, 232, SUBNET, 1);

@@ -125,6 +125,9 @@ pub fn config_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(LinkConf
         reorder: None,
         delay: None,
         pcap: get("USTACK_PCAP").filter(|s| !s.is_empty()).map(Into::into),
+        hop_mtu: None,
+        hop_blackhole: false,
+        mtu_probing: false,
         seed: ustack::os_seed()
             .map_err(|e| format!("cannot seed the stack from the OS's randomness: {e}"))?,
         offload,

@@ -4,46 +4,14 @@
 //! http.server. Without root, /dev/net/tun or a tool they print SKIPPED
 //! and pass, unless USTACK_REQUIRE_TOOLS=1.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ustack_devices::NetNs;
 
-fn skip(why: &str) -> bool {
-    if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{why}, and USTACK_REQUIRE_TOOLS=1");
-    }
-    eprintln!("SKIPPED: {why}; the interop test did not run");
-    false
-}
-
 fn available(tools: &[&str]) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    });
-    if !root {
-        return skip("not root (TUN and network namespaces need root or CAP_NET_ADMIN)");
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return skip("/dev/net/tun is missing (modprobe tun)");
-    }
-    for t in std::iter::once(&"ip").chain(tools) {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return skip(&format!(
-                "`{t}` is not on PATH (apt-get install iproute2 python3 curl)"
-            ));
-        }
-    }
-    true
+    ustack_testkit::lab_available(tools, "apt-get install iproute2 python3 curl")
 }
 
 /// An example binary, built by `cargo test` beside the test's own.
@@ -79,6 +47,7 @@ impl Lab {
         if !available(tools) {
             return None;
         }
+        ustack_testkit::remove_stale_namespaces("ustack-tokio-");
         let name = format!("ustack-tokio-{}-{tag}", std::process::id());
         let ns = NetNs::create(&name).expect("create a network namespace");
         let dir = std::env::temp_dir().join(&name);
@@ -109,16 +78,7 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-        let err = Arc::new(Mutex::new(String::new()));
-        let e = err.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut e = e.lock().unwrap();
-                e.push_str(&line);
-                e.push('\n');
-            }
-        });
+        let err = ustack_testkit::collect_lines(child.stderr.take().unwrap());
         self.children.push(child);
         err
     }
@@ -158,9 +118,7 @@ fn run(cmd: &mut Command, timeout: Duration) -> Output {
     }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use ustack_testkit::text;
 
 const PY_CONCURRENT: &str = r#"
 import asyncio, resource, sys

@@ -33,6 +33,14 @@ pub struct LinkConfig {
     pub delay: Option<u64>,
     /// Capture every frame to this pcap file.
     pub pcap: Option<PathBuf>,
+    /// A router hop of this MTU in ustack's device layer, both ways: DF
+    /// packets over it are answered with ICMP Fragmentation Needed (IPv6:
+    /// Packet Too Big) and dropped (RFC 1191 §4). Turns offloads off.
+    pub hop_mtu: Option<u32>,
+    /// The hop drops those packets without answering (an ICMP black hole).
+    pub hop_blackhole: bool,
+    /// TCP black-hole detection, RFC 4821 (`TcpConfig::mtu_probing`).
+    pub mtu_probing: bool,
     /// Seed of the stack's random choices.
     pub seed: u64,
     /// Use the TUN/TAP's offloads (virtio-net header, TSO/GSO, checksums)
@@ -90,7 +98,9 @@ impl LinkConfig {
             ));
         }
         let mtu = self.mtu as usize;
-        let mut opts = TunOptions::new(&name).mtu(mtu).offload(self.offload);
+        // A hop judges frames whole: no super-packets either way.
+        let offload = self.offload && self.hop_mtu.is_none();
+        let mut opts = TunOptions::new(&name).mtu(mtu).offload(offload);
         if let Some(ns) = &self.netns {
             let path = std::path::Path::new("/run/netns").join(ns);
             if !path.exists() {
@@ -154,13 +164,20 @@ impl LinkConfig {
         if self.netns.is_none() {
             check_route(&name, self.addr)?;
         }
-        let imp = Impairments::none()
+        let mut imp = Impairments::none()
             .with_loss(self.loss.unwrap_or(0.0))
             .with_reorder(self.reorder.unwrap_or(0.0), Duration::from_millis(5))
             .with_delay(Duration::from_millis(self.delay.unwrap_or(0)));
+        if let Some(n) = self.hop_mtu {
+            imp = match self.hop_blackhole {
+                false => imp.with_hop_mtu(n as usize),
+                true => imp.with_blackhole_hop_mtu(n as usize),
+            };
+        }
         let impaired = self.loss.is_some_and(|p| p > 0.0)
             || self.reorder.is_some_and(|p| p > 0.0)
-            || self.delay.is_some_and(|d| d > 0);
+            || self.delay.is_some_and(|d| d > 0)
+            || self.hop_mtu.is_some();
         let device: Box<dyn Device + Send> = if impaired {
             Box::new(Impaired::new(device, self.seed, imp, imp))
         } else {
@@ -188,6 +205,7 @@ impl LinkConfig {
             .with_gateway(self.kernel_addr.address())
             .with_tso(device.offloads().tso());
         cfg.addrs6.extend(self.addr6);
+        cfg.tcp.mtu_probing = self.mtu_probing;
         tracing::info!(offloads = %device.offloads(), "device {name}");
         let stack = Stack::new(tweak(cfg)).map_err(|e| e.to_string())?;
         Runtime::new(stack, device, Clock::new(), mode)

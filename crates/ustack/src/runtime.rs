@@ -171,8 +171,8 @@ impl Inbox {
         if q.is_empty() {
             std::mem::swap(&mut *q, batch);
         } else {
-            for f in batch.iter() {
-                q.push(f);
+            for (f, meta) in batch.iter_with() {
+                q.push_with(f, meta);
             }
         }
         self.pending.store(true, Ordering::Release);
@@ -208,12 +208,12 @@ impl State {
             self.gro_out.clear();
             let medium = self.stack.config().medium;
             ustack_devices::offload::gro(medium, &self.inbox_spare, &mut self.gro_out);
-            for frame in self.gro_out.iter() {
-                self.stack.receive(now, frame);
+            for (frame, meta) in self.gro_out.iter_with() {
+                self.stack.receive_with(now, frame, meta);
             }
         } else {
-            for frame in self.inbox_spare.iter() {
-                self.stack.receive(now, frame);
+            for (frame, meta) in self.inbox_spare.iter_with() {
+                self.stack.receive_with(now, frame, meta);
             }
         }
         self.inbox_spare.clear();

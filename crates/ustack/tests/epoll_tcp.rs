@@ -200,14 +200,16 @@ fn epollout_returns_after_a_send_that_fit_but_filled_the_buffer() {
     )
     .unwrap();
     assert_eq!(wait(&a, ep, 2000).len(), 1, "writable at first");
-    // 24 000 of 32 768 bytes: it fits, and leaves less than half free.
-    assert_eq!(a.write(c, &[5u8; 24_000]), Ok(24_000));
+    // A full buffer's worth: it fits, and the socket stays not writable
+    // (free < queued / 2) even once the peer's whole window (8 KiB for a
+    // 4 KiB SO_RCVBUF) is sent and ACKed.
+    assert_eq!(a.write(c, &[5u8; 32_768]), Ok(32_768));
     assert!(wait(&a, ep, 0).is_empty(), "not writable after the send");
     // The reader drains: the window opens, ACKs free the sender's buffer.
     let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         let mut got = 0;
-        while got < 24_000 {
+        while got < 32_768 {
             match b.read(s, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => got += n,
@@ -221,5 +223,5 @@ fn epollout_returns_after_a_send_that_fit_but_filled_the_buffer() {
         vec![EpollEvent::new(EPOLLOUT, 7)],
         "EPOLLOUT once the space is freed"
     );
-    assert_eq!(reader.join().unwrap(), 24_000);
+    assert_eq!(reader.join().unwrap(), 32_768);
 }

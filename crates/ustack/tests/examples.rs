@@ -130,37 +130,9 @@ fn epoll_server_holds_10_000_concurrent_connections() {
     assert!(most > 1, "the server got batches of events: {most}");
 }
 
-/// Tells whoever runs `cargo test` that a test did not run (written past
-/// libtest's capture of `print!`, so it shows), or fails under
-/// USTACK_REQUIRE_TOOLS=1 (CI).
-fn skip(why: &str) {
-    assert_ne!(
-        std::env::var("USTACK_REQUIRE_TOOLS").as_deref(),
-        Ok("1"),
-        "{why}, and USTACK_REQUIRE_TOOLS=1"
-    );
-    use std::io::Write;
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
-}
-
 #[test]
 fn tun_echo_server_echoes_a_kernel_client_in_a_namespace() {
-    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    });
-    let tools = ["ip", "python3"].iter().all(|t| {
-        std::process::Command::new(t)
-            .arg(if *t == "ip" { "-V" } else { "--version" })
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !root || !std::path::Path::new("/dev/net/tun").exists() || !tools {
-        skip("needs root, /dev/net/tun, iproute2 and python3");
+    if !ustack_testkit::lab_available(&["python3"], "apt-get install iproute2 python3") {
         return;
     }
     let name = format!("ustack-example-{}", std::process::id());

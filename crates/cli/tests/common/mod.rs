@@ -5,91 +5,24 @@
 //! needed tool the tests print SKIPPED and pass, unless USTACK_REQUIRE_TOOLS=1.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use ustack_devices::kernel::ip;
 use ustack_devices::NetNs;
 
 /// The interface name inside each namespace.
 pub const IFNAME: &str = "ustk0";
 
-fn skip(why: &str) -> bool {
-    if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{why}, and USTACK_REQUIRE_TOOLS=1");
-    }
-    say_skipped(&format!("{why}; the interop test did not run"));
-    false
-}
-
-/// Tells whoever runs `cargo test` that a test did not run. Written to the
-/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
-/// this line shows in the normal output, not just under `--nocapture`.
-pub fn say_skipped(why: &str) {
-    use std::io::Write;
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(d.join(tool))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
+#[allow(unused_imports)]
+pub use ustack_testkit::{assert_success, run, say_skipped, sha256, text};
 
 /// Whether the interop tests can run here with `tools` (besides `ip`).
 pub fn available(tools: &[&str]) -> bool {
-    if !is_root() {
-        return skip("not root (TUN/TAP and network namespaces need root or CAP_NET_ADMIN)");
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return skip("/dev/net/tun is missing (modprobe tun)");
-    }
-    for tool in std::iter::once(&"ip").chain(tools) {
-        if !on_path(tool) {
-            return skip(&format!(
-                "`{tool}` is not on PATH (apt-get install iproute2 iputils-ping python3 curl netcat-openbsd tshark wrk)"
-            ));
-        }
-    }
-    true
-}
-
-/// Deletes namespaces of earlier test processes that died before their guards ran.
-fn remove_stale_namespaces() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let Ok(list) = ip(["netns", "list"]) else {
-            return;
-        };
-        for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-            let Some(pid) = name
-                .strip_prefix("ustack-cli-")
-                .and_then(|r| r.split('-').next())
-            else {
-                continue;
-            };
-            if !Path::new("/proc").join(pid).exists() {
-                let _ = ip(["netns", "delete", name]);
-            }
-        }
-    });
+    ustack_testkit::lab_available(
+        tools,
+        "apt-get install iproute2 iputils-ping python3 curl netcat-openbsd tshark wrk",
+    )
 }
 
 /// A test's namespace, its subnet, and everything it started (killed on drop,
@@ -120,7 +53,7 @@ impl Lab {
         if !available(tools) {
             return None;
         }
-        remove_stale_namespaces();
+        ustack_testkit::remove_stale_namespaces("ustack-cli-");
         let name = format!("ustack-cli-{}-{tag}", std::process::id());
         let ns = NetNs::create(&name).expect("create a network namespace");
         let dir = std::env::temp_dir().join(&name);
@@ -214,8 +147,8 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-        let out = collect(child.stdout.take().unwrap());
-        let err = collect(child.stderr.take().unwrap());
+        let out = ustack_testkit::collect_lines(child.stdout.take().unwrap());
+        let err = ustack_testkit::collect_lines(child.stderr.take().unwrap());
         let pid = child.id();
         self.children.push(child);
         let server = Server {
@@ -267,22 +200,7 @@ impl Lab {
     /// A file of `len` pseudo-random bytes in the lab's directory.
     pub fn random_file(&self, name: &str, len: usize, seed: u64) -> PathBuf {
         let path = self.dir.join(name);
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let mut x = seed | 1;
-        let mut block = vec![0u8; 1 << 16];
-        let mut left = len;
-        while left > 0 {
-            for chunk in block.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-            }
-            let n = left.min(block.len());
-            std::io::Write::write_all(&mut f, &block[..n]).unwrap();
-            left -= n;
-        }
-        std::io::Write::flush(&mut f).unwrap();
+        ustack_testkit::write_random_file(&path, len, seed);
         path
     }
 }
@@ -335,116 +253,4 @@ fn wait_for(buf: &Mutex<String>, needle: &str, timeout: Duration, what: &str, er
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Reads a pipe into a shared string, line by line, on a thread of its own.
-fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let b = buf.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            let mut b = b.lock().unwrap();
-            b.push_str(&line);
-            b.push('\n');
-        }
-    });
-    buf
-}
-
-/// Runs `cmd` to completion with stdin from `input`, killing it after
-/// `timeout` (then panicking with what it printed).
-pub fn run(mut cmd: Command, input: Option<Vec<u8>>, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    if let Some(data) = input {
-        let mut stdin = child.stdin.take().unwrap();
-        std::thread::spawn(move || {
-            let _ = std::io::Write::write_all(&mut stdin, &data);
-        });
-    }
-    let out = collect_bytes(child.stdout.take().unwrap());
-    let err = collect_bytes(child.stderr.take().unwrap());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "{cmd:?} still running after {timeout:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.lock().unwrap()),
-                String::from_utf8_lossy(&err.lock().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // The pipes close with the process; give the readers a moment to finish.
-    let done = Instant::now() + Duration::from_secs(5);
-    while Arc::strong_count(&out) > 1 || Arc::strong_count(&err) > 1 {
-        if Instant::now() > done {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let stdout = std::mem::take(&mut *out.lock().unwrap());
-    let stderr = std::mem::take(&mut *err.lock().unwrap());
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-fn collect_bytes(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let b = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = vec![0u8; 1 << 16];
-        loop {
-            match r.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => b.lock().unwrap().extend_from_slice(&chunk[..n]),
-            }
-        }
-        drop(b);
-    });
-    buf
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Asserts a command succeeded, showing its output if not.
-pub fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-/// sha256sum of a file.
-pub fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert_success(&out, "sha256sum");
-    text(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
 }

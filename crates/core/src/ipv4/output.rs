@@ -136,7 +136,9 @@ pub struct IpOut {
     /// Datagrams addressed to ourselves, fed back to input by the stack.
     pub(crate) loopback: VecDeque<Vec<u8>>,
     ip_ident: u16,
-    /// The ARP or reassembly deadlines changed.
+    /// Path MTUs lowered by Fragmentation Needed (RFC 1191).
+    pub(crate) pmtu: crate::ipv4::pmtu::PmtuCache,
+    /// The ARP, reassembly or path MTU deadlines changed.
     pub(crate) timers_dirty: bool,
 }
 
@@ -184,6 +186,7 @@ impl IpOut {
             frag: None,
             loopback: VecDeque::new(),
             ip_ident,
+            pmtu: Default::default(),
             timers_dirty: false,
         }
     }

@@ -517,6 +517,14 @@ impl Tcp {
                 remote,
                 socket,
             });
+            // A path MTU already learned for the peer (Linux tcp_sync_mss);
+            // IPv4 only so far (the resegmenting counts 40 header bytes).
+            if let IpAddr::V4(dst) = remote.ip() {
+                let pmtu = cx.sh.ip.pmtu.get(now, dst, cx.cfg.mtu);
+                if pmtu < cx.cfg.mtu {
+                    t.pmtu_apply(pmtu);
+                }
+            }
         }
         t.state = to;
         let estab = |s: State| matches!(s, State::Established | State::CloseWait);
@@ -1428,7 +1436,7 @@ impl Tcp {
     /// host unreachable are soft errors, kept and reported only if the
     /// connection then times out; port or protocol unreachable during the
     /// handshake abort it (ECONNREFUSED, as Linux). Fragmentation needed is
-    /// left to path MTU discovery (not yet here).
+    /// path MTU discovery's (`pmtu.rs`).
     pub(crate) fn tcp_icmp_error(
         &mut self,
         cx: &mut Cx<'_>,

@@ -68,6 +68,7 @@ mod input;
 mod options;
 mod output;
 mod plan;
+mod pmtu;
 mod rack;
 mod rtt;
 mod secret;

@@ -192,6 +192,8 @@ pub(crate) struct Tcb {
     pub total_retrans: u64,
     /// Last ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
     pub soft_error: Option<Errno>,
+    /// What path MTU discovery changed of the send MSS.
+    pub pmtu: PathMtu,
 }
 impl Tcb {
     #[allow(clippy::too_many_arguments)]
@@ -229,6 +231,7 @@ impl Tcb {
             rtt: Rtt::new(cfg.rto_initial),
             total_retrans: 0,
             soft_error: None,
+            pmtu: Default::default(),
             snd: SendSeq {
                 iss,
                 una: iss,
@@ -440,8 +443,20 @@ mod size_tests {
         // most of what 100 000 connections cost (plus the boxed controller).
         // 712 since TCP_CORK's ceiling and RACK's (boxed) state; 736 since
         // the fields are grouped by concern (each group pads on its own);
-        // 792 since the addresses are IPv6-sized (`SocketAddr`, 32 bytes each).
+        // 800 since the addresses are IPv6-sized (`SocketAddr`, 32 bytes
+        // each) beside the path MTU state.
         let size = core::mem::size_of::<super::Tcb>();
-        assert!(size <= 792, "Tcb is {size} bytes");
+        assert!(size <= 800, "Tcb is {size} bytes");
     }
+}
+
+/// What path MTU discovery did to one connection's send MSS.
+#[derive(Debug, Default)]
+pub(crate) struct PathMtu {
+    /// The send MSS the handshake agreed on; 0 until first changed here.
+    pub(super) mss_max: u16,
+    /// The path MTU applied last; 0 for the link's.
+    pub(super) pmtu: u16,
+    /// Black-hole detection's ceiling on the MSS; 0 for none.
+    pub(super) probe_mss: u16,
 }

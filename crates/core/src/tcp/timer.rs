@@ -254,6 +254,12 @@ impl Tcp {
                     self.tcp_abort(cx, id, Some(err), false);
                     return;
                 }
+                let blackhole = cfg.mtu_probing
+                    && t.timer.retries >= super::pmtu::BLACKHOLE_RETRIES
+                    && t.mtu_blackhole();
+                if blackhole {
+                    cx.sh.counters.tcp.mtu_blackholes += 1;
+                }
                 let flight = t.flight();
                 let mss = u32::from(t.snd.mss);
                 // RFC 5681 §3.1: a repeated timeout of the same data holds ssthresh.
@@ -277,6 +283,9 @@ impl Tcp {
                 cx.sh.events.push(now, rto_event(t, cfg));
                 if cx.cfg.trace {
                     t.trace(cx, Tcb::cwnd_event);
+                }
+                if blackhole {
+                    self.tcp_blackhole_share(cx, id);
                 }
             }
         }

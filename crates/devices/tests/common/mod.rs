@@ -10,14 +10,11 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
 use std::time::Duration;
 
 use ustack_core::{Medium, SocketHandle, Stack, StackConfig};
-use ustack_devices::kernel::ip;
 use ustack_devices::{Device, Driver, KernelIf, NetNs, Tap, Tun, TunOptions};
 
 /// The interface name inside each lab's namespace (namespaces keep names apart).
@@ -25,92 +22,15 @@ pub const IFNAME: &str = "ust0";
 /// Our MAC on TAP links.
 pub const OUR_MAC: [u8; 6] = [0x02, 0x55, 0x53, 0x54, 0x00, 0x02];
 
-fn require_tools() -> bool {
-    std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1")
-}
-
-/// Prints SKIPPED (and returns false), or panics under USTACK_REQUIRE_TOOLS=1.
-pub fn skip(why: &str) -> bool {
-    if require_tools() {
-        panic!("{why}, and USTACK_REQUIRE_TOOLS=1");
-    }
-    say_skipped(&format!("{why}; the interop test did not run"));
-    false
-}
-
-/// Tells whoever runs `cargo test` that a test did not run. Written to the
-/// process's stderr directly: libtest captures only `print!`/`eprint!`, so
-/// this line shows in the normal output, not just under `--nocapture`.
-pub fn say_skipped(why: &str) {
-    use std::io::Write;
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            let p = d.join(tool);
-            p.is_file()
-                && std::fs::metadata(&p).is_ok_and(|m| {
-                    use std::os::unix::fs::PermissionsExt;
-                    m.permissions().mode() & 0o111 != 0
-                })
-        })
-    })
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
+#[allow(unused_imports)]
+pub use ustack_testkit::{assert_success, say_skipped, skip, text};
 
 /// Whether the lab can run here with `tools` (besides `ip`) on PATH.
 pub fn lab_available(tools: &[&str]) -> bool {
-    if !is_root() {
-        return skip("not root (TUN/TAP and network namespaces need root or CAP_NET_ADMIN)");
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return skip("/dev/net/tun is missing (modprobe tun, or docker run --device /dev/net/tun)");
-    }
-    for tool in std::iter::once(&"ip").chain(tools) {
-        if !on_path(tool) {
-            return skip(&format!(
-                "`{tool}` is not on PATH (apt-get install iproute2 iputils-ping python3 tshark)"
-            ));
-        }
-    }
-    true
-}
-
-/// Removes namespaces left by earlier test processes that were killed
-/// before their guards ran (the pid in the name is gone).
-fn remove_stale_namespaces() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let Ok(list) = ip(["netns", "list"]) else {
-            return;
-        };
-        for line in list.lines() {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
-            let Some(rest) = name.strip_prefix("ustack-t-") else {
-                continue;
-            };
-            let Some(pid) = rest.split('-').next() else {
-                continue;
-            };
-            if !Path::new("/proc").join(pid).exists() {
-                let _ = ip(["netns", "delete", name]);
-            }
-        }
-    });
+    ustack_testkit::lab_available(
+        tools,
+        "apt-get install iproute2 iputils-ping python3 tshark",
+    )
 }
 
 fn unique_ns_name() -> String {
@@ -145,7 +65,7 @@ pub fn lab<D: Device>(
     if !lab_available(tools) {
         return None;
     }
-    remove_stale_namespaces();
+    ustack_testkit::remove_stale_namespaces("ustack-t-");
     let ns = match NetNs::create(&unique_ns_name()) {
         Ok(ns) => ns,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -268,19 +188,4 @@ pub fn udp_echo_socket(stack: &mut Stack) -> SocketHandle {
         .udp_bind(s, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))
         .unwrap();
     s
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Asserts a command succeeded, showing its output if not.
-pub fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }

@@ -6,42 +6,16 @@
 //! print SKIPPED and pass, unless USTACK_REQUIRE_TOOLS=1.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Once;
 use std::time::{Duration, Instant};
-use ustack_devices::kernel::ip;
 use ustack_devices::NetNs;
 
 pub const IFNAME: &str = "ustk0";
 
-fn skip(why: &str) -> bool {
-    if std::env::var("USTACK_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{why}, and USTACK_REQUIRE_TOOLS=1");
-    }
-    eprintln!("SKIPPED: {why}; the interop test did not run");
-    false
-}
-
-pub fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(d.join(tool))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
+#[allow(unused_imports)]
+pub use ustack_testkit::{on_path, run};
 
 /// The library under test, built first (`cargo build -p ustack-preload`,
 /// same profile and target directory as this test): cargo does not rebuild
@@ -70,40 +44,10 @@ pub fn library() -> PathBuf {
 
 /// Whether the interop tests can run here with `tools` (besides `ip`).
 pub fn available(tools: &[&str]) -> bool {
-    if !is_root() {
-        return skip("not root (TUN devices and network namespaces need root or CAP_NET_ADMIN)");
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return skip("/dev/net/tun is missing (modprobe tun)");
-    }
-    for tool in std::iter::once(&"ip").chain(tools) {
-        if !on_path(tool) {
-            return skip(&format!(
-                "`{tool}` is not on PATH (apt-get install iproute2 python3 curl netcat-openbsd redis-server redis-tools nginx-light wrk iperf3)"
-            ));
-        }
-    }
-    true
-}
-
-fn remove_stale_namespaces() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let Ok(list) = ip(["netns", "list"]) else {
-            return;
-        };
-        for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-            let Some(pid) = name
-                .strip_prefix("ustack-pl-")
-                .and_then(|r| r.split('-').next())
-            else {
-                continue;
-            };
-            if !Path::new("/proc").join(pid).exists() {
-                let _ = ip(["netns", "delete", name]);
-            }
-        }
-    });
+    ustack_testkit::lab_available(
+        tools,
+        "apt-get install iproute2 python3 curl netcat-openbsd redis-server redis-tools nginx-light wrk iperf3",
+    )
 }
 
 /// A test's namespace, subnet, scratch directory, and the processes it
@@ -139,7 +83,7 @@ impl Lab {
         if !available(tools) {
             return None;
         }
-        remove_stale_namespaces();
+        ustack_testkit::remove_stale_namespaces("ustack-pl-");
         let name = format!("ustack-pl-{}-{tag}", std::process::id());
         let ns = NetNs::create(&name).expect("create a network namespace");
         let dir = std::env::temp_dir().join(&name);
@@ -245,17 +189,8 @@ impl Lab {
 
     /// A file of `len` pseudo-random bytes in the lab directory.
     pub fn random_file(&self, name: &str, len: usize, seed: u64) -> PathBuf {
-        let mut x = seed | 1;
-        let mut data = Vec::with_capacity(len + 8);
-        while data.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            data.extend_from_slice(&x.to_le_bytes());
-        }
-        data.truncate(len);
         let path = self.dir.join(name);
-        std::fs::write(&path, &data).unwrap();
+        ustack_testkit::write_random_file(&path, len, seed);
         path
     }
 }
@@ -269,80 +204,7 @@ fn debian(program: &str) -> &str {
     }
 }
 
-/// Runs `cmd` to completion with stdin from `input`, killing it after
-/// `timeout` (then panicking with what it printed).
-pub fn run(mut cmd: Command, input: Option<Vec<u8>>, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    if let Some(data) = input {
-        let mut stdin = child.stdin.take().unwrap();
-        std::thread::spawn(move || {
-            let _ = std::io::Write::write_all(&mut stdin, &data);
-        });
-    }
-    let out = collect_bytes(child.stdout.take().unwrap());
-    let err = collect_bytes(child.stderr.take().unwrap());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "{cmd:?} still running after {timeout:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.lock().unwrap()),
-                String::from_utf8_lossy(&err.lock().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let done = Instant::now() + Duration::from_secs(5);
-    while (Arc::strong_count(&out) > 1 || Arc::strong_count(&err) > 1) && Instant::now() < done {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let stdout = std::mem::take(&mut *out.lock().unwrap());
-    let stderr = std::mem::take(&mut *err.lock().unwrap());
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-fn collect_bytes(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let b = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = vec![0u8; 1 << 16];
-        loop {
-            match r.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => b.lock().unwrap().extend_from_slice(&chunk[..n]),
-            }
-        }
-        drop(b);
-    });
-    buf
-}
-
 /// Panics with the program's output unless it exited 0.
 pub fn check(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(4000)]),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ustack_testkit::assert_success(out, what);
 }
