@@ -869,6 +869,10 @@ impl Stack {
                 };
                 self.ip6_deliver(now, proto, src, dst, multicast, whole, upper);
             }
+            Some(In6::PathMtu { dst, mtu }) => {
+                let (tcp, mut cx) = split!(self, tcp, now);
+                tcp.tcp_pmtu_changed6(&mut cx, dst, mtu);
+            }
             Some(In6::Error {
                 proto,
                 local,

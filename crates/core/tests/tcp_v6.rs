@@ -367,6 +367,68 @@ fn v6_rst_in_window_gets_a_challenge_ack_and_an_exact_one_resets() {
     assert_eq!(p.a.take_error(c), Ok(Some(Errno::ECONNRESET)));
 }
 
+#[test]
+fn v6_packet_too_big_resegments_the_connection() {
+    use ustack_core::wire::{ChecksumCaps, Icmpv6Packet, Icmpv6Repr, Ipv6Packet, Ipv6Repr};
+    let mut p = pair(Medium::Ip);
+    let (c, s) = connect6(&mut p, 80);
+    let first: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+    assert!(transfer(&mut p, c, s, &first) == first);
+    let big = p
+        .trace
+        .iter()
+        .rev()
+        .find(|(_, from_a, f)| *from_a && f[6] == 6 && f.len() > 1400)
+        .map(|(_, _, f)| f.clone())
+        .unwrap();
+    // A router on the way says 1280 (RFC 8201 §4), quoting the segment.
+    let router: Ipv6Addr = "fd00::fe".parse().unwrap();
+    let r = Icmpv6Repr::PacketTooBig {
+        mtu: 1280,
+        invoking: &big[..1232],
+    };
+    let mut m = vec![0u8; r.buffer_len()];
+    r.emit(
+        router,
+        A6,
+        &mut Icmpv6Packet::new_unchecked(&mut m[..]),
+        &ChecksumCaps::default(),
+    );
+    let ip = Ipv6Repr {
+        src_addr: router,
+        dst_addr: A6,
+        next_header: 58.into(),
+        payload_len: m.len(),
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    let mut ptb = vec![0u8; 40 + m.len()];
+    ip.emit(&mut Ipv6Packet::new_unchecked(&mut ptb[..]));
+    ptb[40..].copy_from_slice(&m);
+    p.a.receive(p.now, &ptb);
+    let mss = p.a.tcp_info(c).unwrap().snd_mss;
+    assert!(mss <= 1280 - 60, "send MSS {mss} after Packet Too Big 1280");
+    p.trace.clear();
+    let rest: Vec<u8> = (0..200_000u32).map(|i| (i / 3) as u8).collect();
+    assert!(transfer(&mut p, c, s, &rest) == rest);
+    let out: Vec<&Vec<u8>> = p
+        .trace
+        .iter()
+        .filter(|(_, a, _)| *a)
+        .map(|(_, _, f)| f)
+        .collect();
+    assert!(out.len() > 100);
+    for f in out {
+        assert!(
+            f.len() <= 1280,
+            "a {}-byte packet after Packet Too Big",
+            f.len()
+        );
+        assert_eq!(f[6], 6, "resegmented, not fragmented");
+    }
+}
+
 mod hostile {
     //! TCP and UDP over IPv6 from a hostile wire: valid frames of a
     //! connection and datagrams, mutated and cut, to a stack that does not

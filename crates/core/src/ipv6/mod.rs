@@ -92,6 +92,9 @@ pub(crate) enum In6 {
         at: usize,
         packet: Option<Vec<u8>>,
     },
+    /// The path MTU towards `dst` was lowered to `mtu` (RFC 8201 §4): its
+    /// TCP connections resegment.
+    PathMtu { dst: Ipv6Addr, mtu: usize },
     /// An ICMPv6 error about a TCP or UDP datagram we sent from `local` to
     /// `remote` (RFC 4443 §2.4 (d)), named as the IPv4 side names them.
     Error {
@@ -568,10 +571,9 @@ impl Ipv6 {
                     data: data.to_vec(),
                 }))
             }
-            Icmpv6Repr::PacketTooBig { mtu, invoking } => {
-                self.packet_too_big(cfg, now, mtu, invoking);
-                None
-            }
+            Icmpv6Repr::PacketTooBig { mtu, invoking } => self
+                .packet_too_big(cfg, now, mtu, invoking)
+                .map(|(dst, mtu)| In6::PathMtu { dst, mtu }),
             Icmpv6Repr::Ndp(ndp) => {
                 // RFC 4861 §7.1: hop limit 255, else not from the link.
                 if hop_limit != 255 {
@@ -704,16 +706,23 @@ impl Ipv6 {
     /// RFC 8201 §4: a Packet Too Big about a packet we sent lowers the path
     /// MTU of its destination, never below 1280 (RFC 8200 §5), never
     /// above the current value.
-    fn packet_too_big(&mut self, cfg: &StackConfig, now: Instant, mtu: u32, invoking: &[u8]) {
+    /// Returns the destination and its new path MTU when it was lowered.
+    fn packet_too_big(
+        &mut self,
+        cfg: &StackConfig,
+        now: Instant,
+        mtu: u32,
+        invoking: &[u8],
+    ) -> Option<(Ipv6Addr, usize)> {
         let Ok(q) = icmpv6::parse_invoking(invoking) else {
             // A quote too short for a transport header still names the path.
             if invoking.len() < ipv6::HEADER_LEN {
-                return;
+                return None;
             }
             let p = Ipv6Packet::new_unchecked(invoking);
             return self.lower_pmtu(cfg, now, p.src_addr(), p.dst_addr(), mtu);
         };
-        self.lower_pmtu(cfg, now, q.src_addr, q.dst_addr, mtu);
+        self.lower_pmtu(cfg, now, q.src_addr, q.dst_addr, mtu)
     }
 
     fn lower_pmtu(
@@ -723,22 +732,23 @@ impl Ipv6 {
         src: Ipv6Addr,
         dst: Ipv6Addr,
         mtu: u32,
-    ) {
+    ) -> Option<(Ipv6Addr, usize)> {
         if !is_ours(cfg, &src) {
-            return;
+            return None;
         }
         let new = (mtu as usize).max(icmpv6::MIN_MTU);
         if new >= self.path_mtu(cfg, now, &dst) {
-            return;
+            return None;
         }
         if self.pmtu.len() >= PMTU_MAX_ENTRIES {
             self.pmtu.retain(|_, (_, until)| *until > now);
             if self.pmtu.len() >= PMTU_MAX_ENTRIES {
-                return;
+                return None;
             }
         }
         self.counters.pmtu_lowered += 1;
         self.pmtu.insert(dst, (new, now + PMTU_TIMEOUT));
+        Some((dst, new.min(cfg.mtu)))
     }
 
     /// The flow label of a transport flow, its ports hashed in too

@@ -518,12 +518,13 @@ impl Tcp {
                 socket,
             });
             // A path MTU already learned for the peer (Linux tcp_sync_mss);
-            // IPv4 only so far (the resegmenting counts 40 header bytes).
-            if let IpAddr::V4(dst) = remote.ip() {
-                let pmtu = cx.sh.ip.pmtu.get(now, dst, cx.cfg.mtu);
-                if pmtu < cx.cfg.mtu {
-                    t.pmtu_apply(pmtu);
-                }
+            // over IPv6 the header's 20 more bytes are taken off.
+            let (pmtu, extra) = match remote.ip() {
+                IpAddr::V4(dst) => (cx.sh.ip.pmtu.get(now, dst, cx.cfg.mtu), 0),
+                IpAddr::V6(dst) => (cx.sh.ip6.path_mtu(cx.cfg, now, &dst), super::pmtu::V6_EXTRA),
+            };
+            if pmtu < cx.cfg.mtu {
+                t.pmtu_apply(pmtu - extra);
             }
         }
         t.state = to;

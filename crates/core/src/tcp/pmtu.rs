@@ -9,11 +9,13 @@ use super::state::State;
 use super::table::Tcp;
 use super::tcb::{Tcb, TcbId};
 use crate::cx::Cx;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use ustack_wire::{Ipv4Addr, SeqNumber};
 
 /// IPv4 and TCP headers without options (RFC 9293 §3.7.1).
 const HEADERS: u16 = 40;
+/// What the IPv6 header adds to the IPv4 one (RFC 8200 §3: 40 bytes, not 20).
+pub(crate) const V6_EXTRA: usize = 20;
 /// The lowest send MSS either mechanism leaves (Linux `tcp_min_snd_mss`).
 const MIN_MSS: u16 = 48;
 /// Where black-hole detection first puts the MSS (RFC 4821 §7.2; Linux
@@ -109,6 +111,20 @@ impl Tcp {
             .collect();
         for id in ids {
             self.tcp_sync_mss(cx, id, pmtu);
+        }
+    }
+
+    /// The IPv6 path MTU towards `dst` is now `pmtu` (Packet Too Big,
+    /// RFC 8201 §5.4): its connections resegment as IPv4 ones do, with
+    /// the IPv6 header's 20 more bytes taken off.
+    pub(crate) fn tcp_pmtu_changed6(&mut self, cx: &mut Cx<'_>, dst: Ipv6Addr, pmtu: usize) {
+        let ids: Vec<TcbId> = self
+            .iter()
+            .filter(|(_, t)| t.remote.ip() == IpAddr::V6(dst))
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.tcp_sync_mss(cx, id, pmtu.saturating_sub(V6_EXTRA));
         }
     }
 
