@@ -6,7 +6,7 @@
 use crate::get::{connect, describe};
 use crate::interrupt::Progress;
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::{Shutdown, SocketAddrV4};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ustack::net::TcpStream;
@@ -24,7 +24,7 @@ pub fn run(
     port: u16,
     progress: Arc<Progress>,
 ) -> Result<(), String> {
-    let addr: SocketAddrV4 = crate::resolve::socket_addr(rt, resolver, host, port)?;
+    let addr: SocketAddr = crate::resolve::socket_addr(rt, resolver, host, port)?;
     let s = Arc::new(connect(rt, addr)?);
     // Interactive: Nagle would hold a second small write (a typed line)
     // until the peer's delayed ACK.

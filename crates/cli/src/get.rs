@@ -3,7 +3,7 @@
 use crate::interrupt::Progress;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// An `http://` URL; the host an IPv4 literal or a name to resolve.
+/// An `http://` URL; the host an IP literal (IPv6 in brackets) or a name
+/// to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub host: String,
@@ -49,7 +50,12 @@ pub fn parse_url(s: &str, kernel: Ipv4Addr) -> Result<Url, String> {
     } else {
         format!("/{path}")
     };
-    let (host, port) = match authority.rsplit_once(':') {
+    // RFC 3986 §3.2.2: an IPv6 literal in brackets, its colons not a port's.
+    let port_sep = match authority.rfind(']') {
+        Some(end) => authority[end..].find(':').map(|i| end + i),
+        None => authority.rfind(':'),
+    };
+    let (host, port) = match port_sep.map(|i| (&authority[..i], &authority[i + 1..])) {
         Some((h, p)) => (
             h,
             p.parse::<u16>()
@@ -60,7 +66,9 @@ pub fn parse_url(s: &str, kernel: Ipv4Addr) -> Result<Url, String> {
         None => (authority, 80),
     };
     crate::resolve::check_host(host).map_err(|e| {
-        format!("{s}: {e}; give an IPv4 address or a host name, e.g. http://{kernel}/")
+        format!(
+            "{s}: {e}; give an IP address ([v6] in brackets) or a host name, e.g. http://{kernel}/"
+        )
     })?;
     Ok(Url {
         host: host.to_owned(),
@@ -88,7 +96,7 @@ const CONNECT_NOTICE: Duration = Duration::from_secs(1);
 
 /// Connects with a time limit; the error is one readable line. A connect
 /// with no answer after a second says so on stderr, once.
-pub fn connect(rt: &Runtime, addr: SocketAddrV4) -> Result<TcpStream, String> {
+pub fn connect(rt: &Runtime, addr: SocketAddr) -> Result<TcpStream, String> {
     let (done, waiting) = std::sync::mpsc::channel::<()>();
     let notice = std::thread::spawn(move || {
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
@@ -100,7 +108,7 @@ pub fn connect(rt: &Runtime, addr: SocketAddrV4) -> Result<TcpStream, String> {
             );
         }
     });
-    let r = TcpStream::connect_timeout(rt, &SocketAddr::V4(addr), CONNECT_TIMEOUT)
+    let r = TcpStream::connect_timeout(rt, &addr, CONNECT_TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr}: {}", describe(&e)));
     drop(done);
     let _ = notice.join();
@@ -401,6 +409,15 @@ mod tests {
             "{bad}"
         );
         assert!(parse_url("http://10.1.2.3:0/").is_err());
+        let u = parse_url("http://[fd00::1]:8080/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("[fd00::1]", 8080));
+        assert_eq!(
+            (u.authority.as_str(), u.path.as_str()),
+            ("[fd00::1]:8080", "/x")
+        );
+        let u = parse_url("http://[fd00::1]/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("[fd00::1]", 80));
+        assert!(parse_url("http://[fd00::zz]/").is_err());
         assert!(parse_url("10.1.2.3/").unwrap_err().contains("not a URL"));
     }
 }

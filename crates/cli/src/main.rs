@@ -189,8 +189,11 @@ fn seconds(s: &str) -> Result<f64, String> {
 }
 
 fn host_port(s: &str) -> Result<(String, u16), String> {
-    let usage =
-        || format!("'{s}' is not HOST:PORT (an IPv4 address or a name), e.g. 10.200.0.1:80");
+    let usage = || {
+        format!(
+            "'{s}' is not HOST:PORT (an address, [v6] in brackets, or a name), e.g. 10.200.0.1:80"
+        )
+    };
     let (host, port) = s.rsplit_once(':').ok_or_else(usage)?;
     let port = self::port(port).map_err(|_| usage())?;
     resolve::check_host(host).map_err(|e| format!("{e}; {}", usage()))?;
@@ -383,6 +386,7 @@ fn main() -> ExitCode {
             match serve::run(
                 &rt,
                 cli.link.addr().address(),
+                cli.link.addr6.map(|a| a.address()),
                 port,
                 &service,
                 &signals,

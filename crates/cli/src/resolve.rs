@@ -3,7 +3,7 @@
 //! command's own link. The server is `--dns`, by default the kernel's
 //! address on the link (dnsmasq or any resolver listening there).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use ustack::Runtime;
 use ustack_dns::{Config, Family, Hosts, Resolver, Source};
 
@@ -22,9 +22,10 @@ pub fn hosts_file(path: &str) -> Result<Hosts, String> {
     Hosts::load(std::path::Path::new(path))
 }
 
-/// Checks that `host` is an IPv4 literal or a host name, for the parsers.
+/// Checks that `host` is an IP literal (IPv6 in brackets or bare) or a
+/// host name, for the parsers.
 pub fn check_host(host: &str) -> Result<(), String> {
-    if host.parse::<Ipv4Addr>().is_ok() {
+    if host.parse::<IpAddr>().is_ok() || v6_literal(host).is_some() {
         return Ok(());
     }
     ustack_dns::resolve::parse_name(host)
@@ -32,16 +33,25 @@ pub fn check_host(host: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// `host`'s first IPv4 address, with `port`.
+/// The address in an IPv6 literal written in brackets, `[fd00::1]` (RFC 3986 §3.2.2).
+pub fn v6_literal(host: &str) -> Option<Ipv6Addr> {
+    host.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// `host`'s address, with `port`: an IPv6 literal as it is, else the
+/// first IPv4 address of the literal or name.
 pub fn socket_addr(
     rt: &Runtime,
     r: &Resolver,
     host: &str,
     port: u16,
-) -> Result<SocketAddrV4, String> {
+) -> Result<SocketAddr, String> {
+    if let Some(ip) = v6_literal(host).or_else(|| host.parse().ok()) {
+        return Ok(SocketAddr::new(IpAddr::V6(ip), port));
+    }
     let ips = r.lookup_ipv4(rt, host).map_err(|e| e.to_string())?;
     ips.first()
-        .map(|ip| SocketAddrV4::new(*ip, port))
+        .map(|ip| SocketAddr::V4(SocketAddrV4::new(*ip, port)))
         .ok_or_else(|| format!("{host}: no IPv4 address"))
 }
 

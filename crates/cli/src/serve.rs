@@ -18,7 +18,7 @@
 use crate::http::HttpConfig;
 use crate::stats;
 use std::io::{self, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,9 +90,11 @@ impl Signals {
 
 /// Listens on `port` and serves until told to stop, with at most
 /// `max_connections` connections open at once.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     rt: &Runtime,
     local: Ipv4Addr,
+    local6: Option<Ipv6Addr>,
     port: u16,
     service: &Service,
     signals: &Signals,
@@ -108,6 +110,7 @@ pub fn run(
     tokio_rt.block_on(accept_loop(
         rt,
         local,
+        local6,
         port,
         service,
         signals,
@@ -116,9 +119,11 @@ pub fn run(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     rt: &Runtime,
     local: Ipv4Addr,
+    local6: Option<Ipv6Addr>,
     port: u16,
     service: &Service,
     signals: &Signals,
@@ -134,7 +139,12 @@ async fn accept_loop(
             }
         });
     }
-    let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
+    // With an IPv6 address, one dual-stack listener for both versions
+    // (RFC 3493 §5.3: IPV6_V6ONLY off, IPv4 peers v4-mapped).
+    let addr = match local6 {
+        Some(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+        None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+    };
     let listener = TcpListener::bind(rt, addr).await.map_err(|e| {
         if e.raw_os_error() == Some(libc_eaddrinuse()) {
             format!("cannot listen on port {port}: address already in use; choose another --port")
@@ -142,8 +152,9 @@ async fn accept_loop(
             format!("cannot listen on port {port}: {e}")
         }
     })?;
+    let on6 = local6.map_or(String::new(), |a| format!(" and [{a}]:{port}"));
     eprintln!(
-        "ustack: serving {} on {local}:{port}{}",
+        "ustack: serving {} on {local}:{port}{on6}{}",
         service.name(),
         match service {
             Service::Http(cfg) => format!(" from {}", cfg.root.display()),

@@ -147,7 +147,7 @@ fn bad_arguments_name_the_problem_and_exit_2() {
         // A bad host's hint suggests the kernel's address on this link.
         (
             &["get", "http://bad..name/", "--kernel-addr", "10.9.0.1/24"][..],
-            "give an IPv4 address or a host name, e.g. http://10.9.0.1/",
+            "give an IP address ([v6] in brackets) or a host name, e.g. http://10.9.0.1/",
         ),
     ] {
         let out = ustack(args);

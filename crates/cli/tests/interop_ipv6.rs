@@ -1,8 +1,8 @@
 //! IPv6 against the kernel over TUN and TAP, in a namespace of the test's
 //! own: the kernel's `ping -6` reaches ustack (also with fragmented
 //! echoes), ustack pings the kernel, neighbour discovery works both ways
-//! over TAP, and a UDP datagram to ustack over IPv6 is refused (no IPv6
-//! sockets yet).
+//! over TAP, and a UDP datagram over IPv6 to a port no ustack socket
+//! holds is refused.
 
 mod common;
 

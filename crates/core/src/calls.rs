@@ -9,7 +9,7 @@ use crate::socket::{Proto, SocketHandle};
 use crate::stack::{split, Stack};
 use crate::tcp::{Shutdown, SocketRow, State, TcpInfo, TcpOptions};
 use crate::time::{Duration, Instant};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_wire::Ipv4Addr;
 
 impl Stack {
@@ -30,10 +30,10 @@ impl Stack {
     /// Binds to `addr` (port 0: an ephemeral port, RFC 6056). EINVAL if
     /// already bound, EADDRNOTAVAIL for an address not ours, EADDRINUSE on
     /// a clash.
-    pub fn tcp_bind(&mut self, h: SocketHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+    pub fn tcp_bind(&mut self, h: SocketHandle, addr: impl Into<SocketAddr>) -> Result<SocketAddr> {
         self.expect(h, Proto::Tcp)?;
         let (tcp, mut cx) = split!(self, tcp, self.clock);
-        tcp.tcp_bind(&mut cx, h, addr)
+        tcp.tcp_bind(&mut cx, h, addr.into())
     }
 
     /// Starts listening. The accept queue holds at most `backlog`
@@ -48,7 +48,7 @@ impl Stack {
 
     /// Takes the oldest completed connection: its new handle and the peer.
     /// EAGAIN when none is waiting, EINVAL if not listening.
-    pub fn tcp_accept(&mut self, h: SocketHandle) -> Result<(SocketHandle, SocketAddrV4)> {
+    pub fn tcp_accept(&mut self, h: SocketHandle) -> Result<(SocketHandle, SocketAddr)> {
         self.expect(h, Proto::Tcp)?;
         let (tcp, mut cx) = split!(self, tcp, self.clock);
         tcp.tcp_accept(&mut cx, h)
@@ -62,12 +62,12 @@ impl Stack {
         &mut self,
         now: Instant,
         h: SocketHandle,
-        remote: SocketAddrV4,
+        remote: impl Into<SocketAddr>,
     ) -> Result<()> {
         self.expect(h, Proto::Tcp)?;
         self.touch(now);
         let (tcp, mut cx) = split!(self, tcp, now);
-        tcp.tcp_connect(&mut cx, h, remote)
+        tcp.tcp_connect(&mut cx, h, remote.into())
     }
 
     /// Queues what fits of `data` for sending. EAGAIN when the send buffer is
@@ -147,6 +147,21 @@ impl Stack {
         self.expect(h, Proto::Tcp)?;
         let (tcp, mut cx) = split!(self, tcp, self.clock);
         tcp.tcp_set_reuseport(&mut cx, h, on)
+    }
+
+    /// IPV6_V6ONLY (before bind; EINVAL after): an IPv6 wildcard socket
+    /// then takes no IPv4 (RFC 3493 §5.3).
+    pub fn tcp_set_v6only(&mut self, h: SocketHandle, on: bool) -> Result<()> {
+        self.expect(h, Proto::Tcp)?;
+        let (tcp, mut cx) = split!(self, tcp, self.clock);
+        tcp.tcp_set_v6only(&mut cx, h, on)
+    }
+
+    /// IPV6_UNICAST_HOPS (`None`: the stack's `hop_limit6`).
+    pub fn tcp_set_unicast_hops(&mut self, h: SocketHandle, hops: Option<u8>) -> Result<()> {
+        self.expect(h, Proto::Tcp)?;
+        let (tcp, mut cx) = split!(self, tcp, self.clock);
+        tcp.tcp_set_unicast_hops(&mut cx, h, hops)
     }
 
     /// SO_KEEPALIVE.
@@ -250,18 +265,18 @@ impl Stack {
     /// Binds to `addr` (port 0: an ephemeral port, RFC 6056). The address
     /// must be ours or unspecified (EADDRNOTAVAIL); a port held by another
     /// socket with an overlapping address is EADDRINUSE.
-    pub fn udp_bind(&mut self, h: SocketHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+    pub fn udp_bind(&mut self, h: SocketHandle, addr: impl Into<SocketAddr>) -> Result<SocketAddr> {
         self.expect(h, Proto::Udp)?;
         let (udp, mut cx) = split!(self, udp, self.clock);
-        udp.udp_bind(&mut cx, h, addr)
+        udp.udp_bind(&mut cx, h, addr.into())
     }
 
     /// Sets the default destination and filters received datagrams to it.
     /// Binds an ephemeral port first if unbound.
-    pub fn udp_connect(&mut self, h: SocketHandle, remote: SocketAddrV4) -> Result<()> {
+    pub fn udp_connect(&mut self, h: SocketHandle, remote: impl Into<SocketAddr>) -> Result<()> {
         self.expect(h, Proto::Udp)?;
         let (udp, mut cx) = split!(self, udp, self.clock);
-        udp.udp_connect(&mut cx, h, remote)
+        udp.udp_connect(&mut cx, h, remote.into())
     }
 
     /// Queues one datagram. `to` may be omitted on a connected socket
@@ -272,7 +287,7 @@ impl Stack {
         &mut self,
         h: SocketHandle,
         data: &[u8],
-        to: Option<SocketAddrV4>,
+        to: Option<SocketAddr>,
     ) -> Result<usize> {
         self.expect(h, Proto::Udp)?;
         let (udp, mut cx) = split!(self, udp, self.clock);
@@ -287,7 +302,7 @@ impl Stack {
         &mut self,
         h: SocketHandle,
         buf: &mut [u8],
-    ) -> Result<(usize, usize, SocketAddrV4)> {
+    ) -> Result<(usize, usize, SocketAddr)> {
         self.expect(h, Proto::Udp)?;
         self.udp.udp_recv_from(h, buf)
     }
@@ -297,7 +312,7 @@ impl Stack {
         &mut self,
         h: SocketHandle,
         buf: &mut [u8],
-    ) -> Result<(usize, usize, SocketAddrV4)> {
+    ) -> Result<(usize, usize, SocketAddr)> {
         self.expect(h, Proto::Udp)?;
         self.udp.udp_peek_from(h, buf)
     }
@@ -311,6 +326,24 @@ impl Stack {
     ) -> Result<()> {
         self.expect(h, Proto::Udp)?;
         self.udp.udp_set_buffers(h, rcvbuf, sndbuf)
+    }
+
+    /// IPV6_V6ONLY (before bind; EINVAL after).
+    pub fn udp_set_v6only(&mut self, h: SocketHandle, on: bool) -> Result<()> {
+        self.expect(h, Proto::Udp)?;
+        self.udp.udp_set_v6only(h, on)
+    }
+
+    /// IPV6_UNICAST_HOPS (`None`: the stack's `hop_limit6`).
+    pub fn udp_set_unicast_hops(&mut self, h: SocketHandle, hops: Option<u8>) -> Result<()> {
+        self.expect(h, Proto::Udp)?;
+        self.udp.udp_set_unicast_hops(h, hops)
+    }
+
+    /// IPV6_V6ONLY and IPV6_UNICAST_HOPS of a UDP socket.
+    pub fn udp_v6_options(&self, h: SocketHandle) -> Result<(bool, Option<u8>)> {
+        self.expect(h, Proto::Udp)?;
+        self.udp.udp_v6_options(h)
     }
 
     /// Datagrams this socket dropped because its receive queue was full.
@@ -348,7 +381,7 @@ impl Stack {
     ) -> Result<()> {
         self.expect(h, Proto::Icmp)?;
         self.icmp
-            .icmp_send_echo6(&self.cfg, &mut self.ip6, h, dst, seq_no, data)
+            .icmp_send_echo6(&self.cfg, &mut self.sh.ip6, h, dst, seq_no, data)
     }
 
     /// Takes the oldest echo reply; EAGAIN when none.

@@ -6,6 +6,7 @@ use crate::config::StackConfig;
 use crate::counters::Counters;
 use crate::event::{EventKind, Events};
 use crate::ipv4::output::IpOut;
+use crate::ipv6::Ipv6;
 use crate::ports::PortAllocator;
 use crate::rng::Rng;
 use crate::socket::Handles;
@@ -28,6 +29,8 @@ pub struct Shared {
     pub handles: Handles,
     pub ports: PortAllocator,
     pub ip: IpOut,
+    /// The IPv6 layer: its output queue carries TCP and UDP over IPv6 too.
+    pub ip6: Ipv6,
     pub events: Events,
 }
 
@@ -40,6 +43,7 @@ impl Shared {
             handles: Handles::default(),
             ports: PortAllocator::new(cfg.ephemeral_ports.clone()),
             ip: IpOut::new(cfg, ident),
+            ip6: Ipv6::new(cfg),
             events: Events::new(cfg.max_events),
             rng,
         }

@@ -8,7 +8,7 @@ use crate::socket::SocketHandle;
 use crate::tcp::state::State;
 use crate::time::{Duration, Instant};
 use std::collections::VecDeque;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 
 /// One event, stamped with the `now` of the call that caused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,36 +24,36 @@ pub enum EventKind {
     /// A TCP connection or listener moved through RFC 9293's state
     /// diagram (§3.3.2). A listener has no `remote`.
     TcpState {
-        local: SocketAddrV4,
-        remote: Option<SocketAddrV4>,
+        local: SocketAddr,
+        remote: Option<SocketAddr>,
         from: State,
         to: State,
     },
     /// The handshake completed (RFC 9293 §3.5); `socket` is the handle
     /// (`None` for a passive connection not yet accepted).
     TcpEstablished {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         socket: Option<SocketHandle>,
     },
     /// The peer reset the connection (RFC 9293 §3.10.7.4).
     TcpReset {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         socket: Option<SocketHandle>,
     },
     /// The connection's TCB is gone (after TIME_WAIT, a reset, an abort
     /// or a timeout).
     TcpClosed {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         socket: Option<SocketHandle>,
     },
     /// The retransmission timer fired (RFC 6298 §5.4); `backoff` counts
     /// the consecutive timeouts, `rto` is the timer now running.
     TcpRto {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         backoff: u32,
         rto: Duration,
     },
@@ -62,8 +62,8 @@ pub enum EventKind {
     /// `window` is the raw header field; `wscale` the SYN's option (RFC
     /// 7323 §2.2); `sack` the SACK blocks (RFC 2018 §3).
     TcpSegment {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         sent: bool,
         seq: u32,
         ack: u32,
@@ -75,8 +75,8 @@ pub enum EventKind {
     },
     /// Data sent again ([`StackConfig::trace`](crate::StackConfig::trace)).
     TcpRetransmit {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seq: u32,
         len: u32,
         cause: RetransmitCause,
@@ -84,8 +84,8 @@ pub enum EventKind {
     /// The congestion window or slow-start threshold changed (RFC 5681
     /// §3), with the bytes in flight then ([`StackConfig::trace`](crate::StackConfig::trace)).
     TcpCwnd {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         cwnd: u32,
         ssthresh: u32,
         in_flight: u32,
@@ -93,8 +93,8 @@ pub enum EventKind {
     /// A round-trip time sample and the estimator after it (RFC 6298 §2)
     /// ([`StackConfig::trace`](crate::StackConfig::trace)).
     TcpRtt {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         rtt: Duration,
         srtt: Duration,
         rto: Duration,
@@ -102,8 +102,8 @@ pub enum EventKind {
     /// The peer's window (scaled, SND.WND) changed (RFC 9293 §3.10.7.4)
     /// ([`StackConfig::trace`](crate::StackConfig::trace)).
     TcpWindow {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         una: u32,
         wnd: u32,
     },
@@ -136,19 +136,32 @@ impl RetransmitCause {
     }
 }
 
-/// The segment event for an IPv4 datagram carrying TCP, if `ip` is one
-/// (first fragments and malformed input are skipped).
+/// The segment event for an IP datagram carrying TCP, if `ip` is one
+/// (fragments, IPv6 extension headers and malformed input are skipped).
 pub(crate) fn segment_event(ip: &[u8], sent: bool) -> Option<EventKind> {
     use ustack_wire::ipv4::Ipv4Packet;
     use ustack_wire::tcp::{TcpOption, TcpPacket};
-    let p = Ipv4Packet::new_checked(ip).ok()?;
-    if p.protocol() != ustack_wire::IpProtocol::Tcp || p.more_frags() || p.frag_offset() != 0 {
-        return None;
-    }
-    let t = TcpPacket::new_checked(p.payload()).ok()?;
+    let (src_ip, dst_ip, payload) = if ip.first()? >> 4 == 6 {
+        let p = ustack_wire::Ipv6Packet::new_checked(ip).ok()?;
+        if p.next_header() != u8::from(ustack_wire::IpProtocol::Tcp) {
+            return None;
+        }
+        let (s, d) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
+        let len = p.payload().len();
+        (s, d, ip.get(ustack_wire::ipv6::HEADER_LEN..)?.get(..len)?)
+    } else {
+        let p = Ipv4Packet::new_checked(ip).ok()?;
+        if p.protocol() != ustack_wire::IpProtocol::Tcp || p.more_frags() || p.frag_offset() != 0 {
+            return None;
+        }
+        let (s, d) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()));
+        let (hl, len) = (usize::from(p.header_len()), p.payload().len());
+        (s, d, ip.get(hl..)?.get(..len)?)
+    };
+    let t = TcpPacket::new_checked(payload).ok()?;
     let (src, dst) = (
-        SocketAddrV4::new(p.src_addr(), t.src_port()),
-        SocketAddrV4::new(p.dst_addr(), t.dst_port()),
+        SocketAddr::new(src_ip, t.src_port()),
+        SocketAddr::new(dst_ip, t.dst_port()),
     );
     let (local, remote) = if sent { (src, dst) } else { (dst, src) };
     let mut wscale = None;
@@ -230,7 +243,7 @@ mod tests {
     use super::*;
 
     fn rto(backoff: u32) -> EventKind {
-        let a: SocketAddrV4 = "10.0.0.1:1".parse().unwrap();
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
         EventKind::TcpRto {
             local: a,
             remote: a,

@@ -8,7 +8,7 @@ use crate::errno::Result;
 use crate::socket::{Proto, SocketHandle};
 use crate::stack::{split, Stack};
 use crate::time::Instant;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 impl Stack {
     /// Makes `h` (fresh, unbound) the any-destination listener: SYNs to any
@@ -37,7 +37,7 @@ impl Stack {
     pub fn tcp_take_pending(
         &mut self,
         h: SocketHandle,
-    ) -> Result<(SocketHandle, SocketAddrV4, SocketAddrV4)> {
+    ) -> Result<(SocketHandle, SocketAddr, SocketAddr)> {
         self.expect(h, Proto::Tcp)?;
         let (tcp, mut cx) = split!(self, tcp, self.clock);
         tcp.tcp_take_pending(&mut cx, h)
@@ -76,7 +76,7 @@ impl Stack {
         &mut self,
         h: SocketHandle,
         buf: &mut [u8],
-    ) -> Result<(usize, usize, SocketAddrV4, SocketAddrV4)> {
+    ) -> Result<(usize, usize, SocketAddr, SocketAddr)> {
         self.expect(h, Proto::Udp)?;
         self.udp.udp_recv_from_to(h, buf)
     }
@@ -87,8 +87,8 @@ impl Stack {
         &mut self,
         h: SocketHandle,
         data: &[u8],
-        from: SocketAddrV4,
-        to: SocketAddrV4,
+        from: SocketAddr,
+        to: SocketAddr,
     ) -> Result<usize> {
         self.expect(h, Proto::Udp)?;
         let (udp, mut cx) = split!(self, udp, self.clock);

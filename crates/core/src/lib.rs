@@ -15,7 +15,7 @@
 //! let cfg = StackConfig::new(Medium::Ip, "10.0.0.1/24".parse().unwrap());
 //! let mut stack = Stack::new(cfg).unwrap();
 //! let sock = stack.udp_open();
-//! stack.udp_bind(sock, "0.0.0.0:7".parse().unwrap()).unwrap();
+//! stack.udp_bind(sock, "0.0.0.0:7".parse::<std::net::SocketAddr>().unwrap()).unwrap();
 //! // A device hands frames to `receive`; `transmit` fills frames for it;
 //! // `poll_at` says when to call again if nothing arrives.
 //! let mut buf = [0u8; 1500];
@@ -24,6 +24,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod arp;
 mod calls;
 pub mod config;

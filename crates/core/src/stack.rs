@@ -16,14 +16,15 @@ use crate::cx::Shared;
 use crate::errno::{Errno, Result};
 use crate::event::Event;
 use crate::icmp::{Icmp, IcmpIn};
-use crate::ipv4::output::{is_broadcast, IpPair, Queued};
+use crate::ipv4::output::{is_broadcast, Addrs, IpPair, Queued};
 use crate::ipv4::reassembly::{DropReason, Outcome, Reassembler};
-use crate::ipv6::{Ipv6, Ipv6Counters};
+use crate::ipv6::{In6, Ipv6Counters};
 use crate::socket::{Proto, Readiness, SocketHandle};
 use crate::tcp::{Tcp, TcpTx};
 use crate::time::Instant;
 use crate::udp::{Udp, UdpIn};
-use std::net::SocketAddrV4;
+use std::net::Ipv6Addr;
+use std::net::{IpAddr, SocketAddr};
 use tracing::debug;
 use ustack_wire::{
     ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
@@ -71,7 +72,6 @@ pub struct Stack {
     pub(crate) udp: Udp,
     pub(crate) icmp: Icmp,
     /// The IPv6 layer (RFC 8200): input, ICMPv6, its output queue.
-    pub(crate) ip6: Ipv6,
     /// The latest `now` the stack was given: the time of socket calls that
     /// take none (`close`, `tcp_recv`, the setters).
     pub(crate) clock: Instant,
@@ -135,7 +135,6 @@ impl Stack {
             tcp,
             udp: Udp::default(),
             icmp: Icmp::new(cfg.icmp_errors_per_sec),
-            ip6: Ipv6::new(&cfg),
             sh,
             reasm: Reassembler::new(cfg.reassembly.clone()),
             cfg,
@@ -159,7 +158,7 @@ impl Stack {
 
     /// The IPv6 layer's counters.
     pub fn ipv6_counters(&self) -> &Ipv6Counters {
-        &self.ip6.counters
+        &self.sh.ip6.counters
     }
 
     /// The neighbour cache's state and address for `ip` (RFC 4861 §7.3.2).
@@ -170,7 +169,7 @@ impl Stack {
         crate::ipv6::neighbor::NeighborState,
         Option<EthernetAddress>,
     )> {
-        self.ip6.neigh.get(ip)
+        self.sh.ip6.neigh.get(ip)
     }
 
     /// The path MTU towards an IPv4 destination (RFC 1191).
@@ -180,7 +179,7 @@ impl Stack {
 
     /// The path MTU towards an IPv6 destination (RFC 8201).
     pub fn path_mtu6(&self, now: Instant, dst: &std::net::Ipv6Addr) -> usize {
-        self.ip6.path_mtu(&self.cfg, now, dst)
+        self.sh.ip6.path_mtu(&self.cfg, now, dst)
     }
 
     /// Our IPv6 addresses: the link-local one, then the configured ones.
@@ -266,7 +265,7 @@ impl Stack {
     }
 
     /// The local address of a socket (getsockname).
-    pub fn local_addr(&self, h: SocketHandle) -> Result<Option<SocketAddrV4>> {
+    pub fn local_addr(&self, h: SocketHandle) -> Result<Option<SocketAddr>> {
         match self.sh.handles.proto(h).ok_or(Errno::EBADF)? {
             Proto::Udp => Ok(self.udp.socket(h).ok_or(Errno::EBADF)?.local),
             Proto::Icmp => Ok(None),
@@ -275,7 +274,7 @@ impl Stack {
     }
 
     /// The peer address of a socket (getpeername); ENOTCONN if none.
-    pub fn peer_addr(&self, h: SocketHandle) -> Result<SocketAddrV4> {
+    pub fn peer_addr(&self, h: SocketHandle) -> Result<SocketAddr> {
         match self.sh.handles.proto(h).ok_or(Errno::EBADF)? {
             Proto::Udp => self
                 .udp
@@ -321,10 +320,10 @@ impl Stack {
     /// When `transmit` should next be called even if no frame arrives.
     /// A time at or before `now` means at once.
     pub fn poll_at(&self) -> Option<Instant> {
-        if self.sh.ip.pending() || !self.ip6.out.is_empty() {
+        if self.sh.ip.pending() || !self.sh.ip6.out.is_empty() {
             return Some(Instant::ZERO);
         }
-        let tcp = min_opt(self.tcp.poll_at(), self.ip6.poll_at());
+        let tcp = min_opt(self.tcp.poll_at(), self.sh.ip6.poll_at());
         if self.sh.ip.timers_dirty {
             return min_opt(self.ip_timers(), tcp);
         }
@@ -340,7 +339,7 @@ impl Stack {
     }
 
     fn run_timers(&mut self, now: Instant) {
-        self.ip6.run_timers(&self.cfg, now);
+        self.sh.ip6.run_timers(&self.cfg, now);
         {
             let (tcp, mut cx) = split!(self, tcp, now);
             tcp.tcp_run_timers(&mut cx);
@@ -417,7 +416,12 @@ impl Stack {
     fn trace_frame(&mut self, now: Instant, frame: &[u8], sent: bool) {
         let ip = match self.cfg.medium {
             Medium::Ip => frame,
-            Medium::Ethernet if frame.len() > 14 && frame[12..14] == [0x08, 0x00] => &frame[14..],
+            Medium::Ethernet
+                if frame.len() > 14
+                    && (frame[12..14] == [0x08, 0x00] || frame[12..14] == [0x86, 0xdd]) =>
+            {
+                &frame[14..]
+            }
             Medium::Ethernet => return,
         };
         if let Some(e) = crate::event::segment_event(ip, sent) {
@@ -431,8 +435,8 @@ impl Stack {
             self.clock = now;
         }
         if !self.sh.ip.pending()
-            && self.ip6.out.is_empty()
-            && self.ip6.poll_at().is_none_or(|t| t > now)
+            && self.sh.ip6.out.is_empty()
+            && self.sh.ip6.poll_at().is_none_or(|t| t > now)
             && !self.sh.ip.timers_dirty
             && self.next_timer.is_none_or(|t| t > now)
         {
@@ -460,7 +464,7 @@ impl Stack {
                 self.ip_input(now, &bytes);
                 continue;
             }
-            if let Some(bytes) = self.ip6.out.pop_front() {
+            if let Some(bytes) = self.sh.ip6.out.pop_front() {
                 match self.ip6_frame(now, &bytes, buf) {
                     Some(n) => return Some(n),
                     None => continue,
@@ -730,6 +734,7 @@ impl Stack {
                     dst: ip.dst_addr,
                 };
                 let (udp, mut cx) = split!(self, udp, now);
+                let pair = Addrs::V4(pair);
                 if udp.process(&mut cx, pair, payload, broadcast) == UdpIn::NoPort && !broadcast {
                     let repr = Icmpv4Repr::DstUnreachable {
                         reason: DstUnreachable::PortUnreachable,
@@ -787,8 +792,8 @@ impl Stack {
         }
         let src_port = u16::from_be_bytes([quoted.transport[0], quoted.transport[1]]);
         let dst_port = u16::from_be_bytes([quoted.transport[2], quoted.transport[3]]);
-        let local = SocketAddrV4::new(quoted.src_addr, src_port);
-        let remote = SocketAddrV4::new(quoted.dst_addr, dst_port);
+        let local = SocketAddr::new(IpAddr::V4(quoted.src_addr), src_port);
+        let remote = SocketAddr::new(IpAddr::V4(quoted.dst_addr), dst_port);
         match quoted.protocol {
             IpProtocol::Udp => {
                 let (udp, mut cx) = split!(self, udp, now);
@@ -835,15 +840,89 @@ impl Stack {
 impl Stack {
     /// One IPv6 packet in; echo replies go to their ping socket.
     pub(crate) fn ip6_input(&mut self, now: Instant, bytes: &[u8]) {
-        if let Some(r) = self.ip6.input(&self.cfg, now, bytes) {
-            let reply = crate::icmp::EchoReply {
-                from: std::net::IpAddr::V6(r.from),
-                seq_no: r.seq_no,
-                data: r.data,
-                at: now,
-            };
-            let (icmp, mut cx) = split!(self, icmp, now);
-            icmp.icmp_deliver_reply(&mut cx, r.ident, reply);
+        match self.sh.ip6.input(&self.cfg, now, bytes) {
+            None => {}
+            Some(In6::Echo(r)) => {
+                let reply = crate::icmp::EchoReply {
+                    from: std::net::IpAddr::V6(r.from),
+                    seq_no: r.seq_no,
+                    data: r.data,
+                    at: now,
+                };
+                let (icmp, mut cx) = split!(self, icmp, now);
+                icmp.icmp_deliver_reply(&mut cx, r.ident, reply);
+            }
+            Some(In6::Upper {
+                proto,
+                src,
+                dst,
+                multicast,
+                at,
+                packet,
+            }) => {
+                let b = packet.as_deref().unwrap_or(bytes);
+                let end = ustack_wire::ipv6::HEADER_LEN
+                    + usize::from(Ipv6Packet::new_unchecked(b).payload_len());
+                let whole = &b[..end.min(b.len())];
+                let Some(upper) = whole.get(at..) else {
+                    return;
+                };
+                self.ip6_deliver(now, proto, src, dst, multicast, whole, upper);
+            }
+            Some(In6::PathMtu { dst, mtu }) => {
+                let (tcp, mut cx) = split!(self, tcp, now);
+                tcp.tcp_pmtu_changed6(&mut cx, dst, mtu);
+            }
+            Some(In6::Error {
+                proto,
+                local,
+                remote,
+                err,
+            }) => match proto {
+                IpProtocol::Udp => {
+                    let (udp, mut cx) = split!(self, udp, now);
+                    udp.udp_icmp_error(&mut cx, local, remote, err);
+                }
+                IpProtocol::Tcp => {
+                    let (tcp, mut cx) = split!(self, tcp, now);
+                    tcp.tcp_icmp_error(&mut cx, local, remote, err);
+                }
+                _ => {}
+            },
+        }
+    }
+
+    /// A TCP or UDP datagram over IPv6 to its transport; a UDP port no
+    /// socket holds is answered Port Unreachable (RFC 4443 §3.1 code 4).
+    #[allow(clippy::too_many_arguments)]
+    fn ip6_deliver(
+        &mut self,
+        now: Instant,
+        proto: u8,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        multicast: bool,
+        whole: &[u8],
+        upper: &[u8],
+    ) {
+        if proto == u8::from(IpProtocol::Tcp) {
+            // RFC 9293 §3.10.7.1 for multicast, as RFC 1122 §4.2.3.10 for broadcast.
+            if !multicast {
+                let (tcp, mut cx) = split!(self, tcp, now);
+                tcp.process6(&mut cx, src, dst, upper);
+            }
+            return;
+        }
+        let (udp, mut cx) = split!(self, udp, now);
+        let pair = Addrs::V6 { src, dst };
+        if udp.process(&mut cx, pair, upper, multicast) == UdpIn::NoPort && !multicast {
+            use ustack_wire::icmpv6::unreachable;
+            self.sh.ip6.send_error(&self.cfg, now, whole, |q| {
+                ustack_wire::Icmpv6Repr::DstUnreachable {
+                    code: unreachable::PORT_UNREACHABLE,
+                    invoking: q,
+                }
+            });
         }
     }
 
@@ -856,19 +935,19 @@ impl Stack {
             return None;
         }
         let hl = self.cfg.link_header_len();
-        let mtu = self.ip6.path_mtu(&self.cfg, now, &dst);
+        let mtu = self.sh.ip6.path_mtu(&self.cfg, now, &dst);
         if bytes.len() > mtu
             && Ipv6Packet::new_unchecked(bytes).next_header()
                 != ustack_wire::ipv6::next_header::FRAGMENT
         {
             // We add no extension headers, so all after the fixed header is
             // fragmentable (RFC 8200 §4.5), to the path MTU (RFC 8201 §4).
-            self.ip6.fragment_front(bytes, mtu);
+            self.sh.ip6.fragment_front(bytes, mtu);
             return None;
         }
         if bytes.len() > self.cfg.mtu || buf.len() < hl + bytes.len() {
             self.sh.counters.link.tx_dropped_too_big += 1;
-            self.ip6.counters.out_discards += 1;
+            self.sh.ip6.counters.out_discards += 1;
             return None;
         }
         if self.cfg.medium == Medium::Ethernet {
@@ -878,19 +957,19 @@ impl Stack {
                 // Every destination is taken as on-link (no default router
                 // yet): its own address is resolved (RFC 4861 §7.2.2).
                 use crate::ipv6::neighbor::Lookup;
-                match self.ip6.neigh.lookup(now, dst, bytes) {
+                match self.sh.ip6.neigh.lookup(now, dst, bytes) {
                     Lookup::Send(mac) => mac,
                     Lookup::Held { solicit, dropped } => {
                         if dropped {
-                            self.ip6.counters.out_discards += 1;
+                            self.sh.ip6.counters.out_discards += 1;
                         }
                         if let Some(s) = solicit {
-                            self.ip6.solicit(&self.cfg, s);
+                            self.sh.ip6.solicit(&self.cfg, s);
                         }
                         return None;
                     }
                     Lookup::Refused => {
-                        self.ip6.counters.out_discards += 1;
+                        self.sh.ip6.counters.out_discards += 1;
                         return None;
                     }
                 }

@@ -2,11 +2,12 @@
 
 use crate::cx::Cx;
 use crate::errno::{Errno, Result};
-use crate::ipv4::output::{route, IpPair};
+use crate::ipv4::output::{route, Addrs};
 use crate::socket::{Handles, Proto, Readiness, Slab, SocketHandle};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
-use ustack_wire::{IpProtocol, Ipv4Addr, UdpPacket, UdpRepr};
+use std::net::Ipv6Addr;
+use std::net::{IpAddr, SocketAddr};
+use ustack_wire::{checksum, IpProtocol, Ipv4Addr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr};
 
 /// Bytes charged per queued datagram on top of its payload, so a flood of
 /// empty datagrams still fills the receive buffer (Linux charges skb truesize).
@@ -17,17 +18,17 @@ pub const MAX_PAYLOAD: usize = 65535 - 20 - 8;
 /// One received datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
-    pub from: SocketAddrV4,
+    pub from: SocketAddr,
     /// The address it was sent to (in transparent mode, not ours).
-    pub to: SocketAddrV4,
+    pub to: SocketAddr,
     pub data: Vec<u8>,
 }
 
 /// A UDP socket's state.
 #[derive(Debug)]
 pub struct UdpSocket {
-    pub(crate) local: Option<SocketAddrV4>,
-    pub(crate) remote: Option<SocketAddrV4>,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) remote: Option<SocketAddr>,
     pub(crate) rx: VecDeque<Datagram>,
     pub(crate) rx_bytes: usize,
     pub(crate) rcvbuf: usize,
@@ -36,6 +37,10 @@ pub struct UdpSocket {
     pub(crate) error: Option<Errno>,
     /// Datagrams dropped because the receive queue was full.
     pub(crate) drops: u64,
+    /// IPV6_V6ONLY: an IPv6 wildcard bind takes no IPv4 (RFC 3493 §5.3).
+    pub(crate) v6only: bool,
+    /// IPV6_UNICAST_HOPS: the hop limit of our IPv6 datagrams.
+    pub(crate) unicast_hops: Option<u8>,
 }
 
 impl UdpSocket {
@@ -50,6 +55,8 @@ impl UdpSocket {
             sndbuf,
             error: None,
             drops: 0,
+            v6only: false,
+            unicast_hops: None,
         }
     }
 
@@ -66,16 +73,13 @@ impl UdpSocket {
 
     /// Whether a datagram from `from` to `to` may be delivered here, and how
     /// well it matches (Linux `compute_score`: exact beats wildcard).
-    pub(crate) fn score(&self, to: SocketAddrV4, from: SocketAddrV4) -> Option<u8> {
+    pub(crate) fn score(&self, to: SocketAddr, from: SocketAddr) -> Option<u8> {
         let local = self.local?;
         if local.port() != to.port() {
             return None;
         }
         let mut score = 1;
-        if !local.ip().is_unspecified() {
-            if *local.ip() != *to.ip() {
-                return None;
-            }
+        if crate::addr::takes(local.ip(), self.v6only, to.ip())? {
             score += 2;
         }
         if let Some(remote) = self.remote {
@@ -137,7 +141,7 @@ impl Udp {
     pub(crate) fn process(
         &mut self,
         cx: &mut Cx<'_>,
-        ip: IpPair,
+        ip: Addrs,
         payload: &[u8],
         broadcast: bool,
     ) -> UdpIn {
@@ -145,7 +149,24 @@ impl Udp {
             cx.sh.counters.udp.in_errors += 1;
             return UdpIn::Done;
         };
-        let repr = match UdpRepr::parse(&packet, ip.src, ip.dst, &cx.cfg.checksums) {
+        let parsed = match ip {
+            Addrs::V4(ip) => UdpRepr::parse(&packet, ip.src, ip.dst, &cx.cfg.checksums),
+            Addrs::V6 { .. } => {
+                // RFC 8200 §8.1: the checksum is mandatory over IPv6 (zero
+                // is no exemption), over the IPv6 pseudo-header.
+                let len = payload.len().min(usize::from(packet.len()));
+                let bytes = &payload[..len];
+                let sum = ip.pseudo_sum(IpProtocol::Udp, len) + checksum::sum(bytes);
+                if packet.checksum() == 0 || (cx.cfg.checksums.rx && checksum::fold(sum) != 0xffff)
+                {
+                    Err(ustack_wire::Error::Checksum)
+                } else {
+                    let caps = ustack_wire::ChecksumCaps::OFFLOAD;
+                    UdpRepr::parse(&packet, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &caps)
+                }
+            }
+        };
+        let repr = match parsed {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
                 cx.sh.counters.udp.in_csum_errors += 1;
@@ -158,16 +179,17 @@ impl Udp {
             }
         };
         cx.sh.counters.ip.in_delivers += 1;
-        let to = SocketAddrV4::new(ip.dst, repr.dst_port);
-        let from = SocketAddrV4::new(ip.src, repr.src_port);
+        let to = SocketAddr::new(ip.dst(), repr.dst_port);
+        let from = SocketAddr::new(ip.src(), repr.src_port);
         let lookup_to = if broadcast {
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, repr.dst_port)
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), repr.dst_port)
         } else {
             to
         };
         let found = self
             .udp_lookup(lookup_to, from)
-            .or(self.any.filter(|_| !broadcast));
+            // The any-destination socket forwards IPv4 only.
+            .or(self.any.filter(|_| !broadcast && to.is_ipv4()));
         match found {
             Some(h) => {
                 self.udp_deliver(cx, h, from, to, packet.payload());
@@ -195,27 +217,28 @@ impl Udp {
         &mut self,
         cx: &mut Cx<'_>,
         h: SocketHandle,
-        addr: SocketAddrV4,
-    ) -> Result<SocketAddrV4> {
+        addr: SocketAddr,
+    ) -> Result<SocketAddr> {
         if self.udp(h)?.local.is_some() {
             return Err(Errno::EINVAL);
         }
-        let ip = *addr.ip();
-        if !ip.is_unspecified() && ip != cx.cfg.addr.address() {
+        let ip = addr.ip();
+        if !ip.is_unspecified() && !crate::addr::is_local(cx.cfg, ip) {
             return Err(Errno::EADDRNOTAVAIL);
         }
+        let v6only = self.udp(h)?.v6only;
         let port = if addr.port() == 0 {
             let ports = &self.ports;
             let sockets = &self.socks;
-            let in_use = |p: u16| udp_port_conflicts(ports, sockets, p, ip);
+            let in_use = |p: u16| udp_port_conflicts(ports, sockets, p, ip, v6only);
             cx.sh.ports.pick(&mut cx.sh.rng, in_use)?
         } else {
-            if udp_port_conflicts(&self.ports, &self.socks, addr.port(), ip) {
+            if udp_port_conflicts(&self.ports, &self.socks, addr.port(), ip, v6only) {
                 return Err(Errno::EADDRINUSE);
             }
             addr.port()
         };
-        let local = SocketAddrV4::new(ip, port);
+        let local = SocketAddr::new(ip, port);
         self.udp_mut(h)?.local = Some(local);
         self.ports.entry(port).or_default().push(h);
         Ok(local)
@@ -227,14 +250,14 @@ impl Udp {
         &mut self,
         cx: &mut Cx<'_>,
         h: SocketHandle,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
     ) -> Result<()> {
         if remote.port() == 0 {
             return Err(Errno::EINVAL);
         }
-        route(cx.cfg, *remote.ip())?;
+        crate::addr::check_route(cx.cfg, remote.ip())?;
         if self.udp(h)?.local.is_none() {
-            self.udp_bind(cx, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+            self.udp_bind(cx, h, crate::addr::unspecified_like(&remote))?;
         }
         let s = self.udp_mut(h)?;
         s.remote = Some(remote);
@@ -251,7 +274,7 @@ impl Udp {
         cx: &mut Cx<'_>,
         h: SocketHandle,
         data: &[u8],
-        to: Option<SocketAddrV4>,
+        to: Option<SocketAddr>,
     ) -> Result<usize> {
         self.udp_send_inner(cx, h, data, None, to)
     }
@@ -265,8 +288,8 @@ impl Udp {
         cx: &mut Cx<'_>,
         h: SocketHandle,
         data: &[u8],
-        from: SocketAddrV4,
-        to: SocketAddrV4,
+        from: SocketAddr,
+        to: SocketAddr,
     ) -> Result<usize> {
         self.udp(h)?;
         if self.any != Some(h) || from.port() == 0 || from.ip().is_unspecified() {
@@ -280,8 +303,8 @@ impl Udp {
         cx: &mut Cx<'_>,
         h: SocketHandle,
         data: &[u8],
-        from: Option<SocketAddrV4>,
-        to: Option<SocketAddrV4>,
+        from: Option<SocketAddr>,
+        to: Option<SocketAddr>,
     ) -> Result<usize> {
         let s = self.udp_mut(h)?;
         if let Some(e) = s.error.take() {
@@ -299,9 +322,13 @@ impl Udp {
             cx.sh.counters.udp.sndbuf_errors += 1;
             return Err(Errno::EAGAIN);
         }
-        let next_hop = route(cx.cfg, *dst.ip())?;
+        let dst4 = match dst.ip() {
+            IpAddr::V4(d) => d,
+            IpAddr::V6(d) => return self.udp_send6(cx, h, data, from, d, dst.port()),
+        };
+        let next_hop = route(cx.cfg, dst4)?;
         if from.is_none() && self.udp(h)?.local.is_none() {
-            self.udp_bind(cx, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+            self.udp_bind(cx, h, SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))?;
         }
         if cx.sh.ip.egress_full(cx.cfg) {
             return Err(Errno::ENOBUFS);
@@ -309,7 +336,11 @@ impl Udp {
         let Some(local) = from.or(self.udp(h)?.local) else {
             return Err(Errno::EINVAL);
         };
-        let src_ip = from.map_or(cx.cfg.addr.address(), |f| *f.ip());
+        let src_ip = match from.map(|f| f.ip()) {
+            Some(IpAddr::V4(a)) => a,
+            Some(IpAddr::V6(_)) => return Err(Errno::EAFNOSUPPORT),
+            None => cx.cfg.addr.address(),
+        };
         let mut payload = vec![0u8; ustack_wire::udp::HEADER_LEN + data.len()];
         let repr = UdpRepr {
             src_port: local.port(),
@@ -318,7 +349,7 @@ impl Udp {
         repr.emit(
             &mut UdpPacket::new_unchecked(&mut payload[..]),
             src_ip,
-            *dst.ip(),
+            dst4,
             data,
             &cx.cfg.checksums,
         );
@@ -329,11 +360,79 @@ impl Udp {
             cx.cfg,
             src_ip,
             next_hop,
-            *dst.ip(),
+            dst4,
             IpProtocol::Udp,
             payload,
             Some((h, charge)),
         );
+        Ok(data.len())
+    }
+
+    /// One datagram over IPv6, as a whole packet on the IPv6 layer's queue
+    /// (fragmented there to the path MTU, RFC 8200 §4.5): the IPv6
+    /// pseudo-header checksum (RFC 8200 §8.1), the flow's label (RFC 6437).
+    fn udp_send6(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        data: &[u8],
+        from: Option<SocketAddr>,
+        dst: Ipv6Addr,
+        dport: u16,
+    ) -> Result<usize> {
+        crate::addr::check_route(cx.cfg, IpAddr::V6(dst))?;
+        if from.is_none() && self.udp(h)?.local.is_none() {
+            self.udp_bind(cx, h, SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0))?;
+        }
+        if cx.sh.ip6.out.len() >= cx.cfg.max_egress_packets {
+            return Err(Errno::ENOBUFS);
+        }
+        let s = self.udp(h)?;
+        let Some(local) = from.or(s.local) else {
+            return Err(Errno::EINVAL);
+        };
+        let src = match local.ip() {
+            IpAddr::V6(a) if !a.is_unspecified() => a,
+            IpAddr::V6(_) => crate::ipv6::source_for(cx.cfg, &dst),
+            // A socket bound to an IPv4 address cannot reach an IPv6 peer.
+            IpAddr::V4(_) => return Err(Errno::ENETUNREACH),
+        };
+        let len = ustack_wire::udp::HEADER_LEN + data.len();
+        let ip6 = &mut cx.sh.ip6;
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Udp,
+            payload_len: len,
+            hop_limit: s.unicast_hops.unwrap_or(cx.cfg.hop_limit6),
+            traffic_class: 0,
+            flow_label: ip6.transport_label(&src, &dst, 17, local.port(), dport),
+        };
+        let hl = ustack_wire::ipv6::HEADER_LEN;
+        let mut b = vec![0u8; hl + len];
+        ip.emit(&mut Ipv6Packet::new_unchecked(&mut b[..]));
+        let repr = UdpRepr {
+            src_port: local.port(),
+            dst_port: dport,
+        };
+        let mut udp = UdpPacket::new_unchecked(&mut b[hl..]);
+        repr.emit(
+            &mut udp,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            data,
+            &ustack_wire::ChecksumCaps::OFFLOAD,
+        );
+        udp.set_checksum(0);
+        let c = !checksum::fold(
+            checksum::pseudo_header_v6(src, dst, IpProtocol::Udp, len as u32)
+                + checksum::sum(&b[hl..]),
+        );
+        // RFC 768 / RFC 8200 §8.1: a computed zero is sent as all ones.
+        UdpPacket::new_unchecked(&mut b[hl..]).set_checksum(if c == 0 { 0xffff } else { c });
+        ip6.counters.out_requests += 1;
+        ip6.out.push_back(b);
+        cx.sh.counters.udp.out_datagrams += 1;
         Ok(data.len())
     }
 
@@ -345,7 +444,7 @@ impl Udp {
         &mut self,
         h: SocketHandle,
         buf: &mut [u8],
-    ) -> Result<(usize, usize, SocketAddrV4)> {
+    ) -> Result<(usize, usize, SocketAddr)> {
         let s = self.udp_mut(h)?;
         if let Some(e) = s.error.take() {
             return Err(e);
@@ -363,7 +462,7 @@ impl Udp {
         &mut self,
         h: SocketHandle,
         buf: &mut [u8],
-    ) -> Result<(usize, usize, SocketAddrV4, SocketAddrV4)> {
+    ) -> Result<(usize, usize, SocketAddr, SocketAddr)> {
         let s = self.udp_mut(h)?;
         if let Some(e) = s.error.take() {
             return Err(e);
@@ -398,7 +497,7 @@ impl Udp {
         &mut self,
         h: SocketHandle,
         buf: &mut [u8],
-    ) -> Result<(usize, usize, SocketAddrV4)> {
+    ) -> Result<(usize, usize, SocketAddr)> {
         let s = self.udp_mut(h)?;
         if let Some(e) = s.error.take() {
             return Err(e);
@@ -410,6 +509,28 @@ impl Udp {
     }
 
     /// Sets SO_RCVBUF / SO_SNDBUF in bytes (clamped to at least 256 like Linux's minimum).
+    /// IPV6_V6ONLY; EINVAL once bound (as Linux).
+    pub fn udp_set_v6only(&mut self, h: SocketHandle, on: bool) -> Result<()> {
+        let s = self.udp_mut(h)?;
+        if s.local.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        s.v6only = on;
+        Ok(())
+    }
+
+    /// IPV6_UNICAST_HOPS (`None`: the stack's default).
+    pub fn udp_set_unicast_hops(&mut self, h: SocketHandle, hops: Option<u8>) -> Result<()> {
+        self.udp_mut(h)?.unicast_hops = hops;
+        Ok(())
+    }
+
+    /// IPV6_V6ONLY and IPV6_UNICAST_HOPS as set.
+    pub fn udp_v6_options(&self, h: SocketHandle) -> Result<(bool, Option<u8>)> {
+        let s = self.udp(h)?;
+        Ok((s.v6only, s.unicast_hops))
+    }
+
     pub fn udp_set_buffers(
         &mut self,
         h: SocketHandle,
@@ -476,7 +597,7 @@ impl Udp {
         self.release(handles, owner);
     }
 
-    pub(crate) fn udp_lookup(&self, to: SocketAddrV4, from: SocketAddrV4) -> Option<SocketHandle> {
+    pub(crate) fn udp_lookup(&self, to: SocketAddr, from: SocketAddr) -> Option<SocketHandle> {
         let candidates = self.ports.get(&to.port())?;
         candidates
             .iter()
@@ -493,8 +614,8 @@ impl Udp {
         &mut self,
         cx: &mut Cx<'_>,
         h: SocketHandle,
-        from: SocketAddrV4,
-        to: SocketAddrV4,
+        from: SocketAddr,
+        to: SocketAddr,
         data: &[u8],
     ) {
         let Some(s) = self.socks.get_mut(h) else {
@@ -522,8 +643,8 @@ impl Udp {
     pub(crate) fn udp_icmp_error(
         &mut self,
         cx: &mut Cx<'_>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         err: Errno,
     ) {
         let Some(h) = self.udp_lookup(local, remote) else {
@@ -543,13 +664,14 @@ fn udp_port_conflicts(
     ports: &HashMap<u16, Vec<SocketHandle>>,
     sockets: &Slab<UdpSocket>,
     port: u16,
-    ip: Ipv4Addr,
+    ip: IpAddr,
+    v6only: bool,
 ) -> bool {
     ports.get(&port).is_some_and(|v| {
         v.iter().any(|&h| match sockets.get(h) {
             Some(s) => s
                 .local
-                .is_some_and(|l| l.ip().is_unspecified() || ip.is_unspecified() || *l.ip() == ip),
+                .is_some_and(|l| crate::addr::overlap(l.ip(), s.v6only, ip, v6only)),
             _ => false,
         })
     })
@@ -587,16 +709,16 @@ mod tests {
         let mut udp = Udp::default();
         let now = Instant::from_secs(1);
         let h = udp.udp_open(&mut p.cx(now));
-        udp.udp_bind(&mut p.cx(now), h, SocketAddrV4::new(US, 7))
+        udp.udp_bind(&mut p.cx(now), h, SocketAddr::new(IpAddr::V4(US), 7))
             .unwrap();
-        let ip = IpPair { src: PEER, dst: US };
+        let ip = Addrs::V4(crate::ipv4::output::IpPair { src: PEER, dst: US });
         let d = datagram(5000, 7, b"ping");
         assert_eq!(udp.process(&mut p.cx(now), ip, &d, false), UdpIn::Done);
         assert_eq!(p.sh.handles.take_changed(), vec![h], "readable now");
         let mut buf = [0u8; 16];
         let (n, full, from) = udp.udp_recv_from(h, &mut buf).unwrap();
         assert_eq!((&buf[..n], full), (&b"ping"[..], 4));
-        assert_eq!(from, SocketAddrV4::new(PEER, 5000));
+        assert_eq!(from, SocketAddr::new(IpAddr::V4(PEER), 5000));
         // Nobody on port 9: the IP layer is told so (ICMP's to answer).
         let d = datagram(5000, 9, b"x");
         assert_eq!(udp.process(&mut p.cx(now), ip, &d, false), UdpIn::NoPort);

@@ -7,7 +7,7 @@ mod segscript;
 
 use proptest::prelude::*;
 use segscript::*;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::{checksum, IpProtocol, Ipv4Addr, TcpFlags};
 use ustack_core::SocketHandle;
 
@@ -105,7 +105,9 @@ fn open(prediction: bool, ts: bool, rx_sums: bool) -> Side {
     cfg.checksums.rx = rx_sums;
     let mut s = Script::with(cfg);
     let l = s.stack.tcp_open();
-    s.stack.tcp_bind(l, SocketAddrV4::new(US, US_PORT)).unwrap();
+    s.stack
+        .tcp_bind(l, SocketAddr::from((US, US_PORT)))
+        .unwrap();
     s.stack.tcp_listen(l, 2).unwrap();
     let mut syn = seg(TcpFlags::SYN).seq(1000).mss(1460).ws(2);
     if ts {
@@ -162,8 +164,8 @@ proptest! {
                         let v = if ts == 3 { tsval.wrapping_sub(1000) } else { tsval };
                         x = x.ts(v, 0);
                     }
-                    if src_alt == 1 { x = x.from(SocketAddrV4::new(Ipv4Addr::new(10,0,0,255), PEER_PORT)); }
-                    if src_alt == 2 { x = x.from(SocketAddrV4::new(Ipv4Addr::new(224,0,0,1), PEER_PORT)); }
+                    if src_alt == 1 { x = x.from(SocketAddr::from((Ipv4Addr::new(10,0,0,255), PEER_PORT))); }
+                    if src_alt == 2 { x = x.from(SocketAddr::from((Ipv4Addr::new(224,0,0,1), PEER_PORT))); }
                     let mut bytes = x.to_ip();
                     for m in muts {
                         match m {

@@ -5,7 +5,7 @@
 mod segscript;
 
 use segscript::*;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::{
     ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, TcpFlags,
     UdpPacket, UdpRepr,
@@ -33,12 +33,12 @@ fn transparent() -> StackConfig {
     c
 }
 
-fn far(port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(FAR, port)
+fn far(port: u16) -> SocketAddr {
+    SocketAddr::from((FAR, port))
 }
 
 /// A SYN from the peer (port `sport`) to `dst`.
-fn syn_to(dst: SocketAddrV4, sport: u16) -> Seg {
+fn syn_to(dst: SocketAddr, sport: u16) -> Seg {
     let mut s = seg(SYN).sport(sport).seq(PEER_ISS).mss(1460);
     s.dst = dst;
     s
@@ -67,7 +67,7 @@ fn any_destination_is_accepted_and_its_address_is_getsockname() {
     let mut ack = syn.clone().flags(ACK).seq(PEER_ISS + 1).ack(sa.seq + 1);
     s.inject(ack.clone());
     let (c, peer, dst) = s.stack.tcp_take_pending(l).unwrap();
-    assert_eq!(peer, SocketAddrV4::new(PEER, 40001));
+    assert_eq!(peer, SocketAddr::from((PEER, 40001)));
     assert_eq!(dst, far(443));
     assert_eq!(s.stack.local_addr(c), Ok(Some(far(443))));
     assert_eq!(s.stack.peer_addr(c), Ok(peer));
@@ -96,7 +96,7 @@ fn without_transparent_mode_other_addresses_are_dropped() {
     s.expect_silence();
     assert_eq!(s.stack.counters().ip.in_addr_errors, before + 1);
     // Our own address still reaches it (no other listener on the port).
-    let syn = syn_to(SocketAddrV4::new(US, 8080), 40002);
+    let syn = syn_to(SocketAddr::from((US, 8080)), 40002);
     s.inject(syn.clone());
     s.expect(&syn.reply().seq(0).ack(PEER_ISS + 1).flags(SYN | ACK));
 }
@@ -106,9 +106,9 @@ fn a_bound_listener_comes_before_the_any_destination_one() {
     let mut s = Script::with(transparent());
     let any = any_listener(&mut s, true, 100);
     let l = s.stack.tcp_open();
-    s.stack.tcp_bind(l, SocketAddrV4::new(US, 80)).unwrap();
+    s.stack.tcp_bind(l, SocketAddr::from((US, 80))).unwrap();
     s.stack.tcp_listen(l, 8).unwrap();
-    let syn = syn_to(SocketAddrV4::new(US, 80), 40003);
+    let syn = syn_to(SocketAddr::from((US, 80)), 40003);
     s.inject(syn.clone());
     // Not deferred: the bound listener answers at once.
     s.expect(&syn.reply().seq(0).ack(PEER_ISS + 1).flags(SYN | ACK));
@@ -270,7 +270,7 @@ fn ip_datagram(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload: &[u8]) 
     buf
 }
 
-fn udp_datagram(from: SocketAddrV4, to: SocketAddrV4, data: &[u8]) -> Vec<u8> {
+fn udp_datagram(from: SocketAddr, to: SocketAddr, data: &[u8]) -> Vec<u8> {
     let mut udp = vec![0u8; 8 + data.len()];
     UdpRepr {
         src_port: from.port(),
@@ -278,12 +278,12 @@ fn udp_datagram(from: SocketAddrV4, to: SocketAddrV4, data: &[u8]) -> Vec<u8> {
     }
     .emit(
         &mut UdpPacket::new_unchecked(&mut udp[..]),
-        *from.ip(),
-        *to.ip(),
+        ip4(from.ip()),
+        ip4(to.ip()),
         data,
         &ChecksumCaps::default(),
     );
-    ip_datagram(*from.ip(), *to.ip(), IpProtocol::Udp, &udp)
+    ip_datagram(ip4(from.ip()), ip4(to.ip()), IpProtocol::Udp, &udp)
 }
 
 /// Delivers `bytes` and returns the datagrams the stack sent in answer.
@@ -300,16 +300,16 @@ fn udp_to_any_destination_is_delivered_with_both_addresses_and_answered_from_it(
     s.stack.udp_bind_any(u).unwrap();
     let other = s.stack.udp_open();
     assert_eq!(s.stack.udp_bind_any(other), Err(Errno::EADDRINUSE));
-    let client = SocketAddrV4::new(PEER, 5353);
-    let dns = SocketAddrV4::new(Ipv4Addr::new(8, 8, 8, 8), 53);
+    let client = SocketAddr::from((PEER, 5353));
+    let dns = SocketAddr::from((Ipv4Addr::new(8, 8, 8, 8), 53));
     s.inject_raw(&udp_datagram(client, dns, b"query"));
     let mut buf = [0u8; 32];
     let (n, len, from, to) = s.stack.udp_recv_from_to(u, &mut buf).unwrap();
     assert_eq!((&buf[..n], len, from, to), (&b"query"[..], 5, client, dns));
     // A socket bound to the port on our address is preferred.
     let bound = s.stack.udp_open();
-    s.stack.udp_bind(bound, SocketAddrV4::new(US, 53)).unwrap();
-    s.inject_raw(&udp_datagram(client, SocketAddrV4::new(US, 53), b"mine"));
+    s.stack.udp_bind(bound, SocketAddr::from((US, 53))).unwrap();
+    s.inject_raw(&udp_datagram(client, SocketAddr::from((US, 53)), b"mine"));
     assert!(s.stack.udp_recv_from(bound, &mut buf).is_ok());
     assert_eq!(s.stack.udp_recv_from_to(u, &mut buf), Err(Errno::EAGAIN));
     // The answer comes from the address the client asked.
@@ -324,7 +324,7 @@ fn udp_to_any_destination_is_delivered_with_both_addresses_and_answered_from_it(
     assert_eq!(out.len(), 1);
     let ip = Ipv4Packet::new_checked(&out[0][..]).unwrap();
     let ipr = Ipv4Repr::parse(&ip, &ChecksumCaps::default()).unwrap();
-    assert_eq!((ipr.src_addr, ipr.dst_addr), (*dns.ip(), PEER));
+    assert_eq!((ipr.src_addr, ipr.dst_addr), (ip4(dns.ip()), PEER));
     let udp = UdpPacket::new_checked(ip.payload()).unwrap();
     let r = UdpRepr::parse(&udp, ipr.src_addr, ipr.dst_addr, &ChecksumCaps::default()).unwrap();
     assert_eq!(
@@ -369,4 +369,12 @@ fn echo_to_any_address_is_answered_from_it_unless_turned_off() {
     let mut s = Script::with(cfg);
     assert!(answers(&mut s, &echo_request(FAR)).is_empty());
     assert_eq!(answers(&mut s, &echo_request(US)).len(), 1);
+}
+
+/// The IPv4 address in `ip` (these tests are IPv4).
+fn ip4(ip: std::net::IpAddr) -> Ipv4Addr {
+    match ip {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(_) => panic!("IPv4 only"),
+    }
 }

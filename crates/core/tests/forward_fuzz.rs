@@ -7,7 +7,7 @@ mod segscript;
 
 use proptest::prelude::*;
 use segscript::*;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::{Ipv4Addr, TcpFlags};
 use ustack_core::SocketHandle;
 
@@ -74,7 +74,7 @@ proptest! {
                         .sport(40000 + u16::from(sport))
                         .seq(seq)
                         .ack(ack);
-                    g.dst = SocketAddrV4::new(Ipv4Addr::new(93, 184, 216, 30 + dst), 80);
+                    g.dst = SocketAddr::from((Ipv4Addr::new(93, 184, 216, 30 + dst), 80));
                     if data {
                         g = g.data(b"payload");
                     }

@@ -13,23 +13,23 @@ fn seeds(medium: Medium) -> Vec<Vec<u8>> {
     let now = Instant::from_secs(1);
     let u = a.udp_open();
     let s = b.udp_open();
-    b.udp_bind(s, std::net::SocketAddrV4::new(B, 9)).unwrap();
+    b.udp_bind(s, std::net::SocketAddr::from((B, 9))).unwrap();
     let h = a.icmp_open();
     a.icmp_send_echo(h, B, 1, b"ping").unwrap();
-    a.udp_send_to(u, b"datagram", Some(std::net::SocketAddrV4::new(B, 9)))
+    a.udp_send_to(u, b"datagram", Some(std::net::SocketAddr::from((B, 9))))
         .unwrap();
-    a.udp_send_to(u, &[7u8; 3000], Some(std::net::SocketAddrV4::new(B, 9)))
+    a.udp_send_to(u, &[7u8; 3000], Some(std::net::SocketAddr::from((B, 9))))
         .unwrap();
-    a.udp_send_to(u, b"closed", Some(std::net::SocketAddrV4::new(B, 10)))
+    a.udp_send_to(u, b"closed", Some(std::net::SocketAddr::from((B, 10))))
         .unwrap();
     // TCP: a handshake, data both ways, a close, and a SYN to a closed port.
     let l = b.tcp_open();
-    b.tcp_bind(l, std::net::SocketAddrV4::new(B, 80)).unwrap();
+    b.tcp_bind(l, std::net::SocketAddr::from((B, 80))).unwrap();
     b.tcp_listen(l, 4).unwrap();
     let c = a.tcp_open();
-    let _ = a.tcp_connect(now, c, std::net::SocketAddrV4::new(B, 80));
+    let _ = a.tcp_connect(now, c, std::net::SocketAddr::from((B, 80)));
     let c2 = a.tcp_open();
-    let _ = a.tcp_connect(now, c2, std::net::SocketAddrV4::new(B, 81));
+    let _ = a.tcp_connect(now, c2, std::net::SocketAddr::from((B, 81)));
     let mut frames = Vec::new();
     let mut buf = vec![0u8; 2000];
     for round in 0..10 {
@@ -68,9 +68,9 @@ fn seeds(medium: Medium) -> Vec<Vec<u8>> {
 fn check(medium: Medium, frames: Vec<Vec<u8>>, trusted: bool) {
     let mut s = Stack::new(config(medium, B, 3)).unwrap();
     let u = s.udp_open();
-    s.udp_bind(u, std::net::SocketAddrV4::new(B, 9)).unwrap();
+    s.udp_bind(u, std::net::SocketAddr::from((B, 9))).unwrap();
     let l = s.tcp_open();
-    s.tcp_bind(l, std::net::SocketAddrV4::new(B, 80)).unwrap();
+    s.tcp_bind(l, std::net::SocketAddr::from((B, 80))).unwrap();
     s.tcp_listen(l, 4).unwrap();
     let mut buf = vec![0u8; 2000];
     for (i, f) in frames.iter().enumerate() {

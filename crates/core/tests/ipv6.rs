@@ -270,8 +270,11 @@ fn no_errors_about_errors_or_to_groups_and_rate_limited() {
     cfg.icmp_errors_per_sec = 2;
     let mut s = Stack::new(cfg).unwrap();
     let now = Instant::from_secs(1);
-    // UDP to a port nobody listens on: port unreachable (code 4).
-    let udp = [0x30u8, 0x39, 0, 9, 0, 8, 0, 0];
+    // UDP to a port nobody listens on: port unreachable (code 4). The
+    // checksum is mandatory over IPv6 (RFC 8200 §8.1).
+    let mut udp = [0x30u8, 0x39, 0, 9, 0, 8, 0, 0];
+    let c = ustack_core::wire::checksum::transport_v6(PEER, US, IpProtocol::Udp, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
     s.receive(now, &packet(PEER, US, 17, 64, &udp));
     let out = drain(&mut s, now);
     let r = parse_icmp(&out[0]).1;

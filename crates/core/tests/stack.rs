@@ -3,14 +3,14 @@
 mod common;
 
 use common::{config, Pair, A, B};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::{
     ChecksumCaps, EthernetFrame, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 use ustack_core::{Duration, Errno, Instant, Medium, RxMeta, Stack};
 
-fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(ip, port)
+fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
 }
 
 #[test]

@@ -12,7 +12,7 @@
 mod segscript;
 
 use segscript::*;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::counters::TcpCounters;
 use ustack_core::{Congestion, SocketHandle, StackConfig, TcpInfo};
 
@@ -88,7 +88,9 @@ struct Conn {
 fn open(cfg: StackConfig, peer: Peer) -> Conn {
     let mut s = Script::with(cfg);
     let l = s.stack.tcp_open();
-    s.stack.tcp_bind(l, SocketAddrV4::new(US, US_PORT)).unwrap();
+    s.stack
+        .tcp_bind(l, SocketAddr::from((US, US_PORT)))
+        .unwrap();
     s.stack.tcp_listen(l, 8).unwrap();
     let mut syn = seg(SYN).seq(PEER_ISS).mss(peer.mss);
     if peer.sack {
@@ -1478,7 +1480,7 @@ fn congestion_control_is_chosen_per_socket() {
     s.stack.tcp_set_congestion(h, Congestion::NewReno).unwrap();
     let _ = s
         .stack
-        .tcp_connect(s.now, h, SocketAddrV4::new(PEER, PEER_PORT));
+        .tcp_connect(s.now, h, SocketAddr::from((PEER, PEER_PORT)));
     let syn = s.next();
     s.inject(
         seg(SYN | ACK)

@@ -5,7 +5,7 @@ mod segscript;
 
 use proptest::prelude::*;
 use segscript::*;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::TcpFlags;
 use ustack_core::Shutdown;
 
@@ -57,13 +57,13 @@ proptest! {
     ) {
         let mut s = Script::new();
         let l = s.stack.tcp_open();
-        s.stack.tcp_bind(l, SocketAddrV4::new(US, US_PORT)).unwrap();
+        s.stack.tcp_bind(l, SocketAddr::from((US, US_PORT))).unwrap();
         s.stack.tcp_listen(l, 2).unwrap();
         // Either an accepted connection on port 80, or our own connect from
         // an ephemeral port still in SYN-SENT.
         let (c, iss, our_port, mut rcv_base) = if client {
             let c = s.stack.tcp_open();
-            let _ = s.stack.tcp_connect(s.now, c, SocketAddrV4::new(PEER, PEER_PORT));
+            let _ = s.stack.tcp_connect(s.now, c, SocketAddr::from((PEER, PEER_PORT)));
             let syn = s.next();
             (c, syn.seq, syn.src.port(), 1000u32)
         } else {
@@ -191,7 +191,7 @@ proptest! {
         cfg.tcp.sndbuf = 64 << 10;
         let mut s = Script::with(cfg);
         let l = s.stack.tcp_open();
-        s.stack.tcp_bind(l, SocketAddrV4::new(US, US_PORT)).unwrap();
+        s.stack.tcp_bind(l, SocketAddr::from((US, US_PORT))).unwrap();
         s.stack.tcp_listen(l, 2).unwrap();
         s.inject(seg(TcpFlags::SYN).seq(1000).mss(1000).sack_perm());
         let iss = s.next().seq;

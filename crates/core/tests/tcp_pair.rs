@@ -4,16 +4,16 @@ mod common;
 mod segscript;
 
 use common::{Pair, A, B};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::{Duration, Errno, Medium, Shutdown, TcpState};
 
 fn connect_pair(p: &mut Pair, port: u16) -> (ustack_core::SocketHandle, ustack_core::SocketHandle) {
     let l = p.b.tcp_open();
-    p.b.tcp_bind(l, SocketAddrV4::new(B, port)).unwrap();
+    p.b.tcp_bind(l, SocketAddr::from((B, port))).unwrap();
     p.b.tcp_listen(l, 8).unwrap();
     let c = p.a.tcp_open();
     assert_eq!(
-        p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, port)),
+        p.a.tcp_connect(p.now, c, SocketAddr::from((B, port))),
         Err(Errno::EINPROGRESS)
     );
     p.pump();
@@ -21,7 +21,7 @@ fn connect_pair(p: &mut Pair, port: u16) -> (ustack_core::SocketHandle, ustack_c
     let (s, peer) = p.b.tcp_accept(l).unwrap();
     assert_eq!(
         peer,
-        SocketAddrV4::new(A, p.a.local_addr(c).unwrap().unwrap().port())
+        SocketAddr::from((A, p.a.local_addr(c).unwrap().unwrap().port()))
     );
     (c, s)
 }
@@ -104,12 +104,12 @@ fn bulk_transfer_intact() {
 fn simultaneous_open_between_two_stacks() {
     let mut p = Pair::new(Medium::Ip);
     let a = p.a.tcp_open();
-    p.a.tcp_bind(a, SocketAddrV4::new(A, 5000)).unwrap();
+    p.a.tcp_bind(a, SocketAddr::from((A, 5000))).unwrap();
     let b = p.b.tcp_open();
-    p.b.tcp_bind(b, SocketAddrV4::new(B, 6000)).unwrap();
+    p.b.tcp_bind(b, SocketAddr::from((B, 6000))).unwrap();
     // Both SYNs are on the wire before either arrives.
-    let _ = p.a.tcp_connect(p.now, a, SocketAddrV4::new(B, 6000));
-    let _ = p.b.tcp_connect(p.now, b, SocketAddrV4::new(A, 5000));
+    let _ = p.a.tcp_connect(p.now, a, SocketAddr::from((B, 6000)));
+    let _ = p.b.tcp_connect(p.now, b, SocketAddr::from((A, 5000)));
     let mut buf = vec![0u8; 2000];
     let n = p.a.transmit(p.now, &mut buf).unwrap();
     let syn_a = buf[..n].to_vec();
@@ -178,14 +178,14 @@ fn close_with_unread_data_resets_the_peer() {
 fn connect_to_closed_port_and_silent_host() {
     let mut p = Pair::new(Medium::Ip);
     let c = p.a.tcp_open();
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 9));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 9)));
     p.pump();
     assert_eq!(p.a.take_error(c), Ok(Some(Errno::ECONNREFUSED)));
     // Silent host: every frame dropped.
     p.filter = Box::new(|_, _| None);
     let c = p.a.tcp_open();
     let start = p.now;
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
     p.advance(Duration::from_secs(126));
     assert_eq!(p.a.take_error(c), Ok(None));
     p.advance(Duration::from_secs(1));
@@ -197,11 +197,11 @@ fn connect_to_closed_port_and_silent_host() {
 fn readiness_changes_are_reported() {
     let mut p = Pair::new(Medium::Ip);
     let l = p.b.tcp_open();
-    p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+    p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
     p.b.tcp_listen(l, 4).unwrap();
     p.b.take_readiness_changes();
     let c = p.a.tcp_open();
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
     p.a.take_readiness_changes();
     p.pump();
     assert!(
@@ -224,7 +224,7 @@ fn readiness_changes_are_reported() {
 fn bind_conflicts_reuseaddr_and_time_wait() {
     let mut p = Pair::new(Medium::Ip);
     let (c, s) = connect_pair(&mut p, 80);
-    let any80 = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 80);
+    let any80 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 80));
     let x = p.b.tcp_open();
     assert_eq!(p.b.tcp_bind(x, any80), Err(Errno::EADDRINUSE));
     // The server closes first, so its side goes to TIME_WAIT.
@@ -258,7 +258,7 @@ fn connect_pair_again(
     l: ustack_core::SocketHandle,
 ) -> (ustack_core::SocketHandle, ustack_core::SocketHandle) {
     let c = p.a.tcp_open();
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
     p.pump();
     let (s, _) = p.b.tcp_accept(l).unwrap();
     (c, s)
@@ -271,20 +271,20 @@ fn reuseport_spreads_connections() {
     for _ in 0..2 {
         let l = p.b.tcp_open();
         p.b.tcp_set_reuseport(l, true).unwrap();
-        p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+        p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
         p.b.tcp_listen(l, 64).unwrap();
         ls.push(l);
     }
     let other = p.b.tcp_open();
     assert_eq!(
-        p.b.tcp_bind(other, SocketAddrV4::new(B, 80)),
+        p.b.tcp_bind(other, SocketAddr::from((B, 80))),
         Err(Errno::EADDRINUSE),
         "without SO_REUSEPORT"
     );
     let mut cs = Vec::new();
     for _ in 0..40 {
         let c = p.a.tcp_open();
-        let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+        let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
         cs.push(c);
     }
     p.pump();
@@ -314,10 +314,10 @@ fn reuseport_spreads_connections() {
 fn connect_to_ourselves() {
     let mut p = Pair::new(Medium::Ip);
     let l = p.a.tcp_open();
-    p.a.tcp_bind(l, SocketAddrV4::new(A, 7)).unwrap();
+    p.a.tcp_bind(l, SocketAddr::from((A, 7))).unwrap();
     p.a.tcp_listen(l, 1).unwrap();
     let c = p.a.tcp_open();
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(A, 7));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((A, 7)));
     p.pump();
     let (s, _) = p.a.tcp_accept(l).unwrap();
     p.a.tcp_send(p.now, c, b"loop").unwrap();
@@ -326,8 +326,8 @@ fn connect_to_ourselves() {
     assert_eq!(p.a.tcp_recv(s, &mut buf), Ok(4));
     // A socket connected to itself: a simultaneous open with one TCB.
     let me = p.a.tcp_open();
-    p.a.tcp_bind(me, SocketAddrV4::new(A, 5555)).unwrap();
-    let _ = p.a.tcp_connect(p.now, me, SocketAddrV4::new(A, 5555));
+    p.a.tcp_bind(me, SocketAddr::from((A, 5555))).unwrap();
+    let _ = p.a.tcp_connect(p.now, me, SocketAddr::from((A, 5555)));
     p.pump();
     assert_eq!(p.a.tcp_state(me), Ok(TcpState::Established));
     p.a.tcp_send(p.now, me, b"echo").unwrap();
@@ -344,7 +344,7 @@ fn syn_flood_keeps_half_open_state_bounded_and_real_clients_connect() {
     cfg_b.tcp.max_syn_backlog = 256;
     let mut p = Pair::with(common::config(Medium::Ip, A, 1), cfg_b);
     let l = p.b.tcp_open();
-    p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+    p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
     p.b.tcp_listen(l, 128).unwrap();
     let mut rng = ustack_core::rng::Rng::new(99);
     let mut buf = vec![0u8; 2048];
@@ -352,7 +352,7 @@ fn syn_flood_keeps_half_open_state_bounded_and_real_clients_connect() {
     for i in 0..100_000u32 {
         let src = std::net::Ipv4Addr::new(10, 0, 0, 3 + (rng.below(250) as u8));
         let syn = segscript::seg(segscript::SYN)
-            .from(SocketAddrV4::new(src, 1024 + rng.below(60000) as u16))
+            .from(SocketAddr::from((src, 1024 + rng.below(60000) as u16)))
             .seq(rng.next_u64() as u32)
             .mss(1460);
         p.b.receive(p.now, &syn.to_ip());
@@ -373,7 +373,7 @@ fn syn_flood_keeps_half_open_state_bounded_and_real_clients_connect() {
     );
     // A real client still gets through, by cookie, and can talk.
     let c = p.a.tcp_open();
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
     p.pump();
     assert_eq!(p.a.tcp_state(c), Ok(TcpState::Established));
     let (s, _) = p.b.tcp_accept(l).unwrap();
@@ -395,14 +395,14 @@ fn ephemeral_port_never_reuses_a_live_four_tuple() {
     let mut ls = Vec::new();
     for port in [80, 81] {
         let l = p.b.tcp_open();
-        p.b.tcp_bind(l, SocketAddrV4::new(B, port)).unwrap();
+        p.b.tcp_bind(l, SocketAddr::from((B, port))).unwrap();
         p.b.tcp_listen(l, 4).unwrap();
         ls.push(l);
     }
     let c = p.a.tcp_open();
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
     p.pump();
-    assert_eq!(p.a.local_addr(c), Ok(Some(SocketAddrV4::new(A, 40000))));
+    assert_eq!(p.a.local_addr(c), Ok(Some(SocketAddr::from((A, 40000)))));
     // The client closes first: its 4-tuple sits in TIME_WAIT.
     p.a.close(c).unwrap();
     p.pump();
@@ -412,22 +412,22 @@ fn ephemeral_port_never_reuses_a_live_four_tuple() {
     assert_eq!(p.a.socket_table(p.now)[0].state, TcpState::TimeWait);
     let c2 = p.a.tcp_open();
     assert_eq!(
-        p.a.tcp_connect(p.now, c2, SocketAddrV4::new(B, 80)),
+        p.a.tcp_connect(p.now, c2, SocketAddr::from((B, 80))),
         Err(Errno::EADDRNOTAVAIL)
     );
     // Another destination may share the local port.
     assert_eq!(
-        p.a.tcp_connect(p.now, c2, SocketAddrV4::new(B, 81)),
+        p.a.tcp_connect(p.now, c2, SocketAddr::from((B, 81))),
         Err(Errno::EINPROGRESS)
     );
     p.pump();
     assert_eq!(p.a.tcp_state(c2), Ok(TcpState::Established));
-    assert_eq!(p.a.local_addr(c2), Ok(Some(SocketAddrV4::new(A, 40000))));
+    assert_eq!(p.a.local_addr(c2), Ok(Some(SocketAddr::from((A, 40000)))));
     // Once TIME_WAIT ends, the first 4-tuple is free again.
     p.advance(Duration::from_secs(61));
     let c3 = p.a.tcp_open();
     assert_eq!(
-        p.a.tcp_connect(p.now, c3, SocketAddrV4::new(B, 80)),
+        p.a.tcp_connect(p.now, c3, SocketAddr::from((B, 80))),
         Err(Errno::EINPROGRESS)
     );
 }
@@ -441,7 +441,7 @@ fn a_hundred_thousand_connections() {
         .iter()
         .map(|&port| {
             let l = p.b.tcp_open();
-            p.b.tcp_bind(l, SocketAddrV4::new(B, port)).unwrap();
+            p.b.tcp_bind(l, SocketAddr::from((B, port))).unwrap();
             p.b.tcp_listen(l, 4096).unwrap();
             l
         })
@@ -453,7 +453,7 @@ fn a_hundred_thousand_connections() {
         let c = p.a.tcp_open();
         p.a.tcp_set_keepalive(p.now, c, true).unwrap();
         let _ =
-            p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, ports[i % ports.len()]));
+            p.a.tcp_connect(p.now, c, SocketAddr::from((B, ports[i % ports.len()])));
         cs.push(c);
         if i % 2000 == 1999 {
             p.pump();

@@ -4,19 +4,21 @@
 mod segscript;
 
 use segscript::*;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::DstUnreachable;
 use ustack_core::{Duration, Errno, Shutdown, SocketHandle, TcpState};
 
 const PEER_ISS: u32 = 1000;
 
-fn peer() -> SocketAddrV4 {
-    SocketAddrV4::new(PEER, PEER_PORT)
+fn peer() -> SocketAddr {
+    SocketAddr::from((PEER, PEER_PORT))
 }
 
 fn listen(s: &mut Script, backlog: usize) -> SocketHandle {
     let l = s.stack.tcp_open();
-    s.stack.tcp_bind(l, SocketAddrV4::new(US, US_PORT)).unwrap();
+    s.stack
+        .tcp_bind(l, SocketAddr::from((US, US_PORT)))
+        .unwrap();
     s.stack.tcp_listen(l, backlog).unwrap();
     assert_eq!(s.stack.tcp_state(l), Ok(TcpState::Listen));
     l
@@ -59,7 +61,7 @@ fn connect(s: &mut Script) -> (SocketHandle, Seg) {
 }
 
 /// Our expectation of a segment to the peer from `from`.
-fn out(flags: ustack_core::wire::TcpFlags, from: SocketAddrV4, seq: u32, ack: u32) -> Seg {
+fn out(flags: ustack_core::wire::TcpFlags, from: SocketAddr, seq: u32, ack: u32) -> Seg {
     seg(flags).from(peer()).reply().from(from).seq(seq).ack(ack)
 }
 
@@ -399,14 +401,14 @@ fn time_wait_lasts_configured_2msl() {
         table[0],
         format!(
             "LISTEN           0      8 {:<21} *:*",
-            SocketAddrV4::new(US, US_PORT)
+            SocketAddr::from((US, US_PORT))
         )
     );
     assert_eq!(
         table[1],
         format!(
             "TIME-WAIT        0      0 {:<21} {:<21} timer:(timewait,10.000s)",
-            SocketAddrV4::new(US, US_PORT),
+            SocketAddr::from((US, US_PORT)),
             peer()
         )
     );
@@ -1014,7 +1016,7 @@ fn socket_call_errors_match_posix() {
     assert_eq!(s.stack.peer_addr(c), Ok(peer()));
     assert_eq!(
         s.stack.local_addr(c),
-        Ok(Some(SocketAddrV4::new(US, US_PORT)))
+        Ok(Some(SocketAddr::from((US, US_PORT))))
     );
     assert_eq!(
         s.stack.udp_recv_from(c, &mut buf).unwrap_err(),
@@ -1034,7 +1036,7 @@ fn socket_call_errors_match_posix() {
     assert_eq!(
         s.stack.tcp_bind(
             b,
-            SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 9), 1)
+            SocketAddr::from((std::net::Ipv4Addr::new(10, 0, 0, 9), 1))
         ),
         Err(Errno::EADDRNOTAVAIL)
     );
@@ -1170,8 +1172,8 @@ fn receive_window_shrinks_as_data_queues_and_reopens() {
 #[test]
 fn bind_rules() {
     let mut s = Script::new();
-    let any = |p| SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, p);
-    let us = |p| SocketAddrV4::new(US, p);
+    let any = |p| SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, p));
+    let us = |p| SocketAddr::from((US, p));
     let a = s.stack.tcp_open();
     let b = s.stack.tcp_open();
     assert_eq!(s.stack.tcp_bind(a, us(80)), Ok(us(80)));

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Pair, A, B};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::{Duration, Event, EventKind, Medium, Stack};
 
 /// (local address, from, to) of every state-transition event, both stacks.
@@ -47,10 +47,10 @@ fn four_way_close_follows_the_diagram() {
     let (client, server) = {
         let mut p = Pair::new(Medium::Ip);
         let l = p.b.tcp_open();
-        p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+        p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
         p.b.tcp_listen(l, 1).unwrap();
         let c = p.a.tcp_open();
-        let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+        let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
         p.pump();
         let (s, _) = p.b.tcp_accept(l).unwrap();
         p.a.close(c).unwrap();
@@ -72,7 +72,7 @@ fn four_way_close_follows_the_diagram() {
         assert_eq!((estab, closed), (2, 2), "both ends established and closed");
         (
             format!("{A}:{}", p.trace_port_a()),
-            SocketAddrV4::new(B, 80).to_string(),
+            SocketAddr::from((B, 80)).to_string(),
         )
     };
     assert_eq!(
@@ -126,11 +126,11 @@ fn simultaneous_open_and_close_follow_the_diagram() {
     {
         let mut p = Pair::new(Medium::Ip);
         let a = p.a.tcp_open();
-        p.a.tcp_bind(a, SocketAddrV4::new(A, 5000)).unwrap();
+        p.a.tcp_bind(a, SocketAddr::from((A, 5000))).unwrap();
         let b = p.b.tcp_open();
-        p.b.tcp_bind(b, SocketAddrV4::new(B, 6000)).unwrap();
-        let _ = p.a.tcp_connect(p.now, a, SocketAddrV4::new(B, 6000));
-        let _ = p.b.tcp_connect(p.now, b, SocketAddrV4::new(A, 5000));
+        p.b.tcp_bind(b, SocketAddr::from((B, 6000))).unwrap();
+        let _ = p.a.tcp_connect(p.now, a, SocketAddr::from((B, 6000)));
+        let _ = p.b.tcp_connect(p.now, b, SocketAddr::from((A, 5000)));
         cross(&mut p);
         cross(&mut p);
         p.pump();
@@ -161,10 +161,10 @@ fn simultaneous_open_and_close_follow_the_diagram() {
 fn a_reset_and_a_timeout_are_events() {
     let mut p = Pair::new(Medium::Ip);
     let l = p.b.tcp_open();
-    p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+    p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
     p.b.tcp_listen(l, 1).unwrap();
     let c = p.a.tcp_open();
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
     p.pump();
     let (s, _) = p.b.tcp_accept(l).unwrap();
     p.a.take_events();

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{config, Pair, A, B};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::TcpFlags;
 use ustack_core::{Duration, Event, EventKind, Medium, RetransmitCause};
 
@@ -33,10 +33,10 @@ fn lossy_transfer(trace: bool, rack: bool) -> (Vec<Event>, Vec<u8>) {
         Some(f)
     });
     let l = p.b.tcp_open();
-    p.b.tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
+    p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
     p.b.tcp_listen(l, 1).unwrap();
     let c = p.a.tcp_open();
-    let _ = p.a.tcp_connect(p.now, c, SocketAddrV4::new(B, 80));
+    let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
     p.advance(Duration::from_millis(10));
     let (s, _) = p.b.tcp_accept(l).unwrap();
     let data: Vec<u8> = (0..20 * MSS_DATA).map(|i| (i % 251) as u8).collect();

@@ -7,7 +7,7 @@
 mod segscript;
 
 use segscript::*;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::{checksum, IpProtocol, Ipv4Packet, TcpPacket};
 use ustack_core::{SocketHandle, StackConfig};
 
@@ -23,7 +23,9 @@ fn pattern(i: usize) -> u8 {
 fn open(cfg: StackConfig) -> (Script, SocketHandle, u32) {
     let mut s = Script::with(cfg);
     let l = s.stack.tcp_open();
-    s.stack.tcp_bind(l, SocketAddrV4::new(US, US_PORT)).unwrap();
+    s.stack
+        .tcp_bind(l, SocketAddr::from((US, US_PORT)))
+        .unwrap();
     s.stack.tcp_listen(l, 8).unwrap();
     s.inject(seg(SYN).seq(PEER_ISS).mss(MSS as u16).sack_perm().ws(7));
     let sa = s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS + 1));

@@ -178,7 +178,7 @@ fn ustack_udp_to_kernel_echo_server() {
             false
         });
         let (reply, full, from) = got.unwrap();
-        assert_eq!(from, server);
+        assert_eq!(from, server.into());
         assert_eq!(full, size);
         assert!(
             reply == data,

@@ -1,6 +1,6 @@
 //! Two stacks on a MemLink with seeded impairments: what applications see.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::{Ipv4Addr, Ipv4Cidr};
 use ustack_core::{Duration, Errno, Instant, Medium, Stack, StackConfig};
 use ustack_devices::{Impairments, MemLink, Sim};
@@ -73,7 +73,7 @@ fn udp_with_20_percent_loss_delivers_intact_or_counts() {
     );
     let server = s.hosts[1].udp_open();
     s.hosts[1]
-        .udp_bind(server, SocketAddrV4::new(B, 9))
+        .udp_bind(server, SocketAddr::from((B, 9)))
         .unwrap();
     let client = s.hosts[0].udp_open();
     const N: u32 = 2000;
@@ -82,7 +82,7 @@ fn udp_with_20_percent_loss_delivers_intact_or_counts() {
     for seq in 0..N {
         let len = 8 + (seq as usize * 37) % 1400;
         s.hosts[0]
-            .udp_send_to(client, &datagram(seq, len), Some(SocketAddrV4::new(B, 9)))
+            .udp_send_to(client, &datagram(seq, len), Some(SocketAddr::from((B, 9))))
             .unwrap();
         let t = s.now() + Duration::from_micros(200);
         s.run_to(t, |s| {
@@ -132,7 +132,7 @@ fn fragmented_20k_datagrams_reassemble_despite_reordering_and_duplicates() {
     let mut s = sim(Medium::Ethernet, imp, 3);
     let server = s.hosts[1].udp_open();
     s.hosts[1]
-        .udp_bind(server, SocketAddrV4::new(B, 9))
+        .udp_bind(server, SocketAddr::from((B, 9)))
         .unwrap();
     let client = s.hosts[0].udp_open();
     s.hosts[0]
@@ -146,7 +146,7 @@ fn fragmented_20k_datagrams_reassemble_despite_reordering_and_duplicates() {
             .udp_send_to(
                 client,
                 &datagram(seq, 20_000),
-                Some(SocketAddrV4::new(B, 9)),
+                Some(SocketAddr::from((B, 9))),
             )
             .unwrap();
     }
@@ -180,7 +180,7 @@ fn corruption_is_caught_by_checksums_never_delivered() {
     let mut s = sim(Medium::Ip, Impairments::none().with_corrupt(0.3), 11);
     let server = s.hosts[1].udp_open();
     s.hosts[1]
-        .udp_bind(server, SocketAddrV4::new(B, 9))
+        .udp_bind(server, SocketAddr::from((B, 9)))
         .unwrap();
     let client = s.hosts[0].udp_open();
     let ping = s.hosts[0].icmp_open();
@@ -189,7 +189,7 @@ fn corruption_is_caught_by_checksums_never_delivered() {
     let mut buf = vec![0u8; 2048];
     for seq in 0..N {
         s.hosts[0]
-            .udp_send_to(client, &datagram(seq, 200), Some(SocketAddrV4::new(B, 9)))
+            .udp_send_to(client, &datagram(seq, 200), Some(SocketAddr::from((B, 9))))
             .unwrap();
         s.hosts[0]
             .icmp_send_echo(ping, B, seq as u16, &datagram(seq, 64))
@@ -255,10 +255,10 @@ fn same_seed_same_run() {
         );
         let c = s.hosts[0].udp_open();
         let srv = s.hosts[1].udp_open();
-        s.hosts[1].udp_bind(srv, SocketAddrV4::new(B, 9)).unwrap();
+        s.hosts[1].udp_bind(srv, SocketAddr::from((B, 9))).unwrap();
         let mut arrivals = Vec::new();
         for seq in 0..200 {
-            let _ = s.hosts[0].udp_send_to(c, &datagram(seq, 100), Some(SocketAddrV4::new(B, 9)));
+            let _ = s.hosts[0].udp_send_to(c, &datagram(seq, 100), Some(SocketAddr::from((B, 9))));
             let t = s.now() + Duration::from_millis(1);
             s.run_to(t, |s| {
                 while let Ok((_, _, from)) = s.hosts[1].udp_recv_from(srv, &mut [0u8; 200]) {
@@ -271,6 +271,6 @@ fn same_seed_same_run() {
     assert_eq!(run(5), run(5));
     assert_ne!(run(5).0, run(6).0);
     let (arrivals, _, _) = run(5);
-    assert!(arrivals.iter().all(|(_, from)| *from.ip() == A));
+    assert!(arrivals.iter().all(|(_, from)| from.ip() == A));
     let _ = Errno::EAGAIN;
 }

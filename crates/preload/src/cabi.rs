@@ -1,7 +1,7 @@
 //! C structures in and out: `sockaddr_in`, option values, `struct tcp_info`.
 
 use libc::{c_int, c_void, sockaddr, socklen_t};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 use ustack::OptVal;
 use ustack_core::tcp::{State, TcpInfo};
@@ -40,32 +40,51 @@ pub unsafe fn read_addr(addr: *const sockaddr, len: socklen_t) -> Result<SocketA
     ))
 }
 
-/// Writes `a` as a `sockaddr_in` into `addr` (truncated to `*len`, which is
-/// set to the full size, as the kernel does). Null pointers: nothing.
+/// Writes `a` as a `sockaddr_in` (or `sockaddr_in6`) into `addr`
+/// (truncated to `*len`, which is set to the full size, as the kernel
+/// does). Null pointers: nothing.
 ///
 /// # Safety
 /// `addr` must have `*len` writable bytes; `len` valid or null.
-pub unsafe fn write_addr(a: SocketAddrV4, addr: *mut sockaddr, len: *mut socklen_t) {
+pub unsafe fn write_addr(a: SocketAddr, addr: *mut sockaddr, len: *mut socklen_t) {
     if addr.is_null() || len.is_null() {
         return;
     }
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
+    let (bytes, full) = match a {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: plain old data, read as bytes.
+            let b: [u8; std::mem::size_of::<libc::sockaddr_in>()] =
+                unsafe { std::mem::transmute(sin) };
+            (b.to_vec(), b.len())
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo().to_be(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: plain old data, read as bytes.
+            let b: [u8; std::mem::size_of::<libc::sockaddr_in6>()] =
+                unsafe { std::mem::transmute(sin6) };
+            (b.to_vec(), b.len())
+        }
     };
-    let full = std::mem::size_of::<libc::sockaddr_in>();
     // SAFETY: the caller gives `*len` writable bytes at `addr`.
     unsafe {
         let n = (*len as usize).min(full);
-        std::ptr::copy_nonoverlapping(
-            (&sin as *const libc::sockaddr_in).cast::<u8>(),
-            addr.cast::<u8>(),
-            n,
-        );
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr.cast::<u8>(), n);
         *len = full as socklen_t;
     }
 }

@@ -93,7 +93,7 @@ use libc::{
     ssize_t,
 };
 use state::{busy, forked, global, hidden, lookup, new_sock, Sock};
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use ustack::fd::Kind;
@@ -146,9 +146,12 @@ unsafe fn slice_mut<'a>(p: *mut c_void, n: size_t) -> &'a mut [u8] {
 }
 
 fn send_impl(s: &Sock, buf: &[u8], flags: c_int, to: Option<SocketAddrV4>) -> ssize_t {
-    let r = global()
-        .rt
-        .sendto(s.ufd, buf, flags & !libc::MSG_NOSIGNAL, to);
+    let r = global().rt.sendto(
+        s.ufd,
+        buf,
+        flags & !libc::MSG_NOSIGNAL,
+        to.map(SocketAddr::V4),
+    );
     s.changed();
     match r {
         Ok(n) => n as ssize_t,
@@ -164,7 +167,7 @@ fn recv_impl(
     s: &Sock,
     buf: &mut [u8],
     flags: c_int,
-) -> Result<(usize, usize, Option<SocketAddrV4>), Errno> {
+) -> Result<(usize, usize, Option<SocketAddr>), Errno> {
     let rt = &global().rt;
     let r = if s.kind == Kind::Datagram {
         // Ask for the real length too (MSG_TRUNC), to report truncation.

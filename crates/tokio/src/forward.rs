@@ -65,7 +65,7 @@ pub struct TcpForwarder {
 impl TcpForwarder {
     /// Opens the runtime's any-destination listener (one per stack).
     pub fn bind(rt: &Runtime, opts: ForwardOptions) -> io::Result<TcpForwarder> {
-        let sock = Sock::open(rt, SOCK_STREAM)?;
+        let sock = Sock::open(rt, SOCK_STREAM, &SocketAddr::from(([0, 0, 0, 0], 0)))?;
         rt.listen_any(sock.fd, opts.backlog, opts.defer, opts.max_conns)?;
         Ok(TcpForwarder { sock })
     }
@@ -194,7 +194,7 @@ pub struct UdpForwarder {
 impl UdpForwarder {
     /// Opens the runtime's any-destination UDP socket (one per stack).
     pub fn bind(rt: &Runtime) -> io::Result<UdpForwarder> {
-        let sock = Sock::open(rt, SOCK_DGRAM)?;
+        let sock = Sock::open(rt, SOCK_DGRAM, &SocketAddr::from(([0, 0, 0, 0], 0)))?;
         rt.bind_any(sock.fd)?;
         Ok(UdpForwarder { sock })
     }

@@ -63,7 +63,7 @@ pub mod forward;
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -72,19 +72,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ustack::posix::*;
 use ustack::{Errno, Interest, Mode, OptVal, Runtime};
 
-/// The first IPv4 address of `addr` (ustack speaks IPv4 only).
-fn v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
+/// The first address of `addr`, either version.
+fn first_addr(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()?
-        .find_map(|a| match a {
-            SocketAddr::V4(a) => Some(a),
-            SocketAddr::V6(_) => None,
-        })
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no IPv4 address to use (ustack is IPv4 only)",
-            )
-        })
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to use"))
 }
 
 /// A non-blocking ustack descriptor, closed on drop.
@@ -106,7 +98,8 @@ impl Drop for Sock {
 }
 
 impl Sock {
-    fn open(rt: &Runtime, ty: i32) -> io::Result<Sock> {
+    /// A socket of the version of `addr` (AF_INET6 for IPv6, as std opens).
+    fn open(rt: &Runtime, ty: i32, addr: &SocketAddr) -> io::Result<Sock> {
         if rt.mode() == Mode::Inline {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -115,7 +108,8 @@ impl Sock {
                  drives the stack while tasks wait",
             ));
         }
-        let fd = rt.socket(AF_INET, ty | SOCK_NONBLOCK, 0)?;
+        let domain = if addr.is_ipv6() { AF_INET6 } else { AF_INET };
+        let fd = rt.socket(domain, ty | SOCK_NONBLOCK, 0)?;
         Ok(Sock { rt: rt.clone(), fd })
     }
 
@@ -155,11 +149,11 @@ impl Sock {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.rt.getsockname(self.fd)?.into())
+        Ok(self.rt.getsockname(self.fd)?)
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.rt.getpeername(self.fd)?.into())
+        Ok(self.rt.getpeername(self.fd)?)
     }
 
     fn take_error(&self) -> io::Result<Option<io::Error>> {
@@ -187,8 +181,8 @@ pub struct TcpListener {
 impl TcpListener {
     /// Binds and listens on `rt` (backlog 1024 and SO_REUSEADDR, as tokio).
     pub async fn bind(rt: &Runtime, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let addr = v4(addr)?;
-        let sock = Sock::open(rt, SOCK_STREAM)?;
+        let addr = first_addr(addr)?;
+        let sock = Sock::open(rt, SOCK_STREAM, &addr)?;
         rt.setsockopt(sock.fd, SOL_SOCKET, SO_REUSEADDR, OptVal::Int(1))?;
         rt.bind(sock.fd, addr)?;
         rt.listen(sock.fd, 1024)?;
@@ -209,7 +203,7 @@ impl TcpListener {
                     rt: self.sock.rt.clone(),
                     fd,
                 });
-                (s, peer.into())
+                (s, peer)
             })
     }
 
@@ -249,8 +243,8 @@ impl TcpStream {
     /// `ConnectionRefused`, an unanswered one `TimedOut` (after SYN
     /// retries, RFC 6298 backoff). Dropping the future abandons the attempt.
     pub async fn connect(rt: &Runtime, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        let addr = v4(addr)?;
-        let sock = Sock::open(rt, SOCK_STREAM)?;
+        let addr = first_addr(addr)?;
+        let sock = Sock::open(rt, SOCK_STREAM, &addr)?;
         match rt.connect(sock.fd, addr) {
             Ok(()) | Err(Errno::EINPROGRESS) => {}
             Err(e) => return Err(e.into()),
@@ -642,8 +636,8 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// A socket bound to `addr` on `rt` (port 0: an ephemeral port).
     pub async fn bind(rt: &Runtime, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let addr = v4(addr)?;
-        let sock = Sock::open(rt, SOCK_DGRAM)?;
+        let addr = first_addr(addr)?;
+        let sock = Sock::open(rt, SOCK_DGRAM, &addr)?;
         rt.bind(sock.fd, addr)?;
         Ok(UdpSocket { sock })
     }
@@ -651,12 +645,12 @@ impl UdpSocket {
     /// Sets the default peer for `send`/`recv` (datagrams from others are
     /// then not received).
     pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        Ok(self.sock.rt.connect(self.sock.fd, v4(addr)?)?)
+        Ok(self.sock.rt.connect(self.sock.fd, first_addr(addr)?)?)
     }
 
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
-        let to = v4(target)?;
-        poll_fn(|cx| self.poll_send_to_v4(cx, buf, to)).await
+        let to = first_addr(target)?;
+        poll_fn(|cx| self.poll_send_to_addr(cx, buf, to)).await
     }
 
     pub fn poll_send_to(
@@ -665,17 +659,17 @@ impl UdpSocket {
         buf: &[u8],
         target: SocketAddr,
     ) -> Poll<io::Result<usize>> {
-        match v4(target) {
-            Ok(to) => self.poll_send_to_v4(cx, buf, to),
+        match first_addr(target) {
+            Ok(to) => self.poll_send_to_addr(cx, buf, to),
             Err(e) => Poll::Ready(Err(e)),
         }
     }
 
-    fn poll_send_to_v4(
+    fn poll_send_to_addr(
         &self,
         cx: &mut Context<'_>,
         buf: &[u8],
-        to: SocketAddrV4,
+        to: SocketAddr,
     ) -> Poll<io::Result<usize>> {
         self.sock
             .poll_call(cx, |rt, fd, w| rt.sendto_or_wake(fd, buf, Some(to), w))

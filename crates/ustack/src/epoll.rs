@@ -13,13 +13,13 @@
 //!
 //! let (a, b) = ustack::memnet::pair()?;
 //! let l = b.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)?;
-//! b.bind(l, "10.0.0.2:80".parse().unwrap())?;
+//! b.bind(l, "10.0.0.2:80".parse::<std::net::SocketAddr>().unwrap())?;
 //! b.listen(l, 16)?;
 //! let ep = b.epoll_create1(0)?;
 //! b.epoll_ctl(ep, EPOLL_CTL_ADD, l, Some(EpollEvent::new(EPOLLIN, l as u64)))?;
 //! // A client connects: the listener becomes readable.
 //! let c = a.socket(AF_INET, SOCK_STREAM, 0)?;
-//! a.connect(c, "10.0.0.2:80".parse().unwrap())?;
+//! a.connect(c, "10.0.0.2:80".parse::<std::net::SocketAddr>().unwrap())?;
 //! let mut events = [EpollEvent::new(0, 0); 8];
 //! let n = b.epoll_wait(ep, &mut events, 5000)?;
 //! assert_eq!((n, events[0].data), (1, l as u64));

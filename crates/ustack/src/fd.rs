@@ -24,6 +24,8 @@ pub struct SockEntry {
     /// SO_LINGER with a non-zero time: a blocking close waits that long for
     /// the queued data to be acknowledged.
     pub linger: Option<Duration>,
+    /// Opened as AF_INET6: IPv4 peers show as v4-mapped addresses.
+    pub v6: bool,
 }
 
 /// A descriptor: a socket, or an epoll instance (kept in the runtime's

@@ -40,6 +40,7 @@ impl Runtime {
                 return Err(Errno::EOPNOTSUPP);
             }
             let (handle, peer, dst) = st.stack.tcp_take_pending(s.handle)?;
+            let (peer, dst) = (crate::posix::v4_only(peer)?, crate::posix::v4_only(dst)?);
             let entry = SockEntry {
                 handle,
                 kind: Kind::Stream,
@@ -47,6 +48,7 @@ impl Runtime {
                 rcvtimeo: None,
                 sndtimeo: None,
                 linger: None,
+                v6: false,
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(nfd) => Ok((nfd, peer, dst)),
@@ -96,7 +98,7 @@ impl Runtime {
     ) -> Result<(usize, SocketAddrV4, SocketAddrV4)> {
         self.or_wake(fd, Interest::Read, waker, |st, s, _| {
             let (n, _, from, to) = st.stack.udp_recv_from_to(s.handle, buf)?;
-            Ok((n, from, to))
+            Ok((n, crate::posix::v4_only(from)?, crate::posix::v4_only(to)?))
         })
     }
 
@@ -111,7 +113,8 @@ impl Runtime {
         waker: &Waker,
     ) -> Result<usize> {
         self.or_wake(fd, Interest::Write, waker, |st, s, _| {
-            st.stack.udp_send_from(s.handle, buf, from, to)
+            st.stack
+                .udp_send_from(s.handle, buf, from.into(), to.into())
         })
     }
 }

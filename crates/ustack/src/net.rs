@@ -23,22 +23,28 @@ use crate::posix::*;
 use crate::runtime::Runtime;
 use crate::OptVal;
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-/// The first IPv4 address of `addr` (ustack speaks IPv4 only).
-fn v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
+/// The first address of `addr`, either version.
+fn first(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()?
-        .find_map(|a| match a {
-            SocketAddr::V4(a) => Some(a),
-            SocketAddr::V6(_) => None,
-        })
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no IPv4 address to use (ustack is IPv4 only)",
-            )
-        })
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to use"))
+}
+
+/// The socket domain std would open for `addr`.
+fn domain(addr: &SocketAddr) -> i32 {
+    if addr.is_ipv6() {
+        AF_INET6
+    } else {
+        AF_INET
+    }
+}
+
+/// What a socket call gives back when the peer is not known.
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
 }
 
 /// A descriptor closed on drop.
@@ -63,10 +69,10 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds a new socket on `rt` (port 0: an ephemeral port).
     pub fn bind(rt: &Runtime, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let addr = v4(addr)?;
+        let addr = first(addr)?;
         let fd = Fd {
             rt: rt.clone(),
-            fd: rt.socket(AF_INET, SOCK_DGRAM, 0)?,
+            fd: rt.socket(domain(&addr), SOCK_DGRAM, 0)?,
         };
         rt.bind(fd.fd, addr)?;
         Ok(UdpSocket { fd })
@@ -82,19 +88,19 @@ impl UdpSocket {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.rt().getsockname(self.fd.fd)?.into())
+        Ok(self.rt().getsockname(self.fd.fd)?)
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.rt().getpeername(self.fd.fd)?.into())
+        Ok(self.rt().getpeername(self.fd.fd)?)
     }
 
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        Ok(self.rt().connect(self.fd.fd, v4(addr)?)?)
+        Ok(self.rt().connect(self.fd.fd, first(addr)?)?)
     }
 
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
-        Ok(self.rt().sendto(self.fd.fd, buf, 0, Some(v4(addr)?))?)
+        Ok(self.rt().sendto(self.fd.fd, buf, 0, Some(first(addr)?))?)
     }
 
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
@@ -103,20 +109,12 @@ impl UdpSocket {
 
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.rt().recvfrom(self.fd.fd, buf, 0)?;
-        Ok((
-            n,
-            from.unwrap_or(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0))
-                .into(),
-        ))
+        Ok((n, from.unwrap_or_else(unspecified)))
     }
 
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.rt().recvfrom(self.fd.fd, buf, MSG_PEEK)?;
-        Ok((
-            n,
-            from.unwrap_or(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0))
-                .into(),
-        ))
+        Ok((n, from.unwrap_or_else(unspecified)))
     }
 
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -180,10 +178,10 @@ pub struct TcpListener {
 impl TcpListener {
     /// Binds and listens on `rt` with a backlog of 128 (std's choice).
     pub fn bind(rt: &Runtime, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let addr = v4(addr)?;
+        let addr = first(addr)?;
         let fd = Fd {
             rt: rt.clone(),
-            fd: rt.socket(AF_INET, SOCK_STREAM, 0)?,
+            fd: rt.socket(domain(&addr), SOCK_STREAM, 0)?,
         };
         // std sets SO_REUSEADDR on listeners (Unix), so a restart can bind while
         // old connections sit in TIME_WAIT.
@@ -202,7 +200,7 @@ impl TcpListener {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.rt().getsockname(self.fd.fd)?.into())
+        Ok(self.rt().getsockname(self.fd.fd)?)
     }
 
     /// The next connection (blocks unless non-blocking: then WouldBlock).
@@ -215,7 +213,7 @@ impl TcpListener {
                     fd,
                 },
             },
-            peer.into(),
+            peer,
         ))
     }
 
@@ -243,10 +241,10 @@ pub struct TcpStream {
 impl TcpStream {
     /// Connects, blocking until the handshake ends.
     pub fn connect(rt: &Runtime, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        let addr = v4(addr)?;
+        let addr = first(addr)?;
         let fd = Fd {
             rt: rt.clone(),
-            fd: rt.socket(AF_INET, SOCK_STREAM, 0)?,
+            fd: rt.socket(domain(&addr), SOCK_STREAM, 0)?,
         };
         rt.connect(fd.fd, addr)?;
         Ok(TcpStream { fd })
@@ -264,10 +262,10 @@ impl TcpStream {
                 "cannot set a 0 duration timeout",
             ));
         }
-        let addr = v4(addr)?;
+        let addr = first(addr)?;
         let fd = Fd {
             rt: rt.clone(),
-            fd: rt.socket(AF_INET, SOCK_STREAM, 0)?,
+            fd: rt.socket(domain(&addr), SOCK_STREAM, 0)?,
         };
         rt.setsockopt(fd.fd, SOL_SOCKET, SO_SNDTIMEO, OptVal::Time(Some(timeout)))?;
         match rt.connect(fd.fd, addr) {
@@ -288,11 +286,11 @@ impl TcpStream {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.rt().getsockname(self.fd.fd)?.into())
+        Ok(self.rt().getsockname(self.fd.fd)?)
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.rt().getpeername(self.fd.fd)?.into())
+        Ok(self.rt().getpeername(self.fd.fd)?)
     }
 
     pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {

@@ -1,17 +1,19 @@
 //! POSIX-like calls on integer descriptors, with Linux's errno values.
 //!
 //! The calls are methods of [`Runtime`] named as in C (`socket`, `bind`,
-//! `recvfrom`, `epoll_wait`, ...); addresses are `SocketAddrV4`, errors
+//! `recvfrom`, `epoll_wait`, ...); addresses are `SocketAddr` (an
+//! `AF_INET6` socket shows IPv4 peers as v4-mapped, RFC 4291 §2.5.5.2, and
+//! takes them unless `IPV6_V6ONLY`, RFC 3493 §5.3), errors
 //! [`Errno`]. A descriptor is blocking unless made non-blocking with
 //! `SOCK_NONBLOCK`, `fcntl(F_SETFL, O_NONBLOCK)` or a `MSG_DONTWAIT` call.
 //!
 //! ```
-//! use std::net::SocketAddrV4;
+//! use std::net::SocketAddr;
 //! use ustack::posix::*;
 //! use ustack::Errno;
 //!
 //! let (a, b) = ustack::memnet::pair()?;
-//! let srv: SocketAddrV4 = "10.0.0.2:7".parse().unwrap();
+//! let srv: SocketAddr = "10.0.0.2:7".parse().unwrap();
 //! // UDP: a datagram from a to b, answered.
 //! let s = b.socket(AF_INET, SOCK_DGRAM, 0)?;
 //! b.bind(s, srv)?;
@@ -26,7 +28,7 @@
 //! assert_eq!(a.recv(c, &mut buf, MSG_DONTWAIT), Err(Errno::EAGAIN));
 //! // TCP: connect to a port nobody listens on.
 //! let t = a.socket(AF_INET, SOCK_STREAM, 0)?;
-//! assert_eq!(a.connect(t, "10.0.0.2:9".parse().unwrap()), Err(Errno::ECONNREFUSED));
+//! assert_eq!(a.connect(t, SocketAddr::new(srv.ip(), 9)), Err(Errno::ECONNREFUSED));
 //! for fd in [c, t] {
 //!     a.close(fd)?;
 //! }
@@ -36,7 +38,7 @@
 use crate::epoll::{EpollEvent, EpollSet, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use crate::fd::{Entry, Kind, SockEntry};
 use crate::runtime::{fd_mask, Interest, Runtime, State};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::task::Waker;
 use std::time::Duration;
 use ustack_core::errno::Result;
@@ -44,6 +46,10 @@ use ustack_core::tcp::{Shutdown, TcpInfo};
 use ustack_core::{Errno, Instant, SocketHandle};
 
 pub const AF_INET: i32 = libc::AF_INET;
+pub const AF_INET6: i32 = libc::AF_INET6;
+pub const IPPROTO_IPV6: i32 = libc::IPPROTO_IPV6;
+pub const IPV6_V6ONLY: i32 = libc::IPV6_V6ONLY;
+pub const IPV6_UNICAST_HOPS: i32 = libc::IPV6_UNICAST_HOPS;
 pub const SOCK_STREAM: i32 = libc::SOCK_STREAM;
 pub const SOCK_DGRAM: i32 = libc::SOCK_DGRAM;
 pub const SOCK_NONBLOCK: i32 = libc::SOCK_NONBLOCK;
@@ -139,6 +145,83 @@ fn wait_for(s: &SockEntry, flags: i32, timeo: Option<Duration>) -> Option<Option
     }
 }
 
+/// The IPv4 address of a socket of the IPv4-only calls (forwarding).
+pub(crate) fn v4_only(a: SocketAddr) -> Result<SocketAddrV4> {
+    match a {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(_) => Err(Errno::EAFNOSUPPORT),
+    }
+}
+
+/// What an address is given to: bind, connect or sendto.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Bind,
+    Connect,
+    Send,
+}
+
+/// What a call on `s` was given, as the core takes it. An `AF_INET`
+/// socket takes IPv4 only; an `AF_INET6` one IPv6, its v4-mapped
+/// addresses as IPv4 (none with IPV6_V6ONLY: EINVAL to bind, ENETUNREACH
+/// to reach), and, for UDP only, plain IPv4 peers (as Linux's
+/// `ip6_datagram_connect` and `udpv6_sendmsg`: with IPV6_V6ONLY,
+/// EAFNOSUPPORT and ENETUNREACH). Else the wrong family is EAFNOSUPPORT.
+fn addr_in(st: &State, s: &SockEntry, a: SocketAddr, to: Use) -> Result<SocketAddr> {
+    if !s.v6 {
+        return match a {
+            SocketAddr::V4(_) => Ok(a),
+            SocketAddr::V6(_) => Err(Errno::EAFNOSUPPORT),
+        };
+    }
+    let v6only = v6only(st, s)?;
+    match a {
+        SocketAddr::V6(a6) => match a6.ip().to_ipv4_mapped() {
+            Some(_) if v6only && to == Use::Bind => Err(Errno::EINVAL),
+            Some(_) if v6only => Err(Errno::ENETUNREACH),
+            Some(v4) => Ok(SocketAddr::new(IpAddr::V4(v4), a6.port())),
+            None => Ok(a),
+        },
+        SocketAddr::V4(_) if s.kind != Kind::Datagram || to == Use::Bind => {
+            Err(Errno::EAFNOSUPPORT)
+        }
+        SocketAddr::V4(_) if !v6only => Ok(a),
+        SocketAddr::V4(_) if to == Use::Send => Err(Errno::ENETUNREACH),
+        SocketAddr::V4(_) => Err(Errno::EAFNOSUPPORT),
+    }
+}
+
+/// An address as the caller of an `AF_INET6` socket sees it: IPv4 as
+/// v4-mapped (RFC 4291 §2.5.5.2).
+fn addr_out(s: &SockEntry, a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V4(a4) if s.v6 => {
+            SocketAddr::V6(SocketAddrV6::new(a4.ip().to_ipv6_mapped(), a4.port(), 0, 0))
+        }
+        _ => a,
+    }
+}
+
+/// IPV6_V6ONLY as set on `s`.
+fn v6only(st: &State, s: &SockEntry) -> Result<bool> {
+    match s.kind {
+        Kind::Stream => Ok(st.stack.tcp_options(s.handle)?.v6only),
+        Kind::Datagram => Ok(st.stack.udp_v6_options(s.handle)?.0),
+    }
+}
+
+/// An unbound `AF_INET6` datagram socket is bound to `[::]:0` before its
+/// first send or connect, so that it can reach both versions.
+fn bind_v6_wildcard(st: &mut State, s: &SockEntry) -> Result<()> {
+    if s.v6 && s.kind == Kind::Datagram && st.stack.local_addr(s.handle)?.is_none() {
+        st.stack.udp_bind(
+            s.handle,
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        )?;
+    }
+    Ok(())
+}
+
 impl Runtime {
     /// Runs `op` once when the call must not wait, or until it stops saying
     /// EAGAIN (or the timeout passes) when it may.
@@ -154,10 +237,11 @@ impl Runtime {
         }
     }
 
-    /// socket(2): `AF_INET` with `SOCK_STREAM` or `SOCK_DGRAM`, optionally
-    /// or-ed with `SOCK_NONBLOCK` (and `SOCK_CLOEXEC`, accepted and ignored).
+    /// socket(2): `AF_INET` or `AF_INET6` with `SOCK_STREAM` or
+    /// `SOCK_DGRAM`, optionally or-ed with `SOCK_NONBLOCK` (and
+    /// `SOCK_CLOEXEC`, accepted and ignored).
     pub fn socket(&self, domain: i32, ty: i32, protocol: i32) -> Result<i32> {
-        if domain != AF_INET {
+        if domain != AF_INET && domain != AF_INET6 {
             return Err(Errno::EAFNOSUPPORT);
         }
         let nonblocking = ty & SOCK_NONBLOCK != 0;
@@ -179,6 +263,7 @@ impl Runtime {
                 rcvtimeo: None,
                 sndtimeo: None,
                 linger: None,
+                v6: domain == AF_INET6,
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(fd) => Ok(fd),
@@ -191,9 +276,11 @@ impl Runtime {
     }
 
     /// bind(2).
-    pub fn bind(&self, fd: i32, addr: SocketAddrV4) -> Result<()> {
+    pub fn bind(&self, fd: i32, addr: impl Into<SocketAddr>) -> Result<()> {
+        let addr = addr.into();
         self.with(|st, _| {
             let s = sock(st, fd)?;
+            let addr = addr_in(st, &s, addr, Use::Bind)?;
             match s.kind {
                 Kind::Datagram => st.stack.udp_bind(s.handle, addr).map(|_| ()),
                 Kind::Stream => st.stack.tcp_bind(s.handle, addr).map(|_| ()),
@@ -205,12 +292,20 @@ impl Runtime {
     /// and turns writable when the handshake ends, SO_ERROR telling how; a
     /// blocking one waits for that (up to SO_SNDTIMEO, as Linux). For a
     /// datagram socket: sets the default peer.
-    pub fn connect(&self, fd: i32, addr: SocketAddrV4) -> Result<()> {
+    pub fn connect(&self, fd: i32, addr: impl Into<SocketAddr>) -> Result<()> {
+        let addr = addr.into();
         let s = self.with(|st, _| sock(st, fd))?;
         if s.kind == Kind::Datagram {
-            return self.with(|st, _| st.stack.udp_connect(s.handle, addr));
+            return self.with(|st, _| {
+                let addr = addr_in(st, &s, addr, Use::Connect)?;
+                bind_v6_wildcard(st, &s)?;
+                st.stack.udp_connect(s.handle, addr)
+            });
         }
-        let started = self.with(|st, now| st.stack.tcp_connect(now, s.handle, addr));
+        let started = self.with(|st, now| {
+            let addr = addr_in(st, &s, addr, Use::Connect)?;
+            st.stack.tcp_connect(now, s.handle, addr)
+        });
         match started {
             Err(Errno::EINPROGRESS) if !s.nonblocking => {}
             other => return other,
@@ -250,12 +345,12 @@ impl Runtime {
 
     /// accept(2): the next completed connection and its peer. Blocks unless
     /// the listener is non-blocking (then EAGAIN).
-    pub fn accept(&self, fd: i32) -> Result<(i32, SocketAddrV4)> {
+    pub fn accept(&self, fd: i32) -> Result<(i32, SocketAddr)> {
         self.accept4(fd, 0)
     }
 
     /// accept4(2): `flags` may hold SOCK_NONBLOCK (and SOCK_CLOEXEC, ignored).
-    pub fn accept4(&self, fd: i32, flags: i32) -> Result<(i32, SocketAddrV4)> {
+    pub fn accept4(&self, fd: i32, flags: i32) -> Result<(i32, SocketAddr)> {
         if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
             return Err(Errno::EINVAL);
         }
@@ -272,9 +367,10 @@ impl Runtime {
                 rcvtimeo: None,
                 sndtimeo: None,
                 linger: None,
+                v6: s.v6,
             };
             match st.fds.insert(Entry::Socket(entry)) {
-                Some(nfd) => Ok((nfd, peer)),
+                Some(nfd) => Ok((nfd, addr_out(&s, peer))),
                 None => {
                     let _ = st.stack.close(handle);
                     Err(Errno::EMFILE)
@@ -301,16 +397,12 @@ impl Runtime {
     }
 
     /// sendto(2): `to` may be None on a connected socket.
-    pub fn sendto(
-        &self,
-        fd: i32,
-        buf: &[u8],
-        flags: i32,
-        to: Option<SocketAddrV4>,
-    ) -> Result<usize> {
+    pub fn sendto(&self, fd: i32, buf: &[u8], flags: i32, to: Option<SocketAddr>) -> Result<usize> {
         let s = self.with(|st, _| sock(st, fd))?;
         match s.kind {
             Kind::Datagram => self.call(wait_for(&s, flags, s.sndtimeo), |st| {
+                let to = to.map(|a| addr_in(st, &s, a, Use::Send)).transpose()?;
+                bind_v6_wildcard(st, &s)?;
                 st.stack.udp_send_to(s.handle, buf, to)
             }),
             Kind::Stream if to.is_some() => Err(Errno::EISCONN),
@@ -359,7 +451,7 @@ impl Runtime {
         fd: i32,
         buf: &mut [u8],
         flags: i32,
-    ) -> Result<(usize, Option<SocketAddrV4>)> {
+    ) -> Result<(usize, Option<SocketAddr>)> {
         let s = self.with(|st, _| sock(st, fd))?;
         match s.kind {
             Kind::Datagram => self.call(wait_for(&s, flags, s.rcvtimeo), |st| {
@@ -368,6 +460,7 @@ impl Runtime {
                 } else {
                     st.stack.udp_recv_from(s.handle, buf)?
                 };
+                let from = addr_out(&s, from);
                 Ok((if flags & MSG_TRUNC != 0 { full } else { n }, Some(from)))
             }),
             Kind::Stream => self.stream_recv(&s, buf, flags).map(|n| (n, None)),
@@ -488,21 +581,24 @@ impl Runtime {
     }
 
     /// getsockname(2).
-    pub fn getsockname(&self, fd: i32) -> Result<SocketAddrV4> {
+    pub fn getsockname(&self, fd: i32) -> Result<SocketAddr> {
         self.with(|st, _| {
             let s = sock(st, fd)?;
-            Ok(st
-                .stack
-                .local_addr(s.handle)?
-                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))
+            let unbound = if s.v6 {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            };
+            let a = st.stack.local_addr(s.handle)?;
+            Ok(addr_out(&s, a.unwrap_or(SocketAddr::new(unbound, 0))))
         })
     }
 
     /// getpeername(2): ENOTCONN when not connected.
-    pub fn getpeername(&self, fd: i32) -> Result<SocketAddrV4> {
+    pub fn getpeername(&self, fd: i32) -> Result<SocketAddr> {
         self.with(|st, _| {
             let s = sock(st, fd)?;
-            st.stack.peer_addr(s.handle)
+            Ok(addr_out(&s, st.stack.peer_addr(s.handle)?))
         })
     }
 
@@ -554,6 +650,26 @@ impl Runtime {
                         Kind::Stream => st.stack.tcp_set_buffers(s.handle, r, w),
                     }
                 }
+                (IPPROTO_IPV6, _) if !s.v6 => Err(Errno::ENOPROTOOPT),
+                (IPPROTO_IPV6, IPV6_V6ONLY) => {
+                    let on = value.int()? != 0;
+                    match s.kind {
+                        Kind::Stream => st.stack.tcp_set_v6only(s.handle, on),
+                        Kind::Datagram => st.stack.udp_set_v6only(s.handle, on),
+                    }
+                }
+                (IPPROTO_IPV6, IPV6_UNICAST_HOPS) => {
+                    // -1: the default; else 0..=255 (ipv6(7)).
+                    let hops = match value.int()? {
+                        -1 => None,
+                        v => Some(u8::try_from(v).map_err(|_| Errno::EINVAL)?),
+                    };
+                    match s.kind {
+                        Kind::Stream => st.stack.tcp_set_unicast_hops(s.handle, hops),
+                        Kind::Datagram => st.stack.udp_set_unicast_hops(s.handle, hops),
+                    }
+                }
+                (IPPROTO_IPV6, _) => Err(Errno::ENOPROTOOPT),
                 _ if s.kind == Kind::Stream => {
                     set_tcp_opt(st, now, fd, s.handle, level, name, &value)
                 }
@@ -574,6 +690,16 @@ impl Runtime {
                     Kind::Stream => SOCK_STREAM,
                     Kind::Datagram => SOCK_DGRAM,
                 })),
+                (IPPROTO_IPV6, IPV6_V6ONLY) if s.v6 => Ok(OptVal::Int(i32::from(v6only(st, &s)?))),
+                (IPPROTO_IPV6, IPV6_UNICAST_HOPS) if s.v6 => {
+                    let hops = match s.kind {
+                        Kind::Stream => st.stack.tcp_options(s.handle)?.unicast_hops,
+                        Kind::Datagram => st.stack.udp_v6_options(s.handle)?.1,
+                    };
+                    Ok(OptVal::Int(
+                        hops.map_or(st.stack.config().hop_limit6.into(), i32::from),
+                    ))
+                }
                 (SOL_SOCKET, SO_RCVTIMEO) => Ok(OptVal::Time(s.rcvtimeo)),
                 (SOL_SOCKET, SO_SNDTIMEO) => Ok(OptVal::Time(s.sndtimeo)),
                 (IPPROTO_TCP, TCP_INFO) if s.kind == Kind::Stream => {
@@ -720,7 +846,7 @@ impl Runtime {
         buf: &mut [u8],
         flags: i32,
         waker: &Waker,
-    ) -> Result<(usize, Option<SocketAddrV4>)> {
+    ) -> Result<(usize, Option<SocketAddr>)> {
         let peek = flags & MSG_PEEK != 0;
         self.or_wake(fd, Interest::Read, waker, |st, s, _| match s.kind {
             Kind::Datagram => {
@@ -729,6 +855,7 @@ impl Runtime {
                 } else {
                     st.stack.udp_recv_from(s.handle, buf)?
                 };
+                let from = addr_out(s, from);
                 Ok((if flags & MSG_TRUNC != 0 { full } else { n }, Some(from)))
             }
             Kind::Stream if peek => Ok((st.stack.tcp_peek(s.handle, buf)?, None)),
@@ -742,11 +869,15 @@ impl Runtime {
         &self,
         fd: i32,
         buf: &[u8],
-        to: Option<SocketAddrV4>,
+        to: Option<SocketAddr>,
         waker: &Waker,
     ) -> Result<usize> {
         self.or_wake(fd, Interest::Write, waker, |st, s, now| match s.kind {
-            Kind::Datagram => st.stack.udp_send_to(s.handle, buf, to),
+            Kind::Datagram => {
+                let to = to.map(|a| addr_in(st, s, a, Use::Send)).transpose()?;
+                bind_v6_wildcard(st, s)?;
+                st.stack.udp_send_to(s.handle, buf, to)
+            }
             Kind::Stream if to.is_some() => Err(Errno::EISCONN),
             Kind::Stream => st.stack.tcp_send(now, s.handle, buf),
         })
@@ -754,12 +885,7 @@ impl Runtime {
 
     /// accept4(2) without waiting; on EAGAIN `waker` is woken when a
     /// connection is ready. `flags`: SOCK_NONBLOCK (and SOCK_CLOEXEC).
-    pub fn accept4_or_wake(
-        &self,
-        fd: i32,
-        flags: i32,
-        waker: &Waker,
-    ) -> Result<(i32, SocketAddrV4)> {
+    pub fn accept4_or_wake(&self, fd: i32, flags: i32, waker: &Waker) -> Result<(i32, SocketAddr)> {
         if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
             return Err(Errno::EINVAL);
         }
@@ -775,9 +901,10 @@ impl Runtime {
                 rcvtimeo: None,
                 sndtimeo: None,
                 linger: None,
+                v6: s.v6,
             };
             match st.fds.insert(Entry::Socket(entry)) {
-                Some(nfd) => Ok((nfd, peer)),
+                Some(nfd) => Ok((nfd, addr_out(s, peer))),
                 None => {
                     let _ = st.stack.close(handle);
                     Err(Errno::EMFILE)

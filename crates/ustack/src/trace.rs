@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::TcpFlags;
 use ustack_core::{Event, EventKind};
 
@@ -15,7 +15,7 @@ use ustack_core::{Event, EventKind};
 /// 0 is a listener's (no remote).
 pub struct TraceWriter<W: Write> {
     out: W,
-    conns: HashMap<(SocketAddrV4, SocketAddrV4), u64>,
+    conns: HashMap<(SocketAddr, SocketAddr), u64>,
 }
 
 impl TraceWriter<io::BufWriter<std::fs::File>> {
@@ -36,9 +36,9 @@ impl<W: Write> TraceWriter<W> {
     }
 
     /// The connection number of a pair of addresses.
-    fn conn(&mut self, a: SocketAddrV4, b: Option<SocketAddrV4>) -> u64 {
+    fn conn(&mut self, a: SocketAddr, b: Option<SocketAddr>) -> u64 {
         let Some(b) = b else { return 0 };
-        let key = if (a.ip().octets(), a.port()) <= (b.ip().octets(), b.port()) {
+        let key = if (a.ip(), a.port()) <= (b.ip(), b.port()) {
             (a, b)
         } else {
             (b, a)

@@ -26,7 +26,7 @@ fn connected(a: &Runtime, b: &Runtime, port: u16) -> (i32, i32) {
     let c = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
     a.connect(c, sa(B, port)).unwrap();
     let (s, peer) = acceptor.join().unwrap();
-    assert_eq!(peer.ip(), &A);
+    assert_eq!(peer.ip(), A);
     assert_eq!(a.getpeername(c), Ok(sa(B, port)));
     b.close(l).unwrap();
     (c, s)

@@ -32,7 +32,7 @@ fn blocking_recv_returns_when_a_datagram_arrives() {
         a.sendto(c, b"hello", 0, Some(sa(B, 7))).unwrap();
         let (data, from, _b) = t.join().unwrap();
         assert_eq!(data, b"hello", "{mode:?}");
-        assert_eq!(from.unwrap().ip(), &A);
+        assert_eq!(from.unwrap().ip(), A);
     }
 }
 
@@ -80,7 +80,7 @@ fn bad_descriptors() {
     let ep = a.epoll_create1(0).unwrap();
     assert_eq!(a.recv(ep, &mut buf, 0), Err(Errno::ENOTSOCK));
     assert_eq!(
-        a.socket(libc_af_inet6(), SOCK_DGRAM, 0),
+        a.socket(libc_af_unix(), SOCK_DGRAM, 0),
         Err(Errno::EAFNOSUPPORT)
     );
     let s = a.socket(AF_INET, SOCK_DGRAM, 0).unwrap();
@@ -89,8 +89,8 @@ fn bad_descriptors() {
     assert_eq!(a.getpeername(ep), Err(Errno::ENOTSOCK));
 }
 
-fn libc_af_inet6() -> i32 {
-    10
+fn libc_af_unix() -> i32 {
+    1
 }
 
 #[test]

@@ -245,7 +245,7 @@ fn run_kcp(sc: &Scenario, proto: Proto, messages: usize, bulk: u64) -> Result<Ou
             }
             let (h, peer) = (socks[i], peers[i]);
             kcps[i].update(ms, &mut |d| {
-                let _ = st.udp_send_to(h, d, Some(peer));
+                let _ = st.udp_send_to(h, d, Some(peer.into()));
             });
             let t = Instant::from_millis(u64::from(kcps[i].check(ms)));
             timer = Some(timer.map_or(t, |x: Instant| x.min(t)));

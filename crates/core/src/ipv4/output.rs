@@ -15,6 +15,7 @@ use crate::ipv4::fragment::Fragmenter;
 use crate::socket::SocketHandle;
 use crate::time::Instant;
 use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv6Addr};
 use ustack_wire::{
     checksum, ArpOperation, ArpPacket, ArpRepr, ChecksumCaps, EtherType, EthernetAddress,
     EthernetFrame, EthernetRepr, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr,
@@ -52,6 +53,50 @@ impl IpPair {
     #[inline(always)]
     pub fn pseudo_sum(&self, proto: IpProtocol, len: usize) -> u64 {
         checksum::pseudo_header(self.src, self.dst, proto, len as u32)
+    }
+}
+
+/// A datagram's addresses in either version, for the transports; the
+/// IPv6 pseudo-header is RFC 8200 §8.1's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addrs {
+    V4(IpPair),
+    V6 { src: Ipv6Addr, dst: Ipv6Addr },
+}
+
+impl Addrs {
+    #[inline(always)]
+    pub fn src(&self) -> IpAddr {
+        match self {
+            Addrs::V4(p) => IpAddr::V4(p.src),
+            Addrs::V6 { src, .. } => IpAddr::V6(*src),
+        }
+    }
+
+    #[inline(always)]
+    pub fn dst(&self) -> IpAddr {
+        match self {
+            Addrs::V4(p) => IpAddr::V4(p.dst),
+            Addrs::V6 { dst, .. } => IpAddr::V6(*dst),
+        }
+    }
+
+    /// The unfolded pseudo-header sum for `len` transport bytes.
+    #[inline(always)]
+    pub fn pseudo_sum(&self, proto: IpProtocol, len: usize) -> u64 {
+        match self {
+            Addrs::V4(p) => p.pseudo_sum(proto, len),
+            Addrs::V6 { src, dst } => checksum::pseudo_header_v6(*src, *dst, proto, len as u32),
+        }
+    }
+
+    /// The pair from `src` to `dst`, when both are of one version.
+    pub fn new(src: IpAddr, dst: IpAddr) -> Option<Addrs> {
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Some(Addrs::V4(IpPair { src, dst })),
+            (IpAddr::V6(src), IpAddr::V6(dst)) => Some(Addrs::V6 { src, dst }),
+            _ => None,
+        }
     }
 }
 

@@ -3,20 +3,20 @@
 //! errors within a rate limit), Neighbor Discovery answers (RFC 4861
 //! §7.2.4) and the output queue of whole IPv6 packets.
 //!
-//! Not yet here (issue 17): TCP and UDP over IPv6 (their datagrams are
-//! answered "port unreachable"), reassembly (fragments are counted and
-//! dropped), the neighbour cache's state machine and DAD, path MTU.
+//! TCP and UDP datagrams go up to the transports through the stack
+//! (`In6::Upper`); their segments come back as whole packets on `out`.
 
 pub mod neighbor;
 pub mod reassembly;
 
 use crate::config::{Medium, StackConfig};
+use crate::errno::Errno;
 use crate::ratelimit::TokenBucket;
 use crate::time::Instant;
 use neighbor::{NdConfig, NeighborCache, Solicit};
 use reassembly::{Reasm, Reassembler6};
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use ustack_wire::icmpv6::{self, unreachable};
 use ustack_wire::ipv6::{self, next_header, ExtError};
 use ustack_wire::ndp::na_flags;
@@ -74,6 +74,49 @@ pub(crate) struct EchoReply6 {
     pub ident: u16,
     pub seq_no: u16,
     pub data: Vec<u8>,
+}
+
+/// What an IPv6 packet in leaves for the stack to deliver.
+#[derive(Debug)]
+pub(crate) enum In6 {
+    /// An echo reply, for a ping socket.
+    Echo(EchoReply6),
+    /// A TCP or UDP datagram (`proto`), its upper-layer header `at` bytes
+    /// into the packet: `packet` when reassembled, else the bytes handed
+    /// to `input` (up to the payload length).
+    Upper {
+        proto: u8,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        multicast: bool,
+        at: usize,
+        packet: Option<Vec<u8>>,
+    },
+    /// The path MTU towards `dst` was lowered to `mtu` (RFC 8201 §4): its
+    /// TCP connections resegment.
+    PathMtu { dst: Ipv6Addr, mtu: usize },
+    /// An ICMPv6 error about a TCP or UDP datagram we sent from `local` to
+    /// `remote` (RFC 4443 §2.4 (d)), named as the IPv4 side names them.
+    Error {
+        proto: IpProtocol,
+        local: SocketAddr,
+        remote: SocketAddr,
+        err: Errno,
+    },
+}
+
+/// The socket error of an ICMPv6 error: port unreachable (RFC 4443 §3.1
+/// code 4) refuses, no route (code 0) is the network's, the rest the host's.
+fn error_errno(repr: &Icmpv6Repr) -> Option<Errno> {
+    Some(match repr {
+        Icmpv6Repr::DstUnreachable { code, .. } => match *code {
+            0 => Errno::ENETUNREACH,
+            unreachable::PORT_UNREACHABLE => Errno::ECONNREFUSED,
+            _ => Errno::EHOSTUNREACH,
+        },
+        Icmpv6Repr::TimeExceeded { .. } | Icmpv6Repr::ParamProblem { .. } => Errno::EHOSTUNREACH,
+        _ => return None,
+    })
 }
 
 /// The IPv6 layer's state: the output queue and the ICMPv6 error limiter.
@@ -340,13 +383,8 @@ impl Ipv6 {
     }
 
     /// One IPv6 packet from the link (RFC 8200). Echo replies for our ping
-    /// sockets come back out.
-    pub(crate) fn input(
-        &mut self,
-        cfg: &StackConfig,
-        now: Instant,
-        bytes: &[u8],
-    ) -> Option<EchoReply6> {
+    /// sockets, and TCP and UDP for the transports, come back out.
+    pub(crate) fn input(&mut self, cfg: &StackConfig, now: Instant, bytes: &[u8]) -> Option<In6> {
         self.counters.in_receives += 1;
         let packet = match Ipv6Packet::new_checked(bytes) {
             Ok(p) => p,
@@ -415,7 +453,24 @@ impl Ipv6 {
                 Reasm::Complete(full) => {
                     self.counters.reasm_oks += 1;
                     self.counters.in_receives -= 1;
-                    self.input(cfg, now, &full)
+                    match self.input(cfg, now, &full) {
+                        Some(In6::Upper {
+                            proto,
+                            src,
+                            dst,
+                            multicast,
+                            at,
+                            packet: None,
+                        }) => Some(In6::Upper {
+                            proto,
+                            src,
+                            dst,
+                            multicast,
+                            at,
+                            packet: Some(full),
+                        }),
+                        other => other,
+                    }
                 }
             };
         }
@@ -427,15 +482,15 @@ impl Ipv6 {
             }
             next_header::NO_NEXT => None,
             6 | 17 => {
-                // No TCP or UDP socket over IPv6 yet: none listens (RFC 4443 §3.1 code 4).
                 self.counters.in_delivers += 1;
-                if !multicast {
-                    self.send_error(cfg, now, whole, |q| Icmpv6Repr::DstUnreachable {
-                        code: unreachable::PORT_UNREACHABLE,
-                        invoking: q,
-                    });
-                }
-                None
+                Some(In6::Upper {
+                    proto: walk.upper,
+                    src,
+                    dst,
+                    multicast,
+                    at: ipv6::HEADER_LEN + walk.offset,
+                    packet: None,
+                })
             }
             _ => {
                 // RFC 8200 §4: an unrecognised Next Header is answered with
@@ -460,7 +515,7 @@ impl Ipv6 {
         dst: Ipv6Addr,
         hop_limit: u8,
         msg: &[u8],
-    ) -> Option<EchoReply6> {
+    ) -> Option<In6> {
         self.counters.icmp_in_msgs += 1;
         let Ok(packet) = Icmpv6Packet::new_checked(msg) else {
             self.counters.icmp_in_errors += 1;
@@ -509,17 +564,16 @@ impl Ipv6 {
                 data,
             } => {
                 self.counters.icmp_in_echo_reps += 1;
-                Some(EchoReply6 {
+                Some(In6::Echo(EchoReply6 {
                     from: src,
                     ident,
                     seq_no,
                     data: data.to_vec(),
-                })
+                }))
             }
-            Icmpv6Repr::PacketTooBig { mtu, invoking } => {
-                self.packet_too_big(cfg, now, mtu, invoking);
-                None
-            }
+            Icmpv6Repr::PacketTooBig { mtu, invoking } => self
+                .packet_too_big(cfg, now, mtu, invoking)
+                .map(|(dst, mtu)| In6::PathMtu { dst, mtu }),
             Icmpv6Repr::Ndp(ndp) => {
                 // RFC 4861 §7.1: hop limit 255, else not from the link.
                 if hop_limit != 255 {
@@ -529,7 +583,23 @@ impl Ipv6 {
                 self.ndp_input(cfg, now, src, ndp);
                 None
             }
-            _ => None,
+            Icmpv6Repr::DstUnreachable { invoking, .. }
+            | Icmpv6Repr::TimeExceeded { invoking, .. }
+            | Icmpv6Repr::ParamProblem { invoking, .. } => {
+                let err = error_errno(&repr)?;
+                let q = icmpv6::parse_invoking(invoking).ok()?;
+                if !is_ours(cfg, &q.src_addr) || q.transport.len() < 4 {
+                    return None;
+                }
+                let t = q.transport;
+                let port = |at: usize| u16::from_be_bytes([t[at], t[at + 1]]);
+                Some(In6::Error {
+                    proto: q.protocol,
+                    local: SocketAddr::new(IpAddr::V6(q.src_addr), port(0)),
+                    remote: SocketAddr::new(IpAddr::V6(q.dst_addr), port(2)),
+                    err,
+                })
+            }
         }
     }
 
@@ -636,16 +706,23 @@ impl Ipv6 {
     /// RFC 8201 §4: a Packet Too Big about a packet we sent lowers the path
     /// MTU of its destination, never below 1280 (RFC 8200 §5), never
     /// above the current value.
-    fn packet_too_big(&mut self, cfg: &StackConfig, now: Instant, mtu: u32, invoking: &[u8]) {
+    /// Returns the destination and its new path MTU when it was lowered.
+    fn packet_too_big(
+        &mut self,
+        cfg: &StackConfig,
+        now: Instant,
+        mtu: u32,
+        invoking: &[u8],
+    ) -> Option<(Ipv6Addr, usize)> {
         let Ok(q) = icmpv6::parse_invoking(invoking) else {
             // A quote too short for a transport header still names the path.
             if invoking.len() < ipv6::HEADER_LEN {
-                return;
+                return None;
             }
             let p = Ipv6Packet::new_unchecked(invoking);
             return self.lower_pmtu(cfg, now, p.src_addr(), p.dst_addr(), mtu);
         };
-        self.lower_pmtu(cfg, now, q.src_addr, q.dst_addr, mtu);
+        self.lower_pmtu(cfg, now, q.src_addr, q.dst_addr, mtu)
     }
 
     fn lower_pmtu(
@@ -655,22 +732,37 @@ impl Ipv6 {
         src: Ipv6Addr,
         dst: Ipv6Addr,
         mtu: u32,
-    ) {
+    ) -> Option<(Ipv6Addr, usize)> {
         if !is_ours(cfg, &src) {
-            return;
+            return None;
         }
         let new = (mtu as usize).max(icmpv6::MIN_MTU);
         if new >= self.path_mtu(cfg, now, &dst) {
-            return;
+            return None;
         }
         if self.pmtu.len() >= PMTU_MAX_ENTRIES {
             self.pmtu.retain(|_, (_, until)| *until > now);
             if self.pmtu.len() >= PMTU_MAX_ENTRIES {
-                return;
+                return None;
             }
         }
         self.counters.pmtu_lowered += 1;
         self.pmtu.insert(dst, (new, now + PMTU_TIMEOUT));
+        Some((dst, new.min(cfg.mtu)))
+    }
+
+    /// The flow label of a transport flow, its ports hashed in too
+    /// (RFC 6437 §3: the same for all packets of a connection).
+    pub(crate) fn transport_label(
+        &self,
+        src: &Ipv6Addr,
+        dst: &Ipv6Addr,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+    ) -> u32 {
+        let ports = (u64::from(sport) << 16) | u64::from(dport);
+        flow_label(self.flow_secret ^ ports.rotate_left(40), src, dst, proto)
     }
 
     /// Cuts a packet over `mtu` into fragments, queued first (RFC 8200 §4.5).

@@ -9,12 +9,12 @@ use crate::config::StackConfig;
 use crate::cx::Cx;
 use crate::errno::{Errno, Result};
 use crate::event::EventKind;
-use crate::ipv4::output::{is_broadcast, route};
+use crate::ipv4::output::is_broadcast;
 use crate::socket::{Proto, Readiness, SocketHandle};
 use crate::time::{Duration, Instant};
 use core::fmt;
 use std::collections::VecDeque;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use tracing::debug;
 use ustack_wire::Ipv4Addr;
 
@@ -30,8 +30,8 @@ pub enum Shutdown {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpInfo {
     pub state: State,
-    pub local: Option<SocketAddrV4>,
-    pub remote: Option<SocketAddrV4>,
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
     pub rtt: Duration,
     pub rttvar: Duration,
     pub rto: Duration,
@@ -78,8 +78,8 @@ pub struct SocketRow {
     /// a connection not yet accepted.
     pub handle: Option<SocketHandle>,
     pub state: State,
-    pub local: SocketAddrV4,
-    pub remote: Option<SocketAddrV4>,
+    pub local: SocketAddr,
+    pub remote: Option<SocketAddr>,
     pub recv_q: usize,
     pub send_q: usize,
     /// The next timer: its kind (`on`, `keepalive`, `timewait`) and time left.
@@ -156,7 +156,7 @@ impl Tcp {
     /// (EADDRINUSE); SO_REUSEADDR passes TIME_WAIT connections and
     /// non-listening SO_REUSEADDR sockets, SO_REUSEPORT passes other
     /// SO_REUSEPORT sockets.
-    fn tcp_bind_conflict(&self, h: SocketHandle, ip: Ipv4Addr, port: u16, o: &TcpOptions) -> bool {
+    fn tcp_bind_conflict(&self, h: SocketHandle, ip: IpAddr, port: u16, o: &TcpOptions) -> bool {
         let Some(pu) = self.bind_ports.get(&port) else {
             return false;
         };
@@ -168,7 +168,7 @@ impl Tcp {
                 continue;
             };
             let Some(l) = s.local else { continue };
-            if !(l.ip().is_unspecified() || ip.is_unspecified() || *l.ip() == ip) {
+            if !crate::addr::overlap(l.ip(), s.opts.v6only, ip, o.v6only) {
                 continue;
             }
             if o.reuseport && s.opts.reuseport {
@@ -189,14 +189,14 @@ impl Tcp {
         &mut self,
         cx: &mut Cx<'_>,
         h: SocketHandle,
-        addr: SocketAddrV4,
-    ) -> Result<SocketAddrV4> {
+        addr: SocketAddr,
+    ) -> Result<SocketAddr> {
         let s = self.tcp_sock(h)?;
         if s.local.is_some() || !matches!(s.kind, Kind::Closed { .. }) {
             return Err(Errno::EINVAL);
         }
-        let ip = *addr.ip();
-        if !ip.is_unspecified() && ip != cx.cfg.addr.address() {
+        let ip = addr.ip();
+        if !ip.is_unspecified() && !crate::addr::is_local(cx.cfg, ip) {
             return Err(Errno::EADDRNOTAVAIL);
         }
         let opts = s.opts.clone();
@@ -211,7 +211,7 @@ impl Tcp {
             }
             addr.port()
         };
-        let local = SocketAddrV4::new(ip, port);
+        let local = SocketAddr::new(ip, port);
         let s = self.tcp_sock_mut(h)?;
         s.local = Some(local);
         s.in_ports = true;
@@ -240,7 +240,7 @@ impl Tcp {
             Kind::Closed { .. } => {}
         }
         if s.local.is_none() {
-            self.tcp_bind(cx, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+            self.tcp_bind(cx, h, SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))?;
         }
         let s = self.tcp_sock(h)?;
         let local = s.local.ok_or(Errno::EINVAL)?;
@@ -249,9 +249,9 @@ impl Tcp {
         if let Some(list) = self.listeners.get(&local.port()) {
             for &o in list {
                 if let Some(os) = self.socks.get(o) {
-                    let ol = os.local.map_or(Ipv4Addr::UNSPECIFIED, |l| *l.ip());
-                    let overlap =
-                        ol.is_unspecified() || local.ip().is_unspecified() || ol == *local.ip();
+                    let overlap = os.local.is_none_or(|l| {
+                        crate::addr::overlap(l.ip(), os.opts.v6only, local.ip(), s.opts.v6only)
+                    });
                     if overlap && !(reuseport && os.opts.reuseport) {
                         return Err(Errno::EADDRINUSE);
                     }
@@ -282,7 +282,7 @@ impl Tcp {
         &mut self,
         cx: &mut Cx<'_>,
         h: SocketHandle,
-    ) -> Result<(SocketHandle, SocketAddrV4)> {
+    ) -> Result<(SocketHandle, SocketAddr)> {
         let s = self.tcp_sock_mut(h)?;
         let Kind::Listen(l) = &mut s.kind else {
             return Err(Errno::EINVAL);
@@ -319,7 +319,7 @@ impl Tcp {
         &mut self,
         cx: &mut Cx<'_>,
         h: SocketHandle,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
     ) -> Result<()> {
         let now = cx.now;
         let s = self.tcp_sock(h)?;
@@ -333,22 +333,27 @@ impl Tcp {
             Kind::Listen(_) => return Err(Errno::EISCONN),
             Kind::Closed { .. } => {}
         }
-        let rip = *remote.ip();
+        let rip = remote.ip();
         if remote.port() == 0 || rip.is_unspecified() {
             return Err(Errno::EINVAL);
         }
-        if rip.is_broadcast() || rip.is_multicast() || is_broadcast(cx.cfg, rip) {
-            return Err(Errno::ENETUNREACH);
+        if let IpAddr::V4(rip) = rip {
+            if rip.is_broadcast() || rip.is_multicast() || is_broadcast(cx.cfg, rip) {
+                return Err(Errno::ENETUNREACH);
+            }
         }
-        route(cx.cfg, rip)?;
+        crate::addr::check_route(cx.cfg, rip)?;
         let bound = s.local;
         let opts = s.opts.clone();
-        let ip = cx.cfg.addr.address();
+        let ip = match bound {
+            Some(l) if !l.ip().is_unspecified() && l.is_ipv4() == remote.is_ipv4() => l.ip(),
+            _ => crate::addr::source_for(cx.cfg, rip),
+        };
         let port = match bound {
             Some(l) => {
                 if self
                     .conns
-                    .contains_key(&(SocketAddrV4::new(ip, l.port()), remote))
+                    .contains_key(&(SocketAddr::new(ip, l.port()), remote))
                 {
                     return Err(Errno::EADDRNOTAVAIL);
                 }
@@ -363,12 +368,12 @@ impl Tcp {
                         tcp.bind_ports
                             .get(&p)
                             .is_some_and(|u| !u.sockets.is_empty())
-                            || tcp.conns.contains_key(&(SocketAddrV4::new(ip, p), remote))
+                            || tcp.conns.contains_key(&(SocketAddr::new(ip, p), remote))
                     })
                     .map_err(|_| Errno::EADDRNOTAVAIL)?
             }
         };
-        let local = SocketAddrV4::new(ip, port);
+        let local = SocketAddr::new(ip, port);
         let iss = self.secret.isn(local, remote, now);
         let ts_offset = self.secret.ts_offset(local, remote);
         let mut tcb = self.tcp_create(cx, State::SynSent, local, remote, iss, ts_offset, opts);
@@ -664,7 +669,7 @@ impl Tcp {
     }
 
     /// getsockname / getpeername for TCP.
-    pub(crate) fn tcp_local_addr(&self, h: SocketHandle) -> Result<Option<SocketAddrV4>> {
+    pub(crate) fn tcp_local_addr(&self, h: SocketHandle) -> Result<Option<SocketAddr>> {
         let s = self.tcp_sock(h)?;
         Ok(match s.kind {
             Kind::Conn(id) => self.get(id).map(|t| t.local).or(s.local),
@@ -672,7 +677,7 @@ impl Tcp {
         })
     }
 
-    pub(crate) fn tcp_peer_addr(&self, h: SocketHandle) -> Result<SocketAddrV4> {
+    pub(crate) fn tcp_peer_addr(&self, h: SocketHandle) -> Result<SocketAddr> {
         let s = self.tcp_sock(h)?;
         match s.kind {
             Kind::Conn(id) if self.get(id).is_some() => s.remote.ok_or(Errno::ENOTCONN),
@@ -805,7 +810,7 @@ impl Tcp {
                     state: State::Listen,
                     local: s
                         .local
-                        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
                     remote: None,
                     recv_q: l.accept.len(),
                     send_q: l.backlog,
@@ -816,7 +821,7 @@ impl Tcp {
                     state: State::Closed,
                     local: s
                         .local
-                        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
                     remote: None,
                     recv_q: 0,
                     send_q: 0,
@@ -880,6 +885,24 @@ impl Tcp {
     /// SO_REUSEPORT (takes effect at bind).
     pub fn tcp_set_reuseport(&mut self, cx: &mut Cx<'_>, h: SocketHandle, on: bool) -> Result<()> {
         self.tcp_set_opt(cx, h, |o| o.reuseport = on)
+    }
+
+    /// IPV6_V6ONLY; EINVAL once bound (as Linux).
+    pub fn tcp_set_v6only(&mut self, cx: &mut Cx<'_>, h: SocketHandle, on: bool) -> Result<()> {
+        if self.tcp_sock(h)?.local.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        self.tcp_set_opt(cx, h, |o| o.v6only = on)
+    }
+
+    /// IPV6_UNICAST_HOPS (`None`: the stack's default).
+    pub fn tcp_set_unicast_hops(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        hops: Option<u8>,
+    ) -> Result<()> {
+        self.tcp_set_opt(cx, h, |o| o.unicast_hops = hops)
     }
 
     /// SO_KEEPALIVE.

@@ -23,7 +23,7 @@ use crate::errno::{Errno, Result};
 use crate::event::EventKind;
 use crate::socket::{Proto, SocketHandle};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use ustack_wire::Ipv4Addr;
 
 impl Tcp {
@@ -57,7 +57,7 @@ impl Tcp {
             return Err(Errno::EADDRINUSE);
         }
         let backlog = backlog.clamp(1, cx.cfg.tcp.somaxconn.max(1));
-        let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
         let s = self.socks.get_mut(h).ok_or(Errno::EBADF)?;
         s.local = Some(local);
         s.kind = Kind::Listen(Listener {
@@ -157,7 +157,7 @@ impl Tcp {
         &mut self,
         cx: &mut Cx<'_>,
         lh: SocketHandle,
-    ) -> Result<(SocketHandle, SocketAddrV4, SocketAddrV4)> {
+    ) -> Result<(SocketHandle, SocketAddr, SocketAddr)> {
         if self.fwd_listener() != Some(lh) {
             return Err(Errno::EINVAL);
         }

@@ -11,10 +11,10 @@ use crate::config::StackConfig;
 use crate::cx::Cx;
 use crate::errno::Errno;
 use crate::event::{EventKind, RetransmitCause};
-use crate::ipv4::output::IpPair;
+use crate::ipv4::output::{Addrs, IpPair};
 use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tracing::debug;
 use ustack_wire::{
     checksum, IpProtocol, SeqNumber, TcpFast, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
@@ -75,8 +75,8 @@ impl Tcp {
         let Some(seg) = TcpFast::new(segment) else {
             return false;
         };
-        let local = SocketAddrV4::new(ip.dst, seg.dst_port);
-        let remote = SocketAddrV4::new(ip.src, seg.src_port);
+        let local = SocketAddr::new(IpAddr::V4(ip.dst), seg.dst_port);
+        let remote = SocketAddr::new(IpAddr::V4(ip.src), seg.src_port);
         let Some(id) = self.cached(local, remote) else {
             return false;
         };
@@ -100,18 +100,36 @@ impl Tcp {
     /// the TCP header and data; `broadcast` when sent to a broadcast
     /// address (dropped, RFC 1122 §4.2.3.10, after it is counted).
     pub fn process(&mut self, cx: &mut Cx<'_>, ip: IpPair, payload: &[u8], broadcast: bool) {
-        self.process_full(cx, ip, payload, broadcast);
+        self.process_full(cx, Addrs::V4(ip), payload, broadcast);
         self.fast_missed = None;
     }
 
-    fn process_full(&mut self, cx: &mut Cx<'_>, ip: IpPair, payload: &[u8], broadcast: bool) {
+    /// One segment over IPv6 (RFC 8200 §8.1: the checksum covers the
+    /// IPv6 pseudo-header); no broadcast there.
+    pub fn process6(&mut self, cx: &mut Cx<'_>, src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) {
+        self.process_full(cx, Addrs::V6 { src, dst }, payload, false);
+        self.fast_missed = None;
+    }
+
+    fn process_full(&mut self, cx: &mut Cx<'_>, ip: Addrs, payload: &[u8], broadcast: bool) {
         let Ok(packet) = TcpPacket::new_checked(payload) else {
             cx.sh.counters.tcp.in_errs += 1;
             return;
         };
         // Borrowed from the result, not moved out of it: the repr is ~100
         // bytes and copying it stalled on store forwarding every segment.
-        let parsed = TcpRepr::parse(&packet, ip.src, ip.dst, &cx.cfg.checksums);
+        let parsed = match ip {
+            Addrs::V4(ip) => TcpRepr::parse(&packet, ip.src, ip.dst, &cx.cfg.checksums),
+            Addrs::V6 { .. } => {
+                let sum = ip.pseudo_sum(IpProtocol::Tcp, payload.len()) + checksum::sum(payload);
+                if cx.cfg.checksums.rx && checksum::fold(sum) != 0xffff {
+                    Err(ustack_wire::Error::Checksum)
+                } else {
+                    let caps = ustack_wire::ChecksumCaps::OFFLOAD;
+                    TcpRepr::parse(&packet, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &caps)
+                }
+            }
+        };
         let seg = match &parsed {
             Ok(r) => r,
             Err(ustack_wire::Error::Checksum) => {
@@ -130,8 +148,8 @@ impl Tcp {
         if broadcast {
             return;
         }
-        let local = SocketAddrV4::new(ip.dst, seg.dst_port);
-        let remote = SocketAddrV4::new(ip.src, seg.src_port);
+        let local = SocketAddr::new(ip.dst(), seg.dst_port);
+        let remote = SocketAddr::new(ip.src(), seg.src_port);
         if let Some(id) = self.lookup(local, remote) {
             self.tcp_segment(cx, id, seg);
             return;
@@ -147,48 +165,35 @@ impl Tcp {
     /// wildcard; among SO_REUSEPORT peers, one chosen by a hash of the 4-tuple.
     pub(crate) fn tcp_find_listener(
         &self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
     ) -> Option<SocketHandle> {
+        // The any-address listener forwards IPv4 only.
+        let fwd = || self.fwd_listener().filter(|_| local.is_ipv4());
         let Some(list) = self.listeners.get(&local.port()) else {
-            return self.fwd_listener();
+            return fwd();
         };
-        let addr_of = |h: &SocketHandle| match self.socks.get(*h) {
-            Some(s) => s.local.map(|l| *l.ip()),
+        // Exact address before wildcard (an IPv6 wildcard takes IPv4 too
+        // unless IPV6_V6ONLY, RFC 3493 §5.3).
+        let how = |h: &SocketHandle| match self.socks.get(*h) {
+            Some(s) => s
+                .local
+                .and_then(|l| crate::addr::takes(l.ip(), s.opts.v6only, local.ip())),
             _ => None,
         };
         for exact in [true, false] {
-            let n = list
-                .iter()
-                .filter(|h| {
-                    addr_of(h).is_some_and(|ip| {
-                        if exact {
-                            ip == *local.ip()
-                        } else {
-                            ip.is_unspecified()
-                        }
-                    })
-                })
-                .count();
+            let n = list.iter().filter(|h| how(h) == Some(exact)).count();
             if n == 0 {
                 continue;
             }
             let pick = self.secret.spread(local, remote, n);
             return list
                 .iter()
-                .filter(|h| {
-                    addr_of(h).is_some_and(|ip| {
-                        if exact {
-                            ip == *local.ip()
-                        } else {
-                            ip.is_unspecified()
-                        }
-                    })
-                })
+                .filter(|h| how(h) == Some(exact))
                 .nth(pick)
                 .copied();
         }
-        self.fwd_listener()
+        fwd()
     }
 
     /// RFC 9293 §3.10.7.1: a segment for no connection gets a RST (never in
@@ -196,8 +201,8 @@ impl Tcp {
     pub(crate) fn tcp_reset_reply(
         &mut self,
         cx: &mut Cx<'_>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &TcpRepr,
     ) {
         if seg.flags.contains(TcpFlags::RST) {
@@ -256,8 +261,8 @@ impl Tcp {
         &mut self,
         cx: &mut Cx<'_>,
         lh: SocketHandle,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &TcpRepr,
     ) {
         let now = cx.now;
@@ -330,8 +335,8 @@ impl Tcp {
         &mut self,
         cx: &mut Cx<'_>,
         lh: SocketHandle,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &TcpRepr,
     ) {
         let now = cx.now;
@@ -347,7 +352,7 @@ impl Tcp {
             l.cookies_since = Some(now);
         }
         cx.sh.counters.tcp.syncookies_sent += 1;
-        let mss = self.tcp_mtu_mss(cx.cfg);
+        let mss = self.tcp_mtu_mss(cx.cfg, &remote);
         self.tcp_push_ctl(
             cx,
             Ctl {
@@ -367,8 +372,8 @@ impl Tcp {
         &mut self,
         cx: &mut Cx<'_>,
         lh: SocketHandle,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &TcpRepr,
     ) {
         let now = cx.now;
@@ -424,13 +429,13 @@ impl Tcp {
         &self,
         cx: &Cx<'_>,
         state: State,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         iss: SeqNumber,
         ts_offset: u32,
         opts: TcpOptions,
     ) -> Tcb {
-        let mtu_mss = self.tcp_mtu_mss(cx.cfg);
+        let mtu_mss = self.tcp_mtu_mss(cx.cfg, &remote);
         Tcb::new(
             &cx.cfg.tcp,
             state,
@@ -452,8 +457,8 @@ impl Tcp {
         &mut self,
         cx: &mut Cx<'_>,
         lh: SocketHandle,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         iss: SeqNumber,
         ts_offset: u32,
         setup: impl FnOnce(&mut Tcb, &crate::config::TcpConfig),
@@ -481,9 +486,11 @@ impl Tcp {
         id
     }
 
-    /// Our MSS for this interface: MTU - 40 (RFC 9293 §3.7.1).
-    pub(crate) fn tcp_mtu_mss(&self, cfg: &StackConfig) -> u16 {
-        (cfg.mtu.saturating_sub(40)).clamp(28, 65495) as u16
+    /// Our MSS for this interface: MTU - 40 (RFC 9293 §3.7.1), MTU - 60
+    /// towards an IPv6 peer (RFC 8200 §8.3: a 40-byte IPv6 header).
+    pub(crate) fn tcp_mtu_mss(&self, cfg: &StackConfig, remote: &SocketAddr) -> u16 {
+        let ip = if remote.is_ipv6() { 60 } else { 40 };
+        (cfg.mtu.saturating_sub(ip)).clamp(28, 65495) as u16
     }
 
     /// Moves a TCB to `to`, keeping the gauges, port buckets and timers right.
@@ -510,10 +517,14 @@ impl Tcp {
                 remote,
                 socket,
             });
-            // A path MTU already learned for the peer (Linux tcp_sync_mss).
-            let pmtu = cx.sh.ip.pmtu.get(now, *remote.ip(), cx.cfg.mtu);
+            // A path MTU already learned for the peer (Linux tcp_sync_mss);
+            // over IPv6 the header's 20 more bytes are taken off.
+            let (pmtu, extra) = match remote.ip() {
+                IpAddr::V4(dst) => (cx.sh.ip.pmtu.get(now, dst, cx.cfg.mtu), 0),
+                IpAddr::V6(dst) => (cx.sh.ip6.path_mtu(cx.cfg, now, &dst), super::pmtu::V6_EXTRA),
+            };
             if pmtu < cx.cfg.mtu {
-                t.pmtu_apply(pmtu);
+                t.pmtu_apply(pmtu - extra);
             }
         }
         t.state = to;
@@ -1430,8 +1441,8 @@ impl Tcp {
     pub(crate) fn tcp_icmp_error(
         &mut self,
         cx: &mut Cx<'_>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         err: Errno,
     ) {
         let Some(&id) = self.conns.get(&(local, remote)) else {

@@ -30,6 +30,10 @@ pub struct TcpOptions {
     pub sndbuf_locked: bool,
     /// TCP_CONGESTION.
     pub congestion: crate::config::Congestion,
+    /// IPV6_V6ONLY: an IPv6 wildcard bind takes no IPv4 (RFC 3493 §5.3).
+    pub v6only: bool,
+    /// IPV6_UNICAST_HOPS: the hop limit of our IPv6 packets (else the stack's).
+    pub unicast_hops: Option<u8>,
 }
 impl TcpOptions {
     /// The defaults a new socket gets from the stack's configuration.
@@ -51,6 +55,8 @@ impl TcpOptions {
             rcvbuf_locked: false,
             sndbuf_locked: false,
             congestion: cfg.congestion,
+            v6only: false,
+            unicast_hops: None,
         }
     }
 }

@@ -11,7 +11,20 @@ use crate::cx::Cx;
 
 use crate::ipv4::output::Emitted;
 
-use ustack_wire::{checksum, ChecksumCaps, IpProtocol, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use ustack_wire::{
+    checksum, ChecksumCaps, IpProtocol, Ipv6Packet, Ipv6Repr, TcpFlags, TcpPacket, TcpRepr,
+    TcpTimestamp,
+};
+
+/// The IPv4 address in `ip` (the v4 output path; an IPv6 plan never gets there).
+#[inline(always)]
+fn v4(ip: IpAddr) -> Ipv4Addr {
+    match ip {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
 
 /// What `tcp_transmit` did.
 pub(crate) enum TcpTx {
@@ -87,10 +100,11 @@ impl Tcp {
     fn tso_fits(&self, cx: &Cx<'_>, plan: &Plan) -> bool {
         let ip = ustack_wire::ipv4::HEADER_LEN + plan.repr.header_len();
         cx.cfg.tso
+            && plan.remote.is_ipv4()
             && plan.id.is_some()
             && plan.seg + ip == cx.cfg.mtu
             && ip + plan.len <= usize::from(u16::MAX)
-            && cx.sh.ip.direct(cx.cfg, cx.now, *plan.remote.ip())
+            && cx.sh.ip.direct(cx.cfg, cx.now, v4(plan.remote.ip()))
     }
 
     /// A burst as ONE frame: the headers of its first segment, IP total
@@ -109,8 +123,8 @@ impl Tcp {
             cx.cfg,
             &mut cx.sh.counters,
             cx.now,
-            *plan.local.ip(),
-            *plan.remote.ip(),
+            v4(plan.local.ip()),
+            v4(plan.remote.ip()),
             IpProtocol::Tcp,
             thl + plan.len,
             buf,
@@ -465,6 +479,9 @@ impl Tcp {
     /// Writes `plan` through the IP layer's output path, DF set (RFC 9293
     /// §3.7.1 relies on path MTU, so segments are never fragmented by us).
     fn tcp_emit(&mut self, cx: &mut Cx<'_>, plan: &Plan, buf: &mut [u8]) -> TcpTx {
+        if let (IpAddr::V6(src), IpAddr::V6(dst)) = (plan.local.ip(), plan.remote.ip()) {
+            return self.tcp_emit6(cx, plan, src, dst);
+        }
         let repr = &plan.repr;
         let thl = repr.header_len();
         let tcp_len = thl + plan.len;
@@ -474,8 +491,8 @@ impl Tcp {
             cx.cfg,
             &mut cx.sh.counters,
             cx.now,
-            *plan.local.ip(),
-            *plan.remote.ip(),
+            v4(plan.local.ip()),
+            v4(plan.remote.ip()),
             IpProtocol::Tcp,
             tcp_len,
             buf,
@@ -491,6 +508,48 @@ impl Tcp {
             Emitted::Sent(n) => TcpTx::Sent(n),
             _ => TcpTx::Again,
         }
+    }
+
+    /// `plan` as a whole IPv6 packet on the IPv6 layer's queue (framed,
+    /// resolved and sent by `transmit`), checksummed over the IPv6
+    /// pseudo-header (RFC 8200 §8.1), with the connection's flow label
+    /// (RFC 6437 §3).
+    #[cold]
+    fn tcp_emit6(&mut self, cx: &mut Cx<'_>, plan: &Plan, src: Ipv6Addr, dst: Ipv6Addr) -> TcpTx {
+        let repr = &plan.repr;
+        let thl = repr.header_len();
+        let len = thl + plan.len;
+        let ip6 = &mut cx.sh.ip6;
+        if ip6.out.len() >= cx.cfg.max_egress_packets {
+            ip6.counters.out_discards += 1;
+            return TcpTx::Again;
+        }
+        let hop_limit = plan
+            .id
+            .and_then(|id| self.get(id))
+            .and_then(|t| t.opts.unicast_hops)
+            .unwrap_or(cx.cfg.hop_limit6);
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Tcp,
+            payload_len: len,
+            hop_limit,
+            traffic_class: 0,
+            flow_label: ip6.transport_label(&src, &dst, 6, repr.src_port, repr.dst_port),
+        };
+        let hl = ustack_wire::ipv6::HEADER_LEN;
+        let mut b = vec![0u8; hl + len];
+        ip.emit(&mut Ipv6Packet::new_unchecked(&mut b[..]));
+        let pseudo = checksum::pseudo_header_v6(src, dst, IpProtocol::Tcp, len as u32);
+        self.tcp_write(true, plan, repr, thl, pseudo, &mut b[hl..]);
+        ip6.counters.out_requests += 1;
+        ip6.out.push_back(b);
+        cx.sh.counters.tcp.out_segs += 1;
+        if repr.flags.contains(TcpFlags::RST) {
+            cx.sh.counters.tcp.out_rsts += 1;
+        }
+        TcpTx::Again
     }
 
     /// Header, then payload copied from the send ring, summed for the
@@ -511,8 +570,8 @@ impl Tcp {
     ) {
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut out[..]),
-            *plan.local.ip(),
-            *plan.remote.ip(),
+            v4(plan.local.ip()),
+            v4(plan.remote.ip()),
             &ChecksumCaps::OFFLOAD,
         );
         self.tcp_fill(tx, plan.id, plan.off, plan.len, pseudo, hl, out);

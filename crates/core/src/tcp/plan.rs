@@ -3,14 +3,14 @@
 //! TCB (`Ctl`: RSTs, cookie SYN-ACKs).
 
 use super::tcb::TcbId;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_wire::{SeqNumber, TcpFlags, TcpRepr};
 
 /// A segment without a TCB behind it: RSTs, cookie SYN-ACKs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctl {
-    pub local: SocketAddrV4,
-    pub remote: SocketAddrV4,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
     pub seq: SeqNumber,
     pub ack: SeqNumber,
     pub flags: ustack_wire::TcpFlags,
@@ -26,8 +26,8 @@ pub(super) const BURST_SEGMENTS: usize = 44;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
     pub(super) id: Option<TcbId>,
-    pub(super) local: SocketAddrV4,
-    pub(super) remote: SocketAddrV4,
+    pub(super) local: SocketAddr,
+    pub(super) remote: SocketAddr,
     pub(super) repr: TcpRepr<'static>,
     /// Payload: offset into the send ring and length.
     pub(super) off: usize,
@@ -60,8 +60,8 @@ pub(super) const BURST_HEADER_MAX: usize = 14 + 20 + 60;
 impl Plan {
     pub(super) fn new(
         id: Option<TcbId>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         flags: TcpFlags,
         seq: SeqNumber,
         ack: SeqNumber,

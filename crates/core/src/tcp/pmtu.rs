@@ -9,11 +9,13 @@ use super::state::State;
 use super::table::Tcp;
 use super::tcb::{Tcb, TcbId};
 use crate::cx::Cx;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use ustack_wire::{Ipv4Addr, SeqNumber};
 
 /// IPv4 and TCP headers without options (RFC 9293 §3.7.1).
 const HEADERS: u16 = 40;
+/// What the IPv6 header adds to the IPv4 one (RFC 8200 §3: 40 bytes, not 20).
+pub(crate) const V6_EXTRA: usize = 20;
 /// The lowest send MSS either mechanism leaves (Linux `tcp_min_snd_mss`).
 const MIN_MSS: u16 = 48;
 /// Where black-hole detection first puts the MSS (RFC 4821 §7.2; Linux
@@ -83,8 +85,8 @@ impl Tcp {
     pub(crate) fn tcp_icmp_valid(
         &self,
         cx: &mut Cx<'_>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seq: SeqNumber,
     ) -> bool {
         let ok = self
@@ -104,11 +106,25 @@ impl Tcp {
     pub(crate) fn tcp_pmtu_changed(&mut self, cx: &mut Cx<'_>, dst: Ipv4Addr, pmtu: usize) {
         let ids: Vec<TcbId> = self
             .iter()
-            .filter(|(_, t)| *t.remote.ip() == dst)
+            .filter(|(_, t)| t.remote.ip() == IpAddr::V4(dst))
             .map(|(id, _)| id)
             .collect();
         for id in ids {
             self.tcp_sync_mss(cx, id, pmtu);
+        }
+    }
+
+    /// The IPv6 path MTU towards `dst` is now `pmtu` (Packet Too Big,
+    /// RFC 8201 §5.4): its connections resegment as IPv4 ones do, with
+    /// the IPv6 header's 20 more bytes taken off.
+    pub(crate) fn tcp_pmtu_changed6(&mut self, cx: &mut Cx<'_>, dst: Ipv6Addr, pmtu: usize) {
+        let ids: Vec<TcbId> = self
+            .iter()
+            .filter(|(_, t)| t.remote.ip() == IpAddr::V6(dst))
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.tcp_sync_mss(cx, id, pmtu.saturating_sub(V6_EXTRA));
         }
     }
 
@@ -117,8 +133,8 @@ impl Tcp {
     pub(crate) fn tcp_mtu_reduced(
         &mut self,
         cx: &mut Cx<'_>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         pmtu: usize,
     ) {
         if let Some(&id) = self.conns.get(&(local, remote)) {
@@ -156,7 +172,10 @@ impl Tcp {
     pub(crate) fn tcp_blackhole_share(&mut self, cx: &mut Cx<'_>, id: TcbId) {
         let Some(t) = self.get(id) else { return };
         let ts = if t.neg.ts { 12 } else { 0 };
-        let dst = *t.remote.ip();
+        // The IPv4 path MTU cache (IPv6 keeps its own, from Packet Too Big).
+        let IpAddr::V4(dst) = t.remote.ip() else {
+            return;
+        };
         let mtu = usize::from(t.snd.mss) + usize::from(HEADERS + ts);
         if cx.sh.ip.pmtu.lower(cx.now, dst, mtu, cx.cfg.mtu).is_some() {
             cx.sh.ip.timers_dirty = true;

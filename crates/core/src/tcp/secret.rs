@@ -5,7 +5,7 @@ use crate::rng::Rng;
 use crate::time::Instant;
 use core::hash::Hasher;
 use siphasher::sip::SipHasher13;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use ustack_wire::SeqNumber;
 
 /// MSS values a cookie can carry (3 bits), ascending.
@@ -20,10 +20,14 @@ pub(crate) struct Secret {
     cookie: (u64, u64),
 }
 
-fn hash(key: (u64, u64), local: SocketAddrV4, remote: SocketAddrV4, extra: &[u32]) -> u64 {
+fn hash(key: (u64, u64), local: SocketAddr, remote: SocketAddr, extra: &[u32]) -> u64 {
     let mut h = SipHasher13::new_with_keys(key.0, key.1);
-    h.write(&local.ip().octets());
-    h.write(&remote.ip().octets());
+    for ip in [local.ip(), remote.ip()] {
+        match ip {
+            IpAddr::V4(a) => h.write(&a.octets()),
+            IpAddr::V6(a) => h.write(&a.octets()),
+        }
+    }
     h.write_u16(local.port());
     h.write_u16(remote.port());
     for e in extra {
@@ -41,26 +45,26 @@ impl Secret {
     }
 
     /// RFC 6528 §3: ISN = M + F(4-tuple, secret), M a 4 µs clock.
-    pub(crate) fn isn(&self, local: SocketAddrV4, remote: SocketAddrV4, now: Instant) -> SeqNumber {
+    pub(crate) fn isn(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> SeqNumber {
         let f = hash(self.isn, local, remote, &[]) as u32;
         SeqNumber(f.wrapping_add((now.total_micros() / 4) as u32))
     }
 
     /// A per-connection timestamp offset (RFC 7323 §5.4).
-    pub(crate) fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+    pub(crate) fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
         (hash(self.isn, local, remote, &[1]) >> 32) as u32
     }
 
     /// Picks one of `n` SO_REUSEPORT listeners for a 4-tuple.
-    pub(crate) fn spread(&self, local: SocketAddrV4, remote: SocketAddrV4, n: usize) -> usize {
+    pub(crate) fn spread(&self, local: SocketAddr, remote: SocketAddr, n: usize) -> usize {
         (hash(self.isn, local, remote, &[2]) % n.max(1) as u64) as usize
     }
 
     /// The cookie ISN for a SYN: 5 bits of time, 3 bits of MSS index, 24 bits of MAC.
     pub(crate) fn cookie(
         &self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         client_isn: SeqNumber,
         peer_mss: u16,
         now: Instant,
@@ -75,8 +79,8 @@ impl Secret {
     /// Checks the cookie an ACK returns; the MSS it carried if valid.
     pub(crate) fn check_cookie(
         &self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         client_isn: SeqNumber,
         cookie: SeqNumber,
         now: Instant,
@@ -103,8 +107,8 @@ mod tests {
     #[test]
     fn cookies_round_trip_and_expire() {
         let s = Secret::new(&mut Rng::new(1));
-        let l = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
-        let r = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
+        let l = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 80);
+        let r = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
         let now = Instant::from_secs(1000);
         let (c, mss) = s.cookie(l, r, SeqNumber(7), 1460, now);
         assert_eq!(mss, 1460);
@@ -131,13 +135,32 @@ mod tests {
         );
         assert_eq!(s.check_cookie(l, r, SeqNumber(8), c, now), None);
         assert_eq!(s.check_cookie(l, r, SeqNumber(7), c + 1, now), None);
-        let r2 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40001);
+        let r2 = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40001);
         assert_eq!(s.check_cookie(l, r2, SeqNumber(7), c, now), None);
         // ISNs differ per 4-tuple and advance with time (RFC 6528).
         assert_ne!(s.isn(l, r, now), s.isn(l, r2, now));
         assert_eq!(
             s.isn(l, r, now + core::time::Duration::from_micros(4)).0,
             s.isn(l, r, now).0.wrapping_add(1)
+        );
+    }
+
+    #[test]
+    fn ipv6_isns_hash_the_whole_address() {
+        // RFC 6528 §3 over IPv6: every byte of the 4-tuple counts, and a
+        // v4-mapped peer is not its IPv4 self.
+        let s = Secret::new(&mut Rng::new(1));
+        let v6 = |a: &str, port| SocketAddr::new(a.parse().unwrap(), port);
+        let l = v6("fd00::2", 80);
+        let now = Instant::from_secs(1000);
+        let isn = |r| s.isn(l, r, now).0;
+        let base = isn(v6("fd00::1", 40000));
+        assert_ne!(base, isn(v6("fd01::1", 40000)), "the first bytes");
+        assert_ne!(base, isn(v6("fd00::1:0:0:1", 40000)), "the middle bytes");
+        let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
+        assert_ne!(
+            s.isn(l, v4, now),
+            s.isn(l, v6("::ffff:10.0.0.1", 40000), now)
         );
     }
 }

@@ -14,7 +14,7 @@ use crate::rng::Rng;
 use crate::socket::{Slab, SocketHandle};
 use crate::time::Instant;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 /// A listening socket's queues (RFC 9293 §3.10.7.2; sizes as Linux).
 #[derive(Debug)]
@@ -53,8 +53,8 @@ pub(crate) struct Forward {
 /// A TCP socket as the socket table holds it.
 #[derive(Debug)]
 pub struct TcpSocket {
-    pub(crate) local: Option<SocketAddrV4>,
-    pub(crate) remote: Option<SocketAddrV4>,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) remote: Option<SocketAddr>,
     pub(crate) opts: TcpOptions,
     pub(crate) kind: Kind,
     /// SO_ERROR.
@@ -126,7 +126,7 @@ pub struct Tcp {
     slots: Vec<Slot>,
     free: Vec<u32>,
     pub(crate) count: usize,
-    pub(crate) conns: HashMap<(SocketAddrV4, SocketAddrV4), TcbId>,
+    pub(crate) conns: HashMap<(SocketAddr, SocketAddr), TcbId>,
     pub(crate) listeners: HashMap<u16, Vec<SocketHandle>>,
     pub(crate) bind_ports: HashMap<u16, PortUse>,
     /// The TCP sockets, by handle.
@@ -221,7 +221,7 @@ impl Tcp {
     /// The TCB for a 4-tuple. The one-entry cache needs no invalidation:
     /// a stale id resolves to nothing, and a live TCB with this 4-tuple is
     /// the one `conns` maps it to.
-    pub(crate) fn lookup(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
+    pub(crate) fn lookup(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<TcbId> {
         if let Some(id) = self.cached(local, remote) {
             return Some(id);
         }
@@ -232,7 +232,7 @@ impl Tcp {
 
     /// The cached TCB if it has this 4-tuple (no table lookup).
     #[inline]
-    pub(crate) fn cached(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
+    pub(crate) fn cached(&self, local: SocketAddr, remote: SocketAddr) -> Option<TcbId> {
         let id = self.last_conn?;
         self.get(id)
             .is_some_and(|t| t.local == local && t.remote == remote)

@@ -9,7 +9,7 @@ use crate::config::{Medium, StackConfig};
 use crate::cx::Parts;
 use crate::ipv4::output::IpPair;
 use crate::time::Instant;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use ustack_wire::{
     ChecksumCaps, Ipv4Addr, Ipv4Cidr, Ipv4Packet, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
 };
@@ -77,7 +77,7 @@ fn active_open_without_a_stack() {
     let (mut p, mut tcp) = parts();
     let t0 = Instant::from_secs(1);
     let h = tcp.tcp_open(&mut p.cx(t0));
-    let remote = SocketAddrV4::new(PEER, 80);
+    let remote = SocketAddr::new(IpAddr::V4(PEER), 80);
     let _ = tcp.tcp_connect(&mut p.cx(t0), h, remote);
     assert_eq!(tcp.tcp_state(h), Ok(State::SynSent));
     let (flags, iss, _) = next(&mut p, &mut tcp, t0).expect("a SYN");
@@ -101,7 +101,7 @@ fn the_syn_is_resent_on_the_rto_without_a_stack() {
     let (mut p, mut tcp) = parts();
     let t0 = Instant::from_secs(1);
     let h = tcp.tcp_open(&mut p.cx(t0));
-    let _ = tcp.tcp_connect(&mut p.cx(t0), h, SocketAddrV4::new(PEER, 80));
+    let _ = tcp.tcp_connect(&mut p.cx(t0), h, SocketAddr::new(IpAddr::V4(PEER), 80));
     let (_, iss, _) = next(&mut p, &mut tcp, t0).unwrap();
     let rto = tcp.poll_at().expect("the SYN's timer");
     assert_eq!(rto, t0 + p.cfg.tcp.rto_initial);

@@ -3,7 +3,7 @@
 //! time, then `s.expect(t, seg(SYN | ACK).seq(iss).ack(101))`.
 #![allow(dead_code)]
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use ustack_core::wire::{
     ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Addr, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
     SeqNumber, TcpFlags, TcpPacket, TcpRepr, TcpTimestamp,
@@ -27,8 +27,8 @@ pub const PSH: TcpFlags = TcpFlags::PSH;
 /// are not checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seg {
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
     pub flags: TcpFlags,
     pub seq: u32,
     pub ack: u32,
@@ -46,8 +46,8 @@ pub struct Seg {
 /// A segment from the peer (PEER:PEER_PORT -> US:US_PORT), window 65535.
 pub fn seg(flags: TcpFlags) -> Seg {
     Seg {
-        src: SocketAddrV4::new(PEER, PEER_PORT),
-        dst: SocketAddrV4::new(US, US_PORT),
+        src: SocketAddr::from((PEER, PEER_PORT)),
+        dst: SocketAddr::from((US, US_PORT)),
         flags,
         seq: 0,
         ack: 0,
@@ -104,7 +104,7 @@ impl Seg {
         self.src.set_port(p);
         self
     }
-    pub fn from(mut self, a: SocketAddrV4) -> Self {
+    pub fn from(mut self, a: SocketAddr) -> Self {
         self.src = a;
         self
     }
@@ -141,8 +141,8 @@ impl Seg {
         };
         let len = repr.buffer_len();
         let ip = Ipv4Repr {
-            src_addr: *self.src.ip(),
-            dst_addr: *self.dst.ip(),
+            src_addr: v4(self.src.ip()),
+            dst_addr: v4(self.dst.ip()),
             protocol: IpProtocol::Tcp,
             payload_len: len,
             ttl: 64,
@@ -159,8 +159,8 @@ impl Seg {
         );
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut buf[20..]),
-            *self.src.ip(),
-            *self.dst.ip(),
+            v4(self.src.ip()),
+            v4(self.dst.ip()),
             &ChecksumCaps::default(),
         );
         buf
@@ -179,8 +179,8 @@ impl Seg {
         let r = TcpRepr::parse(&tcp, ipr.src_addr, ipr.dst_addr, &ChecksumCaps::default())
             .expect("the stack emits valid TCP");
         Some(Seg {
-            src: SocketAddrV4::new(ipr.src_addr, r.src_port),
-            dst: SocketAddrV4::new(ipr.dst_addr, r.dst_port),
+            src: SocketAddr::from((ipr.src_addr, r.src_port)),
+            dst: SocketAddr::from((ipr.dst_addr, r.dst_port)),
             flags: r.flags,
             seq: r.seq_number.0,
             ack: r.ack_number.0,
@@ -410,5 +410,13 @@ impl Script {
         let want_at = Instant::from_secs(100) + Duration::from_secs_f64(t);
         assert_eq!(at, want_at, "segment {got} sent at the wrong time");
         got
+    }
+}
+
+/// The IPv4 address of a script's endpoint (scripts are IPv4).
+fn v4(ip: std::net::IpAddr) -> Ipv4Addr {
+    match ip {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(_) => panic!("segment scripts are IPv4"),
     }
 }

@@ -10,8 +10,8 @@ use ustack_devices::{Impairments, SharedLink};
 pub const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 pub const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-pub fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(ip, port)
+pub fn sa(ip: Ipv4Addr, port: u16) -> std::net::SocketAddr {
+    SocketAddrV4::new(ip, port).into()
 }
 
 /// Runtimes for A and B in the given modes. A runtime in inline mode moves
