@@ -4,7 +4,7 @@
 //! sender resegments at once (RFC 1191 §6.4); with the ICMP black-holed
 //! only PLPMTUD black-hole detection (RFC 4821 §7.7) gets it through.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use ustack_core::time::{Duration, Instant};
 use ustack_core::wire::{
     ChecksumCaps, DstUnreachable, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Packet,
@@ -106,20 +106,46 @@ fn transfer(
     limit: Duration,
     forge: impl FnMut(&mut Sim<Host>, SocketHandle),
 ) -> Run {
+    transfer_to(
+        SocketAddrV4::new(B, 80).into(),
+        len,
+        hop,
+        probing,
+        limit,
+        forge,
+    )
+}
+
+/// [`transfer`] to `dst` on B; for an IPv6 `dst` both hosts get fd00::N/64
+/// and a second for DAD and neighbour discovery before the transfer.
+fn transfer_to(
+    dst: SocketAddr,
+    len: usize,
+    hop: Impairments,
+    probing: bool,
+    limit: Duration,
+    forge: impl FnMut(&mut Sim<Host>, SocketHandle),
+) -> Run {
     let delay = Duration::from_millis(10);
     let mut sim = Sim::new(MemLink::new(7));
-    let a = sim.add_host(host(cfg(A, 1, probing)));
-    let b = sim.add_host(host(cfg(B, 2, false)));
+    let (mut ca, mut cb) = (cfg(A, 1, probing), cfg(B, 2, false));
+    if dst.is_ipv6() {
+        ca = ca.with_addr6("fd00::1/64".parse().unwrap());
+        cb = cb.with_addr6("fd00::2/64".parse().unwrap());
+    }
+    let a = sim.add_host(host(ca));
+    let b = sim.add_host(host(cb));
     let (pa, pb) = (sim.port(a), sim.port(b));
     sim.link
         .set_direction_impairments(pa, pb, hop.with_delay(delay));
     sim.link
         .set_direction_impairments(pb, pa, Impairments::none().with_delay(delay));
+    if dst.is_ipv6() {
+        let settled = sim.now() + Duration::from_secs(1);
+        sim.run_until(settled, |_| false);
+    }
     let l = sim.hosts[1].stack.tcp_open();
-    sim.hosts[1]
-        .stack
-        .tcp_bind(l, SocketAddrV4::new(B, 80))
-        .unwrap();
+    sim.hosts[1].stack.tcp_bind(l, dst).unwrap();
     sim.hosts[1].stack.tcp_listen(l, 4).unwrap();
     again(sim, l, len, limit, forge)
 }
@@ -137,12 +163,11 @@ fn again(
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let start = sim.now();
+    let dst = sim.hosts[1].stack.local_addr(l).unwrap().unwrap();
     let c = sim.hosts[0].stack.tcp_open();
     sim.hosts[0].conn = Some(c);
     assert_eq!(
-        sim.hosts[0]
-            .stack
-            .tcp_connect(start, c, SocketAddrV4::new(B, 80)),
+        sim.hosts[0].stack.tcp_connect(start, c, dst),
         Err(Errno::EINPROGRESS)
     );
     let (mut server, mut sent, mut eof, mut forged) = (None, 0usize, false, false);
@@ -232,6 +257,39 @@ fn transfer_through_a_small_mtu_hop_resegments_at_once() {
     assert_eq!(k.tcp.fast_retrans, 0, "treated as loss");
     let (before, after) = a.cwnd_around_icmp.expect("cwnd around the ICMP");
     assert!(after >= before, "cwnd cut from {before} to {after}");
+}
+
+/// The same over IPv6: the hop answers Packet Too Big (RFC 8201 §4) and
+/// the connection resegments to fit it.
+#[test]
+fn a_v6_transfer_through_a_small_mtu_hop_resegments_at_once() {
+    const HOP6: usize = 1280;
+    let r = transfer_to(
+        "[fd00::2]:80".parse().unwrap(),
+        1 << 20,
+        Impairments::none().with_hop_mtu(HOP6),
+        false,
+        Duration::from_secs(60),
+        no_forge,
+    );
+    assert!(r.done, "stalled: {} of {} bytes", r.got.len(), r.data.len());
+    assert!(r.got == r.data, "bytes differ");
+    assert!(r.sim.link.stats().dropped_hop > 0, "the hop never bit");
+    let a = &r.sim.hosts[0];
+    let k = a.stack.counters();
+    assert_eq!(k.tcp.timeouts, 0, "waited for the RTO");
+    // TCP itself fits the hop (RFC 8201 §5: the MSS drops to PMTU − 60),
+    // rather than the IPv6 layer fragmenting every segment.
+    let mss = a.stack.tcp_info(a.conn.unwrap()).unwrap().snd_mss;
+    assert!(usize::from(mss) <= HOP6 - 60, "send MSS {mss}");
+    // Once the hop has bitten, the rest fits through it: of the last
+    // 500 frames A sent, none is bigger than the hop.
+    let last: Vec<usize> = a.sent.iter().rev().take(500).map(|s| s.0).collect();
+    assert!(
+        last.iter().all(|&n| n <= HOP6),
+        "too big at the end: {:?}",
+        last.iter().filter(|&&n| n > HOP6).collect::<Vec<_>>()
+    );
 }
 
 #[test]
