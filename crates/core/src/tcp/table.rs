@@ -232,6 +232,11 @@ impl Tcp {
 
     /// The cached TCB if it has this 4-tuple (no table lookup).
     #[inline]
+    /// The TCB the last segment was for.
+    pub(crate) fn last_conn(&self) -> Option<TcbId> {
+        self.last_conn
+    }
+
     pub(crate) fn cached(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcbId> {
         let id = self.last_conn?;
         self.get(id)
