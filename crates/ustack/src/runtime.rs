@@ -161,6 +161,14 @@ pub(crate) struct SockWakers {
     write: Option<Waker>,
 }
 
+/// What one [`State::read_placed`] read: frames, and of those, how many
+/// were taken in place.
+#[derive(Debug, Default, Clone, Copy)]
+struct PlacedRound {
+    read: usize,
+    in_place: usize,
+}
+
 /// Frames read without the stack lock, waiting for whoever holds it.
 #[derive(Default)]
 struct Inbox {
@@ -232,35 +240,39 @@ impl State {
     /// straight into the receive ring of the connection header prediction
     /// last took (`Stack::receive_placed`), after what the inbox holds.
     /// Returns `None` when there is no such ring to read into (read the
-    /// usual way), else the frames read and whether more may be waiting.
+    /// usual way), else what was read and whether more may be waiting.
     fn read_placed(
         &mut self,
         now: Instant,
         half: &mut dyn RxHalf,
         rest: &mut [u8],
-    ) -> Option<(usize, bool)> {
+    ) -> Option<(PlacedRound, bool)> {
         if self.gro {
             return None;
         }
         self.drain_inbox(now, false);
-        let mut n = 0;
-        while n < PLACED_PER_LOCK {
+        let mut r = PlacedRound::default();
+        while r.read < PLACED_PER_LOCK {
             let got = self
                 .stack
                 .receive_placed(now, rest, |bufs| half.recv_scattered(&mut bufs[..]));
             match got {
-                Ok(Placed::NoSlot) if n == 0 => return None,
+                Ok(Placed::NoSlot) if r.read == 0 => return None,
                 // The ring filled up: the rest the usual way.
-                Ok(Placed::NoSlot) => return Some((n, true)),
-                Ok(Placed::Empty) => return Some((n, false)),
-                Ok(Placed::InPlace) | Ok(Placed::Copied) => n += 1,
+                Ok(Placed::NoSlot) => return Some((r, true)),
+                Ok(Placed::Empty) => return Some((r, false)),
+                Ok(Placed::InPlace) => {
+                    r.read += 1;
+                    r.in_place += 1;
+                }
+                Ok(Placed::Copied) => r.read += 1,
                 Err(e) => {
                     self.device_error(&e);
-                    return Some((n, false));
+                    return Some((r, false));
                 }
             }
         }
-        Some((n, true))
+        Some((r, true))
     }
 
     /// Receives what the device has, transmits what the stack owes, and
@@ -609,18 +621,32 @@ impl Shared {
         } else {
             Vec::new()
         };
+        // Bulk data is being taken in place: wait for the lock rather than
+        // read the usual way (a copy) while a caller holds it.
+        let mut receiving = false;
         while !self.stop.load(Ordering::Acquire) {
             local.clear();
             let mut full = false;
             if !rest.is_empty() {
-                // In place, if the lock is free and a ring is ready: the
-                // payload lands in the ring under the lock (no copy).
-                let placed = self.try_lock_state().and_then(|mut st| {
+                // In place, if a ring is ready: the payload lands in the
+                // ring under the lock (no copy). Otherwise (the lock busy
+                // while nothing is being received in place, as while a
+                // caller sends) read without it, as below.
+                let st = if receiving {
+                    Some(self.lock())
+                } else {
+                    self.try_lock_state()
+                };
+                let placed = st.and_then(|mut st| {
                     let now = self.clock.now();
                     let got = st.read_placed(now, &mut *half, &mut rest);
                     (next, held) = self.pump_locked(st, now);
                     got
                 });
+                receiving = match placed {
+                    Some((r, _)) => r.in_place > 0 || (receiving && r.read == 0),
+                    None => false,
+                };
                 if let Some((_, more)) = placed {
                     if more {
                         continue;
