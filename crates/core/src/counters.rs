@@ -27,6 +27,8 @@ counters!(
         tx_frames: "frames sent",
         rx_malformed: "frames too short or malformed",
         rx_csum_trusted: "frames whose checksums the device vouched for (not verified here)",
+        rx_placed: "segments read straight into a receive buffer and taken there (no copy)",
+        rx_placed_fallback: "frames read for the in-place path but taken the usual way (copied)",
         rx_not_for_us: "frames addressed to another host",
         rx_unknown_ethertype: "frames with an unknown ethertype",
         tx_dropped_too_big: "frames dropped: larger than the caller's buffer",

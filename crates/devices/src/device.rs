@@ -210,6 +210,22 @@ pub trait RxHalf: Send {
         Ok(self.recv(buf)?.map(|n| (n, RxMeta::default())))
     }
 
+    /// Whether [`recv_scattered`](Self::recv_scattered) reads frames
+    /// whose checksums the device can vouch for (worth reading in place).
+    fn can_scatter(&self) -> bool {
+        false
+    }
+
+    /// Reads one frame across `bufs`, filled in order as by readv(2)
+    /// (the device's own header, if any, is not among them); returns the
+    /// frame's length and what the device knows of it, `Ok(None)` when
+    /// nothing is waiting. `Unsupported` unless
+    /// [`can_scatter`](Self::can_scatter).
+    fn recv_scattered(&mut self, bufs: &mut [&mut [u8]]) -> io::Result<Option<(usize, RxMeta)>> {
+        let _ = bufs;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// The fd to wait on for readability (and, being the same device,
     /// writability).
     fn as_raw_fd(&self) -> RawFd;

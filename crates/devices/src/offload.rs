@@ -116,6 +116,18 @@ pub(crate) fn rx_fixup(
     })
 }
 
+/// Checks a received frame's header against the frame's length alone
+/// (the frame is not in one piece: its partial checksum, if any, is left
+/// partial, and the caller tells the stack the device vouches for it).
+pub(crate) fn rx_check(hdr: &[u8], frame_len: usize) -> Result<RxInfo, VirtioError> {
+    let h = VirtioNetHdr::parse(hdr)?;
+    let gso = h.check(frame_len)?;
+    Ok(RxInfo {
+        gso: gso != GsoType::None,
+        csum_offloaded: h.needs_csum() || h.data_valid(),
+    })
+}
+
 /// The header for a frame the stack sends: TSO for a TCP super-segment
 /// (longer than `mtu`), else plain. `None` for a frame over the MTU that
 /// is not a TCP segment this can describe (the caller refuses it).

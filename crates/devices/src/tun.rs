@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::device::{Device, DeviceStats, RxHalf, MAX_FRAME};
-use crate::offload::{rx_fixup, tx_header, Offloads};
+use crate::offload::{rx_check, rx_fixup, tx_header, Offloads};
 use std::io::IoSlice;
 use ustack_core::wire::virtio;
 
@@ -517,6 +517,96 @@ fn read_frame(
     }
 }
 
+/// Most buffers [`read_scattered`] takes after the virtio-net header.
+const MAX_SCATTER: usize = 7;
+
+/// One readv(2) of a frame after its virtio-net header, scattered over
+/// `bufs` in order; counted like [`read_frame`]. The partial checksum of
+/// a frame flagged `NEEDS_CSUM` is left partial: the returned meta
+/// vouches for it.
+fn read_scattered(
+    file: &File,
+    rx: &RxCounters,
+    bufs: &mut [&mut [u8]],
+) -> io::Result<Option<(usize, RxMeta)>> {
+    let mut bad = 0;
+    let cap: usize = bufs.iter().map(|b| b.len()).sum();
+    loop {
+        let mut hdr = [0u8; virtio::HDR_LEN_MRG];
+        match readv_into(file, &mut hdr, bufs) {
+            Ok(n) => {
+                let n = n.saturating_sub(virtio::HDR_LEN_MRG).min(cap);
+                rx.frames.fetch_add(1, Ordering::Relaxed);
+                rx.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                match rx_check(&hdr, n) {
+                    Ok(info) => {
+                        if info.gso {
+                            rx.gso.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let c = if info.csum_offloaded {
+                            &rx.csum_offloaded
+                        } else {
+                            &rx.csum_software
+                        };
+                        c.fetch_add(1, Ordering::Relaxed);
+                        let meta = RxMeta {
+                            csum_ok: info.csum_offloaded,
+                        };
+                        return Ok(Some((n, meta)));
+                    }
+                    Err(e) => {
+                        rx.bad_vnet_hdr.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("dropped a received frame: bad virtio-net header: {e}");
+                        bad += 1;
+                        if bad >= MAX_BAD_SKIPPED {
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                rx.errors.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// readv(2) of a virtio-net header and a frame scattered over `bufs`
+/// (at most [`MAX_SCATTER`] of them; more is invalid input).
+fn readv_into(file: &File, hdr: &mut [u8], bufs: &mut [&mut [u8]]) -> io::Result<usize> {
+    if bufs.len() > MAX_SCATTER {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty; MAX_SCATTER + 1];
+    iov[0] = libc::iovec {
+        iov_base: hdr.as_mut_ptr().cast(),
+        iov_len: hdr.len(),
+    };
+    for (v, b) in iov[1..].iter_mut().zip(bufs.iter_mut()) {
+        *v = libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        };
+    }
+    let count = 1 + bufs.len();
+    // SAFETY: the first `count` iovecs point at live, writable buffers of
+    // the stated lengths (`hdr` and each of `bufs`), all borrowed mutably
+    // for the call and not overlapping (distinct `&mut` slices); the fd is
+    // open. The kernel writes at most those lengths.
+    let n = unsafe { libc::readv(file.as_raw_fd(), iov.as_ptr(), count as libc::c_int) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// readv(2) of a virtio-net header and the frame after it.
 fn readv2(file: &File, hdr: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
     let iov = [
@@ -692,6 +782,15 @@ impl RxHalf for TunRx {
     }
     fn recv_with(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
         read_frame(&self.file, &self.rx, buf, self.vnet, true)
+    }
+    fn can_scatter(&self) -> bool {
+        self.vnet
+    }
+    fn recv_scattered(&mut self, bufs: &mut [&mut [u8]]) -> io::Result<Option<(usize, RxMeta)>> {
+        if !self.vnet {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        }
+        read_scattered(&self.file, &self.rx, bufs)
     }
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()

@@ -174,6 +174,39 @@ impl Ring {
         self.ext = self.ext.saturating_sub(n);
     }
 
+    /// Where the next `min(max, free)` bytes would go, as at most two
+    /// writable slices (the second after the wrap), the storage grown to
+    /// hold them. Bytes written there stay unreadable until `commit`ed;
+    /// any later write past the end overwrites them.
+    pub fn tail_mut(&mut self, max: usize) -> (&mut [u8], &mut [u8]) {
+        let n = max.min(self.free());
+        if n == 0 {
+            return (&mut [], &mut []);
+        }
+        if self.len + n > self.buf.len() {
+            self.grow(self.len + n);
+        }
+        let cap = self.buf.len();
+        let at = self.wrap(self.head + self.len);
+        let first = n.min(cap - at);
+        // The wrapped part ends at or before `head`, so before `at`.
+        let (lo, hi) = self.buf.split_at_mut(at);
+        (&mut hi[..first], &mut lo[..n - first])
+    }
+
+    /// The first `n` bytes past the readable end (clipped to the storage),
+    /// as `tail_mut` laid them out: what was written there, not readable.
+    pub fn tail(&self, n: usize) -> (&[u8], &[u8]) {
+        let cap = self.buf.len();
+        let n = n.min(self.free()).min(cap.saturating_sub(self.len));
+        if n == 0 {
+            return (&[], &[]);
+        }
+        let at = self.wrap(self.head + self.len);
+        let first = n.min(cap - at);
+        (&self.buf[at..at + first], &self.buf[..n - first])
+    }
+
     /// Forgets anything written past the readable end.
     pub fn clear_ext(&mut self) {
         self.ext = 0;
@@ -188,6 +221,25 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_is_written_in_place_and_readable_only_once_committed() {
+        let mut r = Ring::new(8);
+        assert_eq!(r.push(b"abcdef"), 6);
+        r.consume(5);
+        let (a, b) = r.tail_mut(100);
+        assert_eq!((a.len(), b.len()), (2, 5), "free space, across the wrap");
+        a.copy_from_slice(b"gh");
+        b[..3].copy_from_slice(b"ijk");
+        assert_eq!(r.len(), 1, "nothing readable before the commit");
+        assert_eq!(r.tail(5), (&b"gh"[..], &b"ijk"[..]));
+        r.commit(5);
+        let mut out = [0u8; 8];
+        assert_eq!(r.copy_out(0, &mut out), 6);
+        assert_eq!(&out[..6], b"fghijk");
+        let (a, b) = r.tail_mut(1);
+        assert_eq!(a.len() + b.len(), 1);
+    }
 
     #[test]
     fn wraps_and_clips() {

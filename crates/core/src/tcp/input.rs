@@ -35,6 +35,9 @@ pub(crate) struct FastSeg<'a> {
     window_len: u16,
     timestamp: Option<TcpTimestamp>,
     payload: &'a [u8],
+    /// Payload bytes already written in place at the tail of the receive
+    /// ring (`payload` is then empty): see `Tcp::process_placed`.
+    placed: usize,
 }
 
 impl<'a> FastSeg<'a> {
@@ -45,6 +48,7 @@ impl<'a> FastSeg<'a> {
             window_len: seg.window_len,
             timestamp: seg.timestamp,
             payload: seg.payload,
+            placed: 0,
         }
     }
 
@@ -57,6 +61,7 @@ impl<'a> FastSeg<'a> {
             window_len: seg.window_len,
             timestamp: seg.timestamp,
             payload: seg.payload,
+            placed: 0,
         }
     }
 }
@@ -89,6 +94,32 @@ impl Tcp {
         }
         if !self.tcp_fast_data(cx, id, &FastSeg::from_fast(&seg)) {
             self.fast_missed = Some(id);
+            return false;
+        }
+        cx.sh.counters.ip.in_delivers += 1;
+        cx.sh.counters.tcp.in_segs += 1;
+        true
+    }
+
+    /// Header prediction for a segment whose `placed` payload bytes the
+    /// device already wrote at the tail of connection `id`'s receive ring
+    /// (`Tcp::placed_slot`); `seg` is its header (read with a stand-in
+    /// payload). Returns false, having changed nothing (the bytes stay
+    /// unreadable), unless the data was taken where it lies.
+    pub(crate) fn process_placed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        id: TcbId,
+        seg: &TcpFast<'_>,
+        placed: usize,
+    ) -> bool {
+        self.fast_missed = None;
+        let seg = FastSeg {
+            payload: &[],
+            placed,
+            ..FastSeg::from_fast(seg)
+        };
+        if placed == 0 || !self.tcp_fast_data(cx, id, &seg) {
             return false;
         }
         cx.sh.counters.ip.in_delivers += 1;
@@ -769,9 +800,10 @@ impl Tcp {
             return false;
         };
         let wnd = u32::from(seg.window_len) << t.snd.wscale;
+        let len = seg.payload.len() + seg.placed;
         if t.state != State::Established
             || seg.seq_number != t.rcv.nxt
-            || seg.payload.is_empty()
+            || len == 0
             || seg.ack_number != t.snd.una
             || t.snd.una != t.snd.max
             || wnd == 0
@@ -791,7 +823,7 @@ impl Tcp {
             }
         }
         let wnd_rcv = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
-        if !seq_acceptable(seg.seq_number, seg.payload.len(), t.rcv.nxt, wnd_rcv) {
+        if !seq_acceptable(seg.seq_number, len, t.rcv.nxt, wnd_rcv) {
             return false;
         }
         // Fifth: ACK (RFC 9293 §3.10.7.4), as `tcp_ack` for an ACK of
@@ -801,15 +833,18 @@ impl Tcp {
         if t.opts.keepalive {
             t.timer.keepalive = t.keepalive_deadline();
         }
-        tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, seg.payload.len());
+        tcb_take_timestamp(t, now, seg.seq_number, seg.timestamp, len);
         t.snd.max_wnd = t.snd.max_wnd.max(wnd);
         t.snd.wl1 = seg.seq_number;
         t.snd.wl2 = seg.ack_number;
         t.maybe_arm_persist(now, cfg);
         // Seventh: segment text, in order, no hole to fill.
-        let data = seg.payload;
-        let n = t.take_in_order(data);
-        if n < data.len() {
+        let n = if seg.placed > 0 {
+            t.take_placed(seg.placed)
+        } else {
+            t.take_in_order(seg.payload)
+        };
+        if n < len {
             cx.sh.counters.tcp.rcv_pruned += 1;
             t.owed.ack = true;
         }

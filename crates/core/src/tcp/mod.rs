@@ -67,6 +67,7 @@ mod forward;
 mod input;
 mod options;
 mod output;
+mod placed;
 mod plan;
 mod pmtu;
 mod rack;
@@ -86,6 +87,7 @@ pub use options::TcpOptions;
 pub(crate) use output::TcpTx;
 pub use state::State;
 pub use table::{Tcp, TcpSocket};
+pub(crate) use tcb::TcbId;
 
 #[cfg(test)]
 mod unit_tests;

@@ -230,6 +230,11 @@ impl Tcp {
         Some(id)
     }
 
+    /// The TCB the last segment was for.
+    pub(crate) fn last_conn(&self) -> Option<TcbId> {
+        self.last_conn
+    }
+
     /// The cached TCB if it has this 4-tuple (no table lookup).
     #[inline]
     pub(crate) fn cached(&self, local: SocketAddr, remote: SocketAddr) -> Option<TcbId> {
