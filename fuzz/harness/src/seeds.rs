@@ -169,7 +169,7 @@ pub fn generate(medium: Medium) -> Seeds {
         steps: Vec::new(),
         seen: Vec::new(),
     };
-    let to_me = |port| Some(SocketAddrV4::new(ME, port));
+    let to_me = |port| Some(SocketAddrV4::new(ME, port).into());
     let bcast = Ipv4Addr::new(10, 0, 0, 255);
 
     // The subject's ping and datagram go out (ARP first on Ethernet); the
@@ -182,7 +182,7 @@ pub fn generate(medium: Medium) -> Seeds {
     x.peer.udp_send_to(u, &[7u8; 3000], to_me(PORT)).unwrap();
     x.peer.udp_send_to(u, b"closed", to_me(10)).unwrap();
     x.peer
-        .udp_send_to(u, b"broadcast", Some(SocketAddrV4::new(bcast, PORT)))
+        .udp_send_to(u, b"broadcast", Some(SocketAddrV4::new(bcast, PORT).into()))
         .unwrap();
     // Pings: small, one that our 576-byte MTU must fragment, to the broadcast.
     let h = x.peer.icmp_open();
