@@ -450,6 +450,21 @@ struct RxCounters {
     bad_vnet_hdr: AtomicU64,
 }
 
+impl RxCounters {
+    /// Counts what a good virtio-net header said of its frame.
+    fn note(&self, info: &crate::offload::RxInfo) {
+        if info.gso {
+            self.gso.fetch_add(1, Ordering::Relaxed);
+        }
+        let c = if info.csum_offloaded {
+            &self.csum_offloaded
+        } else {
+            &self.csum_software
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Most frames with a bad virtio header one `recv` skips before saying
 /// "nothing waiting" (the fd stays readable; the next call goes on).
 const MAX_BAD_SKIPPED: usize = 64;
@@ -484,15 +499,7 @@ fn read_frame(
                     match rx_fixup(&hdr, &mut buf[..n], !trust) {
                         Ok(info) => {
                             meta.csum_ok = trust && info.csum_offloaded;
-                            if info.gso {
-                                rx.gso.fetch_add(1, Ordering::Relaxed);
-                            }
-                            let c = if info.csum_offloaded {
-                                &rx.csum_offloaded
-                            } else {
-                                &rx.csum_software
-                            };
-                            c.fetch_add(1, Ordering::Relaxed);
+                            rx.note(&info);
                         }
                         Err(e) => {
                             rx.bad_vnet_hdr.fetch_add(1, Ordering::Relaxed);
@@ -540,15 +547,7 @@ fn read_scattered(
                 rx.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 match rx_check(&hdr, n) {
                     Ok(info) => {
-                        if info.gso {
-                            rx.gso.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let c = if info.csum_offloaded {
-                            &rx.csum_offloaded
-                        } else {
-                            &rx.csum_software
-                        };
-                        c.fetch_add(1, Ordering::Relaxed);
+                        rx.note(&info);
                         let meta = RxMeta {
                             csum_ok: info.csum_offloaded,
                         };
