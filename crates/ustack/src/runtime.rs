@@ -315,6 +315,7 @@ impl State {
     #[cold]
     fn write_trace(&mut self) {
         let events = self.stack.take_events();
+        crate::stats::tally(&events);
         let Some((w, host)) = self.trace.as_mut() else {
             return;
         };

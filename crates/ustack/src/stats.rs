@@ -5,7 +5,7 @@
 use crate::Runtime;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use ustack_core::EventKind;
+use ustack_core::{Event, EventKind};
 
 /// The counters, the event tally, the device, then the socket table.
 pub fn render(rt: &Runtime) -> String {
@@ -67,9 +67,9 @@ static TALLY: Mutex<Tally> = Mutex::new(Tally {
     rtos: 0,
 });
 
-/// Drains the stack's events into the tally and renders it.
-pub fn events(rt: &Runtime) -> String {
-    let (events, dropped) = rt.with_stack(|s, _| (s.take_events(), s.events_dropped()));
+/// Counts drained events in the tally. Whoever drains the stack's events
+/// calls it: this report, or the runtime writing them to a trace.
+pub(crate) fn tally(events: &[Event]) {
     let mut t = TALLY.lock().unwrap_or_else(|e| e.into_inner());
     for e in events {
         match e.kind {
@@ -81,6 +81,13 @@ pub fn events(rt: &Runtime) -> String {
             _ => {}
         }
     }
+}
+
+/// Drains the stack's events into the tally and renders it.
+pub fn events(rt: &Runtime) -> String {
+    let (events, dropped) = rt.with_stack(|s, _| (s.take_events(), s.events_dropped()));
+    tally(&events);
+    let t = TALLY.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = String::from("TcpEvents:\n");
     for (n, what) in [
         (t.transitions, "state transitions"),

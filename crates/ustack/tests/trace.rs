@@ -45,6 +45,15 @@ fn a_traced_runtime_writes_every_segment_of_a_transfer() {
     c.write_all(&vec![7u8; 100_000]).unwrap();
     drop(c);
     assert_eq!(server.join().unwrap(), 100_000);
+    // The events the trace took still count in --stats' tally.
+    let tally = ustack::stats::events(&a);
+    let established: u64 = tally
+        .lines()
+        .find(|l| l.ends_with("connections established"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(established >= 1, "{tally}");
     drop(a); // the last events go out when the runtime stops
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<serde_json::Value> = text
