@@ -397,6 +397,43 @@ fn e2s<E: std::fmt::Display>(e: E) -> String {
     format!("cannot draw: {e}")
 }
 
+/// A chart with time and value axes, as every graph here draws.
+type Chart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// One step line (a value held until the next sample), with its legend.
+fn step_series<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    pts: &[(f64, f64)],
+    name: &str,
+    color: RGBColor,
+) -> Res {
+    chart
+        .draw_series(step(pts).map(|p| PathElement::new(p, color.stroke_width(2))))
+        .map_err(e2s)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box, upper left, then the picture written out.
+fn legend_and_present<'a, DB: DrawingBackend + 'a>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut Chart<'a, DB>,
+) -> Res {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e2s)?;
+    root.present().map_err(e2s)
+}
+
 /// Colours of the retransmission marks, by cause.
 fn cause_style(cause: &str) -> (RGBColor, &'static str) {
     match cause {
@@ -535,14 +572,7 @@ fn timeseq<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Conn) -> Res {
             .label(name)
             .legend(move |(x, y)| Cross::new((x + 10, y), 5, color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(e2s)?;
-    root.present().map_err(e2s)
+    legend_and_present(root, &mut chart)
 }
 
 /// The time axis: the connection's first to last segment, with a margin.
@@ -614,22 +644,9 @@ fn cwnd<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Conn) -> Res {
         (&cw, "cwnd", RGBColor(30, 60, 200)),
         (&ss, "ssthresh", RGBColor(220, 20, 20)),
     ] {
-        chart
-            .draw_series(step(pts).map(|p| PathElement::new(p, color.stroke_width(2))))
-            .map_err(e2s)?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        step_series(&mut chart, pts, name, color)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(e2s)?;
-    root.present().map_err(e2s)
+    legend_and_present(root, &mut chart)
 }
 
 fn rtt<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Conn) -> Res {
@@ -688,22 +705,9 @@ fn rtt<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Conn) -> Res {
             .iter()
             .map(|r| (r.0, if k == 2 { r.2 } else { r.3 }))
             .collect();
-        chart
-            .draw_series(step(&pts).map(|p| PathElement::new(p, color.stroke_width(2))))
-            .map_err(e2s)?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        step_series(&mut chart, &pts, name, color)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(e2s)?;
-    root.present().map_err(e2s)
+    legend_and_present(root, &mut chart)
 }
 
 const SIZE: (u32, u32) = (1100, 650);
