@@ -2,7 +2,7 @@
 //! test's own: `curl -6` downloads 100 MiB from `ustack serve http`
 //! intact, the same listener takes IPv4 too (dual stack), `ustack get`
 //! downloads from python3's http.server on the kernel's IPv6 address,
-//! `ustack connect [v6]:port` talks to the kernel's nc both ways, and a
+//! `ustack connect [v6]:port` talks to a kernel peer both ways, and a
 //! closed port is refused (RST, curl exit 7).
 
 mod common;
@@ -170,9 +170,35 @@ fn ustack_get_downloads_from_a_kernel_server_on_ipv6() {
     assert_eq!(sha256(&dl), sha256(&file), "the download differs");
 }
 
+/// Listens on [ADDR]:9000, sends FILE and half-closes, while writing what
+/// it receives to OUT until the other side's FIN.
+const PEER6: &str = r#"
+import socket, sys, threading
+addr, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
+l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((addr, 9000))
+l.listen(1)
+c, _ = l.accept()
+def recv_all():
+    with open(dst, "wb") as f:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            f.write(d)
+t = threading.Thread(target=recv_all)
+t.start()
+with open(src, "rb") as f:
+    c.sendall(f.read())
+c.shutdown(socket.SHUT_WR)
+t.join()
+c.close()
+"#;
+
 #[test]
-fn ustack_connect_to_a_bracketed_ipv6_address_talks_to_kernel_nc() {
-    let Some(mut lab) = Lab::new("h6nc", 49, &["nc", "ss"]) else {
+fn ustack_connect_to_a_bracketed_ipv6_address_talks_to_a_kernel_peer() {
+    let Some(mut lab) = Lab::new("h6nc", 49, &["python3", "ss"]) else {
         return;
     };
     let kernel = v6(&lab, 1);
@@ -183,13 +209,16 @@ fn ustack_connect_to_a_bracketed_ipv6_address_talks_to_kernel_nc() {
         .unwrap();
     let from_kernel = lab.random_file("from_kernel", 200_000, 49);
     let got = lab.dir.join("got_by_kernel");
-    let mut nc = lab.cmd("sh");
-    nc.arg("-c").arg(format!(
-        "exec nc -6 -N -l {kernel} 9000 < {} > {}",
-        from_kernel.display(),
-        got.display()
-    ));
-    lab.spawn(nc);
+    // A kernel peer that sends its file and reads ours independently:
+    // OpenBSD nc stops sending when the other side's FIN comes first, which
+    // cut its output short when ustack finished sending before nc did.
+    let mut peer = lab.cmd("python3");
+    peer.arg("-c").arg(PEER6).args([
+        kernel.to_string(),
+        from_kernel.display().to_string(),
+        got.display().to_string(),
+    ]);
+    lab.spawn(peer);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut ss = lab.cmd("ss");
@@ -197,7 +226,7 @@ fn ustack_connect_to_a_bracketed_ipv6_address_talks_to_kernel_nc() {
         if text(&run(ss, None, Duration::from_secs(5)).stdout).contains(":9000") {
             break;
         }
-        assert!(Instant::now() < deadline, "nc did not start");
+        assert!(Instant::now() < deadline, "the kernel peer did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     let to_kernel: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
