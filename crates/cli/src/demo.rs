@@ -31,6 +31,8 @@ pub struct DemoOptions {
     /// Draw the transfer's time-sequence, cwnd and RTT graphs into this
     /// directory (timeseq.svg, cwnd.svg, rtt.svg).
     pub plot: Option<PathBuf>,
+    /// Congestion control of both hosts (`--cc`).
+    pub cc: ustack_core::Congestion,
 }
 
 /// What happened.
@@ -243,9 +245,10 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport, String> {
     }
     let mut sim: Sim<Stack> = Sim::new(link);
     for (addr, seed) in [(A, opts.seed ^ 0xa), (B, opts.seed ^ 0xb)] {
-        let cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(addr, 24))
+        let mut cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(addr, 24))
             .with_seed(seed)
             .with_trace(opts.trace.is_some() || opts.plot.is_some());
+        cfg.tcp.congestion = opts.cc;
         sim.add_host(Stack::new(cfg).map_err(|e| e.to_string())?);
     }
 

@@ -81,6 +81,10 @@ pub struct LinkArgs {
     /// name); ustack and its sockets stay in the current one.
     #[arg(long, global = true, value_name = "NS")]
     pub netns: Option<String>,
+    /// Congestion control of every TCP socket: newreno, cubic (the
+    /// default, as Linux) or bbr (paced).
+    #[arg(long = "cc", global = true, value_name = "NAME")]
+    pub cc: Option<ustack_core::Congestion>,
     /// Write a JSON-lines trace of the TCP events (segments, retransmissions,
     /// cwnd, RTT, states: docs/trace.md) to this file; `ustack plot` draws it.
     #[arg(long, value_name = "FILE", global = true)]
@@ -158,7 +162,14 @@ impl LinkArgs {
             Some(path) => Some(ustack::trace::TraceWriter::create(path)?),
             None => None,
         };
-        let rt = self.config()?.start_tweaked(what, mode, tweak)?;
+        let cc = self.cc;
+        let rt = self.config()?.start_tweaked(what, mode, move |c| {
+            let mut c = tweak(c);
+            if let Some(cc) = cc {
+                c.tcp.congestion = cc;
+            }
+            c
+        })?;
         if let Some(w) = trace {
             rt.trace_to(Box::new(w.into_inner()), &self.addr().address().to_string());
         }

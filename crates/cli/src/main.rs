@@ -535,6 +535,7 @@ fn main() -> ExitCode {
                 bytes,
                 trace: cli.link.trace.clone(),
                 plot,
+                cc: cli.link.cc.unwrap_or_default(),
             };
             match demo::run(&opts) {
                 Ok(report) => print_out(&report.text),

@@ -256,6 +256,14 @@ impl Stack {
         tcp.tcp_set_congestion(&mut cx, h, cc)
     }
 
+    /// SO_MAX_PACING_RATE (bytes/s; `None`: no ceiling): caps the pacing
+    /// rate, and a ceiling makes the connection pace (as Linux).
+    pub fn tcp_set_max_pacing_rate(&mut self, h: SocketHandle, rate: Option<u64>) -> Result<()> {
+        self.expect(h, Proto::Tcp)?;
+        let (tcp, mut cx) = split!(self, tcp, self.clock);
+        tcp.tcp_set_max_pacing_rate(&mut cx, h, rate)
+    }
+
     /// Opens an unbound UDP socket.
     pub fn udp_open(&mut self) -> SocketHandle {
         let (udp, mut cx) = split!(self, udp, self.clock);

@@ -155,6 +155,10 @@ pub struct TcpConfig {
     /// cuts it into MSS-sized segments on later `transmit` calls. On the
     /// wire nothing differs; off, each segment is planned on its own.
     pub gso: bool,
+    /// Pace every connection (`pacing.rs`; Linux paces only with the fq
+    /// qdisc or when a flow asks: BBR, SO_MAX_PACING_RATE). Off: only
+    /// those that ask are paced.
+    pub pacing: bool,
 }
 
 /// Which congestion controller a connection runs.
@@ -165,6 +169,25 @@ pub enum Congestion {
     /// RFC 9438 (the default, as Linux).
     #[default]
     Cubic,
+    /// BBR v1 (draft-cardwell-iccrg-bbr-congestion-control-00); paces.
+    Bbr,
+}
+
+impl Congestion {
+    /// The name TCP_CONGESTION takes and shows (Linux's: `reno`, `cubic`, `bbr`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Congestion::NewReno => "reno",
+            Congestion::Cubic => "cubic",
+            Congestion::Bbr => "bbr",
+        }
+    }
+}
+
+impl core::fmt::Display for Congestion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl core::str::FromStr for Congestion {
@@ -173,8 +196,9 @@ impl core::str::FromStr for Congestion {
         match s.to_ascii_lowercase().as_str() {
             "reno" | "newreno" => Ok(Congestion::NewReno),
             "cubic" => Ok(Congestion::Cubic),
+            "bbr" => Ok(Congestion::Bbr),
             _ => Err(format!(
-                "unknown congestion control {s:?} (use newreno or cubic)"
+                "unknown congestion control {s:?} (use newreno, cubic or bbr)"
             )),
         }
     }
@@ -220,6 +244,7 @@ impl Default for TcpConfig {
             header_prediction: true,
             rack: true,
             gso: true,
+            pacing: false,
         }
     }
 }

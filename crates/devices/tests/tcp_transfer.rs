@@ -22,7 +22,9 @@ use ustack_core::wire::{
     ChecksumCaps, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Addr, Ipv4Cidr,
     Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
 };
-use ustack_core::{Errno, Medium, Shutdown, SocketHandle, Stack, StackConfig, TcpState};
+use ustack_core::{
+    Congestion, Errno, Medium, Shutdown, SocketHandle, Stack, StackConfig, TcpState,
+};
 use ustack_devices::{Impairments, LinkStats, MemLink, Sim, SimHost};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -39,10 +41,12 @@ fn mac(addr: Ipv4Addr) -> EthernetAddress {
     EthernetAddress([2, 0, 0, 0, 0, addr.octets()[3]])
 }
 
-fn cfg(addr: Ipv4Addr, seed: u64) -> StackConfig {
-    StackConfig::new(Medium::Ethernet, Ipv4Cidr::new(addr, 24))
+fn cfg(addr: Ipv4Addr, seed: u64, cc: Congestion) -> StackConfig {
+    let mut c = StackConfig::new(Medium::Ethernet, Ipv4Cidr::new(addr, 24))
         .with_seed(seed)
-        .with_mac(mac(addr))
+        .with_mac(mac(addr));
+    c.tcp.congestion = cc;
+    c
 }
 
 /// What one host put on the wire and took off it, judged from the frames
@@ -267,14 +271,20 @@ struct Outcome {
 
 /// Both hosts write `len` bytes to each other at once, half-close, and
 /// read to EOF. Panics unless both streams arrive intact by `deadline`.
-fn both_ways(len: usize, imp: Impairments, seed: u64, deadline: Duration) -> Outcome {
+fn both_ways(
+    len: usize,
+    imp: Impairments,
+    seed: u64,
+    deadline: Duration,
+    cc: Congestion,
+) -> Outcome {
     let wall = WallClock::now();
     let mut link = MemLink::new(seed);
     link.set_impairments(imp);
     let mut sim = Sim::new(link);
     for (addr, s) in [(A, seed), (B, seed + 1)] {
         sim.add_host(Host {
-            stack: Stack::new(cfg(addr, s)).unwrap(),
+            stack: Stack::new(cfg(addr, s, cc)).unwrap(),
             mac: mac(addr),
             wire: Wire::default(),
             seen_rx: HashSet::new(),
@@ -484,9 +494,15 @@ fn scenarios() -> Vec<(&'static str, Impairments)> {
 }
 
 /// Runs one scenario and checks it; returns a report line.
-fn check(name: &str, imp: Impairments, len: usize, seed: u64) -> String {
+fn check(name: &str, imp: Impairments, len: usize, seed: u64, cc: Congestion) -> String {
     let bound = time_bound(len, &imp);
-    let o = both_ways(len, imp, seed, Duration::from_secs_f64(bound * 2.0 + 60.0));
+    let o = both_ways(
+        len,
+        imp,
+        seed,
+        Duration::from_secs_f64(bound * 2.0 + 60.0),
+        cc,
+    );
     let took = o.took.as_secs_f64();
     let mut report = format!(
         "{name:<26} {:>4} MiB each way: {took:>8.2} s virtual (bound {bound:.1} s), {:>6.2} s wall; \
@@ -620,7 +636,13 @@ fn scenario(name: &str) -> Impairments {
 fn small(name: &str, seed: u64) {
     eprintln!(
         "{}",
-        check(name, scenario(name), mib_from_env(4) << 20, seed)
+        check(
+            name,
+            scenario(name),
+            mib_from_env(4) << 20,
+            seed,
+            Congestion::Cubic
+        )
     );
 }
 
@@ -633,7 +655,13 @@ fn big(name: &str, seed: u64) {
     }
     eprintln!(
         "{}",
-        check(name, scenario(name), mib_from_env(64) << 20, seed)
+        check(
+            name,
+            scenario(name),
+            mib_from_env(64) << 20,
+            seed,
+            Congestion::Cubic
+        )
     );
 }
 
@@ -670,6 +698,41 @@ matrix! {
     corrupt_4mib, corrupt_64mib, "corrupt 1%", 7;
     delay_jitter_4mib, delay_jitter_64mib, "delay 20 ms, jitter 10 ms", 8;
     all_together_4mib, all_together_64mib, "all together", 9;
+}
+
+/// BBR (paced) through each scenario, 4 MiB each way: the same checks
+/// (bytes intact, retransmissions that account for the losses, the time
+/// bound).
+macro_rules! bbr_matrix {
+    ($($test:ident, $name:literal, $seed:literal;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                let len = mib_from_env(4) << 20;
+                eprintln!("{}", check($name, scenario($name), len, $seed, Congestion::Bbr));
+            }
+        )*
+        #[test]
+        fn every_scenario_has_its_bbr_test() {
+            let mut names = vec![$($name),*];
+            names.sort();
+            let mut all: Vec<&str> = scenarios().into_iter().map(|(n, _)| n).collect();
+            all.sort();
+            assert_eq!(names, all);
+        }
+    };
+}
+
+bbr_matrix! {
+    bbr_clean_4mib, "clean", 101;
+    bbr_loss_1pct_4mib, "loss 1%", 102;
+    bbr_loss_5pct_4mib, "loss 5%", 103;
+    bbr_loss_10pct_4mib, "loss 10%", 104;
+    bbr_reorder_4mib, "reorder 2% by 3 ms", 105;
+    bbr_duplicate_4mib, "duplicate 2%", 106;
+    bbr_corrupt_4mib, "corrupt 1%", 107;
+    bbr_delay_jitter_4mib, "delay 20 ms, jitter 10 ms", 108;
+    bbr_all_together_4mib, "all together", 109;
 }
 
 /// The time bound itself: the clean link is bandwidth-bound, loss makes it

@@ -92,6 +92,7 @@ pub const TCP_USER_TIMEOUT: i32 = libc::TCP_USER_TIMEOUT;
 pub const TCP_INFO: i32 = libc::TCP_INFO;
 pub const TCP_CORK: i32 = libc::TCP_CORK;
 pub const TCP_CONGESTION: i32 = libc::TCP_CONGESTION;
+pub const SO_MAX_PACING_RATE: i32 = libc::SO_MAX_PACING_RATE;
 
 pub const EPOLL_CLOEXEC: i32 = libc::EPOLL_CLOEXEC;
 
@@ -707,13 +708,15 @@ impl Runtime {
                 }
                 (IPPROTO_TCP, TCP_CONGESTION) if s.kind == Kind::Stream => {
                     let o = st.stack.tcp_options(s.handle)?;
-                    Ok(OptVal::Name(
-                        match o.congestion {
-                            ustack_core::Congestion::NewReno => "reno",
-                            ustack_core::Congestion::Cubic => "cubic",
-                        }
-                        .to_string(),
-                    ))
+                    Ok(OptVal::Name(o.congestion.name().to_string()))
+                }
+                (SOL_SOCKET, SO_MAX_PACING_RATE) if s.kind == Kind::Stream => {
+                    // As Linux's 32-bit form: ~0U for no ceiling.
+                    let o = st.stack.tcp_options(s.handle)?;
+                    let r = o
+                        .max_pacing_rate
+                        .map_or(u32::MAX, |r| r.min(u64::from(u32::MAX)) as u32);
+                    Ok(OptVal::Int(r as i32))
                 }
                 (IPPROTO_TCP, TCP_NODELAY | TCP_CORK) if s.kind == Kind::Stream => {
                     let o = st.stack.tcp_options(s.handle)?;
@@ -948,6 +951,12 @@ fn set_tcp_opt(
             }
             _ => Err(Errno::EINVAL),
         },
+        (SOL_SOCKET, SO_MAX_PACING_RATE) => {
+            // Bytes per second, read as Linux's unsigned 32-bit form: ~0U
+            // is no ceiling.
+            let r = v.int()? as u32;
+            stack.tcp_set_max_pacing_rate(h, (r != u32::MAX).then_some(u64::from(r)))
+        }
         (IPPROTO_TCP, TCP_NODELAY) => stack.tcp_set_nodelay(h, v.int()? != 0),
         (IPPROTO_TCP, TCP_CORK) => stack.tcp_set_cork(h, v.int()? != 0),
         (IPPROTO_TCP, TCP_CONGESTION) => match v {

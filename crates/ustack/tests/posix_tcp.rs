@@ -318,6 +318,54 @@ fn tcp_info_and_options() {
 }
 
 #[test]
+fn bbr_by_name_and_a_pacing_ceiling() {
+    let (a, b) = pair(Mode::Thread);
+    let l = listener(&b, 90, 4);
+    let c = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    a.setsockopt(c, IPPROTO_TCP, TCP_CONGESTION, OptVal::Name("bbr".into()))
+        .unwrap();
+    assert_eq!(
+        a.getsockopt(c, IPPROTO_TCP, TCP_CONGESTION),
+        Ok(OptVal::Name("bbr".into()))
+    );
+    // No ceiling is ~0U, as Linux's 32-bit form; 10 MB/s is one.
+    assert_eq!(
+        a.getsockopt(c, SOL_SOCKET, SO_MAX_PACING_RATE),
+        Ok(OptVal::Int(-1))
+    );
+    a.setsockopt(c, SOL_SOCKET, SO_MAX_PACING_RATE, OptVal::Int(10_000_000))
+        .unwrap();
+    assert_eq!(
+        a.getsockopt(c, SOL_SOCKET, SO_MAX_PACING_RATE),
+        Ok(OptVal::Int(10_000_000))
+    );
+    let bb = b.clone();
+    let acceptor = std::thread::spawn(move || bb.accept(l).unwrap());
+    a.connect(c, sa(B, 90)).unwrap();
+    let (s, _) = acceptor.join().unwrap();
+    let Ok(OptVal::TcpInfo(info)) = a.getsockopt(c, IPPROTO_TCP, TCP_INFO) else {
+        panic!("TCP_INFO")
+    };
+    assert_eq!(info.congestion, "bbr");
+    // 300 kB through the paced BBR sender, intact.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match b.read(s, &mut buf) {
+                Ok(0) => break got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    assert_eq!(a.write(c, &data), Ok(data.len()));
+    a.close(c).unwrap();
+    assert!(reader.join().unwrap() == data, "bytes intact");
+}
+
+#[test]
 fn linger_with_a_time_waits_for_the_data_to_be_acknowledged() {
     let (a, b) = pair(Mode::Thread);
     let (c, s) = connected(&a, &b, 89);

@@ -46,6 +46,9 @@ struct Args {
     /// Lossy mode: one-way delay in milliseconds.
     #[arg(long, default_value_t = 10)]
     delay_ms: u64,
+    /// Lossy mode: the congestion controllers to run (newreno, cubic, bbr).
+    #[arg(long, value_delimiter = ',', default_values_t = [Congestion::NewReno, Congestion::Cubic, Congestion::Bbr])]
+    cc: Vec<Congestion>,
     /// Lossy mode: seeds per configuration (the mean is reported).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -135,7 +138,7 @@ fn lossy(args: &Args) {
             "loss {pct}%: Mathis ceiling for Reno (MSS/RTT * 1.22/sqrt(p)): {:.2} Mbit/s",
             mss * 8.0 / rtt * 1.22 / (pct / 100.0).sqrt() / 1e6
         );
-        for cc in [Congestion::NewReno, Congestion::Cubic] {
+        for &cc in &args.cc {
             let runs: Vec<LossyResult> = (0..args.seeds)
                 .map(|seed| {
                     let opts = LossyOptions {

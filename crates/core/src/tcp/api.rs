@@ -721,7 +721,7 @@ impl Tcp {
             ssthresh: 0,
             congestion: match s.opts.congestion {
                 crate::config::Congestion::NewReno => "newreno",
-                crate::config::Congestion::Cubic => "cubic",
+                c => c.name(),
             },
             ca_state: "",
             sacked: 0,
@@ -1012,5 +1012,15 @@ impl Tcp {
         cc: crate::config::Congestion,
     ) -> Result<()> {
         self.tcp_set_opt(cx, h, |o| o.congestion = cc)
+    }
+
+    /// SO_MAX_PACING_RATE (bytes/s): a ceiling on the pacing rate.
+    pub fn tcp_set_max_pacing_rate(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        rate: Option<u64>,
+    ) -> Result<()> {
+        self.tcp_set_opt(cx, h, |o| o.max_pacing_rate = rate)
     }
 }

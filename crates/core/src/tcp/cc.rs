@@ -3,7 +3,7 @@
 //! retransmit, the SACK scoreboard); a controller only decides the window
 //! and the slow-start threshold at each event.
 
-use crate::config::Congestion;
+use super::rate::RateSample;
 use crate::time::{Duration, Instant};
 use core::fmt;
 
@@ -50,14 +50,18 @@ pub trait CongestionControl: fmt::Debug + Send {
     /// Sending resumes after an idle period longer than the RTO
     /// (RFC 5681 §4.1): cwnd = min(cwnd, restart window).
     fn on_idle_restart(&mut self, now: Instant, restart: u32);
-}
-
-/// The controller a connection starts with: IW = `iw_segments` × MSS (RFC 6928).
-pub fn new_controller(kind: Congestion, mss: u32, iw_segments: u32) -> Box<dyn CongestionControl> {
-    let iw = iw_segments.max(1).saturating_mul(mss);
-    match kind {
-        Congestion::NewReno => Box::new(NewReno::new(iw)),
-        Congestion::Cubic => Box::new(Cubic::new(iw)),
+    /// Whether this controller wants `on_ack_sample` (the sender then
+    /// keeps per-send delivery snapshots, `rate.rs`).
+    fn wants_rate_samples(&self) -> bool {
+        false
+    }
+    /// Every ACK, in any state, after loss detection: the delivery-rate
+    /// sample it made (draft-cheng-iccrg-delivery-rate-estimation §3.3).
+    fn on_ack_sample(&mut self, _now: Instant, _rs: &RateSample, _mss: u32) {}
+    /// The rate (bytes/s) this controller wants data paced at, if it
+    /// paces; `None` leaves it to the stack (`pacing.rs`).
+    fn pacing_rate(&self) -> Option<u64> {
+        None
     }
 }
 

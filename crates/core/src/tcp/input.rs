@@ -441,7 +441,7 @@ impl Tcp {
             tcb.snd.nxt = isn + 1;
             tcb.snd.max = isn + 1;
             tcb.snd.mss = mss.max(MIN_SND_MSS).min(tcb.rcv.mss);
-            tcb.cong.cc = super::cc::new_controller(
+            tcb.cong.cc = super::controllers::new_controller(
                 tcb.opts.congestion,
                 u32::from(tcb.snd.mss),
                 cfg.initial_window,
@@ -1284,6 +1284,12 @@ impl Tcp {
         if let Some(r) = t.cong.rack.as_deref_mut() {
             r.begin_ack(now.total_micros(), tsecr, ts_offset);
         }
+        let una_before = t.snd.una;
+        let sacked_before = if t.cong.paced.is_some() {
+            t.sacked_bytes()
+        } else {
+            0
+        };
         if t.neg.sack && seg.sack_ranges[0].is_some() {
             let (blocks, bytes) = t.take_sack(&seg.sack_ranges, cfg.max_ofo_ranges);
             cx.sh.counters.tcp.sack_blocks_recv += u64::from(blocks);
@@ -1393,8 +1399,10 @@ impl Tcp {
             }
         }
         // RACK (RFC 8985 §6.2): what this ACK delivered, then loss by time.
+        let mut lost = 0;
         if t.cong.rack.is_some() {
             let d = t.rack_on_ack(now);
+            lost = d.lost;
             cx.sh.counters.tcp.rack_lost += u64::from(d.lost);
             cx.sh.counters.tcp.lost_retransmits += u64::from(d.lost_rtx);
         }
@@ -1423,6 +1431,7 @@ impl Tcp {
         if new_sack > 0 && t.detect_lost_retransmits() {
             cx.sh.counters.tcp.lost_retransmits += 1;
         }
+        t.rate_on_ack(now, una_before, sacked_before, &seg.sack_ranges, lost);
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
         if t.snd.wl1.diff(seg.seq_number) < 0
             || (t.snd.wl1 == seg.seq_number && t.snd.wl2.diff(ack) <= 0)
@@ -1572,8 +1581,11 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr, cfg: &crate::config::TcpConfig) {
     let peer = seg.max_seg_size.unwrap_or(536).max(MIN_SND_MSS);
     let ts_len = if t.neg.ts { 12 } else { 0 };
     t.snd.mss = peer.min(t.rcv.mss).saturating_sub(ts_len).max(8);
-    t.cong.cc =
-        super::cc::new_controller(t.opts.congestion, u32::from(t.snd.mss), cfg.initial_window);
+    t.cong.cc = super::controllers::new_controller(
+        t.opts.congestion,
+        u32::from(t.snd.mss),
+        cfg.initial_window,
+    );
     t.rcv.seg_max = t.snd.mss.min(536);
     let wnd = t.rcv_space().min(65535 << t.rcv.wscale);
     t.rcv.adv = t.rcv.nxt + wnd;

@@ -60,17 +60,22 @@
 //! does them. Not here: path MTU discovery, ECN, pacing.
 
 mod api;
+mod bbr;
 mod buffer;
 mod cc;
+mod controllers;
 mod data;
+mod delivery;
 mod forward;
 mod input;
 mod options;
 mod output;
+mod pacing;
 mod placed;
 mod plan;
 mod pmtu;
 mod rack;
+mod rate;
 mod rtt;
 mod secret;
 mod spans;
@@ -81,10 +86,13 @@ mod timer;
 mod trace;
 
 pub use api::{Shutdown, SocketRow, TcpInfo};
+pub use bbr::Bbr;
 pub use buffer::Ring;
-pub use cc::{new_controller, CongestionControl, Cubic, NewReno};
+pub use cc::{CongestionControl, Cubic, NewReno};
+pub use controllers::new_controller;
 pub use options::TcpOptions;
 pub(crate) use output::TcpTx;
+pub use rate::RateSample;
 pub use state::State;
 pub use table::{Tcp, TcpSocket};
 pub(crate) use tcb::TcbId;

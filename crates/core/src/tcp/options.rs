@@ -34,6 +34,9 @@ pub struct TcpOptions {
     pub v6only: bool,
     /// IPV6_UNICAST_HOPS: the hop limit of our IPv6 packets (else the stack's).
     pub unicast_hops: Option<u8>,
+    /// SO_MAX_PACING_RATE (bytes/s): a ceiling on the pacing rate; set,
+    /// it also makes the connection pace (as Linux's internal pacing).
+    pub max_pacing_rate: Option<u64>,
 }
 impl TcpOptions {
     /// The defaults a new socket gets from the stack's configuration.
@@ -57,6 +60,7 @@ impl TcpOptions {
             congestion: cfg.congestion,
             v6only: false,
             unicast_hops: None,
+            max_pacing_rate: None,
         }
     }
 }

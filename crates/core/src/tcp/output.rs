@@ -60,8 +60,9 @@ impl Tcp {
                     Some(p) => p,
                     None => {
                         // Its turn found nothing to send: maybe the cork
-                        // now holds its tail.
+                        // now holds its tail, or pacing armed its timer.
                         self.arm_cork(cx.now, id);
+                        self.arm(id);
                         continue;
                     }
                 }
@@ -338,6 +339,9 @@ impl Tcp {
                     .min(if t.neg.ts { 3 } else { 4 });
                 let sack_opt = if sack_n > 0 { 4 + 8 * sack_n } else { 0 };
                 let mut send = t.choose_send();
+                if send.is_some() && t.pace_hold(now, cfg) {
+                    send = None;
+                }
                 if let Some(s) = send.as_mut() {
                     // SACK blocks take room from the payload (the MSS
                     // already allows for timestamps).
@@ -358,7 +362,7 @@ impl Tcp {
                         && sack_opt == 0
                         && s.len == usize::from(t.snd.mss)
                     {
-                        t.burst_segments(s.len, BURST_SEGMENTS)
+                        t.burst_segments(s.len, t.pace_burst(cfg, BURST_SEGMENTS))
                     } else {
                         1
                     };
@@ -390,6 +394,7 @@ impl Tcp {
                     if let Some(r) = t.cong.rack.as_deref_mut() {
                         r.on_send(seq, end, now.total_micros());
                     }
+                    t.paced_send(now, cfg, seq, end, len, rtx);
                     match s.kind {
                         SendKind::Repair => {
                             t.cong.rtx_now = false;

@@ -2,7 +2,8 @@
 //! state, and its id in the connection table.
 
 use super::buffer::Ring;
-use super::cc::{new_controller, CaState, CongestionControl};
+use super::cc::{CaState, CongestionControl};
+use super::controllers::new_controller;
 use super::options::TcpOptions;
 use super::rtt::Rtt;
 use super::spans::{OfoRange, Span};
@@ -167,6 +168,11 @@ pub(crate) struct Congestion {
     pub rack_timer: bool,
     /// What started the current recovery (for the trace's retransmissions).
     pub trigger: RetransmitCause,
+    /// Pacing and delivery-rate sampling (`pacing.rs`, `rate.rs`): made
+    /// on the first send of a connection that paces or samples.
+    pub paced: Option<Box<super::pacing::Paced>>,
+    /// Whether the pacing timer is armed (as `rack_timer`).
+    pub pace_timer: bool,
 }
 
 /// A transmission control block (RFC 9293 §3.3.1).
@@ -317,6 +323,8 @@ impl Tcb {
                 rack: None,
                 rack_timer: false,
                 trigger: RetransmitCause::FastRetransmit,
+                paced: None,
+                pace_timer: false,
             },
             opts,
         }
@@ -405,8 +413,13 @@ impl Tcb {
                 self.timer.cork,
             ),
         );
-        if self.cong.rack_timer {
+        let d = if self.cong.rack_timer {
             min(d, self.cong.rack.as_deref().and_then(|r| r.timer))
+        } else {
+            d
+        };
+        if self.cong.pace_timer {
+            min(d, self.cong.paced.as_deref().and_then(|p| p.timer))
         } else {
             d
         }
@@ -444,9 +457,10 @@ mod size_tests {
         // 712 since TCP_CORK's ceiling and RACK's (boxed) state; 736 since
         // the fields are grouped by concern (each group pads on its own);
         // 800 since the addresses are IPv6-sized (`SocketAddr`, 32 bytes
-        // each) beside the path MTU state.
+        // each) beside the path MTU state; 824 since pacing (its boxed
+        // state, and SO_MAX_PACING_RATE among the options).
         let size = core::mem::size_of::<super::Tcb>();
-        assert!(size <= 800, "Tcb is {size} bytes");
+        assert!(size <= 824, "Tcb is {size} bytes");
     }
 }
 

@@ -85,6 +85,10 @@ impl Tcp {
             t.timer.cork = None;
             t.snd.cork_release = Some(t.snd.cork_end);
         }
+        if t.cong.pace_timer {
+            // Pacing's timer: the held data may go (`schedule` after this).
+            t.pace_timer_due(now);
+        }
         if t.timer.tlp.is_some_and(|d| d <= now) {
             t.timer.tlp = None;
             if t.cong.ca == super::cc::CaState::Open && t.snd.una != t.snd.max && !t.cong.tlp_out {

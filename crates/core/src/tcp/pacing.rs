@@ -1,0 +1,110 @@
+//! Pacing: data leaves no faster than a rate, in bursts of about a
+//! millisecond of it (Linux `tcp_tso_autosize`, at least two segments),
+//! on the sans-IO timer. As Linux's internal pacing (`tcp_internal_pacing`,
+//! the path without the fq qdisc): a connection paces when its congestion
+//! control sets a rate (BBR), when the stack paces every flow
+//! (`TcpConfig::pacing`), or when SO_MAX_PACING_RATE is set.
+//!
+//! The time a send may go only moves forward by what was sent; an
+//! application that sends less than the rate finds it in the past and is
+//! never held, and nothing is armed unless data is waiting.
+
+use super::rate::Delivery;
+use crate::time::Instant;
+
+/// Linux `sk_pacing_shift` = 10: a burst is about 1/1024 s of data.
+const BURST_SHIFT: u32 = 10;
+/// Linux `tcp_pacing_ss_ratio` and `tcp_pacing_ca_ratio`, in percent.
+const SS_RATIO: u64 = 200;
+const CA_RATIO: u64 = 120;
+
+/// A paced connection's state, boxed in its TCB (made on the first send
+/// that needs it), with delivery-rate sampling beside it.
+#[derive(Debug)]
+pub(crate) struct Paced {
+    pub rate: Delivery,
+    /// When the next data may leave (µs; Linux `tcp_wstamp_ns`).
+    pub next: u64,
+    /// The pacing timer: armed only while a send is held.
+    pub timer: Option<Instant>,
+}
+
+impl Paced {
+    pub fn new() -> Paced {
+        Paced {
+            rate: Delivery::new(),
+            next: 0,
+            timer: None,
+        }
+    }
+
+    /// `len` bytes left at `now` at `rate` bytes/s (Linux
+    /// `tcp_update_skb_after_send`): no credit builds up while idle.
+    pub fn sent(&mut self, now: Instant, len: usize, rate: u64) {
+        let gap = (len as u64).saturating_mul(1_000_000) / rate.max(1);
+        self.next = self.next.max(now.total_micros()).saturating_add(gap);
+    }
+
+    /// Whether a send must wait at `now`; arms the timer if so.
+    pub fn hold(&mut self, now: Instant) -> bool {
+        if now.total_micros() >= self.next {
+            self.timer = None;
+            return false;
+        }
+        self.timer = Some(Instant::from_micros(self.next));
+        true
+    }
+}
+
+/// Linux `tcp_update_pacing_rate`: cwnd per smoothed RTT, twice that in
+/// slow start (cwnd below half ssthresh), 1.2 times after. Bytes/s.
+pub(crate) fn default_rate(cwnd: u32, ssthresh: u32, srtt_us: u64) -> Option<u64> {
+    if srtt_us == 0 {
+        return None;
+    }
+    let ratio = if cwnd < ssthresh / 2 {
+        SS_RATIO
+    } else {
+        CA_RATIO
+    };
+    Some(u64::from(cwnd) * 1_000_000 / srtt_us * ratio / 100)
+}
+
+/// Segments of `mss` a burst may hold at `rate` (Linux `tcp_tso_autosize`
+/// with `tcp_min_tso_segs` = 2), at most `max`.
+pub(crate) fn burst_segments(rate: u64, mss: usize, max: usize) -> usize {
+    let bytes = (rate >> BURST_SHIFT) as usize;
+    (bytes / mss.max(1)).clamp(2, max.max(2)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_send_moves_by_what_was_sent() {
+        let mut p = Paced::new();
+        let t = Instant::from_millis(10);
+        assert!(!p.hold(t));
+        // 1 MB/s: 2000 bytes are 2 ms.
+        p.sent(t, 2000, 1_000_000);
+        assert!(p.hold(t));
+        assert_eq!(p.timer, Some(Instant::from_millis(12)));
+        assert!(!p.hold(Instant::from_millis(12)));
+        // Idle for a second: no credit, the next gap starts now.
+        p.sent(Instant::from_secs(2), 1000, 1_000_000);
+        assert_eq!(p.next, Instant::from_secs(2).total_micros() + 1000);
+    }
+
+    #[test]
+    fn rates_and_bursts_as_linux() {
+        // 100 kB cwnd over 10 ms: 10 MB/s, doubled in slow start.
+        assert_eq!(default_rate(100_000, u32::MAX, 10_000), Some(20_000_000));
+        assert_eq!(default_rate(100_000, 100_000, 10_000), Some(12_000_000));
+        assert_eq!(default_rate(100_000, 100_000, 0), None);
+        // ~1 ms of data: 12.5 MB/s is 12 207 bytes, 8 segments of 1448.
+        assert_eq!(burst_segments(12_500_000, 1448, 44), 8);
+        assert_eq!(burst_segments(10_000, 1448, 44), 2, "at least two");
+        assert_eq!(burst_segments(u64::MAX / 2, 1448, 44), 44);
+    }
+}
