@@ -159,6 +159,20 @@ pub struct TcpConfig {
     /// qdisc or when a flow asks: BBR, SO_MAX_PACING_RATE). Off: only
     /// those that ask are paced.
     pub pacing: bool,
+    /// ECN (RFC 3168, `tcp/ecn.rs`): accepted when asked by default.
+    pub ecn: EcnMode,
+}
+
+/// Whether TCP uses ECN (RFC 3168; Linux `tcp_ecn`: 0, 2 the default, 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EcnMode {
+    /// Never: SYNs asking for it are answered without.
+    Off,
+    /// Accept it when the peer asks, never ask (Linux `tcp_ecn` = 2).
+    #[default]
+    Passive,
+    /// Ask for it on our SYNs too (`tcp_ecn` = 1).
+    On,
 }
 
 /// Which congestion controller a connection runs.
@@ -245,6 +259,7 @@ impl Default for TcpConfig {
             rack: true,
             gso: true,
             pacing: false,
+            ecn: EcnMode::Passive,
         }
     }
 }

@@ -166,6 +166,7 @@ counters!(
         rack_lost: "segments judged lost by RACK (RFC 8985)",
         rack_reo_timeouts: "RACK reordering timer expiries",
         tlp_probes: "tail loss probes sent (RFC 8985)",
+        ecn_reductions: "congestion windows reduced for an ECN echo (RFC 3168)",
         window_probes: "zero-window probes sent",
         dup_acks_recv: "duplicate ACKs received",
         rcvbuf_grown: "times receive-buffer autotuning grew a buffer",

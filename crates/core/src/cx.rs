@@ -32,6 +32,9 @@ pub struct Shared {
     /// The IPv6 layer: its output queue carries TCP and UDP over IPv6 too.
     pub ip6: Ipv6,
     pub events: Events,
+    /// The datagram being delivered came marked Congestion Experienced
+    /// (RFC 3168 §5), for TCP's ECN (`tcp/ecn.rs`).
+    pub rx_ce: bool,
 }
 
 impl Shared {
@@ -45,6 +48,7 @@ impl Shared {
             ip: IpOut::new(cfg, ident),
             ip6: Ipv6::new(cfg),
             events: Events::new(cfg.max_events),
+            rx_ce: false,
             rng,
         }
     }

@@ -46,7 +46,7 @@ pub mod tcp;
 pub mod time;
 pub mod udp;
 
-pub use config::{Congestion, Medium, StackConfig, TcpConfig};
+pub use config::{Congestion, EcnMode, Medium, StackConfig, TcpConfig};
 pub use counters::Counters;
 pub use errno::Errno;
 pub use event::{Event, EventKind, RetransmitCause};

@@ -611,7 +611,9 @@ impl Stack {
         // prediction does not take goes on through the checks below.
         if self.cfg.tcp.header_prediction {
             if let Some(v) = Ipv4Fast::new(bytes) {
+                // A CE mark takes the full path (ECN, `tcp/ecn.rs`).
                 if v.protocol_raw() == u8::from(IpProtocol::Tcp)
+                    && bytes[1] & 3 != 3
                     && (v.dst_is(self.cfg.addr.address()) || self.cfg.transparent)
                     && (!self.cfg.checksums.rx || v.checksum_ok())
                 {
@@ -749,8 +751,10 @@ impl Stack {
                     src: ip.src_addr,
                     dst: ip.dst_addr,
                 };
+                self.sh.rx_ce = ip.tos & 3 == 3;
                 let (tcp, mut cx) = split!(self, tcp, now);
                 tcp.process(&mut cx, pair, payload, broadcast);
+                self.sh.rx_ce = false;
             }
             _ => {
                 self.sh.counters.ip.in_unknown_protos += 1;
@@ -908,8 +912,11 @@ impl Stack {
         if proto == u8::from(IpProtocol::Tcp) {
             // RFC 9293 §3.10.7.1 for multicast, as RFC 1122 §4.2.3.10 for broadcast.
             if !multicast {
+                // ECN: the low bits of the traffic class (RFC 3168 §5).
+                self.sh.rx_ce = whole.get(1).is_some_and(|b| (b >> 4) & 3 == 3);
                 let (tcp, mut cx) = split!(self, tcp, now);
                 tcp.process6(&mut cx, src, dst, upper);
+                self.sh.rx_ce = false;
             }
             return;
         }

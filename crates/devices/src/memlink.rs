@@ -45,6 +45,11 @@ pub struct Impairments {
     /// A router hop with a smaller MTU on the way ([`SmallMtuHop`]),
     /// before the other impairments; its ICMP answers go back to the sender.
     pub hop: Option<SmallMtuHop>,
+    /// ECN marking (RFC 3168 §5, a threshold AQM): an ECN-capable packet
+    /// that finds at least this many frames queued is marked Congestion
+    /// Experienced instead of waiting for a drop; 0 is off. Only bites
+    /// with `bandwidth_bps`; `queue_limit` still drops.
+    pub ce_threshold: usize,
 }
 
 impl Impairments {
@@ -83,6 +88,11 @@ impl Impairments {
     }
     pub fn with_queue_limit(mut self, frames: usize) -> Self {
         self.queue_limit = frames;
+        self
+    }
+    /// Marks CE above `frames` queued (see `ce_threshold`).
+    pub fn with_ce_threshold(mut self, frames: usize) -> Self {
+        self.ce_threshold = frames;
         self
     }
     pub fn with_corrupt(mut self, p: f64) -> Self {
@@ -129,6 +139,8 @@ pub struct LinkStats {
     pub tso_cut: u64,
     /// Packets a [`SmallMtuHop`] dropped for their size.
     pub dropped_hop: u64,
+    /// ECN-capable packets marked Congestion Experienced (`ce_threshold`).
+    pub ce_marked: u64,
 }
 
 #[derive(Debug)]
@@ -316,6 +328,7 @@ impl MemLink {
         let now_ps = u128::from(now.total_micros()) * 1_000_000;
 
         // Queue and serializer.
+        let mut mark = false;
         let tx_end_us = match imp.bandwidth_bps {
             Some(bps) if bps > 0 => {
                 while dir.queue.front().is_some_and(|&end| end <= now_ps) {
@@ -330,6 +343,7 @@ impl MemLink {
                     self.stats.dropped_queue += 1;
                     return;
                 }
+                mark = imp.ce_threshold > 0 && dir.queue.len() >= imp.ce_threshold;
                 let bits = frame.len() as u128 * 8;
                 let start = dir.busy_until_ps.max(now_ps);
                 let end = start + bits * 1_000_000_000_000 / u128::from(bps);
@@ -364,6 +378,9 @@ impl MemLink {
             let mut buf = self.pool.pop().unwrap_or_default();
             buf.clear();
             buf.extend_from_slice(frame);
+            if mark && mark_ce(self.medium, &mut buf) {
+                self.stats.ce_marked += 1;
+            }
             if !buf.is_empty() && self.rng.chance(imp.corrupt) {
                 corrupt(&mut self.rng, &mut buf);
                 self.stats.corrupted += 1;
@@ -431,4 +448,51 @@ impl MemLink {
 pub(crate) fn corrupt(rng: &mut Rng, buf: &mut [u8]) {
     let bit = rng.below(buf.len() as u64 * 8);
     buf[(bit / 8) as usize] ^= 1 << (bit % 8);
+}
+
+/// Sets Congestion Experienced on an ECN-capable (ECT) IPv4 or IPv6
+/// packet in `frame` (RFC 3168 §5; the IPv4 header checksum made again);
+/// false for anything else.
+fn mark_ce(medium: ustack_core::Medium, frame: &mut [u8]) -> bool {
+    let off = match medium {
+        ustack_core::Medium::Ethernet => match frame.get(12..14) {
+            Some([0x08, 0x00] | [0x86, 0xdd]) => 14,
+            _ => return false,
+        },
+        _ => 0,
+    };
+    let Some(ip) = frame.get_mut(off..) else {
+        return false;
+    };
+    match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => {
+            if ip[1] & 3 == 0 {
+                return false;
+            }
+            ip[1] |= 3;
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            if ihl < 20 || ip.len() < ihl {
+                return false;
+            }
+            ip[10] = 0;
+            ip[11] = 0;
+            let mut sum = 0u32;
+            for w in ip[..ihl].chunks(2) {
+                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            }
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            true
+        }
+        Some(6) if ip.len() >= 40 => {
+            if (ip[1] >> 4) & 3 == 0 {
+                return false;
+            }
+            ip[1] |= 0x30;
+            true
+        }
+        _ => false,
+    }
 }

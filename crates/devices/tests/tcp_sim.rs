@@ -37,6 +37,18 @@ struct Outcome {
 /// With `tso`, TSO on both stacks: the link cuts their super-segments
 /// into segments before impairing them ([`MemLink::set_tso`]).
 fn transfer_tso(len: usize, imp: Impairments, seed: u64, tso: bool) -> Outcome {
+    transfer_with(len, imp, seed, tso, |c| c).0
+}
+
+/// `transfer_tso` with both stacks' configuration adjusted by `f`; also
+/// the link's counters.
+fn transfer_with(
+    len: usize,
+    imp: Impairments,
+    seed: u64,
+    tso: bool,
+    f: impl Fn(StackConfig) -> StackConfig,
+) -> (Outcome, ustack_devices::LinkStats) {
     let data: Vec<u8> = (0..len as u64)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -46,8 +58,8 @@ fn transfer_tso(len: usize, imp: Impairments, seed: u64, tso: bool) -> Outcome {
         link.set_tso(Medium::Ethernet, 1500);
     }
     let mut sim = Sim::new(link);
-    sim.add_host(Stack::new(cfg(A, seed).with_tso(tso)).unwrap());
-    sim.add_host(Stack::new(cfg(B, seed + 1).with_tso(tso)).unwrap());
+    sim.add_host(Stack::new(f(cfg(A, seed).with_tso(tso))).unwrap());
+    sim.add_host(Stack::new(f(cfg(B, seed + 1).with_tso(tso))).unwrap());
     let l = sim.hosts[1].tcp_open();
     sim.hosts[1].tcp_bind(l, SocketAddrV4::new(B, 80)).unwrap();
     sim.hosts[1].tcp_listen(l, 4).unwrap();
@@ -105,14 +117,45 @@ fn transfer_tso(len: usize, imp: Impairments, seed: u64, tso: bool) -> Outcome {
         "transfer did not finish: {} of {len} bytes",
         got.len()
     );
-    Outcome {
+    let o = Outcome {
         got,
         sent_hash: fnv(&data),
         client: *sim.hosts[0].counters(),
         lost: sim.link.stats().dropped_loss,
         took: sim.now() - start,
         tso_cut: sim.link.stats().tso_cut,
-    }
+    };
+    (o, sim.link.stats())
+}
+
+/// A bottleneck that marks CE above 20 queued frames instead of dropping
+/// at its 100-frame limit (`Impairments::ce_threshold`): with ECN on both
+/// ends, CUBIC backs off on the marks and the queue never overflows.
+#[test]
+fn ecn_marks_instead_of_drops_at_a_threshold_queue() {
+    let len = 4 << 20;
+    let imp = Impairments::none()
+        .with_bandwidth(50_000_000)
+        .with_delay(Duration::from_millis(5))
+        .with_queue_limit(100)
+        .with_ce_threshold(20);
+    let ecn = |mut c: StackConfig| {
+        c.tcp.ecn = ustack_core::EcnMode::On;
+        c
+    };
+    let (o, link) = transfer_with(len, imp, 21, false, ecn);
+    assert_eq!(fnv(&o.got), o.sent_hash, "bytes intact");
+    let t = o.client.tcp;
+    assert!(link.ce_marked > 0, "{link:?}");
+    assert!(t.ecn_reductions > 0, "{t:?}");
+    assert_eq!(link.dropped_queue, 0, "marks, not drops: {link:?}");
+    assert_eq!(t.retrans_segs, 0, "{t:?}");
+    // Without ECN the same queue overflows.
+    let (o, link) = transfer_with(len, imp, 21, false, |c| c);
+    assert_eq!(fnv(&o.got), o.sent_hash);
+    assert_eq!(link.ce_marked, 0);
+    assert!(link.dropped_queue > 0, "{link:?}");
+    assert_eq!(o.client.tcp.ecn_reductions, 0);
 }
 
 #[test]

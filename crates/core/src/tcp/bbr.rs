@@ -410,6 +410,9 @@ impl CongestionControl for Bbr {
     fn wants_rate_samples(&self) -> bool {
         true
     }
+    fn on_ecn(&mut self, _now: Instant, _flight: u32, _mss: u32) {
+        // BBR v1 does not react to ECN (Linux `tcp_bbr.c`).
+    }
     fn on_ack_sample(&mut self, now: Instant, rs: &RateSample, mss: u32) {
         self.mss = mss.max(1);
         self.delivered = rs.delivered_total;

@@ -63,6 +63,10 @@ pub trait CongestionControl: fmt::Debug + Send {
     fn pacing_rate(&self) -> Option<u64> {
         None
     }
+    /// An ECN echo (RFC 3168 §6.1.2): as a loss, without recovery.
+    fn on_ecn(&mut self, now: Instant, flight: u32, mss: u32) {
+        self.on_loss(now, flight, mss);
+    }
 }
 
 /// Slow start (RFC 5681 §3.1 with RFC 3465 L = 2 SMSS) and the byte

@@ -713,7 +713,16 @@ impl Tcp {
             }
             return;
         }
-        let Some(t) = self.get(id) else { return };
+        let Some(t) = self.get_mut(id) else { return };
+        // ECN (RFC 3168 §6.1.3): CWR ends our echo, CE on data starts it
+        // (and is ACKed at once, as Linux).
+        let data = !seg.payload.is_empty();
+        if t.neg
+            .ecn
+            .on_segment(cx.sh.rx_ce, seg.flags.contains(TcpFlags::CWR), data)
+        {
+            t.owed.ack = true;
+        }
         match t.state {
             State::SynSent => self.tcp_syn_sent(cx, id, seg),
             State::Closed | State::Listen => {}
@@ -1432,6 +1441,16 @@ impl Tcp {
             cx.sh.counters.tcp.lost_retransmits += 1;
         }
         t.rate_on_ack(now, una_before, sacked_before, &seg.sack_ranges, lost);
+        // ECE (RFC 3168 §6.1.2): a loss's reduction, once per window, not
+        // while recovery already reduced it.
+        if seg.flags.contains(TcpFlags::ECE)
+            && t.cong.ca == CaState::Open
+            && t.neg.ecn.on_ece(t.snd.una, t.snd.max)
+        {
+            let flight = t.flight();
+            t.cong.cc.on_ecn(now, flight, mss);
+            cx.sh.counters.tcp.ecn_reductions += 1;
+        }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/SND.WL2 rule).
         if t.snd.wl1.diff(seg.seq_number) < 0
             || (t.snd.wl1 == seg.seq_number && t.snd.wl2.diff(ack) <= 0)
@@ -1573,6 +1592,12 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr, cfg: &crate::config::TcpConfig) {
     }
     t.neg.sack = seg.sack_permitted && cfg.sack;
     t.neg.ts = seg.timestamp.is_some() && cfg.timestamps;
+    t.neg.ecn.ok = super::ecn::Ecn::negotiate(
+        cfg.ecn,
+        t.state == State::SynSent,
+        seg.flags.contains(TcpFlags::ECE),
+        seg.flags.contains(TcpFlags::CWR),
+    );
     if let Some(ts) = seg.timestamp.filter(|_| t.neg.ts) {
         t.neg.ts_recent = ts.tsval;
     }

@@ -66,6 +66,7 @@ mod cc;
 mod controllers;
 mod data;
 mod delivery;
+mod ecn;
 mod forward;
 mod input;
 mod options;

@@ -134,6 +134,10 @@ impl Tcp {
                 TcpPacket::new_unchecked(&mut out[..]).set_checksum(checksum::fold(pseudo));
             },
         );
+        if let (Emitted::Sent(n), true) = (r, plan.ect) {
+            let lhl = cx.cfg.link_header_len();
+            super::ecn::mark_ect(&mut buf[lhl..n], cx.cfg.checksums.tx);
+        }
         if r != Emitted::NoRoute {
             cx.sh.counters.tcp.out_segs += segs as u64;
             cx.sh.counters.tcp.tso_sends += 1;
@@ -303,12 +307,19 @@ impl Tcp {
                 plan.repr.max_seg_size = Some(t.rcv.mss);
                 if t.state == State::SynSent {
                     plan.repr.flags = TcpFlags::SYN;
+                    if cfg.ecn == crate::config::EcnMode::On {
+                        // RFC 3168 §6.1.1: an ECN-setup SYN.
+                        plan.repr.flags |= TcpFlags::ECE | TcpFlags::CWR;
+                    }
                     plan.repr.window_scale = cfg.window_scaling.then_some(t.rcv.wscale);
                     plan.repr.sack_permitted = cfg.sack;
                     plan.repr.timestamp =
                         cfg.timestamps.then_some(TcpTimestamp { tsval, tsecr: 0 });
                 } else {
                     plan.repr.flags = TcpFlags::SYN | TcpFlags::ACK;
+                    if t.neg.ecn.ok {
+                        plan.repr.flags |= TcpFlags::ECE;
+                    }
                     plan.repr.window_scale = t.neg.ws.then_some(t.rcv.wscale);
                     plan.repr.sack_permitted = t.neg.sack;
                 }
@@ -358,6 +369,7 @@ impl Tcp {
                     // as it would segment by segment).
                     let segs = if cfg.gso
                         && s.kind == SendKind::New
+                        && !t.neg.ecn.cwr
                         && !s.fin
                         && sack_opt == 0
                         && s.len == usize::from(t.snd.mss)
@@ -457,6 +469,15 @@ impl Tcp {
                     if s.fin {
                         plan.repr.flags |= TcpFlags::FIN;
                     }
+                    if t.neg.ecn.ok && !rtx && len > 0 {
+                        // RFC 3168 §6.1.2 and §6.1.5: new data is ECT, and
+                        // the first after a reduction carries CWR.
+                        plan.ect = true;
+                        if t.neg.ecn.cwr {
+                            t.neg.ecn.cwr = false;
+                            plan.repr.flags |= TcpFlags::CWR;
+                        }
+                    }
                 } else if t.owed.probe {
                     // Keepalive probe: one below SND.UNA (RFC 1122 §4.2.3.6).
                     plan.repr.seq_number = t.snd.una - 1;
@@ -467,6 +488,9 @@ impl Tcp {
                     // went back, and a peer that has everything would find
                     // SEG.SEQ below RCV.NXT unacceptable and drop the ACK.
                     plan.repr.seq_number = t.snd.max;
+                }
+                if t.neg.ecn.ece {
+                    plan.repr.flags |= TcpFlags::ECE;
                 }
                 t.owed.ack = false;
                 t.owed.probe = false;
@@ -503,6 +527,10 @@ impl Tcp {
             buf,
             |out, pseudo| this.tcp_write(tx, plan, repr, thl, pseudo, out),
         );
+        if let (Emitted::Sent(n), true) = (r, plan.ect) {
+            let lhl = cx.cfg.link_header_len();
+            super::ecn::mark_ect(&mut buf[lhl..n], cx.cfg.checksums.tx);
+        }
         if r != Emitted::NoRoute {
             cx.sh.counters.tcp.out_segs += 1;
             if plan.repr.flags.contains(TcpFlags::RST) {
@@ -540,7 +568,7 @@ impl Tcp {
             next_header: IpProtocol::Tcp,
             payload_len: len,
             hop_limit,
-            traffic_class: 0,
+            traffic_class: if plan.ect { super::ecn::ECT0 } else { 0 },
             flow_label: ip6.transport_label(&src, &dst, 6, repr.src_port, repr.dst_port),
         };
         let hl = ustack_wire::ipv6::HEADER_LEN;

@@ -34,6 +34,8 @@ pub(crate) struct Plan {
     pub(super) len: usize,
     /// Payload per segment when `len` is a burst of several; else `len`.
     pub(super) seg: usize,
+    /// ECN-capable transport: ECT(0) in the IP header (RFC 3168 §6.1.2).
+    pub(super) ect: bool,
 }
 /// What is left of a burst, and the headers of its first segment (link,
 /// IP, TCP) when that one went out whole: the next ones are that copy with
@@ -88,6 +90,7 @@ impl Plan {
             off: 0,
             len: 0,
             seg: 0,
+            ect: false,
         }
     }
 

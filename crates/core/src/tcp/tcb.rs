@@ -99,6 +99,8 @@ pub(crate) struct Negotiated {
     pub ts: bool,
     pub ts_recent: u32,
     pub ts_offset: u32,
+    /// ECN (RFC 3168 §6.1): agreed, and what it owes.
+    pub ecn: super::ecn::Ecn,
 }
 
 /// Output owed: what the next turn on the ready list must send.
@@ -284,6 +286,7 @@ impl Tcb {
                 ts: false,
                 ts_recent: 0,
                 ts_offset,
+                ecn: super::ecn::Ecn::new(iss),
             },
             owed: Owed {
                 syn: false,
@@ -458,9 +461,9 @@ mod size_tests {
         // the fields are grouped by concern (each group pads on its own);
         // 800 since the addresses are IPv6-sized (`SocketAddr`, 32 bytes
         // each) beside the path MTU state; 824 since pacing (its boxed
-        // state, and SO_MAX_PACING_RATE among the options).
+        // state, and SO_MAX_PACING_RATE among the options); 832 since ECN.
         let size = core::mem::size_of::<super::Tcb>();
-        assert!(size <= 824, "Tcb is {size} bytes");
+        assert!(size <= 832, "Tcb is {size} bytes");
     }
 }
 
