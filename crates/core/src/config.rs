@@ -161,6 +161,9 @@ pub struct TcpConfig {
     pub pacing: bool,
     /// ECN (RFC 3168, `tcp/ecn.rs`): accepted when asked by default.
     pub ecn: EcnMode,
+    /// HyStart++ (RFC 9406) in CUBIC's initial slow start: leave it when
+    /// the RTT rises (Linux's CUBIC runs HyStart by default).
+    pub hystart: bool,
 }
 
 /// Whether TCP uses ECN (RFC 3168; Linux `tcp_ecn`: 0, 2 the default, 1).
@@ -260,6 +263,7 @@ impl Default for TcpConfig {
             gso: true,
             pacing: false,
             ecn: EcnMode::Passive,
+            hystart: true,
         }
     }
 }

@@ -407,3 +407,27 @@ fn tshark_finds_nothing_wrong_with_a_session() {
 }
 
 use ustack_testkit::say_skipped;
+
+/// HyStart++ (RFC 9406) on the wire: CUBIC's slow start through a 20
+/// Mbit/s bottleneck with a deep (1000-frame) queue. The queue delay
+/// shows as a rising RTT, and CUBIC leaves slow start before the queue
+/// overflows; standard slow start doubles on until it drops a burst.
+#[test]
+fn hystart_leaves_slow_start_before_the_queue_overflows() {
+    let len = 4 << 20;
+    let imp = Impairments::none()
+        .with_bandwidth(20_000_000)
+        .with_delay(Duration::from_millis(10))
+        .with_queue_limit(1000);
+    let (o, link) = transfer_with(len, imp, 31, false, |c| c);
+    assert_eq!(fnv(&o.got), o.sent_hash, "bytes intact");
+    assert_eq!(link.dropped_queue, 0, "{link:?}");
+    assert_eq!(o.client.tcp.retrans_segs, 0);
+    let (o, link) = transfer_with(len, imp, 31, false, |mut c| {
+        c.tcp.hystart = false;
+        c
+    });
+    assert_eq!(fnv(&o.got), o.sent_hash);
+    assert!(link.dropped_queue > 0, "{link:?}");
+    assert!(o.client.tcp.retrans_segs > 0);
+}

@@ -3,9 +3,11 @@
 //! retransmit, the SACK scoreboard); a controller only decides the window
 //! and the slow-start threshold at each event.
 
+use super::hystart::{HyStart, Phase, CSS_GROWTH_DIVISOR};
 use super::rate::RateSample;
 use crate::time::{Duration, Instant};
 use core::fmt;
+use ustack_wire::SeqNumber;
 
 /// Loss-recovery state, as Linux names them (`ca_state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,16 @@ pub trait CongestionControl: fmt::Debug + Send {
     /// paces; `None` leaves it to the stack (`pacing.rs`).
     fn pacing_rate(&self) -> Option<u64> {
         None
+    }
+    /// Every ACK that moved SND.UNA outside recovery, before `on_ack`:
+    /// the ACK, SND.NXT (rounds), and its RTT sample if it made one.
+    fn on_ack_rtt(
+        &mut self,
+        _now: Instant,
+        _ack: SeqNumber,
+        _snd_nxt: SeqNumber,
+        _rtt: Option<Duration>,
+    ) {
     }
     /// An ECN echo (RFC 3168 §6.1.2): as a loss, without recovery.
     fn on_ecn(&mut self, now: Instant, flight: u32, mss: u32) {
@@ -158,6 +170,8 @@ pub struct Cubic {
     w_est: f64,
     /// Growth (bytes) not yet added to cwnd.
     frac: f64,
+    /// HyStart++ (RFC 9406) in the initial slow start; `None`: off.
+    hystart: Option<HyStart>,
 }
 
 /// RFC 9438 §4.6: multiplicative decrease factor β_cubic.
@@ -174,10 +188,22 @@ impl Cubic {
             epoch: None,
             w_est: 0.0,
             frac: 0.0,
+            hystart: Some(HyStart::default()),
+        }
+    }
+
+    /// CUBIC with standard slow start only (no HyStart++).
+    pub fn without_hystart(initial: u32) -> Cubic {
+        Cubic {
+            hystart: None,
+            ..Cubic::new(initial)
         }
     }
 
     fn reduce(&mut self, mss: u32) {
+        if let Some(h) = self.hystart.as_mut() {
+            h.stop();
+        }
         let cwnd_seg = f64::from(self.cwnd) / f64::from(mss);
         // Fast convergence (RFC 9438 §4.7): release bandwidth to newer flows.
         self.w_max = if cwnd_seg < self.w_max {
@@ -202,6 +228,12 @@ impl CongestionControl for Cubic {
         self.ssthresh
     }
     fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Duration) {
+        if self.cwnd < self.ssthresh && self.hystart.is_some_and(|h| h.phase() == Phase::Css) {
+            // Conservative Slow Start (RFC 9406 §4.2).
+            let inc = acked.min(2 * mss) / CSS_GROWTH_DIVISOR;
+            self.cwnd = self.cwnd.saturating_add(inc).min(self.ssthresh);
+            return;
+        }
         let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss);
         if self.cwnd < self.ssthresh || rest == 0 {
             return;
@@ -249,6 +281,27 @@ impl CongestionControl for Cubic {
             self.reduce(mss);
         }
         self.cwnd = mss;
+    }
+    fn on_ack_rtt(
+        &mut self,
+        _now: Instant,
+        ack: SeqNumber,
+        snd_nxt: SeqNumber,
+        rtt: Option<Duration>,
+    ) {
+        // Only the initial slow start (RFC 9406 §4.3: not after a timeout).
+        if self.ssthresh != u32::MAX {
+            return;
+        }
+        let Some(h) = self.hystart.as_mut() else {
+            return;
+        };
+        let rtt_us = rtt.map(|d| d.as_micros() as u64);
+        if h.on_ack(ack, snd_nxt, rtt_us) == Phase::Exit {
+            // Congestion avoidance from the window reached.
+            self.ssthresh = self.cwnd;
+            self.w_max = 0.0;
+        }
     }
     fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh;
@@ -316,6 +369,57 @@ mod tests {
         let at_k = at_k / MSS;
         assert!((95..=105).contains(&at_k), "cwnd at K is {at_k} segments");
         assert!(c.window() > 100 * MSS, "probes beyond W_max after K");
+    }
+
+    /// Slow start with HyStart++ (RFC 9406) on a scripted ACK stream:
+    /// rounds of one ACK per segment in flight, the RTT flat, then up by
+    /// 10 ms: CSS (growth a quarter), then congestion avoidance.
+    #[test]
+    fn hystart_leaves_slow_start_on_an_rtt_rise() {
+        fn round(c: &mut Cubic, seq: &mut u32, now: &mut Instant, rtt_ms: u64) -> u32 {
+            let segs = c.window() / MSS;
+            let before = c.window();
+            *now += Duration::from_millis(rtt_ms);
+            for _ in 0..segs {
+                *seq += MSS;
+                let rtt = Some(Duration::from_millis(rtt_ms));
+                c.on_ack_rtt(*now, SeqNumber(*seq), SeqNumber(*seq + c.window()), rtt);
+                c.on_ack(*now, MSS, MSS, Duration::from_millis(rtt_ms));
+            }
+            c.window() - before
+        }
+        for hystart in [true, false] {
+            let mut c = if hystart {
+                Cubic::new(10 * MSS)
+            } else {
+                Cubic::without_hystart(10 * MSS)
+            };
+            let (mut seq, mut now) = (0u32, Instant::ZERO);
+            for _ in 0..3 {
+                let grew = round(&mut c, &mut seq, &mut now, 40);
+                assert!(grew >= c.window() / 2 - MSS, "slow start doubles: +{grew}");
+            }
+            assert_eq!(c.ssthresh(), u32::MAX);
+            // The RTT rises by 10 ms (over max(40/8, 4) ms).
+            let w = c.window();
+            let grew = round(&mut c, &mut seq, &mut now, 50);
+            if !hystart {
+                assert_eq!(grew, w, "standard slow start doubles on");
+                continue;
+            }
+            // CSS from the 8th sample: a quarter of the growth after it.
+            assert!(grew < w / 2, "+{grew} of {w}");
+            assert_eq!(c.ssthresh(), u32::MAX, "still slow start (CSS)");
+            for _ in 0..4 {
+                let w = c.window();
+                let grew = round(&mut c, &mut seq, &mut now, 50);
+                assert!(grew <= w / 4 + MSS, "CSS: +{grew} of {w}");
+            }
+            round(&mut c, &mut seq, &mut now, 50);
+            // Congestion avoidance from the window reached (grown a little since).
+            let (w, t) = (c.window(), c.ssthresh());
+            assert!(t <= w && w - t < MSS, "ssthresh {t}, cwnd {w}");
+        }
     }
 
     #[test]

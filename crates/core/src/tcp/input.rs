@@ -445,6 +445,7 @@ impl Tcp {
                 tcb.opts.congestion,
                 u32::from(tcb.snd.mss),
                 cfg.initial_window,
+                cfg.hystart,
             );
         });
         if let Some(id) = created {
@@ -1332,8 +1333,19 @@ impl Tcp {
             if let Some(r) = t.cong.rack.as_deref_mut() {
                 r.on_cum_ack(ack);
             }
+            // An RTT sample for HyStart++: the timed segment's, else the
+            // timestamp echo's (RFC 7323 §4, in ms).
+            let mut rtt_now = tsecr
+                .map(|e| {
+                    (now.total_millis() as u32)
+                        .wrapping_add(ts_offset)
+                        .wrapping_sub(e)
+                })
+                .filter(|&ms| ms < 60_000)
+                .map(|ms| Duration::from_millis(u64::from(ms)));
             if let Some((timed, sent)) = t.rtt.timing {
                 if ack.diff(timed) > 0 {
+                    rtt_now = Some(now - sent);
                     t.rtt.sample(now - sent, cfg.rto_min, cfg.rto_max);
                     t.rtt.timing = None;
                     if traced.is_some() {
@@ -1345,6 +1357,9 @@ impl Tcp {
             t.timer.retries = 0;
             t.owed.force_probe = false;
             t.cong.dupacks = 0;
+            if t.cong.ca == CaState::Open {
+                t.cong.cc.on_ack_rtt(now, ack, t.snd.nxt, rtt_now);
+            }
             match t.cong.ca {
                 CaState::Recovery if ack.diff(t.cong.recover) >= 0 => {
                     // Full ACK: recovery is over (RFC 6582 §3.2 step 3).
@@ -1610,6 +1625,7 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr, cfg: &crate::config::TcpConfig) {
         t.opts.congestion,
         u32::from(t.snd.mss),
         cfg.initial_window,
+        cfg.hystart,
     );
     t.rcv.seg_max = t.snd.mss.min(536);
     let wnd = t.rcv_space().min(65535 << t.rcv.wscale);

@@ -68,6 +68,7 @@ mod data;
 mod delivery;
 mod ecn;
 mod forward;
+mod hystart;
 mod input;
 mod options;
 mod output;

@@ -311,7 +311,7 @@ impl Tcb {
                 cork: None,
             },
             cong: Congestion {
-                cc: new_controller(opts.congestion, 536, cfg.initial_window),
+                cc: new_controller(opts.congestion, 536, cfg.initial_window, cfg.hystart),
                 sacked: Vec::new(),
                 dupacks: 0,
                 ca: CaState::Open,
