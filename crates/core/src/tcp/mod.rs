@@ -55,9 +55,12 @@
 //! SACK scoreboard and recovers per RFC 6675, with RACK's time-based loss
 //! detection (`rack.rs`, RFC 8985 §6) and the tail loss probe, or NewReno
 //! (RFC 6582) without SACK; congestion control is a trait (`cc.rs`:
-//! NewReno, CUBIC).
+//! NewReno, CUBIC with HyStart++ (`hystart.rs`), BBR v1 (`bbr.rs`), made
+//! in `controllers.rs`), fed delivery-rate samples (`rate.rs`) by those
+//! that ask; pacing on the TCB's timer (`pacing.rs`, `delivery.rs`); ECN
+//! (`ecn.rs`, RFC 3168).
 //! Delayed ACK, Nagle, SWS avoidance, PAWS and buffer autotuning as Linux
-//! does them. Not here: path MTU discovery, ECN, pacing.
+//! does them; path MTU discovery in `pmtu.rs`.
 
 mod api;
 mod bbr;
