@@ -165,6 +165,10 @@ pub struct LossyOptions {
     pub seed: u64,
     /// Virtual time after which the run is declared stalled.
     pub limit: Duration,
+    /// A bottleneck: serialization rate each way, and its queue in frames
+    /// (0: the link's default); `None`: no bottleneck.
+    pub bandwidth_bps: Option<u64>,
+    pub queue_limit: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +184,12 @@ pub struct LossyResult {
     pub fast_retrans: u64,
     /// Out-of-order segments the receiver queued.
     pub ofo_queued: u64,
+    /// Frames the bottleneck's queue dropped.
+    pub queue_drops: u64,
+    /// The sender's smoothed RTT, mean over the transfer (sampled every
+    /// millisecond of virtual time), and the least seen.
+    pub mean_srtt: Duration,
+    pub min_srtt: Duration,
 }
 
 impl LossyResult {
@@ -194,11 +204,14 @@ impl LossyResult {
 pub fn run_lossy(opts: &LossyOptions) -> Result<LossyResult, String> {
     let wall = std::time::Instant::now();
     let mut link = MemLink::new(opts.seed);
-    link.set_impairments(
-        Impairments::none()
-            .with_loss(opts.loss)
-            .with_delay(opts.delay),
-    );
+    let mut imp = Impairments::none()
+        .with_loss(opts.loss)
+        .with_delay(opts.delay)
+        .with_queue_limit(opts.queue_limit);
+    if let Some(bps) = opts.bandwidth_bps {
+        imp = imp.with_bandwidth(bps);
+    }
+    link.set_impairments(imp);
     let mut sim = Sim::new(link);
     for (addr, seed) in [(CLIENT, opts.seed), (SERVER, opts.seed + 1)] {
         let mut cfg = config(addr, seed, opts.mtu, false);
@@ -219,9 +232,21 @@ pub fn run_lossy(opts: &LossyOptions) -> Result<LossyResult, String> {
     let mut error: Option<String> = None;
     let start = sim.now();
     let end = start + opts.limit;
+    let (mut srtt_sum, mut srtt_n, mut srtt_min) = (0u128, 0u128, Duration::MAX);
+    let mut next_sample = start;
     let done = sim.run_until(end, |s| {
         let now = s.now();
         let c = &mut s.hosts[0];
+        if now >= next_sample {
+            next_sample = now + Duration::from_millis(1);
+            if let Ok(i) = c.tcp_info(client) {
+                if !i.rtt.is_zero() {
+                    srtt_sum += i.rtt.as_micros();
+                    srtt_n += 1;
+                    srtt_min = srtt_min.min(i.rtt);
+                }
+            }
+        }
         if c.tcp_state(client) == Ok(TcpState::Established) {
             while sent < opts.bytes {
                 match c.tcp_send(now, client, src.chunk(sent, opts.bytes - sent)) {
@@ -284,5 +309,8 @@ pub fn run_lossy(opts: &LossyOptions) -> Result<LossyResult, String> {
         timeouts: tcp.timeouts,
         fast_retrans: tcp.fast_retrans,
         ofo_queued: sim.hosts[1].counters().tcp.ofo_queued,
+        queue_drops: stats.dropped_queue,
+        mean_srtt: Duration::from_micros((srtt_sum / srtt_n.max(1)) as u64),
+        min_srtt: if srtt_n > 0 { srtt_min } else { Duration::ZERO },
     })
 }

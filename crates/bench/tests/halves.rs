@@ -26,7 +26,7 @@ fn lossless_halves_move_every_byte() {
 
 #[test]
 fn lossy_transfer_completes_for_both_controllers() {
-    for congestion in [Congestion::NewReno, Congestion::Cubic] {
+    for congestion in [Congestion::NewReno, Congestion::Cubic, Congestion::Bbr] {
         let r = ustack_peer::run_lossy(&LossyOptions {
             bytes: 1 << 20,
             mtu: 1500,
@@ -37,6 +37,8 @@ fn lossy_transfer_completes_for_both_controllers() {
             congestion,
             seed: 7,
             limit: Duration::from_secs(3600),
+            bandwidth_bps: None,
+            queue_limit: 0,
         })
         .unwrap();
         assert_eq!(r.bytes, 1 << 20);

@@ -46,6 +46,13 @@ struct Args {
     /// Lossy mode: one-way delay in milliseconds.
     #[arg(long, default_value_t = 10)]
     delay_ms: u64,
+    /// Lossy mode: a bottleneck of this many Mbit/s each way (with
+    /// `--queue`): also reports the queueing delay each sender builds.
+    #[arg(long)]
+    bandwidth_mbit: Option<u64>,
+    /// Lossy mode: the bottleneck's queue in frames (0: 1000).
+    #[arg(long, default_value_t = 0)]
+    queue: usize,
     /// Lossy mode: the congestion controllers to run (newreno, cubic, bbr).
     #[arg(long, value_delimiter = ',', default_values_t = [Congestion::NewReno, Congestion::Cubic, Congestion::Bbr])]
     cc: Vec<Congestion>,
@@ -151,6 +158,8 @@ fn lossy(args: &Args) {
                         congestion: cc,
                         seed: 1 + seed * 1000,
                         limit: Duration::from_secs(24 * 3600),
+                        bandwidth_bps: args.bandwidth_mbit.map(|m| m * 1_000_000),
+                        queue_limit: args.queue,
                     };
                     ustack_peer::run_lossy(&opts).unwrap_or_else(|e| panic!("{e}"))
                 })
@@ -166,6 +175,19 @@ fn lossy(args: &Args) {
             let rto = runs.iter().map(|r| r.timeouts).sum::<u64>() as f64 / n;
             let fast = runs.iter().map(|r| r.fast_retrans).sum::<u64>() as f64 / n;
             let ofo = runs.iter().map(|r| r.ofo_queued).sum::<u64>() as f64 / n;
+            if args.bandwidth_mbit.is_some() {
+                // Queueing delay: the mean smoothed RTT over the transfer
+                // above the propagation RTT.
+                let srtt = runs.iter().map(|r| r.mean_srtt.as_secs_f64()).sum::<f64>() / n;
+                let drops = runs.iter().map(|r| r.queue_drops).sum::<u64>() as f64 / n;
+                println!(
+                    "loss {pct}% {:8}: bottleneck: mean srtt {:.1} ms, {:.1} ms above the {:.0} ms path RTT; {drops:.0} queue drops per run",
+                    format!("{cc:?}"),
+                    srtt * 1e3,
+                    (srtt - rtt) * 1e3,
+                    rtt * 1e3
+                );
+            }
             println!(
                 "loss {pct}% {:8}: {mean:8.2} Mbit/s (min {lo:.2}, max {hi:.2}; {vsecs:.1} s virtual, \
                  {lost:.0} frames lost, {retrans:.0} retransmitted, {fast:.0} fast retransmits, {rto:.0} RTOs, \
