@@ -33,6 +33,8 @@ pub struct DemoOptions {
     pub plot: Option<PathBuf>,
     /// Congestion control of both hosts (`--cc`).
     pub cc: ustack_core::Congestion,
+    /// ECN of both hosts (`--ecn`).
+    pub ecn: ustack_core::EcnMode,
 }
 
 /// What happened.
@@ -249,6 +251,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport, String> {
             .with_seed(seed)
             .with_trace(opts.trace.is_some() || opts.plot.is_some());
         cfg.tcp.congestion = opts.cc;
+        cfg.tcp.ecn = opts.ecn;
         sim.add_host(Stack::new(cfg).map_err(|e| e.to_string())?);
     }
 

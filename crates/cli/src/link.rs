@@ -85,6 +85,10 @@ pub struct LinkArgs {
     /// default, as Linux) or bbr (paced).
     #[arg(long = "cc", global = true, value_name = "NAME")]
     pub cc: Option<ustack_core::Congestion>,
+    /// ECN (RFC 3168) for TCP: `on` asks for it on SYNs, `passive` (the
+    /// default, as Linux's tcp_ecn=2) accepts it when asked, `off` never.
+    #[arg(long, global = true, value_name = "on|passive|off", value_parser = ["on", "passive", "off"])]
+    pub ecn: Option<String>,
     /// Write a JSON-lines trace of the TCP events (segments, retransmissions,
     /// cwnd, RTT, states: docs/trace.md) to this file; `ustack plot` draws it.
     #[arg(long, value_name = "FILE", global = true)]
@@ -111,6 +115,15 @@ impl LinkArgs {
         .into_iter()
         .filter_map(|(name, given)| given.then_some(name))
         .collect()
+    }
+
+    /// `--ecn` as the core takes it.
+    pub fn ecn_mode(&self) -> Option<ustack_core::EcnMode> {
+        self.ecn.as_deref().map(|e| match e {
+            "on" => ustack_core::EcnMode::On,
+            "off" => ustack_core::EcnMode::Off,
+            _ => ustack_core::EcnMode::Passive,
+        })
     }
 
     /// ustack's address on the link.
@@ -163,10 +176,14 @@ impl LinkArgs {
             None => None,
         };
         let cc = self.cc;
+        let ecn = self.ecn_mode();
         let rt = self.config()?.start_tweaked(what, mode, move |c| {
             let mut c = tweak(c);
             if let Some(cc) = cc {
                 c.tcp.congestion = cc;
+            }
+            if let Some(e) = ecn {
+                c.tcp.ecn = e;
             }
             c
         })?;

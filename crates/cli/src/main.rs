@@ -536,6 +536,7 @@ fn main() -> ExitCode {
                 trace: cli.link.trace.clone(),
                 plot,
                 cc: cli.link.cc.unwrap_or_default(),
+                ecn: cli.link.ecn_mode().unwrap_or_default(),
             };
             match demo::run(&opts) {
                 Ok(report) => print_out(&report.text),

@@ -78,6 +78,11 @@ fn bad_arguments_name_the_problem_and_exit_2() {
         (&["demo", "--count", "0"][..], "--count"),
         (&["frobnicate"][..], "unrecognized subcommand"),
         (
+            &["demo", "--cc", "vegas"][..],
+            "unknown congestion control \"vegas\" (use newreno, cubic or bbr)",
+        ),
+        (&["demo", "--ecn", "maybe"][..], "--ecn"),
+        (
             &["demo", "--pcap", "/nonexistent-dir/x.pcap"][..],
             "cannot write pcap file /nonexistent-dir/x.pcap",
         ),
@@ -268,6 +273,19 @@ fn demo_pcap_reads_clean_in_tshark() {
 }
 
 #[test]
+fn demo_runs_its_transfer_with_each_congestion_control() {
+    for cc in ["newreno", "cubic", "bbr"] {
+        let out = ustack(&["demo", "--cc", cc, "--ecn", "on", "--bytes", "300000"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cc}: {text}");
+        assert!(
+            text.contains("every byte intact and in order"),
+            "{cc}: {text}"
+        );
+    }
+}
+
+#[test]
 fn link_options_are_listed_in_every_subcommands_help() {
     for cmd in [
         &["ping", "--help"][..],
@@ -303,6 +321,8 @@ fn link_options_are_listed_in_every_subcommands_help() {
             "--delay <MS>",
             "--pcap <FILE>",
             "--seed <N>",
+            "--cc <NAME>",
+            "--ecn <on|passive|off>",
         ] {
             assert!(link.contains(opt), "{cmd:?} lacks {opt}: {help}");
         }
