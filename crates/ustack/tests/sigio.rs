@@ -8,8 +8,8 @@ mod common;
 use common::{pair_modes, sa, B};
 use std::time::Duration;
 use ustack::posix::*;
-use ustack::signal::{self, SigInfo, POLL_IN, POLL_OUT};
-use ustack::{Errno, Mode, Runtime};
+use ustack::signal::{self, SigInfo, POLL_ERR, POLL_IN, POLL_OUT};
+use ustack::{Errno, Mode, OptVal, Runtime};
 use ustack_devices::Impairments;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -156,6 +156,36 @@ fn send_space_coming_back_signals_writable() {
     let sig = sig.expect("a signal when send space returns");
     assert_eq!((sig.fd, sig.reason()), (c, Some(POLL_OUT)));
     assert!(a.send(c, b"x", 0).is_ok(), "writable again");
+}
+
+#[test]
+fn a_fin_signals_pollin_and_a_reset_pollerr() {
+    // Linux: tcp_fin wakes with POLL_IN (half-close), tcp_reset's error
+    // report with POLL_ERR.
+    let (a, b, _) = pair_modes(Mode::Thread, Mode::Thread, Impairments::none());
+    let rt = signal::sigrtmin() + 6;
+    let (c, s) = connected(&a, &b, 84);
+    own(&b, s, rt);
+    a.shutdown(c, SHUT_WR).unwrap();
+    let got = take(rt, WAIT).expect("a signal for the FIN");
+    assert_eq!((got.fd, got.reason()), (s, Some(POLL_IN)));
+    let mut buf = [0u8; 4];
+    assert_eq!(b.recv(s, &mut buf, 0), Ok(0), "EOF");
+    drain(rt);
+    // Linger 0: A's close aborts with RST.
+    a.setsockopt(
+        c,
+        SOL_SOCKET,
+        SO_LINGER,
+        OptVal::Linger {
+            onoff: true,
+            secs: 0,
+        },
+    )
+    .unwrap();
+    a.close(c).unwrap();
+    let got = take(rt, WAIT).expect("a signal for the RST");
+    assert_eq!((got.fd, got.reason()), (s, Some(POLL_ERR)));
 }
 
 #[test]
