@@ -67,6 +67,8 @@ errnos! {
     EPERM = EPERM,
     EPIPE = EPIPE,
     EPROTONOSUPPORT = EPROTONOSUPPORT,
+    /// No such process (fcntl F_SETOWN to an owner that does not exist).
+    ESRCH = ESRCH,
     ETIMEDOUT = ETIMEDOUT,
 }
 

@@ -12,8 +12,15 @@
 //! jitter (FIFO per direction), reorder (held `reorder_delay` longer, so
 //! later frames overtake it), corruption. Frames not yet due wait in the
 //! wrapper; [`Device::poll_at`] says when the next falls due, and
-//! [`Device::service`] sends the due outgoing ones. Bandwidth and queue
-//! limits are not emulated: [`Impaired::new`] panics if asked for them.
+//! [`Device::service`] sends the due outgoing ones.
+//!
+//! With `bandwidth_bps`, each direction first has MemLink's drop-tail
+//! queue and serializer: a frame waits behind those not yet serialized,
+//! is dropped (counted in `dropped_queue`) when `queue_limit` of them wait
+//! (0: [`DEFAULT_QUEUE_LIMIT`]), and leaves at the serializer's rate; the
+//! delay counts from the end of its serialization. The time each frame
+//! waited in the queue is kept ([`Impaired::tx_queue_delay`]): the
+//! queueing delay a sender builds at the bottleneck.
 //!
 //! A [`SmallMtuHop`](crate::SmallMtuHop) comes first: a frame it drops is
 //! answered (ICMP) in the other direction. Frames are judged whole, so a
@@ -21,7 +28,7 @@
 //! meet a kernel's GSO super-packets (turn TSO off on the device).
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::os::fd::RawFd;
 
@@ -31,7 +38,7 @@ use ustack_core::Medium;
 
 use crate::device::{Device, DeviceStats, MAX_FRAME};
 use crate::hop::HopVerdict;
-use crate::memlink::{corrupt, Impairments, LinkStats};
+use crate::memlink::{corrupt, Impairments, LinkStats, DEFAULT_QUEUE_LIMIT};
 use crate::offload::Offloads;
 
 /// Frames one direction may hold back; beyond that, sends are refused with
@@ -65,6 +72,63 @@ impl Ord for Held {
     }
 }
 
+/// How long frames waited in a direction's bottleneck queue, in 1 ms
+/// buckets up to [`QueueDelay::BUCKETS`] ms (the last takes the rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDelay {
+    /// Frames queued (not those dropped at a full queue).
+    pub frames: u64,
+    /// Sum of their waits, microseconds.
+    pub total_us: u64,
+    pub max_us: u64,
+    buckets: Vec<u64>,
+}
+
+impl Default for QueueDelay {
+    fn default() -> Self {
+        QueueDelay {
+            frames: 0,
+            total_us: 0,
+            max_us: 0,
+            buckets: vec![0; Self::BUCKETS],
+        }
+    }
+}
+
+impl QueueDelay {
+    pub const BUCKETS: usize = 4096;
+
+    fn add(&mut self, us: u64) {
+        self.frames += 1;
+        self.total_us = self.total_us.saturating_add(us);
+        self.max_us = self.max_us.max(us);
+        let i = usize::try_from(us / 1000).unwrap_or(usize::MAX);
+        self.buckets[i.min(Self::BUCKETS - 1)] += 1;
+    }
+
+    /// Mean wait; zero before any frame.
+    pub fn mean(&self) -> Duration {
+        Duration::from_micros(self.total_us.checked_div(self.frames).unwrap_or(0))
+    }
+
+    /// The wait `q` (0..=1) of the frames stayed under, to the next whole
+    /// millisecond; zero before any frame.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.frames == 0 {
+            return Duration::ZERO;
+        }
+        let want = ((self.frames as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Duration::from_millis(i as u64 + 1);
+            }
+        }
+        Duration::from_millis(Self::BUCKETS as u64)
+    }
+}
+
 #[derive(Debug)]
 struct Direction {
     imp: Impairments,
@@ -74,14 +138,15 @@ struct Direction {
     last_at: Instant,
     seq: u64,
     stats: LinkStats,
+    /// Serializer busy until this time, in picoseconds.
+    busy_until_ps: u128,
+    /// Serialization end (ps) of each frame still in the queue, oldest first.
+    queue: VecDeque<u128>,
+    queue_delay: QueueDelay,
 }
 
 impl Direction {
     fn new(imp: Impairments, seed: u64) -> Self {
-        assert!(
-            imp.bandwidth_bps.unwrap_or(0) == 0,
-            "Impaired does not emulate bandwidth (use MemLink for that)"
-        );
         Direction {
             imp,
             rng: Rng::new(seed),
@@ -89,7 +154,42 @@ impl Direction {
             last_at: Instant::ZERO,
             seq: 0,
             stats: LinkStats::default(),
+            busy_until_ps: 0,
+            queue: VecDeque::new(),
+            queue_delay: QueueDelay::default(),
         }
+    }
+
+    /// The bottleneck, as MemLink's: None if the queue is full (the frame
+    /// is dropped), else when the frame has been serialized (`now`
+    /// without a bandwidth).
+    fn serialize(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let bps = match self.imp.bandwidth_bps {
+            Some(bps) if bps > 0 => bps,
+            _ => return Some(now),
+        };
+        let now_ps = u128::from(now.total_micros()) * 1_000_000;
+        while self.queue.front().is_some_and(|&end| end <= now_ps) {
+            self.queue.pop_front();
+        }
+        let limit = match self.imp.queue_limit {
+            0 => DEFAULT_QUEUE_LIMIT,
+            n => n,
+        };
+        if self.queue.len() >= limit {
+            self.stats.dropped_queue += 1;
+            return None;
+        }
+        let start = self.busy_until_ps.max(now_ps);
+        let end = start + len as u128 * 8 * 1_000_000_000_000 / u128::from(bps);
+        self.busy_until_ps = end;
+        self.queue.push_back(end);
+        let waited_us = (start - now_ps) / 1_000_000;
+        self.queue_delay
+            .add(u64::try_from(waited_us).unwrap_or(u64::MAX));
+        Some(Instant::from_micros(
+            u64::try_from(end.div_ceil(1_000_000)).unwrap_or(u64::MAX),
+        ))
     }
 
     /// Applies the impairments to one frame, holding what survives; the
@@ -103,6 +203,7 @@ impl Direction {
                 return answer;
             }
         }
+        let sent_at = self.serialize(now, frame.len())?;
         if self.rng.chance(imp.loss) {
             self.stats.dropped_loss += 1;
             return None;
@@ -115,7 +216,7 @@ impl Direction {
         };
         let jitter_us = u64::try_from(imp.jitter.as_micros()).unwrap_or(u64::MAX);
         for _ in 0..copies {
-            let mut at = now + imp.delay + Duration::from_micros(self.rng.upto(jitter_us));
+            let mut at = sent_at + imp.delay + Duration::from_micros(self.rng.upto(jitter_us));
             if self.rng.chance(imp.reorder) {
                 at += imp.reorder_delay;
                 self.stats.reordered += 1;
@@ -172,7 +273,7 @@ pub struct Impaired<D: Device> {
 
 impl<D: Device> Impaired<D> {
     /// Wraps `inner`: `tx` applies to frames sent through it, `rx` to frames
-    /// received from it. Panics if either asks for bandwidth emulation.
+    /// received from it.
     pub fn new(inner: D, seed: u64, tx: Impairments, rx: Impairments) -> Self {
         Impaired {
             inner,
@@ -207,6 +308,16 @@ impl<D: Device> Impaired<D> {
     /// the inner device, `delivered`: frames returned by `recv`).
     pub fn rx_stats(&self) -> LinkStats {
         self.rx.stats
+    }
+
+    /// How long outgoing frames waited in the bottleneck queue.
+    pub fn tx_queue_delay(&self) -> &QueueDelay {
+        &self.tx.queue_delay
+    }
+
+    /// How long incoming frames waited in the bottleneck queue.
+    pub fn rx_queue_delay(&self) -> &QueueDelay {
+        &self.rx.queue_delay
     }
 
     /// Frames held back, (outgoing, incoming).
@@ -461,12 +572,49 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "bandwidth")]
-    fn bandwidth_is_refused() {
-        let _ = pair(
-            Impairments::none().with_bandwidth(1_000_000),
+    fn a_bottleneck_serializes_queues_and_drops_at_its_limit() {
+        // 8 Mbit/s: a 1000-byte frame takes 1 ms; a queue of 3 frames.
+        let imp = Impairments::none()
+            .with_bandwidth(8_000_000)
+            .with_queue_limit(3)
+            .with_delay(Duration::from_millis(10));
+        let (mut d, mut peer) = pair(imp, Impairments::none(), 1);
+        for i in 0..5u8 {
+            d.send(ms(0), &[i; 1000]).unwrap();
+        }
+        let s = d.tx_stats();
+        assert_eq!(s.dropped_queue, 2, "the 4th and 5th find 3 waiting");
+        // Serialized back to back, then the delay: due at 11, 12, 13 ms.
+        assert_eq!(d.poll_at(), Some(ms(11)));
+        d.service(ms(11)).unwrap();
+        assert_eq!(drain(&mut peer, ms(11)).len(), 1);
+        d.service(ms(12)).unwrap();
+        assert_eq!(drain(&mut peer, ms(12)).len(), 1);
+        d.service(ms(13)).unwrap();
+        assert_eq!(drain(&mut peer, ms(13))[0][0], 2);
+        // They waited 0, 1 and 2 ms in the queue.
+        let q = d.tx_queue_delay();
+        assert_eq!((q.frames, q.total_us, q.max_us), (3, 3000, 2000));
+        assert_eq!(q.mean(), Duration::from_millis(1));
+        assert_eq!(q.quantile(0.5), Duration::from_millis(2));
+        assert_eq!(q.quantile(1.0), Duration::from_millis(3));
+        // Once the queue has drained, a frame goes at once.
+        d.send(ms(100), &[9; 1000]).unwrap();
+        assert_eq!(d.poll_at(), Some(ms(111)));
+        assert_eq!(d.tx_queue_delay().max_us, 2000);
+    }
+
+    #[test]
+    fn without_a_bandwidth_nothing_queues() {
+        let (mut d, _peer) = pair(
+            Impairments::none().with_queue_limit(1),
             Impairments::none(),
             1,
         );
+        for _ in 0..10 {
+            d.send(ms(0), &[0; 1000]).unwrap();
+        }
+        assert_eq!(d.tx_stats().dropped_queue, 0);
+        assert_eq!(d.tx_queue_delay().frames, 0);
     }
 }

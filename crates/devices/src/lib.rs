@@ -22,7 +22,7 @@ pub use capture::Captured;
 pub use device::{Clock, Device, DeviceStats, MemDevice, PacketBatch, RxHalf, MAX_FRAME};
 pub use driver::{Driver, DriverStats};
 pub use hop::SmallMtuHop;
-pub use impaired::Impaired;
+pub use impaired::{Impaired, QueueDelay};
 pub use kernel::{KernelIf, NetNs, DEFAULT_TXQUEUELEN};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
 pub use offload::Offloads;

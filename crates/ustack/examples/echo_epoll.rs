@@ -109,14 +109,5 @@ pub fn run(clients: usize, rounds: usize, size: usize) -> Result<u64, String> {
 
 #[allow(dead_code)]
 fn main() {
-    common::init_logging();
-    match run(32, 50, 1000) {
-        Ok(bytes) => {
-            println!("echo_epoll: 32 clients on one thread (ET), {bytes} bytes echoed intact")
-        }
-        Err(e) => {
-            eprintln!("echo_epoll: {e}");
-            std::process::exit(1);
-        }
-    }
+    common::measure("epoll", run);
 }

@@ -82,12 +82,5 @@ pub fn run(clients: usize, rounds: usize, size: usize) -> Result<u64, String> {
 
 #[allow(dead_code)]
 fn main() {
-    common::init_logging();
-    match run(16, 50, 1000) {
-        Ok(bytes) => println!("echo_poll: 16 clients on one thread, {bytes} bytes echoed intact"),
-        Err(e) => {
-            eprintln!("echo_poll: {e}");
-            std::process::exit(1);
-        }
-    }
+    common::measure("poll", run);
 }

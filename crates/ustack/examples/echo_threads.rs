@@ -43,12 +43,5 @@ pub fn run(clients: usize, rounds: usize, size: usize) -> Result<u64, String> {
 
 #[allow(dead_code)]
 fn main() {
-    common::init_logging();
-    match run(8, 100, 1000) {
-        Ok(bytes) => println!("echo_threads: 8 clients, {bytes} bytes echoed intact"),
-        Err(e) => {
-            eprintln!("echo_threads: {e}");
-            std::process::exit(1);
-        }
-    }
+    common::measure("blocking", run);
 }

@@ -26,6 +26,18 @@ pub struct SockEntry {
     pub linger: Option<Duration>,
     /// Opened as AF_INET6: IPv4 peers show as v4-mapped addresses.
     pub v6: bool,
+    /// Signal-driven I/O: O_ASYNC, F_SETOWN, F_SETSIG.
+    pub sigio: SigSettings,
+}
+
+/// A descriptor's signal-driven I/O settings (fcntl(2)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SigSettings {
+    /// O_ASYNC (FASYNC).
+    pub on: bool,
+    pub owner: crate::signal::Owner,
+    /// F_SETSIG: 0 for SIGIO.
+    pub sig: i32,
 }
 
 /// A descriptor: a socket, or an epoll instance (kept in the runtime's

@@ -49,6 +49,7 @@ impl Runtime {
                 sndtimeo: None,
                 linger: None,
                 v6: false,
+                sigio: Default::default(),
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(nfd) => Ok((nfd, peer, dst)),

@@ -42,6 +42,9 @@ pub mod memnet;
 pub mod net;
 pub mod posix;
 pub mod runtime;
+// The only module with `unsafe`: the signal system calls.
+#[allow(unsafe_code)]
+pub mod signal;
 pub mod stats;
 mod sys;
 pub mod trace;

@@ -37,7 +37,7 @@
 
 use crate::epoll::{EpollEvent, EpollSet, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use crate::fd::{Entry, Kind, SockEntry};
-use crate::runtime::{fd_mask, Interest, Runtime, State};
+use crate::runtime::{fd_mask, Interest, Runtime, SigWatch, State};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::task::Waker;
 use std::time::Duration;
@@ -67,6 +67,15 @@ pub const F_GETFL: i32 = libc::F_GETFL;
 pub const F_SETFL: i32 = libc::F_SETFL;
 pub const O_NONBLOCK: i32 = libc::O_NONBLOCK;
 pub const O_RDWR: i32 = libc::O_RDWR;
+pub const O_ASYNC: i32 = libc::O_ASYNC;
+pub const FASYNC: i32 = libc::O_ASYNC;
+pub const F_GETOWN: i32 = libc::F_GETOWN;
+pub const F_SETOWN: i32 = libc::F_SETOWN;
+pub use crate::signal::{
+    F_GETOWN_EX, F_GETSIG, F_OWNER_PGRP, F_OWNER_PID, F_OWNER_TID, F_SETOWN_EX, F_SETSIG,
+};
+/// Signals are 1..=64 on Linux (`_NSIG`).
+const NSIG: i32 = 64;
 
 pub const SHUT_RD: i32 = libc::SHUT_RD;
 pub const SHUT_WR: i32 = libc::SHUT_WR;
@@ -134,6 +143,34 @@ fn sock_mut(st: &mut State, fd: i32) -> Result<&mut SockEntry> {
         Some(Entry::Epoll) => Err(Errno::ENOTSOCK),
         None => Err(Errno::EBADF),
     }
+}
+
+/// Keeps the runtime's list of signal-driven sockets in step with `fd`'s
+/// settings: listed while O_ASYNC is on and it has an owner (Linux's
+/// fasync list; without an owner nothing is sent).
+fn sync_sigio(st: &mut State, fd: i32) -> Result<()> {
+    let s = sock(st, fd)?;
+    if s.sigio.on && s.sigio.owner != crate::signal::Owner::None {
+        let last = st.stack.readiness(s.handle)?;
+        let w = st.sigio.entry(s.handle).or_insert(SigWatch {
+            fd,
+            owner: s.sigio.owner,
+            sig: s.sigio.sig,
+            last,
+        });
+        w.owner = s.sigio.owner;
+        w.sig = s.sigio.sig;
+    } else {
+        st.sigio.remove(&s.handle);
+    }
+    Ok(())
+}
+
+/// The core's send, noting for signal-driven I/O when it fills the buffer.
+fn tcp_send(st: &mut State, now: Instant, h: SocketHandle, buf: &[u8]) -> Result<usize> {
+    let r = st.stack.tcp_send(now, h, buf);
+    st.note_send(h);
+    r
 }
 
 /// How long a call on `s` may wait: not at all when non-blocking or
@@ -265,6 +302,7 @@ impl Runtime {
                 sndtimeo: None,
                 linger: None,
                 v6: domain == AF_INET6,
+                sigio: Default::default(),
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(fd) => Ok(fd),
@@ -305,7 +343,9 @@ impl Runtime {
         }
         let started = self.with(|st, now| {
             let addr = addr_in(st, &s, addr, Use::Connect)?;
-            st.stack.tcp_connect(now, s.handle, addr)
+            let r = st.stack.tcp_connect(now, s.handle, addr);
+            st.note_send(s.handle);
+            r
         });
         match started {
             Err(Errno::EINPROGRESS) if !s.nonblocking => {}
@@ -369,6 +409,7 @@ impl Runtime {
                 sndtimeo: None,
                 linger: None,
                 v6: s.v6,
+                sigio: Default::default(),
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(nfd) => Ok((nfd, addr_out(&s, peer))),
@@ -416,12 +457,12 @@ impl Runtime {
     /// an error or SO_SNDTIMEO ends it after part: then the part's length).
     fn stream_send(&self, s: &SockEntry, buf: &[u8], flags: i32) -> Result<usize> {
         let Some(timeout) = wait_for(s, flags, s.sndtimeo) else {
-            return self.with(|st, now| st.stack.tcp_send(now, s.handle, buf));
+            return self.with(|st, now| tcp_send(st, now, s.handle, buf));
         };
         let mut done = 0;
         let r = self.wait(timeout, |st, now| {
             while done < buf.len() {
-                match st.stack.tcp_send(now, s.handle, &buf[done..]) {
+                match tcp_send(st, now, s.handle, &buf[done..]) {
                     Ok(0) => return Err(Errno::EAGAIN),
                     Ok(n) => done += n,
                     Err(e) => return Err(e),
@@ -524,6 +565,7 @@ impl Runtime {
             match e {
                 Entry::Socket(s) => {
                     st.wakers.remove(&s.handle);
+                    st.sigio.remove(&s.handle);
                     // Every epoll that watched it forgets it (Linux does so when the last reference goes).
                     if let Some(ws) = st.watchers.remove(&s.handle) {
                         for (ep, wfd) in ws {
@@ -603,19 +645,66 @@ impl Runtime {
         })
     }
 
-    /// fcntl(2) with F_GETFL / F_SETFL (only O_NONBLOCK changes).
+    /// fcntl(2) on a socket: F_GETFL / F_SETFL (O_NONBLOCK and O_ASYNC
+    /// change; the access mode stays O_RDWR), and for signal-driven I/O
+    /// F_SETOWN / F_GETOWN (a pid, or minus a process group; ESRCH if
+    /// none has it) and F_SETSIG / F_GETSIG (0: SIGIO; EINVAL beyond the
+    /// last signal), as Linux's fs/fcntl.c. With O_ASYNC and an owner, the
+    /// socket signals the owner when it turns readable or writable (see
+    /// [`crate::signal`]). A descriptor that is not open is EBADF.
     pub fn fcntl(&self, fd: i32, cmd: i32, arg: i32) -> Result<i32> {
         self.with(|st, _| {
             let s = sock_mut(st, fd)?;
             match cmd {
-                F_GETFL => Ok(O_RDWR | if s.nonblocking { O_NONBLOCK } else { 0 }),
+                F_GETFL => Ok(O_RDWR
+                    | if s.nonblocking { O_NONBLOCK } else { 0 }
+                    | if s.sigio.on { O_ASYNC } else { 0 }),
                 F_SETFL => {
                     s.nonblocking = arg & O_NONBLOCK != 0;
+                    s.sigio.on = arg & O_ASYNC != 0;
+                    sync_sigio(st, fd)?;
+                    Ok(0)
+                }
+                F_GETOWN => Ok(s.sigio.owner.getown()),
+                F_SETOWN => {
+                    let owner = crate::signal::Owner::from_setown(arg);
+                    if !crate::signal::exists(owner) {
+                        return Err(Errno::ESRCH);
+                    }
+                    s.sigio.owner = owner;
+                    sync_sigio(st, fd)?;
+                    Ok(0)
+                }
+                F_GETSIG => Ok(s.sigio.sig),
+                F_SETSIG => {
+                    if !(0..=NSIG).contains(&arg) {
+                        return Err(Errno::EINVAL);
+                    }
+                    s.sigio.sig = arg;
+                    sync_sigio(st, fd)?;
                     Ok(0)
                 }
                 _ => Err(Errno::EINVAL),
             }
         })
+    }
+
+    /// fcntl(2) F_SETOWN_EX: `ty` F_OWNER_TID (one thread), F_OWNER_PID
+    /// or F_OWNER_PGRP; EINVAL for another type, ESRCH if no such id.
+    pub fn fcntl_setown_ex(&self, fd: i32, ty: i32, pid: i32) -> Result<()> {
+        let owner = crate::signal::Owner::from_ex(ty, pid).ok_or(Errno::EINVAL)?;
+        if !crate::signal::exists(owner) {
+            return Err(Errno::ESRCH);
+        }
+        self.with(|st, _| {
+            sock_mut(st, fd)?.sigio.owner = owner;
+            sync_sigio(st, fd)
+        })
+    }
+
+    /// fcntl(2) F_GETOWN_EX: the owner as (type, id).
+    pub fn fcntl_getown_ex(&self, fd: i32) -> Result<(i32, i32)> {
+        self.with(|st, _| Ok(sock_mut(st, fd)?.sigio.owner.to_ex()))
     }
 
     /// setsockopt(2).
@@ -882,7 +971,7 @@ impl Runtime {
                 st.stack.udp_send_to(s.handle, buf, to)
             }
             Kind::Stream if to.is_some() => Err(Errno::EISCONN),
-            Kind::Stream => st.stack.tcp_send(now, s.handle, buf),
+            Kind::Stream => tcp_send(st, now, s.handle, buf),
         })
     }
 
@@ -905,6 +994,7 @@ impl Runtime {
                 sndtimeo: None,
                 linger: None,
                 v6: s.v6,
+                sigio: Default::default(),
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(nfd) => Ok((nfd, addr_out(s, peer))),

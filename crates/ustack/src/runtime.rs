@@ -22,6 +22,7 @@
 
 use crate::epoll::{self, EpollSet};
 use crate::fd::{Entry, FdTable};
+use crate::signal;
 use crate::sys::{self, PollFd};
 use crate::trace::TraceWriter;
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tracing::warn;
-use ustack_core::{Counters, Errno, Instant, Placed, SocketHandle, Stack, StackConfig};
+use ustack_core::{Counters, Errno, Instant, Placed, Readiness, SocketHandle, Stack, StackConfig};
 use ustack_devices::driver::{receive_batch, retry_held, send_next, TxStep};
 use ustack_devices::{Clock, Device, PacketBatch, RxHalf};
 
@@ -135,6 +136,10 @@ pub(crate) struct State {
     /// Wakers due, woken once the lock is let go (a task woken while the
     /// lock is held would only run into it).
     to_wake: Vec<Waker>,
+    /// Signal-driven sockets (`O_ASYNC` with an owner), by handle.
+    pub(crate) sigio: HashMap<SocketHandle, SigWatch>,
+    /// Signals due, raised once the lock is let go.
+    to_signal: Vec<signal::Raise>,
     /// Software GRO of each batch read (see [`Runtime::set_gro`]), and
     /// its output batch.
     gro: bool,
@@ -159,6 +164,25 @@ pub enum Interest {
 pub(crate) struct SockWakers {
     read: Option<Waker>,
     write: Option<Waker>,
+}
+
+/// A socket with `O_ASYNC` and an owner: what it raises, and the
+/// readiness it had, so that only news raises a signal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SigWatch {
+    pub fd: i32,
+    pub owner: signal::Owner,
+    /// `F_SETSIG` (0: SIGIO).
+    pub sig: i32,
+    pub last: Readiness,
+}
+
+/// What is due once the stack lock is let go: tasks to wake, signals to
+/// raise (a handler run in this thread must not find the lock held).
+#[derive(Default)]
+pub(crate) struct Due {
+    wakers: Vec<Waker>,
+    signals: Vec<signal::Raise>,
 }
 
 /// What one [`State::read_placed`] read: frames, and of those, how many
@@ -376,6 +400,9 @@ impl State {
         let changed = self.stack.take_readiness_changes();
         for &h in &changed {
             self.wake_tasks(h);
+            if !self.sigio.is_empty() {
+                self.sigio_news(h, edge);
+            }
             let Some(watchers) = self.watchers.get(&h) else {
                 continue;
             };
@@ -389,9 +416,66 @@ impl State {
         !changed.is_empty()
     }
 
-    /// The wakers due; wake them after letting go of the lock.
-    fn take_wakes(&mut self) -> Vec<Waker> {
-        std::mem::take(&mut self.to_wake)
+    /// The wakers and signals due; wake and raise them after letting go
+    /// of the lock.
+    fn take_wakes(&mut self) -> Due {
+        Due {
+            wakers: std::mem::take(&mut self.to_wake),
+            signals: std::mem::take(&mut self.to_signal),
+        }
+    }
+
+    /// After a send or connect on `h`: if it left the socket unwritable, a
+    /// signal-driven socket raises POLL_OUT when space returns (Linux's
+    /// SOCKWQ_ASYNC_NOSPACE). The core does not report the application's
+    /// own changes, so the send paths tell it here.
+    pub(crate) fn note_send(&mut self, h: SocketHandle) {
+        if self.sigio.is_empty() {
+            return;
+        }
+        let writable = self.stack.readiness(h).is_ok_and(|r| r.writable);
+        if let Some(w) = self.sigio.get_mut(&h) {
+            w.last.writable &= writable;
+        }
+    }
+
+    /// The signals a change of `h`'s readiness raises if `h` is
+    /// signal-driven. As Linux's `sk_wake_async` callers: news from the
+    /// network only (`edge`), never the application's own calls; POLL_IN
+    /// for each arrival of data, a connection, or a FIN (`tcp_fin`),
+    /// POLL_HUP when both directions are shut, POLL_ERR when an error
+    /// turns up (`sock_def_error_report`), POLL_OUT when send space
+    /// returns after the socket was not writable (`sk_stream_write_space`,
+    /// a finished connect).
+    fn sigio_news(&mut self, h: SocketHandle, edge: bool) {
+        let Some(w) = self.sigio.get_mut(&h) else {
+            return;
+        };
+        let Ok(r) = self.stack.readiness(h) else {
+            return;
+        };
+        let was = std::mem::replace(&mut w.last, r);
+        if !edge {
+            return;
+        }
+        let reason_in = if r.error && !was.error {
+            Some(signal::POLL_ERR)
+        } else if r.hangup && !was.hangup {
+            Some(signal::POLL_HUP)
+        } else if r.readable || (r.read_hangup && !was.read_hangup) {
+            Some(signal::POLL_IN)
+        } else {
+            None
+        };
+        let out = (r.writable && !was.writable).then_some(signal::POLL_OUT);
+        for reason in reason_in.into_iter().chain(out) {
+            self.to_signal.push(signal::Raise {
+                owner: w.owner,
+                sig: w.sig,
+                fd: w.fd,
+                reason,
+            });
+        }
     }
 
     /// Keeps `waker` to wake when `h` turns ready for `interest`.
@@ -734,10 +818,13 @@ impl Shared {
     }
 }
 
-/// Wakes the tasks whose sockets turned ready.
-fn wake_all(wakes: Vec<Waker>) {
-    for w in wakes {
+/// Wakes the tasks whose sockets turned ready and raises the signals due.
+fn wake_all(due: Due) {
+    for w in due.wakers {
         w.wake();
+    }
+    for r in due.signals {
+        signal::raise(r);
     }
 }
 
@@ -847,6 +934,8 @@ impl Runtime {
             wakers: HashMap::new(),
             driver: None,
             to_wake: Vec::new(),
+            sigio: HashMap::new(),
+            to_signal: Vec::new(),
             gro: false,
             gro_out: PacketBatch::new(),
             trace: None,

@@ -8,8 +8,12 @@
 mod connect_async;
 #[path = "../examples/echo_epoll.rs"]
 mod echo_epoll;
+#[path = "../examples/echo_nonblocking.rs"]
+mod echo_nonblocking;
 #[path = "../examples/echo_poll.rs"]
 mod echo_poll;
+#[path = "../examples/echo_sigio.rs"]
+mod echo_sigio;
 #[path = "../examples/echo_threads.rs"]
 mod echo_threads;
 #[path = "../examples/halfclose.rs"]
@@ -28,6 +32,12 @@ fn echo_servers_echo_every_byte() {
     assert_eq!(echo_threads::run(4, 20, 700), Ok(4 * 20 * 700));
     assert_eq!(echo_poll::run(8, 20, 700), Ok(8 * 20 * 700));
     assert_eq!(echo_epoll::run(8, 20, 700), Ok(8 * 20 * 700));
+}
+
+#[test]
+fn the_nonblocking_and_signal_driven_servers_echo_every_byte() {
+    assert_eq!(echo_nonblocking::run(8, 20, 700), Ok(8 * 20 * 700));
+    assert_eq!(echo_sigio::run(8, 20, 700), Ok(8 * 20 * 700));
 }
 
 #[test]
