@@ -638,6 +638,16 @@ impl Tcp {
                     was_connected: true,
                 };
                 s.leftover = t.rcv.q;
+                let mut sq = t.snd.q;
+                sq.release_owned();
+                if sq.has_done() || t.rcv.posted.is_some() {
+                    let mut o = super::table::Orphans {
+                        done: Vec::new(),
+                        posted: t.rcv.posted.map(|p| *p),
+                    };
+                    sq.take_done(&mut o.done);
+                    s.zc = Some(Box::new(o));
+                }
             }
             cx.sh.handles.mark_changed(h);
         }
@@ -842,7 +852,10 @@ impl Tcp {
         let n = if seg.placed > 0 {
             t.take_placed(seg.placed)
         } else {
-            t.take_in_order(seg.payload)
+            let mut direct = 0;
+            let n = t.take_in_order(seg.payload, &mut direct);
+            cx.sh.counters.tcp.rx_direct_bytes += direct;
+            n
         };
         if n < len {
             cx.sh.counters.tcp.rcv_pruned += 1;
@@ -1067,7 +1080,9 @@ impl Tcp {
         if !data.is_empty() {
             if data_ok {
                 let had_hole = !t.rcv.ofo.is_empty();
-                let n = t.take_in_order(data);
+                let mut direct = 0;
+                let n = t.take_in_order(data, &mut direct);
+                cx.sh.counters.tcp.rx_direct_bytes += direct;
                 if n < data.len() {
                     cx.sh.counters.tcp.rcv_pruned += 1;
                     t.owed.ack = true;
@@ -1456,6 +1471,9 @@ impl Tcp {
         // Linux's SOCK_NOSPACE: no spurious EPOLLOUT edges on every ACK.
         if progressed && t.snd.nospace && t.snd.q.free() >= t.snd.q.len() / 2 {
             t.snd.nospace = false;
+            self.tcp_notify(cx, id);
+        } else if t.snd.q.has_done() {
+            // A lent buffer is all ACKed: its owner is told.
             self.tcp_notify(cx, id);
         }
         if fin_acked {

@@ -73,21 +73,25 @@ mod pmtu;
 mod rack;
 mod rtt;
 mod secret;
+mod sendq;
 mod spans;
 pub mod state;
 mod table;
 mod tcb;
 mod timer;
 mod trace;
+mod zc;
 
 pub use api::{Shutdown, SocketRow, TcpInfo};
 pub use buffer::Ring;
 pub use cc::{new_controller, CongestionControl, Cubic, NewReno};
 pub use options::TcpOptions;
 pub(crate) use output::TcpTx;
+pub use sendq::{SendBuf, ZcDone};
 pub use state::State;
 pub use table::{Tcp, TcpSocket};
 pub(crate) use tcb::TcbId;
+pub use zc::RecvDone;
 
 #[cfg(test)]
 mod unit_tests;

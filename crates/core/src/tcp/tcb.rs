@@ -5,6 +5,7 @@ use super::buffer::Ring;
 use super::cc::{new_controller, CaState, CongestionControl};
 use super::options::TcpOptions;
 use super::rtt::Rtt;
+use super::sendq::{Posted, SendQueue};
 use super::spans::{OfoRange, Span};
 use super::state::State;
 use crate::config::TcpConfig;
@@ -42,7 +43,7 @@ pub(crate) struct SendSeq {
     pub wscale: u8,
     /// Payload bytes per segment (peer's MSS, our MTU, options).
     pub mss: u16,
-    pub q: Ring,
+    pub q: SendQueue,
     /// Sequence number of the first byte in `q`.
     pub q_front: SeqNumber,
     /// A send found the buffer full; the next freeing ACK wakes the writer.
@@ -71,6 +72,8 @@ pub(crate) struct RecvSeq {
     pub adv: SeqNumber,
     pub mss: u16,
     pub q: Ring,
+    /// A buffer the application posted for the next in-order data.
+    pub posted: Option<Box<Posted>>,
     pub fin_received: bool,
     pub shut_rd: bool,
     pub ofo: Vec<OfoRange>,
@@ -243,7 +246,7 @@ impl Tcb {
                 wl2: iss,
                 wscale: 0,
                 mss: 536,
-                q: Ring::new(opts.sndbuf),
+                q: SendQueue::new(opts.sndbuf),
                 q_front: iss + 1,
                 nospace: false,
                 fin_queued: false,
@@ -259,6 +262,7 @@ impl Tcb {
                 adv: SeqNumber(0),
                 mss: rcv_mss,
                 q: Ring::new(opts.rcvbuf),
+                posted: None,
                 fin_received: false,
                 shut_rd: false,
                 ofo: Vec::new(),
@@ -444,9 +448,10 @@ mod size_tests {
         // 712 since TCP_CORK's ceiling and RACK's (boxed) state; 736 since
         // the fields are grouped by concern (each group pads on its own);
         // 800 since the addresses are IPv6-sized (`SocketAddr`, 32 bytes
-        // each) beside the path MTU state.
+        // each) beside the path MTU state; 816 since zero-copy sends and
+        // posted receives (a pointer each, boxed).
         let size = core::mem::size_of::<super::Tcb>();
-        assert!(size <= 800, "Tcb is {size} bytes");
+        assert!(size <= 816, "Tcb is {size} bytes");
     }
 }
 

@@ -1,0 +1,226 @@
+//! Zero-copy socket calls: sends from buffers the application lends
+//! whole (handed back once ACKed, `sendq.rs`), and receive buffers the
+//! application posts for in-order data to land in straight from the
+//! frame (`Tcb::take_in_order`).
+
+use super::sendq::{Posted, SendBuf, ZcDone};
+use super::state::State;
+use super::table::{Kind, Tcp};
+use crate::cx::Cx;
+use crate::errno::{Errno, Result};
+use crate::socket::SocketHandle;
+
+/// A posted receive buffer handed back: the bytes in it, or why none.
+#[derive(Debug)]
+pub struct RecvDone {
+    pub tag: u64,
+    pub buf: Vec<u8>,
+    pub result: Result<usize>,
+}
+
+impl Tcp {
+    /// Queues all of `buf` for sending without copying it: segments and
+    /// retransmissions read from it until the cumulative ACK passes its
+    /// last byte, then it comes back from [`Tcp::tcp_zc_done`]. The same
+    /// errors as `tcp_send` (EAGAIN during the handshake, EPIPE, ENOTCONN)
+    /// with the buffer handed back; EINVAL for an empty one.
+    pub fn tcp_send_zc(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        buf: Box<dyn SendBuf>,
+        tag: u64,
+    ) -> core::result::Result<(), (Errno, Box<dyn SendBuf>)> {
+        let now = cx.now;
+        let len = buf.bytes().len();
+        let Some(s) = self.socks.get_mut(h) else {
+            return Err((Errno::EBADF, buf));
+        };
+        if let Some(e) = s.error.take() {
+            cx.sh.handles.mark_changed(h);
+            return Err((e, buf));
+        }
+        let id = match s.kind {
+            Kind::Conn(id) => id,
+            Kind::Closed {
+                was_connected: true,
+            } => return Err((Errno::EPIPE, buf)),
+            _ => return Err((Errno::ENOTCONN, buf)),
+        };
+        let Some(t) = self.get_mut(id) else {
+            return Err((Errno::EPIPE, buf));
+        };
+        if t.snd.fin_queued {
+            return Err((Errno::EPIPE, buf));
+        }
+        match t.state {
+            State::SynSent | State::SynReceived => return Err((Errno::EAGAIN, buf)),
+            State::Established | State::CloseWait => {}
+            _ => return Err((Errno::EPIPE, buf)),
+        }
+        if len == 0 {
+            return Err((Errno::EINVAL, buf));
+        }
+        t.snd.q.push_owned(buf, tag);
+        cx.sh.counters.tcp.tx_zc_bytes += len as u64;
+        t.maybe_arm_persist(now, &cx.cfg.tcp);
+        self.arm(id);
+        self.schedule(now, id);
+        Ok(())
+    }
+
+    /// Moves the lent send buffers of `h` that are done (all ACKed, or
+    /// the connection ended: `acked` says how much) into `out`.
+    pub fn tcp_zc_done(&mut self, h: SocketHandle, out: &mut Vec<ZcDone>) -> Result<()> {
+        let s = self.socks.get_mut(h).ok_or(Errno::EBADF)?;
+        if let Some(z) = s.zc.as_mut() {
+            out.append(&mut z.done);
+        }
+        if let Kind::Conn(id) = s.kind {
+            if let Some(t) = self.get_mut(id) {
+                t.snd.q.take_done(out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of lent buffers `h` still holds, not yet ACKed.
+    pub fn tcp_zc_pending(&self, h: SocketHandle) -> usize {
+        match self.socks.get(h).map(|s| &s.kind) {
+            Some(Kind::Conn(id)) => self.get(*id).map_or(0, |t| t.snd.q.owned()),
+            _ => 0,
+        }
+    }
+
+    /// Posts `buf` for the next received bytes: what the receive ring
+    /// holds is copied in at once, later in-order data lands in it
+    /// straight from the frame. `waitall`: hand it back only once full
+    /// (or at EOF, or on an error). EBUSY when one is already posted,
+    /// EINVAL for an empty buffer, ENOTCONN before a connection.
+    pub fn tcp_post_recv(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        buf: Vec<u8>,
+        tag: u64,
+        waitall: bool,
+    ) -> core::result::Result<(), (Errno, Vec<u8>)> {
+        if buf.is_empty() {
+            return Err((Errno::EINVAL, buf));
+        }
+        let Some(s) = self.socks.get(h) else {
+            return Err((Errno::EBADF, buf));
+        };
+        let posted = match s.kind {
+            Kind::Conn(id) => self.get(id).map(|t| t.rcv.posted.is_some()),
+            Kind::Closed {
+                was_connected: true,
+            } => s.zc.as_ref().map(|z| z.posted.is_some()),
+            _ => return Err((Errno::ENOTCONN, buf)),
+        };
+        if posted == Some(true) {
+            return Err((Errno::EBUSY, buf));
+        }
+        let p = Posted {
+            tag,
+            buf,
+            filled: 0,
+            waitall,
+        };
+        let s = self.socks.get_mut(h).ok_or((Errno::EBADF, Vec::new()))?;
+        match s.kind {
+            Kind::Conn(id) => {
+                if let Some(t) = self.get_mut(id) {
+                    t.rcv.posted = Some(Box::new(p));
+                    // Whatever the ring already holds goes first.
+                    self.posted_fill(cx, h);
+                    return Ok(());
+                }
+                Err((Errno::ENOTCONN, p.buf))
+            }
+            _ => {
+                s.zc.get_or_insert_with(Default::default).posted = Some(p);
+                Ok(())
+            }
+        }
+    }
+
+    /// Copies what the ring holds into the posted buffer (data that
+    /// came while none was posted, or out of order).
+    fn posted_fill(&mut self, cx: &mut Cx<'_>, h: SocketHandle) {
+        let Some(Kind::Conn(id)) = self.socks.get(h).map(|s| &s.kind) else {
+            return;
+        };
+        let id = *id;
+        let Some(t) = self.get_mut(id) else { return };
+        if t.rcv.q.is_empty() {
+            return;
+        }
+        let Some(mut p) = t.rcv.posted.take() else {
+            return;
+        };
+        if p.room() > 0 {
+            let at = p.filled;
+            if let Ok(n) = self.tcp_read(cx, h, &mut p.buf[at..], true) {
+                p.filled += n;
+            }
+        }
+        if let Some(t) = self.get_mut(id) {
+            t.rcv.posted = Some(p);
+        }
+    }
+
+    /// The posted receive buffer of `h`, if it is due back: it holds
+    /// data (all it can, with `waitall`), or EOF or an error ended the
+    /// wait. `force` (a cancel) takes it back in any case: ECANCELED
+    /// unless it holds data, which is never lost.
+    pub fn tcp_take_posted(
+        &mut self,
+        cx: &mut Cx<'_>,
+        h: SocketHandle,
+        force: bool,
+    ) -> Option<RecvDone> {
+        self.posted_fill(cx, h);
+        let s = self.socks.get_mut(h)?;
+        let failed = s.error.is_some();
+        let (p, ended) = match s.kind {
+            Kind::Conn(id) => {
+                let t = self.get(id)?;
+                let p = t.rcv.posted.as_ref()?;
+                let eof = (t.rcv.fin_received || t.rcv.shut_rd) && t.rcv.q.is_empty();
+                if !(p.ready() || force || eof || failed) {
+                    return None;
+                }
+                (*self.get_mut(id)?.rcv.posted.take()?, eof || failed)
+            }
+            _ => (s.zc.as_mut()?.posted.take()?, true),
+        };
+        let mut p = p;
+        let mut err = None;
+        if ended && p.room() > 0 {
+            // What a read gives now: bytes left over, 0 at EOF, the error.
+            let at = p.filled;
+            match self.tcp_read(cx, h, &mut p.buf[at..], true) {
+                Ok(n) => p.filled += n,
+                Err(e) => err = Some(e),
+            }
+        }
+        let result = if p.filled > 0 {
+            Ok(p.filled)
+        } else if let Some(e) = err.filter(|e| *e != Errno::EAGAIN) {
+            Err(e)
+        } else if force && !ended {
+            Err(Errno::ECANCELED)
+        } else {
+            match err {
+                Some(e) => Err(e),
+                None => Ok(0),
+            }
+        };
+        Some(RecvDone {
+            tag: p.tag,
+            buf: p.buf,
+            result,
+        })
+    }
+}

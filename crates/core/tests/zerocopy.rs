@@ -1,0 +1,198 @@
+//! Zero copies: receive buffers posted before the data arrives are
+//! filled straight from the frames (the ring stays out of it), and lent
+//! send buffers are read by every segment and retransmission, then
+//! handed back only once the peer has ACKed their last byte.
+
+mod common;
+
+use common::{Pair, B};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use ustack_core::{Duration, Errno, Medium, SocketHandle, TcpState, ZcDone};
+
+fn connect_pair(p: &mut Pair, port: u16, sndbuf: usize) -> (SocketHandle, SocketHandle) {
+    let l = p.b.tcp_open();
+    p.b.tcp_bind(l, SocketAddr::from((B, port))).unwrap();
+    p.b.tcp_listen(l, 8).unwrap();
+    let c = p.a.tcp_open();
+    p.a.tcp_set_buffers(c, None, Some(sndbuf)).unwrap();
+    assert_eq!(
+        p.a.tcp_connect(p.now, c, SocketAddr::from((B, port))),
+        Err(Errno::EINPROGRESS)
+    );
+    p.pump();
+    assert_eq!(p.a.tcp_state(c), Ok(TcpState::Established));
+    let (s, _) = p.b.tcp_accept(l).unwrap();
+    (c, s)
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n as u32).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn a_recv_posted_before_the_data_gets_it_without_the_ring() {
+    let mut p = Pair::new(Medium::Ip);
+    let (c, s) = connect_pair(&mut p, 80, 256 * 1024);
+    let data = pattern(100_000);
+    // MSG_WAITALL: back only once full.
+    p.b.tcp_post_recv(s, vec![0; data.len()], 7, true).unwrap();
+    assert_eq!(
+        p.b.tcp_post_recv(s, vec![0; 10], 8, false).map_err(|e| e.0),
+        Err(Errno::EBUSY),
+        "one posted buffer at a time"
+    );
+    let mut sent = 0;
+    for _ in 0..1000 {
+        if sent < data.len() {
+            sent += p.a.tcp_send(p.now, c, &data[sent..]).unwrap_or(0);
+        }
+        p.pump();
+        if sent == data.len() {
+            break;
+        }
+        assert!(p.b.tcp_take_posted(s, false).is_none(), "not full yet");
+    }
+    let done = p.b.tcp_take_posted(s, false).expect("full");
+    assert_eq!((done.tag, done.result), (7, Ok(data.len())));
+    assert!(done.buf == data, "bytes intact");
+    assert_eq!(
+        p.b.counters().tcp.rx_direct_bytes,
+        data.len() as u64,
+        "every byte went straight into the posted buffer"
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(p.b.tcp_recv(s, &mut buf), Err(Errno::EAGAIN), "ring empty");
+
+    // Data that came first waits in the ring and is copied in at post time.
+    p.a.tcp_send(p.now, c, b"early").unwrap();
+    p.pump();
+    p.b.tcp_post_recv(s, vec![0; 64], 9, false).unwrap();
+    let d = p.b.tcp_take_posted(s, false).unwrap();
+    assert_eq!((d.result, &d.buf[..5]), (Ok(5), &b"early"[..]));
+    assert_eq!(p.b.counters().tcp.rx_direct_bytes, data.len() as u64);
+
+    // A cancel hands the buffer back; EOF completes a posted recv with 0.
+    p.b.tcp_post_recv(s, vec![0; 64], 10, false).unwrap();
+    let d = p.b.tcp_take_posted(s, true).unwrap();
+    assert_eq!(
+        (d.tag, d.result, d.buf.len()),
+        (10, Err(Errno::ECANCELED), 64)
+    );
+    p.b.tcp_post_recv(s, vec![0; 64], 11, false).unwrap();
+    p.a.close(c).unwrap();
+    p.pump();
+    let d = p.b.tcp_take_posted(s, false).unwrap();
+    assert_eq!((d.tag, d.result), (11, Ok(0)));
+}
+
+#[test]
+fn a_lost_zero_copy_send_is_resent_from_the_same_buffer_and_returned_after_the_last_ack() {
+    let mut p = Pair::new(Medium::Ip);
+    // A send ring far too small to hold the buffer: every byte on the
+    // wire, first sends and retransmissions, comes from the lent buffer.
+    let (c, s) = connect_pair(&mut p, 80, 4096);
+    let data = pattern(60_000);
+    // Drop the 3rd and the last data segment from A, once each.
+    let seen = Rc::new(RefCell::new(0usize));
+    let seen2 = seen.clone();
+    let last = data.len().div_ceil(1448);
+    p.filter = Box::new(move |from_a, f| {
+        if from_a && f.len() > 52 {
+            let mut n = seen2.borrow_mut();
+            *n += 1;
+            if *n == 3 || *n == last {
+                return None;
+            }
+        }
+        Some(f)
+    });
+    p.a.tcp_send_zc(p.now, c, Box::new(data.clone()), 42)
+        .map_err(|e| e.0)
+        .unwrap();
+    assert_eq!(p.a.counters().tcp.tx_zc_bytes, data.len() as u64);
+    let mut got = Vec::new();
+    let mut back: Vec<ZcDone> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..200 {
+        p.advance(Duration::from_millis(5));
+        loop {
+            match p.b.tcp_recv(s, &mut buf) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        p.a.tcp_zc_done(c, &mut back).unwrap();
+        if !back.is_empty() {
+            break;
+        }
+        assert!(
+            p.a.tcp_zc_pending(c) > 0,
+            "while the buffer is out, its bytes are pending"
+        );
+    }
+    assert!(*seen.borrow() > last, "the lost segments were sent again");
+    assert!(p.a.counters().tcp.retrans_segs >= 2);
+    assert_eq!(back.len(), 1, "the buffer came back");
+    assert!(
+        got == data,
+        "every byte arrived intact ({} of {})",
+        got.len(),
+        data.len()
+    );
+    let d = back.pop().unwrap();
+    assert_eq!((d.tag, d.acked), (42, data.len()));
+    assert_eq!(p.a.tcp_zc_pending(c), 0);
+    let v = d.buf.into_any().downcast::<Vec<u8>>().unwrap();
+    assert!(*v == data, "the same buffer, unchanged");
+}
+
+#[test]
+fn a_zero_copy_buffer_comes_back_only_after_the_final_ack() {
+    let mut p = Pair::new(Medium::Ip);
+    let (c, s) = connect_pair(&mut p, 80, 4096);
+    let data = pattern(10_000);
+    // B's ACKs are lost until `open` says otherwise.
+    let open = Rc::new(RefCell::new(false));
+    let o = open.clone();
+    p.filter = Box::new(move |from_a, f| (from_a || *o.borrow()).then_some(f));
+    p.a.tcp_send_zc(p.now, c, Box::new(data.clone()), 1)
+        .map_err(|e| e.0)
+        .unwrap();
+    p.advance(Duration::from_millis(50));
+    let mut buf = vec![0u8; 65536];
+    assert_eq!(p.b.tcp_recv(s, &mut buf), Ok(data.len()), "all delivered");
+    let mut back = Vec::new();
+    p.a.tcp_zc_done(c, &mut back).unwrap();
+    assert!(back.is_empty(), "not ACKed yet: the stack still holds it");
+    *open.borrow_mut() = true;
+    p.advance(Duration::from_secs(2));
+    p.a.tcp_zc_done(c, &mut back).unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].acked, data.len());
+}
+
+#[test]
+fn lent_buffers_of_a_reset_connection_come_back_with_what_was_acked() {
+    let mut p = Pair::new(Medium::Ip);
+    let (c, s) = connect_pair(&mut p, 80, 4096);
+    p.filter = Box::new(|from_a, f| (!from_a).then_some(f));
+    p.a.tcp_send_zc(p.now, c, Box::new(vec![1u8; 5000]), 5)
+        .map_err(|e| e.0)
+        .unwrap();
+    p.pump();
+    // B goes away with a RST (SO_LINGER 0); A drops the connection.
+    p.b.tcp_set_linger(s, Some(Duration::ZERO)).unwrap();
+    p.b.close(s).unwrap();
+    p.pump();
+    assert_eq!(p.a.tcp_state(c).ok(), Some(TcpState::Closed));
+    let mut back = Vec::new();
+    p.a.tcp_zc_done(c, &mut back).unwrap();
+    assert_eq!((back.len(), back[0].tag, back[0].acked), (1, 5, 0));
+    assert_eq!(
+        p.a.tcp_send_zc(p.now, c, Box::new(vec![1u8; 1]), 6)
+            .map_err(|e| e.0),
+        Err(Errno::ECONNRESET)
+    );
+}
