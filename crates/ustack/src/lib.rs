@@ -41,6 +41,7 @@ pub mod link;
 pub mod memnet;
 pub mod net;
 pub mod posix;
+pub mod proactor;
 pub mod runtime;
 pub mod stats;
 mod sys;

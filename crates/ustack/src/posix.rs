@@ -167,6 +167,11 @@ enum Use {
 /// to reach), and, for UDP only, plain IPv4 peers (as Linux's
 /// `ip6_datagram_connect` and `udpv6_sendmsg`: with IPV6_V6ONLY,
 /// EAFNOSUPPORT and ENETUNREACH). Else the wrong family is EAFNOSUPPORT.
+/// The address a connect on `s` goes to (IPv4-mapped for an IPv6 socket).
+pub(crate) fn connect_addr(st: &State, s: &SockEntry, a: SocketAddr) -> Result<SocketAddr> {
+    addr_in(st, s, a, Use::Connect)
+}
+
 fn addr_in(st: &State, s: &SockEntry, a: SocketAddr, to: Use) -> Result<SocketAddr> {
     if !s.v6 {
         return match a {
@@ -518,35 +523,25 @@ impl Runtime {
     /// close(2): frees the descriptor; an epoll instance forgets what it watched.
     pub fn close(&self, fd: i32) -> Result<()> {
         self.linger_before_close(fd);
-        self.with(|st, _| {
-            let e = st.fds.remove(fd).ok_or(Errno::EBADF)?;
-            match e {
-                Entry::Socket(s) => {
-                    st.wakers.remove(&s.handle);
-                    // Every epoll that watched it forgets it (Linux does so when the last reference goes).
-                    if let Some(ws) = st.watchers.remove(&s.handle) {
-                        for (ep, wfd) in ws {
-                            if let Some(set) = st.epolls.get_mut(&ep) {
-                                let _ = set.delete(wfd);
-                            }
-                        }
-                    }
-                    st.stack.close(s.handle)
+        self.with(|st, _| match st.fds.get(fd).ok_or(Errno::EBADF)? {
+            Entry::Socket(_) => {
+                let h = st.forget_fd(fd).ok_or(Errno::EBADF)?;
+                st.stack.close(h)
+            }
+            Entry::Epoll => {
+                st.fds.remove(fd);
+                let set = st.epolls.remove(&fd).unwrap_or_default();
+                let watched: Vec<(i32, SocketHandle)> = set
+                    .fds()
+                    .filter_map(|wfd| match st.fds.get(wfd) {
+                        Some(Entry::Socket(s)) => Some((wfd, s.handle)),
+                        _ => None,
+                    })
+                    .collect();
+                for (wfd, h) in watched {
+                    st.unwatch(h, fd, wfd);
                 }
-                Entry::Epoll => {
-                    let set = st.epolls.remove(&fd).unwrap_or_default();
-                    let watched: Vec<(i32, SocketHandle)> = set
-                        .fds()
-                        .filter_map(|wfd| match st.fds.get(wfd) {
-                            Some(Entry::Socket(s)) => Some((wfd, s.handle)),
-                            _ => None,
-                        })
-                        .collect();
-                    for (wfd, h) in watched {
-                        st.unwatch(h, fd, wfd);
-                    }
-                    Ok(())
-                }
+                Ok(())
             }
         })
     }
