@@ -121,10 +121,11 @@ impl Stack {
         self.tcp.tcp_zc_pending(h)
     }
 
-    /// Posts a receive buffer: in-order data lands in it straight from
-    /// the frame (`tcp.rx_direct_bytes`) while the receive ring holds
-    /// nothing before it. Taken back by
-    /// [`tcp_take_posted`](Self::tcp_take_posted). EBUSY if one is posted.
+    /// Posts a receive buffer, after those posted before: in-order data
+    /// lands in them straight from the frame (`tcp.rx_direct_bytes`)
+    /// while the receive ring holds nothing before it. Taken back by
+    /// [`tcp_take_posted`](Self::tcp_take_posted). EBUSY with
+    /// `tcp::MAX_POSTED` posted.
     pub fn tcp_post_recv(
         &mut self,
         h: SocketHandle,
@@ -139,12 +140,13 @@ impl Stack {
         tcp.tcp_post_recv(&mut cx, h, buf, tag, waitall)
     }
 
-    /// The posted receive buffer of `h` if it is due back (data in it,
-    /// EOF, an error), or in any case with `force` (a cancel).
-    pub fn tcp_take_posted(&mut self, h: SocketHandle, force: bool) -> Option<RecvDone> {
+    /// The first posted receive buffer of `h` if it is due back (data
+    /// in it, EOF, an error); or, with `cancel`, the one posted with that
+    /// tag in any case (ECANCELED unless it holds data).
+    pub fn tcp_take_posted(&mut self, h: SocketHandle, cancel: Option<u64>) -> Option<RecvDone> {
         self.expect(h, Proto::Tcp).ok()?;
         let (tcp, mut cx) = split!(self, tcp, self.clock);
-        tcp.tcp_take_posted(&mut cx, h, force)
+        tcp.tcp_take_posted(&mut cx, h, cancel)
     }
 
     /// Like [`tcp_recv`](Self::tcp_recv) but leaves the bytes queued (MSG_PEEK).

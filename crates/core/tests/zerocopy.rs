@@ -35,14 +35,10 @@ fn pattern(n: usize) -> Vec<u8> {
 fn a_recv_posted_before_the_data_gets_it_without_the_ring() {
     let mut p = Pair::new(Medium::Ip);
     let (c, s) = connect_pair(&mut p, 80, 256 * 1024);
-    let data = pattern(100_000);
-    // MSG_WAITALL: back only once full.
-    p.b.tcp_post_recv(s, vec![0; data.len()], 7, true).unwrap();
-    assert_eq!(
-        p.b.tcp_post_recv(s, vec![0; 10], 8, false).map_err(|e| e.0),
-        Err(Errno::EBUSY),
-        "one posted buffer at a time"
-    );
+    let data = pattern(100_010);
+    // MSG_WAITALL: back only once full. Two buffers, filled in order.
+    p.b.tcp_post_recv(s, vec![0; 100_000], 7, true).unwrap();
+    p.b.tcp_post_recv(s, vec![0; 10], 8, true).unwrap();
     let mut sent = 0;
     for _ in 0..1000 {
         if sent < data.len() {
@@ -52,15 +48,18 @@ fn a_recv_posted_before_the_data_gets_it_without_the_ring() {
         if sent == data.len() {
             break;
         }
-        assert!(p.b.tcp_take_posted(s, false).is_none(), "not full yet");
+        assert!(p.b.tcp_take_posted(s, None).is_none(), "not full yet");
     }
-    let done = p.b.tcp_take_posted(s, false).expect("full");
-    assert_eq!((done.tag, done.result), (7, Ok(data.len())));
-    assert!(done.buf == data, "bytes intact");
+    let done = p.b.tcp_take_posted(s, None).expect("full");
+    assert_eq!((done.tag, done.result), (7, Ok(100_000)));
+    assert!(done.buf[..] == data[..100_000], "bytes intact");
+    let done = p.b.tcp_take_posted(s, None).expect("full");
+    assert_eq!((done.tag, done.result), (8, Ok(10)));
+    assert!(done.buf[..] == data[100_000..], "bytes intact, in order");
     assert_eq!(
         p.b.counters().tcp.rx_direct_bytes,
         data.len() as u64,
-        "every byte went straight into the posted buffer"
+        "every byte went straight into the posted buffers"
     );
     let mut buf = [0u8; 16];
     assert_eq!(p.b.tcp_recv(s, &mut buf), Err(Errno::EAGAIN), "ring empty");
@@ -69,13 +68,14 @@ fn a_recv_posted_before_the_data_gets_it_without_the_ring() {
     p.a.tcp_send(p.now, c, b"early").unwrap();
     p.pump();
     p.b.tcp_post_recv(s, vec![0; 64], 9, false).unwrap();
-    let d = p.b.tcp_take_posted(s, false).unwrap();
+    let d = p.b.tcp_take_posted(s, None).unwrap();
     assert_eq!((d.result, &d.buf[..5]), (Ok(5), &b"early"[..]));
     assert_eq!(p.b.counters().tcp.rx_direct_bytes, data.len() as u64);
 
     // A cancel hands the buffer back; EOF completes a posted recv with 0.
     p.b.tcp_post_recv(s, vec![0; 64], 10, false).unwrap();
-    let d = p.b.tcp_take_posted(s, true).unwrap();
+    assert!(p.b.tcp_take_posted(s, None).is_none(), "nothing yet");
+    let d = p.b.tcp_take_posted(s, Some(10)).unwrap();
     assert_eq!(
         (d.tag, d.result, d.buf.len()),
         (10, Err(Errno::ECANCELED), 64)
@@ -83,7 +83,7 @@ fn a_recv_posted_before_the_data_gets_it_without_the_ring() {
     p.b.tcp_post_recv(s, vec![0; 64], 11, false).unwrap();
     p.a.close(c).unwrap();
     p.pump();
-    let d = p.b.tcp_take_posted(s, false).unwrap();
+    let d = p.b.tcp_take_posted(s, None).unwrap();
     assert_eq!((d.tag, d.result), (11, Ok(0)));
 }
 

@@ -164,9 +164,8 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Cqe<S> {
 /// What one socket has in flight.
 #[derive(Default)]
 struct SockOps {
-    /// Recvs in order; the first is posted to the stack when `posted`.
-    recvs: VecDeque<(u64, Vec<u8>, bool)>,
-    posted: Option<u64>,
+    /// Recvs posted to the stack (their buffers are there), in order.
+    recvs: VecDeque<u64>,
     /// Sends the stack holds, by user_data (their tags), in order.
     sends: VecDeque<(u64, usize)>,
     /// Sends waiting for the handshake to finish.
@@ -179,7 +178,6 @@ struct SockOps {
 impl SockOps {
     fn idle(&self) -> bool {
         self.recvs.is_empty()
-            && self.posted.is_none()
             && self.sends.is_empty()
             && self.held.is_empty()
             && self.accepts.is_empty()
@@ -267,14 +265,13 @@ impl Engine {
                     self.start_send(stack, now, sock, ud, buf);
                 }
             }
-            Op::Recv { sock, buf, waitall } => {
-                self.socks
-                    .entry(sock)
-                    .or_default()
-                    .recvs
-                    .push_back((ud, buf, waitall));
-                self.progress_one(stack, now, sock);
-            }
+            Op::Recv { sock, buf, waitall } => match stack.tcp_post_recv(sock, buf, ud, waitall) {
+                Ok(()) => {
+                    self.socks.entry(sock).or_default().recvs.push_back(ud);
+                    self.progress_one(stack, now, sock);
+                }
+                Err((e, buf)) => self.complete(Cqe::new(ud, Err(e), CqeBuf::Recv(buf))),
+            },
             Op::Close { sock } => {
                 self.socks.entry(sock).or_default().close = Some(ud);
                 self.progress_one(stack, now, sock);
@@ -318,13 +315,9 @@ impl Engine {
     pub fn cancel(&mut self, stack: &mut Stack, user_data: u64) -> Result<(), Errno> {
         let mut found = None;
         for (h, ops) in self.socks.iter_mut() {
-            if ops.posted == Some(user_data) {
+            if let Some(i) = ops.recvs.iter().position(|u| *u == user_data) {
+                ops.recvs.remove(i);
                 found = Some((*h, 0));
-            } else if let Some(i) = ops.recvs.iter().position(|r| r.0 == user_data) {
-                let (ud, buf, _) = ops.recvs.remove(i).unwrap_or_default();
-                found = Some((*h, 1));
-                self.cq
-                    .push_back(Cqe::new(ud, Err(Errno::ECANCELED), CqeBuf::Recv(buf)));
             } else if let Some(i) = ops.held.iter().position(|r| r.0 == user_data) {
                 if let Some((ud, buf)) = ops.held.remove(i) {
                     self.cq
@@ -355,12 +348,10 @@ impl Engine {
                 Ok(())
             }
             Some((h, _)) => {
-                if let Some(d) = stack.tcp_take_posted(h, true) {
-                    if let Some(ops) = self.socks.get_mut(&h) {
-                        ops.posted = None;
-                        ops.recvs.pop_front();
-                    }
-                    self.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf)));
+                match stack.tcp_take_posted(h, Some(user_data)) {
+                    Some(d) => self.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf))),
+                    // The stack no longer has it: it must have completed.
+                    None => self.complete(Cqe::new(user_data, Err(Errno::ECANCELED), CqeBuf::None)),
                 }
                 Ok(())
             }
@@ -432,29 +423,13 @@ impl Engine {
                 self.complete(Cqe::new(d.tag, r, CqeBuf::Send(d.buf)));
             }
         }
-        // Recvs: the posted one, then post the next.
-        for _ in 0..ops.recvs.len() + 1 {
-            if ops.posted.is_some() {
-                match stack.tcp_take_posted(h, false) {
-                    Some(d) => {
-                        ops.posted = None;
-                        ops.recvs.pop_front();
-                        self.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf)));
-                    }
-                    None => break,
-                }
-            }
-            let Some((ud, buf, waitall)) = ops.recvs.front_mut() else {
+        // Recvs, in the order posted.
+        while !ops.recvs.is_empty() {
+            let Some(d) = stack.tcp_take_posted(h, None) else {
                 break;
             };
-            let (ud, waitall, buf) = (*ud, *waitall, std::mem::take(buf));
-            match stack.tcp_post_recv(h, buf, ud, waitall) {
-                Ok(()) => ops.posted = Some(ud),
-                Err((e, buf)) => {
-                    ops.recvs.pop_front();
-                    self.complete(Cqe::new(ud, Err(e), CqeBuf::Recv(buf)));
-                }
-            }
+            ops.recvs.retain(|u| *u != d.tag);
+            self.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf)));
         }
         // Accepts.
         while let Some(&ud) = ops.accepts.front() {
@@ -476,16 +451,11 @@ impl Engine {
         // Close, once the sends before it are done.
         if let Some(ud) = ops.close {
             if ops.sends.is_empty() && ops.held.is_empty() {
-                if ops.posted.take().is_some() {
-                    if let Some(d) = stack.tcp_take_posted(h, true) {
-                        ops.recvs.pop_front();
-                        self.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf)));
+                for ud in std::mem::take(&mut ops.recvs) {
+                    match stack.tcp_take_posted(h, Some(ud)) {
+                        Some(d) => self.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf))),
+                        None => self.complete(Cqe::new(ud, Err(Errno::ECANCELED), CqeBuf::None)),
                     }
-                }
-                for (ud, buf, _) in ops.recvs.drain(..) {
-                    self.inflight -= 1;
-                    self.cq
-                        .push_back(Cqe::new(ud, Err(Errno::ECANCELED), CqeBuf::Recv(buf)));
                 }
                 for ud in ops.accepts.drain(..) {
                     self.inflight -= 1;

@@ -643,7 +643,7 @@ impl Tcp {
                 if sq.has_done() || t.rcv.posted.is_some() {
                     let mut o = super::table::Orphans {
                         done: Vec::new(),
-                        posted: t.rcv.posted.map(|p| *p),
+                        posted: t.rcv.posted.map(|p| *p).unwrap_or_default(),
                     };
                     sq.take_done(&mut o.done);
                     s.zc = Some(Box::new(o));

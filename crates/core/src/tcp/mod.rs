@@ -91,7 +91,7 @@ pub use sendq::{SendBuf, ZcDone};
 pub use state::State;
 pub use table::{Tcp, TcpSocket};
 pub(crate) use tcb::TcbId;
-pub use zc::RecvDone;
+pub use zc::{RecvDone, MAX_POSTED};
 
 #[cfg(test)]
 mod unit_tests;

@@ -65,7 +65,7 @@ pub struct TcpSocket {
     /// expiry, RST): readable until drained, like Linux's receive queue.
     pub(crate) leftover: Ring,
     /// What the connection held of the application's when it ended:
-    /// lent send buffers and a posted receive buffer, to hand back.
+    /// lent send buffers and posted receive buffers, to hand back.
     pub(crate) zc: Option<Box<Orphans>>,
 }
 
@@ -73,7 +73,7 @@ pub struct TcpSocket {
 #[derive(Debug, Default)]
 pub(crate) struct Orphans {
     pub done: Vec<super::sendq::ZcDone>,
-    pub posted: Option<super::sendq::Posted>,
+    pub posted: std::collections::VecDeque<super::sendq::Posted>,
 }
 /// Who uses a local port: bound sockets (not connected) and the TCBs,
 /// counted by the reuse options they were made with.

@@ -13,6 +13,7 @@ use crate::errno::Errno;
 use crate::event::RetransmitCause;
 use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use ustack_wire::SeqNumber;
 
@@ -72,8 +73,10 @@ pub(crate) struct RecvSeq {
     pub adv: SeqNumber,
     pub mss: u16,
     pub q: Ring,
-    /// A buffer the application posted for the next in-order data.
-    pub posted: Option<Box<Posted>>,
+    /// Buffers the application posted for the next in-order data, in
+    /// order. Boxed: one pointer in every TCB instead of a 32-byte deque.
+    #[allow(clippy::box_collection)]
+    pub posted: Option<Box<VecDeque<Posted>>>,
     pub fin_received: bool,
     pub shut_rd: bool,
     pub ofo: Vec<OfoRange>,

@@ -6,6 +6,9 @@
 use super::sendq::{Posted, SendBuf, ZcDone};
 use super::state::State;
 use super::table::{Kind, Tcp};
+
+/// Receive buffers one connection may have posted at once.
+pub const MAX_POSTED: usize = 64;
 use crate::cx::Cx;
 use crate::errno::{Errno, Result};
 use crate::socket::SocketHandle;
@@ -92,11 +95,13 @@ impl Tcp {
         }
     }
 
-    /// Posts `buf` for the next received bytes: what the receive ring
-    /// holds is copied in at once, later in-order data lands in it
-    /// straight from the frame. `waitall`: hand it back only once full
-    /// (or at EOF, or on an error). EBUSY when one is already posted,
-    /// EINVAL for an empty buffer, ENOTCONN before a connection.
+    /// Posts `buf` for the next received bytes, after the buffers
+    /// posted before it: what the receive ring holds is copied in at
+    /// once, later in-order data lands in the posted buffers straight
+    /// from the frame, filling them in order. `waitall`: hand it back
+    /// only once full (or at EOF, or on an error). EBUSY with
+    /// [`MAX_POSTED`] buffers posted, EINVAL for an empty buffer,
+    /// ENOTCONN before a connection.
     pub fn tcp_post_recv(
         &mut self,
         cx: &mut Cx<'_>,
@@ -108,44 +113,35 @@ impl Tcp {
         if buf.is_empty() {
             return Err((Errno::EINVAL, buf));
         }
-        let Some(s) = self.socks.get(h) else {
+        let Some(s) = self.socks.get_mut(h) else {
             return Err((Errno::EBADF, buf));
         };
-        let posted = match s.kind {
-            Kind::Conn(id) => self.get(id).map(|t| t.rcv.posted.is_some()),
-            Kind::Closed {
-                was_connected: true,
-            } => s.zc.as_ref().map(|z| z.posted.is_some()),
-            _ => return Err((Errno::ENOTCONN, buf)),
-        };
-        if posted == Some(true) {
-            return Err((Errno::EBUSY, buf));
-        }
         let p = Posted {
             tag,
             buf,
             filled: 0,
             waitall,
         };
-        let s = self.socks.get_mut(h).ok_or((Errno::EBADF, Vec::new()))?;
-        match s.kind {
-            Kind::Conn(id) => {
-                if let Some(t) = self.get_mut(id) {
-                    t.rcv.posted = Some(Box::new(p));
-                    // Whatever the ring already holds goes first.
-                    self.posted_fill(cx, h);
-                    return Ok(());
-                }
-                Err((Errno::ENOTCONN, p.buf))
-            }
-            _ => {
-                s.zc.get_or_insert_with(Default::default).posted = Some(p);
-                Ok(())
-            }
+        let q = match s.kind {
+            Kind::Conn(id) => match self.get_mut(id) {
+                Some(t) => &mut **t.rcv.posted.get_or_insert_with(Default::default),
+                None => return Err((Errno::ENOTCONN, p.buf)),
+            },
+            Kind::Closed {
+                was_connected: true,
+            } => &mut s.zc.get_or_insert_with(Default::default).posted,
+            _ => return Err((Errno::ENOTCONN, p.buf)),
+        };
+        if q.len() >= MAX_POSTED {
+            return Err((Errno::EBUSY, p.buf));
         }
+        q.push_back(p);
+        // Whatever the ring already holds goes first.
+        self.posted_fill(cx, h);
+        Ok(())
     }
 
-    /// Copies what the ring holds into the posted buffer (data that
+    /// Copies what the ring holds into the posted buffers (data that
     /// came while none was posted, or out of order).
     fn posted_fill(&mut self, cx: &mut Cx<'_>, h: SocketHandle) {
         let Some(Kind::Conn(id)) = self.socks.get(h).map(|s| &s.kind) else {
@@ -156,48 +152,66 @@ impl Tcp {
         if t.rcv.q.is_empty() {
             return;
         }
-        let Some(mut p) = t.rcv.posted.take() else {
+        let Some(mut q) = t.rcv.posted.take() else {
             return;
         };
-        if p.room() > 0 {
+        for p in q.iter_mut() {
+            if p.room() == 0 {
+                continue;
+            }
             let at = p.filled;
-            if let Ok(n) = self.tcp_read(cx, h, &mut p.buf[at..], true) {
-                p.filled += n;
+            match self.tcp_read(cx, h, &mut p.buf[at..], true) {
+                Ok(n) if n > 0 => p.filled += n,
+                _ => break,
             }
         }
         if let Some(t) = self.get_mut(id) {
-            t.rcv.posted = Some(p);
+            t.rcv.posted = Some(q);
         }
     }
 
-    /// The posted receive buffer of `h`, if it is due back: it holds
-    /// data (all it can, with `waitall`), or EOF or an error ended the
-    /// wait. `force` (a cancel) takes it back in any case: ECANCELED
-    /// unless it holds data, which is never lost.
+    /// The first posted receive buffer of `h`, if it is due back: it
+    /// holds data (all it can, with `waitall`), or EOF or an error ended
+    /// the wait. `cancel`: instead the buffer posted with that tag, in
+    /// any case: ECANCELED unless it holds data, which is never lost.
     pub fn tcp_take_posted(
         &mut self,
         cx: &mut Cx<'_>,
         h: SocketHandle,
-        force: bool,
+        cancel: Option<u64>,
     ) -> Option<RecvDone> {
         self.posted_fill(cx, h);
         let s = self.socks.get_mut(h)?;
         let failed = s.error.is_some();
         let (p, ended) = match s.kind {
             Kind::Conn(id) => {
-                let t = self.get(id)?;
-                let p = t.rcv.posted.as_ref()?;
+                let t = self.get_mut(id)?;
                 let eof = (t.rcv.fin_received || t.rcv.shut_rd) && t.rcv.q.is_empty();
-                if !(p.ready() || force || eof || failed) {
-                    return None;
-                }
-                (*self.get_mut(id)?.rcv.posted.take()?, eof || failed)
+                let q = t.rcv.posted.as_mut()?;
+                let i = match cancel {
+                    Some(tag) => q.iter().position(|p| p.tag == tag)?,
+                    None => {
+                        let p = q.front()?;
+                        if !(p.ready() || eof || failed) {
+                            return None;
+                        }
+                        0
+                    }
+                };
+                (q.remove(i)?, eof || failed)
             }
-            _ => (s.zc.as_mut()?.posted.take()?, true),
+            _ => {
+                let q = &mut s.zc.as_mut()?.posted;
+                let i = match cancel {
+                    Some(tag) => q.iter().position(|p| p.tag == tag)?,
+                    None => 0,
+                };
+                (q.remove(i)?, true)
+            }
         };
         let mut p = p;
         let mut err = None;
-        if ended && p.room() > 0 {
+        if ended && p.room() > 0 && cancel.is_none() {
             // What a read gives now: bytes left over, 0 at EOF, the error.
             let at = p.filled;
             match self.tcp_read(cx, h, &mut p.buf[at..], true) {
@@ -207,9 +221,7 @@ impl Tcp {
         }
         let result = if p.filled > 0 {
             Ok(p.filled)
-        } else if let Some(e) = err.filter(|e| *e != Errno::EAGAIN) {
-            Err(e)
-        } else if force && !ended {
+        } else if cancel.is_some() {
             Err(Errno::ECANCELED)
         } else {
             match err {
