@@ -4,6 +4,7 @@
 
 use crate::{BulkOptions, BulkResult, Source, Wire};
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use ustack_core::wire::{ChecksumCaps, Ipv4Addr, Ipv4Cidr};
 use ustack_core::{
     Congestion, Duration, Errno, Instant, Medium, SocketHandle, Stack, StackConfig, TcpState,
@@ -313,11 +314,17 @@ pub fn run_zerocopy(opts: &BulkOptions) -> Result<BulkResult, String> {
     )?;
     let src = Source::new(opts.chunk);
     let (mut ce, mut se) = (Engine::new(4 * ZC_DEPTH), Engine::new(4 * ZC_DEPTH));
-    // The client's buffers: each is the pattern at a multiple of `chunk`.
-    let mut spare: Vec<Vec<u8>> = (0..ZC_DEPTH)
-        .map(|_| src.chunk(0, opts.chunk as u64).to_vec())
-        .collect();
-    let mut recv_bufs: Vec<Vec<u8>> = (0..ZC_DEPTH).map(|_| vec![0u8; opts.chunk]).collect();
+    let depth = std::env::var("TCP_BULK_ZC_DEPTH")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(ZC_DEPTH);
+    // What the client lends: the pattern at a multiple of `chunk`, one
+    // shared buffer (as the copy API's sends read the one pattern), and
+    // the tail of the stream if it ends mid-chunk.
+    let whole: Arc<[u8]> = Arc::from(src.chunk(0, opts.chunk as u64));
+    let tail = (opts.bytes % opts.chunk as u64) as usize;
+    let mut lent = 0usize;
+    let mut recv_bufs: Vec<Vec<u8>> = (0..depth).map(|_| vec![0u8; opts.chunk]).collect();
     let (mut sent, mut received) = (0u64, 0u64);
     let mut server: Option<SocketHandle> = None;
     let mut next_ud = 0u64;
@@ -337,19 +344,21 @@ pub fn run_zerocopy(opts: &BulkOptions) -> Result<BulkResult, String> {
         // Client: reap the buffers ACKed, lend them again.
         let c = &mut stacks[0];
         ce.progress(c, now);
-        while let Some(mut cqe) = ce.reap() {
+        while let Some(cqe) = ce.reap() {
             cqe.result.map_err(|e| format!("zero-copy send: {e}"))?;
-            if let Some(v) = cqe.take_vec() {
-                spare.push(v);
-            }
+            lent -= 1;
         }
-        while sent < opts.bytes && ce.has_room() {
-            let Some(mut b) = spare.pop() else { break };
+        while sent < opts.bytes && lent < depth && ce.has_room() {
             let n = (opts.bytes - sent).min(opts.chunk as u64) as usize;
-            b.truncate(n);
+            let buf: Box<dyn ustack_core::SendBuf> = if n == opts.chunk {
+                Box::new(whole.clone())
+            } else {
+                Box::new(whole[..tail].to_vec())
+            };
             next_ud += 1;
-            ce.submit(c, now, Sqe::new(next_ud, Op::send(client, b)))
+            ce.submit(c, now, Sqe::new(next_ud, Op::Send { sock: client, buf }))
                 .map_err(|(e, _)| format!("send: {e}"))?;
+            lent += 1;
             sent += n as u64;
         }
         // Server: completed recvs are checked and posted again.

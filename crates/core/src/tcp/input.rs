@@ -38,6 +38,10 @@ pub(crate) struct FastSeg<'a> {
     /// Payload bytes already written in place at the tail of the receive
     /// ring (`payload` is then empty): see `Tcp::process_placed`.
     placed: usize,
+    /// Payload bytes already written past the filled part of the first
+    /// posted receive buffer with room (`payload` is then empty), in the
+    /// pass that summed them for the checksum.
+    posted: usize,
 }
 
 impl<'a> FastSeg<'a> {
@@ -49,6 +53,7 @@ impl<'a> FastSeg<'a> {
             timestamp: seg.timestamp,
             payload: seg.payload,
             placed: 0,
+            posted: 0,
         }
     }
 
@@ -62,6 +67,7 @@ impl<'a> FastSeg<'a> {
             timestamp: seg.timestamp,
             payload: seg.payload,
             placed: 0,
+            posted: 0,
         }
     }
 }
@@ -85,14 +91,26 @@ impl Tcp {
         let Some(id) = self.cached(local, remote) else {
             return false;
         };
-        if cx.cfg.checksums.rx
-            && checksum::fold(
-                ip.pseudo_sum(IpProtocol::Tcp, segment.len()) + checksum::sum(segment),
-            ) != 0xffff
-        {
-            return false;
+        let mut fast = FastSeg::from_fast(&seg);
+        if cx.cfg.checksums.rx {
+            let hl = segment.len() - seg.payload.len();
+            let pseudo = ip.pseudo_sum(IpProtocol::Tcp, segment.len());
+            // Payload bound for a posted buffer is copied there in the
+            // pass that sums it (the header is even-sized: sums add,
+            // RFC 1071); the bytes count only once the segment is taken.
+            let sum = match self.posted_copy_sum(id, seg.payload) {
+                Some(s) => {
+                    fast.payload = &[];
+                    fast.posted = seg.payload.len();
+                    checksum::sum(&segment[..hl]) + s
+                }
+                None => checksum::sum(segment),
+            };
+            if checksum::fold(pseudo + sum) != 0xffff {
+                return false;
+            }
         }
-        if !self.tcp_fast_data(cx, id, &FastSeg::from_fast(&seg)) {
+        if !self.tcp_fast_data(cx, id, &fast) {
             self.fast_missed = Some(id);
             return false;
         }
@@ -810,7 +828,7 @@ impl Tcp {
             return false;
         };
         let wnd = u32::from(seg.window_len) << t.snd.wscale;
-        let len = seg.payload.len() + seg.placed;
+        let len = seg.payload.len() + seg.placed + seg.posted;
         if t.state != State::Established
             || seg.seq_number != t.rcv.nxt
             || len == 0
@@ -851,6 +869,9 @@ impl Tcp {
         // Seventh: segment text, in order, no hole to fill.
         let n = if seg.placed > 0 {
             t.take_placed(seg.placed)
+        } else if seg.posted > 0 {
+            cx.sh.counters.tcp.rx_direct_bytes += seg.posted as u64;
+            t.take_posted_placed(seg.posted)
         } else {
             let mut direct = 0;
             let n = t.take_in_order(seg.payload, &mut direct);

@@ -6,6 +6,8 @@
 use super::sendq::{Posted, SendBuf, ZcDone};
 use super::state::State;
 use super::table::{Kind, Tcp};
+use super::tcb::{Tcb, TcbId};
+use ustack_wire::checksum::copy_and_sum;
 
 /// Receive buffers one connection may have posted at once.
 pub const MAX_POSTED: usize = 64;
@@ -22,6 +24,25 @@ pub struct RecvDone {
 }
 
 impl Tcp {
+    /// Header prediction's receive into a posted buffer: copies
+    /// `payload` past the filled part of `id`'s first posted buffer with
+    /// room, summing it (RFC 1071) in the same pass, when the next
+    /// in-order data would go there whole (nothing in the ring or out of
+    /// order, room for all of it). The bytes stay unfilled until
+    /// [`Tcb::take_posted_placed`]; `None`, nothing written, otherwise.
+    #[inline]
+    pub(crate) fn posted_copy_sum(&mut self, id: TcbId, payload: &[u8]) -> Option<u64> {
+        let t = self.get_mut(id)?;
+        if payload.is_empty() || !t.rcv.q.is_empty() || !t.rcv.ofo.is_empty() {
+            return None;
+        }
+        let p = t.rcv.posted.as_mut()?.iter_mut().find(|p| p.room() > 0)?;
+        if p.room() < payload.len() {
+            return None;
+        }
+        let at = p.filled;
+        Some(copy_and_sum(&mut p.buf[at..at + payload.len()], payload))
+    }
     /// Queues all of `buf` for sending without copying it: segments and
     /// retransmissions read from it until the cumulative ACK passes its
     /// last byte, then it comes back from [`Tcp::tcp_zc_done`]. The same
@@ -234,5 +255,24 @@ impl Tcp {
             buf: p.buf,
             result,
         })
+    }
+}
+
+impl Tcb {
+    /// Makes `n` bytes [`Tcp::posted_copy_sum`] wrote the next in-order
+    /// data, filled in the first posted buffer with room. Returns `n`.
+    pub(crate) fn take_posted_placed(&mut self, n: usize) -> usize {
+        let Some(p) = self
+            .rcv
+            .posted
+            .as_mut()
+            .and_then(|q| q.iter_mut().find(|p| p.room() > 0))
+        else {
+            return 0;
+        };
+        let n = n.min(p.room());
+        p.filled += n;
+        self.rcv.nxt += n;
+        n
     }
 }
