@@ -93,7 +93,8 @@ impl Stack {
     /// and retransmissions read from it, and it comes back through
     /// [`tcp_zc_done`](Self::tcp_zc_done) once every byte is ACKed (the
     /// MSG_ZEROCOPY idea). Errors as [`tcp_send`](Self::tcp_send), the
-    /// buffer handed back with them.
+    /// buffer handed back with them. Tagged `tcp::ZC_DETACHED`, it is
+    /// dropped once ACKed instead.
     pub fn tcp_send_zc(
         &mut self,
         now: Instant,

@@ -38,6 +38,7 @@ pub mod epoll;
 pub mod fd;
 pub mod forward;
 pub mod link;
+pub mod mapped;
 pub mod memnet;
 pub mod net;
 pub mod posix;

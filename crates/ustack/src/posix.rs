@@ -449,6 +449,64 @@ impl Runtime {
         self.send(fd, buf, 0)
     }
 
+    /// sendfile(2) to a TCP socket: `count` bytes of `file` from
+    /// `offset` (clipped to its end) go out without a user-space bounce
+    /// buffer: a regular file is mapped read-only and the mapping lent to
+    /// the stack whole, segments and retransmissions reading the file's
+    /// pages until the peer ACKs them (then it is unmapped). Other files
+    /// are read into a buffer first. Returns the bytes queued (all of
+    /// them; 0 at or past the end), or waits (blocking socket) or EAGAIN
+    /// while the handshake runs; the errors of send. The file must not
+    /// shrink while being sent (a page past its end faults).
+    pub fn sendfile(
+        &self,
+        fd: i32,
+        file: &std::fs::File,
+        offset: u64,
+        count: usize,
+    ) -> Result<usize> {
+        let s = self.with(|st, _| sock(st, fd))?;
+        if s.kind != Kind::Stream {
+            return Err(Errno::EINVAL);
+        }
+        let meta = file.metadata().map_err(|_| Errno::EINVAL)?;
+        let buf: Box<dyn ustack_core::SendBuf> = if meta.is_file() {
+            let len = meta.len().saturating_sub(offset).min(count as u64) as usize;
+            if len == 0 {
+                return Ok(0);
+            }
+            Box::new(crate::mapped::FileMap::new(file, offset, len).map_err(|_| Errno::ENOMEM)?)
+        } else {
+            use std::os::unix::fs::FileExt;
+            let mut v = vec![0u8; count];
+            let n = file.read_at(&mut v, offset).map_err(|_| Errno::EINVAL)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            v.truncate(n);
+            Box::new(v)
+        };
+        let len = buf.bytes().len();
+        let mut buf = Some(buf);
+        let mut op = |st: &mut State, now| {
+            let Some(b) = buf.take() else {
+                return Err(Errno::EINVAL);
+            };
+            let detached = ustack_core::tcp::ZC_DETACHED;
+            match st.stack.tcp_send_zc(now, s.handle, b, detached) {
+                Ok(()) => Ok(len),
+                Err((e, b)) => {
+                    buf = Some(b);
+                    Err(e)
+                }
+            }
+        };
+        match wait_for(&s, 0, s.sndtimeo) {
+            None => self.with(|st, now| op(st, now)),
+            Some(timeout) => self.wait(timeout, |st, now| op(st, now)),
+        }
+    }
+
     /// recvfrom(2): returns the bytes read and the sender. With MSG_TRUNC a
     /// datagram socket returns the datagram's real length.
     pub fn recvfrom(

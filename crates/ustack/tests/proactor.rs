@@ -237,3 +237,33 @@ fn errors_complete_with_their_errno_and_the_buffer() {
     assert_eq!(r[0].take_vec().map(|v| v.len()), Some(32));
     assert_eq!(r[1].result, Ok(0));
 }
+
+#[test]
+fn sendfile_sends_from_the_file_mapping() {
+    let (a, b, _link) = pair_modes(Mode::Thread, Mode::Thread, Impairments::none());
+    let l = ustack::net::TcpListener::bind(&b, sa(B, 83)).unwrap();
+    let c = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    a.connect(c, sa(B, 83)).unwrap();
+    let (mut peer, _) = l.accept().unwrap();
+    let path = std::env::temp_dir().join(format!("ustack-sendfile-{}", std::process::id()));
+    let data: Vec<u8> = (0..300_001u32).map(|i| (i * 29 + i / 1000) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    // From an offset that is not page-aligned, to the end of the file.
+    assert_eq!(a.sendfile(c, &file, 7, 1 << 20), Ok(data.len() - 7));
+    assert_eq!(
+        a.sendfile(c, &file, data.len() as u64, 10),
+        Ok(0),
+        "at the end"
+    );
+    let mut got = vec![0u8; data.len() - 7];
+    peer.read_exact(&mut got).unwrap();
+    assert!(got[..] == data[7..], "the file's bytes, intact");
+    assert_eq!(
+        a.counters().tcp.tx_zc_bytes,
+        (data.len() - 7) as u64,
+        "lent from the mapping, not copied into the send ring"
+    );
+    a.close(c).unwrap();
+}

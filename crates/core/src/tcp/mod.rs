@@ -87,7 +87,7 @@ pub use buffer::Ring;
 pub use cc::{new_controller, CongestionControl, Cubic, NewReno};
 pub use options::TcpOptions;
 pub(crate) use output::TcpTx;
-pub use sendq::{SendBuf, ZcDone};
+pub use sendq::{SendBuf, ZcDone, ZC_DETACHED};
 pub use state::State;
 pub use table::{Tcp, TcpSocket};
 pub(crate) use tcb::TcbId;

@@ -30,6 +30,10 @@ impl<T: AsRef<[u8]> + Send + 'static> SendBuf for T {
     }
 }
 
+/// The tag of a lent send buffer nobody waits for (a `sendfile`): it is
+/// dropped once ACKed instead of handed back.
+pub const ZC_DETACHED: u64 = u64::MAX;
+
 /// A lent send buffer handed back: `acked` of its bytes were
 /// cumulatively ACKed (all of them unless the connection ended first).
 pub struct ZcDone {
@@ -278,8 +282,10 @@ impl SendQueue {
             }
             if take == plen {
                 if let Some(Piece::Owned { buf, tag, .. }) = l.pieces.pop_front() {
-                    let acked = buf.bytes().len();
-                    l.done.push(ZcDone { tag, buf, acked });
+                    if tag != ZC_DETACHED {
+                        let acked = buf.bytes().len();
+                        l.done.push(ZcDone { tag, buf, acked });
+                    }
                 }
             }
         }
@@ -295,6 +301,9 @@ impl SendQueue {
         let Some(l) = self.lent.as_mut() else { return };
         for p in l.pieces.drain(..) {
             if let Piece::Owned { buf, tag, start } = p {
+                if tag == ZC_DETACHED {
+                    continue;
+                }
                 l.done.push(ZcDone {
                     tag,
                     buf,
