@@ -527,8 +527,9 @@ impl Proactor {
         let cq = &mut self.cq;
         let n = self.rt.with(|st, now| {
             let mut n = 0;
-            // Each entry started keeps a place in the completion queue.
-            while engine.has_room() {
+            // Each entry started keeps a place in the completion queue,
+            // beside the completions not reaped yet.
+            while engine.in_flight() + engine.ready() + cq.len() < engine.cq_cap {
                 let Some(sqe) = sq.pop_front() else { break };
                 n += 1;
                 match translate(st, sqe) {

@@ -182,6 +182,28 @@ fn a_full_completion_queue_refuses_submissions_and_drops_nothing() {
     assert_eq!(order, [0, 1, 2, 4, 5]);
     assert_eq!(got, msg);
     assert_eq!(p.in_flight(), 0);
+    // Completions not reaped hold their places too.
+    for ud in 10..14 {
+        let op = Op::Recv {
+            sock: c,
+            buf: vec![0; 10],
+            waitall: true,
+        };
+        p.push(Sqe::new(ud, op)).ok().unwrap();
+    }
+    assert_eq!(p.submit(), Ok(4));
+    for ud in 10..14 {
+        p.cancel(ud).unwrap();
+    }
+    assert_eq!(p.in_flight(), 0);
+    p.push(Sqe::new(20, Op::Close { sock: c })).ok().unwrap();
+    assert_eq!(p.submit(), Err(Errno::EBUSY), "four completions unreaped");
+    for ud in 10..14 {
+        let cqe = wait(&mut p);
+        assert_eq!((cqe.user_data, cqe.result), (ud, Err(Errno::ECANCELED)));
+    }
+    assert_eq!(p.submit(), Ok(1));
+    assert_eq!(wait(&mut p).user_data, 20);
 }
 
 #[test]
