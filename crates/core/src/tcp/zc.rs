@@ -3,7 +3,7 @@
 //! application posts for in-order data to land in straight from the
 //! frame (`Tcb::take_in_order`).
 
-use super::sendq::{Posted, SendBuf, ZcDone};
+use super::sendq::{first_with_room, Posted, SendBuf, ZcDone};
 use super::state::State;
 use super::table::{Kind, Tcp};
 use super::tcb::{Tcb, TcbId};
@@ -36,7 +36,7 @@ impl Tcp {
         if payload.is_empty() || !t.rcv.q.is_empty() || !t.rcv.ofo.is_empty() {
             return None;
         }
-        let p = t.rcv.posted.as_mut()?.iter_mut().find(|p| p.room() > 0)?;
+        let p = first_with_room(t.rcv.posted.as_mut()?)?;
         if p.room() < payload.len() {
             return None;
         }
@@ -262,12 +262,7 @@ impl Tcb {
     /// Makes `n` bytes [`Tcp::posted_copy_sum`] wrote the next in-order
     /// data, filled in the first posted buffer with room. Returns `n`.
     pub(crate) fn take_posted_placed(&mut self, n: usize) -> usize {
-        let Some(p) = self
-            .rcv
-            .posted
-            .as_mut()
-            .and_then(|q| q.iter_mut().find(|p| p.room() > 0))
-        else {
+        let Some(p) = self.rcv.posted.as_mut().and_then(|q| first_with_room(q)) else {
             return 0;
         };
         let n = n.min(p.room());
