@@ -19,8 +19,10 @@
 //! `cc.rs`, `output.rs` and `plan.rs` (segments and bursts out),
 //! `timer.rs`, `api.rs` (socket calls), `forward.rs` (the any-destination
 //! listener, connect-before-accept), `secret.rs` (ISNs, cookies),
-//! `buffer.rs` (the rings). No file imports one that imports it back
-//! (`.ci/core-import-cycles`).
+//! `buffer.rs` (the rings), `sendq.rs` (the send queue: the ring and the
+//! buffers lent whole for zero-copy sends; posted receive buffers),
+//! `zc.rs` (the zero-copy socket calls). No file imports one that
+//! imports it back (`.ci/core-import-cycles`).
 //!
 //! Layout: TCBs live in a slab owned by `Tcp` and are found by their
 //! 4-tuple in a hash map (the protocol is implied: this is the TCP table).
