@@ -372,6 +372,24 @@ impl Engine {
         let Some(mut ops) = self.socks.remove(&h) else {
             return;
         };
+        if stack.readiness(h) == Err(Errno::EBADF) {
+            // Closed behind the proactor's back (not by its Close): what
+            // waited on it ends with EBADF; buffers the stack held went
+            // with the socket.
+            let uds = ops.recvs.drain(..).chain(ops.sends.drain(..).map(|s| s.0));
+            let uds: Vec<u64> = uds
+                .chain(ops.accepts.drain(..))
+                .chain(ops.connect.take())
+                .chain(ops.close.take())
+                .collect();
+            for ud in uds {
+                self.complete(Cqe::new(ud, Err(Errno::EBADF), CqeBuf::None));
+            }
+            for (ud, buf) in ops.held.drain(..) {
+                self.complete(Cqe::new(ud, Err(Errno::EBADF), CqeBuf::Send(buf)));
+            }
+            return;
+        }
         // Connect: established (writable) or failed.
         if let Some(ud) = ops.connect {
             let r = match stack.take_error(h) {

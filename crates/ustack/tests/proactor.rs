@@ -258,6 +258,20 @@ fn errors_complete_with_their_errno_and_the_buffer() {
     assert_eq!(r[0].result, Err(Errno::ECANCELED));
     assert_eq!(r[0].take_vec().map(|v| v.len()), Some(32));
     assert_eq!(r[1].result, Ok(0));
+    // Closed behind the proactor's back: the recv waiting ends, EBADF.
+    let c = a.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    a.connect(c, sa(B, 82)).unwrap();
+    let _peer = l.accept().unwrap();
+    let op = Op::Recv {
+        sock: c,
+        buf: vec![0; 32],
+        waitall: false,
+    };
+    p.push(Sqe::new(6, op)).ok().unwrap();
+    p.submit().unwrap();
+    a.close(c).unwrap();
+    let cqe = wait(&mut p);
+    assert_eq!((cqe.user_data, cqe.result), (6, Err(Errno::EBADF)));
 }
 
 #[test]
