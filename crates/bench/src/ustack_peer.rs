@@ -4,6 +4,7 @@
 
 use crate::{BulkOptions, BulkResult, Source, Wire};
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use ustack_core::wire::{ChecksumCaps, Ipv4Addr, Ipv4Cidr};
 use ustack_core::{
     Congestion, Duration, Errno, Instant, Medium, SocketHandle, Stack, StackConfig, TcpState,
@@ -312,5 +313,136 @@ pub fn run_lossy(opts: &LossyOptions) -> Result<LossyResult, String> {
         queue_drops: stats.dropped_queue,
         mean_srtt: Duration::from_micros((srtt_sum / srtt_n.max(1)) as u64),
         min_srtt: if srtt_n > 0 { srtt_min } else { Duration::ZERO },
+    })
+}
+
+/// Sends (and recvs) kept in flight by the zero-copy transfer.
+const ZC_DEPTH: usize = 8;
+
+/// The same transfer as [`run`] through the completion API
+/// (`ustack::proactor::Engine`) with zero copies: the client lends
+/// `chunk`-byte buffers (segments read from them until ACKed, then they
+/// come back and go out again), the server posts `chunk`-byte receive
+/// buffers that payload lands in straight from the frames.
+pub fn run_zerocopy(opts: &BulkOptions) -> Result<BulkResult, String> {
+    use ustack::proactor::{CqeBuf, Engine, Op, Sqe};
+    let epoch = std::time::Instant::now();
+    let clock = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let mut stacks = [
+        Stack::new(config(CLIENT, 1, opts.mtu, opts.offload)).map_err(|e| e.to_string())?,
+        Stack::new(config(SERVER, 2, opts.mtu, opts.offload)).map_err(|e| e.to_string())?,
+    ];
+    let mut wire = Wire::default();
+    let (client_stack, server_stack) = stacks.split_at_mut(1);
+    let (listener, client) = open_pair(
+        &mut client_stack[0],
+        &mut server_stack[0],
+        clock(),
+        opts.buf,
+    )?;
+    let src = Source::new(opts.chunk);
+    let (mut ce, mut se) = (Engine::new(4 * ZC_DEPTH), Engine::new(4 * ZC_DEPTH));
+    let depth = std::env::var("TCP_BULK_ZC_DEPTH")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(ZC_DEPTH);
+    // What the client lends: the pattern at a multiple of `chunk`, one
+    // shared buffer (as the copy API's sends read the one pattern), and
+    // the tail of the stream if it ends mid-chunk.
+    let whole: Arc<[u8]> = Arc::from(src.chunk(0, opts.chunk as u64));
+    let tail = (opts.bytes % opts.chunk as u64) as usize;
+    let mut lent = 0usize;
+    let mut recv_bufs: Vec<Vec<u8>> = (0..depth).map(|_| vec![0u8; opts.chunk]).collect();
+    let (mut sent, mut received) = (0u64, 0u64);
+    let mut server: Option<SocketHandle> = None;
+    let mut next_ud = 0u64;
+    let start = std::time::Instant::now();
+    let deadline = start + opts.timeout;
+    se.submit(
+        &mut stacks[1],
+        clock(),
+        Sqe::new(u64::MAX, Op::Accept { sock: listener }),
+    )
+    .map_err(|(e, _)| format!("accept: {e}"))?;
+    while received < opts.bytes {
+        let now = clock();
+        for (i, stack) in stacks.iter_mut().enumerate() {
+            exchange(stack, &mut wire, i, now, opts.mtu);
+        }
+        // Client: reap the buffers ACKed, lend them again.
+        let c = &mut stacks[0];
+        ce.progress(c, now);
+        while let Some(cqe) = ce.reap() {
+            cqe.result.map_err(|e| format!("zero-copy send: {e}"))?;
+            lent -= 1;
+        }
+        while sent < opts.bytes && lent < depth && ce.has_room() {
+            let n = (opts.bytes - sent).min(opts.chunk as u64) as usize;
+            let buf: Box<dyn ustack_core::SendBuf> = if n == opts.chunk {
+                Box::new(whole.clone())
+            } else {
+                Box::new(whole[..tail].to_vec())
+            };
+            next_ud += 1;
+            ce.submit(c, now, Sqe::new(next_ud, Op::Send { sock: client, buf }))
+                .map_err(|(e, _)| format!("send: {e}"))?;
+            lent += 1;
+            sent += n as u64;
+        }
+        // Server: completed recvs are checked and posted again.
+        let s = &mut stacks[1];
+        se.progress(s, now);
+        while let Some(mut cqe) = se.reap() {
+            if cqe.user_data == u64::MAX {
+                let h = cqe.accepted.ok_or("accept failed")?;
+                server = Some(h);
+                continue;
+            }
+            let n = cqe.result.map_err(|e| format!("recv: {e}"))?;
+            if n == 0 {
+                return Err(format!("ustack zerocopy: early EOF at {received}"));
+            }
+            let CqeBuf::Recv(b) = std::mem::replace(&mut cqe.buf, CqeBuf::None) else {
+                return Err("recv without its buffer".into());
+            };
+            if !src.verify(&b[..n], received) {
+                return Err(format!(
+                    "ustack zerocopy delivered wrong bytes at offset {received}"
+                ));
+            }
+            received += n as u64;
+            recv_bufs.push(b);
+        }
+        if let Some(h) = server {
+            while se.has_room() {
+                let Some(b) = recv_bufs.pop() else { break };
+                let op = Op::Recv {
+                    sock: h,
+                    buf: b,
+                    waitall: true,
+                };
+                next_ud += 1;
+                se.submit(s, now, Sqe::new(next_ud, op))
+                    .map_err(|(e, _)| format!("recv: {e}"))?;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "ustack zerocopy transfer stalled: {received} of {} bytes",
+                opts.bytes
+            ));
+        }
+    }
+    if std::env::var_os("TCP_BULK_COUNTERS").is_some() {
+        let (c, s) = (stacks[0].counters().tcp, stacks[1].counters().tcp);
+        eprintln!(
+            "zerocopy: {} bytes lent, {} received straight into posted buffers",
+            c.tx_zc_bytes, s.rx_direct_bytes
+        );
+    }
+    Ok(BulkResult {
+        bytes: received,
+        secs: start.elapsed().as_secs_f64(),
+        frames: wire.frames,
     })
 }

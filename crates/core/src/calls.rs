@@ -3,11 +3,11 @@
 //! `Icmp` with a [`Cx`](crate::cx::Cx) at the call's `now` (or, for calls
 //! without one, the latest time the stack was given).
 
-use crate::errno::Result;
+use crate::errno::{Errno, Result};
 use crate::icmp::EchoReply;
 use crate::socket::{Proto, SocketHandle};
 use crate::stack::{split, Stack};
-use crate::tcp::{Shutdown, SocketRow, State, TcpInfo, TcpOptions};
+use crate::tcp::{RecvDone, SendBuf, Shutdown, SocketRow, State, TcpInfo, TcpOptions, ZcDone};
 use crate::time::{Duration, Instant};
 use std::net::SocketAddr;
 use ustack_wire::Ipv4Addr;
@@ -87,6 +87,67 @@ impl Stack {
         self.expect(h, Proto::Tcp)?;
         let (tcp, mut cx) = split!(self, tcp, self.clock);
         tcp.tcp_recv(&mut cx, h, buf)
+    }
+
+    /// Zero-copy send: queues all of `buf` without copying it; segments
+    /// and retransmissions read from it, and it comes back through
+    /// [`tcp_zc_done`](Self::tcp_zc_done) once every byte is ACKed (the
+    /// MSG_ZEROCOPY idea). Errors as [`tcp_send`](Self::tcp_send), the
+    /// buffer handed back with them. Tagged `tcp::ZC_DETACHED`, it is
+    /// dropped once ACKed instead.
+    pub fn tcp_send_zc(
+        &mut self,
+        now: Instant,
+        h: SocketHandle,
+        buf: Box<dyn SendBuf>,
+        tag: u64,
+    ) -> core::result::Result<(), (Errno, Box<dyn SendBuf>)> {
+        if let Err(e) = self.expect(h, Proto::Tcp) {
+            return Err((e, buf));
+        }
+        self.touch(now);
+        let (tcp, mut cx) = split!(self, tcp, now);
+        tcp.tcp_send_zc(&mut cx, h, buf, tag)
+    }
+
+    /// Lent send buffers of `h` handed back (all ACKed, or the
+    /// connection ended: `acked` says how much), appended to `out`.
+    pub fn tcp_zc_done(&mut self, h: SocketHandle, out: &mut Vec<ZcDone>) -> Result<()> {
+        self.expect(h, Proto::Tcp)?;
+        self.tcp.tcp_zc_done(h, out)
+    }
+
+    /// Bytes of lent send buffers `h` holds, not yet ACKed.
+    pub fn tcp_zc_pending(&self, h: SocketHandle) -> usize {
+        self.tcp.tcp_zc_pending(h)
+    }
+
+    /// Posts a receive buffer, after those posted before: in-order data
+    /// lands in them straight from the frame (`tcp.rx_direct_bytes`)
+    /// while the receive ring holds nothing before it. Taken back by
+    /// [`tcp_take_posted`](Self::tcp_take_posted). EBUSY with
+    /// `tcp::MAX_POSTED` posted.
+    pub fn tcp_post_recv(
+        &mut self,
+        h: SocketHandle,
+        buf: Vec<u8>,
+        tag: u64,
+        waitall: bool,
+    ) -> core::result::Result<(), (Errno, Vec<u8>)> {
+        if let Err(e) = self.expect(h, Proto::Tcp) {
+            return Err((e, buf));
+        }
+        let (tcp, mut cx) = split!(self, tcp, self.clock);
+        tcp.tcp_post_recv(&mut cx, h, buf, tag, waitall)
+    }
+
+    /// The first posted receive buffer of `h` if it is due back (data
+    /// in it, EOF, an error); or, with `cancel`, the one posted with that
+    /// tag in any case (ECANCELED unless it holds data).
+    pub fn tcp_take_posted(&mut self, h: SocketHandle, cancel: Option<u64>) -> Option<RecvDone> {
+        self.expect(h, Proto::Tcp).ok()?;
+        let (tcp, mut cx) = split!(self, tcp, self.clock);
+        tcp.tcp_take_posted(&mut cx, h, cancel)
     }
 
     /// Like [`tcp_recv`](Self::tcp_recv) but leaves the bytes queued (MSG_PEEK).

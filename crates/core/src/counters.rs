@@ -174,6 +174,8 @@ counters!(
         rcv_pruned: "segments dropped: no receive buffer space",
         time_wait_recycled: "TIME_WAIT connections reused by a new SYN",
         fin_wait2_timeouts: "orphaned FIN_WAIT_2 connections timed out",
+        rx_direct_bytes: "bytes received straight into a posted buffer (no ring copy)",
+        tx_zc_bytes: "bytes queued for sending from lent buffers (no ring copy)",
         time_waits_done: "TIME_WAIT connections ended",
         ack_dropped_overflow: "final handshake ACKs dropped: accept queue full",
         icmp_out_of_window: "ICMP errors ignored: quoted segment not in flight (RFC 5927)",

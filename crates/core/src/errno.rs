@@ -44,6 +44,10 @@ errnos! {
     EAFNOSUPPORT = EAFNOSUPPORT,
     EALREADY = EALREADY,
     EBADF = EBADF,
+    /// A queue is full: retry once completions are reaped (io_uring's EBUSY).
+    EBUSY = EBUSY,
+    /// The operation was cancelled.
+    ECANCELED = ECANCELED,
     ECONNABORTED = ECONNABORTED,
     ECONNREFUSED = ECONNREFUSED,
     ECONNRESET = ECONNRESET,

@@ -53,6 +53,8 @@ pub use event::{Event, EventKind, RetransmitCause};
 pub use rx_placed::Placed;
 pub use socket::{Readiness, SocketHandle};
 pub use stack::{ConfigError, RxMeta, Stack};
-pub use tcp::{Shutdown, SocketRow, State as TcpState, TcpInfo, TcpOptions};
+pub use tcp::{
+    RecvDone, SendBuf, Shutdown, SocketRow, State as TcpState, TcpInfo, TcpOptions, ZcDone,
+};
 pub use time::{Duration, Instant};
 pub use ustack_wire as wire;

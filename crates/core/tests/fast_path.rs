@@ -39,6 +39,11 @@ enum Step {
     Recv,
     Wait(u64),
     Cork(bool),
+    /// A posted receive buffer (in-order data lands in it from the frame,
+    /// in the checksum pass when predicted), MSG_WAITALL or not.
+    Post(usize, bool),
+    /// Takes back the posted buffer due, or cancels the last posted.
+    Take(bool),
 }
 
 fn mutation() -> impl Strategy<Value = Mut> {
@@ -66,6 +71,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Recv),
         1 => (0u64..400).prop_map(Step::Wait),
         1 => any::<bool>().prop_map(Step::Cork),
+        1 => (1usize..6000, any::<bool>()).prop_map(|(n, w)| Step::Post(n, w)),
+        1 => any::<bool>().prop_map(Step::Take),
     ]
 }
 
@@ -151,6 +158,7 @@ proptest! {
         let mut tsval: u32 = 100;
         let data: Vec<u8> = (0..70000u32).map(|i| (i * 7) as u8).collect();
         let mut buf = vec![0u8; 100000];
+        let mut tag = 0u64;
         for (k, st) in steps.iter().enumerate() {
             match st.clone() {
                 Step::Data { dseq, dack, len, win_delta, ts, psh, muts, fix, src_alt } => {
@@ -195,6 +203,21 @@ proptest! {
                 Step::Wait(ms) => {
                     a.with(|s, _| s.wait(ms as f64 / 1000.0));
                     b.with(|s, _| s.wait(ms as f64 / 1000.0));
+                }
+                Step::Post(n, waitall) => {
+                    tag += 1;
+                    let ra = a.with(|s, c| s.stack.tcp_post_recv(c, vec![0; n], tag, waitall).map_err(|e| e.0));
+                    let rb = b.with(|s, c| s.stack.tcp_post_recv(c, vec![0; n], tag, waitall).map_err(|e| e.0));
+                    prop_assert_eq!(ra, rb);
+                }
+                Step::Take(cancel) => {
+                    let done = |d: ustack_core::RecvDone| {
+                        let n = *d.result.as_ref().unwrap_or(&0);
+                        (d.tag, d.result, d.buf[..n].to_vec())
+                    };
+                    let ra = a.with(|s, c| s.stack.tcp_take_posted(c, cancel.then_some(tag)).map(done));
+                    let rb = b.with(|s, c| s.stack.tcp_take_posted(c, cancel.then_some(tag)).map(done));
+                    prop_assert_eq!(ra, rb);
                 }
                 Step::Cork(on) => {
                     let ra = a.with(|s, c| s.stack.tcp_set_cork(c, on));

@@ -22,6 +22,13 @@ enum Step {
         sack: Option<(i64, u16)>,
     },
     Send(usize),
+    /// A zero-copy send of this many bytes (a lent buffer).
+    SendZc(usize),
+    /// A posted receive buffer of this size (MSG_WAITALL or not).
+    Post(usize, bool),
+    /// Takes back what is due: the posted buffer done (or cancels the
+    /// last one posted), and the lent buffers ACKed.
+    Take(bool),
     Recv,
     Shut(u8),
     Close,
@@ -38,6 +45,9 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (any::<u8>(), offset(), offset(), 0usize..1500, any::<u16>(), prop_oneof![Just(PEER_PORT), Just(PEER_PORT + 1)], prop::option::of((-20_000i64..500, 1u16..4000)))
             .prop_map(|(flags, seq, ack, len, win, port, sack)| Step::Seg { flags, seq, ack, len, win, port, sack }),
         2 => (0usize..40_000).prop_map(Step::Send),
+        1 => (0usize..40_000).prop_map(Step::SendZc),
+        1 => (0usize..20_000, any::<bool>()).prop_map(|(n, w)| Step::Post(n, w)),
+        1 => any::<bool>().prop_map(Step::Take),
         2 => Just(Step::Recv),
         1 => (0u8..3).prop_map(Step::Shut),
         1 => Just(Step::Close),
@@ -86,6 +96,8 @@ proptest! {
         let mut snd_base: u32 = iss.wrapping_add(1);
         let data = vec![0x5au8; 40_000];
         let mut buf = vec![0u8; 8192];
+        let mut tag = 0u64;
+        let mut done = Vec::new();
         for st in steps {
             match st {
                 Step::Seg { flags, seq, ack, len, win, port, sack } => {
@@ -110,6 +122,21 @@ proptest! {
                 }
                 Step::Send(n) => {
                     let _ = s.stack.tcp_send(s.now, c, &data[..n]);
+                }
+                Step::SendZc(n) => {
+                    tag += 1;
+                    let _ = s.stack.tcp_send_zc(s.now, c, Box::new(data[..n].to_vec()), tag);
+                }
+                Step::Post(n, waitall) => {
+                    tag += 1;
+                    let _ = s.stack.tcp_post_recv(c, vec![0; n], tag, waitall);
+                }
+                Step::Take(cancel) => {
+                    let _ = s.stack.tcp_take_posted(c, cancel.then_some(tag));
+                    let _ = s.stack.tcp_zc_done(c, &mut done);
+                    for d in done.drain(..) {
+                        prop_assert!(d.acked <= d.buf.bytes().len());
+                    }
                 }
                 Step::Recv => {
                     let _ = s.stack.tcp_recv(c, &mut buf);

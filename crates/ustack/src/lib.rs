@@ -38,9 +38,11 @@ pub mod epoll;
 pub mod fd;
 pub mod forward;
 pub mod link;
+pub mod mapped;
 pub mod memnet;
 pub mod net;
 pub mod posix;
+pub mod proactor;
 pub mod runtime;
 // The only module with `unsafe`: the signal system calls.
 #[allow(unsafe_code)]

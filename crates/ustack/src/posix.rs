@@ -205,6 +205,11 @@ enum Use {
 /// to reach), and, for UDP only, plain IPv4 peers (as Linux's
 /// `ip6_datagram_connect` and `udpv6_sendmsg`: with IPV6_V6ONLY,
 /// EAFNOSUPPORT and ENETUNREACH). Else the wrong family is EAFNOSUPPORT.
+/// The address a connect on `s` goes to (IPv4-mapped for an IPv6 socket).
+pub(crate) fn connect_addr(st: &State, s: &SockEntry, a: SocketAddr) -> Result<SocketAddr> {
+    addr_in(st, s, a, Use::Connect)
+}
+
 fn addr_in(st: &State, s: &SockEntry, a: SocketAddr, to: Use) -> Result<SocketAddr> {
     if !s.v6 {
         return match a {
@@ -486,6 +491,64 @@ impl Runtime {
         self.send(fd, buf, 0)
     }
 
+    /// sendfile(2) to a TCP socket: `count` bytes of `file` from
+    /// `offset` (clipped to its end) go out without a user-space bounce
+    /// buffer: a regular file is mapped read-only and the mapping lent to
+    /// the stack whole, segments and retransmissions reading the file's
+    /// pages until the peer ACKs them (then it is unmapped). Other files
+    /// are read into a buffer first. Returns the bytes queued (all of
+    /// them; 0 at or past the end), or waits (blocking socket) or EAGAIN
+    /// while the handshake runs; the errors of send. The file must not
+    /// shrink while being sent (a page past its end faults).
+    pub fn sendfile(
+        &self,
+        fd: i32,
+        file: &std::fs::File,
+        offset: u64,
+        count: usize,
+    ) -> Result<usize> {
+        let s = self.with(|st, _| sock(st, fd))?;
+        if s.kind != Kind::Stream {
+            return Err(Errno::EINVAL);
+        }
+        let meta = file.metadata().map_err(|_| Errno::EINVAL)?;
+        let buf: Box<dyn ustack_core::SendBuf> = if meta.is_file() {
+            let len = meta.len().saturating_sub(offset).min(count as u64) as usize;
+            if len == 0 {
+                return Ok(0);
+            }
+            Box::new(crate::mapped::FileMap::new(file, offset, len).map_err(|_| Errno::ENOMEM)?)
+        } else {
+            use std::os::unix::fs::FileExt;
+            let mut v = vec![0u8; count];
+            let n = file.read_at(&mut v, offset).map_err(|_| Errno::EINVAL)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            v.truncate(n);
+            Box::new(v)
+        };
+        let len = buf.bytes().len();
+        let mut buf = Some(buf);
+        let mut op = |st: &mut State, now| {
+            let Some(b) = buf.take() else {
+                return Err(Errno::EINVAL);
+            };
+            let detached = ustack_core::tcp::ZC_DETACHED;
+            match st.stack.tcp_send_zc(now, s.handle, b, detached) {
+                Ok(()) => Ok(len),
+                Err((e, b)) => {
+                    buf = Some(b);
+                    Err(e)
+                }
+            }
+        };
+        match wait_for(&s, 0, s.sndtimeo) {
+            None => self.with(|st, now| op(st, now)),
+            Some(timeout) => self.wait(timeout, |st, now| op(st, now)),
+        }
+    }
+
     /// recvfrom(2): returns the bytes read and the sender. With MSG_TRUNC a
     /// datagram socket returns the datagram's real length.
     pub fn recvfrom(
@@ -560,36 +623,25 @@ impl Runtime {
     /// close(2): frees the descriptor; an epoll instance forgets what it watched.
     pub fn close(&self, fd: i32) -> Result<()> {
         self.linger_before_close(fd);
-        self.with(|st, _| {
-            let e = st.fds.remove(fd).ok_or(Errno::EBADF)?;
-            match e {
-                Entry::Socket(s) => {
-                    st.wakers.remove(&s.handle);
-                    st.sigio.remove(&s.handle);
-                    // Every epoll that watched it forgets it (Linux does so when the last reference goes).
-                    if let Some(ws) = st.watchers.remove(&s.handle) {
-                        for (ep, wfd) in ws {
-                            if let Some(set) = st.epolls.get_mut(&ep) {
-                                let _ = set.delete(wfd);
-                            }
-                        }
-                    }
-                    st.stack.close(s.handle)
+        self.with(|st, _| match st.fds.get(fd).ok_or(Errno::EBADF)? {
+            Entry::Socket(_) => {
+                let h = st.forget_fd(fd).ok_or(Errno::EBADF)?;
+                st.stack.close(h)
+            }
+            Entry::Epoll => {
+                st.fds.remove(fd);
+                let set = st.epolls.remove(&fd).unwrap_or_default();
+                let watched: Vec<(i32, SocketHandle)> = set
+                    .fds()
+                    .filter_map(|wfd| match st.fds.get(wfd) {
+                        Some(Entry::Socket(s)) => Some((wfd, s.handle)),
+                        _ => None,
+                    })
+                    .collect();
+                for (wfd, h) in watched {
+                    st.unwatch(h, fd, wfd);
                 }
-                Entry::Epoll => {
-                    let set = st.epolls.remove(&fd).unwrap_or_default();
-                    let watched: Vec<(i32, SocketHandle)> = set
-                        .fds()
-                        .filter_map(|wfd| match st.fds.get(wfd) {
-                            Some(Entry::Socket(s)) => Some((wfd, s.handle)),
-                            _ => None,
-                        })
-                        .collect();
-                    for (wfd, h) in watched {
-                        st.unwatch(h, fd, wfd);
-                    }
-                    Ok(())
-                }
+                Ok(())
             }
         })
     }

@@ -217,6 +217,25 @@ impl Inbox {
 }
 
 impl State {
+    /// Takes socket descriptor `fd` out of the table, its wakers and the
+    /// epolls that watched it with it (Linux does so when the last
+    /// reference goes), leaving the stack's socket open. Its handle.
+    pub(crate) fn forget_fd(&mut self, fd: i32) -> Option<SocketHandle> {
+        let Some(Entry::Socket(s)) = self.fds.remove(fd) else {
+            return None;
+        };
+        self.wakers.remove(&s.handle);
+        self.sigio.remove(&s.handle);
+        if let Some(ws) = self.watchers.remove(&s.handle) {
+            for (ep, wfd) in ws {
+                if let Some(set) = self.epolls.get_mut(&ep) {
+                    let _ = set.delete(wfd);
+                }
+            }
+        }
+        Some(s.handle)
+    }
+
     /// Feeds the stack what the stack thread left in the inbox. Returns
     /// whether there was anything. `caller`: a caller holds the lock (not
     /// the stack thread's pump), so the readiness changes the caller made

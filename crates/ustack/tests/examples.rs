@@ -14,6 +14,8 @@ mod echo_nonblocking;
 mod echo_poll;
 #[path = "../examples/echo_sigio.rs"]
 mod echo_sigio;
+#[path = "../examples/echo_proactor.rs"]
+mod echo_proactor;
 #[path = "../examples/echo_threads.rs"]
 mod echo_threads;
 #[path = "../examples/halfclose.rs"]
@@ -32,6 +34,7 @@ fn echo_servers_echo_every_byte() {
     assert_eq!(echo_threads::run(4, 20, 700), Ok(4 * 20 * 700));
     assert_eq!(echo_poll::run(8, 20, 700), Ok(8 * 20 * 700));
     assert_eq!(echo_epoll::run(8, 20, 700), Ok(8 * 20 * 700));
+    assert_eq!(echo_proactor::run(8, 20, 700), Ok(8 * 20 * 700));
 }
 
 #[test]

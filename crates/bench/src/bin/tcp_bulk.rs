@@ -27,7 +27,12 @@ struct Args {
     /// Runs of each configuration; the best is reported.
     #[arg(long, env = "TCP_BULK_RUNS", default_value_t = 3)]
     runs: u32,
-    /// Only this stack (ustack or smoltcp), e.g. under a profiler.
+    /// The ustack API: `copy` (send/recv through the socket rings), or
+    /// `zerocopy` (the completion API, zero-copy send and receive; the
+    /// copy API is measured in the same run too).
+    #[arg(long, default_value = "copy")]
+    api: String,
+    /// Only this stack (ustack, ustack-zerocopy or smoltcp), e.g. under a profiler.
     #[arg(long)]
     only: Option<String>,
     /// Only this checksum mode (computed or offload).
@@ -102,8 +107,16 @@ fn bulk(args: &Args) {
             timeout: std::time::Duration::from_secs(120),
         };
         // Interleaved, so a burst of noise from the neighbours hits both.
-        let (mut us, mut them) = (Vec::new(), Vec::new());
+        let zc = match args.api.as_str() {
+            "copy" => false,
+            "zerocopy" => true,
+            other => panic!("--api {other}: use copy or zerocopy"),
+        };
+        let (mut us, mut them, mut zcs) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.runs {
+            if zc && want("ustack-zerocopy") {
+                zcs.push(ustack_peer::run_zerocopy(&opts).unwrap_or_else(|e| panic!("{e}")));
+            }
             if want("ustack") {
                 us.push(ustack_peer::run(&opts).unwrap_or_else(|e| panic!("{e}")));
             }
@@ -111,12 +124,29 @@ fn bulk(args: &Args) {
                 them.push(smoltcp_peer::run(&opts).unwrap_or_else(|e| panic!("{e}")));
             }
         }
-        let (us, them) = (best(&us), best(&them));
+        let (us, them, zcs) = (best(&us), best(&them), best(&zcs));
+        if let Some(r) = zcs {
+            show("ustack-zc", offload, r);
+        }
         if let Some(r) = us {
             show("ustack", offload, r);
         }
         if let Some(r) = them {
             show("smoltcp", offload, r);
+        }
+        if let (Some(z), Some(s)) = (zcs, them) {
+            println!(
+                "ratio ustack-zerocopy/smoltcp, {}: {:.2}",
+                label(offload),
+                z.gbps() / s.gbps()
+            );
+        }
+        if let (Some(z), Some(u)) = (zcs, us) {
+            println!(
+                "ratio ustack-zerocopy/ustack-copy, {}: {:.2}",
+                label(offload),
+                z.gbps() / u.gbps()
+            );
         }
         if let (Some(u), Some(s)) = (us, them) {
             println!(

@@ -146,6 +146,7 @@ impl Tcp {
             error: None,
             in_ports: false,
             leftover: super::buffer::Ring::default(),
+            zc: None,
         };
         let h = cx.sh.handles.insert(Proto::Tcp);
         self.socks.insert(h, s);
@@ -300,6 +301,7 @@ impl Tcp {
             error: None,
             in_ports: false,
             leftover: super::buffer::Ring::default(),
+            zc: None,
         };
         let remote = t.remote;
         let nh = cx.sh.handles.insert(Proto::Tcp);
@@ -461,7 +463,7 @@ impl Tcp {
         self.tcp_read(cx, h, buf, false)
     }
 
-    fn tcp_read(
+    pub(super) fn tcp_read(
         &mut self,
         cx: &mut Cx<'_>,
         h: SocketHandle,

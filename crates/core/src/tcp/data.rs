@@ -628,13 +628,36 @@ impl Tcb {
     /// Takes in-order `data` at RCV.NXT into the receive ring (as much as
     /// fits), then any queued out-of-order ranges it now joins, and moves
     /// RCV.NXT past all of it. Returns the bytes of `data` taken.
+    /// With posted buffers waiting and nothing in the ring before them,
+    /// the data goes straight into them, in order (counted in `direct`).
     #[inline(always)]
-    pub(crate) fn take_in_order(&mut self, data: &[u8]) -> usize {
+    pub(crate) fn take_in_order(&mut self, data: &[u8], direct: &mut u64) -> usize {
+        let mut data = data;
+        let mut d = 0;
+        if let Some(q) = self.rcv.posted.as_mut() {
+            if self.rcv.q.is_empty() && self.rcv.ofo.is_empty() {
+                for p in q.iter_mut() {
+                    if data.is_empty() {
+                        break;
+                    }
+                    let k = data.len().min(p.room());
+                    p.buf[p.filled..p.filled + k].copy_from_slice(&data[..k]);
+                    p.filled += k;
+                    d += k;
+                    data = &data[k..];
+                }
+                *direct += d as u64;
+                self.rcv.nxt += d;
+                if data.is_empty() {
+                    return d;
+                }
+            }
+        }
         let n = self.rcv.q.write_at(0, data);
         let end = self.ofo_advance(self.rcv.nxt + n);
         self.rcv.q.commit(end.diff(self.rcv.nxt).max(0) as usize);
         self.rcv.nxt = end;
-        n
+        d + n
     }
 
     /// After in-order data up to `end`: pulls queued ranges that now

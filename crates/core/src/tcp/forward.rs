@@ -183,6 +183,7 @@ impl Tcp {
             error: None,
             in_ports: false,
             leftover: super::buffer::Ring::default(),
+            zc: None,
         };
         let (local, remote) = (t.local, t.remote);
         let nh = cx.sh.handles.insert(Proto::Tcp);

@@ -38,6 +38,10 @@ pub(crate) struct FastSeg<'a> {
     /// Payload bytes already written in place at the tail of the receive
     /// ring (`payload` is then empty): see `Tcp::process_placed`.
     placed: usize,
+    /// Payload bytes already written past the filled part of the first
+    /// posted receive buffer with room (`payload` is then empty), in the
+    /// pass that summed them for the checksum.
+    posted: usize,
 }
 
 impl<'a> FastSeg<'a> {
@@ -49,6 +53,7 @@ impl<'a> FastSeg<'a> {
             timestamp: seg.timestamp,
             payload: seg.payload,
             placed: 0,
+            posted: 0,
         }
     }
 
@@ -62,6 +67,7 @@ impl<'a> FastSeg<'a> {
             timestamp: seg.timestamp,
             payload: seg.payload,
             placed: 0,
+            posted: 0,
         }
     }
 }
@@ -85,14 +91,26 @@ impl Tcp {
         let Some(id) = self.cached(local, remote) else {
             return false;
         };
-        if cx.cfg.checksums.rx
-            && checksum::fold(
-                ip.pseudo_sum(IpProtocol::Tcp, segment.len()) + checksum::sum(segment),
-            ) != 0xffff
-        {
-            return false;
+        let mut fast = FastSeg::from_fast(&seg);
+        if cx.cfg.checksums.rx {
+            let hl = segment.len() - seg.payload.len();
+            let pseudo = ip.pseudo_sum(IpProtocol::Tcp, segment.len());
+            // Payload bound for a posted buffer is copied there in the
+            // pass that sums it (the header is even-sized: sums add,
+            // RFC 1071); the bytes count only once the segment is taken.
+            let sum = match self.posted_copy_sum(id, seg.payload) {
+                Some(s) => {
+                    fast.payload = &[];
+                    fast.posted = seg.payload.len();
+                    checksum::sum(&segment[..hl]) + s
+                }
+                None => checksum::sum(segment),
+            };
+            if checksum::fold(pseudo + sum) != 0xffff {
+                return false;
+            }
         }
-        if !self.tcp_fast_data(cx, id, &FastSeg::from_fast(&seg)) {
+        if !self.tcp_fast_data(cx, id, &fast) {
             self.fast_missed = Some(id);
             return false;
         }
@@ -639,6 +657,16 @@ impl Tcp {
                     was_connected: true,
                 };
                 s.leftover = t.rcv.q;
+                let mut sq = t.snd.q;
+                sq.release_owned();
+                if sq.has_done() || t.rcv.posted.is_some() {
+                    let mut o = super::table::Orphans {
+                        done: Vec::new(),
+                        posted: t.rcv.posted.map(|p| *p).unwrap_or_default(),
+                    };
+                    sq.take_done(&mut o.done);
+                    s.zc = Some(Box::new(o));
+                }
             }
             cx.sh.handles.mark_changed(h);
         }
@@ -810,7 +838,7 @@ impl Tcp {
             return false;
         };
         let wnd = u32::from(seg.window_len) << t.snd.wscale;
-        let len = seg.payload.len() + seg.placed;
+        let len = seg.payload.len() + seg.placed + seg.posted;
         if t.state != State::Established
             || seg.seq_number != t.rcv.nxt
             || len == 0
@@ -851,8 +879,14 @@ impl Tcp {
         // Seventh: segment text, in order, no hole to fill.
         let n = if seg.placed > 0 {
             t.take_placed(seg.placed)
+        } else if seg.posted > 0 {
+            cx.sh.counters.tcp.rx_direct_bytes += seg.posted as u64;
+            t.take_posted_placed(seg.posted)
         } else {
-            t.take_in_order(seg.payload)
+            let mut direct = 0;
+            let n = t.take_in_order(seg.payload, &mut direct);
+            cx.sh.counters.tcp.rx_direct_bytes += direct;
+            n
         };
         if n < len {
             cx.sh.counters.tcp.rcv_pruned += 1;
@@ -1077,7 +1111,9 @@ impl Tcp {
         if !data.is_empty() {
             if data_ok {
                 let had_hole = !t.rcv.ofo.is_empty();
-                let n = t.take_in_order(data);
+                let mut direct = 0;
+                let n = t.take_in_order(data, &mut direct);
+                cx.sh.counters.tcp.rx_direct_bytes += direct;
                 if n < data.len() {
                     cx.sh.counters.tcp.rcv_pruned += 1;
                     t.owed.ack = true;
@@ -1499,6 +1535,9 @@ impl Tcp {
         // Linux's SOCK_NOSPACE: no spurious EPOLLOUT edges on every ACK.
         if progressed && t.snd.nospace && t.snd.q.free() >= t.snd.q.len() / 2 {
             t.snd.nospace = false;
+            self.tcp_notify(cx, id);
+        } else if t.snd.q.has_done() {
+            // A lent buffer is all ACKed: its owner is told.
             self.tcp_notify(cx, id);
         }
         if fin_acked {

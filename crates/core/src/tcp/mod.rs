@@ -19,8 +19,10 @@
 //! `cc.rs`, `output.rs` and `plan.rs` (segments and bursts out),
 //! `timer.rs`, `api.rs` (socket calls), `forward.rs` (the any-destination
 //! listener, connect-before-accept), `secret.rs` (ISNs, cookies),
-//! `buffer.rs` (the rings). No file imports one that imports it back
-//! (`.ci/core-import-cycles`).
+//! `buffer.rs` (the rings), `sendq.rs` (the send queue: the ring and the
+//! buffers lent whole for zero-copy sends; posted receive buffers),
+//! `zc.rs` (the zero-copy socket calls). No file imports one that
+//! imports it back (`.ci/core-import-cycles`).
 //!
 //! Layout: TCBs live in a slab owned by `Tcp` and are found by their
 //! 4-tuple in a hash map (the protocol is implied: this is the TCP table).
@@ -83,12 +85,14 @@ mod rack;
 mod rate;
 mod rtt;
 mod secret;
+mod sendq;
 mod spans;
 pub mod state;
 mod table;
 mod tcb;
 mod timer;
 mod trace;
+mod zc;
 
 pub use api::{Shutdown, SocketRow, TcpInfo};
 pub use bbr::Bbr;
@@ -98,9 +102,11 @@ pub use controllers::new_controller;
 pub use options::TcpOptions;
 pub(crate) use output::TcpTx;
 pub use rate::RateSample;
+pub use sendq::{SendBuf, ZcDone, ZC_DETACHED};
 pub use state::State;
 pub use table::{Tcp, TcpSocket};
 pub(crate) use tcb::TcbId;
+pub use zc::{RecvDone, MAX_POSTED};
 
 #[cfg(test)]
 mod unit_tests;

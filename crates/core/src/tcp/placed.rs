@@ -33,6 +33,7 @@ impl Tcp {
             || !t.rcv.ofo.is_empty()
             || t.rcv.ofo_fin.is_some()
             || t.socket.is_none()
+            || t.rcv.posted.as_ref().is_some_and(|q| !q.is_empty())
         {
             return None;
         }

@@ -64,6 +64,16 @@ pub struct TcpSocket {
     /// Received data still unread when the connection ended (TIME_WAIT
     /// expiry, RST): readable until drained, like Linux's receive queue.
     pub(crate) leftover: Ring,
+    /// What the connection held of the application's when it ended:
+    /// lent send buffers and posted receive buffers, to hand back.
+    pub(crate) zc: Option<Box<Orphans>>,
+}
+
+/// Lent and posted buffers of a connection that has ended.
+#[derive(Debug, Default)]
+pub(crate) struct Orphans {
+    pub done: Vec<super::sendq::ZcDone>,
+    pub posted: std::collections::VecDeque<super::sendq::Posted>,
 }
 /// Who uses a local port: bound sockets (not connected) and the TCBs,
 /// counted by the reuse options they were made with.

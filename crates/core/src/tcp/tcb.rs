@@ -6,6 +6,7 @@ use super::cc::{CaState, CongestionControl};
 use super::controllers::new_controller;
 use super::options::TcpOptions;
 use super::rtt::Rtt;
+use super::sendq::{Posted, SendQueue};
 use super::spans::{OfoRange, Span};
 use super::state::State;
 use crate::config::TcpConfig;
@@ -13,6 +14,7 @@ use crate::errno::Errno;
 use crate::event::RetransmitCause;
 use crate::socket::SocketHandle;
 use crate::time::{Duration, Instant};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use ustack_wire::SeqNumber;
 
@@ -43,7 +45,7 @@ pub(crate) struct SendSeq {
     pub wscale: u8,
     /// Payload bytes per segment (peer's MSS, our MTU, options).
     pub mss: u16,
-    pub q: Ring,
+    pub q: SendQueue,
     /// Sequence number of the first byte in `q`.
     pub q_front: SeqNumber,
     /// A send found the buffer full; the next freeing ACK wakes the writer.
@@ -72,6 +74,10 @@ pub(crate) struct RecvSeq {
     pub adv: SeqNumber,
     pub mss: u16,
     pub q: Ring,
+    /// Buffers the application posted for the next in-order data, in
+    /// order. Boxed: one pointer in every TCB instead of a 32-byte deque.
+    #[allow(clippy::box_collection)]
+    pub posted: Option<Box<VecDeque<Posted>>>,
     pub fin_received: bool,
     pub shut_rd: bool,
     pub ofo: Vec<OfoRange>,
@@ -251,7 +257,7 @@ impl Tcb {
                 wl2: iss,
                 wscale: 0,
                 mss: 536,
-                q: Ring::new(opts.sndbuf),
+                q: SendQueue::new(opts.sndbuf),
                 q_front: iss + 1,
                 nospace: false,
                 fin_queued: false,
@@ -267,6 +273,7 @@ impl Tcb {
                 adv: SeqNumber(0),
                 mss: rcv_mss,
                 q: Ring::new(opts.rcvbuf),
+                posted: None,
                 fin_received: false,
                 shut_rd: false,
                 ofo: Vec::new(),
@@ -461,9 +468,10 @@ mod size_tests {
         // the fields are grouped by concern (each group pads on its own);
         // 800 since the addresses are IPv6-sized (`SocketAddr`, 32 bytes
         // each) beside the path MTU state; 824 since pacing (its boxed
-        // state, and SO_MAX_PACING_RATE among the options); 832 since ECN.
+        // state, and SO_MAX_PACING_RATE among the options); 832 since ECN;
+        // 848 since zero-copy sends and posted receives (a pointer each, boxed).
         let size = core::mem::size_of::<super::Tcb>();
-        assert!(size <= 832, "Tcb is {size} bytes");
+        assert!(size <= 848, "Tcb is {size} bytes");
     }
 }
 

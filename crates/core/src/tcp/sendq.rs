@@ -1,0 +1,405 @@
+//! The send queue: bytes copied into the send ring, and buffers the
+//! application lent the stack whole (zero-copy sends, the MSG_ZEROCOPY
+//! idea), in the order they were queued. Segments and retransmissions
+//! read from wherever the bytes lie; a lent buffer goes back (a
+//! [`ZcDone`]) once the cumulative ACK has passed its last byte.
+//!
+//! Also the receive buffer an application posted ([`Posted`]): in-order
+//! data is written straight into it from the frame when the ring holds
+//! nothing before it.
+
+use super::buffer::Ring;
+use std::any::Any;
+use std::collections::VecDeque;
+use ustack_wire::checksum::{copy_and_sum, fold};
+
+/// Bytes an application lends the stack for a zero-copy send: any owned
+/// byte container (`Vec<u8>`, `Box<[u8]>`, a read-only file mapping).
+/// It comes back as it went in ([`SendBuf::into_any`], downcast).
+pub trait SendBuf: Send + 'static {
+    fn bytes(&self) -> &[u8];
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+impl<T: AsRef<[u8]> + Send + 'static> SendBuf for T {
+    fn bytes(&self) -> &[u8] {
+        self.as_ref()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+/// The tag of a lent send buffer nobody waits for (a `sendfile`): it is
+/// dropped once ACKed instead of handed back.
+pub const ZC_DETACHED: u64 = u64::MAX;
+
+/// A lent send buffer handed back: `acked` of its bytes were
+/// cumulatively ACKed (all of them unless the connection ended first).
+pub struct ZcDone {
+    pub tag: u64,
+    pub buf: Box<dyn SendBuf>,
+    pub acked: usize,
+}
+
+impl std::fmt::Debug for ZcDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZcDone")
+            .field("tag", &self.tag)
+            .field("len", &self.buf.bytes().len())
+            .field("acked", &self.acked)
+            .finish()
+    }
+}
+
+enum Piece {
+    /// This many bytes at the front of what the ring still holds.
+    Ring(usize),
+    /// A lent buffer, its bytes before `start` already ACKed.
+    Owned {
+        buf: Box<dyn SendBuf>,
+        tag: u64,
+        start: usize,
+    },
+}
+
+impl Piece {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Ring(n) => *n,
+            Piece::Owned { buf, start, .. } => buf.bytes().len() - start,
+        }
+    }
+}
+
+/// The send queue: a byte ring plus lent buffers. While no buffer is
+/// lent every call goes straight to the ring (`lent` is `None`, so an
+/// idle connection pays one pointer for this).
+#[derive(Default)]
+pub struct SendQueue {
+    ring: Ring,
+    lent: Option<Box<Lent>>,
+}
+
+/// The order of a queue holding lent buffers, and those handed back.
+#[derive(Default)]
+struct Lent {
+    /// The queue in order, when a lent buffer is in it.
+    pieces: VecDeque<Piece>,
+    /// Bytes of lent buffers not yet ACKed.
+    owned: usize,
+    /// Lent buffers fully ACKed (or released), to hand back.
+    done: Vec<ZcDone>,
+}
+
+impl std::fmt::Debug for SendQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendQueue")
+            .field("ring", &self.ring.len())
+            .field("owned", &self.owned())
+            .finish()
+    }
+}
+
+impl SendQueue {
+    pub fn new(limit: usize) -> SendQueue {
+        SendQueue {
+            ring: Ring::new(limit),
+            lent: None,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    pub fn set_limit(&mut self, limit: usize) {
+        self.ring.set_limit(limit);
+    }
+
+    /// Bytes queued (copied and lent), not yet ACKed.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.ring.len() + self.owned()
+    }
+
+    /// Room in the ring for copied bytes (lent buffers take none).
+    pub fn free(&self) -> usize {
+        self.ring.free()
+    }
+
+    /// Bytes of lent buffers still queued.
+    #[inline]
+    pub fn owned(&self) -> usize {
+        self.lent.as_ref().map_or(0, |l| l.owned)
+    }
+
+    /// The pieces in order, when a lent buffer is queued.
+    #[inline]
+    fn pieces(&self) -> Option<&VecDeque<Piece>> {
+        self.lent
+            .as_ref()
+            .map(|l| &l.pieces)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Whether lent buffers are done and waiting to be handed back.
+    pub fn has_done(&self) -> bool {
+        self.lent.as_ref().is_some_and(|l| !l.done.is_empty())
+    }
+
+    /// Moves the lent buffers done into `out`.
+    pub fn take_done(&mut self, out: &mut Vec<ZcDone>) {
+        if let Some(l) = self.lent.as_mut() {
+            out.append(&mut l.done);
+        }
+    }
+
+    /// Copies what fits of `data` into the ring, after everything queued.
+    pub fn push(&mut self, data: &[u8]) -> usize {
+        let n = self.ring.push(data);
+        if let Some(l) = self.lent.as_mut() {
+            if n > 0 && !l.pieces.is_empty() {
+                match l.pieces.back_mut() {
+                    Some(Piece::Ring(k)) => *k += n,
+                    _ => l.pieces.push_back(Piece::Ring(n)),
+                }
+            }
+        }
+        n
+    }
+
+    /// Queues a lent buffer whole, after everything queued.
+    pub fn push_owned(&mut self, buf: Box<dyn SendBuf>, tag: u64) {
+        let len = buf.bytes().len();
+        let ring_len = self.ring.len();
+        let l = self.lent.get_or_insert_with(Default::default);
+        if l.pieces.is_empty() && ring_len > 0 {
+            l.pieces.push_back(Piece::Ring(ring_len));
+        }
+        l.owned += len;
+        l.pieces.push_back(Piece::Owned { buf, tag, start: 0 });
+    }
+
+    /// Calls `f` with the bytes at `offset..offset+len` (clipped), in
+    /// order, as the slices they lie in.
+    #[inline]
+    fn each_slice(&self, offset: usize, len: usize, mut f: impl FnMut(&[u8])) {
+        let Some(pieces) = self.pieces() else {
+            let (a, b) = self.ring.slices(offset, len);
+            f(a);
+            if !b.is_empty() {
+                f(b);
+            }
+            return;
+        };
+        let (mut skip, mut left, mut ring_at) = (offset, len, 0);
+        for p in pieces {
+            if left == 0 {
+                break;
+            }
+            let plen = p.len();
+            if skip >= plen {
+                skip -= plen;
+                if let Piece::Ring(n) = p {
+                    ring_at += n;
+                }
+                continue;
+            }
+            let take = (plen - skip).min(left);
+            match p {
+                Piece::Ring(n) => {
+                    let (a, b) = self.ring.slices(ring_at + skip, take);
+                    f(a);
+                    if !b.is_empty() {
+                        f(b);
+                    }
+                    ring_at += n;
+                }
+                Piece::Owned { buf, start, .. } => {
+                    let from = start + skip;
+                    f(&buf.bytes()[from..from + take]);
+                }
+            }
+            skip = 0;
+            left -= take;
+        }
+    }
+
+    /// Copies from `offset` into `out`; returns the bytes copied.
+    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> usize {
+        let mut at = 0;
+        self.each_slice(offset, out.len(), |s| {
+            out[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+        });
+        at
+    }
+
+    /// `copy_out` that also returns the checksum sum (RFC 1071) of the
+    /// bytes copied, in the same pass.
+    pub fn copy_out_sum(&self, offset: usize, out: &mut [u8]) -> (usize, u64) {
+        if self.pieces().is_none() {
+            return self.ring.copy_out_sum(offset, out);
+        }
+        let (mut at, mut total) = (0, 0u64);
+        self.each_slice(offset, out.len(), |s| {
+            let mut sum = copy_and_sum(&mut out[at..at + s.len()], s);
+            if at % 2 == 1 {
+                // Starts at an odd offset: the byte-swapped sum (RFC 1071 §2(B)).
+                sum = u64::from(fold(sum).swap_bytes());
+            }
+            total += sum;
+            at += s.len();
+        });
+        (at, total)
+    }
+
+    /// Drops `n` bytes (clipped) from the front: ACKed. A lent buffer
+    /// whose last byte goes is moved to `done`.
+    pub fn consume(&mut self, n: usize) {
+        let Some(l) = self.lent.as_mut().filter(|l| !l.pieces.is_empty()) else {
+            self.ring.consume(n);
+            return;
+        };
+        let mut left = n;
+        while left > 0 {
+            let Some(p) = l.pieces.front_mut() else {
+                break;
+            };
+            let plen = p.len();
+            let take = plen.min(left);
+            left -= take;
+            match p {
+                Piece::Ring(k) => {
+                    self.ring.consume(take);
+                    *k -= take;
+                }
+                Piece::Owned { start, .. } => {
+                    *start += take;
+                    l.owned -= take;
+                }
+            }
+            if take == plen {
+                if let Some(Piece::Owned { buf, tag, .. }) = l.pieces.pop_front() {
+                    if tag != ZC_DETACHED {
+                        let acked = buf.bytes().len();
+                        l.done.push(ZcDone { tag, buf, acked });
+                    }
+                }
+            }
+        }
+        if l.owned == 0 {
+            // Nothing lent left: back to the plain ring.
+            l.pieces.clear();
+        }
+    }
+
+    /// Hands back every lent buffer still queued (the connection is
+    /// gone), with what of each was ACKed; copied bytes are dropped.
+    pub fn release_owned(&mut self) {
+        let Some(l) = self.lent.as_mut() else { return };
+        for p in l.pieces.drain(..) {
+            if let Piece::Owned { buf, tag, start } = p {
+                if tag == ZC_DETACHED {
+                    continue;
+                }
+                l.done.push(ZcDone {
+                    tag,
+                    buf,
+                    acked: start,
+                });
+            }
+        }
+        l.owned = 0;
+    }
+}
+
+/// A receive buffer the application posted: in-order data goes into
+/// `buf[filled..]` straight from the frame.
+pub struct Posted {
+    pub tag: u64,
+    pub buf: Vec<u8>,
+    pub filled: usize,
+    /// Complete only once full (MSG_WAITALL), at EOF or on an error.
+    pub waitall: bool,
+}
+
+impl std::fmt::Debug for Posted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Posted")
+            .field("tag", &self.tag)
+            .field("len", &self.buf.len())
+            .field("filled", &self.filled)
+            .finish()
+    }
+}
+
+/// The first of the posted buffers `q` with room left (those before it
+/// are full, waiting to be taken back).
+#[inline]
+pub fn first_with_room(q: &mut std::collections::VecDeque<Posted>) -> Option<&mut Posted> {
+    let (a, b) = q.as_mut_slices();
+    a.iter_mut()
+        .chain(b.iter_mut())
+        .find(|p| p.filled < p.buf.len())
+}
+
+impl Posted {
+    /// Room left.
+    #[inline]
+    pub fn room(&self) -> usize {
+        self.buf.len() - self.filled
+    }
+
+    /// Whether the application should get it back now (some data, and
+    /// not waiting for all).
+    pub fn ready(&self) -> bool {
+        self.room() == 0 || (self.filled > 0 && !self.waitall)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ustack_wire::checksum::sum;
+
+    #[test]
+    fn copied_and_lent_bytes_read_in_order_and_lent_ones_go_back_when_acked() {
+        let mut q = SendQueue::new(16);
+        assert_eq!(q.push(b"abc"), 3);
+        q.push_owned(Box::new(b"defgh".to_vec()), 7);
+        assert_eq!(q.push(b"ij"), 2);
+        q.push_owned(Box::new(vec![b'k'; 3]), 8);
+        assert_eq!(q.len(), 13);
+        assert_eq!(q.free(), 11, "lent bytes take no ring room");
+        let mut out = [0u8; 13];
+        assert_eq!(q.copy_out(0, &mut out), 13);
+        assert_eq!(&out, b"abcdefghijkkk");
+        for off in 0..13 {
+            for len in 0..13 - off {
+                let mut o = vec![0u8; len];
+                let (n, s) = q.copy_out_sum(off, &mut o);
+                assert_eq!(n, len);
+                assert_eq!(&o[..], &b"abcdefghijkkk"[off..off + len]);
+                assert_eq!(fold(s), fold(sum(&o)), "off {off} len {len}");
+            }
+        }
+        q.consume(7);
+        assert!(!q.has_done(), "one byte of the first buffer unACKed");
+        q.consume(1);
+        let mut done = Vec::new();
+        q.take_done(&mut done);
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].tag, done[0].acked), (7, 5));
+        let mut o = [0u8; 5];
+        assert_eq!(q.copy_out(0, &mut o), 5);
+        assert_eq!(&o, b"ijkkk");
+        q.consume(4);
+        q.release_owned();
+        q.take_done(&mut done);
+        assert_eq!((done[1].tag, done[1].acked), (8, 2));
+        let back = done.remove(0).buf.into_any().downcast::<Vec<u8>>();
+        assert_eq!(*back.unwrap(), b"defgh");
+    }
+}
