@@ -699,7 +699,8 @@ fn move_completions(st: &mut State, engine: &mut Engine, cq: &mut VecDeque<Cqe<i
                 rcvtimeo: None,
                 sndtimeo: None,
                 linger: None,
-                v6: false,
+                v6: matches!(c.peer, Some(SocketAddr::V6(_))),
+                sigio: Default::default(),
             };
             match st.fds.insert(Entry::Socket(entry)) {
                 Some(fd) => out.accepted = Some(fd),

@@ -12,10 +12,10 @@ mod echo_epoll;
 mod echo_nonblocking;
 #[path = "../examples/echo_poll.rs"]
 mod echo_poll;
-#[path = "../examples/echo_sigio.rs"]
-mod echo_sigio;
 #[path = "../examples/echo_proactor.rs"]
 mod echo_proactor;
+#[path = "../examples/echo_sigio.rs"]
+mod echo_sigio;
 #[path = "../examples/echo_threads.rs"]
 mod echo_threads;
 #[path = "../examples/halfclose.rs"]
