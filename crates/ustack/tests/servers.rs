@@ -79,3 +79,53 @@ fn thundering_herd_exclusive_wakes_one() {
     assert!(on.per_accept() <= 1.5, "EPOLLEXCLUSIVE: {on:?}");
     assert!(off.per_accept() > 1.5, "no EPOLLEXCLUSIVE: {off:?}");
 }
+
+/// The acceptor's hand-off: an EPOLL_CTL_ADD, from another thread, of a
+/// socket that is already readable wakes the thread blocked in
+/// `epoll_wait` on that epoll at once, not at its timeout (epoll_ctl(2):
+/// ADD of a ready fd reports it; Linux wakes the waiters).
+#[test]
+fn epoll_ctl_add_of_a_ready_socket_wakes_the_waiter() {
+    use std::io::Write;
+    use std::time::Instant;
+    use ustack::epoll::*;
+    use ustack::posix::*;
+    let (client_rt, server_rt) = ustack::memnet::pair().unwrap();
+    let l = server_acceptor::servers::listener(&server_rt, false).unwrap();
+    let mut c =
+        ustack::net::TcpStream::connect(&client_rt, server_acceptor::servers::server_addr())
+            .unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut pfd = [PollFd::new(l, POLLIN)];
+    assert_eq!(server_rt.poll(&mut pfd, 5000), Ok(1));
+    let (conn, _) = server_rt.accept4(l, SOCK_NONBLOCK).unwrap();
+    let mut pfd = [PollFd::new(conn, POLLIN)];
+    assert_eq!(server_rt.poll(&mut pfd, 5000), Ok(1), "the request arrived");
+    let ep = server_rt.epoll_create1(0).unwrap();
+    let worker = {
+        let rt = server_rt.clone();
+        std::thread::spawn(move || {
+            let mut ev = [EpollEvent::new(0, 0); 1];
+            let t0 = Instant::now();
+            let n = rt.epoll_wait(ep, &mut ev, 10_000);
+            (n, ev[0].data, t0.elapsed())
+        })
+    };
+    // Let the worker block first (if it has not, the ADD is seen anyway).
+    std::thread::sleep(Duration::from_millis(50));
+    server_rt
+        .epoll_ctl(
+            ep,
+            EPOLL_CTL_ADD,
+            conn,
+            Some(EpollEvent::new(EPOLLIN, conn as u64)),
+        )
+        .unwrap();
+    let (n, data, waited) = worker.join().unwrap();
+    assert_eq!((n, data), (Ok(1), conn as u64));
+    // Not a timing test: the bound is the 10 s timeout's tenth, far off.
+    assert!(
+        waited < Duration::from_secs(1),
+        "woken only after {waited:?}"
+    );
+}
