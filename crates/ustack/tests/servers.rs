@@ -55,12 +55,13 @@ fn acceptor_hands_connections_to_every_worker() {
 }
 
 /// 4 threads each with its own epoll on one listener; a woken thread
-/// holds 1 ms before it accepts, so every woken thread gets to look.
+/// holds 5 ms before it accepts, so every woken thread gets to look even
+/// on a busy machine.
 #[test]
 fn thundering_herd_exclusive_wakes_one() {
     const THREADS: usize = 4;
-    const CONNS: usize = 60;
-    let hold = Duration::from_millis(1);
+    const CONNS: usize = 40;
+    let hold = Duration::from_millis(5);
     let off = thundering_herd::run_ustack(THREADS, CONNS, false, hold).unwrap();
     let on = thundering_herd::run_ustack(THREADS, CONNS, true, hold).unwrap();
     let linux_off = thundering_herd::run_linux(THREADS, CONNS, false, hold).unwrap();
