@@ -887,8 +887,11 @@ impl Runtime {
 
     /// epoll_ctl(2): ADD/MOD need an event; EEXIST, ENOENT, EBADF, EINVAL
     /// (an epoll watching itself), EPERM (not a socket) as Linux.
+    /// An ADD or MOD of an fd that is ready now wakes the threads waiting
+    /// on `epfd`, as Linux's ep_insert/ep_modify do: another thread may
+    /// hand a connection to a loop blocked in epoll_wait this way.
     pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, event: Option<EpollEvent>) -> Result<()> {
-        self.with(|st, _| {
+        let ready = self.with(|st, _| {
             match st.fds.get(epfd) {
                 Some(Entry::Epoll) => {}
                 Some(_) => return Err(Errno::EINVAL),
@@ -913,11 +916,18 @@ impl Runtime {
                 EPOLL_CTL_DEL => {
                     set.delete(fd)?;
                     st.unwatch(handle, epfd, fd);
+                    return Ok(false);
                 }
                 _ => return Err(Errno::EINVAL),
             }
-            Ok(())
-        })
+            Ok(st.epolls.get(&epfd).is_some_and(|s| s.has_ready()))
+        })?;
+        if ready {
+            // After the lock is let go: a waiter either looked after the
+            // ADD, or sleeps and is woken now.
+            self.shared().wake_waiters();
+        }
+        Ok(())
     }
 
     /// epoll_wait(2): fills `events`, returns how many; `timeout_ms` -1

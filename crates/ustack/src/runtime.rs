@@ -580,6 +580,12 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Wakes the callers blocked in a wait, so they look again (an
+    /// epoll_ctl that put a ready fd on an epoll's ready list).
+    pub(crate) fn wake_waiters(&self) {
+        self.changed.notify_all();
+    }
+
     fn wake_thread(&self) {
         // A full socket already means "wake up".
         let _ = self.wake_tx.send(&[1]);
