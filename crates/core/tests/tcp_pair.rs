@@ -508,3 +508,38 @@ fn acks_wake_writers_only_after_a_full_buffer() {
     assert!(p.a.take_readiness_changes().contains(&c));
     assert!(p.a.readiness(c).unwrap().writable);
 }
+
+/// A connection waiting in the accept queue that gets data and a FIN does
+/// not mark its listener changed: the listener's readiness (something to
+/// accept) did not change, and Linux wakes no one watching the listener
+/// for it. Otherwise an EPOLLEXCLUSIVE turn or an edge-triggered event
+/// would be spent on nothing.
+#[test]
+fn a_queued_connection_changing_does_not_touch_its_listener() {
+    let mut p = Pair::new(Medium::Ip);
+    let l = p.b.tcp_open();
+    p.b.tcp_bind(l, SocketAddr::from((B, 81))).unwrap();
+    p.b.tcp_listen(l, 8).unwrap();
+    let c = p.a.tcp_open();
+    assert_eq!(
+        p.a.tcp_connect(p.now, c, SocketAddr::from((B, 81))),
+        Err(Errno::EINPROGRESS)
+    );
+    p.pump();
+    assert!(
+        p.b.take_readiness_changes().contains(&l),
+        "a connection entering the accept queue changes the listener"
+    );
+    assert_eq!(p.a.tcp_send(p.now, c, b"early"), Ok(5));
+    p.a.close(c).unwrap();
+    p.pump();
+    assert!(
+        !p.b.take_readiness_changes().contains(&l),
+        "data and a FIN on a queued connection are not the listener's news"
+    );
+    let (s, _) = p.b.tcp_accept(l).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(p.b.tcp_recv(s, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"early");
+    assert_eq!(p.b.tcp_recv(s, &mut buf), Ok(0));
+}

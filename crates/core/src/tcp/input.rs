@@ -612,14 +612,14 @@ impl Tcp {
         self.tcp_notify(cx, id);
     }
 
-    /// Marks the socket (or the listener) of a TCB as possibly changed.
+    /// Marks the socket of a TCB as possibly changed. A connection not yet
+    /// accepted has none: what changes its listener (joining or leaving the
+    /// accept queue) is marked where that happens, so data or a FIN on a
+    /// queued connection wakes no listener's watcher (as in Linux, whose
+    /// child socket has no waiters until accepted).
     pub(crate) fn tcp_notify(&mut self, cx: &mut Cx<'_>, id: TcbId) {
-        if let Some(t) = self.get(id) {
-            if let Some(h) = t.socket {
-                cx.sh.handles.mark_changed(h);
-            } else if let Some(l) = t.listener {
-                cx.sh.handles.mark_changed(l);
-            }
+        if let Some(h) = self.get(id).and_then(|t| t.socket) {
+            cx.sh.handles.mark_changed(h);
         }
     }
 
