@@ -10,8 +10,10 @@ pub mod hop;
 pub mod impaired;
 pub mod kernel;
 pub mod memlink;
+pub mod mqlink;
 pub mod offload;
 pub mod pcap;
+pub mod rss;
 pub mod shared;
 pub mod sim;
 // The only module with `unsafe`: the ioctl, poll and setns calls.
@@ -25,6 +27,7 @@ pub use hop::SmallMtuHop;
 pub use impaired::Impaired;
 pub use kernel::{KernelIf, NetNs, DEFAULT_TXQUEUELEN};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
+pub use mqlink::{MqLink, MqQueue, QueueStats};
 pub use offload::Offloads;
 pub use pcap::{LinkKind, PcapSink};
 pub use shared::{LinkPort, SharedLink};
