@@ -50,6 +50,19 @@ pub struct QueueStats {
     pub dropped: u64,
 }
 
+/// Reads one queue's [`QueueStats`]; see [`MqQueue::counters`].
+#[derive(Clone)]
+pub struct QueueCounters(Arc<RxQueue>);
+
+impl QueueCounters {
+    pub fn get(&self) -> QueueStats {
+        QueueStats {
+            delivered: self.0.delivered.load(Ordering::Relaxed),
+            dropped: self.0.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Builds the two ends; see the module docs.
 pub struct MqLink;
 
@@ -130,10 +143,13 @@ impl MqQueue {
 
     /// Frames delivered to and dropped at this queue.
     pub fn queue_stats(&self) -> QueueStats {
-        QueueStats {
-            delivered: self.own.delivered.load(Ordering::Relaxed),
-            dropped: self.own.dropped.load(Ordering::Relaxed),
-        }
+        self.counters().get()
+    }
+
+    /// A handle on this queue's counters that stays readable once the
+    /// queue is handed to a runtime.
+    pub fn counters(&self) -> QueueCounters {
+        QueueCounters(self.own.clone())
     }
 
     /// Takes one frame, or learns that none is waiting (then a later
