@@ -81,6 +81,11 @@ pub struct LinkArgs {
     /// name); ustack and its sockets stay in the current one.
     #[arg(long, global = true, value_name = "NS")]
     pub netns: Option<String>,
+    /// Stacks to run, one per queue of a multiqueue TUN and per thread
+    /// (pinned to a core where allowed): a number, or `auto` for one per
+    /// core. `serve` listens in every stack. [default: 1]
+    #[arg(long, global = true, value_name = "N|auto", value_parser = parse_queues)]
+    pub queues: Option<usize>,
     /// Write a JSON-lines trace of the TCP events (segments, retransmissions,
     /// cwnd, RTT, states: docs/trace.md) to this file; `ustack plot` draws it.
     #[arg(long, value_name = "FILE", global = true)]
@@ -89,6 +94,25 @@ pub struct LinkArgs {
 
 /// A one-line reason the link could not be set up.
 pub type LinkError = String;
+
+/// Most queues `--queues` takes (Linux's tun allows 256).
+pub const MAX_QUEUES: usize = 64;
+
+/// `--queues`: 1..=64, or `auto` (the CPUs this process may run on).
+fn parse_queues(s: &str) -> Result<usize, String> {
+    let n = match s {
+        "auto" => ustack::ustack_devices::affinity::allowed_cpus()
+            .len()
+            .max(1),
+        _ => s
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?} is not a number of queues or `auto`"))?,
+    };
+    if !(1..=MAX_QUEUES).contains(&n) {
+        return Err(format!("{n} queues: give 1 to {MAX_QUEUES}"));
+    }
+    Ok(n.min(MAX_QUEUES))
+}
 
 impl LinkArgs {
     /// The options that only apply to a device, by name, if given (the
@@ -163,6 +187,21 @@ impl LinkArgs {
             rt.trace_to(Box::new(w.into_inner()), &self.addr().address().to_string());
         }
         Ok(rt)
+    }
+
+    /// Stacks asked for with `--queues` (1 without it).
+    pub fn queues(&self) -> usize {
+        self.queues.unwrap_or(1)
+    }
+
+    /// `--queues` stacks on as many queues of a multiqueue TUN, in `mode`.
+    pub fn start_group(&self, what: &str, mode: Mode) -> Result<ustack::RuntimeGroup, LinkError> {
+        if self.trace.is_some() && self.queues() > 1 {
+            return Err(format!(
+                "{what}: --trace follows one stack; use it with one queue"
+            ));
+        }
+        self.config()?.start_group(what, mode, self.queues())
     }
 
     /// The link as `ustack::link` takes it.

@@ -378,6 +378,19 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(format_args!("cannot catch signals: {e}")),
             };
+            if cli.link.queues() > 1 {
+                return match serve::run_group(
+                    &cli.link,
+                    port,
+                    &service,
+                    &signals,
+                    stats,
+                    usize::try_from(max_connections).unwrap_or(usize::MAX),
+                ) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                };
+            }
             let rt = match cli.link.start_with("serve", ustack::Mode::External) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
