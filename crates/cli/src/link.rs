@@ -178,6 +178,11 @@ impl LinkArgs {
         mode: Mode,
         tweak: impl FnOnce(ustack_core::StackConfig) -> ustack_core::StackConfig,
     ) -> Result<Runtime, LinkError> {
+        if self.queues() > 1 {
+            return Err(format!(
+                "{what} runs one stack; --queues is for serve and demo"
+            ));
+        }
         let trace = match &self.trace {
             Some(path) => Some(ustack::trace::TraceWriter::create(path)?),
             None => None,

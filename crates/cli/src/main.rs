@@ -549,7 +549,13 @@ fn main() -> ExitCode {
                 trace: cli.link.trace.clone(),
                 plot,
             };
-            match demo::run(&opts) {
+            let queues = cli.link.queues();
+            match demo::run(&opts).and_then(|mut r| {
+                if queues > 1 {
+                    r.text.push_str(&demo::multi_stack(queues)?);
+                }
+                Ok(r)
+            }) {
                 Ok(report) => print_out(&report.text),
                 Err(e) => {
                     eprintln!("ustack: {e}");
