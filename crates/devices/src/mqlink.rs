@@ -26,7 +26,9 @@ use ustack_core::Medium;
 /// Default frames a queue holds.
 pub const DEFAULT_QUEUE_FRAMES: usize = 4096;
 
-/// One receive queue: frames in, a wake socket to say so.
+/// One receive queue: frames in, a wake socket to say so. Aligned to two
+/// cache lines so that queues of different lanes never share one.
+#[repr(align(128))]
 struct RxQueue {
     frames: Mutex<VecDeque<Vec<u8>>>,
     limit: usize,

@@ -10,7 +10,10 @@
 //! f mod N (its client stack picks a port the link steers to the same
 //! lane). Every received byte is compared with the flow's pattern. The
 //! figure is total bytes over the time from start to the last byte, best
-//! of `--runs`, the configurations alternating.
+//! of `--runs`, the configurations alternating. Also printed: the CPU
+//! time the lane threads used per GiB (/proc/thread-self/schedstat), which
+//! says whether the stacks scale when the cores are busy with other work
+//! (same CPU per byte with 2 stacks: nothing shared slows them).
 
 use clap::Parser;
 use std::io::Read;
@@ -41,13 +44,31 @@ struct Args {
 
 const CHUNK: usize = 64 << 10;
 
-/// One run: `flows` flows over `n` lanes; returns Gbit/s.
-fn run(args: &Args, n: usize) -> f64 {
+/// Nanoseconds the calling thread has run on a CPU
+/// (/proc/thread-self/schedstat, first field); 0 if unreadable.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    gbps: f64,
+    /// CPU seconds the lane threads used per GiB moved.
+    cpu_per_gib: f64,
+}
+
+/// One run: `flows` flows over `n` lanes.
+fn run(args: &Args, n: usize) -> Figures {
     let net = mq_pair(n, n, 0, Mode::Inline, false, |c| c).expect("in-memory link");
     let listener = net.b.listen("10.0.0.2:5001").expect("listen");
     let dst: SocketAddr = "10.0.0.2:5001".parse().unwrap();
     let start = Instant::now();
     let per_lane = net.a.run_per_stack(!args.no_pin, |lane, a| {
+        let cpu0 = thread_cpu_ns();
         let b = net.b.stack(lane);
         let flows: Vec<usize> = (0..args.flows).filter(|f| f % n == lane).collect();
         let fds: Vec<i32> = flows
@@ -117,15 +138,20 @@ fn run(args: &Args, n: usize) -> f64 {
                 }
             }
         }
+        let cpu = thread_cpu_ns() - cpu0;
         for fd in fds {
             let _ = a.close(fd);
         }
-        got
+        (got, cpu)
     });
     let secs = start.elapsed().as_secs_f64();
-    let bytes: usize = per_lane.iter().sum();
+    let bytes: usize = per_lane.iter().map(|l| l.0).sum();
+    let cpu: u64 = per_lane.iter().map(|l| l.1).sum();
     assert_eq!(bytes, args.flows * args.bytes);
-    bytes as f64 * 8.0 / secs / 1e9
+    Figures {
+        gbps: bytes as f64 * 8.0 / secs / 1e9,
+        cpu_per_gib: cpu as f64 / 1e9 / (bytes as f64 / f64::from(1u32 << 30)),
+    }
 }
 
 fn main() {
@@ -139,18 +165,36 @@ fn main() {
         cpus.len(),
         args.runs
     );
-    let (mut one, mut many) = (0f64, 0f64);
+    let (mut one, mut many) = (Figures::default(), Figures::default());
     for r in 0..args.runs {
         let a = run(&args, 1);
         let b = run(&args, args.stacks);
         println!(
-            "run {r}: 1 stack {a:.2} Gbit/s, {} stacks {b:.2} Gbit/s",
-            args.stacks
+            "run {r}: 1 stack {:.2} Gbit/s ({:.3} CPU s/GiB), {} stacks {:.2} Gbit/s ({:.3} CPU s/GiB)",
+            a.gbps, a.cpu_per_gib, args.stacks, b.gbps, b.cpu_per_gib
         );
-        one = one.max(a);
-        many = many.max(b);
+        if a.gbps > one.gbps {
+            one = a;
+        }
+        if b.gbps > many.gbps {
+            many = b;
+        }
     }
-    println!("1 stack: {one:.2} Gbit/s");
-    println!("{} stacks: {many:.2} Gbit/s", args.stacks);
-    println!("ratio {} stacks / 1 stack: {:.2}", args.stacks, many / one);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at the end: {}", load.trim());
+    println!(
+        "1 stack: {:.2} Gbit/s, {:.3} CPU s/GiB",
+        one.gbps, one.cpu_per_gib
+    );
+    println!(
+        "{} stacks: {:.2} Gbit/s, {:.3} CPU s/GiB",
+        args.stacks, many.gbps, many.cpu_per_gib
+    );
+    println!(
+        "ratio {} stacks / 1 stack: {:.2} (throughput); CPU per byte, 1 stack / {} stacks: {:.2}",
+        args.stacks,
+        many.gbps / one.gbps,
+        args.stacks,
+        one.cpu_per_gib / many.cpu_per_gib
+    );
 }
