@@ -123,7 +123,8 @@ pub fn run(
 /// by [`run`] on its own thread (pinned where allowed), every stack
 /// listening on `port` (REUSEPORT across stacks: a connection is served by
 /// the stack whose queue its SYN came in on). `max_connections` is shared
-/// out evenly.
+/// out evenly. `stats`: every stack's, at exit, each under a
+/// `== stack I of N ==` line.
 pub fn run_group(
     link: &crate::link::LinkArgs,
     port: u16,
@@ -145,9 +146,19 @@ pub fn run_group(
             .map(|i| cpus.get(i % cpus.len().max(1)))
             .collect::<Vec<_>>()
     );
+    // Each loop prints nothing itself: the stacks' stats come at exit,
+    // one section per stack (SIGUSR1 prints nothing with several stacks).
     let results = group.run_per_stack(true, |_, rt| {
-        run(rt, local, local6, port, service, signals, stats, per_stack)
+        run(rt, local, local6, port, service, signals, false, per_stack)
     });
+    if stats {
+        let mut out = io::stdout().lock();
+        for (i, rt) in group.stacks().iter().enumerate() {
+            let _ = writeln!(out, "== stack {i} of {n} ==");
+            let _ = out.write_all(stats::render(rt).as_bytes());
+        }
+        let _ = out.flush();
+    }
     results.into_iter().collect()
 }
 
