@@ -140,7 +140,7 @@ pub fn run_group(
     let local6 = link.addr6.map(|a| a.address());
     let cpus = ustack::ustack_devices::affinity::allowed_cpus();
     eprintln!(
-        "ustack: {n} stacks on {n} queues of {}, one thread each, pinned to CPUs {:?}",
+        "ustack: {n} stacks on {n} queues of {}, one thread each, pinned where allowed to CPUs {:?}",
         link.tun.as_deref().unwrap_or("?"),
         (0..n)
             .map(|i| cpus.get(i % cpus.len().max(1)))

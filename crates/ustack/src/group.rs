@@ -11,7 +11,14 @@
 //! symmetric flow hash ([`ustack_devices::rss`]) picks queue `i` of `n`,
 //! so the link steers the replies back to stack `i` (the receive-side
 //! scaling trick of DPDK applications). A TUN's kernel side steers by
-//! the queue a flow was last sent on, which is `i` by construction.
+//! the queue a flow was last sent on, which is `i` by construction; a
+//! flow the kernel starts goes, with no entry in tun's flow table, to the
+//! queue its hash picks, the one its SYN came in on and whose stack
+//! answered it. Not handled: a flow *we* started whose table entry expired
+//! (tun forgets a flow after 3 s without a packet from us) may come back on
+//! the queue of the kernel's hash, where another stack, knowing no such
+//! connection, answers with a reset (counted in `out_rsts`); forwarding
+//! such frames to their owner is not built.
 
 use crate::net::{TcpListener, TcpStream};
 use crate::runtime::{Interest, Mode, Runtime};
@@ -177,8 +184,10 @@ impl RuntimeGroup {
                     let cpu = cpu_for(i, &cpus).filter(|_| pin);
                     s.spawn(move || {
                         if let Some(c) = cpu {
-                            // Advice only: unpinned still runs.
-                            let _ = affinity::pin_current_thread(c);
+                            // Advice only: unpinned still runs, and says so.
+                            if let Err(e) = affinity::pin_current_thread(c) {
+                                tracing::warn!(stack = i, cpu = c, error = %e, "not pinned");
+                            }
                         }
                         f(i, rt)
                     })
