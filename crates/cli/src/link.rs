@@ -89,6 +89,11 @@ pub struct LinkArgs {
     /// default, as Linux's tcp_ecn=2) accepts it when asked, `off` never.
     #[arg(long, global = true, value_name = "on|passive|off", value_parser = ["on", "passive", "off"])]
     pub ecn: Option<String>,
+    /// Stacks to run, one per queue of a multiqueue TUN and per thread
+    /// (pinned to a core where allowed): a number, or `auto` for one per
+    /// core. `serve` listens in every stack. [default: 1]
+    #[arg(long, global = true, value_name = "N|auto", value_parser = parse_queues)]
+    pub queues: Option<usize>,
     /// Write a JSON-lines trace of the TCP events (segments, retransmissions,
     /// cwnd, RTT, states: docs/trace.md) to this file; `ustack plot` draws it.
     #[arg(long, value_name = "FILE", global = true)]
@@ -97,6 +102,25 @@ pub struct LinkArgs {
 
 /// A one-line reason the link could not be set up.
 pub type LinkError = String;
+
+/// Most queues `--queues` takes (Linux's tun allows 256).
+pub const MAX_QUEUES: usize = 64;
+
+/// `--queues`: 1..=64, or `auto` (the CPUs this process may run on).
+fn parse_queues(s: &str) -> Result<usize, String> {
+    let n = match s {
+        "auto" => ustack::ustack_devices::affinity::allowed_cpus()
+            .len()
+            .max(1),
+        _ => s
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?} is not a number of queues or `auto`"))?,
+    };
+    if !(1..=MAX_QUEUES).contains(&n) {
+        return Err(format!("{n} queues: give 1 to {MAX_QUEUES}"));
+    }
+    Ok(n.min(MAX_QUEUES))
+}
 
 impl LinkArgs {
     /// The options that only apply to a device, by name, if given (the
@@ -171,14 +195,29 @@ impl LinkArgs {
         mode: Mode,
         tweak: impl FnOnce(ustack_core::StackConfig) -> ustack_core::StackConfig,
     ) -> Result<Runtime, LinkError> {
+        if self.queues() > 1 {
+            return Err(format!(
+                "{what} runs one stack; --queues is for serve and demo"
+            ));
+        }
         let trace = match &self.trace {
             Some(path) => Some(ustack::trace::TraceWriter::create(path)?),
             None => None,
         };
-        let cc = self.cc;
-        let ecn = self.ecn_mode();
-        let rt = self.config()?.start_tweaked(what, mode, move |c| {
-            let mut c = tweak(c);
+        let tcp = self.tcp_choices();
+        let rt = self
+            .config()?
+            .start_tweaked(what, mode, move |c| tcp(tweak(c)))?;
+        if let Some(w) = trace {
+            rt.trace_to(Box::new(w.into_inner()), &self.addr().address().to_string());
+        }
+        Ok(rt)
+    }
+
+    /// What `--cc` and `--ecn` change in a stack's configuration.
+    fn tcp_choices(&self) -> impl FnOnce(ustack_core::StackConfig) -> ustack_core::StackConfig {
+        let (cc, ecn) = (self.cc, self.ecn_mode());
+        move |mut c| {
             if let Some(cc) = cc {
                 c.tcp.congestion = cc;
             }
@@ -186,11 +225,23 @@ impl LinkArgs {
                 c.tcp.ecn = e;
             }
             c
-        })?;
-        if let Some(w) = trace {
-            rt.trace_to(Box::new(w.into_inner()), &self.addr().address().to_string());
         }
-        Ok(rt)
+    }
+
+    /// Stacks asked for with `--queues` (1 without it).
+    pub fn queues(&self) -> usize {
+        self.queues.unwrap_or(1)
+    }
+
+    /// `--queues` stacks on as many queues of a multiqueue TUN, in `mode`.
+    pub fn start_group(&self, what: &str, mode: Mode) -> Result<ustack::RuntimeGroup, LinkError> {
+        if self.trace.is_some() && self.queues() > 1 {
+            return Err(format!(
+                "{what}: --trace follows one stack; use it with one queue"
+            ));
+        }
+        self.config()?
+            .start_group(what, mode, self.queues(), self.tcp_choices())
     }
 
     /// The link as `ustack::link` takes it.

@@ -378,6 +378,19 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(format_args!("cannot catch signals: {e}")),
             };
+            if cli.link.queues() > 1 {
+                return match serve::run_group(
+                    &cli.link,
+                    port,
+                    &service,
+                    &signals,
+                    stats,
+                    usize::try_from(max_connections).unwrap_or(usize::MAX),
+                ) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                };
+            }
             let rt = match cli.link.start_with("serve", ustack::Mode::External) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
@@ -538,7 +551,13 @@ fn main() -> ExitCode {
                 cc: cli.link.cc.unwrap_or_default(),
                 ecn: cli.link.ecn_mode().unwrap_or_default(),
             };
-            match demo::run(&opts) {
+            let queues = cli.link.queues();
+            match demo::run(&opts).and_then(|mut r| {
+                if queues > 1 {
+                    r.text.push_str(&demo::multi_stack(queues)?);
+                }
+                Ok(r)
+            }) {
                 Ok(report) => print_out(&report.text),
                 Err(e) => {
                     eprintln!("ustack: {e}");

@@ -119,6 +119,49 @@ pub fn run(
     ))
 }
 
+/// `--queues N`: N stacks on N queues of a multiqueue TUN, each served
+/// by [`run`] on its own thread (pinned where allowed), every stack
+/// listening on `port` (REUSEPORT across stacks: a connection is served by
+/// the stack whose queue its SYN came in on). `max_connections` is shared
+/// out evenly. `stats`: every stack's, at exit, each under a
+/// `== stack I of N ==` line.
+pub fn run_group(
+    link: &crate::link::LinkArgs,
+    port: u16,
+    service: &Service,
+    signals: &Signals,
+    stats: bool,
+    max_connections: usize,
+) -> Result<(), String> {
+    let group = link.start_group("serve", ustack::Mode::External)?;
+    let n = group.len();
+    let per_stack = max_connections.div_ceil(n).max(1);
+    let local = link.addr().address();
+    let local6 = link.addr6.map(|a| a.address());
+    let cpus = ustack::ustack_devices::affinity::allowed_cpus();
+    eprintln!(
+        "ustack: {n} stacks on {n} queues of {}, one thread each, pinned where allowed to CPUs {:?}",
+        link.tun.as_deref().unwrap_or("?"),
+        (0..n)
+            .map(|i| cpus.get(i % cpus.len().max(1)))
+            .collect::<Vec<_>>()
+    );
+    // Each loop prints nothing itself: the stacks' stats come at exit,
+    // one section per stack (SIGUSR1 prints nothing with several stacks).
+    let results = group.run_per_stack(true, |_, rt| {
+        run(rt, local, local6, port, service, signals, false, per_stack)
+    });
+    if stats {
+        let mut out = io::stdout().lock();
+        for (i, rt) in group.stacks().iter().enumerate() {
+            let _ = writeln!(out, "== stack {i} of {n} ==");
+            let _ = out.write_all(stats::render(rt).as_bytes());
+        }
+        let _ = out.flush();
+    }
+    results.into_iter().collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     rt: &Runtime,

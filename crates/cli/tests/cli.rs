@@ -71,11 +71,43 @@ fn demo_prints_a_summary_and_is_reproducible() {
 }
 
 #[test]
+fn demo_with_queues_spreads_connections_over_stacks() {
+    let out = ustack(&["demo", "--queues", "2", "--count", "5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("8 TCP echoes, all intact"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("connections per server stack"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let counts: Vec<u32> = line
+        .split(['[', ']'])
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 2, "{line}");
+    assert_eq!(counts.iter().sum::<u32>(), 8, "{line}");
+    assert!(counts.iter().all(|&c| c > 0), "{line}");
+}
+
+#[test]
 fn bad_arguments_name_the_problem_and_exit_2() {
     for (args, needle) in [
         (&["demo", "--loss", "1.5"][..], "not a probability"),
         (&["demo", "--loss", "lots"][..], "not a number"),
         (&["demo", "--count", "0"][..], "--count"),
+        (&["demo", "--queues", "0"][..], "0 queues: give 1 to 64"),
+        (&["demo", "--queues", "many"][..], "not a number of queues or `auto`"),
+        (
+            &["ping", "10.200.0.1", "--tun", "x", "--queues", "2"][..],
+            "runs one stack; --queues is for serve and demo",
+        ),
         (&["frobnicate"][..], "unrecognized subcommand"),
         (
             &["demo", "--cc", "vegas"][..],

@@ -259,6 +259,12 @@ impl Stack {
         self.cfg.trace = on;
     }
 
+    /// Outgoing TCP connections take only ephemeral ports `filter` accepts
+    /// (see [`crate::ports::PortFilter`]); `None` lifts it.
+    pub fn set_port_filter(&mut self, filter: Option<crate::ports::PortFilter>) {
+        self.sh.ports.set_filter(filter);
+    }
+
     /// Events dropped because nobody drained them (`StackConfig::max_events`).
     pub fn events_dropped(&self) -> u64 {
         self.sh.events.dropped()

@@ -3,6 +3,9 @@
 //! devices (TUN/TAP) with kernel-side setup helpers.
 #![deny(unsafe_code)]
 
+// FFI: sched_setaffinity(2).
+#[allow(unsafe_code)]
+pub mod affinity;
 pub mod capture;
 pub mod device;
 pub mod driver;
@@ -10,11 +13,13 @@ pub mod hop;
 pub mod impaired;
 pub mod kernel;
 pub mod memlink;
+pub mod mqlink;
 pub mod offload;
 pub mod pcap;
+pub mod rss;
 pub mod shared;
 pub mod sim;
-// The only module with `unsafe`: the ioctl, poll and setns calls.
+// `unsafe` here and in `affinity` only: the ioctl, poll and setns calls.
 #[allow(unsafe_code)]
 pub mod tun;
 
@@ -25,6 +30,7 @@ pub use hop::SmallMtuHop;
 pub use impaired::{Impaired, QueueDelay};
 pub use kernel::{KernelIf, NetNs, DEFAULT_TXQUEUELEN};
 pub use memlink::{Impairments, LinkStats, MemLink, PortId};
+pub use mqlink::{MqLink, MqQueue, QueueCounters, QueueStats};
 pub use offload::Offloads;
 pub use pcap::{LinkKind, PcapSink};
 pub use shared::{LinkPort, SharedLink};

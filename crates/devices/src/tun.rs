@@ -41,6 +41,7 @@ pub struct TunOptions {
     netns: Option<PathBuf>,
     napi: bool,
     offload: bool,
+    multi_queue: bool,
 }
 
 impl TunOptions {
@@ -54,7 +55,35 @@ impl TunOptions {
             netns: None,
             napi: false,
             offload: false,
+            multi_queue: false,
         }
+    }
+
+    /// Asks for `IFF_MULTI_QUEUE`: the same name opened again attaches
+    /// another queue, each fd its own; the kernel sends a flow's packets to
+    /// the queue it last received that flow on (tun's flow table), else by
+    /// its flow hash. See [`open_tun_queues`](Self::open_tun_queues).
+    pub fn multi_queue(mut self, on: bool) -> Self {
+        self.multi_queue = on;
+        self
+    }
+
+    /// Opens `n` queues of one multiqueue TUN (`IFF_MULTI_QUEUE`), the
+    /// first naming the device (a pattern such as `"ust%d"` is resolved
+    /// once); `n` of 1 opens a plain single-queue device unless
+    /// [`multi_queue`](Self::multi_queue) was asked for.
+    pub fn open_tun_queues(&self, n: usize) -> io::Result<Vec<Tun>> {
+        if n <= 1 && !self.multi_queue {
+            return Ok(vec![self.open_tun()?]);
+        }
+        let mut opts = self.clone().multi_queue(true);
+        let first = opts.open_tun()?;
+        opts.name = first.name().to_owned();
+        let mut queues = vec![first];
+        for _ in 1..n {
+            queues.push(opts.open_tun()?);
+        }
+        Ok(queues)
     }
 
     /// Asks for the kernel's offloads (off by default): the device is
@@ -125,6 +154,11 @@ impl TunOptions {
     fn open(&self, kind: libc::c_int) -> io::Result<(File, String)> {
         let kind = if self.napi {
             kind | libc::IFF_NAPI
+        } else {
+            kind
+        };
+        let kind = if self.multi_queue {
+            kind | libc::IFF_MULTI_QUEUE
         } else {
             kind
         };

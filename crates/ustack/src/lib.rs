@@ -37,6 +37,7 @@
 pub mod epoll;
 pub mod fd;
 pub mod forward;
+pub mod group;
 pub mod link;
 pub mod mapped;
 pub mod memnet;
@@ -52,6 +53,7 @@ mod sys;
 pub mod trace;
 
 pub use epoll::EpollEvent;
+pub use group::{GroupListener, Pin, RuntimeGroup};
 pub use posix::OptVal;
 pub use runtime::{Interest, Mode, Runtime};
 pub use ustack_core::errno;

@@ -3,7 +3,7 @@
 //! in thread mode. The `ustack` command's link flags and the preload
 //! library's `USTACK_*` variables both fill a [`LinkConfig`].
 
-use crate::{Mode, Runtime};
+use crate::{Mode, Runtime, RuntimeGroup};
 use std::path::PathBuf;
 use ustack_core::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 use ustack_core::Duration;
@@ -79,6 +79,47 @@ impl LinkConfig {
         mode: Mode,
         tweak: impl FnOnce(StackConfig) -> StackConfig,
     ) -> Result<Runtime, LinkError> {
+        let (mut devices, cfg) = self.open(what, 1)?;
+        let device = devices.pop().ok_or("no device")?;
+        let stack = Stack::new(tweak(cfg)).map_err(|e| e.to_string())?;
+        Runtime::new(stack, device, Clock::new(), mode)
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+    }
+
+    /// A runtime group of `queues` stacks on `queues` queues of one
+    /// multiqueue TUN (`IFF_MULTI_QUEUE`), each stack thread pinned to a
+    /// core where allowed (see [`RuntimeGroup`]). One queue is a plain TUN.
+    pub fn start_group(
+        &self,
+        what: &str,
+        mode: Mode,
+        queues: usize,
+        tweak: impl FnOnce(StackConfig) -> StackConfig,
+    ) -> Result<RuntimeGroup, LinkError> {
+        let (devices, cfg) = self.open(what, queues)?;
+        RuntimeGroup::new(tweak(cfg), devices, Clock::new(), mode, true)
+            .map_err(|e| format!("cannot start the runtimes: {e}"))
+    }
+
+    /// Opens `queues` queues of the device, configures the kernel side;
+    /// returns them (wrapped in the impairments and capture asked for) and
+    /// the stack's configuration.
+    fn open(
+        &self,
+        what: &str,
+        queues: usize,
+    ) -> Result<(Vec<Box<dyn Device + Send>>, StackConfig), LinkError> {
+        let queues = queues.max(1);
+        if queues > 1 && self.tun.is_none() {
+            return Err(format!(
+                "{what}: more than one queue needs --tun (a multiqueue TUN); TAP takes one"
+            ));
+        }
+        if queues > 1 && self.pcap.is_some() {
+            return Err(format!(
+                "{what}: --pcap captures one queue; use it with one queue"
+            ));
+        }
         let (name, medium) = match (&self.tun, &self.tap) {
             (Some(n), _) => (n.clone(), Medium::Ip),
             (None, Some(n)) => (n.clone(), Medium::Ethernet),
@@ -111,11 +152,16 @@ impl LinkConfig {
             }
             opts = opts.netns(path);
         }
-        let device: Box<dyn Device + Send> = match medium {
-            Medium::Ip => Box::new(opts.open_tun().map_err(|e| open_error("TUN", &name, &e))?),
-            Medium::Ethernet => {
-                Box::new(opts.open_tap().map_err(|e| open_error("TAP", &name, &e))?)
-            }
+        let devices: Vec<Box<dyn Device + Send>> = match medium {
+            Medium::Ip => opts
+                .open_tun_queues(queues)
+                .map_err(|e| open_error("TUN", &name, &e))?
+                .into_iter()
+                .map(|t| Box::new(t) as Box<dyn Device + Send>)
+                .collect(),
+            Medium::Ethernet => vec![Box::new(
+                opts.open_tap().map_err(|e| open_error("TAP", &name, &e))?,
+            )],
         };
         // A persistent device (`ip tuntap add`) may have its address already,
         // and the kernel's servers be bound to it: then just bring it up.
@@ -178,24 +224,30 @@ impl LinkConfig {
             || self.reorder.is_some_and(|p| p > 0.0)
             || self.delay.is_some_and(|d| d > 0)
             || self.hop_mtu.is_some();
-        let device: Box<dyn Device + Send> = if impaired {
-            Box::new(Impaired::new(device, self.seed, imp, imp))
-        } else {
-            device
-        };
-        let device: Box<dyn Device + Send> = match &self.pcap {
-            Some(path) => {
-                let kind = if medium == Medium::Ip {
-                    LinkKind::Ip
-                } else {
-                    LinkKind::Ethernet
-                };
-                let sink = PcapSink::create(path, kind)
-                    .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?;
-                Box::new(Captured::new(device, sink))
-            }
-            None => device,
-        };
+        tracing::info!(offloads = %devices[0].offloads(), queues, "device {name}");
+        let mut wrapped: Vec<Box<dyn Device + Send>> = Vec::with_capacity(devices.len());
+        for (i, device) in devices.into_iter().enumerate() {
+            let device: Box<dyn Device + Send> = if impaired {
+                Box::new(Impaired::new(device, self.seed ^ i as u64, imp, imp))
+            } else {
+                device
+            };
+            let device: Box<dyn Device + Send> = match &self.pcap {
+                Some(path) => {
+                    let kind = if medium == Medium::Ip {
+                        LinkKind::Ip
+                    } else {
+                        LinkKind::Ethernet
+                    };
+                    let sink = PcapSink::create(path, kind)
+                        .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?;
+                    Box::new(Captured::new(device, sink))
+                }
+                None => device,
+            };
+            wrapped.push(device);
+        }
+        let tso = wrapped.iter().all(|d| d.offloads().tso());
         let mac = EthernetAddress([0x02, 0x75, 0x73, 0x74, 0x6b, 0x01]);
         // The kernel is also the way to anywhere off the link.
         let mut cfg = StackConfig::new(medium, self.addr)
@@ -203,13 +255,10 @@ impl LinkConfig {
             .with_seed(self.seed)
             .with_mac(mac)
             .with_gateway(self.kernel_addr.address())
-            .with_tso(device.offloads().tso());
+            .with_tso(tso);
         cfg.addrs6.extend(self.addr6);
         cfg.tcp.mtu_probing = self.mtu_probing;
-        tracing::info!(offloads = %device.offloads(), "device {name}");
-        let stack = Stack::new(tweak(cfg)).map_err(|e| e.to_string())?;
-        Runtime::new(stack, device, Clock::new(), mode)
-            .map_err(|e| format!("cannot start the runtime: {e}"))
+        Ok((wrapped, cfg))
     }
 }
 impl LinkConfig {

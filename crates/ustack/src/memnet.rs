@@ -1,13 +1,15 @@
 //! Runtimes on an in-memory network: hosts on one [`SharedLink`] (seeded
 //! impairments, real time), for examples, tests and benchmarks that need
-//! no root and no device.
+//! no root and no device; [`mq_pair`] puts runtime groups on a
+//! multiqueue link.
 
+use crate::group::RuntimeGroup;
 use crate::runtime::{Mode, Runtime};
 use std::io;
 use std::net::Ipv4Addr;
 use ustack_core::wire::Ipv4Cidr;
 use ustack_core::{Medium, Stack, StackConfig};
-use ustack_devices::{Impairments, SharedLink};
+use ustack_devices::{Impairments, MqLink, QueueCounters, SharedLink};
 
 /// A link and the runtimes on it.
 pub struct MemNet {
@@ -61,4 +63,52 @@ pub fn pair() -> io::Result<(Runtime, Runtime)> {
         net.host(Ipv4Addr::new(10, 0, 0, 1), Mode::Thread)?,
         net.host(Ipv4Addr::new(10, 0, 0, 2), Mode::Thread)?,
     ))
+}
+
+/// Two runtime groups on a multiqueue link, and the link's queue
+/// counters ([`mq_pair`]).
+pub struct MqPair {
+    /// 10.0.0.1.
+    pub a: RuntimeGroup,
+    /// 10.0.0.2.
+    pub b: RuntimeGroup,
+    /// Frames delivered to and dropped at each of a's receive queues.
+    pub a_queues: Vec<QueueCounters>,
+    pub b_queues: Vec<QueueCounters>,
+}
+
+/// Two hosts, 10.0.0.1 with `a` stacks and 10.0.0.2 with `b`, on a
+/// multiqueue in-memory link ([`MqLink`]: one queue per stack, RSS
+/// steering, `queue_limit` frames per queue, 0 for the default): runtime
+/// groups for multi-stack tests and benchmarks that need no root.
+/// `tweak` adjusts both hosts' configuration; `pin` pins thread-mode stacks.
+pub fn mq_pair(
+    a: usize,
+    b: usize,
+    queue_limit: usize,
+    mode: Mode,
+    pin: bool,
+    tweak: impl Fn(StackConfig) -> StackConfig,
+) -> io::Result<MqPair> {
+    let mtu = 1500;
+    let (qa, qb) = MqLink::pair(Medium::Ip, mtu, a, b, queue_limit)?;
+    let a_queues = qa.iter().map(|q| q.counters()).collect();
+    let b_queues = qb.iter().map(|q| q.counters()).collect();
+    let clock = ustack_devices::Clock::new();
+    let group = |addr: Ipv4Addr, qs: Vec<ustack_devices::MqQueue>| {
+        let cfg = StackConfig::new(Medium::Ip, Ipv4Cidr::new(addr, 24))
+            .with_seed(0x6d5a ^ u64::from(u32::from(addr)))
+            .with_mtu(mtu);
+        let devices = qs
+            .into_iter()
+            .map(|q| Box::new(q) as Box<dyn ustack_devices::Device + Send>)
+            .collect();
+        RuntimeGroup::new(tweak(cfg), devices, clock, mode, pin)
+    };
+    Ok(MqPair {
+        a: group(Ipv4Addr::new(10, 0, 0, 1), qa)?,
+        b: group(Ipv4Addr::new(10, 0, 0, 2), qb)?,
+        a_queues,
+        b_queues,
+    })
 }

@@ -239,6 +239,13 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
+    /// Takes ownership of the connected socket `fd` of `rt`.
+    pub(crate) fn from_fd(rt: &Runtime, fd: i32) -> TcpStream {
+        TcpStream {
+            fd: Fd { rt: rt.clone(), fd },
+        }
+    }
+
     /// Connects, blocking until the handshake ends.
     pub fn connect(rt: &Runtime, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let addr = first(addr)?;

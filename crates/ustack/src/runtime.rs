@@ -926,6 +926,19 @@ impl Runtime {
         clock: Clock,
         mode: Mode,
     ) -> io::Result<Runtime> {
+        Runtime::new_with_init(stack, device, clock, mode, || {})
+    }
+
+    /// [`new`](Self::new), `init` run first on the stack thread in
+    /// [`Mode::Thread`] (a runtime group pins it to a core); not run in
+    /// the other modes, which have no thread.
+    pub fn new_with_init(
+        stack: Stack,
+        device: impl Device + Send + 'static,
+        clock: Clock,
+        mode: Mode,
+        init: impl FnOnce() + Send + 'static,
+    ) -> io::Result<Runtime> {
         let mut device = device;
         // In thread mode the stack thread reads the device itself, without
         // the stack lock, when the device can split (a TUN/TAP): it reads
@@ -975,19 +988,23 @@ impl Runtime {
             mode,
             stop: AtomicBool::new(false),
         });
-        let thread =
-            match mode {
-                Mode::Thread => {
-                    let s = shared.clone();
-                    Some(std::thread::Builder::new().name("ustack".into()).spawn(
-                        move || match (rx_half, inbox) {
-                            (Some(half), Some(inbox)) => s.thread_main_split(half, &inbox),
-                            _ => s.thread_main(),
-                        },
-                    )?)
-                }
-                Mode::Inline | Mode::External => None,
-            };
+        let thread = match mode {
+            Mode::Thread => {
+                let s = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("ustack".into())
+                        .spawn(move || {
+                            init();
+                            match (rx_half, inbox) {
+                                (Some(half), Some(inbox)) => s.thread_main_split(half, &inbox),
+                                _ => s.thread_main(),
+                            }
+                        })?,
+                )
+            }
+            Mode::Inline | Mode::External => None,
+        };
         Ok(Runtime {
             owner: Arc::new(Owner {
                 shared,

@@ -366,7 +366,7 @@ impl Tcp {
                 let tcp = &*self;
                 cx.sh
                     .ports
-                    .pick(&mut cx.sh.rng, |p| {
+                    .pick_flow(&mut cx.sh.rng, ip, remote, |p| {
                         tcp.bind_ports
                             .get(&p)
                             .is_some_and(|u| !u.sockets.is_empty())
