@@ -103,6 +103,18 @@ fn flows_stay_on_their_stack() {
             "connection {id} from stack {ci} was served by stack {si}"
         );
     }
+    // The closes' last frames may still sit in a queue, not yet read by
+    // their stack's thread: wait (bounded) until every queue is drained.
+    let drained = || {
+        (0..2).all(|i| {
+            net.a_queues[i].get().delivered == net.a.stack(i).device_stats().rx_frames
+                && net.b_queues[i].get().delivered == net.b.stack(i).device_stats().rx_frames
+        })
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !drained() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for i in 0..2 {
         let (ca, cb) = (net.a.stack(i).counters(), net.b.stack(i).counters());
         // Both stacks carried flows, each flow's frames on its own lane:
