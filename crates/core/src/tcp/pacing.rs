@@ -39,10 +39,18 @@ impl Paced {
     }
 
     /// `len` bytes left at `now` at `rate` bytes/s (Linux
-    /// `tcp_update_skb_after_send`): no credit builds up while idle.
+    /// `tcp_update_skb_after_send`). A send that leaves late (the timer
+    /// or the thread woke after `next`: OS jitter) takes its lateness off
+    /// the next gap, at most half of it, as Linux does; otherwise each
+    /// late wake-up would lower the rate, and BBR, which paces at what it
+    /// measured, would spiral down. No more credit than that builds up
+    /// while idle.
     pub fn sent(&mut self, now: Instant, len: usize, rate: u64) {
         let gap = (len as u64).saturating_mul(1_000_000) / rate.max(1);
-        self.next = self.next.max(now.total_micros()).saturating_add(gap);
+        let prior = self.next;
+        self.next = self.next.max(now.total_micros());
+        let late = self.next - prior;
+        self.next = self.next.saturating_add(gap - late.min(gap / 2));
     }
 
     /// Whether a send must wait at `now`; arms the timer if so.
@@ -86,14 +94,44 @@ mod tests {
         let mut p = Paced::new();
         let t = Instant::from_millis(10);
         assert!(!p.hold(t));
-        // 1 MB/s: 2000 bytes are 2 ms.
+        // 1 MB/s: 2000 bytes are 2 ms; the first send (after "idle")
+        // has half of it as credit.
         p.sent(t, 2000, 1_000_000);
         assert!(p.hold(t));
-        assert_eq!(p.timer, Some(Instant::from_millis(12)));
-        assert!(!p.hold(Instant::from_millis(12)));
-        // Idle for a second: no credit, the next gap starts now.
+        assert_eq!(p.timer, Some(Instant::from_millis(11)));
+        assert!(!p.hold(Instant::from_millis(11)));
+        // On time: the whole gap.
+        p.sent(Instant::from_millis(11), 2000, 1_000_000);
+        assert_eq!(p.next, Instant::from_millis(13).total_micros());
+        // Idle for a second: at most half a gap of credit, the next gap
+        // starts now.
         p.sent(Instant::from_secs(2), 1000, 1_000_000);
-        assert_eq!(p.next, Instant::from_secs(2).total_micros() + 1000);
+        assert_eq!(p.next, Instant::from_secs(2).total_micros() + 500);
+    }
+
+    #[test]
+    fn late_wake_ups_do_not_lower_the_rate() {
+        // 10 MB/s in 10 000-byte bursts (1 ms each); every wake-up comes
+        // 300 µs after the timer, as on a loaded machine. Linux takes the
+        // lateness off the next gap (up to half of it): the rate holds.
+        let rate = 10_000_000;
+        let mut p = Paced::new();
+        let start = Instant::from_millis(1);
+        let mut now = start;
+        let bursts = 1000u64;
+        for _ in 0..bursts {
+            if p.hold(now) {
+                now = p.timer.expect("armed") + crate::time::Duration::from_micros(300);
+                assert!(!p.hold(now));
+            }
+            p.sent(now, 10_000, rate);
+        }
+        let secs = (now.total_micros() - start.total_micros()) as f64 / 1e6;
+        let achieved = (bursts - 1) as f64 * 10_000.0 / secs;
+        assert!(
+            achieved > 0.99 * rate as f64,
+            "achieved {achieved:.0} B/s of {rate}"
+        );
     }
 
     #[test]
