@@ -27,6 +27,8 @@ pub(crate) struct Paced {
     pub next: u64,
     /// The pacing timer: armed only while a send is held.
     pub timer: Option<Instant>,
+    /// A send was held since the last one left: its lateness is jitter.
+    held: bool,
 }
 
 impl Paced {
@@ -35,21 +37,23 @@ impl Paced {
             rate: Delivery::new(),
             next: 0,
             timer: None,
+            held: false,
         }
     }
 
     /// `len` bytes left at `now` at `rate` bytes/s (Linux
-    /// `tcp_update_skb_after_send`). A send that leaves late (the timer
-    /// or the thread woke after `next`: OS jitter) takes its lateness off
-    /// the next gap, at most half of it, as Linux does; otherwise each
-    /// late wake-up would lower the rate, and BBR, which paces at what it
-    /// measured, would spiral down. No more credit than that builds up
+    /// `tcp_update_skb_after_send`). A send that was held and leaves late
+    /// (the timer or the thread woke after `next`: OS jitter) takes its
+    /// lateness off the next gap, at most half of it, as Linux does;
+    /// otherwise each late wake-up would lower the rate, and BBR, which
+    /// paces at what it measured, would spiral down. No credit builds up
     /// while idle.
     pub fn sent(&mut self, now: Instant, len: usize, rate: u64) {
         let gap = (len as u64).saturating_mul(1_000_000) / rate.max(1);
         let prior = self.next;
         self.next = self.next.max(now.total_micros());
-        let late = self.next - prior;
+        let late = if self.held { self.next - prior } else { 0 };
+        self.held = false;
         self.next = self.next.saturating_add(gap - late.min(gap / 2));
     }
 
@@ -60,6 +64,7 @@ impl Paced {
             return false;
         }
         self.timer = Some(Instant::from_micros(self.next));
+        self.held = true;
         true
     }
 }
@@ -94,19 +99,17 @@ mod tests {
         let mut p = Paced::new();
         let t = Instant::from_millis(10);
         assert!(!p.hold(t));
-        // 1 MB/s: 2000 bytes are 2 ms; the first send (after "idle")
-        // has half of it as credit.
+        // 1 MB/s: 2000 bytes are 2 ms.
         p.sent(t, 2000, 1_000_000);
         assert!(p.hold(t));
-        assert_eq!(p.timer, Some(Instant::from_millis(11)));
-        assert!(!p.hold(Instant::from_millis(11)));
-        // On time: the whole gap.
-        p.sent(Instant::from_millis(11), 2000, 1_000_000);
-        assert_eq!(p.next, Instant::from_millis(13).total_micros());
-        // Idle for a second: at most half a gap of credit, the next gap
-        // starts now.
+        assert_eq!(p.timer, Some(Instant::from_millis(12)));
+        assert!(!p.hold(Instant::from_millis(12)));
+        // Held, and sent on time: the whole gap.
+        p.sent(Instant::from_millis(12), 2000, 1_000_000);
+        assert_eq!(p.next, Instant::from_millis(14).total_micros());
+        // Idle for a second: no credit, the next gap starts now.
         p.sent(Instant::from_secs(2), 1000, 1_000_000);
-        assert_eq!(p.next, Instant::from_secs(2).total_micros() + 500);
+        assert_eq!(p.next, Instant::from_secs(2).total_micros() + 1000);
     }
 
     #[test]
