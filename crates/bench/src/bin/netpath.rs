@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use ustack::posix::TCP_CONGESTION;
 use ustack::posix::{AF_INET, IPPROTO_TCP, SHUT_WR, SOCK_STREAM, SOL_SOCKET, SO_SNDTIMEO};
+use ustack::posix::{TCP_CONGESTION, TCP_INFO};
 use ustack::{Mode, OptVal, Runtime};
 use ustack_core::wire::Ipv4Cidr;
 use ustack_core::{Congestion, Medium, Stack, StackConfig};
@@ -485,6 +485,7 @@ fn ustack_send(
     rt.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, OptVal::Time(Some(t)))
         .map_err(e("SO_SNDTIMEO"))?;
     rt.connect(fd, to).map_err(e("connect"))?;
+    let before = rt.counters().tcp;
     let buf = vec![0x5au8; CHUNK];
     let mut sent = 0u64;
     while sent < bytes {
@@ -493,6 +494,31 @@ fn ustack_send(
             Ok(k) => sent += k as u64,
             Err(_) => break, // the sink's time was up
         }
+    }
+    // What ustack went through (stderr, beside the table): its timeouts,
+    // retransmissions and the window it ended with.
+    let c = rt.counters().tcp;
+    if let Ok(OptVal::TcpInfo(i)) = rt.getsockopt(fd, IPPROTO_TCP, TCP_INFO) {
+        eprintln!(
+            "  ustack {cc}: out {} retrans {} (rto {} sack {} tlp {} rack-lost {} lost-again {}) timeouts {} \
+             recoveries {} | at the last write: cwnd {} ssthresh {} srtt {:?} rto {:?} snd_wnd {} unacked {} sndbuf {}",
+            c.out_segs - before.out_segs,
+            c.retrans_segs - before.retrans_segs,
+            c.rto_retrans - before.rto_retrans,
+            c.sack_retrans - before.sack_retrans,
+            c.tlp_probes - before.tlp_probes,
+            c.rack_lost - before.rack_lost,
+            c.lost_retransmits - before.lost_retransmits,
+            c.timeouts - before.timeouts,
+            c.sack_recovery - before.sack_recovery,
+            i.cwnd,
+            i.ssthresh,
+            i.rtt,
+            i.rto,
+            i.snd_wnd,
+            i.unacked,
+            i.sndbuf,
+        );
     }
     let _ = rt.shutdown(fd, SHUT_WR);
     let _ = rt.close(fd);

@@ -400,6 +400,10 @@ impl CongestionControl for Bbr {
         self.conservation = false;
         self.cwnd = self.cwnd.max(self.prior_cwnd);
     }
+    fn on_loss_end(&mut self, now: Instant) {
+        // Linux leaves TCP_CA_Loss as it leaves recovery: cwnd restored.
+        self.on_recovery_end(now);
+    }
     fn on_idle_restart(&mut self, _now: Instant, restart: u32) {
         self.cwnd = self.cwnd.min(restart).max(self.min_cwnd());
         if self.mode == BbrMode::ProbeBw {
@@ -597,6 +601,22 @@ mod tests {
         s.bbr.on_recovery_end(s.now);
         assert_eq!(s.bbr.window(), before, "restored");
         // Loss alone does not shrink the model.
+        assert_eq!(s.bbr.max_bw(), BW);
+    }
+
+    #[test]
+    fn the_end_of_rto_recovery_restores_cwnd() {
+        let mut s = Script::new();
+        for _ in 0..12 {
+            s.round(BW, RTT_US, 200_000);
+        }
+        let before = s.bbr.window();
+        s.bbr.on_rto(s.now, 200_000, MSS, true);
+        assert_eq!(s.bbr.window(), MSS, "one segment after the timeout");
+        // What was outstanding at the timeout is ACKed: Linux BBR
+        // (bbr_set_cwnd_to_recover_or_restore) restores the saved cwnd.
+        s.bbr.on_loss_end(s.now);
+        assert_eq!(s.bbr.window(), before, "restored");
         assert_eq!(s.bbr.max_bw(), BW);
     }
 }

@@ -49,6 +49,11 @@ pub trait CongestionControl: fmt::Debug + Send {
     fn on_rto(&mut self, now: Instant, flight: u32, mss: u32, first: bool);
     /// Fast recovery ended: cwnd = ssthresh (RFC 6582 §3.2 step 3, option 2).
     fn on_recovery_end(&mut self, now: Instant);
+    /// The Loss state after a timeout ended: what was outstanding at the
+    /// timeout is ACKed. Nothing for loss-based controllers (they grow
+    /// from ssthresh); BBR restores its cwnd, as Linux's
+    /// `bbr_set_cwnd_to_recover_or_restore`.
+    fn on_loss_end(&mut self, _now: Instant) {}
     /// Sending resumes after an idle period longer than the RTO
     /// (RFC 5681 §4.1): cwnd = min(cwnd, restart window).
     fn on_idle_restart(&mut self, now: Instant, restart: u32);

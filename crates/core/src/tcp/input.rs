@@ -1423,6 +1423,7 @@ impl Tcp {
                 }
                 CaState::Loss if ack.diff(t.cong.recover) >= 0 => {
                     t.cong.ca = CaState::Open;
+                    t.cong.cc.on_loss_end(now);
                     if cwnd_limited {
                         t.cong.cc.on_ack(now, acked, mss, t.rtt.srtt());
                     }

@@ -407,6 +407,10 @@ impl Tcp {
                         r.on_send(seq, end, now.total_micros());
                     }
                     t.paced_send(now, cfg, seq, end, len, rtx);
+                    // Nothing was in flight: a persist timer armed while the
+                    // cork (or Nagle) held the data must not become this
+                    // data's RTO (Linux `tcp_event_new_data_sent` re-arms).
+                    let first_out = s.kind == SendKind::New && t.snd.una == t.snd.max;
                     match s.kind {
                         SendKind::Repair => {
                             t.cong.rtx_now = false;
@@ -438,7 +442,7 @@ impl Tcp {
                     if t.snd.nxt.diff(t.snd.max) > 0 {
                         t.snd.max = t.snd.nxt;
                     }
-                    if t.timer.rexmit.is_none() {
+                    if t.timer.rexmit.is_none() || first_out {
                         t.timer.rexmit = Some(t.rto_deadline(now, cfg));
                     }
                     if t.cong.tlp_pending {

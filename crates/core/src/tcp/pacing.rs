@@ -14,6 +14,9 @@ use crate::time::Instant;
 
 /// Linux `sk_pacing_shift` = 10: a burst is about 1/1024 s of data.
 const BURST_SHIFT: u32 = 10;
+/// How far behind its schedule a late, held sender may catch up, in gaps
+/// (bursts) of data sent at once.
+const CATCH_UP_GAPS: u64 = 4;
 /// Linux `tcp_pacing_ss_ratio` and `tcp_pacing_ca_ratio`, in percent.
 const SS_RATIO: u64 = 200;
 const CA_RATIO: u64 = 120;
@@ -27,6 +30,8 @@ pub(crate) struct Paced {
     pub next: u64,
     /// The pacing timer: armed only while a send is held.
     pub timer: Option<Instant>,
+    /// A send was held since the last one left: its lateness is jitter.
+    held: bool,
 }
 
 impl Paced {
@@ -35,14 +40,30 @@ impl Paced {
             rate: Delivery::new(),
             next: 0,
             timer: None,
+            held: false,
         }
     }
 
     /// `len` bytes left at `now` at `rate` bytes/s (Linux
-    /// `tcp_update_skb_after_send`): no credit builds up while idle.
+    /// `tcp_update_skb_after_send`). A send that was held and leaves late
+    /// (the timer or the thread woke after `next`: jitter) keeps its
+    /// schedule: the lateness, up to [`CATCH_UP_GAPS`] gaps, is made up by
+    /// the sends that follow at once. Otherwise each late wake-up lowers
+    /// the rate, and BBR, which paces at what it measured, spirals down.
+    /// Linux credits up to half a gap, its hrtimers being late by
+    /// microseconds; a user-space stack thread on a loaded machine is late
+    /// by milliseconds. No credit builds up while idle.
     pub fn sent(&mut self, now: Instant, len: usize, rate: u64) {
         let gap = (len as u64).saturating_mul(1_000_000) / rate.max(1);
-        self.next = self.next.max(now.total_micros()).saturating_add(gap);
+        let now = now.total_micros();
+        let from = if self.held {
+            self.next.max(now.saturating_sub(gap * CATCH_UP_GAPS))
+        } else {
+            self.next.max(now)
+        };
+        self.next = from.saturating_add(gap);
+        // Still behind: the next send (at once) is part of the catch-up.
+        self.held = self.held && self.next < now;
     }
 
     /// Whether a send must wait at `now`; arms the timer if so.
@@ -52,6 +73,7 @@ impl Paced {
             return false;
         }
         self.timer = Some(Instant::from_micros(self.next));
+        self.held = true;
         true
     }
 }
@@ -91,9 +113,63 @@ mod tests {
         assert!(p.hold(t));
         assert_eq!(p.timer, Some(Instant::from_millis(12)));
         assert!(!p.hold(Instant::from_millis(12)));
+        // Held, and sent on time: the whole gap.
+        p.sent(Instant::from_millis(12), 2000, 1_000_000);
+        assert_eq!(p.next, Instant::from_millis(14).total_micros());
         // Idle for a second: no credit, the next gap starts now.
         p.sent(Instant::from_secs(2), 1000, 1_000_000);
         assert_eq!(p.next, Instant::from_secs(2).total_micros() + 1000);
+    }
+
+    #[test]
+    fn late_wake_ups_do_not_lower_the_rate() {
+        // 10 MB/s in 10 000-byte bursts (1 ms each); every wake-up comes
+        // late, as on a loaded machine: 0.3 ms (within Linux's half-gap
+        // credit) and 2.5 ms (a thread that lost its CPU). The sender
+        // catches up and the rate holds.
+        let rate = 10_000_000;
+        for late in [300, 2500] {
+            let mut p = Paced::new();
+            let start = Instant::from_millis(1);
+            let mut now = start;
+            let bursts = 1000u64;
+            for _ in 0..bursts {
+                if p.hold(now) {
+                    now = p.timer.expect("armed") + crate::time::Duration::from_micros(late);
+                    assert!(!p.hold(now));
+                }
+                p.sent(now, 10_000, rate);
+            }
+            let secs = (now.total_micros() - start.total_micros()) as f64 / 1e6;
+            let achieved = (bursts - 1) as f64 * 10_000.0 / secs;
+            assert!(
+                achieved > 0.99 * rate as f64,
+                "{late} us late: achieved {achieved:.0} B/s of {rate}"
+            );
+            // Never more than the catch-up ahead of the schedule.
+            assert!(
+                achieved < 1.01 * rate as f64,
+                "{late} us late: {achieved:.0}"
+            );
+        }
+    }
+
+    #[test]
+    fn catch_up_is_bounded() {
+        // Held, then woken 100 ms late: at most CATCH_UP_GAPS bursts go at
+        // once, then the pacer holds again.
+        let mut p = Paced::new();
+        let t = Instant::from_millis(10);
+        p.sent(t, 1000, 1_000_000);
+        assert!(p.hold(t));
+        let late = Instant::from_millis(111);
+        let mut at_once = 0;
+        while !p.hold(late) {
+            p.sent(late, 1000, 1_000_000);
+            at_once += 1;
+            assert!(at_once <= 10, "no bound");
+        }
+        assert_eq!(at_once, CATCH_UP_GAPS + 1);
     }
 
     #[test]

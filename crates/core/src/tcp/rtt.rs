@@ -48,9 +48,14 @@ impl Rtt {
             self.rttvar4 = self.rttvar4 - self.rttvar4 / 4 + err;
             self.srtt8 = self.srtt8 - self.srtt8 / 8 + r;
         }
-        // RTO = SRTT + max(G, 4 RTTVAR).
-        let rto = self.srtt8 / 8 + self.rttvar4.max(1000);
-        self.rto = rto.clamp(min.as_micros() as u64, max.as_micros() as u64);
+        // RTO = SRTT + max(G, 4 RTTVAR), where, as in Linux
+        // (`tcp_rtt_estimator`: mdev_max >= tcp_rto_min), the variance term
+        // is at least `min`: an RTO clamped to `min` alone would fire at
+        // 2 RTTs on a 100 ms path, before the tail-loss probe (2 SRTT)
+        // and before a retransmission's SACK could come back.
+        let min = min.as_micros() as u64;
+        let rto = self.srtt8 / 8 + self.rttvar4.max(1000).max(min);
+        self.rto = rto.clamp(min, max.as_micros() as u64);
     }
 }
 #[cfg(test)]
@@ -67,6 +72,21 @@ mod rtt_tests {
         assert_eq!(r.srtt(), Duration::from_micros(5));
         r.sample(Duration::ZERO, min, max);
         assert!(r.srtt() > Duration::ZERO);
-        assert_eq!(r.rto, 200_000, "clamped to the floor");
+        assert!((200_000..200_010).contains(&r.rto), "SRTT plus the floor");
+    }
+
+    #[test]
+    fn the_floor_is_added_to_srtt_as_linux() {
+        // A steady 100 ms path: Linux's RTO is SRTT + 200 ms = 300 ms, so
+        // the tail-loss probe (2 SRTT = 200 ms) goes before it.
+        let mut r = Rtt::new(Duration::from_secs(1));
+        let (min, max) = (Duration::from_millis(200), Duration::from_secs(120));
+        for _ in 0..50 {
+            r.sample(Duration::from_millis(100), min, max);
+        }
+        assert_eq!(r.rto, 300_000);
+        // A large variance still counts in full.
+        r.sample(Duration::from_millis(500), min, max);
+        assert!(r.rto > 450_000, "{}", r.rto);
     }
 }
