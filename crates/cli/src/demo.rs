@@ -198,9 +198,14 @@ fn tcp_transfer(
             "TCP transfer did not finish: {received} of {bytes} bytes"
         ));
     }
-    // Let TIME_WAIT (2 MSL) run out so every state is shown.
-    let t = sim.now() + Duration::from_secs(61);
-    sim.run_to(t, |sim| drain(sim, recorder));
+    // Let TIME_WAIT (2 MSL) run out so every state is shown. A FIN
+    // retransmitted after the transfer restarts it (RFC 9293 §3.10.7.4), so
+    // run until every connection is gone, bounded by two of its spans.
+    let t = sim.now() + Duration::from_secs(122);
+    sim.run_until(t, |sim| {
+        drain(sim, recorder);
+        sim.hosts.iter().all(|h| h.tcp_tcb_count() == 0)
+    });
     drain(sim, recorder);
     report.elapsed = last_byte_at - start;
     report.intact &= received == bytes;
