@@ -656,7 +656,7 @@ impl Tcp {
                 s.kind = Kind::Closed {
                     was_connected: true,
                 };
-                s.leftover = t.rcv.q;
+                s.leftover = (!t.rcv.q.is_empty()).then(|| Box::new(t.rcv.q));
                 let mut sq = t.snd.q;
                 sq.release_owned();
                 if sq.has_done() || t.rcv.posted.is_some() {
