@@ -150,6 +150,30 @@ impl Pair {
         clients.into_iter().zip(servers).collect()
     }
 
+    /// Sends `msg` each way on every connection and reads it, so each has
+    /// had data queued and drained.
+    pub fn exchange(&mut self, conns: &[(SocketHandle, SocketHandle)], msg: &[u8]) {
+        let mut got = [0u8; 256];
+        for chunk in conns.chunks(500) {
+            for &(c, _) in chunk {
+                assert_eq!(self.client.tcp_send(self.now, c, msg), Ok(msg.len()));
+            }
+            self.pump();
+            for &(_, s) in chunk {
+                let n = self.server.tcp_recv(s, &mut got).expect("request");
+                assert_eq!(&got[..n], msg);
+                assert_eq!(self.server.tcp_send(self.now, s, msg), Ok(msg.len()));
+            }
+            self.pump();
+            for &(c, _) in chunk {
+                let n = self.client.tcp_recv(c, &mut got).expect("response");
+                assert_eq!(&got[..n], msg);
+            }
+        }
+        // Delayed ACKs go out.
+        self.advance(Duration::from_secs(1));
+    }
+
     /// Closes both ends of every connection (the client first: the
     /// client's ends go to TIME_WAIT).
     pub fn close(&mut self, conns: Vec<(SocketHandle, SocketHandle)>) {

@@ -16,6 +16,9 @@ static GLOBAL: Counting = Counting;
 /// kept as the bound so that growth fails here. See BENCHMARKS.md for where the
 /// bytes go.
 const PER_END: usize = 1400;
+/// The same after 64 B each way: RACK's boxed state (RFC 8985), made on
+/// the first data sent, stays; the buffers (4 KiB each) do not.
+const PER_END_USED: usize = 1600;
 /// Heap a closed connection may leave behind per end: the handle table's
 /// slot (8 bytes) and free-list entry, the listener's accept queue.
 const LEFT_PER_END: usize = 24;
@@ -34,6 +37,14 @@ fn connections_cost_at_most_per_end_and_give_it_back() {
         per_end <= PER_END,
         "an idle connection costs {per_end} B per end (limit {PER_END})"
     );
+    // Buffers exist only while data is queued: one exchange leaves none
+    // (the RACK state made on the first data sent stays).
+    p.exchange(&conns, &[7; 64]);
+    let used = (Counting::live() - before) / n / 2;
+    assert!(
+        used <= PER_END_USED,
+        "an idle connection that carried data costs {used} B per end"
+    );
     p.close(conns);
     assert_eq!(p.tcbs(), 2 * n, "both ends in TIME_WAIT");
     p.advance(Duration::from_secs(61));
@@ -49,7 +60,14 @@ fn connections_cost_at_most_per_end_and_give_it_back() {
     for i in 0..n {
         p.short(i, &[7; 64], Duration::from_millis(50));
     }
-    assert!(p.tcbs() > 0, "some still in TIME_WAIT");
+    let tw = p.tcbs();
+    assert!(tw > 0, "some still in TIME_WAIT");
+    // A TIME_WAIT connection holds no buffer (each had 64 B both ways).
+    let per_tw = Counting::live().saturating_sub(before) / tw;
+    assert!(
+        per_tw <= PER_END + 256,
+        "{per_tw} B per connection in TIME_WAIT"
+    );
     p.advance(Duration::from_secs(61));
     assert_eq!(p.tcbs(), 0);
     let left = Counting::live().saturating_sub(before);
@@ -57,5 +75,5 @@ fn connections_cost_at_most_per_end_and_give_it_back() {
         left <= 16 << 10,
         "{left} B left after {n} short connections"
     );
-    eprintln!("idle connection: {per_end} B per end");
+    eprintln!("idle connection: {per_end} B per end, {used} B after an exchange");
 }

@@ -57,11 +57,18 @@ fn main() {
             per(h1, h0),
             per(r1, r0)
         );
+        p.exchange(&conns, &[7; 64]);
+        let (h2, r2) = (live(), rss());
+        println!(
+            "idle: after 64 B each way on every connection: heap {:.0} B, RSS {:.0} B",
+            per(h2, h0),
+            per(r2, r0)
+        );
         p.close(conns);
         let tw_count = p.tcbs();
         p.advance(Duration::from_secs(61));
         println!(
-            "idle: after closing ({} TCBs in TIME_WAIT) and 61 s: {} TCBs, heap {:+} B against before opening",
+            "idle: after closing ({} TCBs left, in TIME_WAIT) and 61 s: {} TCBs, heap {:+} B against before opening",
             tw_count,
             p.tcbs(),
             live() as i64 - h0 as i64
@@ -84,7 +91,7 @@ fn main() {
         let h1 = live();
         p.advance(Duration::from_secs(61));
         println!(
-            "short: {} sequential connections in {:.1} s ({:.0}/s, virtual clock 1 ms apart); TIME_WAIT at the end {}, at most {}; heap at the end {:+} B, after 61 s {:+} B, {} TCBs",
+            "short: {} sequential connections in {:.1} s ({:.0}/s, virtual clock 1 ms apart); TCBs (TIME_WAIT) at the end {}, at most {}; heap at the end {:+} B, after 61 s {:+} B, {} TCBs",
             a.short,
             secs,
             a.short as f64 / secs,

@@ -554,6 +554,11 @@ impl Tcp {
             return;
         }
         debug!(local = %t.local, remote = %t.remote, %from, %to, "tcp state");
+        if to == State::TimeWait {
+            // Nothing more is sent or received: buffers that drained go.
+            t.snd.q.release();
+            t.rcv.q.release();
+        }
         let (local, remote, socket) = (t.local, t.remote, t.socket);
         cx.event(EventKind::TcpState {
             local,
