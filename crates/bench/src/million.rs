@@ -146,8 +146,25 @@ impl Pair {
                 ustack_core::TcpState::Established
             );
         }
-        // Order does not matter to the caller: it closes them all.
-        clients.into_iter().zip(servers).collect()
+        // Pair each server end with its client by 4-tuple.
+        type Tuple = (SocketAddr, SocketAddr);
+        let mut by_tuple: std::collections::HashMap<Tuple, SocketHandle> = servers
+            .into_iter()
+            .map(|s| {
+                let peer = self.server.peer_addr(s).expect("server peer");
+                let local = self.server.local_addr(s).expect("server addr");
+                ((peer, local.expect("bound")), s)
+            })
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| {
+                let local = self.client.local_addr(c).expect("client addr");
+                let peer = self.client.peer_addr(c).expect("client peer");
+                let key = (local.expect("bound"), peer);
+                (c, by_tuple.remove(&key).expect("its server end"))
+            })
+            .collect()
     }
 
     /// Sends `msg` each way on every connection and reads it, so each has
