@@ -53,6 +53,7 @@ pub fn fill_pattern(buf: &mut [u8], offset: u64) {
     }
 }
 
+pub mod million;
 pub mod smoltcp_peer;
 pub mod smoltcp_tun;
 pub mod ustack_peer;

@@ -143,8 +143,10 @@ impl Handles {
 
 /// One protocol's sockets, indexed by handle (the index space is shared
 /// with the other protocols, so it may be sparse).
+/// Values are boxed: a slot is 16 bytes whatever `T` is, a removed value
+/// gives its memory back at once, and trailing empty slots are trimmed.
 pub struct Slab<T> {
-    items: Vec<Option<(u32, T)>>,
+    items: Vec<Option<(u32, Box<T>)>>,
 }
 
 impl<T> Default for Slab<T> {
@@ -160,13 +162,13 @@ impl<T> Slab<T> {
         if self.items.len() <= i {
             self.items.resize_with(i + 1, || None);
         }
-        self.items[i] = Some((h.generation, v));
+        self.items[i] = Some((h.generation, Box::new(v)));
     }
 
     #[inline]
     pub fn get(&self, h: SocketHandle) -> Option<&T> {
         match self.items.get(h.index as usize)? {
-            Some((g, v)) if *g == h.generation => Some(v),
+            Some((g, v)) if *g == h.generation => Some(&**v),
             _ => None,
         }
     }
@@ -174,7 +176,7 @@ impl<T> Slab<T> {
     #[inline]
     pub fn get_mut(&mut self, h: SocketHandle) -> Option<&mut T> {
         match self.items.get_mut(h.index as usize)? {
-            Some((g, v)) if *g == h.generation => Some(v),
+            Some((g, v)) if *g == h.generation => Some(&mut **v),
             _ => None,
         }
     }
@@ -182,7 +184,16 @@ impl<T> Slab<T> {
     pub fn remove(&mut self, h: SocketHandle) -> Option<T> {
         let slot = self.items.get_mut(h.index as usize)?;
         match slot {
-            Some((g, _)) if *g == h.generation => slot.take().map(|(_, v)| v),
+            Some((g, _)) if *g == h.generation => {
+                let v = slot.take().map(|(_, v)| *v);
+                while self.items.last().is_some_and(|s| s.is_none()) {
+                    self.items.pop();
+                }
+                if self.items.capacity() > 64 && self.items.len() < self.items.capacity() / 4 {
+                    self.items.shrink_to(self.items.len() * 2);
+                }
+                v
+            }
             _ => None,
         }
     }
@@ -196,7 +207,7 @@ impl<T> Slab<T> {
                     index: i as u32,
                     generation: *generation,
                 },
-                v,
+                &**v,
             ))
         })
     }

@@ -5,47 +5,55 @@
 //! a runtime). Durations are `std::time::Duration`.
 
 use core::fmt;
+use core::num::NonZeroU64;
 use core::ops::{Add, AddAssign, Sub};
 pub use std::time::Duration;
 
-/// A point in time, in microseconds since the driver's epoch.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// A point in time, in microseconds since the driver's epoch (at most
+/// 2^64 − 2). Stored plus one in a `NonZeroU64`, so that an
+/// `Option<Instant>` (every timer of a TCB) is 8 bytes, not 16.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant {
-    micros: u64,
+    repr: NonZeroU64,
+}
+
+impl Default for Instant {
+    fn default() -> Instant {
+        Instant::ZERO
+    }
 }
 
 impl Instant {
     /// The epoch.
-    pub const ZERO: Instant = Instant { micros: 0 };
+    pub const ZERO: Instant = Instant::from_micros(0);
     /// Later than every real instant; used for "no deadline".
-    pub const MAX: Instant = Instant { micros: u64::MAX };
+    pub const MAX: Instant = Instant::from_micros(u64::MAX);
 
+    /// Saturates at [`Instant::MAX`].
     pub const fn from_micros(micros: u64) -> Instant {
-        Instant { micros }
+        Instant {
+            repr: NonZeroU64::MIN.saturating_add(micros),
+        }
     }
     pub const fn from_millis(millis: u64) -> Instant {
-        Instant {
-            micros: millis.saturating_mul(1000),
-        }
+        Instant::from_micros(millis.saturating_mul(1000))
     }
     pub const fn from_secs(secs: u64) -> Instant {
-        Instant {
-            micros: secs.saturating_mul(1_000_000),
-        }
+        Instant::from_micros(secs.saturating_mul(1_000_000))
     }
     pub const fn total_micros(self) -> u64 {
-        self.micros
+        self.repr.get() - 1
     }
     pub const fn total_millis(self) -> u64 {
-        self.micros / 1000
+        self.total_micros() / 1000
     }
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+        Duration::from_micros(self.total_micros().saturating_sub(earlier.total_micros()))
     }
     pub fn checked_sub(self, d: Duration) -> Option<Instant> {
         let d = u64::try_from(d.as_micros()).ok()?;
-        self.micros.checked_sub(d).map(Instant::from_micros)
+        self.total_micros().checked_sub(d).map(Instant::from_micros)
     }
 }
 
@@ -56,9 +64,7 @@ fn dur_micros(d: Duration) -> u64 {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant {
-            micros: self.micros.saturating_add(dur_micros(d)),
-        }
+        Instant::from_micros(self.total_micros().saturating_add(dur_micros(d)))
     }
 }
 
@@ -71,9 +77,7 @@ impl AddAssign<Duration> for Instant {
 impl Sub<Duration> for Instant {
     type Output = Instant;
     fn sub(self, d: Duration) -> Instant {
-        Instant {
-            micros: self.micros.saturating_sub(dur_micros(d)),
-        }
+        Instant::from_micros(self.total_micros().saturating_sub(dur_micros(d)))
     }
 }
 
@@ -90,8 +94,8 @@ impl fmt::Debug for Instant {
         write!(
             f,
             "{}.{:06}s",
-            self.micros / 1_000_000,
-            self.micros % 1_000_000
+            self.total_micros() / 1_000_000,
+            self.total_micros() % 1_000_000
         )
     }
 }
@@ -114,5 +118,8 @@ mod tests {
         assert_eq!(t - Instant::from_secs(1), Duration::from_millis(500));
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
         assert_eq!(format!("{t}"), "1.500000s");
+        assert_eq!(Instant::from_micros(7).total_micros(), 7);
+        assert!(Instant::from_micros(u64::MAX - 2) < Instant::MAX);
+        assert_eq!(core::mem::size_of::<Option<Instant>>(), 8);
     }
 }

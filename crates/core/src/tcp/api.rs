@@ -145,7 +145,7 @@ impl Tcp {
             },
             error: None,
             in_ports: false,
-            leftover: super::buffer::Ring::default(),
+            leftover: None,
             zc: None,
         };
         let h = cx.sh.handles.insert(Proto::Tcp);
@@ -259,13 +259,13 @@ impl Tcp {
                 }
             }
         }
-        self.tcp_sock_mut(h)?.kind = Kind::Listen(Listener {
+        self.tcp_sock_mut(h)?.kind = Kind::Listen(Box::new(Listener {
             backlog,
             syn_count: 0,
             accept: VecDeque::new(),
             cookies_since: None,
             pending: VecDeque::new(),
-        });
+        }));
         self.listeners.entry(local.port()).or_default().push(h);
         debug!(%local, from = %State::Closed, to = %State::Listen, backlog, "tcp state");
         cx.event(EventKind::TcpState {
@@ -300,7 +300,7 @@ impl Tcp {
             kind: Kind::Conn(id),
             error: None,
             in_ports: false,
-            leftover: super::buffer::Ring::default(),
+            leftover: None,
             zc: None,
         };
         let remote = t.remote;
@@ -481,9 +481,14 @@ impl Tcp {
             Kind::Closed {
                 was_connected: true,
             } => {
-                let n = s.leftover.copy_out(0, buf);
+                let n = s.leftover.as_deref().map_or(0, |l| l.copy_out(0, buf));
                 if consume {
-                    s.leftover.consume(n);
+                    if let Some(l) = s.leftover.as_deref_mut() {
+                        l.consume(n);
+                        if l.is_empty() {
+                            s.leftover = None;
+                        }
+                    }
                 }
                 return Ok(n);
             }

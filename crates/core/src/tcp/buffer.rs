@@ -7,6 +7,10 @@
 //! (`write_at`) and makes it readable once the gap before it fills
 //! (`commit`), so reassembly needs no second buffer.
 
+/// The smallest storage a ring takes, and the largest it gives back as
+/// soon as it drains.
+const SMALL: usize = 4096;
+
 /// A byte ring holding at most `limit` bytes.
 #[derive(Debug, Default)]
 pub struct Ring {
@@ -38,7 +42,7 @@ impl Ring {
     fn grow(&mut self, need: usize) {
         let cap = need
             .max(self.buf.len() * 2)
-            .max(4096)
+            .max(SMALL)
             .min(self.limit.max(need));
         let mut next = vec![0; cap];
         let keep = (self.len + self.ext).min(self.buf.len());
@@ -140,6 +144,21 @@ impl Ring {
         self.head = self.wrap(self.head + n);
         self.len -= n;
         if self.len == 0 && self.ext == 0 {
+            self.head = 0;
+            // Drained: a small buffer goes back at once (an idle
+            // connection holds none); a grown one stays while the flow is
+            // busy, for regrowing means copying (`release`).
+            if self.buf.len() <= SMALL {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// Gives the storage back if nothing is held (a connection that will
+    /// send or receive no more, e.g. in TIME_WAIT).
+    pub fn release(&mut self) {
+        if self.len == 0 && self.ext == 0 {
+            self.buf = Vec::new();
             self.head = 0;
         }
     }

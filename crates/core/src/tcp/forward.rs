@@ -60,13 +60,13 @@ impl Tcp {
         let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
         let s = self.socks.get_mut(h).ok_or(Errno::EBADF)?;
         s.local = Some(local);
-        s.kind = Kind::Listen(Listener {
+        s.kind = Kind::Listen(Box::new(Listener {
             backlog,
             syn_count: 0,
             accept: VecDeque::new(),
             cookies_since: None,
             pending: VecDeque::new(),
-        });
+        }));
         self.fwd = Some(Forward {
             lh: h,
             defer,
@@ -182,7 +182,7 @@ impl Tcp {
             kind: Kind::Conn(id),
             error: None,
             in_ports: false,
-            leftover: super::buffer::Ring::default(),
+            leftover: None,
             zc: None,
         };
         let (local, remote) = (t.local, t.remote);

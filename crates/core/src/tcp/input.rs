@@ -554,6 +554,11 @@ impl Tcp {
             return;
         }
         debug!(local = %t.local, remote = %t.remote, %from, %to, "tcp state");
+        if to == State::TimeWait {
+            // Nothing more is sent or received: buffers that drained go.
+            t.snd.q.release();
+            t.rcv.q.release();
+        }
         let (local, remote, socket) = (t.local, t.remote, t.socket);
         cx.event(EventKind::TcpState {
             local,
@@ -656,7 +661,7 @@ impl Tcp {
                 s.kind = Kind::Closed {
                     was_connected: true,
                 };
-                s.leftover = t.rcv.q;
+                s.leftover = (!t.rcv.q.is_empty()).then(|| Box::new(t.rcv.q));
                 let mut sq = t.snd.q;
                 sq.release_owned();
                 if sq.has_done() || t.rcv.posted.is_some() {

@@ -320,6 +320,10 @@ impl Rack {
                 }
                 self.segs[0].start = una;
             }
+        } else if self.segs.capacity() <= 64 {
+            // All acknowledged: a small log goes back (an idle connection
+            // holds none); a bulk flow's large one stays for reuse.
+            self.segs = VecDeque::new();
         }
         // Keep the marks within 2^31 of SND.UNA so they compare right.
         if self.rtx_hi.diff(una) < 0 {

@@ -297,6 +297,11 @@ impl SendQueue {
 
     /// Hands back every lent buffer still queued (the connection is
     /// gone), with what of each was ACKed; copied bytes are dropped.
+    /// Gives the ring's storage back if nothing is queued (`Ring::release`).
+    pub fn release(&mut self) {
+        self.ring.release();
+    }
+
     pub fn release_owned(&mut self) {
         let Some(l) = self.lent.as_mut() else { return };
         for p in l.pieces.drain(..) {

@@ -37,7 +37,8 @@ pub(crate) enum Kind {
     Closed {
         was_connected: bool,
     },
-    Listen(Listener),
+    /// Boxed: a connection's socket does not carry a listener's queues.
+    Listen(Box<Listener>),
     Conn(TcbId),
 }
 /// The any-destination listener's state beside its socket (`forward.rs`).
@@ -63,7 +64,8 @@ pub struct TcpSocket {
     pub(crate) in_ports: bool,
     /// Received data still unread when the connection ended (TIME_WAIT
     /// expiry, RST): readable until drained, like Linux's receive queue.
-    pub(crate) leftover: Ring,
+    /// Boxed, and only when something is left.
+    pub(crate) leftover: Option<Box<Ring>>,
     /// What the connection held of the application's when it ended:
     /// lent send buffers and posted receive buffers, to hand back.
     pub(crate) zc: Option<Box<Orphans>>,
@@ -125,9 +127,11 @@ impl PortUse {
         }
     }
 }
+/// Boxed, so a slot is 16 bytes and a freed TCB gives its memory back
+/// (the slot vector keeps its high-water length, not 850 bytes a slot).
 struct Slot {
     generation: u32,
-    tcb: Option<Tcb>,
+    tcb: Option<Box<Tcb>>,
 }
 /// TCP: the connection table, the listeners and sockets, the timers and
 /// the ready list. Driven through a [`Cx`](crate::cx::Cx): segments in
@@ -135,6 +139,9 @@ struct Slot {
 pub struct Tcp {
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// The generation new slots start at: past every slot trimmed, so an
+    /// id from before the trim never resolves (`shrink`).
+    gen_base: u32,
     pub(crate) count: usize,
     pub(crate) conns: HashMap<(SocketAddr, SocketAddr), TcbId>,
     pub(crate) listeners: HashMap<u16, Vec<SocketHandle>>,
@@ -195,6 +202,7 @@ impl Tcp {
         Tcp {
             slots: Vec::new(),
             free: Vec::new(),
+            gen_base: 0,
             count: 0,
             conns: HashMap::new(),
             listeners: HashMap::new(),
@@ -217,7 +225,7 @@ impl Tcp {
         if s.generation != id.generation {
             return None;
         }
-        s.tcb.as_ref()
+        s.tcb.as_deref()
     }
 
     pub(crate) fn get_mut(&mut self, id: TcbId) -> Option<&mut Tcb> {
@@ -225,7 +233,7 @@ impl Tcp {
         if s.generation != id.generation {
             return None;
         }
-        s.tcb.as_mut()
+        s.tcb.as_deref_mut()
     }
 
     /// The TCB for a 4-tuple. The one-entry cache needs no invalidation:
@@ -260,7 +268,7 @@ impl Tcp {
         let id = if let Some(index) = self.free.pop() {
             let s = &mut self.slots[index as usize];
             s.generation = s.generation.wrapping_add(1);
-            s.tcb = Some(tcb);
+            s.tcb = Some(Box::new(tcb));
             TcbId {
                 index,
                 generation: s.generation,
@@ -268,12 +276,12 @@ impl Tcp {
         } else {
             let index = self.slots.len() as u32;
             self.slots.push(Slot {
-                generation: 0,
-                tcb: Some(tcb),
+                generation: self.gen_base,
+                tcb: Some(Box::new(tcb)),
             });
             TcbId {
                 index,
-                generation: 0,
+                generation: self.gen_base,
             }
         };
         let old = self.conns.insert(key, id);
@@ -286,17 +294,45 @@ impl Tcp {
         if s.generation != id.generation {
             return None;
         }
-        let tcb = s.tcb.take()?;
+        let tcb = *s.tcb.take()?;
         self.free.push(id.index);
         self.count -= 1;
         self.conns.remove(&(tcb.local, tcb.remote));
+        self.shrink();
         Some(tcb)
+    }
+
+    /// Gives back what the tables grew to at a peak: the 4-tuple and port
+    /// maps, the timer heap and the ready list once they are an eighth full, the slots once no TCB
+    /// is left. Each costs O(size) after O(size) removals.
+    fn shrink(&mut self) {
+        fn sparse(len: usize, cap: usize) -> bool {
+            cap > 64 && len < cap / 8
+        }
+        if sparse(self.conns.len(), self.conns.capacity()) {
+            self.conns.shrink_to(self.conns.len() * 2);
+        }
+        if sparse(self.bind_ports.len(), self.bind_ports.capacity()) {
+            self.bind_ports.shrink_to(self.bind_ports.len() * 2);
+        }
+        if sparse(self.timers.len(), self.timers.capacity()) {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+        if sparse(self.ready.len(), self.ready.capacity()) {
+            self.ready.shrink_to(self.ready.len() * 2);
+        }
+        if self.count == 0 && !self.slots.is_empty() {
+            let top = self.slots.iter().map(|s| s.generation).max().unwrap_or(0);
+            self.gen_base = self.gen_base.max(top.wrapping_add(1));
+            self.slots = Vec::new();
+            self.free = Vec::new();
+        }
     }
 
     /// Every live TCB.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (TcbId, &Tcb)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
-            let tcb = s.tcb.as_ref()?;
+            let tcb = s.tcb.as_deref()?;
             Some((
                 TcbId {
                     index: i as u32,
@@ -355,7 +391,7 @@ impl Tcp {
         if s.generation != id.generation {
             return None;
         }
-        let t = s.tcb.as_mut()?;
+        let t = s.tcb.as_deref_mut()?;
         Some((
             t,
             Queues {
