@@ -78,6 +78,10 @@ pub struct TcpConfig {
     pub syncookies: bool,
     /// TIME_WAIT lasts this long, i.e. 2×MSL (Linux `TCP_TIMEWAIT_LEN` = 60 s).
     pub time_wait: Duration,
+    /// TIME_WAIT connections held at most (Linux `tcp_max_tw_buckets`);
+    /// beyond it a closing connection skips TIME_WAIT (after its last
+    /// ACK) and `time_wait_overflows` counts it.
+    pub max_time_wait: usize,
     /// An orphaned FIN_WAIT_2 connection is dropped after this (`tcp_fin_timeout` = 60 s).
     pub fin_timeout: Duration,
     /// Retransmissions of established data before ETIMEDOUT (`tcp_retries2` = 15).
@@ -231,6 +235,7 @@ impl Default for TcpConfig {
             abort_on_overflow: false,
             syncookies: true,
             time_wait: Duration::from_secs(60),
+            max_time_wait: 262_144,
             fin_timeout: Duration::from_secs(60),
             retries2: 15,
             orphan_retries: 8,

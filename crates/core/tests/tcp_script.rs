@@ -1613,3 +1613,90 @@ fn keepalive_stays_quiet_while_data_is_in_flight() {
     assert_eq!(s.stack.counters().tcp.keepalive_probes, 0);
     assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
 }
+
+/// Our side into TIME_WAIT on the connection from `port`, with timestamps
+/// if `ts` (the peer's TSval 100 on its SYN, 200 on its FIN).
+fn time_wait_from(s: &mut Script, l: SocketHandle, port: u16, ts: bool) -> u32 {
+    let t = |x: Seg, v: u32| if ts { x.ts(v, 0) } else { x };
+    s.inject(t(seg(SYN).sport(port).seq(PEER_ISS).mss(1460), 100));
+    let sa = s.expect(&seg(SYN | ACK).sport(port).ack(PEER_ISS + 1).reply().seq(0));
+    assert_eq!(sa.ts.is_some(), ts, "{sa}");
+    let iss = sa.seq;
+    s.inject(t(seg(ACK).sport(port).seq(PEER_ISS + 1).ack(iss + 1), 150));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    s.stack.close(c).unwrap();
+    s.expect(
+        &seg(FIN | ACK)
+            .sport(port)
+            .reply()
+            .seq(iss + 1)
+            .ack(PEER_ISS + 1),
+    );
+    s.inject(t(
+        seg(FIN | ACK).sport(port).seq(PEER_ISS + 1).ack(iss + 2),
+        200,
+    ));
+    s.expect(&seg(ACK).sport(port).reply().seq(iss + 2).ack(PEER_ISS + 2));
+    iss
+}
+
+/// RFC 6191 §2: with timestamps on both incarnations the SYN's TSval,
+/// not its sequence number, decides whether it ends TIME_WAIT.
+#[test]
+fn syn_ends_time_wait_with_a_newer_timestamp() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 8);
+    time_wait_from(&mut s, l, PEER_PORT, true);
+    assert_eq!(s.stack.counters().tcp.curr_time_wait, 1);
+    // Higher sequence but an older timestamp: an old duplicate, ACKed.
+    s.inject(seg(SYN).seq(PEER_ISS + 100_000).ts(199, 0));
+    let r = s.next();
+    assert_eq!(r.flags, ACK, "{r}");
+    assert_eq!(s.stack.counters().tcp.time_wait_old_syns, 1);
+    assert_eq!(s.stack.counters().tcp.time_wait_recycled, 0);
+    // Lower sequence but a newer timestamp: a new incarnation.
+    s.inject(seg(SYN).seq(PEER_ISS - 50).ts(201, 0).mss(1460));
+    s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS - 49));
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.time_wait_recycled, c.tcp.curr_time_wait), (1, 0));
+}
+
+/// RFC 6191 §2: an old incarnation without timestamps gives way to any
+/// SYN that would use them.
+#[test]
+fn syn_with_timestamps_ends_a_time_wait_without() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 8);
+    time_wait_from(&mut s, l, PEER_PORT, false);
+    s.inject(seg(SYN).seq(PEER_ISS - 50).ts(1, 0).mss(1460));
+    s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS - 49));
+    assert_eq!(s.stack.counters().tcp.time_wait_recycled, 1);
+}
+
+/// Linux `tcp_max_tw_buckets`: past `max_time_wait` a closing connection
+/// sends its last ACK and is gone at once; a FIN retransmitted to it then
+/// meets a RST, while the one still in TIME_WAIT ACKs it again.
+#[test]
+fn time_wait_beyond_the_cap_is_skipped() {
+    let mut cfg = config();
+    cfg.tcp.max_time_wait = 1;
+    let mut s = Script::with(cfg);
+    let l = listen(&mut s, 8);
+    let iss1 = time_wait_from(&mut s, l, 4001, false);
+    let iss2 = time_wait_from(&mut s, l, 4002, false);
+    s.wait(0.01);
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.curr_time_wait, c.tcp.time_wait_overflows), (1, 1));
+    s.inject(seg(FIN | ACK).sport(4001).seq(PEER_ISS + 1).ack(iss1 + 2));
+    s.expect(&seg(ACK).sport(4001).reply().seq(iss1 + 2).ack(PEER_ISS + 2));
+    s.inject(seg(FIN | ACK).sport(4002).seq(PEER_ISS + 1).ack(iss2 + 2));
+    let r = s.expect(&seg(RST).sport(4002).reply().seq(iss2 + 2).ack(0));
+    assert_eq!(r.flags, RST);
+    // The one held ends after 2MSL; then the cap has room again.
+    s.wait(61.0);
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.curr_time_wait, c.tcp.time_waits_done), (0, 2));
+    time_wait_from(&mut s, l, 4003, false);
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.curr_time_wait, c.tcp.time_wait_overflows), (1, 1));
+}
