@@ -175,6 +175,7 @@ counters!(
         rcv_pruned: "segments dropped: no receive buffer space",
         time_wait_recycled: "TIME_WAIT connections reused by a new SYN (RFC 6191)",
         time_wait_old_syns: "SYNs refused by a TIME_WAIT connection: not newer than it (RFC 6191)",
+        time_wait_reused: "TIME_WAIT 4-tuples taken over by an outgoing connection (tcp_tw_reuse)",
         time_wait_overflows: "closing connections that skipped TIME_WAIT: max_time_wait reached",
         fin_wait2_timeouts: "orphaned FIN_WAIT_2 connections timed out",
         rx_direct_bytes: "bytes received straight into a posted buffer (no ring copy)",

@@ -1700,3 +1700,92 @@ fn time_wait_beyond_the_cap_is_skipped() {
     let c = s.stack.counters();
     assert_eq!((c.tcp.curr_time_wait, c.tcp.time_wait_overflows), (1, 1));
 }
+
+/// An active open from the one ephemeral port 40000 that we close first:
+/// TIME_WAIT on our side. Returns (our FIN's seq, our last TSval).
+fn active_time_wait(s: &mut Script, ts: bool) -> (u32, Option<u32>) {
+    let (h, syn) = connect(s);
+    assert_eq!(syn.src.port(), 40000);
+    let t = |x: Seg, v: u32| match (ts, syn.ts) {
+        (true, Some((ecr, _))) => x.ts(v, ecr),
+        _ => x,
+    };
+    let sa = seg(SYN | ACK).dport(40000).seq(PEER_ISS).ack(syn.seq + 1);
+    s.inject(t(sa.mss(1460), 500));
+    s.expect(&out(ACK, syn.src, syn.seq + 1, PEER_ISS + 1));
+    s.stack.close(h).unwrap();
+    let fin = s.expect(&out(FIN | ACK, syn.src, syn.seq + 1, PEER_ISS + 1));
+    let peer_fin = seg(FIN | ACK)
+        .dport(40000)
+        .seq(PEER_ISS + 1)
+        .ack(syn.seq + 2);
+    s.inject(t(peer_fin, 501));
+    let ack = s.expect(&out(ACK, syn.src, syn.seq + 2, PEER_ISS + 2));
+    assert_eq!(ack.ts.is_some(), ts, "{ack}");
+    assert_eq!(s.stack.counters().tcp.curr_time_wait, 1);
+    (fin.seq, ack.ts.map(|t| t.0))
+}
+
+fn one_port_config() -> ustack_core::StackConfig {
+    let mut cfg = config();
+    cfg.ephemeral_ports = 40000..=40000;
+    cfg
+}
+
+/// Linux `tcp_tw_reuse`: connect may take over our own TIME_WAIT 4-tuple
+/// once it is 1 s old and used timestamps; the new SYN's sequence number
+/// and TSval are above the old incarnation's.
+#[test]
+fn connect_reuses_a_time_wait_older_than_a_second() {
+    let mut s = Script::with(one_port_config());
+    let (fin_seq, last_ts) = active_time_wait(&mut s, true);
+    let h = s.stack.tcp_open();
+    assert_eq!(
+        s.stack.tcp_connect(s.now, h, peer()),
+        Err(Errno::EADDRNOTAVAIL),
+        "younger than 1 s"
+    );
+    s.expect_silence();
+    s.wait(1.0);
+    let (h, syn) = connect(&mut s);
+    assert_eq!(syn.src.port(), 40000);
+    assert!(
+        (syn.seq.wrapping_sub(fin_seq + 1) as i32) > 0,
+        "ISN above the old"
+    );
+    let (tsval, _) = syn.ts.expect("timestamps");
+    assert!(
+        (tsval.wrapping_sub(last_ts.unwrap()) as i32) > 0,
+        "TSval above the old"
+    );
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.time_wait_reused, c.tcp.curr_time_wait), (1, 0));
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
+}
+
+/// Without timestamps (or with `tw_reuse` off) TIME_WAIT holds its
+/// 4-tuple for its whole 2MSL.
+#[test]
+fn connect_does_not_reuse_a_time_wait_without_timestamps_or_when_off() {
+    for (ts, reuse) in [(false, true), (true, false)] {
+        let mut cfg = one_port_config();
+        cfg.tcp.tw_reuse = reuse;
+        let mut s = Script::with(cfg);
+        active_time_wait(&mut s, ts);
+        s.wait(30.0);
+        let h = s.stack.tcp_open();
+        assert_eq!(
+            s.stack.tcp_connect(s.now, h, peer()),
+            Err(Errno::EADDRNOTAVAIL),
+            "ts {ts} reuse {reuse}"
+        );
+        s.expect_silence();
+        assert_eq!(s.stack.counters().tcp.time_wait_reused, 0);
+        s.wait(31.0);
+        let h = s.stack.tcp_open();
+        assert_eq!(
+            s.stack.tcp_connect(s.now, h, peer()),
+            Err(Errno::EINPROGRESS)
+        );
+    }
+}
