@@ -102,6 +102,7 @@ fn ustack_short_conns(n: usize) -> Result<f64, String> {
 /// by non-blocking calls from this thread, so connect, accept, recv, send
 /// and close cross no thread hand-off. Each call services its own stack's
 /// device first; an EAGAIN on one side means the other side must run.
+#[inline(never)]
 fn ustack_inline_short_conns(n: usize) -> Result<f64, String> {
     use ustack::posix::{AF_INET, SOCK_NONBLOCK, SOCK_STREAM};
     use ustack::{Errno, Mode};
