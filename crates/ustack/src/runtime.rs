@@ -224,8 +224,17 @@ impl State {
         let Some(Entry::Socket(s)) = self.fds.remove(fd) else {
             return None;
         };
-        self.wakers.remove(&s.handle);
-        self.sigio.remove(&s.handle);
+        // Most sockets have no waker, SIGIO owner or epoll watcher: an
+        // empty map is not worth hashing the handle for.
+        if !self.wakers.is_empty() {
+            self.wakers.remove(&s.handle);
+        }
+        if !self.sigio.is_empty() {
+            self.sigio.remove(&s.handle);
+        }
+        if self.watchers.is_empty() {
+            return Some(s.handle);
+        }
         if let Some(ws) = self.watchers.remove(&s.handle) {
             for (ep, wfd) in ws {
                 if let Some(set) = self.epolls.get_mut(&ep) {
