@@ -78,6 +78,15 @@ pub struct TcpConfig {
     pub syncookies: bool,
     /// TIME_WAIT lasts this long, i.e. 2×MSL (Linux `TCP_TIMEWAIT_LEN` = 60 s).
     pub time_wait: Duration,
+    /// TIME_WAIT connections held at most (Linux `tcp_max_tw_buckets`);
+    /// beyond it a closing connection skips TIME_WAIT (after its last
+    /// ACK) and `time_wait_overflows` counts it.
+    pub max_time_wait: usize,
+    /// An outgoing connection may take over a 4-tuple in TIME_WAIT that
+    /// used timestamps and has been there 1 s or more (Linux
+    /// `tcp_tw_reuse`; safe as the new incarnation's TSval and ISN, both
+    /// clock-driven with the same per-4-tuple offset, are larger).
+    pub tw_reuse: bool,
     /// An orphaned FIN_WAIT_2 connection is dropped after this (`tcp_fin_timeout` = 60 s).
     pub fin_timeout: Duration,
     /// Retransmissions of established data before ETIMEDOUT (`tcp_retries2` = 15).
@@ -231,6 +240,8 @@ impl Default for TcpConfig {
             abort_on_overflow: false,
             syncookies: true,
             time_wait: Duration::from_secs(60),
+            max_time_wait: 262_144,
+            tw_reuse: true,
             fin_timeout: Duration::from_secs(60),
             retries2: 15,
             orphan_retries: 8,

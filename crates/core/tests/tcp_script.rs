@@ -1613,3 +1613,179 @@ fn keepalive_stays_quiet_while_data_is_in_flight() {
     assert_eq!(s.stack.counters().tcp.keepalive_probes, 0);
     assert_eq!(s.stack.tcp_state(c), Ok(TcpState::Established));
 }
+
+/// Our side into TIME_WAIT on the connection from `port`, with timestamps
+/// if `ts` (the peer's TSval 100 on its SYN, 200 on its FIN).
+fn time_wait_from(s: &mut Script, l: SocketHandle, port: u16, ts: bool) -> u32 {
+    let t = |x: Seg, v: u32| if ts { x.ts(v, 0) } else { x };
+    s.inject(t(seg(SYN).sport(port).seq(PEER_ISS).mss(1460), 100));
+    let sa = s.expect(&seg(SYN | ACK).sport(port).ack(PEER_ISS + 1).reply().seq(0));
+    assert_eq!(sa.ts.is_some(), ts, "{sa}");
+    let iss = sa.seq;
+    s.inject(t(seg(ACK).sport(port).seq(PEER_ISS + 1).ack(iss + 1), 150));
+    let (c, _) = s.stack.tcp_accept(l).unwrap();
+    s.stack.close(c).unwrap();
+    s.expect(
+        &seg(FIN | ACK)
+            .sport(port)
+            .reply()
+            .seq(iss + 1)
+            .ack(PEER_ISS + 1),
+    );
+    s.inject(t(
+        seg(FIN | ACK).sport(port).seq(PEER_ISS + 1).ack(iss + 2),
+        200,
+    ));
+    s.expect(&seg(ACK).sport(port).reply().seq(iss + 2).ack(PEER_ISS + 2));
+    iss
+}
+
+/// RFC 6191 §2: with timestamps on both incarnations the SYN's TSval,
+/// not its sequence number, decides whether it ends TIME_WAIT.
+#[test]
+fn syn_ends_time_wait_with_a_newer_timestamp() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 8);
+    time_wait_from(&mut s, l, PEER_PORT, true);
+    assert_eq!(s.stack.counters().tcp.curr_time_wait, 1);
+    // Higher sequence but an older timestamp: an old duplicate, ACKed.
+    s.inject(seg(SYN).seq(PEER_ISS + 100_000).ts(199, 0));
+    let r = s.next();
+    assert_eq!(r.flags, ACK, "{r}");
+    assert_eq!(s.stack.counters().tcp.time_wait_old_syns, 1);
+    assert_eq!(s.stack.counters().tcp.time_wait_recycled, 0);
+    // Lower sequence but a newer timestamp: a new incarnation.
+    s.inject(seg(SYN).seq(PEER_ISS - 50).ts(201, 0).mss(1460));
+    s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS - 49));
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.time_wait_recycled, c.tcp.curr_time_wait), (1, 0));
+}
+
+/// RFC 6191 §2: an old incarnation without timestamps gives way to any
+/// SYN that would use them.
+#[test]
+fn syn_with_timestamps_ends_a_time_wait_without() {
+    let mut s = Script::new();
+    let l = listen(&mut s, 8);
+    time_wait_from(&mut s, l, PEER_PORT, false);
+    s.inject(seg(SYN).seq(PEER_ISS - 50).ts(1, 0).mss(1460));
+    s.expect(&seg(SYN | ACK).reply().seq(0).ack(PEER_ISS - 49));
+    assert_eq!(s.stack.counters().tcp.time_wait_recycled, 1);
+}
+
+/// Linux `tcp_max_tw_buckets`: past `max_time_wait` a closing connection
+/// sends its last ACK and is gone at once; a FIN retransmitted to it then
+/// meets a RST, while the one still in TIME_WAIT ACKs it again.
+#[test]
+fn time_wait_beyond_the_cap_is_skipped() {
+    let mut cfg = config();
+    cfg.tcp.max_time_wait = 1;
+    let mut s = Script::with(cfg);
+    let l = listen(&mut s, 8);
+    let iss1 = time_wait_from(&mut s, l, 4001, false);
+    let iss2 = time_wait_from(&mut s, l, 4002, false);
+    s.wait(0.01);
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.curr_time_wait, c.tcp.time_wait_overflows), (1, 1));
+    s.inject(seg(FIN | ACK).sport(4001).seq(PEER_ISS + 1).ack(iss1 + 2));
+    s.expect(&seg(ACK).sport(4001).reply().seq(iss1 + 2).ack(PEER_ISS + 2));
+    s.inject(seg(FIN | ACK).sport(4002).seq(PEER_ISS + 1).ack(iss2 + 2));
+    let r = s.expect(&seg(RST).sport(4002).reply().seq(iss2 + 2).ack(0));
+    assert_eq!(r.flags, RST);
+    // The one held ends after 2MSL; then the cap has room again.
+    s.wait(61.0);
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.curr_time_wait, c.tcp.time_waits_done), (0, 2));
+    time_wait_from(&mut s, l, 4003, false);
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.curr_time_wait, c.tcp.time_wait_overflows), (1, 1));
+}
+
+/// An active open from the one ephemeral port 40000 that we close first:
+/// TIME_WAIT on our side. Returns (our FIN's seq, our last TSval).
+fn active_time_wait(s: &mut Script, ts: bool) -> (u32, Option<u32>) {
+    let (h, syn) = connect(s);
+    assert_eq!(syn.src.port(), 40000);
+    let t = |x: Seg, v: u32| match (ts, syn.ts) {
+        (true, Some((ecr, _))) => x.ts(v, ecr),
+        _ => x,
+    };
+    let sa = seg(SYN | ACK).dport(40000).seq(PEER_ISS).ack(syn.seq + 1);
+    s.inject(t(sa.mss(1460), 500));
+    s.expect(&out(ACK, syn.src, syn.seq + 1, PEER_ISS + 1));
+    s.stack.close(h).unwrap();
+    let fin = s.expect(&out(FIN | ACK, syn.src, syn.seq + 1, PEER_ISS + 1));
+    let peer_fin = seg(FIN | ACK)
+        .dport(40000)
+        .seq(PEER_ISS + 1)
+        .ack(syn.seq + 2);
+    s.inject(t(peer_fin, 501));
+    let ack = s.expect(&out(ACK, syn.src, syn.seq + 2, PEER_ISS + 2));
+    assert_eq!(ack.ts.is_some(), ts, "{ack}");
+    assert_eq!(s.stack.counters().tcp.curr_time_wait, 1);
+    (fin.seq, ack.ts.map(|t| t.0))
+}
+
+fn one_port_config() -> ustack_core::StackConfig {
+    let mut cfg = config();
+    cfg.ephemeral_ports = 40000..=40000;
+    cfg
+}
+
+/// Linux `tcp_tw_reuse`: connect may take over our own TIME_WAIT 4-tuple
+/// once it is 1 s old and used timestamps; the new SYN's sequence number
+/// and TSval are above the old incarnation's.
+#[test]
+fn connect_reuses_a_time_wait_older_than_a_second() {
+    let mut s = Script::with(one_port_config());
+    let (fin_seq, last_ts) = active_time_wait(&mut s, true);
+    let h = s.stack.tcp_open();
+    assert_eq!(
+        s.stack.tcp_connect(s.now, h, peer()),
+        Err(Errno::EADDRNOTAVAIL),
+        "younger than 1 s"
+    );
+    s.expect_silence();
+    s.wait(1.0);
+    let (h, syn) = connect(&mut s);
+    assert_eq!(syn.src.port(), 40000);
+    assert!(
+        (syn.seq.wrapping_sub(fin_seq + 1) as i32) > 0,
+        "ISN above the old"
+    );
+    let (tsval, _) = syn.ts.expect("timestamps");
+    assert!(
+        (tsval.wrapping_sub(last_ts.unwrap()) as i32) > 0,
+        "TSval above the old"
+    );
+    let c = s.stack.counters();
+    assert_eq!((c.tcp.time_wait_reused, c.tcp.curr_time_wait), (1, 0));
+    assert_eq!(s.stack.tcp_state(h), Ok(TcpState::SynSent));
+}
+
+/// Without timestamps (or with `tw_reuse` off) TIME_WAIT holds its
+/// 4-tuple for its whole 2MSL.
+#[test]
+fn connect_does_not_reuse_a_time_wait_without_timestamps_or_when_off() {
+    for (ts, reuse) in [(false, true), (true, false)] {
+        let mut cfg = one_port_config();
+        cfg.tcp.tw_reuse = reuse;
+        let mut s = Script::with(cfg);
+        active_time_wait(&mut s, ts);
+        s.wait(30.0);
+        let h = s.stack.tcp_open();
+        assert_eq!(
+            s.stack.tcp_connect(s.now, h, peer()),
+            Err(Errno::EADDRNOTAVAIL),
+            "ts {ts} reuse {reuse}"
+        );
+        s.expect_silence();
+        assert_eq!(s.stack.counters().tcp.time_wait_reused, 0);
+        s.wait(31.0);
+        let h = s.stack.tcp_open();
+        assert_eq!(
+            s.stack.tcp_connect(s.now, h, peer()),
+            Err(Errno::EINPROGRESS)
+        );
+    }
+}

@@ -14,8 +14,11 @@ use ustack_core::Medium;
 
 struct Inner {
     link: MemLink,
-    /// The sending side of each port's wake socket.
-    wakers: Vec<UnixDatagram>,
+    /// The sending side of each port's wake socket, and whether a wake-up
+    /// byte is pending in it: a sender writes one only if none is, so a
+    /// burst of frames costs one write(2), and a receiver drains only
+    /// after a recv found the queue empty with one pending.
+    wakers: Vec<(UnixDatagram, bool)>,
 }
 
 /// An in-memory link for real-time runtimes; see the module docs.
@@ -54,7 +57,7 @@ impl SharedLink {
         rx.set_nonblocking(true)?;
         let mut inner = self.lock();
         let port = inner.link.add_port();
-        inner.wakers.push(tx);
+        inner.wakers.push((tx, false));
         Ok(LinkPort {
             link: self.clone(),
             port,
@@ -90,13 +93,27 @@ impl Device for LinkPort {
     }
 
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let mut drain = [0u8; 64];
-        while self.wake.recv(&mut drain).is_ok() {}
-        let got = self.link.lock().link.recv_with(now, self.port, |f| {
+        let mut copy = |f: &[u8]| {
             let n = f.len().min(buf.len());
             buf[..n].copy_from_slice(&f[..n]);
             n
-        });
+        };
+        let mut inner = self.link.lock();
+        let mut got = inner.link.recv_with(now, self.port, &mut copy);
+        if got.is_none() && inner.wakers[self.port.0].1 {
+            // Queue empty: consume the wake-up, so the fd polls readable
+            // again only for a later frame, whose sender sees no byte
+            // pending and writes one. Then look once more, for a frame
+            // queued between the look and the drain (its byte may be the
+            // one drained).
+            inner.wakers[self.port.0].1 = false;
+            drop(inner);
+            let mut drain = [0u8; 8];
+            let _ = self.wake.recv(&mut drain);
+            inner = self.link.lock();
+            got = inner.link.recv_with(now, self.port, &mut copy);
+        }
+        drop(inner);
         if let Some(n) = got {
             self.stats.rx_frames += 1;
             self.stats.rx_bytes += n as u64;
@@ -118,8 +135,9 @@ impl Device for LinkPort {
         }
         let inner = &mut *self.link.lock();
         inner.link.send(now, self.port, frame);
-        for (i, w) in inner.wakers.iter().enumerate() {
-            if i != self.port.0 {
+        for (i, (w, pending)) in inner.wakers.iter_mut().enumerate() {
+            if i != self.port.0 && !*pending {
+                *pending = true;
                 // A full wake socket already means "wake up": ignore WouldBlock.
                 let _ = w.send(&[1]);
             }

@@ -28,7 +28,7 @@ use crate::trace::TraceWriter;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::thread::JoinHandle;
@@ -224,8 +224,17 @@ impl State {
         let Some(Entry::Socket(s)) = self.fds.remove(fd) else {
             return None;
         };
-        self.wakers.remove(&s.handle);
-        self.sigio.remove(&s.handle);
+        // Most sockets have no waker, SIGIO owner or epoll watcher: an
+        // empty map is not worth hashing the handle for.
+        if !self.wakers.is_empty() {
+            self.wakers.remove(&s.handle);
+        }
+        if !self.sigio.is_empty() {
+            self.sigio.remove(&s.handle);
+        }
+        if self.watchers.is_empty() {
+            return Some(s.handle);
+        }
         if let Some(ws) = self.watchers.remove(&s.handle) {
             for (ep, wfd) in ws {
                 if let Some(set) = self.epolls.get_mut(&ep) {
@@ -568,6 +577,10 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Signalled whenever socket readiness may have changed.
     changed: Condvar,
+    /// Callers blocked on `changed` (counted under the state lock): a
+    /// notify with none would still cost a futex syscall, on every call
+    /// of a run-to-completion loop that nobody waits beside.
+    sleepers: AtomicUsize,
     wake_tx: UnixDatagram,
     wake_rx: UnixDatagram,
     pub(crate) clock: Clock,
@@ -583,7 +596,14 @@ impl Shared {
     /// Wakes the callers blocked in a wait, so they look again (an
     /// epoll_ctl that put a ready fd on an epoll's ready list).
     pub(crate) fn wake_waiters(&self) {
-        self.changed.notify_all();
+        self.notify_all();
+    }
+
+    /// `changed.notify_all()`, skipped when no caller waits on it.
+    fn notify_all(&self) {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_all();
+        }
     }
 
     fn wake_thread(&self) {
@@ -624,7 +644,7 @@ impl Shared {
             }
         }
         if changed {
-            self.changed.notify_all();
+            self.notify_all();
         }
         news
     }
@@ -633,7 +653,7 @@ impl Shared {
     /// looks at the stack, as news from the network.
     fn take_inbox(&self, st: &mut State, now: Instant) {
         if st.drain_inbox(now, false) && st.dispatch_changes(true) {
-            self.changed.notify_all();
+            self.notify_all();
         }
     }
 
@@ -681,7 +701,7 @@ impl Shared {
                 let mut st = self.lock();
                 let now = self.clock.now();
                 if st.pump(now) {
-                    self.changed.notify_all();
+                    self.notify_all();
                 }
                 let next = st.next_deadline();
                 st.thread_deadline = next;
@@ -808,7 +828,7 @@ impl Shared {
     /// deadline and whether a frame is held for the device.
     fn pump_locked(&self, mut st: MutexGuard<'_, State>, now: Instant) -> (Option<Instant>, bool) {
         if st.pump(now) {
-            self.changed.notify_all();
+            self.notify_all();
         }
         let next = st.next_deadline();
         st.thread_deadline = next;
@@ -982,6 +1002,7 @@ impl Runtime {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             changed: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             wake_tx,
             wake_rx,
             clock,
@@ -1114,11 +1135,14 @@ impl Runtime {
         let shared = self.shared();
         if shared.mode != Mode::Inline || st.driving {
             let cap = left.unwrap_or(Duration::from_secs(3600));
-            return shared
+            shared.sleepers.fetch_add(1, Ordering::SeqCst);
+            let st = shared
                 .changed
                 .wait_timeout(st, cap)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+            return st;
         }
         let mut st = st;
         st.driving = true;
@@ -1136,10 +1160,12 @@ impl Runtime {
         st.driving = false;
         let now = shared.clock.now();
         if st.pump(now) {
-            shared.changed.notify_all();
+            shared.notify_all();
         } else {
             // Let any other waiter take a turn at driving.
-            shared.changed.notify_one();
+            if shared.sleepers.load(Ordering::SeqCst) > 0 {
+                shared.changed.notify_one();
+            }
         }
         st
     }
@@ -1170,7 +1196,7 @@ impl Runtime {
         let mut st = shared.lock();
         let now = shared.clock.now();
         if st.pump(now) {
-            shared.changed.notify_all();
+            shared.notify_all();
         }
         let next = st.next_deadline();
         st.thread_deadline = next;

@@ -450,3 +450,55 @@ fn poll_and_select_report_readiness_and_bad_descriptors() {
         Err(Errno::EBADF)
     );
 }
+
+/// Short connections run to completion on one thread (issue #19): two
+/// inline runtimes, non-blocking calls, an EAGAIN on one side answered by
+/// letting the other side's stack run. Every exchange is intact, and each
+/// server-side close leaves one TIME_WAIT behind on the server only.
+#[test]
+fn short_connections_run_to_completion_on_one_thread() {
+    let (a, b) = pair(Mode::Inline);
+    let l = b.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0).unwrap();
+    b.bind(l, sa(B, 7100)).unwrap();
+    b.listen(l, 16).unwrap();
+    fn until<R>(other: &Runtime, mut op: impl FnMut() -> Result<R, Errno>) -> R {
+        for _ in 0..1000 {
+            match op() {
+                Err(Errno::EAGAIN) => {
+                    other.poll(&mut [], 0).unwrap();
+                }
+                r => return r.unwrap(),
+            }
+        }
+        panic!("no progress in 1000 turns");
+    }
+    const N: u32 = 50;
+    let mut buf = [0u8; 64];
+    for i in 0..N {
+        let c = a.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0).unwrap();
+        assert_eq!(a.connect(c, sa(B, 7100)), Err(Errno::EINPROGRESS));
+        let (s, _) = until(&a, || b.accept4(l, SOCK_NONBLOCK));
+        let req = [i as u8; 64];
+        assert_eq!(until(&b, || a.send(c, &req, 0)), 64);
+        assert_eq!(until(&a, || b.recv(s, &mut buf, 0)), 64);
+        assert_eq!(buf, req);
+        let resp = [!(i as u8); 64];
+        assert_eq!(until(&a, || b.send(s, &resp, 0)), 64);
+        b.close(s).unwrap();
+        assert_eq!(until(&b, || a.recv(c, &mut buf, 0)), 64);
+        assert_eq!(buf, resp);
+        assert_eq!(until(&b, || a.recv(c, &mut buf, 0)), 0, "EOF");
+        a.close(c).unwrap();
+    }
+    b.poll(&mut [], 0).unwrap();
+    let (ca, cb) = (a.counters(), b.counters());
+    assert_eq!(
+        (ca.tcp.active_opens, cb.tcp.passive_opens),
+        (N as u64, N as u64)
+    );
+    assert_eq!(
+        (ca.tcp.curr_time_wait, cb.tcp.curr_time_wait),
+        (0, N as u64)
+    );
+    assert_eq!(ca.tcp.out_rsts + cb.tcp.out_rsts, 0);
+}

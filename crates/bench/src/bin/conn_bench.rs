@@ -2,8 +2,11 @@
 //! measured in the same run:
 //!
 //! - short connections per second: connect, 64-byte request, 64-byte
-//!   response, close, one after another (ustack: two runtimes on the
-//!   in-memory link; kernel: loopback);
+//!   response, close, one after another (kernel: loopback, a client and
+//!   a server thread; ustack run to completion: two inline runtimes on
+//!   the in-memory link driven from one thread, no hand-off; ustack thread
+//!   mode: two runtimes with stack threads, four hand-offs per exchange);
+//!   `--cpu N` pins the whole run to one CPU;
 //! - memory per idle established connection at 10 000 and 100 000
 //!   connections (ustack: process RSS growth; kernel: Slab + socket buffer
 //!   growth from /proc, a lower bound of what it really uses).
@@ -29,6 +32,14 @@ struct Args {
     /// Skip the kernel's figures.
     #[arg(long)]
     no_kernel: bool,
+    /// Pin the whole process (every thread: ustack's, the kernel run's
+    /// client and server) to this one CPU; unpinned by default.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Rounds of kernel then run-to-completion short connections; the
+    /// best and the median of each are printed.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
 }
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -90,6 +101,72 @@ fn ustack_short_conns(n: usize) -> Result<f64, String> {
     srv.join()
         .map_err(|_| "server panicked")?
         .map_err(|e| e.to_string())?;
+    Ok(n as f64 / secs)
+}
+
+/// Short connections run to completion on one thread: client and server
+/// are inline-mode runtimes (no stack thread) on the in-memory link, driven
+/// by non-blocking calls from this thread, so connect, accept, recv, send
+/// and close cross no thread hand-off. Each call services its own stack's
+/// device first; an EAGAIN on one side means the other side must run.
+#[inline(never)]
+fn ustack_inline_short_conns(n: usize) -> Result<f64, String> {
+    use ustack::posix::{AF_INET, SOCK_NONBLOCK, SOCK_STREAM};
+    use ustack::{Errno, Mode};
+    let net = ustack::memnet::MemNet::new(1, ustack::Impairments::none());
+    let client = net
+        .host(Ipv4Addr::new(10, 0, 0, 1), Mode::Inline)
+        .map_err(|e| e.to_string())?;
+    let server = net.host(SERVER, Mode::Inline).map_err(|e| e.to_string())?;
+    let e = |what: &str, i: usize, err: Errno| format!("{what} {i}: {err:?}");
+    let lfd = server
+        .socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)
+        .map_err(|x| e("socket", 0, x))?;
+    let to = SocketAddrV4::new(SERVER, 80);
+    server.bind(lfd, to).map_err(|x| e("bind", 0, x))?;
+    server.listen(lfd, 128).map_err(|x| e("listen", 0, x))?;
+    // Runs `op` on one side until it stops saying EAGAIN, letting the
+    // other side's stack take in what it was sent in between (bounded).
+    fn until<R>(other: &Runtime, mut op: impl FnMut() -> Result<R, Errno>) -> Result<R, Errno> {
+        for _ in 0..1000 {
+            match op() {
+                Err(Errno::EAGAIN) => {
+                    other.poll(&mut [], 0)?;
+                }
+                r => return r,
+            }
+        }
+        Err(Errno::ETIMEDOUT)
+    }
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    for i in 0..n {
+        let cfd = client
+            .socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)
+            .map_err(|x| e("socket", i, x))?;
+        match client.connect(cfd, to) {
+            Ok(()) | Err(Errno::EINPROGRESS) => {}
+            Err(x) => return Err(e("connect", i, x)),
+        }
+        let (sfd, _) =
+            until(&client, || server.accept4(lfd, SOCK_NONBLOCK)).map_err(|x| e("accept", i, x))?;
+        let req = [i as u8; 64];
+        until(&server, || client.send(cfd, &req, 0)).map_err(|x| e("send", i, x))?;
+        let got = until(&client, || server.recv(sfd, &mut buf, 0)).map_err(|x| e("recv", i, x))?;
+        if got != 64 {
+            return Err(format!("server recv {i}: {got} bytes"));
+        }
+        until(&client, || server.send(sfd, &buf, 0)).map_err(|x| e("send", i, x))?;
+        server.close(sfd).map_err(|x| e("close", i, x))?;
+        let got = until(&server, || client.recv(cfd, &mut buf, 0)).map_err(|x| e("recv", i, x))?;
+        if got != 64 || buf != req {
+            return Err(format!("client recv {i}: {got} bytes"));
+        }
+        client.close(cfd).map_err(|x| e("close", i, x))?;
+    }
+    // The last FIN's ACK.
+    server.poll(&mut [], 0).map_err(|x| e("poll", n, x))?;
+    let secs = start.elapsed().as_secs_f64();
     Ok(n as f64 / secs)
 }
 
@@ -208,14 +285,55 @@ fn kernel_idle_memory(n: usize) -> Result<(f64, usize), String> {
 
 fn main() {
     let args = Args::parse();
-    let run = || -> Result<(), String> {
-        let u = ustack_short_conns(args.conns)?;
-        print!("short connections/s: ustack {u:.0}");
-        if !args.no_kernel {
-            let k = kernel_short_conns(args.conns)?;
-            print!(", kernel (loopback) {k:.0}, ratio {:.2}", u / k);
+    if let Some(cpu) = args.cpu {
+        // Before any thread exists, so every thread inherits it.
+        if let Err(e) = ustack::ustack_devices::affinity::pin_current_thread(cpu) {
+            eprintln!("conn_bench: cannot pin to CPU {cpu}: {e}");
+            std::process::exit(2);
         }
-        println!(" ({} connections each)", args.conns);
+    }
+    let cores = ustack::ustack_devices::affinity::allowed_cpus().len();
+    let run = || -> Result<(), String> {
+        // Kernel and run-to-completion alternate, `rounds` times: the
+        // best of each is reported (other work on the machine only slows
+        // a round down), with the median beside it.
+        let (mut ks, mut us) = (Vec::new(), Vec::new());
+        for _ in 0..args.rounds.max(1) {
+            if !args.no_kernel {
+                ks.push(kernel_short_conns(args.conns)?);
+            }
+            us.push(ustack_inline_short_conns(args.conns)?);
+        }
+        let best_median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            (v.last().copied(), v.get(v.len() / 2).copied())
+        };
+        let (k, k_med) = best_median(&mut ks);
+        let (u_best, u_med) = best_median(&mut us);
+        let ratio = |u: f64| {
+            k.map(|k| format!(", ratio {:.2}", u / k))
+                .unwrap_or_default()
+        };
+        if let (Some(k), Some(m)) = (k, k_med) {
+            println!(
+                "short connections/s, kernel (loopback, client and server threads): {k:.0} (median {m:.0}; {} connections, best of {} rounds, {cores} core(s))",
+                args.conns, args.rounds
+            );
+        }
+        if let (Some(u), Some(m)) = (u_best, u_med) {
+            let med = k_med
+                .map(|k| format!(", median ratio {:.2}", m / k))
+                .unwrap_or_default();
+            println!(
+                "short connections/s, ustack run-to-completion (inline, one thread): {u:.0} (median {m:.0}){}{med}",
+                ratio(u)
+            );
+        }
+        let u = ustack_short_conns(args.conns)?;
+        println!(
+            "short connections/s, ustack thread mode (stack threads, 4 hand-offs): {u:.0}{}",
+            ratio(u)
+        );
         for &n in &args.idle {
             let u = ustack_idle_memory(n)?;
             print!("memory per idle connection at {n}: ustack {u:.0} bytes (both ends)");

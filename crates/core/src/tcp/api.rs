@@ -351,31 +351,40 @@ impl Tcp {
             Some(l) if !l.ip().is_unspecified() && l.is_ipv4() == remote.is_ipv4() => l.ip(),
             _ => crate::addr::source_for(cx.cfg, rip),
         };
+        // tcp_tw_reuse: (on, TIME_WAIT's length, now).
+        let reuse = (cx.cfg.tcp.tw_reuse, cx.cfg.tcp.time_wait, now);
         let port = match bound {
             Some(l) => {
-                if self
-                    .conns
-                    .contains_key(&(SocketAddr::new(ip, l.port()), remote))
+                let local = SocketAddr::new(ip, l.port());
+                if self.conns.contains_key(&(local, remote))
+                    && self.tw_reusable(reuse, local, remote).is_none()
                 {
                     return Err(Errno::EADDRNOTAVAIL);
                 }
                 l.port()
             }
             None => {
-                // RFC 6056 §3.3.1, never a 4-tuple in use (nor a bound port).
+                // RFC 6056 §3.3.1, never a 4-tuple in use (nor a bound
+                // port), unless a TIME_WAIT that may be reused.
                 let tcp = &*self;
                 cx.sh
                     .ports
                     .pick_flow(&mut cx.sh.rng, ip, remote, |p| {
+                        let local = SocketAddr::new(ip, p);
                         tcp.bind_ports
                             .get(&p)
                             .is_some_and(|u| !u.sockets.is_empty())
-                            || tcp.conns.contains_key(&(SocketAddr::new(ip, p), remote))
+                            || (tcp.conns.contains_key(&(local, remote))
+                                && tcp.tw_reusable(reuse, local, remote).is_none())
                     })
                     .map_err(|_| Errno::EADDRNOTAVAIL)?
             }
         };
         let local = SocketAddr::new(ip, port);
+        if let Some(old) = self.tw_reusable(reuse, local, remote) {
+            cx.sh.counters.tcp.time_wait_reused += 1;
+            self.tcp_free(cx, old);
+        }
         let iss = self.secret.isn(local, remote, now);
         let ts_offset = self.secret.ts_offset(local, remote);
         let mut tcb = self.tcp_create(cx, State::SynSent, local, remote, iss, ts_offset, opts);
@@ -1029,5 +1038,26 @@ impl Tcp {
         rate: Option<u64>,
     ) -> Result<()> {
         self.tcp_set_opt(cx, h, |o| o.max_pacing_rate = rate)
+    }
+}
+
+impl Tcp {
+    /// The TIME_WAIT TCB of this 4-tuple if an outgoing connection may
+    /// take it over (Linux `tcp_tw_reuse`, see [`crate::config::TcpConfig::tw_reuse`]):
+    /// it used timestamps and entered TIME_WAIT 1 s or more ago.
+    fn tw_reusable(
+        &self,
+        (on, time_wait, now): (bool, Duration, Instant),
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<TcbId> {
+        if !on {
+            return None;
+        }
+        let id = *self.conns.get(&(local, remote))?;
+        let t = self.get(id)?;
+        let entered = t.timer.linger?.checked_sub(time_wait);
+        let old = entered.is_some_and(|e| e + Duration::from_secs(1) <= now);
+        (t.state == State::TimeWait && t.neg.ts && old).then_some(id)
     }
 }

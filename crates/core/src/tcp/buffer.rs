@@ -7,9 +7,12 @@
 //! (`write_at`) and makes it readable once the gap before it fills
 //! (`commit`), so reassembly needs no second buffer.
 
-/// The smallest storage a ring takes, and the largest it gives back as
-/// soon as it drains.
+/// The largest storage a ring gives back as soon as it drains.
 const SMALL: usize = 4096;
+/// Smallest storage a ring allocates: room for a short request or
+/// response, so a short connection zeroes 256 bytes per buffer rather than
+/// 4 KiB (conn_bench, 2026-12-05); bulk flows double from it.
+const MIN_ALLOC: usize = 256;
 
 /// A byte ring holding at most `limit` bytes.
 #[derive(Debug, Default)]
@@ -42,7 +45,7 @@ impl Ring {
     fn grow(&mut self, need: usize) {
         let cap = need
             .max(self.buf.len() * 2)
-            .max(SMALL)
+            .max(MIN_ALLOC)
             .min(self.limit.max(need));
         let mut next = vec![0; cap];
         let keep = (self.len + self.ext).min(self.buf.len());

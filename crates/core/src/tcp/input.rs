@@ -595,10 +595,20 @@ impl Tcp {
             State::TimeWait => {
                 t.timer.rexmit = None;
                 t.timer.keepalive = None;
-                t.timer.linger = Some(now + cx.cfg.tcp.time_wait);
+                let tw = &mut cx.sh.counters.tcp;
+                // Over the cap, the linger timer ends it at once: the ACK
+                // it owes still goes out first (Linux tcp_max_tw_buckets).
+                let full = tw.curr_time_wait >= cx.cfg.tcp.max_time_wait as u64;
+                t.timer.linger = Some(if full {
+                    tw.time_wait_overflows += 1;
+                    now
+                } else {
+                    now + cx.cfg.tcp.time_wait
+                });
                 let port = t.local.port();
                 let old = t.port_class;
                 if old != PortClass::TimeWait {
+                    tw.curr_time_wait += 1;
                     t.port_class = PortClass::TimeWait;
                     let pu = self.port_use(port);
                     pu.count(old, -1);
@@ -641,6 +651,10 @@ impl Tcp {
             socket: t.socket,
         });
         let port = t.local.port();
+        if t.port_class == PortClass::TimeWait {
+            let tw = &mut cx.sh.counters.tcp.curr_time_wait;
+            *tw = tw.saturating_sub(1);
+        }
         self.port_use(port).count(t.port_class, -1);
         self.port_release_if_empty(port);
         self.fwd_freed(id);
@@ -1175,8 +1189,9 @@ impl Tcp {
         }
     }
 
-    /// TIME-WAIT: a new SYN may reopen (RFC 6191 style); a retransmitted
-    /// FIN is ACKed and restarts 2MSL (RFC 9293 §3.10.7.4). True if handled.
+    /// TIME-WAIT: a new SYN may reopen it (RFC 6191 §2, [`syn_reopens_time_wait`]);
+    /// a retransmitted FIN is ACKed and restarts 2MSL (RFC 9293
+    /// §3.10.7.4). True if handled.
     fn tcp_time_wait_special(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &TcpRepr) -> bool {
         let now = cx.now;
         let f = seg.flags;
@@ -1184,10 +1199,16 @@ impl Tcp {
             return true;
         };
         let (local, remote, rcv_nxt) = (t.local, t.remote, t.rcv.nxt);
-        if f.contains(TcpFlags::SYN)
-            && !f.intersects(TcpFlags::RST | TcpFlags::ACK)
-            && seg.seq_number.diff(rcv_nxt) > 0
-        {
+        let prev_ts = t.neg.ts.then_some(t.neg.ts_recent);
+        if f.contains(TcpFlags::SYN) && !f.intersects(TcpFlags::RST | TcpFlags::ACK) {
+            let new_ts = seg.timestamp.filter(|_| cx.cfg.tcp.timestamps);
+            let seq_newer = seg.seq_number.diff(rcv_nxt) > 0;
+            if !syn_reopens_time_wait(prev_ts, new_ts.map(|t| t.tsval), seq_newer) {
+                // Not newer: an old duplicate; TIME-WAIT answers it as
+                // any unacceptable segment (an ACK).
+                cx.sh.counters.tcp.time_wait_old_syns += 1;
+                return false;
+            }
             if let Some(lh) = self.tcp_find_listener(local, remote) {
                 cx.sh.counters.tcp.time_wait_recycled += 1;
                 self.tcp_free(cx, id);
@@ -1675,4 +1696,23 @@ fn tcb_take_syn(t: &mut Tcb, seg: &TcpRepr, cfg: &crate::config::TcpConfig) {
     t.rcv.seg_max = t.snd.mss.min(536);
     let wnd = t.rcv_space().min(65535 << t.rcv.wscale);
     t.rcv.adv = t.rcv.nxt + wnd;
+}
+
+/// RFC 6191 §2: whether a SYN may end a TIME-WAIT and open a new
+/// incarnation. `prev_ts`: TS.Recent if the old one used timestamps;
+/// `new_ts`: the SYN's TSval if the new one would use them; `seq_newer`:
+/// the SYN's sequence number is above the old RCV.NXT.
+pub(crate) fn syn_reopens_time_wait(
+    prev_ts: Option<u32>,
+    new_ts: Option<u32>,
+    seq_newer: bool,
+) -> bool {
+    match (prev_ts, new_ts) {
+        (Some(recent), Some(tsval)) => {
+            let d = tsval.wrapping_sub(recent) as i32;
+            d > 0 || (d == 0 && seq_newer)
+        }
+        (None, Some(_)) => true,
+        (_, None) => seq_newer,
+    }
 }

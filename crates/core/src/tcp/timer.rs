@@ -10,6 +10,7 @@ use crate::config::TcpConfig;
 use crate::cx::Cx;
 use crate::errno::Errno;
 use crate::event::EventKind;
+use crate::time::Duration;
 use core::cmp::Reverse;
 use tracing::debug;
 
@@ -53,6 +54,11 @@ impl Tcp {
         if t.timer.linger.is_some_and(|d| d <= now) {
             t.timer.linger = None;
             match t.state {
+                State::TimeWait if t.owed.ack => {
+                    // The ACK it owes (a cut-short TIME_WAIT's last) goes
+                    // out first; the end comes right after.
+                    t.timer.linger = Some(now + Duration::from_millis(1));
+                }
                 State::TimeWait => {
                     cx.sh.counters.tcp.time_waits_done += 1;
                     self.tcp_free(cx, id);
