@@ -6,10 +6,9 @@ mod common;
 
 use common::{config, Pair, A, B};
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use ustack_core::wire::{Ipv4Packet, TcpFlags, TcpPacket};
-use ustack_core::{Congestion, Duration, EcnMode, Errno, Medium, SocketHandle, TcpState};
+use ustack_core::{Congestion, Duration, EcnMode, Errno, Medium, SocketHandle};
 
 fn pair(a: EcnMode, b: EcnMode) -> Pair {
     let mut ca = config(Medium::Ip, A, 1);
@@ -18,21 +17,6 @@ fn pair(a: EcnMode, b: EcnMode) -> Pair {
     let mut cb = config(Medium::Ip, B, 2);
     cb.tcp.ecn = b;
     Pair::with(ca, cb)
-}
-
-fn connect(p: &mut Pair) -> (SocketHandle, SocketHandle) {
-    let l = p.b.tcp_open();
-    p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
-    p.b.tcp_listen(l, 8).unwrap();
-    let c = p.a.tcp_open();
-    assert_eq!(
-        p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80))),
-        Err(Errno::EINPROGRESS)
-    );
-    p.pump();
-    assert_eq!(p.a.tcp_state(c), Ok(TcpState::Established));
-    let (s, _) = p.b.tcp_accept(l).unwrap();
-    (c, s)
 }
 
 /// A frame's (from A?, TCP flags, payload length, IP ECN field).
@@ -82,7 +66,7 @@ fn negotiated_on_syn_and_syn_ack() {
         (On, Off, false),
     ] {
         let mut p = pair(a, b);
-        let (c, s) = connect(&mut p);
+        let (c, s) = p.connect(80);
         send(&mut p, c, s, 20_000);
         let f = seen(&p);
         let syn = f[0].1;
@@ -108,7 +92,7 @@ fn negotiated_on_syn_and_syn_ack() {
 #[test]
 fn ce_is_echoed_until_cwr_and_reduces_cwnd_once_per_window() {
     let mut p = pair(EcnMode::On, EcnMode::Passive);
-    let (c, s) = connect(&mut p);
+    let (c, s) = p.connect(80);
     send(&mut p, c, s, 300_000);
     let before = p.a.tcp_info(c).unwrap().cwnd;
     let mss = u32::from(p.a.tcp_info(c).unwrap().snd_mss);
@@ -171,7 +155,7 @@ fn ce_is_echoed_until_cwr_and_reduces_cwnd_once_per_window() {
 #[test]
 fn the_first_ece_halves_newreno_cwnd() {
     let mut p = pair(EcnMode::On, EcnMode::Passive);
-    let (c, s) = connect(&mut p);
+    let (c, s) = p.connect(80);
     send(&mut p, c, s, 300_000);
     // A window in flight, then one CE mark on it.
     let data = vec![1u8; 200_000];

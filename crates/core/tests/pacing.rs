@@ -3,25 +3,9 @@
 
 mod common;
 
-use common::{Pair, A, B};
-use std::net::SocketAddr;
+use common::{Pair, A};
 use ustack_core::wire::{Ipv4Packet, TcpPacket};
-use ustack_core::{Duration, Errno, Instant, Medium, SocketHandle, TcpState};
-
-fn connect_pair(p: &mut Pair) -> (SocketHandle, SocketHandle) {
-    let l = p.b.tcp_open();
-    p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
-    p.b.tcp_listen(l, 8).unwrap();
-    let c = p.a.tcp_open();
-    assert_eq!(
-        p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80))),
-        Err(Errno::EINPROGRESS)
-    );
-    p.pump();
-    assert_eq!(p.a.tcp_state(c), Ok(TcpState::Established));
-    let (s, _) = p.b.tcp_accept(l).unwrap();
-    (c, s)
-}
+use ustack_core::{Duration, Errno, Instant, Medium, SocketHandle};
 
 /// The data segments A sent, as (time, payload bytes), from the trace.
 fn data_from_a(p: &Pair) -> Vec<(Instant, usize)> {
@@ -79,7 +63,7 @@ fn bursts(segs: &[(Instant, usize)]) -> Vec<(Instant, usize, usize)> {
 fn so_max_pacing_rate_spaces_the_segments() {
     const RATE: u64 = 1_000_000;
     let mut p = Pair::new(Medium::Ip);
-    let (c, s) = connect_pair(&mut p);
+    let (c, s) = p.connect(80);
     p.a.tcp_set_max_pacing_rate(c, Some(RATE)).unwrap();
     assert_eq!(p.a.tcp_options(c).unwrap().max_pacing_rate, Some(RATE));
     p.trace.clear();
@@ -106,7 +90,7 @@ fn so_max_pacing_rate_spaces_the_segments() {
     // Unpaced (the default), the same transfer leaves the whole initial
     // window at once.
     let mut q = Pair::new(Medium::Ip);
-    let (c, s) = connect_pair(&mut q);
+    let (c, s) = q.connect(80);
     q.trace.clear();
     transfer(&mut q, c, s, 100_000, Duration::from_secs(5));
     let b = bursts(&data_from_a(&q));
@@ -116,7 +100,7 @@ fn so_max_pacing_rate_spaces_the_segments() {
 #[test]
 fn an_application_limited_flow_is_not_held() {
     let mut p = Pair::new(Medium::Ip);
-    let (c, s) = connect_pair(&mut p);
+    let (c, s) = p.connect(80);
     // 10 kB/s: a 1000-byte write owes 100 ms of gap.
     p.a.tcp_set_max_pacing_rate(c, Some(10_000)).unwrap();
     let mut buf = [0u8; 4096];

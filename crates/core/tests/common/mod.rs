@@ -72,6 +72,24 @@ impl Pair {
         panic!("pump did not settle");
     }
 
+    /// B listens on `port`, A connects, B accepts:
+    /// (A's socket, B's accepted one), both established.
+    pub fn connect(&mut self, port: u16) -> (ustack_core::SocketHandle, ustack_core::SocketHandle) {
+        use std::net::SocketAddr;
+        let l = self.b.tcp_open();
+        self.b.tcp_bind(l, SocketAddr::from((B, port))).unwrap();
+        self.b.tcp_listen(l, 8).unwrap();
+        let c = self.a.tcp_open();
+        assert_eq!(
+            self.a.tcp_connect(self.now, c, SocketAddr::from((B, port))),
+            Err(ustack_core::Errno::EINPROGRESS)
+        );
+        self.pump();
+        assert_eq!(self.a.tcp_state(c), Ok(ustack_core::TcpState::Established));
+        let (s, _) = self.b.tcp_accept(l).unwrap();
+        (c, s)
+    }
+
     /// Advances the clock by `d`, stopping at every deadline on the way.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
