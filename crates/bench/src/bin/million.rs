@@ -59,6 +59,14 @@ fn main() {
             per(h1, h0),
             per(r1, r0)
         );
+        // Idle for a while: the handshakes' retransmission timers run out.
+        p.advance(Duration::from_secs(5));
+        let (h1, r1) = (live() - mine, rss());
+        println!(
+            "idle: the same 5 s later (handshake timers run out): heap {:.0} B, RSS {:.0} B",
+            per(h1, h0),
+            per(r1, r0)
+        );
         p.exchange(&conns, &[7; 64]);
         let (h2, r2) = (live() - mine, rss());
         println!(

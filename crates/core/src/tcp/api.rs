@@ -2,7 +2,7 @@
 
 use super::options::TcpOptions;
 use super::state::State;
-use super::table::{Kind, Listener, Tcp, TcpSocket};
+use super::table::{Kind, Listener, Own, Tcp, TcpSocket};
 use super::tcb::{Tcb, TcbId};
 
 use crate::config::StackConfig;
@@ -137,16 +137,13 @@ impl Tcp {
     /// Opens an unbound TCP socket.
     pub fn tcp_open(&mut self, cx: &mut Cx<'_>) -> SocketHandle {
         let s = TcpSocket {
-            local: None,
-            remote: None,
-            opts: TcpOptions::new(&cx.cfg.tcp),
             kind: Kind::Closed {
                 was_connected: false,
             },
             error: None,
             in_ports: false,
-            leftover: None,
-            zc: None,
+            bound_any: false,
+            own: Some(Own::new(None, TcpOptions::new(&cx.cfg.tcp))),
         };
         let h = cx.sh.handles.insert(Proto::Tcp);
         self.socks.insert(h, s);
@@ -168,14 +165,17 @@ impl Tcp {
             let Some(s) = self.socks.get(other) else {
                 continue;
             };
-            let Some(l) = s.local else { continue };
-            if !crate::addr::overlap(l.ip(), s.opts.v6only, ip, o.v6only) {
+            let Some(l) = self.sock_local(s) else {
+                continue;
+            };
+            let so = self.sock_opts(s);
+            if !crate::addr::overlap(l.ip(), so.v6only, ip, o.v6only) {
                 continue;
             }
-            if o.reuseport && s.opts.reuseport {
+            if o.reuseport && so.reuseport {
                 continue;
             }
-            if o.reuseaddr && s.opts.reuseaddr && !matches!(s.kind, Kind::Listen(_)) {
+            if o.reuseaddr && so.reuseaddr && !matches!(s.kind, Kind::Listen(_)) {
                 continue;
             }
             return true;
@@ -193,14 +193,14 @@ impl Tcp {
         addr: SocketAddr,
     ) -> Result<SocketAddr> {
         let s = self.tcp_sock(h)?;
-        if s.local.is_some() || !matches!(s.kind, Kind::Closed { .. }) {
+        if self.sock_local(s).is_some() || !matches!(s.kind, Kind::Closed { .. }) {
             return Err(Errno::EINVAL);
         }
         let ip = addr.ip();
         if !ip.is_unspecified() && !crate::addr::is_local(cx.cfg, ip) {
             return Err(Errno::EADDRNOTAVAIL);
         }
-        let opts = s.opts.clone();
+        let opts = self.sock_opts(s).clone();
         let port = if addr.port() == 0 {
             let ports = &self.bind_ports;
             cx.sh
@@ -214,7 +214,8 @@ impl Tcp {
         };
         let local = SocketAddr::new(ip, port);
         let s = self.tcp_sock_mut(h)?;
-        s.local = Some(local);
+        let own = s.own.as_deref_mut().ok_or(Errno::EINVAL)?;
+        own.local = Some(local);
         s.in_ports = true;
         self.port_use(port).sockets.push(h);
         Ok(local)
@@ -240,20 +241,21 @@ impl Tcp {
             } => return Err(Errno::EINVAL),
             Kind::Closed { .. } => {}
         }
-        if s.local.is_none() {
+        if self.sock_local(s).is_none() {
             self.tcp_bind(cx, h, SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))?;
         }
         let s = self.tcp_sock(h)?;
-        let local = s.local.ok_or(Errno::EINVAL)?;
+        let local = self.sock_local(s).ok_or(Errno::EINVAL)?;
         // Linux re-checks at listen: two listeners on one port need SO_REUSEPORT.
-        let reuseport = s.opts.reuseport;
+        let so = self.sock_opts(s);
         if let Some(list) = self.listeners.get(&local.port()) {
             for &o in list {
                 if let Some(os) = self.socks.get(o) {
-                    let overlap = os.local.is_none_or(|l| {
-                        crate::addr::overlap(l.ip(), os.opts.v6only, local.ip(), s.opts.v6only)
+                    let oo = self.sock_opts(os);
+                    let overlap = self.sock_local(os).is_none_or(|l| {
+                        crate::addr::overlap(l.ip(), oo.v6only, local.ip(), so.v6only)
                     });
-                    if overlap && !(reuseport && os.opts.reuseport) {
+                    if overlap && !(so.reuseport && oo.reuseport) {
                         return Err(Errno::EADDRINUSE);
                     }
                 }
@@ -293,16 +295,7 @@ impl Tcp {
         let t = self.get_mut(id).ok_or(Errno::EAGAIN)?;
         t.listener = None;
         t.in_accept_queue = false;
-        let sock = TcpSocket {
-            local: Some(t.local),
-            remote: Some(t.remote),
-            opts: t.opts.clone(),
-            kind: Kind::Conn(id),
-            error: None,
-            in_ports: false,
-            leftover: None,
-            zc: None,
-        };
+        let sock = TcpSocket::connected(id);
         let remote = t.remote;
         let nh = cx.sh.handles.insert(Proto::Tcp);
         self.socks.insert(nh, sock);
@@ -345,8 +338,8 @@ impl Tcp {
             }
         }
         crate::addr::check_route(cx.cfg, rip)?;
-        let bound = s.local;
-        let opts = s.opts.clone();
+        let bound = self.sock_local(s);
+        let opts = self.sock_opts(s).clone();
         let ip = match bound {
             Some(l) if !l.ip().is_unspecified() && l.is_ipv4() == remote.is_ipv4() => l.ip(),
             _ => crate::addr::source_for(cx.cfg, rip),
@@ -356,8 +349,7 @@ impl Tcp {
         let port = match bound {
             Some(l) => {
                 let local = SocketAddr::new(ip, l.port());
-                if self.conns.contains_key(&(local, remote))
-                    && self.tw_reusable(reuse, local, remote).is_none()
+                if self.has_conn(local, remote) && self.tw_reusable(reuse, local, remote).is_none()
                 {
                     return Err(Errno::EADDRNOTAVAIL);
                 }
@@ -374,7 +366,7 @@ impl Tcp {
                         tcp.bind_ports
                             .get(&p)
                             .is_some_and(|u| !u.sockets.is_empty())
-                            || (tcp.conns.contains_key(&(local, remote))
+                            || (tcp.has_conn(local, remote)
                                 && tcp.tw_reusable(reuse, local, remote).is_none())
                     })
                     .map_err(|_| Errno::EADDRNOTAVAIL)?
@@ -393,10 +385,8 @@ impl Tcp {
         let id = self.tcp_insert(tcb);
         let s = self.tcp_sock_mut(h)?;
         let was_in_ports = std::mem::take(&mut s.in_ports);
-        s.local = Some(bound.unwrap_or(local));
-        s.remote = Some(remote);
-        s.kind = Kind::Conn(id);
         s.error = None;
+        self.attach(h, id, local);
         if was_in_ports {
             if let Some(pu) = self.bind_ports.get_mut(&port) {
                 pu.sockets.retain(|x| *x != h);
@@ -490,12 +480,15 @@ impl Tcp {
             Kind::Closed {
                 was_connected: true,
             } => {
-                let n = s.leftover.as_deref().map_or(0, |l| l.copy_out(0, buf));
+                let Some(own) = s.own.as_deref_mut() else {
+                    return Ok(0);
+                };
+                let n = own.leftover.as_deref().map_or(0, |l| l.copy_out(0, buf));
                 if consume {
-                    if let Some(l) = s.leftover.as_deref_mut() {
+                    if let Some(l) = own.leftover.as_deref_mut() {
                         l.consume(n);
                         if l.is_empty() {
-                            s.leftover = None;
+                            own.leftover = None;
                         }
                     }
                 }
@@ -572,8 +565,9 @@ impl Tcp {
         let Some(s) = self.socks.remove(h) else {
             return;
         };
+        let own_local = s.own.as_deref().and_then(|o| o.local);
         if s.in_ports {
-            if let Some(l) = s.local {
+            if let Some(l) = own_local {
                 if let Some(pu) = self.bind_ports.get_mut(&l.port()) {
                     pu.sockets.retain(|x| *x != h);
                 }
@@ -583,7 +577,7 @@ impl Tcp {
         match s.kind {
             Kind::Closed { .. } => {}
             Kind::Listen(l) => {
-                if let Some(local) = s.local {
+                if let Some(local) = own_local {
                     if let Some(v) = self.listeners.get_mut(&local.port()) {
                         v.retain(|x| *x != h);
                         if v.is_empty() {
@@ -611,7 +605,7 @@ impl Tcp {
                     return;
                 };
                 t.socket = None;
-                if s.opts.linger == Some(Duration::ZERO) && t.state != State::TimeWait {
+                if t.opts.linger == Some(Duration::ZERO) && t.state != State::TimeWait {
                     // SO_LINGER 0: abort (RFC 9293 §3.10.5).
                     cx.sh.counters.tcp.abort_on_linger += 1;
                     let rst = t.state.synchronized() || t.state == State::SynReceived;
@@ -688,15 +682,15 @@ impl Tcp {
     pub(crate) fn tcp_local_addr(&self, h: SocketHandle) -> Result<Option<SocketAddr>> {
         let s = self.tcp_sock(h)?;
         Ok(match s.kind {
-            Kind::Conn(id) => self.get(id).map(|t| t.local).or(s.local),
-            _ => s.local,
+            Kind::Conn(id) => self.get(id).map(|t| t.local).or_else(|| self.sock_local(s)),
+            _ => self.sock_local(s),
         })
     }
 
     pub(crate) fn tcp_peer_addr(&self, h: SocketHandle) -> Result<SocketAddr> {
         let s = self.tcp_sock(h)?;
         match s.kind {
-            Kind::Conn(id) if self.get(id).is_some() => s.remote.ok_or(Errno::ENOTCONN),
+            Kind::Conn(id) => self.get(id).map(|t| t.remote).ok_or(Errno::ENOTCONN),
             _ => Err(Errno::ENOTCONN),
         }
     }
@@ -714,6 +708,7 @@ impl Tcp {
     /// A TCP_INFO-like snapshot.
     pub fn tcp_info(&self, cfg: &StackConfig, h: SocketHandle) -> Result<TcpInfo> {
         let s = self.tcp_sock(h)?;
+        let so = self.sock_opts(s);
         let mut info = TcpInfo {
             state: self.tcp_state(h)?,
             local: self.tcp_local_addr(h)?,
@@ -735,7 +730,7 @@ impl Tcp {
             sack: false,
             cwnd: 0,
             ssthresh: 0,
-            congestion: match s.opts.congestion {
+            congestion: match so.congestion {
                 crate::config::Congestion::NewReno => "newreno",
                 c => c.name(),
             },
@@ -743,8 +738,8 @@ impl Tcp {
             sacked: 0,
             lost: 0,
             ofo_bytes: 0,
-            rcvbuf: s.opts.rcvbuf,
-            sndbuf: s.opts.sndbuf,
+            rcvbuf: so.rcvbuf,
+            sndbuf: so.sndbuf,
             unacked: 0,
             send_queue: 0,
             recv_queue: 0,
@@ -824,8 +819,8 @@ impl Tcp {
                 Kind::Listen(l) => rows.push(SocketRow {
                     handle: Some(h),
                     state: State::Listen,
-                    local: s
-                        .local
+                    local: self
+                        .sock_local(s)
                         .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
                     remote: None,
                     recv_q: l.accept.len(),
@@ -835,8 +830,8 @@ impl Tcp {
                 Kind::Closed { .. } => rows.push(SocketRow {
                     handle: Some(h),
                     state: State::Closed,
-                    local: s
-                        .local
+                    local: self
+                        .sock_local(s)
                         .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
                     remote: None,
                     recv_q: 0,
@@ -867,30 +862,38 @@ impl Tcp {
     ) -> Result<()> {
         let now = cx.now;
         let s = self.tcp_sock_mut(h)?;
-        f(&mut s.opts);
-        let opts = s.opts.clone();
-        if let Kind::Conn(id) = s.kind {
-            if let Some(t) = self.get_mut(id) {
-                t.snd.q.set_limit(opts.sndbuf);
-                t.rcv.q.set_limit(opts.rcvbuf);
-                if !opts.cork {
-                    t.timer.cork = None;
-                    t.snd.cork_release = None;
-                }
-                t.opts = opts;
-                t.timer.keepalive = t.keepalive_deadline().map(|d| d.max(now));
-                self.arm(id);
-                // NODELAY on or CORK off may release held data.
-                self.schedule(cx.now, id);
+        let conn = match s.kind {
+            Kind::Conn(id) => Some(id),
+            _ => None,
+        };
+        // Connected, the TCB's options are the socket's (`sock_opts`).
+        let Some((id, t)) = conn.and_then(|id| Some((id, self.get_mut(id)?))) else {
+            if let Some(o) = self.tcp_sock_mut(h)?.own.as_deref_mut() {
+                f(&mut o.opts);
             }
-            cx.sh.handles.mark_changed(h);
+            if conn.is_some() {
+                cx.sh.handles.mark_changed(h);
+            }
+            return Ok(());
+        };
+        f(&mut t.opts);
+        t.snd.q.set_limit(t.opts.sndbuf);
+        t.rcv.q.set_limit(t.opts.rcvbuf);
+        if !t.opts.cork {
+            t.timer.cork = None;
+            t.snd.cork_release = None;
         }
+        t.timer.keepalive = t.keepalive_deadline().map(|d| d.max(now));
+        self.arm(id);
+        // NODELAY on or CORK off may release held data.
+        self.schedule(cx.now, id);
+        cx.sh.handles.mark_changed(h);
         Ok(())
     }
 
     /// The socket's options (getsockopt).
     pub fn tcp_options(&self, h: SocketHandle) -> Result<TcpOptions> {
-        Ok(self.tcp_sock(h)?.opts.clone())
+        Ok(self.sock_opts(self.tcp_sock(h)?).clone())
     }
 
     /// SO_REUSEADDR (takes effect at bind).
@@ -905,7 +908,7 @@ impl Tcp {
 
     /// IPV6_V6ONLY; EINVAL once bound (as Linux).
     pub fn tcp_set_v6only(&mut self, cx: &mut Cx<'_>, h: SocketHandle, on: bool) -> Result<()> {
-        if self.tcp_sock(h)?.local.is_some() {
+        if self.sock_local(self.tcp_sock(h)?).is_some() {
             return Err(Errno::EINVAL);
         }
         self.tcp_set_opt(cx, h, |o| o.v6only = on)
@@ -1054,7 +1057,7 @@ impl Tcp {
         if !on {
             return None;
         }
-        let id = *self.conns.get(&(local, remote))?;
+        let id = self.find(local, remote)?;
         let t = self.get(id)?;
         let entered = t.timer.linger?.checked_sub(time_wait);
         let old = entered.is_some_and(|e| e + Duration::from_secs(1) <= now);

@@ -14,44 +14,51 @@ const SMALL: usize = 4096;
 /// 4 KiB (conn_bench, 2026-12-05); bulk flows double from it.
 const MIN_ALLOC: usize = 256;
 
-/// A byte ring holding at most `limit` bytes.
+/// A byte ring holding at most `limit` bytes (at most `u32::MAX`: the
+/// offsets are 32-bit, so the ring is 32 bytes, two in every TCB).
 #[derive(Debug, Default)]
 pub struct Ring {
-    buf: Vec<u8>,
-    head: usize,
-    len: usize,
+    buf: Box<[u8]>,
+    head: u32,
+    len: u32,
     /// Bytes past `len` that may hold data written by `write_at` (kept
     /// across growth).
-    ext: usize,
-    limit: usize,
+    ext: u32,
+    limit: u32,
+}
+
+/// A byte count as the ring stores it (`limit` bounds them all).
+#[inline(always)]
+fn n32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl Ring {
     pub fn new(limit: usize) -> Ring {
         Ring {
-            buf: Vec::new(),
+            buf: Box::default(),
             head: 0,
             len: 0,
             ext: 0,
-            limit,
+            limit: n32(limit),
         }
     }
 
     /// The most bytes it may hold (SO_SNDBUF / SO_RCVBUF).
     pub fn capacity(&self) -> usize {
-        self.limit
+        self.limit as usize
     }
 
     fn grow(&mut self, need: usize) {
         let cap = need
             .max(self.buf.len() * 2)
             .max(MIN_ALLOC)
-            .min(self.limit.max(need));
-        let mut next = vec![0; cap];
-        let keep = (self.len + self.ext).min(self.buf.len());
+            .min(self.capacity().max(need));
+        let mut next = vec![0; cap].into_boxed_slice();
+        let keep = (self.len() + self.ext as usize).min(self.buf.len());
         if keep > 0 {
             let old = self.buf.len();
-            let start = self.head;
+            let start = self.head as usize;
             let first = keep.min(old - start);
             next[..first].copy_from_slice(&self.buf[start..start + first]);
             next[first..keep].copy_from_slice(&self.buf[..keep - first]);
@@ -61,7 +68,7 @@ impl Ring {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// `i % buf.len()` for `i < 2 * buf.len()`, without a division.
@@ -74,12 +81,18 @@ impl Ring {
         }
     }
 
+    /// Where the readable bytes start.
+    #[inline(always)]
+    fn head(&self) -> usize {
+        self.head as usize
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     pub fn free(&self) -> usize {
-        self.limit.saturating_sub(self.len)
+        self.limit.saturating_sub(self.len) as usize
     }
 
     /// Appends as much of `data` as fits; returns the bytes taken.
@@ -88,16 +101,16 @@ impl Ring {
         if n == 0 {
             return 0;
         }
-        if self.len + n > self.buf.len() {
-            self.grow(self.len + n);
+        if self.len() + n > self.buf.len() {
+            self.grow(self.len() + n);
         }
-        self.ext = self.ext.saturating_sub(n);
+        self.ext = self.ext.saturating_sub(n32(n));
         let cap = self.buf.len();
-        let tail = self.wrap(self.head + self.len);
+        let tail = self.wrap(self.head() + self.len());
         let first = n.min(cap - tail);
         self.buf[tail..tail + first].copy_from_slice(&data[..first]);
         self.buf[..n - first].copy_from_slice(&data[first..n]);
-        self.len += n;
+        self.len += n32(n);
         n
     }
 
@@ -105,11 +118,11 @@ impl Ring {
     /// two slices.
     pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
         let cap = self.buf.len();
-        if offset >= self.len || cap == 0 {
+        if offset >= self.len() || cap == 0 {
             return (&[], &[]);
         }
-        let len = len.min(self.len - offset);
-        let start = self.wrap(self.head + offset);
+        let len = len.min(self.len() - offset);
+        let start = self.wrap(self.head() + offset);
         let first = len.min(cap - start);
         (&self.buf[start..start + first], &self.buf[..len - first])
     }
@@ -140,19 +153,19 @@ impl Ring {
 
     /// Drops `n` bytes (clipped) from the front.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
+        let n = n.min(self.len());
         if self.buf.is_empty() {
             return;
         }
-        self.head = self.wrap(self.head + n);
-        self.len -= n;
+        self.head = n32(self.wrap(self.head() + n));
+        self.len -= n32(n);
         if self.len == 0 && self.ext == 0 {
             self.head = 0;
             // Drained: a small buffer goes back at once (an idle
             // connection holds none); a grown one stays while the flow is
             // busy, for regrowing means copying (`release`).
             if self.buf.len() <= SMALL {
-                self.buf = Vec::new();
+                self.buf = Box::default();
             }
         }
     }
@@ -161,7 +174,7 @@ impl Ring {
     /// send or receive no more, e.g. in TIME_WAIT).
     pub fn release(&mut self) {
         if self.len == 0 && self.ext == 0 {
-            self.buf = Vec::new();
+            self.buf = Box::default();
             self.head = 0;
         }
     }
@@ -174,24 +187,24 @@ impl Ring {
         if n == 0 {
             return 0;
         }
-        let end = self.len + offset + n;
+        let end = self.len() + offset + n;
         if end > self.buf.len() {
             self.grow(end);
         }
         let cap = self.buf.len();
         // head < cap and len + offset < end <= cap: one wrap at most, so no
         // division on every segment received.
-        let at = self.wrap(self.head + self.len + offset);
+        let at = self.wrap(self.head() + self.len() + offset);
         let first = n.min(cap - at);
         self.buf[at..at + first].copy_from_slice(&data[..first]);
         self.buf[..n - first].copy_from_slice(&data[first..n]);
-        self.ext = self.ext.max(offset + n);
+        self.ext = self.ext.max(n32(offset + n));
         n
     }
 
     /// Makes `n` bytes past the end (written by `write_at`) readable.
     pub fn commit(&mut self, n: usize) {
-        let n = n.min(self.free());
+        let n = n32(n.min(self.free()));
         self.len += n;
         self.ext = self.ext.saturating_sub(n);
     }
@@ -205,11 +218,11 @@ impl Ring {
         if n == 0 {
             return (&mut [], &mut []);
         }
-        if self.len + n > self.buf.len() {
-            self.grow(self.len + n);
+        if self.len() + n > self.buf.len() {
+            self.grow(self.len() + n);
         }
         let cap = self.buf.len();
-        let at = self.wrap(self.head + self.len);
+        let at = self.wrap(self.head() + self.len());
         let first = n.min(cap - at);
         // The wrapped part ends at or before `head`, so before `at`.
         let (lo, hi) = self.buf.split_at_mut(at);
@@ -220,11 +233,11 @@ impl Ring {
     /// as `tail_mut` laid them out: what was written there, not readable.
     pub fn tail(&self, n: usize) -> (&[u8], &[u8]) {
         let cap = self.buf.len();
-        let n = n.min(self.free()).min(cap.saturating_sub(self.len));
+        let n = n.min(self.free()).min(cap.saturating_sub(self.len()));
         if n == 0 {
             return (&[], &[]);
         }
-        let at = self.wrap(self.head + self.len);
+        let at = self.wrap(self.head() + self.len());
         let first = n.min(cap - at);
         (&self.buf[at..at + first], &self.buf[..n - first])
     }
@@ -236,7 +249,7 @@ impl Ring {
 
     /// Changes the limit; contents beyond it stay until consumed.
     pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
+        self.limit = n32(limit);
     }
 }
 

@@ -277,7 +277,7 @@ impl Tcb {
     /// `seq`, or the end of the SACKed range it falls in.
     fn skip_sacked(&self, seq: SeqNumber) -> SeqNumber {
         let mut s = seq;
-        for r in &self.cong.sacked {
+        for r in self.cong.sacked.iter() {
             if s.diff(r.start) >= 0 && s.diff(r.end) < 0 {
                 s = r.end;
             }
@@ -526,7 +526,10 @@ impl Tcb {
                 continue;
             }
             n += 1;
-            let kept = insert_span(&mut self.cong.sacked, Span { start: l, end: r }, max);
+            let kept = self
+                .cong
+                .sacked
+                .edit(|v| insert_span(v, Span { start: l, end: r }, max));
             if let (true, Some(rack)) = (kept, self.cong.rack.as_deref_mut()) {
                 rack.on_sack(l, r);
             }
@@ -597,7 +600,7 @@ impl Tcb {
         self.rcv.ofo_stamp = self.rcv.ofo_stamp.wrapping_add(1);
         let stamp = self.rcv.ofo_stamp;
         let mut merged = span;
-        self.rcv.ofo.retain(|r| {
+        self.rcv.ofo.retain_mut(|r| {
             let overlap = r.span.start.diff(merged.end) <= 0 && merged.start.diff(r.span.end) <= 0;
             if overlap {
                 if r.span.start.diff(merged.start) < 0 {

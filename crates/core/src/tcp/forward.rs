@@ -45,7 +45,7 @@ impl Tcp {
             Kind::Closed {
                 was_connected: false
             }
-        ) || s.local.is_some()
+        ) || self.sock_local(s).is_some()
         {
             return Err(Errno::EINVAL);
         }
@@ -59,7 +59,7 @@ impl Tcp {
         let backlog = backlog.clamp(1, cx.cfg.tcp.somaxconn.max(1));
         let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
         let s = self.socks.get_mut(h).ok_or(Errno::EBADF)?;
-        s.local = Some(local);
+        s.own.as_deref_mut().ok_or(Errno::EINVAL)?.local = Some(local);
         s.kind = Kind::Listen(Box::new(Listener {
             backlog,
             syn_count: 0,
@@ -175,16 +175,7 @@ impl Tcp {
         let t = self.get_mut(id).ok_or(Errno::EAGAIN)?;
         t.listener = None;
         t.in_accept_queue = false;
-        let sock = TcpSocket {
-            local: Some(t.local),
-            remote: Some(t.remote),
-            opts: t.opts.clone(),
-            kind: Kind::Conn(id),
-            error: None,
-            in_ports: false,
-            leftover: None,
-            zc: None,
-        };
+        let sock = TcpSocket::connected(id);
         let (local, remote) = (t.local, t.remote);
         let nh = cx.sh.handles.insert(Proto::Tcp);
         self.socks.insert(nh, sock);

@@ -224,11 +224,9 @@ impl Tcp {
         };
         // Exact address before wildcard (an IPv6 wildcard takes IPv4 too
         // unless IPV6_V6ONLY, RFC 3493 §5.3).
-        let how = |h: &SocketHandle| match self.socks.get(*h) {
-            Some(s) => s
-                .local
-                .and_then(|l| crate::addr::takes(l.ip(), s.opts.v6only, local.ip())),
-            _ => None,
+        let how = |h: &SocketHandle| {
+            let o = self.socks.get(*h)?.own.as_deref()?;
+            crate::addr::takes(o.local?.ip(), o.opts.v6only, local.ip())
         };
         for exact in [true, false] {
             let n = list.iter().filter(|h| how(h) == Some(exact)).count();
@@ -394,7 +392,7 @@ impl Tcp {
             .secret
             .cookie(local, remote, seg.seq_number, peer_mss, now);
         let window = match self.socks.get(lh) {
-            Some(s) => s.opts.rcvbuf.min(65535) as u16,
+            Some(s) => self.sock_opts(s).rcvbuf.min(65535) as u16,
             _ => return,
         };
         if let Some(l) = self.listener_mut(lh) {
@@ -516,7 +514,7 @@ impl Tcp {
         if !self.fwd_admit(cx, lh) {
             return None;
         }
-        let opts = self.socks.get(lh)?.opts.clone();
+        let opts = self.sock_opts(self.socks.get(lh)?).clone();
         let mut tcb = self.tcp_create(cx, State::SynReceived, local, remote, iss, ts_offset, opts);
         tcb.listener = Some(lh);
         setup(&mut tcb, &cx.cfg.tcp);
@@ -671,11 +669,11 @@ impl Tcp {
             cx.sh.handles.mark_changed(lh);
         }
         if let Some(h) = t.socket {
-            if let Some(s) = self.socks.get_mut(h) {
-                s.kind = Kind::Closed {
-                    was_connected: true,
-                };
-                s.leftover = (!t.rcv.q.is_empty()).then(|| Box::new(t.rcv.q));
+            if let Some(own) = self
+                .detach(h, t.local, t.opts)
+                .and_then(|s| s.own.as_deref_mut())
+            {
+                own.leftover = (!t.rcv.q.is_empty()).then(|| Box::new(t.rcv.q));
                 let mut sq = t.snd.q;
                 sq.release_owned();
                 if sq.has_done() || t.rcv.posted.is_some() {
@@ -684,7 +682,7 @@ impl Tcp {
                         posted: t.rcv.posted.map(|p| *p).unwrap_or_default(),
                     };
                     sq.take_done(&mut o.done);
-                    s.zc = Some(Box::new(o));
+                    own.zc = Some(Box::new(o));
                 }
             }
             cx.sh.handles.mark_changed(h);
@@ -1589,7 +1587,7 @@ impl Tcp {
         remote: SocketAddr,
         err: Errno,
     ) {
-        let Some(&id) = self.conns.get(&(local, remote)) else {
+        let Some(id) = self.find(local, remote) else {
             return;
         };
         let Some(t) = self.get_mut(id) else {

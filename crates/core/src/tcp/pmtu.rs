@@ -90,9 +90,8 @@ impl Tcp {
         seq: SeqNumber,
     ) -> bool {
         let ok = self
-            .conns
-            .get(&(local, remote))
-            .and_then(|&id| self.get(id))
+            .find(local, remote)
+            .and_then(|id| self.get(id))
             .is_some_and(|t| seq.diff(t.snd.una) >= 0 && seq.diff(t.snd.max) <= 0);
         if !ok {
             cx.sh.counters.tcp.icmp_out_of_window += 1;
@@ -137,7 +136,7 @@ impl Tcp {
         remote: SocketAddr,
         pmtu: usize,
     ) {
-        if let Some(&id) = self.conns.get(&(local, remote)) {
+        if let Some(id) = self.find(local, remote) {
             self.tcp_sync_mss(cx, id, pmtu);
         }
     }

@@ -55,6 +55,13 @@ impl Secret {
         (hash(self.isn, local, remote, &[1]) >> 32) as u32
     }
 
+    /// The connection table's hash of a 4-tuple (keyed, so a peer cannot
+    /// aim many 4-tuples at one bucket).
+    #[inline]
+    pub(crate) fn table(&self, local: SocketAddr, remote: SocketAddr) -> u64 {
+        hash(self.isn, local, remote, &[3])
+    }
+
     /// Picks one of `n` SO_REUSEPORT listeners for a 4-tuple.
     pub(crate) fn spread(&self, local: SocketAddr, remote: SocketAddr, n: usize) -> usize {
         (hash(self.isn, local, remote, &[2]) % n.max(1) as u64) as usize

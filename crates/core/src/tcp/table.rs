@@ -51,24 +51,72 @@ pub(crate) struct Forward {
     pub conns: HashMap<TcbId, bool>,
 }
 
-/// A TCP socket as the socket table holds it.
+/// A TCP socket as the socket table holds it. Connected, it is 32 bytes:
+/// the TCB owns the addresses and options then (issue 19, item 4).
 #[derive(Debug)]
 pub struct TcpSocket {
-    pub(crate) local: Option<SocketAddr>,
-    pub(crate) remote: Option<SocketAddr>,
-    pub(crate) opts: TcpOptions,
     pub(crate) kind: Kind,
     /// SO_ERROR.
     pub(crate) error: Option<Errno>,
     /// Counted among the port's bound sockets (bound, not connected).
     pub(crate) in_ports: bool,
+    /// Connected without `own`: the socket was bound to the wildcard
+    /// address of the TCB's family and port, not to the TCB's address.
+    pub(crate) bound_any: bool,
+    /// Not connected (`Closed`, `Listen`): always here. Connected: `None`,
+    /// unless the bound address cannot be told from the TCB's or the last
+    /// connection left something to hand back; its `opts` are then stale,
+    /// the TCB's are the socket's (`Tcp::sock_opts`).
+    pub(crate) own: Option<Box<Own>>,
+}
+
+/// What a socket holds of its own while it has no TCB.
+#[derive(Debug)]
+pub(crate) struct Own {
+    pub local: Option<SocketAddr>,
+    pub opts: TcpOptions,
     /// Received data still unread when the connection ended (TIME_WAIT
     /// expiry, RST): readable until drained, like Linux's receive queue.
     /// Boxed, and only when something is left.
-    pub(crate) leftover: Option<Box<Ring>>,
+    pub leftover: Option<Box<Ring>>,
     /// What the connection held of the application's when it ended:
     /// lent send buffers and posted receive buffers, to hand back.
-    pub(crate) zc: Option<Box<Orphans>>,
+    pub zc: Option<Box<Orphans>>,
+}
+impl Own {
+    pub(crate) fn new(local: Option<SocketAddr>, opts: TcpOptions) -> Box<Own> {
+        Box::new(Own {
+            local,
+            opts,
+            leftover: None,
+            zc: None,
+        })
+    }
+
+    /// Nothing to keep but the address and options.
+    fn bare(&self) -> bool {
+        self.leftover.is_none() && self.zc.is_none()
+    }
+}
+impl TcpSocket {
+    /// A socket for a TCB that has just been made (connect, accept).
+    pub(crate) fn connected(id: TcbId) -> TcpSocket {
+        TcpSocket {
+            kind: Kind::Conn(id),
+            error: None,
+            in_ports: false,
+            bound_any: false,
+            own: None,
+        }
+    }
+}
+/// `ip`'s family's wildcard address with `port`.
+fn any_of(ip: std::net::IpAddr, port: u16) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+    }
 }
 
 /// Lent and posted buffers of a connection that has ended.
@@ -127,6 +175,34 @@ impl PortUse {
         }
     }
 }
+/// The 4-tuple index: slot indices of the live TCBs, hashed from the
+/// TCB's own addresses (`Secret::table`), so an entry is 4 bytes plus
+/// hashbrown's control byte rather than a copy of both addresses (issue
+/// 19: ~10 B per connection at 10⁶ instead of ~146).
+#[derive(Default)]
+pub(crate) struct Conns {
+    table: hashbrown::HashTable<u32>,
+}
+impl Conns {
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+/// The TCB in slot `i` has this 4-tuple.
+#[inline]
+fn slot_is(slots: &[Slot], i: u32, local: SocketAddr, remote: SocketAddr) -> bool {
+    slots
+        .get(i as usize)
+        .and_then(|s| s.tcb.as_deref())
+        .is_some_and(|t| t.local == local && t.remote == remote)
+}
+/// The table hash of the TCB in slot `i` (when the table grows).
+fn slot_hash(slots: &[Slot], secret: &super::secret::Secret, i: u32) -> u64 {
+    slots
+        .get(i as usize)
+        .and_then(|s| s.tcb.as_deref())
+        .map_or(0, |t| secret.table(t.local, t.remote))
+}
 /// Boxed, so a slot is 16 bytes and a freed TCB gives its memory back
 /// (the slot vector keeps its high-water length, not 850 bytes a slot).
 struct Slot {
@@ -143,7 +219,7 @@ pub struct Tcp {
     /// id from before the trim never resolves (`shrink`).
     gen_base: u32,
     pub(crate) count: usize,
-    pub(crate) conns: HashMap<(SocketAddr, SocketAddr), TcbId>,
+    conns: Conns,
     pub(crate) listeners: HashMap<u16, Vec<SocketHandle>>,
     pub(crate) bind_ports: HashMap<u16, PortUse>,
     /// The TCP sockets, by handle.
@@ -163,6 +239,9 @@ pub struct Tcp {
     pub(crate) challenge: TokenBucket,
     /// The any-destination listener (`forward.rs`).
     pub(crate) fwd: Option<Forward>,
+    /// A new socket's options (what `sock_opts` gives for a socket with
+    /// none, which a consistent table never has).
+    defaults: TcpOptions,
 }
 /// The timer heap and the ready list, borrowed beside a TCB.
 pub(crate) struct Queues<'a> {
@@ -204,7 +283,7 @@ impl Tcp {
             free: Vec::new(),
             gen_base: 0,
             count: 0,
-            conns: HashMap::new(),
+            conns: Conns::default(),
             listeners: HashMap::new(),
             bind_ports: HashMap::new(),
             socks: Slab::default(),
@@ -217,7 +296,91 @@ impl Tcp {
             secret: super::secret::Secret::new(rng),
             challenge: TokenBucket::new(cfg.challenge_ack_limit, cfg.challenge_ack_limit.max(1)),
             fwd: None,
+            defaults: TcpOptions::new(cfg),
         }
+    }
+
+    /// A socket's options: its TCB's while connected (the TCB owns them),
+    /// else its own.
+    pub(crate) fn sock_opts<'a>(&'a self, s: &'a TcpSocket) -> &'a TcpOptions {
+        if let Kind::Conn(id) = s.kind {
+            if let Some(t) = self.get(id) {
+                return &t.opts;
+            }
+        }
+        match s.own.as_deref() {
+            Some(o) => &o.opts,
+            None => {
+                debug_assert!(false, "a socket with neither a TCB nor options");
+                &self.defaults
+            }
+        }
+    }
+
+    /// A socket's address (getsockname): while connected without `own`,
+    /// its TCB's, or the wildcard it was bound to.
+    pub(crate) fn sock_local(&self, s: &TcpSocket) -> Option<SocketAddr> {
+        if let Some(o) = s.own.as_deref() {
+            return o.local;
+        }
+        let Kind::Conn(id) = s.kind else { return None };
+        let t = self.get(id)?;
+        Some(if s.bound_any {
+            any_of(t.local.ip(), t.local.port())
+        } else {
+            t.local
+        })
+    }
+
+    /// Connects socket `h` to TCB `id` (whose address is `local`): the
+    /// TCB has the options now, and the socket keeps its own state only
+    /// if something is left in it or its bound address cannot be told
+    /// from the TCB's (then `own.opts` is stale until the connection ends).
+    pub(crate) fn attach(&mut self, h: SocketHandle, id: TcbId, local: SocketAddr) {
+        let Some(s) = self.socks.get_mut(h) else {
+            return;
+        };
+        s.kind = Kind::Conn(id);
+        s.bound_any = false;
+        let Some(o) = s.own.as_deref_mut() else {
+            return;
+        };
+        let bound = o.local;
+        o.local = Some(bound.unwrap_or(local));
+        if !o.bare() {
+            return;
+        }
+        match bound {
+            None => {}
+            Some(b) if b == local => {}
+            Some(b) if b == any_of(local.ip(), local.port()) => s.bound_any = true,
+            Some(_) => return,
+        }
+        s.own = None;
+    }
+
+    /// The connection of socket `h` has ended (its TCB, taken out of the
+    /// table, had address `local` and `opts`): the socket takes them back.
+    pub(crate) fn detach(
+        &mut self,
+        h: SocketHandle,
+        local: SocketAddr,
+        opts: TcpOptions,
+    ) -> Option<&mut TcpSocket> {
+        let s = self.socks.get_mut(h)?;
+        s.kind = Kind::Closed {
+            was_connected: true,
+        };
+        let local = if std::mem::take(&mut s.bound_any) {
+            any_of(local.ip(), local.port())
+        } else {
+            local
+        };
+        match s.own.as_deref_mut() {
+            Some(o) => o.opts = opts,
+            None => s.own = Some(Own::new(Some(local), opts)),
+        }
+        Some(s)
     }
 
     pub(crate) fn get(&self, id: TcbId) -> Option<&Tcb> {
@@ -243,9 +406,29 @@ impl Tcp {
         if let Some(id) = self.cached(local, remote) {
             return Some(id);
         }
-        let id = *self.conns.get(&(local, remote))?;
+        let id = self.find(local, remote)?;
         self.last_conn = Some(id);
         Some(id)
+    }
+
+    /// The TCB for a 4-tuple, by the table alone (no cache).
+    #[inline]
+    pub(crate) fn find(&self, local: SocketAddr, remote: SocketAddr) -> Option<TcbId> {
+        let slots = &self.slots;
+        let hash = self.secret.table(local, remote);
+        let &index = self
+            .conns
+            .table
+            .find(hash, |&i| slot_is(slots, i, local, remote))?;
+        Some(TcbId {
+            index,
+            generation: slots[index as usize].generation,
+        })
+    }
+
+    /// Whether a TCB has this 4-tuple.
+    pub(crate) fn has_conn(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.find(local, remote).is_some()
     }
 
     /// The TCB the last segment was for.
@@ -264,7 +447,11 @@ impl Tcp {
 
     pub(crate) fn insert(&mut self, tcb: Tcb) -> TcbId {
         self.count += 1;
-        let key = (tcb.local, tcb.remote);
+        debug_assert!(
+            self.find(tcb.local, tcb.remote).is_none(),
+            "two TCBs for one 4-tuple"
+        );
+        let hash = self.secret.table(tcb.local, tcb.remote);
         let id = if let Some(index) = self.free.pop() {
             let s = &mut self.slots[index as usize];
             s.generation = s.generation.wrapping_add(1);
@@ -284,8 +471,10 @@ impl Tcp {
                 generation: self.gen_base,
             }
         };
-        let old = self.conns.insert(key, id);
-        debug_assert!(old.is_none(), "two TCBs for one 4-tuple");
+        let (slots, secret) = (&self.slots, &self.secret);
+        self.conns
+            .table
+            .insert_unique(hash, id.index, |&i| slot_hash(slots, secret, i));
         id
     }
 
@@ -297,7 +486,10 @@ impl Tcp {
         let tcb = *s.tcb.take()?;
         self.free.push(id.index);
         self.count -= 1;
-        self.conns.remove(&(tcb.local, tcb.remote));
+        let hash = self.secret.table(tcb.local, tcb.remote);
+        if let Ok(e) = self.conns.table.find_entry(hash, |&i| i == id.index) {
+            e.remove();
+        }
         self.shrink();
         Some(tcb)
     }
@@ -309,8 +501,12 @@ impl Tcp {
         fn sparse(len: usize, cap: usize) -> bool {
             cap > 64 && len < cap / 8
         }
-        if sparse(self.conns.len(), self.conns.capacity()) {
-            self.conns.shrink_to(self.conns.len() * 2);
+        if sparse(self.conns.len(), self.conns.table.capacity()) {
+            let (slots, secret) = (&self.slots, &self.secret);
+            let len = self.conns.len();
+            self.conns
+                .table
+                .shrink_to(len * 2, |&i| slot_hash(slots, secret, i));
         }
         if sparse(self.bind_ports.len(), self.bind_ports.capacity()) {
             self.bind_ports.shrink_to(self.bind_ports.len() * 2);
@@ -430,7 +626,7 @@ impl Tcp {
         let mut half_open: HashMap<SocketHandle, usize> = HashMap::new();
         for (id, t) in tcp.iter() {
             let ctx = || format!("{} {} -> {}", t.state, t.local, t.remote);
-            assert_eq!(tcp.conns.get(&(t.local, t.remote)), Some(&id), "{}", ctx());
+            assert_eq!(tcp.find(t.local, t.remote), Some(id), "{}", ctx());
             assert!(
                 t.snd.nxt.diff(t.snd.una) >= 0,
                 "SND.UNA <= SND.NXT: {}",
@@ -506,6 +702,9 @@ impl Tcp {
             assert_eq!((pu.live, pu.time_wait), (live, tw), "port {port} counts");
         }
         for (h, s) in self.socks.iter() {
+            if !matches!(s.kind, Kind::Conn(_)) {
+                assert!(s.own.is_some(), "a socket without a TCB has its options");
+            }
             {
                 if let Kind::Listen(l) = &s.kind {
                     assert!(l.accept.len() <= l.backlog, "accept queue within backlog");

@@ -7,7 +7,7 @@ use super::controllers::new_controller;
 use super::options::TcpOptions;
 use super::rtt::Rtt;
 use super::sendq::{Posted, SendQueue};
-use super::spans::{OfoRange, Span};
+use super::spans::{OfoRange, Span, Sparse};
 use super::state::State;
 use crate::config::TcpConfig;
 use crate::errno::Errno;
@@ -80,7 +80,7 @@ pub(crate) struct RecvSeq {
     pub posted: Option<Box<VecDeque<Posted>>>,
     pub fin_received: bool,
     pub shut_rd: bool,
-    pub ofo: Vec<OfoRange>,
+    pub ofo: Sparse<OfoRange>,
     /// A FIN that arrived out of order, at this sequence number.
     pub ofo_fin: Option<SeqNumber>,
     pub ofo_stamp: u32,
@@ -152,7 +152,7 @@ pub(crate) struct Timers {
 pub(crate) struct Congestion {
     pub cc: Box<dyn CongestionControl>,
     pub ca: CaState,
-    pub sacked: Vec<Span>,
+    pub sacked: Sparse<Span>,
     pub dupacks: u32,
     /// This recovery is SACK-based (RFC 6675), not NewReno (RFC 6582).
     pub rec_sack: bool,
@@ -276,7 +276,7 @@ impl Tcb {
                 posted: None,
                 fin_received: false,
                 shut_rd: false,
-                ofo: Vec::new(),
+                ofo: Sparse::default(),
                 ofo_fin: None,
                 ofo_stamp: 0,
                 unacked: 0,
@@ -319,7 +319,7 @@ impl Tcb {
             },
             cong: Congestion {
                 cc: new_controller(opts.congestion, 536, cfg.initial_window, cfg.hystart),
-                sacked: Vec::new(),
+                sacked: Sparse::default(),
                 dupacks: 0,
                 ca: CaState::Open,
                 rec_sack: false,
@@ -470,11 +470,24 @@ mod size_tests {
         // each) beside the path MTU state; 824 since pacing (its boxed
         // state, and SO_MAX_PACING_RATE among the options); 832 since ECN;
         // 848 since zero-copy sends and posted receives (a pointer each,
-        // boxed); 776 since an `Option<Instant>` is 8 bytes (issue 19).
+        // boxed); 776 since an `Option<Instant>` is 8 bytes (issue 19);
+        // 696 since the rings are 32 bytes (a boxed slice, 32-bit
+        // offsets) and the SACK scoreboard and out-of-order queue are a
+        // pointer each while empty (`Sparse`).
         // The TCB is boxed in the table; `tests/conn_memory.rs` in the
         // bench crate counts the whole per-connection heap.
         let size = core::mem::size_of::<super::Tcb>();
-        assert!(size <= 776, "Tcb is {size} bytes");
+        assert!(size <= 696, "Tcb is {size} bytes");
+    }
+
+    #[test]
+    fn a_connected_socket_is_small() {
+        // The socket slab's box per socket: connected, the TCB holds the
+        // addresses and options (224 bytes before issue 19's item 4).
+        let size = core::mem::size_of::<crate::tcp::table::TcpSocket>();
+        assert!(size <= 32, "TcpSocket is {size} bytes");
+        let ring = core::mem::size_of::<super::Ring>();
+        assert!(ring <= 32, "Ring is {ring} bytes");
     }
 }
 

@@ -44,6 +44,13 @@ impl Tcp {
             self.arm(id);
             self.schedule(cx.now, id);
         }
+        // A burst of handshakes leaves the heap far larger than what it
+        // then holds (each armed a retransmission timer): give it back
+        // once an eighth full, as `Tcp::shrink` does for the tables.
+        let (len, cap) = (self.timers.len(), self.timers.capacity());
+        if cap > 64 && len < cap / 8 {
+            self.timers.shrink_to(len * 2);
+        }
     }
 
     fn tcp_on_timer(&mut self, cx: &mut Cx<'_>, id: TcbId) {

@@ -97,7 +97,7 @@ impl Tcp {
     /// the connection ended: `acked` says how much) into `out`.
     pub fn tcp_zc_done(&mut self, h: SocketHandle, out: &mut Vec<ZcDone>) -> Result<()> {
         let s = self.socks.get_mut(h).ok_or(Errno::EBADF)?;
-        if let Some(z) = s.zc.as_mut() {
+        if let Some(z) = s.own.as_deref_mut().and_then(|o| o.zc.as_mut()) {
             out.append(&mut z.done);
         }
         if let Kind::Conn(id) = s.kind {
@@ -150,7 +150,10 @@ impl Tcp {
             },
             Kind::Closed {
                 was_connected: true,
-            } => &mut s.zc.get_or_insert_with(Default::default).posted,
+            } => match s.own.as_deref_mut() {
+                Some(o) => &mut o.zc.get_or_insert_with(Default::default).posted,
+                None => return Err((Errno::ENOTCONN, p.buf)),
+            },
             _ => return Err((Errno::ENOTCONN, p.buf)),
         };
         if q.len() >= MAX_POSTED {
@@ -222,7 +225,7 @@ impl Tcp {
                 (q.remove(i)?, eof || failed)
             }
             _ => {
-                let q = &mut s.zc.as_mut()?.posted;
+                let q = &mut s.own.as_deref_mut()?.zc.as_mut()?.posted;
                 let i = match cancel {
                     Some(tag) => q.iter().position(|p| p.tag == tag)?,
                     None => 0,
