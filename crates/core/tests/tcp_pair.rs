@@ -543,3 +543,60 @@ fn a_queued_connection_changing_does_not_touch_its_listener() {
     assert_eq!(&buf[..5], b"early");
     assert_eq!(p.b.tcp_recv(s, &mut buf), Ok(0));
 }
+
+/// A connected socket holds no copy of its options or addresses (the TCB
+/// owns them, issue 19 item 4): getsockopt and getsockname answer the same
+/// before, during and after the connection, and a listener's options
+/// reach the sockets it accepts.
+#[test]
+fn options_and_addresses_survive_connect_and_its_end() {
+    let mut p = Pair::new(Medium::Ip);
+    let l = p.b.tcp_open();
+    p.b.tcp_set_nodelay(l, true).unwrap();
+    p.b.tcp_bind(l, SocketAddr::from((B, 80))).unwrap();
+    p.b.tcp_listen(l, 8).unwrap();
+    let any = SocketAddr::from(([0, 0, 0, 0], 4000));
+    let (c, c2) = (p.a.tcp_open(), p.a.tcp_open());
+    p.a.tcp_set_nodelay(c, true).unwrap();
+    p.a.tcp_set_buffers(c, Some(8192), None).unwrap();
+    p.a.tcp_bind(c, any).unwrap();
+    let before = p.a.tcp_options(c).unwrap();
+    for h in [c, c2] {
+        let r = p.a.tcp_connect(p.now, h, SocketAddr::from((B, 80)));
+        assert_eq!(r, Err(Errno::EINPROGRESS));
+    }
+    p.pump();
+    let (s, _) = p.b.tcp_accept(l).unwrap();
+    let (s2, _) = p.b.tcp_accept(l).unwrap();
+    assert!(p.b.tcp_options(s).unwrap().nodelay, "the listener's option");
+    assert_eq!(p.a.tcp_options(c).unwrap(), before);
+    assert_eq!(p.a.local_addr(c), Ok(Some(SocketAddr::from((A, 4000)))));
+    assert_eq!(p.a.peer_addr(c), Ok(SocketAddr::from((B, 80))));
+    let c2_local = p.a.local_addr(c2).unwrap().expect("autobound");
+    assert_eq!(c2_local.ip(), A);
+    // Set while connected: seen by getsockopt now and after the end.
+    p.a.tcp_set_cork(c, true).unwrap();
+    p.a.tcp_set_linger(c2, Some(Duration::from_secs(3)))
+        .unwrap();
+    let during = p.a.tcp_options(c).unwrap();
+    assert!(during.cork && during.nodelay && during.rcvbuf == 8192);
+    // The server aborts both (SO_LINGER 0): A's sockets get the RST.
+    for h in [s, s2] {
+        p.b.tcp_set_linger(h, Some(Duration::ZERO)).unwrap();
+        p.b.close(h).unwrap();
+    }
+    p.pump();
+    assert_eq!(p.a.tcp_state(c), Ok(TcpState::Closed));
+    assert_eq!(p.a.take_error(c), Ok(Some(Errno::ECONNRESET)));
+    assert_eq!(p.a.tcp_options(c).unwrap(), during);
+    let c2_opts = p.a.tcp_options(c2).unwrap();
+    assert_eq!(c2_opts.linger, Some(Duration::from_secs(3)));
+    // getsockname: the wildcard it was bound to; the connection's address
+    // for the one that was not bound. No peer any more.
+    assert_eq!(p.a.local_addr(c), Ok(Some(any)));
+    assert_eq!(p.a.local_addr(c2), Ok(Some(c2_local)));
+    assert_eq!(p.a.peer_addr(c), Err(Errno::ENOTCONN));
+    assert_eq!(p.a.tcp_bind(c, any), Err(Errno::EINVAL), "still bound");
+    p.a.tcp_check_invariants();
+    p.b.tcp_check_invariants();
+}
