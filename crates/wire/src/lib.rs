@@ -11,9 +11,7 @@
 //! `emit` functions write into caller-provided buffers and never allocate.
 //! They panic only if the caller's buffer is shorter than documented (a
 //! programming error, never a consequence of wire input).
-// No `unsafe` but the one call into the AVX2 build of the checksum
-// (`checksum::simd`, which allows it and says why it is sound).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use core::fmt;
 
