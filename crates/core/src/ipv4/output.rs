@@ -540,10 +540,12 @@ impl IpOut {
     }
 
     /// For a frame whose link and IP headers were copied from the last
-    /// one `emit_with` wrote to the same destination (a burst): a fresh
-    /// IP identification and header checksum. Returns the IP pair (from
-    /// `template`, the copied headers, not read back from `buf`) and
-    /// counts the frame.
+    /// one `emit_with` wrote to the same destination (a burst): the total
+    /// length of this datagram (`frame` is exactly the frame: a segment
+    /// shorter than the template's must not keep its length, RFC 791
+    /// §3.1), a fresh IP identification and header checksum. Returns the
+    /// IP pair (from `template`, the copied headers, not read back from
+    /// `frame`) and counts the frame.
     #[inline(always)]
     pub(crate) fn repeat_header(
         &mut self,
@@ -554,7 +556,9 @@ impl IpOut {
     ) -> IpPair {
         let lhl = cfg.link_header_len();
         let ident = self.next_ip_ident();
+        let total = u16::try_from(frame.len() - lhl).unwrap_or(u16::MAX);
         let mut ip = Ipv4Packet::new_unchecked(&mut frame[lhl..]);
+        ip.set_total_len(total);
         ip.set_ident(ident);
         if cfg.checksums.tx {
             ip.fill_checksum();
@@ -574,5 +578,51 @@ impl IpOut {
             src: addr(12),
             dst: addr(16),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ustack_wire::ipv4::Ipv4Cidr;
+
+    /// A frame repeated from a longer one's headers (a burst's last,
+    /// shorter segment) gets its own total length, and a header checksum
+    /// over it.
+    #[test]
+    fn a_repeated_header_gets_the_frames_own_length() {
+        let cfg = StackConfig::new(
+            Medium::Ethernet,
+            Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 1), 24),
+        );
+        let lhl = cfg.link_header_len();
+        let mut out = IpOut::new(&cfg, 7);
+        let mut counters = Counters::default();
+        let repr = Ipv4Repr {
+            src_addr: Ipv4Addr::new(10, 0, 0, 1),
+            dst_addr: Ipv4Addr::new(10, 0, 0, 2),
+            protocol: IpProtocol::Tcp,
+            payload_len: 1480,
+            ttl: 64,
+            tos: 0,
+            ident: 7,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+        };
+        let mut template = vec![0u8; lhl + 1500];
+        repr.emit(
+            &mut Ipv4Packet::new_unchecked(&mut template[lhl..]),
+            &cfg.checksums,
+        );
+        for len in [1500, 1000, 20 + 32 + 1] {
+            let mut frame = template[..lhl + len].to_vec();
+            let pair = out.repeat_header(&cfg, &mut counters, &template, &mut frame);
+            assert_eq!((pair.src, pair.dst), (repr.src_addr, repr.dst_addr));
+            let ip = Ipv4Packet::new_checked(&frame[lhl..]).expect("a valid datagram");
+            assert_eq!(usize::from(ip.total_len()), len);
+            assert!(ip.verify_checksum(), "len {len}");
+        }
+        assert_eq!(counters.link.tx_frames, 3);
     }
 }

@@ -136,7 +136,7 @@ impl Ring {
     }
 
     /// `copy_out` that also returns the checksum sum (RFC 1071, folded to
-    /// 16 bits, network order) of the bytes copied, in the same pass.
+    /// 16 bits, network order) of the bytes copied (`copy_and_sum`).
     pub fn copy_out_sum(&self, offset: usize, out: &mut [u8]) -> (usize, u64) {
         use ustack_wire::checksum::{copy_and_sum, fold};
         let (a, b) = self.slices(offset, out.len());

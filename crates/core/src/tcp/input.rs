@@ -95,8 +95,8 @@ impl Tcp {
         if cx.cfg.checksums.rx {
             let hl = segment.len() - seg.payload.len();
             let pseudo = ip.pseudo_sum(IpProtocol::Tcp, segment.len());
-            // Payload bound for a posted buffer is copied there in the
-            // pass that sums it (the header is even-sized: sums add,
+            // Payload bound for a posted buffer is copied there and
+            // summed as it goes (the header is even-sized: sums add,
             // RFC 1071); the bytes count only once the segment is taken.
             let sum = match self.posted_copy_sum(id, seg.payload) {
                 Some(s) => {

@@ -589,8 +589,8 @@ impl Tcp {
         TcpTx::Again
     }
 
-    /// Header, then payload copied from the send ring, summed for the
-    /// checksum while it is copied (one pass over the payload, not two).
+    /// Header, then payload copied from the send ring and summed for the
+    /// checksum as it is copied (`checksum::copy_and_sum`).
     /// `out` is the whole segment: `hl` (`repr.header_len()`) + payload;
     /// `pseudo` the IP layer's pseudo-header sum. The header goes first, so
     /// that by the time it is summed its stores have drained (summing it

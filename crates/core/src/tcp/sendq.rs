@@ -237,7 +237,8 @@ impl SendQueue {
     }
 
     /// `copy_out` that also returns the checksum sum (RFC 1071) of the
-    /// bytes copied, in the same pass.
+    /// bytes copied (`checksum::copy_and_sum`, each piece summed while in
+    /// cache).
     pub fn copy_out_sum(&self, offset: usize, out: &mut [u8]) -> (usize, u64) {
         if self.pieces().is_none() {
             return self.ring.copy_out_sum(offset, out);

@@ -26,7 +26,7 @@ pub struct RecvDone {
 impl Tcp {
     /// Header prediction's receive into a posted buffer: copies
     /// `payload` past the filled part of `id`'s first posted buffer with
-    /// room, summing it (RFC 1071) in the same pass, when the next
+    /// room and summing it (RFC 1071, `copy_and_sum`), when the next
     /// in-order data would go there whole (nothing in the ring or out of
     /// order, room for all of it). The bytes stay unfilled until
     /// [`Tcb::take_posted_placed`]; `None`, nothing written, otherwise.
