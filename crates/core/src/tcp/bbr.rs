@@ -122,6 +122,8 @@ pub struct Bbr {
     probe_rtt_done: Option<Instant>,
     probe_rtt_round_done: bool,
     delivered: u64,
+    /// The pacing rate was set from the first RTT sample.
+    has_seen_rtt: bool,
 }
 
 impl Bbr {
@@ -154,6 +156,7 @@ impl Bbr {
             probe_rtt_done: None,
             probe_rtt_round_done: false,
             delivered: 0,
+            has_seen_rtt: false,
         }
     }
 
@@ -333,6 +336,18 @@ impl Bbr {
         };
     }
 
+    /// At the first RTT sample the pacing rate starts over from it: the
+    /// high gain × cwnd / RTT (Linux `bbr_init_pacing_rate_from_rtt`);
+    /// until then it assumed an RTT of 1 ms, so STARTUP would not pace.
+    fn init_pacing_rate_from_rtt(&mut self, rs: &RateSample) {
+        let Some(rtt) = rs.rtt_us.filter(|_| !self.has_seen_rtt) else {
+            return;
+        };
+        self.has_seen_rtt = true;
+        let bw = u64::from(self.cwnd) * 1_000_000 / rtt.max(1);
+        self.pacing_rate = (bw * HIGH_GAIN / 1000 * PACING_MARGIN / 100).max(1);
+    }
+
     fn set_pacing_rate(&mut self) {
         let bw = self.bw.get();
         if bw == 0 {
@@ -427,11 +442,21 @@ impl CongestionControl for Bbr {
         self.check_drain(now, rs);
         self.update_min_rtt(now, rs);
         self.update_gains();
+        self.init_pacing_rate_from_rtt(rs);
         self.set_pacing_rate();
         self.set_cwnd(rs);
     }
     fn pacing_rate(&self) -> Option<u64> {
         Some(self.pacing_rate)
+    }
+    fn model(&self) -> Option<(u64, &'static str)> {
+        let mode = match self.mode {
+            BbrMode::Startup => "startup",
+            BbrMode::Drain => "drain",
+            BbrMode::ProbeBw => "probe_bw",
+            BbrMode::ProbeRtt => "probe_rtt",
+        };
+        Some((self.bw.get(), mode))
     }
 }
 
