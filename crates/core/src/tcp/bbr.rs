@@ -40,6 +40,9 @@ const MIN_CWND_SEGS: u32 = 4;
 /// Full pipe: the bandwidth grew by less than 25 % in three rounds.
 const FULL_BW_GROWTH: u64 = 1250;
 const FULL_BW_ROUNDS: u32 = 3;
+/// A round with at least this share of its segments lost (percent) is a
+/// full pipe's even in recovery (Linux `bbr_lt_loss_thresh`, 50/256).
+const FULL_BW_LOSS_PCT: u64 = 20;
 /// Pace 1 % below the estimate (Linux `bbr_pacing_margin_percent`).
 const PACING_MARGIN: u64 = 99;
 
@@ -111,6 +114,11 @@ pub struct Bbr {
     full_bw: u64,
     full_bw_count: u32,
     full_bw_reached: bool,
+    /// The round in progress saw a recovery or timeout cut cwnd, and lost
+    /// `round_lost` segments out of those delivered since `round_from`.
+    round_restrained: bool,
+    round_lost: u64,
+    round_from: u64,
     pacing_gain: u64,
     cwnd_gain: u64,
     pacing_rate: u64,
@@ -146,6 +154,9 @@ impl Bbr {
             full_bw: 0,
             full_bw_count: 0,
             full_bw_reached: false,
+            round_restrained: false,
+            round_lost: 0,
+            round_from: 0,
             pacing_gain: HIGH_GAIN,
             cwnd_gain: HIGH_GAIN,
             pacing_rate,
@@ -264,8 +275,32 @@ impl Bbr {
         }
     }
 
+    /// Whether the round that just ended can show a full pipe: not
+    /// app-limited (draft §4.2.3.2), and not held down by our own loss
+    /// response. BBR v1 does not leave STARTUP on random loss, but each
+    /// recovery sets cwnd to what is in flight and conserves packets for
+    /// a round (§4.2.3.5): at 1-5 % random loss, with a recovery every
+    /// two rounds, that alone flattens the delivery rate for rounds on
+    /// end, and STARTUP left at a tenth of the path's rate. A round in
+    /// which a recovery began (or a timeout fired) counts only if its loss
+    /// was heavy (≥ [`FULL_BW_LOSS_PCT`]): a queue overflowing, a full pipe.
+    fn round_shows_full_pipe(&mut self, rs: &RateSample) -> bool {
+        if !self.round_start {
+            self.round_lost += u64::from(rs.losses);
+            return false;
+        }
+        let delivered = rs.delivered_total.saturating_sub(self.round_from) / u64::from(self.mss);
+        let heavy = self.round_lost * 100 >= delivered * FULL_BW_LOSS_PCT;
+        let counts = !rs.is_app_limited && (!self.round_restrained || heavy);
+        self.round_restrained = false;
+        self.round_lost = u64::from(rs.losses);
+        self.round_from = rs.delivered_total;
+        counts
+    }
+
     fn check_full_pipe(&mut self, rs: &RateSample) {
-        if self.full_bw_reached || !self.round_start || rs.is_app_limited {
+        let counts = self.round_shows_full_pipe(rs);
+        if self.full_bw_reached || !counts {
             return;
         }
         let bw = self.bw.get();
@@ -397,6 +432,7 @@ impl CongestionControl for Bbr {
         // what it delivered.
         self.save_cwnd();
         self.in_recovery = true;
+        self.round_restrained = true;
         self.conservation = true;
         self.next_round_delivered = self.delivered;
         self.cwnd = self.min_cwnd();
@@ -404,6 +440,7 @@ impl CongestionControl for Bbr {
     fn on_rto(&mut self, _now: Instant, _flight: u32, mss: u32, _first: bool) {
         self.save_cwnd();
         self.in_recovery = false;
+        self.round_restrained = true;
         self.conservation = false;
         // Linux: the timeout ends a round, and full-pipe detection starts over.
         self.round_start = true;
@@ -643,5 +680,69 @@ mod tests {
         s.bbr.on_loss_end(s.now);
         assert_eq!(s.bbr.window(), before, "restored");
         assert_eq!(s.bbr.max_bw(), BW);
+    }
+
+    /// Rounds in which a recovery cut cwnd are not a full pipe's: at 1-5 %
+    /// random loss a recovery begins every other round or so, and each
+    /// flattens the delivery rate. Heavy loss still is (a queue overflows).
+    #[test]
+    fn light_loss_recoveries_do_not_end_startup() {
+        let mut s = Script::new();
+        // The rate grows to the bottleneck, then stays flat; in each
+        // round a recovery begins, with 1 segment lost in 200.
+        let mut rate = BW / 16;
+        for _ in 0..12 {
+            s.bbr.on_loss(s.now, s.bbr.window(), MSS);
+            lost_round(&mut s, rate.min(BW), 1);
+            rate *= 2;
+        }
+        assert_eq!(
+            s.bbr.mode(),
+            BbrMode::Startup,
+            "flat, but each round restrained"
+        );
+        // The same flat rate without recoveries: three rounds and STARTUP ends.
+        s.bbr.on_recovery_end(s.now);
+        for _ in 0..4 {
+            s.round(BW, RTT_US, s.bbr.window());
+        }
+        assert_eq!(s.bbr.mode(), BbrMode::Drain);
+
+        // Heavy loss in each recovery round (a quarter of the segments): a
+        // full pipe after three rounds, as without loss.
+        let mut s = Script::new();
+        let mut rate = BW / 16;
+        let mut flat = 0;
+        while s.bbr.mode() == BbrMode::Startup {
+            s.bbr.on_loss(s.now, s.bbr.window(), MSS);
+            lost_round(&mut s, rate.min(BW), 50);
+            flat += u32::from(rate >= BW);
+            rate *= 2;
+            assert!(flat <= 8, "still in STARTUP after {flat} flat rounds");
+        }
+    }
+
+    /// One round of ten ACKs sampling `rate` after a recovery began,
+    /// `lost` segments judged lost at its first ACK.
+    fn lost_round(s: &mut Script, rate: u64, lost: u32) {
+        let per_ack = rate * RTT_US / 1_000_000 / 10;
+        let prior = s.round_base;
+        for i in 0..10 {
+            s.now += Duration::from_micros(RTT_US / 10);
+            s.delivered += per_ack;
+            let rs = RateSample {
+                delivered: rate * RTT_US / 1_000_000,
+                interval_us: RTT_US,
+                prior_delivered: prior,
+                delivered_total: s.delivered,
+                rtt_us: Some(RTT_US),
+                acked_sacked: per_ack as u32,
+                in_flight: s.bbr.window(),
+                losses: if i == 0 { lost } else { 0 },
+                ..Default::default()
+            };
+            s.bbr.on_ack_sample(s.now, &rs, MSS);
+        }
+        s.round_base = s.delivered;
     }
 }
