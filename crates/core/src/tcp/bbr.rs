@@ -127,6 +127,9 @@ pub struct Bbr {
     /// In recovery: cwnd follows what is delivered for a round.
     conservation: bool,
     in_recovery: bool,
+    /// A recovery ended in the ACK being processed: cwnd before its
+    /// restore, in case the same ACK begins the next one.
+    ended: Option<u32>,
     probe_rtt_done: Option<Instant>,
     probe_rtt_round_done: bool,
     delivered: u64,
@@ -164,6 +167,7 @@ impl Bbr {
             cycle_start: Instant::ZERO,
             conservation: false,
             in_recovery: false,
+            ended: None,
             probe_rtt_done: None,
             probe_rtt_round_done: false,
             delivered: 0,
@@ -212,6 +216,13 @@ impl Bbr {
             t += 2 * mss;
         }
         t
+    }
+
+    /// Leaving recovery: cwnd back to what it was before.
+    fn restore(&mut self) {
+        self.in_recovery = false;
+        self.conservation = false;
+        self.cwnd = self.cwnd.max(self.prior_cwnd);
     }
 
     fn min_cwnd(&self) -> u32 {
@@ -427,6 +438,17 @@ impl CongestionControl for Bbr {
     }
     fn on_ack(&mut self, _now: Instant, _acked: u32, _mss: u32, _srtt: Duration) {}
     fn on_loss(&mut self, _now: Instant, _flight: u32, _mss: u32) {
+        if let Some(cwnd) = self.ended.take() {
+            // The ACK that ended a recovery begins the next: to Linux that
+            // is no change of state (Recovery before and after the ACK,
+            // `bbr_set_cwnd_to_recover_or_restore`), so neither the
+            // restore nor a new cut and round of conservation. At 5 %
+            // loss nearly every recovery ends so, and each cut took cwnd
+            // down to what was in flight, often a tenth of it.
+            self.cwnd = cwnd;
+            self.in_recovery = true;
+            return;
+        }
         // Recovery (draft §4.2.3.5): save cwnd, conserve packets for a
         // round; the ACK's sample sets cwnd to what is in flight plus
         // what it delivered.
@@ -438,6 +460,7 @@ impl CongestionControl for Bbr {
         self.cwnd = self.min_cwnd();
     }
     fn on_rto(&mut self, _now: Instant, _flight: u32, mss: u32, _first: bool) {
+        self.ended = None;
         self.save_cwnd();
         self.in_recovery = false;
         self.round_restrained = true;
@@ -448,13 +471,12 @@ impl CongestionControl for Bbr {
         self.cwnd = mss;
     }
     fn on_recovery_end(&mut self, _now: Instant) {
-        self.in_recovery = false;
-        self.conservation = false;
-        self.cwnd = self.cwnd.max(self.prior_cwnd);
+        self.ended = Some(self.cwnd);
+        self.restore();
     }
-    fn on_loss_end(&mut self, now: Instant) {
+    fn on_loss_end(&mut self, _now: Instant) {
         // Linux leaves TCP_CA_Loss as it leaves recovery: cwnd restored.
-        self.on_recovery_end(now);
+        self.restore();
     }
     fn on_idle_restart(&mut self, _now: Instant, restart: u32) {
         self.cwnd = self.cwnd.min(restart).max(self.min_cwnd());
@@ -470,6 +492,8 @@ impl CongestionControl for Bbr {
         // BBR v1 does not react to ECN (Linux `tcp_bbr.c`).
     }
     fn on_ack_sample(&mut self, now: Instant, rs: &RateSample, mss: u32) {
+        // The end of the ACK's processing: a recovery that ended in it stays ended.
+        self.ended = None;
         self.mss = mss.max(1);
         self.delivered = rs.delivered_total;
         self.update_round(rs);
@@ -680,6 +704,47 @@ mod tests {
         s.bbr.on_loss_end(s.now);
         assert_eq!(s.bbr.window(), before, "restored");
         assert_eq!(s.bbr.max_bw(), BW);
+    }
+
+    /// A recovery that ends on the ACK that begins the next one: to Linux
+    /// the state stays Recovery, and cwnd is neither restored nor cut.
+    #[test]
+    fn a_recovery_ending_into_the_next_keeps_cwnd() {
+        let mut s = Script::new();
+        for _ in 0..12 {
+            s.round(BW, RTT_US, 200_000);
+        }
+        let before = s.bbr.window();
+        s.bbr.on_loss(s.now, 200_000, MSS);
+        let ack = |s: &mut Script, in_flight: u32| {
+            s.delivered += 2000;
+            let rs = RateSample {
+                acked_sacked: 2000,
+                in_flight,
+                delivered_total: s.delivered,
+                ..Default::default()
+            };
+            s.bbr.on_ack_sample(s.now, &rs, MSS);
+        };
+        ack(&mut s, 150_000);
+        assert_eq!(s.bbr.window(), 152_000, "conservation");
+        // One ACK ends this recovery and begins another, with little in
+        // flight: no cut to in flight + delivered (32 000) and no
+        // conservation; cwnd grows by what the ACK delivered.
+        s.bbr.on_recovery_end(s.now);
+        s.bbr.on_loss(s.now, 30_000, MSS);
+        ack(&mut s, 30_000);
+        assert_eq!(s.bbr.window(), 154_000, "kept");
+        // Recovery ends on its own ACK: the cwnd from before is back.
+        s.now += Duration::from_millis(1);
+        s.bbr.on_recovery_end(s.now);
+        ack(&mut s, 30_000);
+        assert_eq!(s.bbr.window(), before, "restored");
+        // A later ACK's loss begins a recovery as before: cut and conserve.
+        s.now += Duration::from_millis(1);
+        s.bbr.on_loss(s.now, 30_000, MSS);
+        ack(&mut s, 30_000);
+        assert_eq!(s.bbr.window(), 32_000, "cut to in flight + delivered");
     }
 
     /// Rounds in which a recovery cut cwnd are not a full pipe's: at 1-5 %
