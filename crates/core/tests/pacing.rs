@@ -145,11 +145,21 @@ struct Delayed {
 
 impl Delayed {
     fn new(cc: ustack_core::Congestion, sndbuf: usize) -> Delayed {
+        Delayed::with_rcvbuf(cc, sndbuf, None)
+    }
+
+    /// As `new`, B's receive buffer fixed at `rcvbuf` (no autotuning).
+    fn with_rcvbuf(cc: ustack_core::Congestion, sndbuf: usize, rcvbuf: Option<usize>) -> Delayed {
         let mut ca = common::config(Medium::Ip, A, 1);
         ca.tcp.congestion = cc;
         ca.tcp.sndbuf = sndbuf;
+        let mut cb = common::config(Medium::Ip, common::B, 2);
+        if let Some(r) = rcvbuf {
+            cb.tcp.rcvbuf = r;
+            cb.tcp.max_rcvbuf = r;
+        }
         Delayed {
-            p: Pair::with(ca, common::config(Medium::Ip, common::B, 2)),
+            p: Pair::with(ca, cb),
             owd: Duration::from_millis(50),
             wire: Default::default(),
             sent: Vec::new(),
@@ -261,4 +271,31 @@ fn bbr_startup_paces_from_the_first_rtt_sample() {
         (early as u64) <= due + 3 * 1460 && (early as u64) >= due / 2,
         "{early} bytes in the first 20 ms of round 2, {due} due"
     );
+}
+
+/// A receive window that holds the sender back makes app-limited rate
+/// samples (as the application running dry does): what is delivered then
+/// measures the receiver, and BBR stays in STARTUP, ready to grow when
+/// the window opens, instead of taking it for a full pipe.
+#[test]
+fn a_receive_window_limit_is_no_full_pipe() {
+    let total = 2 << 20;
+    let mut d = Delayed::with_rcvbuf(ustack_core::Congestion::Bbr, total, Some(64 << 10));
+    let (c, s) = d.connect();
+    let data = vec![0x5a; total];
+    assert_eq!(d.p.a.tcp_send(d.p.now, c, &data), Ok(total));
+    let mut got = 0;
+    let mut buf = vec![0u8; 65536];
+    // 20 round trips of 100 ms, B reading all it gets at once.
+    d.run(Duration::from_secs(2), |p| {
+        while let Ok(n) = p.b.tcp_recv(s, &mut buf) {
+            got += n;
+        }
+        false
+    });
+    let i = d.p.a.tcp_info(c).unwrap();
+    // About a window per round trip: the receiver, not the path, limited.
+    assert!(got > 10 * 40_000 && got < 20 * 80_000, "{got} bytes");
+    assert!(i.snd_wnd <= 64 << 10, "{}", i.snd_wnd);
+    assert_eq!(i.cc_mode, "startup", "{i:?}");
 }
