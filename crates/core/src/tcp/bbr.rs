@@ -334,7 +334,8 @@ impl Bbr {
     }
 
     fn update_min_rtt(&mut self, now: Instant, rs: &RateSample) {
-        let expired = now > self.min_rtt_at + MIN_RTT_WINDOW;
+        // No estimate yet is not an old one (Linux stamps it at init).
+        let expired = self.min_rtt_us != u64::MAX && now > self.min_rtt_at + MIN_RTT_WINDOW;
         if let Some(rtt) = rs.rtt_us {
             if rtt < self.min_rtt_us || expired {
                 self.min_rtt_us = rtt;
@@ -704,6 +705,19 @@ mod tests {
         s.bbr.on_loss_end(s.now);
         assert_eq!(s.bbr.window(), before, "restored");
         assert_eq!(s.bbr.max_bw(), BW);
+    }
+
+    /// A connection that starts when the clock is past the min-RTT
+    /// window (a stack up for more than 10 s) begins in STARTUP, not
+    /// PROBE_RTT: its first RTT sample starts the window.
+    #[test]
+    fn a_late_connection_starts_in_startup() {
+        let mut s = Script::new();
+        s.now = Instant::from_secs(100);
+        s.round(BW / 16, RTT_US, s.bbr.window());
+        assert_eq!(s.bbr.mode(), BbrMode::Startup);
+        assert!(s.bbr.window() > 10 * MSS, "cwnd {}", s.bbr.window());
+        assert_eq!(s.bbr.min_rtt(), Some(Duration::from_micros(RTT_US)));
     }
 
     /// A recovery that ends on the ACK that begins the next one: to Linux
