@@ -132,3 +132,170 @@ fn an_application_limited_flow_is_not_held() {
         data_from_a(&p)
     );
 }
+
+/// Two stacks joined by a path of `owd` each way, on the virtual clock.
+struct Delayed {
+    p: Pair,
+    owd: Duration,
+    /// Frames in flight: (arrival, to B?, frame).
+    wire: std::collections::VecDeque<(Instant, bool, Vec<u8>)>,
+    /// A's data segments: (time, payload bytes).
+    sent: Vec<(Instant, usize)>,
+}
+
+impl Delayed {
+    fn new(cc: ustack_core::Congestion, sndbuf: usize) -> Delayed {
+        Delayed::with_rcvbuf(cc, sndbuf, None)
+    }
+
+    /// As `new`, B's receive buffer fixed at `rcvbuf` (no autotuning).
+    fn with_rcvbuf(cc: ustack_core::Congestion, sndbuf: usize, rcvbuf: Option<usize>) -> Delayed {
+        let mut ca = common::config(Medium::Ip, A, 1);
+        ca.tcp.congestion = cc;
+        ca.tcp.sndbuf = sndbuf;
+        let mut cb = common::config(Medium::Ip, common::B, 2);
+        if let Some(r) = rcvbuf {
+            cb.tcp.rcvbuf = r;
+            cb.tcp.max_rcvbuf = r;
+        }
+        Delayed {
+            p: Pair::with(ca, cb),
+            owd: Duration::from_millis(50),
+            wire: Default::default(),
+            sent: Vec::new(),
+        }
+    }
+
+    /// Moves frames and time until `done` or `limit` has passed.
+    fn run(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
+        let end = self.p.now + limit;
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..1_000_000 {
+            let p = &mut self.p;
+            while self.wire.front().is_some_and(|w| w.0 <= p.now) {
+                let (_, to_b, f) = self.wire.pop_front().unwrap();
+                if to_b {
+                    p.b.receive(p.now, &f);
+                } else {
+                    p.a.receive(p.now, &f);
+                }
+            }
+            while let Some(n) = p.a.transmit(p.now, &mut buf) {
+                let f = buf[..n].to_vec();
+                let ip = Ipv4Packet::new_checked(&f[..]).unwrap();
+                let len = TcpPacket::new_checked(ip.payload()).map_or(0, |t| t.payload().len());
+                if len > 0 {
+                    self.sent.push((p.now, len));
+                }
+                self.wire.push_back((p.now + self.owd, true, f));
+            }
+            while let Some(n) = p.b.transmit(p.now, &mut buf) {
+                self.wire
+                    .push_back((p.now + self.owd, false, buf[..n].to_vec()));
+            }
+            if done(p) || p.now >= end {
+                return;
+            }
+            let next = [p.a.poll_at(), p.b.poll_at(), self.wire.front().map(|w| w.0)]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t > p.now)
+                .min();
+            p.now = next.map_or(end, |t| t.min(end));
+        }
+        panic!("the run did not settle");
+    }
+
+    /// A connects to B through the delay: (A's socket, B's accepted one).
+    fn connect(&mut self) -> (SocketHandle, SocketHandle) {
+        use std::net::SocketAddr;
+        let p = &mut self.p;
+        let l = p.b.tcp_open();
+        p.b.tcp_bind(l, SocketAddr::from((common::B, 80))).unwrap();
+        p.b.tcp_listen(l, 8).unwrap();
+        let c = p.a.tcp_open();
+        let to = SocketAddr::from((common::B, 80));
+        assert_eq!(p.a.tcp_connect(p.now, c, to), Err(Errno::EINPROGRESS));
+        let mut s = None;
+        self.run(Duration::from_secs(1), |p| {
+            s = s.or_else(|| p.b.tcp_accept(l).ok().map(|x| x.0));
+            s.is_some()
+        });
+        (c, s.expect("accepted"))
+    }
+}
+
+/// BBR over a 100 ms RTT: A writes `total` bytes, B reads them; A's data
+/// segments as (time, payload bytes).
+fn bbr_over_a_delay(total: usize, secs: u64) -> Vec<(Instant, usize)> {
+    let mut d = Delayed::new(ustack_core::Congestion::Bbr, total);
+    let (c, s) = d.connect();
+    d.sent.clear();
+    let data = vec![0x5a; total];
+    assert_eq!(d.p.a.tcp_send(d.p.now, c, &data), Ok(total));
+    let mut got = 0;
+    let mut buf = vec![0u8; 65536];
+    d.run(Duration::from_secs(secs), |p| {
+        while let Ok(n) = p.b.tcp_recv(s, &mut buf) {
+            got += n;
+        }
+        got == total
+    });
+    d.sent
+}
+
+/// BBR's STARTUP paces from its first RTT sample on: 2/ln 2 × cwnd /
+/// RTT (Linux `bbr_init_pacing_rate_from_rtt`), not at the rate its
+/// placeholder RTT of 1 ms gave (334 Mbit/s for ten segments: no
+/// pacing at all), so the second round trip's data is spread over it.
+#[test]
+fn bbr_startup_paces_from_the_first_rtt_sample() {
+    let segs = bbr_over_a_delay(2 << 20, 1);
+    let first = segs[0].0;
+    let iw: usize = segs.iter().take_while(|s| s.0 == first).map(|s| s.1).sum();
+    assert!(iw >= 10 * 1400, "the initial window leaves at once: {iw}");
+    // The first ACK is back one RTT after: the second round begins.
+    let round2 = segs.iter().find(|s| s.0 > first).unwrap().0;
+    let rtt = Duration::from_millis(100);
+    assert!(round2 >= first + rtt, "{round2:?}");
+    // In its first 20 ms, at 2.885 × iw / 100 ms, about 8 kB leave (and a
+    // burst), where unpaced the whole ACK-clocked round went at once.
+    let window = round2 + Duration::from_millis(20);
+    let early: usize = segs
+        .iter()
+        .filter(|s| s.0 >= round2 && s.0 < window)
+        .map(|s| s.1)
+        .sum();
+    let due = iw as u64 * 2885 / 1000 * 20 / 100;
+    assert!(
+        (early as u64) <= due + 3 * 1460 && (early as u64) >= due / 2,
+        "{early} bytes in the first 20 ms of round 2, {due} due"
+    );
+}
+
+/// A receive window that holds the sender back makes app-limited rate
+/// samples (as the application running dry does): what is delivered then
+/// measures the receiver, and BBR stays in STARTUP, ready to grow when
+/// the window opens, instead of taking it for a full pipe.
+#[test]
+fn a_receive_window_limit_is_no_full_pipe() {
+    let total = 2 << 20;
+    let mut d = Delayed::with_rcvbuf(ustack_core::Congestion::Bbr, total, Some(64 << 10));
+    let (c, s) = d.connect();
+    let data = vec![0x5a; total];
+    assert_eq!(d.p.a.tcp_send(d.p.now, c, &data), Ok(total));
+    let mut got = 0;
+    let mut buf = vec![0u8; 65536];
+    // 20 round trips of 100 ms, B reading all it gets at once.
+    d.run(Duration::from_secs(2), |p| {
+        while let Ok(n) = p.b.tcp_recv(s, &mut buf) {
+            got += n;
+        }
+        false
+    });
+    let i = d.p.a.tcp_info(c).unwrap();
+    // About a window per round trip: the receiver, not the path, limited.
+    assert!(got > 10 * 40_000 && got < 20 * 80_000, "{got} bytes");
+    assert!(i.snd_wnd <= 64 << 10, "{}", i.snd_wnd);
+    assert_eq!(i.cc_mode, "startup", "{i:?}");
+}

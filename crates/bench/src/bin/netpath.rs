@@ -71,6 +71,11 @@ struct Args {
     /// `npath-<pid>`); they must not exist yet.
     #[arg(long)]
     netns_prefix: Option<String>,
+    /// Print ustack's TCP_INFO (cwnd, pacing rate, the congestion
+    /// control's bandwidth estimate and state) every this many seconds of
+    /// a transfer (between writes of 64 KiB), to stderr; 0: never.
+    #[arg(long, default_value_t = 0.0)]
+    watch: f64,
     /// Internal: run as the kernel's sink or source.
     #[arg(long)]
     role: Option<String>,
@@ -448,7 +453,7 @@ impl Lab {
                 }
                 Ok(())
             }
-            Sender::Ustack(cc) => ustack_send(&self.ustack, to, args.bytes, cc, args.secs),
+            Sender::Ustack(cc) => ustack_send(&self.ustack, to, args.bytes, cc, args),
         };
         if sent.is_err() {
             let _ = sink.kill();
@@ -474,8 +479,9 @@ fn ustack_send(
     to: SocketAddrV4,
     bytes: u64,
     cc: &str,
-    secs: f64,
+    args: &Args,
 ) -> Result<(), String> {
+    let secs = args.secs;
     let e = |what: &'static str| move |e: ustack::Errno| format!("ustack {what}: {e}");
     let fd = rt.socket(AF_INET, SOCK_STREAM, 0).map_err(e("socket"))?;
     rt.setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, OptVal::Name(cc.into()))
@@ -488,8 +494,31 @@ fn ustack_send(
     let before = rt.counters().tcp;
     let buf = vec![0x5au8; CHUNK];
     let mut sent = 0u64;
+    let start = Instant::now();
+    let mut next_watch = 0.0;
+    let chunk = if args.watch > 0.0 { 64 << 10 } else { CHUNK };
     while sent < bytes {
-        let n = (bytes - sent).min(CHUNK as u64) as usize;
+        let t = start.elapsed().as_secs_f64();
+        if args.watch > 0.0 && t >= next_watch {
+            next_watch = t + args.watch;
+            if let Ok(OptVal::TcpInfo(i)) = rt.getsockopt(fd, IPPROTO_TCP, TCP_INFO) {
+                let mbit = |b: u64| b as f64 * 8.0 / 1e6;
+                eprintln!(
+                    "  {t:6.2}s sent {:.1} MB cwnd {} unacked {} pacing {:.1} bw {:.1} Mbit/s {} {} srtt {:?} snd_wnd {} retrans {}",
+                    sent as f64 / 1e6,
+                    i.cwnd,
+                    i.unacked,
+                    mbit(i.pacing_rate),
+                    mbit(i.cc_bw),
+                    i.cc_mode,
+                    i.ca_state,
+                    i.rtt,
+                    i.snd_wnd,
+                    i.total_retrans,
+                );
+            }
+        }
+        let n = (bytes - sent).min(chunk as u64) as usize;
         match rt.write(fd, &buf[..n]) {
             Ok(k) => sent += k as u64,
             Err(_) => break, // the sink's time was up

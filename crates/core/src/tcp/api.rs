@@ -69,6 +69,12 @@ pub struct TcpInfo {
     /// listener: the accept queue length and the backlog, as `ss` shows).
     pub send_queue: usize,
     pub recv_queue: usize,
+    /// The rate data is paced at (bytes/s; 0 when not paced), and the
+    /// congestion control's bandwidth estimate and state, if it has them
+    /// (Linux `tcpi_pacing_rate`, `tcp_bbr_info`).
+    pub pacing_rate: u64,
+    pub cc_bw: u64,
+    pub cc_mode: &'static str,
 }
 
 /// One line of an `ss`-like table.
@@ -743,6 +749,9 @@ impl Tcp {
             unacked: 0,
             send_queue: 0,
             recv_queue: 0,
+            pacing_rate: 0,
+            cc_bw: 0,
+            cc_mode: "",
         };
         match &s.kind {
             Kind::Listen(l) => {
@@ -779,6 +788,10 @@ impl Tcp {
                     info.unacked = t.snd.max.diff(t.snd.una).max(0) as u32;
                     info.send_queue = t.snd.q.len();
                     info.recv_queue = t.rcv.q.len();
+                    info.pacing_rate = t.pacing_rate(&cfg.tcp).unwrap_or(0);
+                    if let Some((bw, mode)) = t.cong.cc.model() {
+                        (info.cc_bw, info.cc_mode) = (bw, mode);
+                    }
                 }
             }
             Kind::Closed { .. } => {}

@@ -40,6 +40,9 @@ const MIN_CWND_SEGS: u32 = 4;
 /// Full pipe: the bandwidth grew by less than 25 % in three rounds.
 const FULL_BW_GROWTH: u64 = 1250;
 const FULL_BW_ROUNDS: u32 = 3;
+/// A round with at least this share of its segments lost (percent) is a
+/// full pipe's even in recovery (Linux `bbr_lt_loss_thresh`, 50/256).
+const FULL_BW_LOSS_PCT: u64 = 20;
 /// Pace 1 % below the estimate (Linux `bbr_pacing_margin_percent`).
 const PACING_MARGIN: u64 = 99;
 
@@ -111,6 +114,11 @@ pub struct Bbr {
     full_bw: u64,
     full_bw_count: u32,
     full_bw_reached: bool,
+    /// The round in progress saw a recovery or timeout cut cwnd, and lost
+    /// `round_lost` segments out of those delivered since `round_from`.
+    round_restrained: bool,
+    round_lost: u64,
+    round_from: u64,
     pacing_gain: u64,
     cwnd_gain: u64,
     pacing_rate: u64,
@@ -119,9 +127,14 @@ pub struct Bbr {
     /// In recovery: cwnd follows what is delivered for a round.
     conservation: bool,
     in_recovery: bool,
+    /// A recovery ended in the ACK being processed: cwnd before its
+    /// restore, in case the same ACK begins the next one.
+    ended: Option<u32>,
     probe_rtt_done: Option<Instant>,
     probe_rtt_round_done: bool,
     delivered: u64,
+    /// The pacing rate was set from the first RTT sample.
+    has_seen_rtt: bool,
 }
 
 impl Bbr {
@@ -144,6 +157,9 @@ impl Bbr {
             full_bw: 0,
             full_bw_count: 0,
             full_bw_reached: false,
+            round_restrained: false,
+            round_lost: 0,
+            round_from: 0,
             pacing_gain: HIGH_GAIN,
             cwnd_gain: HIGH_GAIN,
             pacing_rate,
@@ -151,9 +167,11 @@ impl Bbr {
             cycle_start: Instant::ZERO,
             conservation: false,
             in_recovery: false,
+            ended: None,
             probe_rtt_done: None,
             probe_rtt_round_done: false,
             delivered: 0,
+            has_seen_rtt: false,
         }
     }
 
@@ -198,6 +216,13 @@ impl Bbr {
             t += 2 * mss;
         }
         t
+    }
+
+    /// Leaving recovery: cwnd back to what it was before.
+    fn restore(&mut self) {
+        self.in_recovery = false;
+        self.conservation = false;
+        self.cwnd = self.cwnd.max(self.prior_cwnd);
     }
 
     fn min_cwnd(&self) -> u32 {
@@ -261,8 +286,32 @@ impl Bbr {
         }
     }
 
+    /// Whether the round that just ended can show a full pipe: not
+    /// app-limited (draft §4.2.3.2), and not held down by our own loss
+    /// response. BBR v1 does not leave STARTUP on random loss, but each
+    /// recovery sets cwnd to what is in flight and conserves packets for
+    /// a round (§4.2.3.5): at 1-5 % random loss, with a recovery every
+    /// two rounds, that alone flattens the delivery rate for rounds on
+    /// end, and STARTUP left at a tenth of the path's rate. A round in
+    /// which a recovery began (or a timeout fired) counts only if its loss
+    /// was heavy (≥ [`FULL_BW_LOSS_PCT`]): a queue overflowing, a full pipe.
+    fn round_shows_full_pipe(&mut self, rs: &RateSample) -> bool {
+        if !self.round_start {
+            self.round_lost += u64::from(rs.losses);
+            return false;
+        }
+        let delivered = rs.delivered_total.saturating_sub(self.round_from) / u64::from(self.mss);
+        let heavy = self.round_lost * 100 >= delivered * FULL_BW_LOSS_PCT;
+        let counts = !rs.is_app_limited && (!self.round_restrained || heavy);
+        self.round_restrained = false;
+        self.round_lost = u64::from(rs.losses);
+        self.round_from = rs.delivered_total;
+        counts
+    }
+
     fn check_full_pipe(&mut self, rs: &RateSample) {
-        if self.full_bw_reached || !self.round_start || rs.is_app_limited {
+        let counts = self.round_shows_full_pipe(rs);
+        if self.full_bw_reached || !counts {
             return;
         }
         let bw = self.bw.get();
@@ -285,7 +334,8 @@ impl Bbr {
     }
 
     fn update_min_rtt(&mut self, now: Instant, rs: &RateSample) {
-        let expired = now > self.min_rtt_at + MIN_RTT_WINDOW;
+        // No estimate yet is not an old one (Linux stamps it at init).
+        let expired = self.min_rtt_us != u64::MAX && now > self.min_rtt_at + MIN_RTT_WINDOW;
         if let Some(rtt) = rs.rtt_us {
             if rtt < self.min_rtt_us || expired {
                 self.min_rtt_us = rtt;
@@ -333,6 +383,18 @@ impl Bbr {
         };
     }
 
+    /// At the first RTT sample the pacing rate starts over from it: the
+    /// high gain × cwnd / RTT (Linux `bbr_init_pacing_rate_from_rtt`);
+    /// until then it assumed an RTT of 1 ms, so STARTUP would not pace.
+    fn init_pacing_rate_from_rtt(&mut self, rs: &RateSample) {
+        let Some(rtt) = rs.rtt_us.filter(|_| !self.has_seen_rtt) else {
+            return;
+        };
+        self.has_seen_rtt = true;
+        let bw = u64::from(self.cwnd) * 1_000_000 / rtt.max(1);
+        self.pacing_rate = (bw * HIGH_GAIN / 1000 * PACING_MARGIN / 100).max(1);
+    }
+
     fn set_pacing_rate(&mut self) {
         let bw = self.bw.get();
         if bw == 0 {
@@ -377,18 +439,32 @@ impl CongestionControl for Bbr {
     }
     fn on_ack(&mut self, _now: Instant, _acked: u32, _mss: u32, _srtt: Duration) {}
     fn on_loss(&mut self, _now: Instant, _flight: u32, _mss: u32) {
+        if let Some(cwnd) = self.ended.take() {
+            // The ACK that ended a recovery begins the next: to Linux that
+            // is no change of state (Recovery before and after the ACK,
+            // `bbr_set_cwnd_to_recover_or_restore`), so neither the
+            // restore nor a new cut and round of conservation. At 5 %
+            // loss nearly every recovery ends so, and each cut took cwnd
+            // down to what was in flight, often a tenth of it.
+            self.cwnd = cwnd;
+            self.in_recovery = true;
+            return;
+        }
         // Recovery (draft §4.2.3.5): save cwnd, conserve packets for a
         // round; the ACK's sample sets cwnd to what is in flight plus
         // what it delivered.
         self.save_cwnd();
         self.in_recovery = true;
+        self.round_restrained = true;
         self.conservation = true;
         self.next_round_delivered = self.delivered;
         self.cwnd = self.min_cwnd();
     }
     fn on_rto(&mut self, _now: Instant, _flight: u32, mss: u32, _first: bool) {
+        self.ended = None;
         self.save_cwnd();
         self.in_recovery = false;
+        self.round_restrained = true;
         self.conservation = false;
         // Linux: the timeout ends a round, and full-pipe detection starts over.
         self.round_start = true;
@@ -396,13 +472,12 @@ impl CongestionControl for Bbr {
         self.cwnd = mss;
     }
     fn on_recovery_end(&mut self, _now: Instant) {
-        self.in_recovery = false;
-        self.conservation = false;
-        self.cwnd = self.cwnd.max(self.prior_cwnd);
+        self.ended = Some(self.cwnd);
+        self.restore();
     }
-    fn on_loss_end(&mut self, now: Instant) {
+    fn on_loss_end(&mut self, _now: Instant) {
         // Linux leaves TCP_CA_Loss as it leaves recovery: cwnd restored.
-        self.on_recovery_end(now);
+        self.restore();
     }
     fn on_idle_restart(&mut self, _now: Instant, restart: u32) {
         self.cwnd = self.cwnd.min(restart).max(self.min_cwnd());
@@ -418,6 +493,8 @@ impl CongestionControl for Bbr {
         // BBR v1 does not react to ECN (Linux `tcp_bbr.c`).
     }
     fn on_ack_sample(&mut self, now: Instant, rs: &RateSample, mss: u32) {
+        // The end of the ACK's processing: a recovery that ended in it stays ended.
+        self.ended = None;
         self.mss = mss.max(1);
         self.delivered = rs.delivered_total;
         self.update_round(rs);
@@ -427,11 +504,21 @@ impl CongestionControl for Bbr {
         self.check_drain(now, rs);
         self.update_min_rtt(now, rs);
         self.update_gains();
+        self.init_pacing_rate_from_rtt(rs);
         self.set_pacing_rate();
         self.set_cwnd(rs);
     }
     fn pacing_rate(&self) -> Option<u64> {
         Some(self.pacing_rate)
+    }
+    fn model(&self) -> Option<(u64, &'static str)> {
+        let mode = match self.mode {
+            BbrMode::Startup => "startup",
+            BbrMode::Drain => "drain",
+            BbrMode::ProbeBw => "probe_bw",
+            BbrMode::ProbeRtt => "probe_rtt",
+        };
+        Some((self.bw.get(), mode))
     }
 }
 
@@ -618,5 +705,123 @@ mod tests {
         s.bbr.on_loss_end(s.now);
         assert_eq!(s.bbr.window(), before, "restored");
         assert_eq!(s.bbr.max_bw(), BW);
+    }
+
+    /// A connection that starts when the clock is past the min-RTT
+    /// window (a stack up for more than 10 s) begins in STARTUP, not
+    /// PROBE_RTT: its first RTT sample starts the window.
+    #[test]
+    fn a_late_connection_starts_in_startup() {
+        let mut s = Script::new();
+        s.now = Instant::from_secs(100);
+        s.round(BW / 16, RTT_US, s.bbr.window());
+        assert_eq!(s.bbr.mode(), BbrMode::Startup);
+        assert!(s.bbr.window() > 10 * MSS, "cwnd {}", s.bbr.window());
+        assert_eq!(s.bbr.min_rtt(), Some(Duration::from_micros(RTT_US)));
+    }
+
+    /// A recovery that ends on the ACK that begins the next one: to Linux
+    /// the state stays Recovery, and cwnd is neither restored nor cut.
+    #[test]
+    fn a_recovery_ending_into_the_next_keeps_cwnd() {
+        let mut s = Script::new();
+        for _ in 0..12 {
+            s.round(BW, RTT_US, 200_000);
+        }
+        let before = s.bbr.window();
+        s.bbr.on_loss(s.now, 200_000, MSS);
+        let ack = |s: &mut Script, in_flight: u32| {
+            s.delivered += 2000;
+            let rs = RateSample {
+                acked_sacked: 2000,
+                in_flight,
+                delivered_total: s.delivered,
+                ..Default::default()
+            };
+            s.bbr.on_ack_sample(s.now, &rs, MSS);
+        };
+        ack(&mut s, 150_000);
+        assert_eq!(s.bbr.window(), 152_000, "conservation");
+        // One ACK ends this recovery and begins another, with little in
+        // flight: no cut to in flight + delivered (32 000) and no
+        // conservation; cwnd grows by what the ACK delivered.
+        s.bbr.on_recovery_end(s.now);
+        s.bbr.on_loss(s.now, 30_000, MSS);
+        ack(&mut s, 30_000);
+        assert_eq!(s.bbr.window(), 154_000, "kept");
+        // Recovery ends on its own ACK: the cwnd from before is back.
+        s.now += Duration::from_millis(1);
+        s.bbr.on_recovery_end(s.now);
+        ack(&mut s, 30_000);
+        assert_eq!(s.bbr.window(), before, "restored");
+        // A later ACK's loss begins a recovery as before: cut and conserve.
+        s.now += Duration::from_millis(1);
+        s.bbr.on_loss(s.now, 30_000, MSS);
+        ack(&mut s, 30_000);
+        assert_eq!(s.bbr.window(), 32_000, "cut to in flight + delivered");
+    }
+
+    /// Rounds in which a recovery cut cwnd are not a full pipe's: at 1-5 %
+    /// random loss a recovery begins every other round or so, and each
+    /// flattens the delivery rate. Heavy loss still is (a queue overflows).
+    #[test]
+    fn light_loss_recoveries_do_not_end_startup() {
+        let mut s = Script::new();
+        // The rate grows to the bottleneck, then stays flat; in each
+        // round a recovery begins, with 1 segment lost in 200.
+        let mut rate = BW / 16;
+        for _ in 0..12 {
+            s.bbr.on_loss(s.now, s.bbr.window(), MSS);
+            lost_round(&mut s, rate.min(BW), 1);
+            rate *= 2;
+        }
+        assert_eq!(
+            s.bbr.mode(),
+            BbrMode::Startup,
+            "flat, but each round restrained"
+        );
+        // The same flat rate without recoveries: three rounds and STARTUP ends.
+        s.bbr.on_recovery_end(s.now);
+        for _ in 0..4 {
+            s.round(BW, RTT_US, s.bbr.window());
+        }
+        assert_eq!(s.bbr.mode(), BbrMode::Drain);
+
+        // Heavy loss in each recovery round (a quarter of the segments): a
+        // full pipe after three rounds, as without loss.
+        let mut s = Script::new();
+        let mut rate = BW / 16;
+        let mut flat = 0;
+        while s.bbr.mode() == BbrMode::Startup {
+            s.bbr.on_loss(s.now, s.bbr.window(), MSS);
+            lost_round(&mut s, rate.min(BW), 50);
+            flat += u32::from(rate >= BW);
+            rate *= 2;
+            assert!(flat <= 8, "still in STARTUP after {flat} flat rounds");
+        }
+    }
+
+    /// One round of ten ACKs sampling `rate` after a recovery began,
+    /// `lost` segments judged lost at its first ACK.
+    fn lost_round(s: &mut Script, rate: u64, lost: u32) {
+        let per_ack = rate * RTT_US / 1_000_000 / 10;
+        let prior = s.round_base;
+        for i in 0..10 {
+            s.now += Duration::from_micros(RTT_US / 10);
+            s.delivered += per_ack;
+            let rs = RateSample {
+                delivered: rate * RTT_US / 1_000_000,
+                interval_us: RTT_US,
+                prior_delivered: prior,
+                delivered_total: s.delivered,
+                rtt_us: Some(RTT_US),
+                acked_sacked: per_ack as u32,
+                in_flight: s.bbr.window(),
+                losses: if i == 0 { lost } else { 0 },
+                ..Default::default()
+            };
+            s.bbr.on_ack_sample(s.now, &rs, MSS);
+        }
+        s.round_base = s.delivered;
     }
 }

@@ -70,6 +70,11 @@ pub trait CongestionControl: fmt::Debug + Send {
     fn pacing_rate(&self) -> Option<u64> {
         None
     }
+    /// For TCP_INFO: the controller's bandwidth estimate (bytes/s) and
+    /// its state's name, if it models the path (BBR; Linux `bbr_get_info`).
+    fn model(&self) -> Option<(u64, &'static str)> {
+        None
+    }
     /// Every ACK that moved SND.UNA outside recovery, before `on_ack`:
     /// the ACK, SND.NXT (rounds), and its RTT sample if it made one.
     fn on_ack_rtt(

@@ -82,6 +82,8 @@ impl Tcb {
         let rate = self.pacing_rate(cfg);
         let cwnd = self.cong.cc.window();
         let unsent_after = self.unsent().saturating_sub(if rtx { 0 } else { len });
+        // The peer's window left after this send.
+        let wnd_after = (self.snd.una + self.snd.wnd as usize).diff(end).max(0) as usize;
         let mss = usize::from(self.snd.mss);
         let Some(p) = self.cong.paced.as_deref_mut() else {
             return;
@@ -91,9 +93,13 @@ impl Tcb {
             p.sent(now, len, r);
         }
         let out = in_flight.saturating_add(len as u32);
-        if !rtx && unsent_after < mss && out < cwnd {
+        if !rtx && (unsent_after < mss || wnd_after < mss) && out < cwnd {
             // Sending runs dry with cwnd open: the application is the
-            // limit (draft-cheng-iccrg-delivery-rate-estimation §3.4).
+            // limit (draft-cheng-iccrg-delivery-rate-estimation §3.4), or
+            // the peer's receive window is. Either way what is delivered
+            // measures the receiver, not the path: BBR must not take a
+            // window that opens slowly (a Linux receiver's autotuning)
+            // for a full pipe and leave STARTUP at a tenth of the path.
             p.rate.mark_app_limited(out);
         }
     }
