@@ -184,6 +184,18 @@ impl Conn {
         self.s.inject(x);
     }
 
+    /// The peer acknowledges up to each offset of `offs` in turn, all
+    /// taken in before the stack sends anything (one batch of frames).
+    fn ack_batch(&mut self, offs: &[u32]) {
+        for &off in offs {
+            self.pack = off;
+            let a = self.at(off);
+            let x = self.peer_seg(ACK).ack(a);
+            let now = self.s.now;
+            self.s.stack.receive(now, &x.to_ip());
+        }
+    }
+
     /// The same with SACK blocks given as our stream offsets.
     fn sack(&mut self, off: u32, blocks: &[(u32, u32)]) {
         self.pack = off;
@@ -1405,6 +1417,68 @@ fn congestion_avoidance_adds_one_mss_per_window_acked() {
             assert_eq!(info.unacked, want, "the sender fills the window");
         }
         cwnd += MSS;
+    }
+}
+
+/// RFC 7661 §4.1 judged per flight, as Linux (`is_cwnd_limited` until
+/// `cwnd_usage_seq`): ACKs that arrive together and are all taken in
+/// before anything is sent (as a device's batch of frames is) grow cwnd
+/// as much as the same ACKs one at a time. Each round ACKs every segment
+/// in flight, one ACK per segment, one RTT (100 ms) apart. Before the
+/// fix only the first ACK of a batch counted (the others saw the flight
+/// already shrunk below cwnd): NewReno grew 1 MSS in 4 rounds, not 4.
+#[test]
+fn a_batch_of_acks_grows_cwnd_as_much_as_the_same_acks_one_by_one() {
+    for cc in [Congestion::NewReno, Congestion::Cubic] {
+        let mut grown = Vec::new();
+        for batched in [false, true] {
+            let cfg = cfg_with(|t| {
+                t.congestion = cc;
+                t.sndbuf = 1 << 20;
+            });
+            let mut k = open(cfg, Peer::plain().ws(7));
+            k.write(400 * MSS as usize);
+            assert_eq!(k.data_out(), segs(0, 10));
+            // One loss, so that congestion avoidance follows recovery.
+            for _ in 0..3 {
+                k.ack(0);
+            }
+            let (retx, _) = k.data_out_split();
+            assert_eq!(retx, vec![(0, MSS)]);
+            k.s.wait(0.1);
+            let mut acked = k.snd_max;
+            k.ack(acked);
+            k.data_out();
+            let start = k.info();
+            assert_eq!(start.ca_state, "Open");
+            assert_eq!(start.cwnd, start.ssthresh);
+            for round in 0..4 {
+                k.s.wait(0.1);
+                let top = k.snd_max;
+                assert_eq!(
+                    top - acked,
+                    k.info().cwnd / MSS * MSS,
+                    "round {round}: cwnd full"
+                );
+                let offs: Vec<u32> = (acked / MSS + 1..=top / MSS).map(|i| i * MSS).collect();
+                if batched {
+                    k.ack_batch(&offs);
+                } else {
+                    for &o in &offs {
+                        k.ack(o);
+                    }
+                }
+                acked = top;
+                let out = k.data_out();
+                assert!(!out.is_empty(), "round {round}: the window refilled");
+            }
+            let end = k.info();
+            assert_eq!(end.ssthresh, start.ssthresh, "{cc:?}: no further loss");
+            grown.push(end.cwnd - start.cwnd);
+        }
+        let (one_by_one, batch) = (grown[0], grown[1]);
+        assert!(one_by_one > MSS, "{cc:?}: grew {one_by_one} in 4 RTTs");
+        assert_eq!(batch, one_by_one, "{cc:?}: batched ACKs grow cwnd as much");
     }
 }
 
