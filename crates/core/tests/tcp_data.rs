@@ -1482,6 +1482,57 @@ fn a_batch_of_acks_grows_cwnd_as_much_as_the_same_acks_one_by_one() {
     }
 }
 
+/// CUBIC's Reno-friendly estimate (RFC 9438 §4.3) grows at α = 0.53
+/// MSS per RTT after a reduction, and at Reno's 1 MSS once it has
+/// regained the window before the reduction (cwnd_prior). At a 10 ms RTT
+/// the cubic curve is nearly flat for seconds (K ≈ 2 s), so the Reno
+/// estimate drives cwnd: 10 → 7 MSS at the loss, back to 10 after ~6
+/// RTTs, then one MSS per RTT. Seen failing with α fixed at 0.53 (as
+/// Linux): 4.3 MSS in the last 8 rounds.
+#[test]
+fn cubic_reno_friendly_growth_is_reno_s_once_past_the_prior_window() {
+    let cfg = cfg_with(|t| {
+        t.congestion = Congestion::Cubic;
+        t.sndbuf = 1 << 20;
+    });
+    let mut k = open(cfg, Peer::plain().ws(7).rtt(0.01));
+    k.write(1000 * MSS as usize);
+    assert_eq!(k.data_out(), segs(0, 10));
+    for _ in 0..3 {
+        k.ack(0);
+    }
+    let (retx, _) = k.data_out_split();
+    assert_eq!(retx, vec![(0, MSS)]);
+    k.s.wait(0.01);
+    let mut acked = k.snd_max;
+    k.ack(acked);
+    k.data_out();
+    assert_eq!((k.info().cwnd, k.info().ssthresh), (7 * MSS, 7 * MSS));
+    let mut cwnd = vec![k.info().cwnd];
+    for _round in 0..20 {
+        // One RTT: the peer ACKs each segment in flight.
+        k.s.wait(0.01);
+        let top = k.snd_max;
+        for o in (acked / MSS + 1..=top / MSS).map(|i| i * MSS) {
+            k.ack(o);
+        }
+        acked = top;
+        k.data_out();
+        cwnd.push(k.info().cwnd);
+    }
+    assert_eq!(k.info().ssthresh, 7 * MSS, "no further loss");
+    let early = cwnd[4] - cwnd[0];
+    let late = cwnd[20] - cwnd[12];
+    assert!(
+        (1500..=2700).contains(&early),
+        "α = 0.53 while below cwnd_prior: +{early} in 4 RTTs ({cwnd:?})"
+    );
+    assert!(
+        late >= 7 * MSS,
+        "α = 1 past cwnd_prior: +{late} in 8 RTTs ({cwnd:?})"
+    );
+}
+
 /// The response to a loss found by three duplicate ACKs: NewReno
 /// ssthresh = max(FlightSize / 2, 2 MSS) (RFC 5681 eq. 4), CUBIC
 /// ssthresh = max(cwnd × 0.7, 2 MSS) (RFC 9438 §4.6, β = 0.7); after

@@ -173,6 +173,9 @@ pub struct Cubic {
     epoch: Option<(Instant, f64)>,
     /// The Reno-friendly estimate W_est (segments), RFC 9438 §4.3.
     w_est: f64,
+    /// cwnd_prior: the window (segments) just before the last reduction;
+    /// W_est grows at α = 1 once it gets there (RFC 9438 §4.3).
+    cwnd_prior: f64,
     /// Growth (bytes) not yet added to cwnd.
     frac: f64,
     /// HyStart++ (RFC 9406) in the initial slow start; `None`: off.
@@ -192,6 +195,7 @@ impl Cubic {
             w_max: 0.0,
             epoch: None,
             w_est: 0.0,
+            cwnd_prior: 0.0,
             frac: 0.0,
             hystart: Some(HyStart::default()),
         }
@@ -210,6 +214,7 @@ impl Cubic {
             h.stop();
         }
         let cwnd_seg = f64::from(self.cwnd) / f64::from(mss);
+        self.cwnd_prior = cwnd_seg;
         // Fast convergence (RFC 9438 §4.7): release bandwidth to newer flows.
         self.w_max = if cwnd_seg < self.w_max {
             cwnd_seg * (1.0 + CUBIC_BETA) / 2.0
@@ -261,8 +266,13 @@ impl CongestionControl for Cubic {
         let t = (now - start).as_secs_f64() + srtt.as_secs_f64();
         let w_cubic = CUBIC_C * (t - k).powi(3) + self.w_max;
         let target = w_cubic.clamp(cwnd_seg, 1.5 * cwnd_seg);
-        // Reno-friendly region (RFC 9438 §4.3): α = 3(1-β)/(1+β).
-        let alpha = 3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA);
+        // Reno-friendly region (RFC 9438 §4.3): α = 3(1-β)/(1+β), and 1
+        // (Reno's own rate) once W_est has regained cwnd_prior.
+        let alpha = if self.w_est >= self.cwnd_prior {
+            1.0
+        } else {
+            3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA)
+        };
         let segs_acked = f64::from(rest) / mssf;
         self.w_est += alpha * segs_acked / cwnd_seg;
         // Growth per ACK: (target - cwnd) / cwnd segments per segment ACKed.
