@@ -1315,10 +1315,11 @@ fn fix_tcp_checksum(b: &mut [u8], ihl: usize) {
 // ---------------------------------------------------------------------
 
 /// RFC 5681 §3.1 with RFC 3465 (L = 2): in slow start cwnd grows by the
-/// bytes ACKed, at most 2 MSS per ACK; the sender fills the window.
+/// bytes ACKed, at most 2 MSS per ACK (CUBIC's HyStart++: 8, RFC 9406
+/// §4.2); the sender fills the window.
 #[test]
 fn slow_start_grows_cwnd_by_bytes_acked_at_most_two_mss_per_ack() {
-    for cc in [Congestion::NewReno, Congestion::Cubic] {
+    for (cc, l) in [(Congestion::NewReno, 2), (Congestion::Cubic, 8)] {
         let cfg = cfg_with(|t| {
             t.congestion = cc;
             t.sndbuf = 1 << 20;
@@ -1332,7 +1333,7 @@ fn slow_start_grows_cwnd_by_bytes_acked_at_most_two_mss_per_ack() {
         for step in [MSS, 2 * MSS, 3 * MSS, MSS, 4 * MSS] {
             acked += step;
             k.ack(acked);
-            cwnd += step.min(2 * MSS);
+            cwnd += step.min(l * MSS);
             let info = k.info();
             assert_eq!(info.cwnd, cwnd, "{cc:?}: after ACK to {acked}");
             assert!(
@@ -1531,6 +1532,42 @@ fn cubic_reno_friendly_growth_is_reno_s_once_past_the_prior_window() {
         late >= 7 * MSS,
         "α = 1 past cwnd_prior: +{late} in 8 RTTs ({cwnd:?})"
     );
+}
+
+/// A stretch ACK in slow start (a receiver that ACKs a whole burst at
+/// once, as Linux does under load): HyStart++'s slow start counts up to
+/// L = 8 segments of it (RFC 9406 §4.2, a sender that does not pace),
+/// the standard slow start 2 (RFC 3465 §2.2). Seen failing before L = 8:
+/// CUBIC with HyStart++ grew 10 → 12 MSS on one ACK of 6 segments.
+#[test]
+fn a_stretch_ack_in_hystart_slow_start_counts_up_to_eight_segments() {
+    for (cc, hystart, grown) in [
+        (Congestion::Cubic, true, 8),
+        (Congestion::Cubic, false, 2),
+        (Congestion::NewReno, false, 2),
+    ] {
+        let cfg = cfg_with(|t| {
+            t.congestion = cc;
+            t.hystart = hystart;
+            t.sndbuf = 1 << 20;
+        });
+        let mut k = open(cfg, Peer::plain().ws(7));
+        k.write(100 * MSS as usize);
+        assert_eq!(k.data_out(), segs(0, 10));
+        // One ACK for 6 segments, then one for the other 4.
+        k.ack(6 * MSS);
+        let want = 10 + grown.min(6);
+        assert_eq!(k.info().cwnd, want * MSS, "{cc:?}, HyStart++ {hystart}");
+        k.ack(10 * MSS);
+        let want = want + grown.min(4);
+        assert_eq!(k.info().cwnd, want * MSS, "{cc:?}, HyStart++ {hystart}");
+        let out = k.data_out();
+        assert_eq!(out.len() as u32, want, "the window fills");
+        // A stretch ACK of the whole flight: at most L segments count.
+        k.ack(k.snd_max);
+        let want = want + grown;
+        assert_eq!(k.info().cwnd, want * MSS, "{cc:?}, HyStart++ {hystart}");
+    }
 }
 
 /// The response to a loss found by three duplicate ACKs: NewReno

@@ -86,14 +86,19 @@ pub trait CongestionControl: fmt::Debug + Send {
     }
 }
 
-/// Slow start (RFC 5681 §3.1 with RFC 3465 L = 2 SMSS) and the byte
-/// counter for congestion avoidance (one SMSS per cwnd of bytes ACKed).
+/// RFC 3465 §2.2: slow start grows by at most L = 2 SMSS per ACK.
+const ABC_L: u32 = 2;
+/// RFC 9406 §4.2: HyStart++'s L for a sender that does not pace (a paced
+/// one SHOULD use no limit): a stretch ACK of up to 8 segments counts whole.
+const HYSTART_L: u32 = 8;
+
+/// Slow start (RFC 5681 §3.1 with RFC 3465: at most `l` SMSS per ACK).
 /// Returns the bytes of `acked` left over after slow start ended.
-fn slow_start(cwnd: &mut u32, ssthresh: u32, acked: u32, mss: u32) -> u32 {
+fn slow_start(cwnd: &mut u32, ssthresh: u32, acked: u32, mss: u32, l: u32) -> u32 {
     if *cwnd >= ssthresh {
         return acked;
     }
-    let inc = acked.min(2 * mss);
+    let inc = acked.min(l.saturating_mul(mss));
     let room = ssthresh - *cwnd;
     *cwnd = cwnd.saturating_add(inc.min(room));
     acked.saturating_sub(room)
@@ -129,7 +134,7 @@ impl CongestionControl for NewReno {
         self.ssthresh
     }
     fn on_ack(&mut self, _now: Instant, acked: u32, mss: u32, _srtt: Duration) {
-        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss);
+        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss, ABC_L);
         if self.cwnd < self.ssthresh || rest == 0 {
             return;
         }
@@ -238,13 +243,21 @@ impl CongestionControl for Cubic {
         self.ssthresh
     }
     fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Duration) {
-        if self.cwnd < self.ssthresh && self.hystart.is_some_and(|h| h.phase() == Phase::Css) {
+        let phase = self.hystart.map(|h| h.phase());
+        if self.cwnd < self.ssthresh && phase == Some(Phase::Css) {
             // Conservative Slow Start (RFC 9406 §4.2).
-            let inc = acked.min(2 * mss) / CSS_GROWTH_DIVISOR;
+            let inc = acked.min(HYSTART_L * mss) / CSS_GROWTH_DIVISOR;
             self.cwnd = self.cwnd.saturating_add(inc).min(self.ssthresh);
             return;
         }
-        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss);
+        // HyStart++'s own slow start (the initial one) takes L = 8; the
+        // slow start after a timeout is RFC 5681's, with RFC 3465's L.
+        let l = if phase == Some(Phase::SlowStart) {
+            HYSTART_L
+        } else {
+            ABC_L
+        };
+        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss, l);
         if self.cwnd < self.ssthresh || rest == 0 {
             return;
         }
