@@ -12,7 +12,7 @@ use ustack_core::{Duration, Event, EventKind, Medium, RetransmitCause};
 
 const MSS_DATA: usize = 1448;
 
-/// a sends 20 segments to b; the 5th data segment is lost once. (The
+/// a sends 40 segments to b; the 5th data segment is lost once. (The
 /// pair delivers at once: b answers a whole flight with one ACK.)
 fn lossy_transfer(trace: bool, rack: bool) -> (Vec<Event>, Vec<u8>) {
     let mut ca = config(Medium::Ip, A, 1).with_trace(trace);
@@ -39,7 +39,7 @@ fn lossy_transfer(trace: bool, rack: bool) -> (Vec<Event>, Vec<u8>) {
     let _ = p.a.tcp_connect(p.now, c, SocketAddr::from((B, 80)));
     p.advance(Duration::from_millis(10));
     let (s, _) = p.b.tcp_accept(l).unwrap();
-    let data: Vec<u8> = (0..20 * MSS_DATA).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..40 * MSS_DATA).map(|i| (i % 251) as u8).collect();
     let mut sent = 0;
     let mut got = Vec::new();
     let mut buf = vec![0u8; 65536];

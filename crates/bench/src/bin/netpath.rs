@@ -76,6 +76,10 @@ struct Args {
     /// a transfer (between writes of 64 KiB), to stderr; 0: never.
     #[arg(long, default_value_t = 0.0)]
     watch: f64,
+    /// Writes ustack's events (docs/trace.md: cwnd, RTT, retransmissions)
+    /// as JSON lines to FILE, for every ustack transfer of the run.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<std::path::PathBuf>,
     /// Internal: run as the kernel's sink or source.
     #[arg(long)]
     role: Option<String>,
@@ -328,6 +332,7 @@ impl Lab {
         cc: Congestion,
         seed: u64,
         prefix: Option<&str>,
+        trace: Option<&std::path::Path>,
     ) -> Result<Lab, String> {
         let tag = std::process::id();
         let prefix = prefix.map_or_else(|| format!("npath-{tag}"), str::to_owned);
@@ -377,6 +382,11 @@ impl Lab {
         let stack = Stack::new(cfg).map_err(|e| e.to_string())?;
         let ustack =
             Runtime::new(stack, tu, Clock::new(), Mode::Thread).map_err(err("start ustack"))?;
+        if let Some(path) = trace {
+            let f = std::fs::File::create(path)
+                .map_err(|e| format!("trace file {}: {e}", path.display()))?;
+            ustack.trace_to(Box::new(std::io::BufWriter::new(f)), "ustack");
+        }
         Ok(Lab {
             a,
             b,
@@ -678,7 +688,13 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let cleanup = Arc::new(Mutex::new(Cleanup::default()));
     guard_signals(cleanup.clone())?;
-    let mut lab = Lab::new(cleanup, cc, args.seed, args.netns_prefix.as_deref())?;
+    let mut lab = Lab::new(
+        cleanup,
+        cc,
+        args.seed,
+        args.netns_prefix.as_deref(),
+        args.trace.as_deref(),
+    )?;
     println!(
         "netpath: up to {} bytes or {} s per transfer, the Linux kernel receiving in namespace B, seed {}",
         args.bytes, args.secs, args.seed

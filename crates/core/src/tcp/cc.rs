@@ -91,14 +91,19 @@ pub trait CongestionControl: fmt::Debug + Send {
     }
 }
 
-/// Slow start (RFC 5681 §3.1 with RFC 3465 L = 2 SMSS) and the byte
-/// counter for congestion avoidance (one SMSS per cwnd of bytes ACKed).
+/// RFC 3465 §2.2: slow start grows by at most L = 2 SMSS per ACK.
+const ABC_L: u32 = 2;
+/// RFC 9406 §4.2: HyStart++'s L for a sender that does not pace (a paced
+/// one SHOULD use no limit): a stretch ACK of up to 8 segments counts whole.
+const HYSTART_L: u32 = 8;
+
+/// Slow start (RFC 5681 §3.1 with RFC 3465: at most `l` SMSS per ACK).
 /// Returns the bytes of `acked` left over after slow start ended.
-fn slow_start(cwnd: &mut u32, ssthresh: u32, acked: u32, mss: u32) -> u32 {
+fn slow_start(cwnd: &mut u32, ssthresh: u32, acked: u32, mss: u32, l: u32) -> u32 {
     if *cwnd >= ssthresh {
         return acked;
     }
-    let inc = acked.min(2 * mss);
+    let inc = acked.min(l.saturating_mul(mss));
     let room = ssthresh - *cwnd;
     *cwnd = cwnd.saturating_add(inc.min(room));
     acked.saturating_sub(room)
@@ -134,7 +139,7 @@ impl CongestionControl for NewReno {
         self.ssthresh
     }
     fn on_ack(&mut self, _now: Instant, acked: u32, mss: u32, _srtt: Duration) {
-        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss);
+        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss, ABC_L);
         if self.cwnd < self.ssthresh || rest == 0 {
             return;
         }
@@ -178,6 +183,9 @@ pub struct Cubic {
     epoch: Option<(Instant, f64)>,
     /// The Reno-friendly estimate W_est (segments), RFC 9438 §4.3.
     w_est: f64,
+    /// cwnd_prior: the window (segments) just before the last reduction;
+    /// W_est grows at α = 1 once it gets there (RFC 9438 §4.3).
+    cwnd_prior: f64,
     /// Growth (bytes) not yet added to cwnd.
     frac: f64,
     /// HyStart++ (RFC 9406) in the initial slow start; `None`: off.
@@ -197,6 +205,7 @@ impl Cubic {
             w_max: 0.0,
             epoch: None,
             w_est: 0.0,
+            cwnd_prior: 0.0,
             frac: 0.0,
             hystart: Some(HyStart::default()),
         }
@@ -215,6 +224,7 @@ impl Cubic {
             h.stop();
         }
         let cwnd_seg = f64::from(self.cwnd) / f64::from(mss);
+        self.cwnd_prior = cwnd_seg;
         // Fast convergence (RFC 9438 §4.7): release bandwidth to newer flows.
         self.w_max = if cwnd_seg < self.w_max {
             cwnd_seg * (1.0 + CUBIC_BETA) / 2.0
@@ -238,13 +248,21 @@ impl CongestionControl for Cubic {
         self.ssthresh
     }
     fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Duration) {
-        if self.cwnd < self.ssthresh && self.hystart.is_some_and(|h| h.phase() == Phase::Css) {
+        let phase = self.hystart.map(|h| h.phase());
+        if self.cwnd < self.ssthresh && phase == Some(Phase::Css) {
             // Conservative Slow Start (RFC 9406 §4.2).
-            let inc = acked.min(2 * mss) / CSS_GROWTH_DIVISOR;
+            let inc = acked.min(HYSTART_L * mss) / CSS_GROWTH_DIVISOR;
             self.cwnd = self.cwnd.saturating_add(inc).min(self.ssthresh);
             return;
         }
-        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss);
+        // HyStart++'s own slow start (the initial one) takes L = 8; the
+        // slow start after a timeout is RFC 5681's, with RFC 3465's L.
+        let l = if phase == Some(Phase::SlowStart) {
+            HYSTART_L
+        } else {
+            ABC_L
+        };
+        let rest = slow_start(&mut self.cwnd, self.ssthresh, acked, mss, l);
         if self.cwnd < self.ssthresh || rest == 0 {
             return;
         }
@@ -266,8 +284,13 @@ impl CongestionControl for Cubic {
         let t = (now - start).as_secs_f64() + srtt.as_secs_f64();
         let w_cubic = CUBIC_C * (t - k).powi(3) + self.w_max;
         let target = w_cubic.clamp(cwnd_seg, 1.5 * cwnd_seg);
-        // Reno-friendly region (RFC 9438 §4.3): α = 3(1-β)/(1+β).
-        let alpha = 3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA);
+        // Reno-friendly region (RFC 9438 §4.3): α = 3(1-β)/(1+β), and 1
+        // (Reno's own rate) once W_est has regained cwnd_prior.
+        let alpha = if self.w_est >= self.cwnd_prior {
+            1.0
+        } else {
+            3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA)
+        };
         let segs_acked = f64::from(rest) / mssf;
         self.w_est += alpha * segs_acked / cwnd_seg;
         // Growth per ACK: (target - cwnd) / cwnd segments per segment ACKed.

@@ -1368,15 +1368,25 @@ impl Tcp {
         let wnd = u32::from(seg.window_len) << t.snd.wscale;
         // RFC 7661 §4.1 (as Linux `tcp_is_cwnd_limited`): cwnd grows only
         // while it limits the sender, or it would swell without bound on
-        // an application- or receiver-limited flow.
+        // an application- or receiver-limited flow. Judged per flight, not
+        // per ACK (Linux `is_cwnd_limited` until `cwnd_usage_seq`): ACKs
+        // taken in one batch before anything is sent each see the flight
+        // shrunk by the ones before, yet all ACK data sent while cwnd was full.
         let cwnd = t.cong.cc.window();
         let traced = cx.cfg.trace.then(|| (cwnd, t.cong.cc.ssthresh()));
         let flight_before = t.flight();
-        let cwnd_limited = if cwnd < t.cong.cc.ssthresh() {
+        let full_now = if cwnd < t.cong.cc.ssthresh() {
             flight_before.saturating_mul(2) >= cwnd
         } else {
             flight_before.saturating_add(mss) >= cwnd
         };
+        let cwnd_limited = full_now || ack.diff(t.cong.cwnd_full_until) <= 0;
+        if full_now {
+            t.cong.cwnd_full_until = t.snd.max;
+        } else if t.snd.una.diff(t.cong.cwnd_full_until) > 0 {
+            // Kept within a window of SND.UNA, so it never wraps ahead.
+            t.cong.cwnd_full_until = t.snd.una;
+        }
         if ack.diff(t.snd.una) > 0 {
             let data_acked = (ack.diff(t.snd.q_front).max(0) as usize).min(t.snd.q.len());
             let acked = ack.diff(t.snd.una) as u32;

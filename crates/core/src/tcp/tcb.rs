@@ -181,6 +181,9 @@ pub(crate) struct Congestion {
     pub paced: Option<Box<super::pacing::Paced>>,
     /// Whether the pacing timer is armed (as `rack_timer`).
     pub pace_timer: bool,
+    /// SND.MAX when the sender was last seen to fill cwnd: ACKs up to it
+    /// grow cwnd (RFC 7661 §4.1; Linux `cwnd_usage_seq`).
+    pub cwnd_full_until: SeqNumber,
 }
 
 /// A transmission control block (RFC 9293 §3.3.1).
@@ -335,6 +338,7 @@ impl Tcb {
                 trigger: RetransmitCause::FastRetransmit,
                 paced: None,
                 pace_timer: false,
+                cwnd_full_until: iss,
             },
             opts,
         }
