@@ -2025,3 +2025,106 @@ fn a_timeout_ends_a_burst() {
     );
     assert_eq!(k.counters().timeouts, 1);
 }
+
+/// Issue #20: 300 segments, every other one lost, the peer reporting at
+/// most four SACK blocks per ACK (RFC 2018 §4) and one ACK in seven lost.
+/// With `rtx_lost_until_rto`, every retransmission before the first RTO
+/// is lost too. Returns the retransmitted segments (sorted), those the
+/// peer got twice, and the counters.
+fn many_holes(rtx_lost_until_rto: bool) -> (Vec<u32>, Vec<u32>, TcpCounters) {
+    const N: u32 = 300;
+    let cfg = cfg_with(|t| {
+        t.sndbuf = 1 << 20;
+        t.initial_window = N;
+    });
+    let mut k = open(cfg, Peer::plain().sack().ws(7).rtt(0.01));
+    k.write((N * MSS) as usize);
+    assert_eq!(k.data_out(), segs(0, N));
+    // The receiver: when each segment arrived (0: not yet).
+    let mut got = vec![0u32; N as usize];
+    let mut clock = 0u32;
+    let mut pending: std::collections::VecDeque<u32> = (1..N).step_by(2).collect();
+    let mut retx: Vec<u32> = Vec::new();
+    let mut twice: Vec<u32> = Vec::new();
+    let mut acks = 0u32;
+    let mut idle = 0;
+    let sent =
+        |k: &mut Conn, retx: &mut Vec<u32>, pending: &mut std::collections::VecDeque<u32>| {
+            let lose = rtx_lost_until_rto && k.counters().timeouts == 0;
+            for (off, _) in k.data_out_split().0 {
+                retx.push(off / MSS);
+                if !lose {
+                    pending.push_back(off / MSS);
+                }
+            }
+        };
+    for _ in 0..10_000 {
+        let Some(i) = pending.pop_front() else {
+            if got.iter().all(|&g| g != 0) || idle == 40 {
+                break;
+            }
+            // Let a timer send what is still missing.
+            idle += 1;
+            let t = k.s.t();
+            k.s.run_to(t + 0.5);
+            sent(&mut k, &mut retx, &mut pending);
+            continue;
+        };
+        if got[i as usize] != 0 {
+            twice.push(i);
+        }
+        clock += 1;
+        got[i as usize] = clock;
+        acks += 1;
+        if !acks.is_multiple_of(7) {
+            let cum = got.iter().position(|&g| g == 0).unwrap_or(N as usize) as u32;
+            // Runs above the cumulative ACK, the most recent first.
+            let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+            let mut j = cum;
+            while j < N {
+                if got[j as usize] == 0 {
+                    j += 1;
+                    continue;
+                }
+                let from = j;
+                let mut last = 0;
+                while j < N && got[j as usize] != 0 {
+                    last = last.max(got[j as usize]);
+                    j += 1;
+                }
+                runs.push((last, from * MSS, j * MSS));
+            }
+            runs.sort_by_key(|r| std::cmp::Reverse(r.0));
+            let blocks: Vec<(u32, u32)> = runs.iter().take(4).map(|r| (r.1, r.2)).collect();
+            k.sack(cum * MSS, &blocks);
+        }
+        sent(&mut k, &mut retx, &mut pending);
+    }
+    assert!(got.iter().all(|&g| g != 0), "all delivered");
+    retx.sort_unstable();
+    (retx, twice, k.counters())
+}
+
+/// Issue #20: with more holes in flight than the receiver keeps
+/// out-of-order ranges (`max_ofo_ranges`, 64), every SACK block still
+/// counts (RFC 6675 §5: the scoreboard covers the whole window): only the
+/// 150 lost segments go again, each once, nothing SACKed.
+#[test]
+fn with_many_holes_nothing_sacked_is_retransmitted() {
+    let (retx, twice, c) = many_holes(false);
+    assert!(twice.is_empty(), "SACKed segments resent: {twice:?}");
+    let lost: Vec<u32> = (0..300).step_by(2).collect();
+    assert_eq!(retx, lost, "exactly the lost segments, once each");
+    assert_eq!(c.timeouts, 0);
+}
+
+/// Issue #20: after an RTO the SACK scoreboard stands (the peer did not
+/// renege; Linux tcp_timeout_mark_lost marks only what is not SACKed):
+/// go-back-N from SND.UNA resends the 150 holes, never a SACKed segment.
+#[test]
+fn an_rto_with_many_holes_resends_only_what_is_not_sacked() {
+    let (retx, twice, c) = many_holes(true);
+    assert!(c.timeouts >= 1, "{c:?}");
+    assert!(twice.is_empty(), "SACKed segments resent: {twice:?}");
+    assert!(retx.iter().all(|i| i % 2 == 0), "only holes: {retx:?}");
+}

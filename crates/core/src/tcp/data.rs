@@ -13,6 +13,13 @@ use crate::time::{Duration, Instant};
 
 use ustack_wire::SeqNumber;
 
+/// SACKed ranges the sender's scoreboard keeps at most: one per hole in
+/// flight, which a large window at a few percent loss has by the hundred
+/// (the receiver's `max_ofo_ranges` is a different limit; Linux keeps all,
+/// on its retransmission queue). Past it, a new disjoint block is left out
+/// and only underestimates what is SACKed (pipe errs high, RFC 6675 §4).
+pub(crate) const MAX_SACKED_SPANS: usize = 2048;
+
 /// What `choose_send` picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Send {
@@ -526,11 +533,12 @@ impl Tcb {
                 continue;
             }
             n += 1;
-            let kept = self
-                .cong
+            self.cong
                 .sacked
                 .edit(|v| insert_span(v, Span { start: l, end: r }, max));
-            if let (true, Some(rack)) = (kept, self.cong.rack.as_deref_mut()) {
+            // RACK's log has its own bound: it learns of every block, so a
+            // SACKed segment is never judged lost (issue #20).
+            if let Some(rack) = self.cong.rack.as_deref_mut() {
                 rack.on_sack(l, r);
             }
         }

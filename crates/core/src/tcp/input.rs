@@ -1361,7 +1361,7 @@ impl Tcp {
             0
         };
         if t.neg.sack && seg.sack_ranges[0].is_some() {
-            let (blocks, bytes) = t.take_sack(&seg.sack_ranges, cfg.max_ofo_ranges);
+            let (blocks, bytes) = t.take_sack(&seg.sack_ranges, super::data::MAX_SACKED_SPANS);
             cx.sh.counters.tcp.sack_blocks_recv += u64::from(blocks);
             new_sack = bytes;
         }
