@@ -145,6 +145,23 @@ fn pattern(i: usize) -> u8 {
 }
 
 impl Conn {
+    /// The first window's segment 0 lost: three duplicate ACKs, its fast
+    /// retransmission, and one `rtt` later the ACK of all that was sent,
+    /// so that congestion avoidance follows. Returns that ACK's offset.
+    fn recover_from_first_loss(&mut self, rtt: f64) -> u32 {
+        assert_eq!(self.data_out(), segs(0, 10));
+        for _ in 0..3 {
+            self.ack(0);
+        }
+        let (retx, _) = self.data_out_split();
+        assert_eq!(retx, vec![(0, MSS)]);
+        self.s.wait(rtt);
+        let acked = self.snd_max;
+        self.ack(acked);
+        self.data_out();
+        acked
+    }
+
     fn info(&self) -> TcpInfo {
         self.s.stack.tcp_info(self.c).unwrap()
     }
@@ -1439,17 +1456,8 @@ fn a_batch_of_acks_grows_cwnd_as_much_as_the_same_acks_one_by_one() {
             });
             let mut k = open(cfg, Peer::plain().ws(7));
             k.write(400 * MSS as usize);
-            assert_eq!(k.data_out(), segs(0, 10));
             // One loss, so that congestion avoidance follows recovery.
-            for _ in 0..3 {
-                k.ack(0);
-            }
-            let (retx, _) = k.data_out_split();
-            assert_eq!(retx, vec![(0, MSS)]);
-            k.s.wait(0.1);
-            let mut acked = k.snd_max;
-            k.ack(acked);
-            k.data_out();
+            let mut acked = k.recover_from_first_loss(0.1);
             let start = k.info();
             assert_eq!(start.ca_state, "Open");
             assert_eq!(start.cwnd, start.ssthresh);
@@ -1498,16 +1506,7 @@ fn cubic_reno_friendly_growth_is_reno_s_once_past_the_prior_window() {
     });
     let mut k = open(cfg, Peer::plain().ws(7).rtt(0.01));
     k.write(1000 * MSS as usize);
-    assert_eq!(k.data_out(), segs(0, 10));
-    for _ in 0..3 {
-        k.ack(0);
-    }
-    let (retx, _) = k.data_out_split();
-    assert_eq!(retx, vec![(0, MSS)]);
-    k.s.wait(0.01);
-    let mut acked = k.snd_max;
-    k.ack(acked);
-    k.data_out();
+    let mut acked = k.recover_from_first_loss(0.01);
     assert_eq!((k.info().cwnd, k.info().ssthresh), (7 * MSS, 7 * MSS));
     let mut cwnd = vec![k.info().cwnd];
     for _round in 0..20 {
