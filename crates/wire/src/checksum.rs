@@ -237,6 +237,23 @@ pub fn ipv4_header_sum(h: &[u8; 20]) -> u16 {
     u16::from_be(fold(w(0) + w(4) + w(8) + w(12) + w(16)))
 }
 
+/// [`sum`] of a short piece whose length is a multiple of 4 (a TCP
+/// header, 20 to 60 bytes), inlined into the caller: `u32` words added,
+/// without `sum`'s call, CPU dispatch and loop set-up, which dominate for
+/// so few bytes. Another length: [`sum`].
+#[inline(always)]
+pub fn sum_words(data: &[u8]) -> u64 {
+    let mut words = data.chunks_exact(4);
+    let mut acc = 0u64;
+    for w in &mut words {
+        acc += u64::from(word(w));
+    }
+    if !words.remainder().is_empty() {
+        return sum(data);
+    }
+    u64::from(u16::from_be(fold(acc)))
+}
+
 /// Folds an accumulated sum to 16 bits with end-around carry (NOT
 /// complemented): the value in 1..=0xffff congruent to `sum` modulo 0xffff,
 /// or 0 for 0.
@@ -504,6 +521,11 @@ mod tests {
                 t = (t & 0xffff) + (t >> 16);
             }
             prop_assert_eq!(fold(s), t as u16);
+        }
+
+        #[test]
+        fn sum_words_matches_sum(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(sum_words(&data), sum(&data));
         }
 
         #[test]

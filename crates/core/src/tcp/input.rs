@@ -122,7 +122,7 @@ impl Tcp {
                 Some(s) => {
                     fast.payload = &[];
                     fast.posted = seg.payload.len();
-                    checksum::sum(&segment[..hl]) + s
+                    checksum::sum_words(&segment[..hl]) + s
                 }
                 None => checksum::sum(segment),
             };
@@ -190,7 +190,7 @@ impl Tcp {
                 Some(s) => {
                     fast.payload = &[];
                     fast.posted = seg.payload.len();
-                    checksum::sum(&segment[..hl]) + s
+                    checksum::sum_words(&segment[..hl]) + s
                 }
                 None => checksum::sum(segment),
             };
