@@ -62,6 +62,8 @@ pub(crate) struct FastSeg<'a> {
     /// posted receive buffer with room (`payload` is then empty), in the
     /// pass that summed them for the checksum.
     posted: usize,
+    /// Where that buffer is in the posted queue.
+    posted_at: usize,
 }
 
 impl<'a> FastSeg<'a> {
@@ -74,6 +76,7 @@ impl<'a> FastSeg<'a> {
             payload: seg.payload,
             placed: 0,
             posted: 0,
+            posted_at: 0,
         }
     }
 
@@ -88,6 +91,7 @@ impl<'a> FastSeg<'a> {
             payload: seg.payload,
             placed: 0,
             posted: 0,
+            posted_at: 0,
         }
     }
 }
@@ -119,9 +123,10 @@ impl Tcp {
             // summed as it goes (the header is even-sized: sums add,
             // RFC 1071); the bytes count only once the segment is taken.
             let sum = match self.posted_copy_sum(id, seg.payload) {
-                Some(s) => {
+                Some((s, at)) => {
                     fast.payload = &[];
                     fast.posted = seg.payload.len();
+                    fast.posted_at = at;
                     checksum::sum_words(&segment[..hl]) + s
                 }
                 None => checksum::sum(segment),
@@ -187,9 +192,10 @@ impl Tcp {
             };
             let pseudo = pair.pseudo_sum(IpProtocol::Tcp, segment.len());
             let sum = match self.posted_copy_sum(id, seg.payload) {
-                Some(s) => {
+                Some((s, at)) => {
                     fast.payload = &[];
                     fast.posted = seg.payload.len();
+                    fast.posted_at = at;
                     checksum::sum_words(&segment[..hl]) + s
                 }
                 None => checksum::sum(segment),
@@ -1011,7 +1017,7 @@ impl Tcp {
             t.take_placed(seg.placed)
         } else if seg.posted > 0 {
             cx.sh.counters.tcp.rx_direct_bytes += seg.posted as u64;
-            t.take_posted_placed(seg.posted)
+            t.take_posted_placed(seg.posted, seg.posted_at)
         } else {
             let mut direct = 0;
             let n = t.take_in_order(seg.payload, &mut direct);

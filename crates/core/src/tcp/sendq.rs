@@ -342,13 +342,14 @@ impl std::fmt::Debug for Posted {
 }
 
 /// The first of the posted buffers `q` with room left (those before it
-/// are full, waiting to be taken back).
+/// are full, waiting to be taken back), and where it is.
 #[inline]
-pub fn first_with_room(q: &mut std::collections::VecDeque<Posted>) -> Option<&mut Posted> {
+pub fn first_with_room(q: &mut std::collections::VecDeque<Posted>) -> Option<(usize, &mut Posted)> {
     let (a, b) = q.as_mut_slices();
     a.iter_mut()
         .chain(b.iter_mut())
-        .find(|p| p.filled < p.buf.len())
+        .enumerate()
+        .find(|(_, p)| p.filled < p.buf.len())
 }
 
 impl Posted {
