@@ -4,9 +4,9 @@
 //! out, data read and handed back in posted buffers, readiness changes,
 //! events, counters, TCP_INFO). The bursts mix in-order data of two
 //! connections, out-of-order and duplicate data, FIN, RST, frames for no
-//! connection, CE-marked frames (the full path) and frames with bad
-//! checksums, some of them vouched for by the device (case count:
-//! proptest's default or PROPTEST_CASES).
+//! connection, CE-marked frames (the full path), frames with bad
+//! checksums, some of them vouched for by the device, frames cut short
+//! and random bytes (case count: proptest's default or PROPTEST_CASES).
 
 mod segscript;
 
@@ -38,6 +38,9 @@ struct Frame {
     ce: bool,
     /// The device vouches for its checksums (`RxMeta::csum_ok`).
     trusted: bool,
+    /// Cut short to this many bytes, or replaced by these bytes (after
+    /// an IPv4 version and header length byte).
+    mangle: Option<Result<usize, Vec<u8>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,8 +65,13 @@ fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![4 => Just(true), 1 => Just(false)],
         prop_oneof![8 => Just(false), 1 => Just(true)],
         prop_oneof![4 => Just(false), 1 => Just(true)],
+        prop_oneof![
+            20 => Just(None),
+            1 => (0usize..80).prop_map(|n| Some(Ok(n))),
+            1 => prop::collection::vec(any::<u8>(), 0..80).prop_map(|v| Some(Err(v))),
+        ],
     )
-        .prop_map(|(conn, dseq, len, kind, corrupt, ack_all, ce, trusted)| Frame {
+        .prop_map(|(conn, dseq, len, kind, corrupt, ack_all, ce, trusted, mangle)| Frame {
             conn,
             dseq,
             len,
@@ -72,6 +80,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             ack_all,
             ce,
             trusted,
+            mangle,
         })
 }
 
@@ -206,6 +215,11 @@ proptest! {
                         if let Some(i) = f.corrupt {
                             let i = i % bytes.len();
                             bytes[i] ^= 0x5a;
+                        }
+                        match f.mangle {
+                            None => {}
+                            Some(Ok(n)) => bytes.truncate(n),
+                            Some(Err(v)) => bytes = [&[0x45][..], &v].concat(),
                         }
                         frames.push((bytes, RxMeta { csum_ok: f.trusted }));
                     }
