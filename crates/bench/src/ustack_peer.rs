@@ -7,7 +7,8 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 use ustack_core::wire::{ChecksumCaps, Ipv4Addr, Ipv4Cidr};
 use ustack_core::{
-    Congestion, Duration, Errno, Instant, Medium, SocketHandle, Stack, StackConfig, TcpState,
+    Congestion, Duration, Errno, Instant, Medium, RxMeta, SocketHandle, Stack, StackConfig,
+    TcpState,
 };
 use ustack_devices::{Impairments, MemLink, Sim};
 
@@ -55,11 +56,22 @@ fn open_pair(
     }
 }
 
-/// Hands every frame waiting on direction `1 - i` to stack `i`, then puts
-/// everything stack `i` owes on direction `i`.
-fn exchange(stack: &mut Stack, wire: &mut Wire, i: usize, now: Instant, mtu: usize) {
+/// Hands every frame waiting on direction `1 - i` to stack `i` (one
+/// burst, as a device loop hands it what one poll read; `rx` is room for
+/// them), then puts everything stack `i` owes on direction `i`.
+fn exchange(
+    stack: &mut Stack,
+    wire: &mut Wire,
+    rx: &mut Vec<Vec<u8>>,
+    i: usize,
+    now: Instant,
+    mtu: usize,
+) {
     while let Some(f) = wire.pop(1 - i) {
-        stack.receive(now, &f);
+        rx.push(f);
+    }
+    stack.receive_burst(now, rx.iter().map(|f| (&f[..], RxMeta::default())));
+    for f in rx.drain(..) {
         wire.recycle(f);
     }
     loop {
@@ -87,6 +99,7 @@ pub fn run(opts: &BulkOptions) -> Result<BulkResult, String> {
         Stack::new(config(SERVER, 2, opts.mtu, opts.offload)).map_err(|e| e.to_string())?,
     ];
     let mut wire = Wire::default();
+    let mut rx = Vec::new();
     let (client_stack, server_stack) = stacks.split_at_mut(1);
     let (listener, client) = open_pair(
         &mut client_stack[0],
@@ -104,7 +117,7 @@ pub fn run(opts: &BulkOptions) -> Result<BulkResult, String> {
     while received < opts.bytes {
         let now = clock();
         for (i, stack) in stacks.iter_mut().enumerate() {
-            exchange(stack, &mut wire, i, now, opts.mtu);
+            exchange(stack, &mut wire, &mut rx, i, now, opts.mtu);
         }
         let c = &mut stacks[0];
         while sent < opts.bytes {
@@ -333,6 +346,7 @@ pub fn run_zerocopy(opts: &BulkOptions) -> Result<BulkResult, String> {
         Stack::new(config(SERVER, 2, opts.mtu, opts.offload)).map_err(|e| e.to_string())?,
     ];
     let mut wire = Wire::default();
+    let mut rx = Vec::new();
     let (client_stack, server_stack) = stacks.split_at_mut(1);
     let (listener, client) = open_pair(
         &mut client_stack[0],
@@ -367,7 +381,7 @@ pub fn run_zerocopy(opts: &BulkOptions) -> Result<BulkResult, String> {
     while received < opts.bytes {
         let now = clock();
         for (i, stack) in stacks.iter_mut().enumerate() {
-            exchange(stack, &mut wire, i, now, opts.mtu);
+            exchange(stack, &mut wire, &mut rx, i, now, opts.mtu);
         }
         // Client: reap the buffers ACKed, lend them again.
         let c = &mut stacks[0];

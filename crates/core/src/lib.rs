@@ -39,6 +39,7 @@ pub mod ipv6;
 pub mod ports;
 pub mod ratelimit;
 pub mod rng;
+mod rx_burst;
 mod rx_placed;
 pub mod socket;
 pub mod stack;

@@ -65,8 +65,10 @@ pub enum TxStep {
 /// `Driver`, and the `ustack` runtime's stack thread and inline mode):
 /// receive a batch, offer a refused frame again, send the next one.
 ///
-/// Reads up to `max` frames into `rx` and hands each to the host
-/// (`seen` first, e.g. a capture). Returns how many.
+/// Reads up to `max` frames into `rx` and hands them to the host as one
+/// burst (`SimHost::receive_burst`), each `seen` first (e.g. a capture).
+/// If `seen` fails for a frame, the host gets the frames before it, and
+/// the error is returned. Returns how many were read.
 pub fn receive_batch<H: SimHost + ?Sized, D: Device + ?Sized>(
     host: &mut H,
     device: &mut D,
@@ -77,11 +79,20 @@ pub fn receive_batch<H: SimHost + ?Sized, D: Device + ?Sized>(
 ) -> io::Result<usize> {
     rx.clear();
     let n = device.recv_batch(now, rx, max)?;
-    for (frame, meta) in rx.iter_with() {
-        seen(frame)?;
-        host.receive_with(now, frame, meta);
+    let mut failed = None;
+    let mut good = 0;
+    for (frame, _) in rx.iter_with() {
+        if let Err(e) = seen(frame) {
+            failed = Some(e);
+            break;
+        }
+        good += 1;
     }
-    Ok(n)
+    host.receive_burst(now, &mut rx.iter_with().take(good));
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
 }
 
 /// Offers the frame the device refused last (if any) again. `Ok(false)`
@@ -381,6 +392,61 @@ mod tests {
         assert!(driver.stats().tx_deferred >= 4, "{:?}", driver.stats());
         assert!(driver.device().stats().tx_would_block >= 4);
         assert_eq!(driver.device().stats().tx_frames, 5);
+    }
+
+    /// A host that records what it is handed, and how.
+    #[derive(Default)]
+    struct Log {
+        frames: Vec<Vec<u8>>,
+        bursts: usize,
+    }
+
+    impl SimHost for Log {
+        fn receive(&mut self, _: Instant, frame: &[u8]) {
+            self.frames.push(frame.to_vec());
+        }
+        fn receive_burst(
+            &mut self,
+            now: Instant,
+            frames: &mut dyn Iterator<Item = (&[u8], ustack_core::RxMeta)>,
+        ) {
+            self.bursts += 1;
+            for (f, _) in frames {
+                self.receive(now, f);
+            }
+        }
+        fn transmit(&mut self, _: Instant, _: &mut [u8]) -> Option<usize> {
+            None
+        }
+        fn poll_at(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_to_the_host_as_one_burst_up_to_a_failed_seen() {
+        let (mut dev, mut peer) = MemDevice::pair(Medium::Ip, 1500, 8);
+        for i in 0..4u8 {
+            peer.send(Instant::ZERO, &[i; 30]).unwrap();
+        }
+        let (mut host, mut rx) = (Log::default(), PacketBatch::new());
+        let n = receive_batch(&mut host, &mut dev, Instant::ZERO, &mut rx, 2, |_| Ok(())).unwrap();
+        assert_eq!((n, host.bursts), (2, 1));
+        assert_eq!(host.frames, [[0u8; 30], [1; 30]]);
+        // `seen` fails on the second frame: the first is delivered, the
+        // error returned.
+        let mut seen = 0;
+        let err = receive_batch(&mut host, &mut dev, Instant::ZERO, &mut rx, 8, |_| {
+            seen += 1;
+            if seen == 2 {
+                Err(io::Error::other("capture full"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "capture full");
+        assert_eq!(host.frames, [[0u8; 30], [1; 30], [2; 30]]);
     }
 
     #[test]

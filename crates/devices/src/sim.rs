@@ -30,6 +30,18 @@ pub trait SimHost {
         let _ = meta;
         self.receive(now, frame);
     }
+    /// The frames a device poll read, in order, as `receive_with` one
+    /// after another would take them (the core's stack takes them as one
+    /// burst: `Stack::receive_burst`).
+    fn receive_burst(
+        &mut self,
+        now: Instant,
+        frames: &mut dyn Iterator<Item = (&[u8], ustack_core::RxMeta)>,
+    ) {
+        for (frame, meta) in frames {
+            self.receive_with(now, frame, meta);
+        }
+    }
     /// Writes one outgoing frame into `buf` and returns its length; `None` when nothing is owed now.
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize>;
     /// When `transmit` must next be called even if no frame arrives.
@@ -42,6 +54,13 @@ impl<H: SimHost + ?Sized> SimHost for Box<H> {
     }
     fn receive_with(&mut self, now: Instant, frame: &[u8], meta: ustack_core::RxMeta) {
         (**self).receive_with(now, frame, meta)
+    }
+    fn receive_burst(
+        &mut self,
+        now: Instant,
+        frames: &mut dyn Iterator<Item = (&[u8], ustack_core::RxMeta)>,
+    ) {
+        (**self).receive_burst(now, frames)
     }
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         (**self).transmit(now, buf)
@@ -57,6 +76,13 @@ impl SimHost for ustack_core::Stack {
     }
     fn receive_with(&mut self, now: Instant, frame: &[u8], meta: ustack_core::RxMeta) {
         ustack_core::Stack::receive_with(self, now, frame, meta)
+    }
+    fn receive_burst(
+        &mut self,
+        now: Instant,
+        frames: &mut dyn Iterator<Item = (&[u8], ustack_core::RxMeta)>,
+    ) {
+        ustack_core::Stack::receive_burst(self, now, frames)
     }
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         ustack_core::Stack::transmit(self, now, buf)

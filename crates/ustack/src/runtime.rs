@@ -273,13 +273,9 @@ impl State {
             self.gro_out.clear();
             let medium = self.stack.config().medium;
             ustack_devices::offload::gro(medium, &self.inbox_spare, &mut self.gro_out);
-            for (frame, meta) in self.gro_out.iter_with() {
-                self.stack.receive_with(now, frame, meta);
-            }
+            self.stack.receive_burst(now, self.gro_out.iter_with());
         } else {
-            for (frame, meta) in self.inbox_spare.iter_with() {
-                self.stack.receive_with(now, frame, meta);
-            }
+            self.stack.receive_burst(now, self.inbox_spare.iter_with());
         }
         self.inbox_spare.clear();
         if caller {

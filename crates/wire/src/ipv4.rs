@@ -755,11 +755,17 @@ impl<'a> Ipv4Fast<'a> {
     /// Whether the header checksum verifies (RFC 1071).
     #[inline(always)]
     pub fn checksum_ok(&self) -> bool {
-        Ipv4Packet::new_unchecked(&self.header[..]).verify_checksum()
+        checksum::ipv4_header_sum(self.header) == 0xffff
     }
 
     #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         self.payload
+    }
+
+    /// The 20-byte header.
+    #[inline(always)]
+    pub fn header(&self) -> &'a [u8; HEADER_LEN] {
+        self.header
     }
 }

@@ -26,6 +26,26 @@ const MIN_SND_MSS: u16 = 48;
 /// Out-of-window pure ACKs are answered at most this often (Linux `tcp_invalid_ratelimit`).
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A run of a burst's frames header prediction took for one connection
+/// (`Tcp::process_fast_run`).
+pub(crate) struct Run {
+    /// Source and destination address, ports, as on the wire.
+    key: (u64, u32),
+    id: TcbId,
+    /// Some bytes were taken.
+    data: bool,
+}
+
+#[inline(always)]
+fn ip_src(ip: &[u8; 20]) -> Ipv4Addr {
+    Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])
+}
+
+#[inline(always)]
+fn ip_dst(ip: &[u8; 20]) -> Ipv4Addr {
+    Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])
+}
+
 /// The fields of a segment that header prediction looks at: what is left
 /// of it once the flags are known to be ACK (maybe PSH) and it carries no
 /// SACK blocks.
@@ -42,6 +62,8 @@ pub(crate) struct FastSeg<'a> {
     /// posted receive buffer with room (`payload` is then empty), in the
     /// pass that summed them for the checksum.
     posted: usize,
+    /// Where that buffer is in the posted queue.
+    posted_at: usize,
 }
 
 impl<'a> FastSeg<'a> {
@@ -54,6 +76,7 @@ impl<'a> FastSeg<'a> {
             payload: seg.payload,
             placed: 0,
             posted: 0,
+            posted_at: 0,
         }
     }
 
@@ -68,6 +91,7 @@ impl<'a> FastSeg<'a> {
             payload: seg.payload,
             placed: 0,
             posted: 0,
+            posted_at: 0,
         }
     }
 }
@@ -99,10 +123,11 @@ impl Tcp {
             // summed as it goes (the header is even-sized: sums add,
             // RFC 1071); the bytes count only once the segment is taken.
             let sum = match self.posted_copy_sum(id, seg.payload) {
-                Some(s) => {
+                Some((s, at)) => {
                     fast.payload = &[];
                     fast.posted = seg.payload.len();
-                    checksum::sum(&segment[..hl]) + s
+                    fast.posted_at = at;
+                    checksum::sum_words(&segment[..hl]) + s
                 }
                 None => checksum::sum(segment),
             };
@@ -117,6 +142,88 @@ impl Tcp {
         cx.sh.counters.ip.in_delivers += 1;
         cx.sh.counters.tcp.in_segs += 1;
         true
+    }
+
+    /// [`process_fast`](Self::process_fast) for one frame of a burst
+    /// (`Stack::receive_burst`): `run` is the flow header prediction took
+    /// the burst's frames for since the last frame it did not, whose
+    /// tail ([`fast_tail`](Self::fast_tail)) is owed once, when the run
+    /// ends ([`end_run`](Self::end_run)). A frame of the same 4-tuple
+    /// (compared as the bytes on the wire) skips the lookup. `csum`:
+    /// verify the TCP checksum. False, the run ended, if header
+    /// prediction does not take the segment: the frame goes the usual way.
+    #[inline(always)]
+    pub(crate) fn process_fast_run(
+        &mut self,
+        cx: &mut Cx<'_>,
+        ip: &[u8; 20],
+        segment: &[u8],
+        csum: bool,
+        run: &mut Option<Run>,
+    ) -> bool {
+        let Some(seg) = TcpFast::new(segment) else {
+            self.end_run(cx, run);
+            return false;
+        };
+        let key = (
+            u64::from_ne_bytes([
+                ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
+            ]),
+            u32::from_ne_bytes([segment[0], segment[1], segment[2], segment[3]]),
+        );
+        let id = match run {
+            Some(r) if r.key == key => r.id,
+            _ => {
+                self.end_run(cx, run);
+                let local = SocketAddr::new(IpAddr::V4(ip_dst(ip)), seg.dst_port);
+                let remote = SocketAddr::new(IpAddr::V4(ip_src(ip)), seg.src_port);
+                let Some(id) = self.cached(local, remote) else {
+                    return false;
+                };
+                id
+            }
+        };
+        let mut fast = FastSeg::from_fast(&seg);
+        if csum {
+            let hl = segment.len() - seg.payload.len();
+            let pair = IpPair {
+                src: ip_src(ip),
+                dst: ip_dst(ip),
+            };
+            let pseudo = pair.pseudo_sum(IpProtocol::Tcp, segment.len());
+            let sum = match self.posted_copy_sum(id, seg.payload) {
+                Some((s, at)) => {
+                    fast.payload = &[];
+                    fast.posted = seg.payload.len();
+                    fast.posted_at = at;
+                    checksum::sum_words(&segment[..hl]) + s
+                }
+                None => checksum::sum(segment),
+            };
+            if checksum::fold(pseudo + sum) != 0xffff {
+                self.end_run(cx, run);
+                return false;
+            }
+        }
+        let Some(data) = self.tcp_fast_take::<false>(cx, id, &fast) else {
+            self.end_run(cx, run);
+            return false;
+        };
+        cx.sh.counters.ip.in_delivers += 1;
+        cx.sh.counters.tcp.in_segs += 1;
+        match run {
+            Some(r) => r.data |= data,
+            None => *run = Some(Run { key, id, data }),
+        }
+        true
+    }
+
+    /// Ends a burst's run of header-predicted segments: their tail, once.
+    #[inline]
+    pub(crate) fn end_run(&mut self, cx: &mut Cx<'_>, run: &mut Option<Run>) {
+        if let Some(r) = run.take() {
+            self.fast_tail(cx, r.id, r.data);
+        }
     }
 
     /// Header prediction for a segment whose `placed` payload bytes the
@@ -849,11 +956,23 @@ impl Tcp {
     /// qualify. This is every segment a bulk receiver gets.
     #[inline(always)]
     fn tcp_fast_data(&mut self, cx: &mut Cx<'_>, id: TcbId, seg: &FastSeg) -> bool {
+        self.tcp_fast_take::<true>(cx, id, seg).is_some()
+    }
+
+    /// [`tcp_fast_data`](Self::tcp_fast_data); without `TAIL` the steps
+    /// after the data is taken (timers, ready list, readiness: see
+    /// [`fast_tail`](Self::fast_tail)) are left to the caller. `Some`
+    /// (whether bytes were taken) if the segment was.
+    #[inline(always)]
+    fn tcp_fast_take<const TAIL: bool>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        id: TcbId,
+        seg: &FastSeg,
+    ) -> Option<bool> {
         let now = cx.now;
         let cfg = &cx.cfg.tcp;
-        let Some((t, mut queues)) = self.split_mut(id) else {
-            return false;
-        };
+        let (t, mut queues) = self.split_mut(id)?;
         let wnd = u32::from(seg.window_len) << t.snd.wscale;
         let len = seg.payload.len() + seg.placed + seg.posted;
         if t.state != State::Established
@@ -868,18 +987,18 @@ impl Tcp {
             || t.rcv.ofo_fin.is_some()
             || (t.socket.is_none() && t.listener.is_none())
         {
-            return false;
+            return None;
         }
         if t.neg.ts {
             if let Some(ts) = seg.timestamp {
                 if (ts.tsval.wrapping_sub(t.neg.ts_recent) as i32) < 0 {
-                    return false;
+                    return None;
                 }
             }
         }
         let wnd_rcv = t.rcv.adv.diff(t.rcv.nxt).max(0) as u32;
         if !seq_acceptable(seg.seq_number, len, t.rcv.nxt, wnd_rcv) {
-            return false;
+            return None;
         }
         // Fifth: ACK (RFC 9293 §3.10.7.4), as `tcp_ack` for an ACK of
         // nothing new with the window unchanged.
@@ -898,7 +1017,7 @@ impl Tcp {
             t.take_placed(seg.placed)
         } else if seg.posted > 0 {
             cx.sh.counters.tcp.rx_direct_bytes += seg.posted as u64;
-            t.take_posted_placed(seg.posted)
+            t.take_posted_placed(seg.posted, seg.posted_at)
         } else {
             let mut direct = 0;
             let n = t.take_in_order(seg.payload, &mut direct);
@@ -915,25 +1034,24 @@ impl Tcp {
         if t.owed.ack {
             t.timer.delack = None;
         }
-        // What the caller would do next, with the TCB in hand: its timers,
-        // its place on the ready list, its socket's readiness. Only these
-        // three timers can have moved here; the heap needs an entry only
-        // if one of them now comes before the one it holds.
-        let sched = t.timer.sched;
-        let earlier = |d: Option<Instant>| d.is_some_and(|d| sched.is_none_or(|s| d < s));
-        if earlier(t.timer.delack) || earlier(t.timer.rexmit) || earlier(t.timer.keepalive) {
-            queues.arm(id, t);
-        }
-        let corked = !queues.schedule(id, t) && t.opts.cork;
-        let owner = if n > 0 { t.socket.or(t.listener) } else { None };
-        if let Some(h) = owner {
-            cx.sh.handles.mark_changed(h);
-        }
-        if corked {
+        cx.sh.counters.tcp.hp_hits += 1;
+        if TAIL && fast_tail_of(cx, id, t, &mut queues, n > 0) {
             self.arm_cork(cx.now, id);
         }
-        cx.sh.counters.tcp.hp_hits += 1;
-        true
+        Some(n > 0)
+    }
+
+    /// What follows header prediction's taking of segments of `id`,
+    /// once for a run of them (`data`: some bytes were taken): see
+    /// `fast_tail_of`.
+    #[inline]
+    pub(crate) fn fast_tail(&mut self, cx: &mut Cx<'_>, id: TcbId, data: bool) {
+        let Some((t, mut queues)) = self.split_mut(id) else {
+            return;
+        };
+        if fast_tail_of(cx, id, t, &mut queues, data) {
+            self.arm_cork(cx.now, id);
+        }
     }
 
     /// RFC 9293 §3.10.7.4 for SYN-RECEIVED and the synchronized states.
@@ -1723,4 +1841,31 @@ pub(crate) fn syn_reopens_time_wait(
         (None, Some(_)) => true,
         (_, None) => seq_newer,
     }
+}
+
+/// What the caller of header prediction would do next, with the TCB in
+/// hand: its timers, its place on the ready list, its socket's readiness
+/// (`data`: bytes were taken). Only the delayed-ACK, retransmission and
+/// keepalive timers can have moved; the heap needs an entry only if one
+/// of them now comes before the one it holds. Returns whether a corked
+/// TCB may need its hold armed (`Tcp::arm_cork`).
+#[inline(always)]
+fn fast_tail_of(
+    cx: &mut Cx<'_>,
+    id: TcbId,
+    t: &mut Tcb,
+    queues: &mut super::table::Queues<'_>,
+    data: bool,
+) -> bool {
+    let sched = t.timer.sched;
+    let earlier = |d: Option<Instant>| d.is_some_and(|d| sched.is_none_or(|s| d < s));
+    if earlier(t.timer.delack) || earlier(t.timer.rexmit) || earlier(t.timer.keepalive) {
+        queues.arm(id, t);
+    }
+    let corked = !queues.schedule(id, t) && t.opts.cork;
+    let owner = if data { t.socket.or(t.listener) } else { None };
+    if let Some(h) = owner {
+        cx.sh.handles.mark_changed(h);
+    }
+    corked
 }

@@ -99,6 +99,7 @@ pub use bbr::Bbr;
 pub use buffer::Ring;
 pub use cc::{CongestionControl, Cubic, NewReno};
 pub use controllers::new_controller;
+pub(crate) use input::Run;
 pub use options::TcpOptions;
 pub(crate) use output::TcpTx;
 pub use rate::RateSample;

@@ -342,13 +342,16 @@ impl std::fmt::Debug for Posted {
 }
 
 /// The first of the posted buffers `q` with room left (those before it
-/// are full, waiting to be taken back).
-#[inline]
-pub fn first_with_room(q: &mut std::collections::VecDeque<Posted>) -> Option<&mut Posted> {
+/// are full, waiting to be taken back), and where it is.
+#[inline(always)]
+pub fn first_with_room(q: &mut std::collections::VecDeque<Posted>) -> Option<(usize, &mut Posted)> {
     let (a, b) = q.as_mut_slices();
-    a.iter_mut()
-        .chain(b.iter_mut())
-        .find(|p| p.filled < p.buf.len())
+    let room = |p: &Posted| p.filled < p.buf.len();
+    if let Some(i) = a.iter().position(room) {
+        return Some((i, &mut a[i]));
+    }
+    let i = b.iter().position(room)?;
+    Some((a.len() + i, &mut b[i]))
 }
 
 impl Posted {

@@ -28,20 +28,21 @@ impl Tcp {
     /// `payload` past the filled part of `id`'s first posted buffer with
     /// room and summing it (RFC 1071, `copy_and_sum`), when the next
     /// in-order data would go there whole (nothing in the ring or out of
-    /// order, room for all of it). The bytes stay unfilled until
+    /// order, room for all of it): the sum, and where the buffer is in
+    /// the queue. The bytes stay unfilled until
     /// [`Tcb::take_posted_placed`]; `None`, nothing written, otherwise.
     #[inline]
-    pub(crate) fn posted_copy_sum(&mut self, id: TcbId, payload: &[u8]) -> Option<u64> {
+    pub(crate) fn posted_copy_sum(&mut self, id: TcbId, payload: &[u8]) -> Option<(u64, usize)> {
         let t = self.get_mut(id)?;
         if payload.is_empty() || !t.rcv.q.is_empty() || !t.rcv.ofo.is_empty() {
             return None;
         }
-        let p = first_with_room(t.rcv.posted.as_mut()?)?;
+        let (i, p) = first_with_room(t.rcv.posted.as_mut()?)?;
         if p.room() < payload.len() {
             return None;
         }
         let at = p.filled;
-        Some(copy_and_sum(&mut p.buf[at..at + payload.len()], payload))
+        Some((copy_and_sum(&mut p.buf[at..at + payload.len()], payload), i))
     }
     /// Queues all of `buf` for sending without copying it: segments and
     /// retransmissions read from it until the cumulative ACK passes its
@@ -263,9 +264,10 @@ impl Tcp {
 
 impl Tcb {
     /// Makes `n` bytes [`Tcp::posted_copy_sum`] wrote the next in-order
-    /// data, filled in the first posted buffer with room. Returns `n`.
-    pub(crate) fn take_posted_placed(&mut self, n: usize) -> usize {
-        let Some(p) = self.rcv.posted.as_mut().and_then(|q| first_with_room(q)) else {
+    /// data, filled in the posted buffer it wrote them in (`at`, the
+    /// first with room). Returns `n`.
+    pub(crate) fn take_posted_placed(&mut self, n: usize, at: usize) -> usize {
+        let Some(p) = self.rcv.posted.as_mut().and_then(|q| q.get_mut(at)) else {
             return 0;
         };
         let n = n.min(p.room());

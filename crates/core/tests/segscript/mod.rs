@@ -299,6 +299,23 @@ impl Script {
         self.drain();
     }
 
+    /// Delivers raw IP frames, with what the device knows of each, one
+    /// `receive_with` after another, then collects the response.
+    pub fn inject_each(&mut self, frames: &[(Vec<u8>, ustack_core::RxMeta)]) {
+        for (f, meta) in frames {
+            self.stack.receive_with(self.now, f, *meta);
+        }
+        self.drain();
+    }
+
+    /// Delivers raw IP frames in one `receive_burst`, then collects the
+    /// response.
+    pub fn inject_burst(&mut self, frames: &[(Vec<u8>, ustack_core::RxMeta)]) {
+        self.stack
+            .receive_burst(self.now, frames.iter().map(|(f, m)| (&f[..], *m)));
+        self.drain();
+    }
+
     /// An ICMP destination unreachable from `from` quoting `quoted`.
     pub fn inject_icmp_unreach(&mut self, quoted: &Seg, reason: ustack_core::wire::DstUnreachable) {
         let q = quoted.to_ip();
