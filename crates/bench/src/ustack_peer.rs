@@ -74,18 +74,31 @@ fn exchange(
     for f in rx.drain(..) {
         wire.recycle(f);
     }
+    transmit_all(stack, wire, i, now, mtu);
+}
+
+/// Frames one `transmit_burst` call may write.
+const TX_BATCH: usize = 32;
+
+/// Everything `stack` owes onto direction `i`, a batch of the wire's
+/// buffers at a time (`Stack::transmit_burst`, as a device's transmit
+/// ring would lend them).
+fn transmit_all(stack: &mut Stack, wire: &mut Wire, i: usize, now: Instant, mtu: usize) {
+    let mut bufs: [Vec<u8>; TX_BATCH] = std::array::from_fn(|_| wire.buffer(mtu));
+    let mut lens = [0usize; TX_BATCH];
     loop {
-        let mut b = wire.buffer(mtu);
-        match stack.transmit(now, &mut b) {
-            Some(n) => {
-                b.truncate(n);
-                wire.push(i, b);
-            }
-            None => {
-                wire.recycle(b);
-                break;
-            }
+        let n = stack.transmit_burst(now, &mut bufs, &mut lens);
+        for (b, &len) in bufs.iter_mut().zip(&lens).take(n) {
+            let mut f = std::mem::replace(b, wire.buffer(mtu));
+            f.truncate(len);
+            wire.push(i, f);
         }
+        if n < TX_BATCH {
+            break;
+        }
+    }
+    for b in bufs {
+        wire.recycle(b);
     }
 }
 

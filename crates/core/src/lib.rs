@@ -45,6 +45,7 @@ pub mod socket;
 pub mod stack;
 pub mod tcp;
 pub mod time;
+mod tx_burst;
 pub mod udp;
 
 pub use config::{Congestion, EcnMode, Medium, StackConfig, TcpConfig};

@@ -440,12 +440,7 @@ impl Stack {
         if now > self.clock {
             self.clock = now;
         }
-        if !self.sh.ip.pending()
-            && self.sh.ip6.out.is_empty()
-            && self.sh.ip6.poll_at().is_none_or(|t| t > now)
-            && !self.sh.ip.timers_dirty
-            && self.next_timer.is_none_or(|t| t > now)
-        {
+        if self.ip_quiet(now) {
             // The common case, with one context for both steps: only TCP
             // has timers due or output owed (its timers queue nothing for
             // the IP layer; what it writes goes through `emit_with`).
@@ -459,6 +454,17 @@ impl Stack {
         }
         self.run_timers(now);
         self.transmit_queued(now, buf)
+    }
+
+    /// Whether only TCP may have timers due or output owed at `now`: the
+    /// IP layers' queues empty, none of their timers due.
+    #[inline(always)]
+    pub(crate) fn ip_quiet(&self, now: Instant) -> bool {
+        !self.sh.ip.pending()
+            && self.sh.ip6.out.is_empty()
+            && self.sh.ip6.poll_at().is_none_or(|t| t > now)
+            && !self.sh.ip.timers_dirty
+            && self.next_timer.is_none_or(|t| t > now)
     }
 
     /// `transmit` once the timers have run: the IP layer's queues first

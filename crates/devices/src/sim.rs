@@ -1,8 +1,9 @@
 //! Drives several hosts over one [`MemLink`] on a virtual clock.
 //!
-//! A round at time `now`: every host drains `transmit` onto the link, then
-//! every frame due at `now` is handed to its host. The clock then jumps to the
-//! next event: the earliest pending delivery or host `poll_at`.
+//! A round at time `now`: every host drains its frames onto the link (a
+//! batch per [`SimHost::transmit_burst`] call), then every frame due at
+//! `now` is handed to its host. The clock then jumps to the next event: the
+//! earliest pending delivery or host `poll_at`.
 //!
 //! Past deadlines: a host's `poll_at() <= now` counts as "now" only if the
 //! host received a frame this round (or hit the burst cap); otherwise it was
@@ -18,6 +19,8 @@ use crate::memlink::{MemLink, PortId};
 pub const FRAME_BUF: usize = 65_536;
 /// Frames a host may emit in one round before the rest wait for the next round.
 pub const MAX_BURST: usize = 1 << 16;
+/// Frames one [`SimHost::transmit_burst`] call may write.
+pub const TX_BATCH: usize = 8;
 /// Rounds one `run_until` call may take before giving up.
 pub const MAX_STEPS: u64 = 50_000_000;
 
@@ -44,6 +47,19 @@ pub trait SimHost {
     }
     /// Writes one outgoing frame into `buf` and returns its length; `None` when nothing is owed now.
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize>;
+    /// Writes up to `bufs.len()` frames in order (each one's length into
+    /// `lens`), what as many `transmit` calls would; returns how many.
+    fn transmit_burst(&mut self, now: Instant, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> usize {
+        let mut n = 0;
+        while n < bufs.len().min(lens.len()) {
+            match self.transmit(now, &mut bufs[n]) {
+                Some(len) => lens[n] = len,
+                None => break,
+            }
+            n += 1;
+        }
+        n
+    }
     /// When `transmit` must next be called even if no frame arrives.
     fn poll_at(&self) -> Option<Instant>;
 }
@@ -64,6 +80,9 @@ impl<H: SimHost + ?Sized> SimHost for Box<H> {
     }
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         (**self).transmit(now, buf)
+    }
+    fn transmit_burst(&mut self, now: Instant, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> usize {
+        (**self).transmit_burst(now, bufs, lens)
     }
     fn poll_at(&self) -> Option<Instant> {
         (**self).poll_at()
@@ -87,6 +106,9 @@ impl SimHost for ustack_core::Stack {
     fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         ustack_core::Stack::transmit(self, now, buf)
     }
+    fn transmit_burst(&mut self, now: Instant, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> usize {
+        ustack_core::Stack::transmit_burst(self, now, bufs, lens)
+    }
     fn poll_at(&self) -> Option<Instant> {
         ustack_core::Stack::poll_at(self)
     }
@@ -102,7 +124,9 @@ pub struct Sim<H: SimHost> {
     now: Instant,
     next_event: Option<Instant>,
     steps: u64,
-    buf: Vec<u8>,
+    /// What a host writes its frames into, a batch at a time.
+    bufs: Vec<Vec<u8>>,
+    lens: [usize; TX_BATCH],
 }
 
 impl<H: SimHost> Sim<H> {
@@ -116,7 +140,8 @@ impl<H: SimHost> Sim<H> {
             now: Instant::ZERO,
             next_event: None,
             steps: 0,
-            buf: vec![0; FRAME_BUF],
+            bufs: vec![vec![0; FRAME_BUF]; TX_BATCH],
+            lens: [0; TX_BATCH],
         }
     }
 
@@ -150,11 +175,18 @@ impl<H: SimHost> Sim<H> {
         for (i, host) in self.hosts.iter_mut().enumerate() {
             self.dirty[i] = false;
             let mut n = 0;
-            while let Some(len) = host.transmit(now, &mut self.buf) {
-                self.link.send(now, self.ports[i], &self.buf[..len]);
-                n += 1;
+            loop {
+                let max = TX_BATCH.min(MAX_BURST - n);
+                let k = host.transmit_burst(now, &mut self.bufs[..max], &mut self.lens[..max]);
+                for (b, &len) in self.bufs.iter().zip(&self.lens).take(k) {
+                    self.link.send(now, self.ports[i], &b[..len]);
+                }
+                n += k;
                 if n == MAX_BURST {
                     self.dirty[i] = true;
+                    break;
+                }
+                if k < max {
                     break;
                 }
             }

@@ -627,38 +627,76 @@ impl Tcp {
         let Some(b) = self.burst.as_ref() else {
             return TcpTx::Again;
         };
-        let hl = b.hdr_len;
-        let lhl = cx.cfg.link_header_len();
-        let thl = hl - lhl - 20;
-        let total = hl + n;
+        let total = b.hdr_len + n;
         if buf.len() < total {
             cx.sh.counters.link.tx_dropped_too_big += 1;
             return TcpTx::Again;
         }
-        // The whole template when it fits (a fixed-size copy, inlined; the
-        // payload overwrites its tail), else just the headers.
-        match buf.get_mut(..BURST_HEADER_MAX) {
-            Some(head) => head.copy_from_slice(&b.hdr),
-            None => buf[..hl].copy_from_slice(&b.hdr[..hl]),
-        }
-        let pair = cx
-            .sh
-            .ip
-            .repeat_header(cx.cfg, &mut cx.sh.counters, &b.hdr, &mut buf[..total]);
-        let out = &mut buf[lhl + 20..total];
-        let mut tcp = TcpPacket::new_unchecked(&mut out[..]);
-        tcp.set_seq_number(b.seq);
-        if psh {
-            tcp.set_flags(tcp.flags() | TcpFlags::PSH);
-        }
-        tcp.set_checksum(0);
-        let id = b.id;
-        let tx = cx.cfg.checksums.tx;
-        let pseudo = pair.pseudo_sum(IpProtocol::Tcp, thl + n);
-        self.tcp_fill(tx, Some(id), off, n, pseudo, thl, out);
+        let t = self.get(b.id);
+        burst_write(cx, b, t, b.seq, off, n, psh, buf);
         cx.sh.counters.tcp.burst_segs += 1;
         cx.sh.counters.tcp.out_segs += 1;
         TcpTx::Sent(total)
+    }
+
+    /// Up to `bufs.len()` more segments of the burst in hand, written
+    /// into `bufs` in order (their lengths into `lens`): what as many
+    /// `dispatch` calls would write while the burst lasts, with the TCB
+    /// looked up and checked once for all of them (no input can move it
+    /// in between). Returns how many; it stops early, leaving the rest
+    /// to `dispatch`, where the burst ends, where `burst_next` would end
+    /// it, at a buffer too short for the segment, and when the headers
+    /// were not kept or a timer is due.
+    pub(crate) fn burst_run<B: AsMut<[u8]>>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        bufs: &mut [B],
+        lens: &mut [usize],
+    ) -> usize {
+        if self.timers.peek().is_some_and(|r| r.0 .0 <= cx.now) {
+            return 0;
+        }
+        let Some(b) = self.burst.as_ref().filter(|b| b.hdr_len > 0) else {
+            return 0;
+        };
+        let Some(t) = self.get(b.id).filter(|t| t.sending_state()) else {
+            return 0;
+        };
+        let (front, qlen, nxt) = (t.sndq_seq(), t.snd.q.len(), t.snd.nxt);
+        let (mut seq, mut left) = (b.seq, b.left);
+        let mut k = 0;
+        for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()) {
+            if left == 0 {
+                break;
+            }
+            let n = b.seg.min(left);
+            // `burst_next`'s checks: the bytes still queued, and sent.
+            let off = seq.diff(front);
+            if off < 0 || off as usize + n > qlen || (seq + n).diff(nxt) > 0 {
+                break;
+            }
+            let buf = buf.as_mut();
+            if buf.len() < b.hdr_len + n {
+                break;
+            }
+            let psh = n == left && b.psh;
+            burst_write(cx, b, Some(t), seq, off as usize, n, psh, buf);
+            *len = b.hdr_len + n;
+            seq += n;
+            left -= n;
+            k += 1;
+        }
+        cx.sh.counters.tcp.burst_segs += k as u64;
+        cx.sh.counters.tcp.out_segs += k as u64;
+        match self.burst.as_mut() {
+            Some(_) if left == 0 => self.burst = None,
+            Some(b) => {
+                b.seq = seq;
+                b.left = left;
+            }
+            None => {}
+        }
+        k
     }
 
     /// The payload after a written header (checksum field zero), and the
@@ -675,25 +713,102 @@ impl Tcp {
         hl: usize,
         out: &mut [u8],
     ) {
-        let mut payload_sum = 0;
-        if len > 0 {
-            if let Some(t) = id.and_then(|id| self.get(id)) {
-                let dst = &mut out[hl..hl + len];
-                let n = if tx {
-                    let (n, s) = t.snd.q.copy_out_sum(off, dst);
-                    payload_sum = s;
-                    n
-                } else {
-                    t.snd.q.copy_out(off, dst)
-                };
-                debug_assert_eq!(n, len);
-            }
-        }
-        if tx {
-            // The header (checksum field zero) starts at an even offset, as
-            // does the payload after it: the sums add (RFC 1071).
-            let c = !checksum::fold(pseudo + checksum::sum(&out[..hl]) + payload_sum);
-            TcpPacket::new_unchecked(&mut out[..]).set_checksum(c);
+        let t = if len > 0 {
+            id.and_then(|id| self.get(id))
+        } else {
+            None
+        };
+        fill(tx, t, off, len, pseudo, hl, out);
+    }
+}
+
+/// A segment of burst `b` at `seq` (`n` payload bytes from `off` in the
+/// send queue of `t`) into `buf`, which holds `b.hdr_len + n` bytes: the
+/// template's headers with the sequence number, IP ident and length,
+/// PSH and checksums its own.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn burst_write(
+    cx: &mut Cx<'_>,
+    b: &Burst,
+    t: Option<&super::tcb::Tcb>,
+    seq: ustack_wire::SeqNumber,
+    off: usize,
+    n: usize,
+    psh: bool,
+    buf: &mut [u8],
+) {
+    let hl = b.hdr_len;
+    let lhl = cx.cfg.link_header_len();
+    let thl = hl - lhl - 20;
+    let total = hl + n;
+    // The whole template when it fits (a fixed-size copy, inlined; the
+    // payload overwrites its tail), else just the headers.
+    match buf.get_mut(..BURST_HEADER_MAX) {
+        Some(head) => head.copy_from_slice(&b.hdr),
+        None => buf[..hl].copy_from_slice(&b.hdr[..hl]),
+    }
+    let pair = cx
+        .sh
+        .ip
+        .repeat_header(cx.cfg, &mut cx.sh.counters, &b.hdr, &mut buf[..total]);
+    let out = &mut buf[lhl + 20..total];
+    let mut tcp = TcpPacket::new_unchecked(&mut out[..]);
+    tcp.set_seq_number(seq);
+    if psh {
+        tcp.set_flags(tcp.flags() | TcpFlags::PSH);
+    }
+    tcp.set_checksum(0);
+    let tx = cx.cfg.checksums.tx;
+    let pseudo = pair.pseudo_sum(IpProtocol::Tcp, thl + n);
+    fill(tx, t, off, n, pseudo, thl, out);
+}
+
+/// The payload of `t`'s send queue at `off..off + len` after a written
+/// header of `hl` bytes (checksum field zero), and the checksum (when
+/// `tx`: not offloaded).
+#[inline(always)]
+fn fill(
+    tx: bool,
+    t: Option<&super::tcb::Tcb>,
+    off: usize,
+    len: usize,
+    pseudo: u64,
+    hl: usize,
+    out: &mut [u8],
+) {
+    let mut payload_sum = 0;
+    if len > 0 {
+        if let Some(t) = t {
+            let dst = &mut out[hl..hl + len];
+            let n = if tx {
+                let (n, s) = t.snd.q.copy_out_sum(off, dst);
+                payload_sum = s;
+                n
+            } else {
+                t.snd.q.copy_out(off, dst)
+            };
+            debug_assert_eq!(n, len);
         }
     }
+    if tx {
+        // The header (checksum field zero) starts at an even offset, as
+        // does the payload after it: the sums add (RFC 1071).
+        let c = !checksum::fold(pseudo + header_sum(&out[..hl]) + payload_sum);
+        TcpPacket::new_unchecked(&mut out[..]).set_checksum(c);
+    }
+}
+
+/// `checksum::sum` of a TCP header; the usual 32 bytes (with timestamps)
+/// as eight words added inline, without the call and the set-up that
+/// `sum` has for data of any length.
+#[inline(always)]
+fn header_sum(h: &[u8]) -> u64 {
+    let Ok(h) = <&[u8; 32]>::try_from(h) else {
+        return checksum::sum(h);
+    };
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let acc = w(0) + w(4) + w(8) + w(12) + w(16) + w(20) + w(24) + w(28);
+    // Native-order words, as `sum` adds them, then to network order.
+    u64::from(u16::from_be(checksum::fold(acc)))
 }

@@ -10,6 +10,7 @@
 
 use super::buffer::Ring;
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use ustack_wire::checksum::{copy_and_sum, fold};
 
@@ -55,11 +56,13 @@ impl std::fmt::Debug for ZcDone {
 enum Piece {
     /// This many bytes at the front of what the ring still holds.
     Ring(usize),
-    /// A lent buffer, its bytes before `start` already ACKed.
+    /// A lent buffer, its bytes before `start` already ACKed; `end` its
+    /// length (read once: `bytes` is a dynamic call).
     Owned {
         buf: Box<dyn SendBuf>,
         tag: u64,
         start: usize,
+        end: usize,
     },
 }
 
@@ -67,7 +70,7 @@ impl Piece {
     fn len(&self) -> usize {
         match self {
             Piece::Ring(n) => *n,
-            Piece::Owned { buf, start, .. } => buf.bytes().len() - start,
+            Piece::Owned { start, end, .. } => end - start,
         }
     }
 }
@@ -90,6 +93,19 @@ struct Lent {
     owned: usize,
     /// Lent buffers fully ACKed (or released), to hand back.
     done: Vec<ZcDone>,
+    /// Where the last read began. Segments read the queue front to back,
+    /// so the next read starts its walk there, not at the front; reset
+    /// whenever the front moves.
+    cursor: Cell<Cursor>,
+}
+
+/// A piece of [`Lent::pieces`]: its index, the queue offset of its first
+/// byte and the ring's bytes in the pieces before it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    index: usize,
+    at: usize,
+    ring_at: usize,
 }
 
 impl std::fmt::Debug for SendQueue {
@@ -178,14 +194,19 @@ impl SendQueue {
             l.pieces.push_back(Piece::Ring(ring_len));
         }
         l.owned += len;
-        l.pieces.push_back(Piece::Owned { buf, tag, start: 0 });
+        l.pieces.push_back(Piece::Owned {
+            buf,
+            tag,
+            start: 0,
+            end: len,
+        });
     }
 
     /// Calls `f` with the bytes at `offset..offset+len` (clipped), in
     /// order, as the slices they lie in.
     #[inline]
     fn each_slice(&self, offset: usize, len: usize, mut f: impl FnMut(&[u8])) {
-        let Some(pieces) = self.pieces() else {
+        let Some(l) = self.lent.as_deref().filter(|l| !l.pieces.is_empty()) else {
             let (a, b) = self.ring.slices(offset, len);
             f(a);
             if !b.is_empty() {
@@ -193,8 +214,14 @@ impl SendQueue {
             }
             return;
         };
-        let (mut skip, mut left, mut ring_at) = (offset, len, 0);
-        for p in pieces {
+        let pieces = &l.pieces;
+        let mut c = l.cursor.get();
+        if offset < c.at || c.index >= pieces.len() {
+            c = Cursor::default();
+        }
+        let (mut skip, mut left, mut ring_at) = (offset - c.at, len, c.ring_at);
+        let (mut index, mut at, mut first) = (c.index, c.at, true);
+        for p in pieces.range(c.index..) {
             if left == 0 {
                 break;
             }
@@ -204,7 +231,13 @@ impl SendQueue {
                 if let Piece::Ring(n) = p {
                     ring_at += n;
                 }
+                index += 1;
+                at += plen;
                 continue;
+            }
+            if first {
+                first = false;
+                l.cursor.set(Cursor { index, at, ring_at });
             }
             let take = (plen - skip).min(left);
             match p {
@@ -263,6 +296,7 @@ impl SendQueue {
             self.ring.consume(n);
             return;
         };
+        l.cursor.set(Cursor::default());
         let mut left = n;
         while left > 0 {
             let Some(p) = l.pieces.front_mut() else {
@@ -305,8 +339,12 @@ impl SendQueue {
 
     pub fn release_owned(&mut self) {
         let Some(l) = self.lent.as_mut() else { return };
+        l.cursor.set(Cursor::default());
         for p in l.pieces.drain(..) {
-            if let Piece::Owned { buf, tag, start } = p {
+            if let Piece::Owned {
+                buf, tag, start, ..
+            } = p
+            {
                 if tag == ZC_DETACHED {
                     continue;
                 }
@@ -410,5 +448,37 @@ mod tests {
         assert_eq!((done[1].tag, done[1].acked), (8, 2));
         let back = done.remove(0).buf.into_any().downcast::<Vec<u8>>();
         assert_eq!(*back.unwrap(), b"defgh");
+    }
+
+    /// Reads front to back (as segments do) with ACKs moving the front
+    /// in between, and reads going back (retransmissions): every read
+    /// gets the bytes at its offset, wherever the last one left off.
+    #[test]
+    fn reads_in_any_order_get_the_bytes_at_their_offset() {
+        let mut q = SendQueue::new(64);
+        let mut model: Vec<u8> = Vec::new();
+        for i in 0..6u8 {
+            let lent: Vec<u8> = (0..7).map(|j| 100 + 10 * i + j).collect();
+            model.extend_from_slice(&lent);
+            q.push_owned(Box::new(lent), u64::from(i));
+            let copied = [i; 3];
+            assert_eq!(q.push(&copied), 3);
+            model.extend_from_slice(&copied);
+        }
+        let mut front = 0;
+        for step in 0..40 {
+            let len = q.len();
+            let off = (step * 5) % (len + 1);
+            let n = (len - off).min(4 + step % 3);
+            let mut o = vec![0u8; n];
+            let (got, s) = q.copy_out_sum(off, &mut o);
+            assert_eq!(got, n);
+            assert_eq!(o, model[front + off..front + off + n], "step {step}");
+            assert_eq!(fold(s), fold(sum(&o)));
+            if step % 3 == 2 && len > 2 {
+                q.consume(2);
+                front += 2;
+            }
+        }
     }
 }
