@@ -206,6 +206,12 @@ impl Tcp {
         cancel: Option<u64>,
     ) -> Option<RecvDone> {
         self.posted_fill(cx, h);
+        if let Some(Kind::Conn(id)) = self.socks.get(h).map(|s| &s.kind) {
+            // Bytes placed in posted buffers count as read
+            // (`Tcb::take_posted_placed`): judged here, as a read would be.
+            let id = *id;
+            self.rcv_drained(cx, id, 0, true);
+        }
         let s = self.socks.get_mut(h)?;
         let failed = s.error.is_some();
         let (p, ended) = match s.kind {
@@ -265,7 +271,8 @@ impl Tcp {
 impl Tcb {
     /// Makes `n` bytes [`Tcp::posted_copy_sum`] wrote the next in-order
     /// data, filled in the posted buffer it wrote them in (`at`, the
-    /// first with room). Returns `n`.
+    /// first with room). Returns `n`. They count as read for
+    /// autotuning ([`Tcb::rcv_space_adjust`]) as they land.
     pub(crate) fn take_posted_placed(&mut self, n: usize, at: usize) -> usize {
         let Some(p) = self.rcv.posted.as_mut().and_then(|q| q.get_mut(at)) else {
             return 0;
@@ -273,6 +280,7 @@ impl Tcb {
         let n = n.min(p.room());
         p.filled += n;
         self.rcv.nxt += n;
+        self.rcv.copied = self.rcv.copied.saturating_add(n);
         n
     }
 }

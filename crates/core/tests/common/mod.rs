@@ -142,8 +142,13 @@ impl Delayed {
             cb.tcp.rcvbuf = r;
             cb.tcp.max_rcvbuf = r;
         }
+        Delayed::with(ca, cb)
+    }
+
+    /// A and B as configured, 50 ms apart.
+    pub fn with(a: StackConfig, b: StackConfig) -> Delayed {
         Delayed {
-            p: Pair::with(ca, cb),
+            p: Pair::with(a, b),
             owd: Duration::from_millis(50),
             wire: Default::default(),
             sent: Vec::new(),
