@@ -660,7 +660,7 @@ impl Tcb {
                 *direct += d as u64;
                 self.rcv.nxt += d;
                 // Read, for autotuning (`rcv_space_adjust`).
-                self.rcv.copied = self.rcv.copied.saturating_add(d);
+                self.rcv.copied = self.rcv.copied.wrapping_add(d);
                 if data.is_empty() {
                     return d;
                 }

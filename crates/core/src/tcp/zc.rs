@@ -49,6 +49,13 @@ impl Tcp {
     /// last byte, then it comes back from [`Tcp::tcp_zc_done`]. The same
     /// errors as `tcp_send` (EAGAIN during the handshake, EPIPE, ENOTCONN)
     /// with the buffer handed back; EINVAL for an empty one.
+    ///
+    /// Lent bytes are not charged to SO_SNDBUF (Linux charges MSG_ZEROCOPY
+    /// skbs to `sk_wmem_queued`, so its sends block or EAGAIN there): any
+    /// number of buffers of any size is taken. The bound is the caller's:
+    /// the proactor's queue capacity (`Engine::new`) counts sends in
+    /// flight, and `sendfile` lends one mapping per call. They cost the
+    /// stack no copy, only the pieces' bookkeeping.
     pub fn tcp_send_zc(
         &mut self,
         cx: &mut Cx<'_>,
@@ -280,7 +287,7 @@ impl Tcb {
         let n = n.min(p.room());
         p.filled += n;
         self.rcv.nxt += n;
-        self.rcv.copied = self.rcv.copied.saturating_add(n);
+        self.rcv.copied = self.rcv.copied.wrapping_add(n);
         n
     }
 }
