@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Pair, A};
+use common::{Delayed, Pair, A};
 use ustack_core::wire::{Ipv4Packet, TcpPacket};
 use ustack_core::{Duration, Errno, Instant, Medium, SocketHandle};
 
@@ -131,98 +131,6 @@ fn an_application_limited_flow_is_not_held() {
         "{next:?} at {t:?}: {:?}",
         data_from_a(&p)
     );
-}
-
-/// Two stacks joined by a path of `owd` each way, on the virtual clock.
-struct Delayed {
-    p: Pair,
-    owd: Duration,
-    /// Frames in flight: (arrival, to B?, frame).
-    wire: std::collections::VecDeque<(Instant, bool, Vec<u8>)>,
-    /// A's data segments: (time, payload bytes).
-    sent: Vec<(Instant, usize)>,
-}
-
-impl Delayed {
-    fn new(cc: ustack_core::Congestion, sndbuf: usize) -> Delayed {
-        Delayed::with_rcvbuf(cc, sndbuf, None)
-    }
-
-    /// As `new`, B's receive buffer fixed at `rcvbuf` (no autotuning).
-    fn with_rcvbuf(cc: ustack_core::Congestion, sndbuf: usize, rcvbuf: Option<usize>) -> Delayed {
-        let mut ca = common::config(Medium::Ip, A, 1);
-        ca.tcp.congestion = cc;
-        ca.tcp.sndbuf = sndbuf;
-        let mut cb = common::config(Medium::Ip, common::B, 2);
-        if let Some(r) = rcvbuf {
-            cb.tcp.rcvbuf = r;
-            cb.tcp.max_rcvbuf = r;
-        }
-        Delayed {
-            p: Pair::with(ca, cb),
-            owd: Duration::from_millis(50),
-            wire: Default::default(),
-            sent: Vec::new(),
-        }
-    }
-
-    /// Moves frames and time until `done` or `limit` has passed.
-    fn run(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
-        let end = self.p.now + limit;
-        let mut buf = vec![0u8; 65536];
-        for _ in 0..1_000_000 {
-            let p = &mut self.p;
-            while self.wire.front().is_some_and(|w| w.0 <= p.now) {
-                let (_, to_b, f) = self.wire.pop_front().unwrap();
-                if to_b {
-                    p.b.receive(p.now, &f);
-                } else {
-                    p.a.receive(p.now, &f);
-                }
-            }
-            while let Some(n) = p.a.transmit(p.now, &mut buf) {
-                let f = buf[..n].to_vec();
-                let ip = Ipv4Packet::new_checked(&f[..]).unwrap();
-                let len = TcpPacket::new_checked(ip.payload()).map_or(0, |t| t.payload().len());
-                if len > 0 {
-                    self.sent.push((p.now, len));
-                }
-                self.wire.push_back((p.now + self.owd, true, f));
-            }
-            while let Some(n) = p.b.transmit(p.now, &mut buf) {
-                self.wire
-                    .push_back((p.now + self.owd, false, buf[..n].to_vec()));
-            }
-            if done(p) || p.now >= end {
-                return;
-            }
-            let next = [p.a.poll_at(), p.b.poll_at(), self.wire.front().map(|w| w.0)]
-                .into_iter()
-                .flatten()
-                .filter(|t| *t > p.now)
-                .min();
-            p.now = next.map_or(end, |t| t.min(end));
-        }
-        panic!("the run did not settle");
-    }
-
-    /// A connects to B through the delay: (A's socket, B's accepted one).
-    fn connect(&mut self) -> (SocketHandle, SocketHandle) {
-        use std::net::SocketAddr;
-        let p = &mut self.p;
-        let l = p.b.tcp_open();
-        p.b.tcp_bind(l, SocketAddr::from((common::B, 80))).unwrap();
-        p.b.tcp_listen(l, 8).unwrap();
-        let c = p.a.tcp_open();
-        let to = SocketAddr::from((common::B, 80));
-        assert_eq!(p.a.tcp_connect(p.now, c, to), Err(Errno::EINPROGRESS));
-        let mut s = None;
-        self.run(Duration::from_secs(1), |p| {
-            s = s.or_else(|| p.b.tcp_accept(l).ok().map(|x| x.0));
-            s.is_some()
-        });
-        (c, s.expect("accepted"))
-    }
 }
 
 /// BBR over a 100 ms RTT: A writes `total` bytes, B reads them; A's data

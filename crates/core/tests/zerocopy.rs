@@ -283,3 +283,90 @@ fn mixed_zero_copy_and_copied_data_survive_loss_intact() {
         "losses were repaired ({retrans} retransmissions)"
     );
 }
+
+/// `total` bytes from A to B over a 100 ms RTT (50 ms each way, no
+/// bandwidth limit: the receive window decides), B's buffers left to
+/// autotuning. B reads with `tcp_recv`, or (`posted`) only through
+/// posted buffers, reaped and posted again as they come back, as a
+/// completion-API receiver does; `offload`: B does not verify
+/// checksums (header prediction then places payload through
+/// `take_in_order`, not `posted_copy_sum`). Returns (seconds taken, B's
+/// rcvbuf at the end, the largest window B advertised).
+fn bulk_over_a_long_path(posted: bool, offload: bool, total: usize) -> (f64, usize, u32) {
+    let mut ca = common::config(Medium::Ip, common::A, 1);
+    ca.tcp.sndbuf = total;
+    let mut cb = common::config(Medium::Ip, B, 2);
+    cb.checksums.rx = !offload;
+    let mut d = common::Delayed::with(ca, cb);
+    let (c, s) = d.connect();
+    let data = pattern(total);
+    assert_eq!(d.p.a.tcp_send(d.p.now, c, &data), Ok(total));
+    let rcvbuf0 = d.p.b.tcp_info(s).unwrap().rcvbuf;
+    let start = d.p.now;
+    let mut got = Vec::with_capacity(total);
+    let mut buf = vec![0u8; 65536];
+    let mut max_wnd = 0;
+    const POSTED: usize = 16;
+    const LEN: usize = 256 * 1024;
+    if posted {
+        for tag in 0..POSTED as u64 {
+            d.p.b.tcp_post_recv(s, vec![0; LEN], tag, false).unwrap();
+        }
+    }
+    d.run(Duration::from_secs(30), |p| {
+        if posted {
+            while let Some(done) = p.b.tcp_take_posted(s, None) {
+                let n = done.result.expect("data");
+                got.extend_from_slice(&done.buf[..n]);
+                p.b.tcp_post_recv(s, vec![0; LEN], done.tag, false).unwrap();
+            }
+        } else {
+            while let Ok(n) = p.b.tcp_recv(s, &mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        max_wnd = max_wnd.max(p.b.tcp_info(s).unwrap().rcv_wnd);
+        got.len() == total
+    });
+    assert!(got == data, "posted {posted}: all bytes, intact, in order");
+    if posted {
+        assert!(
+            d.p.b.counters().tcp.rx_direct_bytes > total as u64 / 2,
+            "most bytes went straight into the posted buffers"
+        );
+    }
+    let rcvbuf = d.p.b.tcp_info(s).unwrap().rcvbuf;
+    assert!(rcvbuf >= rcvbuf0);
+    ((d.p.now - start).as_secs_f64(), rcvbuf, max_wnd)
+}
+
+/// Receive-buffer autotuning (Linux `tcp_rcv_space_adjust`) counts the
+/// bytes that land in posted buffers as read: over a path whose
+/// bandwidth-delay product is far beyond the initial 128 KiB buffer, a
+/// receiver that only posts buffers gets the window a copying one gets,
+/// and its transfer takes as long (io_uring's recv goes through
+/// `tcp_recvmsg`, and so through the same autotuning).
+#[test]
+fn a_posted_buffer_receiver_autotunes_its_window_like_a_copying_one() {
+    const TOTAL: usize = 8 << 20;
+    let (t_copy, buf_copy, wnd_copy) = bulk_over_a_long_path(false, false, TOTAL);
+    assert!(
+        buf_copy >= 1 << 20,
+        "the copying receiver autotunes: {t_copy:.2} s, rcvbuf {buf_copy}, window {wnd_copy}"
+    );
+    for offload in [false, true] {
+        let (t_posted, buf_posted, wnd_posted) = bulk_over_a_long_path(true, offload, TOTAL);
+        let seen = format!(
+            "copy: {t_copy:.2} s, rcvbuf {buf_copy}, window {wnd_copy}; posted \
+             (rx checksums offloaded: {offload}): {t_posted:.2} s, rcvbuf {buf_posted}, \
+             window {wnd_posted}"
+        );
+        eprintln!("{seen}");
+        assert!(buf_posted * 2 >= buf_copy, "rcvbuf grows alike: {seen}");
+        assert!(wnd_posted * 2 >= wnd_copy, "window grows alike: {seen}");
+        assert!(
+            t_posted <= t_copy * 1.1,
+            "goodput within 10% of the copying receiver's: {seen}"
+        );
+    }
+}

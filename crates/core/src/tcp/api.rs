@@ -475,7 +475,6 @@ impl Tcp {
         buf: &mut [u8],
         consume: bool,
     ) -> Result<usize> {
-        let now = cx.now;
         let s = self.tcp_sock_mut(h)?;
         if let Some(e) = s.error.take() {
             cx.sh.handles.mark_changed(h);
@@ -521,26 +520,43 @@ impl Tcp {
         let n = t.rcv.q.copy_out(0, buf);
         if consume {
             t.rcv.q.consume(n);
-            if t.rcv_space_adjust(now, n, &cx.cfg.tcp) {
-                cx.sh.counters.tcp.rcvbuf_grown += 1;
-            }
-            // Window update once the window grows by min(rcvbuf/2, MSS)
-            // (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
-            let offered = t.rcv.adv.diff(t.rcv.nxt).max(0) as usize;
-            let grow = t.rcv_space().saturating_sub(offered);
-            // No update once the peer's FIN is in: it sends no more data,
-            // and in TIME_WAIT the update would hit a peer that has
-            // already closed (it answers with a RST).
-            if grow >= (t.rcv.q.capacity() / 2).min(usize::from(t.rcv.mss)).max(1)
-                && t.state.synchronized()
-                && !t.rcv.fin_received
-            {
-                t.owed.ack = true;
-                self.schedule(cx.now, id);
-            }
+            self.rcv_drained(cx, id, n, false);
             cx.sh.handles.mark_changed(h);
         }
         Ok(n)
+    }
+
+    /// After the application took `n` bytes from `id`'s receive ring:
+    /// autotuning ([`Tcb::rcv_space_adjust`]), then a window update once
+    /// the window grows by min(rcvbuf/2, MSS) (receiver SWS avoidance,
+    /// RFC 9293 §3.8.6.2.2); with `only_if_grown`, only when autotuning
+    /// just grew the buffer (the ring itself did not drain).
+    pub(super) fn rcv_drained(
+        &mut self,
+        cx: &mut Cx<'_>,
+        id: TcbId,
+        n: usize,
+        only_if_grown: bool,
+    ) {
+        let Some(t) = self.get_mut(id) else { return };
+        let grown = t.rcv_space_adjust(cx.now, n, &cx.cfg.tcp);
+        if grown {
+            cx.sh.counters.tcp.rcvbuf_grown += 1;
+        } else if only_if_grown {
+            return;
+        }
+        let offered = t.rcv.adv.diff(t.rcv.nxt).max(0) as usize;
+        let grow = t.rcv_space().saturating_sub(offered);
+        // No update once the peer's FIN is in: it sends no more data,
+        // and in TIME_WAIT the update would hit a peer that has
+        // already closed (it answers with a RST).
+        if grow >= (t.rcv.q.capacity() / 2).min(usize::from(t.rcv.mss)).max(1)
+            && t.state.synchronized()
+            && !t.rcv.fin_received
+        {
+            t.owed.ack = true;
+            self.schedule(cx.now, id);
+        }
     }
 
     /// shutdown(2): Read stops reading (recv gives 0 once drained); Write

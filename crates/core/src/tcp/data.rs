@@ -659,6 +659,8 @@ impl Tcb {
                 }
                 *direct += d as u64;
                 self.rcv.nxt += d;
+                // Read, for autotuning (`rcv_space_adjust`).
+                self.rcv.copied = self.rcv.copied.wrapping_add(d);
                 if data.is_empty() {
                     return d;
                 }
@@ -714,6 +716,18 @@ impl Tcb {
     /// once per receiver RTT, a buffer the application drained at more
     /// than a quarter of its size grows to four times what was read, up
     /// to `max_rcvbuf`. Returns whether it grew.
+    ///
+    /// "Read" is `copied` from the ring (`tcp_recv`), plus the bytes
+    /// that landed in posted buffers, added to `rcv.copied` as they are
+    /// placed: Linux calls `tcp_rcv_space_adjust` from
+    /// `tcp_recvmsg_locked` after each skb it copies into the user's
+    /// buffer (io_uring's recv too), and once called it from the direct
+    /// copy into a waiting reader's iovec in `tcp_data_queue`
+    /// (prequeue), so the copy, not the completion, is the moment that
+    /// counts. Counting at hand-back instead would see a large
+    /// MSG_WAITALL buffer's bytes in one lump, rounds late. The
+    /// per-RTT judgment itself waits for the next read or reap
+    /// (`Tcp::tcp_take_posted`), off the per-segment path.
     pub(crate) fn rcv_space_adjust(
         &mut self,
         now: Instant,

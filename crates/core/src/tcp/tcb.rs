@@ -359,7 +359,12 @@ impl Tcb {
         self.snd.fin_queued && self.snd.una.diff(self.data_end()) > 0
     }
 
-    /// Bytes of receive window we can offer.
+    /// Bytes of receive window we can offer: the ring's free space only.
+    /// Room in posted buffers is not added (as Linux offers its rcvbuf,
+    /// not the reader's iovec): a posted buffer may be cancelled or fill
+    /// up at any time, and what was offered must still be accepted then
+    /// (RFC 9293 §3.8.6.2.2). Bytes placed there count as read for
+    /// autotuning instead, which grows the ring (`rcv_space_adjust`).
     pub fn rcv_space(&self) -> usize {
         self.rcv.q.free()
     }

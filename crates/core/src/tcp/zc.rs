@@ -49,6 +49,13 @@ impl Tcp {
     /// last byte, then it comes back from [`Tcp::tcp_zc_done`]. The same
     /// errors as `tcp_send` (EAGAIN during the handshake, EPIPE, ENOTCONN)
     /// with the buffer handed back; EINVAL for an empty one.
+    ///
+    /// Lent bytes are not charged to SO_SNDBUF (Linux charges MSG_ZEROCOPY
+    /// skbs to `sk_wmem_queued`, so its sends block or EAGAIN there): any
+    /// number of buffers of any size is taken. The bound is the caller's:
+    /// the proactor's queue capacity (`Engine::new`) counts sends in
+    /// flight, and `sendfile` lends one mapping per call. They cost the
+    /// stack no copy, only the pieces' bookkeeping.
     pub fn tcp_send_zc(
         &mut self,
         cx: &mut Cx<'_>,
@@ -206,6 +213,12 @@ impl Tcp {
         cancel: Option<u64>,
     ) -> Option<RecvDone> {
         self.posted_fill(cx, h);
+        if let Some(Kind::Conn(id)) = self.socks.get(h).map(|s| &s.kind) {
+            // Bytes placed in posted buffers count as read
+            // (`Tcb::take_posted_placed`): judged here, as a read would be.
+            let id = *id;
+            self.rcv_drained(cx, id, 0, true);
+        }
         let s = self.socks.get_mut(h)?;
         let failed = s.error.is_some();
         let (p, ended) = match s.kind {
@@ -265,7 +278,8 @@ impl Tcp {
 impl Tcb {
     /// Makes `n` bytes [`Tcp::posted_copy_sum`] wrote the next in-order
     /// data, filled in the posted buffer it wrote them in (`at`, the
-    /// first with room). Returns `n`.
+    /// first with room). Returns `n`. They count as read for
+    /// autotuning ([`Tcb::rcv_space_adjust`]) as they land.
     pub(crate) fn take_posted_placed(&mut self, n: usize, at: usize) -> usize {
         let Some(p) = self.rcv.posted.as_mut().and_then(|q| q.get_mut(at)) else {
             return 0;
@@ -273,6 +287,7 @@ impl Tcb {
         let n = n.min(p.room());
         p.filled += n;
         self.rcv.nxt += n;
+        self.rcv.copied = self.rcv.copied.wrapping_add(n);
         n
     }
 }
