@@ -150,15 +150,6 @@ impl SendQueue {
         self.lent.as_ref().map_or(0, |l| l.owned)
     }
 
-    /// The pieces in order, when a lent buffer is queued.
-    #[inline]
-    fn pieces(&self) -> Option<&VecDeque<Piece>> {
-        self.lent
-            .as_ref()
-            .map(|l| &l.pieces)
-            .filter(|p| !p.is_empty())
-    }
-
     /// Whether lent buffers are done and waiting to be handed back.
     pub fn has_done(&self) -> bool {
         self.lent.as_ref().is_some_and(|l| !l.done.is_empty())
@@ -273,8 +264,24 @@ impl SendQueue {
     /// bytes copied (`checksum::copy_and_sum`, each piece summed while in
     /// cache).
     pub fn copy_out_sum(&self, offset: usize, out: &mut [u8]) -> (usize, u64) {
-        if self.pieces().is_none() {
+        let Some(l) = self.lent.as_deref().filter(|l| !l.pieces.is_empty()) else {
             return self.ring.copy_out_sum(offset, out);
+        };
+        // A segment within the lent buffer the last read began in (most
+        // are): one slice of it, no walk.
+        let c = l.cursor.get();
+        if let (
+            Some(skip),
+            Some(Piece::Owned {
+                buf, start, end, ..
+            }),
+        ) = (offset.checked_sub(c.at), l.pieces.get(c.index))
+        {
+            let from = start + skip;
+            if from + out.len() <= *end {
+                let sum = copy_and_sum(out, &buf.bytes()[from..from + out.len()]);
+                return (out.len(), sum);
+            }
         }
         let (mut at, mut total) = (0, 0u64);
         self.each_slice(offset, out.len(), |s| {
