@@ -250,6 +250,27 @@ impl SendQueue {
         }
     }
 
+    /// The lent buffer holding the queue's byte at `offset`: the queue
+    /// offset of its first unACKed byte, and those bytes. `None` when
+    /// that byte was copied in (or is not queued).
+    pub fn lent_span(&self, offset: usize) -> Option<(usize, &[u8])> {
+        let l = self.lent.as_deref()?;
+        let mut at = 0;
+        for p in &l.pieces {
+            let len = p.len();
+            if offset < at + len {
+                return match p {
+                    Piece::Owned {
+                        buf, start, end, ..
+                    } => Some((at, &buf.bytes()[*start..*end])),
+                    Piece::Ring(_) => None,
+                };
+            }
+            at += len;
+        }
+        None
+    }
+
     /// Copies from `offset` into `out`; returns the bytes copied.
     pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> usize {
         let mut at = 0;
@@ -551,6 +572,27 @@ mod tests {
         assert_eq!((done[1].tag, done[1].acked), (8, 2));
         let back = done.remove(0).buf.into_any().downcast::<Vec<u8>>();
         assert_eq!(*back.unwrap(), b"defgh");
+    }
+
+    /// The lent buffer around an offset is found wherever the front
+    /// is, with the queue offset of its first unACKed byte.
+    #[test]
+    fn lent_span_gives_the_lent_bytes_around_an_offset() {
+        let mut q = SendQueue::new(16);
+        assert_eq!(q.lent_span(0), None, "nothing lent");
+        q.push(b"abc");
+        q.push_owned(Box::new(b"defgh".to_vec()), 1);
+        q.push(b"ij");
+        q.push_owned(Box::new(b"klm".to_vec()), 2);
+        assert_eq!(q.lent_span(2), None, "a copied byte");
+        assert_eq!(q.lent_span(3), Some((3, &b"defgh"[..])));
+        assert_eq!(q.lent_span(7), Some((3, &b"defgh"[..])));
+        assert_eq!(q.lent_span(8), None);
+        assert_eq!(q.lent_span(12), Some((10, &b"klm"[..])));
+        assert_eq!(q.lent_span(13), None, "past the end");
+        q.consume(5);
+        assert_eq!(q.lent_span(0), Some((0, &b"fgh"[..])));
+        assert_eq!(q.lent_span(5), Some((5, &b"klm"[..])));
     }
 
     fn posted(tag: u64, len: usize) -> Posted {
