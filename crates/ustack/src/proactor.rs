@@ -195,8 +195,8 @@ pub struct Engine {
     /// anything from the wire, so the cheap Fx hash (SipHash's share of a
     /// zero-copy transfer was ~0.6%).
     socks: FxHashMap<SocketHandle, SockOps>,
-    /// Room for the handles [`Engine::progress`] visits (no allocation
-    /// per call).
+    /// Room for the handles [`Engine::progress`] found idle, to remove
+    /// after its walk (no allocation per call).
     visit: Vec<SocketHandle>,
     cq: VecDeque<Cqe<SocketHandle>>,
     cq_cap: usize,
@@ -370,19 +370,66 @@ impl Engine {
     /// queue: sends ACKed, recvs filled, connections accepted or
     /// established, closes whose sends are done.
     pub fn progress(&mut self, stack: &mut Stack, now: Instant) {
-        let mut visit = std::mem::take(&mut self.visit);
-        visit.extend(self.socks.keys().copied());
-        for &h in &visit {
-            self.progress_one(stack, now, h);
+        let mut c = Completer {
+            cq: &mut self.cq,
+            inflight: &mut self.inflight,
+            done: &mut self.done,
+            cap: self.cq_cap,
+        };
+        // Each socket's ops stay in place; only those left idle go.
+        for (&h, ops) in self.socks.iter_mut() {
+            if c.step(stack, now, h, ops) {
+                self.visit.push(h);
+            }
         }
-        visit.clear();
-        self.visit = visit;
+        for h in self.visit.drain(..) {
+            self.socks.remove(&h);
+        }
     }
 
     fn progress_one(&mut self, stack: &mut Stack, now: Instant, h: SocketHandle) {
-        let Some(mut ops) = self.socks.remove(&h) else {
+        let Some(ops) = self.socks.get_mut(&h) else {
             return;
         };
+        let mut c = Completer {
+            cq: &mut self.cq,
+            inflight: &mut self.inflight,
+            done: &mut self.done,
+            cap: self.cq_cap,
+        };
+        if c.step(stack, now, h, ops) {
+            self.socks.remove(&h);
+        }
+    }
+}
+
+/// The engine's completion side, borrowed apart from its socket table so
+/// that a socket's ops are worked on in place (no remove and re-insert
+/// per call).
+struct Completer<'a> {
+    cq: &'a mut VecDeque<Cqe<SocketHandle>>,
+    inflight: &'a mut usize,
+    done: &'a mut Vec<ZcDone>,
+    cap: usize,
+}
+
+impl Completer<'_> {
+    fn complete(&mut self, c: Cqe<SocketHandle>) {
+        *self.inflight -= 1;
+        debug_assert!(self.cq.len() < self.cap);
+        self.cq.push_back(c);
+    }
+
+    /// Finishes what can be of socket `h`'s `ops`; true when the entry
+    /// should go (nothing left in flight, or the socket is gone or closed).
+    fn step(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        h: SocketHandle,
+        ops: &mut SockOps,
+    ) -> bool {
+        let c = self;
         if stack.readiness(h) == Err(Errno::EBADF) {
             // Closed behind the proactor's back (not by its Close): what
             // waited on it ends with EBADF; buffers the stack held went
@@ -394,12 +441,12 @@ impl Engine {
                 .chain(ops.close.take())
                 .collect();
             for ud in uds {
-                self.complete(Cqe::new(ud, Err(Errno::EBADF), CqeBuf::None));
+                c.complete(Cqe::new(ud, Err(Errno::EBADF), CqeBuf::None));
             }
             for (ud, buf) in ops.held.drain(..) {
-                self.complete(Cqe::new(ud, Err(Errno::EBADF), CqeBuf::Send(buf)));
+                c.complete(Cqe::new(ud, Err(Errno::EBADF), CqeBuf::Send(buf)));
             }
-            return;
+            return true;
         }
         // Connect: established (writable) or failed.
         if let Some(ud) = ops.connect {
@@ -414,12 +461,11 @@ impl Engine {
             if let Some(r) = r {
                 ops.connect = None;
                 let failed = r.is_err();
-                self.complete(Cqe::new(ud, r, CqeBuf::None));
+                c.complete(Cqe::new(ud, r, CqeBuf::None));
                 if failed {
                     for (ud, buf) in ops.held.drain(..) {
-                        self.inflight -= 1;
-                        self.cq
-                            .push_back(Cqe::new(ud, Err(Errno::ENOTCONN), CqeBuf::Send(buf)));
+                        *c.inflight -= 1;
+                        c.cq.push_back(Cqe::new(ud, Err(Errno::ENOTCONN), CqeBuf::Send(buf)));
                     }
                 }
             }
@@ -434,14 +480,16 @@ impl Engine {
                         ops.held.push_front((ud, buf));
                         break;
                     }
-                    Err((e, buf)) => self.complete(Cqe::new(ud, Err(e), CqeBuf::Send(buf))),
+                    Err((e, buf)) => c.complete(Cqe::new(ud, Err(e), CqeBuf::Send(buf))),
                 }
             }
         }
         // Sends ACKed (or cut short by the connection's end).
         if !ops.sends.is_empty() {
-            let _ = stack.tcp_zc_done(h, &mut self.done);
-            for d in std::mem::take(&mut self.done) {
+            let _ = stack.tcp_zc_done(h, c.done);
+            // Drained, and put back with its room.
+            let mut done = std::mem::take(c.done);
+            for d in done.drain(..) {
                 ops.sends.retain(|s| s.0 != d.tag);
                 let len = d.buf.bytes().len();
                 let r = if d.acked == len {
@@ -449,8 +497,9 @@ impl Engine {
                 } else {
                     Err(stack.take_error(h).ok().flatten().unwrap_or(Errno::EPIPE))
                 };
-                self.complete(Cqe::new(d.tag, r, CqeBuf::Send(d.buf)));
+                c.complete(Cqe::new(d.tag, r, CqeBuf::Send(d.buf)));
             }
+            *c.done = done;
         }
         // Recvs, in the order posted.
         while !ops.recvs.is_empty() {
@@ -458,22 +507,22 @@ impl Engine {
                 break;
             };
             ops.recvs.retain(|u| *u != d.tag);
-            self.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf)));
+            c.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf)));
         }
         // Accepts.
         while let Some(&ud) = ops.accepts.front() {
             match stack.tcp_accept(h) {
                 Ok((conn, peer)) => {
                     ops.accepts.pop_front();
-                    let mut c = Cqe::new(ud, Ok(0), CqeBuf::None);
-                    c.accepted = Some(conn);
-                    c.peer = Some(peer);
-                    self.complete(c);
+                    let mut cqe = Cqe::new(ud, Ok(0), CqeBuf::None);
+                    cqe.accepted = Some(conn);
+                    cqe.peer = Some(peer);
+                    c.complete(cqe);
                 }
                 Err(Errno::EAGAIN) => break,
                 Err(e) => {
                     ops.accepts.pop_front();
-                    self.complete(Cqe::new(ud, Err(e), CqeBuf::None));
+                    c.complete(Cqe::new(ud, Err(e), CqeBuf::None));
                 }
             }
         }
@@ -482,24 +531,21 @@ impl Engine {
             if ops.sends.is_empty() && ops.held.is_empty() {
                 for ud in std::mem::take(&mut ops.recvs) {
                     match stack.tcp_take_posted(h, Some(ud)) {
-                        Some(d) => self.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf))),
-                        None => self.complete(Cqe::new(ud, Err(Errno::ECANCELED), CqeBuf::None)),
+                        Some(d) => c.complete(Cqe::new(d.tag, d.result, CqeBuf::Recv(d.buf))),
+                        None => c.complete(Cqe::new(ud, Err(Errno::ECANCELED), CqeBuf::None)),
                     }
                 }
                 for ud in ops.accepts.drain(..) {
-                    self.inflight -= 1;
-                    self.cq
-                        .push_back(Cqe::new(ud, Err(Errno::ECANCELED), CqeBuf::None));
+                    *c.inflight -= 1;
+                    c.cq.push_back(Cqe::new(ud, Err(Errno::ECANCELED), CqeBuf::None));
                 }
                 ops.close = None;
                 let r = stack.close(h).map(|()| 0);
-                self.complete(Cqe::new(ud, r, CqeBuf::None));
-                return;
+                c.complete(Cqe::new(ud, r, CqeBuf::None));
+                return true;
             }
         }
-        if !ops.idle() {
-            self.socks.insert(h, ops);
-        }
+        ops.idle()
     }
 }
 

@@ -647,16 +647,8 @@ impl Tcb {
         let mut d = 0;
         if let Some(q) = self.rcv.posted.as_mut() {
             if self.rcv.q.is_empty() && self.rcv.ofo.is_empty() {
-                for p in q.iter_mut() {
-                    if data.is_empty() {
-                        break;
-                    }
-                    let k = data.len().min(p.room());
-                    p.buf[p.filled..p.filled + k].copy_from_slice(&data[..k]);
-                    p.filled += k;
-                    d += k;
-                    data = &data[k..];
-                }
+                d = q.fill(data);
+                data = &data[d..];
                 *direct += d as u64;
                 self.rcv.nxt += d;
                 // Read, for autotuning (`rcv_space_adjust`).

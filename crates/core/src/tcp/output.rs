@@ -633,7 +633,7 @@ impl Tcp {
             return TcpTx::Again;
         }
         let t = self.get(b.id);
-        burst_write(cx, b, t, b.seq, off, n, psh, buf);
+        burst_write(cx, b, t, None, b.seq, off, n, psh, buf);
         cx.sh.counters.tcp.burst_segs += 1;
         cx.sh.counters.tcp.out_segs += 1;
         TcpTx::Sent(total)
@@ -664,6 +664,11 @@ impl Tcp {
         };
         let (front, qlen, nxt) = (t.sndq_seq(), t.snd.q.len(), t.snd.nxt);
         let (mut seq, mut left) = (b.seq, b.left);
+        // The lent buffer the burst reads from, looked up once for all
+        // its segments (zero-copy sends; `None` for copied bytes).
+        let span = usize::try_from(seq.diff(front))
+            .ok()
+            .and_then(|off| t.snd.q.lent_span(off));
         let mut k = 0;
         for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()) {
             if left == 0 {
@@ -680,7 +685,7 @@ impl Tcp {
                 break;
             }
             let psh = n == left && b.psh;
-            burst_write(cx, b, Some(t), seq, off as usize, n, psh, buf);
+            burst_write(cx, b, Some(t), span, seq, off as usize, n, psh, buf);
             *len = b.hdr_len + n;
             seq += n;
             left -= n;
@@ -718,7 +723,7 @@ impl Tcp {
         } else {
             None
         };
-        fill(tx, t, off, len, pseudo, hl, out);
+        fill(tx, t, None, off, len, pseudo, hl, out);
     }
 }
 
@@ -732,6 +737,7 @@ fn burst_write(
     cx: &mut Cx<'_>,
     b: &Burst,
     t: Option<&super::tcb::Tcb>,
+    span: Option<(usize, &[u8])>,
     seq: ustack_wire::SeqNumber,
     off: usize,
     n: usize,
@@ -761,16 +767,19 @@ fn burst_write(
     tcp.set_checksum(0);
     let tx = cx.cfg.checksums.tx;
     let pseudo = pair.pseudo_sum(IpProtocol::Tcp, thl + n);
-    fill(tx, t, off, n, pseudo, thl, out);
+    fill(tx, t, span, off, n, pseudo, thl, out);
 }
 
 /// The payload of `t`'s send queue at `off..off + len` after a written
 /// header of `hl` bytes (checksum field zero), and the checksum (when
-/// `tx`: not offloaded).
+/// `tx`: not offloaded). `span`: lent bytes of the queue (from the
+/// queue offset it gives) to take the payload from when they hold it all.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fill(
     tx: bool,
     t: Option<&super::tcb::Tcb>,
+    span: Option<(usize, &[u8])>,
     off: usize,
     len: usize,
     pseudo: u64,
@@ -779,7 +788,15 @@ fn fill(
 ) {
     let mut payload_sum = 0;
     if len > 0 {
-        if let Some(t) = t {
+        let lent = span.and_then(|(at, s)| s.get(off.checked_sub(at)?..off - at + len));
+        if let Some(src) = lent {
+            let dst = &mut out[hl..hl + len];
+            if tx {
+                payload_sum = checksum::copy_and_sum(dst, src);
+            } else {
+                dst.copy_from_slice(src);
+            }
+        } else if let Some(t) = t {
             let dst = &mut out[hl..hl + len];
             let n = if tx {
                 let (n, s) = t.snd.q.copy_out_sum(off, dst);

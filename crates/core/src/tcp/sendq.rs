@@ -150,15 +150,6 @@ impl SendQueue {
         self.lent.as_ref().map_or(0, |l| l.owned)
     }
 
-    /// The pieces in order, when a lent buffer is queued.
-    #[inline]
-    fn pieces(&self) -> Option<&VecDeque<Piece>> {
-        self.lent
-            .as_ref()
-            .map(|l| &l.pieces)
-            .filter(|p| !p.is_empty())
-    }
-
     /// Whether lent buffers are done and waiting to be handed back.
     pub fn has_done(&self) -> bool {
         self.lent.as_ref().is_some_and(|l| !l.done.is_empty())
@@ -259,6 +250,27 @@ impl SendQueue {
         }
     }
 
+    /// The lent buffer holding the queue's byte at `offset`: the queue
+    /// offset of its first unACKed byte, and those bytes. `None` when
+    /// that byte was copied in (or is not queued).
+    pub fn lent_span(&self, offset: usize) -> Option<(usize, &[u8])> {
+        let l = self.lent.as_deref()?;
+        let mut at = 0;
+        for p in &l.pieces {
+            let len = p.len();
+            if offset < at + len {
+                return match p {
+                    Piece::Owned {
+                        buf, start, end, ..
+                    } => Some((at, &buf.bytes()[*start..*end])),
+                    Piece::Ring(_) => None,
+                };
+            }
+            at += len;
+        }
+        None
+    }
+
     /// Copies from `offset` into `out`; returns the bytes copied.
     pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> usize {
         let mut at = 0;
@@ -273,8 +285,24 @@ impl SendQueue {
     /// bytes copied (`checksum::copy_and_sum`, each piece summed while in
     /// cache).
     pub fn copy_out_sum(&self, offset: usize, out: &mut [u8]) -> (usize, u64) {
-        if self.pieces().is_none() {
+        let Some(l) = self.lent.as_deref().filter(|l| !l.pieces.is_empty()) else {
             return self.ring.copy_out_sum(offset, out);
+        };
+        // A segment within the lent buffer the last read began in (most
+        // are): one slice of it, no walk.
+        let c = l.cursor.get();
+        if let (
+            Some(skip),
+            Some(Piece::Owned {
+                buf, start, end, ..
+            }),
+        ) = (offset.checked_sub(c.at), l.pieces.get(c.index))
+        {
+            let from = start + skip;
+            if from + out.len() <= *end {
+                let sum = copy_and_sum(out, &buf.bytes()[from..from + out.len()]);
+                return (out.len(), sum);
+            }
         }
         let (mut at, mut total) = (0, 0u64);
         self.each_slice(offset, out.len(), |s| {
@@ -379,17 +407,113 @@ impl std::fmt::Debug for Posted {
     }
 }
 
-/// The first of the posted buffers `q` with room left (those before it
-/// are full, waiting to be taken back), and where it is.
-#[inline(always)]
-pub fn first_with_room(q: &mut std::collections::VecDeque<Posted>) -> Option<(usize, &mut Posted)> {
-    let (a, b) = q.as_mut_slices();
-    let room = |p: &Posted| p.filled < p.buf.len();
-    if let Some(i) = a.iter().position(room) {
-        return Some((i, &mut a[i]));
+/// The buffers an application posted, in order: those full (waiting to
+/// be taken back), the one in-order bytes go to now, and those after
+/// it. The one being filled is held in the queue itself, not in a deque
+/// slot: a segment's payload reaches it in one load less (the pointer
+/// chase was ~2% of a zero-copy receive).
+#[derive(Debug, Default)]
+pub struct PostedQueue {
+    /// Buffers before `active`, all full.
+    full: VecDeque<Posted>,
+    /// The buffer being filled (it may be full too until the next
+    /// [`first_with_room`](Self::first_with_room) moves past it); `None`
+    /// only when `next` is empty.
+    active: Option<Posted>,
+    /// Buffers after `active`, in order.
+    next: VecDeque<Posted>,
+}
+
+impl PostedQueue {
+    /// Buffers posted and not taken back.
+    pub fn len(&self) -> usize {
+        self.full.len() + usize::from(self.active.is_some()) + self.next.len()
     }
-    let i = b.iter().position(room)?;
-    Some((a.len() + i, &mut b[i]))
+
+    pub fn is_empty(&self) -> bool {
+        self.active.is_none() && self.full.is_empty()
+    }
+
+    /// The buffers in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Posted> {
+        self.full.iter().chain(&self.active).chain(&self.next)
+    }
+
+    /// The first buffer.
+    pub fn front(&self) -> Option<&Posted> {
+        self.full.front().or(self.active.as_ref())
+    }
+
+    /// Posts `p` after the others.
+    pub fn push_back(&mut self, p: Posted) {
+        if self.active.is_none() {
+            self.active = Some(p);
+        } else {
+            self.next.push_back(p);
+        }
+    }
+
+    /// The first buffer with room left, and where it is.
+    #[inline(always)]
+    pub fn first_with_room(&mut self) -> Option<(usize, &mut Posted)> {
+        if self.active.as_ref().is_some_and(|p| p.room() == 0) {
+            self.advance();
+        }
+        let at = self.full.len();
+        self.active.as_mut().map(|p| (at, p))
+    }
+
+    /// Moves full buffers from `active` to `full`, until one with room
+    /// (or none) is active.
+    #[cold]
+    fn advance(&mut self) {
+        while let Some(p) = self.active.take_if(|p| p.room() == 0) {
+            self.full.push_back(p);
+            self.active = self.next.pop_front();
+        }
+    }
+
+    /// The buffer at `at`. Its `filled` may grow, never shrink.
+    #[inline]
+    pub fn get_mut(&mut self, at: usize) -> Option<&mut Posted> {
+        let nf = self.full.len();
+        match at.checked_sub(nf) {
+            None => self.full.get_mut(at),
+            Some(0) => self.active.as_mut(),
+            Some(k) => self.next.get_mut(k - 1),
+        }
+    }
+
+    /// Takes the buffer at `at` out of the queue.
+    pub fn remove(&mut self, at: usize) -> Option<Posted> {
+        let nf = self.full.len();
+        match at.checked_sub(nf) {
+            None => self.full.remove(at),
+            Some(0) => {
+                let p = self.active.take();
+                self.active = self.next.pop_front();
+                p
+            }
+            Some(k) => self.next.remove(k - 1),
+        }
+    }
+
+    /// Writes the front of `data` into the buffers with room, in order;
+    /// returns the bytes written.
+    pub fn fill(&mut self, mut data: &[u8]) -> usize {
+        let mut d = 0;
+        while !data.is_empty() {
+            let Some((_, p)) = self.first_with_room() else {
+                break;
+            };
+            let k = data.len().min(p.room());
+            p.buf[p.filled..p.filled + k].copy_from_slice(&data[..k]);
+            p.filled += k;
+            d += k;
+            data = &data[k..];
+        }
+        d
+    }
 }
 
 impl Posted {
@@ -448,6 +572,79 @@ mod tests {
         assert_eq!((done[1].tag, done[1].acked), (8, 2));
         let back = done.remove(0).buf.into_any().downcast::<Vec<u8>>();
         assert_eq!(*back.unwrap(), b"defgh");
+    }
+
+    /// The lent buffer around an offset is found wherever the front
+    /// is, with the queue offset of its first unACKed byte.
+    #[test]
+    fn lent_span_gives_the_lent_bytes_around_an_offset() {
+        let mut q = SendQueue::new(16);
+        assert_eq!(q.lent_span(0), None, "nothing lent");
+        q.push(b"abc");
+        q.push_owned(Box::new(b"defgh".to_vec()), 1);
+        q.push(b"ij");
+        q.push_owned(Box::new(b"klm".to_vec()), 2);
+        assert_eq!(q.lent_span(2), None, "a copied byte");
+        assert_eq!(q.lent_span(3), Some((3, &b"defgh"[..])));
+        assert_eq!(q.lent_span(7), Some((3, &b"defgh"[..])));
+        assert_eq!(q.lent_span(8), None);
+        assert_eq!(q.lent_span(12), Some((10, &b"klm"[..])));
+        assert_eq!(q.lent_span(13), None, "past the end");
+        q.consume(5);
+        assert_eq!(q.lent_span(0), Some((0, &b"fgh"[..])));
+        assert_eq!(q.lent_span(5), Some((5, &b"klm"[..])));
+    }
+
+    fn posted(tag: u64, len: usize) -> Posted {
+        Posted {
+            tag,
+            buf: vec![0; len],
+            filled: 0,
+            waitall: true,
+        }
+    }
+
+    fn tags(q: &PostedQueue) -> Vec<u64> {
+        q.iter().map(|p| p.tag).collect()
+    }
+
+    /// Posted buffers fill in the order posted and keep that order
+    /// whichever is taken out (front, the one being filled, later ones),
+    /// and each index names the buffer at that place.
+    #[test]
+    fn posted_buffers_fill_in_order_and_keep_their_places() {
+        let mut q = PostedQueue::default();
+        for (tag, len) in [(1, 2), (2, 3), (3, 2)] {
+            q.push_back(posted(tag, len));
+        }
+        assert_eq!(q.fill(b"abcd"), 4);
+        assert_eq!(q.first_with_room().map(|(i, p)| (i, p.tag)), Some((1, 2)));
+        assert_eq!(tags(&q), [1, 2, 3]);
+        for at in 0..3 {
+            assert_eq!(q.get_mut(at).map(|p| p.tag), Some(at as u64 + 1));
+        }
+        assert_eq!(q.front().map(|p| p.tag), Some(1));
+        assert_eq!(q.remove(0).map(|p| p.buf), Some(b"ab".to_vec()));
+        assert_eq!(q.first_with_room().map(|(i, p)| (i, p.tag)), Some((0, 2)));
+        q.push_back(posted(4, 1));
+        assert_eq!(q.fill(b"efghi"), 4, "room for four bytes only");
+        assert!(q.first_with_room().is_none());
+        let got: Vec<&[u8]> = q.iter().map(|p| &p.buf[..p.filled]).collect();
+        assert_eq!(got, [&b"cde"[..], b"fg", b"h"]);
+        assert_eq!(q.remove(1).map(|p| p.tag), Some(3));
+        assert_eq!(tags(&q), [2, 4]);
+        assert_eq!(q.remove(1).map(|p| p.tag), Some(4));
+        assert_eq!(q.remove(0).map(|p| p.tag), Some(2));
+        assert!(q.is_empty() && q.front().is_none());
+        // Taking out the one being filled: the next one takes its place.
+        q.push_back(posted(5, 2));
+        q.push_back(posted(6, 2));
+        q.push_back(posted(7, 2));
+        assert_eq!(q.fill(b"x"), 1);
+        assert_eq!(q.remove(0).map(|p| p.tag), Some(5));
+        assert_eq!(q.get_mut(1).map(|p| p.tag), Some(7));
+        assert_eq!(q.first_with_room().map(|(i, p)| (i, p.tag)), Some((0, 6)));
+        assert_eq!((q.len(), tags(&q)), (2, vec![6, 7]));
     }
 
     /// Reads front to back (as segments do) with ACKs moving the front

@@ -123,7 +123,7 @@ fn any_of(ip: std::net::IpAddr, port: u16) -> SocketAddr {
 #[derive(Debug, Default)]
 pub(crate) struct Orphans {
     pub done: Vec<super::sendq::ZcDone>,
-    pub posted: std::collections::VecDeque<super::sendq::Posted>,
+    pub posted: super::sendq::PostedQueue,
 }
 /// Who uses a local port: bound sockets (not connected) and the TCBs,
 /// counted by the reuse options they were made with.

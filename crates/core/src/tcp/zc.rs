@@ -3,7 +3,7 @@
 //! application posts for in-order data to land in straight from the
 //! frame (`Tcb::take_in_order`).
 
-use super::sendq::{first_with_room, Posted, SendBuf, ZcDone};
+use super::sendq::{Posted, SendBuf, ZcDone};
 use super::state::State;
 use super::table::{Kind, Tcp};
 use super::tcb::{Tcb, TcbId};
@@ -37,7 +37,7 @@ impl Tcp {
         if payload.is_empty() || !t.rcv.q.is_empty() || !t.rcv.ofo.is_empty() {
             return None;
         }
-        let (i, p) = first_with_room(t.rcv.posted.as_mut()?)?;
+        let (i, p) = t.rcv.posted.as_mut()?.first_with_room()?;
         if p.room() < payload.len() {
             return None;
         }
@@ -187,10 +187,7 @@ impl Tcp {
         let Some(mut q) = t.rcv.posted.take() else {
             return;
         };
-        for p in q.iter_mut() {
-            if p.room() == 0 {
-                continue;
-            }
+        while let Some((_, p)) = q.first_with_room() {
             let at = p.filled;
             match self.tcp_read(cx, h, &mut p.buf[at..], true) {
                 Ok(n) if n > 0 => p.filled += n,
