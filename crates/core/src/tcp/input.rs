@@ -116,8 +116,24 @@ impl Tcp {
             return false;
         };
         let mut fast = FastSeg::from_fast(&seg);
-        if cx.cfg.checksums.rx && !self.fast_checksum(id, ip, segment, &mut fast) {
-            return false;
+        if cx.cfg.checksums.rx {
+            let hl = segment.len() - seg.payload.len();
+            let pseudo = ip.pseudo_sum(IpProtocol::Tcp, segment.len());
+            // Payload bound for a posted buffer is copied there and
+            // summed as it goes (the header is even-sized: sums add,
+            // RFC 1071); the bytes count only once the segment is taken.
+            let sum = match self.posted_copy_sum(id, seg.payload) {
+                Some((s, at)) => {
+                    fast.payload = &[];
+                    fast.posted = seg.payload.len();
+                    fast.posted_at = at;
+                    checksum::sum_words(&segment[..hl]) + s
+                }
+                None => checksum::sum(segment),
+            };
+            if checksum::fold(pseudo + sum) != 0xffff {
+                return false;
+            }
         }
         if !self.tcp_fast_data(cx, id, &fast) {
             self.fast_missed = Some(id);
@@ -126,34 +142,6 @@ impl Tcp {
         cx.sh.counters.ip.in_delivers += 1;
         cx.sh.counters.tcp.in_segs += 1;
         true
-    }
-
-    /// Header prediction's TCP checksum check of `segment` (whose
-    /// payload is `fast.payload`), from `ip`'s pseudo-header. Payload
-    /// bound for a posted buffer of `id` is copied there and summed as it
-    /// goes (the header is even-sized: sums add, RFC 1071), and `fast`
-    /// then says where; the bytes count only once the segment is taken.
-    /// False if the checksum is wrong.
-    #[inline(always)]
-    fn fast_checksum(
-        &mut self,
-        id: TcbId,
-        ip: IpPair,
-        segment: &[u8],
-        fast: &mut FastSeg<'_>,
-    ) -> bool {
-        let hl = segment.len() - fast.payload.len();
-        let pseudo = ip.pseudo_sum(IpProtocol::Tcp, segment.len());
-        let sum = match self.posted_copy_sum(id, fast.payload) {
-            Some((s, at)) => {
-                fast.posted = fast.payload.len();
-                fast.posted_at = at;
-                fast.payload = &[];
-                checksum::sum_words(&segment[..hl]) + s
-            }
-            None => checksum::sum(segment),
-        };
-        checksum::fold(pseudo + sum) == 0xffff
     }
 
     /// [`process_fast`](Self::process_fast) for one frame of a burst
@@ -197,11 +185,22 @@ impl Tcp {
         };
         let mut fast = FastSeg::from_fast(&seg);
         if csum {
+            let hl = segment.len() - seg.payload.len();
             let pair = IpPair {
                 src: ip_src(ip),
                 dst: ip_dst(ip),
             };
-            if !self.fast_checksum(id, pair, segment, &mut fast) {
+            let pseudo = pair.pseudo_sum(IpProtocol::Tcp, segment.len());
+            let sum = match self.posted_copy_sum(id, seg.payload) {
+                Some((s, at)) => {
+                    fast.payload = &[];
+                    fast.posted = seg.payload.len();
+                    fast.posted_at = at;
+                    checksum::sum_words(&segment[..hl]) + s
+                }
+                None => checksum::sum(segment),
+            };
+            if checksum::fold(pseudo + sum) != 0xffff {
                 self.end_run(cx, run);
                 return false;
             }
