@@ -552,7 +552,7 @@ mod tests {
         }
 
         fn round(&mut self, rate: u64, rtt_us: u64, in_flight: u32) {
-            self.round_with(rate, rtt_us, |_| in_flight);
+            self.round_with(rate, rtt_us, |_| in_flight, 0);
         }
 
         /// A round where what is in flight follows the pacing rate (a
@@ -560,18 +560,31 @@ mod tests {
         /// pacing gains (percent of the bandwidth) seen.
         fn paced_round(&mut self, rtt_us: u64) -> Vec<u64> {
             let mut gains = Vec::new();
-            self.round_with(BW, rtt_us, |b| {
-                let r = b.pacing_rate().unwrap();
-                gains.push(r * 100 / BW);
-                (r * 100 / 99 * RTT_US / 1_000_000) as u32 + MSS
-            });
+            self.round_with(
+                BW,
+                rtt_us,
+                |b| {
+                    let r = b.pacing_rate().unwrap();
+                    gains.push(r * 100 / BW);
+                    (r * 100 / 99 * RTT_US / 1_000_000) as u32 + MSS
+                },
+                0,
+            );
             gains
         }
 
-        fn round_with(&mut self, rate: u64, rtt_us: u64, mut in_flight: impl FnMut(&Bbr) -> u32) {
+        /// A round of ten ACKs sampling `rate` at `rtt_us`, `in_flight`
+        /// asked before each, `lost` segments judged lost at the first.
+        fn round_with(
+            &mut self,
+            rate: u64,
+            rtt_us: u64,
+            mut in_flight: impl FnMut(&Bbr) -> u32,
+            lost: u32,
+        ) {
             let per_ack = (rate * RTT_US / 1_000_000 / 10).max(u64::from(MSS));
             let prior = self.round_base;
-            for _ in 0..10 {
+            for i in 0..10 {
                 let in_flight = in_flight(&self.bbr);
                 self.now += Duration::from_micros(RTT_US / 10);
                 self.delivered += per_ack;
@@ -584,7 +597,7 @@ mod tests {
                     is_app_limited: false,
                     acked_sacked: per_ack as u32,
                     in_flight,
-                    losses: 0,
+                    losses: if i == 0 { lost } else { 0 },
                 };
                 self.bbr.on_ack_sample(self.now, &rs, MSS);
             }
@@ -804,24 +817,6 @@ mod tests {
     /// One round of ten ACKs sampling `rate` after a recovery began,
     /// `lost` segments judged lost at its first ACK.
     fn lost_round(s: &mut Script, rate: u64, lost: u32) {
-        let per_ack = rate * RTT_US / 1_000_000 / 10;
-        let prior = s.round_base;
-        for i in 0..10 {
-            s.now += Duration::from_micros(RTT_US / 10);
-            s.delivered += per_ack;
-            let rs = RateSample {
-                delivered: rate * RTT_US / 1_000_000,
-                interval_us: RTT_US,
-                prior_delivered: prior,
-                delivered_total: s.delivered,
-                rtt_us: Some(RTT_US),
-                acked_sacked: per_ack as u32,
-                in_flight: s.bbr.window(),
-                losses: if i == 0 { lost } else { 0 },
-                ..Default::default()
-            };
-            s.bbr.on_ack_sample(s.now, &rs, MSS);
-        }
-        s.round_base = s.delivered;
+        s.round_with(rate, RTT_US, |b| b.window(), lost);
     }
 }
